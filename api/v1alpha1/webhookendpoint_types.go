@@ -1,0 +1,343 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// SignatureStyle selects how a delivery is signed. Every style is HMAC-SHA256; they differ
+// in the signed string, the header names, the encoding and how the secret becomes the key.
+// +kubebuilder:validation:Enum=StandardWebhooks;TimestampedPrefixedHex;BodyPrefixedHex;TimestampedHex
+type SignatureStyle string
+
+const (
+	// SignatureStandardWebhooks follows the Standard Webhooks specification: signed string
+	// "{id}.{timestamp}.{body}", header webhook-signature "v1,<base64>" (space separated
+	// during a rotation), plus webhook-id and webhook-timestamp. The key is the base64
+	// decoded part of the secret after "whsec_".
+	SignatureStandardWebhooks SignatureStyle = "StandardWebhooks"
+	// SignatureTimestampedPrefixedHex signs "{timestamp}.{body}" and sends
+	// "<prefix>-Signature: sha256=<hex>" and "<prefix>-Timestamp". The key is the secret
+	// string as written.
+	SignatureTimestampedPrefixedHex SignatureStyle = "TimestampedPrefixedHex"
+	// SignatureBodyPrefixedHex signs the raw body and sends "<prefix>-Signature:
+	// sha256=<hex>". The key is the secret string as written.
+	SignatureBodyPrefixedHex SignatureStyle = "BodyPrefixedHex"
+	// SignatureTimestampedHex signs "{timestamp}.{body}" and sends "<prefix>-Signature:
+	// <hex>", "<prefix>-Timestamp" and "<prefix>-Event". The key is the secret string as
+	// written.
+	SignatureTimestampedHex SignatureStyle = "TimestampedHex"
+)
+
+// PayloadFormat selects the shape of the request body.
+// +kubebuilder:validation:Enum=Envelope;Data
+type PayloadFormat string
+
+const (
+	// PayloadEnvelope sends {"id","type","created_at","data", ...extraFields}.
+	PayloadEnvelope PayloadFormat = "Envelope"
+	// PayloadData sends the event's data alone; the event type travels in a header.
+	PayloadData PayloadFormat = "Data"
+)
+
+// SignatureSpec configures signing.
+type SignatureSpec struct {
+	// Style of signature; see the SignatureStyle constants.
+	// +kubebuilder:default=StandardWebhooks
+	// +optional
+	Style SignatureStyle `json:"style,omitempty"`
+
+	// HeaderPrefix names the signature headers of the non-Standard-Webhooks styles, e.g.
+	// "X-Acme" gives X-Acme-Signature and X-Acme-Timestamp.
+	// +kubebuilder:default=X-Herald
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*$')",message="headerPrefix must be an HTTP header name such as X-Acme: letters and digits in parts joined by single '-'"
+	// +optional
+	HeaderPrefix string `json:"headerPrefix,omitempty"`
+}
+
+// PayloadSpec configures the request body.
+type PayloadSpec struct {
+	// Format of the body.
+	// +kubebuilder:default=Envelope
+	// +optional
+	Format PayloadFormat `json:"format,omitempty"`
+
+	// ExtraFields are static top-level fields added to every Envelope, such as
+	// {"environment": "production"}.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="!('id' in self || 'type' in self || 'created_at' in self || 'data' in self)",message="extraFields cannot replace the envelope's own fields id, type, created_at or data"
+	// +optional
+	ExtraFields map[string]string `json:"extraFields,omitempty"`
+}
+
+// RetrySpec configures when a failed delivery is attempted again.
+type RetrySpec struct {
+	// Schedule lists the waits before each retry, counted from the previous failure.
+	// After the last one fails the delivery is dead-lettered. Go durations (30s, 5m, 2h).
+	// +kubebuilder:default={"1m","5m","30m","2h","8h"}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.all(d, d.matches('^-?([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$'))",message="every retry.schedule entry must be a duration such as 30s, 5m or 2h; empty entries are not allowed"
+	// +kubebuilder:validation:XValidation:rule="self.all(d, !d.matches('^-?([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') || duration(d) > duration('0s'))",message="every retry.schedule entry must be greater than 0"
+	// +kubebuilder:validation:XValidation:rule="self.all(d, !d.matches('^-?([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') || duration(d) <= duration('168h'))",message="every retry.schedule entry must be at most 168h (7 days)"
+	// +listType=atomic
+	// +optional
+	Schedule []string `json:"schedule,omitempty"`
+
+	// JitterPercent spreads each wait by up to ± this share, so that a recovering receiver
+	// is not hit by every retry in the same second.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	JitterPercent *int32 `json:"jitterPercent,omitempty"`
+
+	// MaxRetryAfter caps how long a Retry-After header on 429/503 may push a retry out.
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') && duration(self) <= duration('168h')",message="maxRetryAfter must be a duration between 0s and 168h, such as 1h"
+	// +optional
+	MaxRetryAfter string `json:"maxRetryAfter,omitempty"`
+}
+
+// AutoDisableSpec configures the consecutive-failure circuit.
+type AutoDisableSpec struct {
+	// AfterConsecutiveFailures disables the endpoint once this many attempts in a row have
+	// failed (any 2xx resets the count). 0 never disables.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	AfterConsecutiveFailures *int32 `json:"afterConsecutiveFailures,omitempty"`
+}
+
+// HeaderSpec is a static header sent with every delivery.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.valueFrom)",message="set exactly one of value or valueFrom"
+type HeaderSpec struct {
+	// Name of the header.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9!#$%&*+.^_`|~-]+$')",message="header name may contain only letters, digits and !#$%&*+.^_`|~-"
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['host','content-length','content-type','transfer-encoding','connection','user-agent']) && !self.lowerAscii().startsWith('webhook-')",message="this header is set by Herald and cannot be overridden"
+	Name string `json:"name"`
+
+	// Value of the header.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Value *string `json:"value,omitempty"`
+
+	// ValueFrom reads the value from a Secret key, for credentials such as API tokens.
+	// +optional
+	ValueFrom *SecretKeySelector `json:"valueFrom,omitempty"`
+}
+
+// TLSSpec configures the TLS client of the deliveries.
+type TLSSpec struct {
+	// CABundle is a PEM bundle trusted in addition to the system roots.
+	// +kubebuilder:validation:MaxLength=262144
+	// +optional
+	CABundle string `json:"caBundle,omitempty"`
+
+	// ClientCertificateSecretRef names a kubernetes.io/tls Secret (tls.crt, tls.key) in the
+	// same namespace, presented for mutual TLS.
+	// +optional
+	ClientCertificateSecretRef *LocalObjectReference `json:"clientCertificateSecretRef,omitempty"`
+}
+
+// DeliveryLimits bound how hard Herald pushes one endpoint.
+type DeliveryLimits struct {
+	// MaxInFlight is the most concurrent requests to this endpoint.
+	// +kubebuilder:default=8
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=512
+	// +optional
+	MaxInFlight *int32 `json:"maxInFlight,omitempty"`
+
+	// RequestsPerSecond caps the request rate; 0 means unlimited.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	RequestsPerSecond *int32 `json:"requestsPerSecond,omitempty"`
+}
+
+// WebhookEndpointSpec is where events go and how they are delivered there.
+type WebhookEndpointSpec struct {
+	// URL receiving the POSTs. https, or plain http where the outbound policy allows it.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="url must be an absolute URL such as https://example.com/webhooks"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['https', 'http']",message="url scheme must be https (or http where the outbound policy allows it)"
+	URL string `json:"url"`
+
+	// SecretRef holds the signing secret. When the Secret does not exist Herald generates
+	// it ("whsec_" + 32 random bytes, base64) and owns it. Defaults to the Secret
+	// "<endpoint name>-signing", key "secret".
+	// +optional
+	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
+
+	// PreviousSecretRef holds the secret being rotated out. While it is set every delivery
+	// carries a signature with each secret, so receivers can switch at their own pace.
+	// +optional
+	PreviousSecretRef *SecretKeySelector `json:"previousSecretRef,omitempty"`
+
+	// Signature scheme and headers.
+	// +kubebuilder:default={}
+	// +optional
+	Signature SignatureSpec `json:"signature,omitempty"`
+
+	// Payload shape.
+	// +kubebuilder:default={}
+	// +optional
+	Payload PayloadSpec `json:"payload,omitempty"`
+
+	// Timeout of one attempt; success is any 2xx within it.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^-?([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$')",message="timeout must be a duration such as 10s"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^-?([0-9]+(\\\\.[0-9]+)?(ns|us|ms|s|m|h))+$') || (duration(self) > duration('0s') && duration(self) <= duration('60s'))",message="timeout must be greater than 0s and at most 60s"
+	// +optional
+	Timeout string `json:"timeout,omitempty"`
+
+	// Retry schedule.
+	// +kubebuilder:default={}
+	// +optional
+	Retry RetrySpec `json:"retry,omitempty"`
+
+	// AutoDisable configures when a failing endpoint is disabled.
+	// +kubebuilder:default={}
+	// +optional
+	AutoDisable AutoDisableSpec `json:"autoDisable,omitempty"`
+
+	// Headers sent with every delivery.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Headers []HeaderSpec `json:"headers,omitempty"`
+
+	// TLS client options.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+
+	// Limits on concurrency and rate towards this endpoint.
+	// +kubebuilder:default={}
+	// +optional
+	Limits DeliveryLimits `json:"limits,omitempty"`
+
+	// Suspend holds deliveries without losing them until it is set back to false.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// DeliveryAttempt describes one HTTP attempt.
+type DeliveryAttempt struct {
+	// Time the attempt started.
+	Time metav1.Time `json:"time"`
+	// EventID of the event delivered.
+	EventID string `json:"eventID,omitempty"`
+	// DeliveryID of the delivery (one per event and endpoint).
+	DeliveryID string `json:"deliveryID,omitempty"`
+	// StatusCode returned by the receiver; 0 when no response arrived.
+	StatusCode int32 `json:"statusCode,omitempty"`
+	// LatencyMilliseconds from sending the request to the response (or the failure).
+	LatencyMilliseconds int64 `json:"latencyMilliseconds,omitempty"`
+	// Error describes a failed attempt. It never contains secrets or payload.
+	Error string `json:"error,omitempty"`
+}
+
+// DeliveryCounters are running totals kept by the dispatcher.
+type DeliveryCounters struct {
+	// Delivered deliveries (2xx).
+	Delivered int64 `json:"delivered"`
+	// FailedAttempts, counting every failed try.
+	FailedAttempts int64 `json:"failedAttempts"`
+	// DeadLettered deliveries that exhausted their schedule or their hold limits.
+	DeadLettered int64 `json:"deadLettered"`
+	// Pending deliveries waiting to be attempted (including held ones).
+	Pending int64 `json:"pending"`
+}
+
+// WebhookEndpointStatus is split between two writers: the manager owns observedGeneration,
+// secretName and the Ready condition; the dispatcher owns the rest through server-side
+// apply with its own field manager.
+type WebhookEndpointStatus struct {
+	// ObservedGeneration is the generation the manager last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready and Disabled.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// SecretName is the Secret the signing secret is read from.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// ConsecutiveFailures since the last successful attempt.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// LastAttempt is the most recent delivery attempt.
+	// +optional
+	LastAttempt *DeliveryAttempt `json:"lastAttempt,omitempty"`
+
+	// LastSuccessTime is when a delivery last succeeded.
+	// +optional
+	LastSuccessTime *metav1.Time `json:"lastSuccessTime,omitempty"`
+
+	// DisabledAt is when the endpoint was auto-disabled.
+	// +optional
+	DisabledAt *metav1.Time `json:"disabledAt,omitempty"`
+
+	// DisabledReason says why the endpoint was auto-disabled.
+	// +optional
+	DisabledReason string `json:"disabledReason,omitempty"`
+
+	// Counters of the endpoint's deliveries.
+	// +optional
+	Counters *DeliveryCounters `json:"counters,omitempty"`
+
+	// LastHandledReenable is the last value of the re-enable annotation acted on.
+	// +optional
+	LastHandledReenable string `json:"lastHandledReenable,omitempty"`
+
+	// LastHandledReplay is the last value of the replay annotation acted on.
+	// +optional
+	LastHandledReplay string `json:"lastHandledReplay,omitempty"`
+}
+
+// WebhookEndpoint is a destination for webhooks: a URL, a signing secret and the delivery
+// policy (signature style, payload shape, timeout, retries, auto-disable).
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=whe,categories=herald
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Disabled",type=string,JSONPath=`.status.conditions[?(@.type=="Disabled")].status`
+// +kubebuilder:printcolumn:name="Failures",type=integer,JSONPath=`.status.consecutiveFailures`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookEndpoint struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WebhookEndpointSpec   `json:"spec"`
+	Status WebhookEndpointStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// WebhookEndpointList is a list of WebhookEndpoints.
+type WebhookEndpointList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookEndpoint `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WebhookEndpoint{}, &WebhookEndpointList{})
+}

@@ -1,0 +1,71 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// WebhookSubscriptionSpec routes events of some types to one endpoint.
+type WebhookSubscriptionSpec struct {
+	// EndpointRef names the WebhookEndpoint in the same namespace.
+	EndpointRef LocalObjectReference `json:"endpointRef"`
+
+	// EventTypes are exact event types ("invoice.paid") or globs where '*' matches any run
+	// of characters ("approval.*", "*").
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.all(t, t.matches('^[A-Za-z0-9._*-]+$'))",message="eventTypes entries may contain only letters, digits, '.', '_', '-' and '*' (for example invoice.paid or approval.*)"
+	// +listType=set
+	EventTypes []string `json:"eventTypes"`
+
+	// Filter is an optional CEL expression over the event that must be true for it to be
+	// delivered, e.g. "event.data.amount > 1000". Variables: event.id, event.type,
+	// event.source, event.created_at and event.data.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Filter string `json:"filter,omitempty"`
+}
+
+// WebhookSubscriptionStatus is written by the manager.
+type WebhookSubscriptionStatus struct {
+	// ObservedGeneration is the generation last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready (endpoint found, patterns and filter valid).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// WebhookSubscription routes events to a WebhookEndpoint by type and an optional filter.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=whs,categories=herald
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.spec.endpointRef.name`
+// +kubebuilder:printcolumn:name="Types",type=string,JSONPath=`.spec.eventTypes`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookSubscription struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WebhookSubscriptionSpec   `json:"spec"`
+	Status WebhookSubscriptionStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// WebhookSubscriptionList is a list of WebhookSubscriptions.
+type WebhookSubscriptionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookSubscription `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WebhookSubscription{}, &WebhookSubscriptionList{})
+}

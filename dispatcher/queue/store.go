@@ -1,0 +1,253 @@
+// Package queue is Herald's durable store, built on NATS JetStream: the stream of pending
+// deliveries (one subject per endpoint, so each endpoint is consumed on its own and a dead
+// endpoint never delays a healthy one), the dead-letter stream, and key-value buckets for
+// ingest deduplication and state shared by dispatcher replicas.
+//
+// The same code serves both deployment modes: Open starts an embedded, in-process
+// JetStream server with file storage when no URL is given, and connects to an external
+// NATS cluster otherwise. Streams, consumers and buckets are created idempotently.
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of the JetStream objects Herald owns.
+const (
+	DeliveriesStream  = "HERALD_DELIVERIES"
+	DeadLettersStream = "HERALD_DEAD_LETTERS"
+	IngestBucket      = "HERALD_INGEST"
+	StateBucket       = "HERALD_ENDPOINT_STATE"
+
+	deliverySubjectPrefix   = "herald.dlv."
+	deadLetterSubjectPrefix = "herald.dlq."
+)
+
+// Options configure Open. Zero values are the documented defaults.
+type Options struct {
+	// URL of an external NATS cluster. Empty starts an embedded server.
+	URL string
+	// CredentialsFile is a NATS .creds file for the external cluster.
+	CredentialsFile string
+	// DataDir holds the embedded server's file storage. Required in embedded mode.
+	DataDir string
+	// Replicas of each stream and bucket in an external cluster (default 1; 3 for HA).
+	// The embedded server is a single node and always uses 1.
+	Replicas int
+	// DedupeWindow is how long an event id is remembered at ingest (default 24h).
+	DedupeWindow time.Duration
+	// DeadLetterMaxAge is how long dead letters are kept (default 14 days).
+	DeadLetterMaxAge time.Duration
+	// MaxPendingDeliveries bounds the delivery stream; publishing beyond it fails with
+	// ErrQueueFull (default 1,000,000).
+	MaxPendingDeliveries int64
+	// MaxPendingBytes bounds the delivery stream's size (default 4 GiB).
+	MaxPendingBytes int64
+	// SyncAlways makes the embedded server fsync every write. Off by default: a crash of
+	// the dispatcher process loses nothing either way (writes reach the OS before the
+	// 202), only a crash of the node's kernel could.
+	SyncAlways bool
+	// Log receives the store's own messages.
+	Log logr.Logger
+}
+
+func (o *Options) defaults() {
+	if o.Replicas < 1 {
+		o.Replicas = 1
+	}
+	if o.DedupeWindow <= 0 {
+		o.DedupeWindow = 24 * time.Hour
+	}
+	if o.DeadLetterMaxAge <= 0 {
+		o.DeadLetterMaxAge = 14 * 24 * time.Hour
+	}
+	if o.MaxPendingDeliveries <= 0 {
+		o.MaxPendingDeliveries = 1_000_000
+	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = 4 << 30
+	}
+}
+
+// ErrQueueFull is returned when the delivery stream is at its configured limit.
+var ErrQueueFull = errors.New("delivery queue is full")
+
+// Store is an open connection to Herald's JetStream state.
+type Store struct {
+	opts     Options
+	embedded *server.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+
+	deliveries  jetstream.Stream
+	deadLetters jetstream.Stream
+	ingest      jetstream.KeyValue
+	state       jetstream.KeyValue
+}
+
+// Open starts or connects to JetStream and ensures Herald's streams and buckets exist.
+func Open(ctx context.Context, opts Options) (*Store, error) {
+	opts.defaults()
+	s := &Store{opts: opts}
+	var err error
+	if opts.URL == "" {
+		if s.nc, err = s.startEmbedded(); err != nil {
+			return nil, err
+		}
+	} else {
+		nopts := []nats.Option{nats.Name("herald-dispatcher"), nats.MaxReconnects(-1)}
+		if opts.CredentialsFile != "" {
+			nopts = append(nopts, nats.UserCredentials(opts.CredentialsFile))
+		}
+		if s.nc, err = nats.Connect(opts.URL, nopts...); err != nil {
+			return nil, fmt.Errorf("connecting to NATS at %s: %w", opts.URL, err)
+		}
+	}
+	if s.js, err = jetstream.New(s.nc); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("opening JetStream: %w", err)
+	}
+	if err := s.ensure(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) startEmbedded() (*nats.Conn, error) {
+	if s.opts.DataDir == "" {
+		return nil, errors.New("embedded JetStream needs a data directory")
+	}
+	if err := os.MkdirAll(s.opts.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	sopts := &server.Options{
+		ServerName: "herald-embedded",
+		JetStream:  true,
+		StoreDir:   s.opts.DataDir,
+		// The embedded server is reached in-process only; no port is opened.
+		DontListen: true,
+		NoSigs:     true,
+		NoLog:      true,
+	}
+	if s.opts.SyncAlways {
+		sopts.SyncAlways = true
+	}
+	ns, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("configuring embedded NATS: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(30 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded NATS did not start within 30s")
+	}
+	s.embedded = ns
+	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("herald-dispatcher"))
+	if err != nil {
+		ns.Shutdown()
+		return nil, fmt.Errorf("connecting to embedded NATS: %w", err)
+	}
+	return nc, nil
+}
+
+func (s *Store) ensure(ctx context.Context) error {
+	var err error
+	s.deliveries, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeliveriesStream,
+		Description: "Herald deliveries waiting to be attempted, one subject per endpoint",
+		Subjects:    []string{deliverySubjectPrefix + ">"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.opts.Replicas,
+		MaxMsgs:     s.opts.MaxPendingDeliveries,
+		MaxBytes:    s.opts.MaxPendingBytes,
+		Discard:     jetstream.DiscardNew,
+		// Publishing the same delivery twice (an ingest retried after a crash, a retry
+		// republished twice) within this window stores it once.
+		Duplicates: 10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("creating stream %s: %w", DeliveriesStream, err)
+	}
+	s.deadLetters, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeadLettersStream,
+		Description: "Herald deliveries that could not be delivered, kept for inspection and replay",
+		Subjects:    []string{deadLetterSubjectPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.opts.Replicas,
+		MaxAge:      s.opts.DeadLetterMaxAge,
+		Duplicates:  10 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("creating stream %s: %w", DeadLettersStream, err)
+	}
+	s.ingest, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      IngestBucket,
+		Description: "Herald ingest results by event id, for idempotent ingest",
+		TTL:         s.opts.DedupeWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.opts.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("creating bucket %s: %w", IngestBucket, err)
+	}
+	s.state, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      StateBucket,
+		Description: "Herald endpoint state shared by dispatcher replicas (failures, disabled)",
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.opts.Replicas,
+		History:     1,
+	})
+	if err != nil {
+		return fmt.Errorf("creating bucket %s: %w", StateBucket, err)
+	}
+	return nil
+}
+
+// JetStream exposes the client for packages that keep their own state next to Herald's.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// StateBucket is the key-value bucket for state shared across replicas.
+func (s *Store) StateBucket() jetstream.KeyValue { return s.state }
+
+// Healthy reports whether the store can currently be used.
+func (s *Store) Healthy() error {
+	if s.nc == nil || !s.nc.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	return nil
+}
+
+// Close drains the connection and stops the embedded server, if any.
+func (s *Store) Close() {
+	if s.nc != nil {
+		_ = s.nc.Drain()
+		s.nc.Close()
+	}
+	if s.embedded != nil {
+		s.embedded.Shutdown()
+		s.embedded.WaitForShutdown()
+	}
+}
+
+// Abort stops without draining, as a crash would; tests use it to prove durability.
+func (s *Store) Abort() {
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.embedded != nil {
+		s.embedded.Shutdown()
+		s.embedded.WaitForShutdown()
+	}
+}

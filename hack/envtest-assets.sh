@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Builds the control-plane binaries envtest needs (kube-apiserver, etcd) from the Go
+# module proxy, because release downloads are not reachable from our build machines.
+# Each binary builds in a throwaway module under bin/.build so k8s.io/kubernetes never
+# enters Herald's go.mod. Results are cached under bin/k8s/<version>; a second run is a
+# no-op. Prints the asset directory (for KUBEBUILDER_ASSETS) on stdout.
+set -euo pipefail
+
+KUBE_VERSION="${KUBE_VERSION:-1.37.2}"   # keep the minor equal to k8s.io/api in go.mod
+ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${ROOT}/bin/k8s/${KUBE_VERSION}-etcd${ETCD_VERSION}-$(go env GOOS)-$(go env GOARCH)"
+BUILD="${ROOT}/bin/.build"
+
+log() { echo "envtest-assets: $*" >&2; }
+
+if [[ -x "${OUT}/kube-apiserver" && -x "${OUT}/etcd" && -x "${OUT}/kubectl" && ! -L "${OUT}/kubectl" ]]; then
+  echo "${OUT}"
+  exit 0
+fi
+mkdir -p "${OUT}" "${BUILD}"
+
+build_etcd() {
+  local dir="${BUILD}/etcd-${ETCD_VERSION}"
+  [[ -x "${OUT}/etcd" ]] && return 0
+  log "building etcd v${ETCD_VERSION} (about 30s on first run)"
+  rm -rf "${dir}" && mkdir -p "${dir}"
+  cat > "${dir}/go.mod" <<MOD
+module herald.dev/hack/etcd
+
+go 1.24
+MOD
+  cat > "${dir}/tools.go" <<'SRC'
+//go:build tools
+
+package tools
+
+import _ "go.etcd.io/etcd/server/v3"
+SRC
+  (cd "${dir}" && go get "go.etcd.io/etcd/server/v3@v${ETCD_VERSION}" >&2 \
+    && go mod tidy -e >&2 2>/dev/null || true
+   cd "${dir}" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "${OUT}/etcd.tmp" go.etcd.io/etcd/server/v3 >&2)
+  mv "${OUT}/etcd.tmp" "${OUT}/etcd"
+}
+
+build_apiserver() {
+  local dir="${BUILD}/kubernetes-${KUBE_VERSION}"
+  [[ -x "${OUT}/kube-apiserver" ]] && return 0
+  log "building kube-apiserver v${KUBE_VERSION} (about 5 minutes on 2 cores on first run)"
+  rm -rf "${dir}" && mkdir -p "${dir}"
+  # The staging modules (k8s.io/api, k8s.io/apiserver, ...) are replaced by ./staging in
+  # kubernetes' own go.mod; read that list from the release so it tracks the version.
+  local gomod
+  gomod="$(cd "${dir}" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@v${KUBE_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  local staging_version="v0.${KUBE_VERSION#1.}"
+  local minor="${KUBE_VERSION#1.}"; minor="${minor%%.*}"
+  {
+    echo "module herald.dev/hack/kubernetes"
+    echo
+    echo "go 1.24"
+    echo
+    echo "require k8s.io/kubernetes v${KUBE_VERSION}"
+    echo
+    echo "replace ("
+    grep -E '^\s*k8s.io/[a-z0-9-]+ => \./staging/' "${gomod}" | awk -v v="${staging_version}" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } > "${dir}/go.mod"
+  cat > "${dir}/tools.go" <<'SRC'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+SRC
+  (cd "${dir}" && GOFLAGS=-mod=mod go mod tidy >&2 \
+    && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=v${KUBE_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}" \
+        -o "${OUT}/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2)
+  mv "${OUT}/kube-apiserver.tmp" "${OUT}/kube-apiserver"
+}
+
+# kubectl of the same minor as the API server: the machines have a kubectl, but an older
+# one, and the tests drive `kubectl apply --server-side` and `kubectl diff` for real.
+build_kubectl() {
+  local dir="${BUILD}/kubernetes-${KUBE_VERSION}"
+  [[ -x "${OUT}/kubectl" && ! -L "${OUT}/kubectl" ]] && return 0
+  rm -f "${OUT}/kubectl"
+  log "building kubectl v${KUBE_VERSION} (about a minute on first run)"
+  local minor="${KUBE_VERSION#1.}"; minor="${minor%%.*}"
+  (cd "${dir}" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X k8s.io/client-go/pkg/version.gitVersion=v${KUBE_VERSION} -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=${minor} -X k8s.io/component-base/version.gitVersion=v${KUBE_VERSION} -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${minor}" \
+      -o "${OUT}/kubectl.tmp" k8s.io/kubernetes/cmd/kubectl >&2)
+  mv "${OUT}/kubectl.tmp" "${OUT}/kubectl"
+}
+
+build_etcd
+build_apiserver
+build_kubectl
+echo "${OUT}"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs one pinned Go tool into bin/tools/<name>-<version> (once) and prints its path.
+# Used by the Makefile and by tests, so `go test ./...` and `make test` use the same tools.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+name="${1:?usage: hack/tool.sh controller-gen|helm|setup-envtest}"
+case "${name}" in
+  controller-gen) pkg=sigs.k8s.io/controller-tools/cmd/controller-gen; version="${CONTROLLER_TOOLS_VERSION:-v0.23.0}" ;;
+  helm)           pkg=helm.sh/helm/v3/cmd/helm; version="${HELM_VERSION:-v3.22.0}" ;;
+  *) echo "hack/tool.sh: unknown tool ${name}" >&2; exit 2 ;;
+esac
+dir="${ROOT}/bin/tools/${name}-${version}"
+if [[ ! -x "${dir}/${name}" ]]; then
+  echo "hack/tool.sh: installing ${name} ${version} (first run only)" >&2
+  GOBIN="${dir}" GOFLAGS=-mod=mod go install "${pkg}@${version}" >&2
+fi
+echo "${dir}/${name}"
