@@ -19,6 +19,9 @@ if [[ -x "${OUT}/kube-apiserver" && -x "${OUT}/etcd" && -x "${OUT}/kubectl" && !
   exit 0
 fi
 mkdir -p "${OUT}" "${BUILD}"
+# Parallel test packages (and people) may call this at once; one builds, the rest wait.
+exec 9>"${ROOT}/bin/.envtest-assets.lock"
+flock 9
 
 build_etcd() {
   local dir="${BUILD}/etcd-${ETCD_VERSION}"
