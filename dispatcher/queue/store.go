@@ -10,6 +10,8 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -250,4 +252,34 @@ func (s *Store) Abort() {
 		s.embedded.Shutdown()
 		s.embedded.WaitForShutdown()
 	}
+}
+
+// IngestKey is the key under which the result of ingesting an event id is remembered.
+// Event ids are chosen by producers and may hold any character, so they are hashed.
+func IngestKey(namespace, eventID string) string {
+	sum := sha256.Sum256([]byte(eventID))
+	return namespace + "." + hex.EncodeToString(sum[:20])
+}
+
+// LookupIngest returns the remembered result of an earlier ingest of the same event, if
+// it is still within the dedupe window.
+func (s *Store) LookupIngest(ctx context.Context, key string) ([]byte, bool, error) {
+	e, err := s.ingest.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading ingest record: %w", publishError(err))
+	}
+	return e.Value(), true, nil
+}
+
+// RecordIngest remembers the result of ingesting an event. It is written after the
+// deliveries are stored, so a crash in between makes the producer's retry publish them
+// again, which the stream's duplicate window absorbs.
+func (s *Store) RecordIngest(ctx context.Context, key string, result []byte) error {
+	if _, err := s.ingest.Put(ctx, key, result); err != nil {
+		return fmt.Errorf("writing ingest record: %w", publishError(err))
+	}
+	return nil
 }

@@ -1,0 +1,214 @@
+// Package delivery is the dispatcher's engine: it accepts events from ingest, routes them
+// to endpoints and stores one delivery per endpoint, then runs, for every endpoint, a
+// consumer with its own pool of workers that attempt deliveries, schedule retries and
+// dead-letter what cannot be delivered.
+//
+// Each endpoint consumes its own subject with its own workers (at most its maxInFlight
+// concurrent attempts), so a slow or dead endpoint occupies only its own workers and
+// never delays a healthy one. A held endpoint (suspended, disabled, secret missing) stops
+// fetching: its deliveries stay stored, in order, until it flows again.
+package delivery
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/sender"
+)
+
+// Key names an endpoint.
+type Key struct{ Namespace, Name string }
+
+func (k Key) String() string { return k.Namespace + "/" + k.Name }
+
+// Hold reasons: why an endpoint's deliveries are waiting.
+const (
+	HoldSuspended        = "Suspended"
+	HoldSecretNotFound   = "SecretNotFound"
+	HoldSecretKeyMissing = "SecretKeyMissing"
+	HoldInvalidConfig    = "InvalidConfiguration"
+)
+
+// EndpointConfig is the delivery configuration of one endpoint, resolved from its
+// WebhookEndpoint and Secrets by the watch.
+type EndpointConfig struct {
+	// Target sends to the endpoint; nil when Hold is set.
+	Target *sender.Target
+	// Hold, when not empty, is why deliveries are held; HoldMessage says more.
+	Hold        string
+	HoldMessage string
+
+	Schedule      []time.Duration
+	JitterPercent int
+	MaxRetryAfter time.Duration
+	MaxInFlight   int
+	// Generation of the WebhookEndpoint this configuration was built from.
+	Generation int64
+}
+
+// Attempt describes one finished attempt, for observers.
+type Attempt struct {
+	Endpoint Key
+	Delivery *queue.Delivery
+	Outcome  sender.Outcome
+	// Final is true when no further attempt follows (success or dead letter).
+	Final bool
+}
+
+// Observer is told what happens to deliveries: the status writer, metrics and Events
+// hang off it. Calls are made from the delivery workers and must not block for long.
+type Observer interface {
+	Attempted(a Attempt)
+	DeadLettered(ep Key, dl *queue.DeadLetter)
+}
+
+// Options configure an Engine. Zero values are the documented defaults.
+type Options struct {
+	Store *queue.Store
+	// AckWait is how long an attempt may stay unacknowledged before the store hands it
+	// to another worker (default 2 minutes; must exceed the longest attempt).
+	AckWait  time.Duration
+	Observer Observer
+	Log      logr.Logger
+	// Now is the clock (default time.Now); tests move it.
+	Now func() time.Time
+}
+
+// Engine runs the deliveries of every endpoint.
+type Engine struct {
+	opts    Options
+	store   *queue.Store
+	log     logr.Logger
+	baseCtx context.Context
+	stop    context.CancelFunc
+
+	mu      sync.RWMutex
+	runners map[Key]*runner
+	wg      sync.WaitGroup
+}
+
+// New returns an engine; its workers run until Stop.
+func New(opts Options) *Engine {
+	if opts.AckWait <= 0 {
+		opts.AckWait = 2 * time.Minute
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Engine{
+		opts: opts, store: opts.Store, log: opts.Log,
+		baseCtx: ctx, stop: cancel,
+		runners: map[Key]*runner{},
+	}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Attempted(Attempt)                   {}
+func (nopObserver) DeadLettered(Key, *queue.DeadLetter) {}
+
+// Upsert starts or reconfigures the deliveries of an endpoint.
+func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 8
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.baseCtx.Err() != nil {
+		return
+	}
+	r, ok := e.runners[k]
+	if !ok {
+		r = &runner{e: e, key: k, wake: make(chan struct{}, 1), log: e.log.WithValues("endpoint", k.String())}
+		r.cfg.Store(&cfg)
+		ctx, cancel := context.WithCancel(e.baseCtx)
+		r.cancel = cancel
+		e.runners[k] = r
+		e.wg.Go(func() { r.run(ctx) })
+		return
+	}
+	old := r.cfg.Swap(&cfg)
+	if old.Target != nil && old.Target != cfg.Target {
+		// In-flight attempts hold the old target; idle connections can go now.
+		defer old.Target.Close()
+	}
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Remove stops the deliveries of a deleted endpoint. Its stored deliveries stay in the
+// queue: an endpoint of the same name created later picks them up.
+func (e *Engine) Remove(k Key) {
+	e.mu.Lock()
+	r, ok := e.runners[k]
+	delete(e.runners, k)
+	e.mu.Unlock()
+	if ok {
+		r.cancel()
+	}
+}
+
+// Known reports whether an endpoint exists (held or not): events are routed only to
+// endpoints that exist.
+func (e *Engine) Known(k Key) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	_, ok := e.runners[k]
+	return ok
+}
+
+// Config returns the current configuration of an endpoint.
+func (e *Engine) Config(k Key) (EndpointConfig, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	r, ok := e.runners[k]
+	if !ok {
+		return EndpointConfig{}, false
+	}
+	return *r.cfg.Load(), true
+}
+
+// Stop stops every worker. Attempts in progress are abandoned; their deliveries are
+// handed back to the store and attempted again by the next dispatcher.
+func (e *Engine) Stop() {
+	e.stop()
+	e.wg.Wait()
+}
+
+// nextDelay is the wait before the next attempt after attempt n (1-based) failed.
+func nextDelay(cfg *EndpointConfig, n int, out sender.Outcome, rnd func() float64) time.Duration {
+	d := cfg.Schedule[n-1]
+	if cfg.JitterPercent > 0 {
+		spread := float64(d) * float64(cfg.JitterPercent) / 100
+		d += time.Duration((rnd()*2 - 1) * spread)
+	}
+	// Retry-After is honoured as a lower bound: the receiver said it cannot take the
+	// request sooner; capped so that a receiver cannot park deliveries for days.
+	if out.RetryAfter > 0 {
+		ra := out.RetryAfter
+		if cfg.MaxRetryAfter > 0 && ra > cfg.MaxRetryAfter {
+			ra = cfg.MaxRetryAfter
+		}
+		d = max(d, ra)
+	}
+	return max(d, 0)
+}
+
+func settleCtx() (context.Context, context.CancelFunc) {
+	// Settling must survive shutdown's cancellation, or a finished attempt would be
+	// repeated by the next dispatcher for no reason.
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+func jitterRand() float64 { return rand.Float64() }

@@ -1,0 +1,553 @@
+package delivery_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/nats-io/nats.go/jetstream"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/router"
+	"github.com/herald-dev/herald/dispatcher/sender"
+	"github.com/herald-dev/herald/internal/outbound"
+)
+
+const (
+	ns     = "shop"
+	secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+)
+
+var loopback = outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}
+
+// receiver is a real HTTP server on 127.0.0.1 that records what arrives and answers
+// with whatever its script says for the n-th request.
+type receiver struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []received
+	answer   func(n int, w http.ResponseWriter, r *http.Request)
+	arrived  chan struct{}
+}
+
+type received struct {
+	at     time.Time
+	header http.Header
+	body   []byte
+}
+
+func newReceiver(t *testing.T, answer func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
+	t.Helper()
+	rc := &receiver{answer: answer, arrived: make(chan struct{}, 100000)}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		rc.requests = append(rc.requests, received{at: time.Now(), header: r.Header.Clone(), body: body})
+		n := len(rc.requests)
+		rc.mu.Unlock()
+		rc.arrived <- struct{}{}
+		if rc.answer != nil {
+			rc.answer(n, w, r)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) got() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.requests...)
+}
+
+// waitFor waits until n requests have arrived.
+func (rc *receiver) waitFor(t *testing.T, n int, within time.Duration) []received {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		if got := rc.got(); len(got) >= n {
+			return got
+		}
+		select {
+		case <-rc.arrived:
+		case <-deadline:
+			t.Fatalf("receiver %s: %d requests arrived within %s, want %d", rc.URL, len(rc.got()), within, n)
+		}
+	}
+}
+
+type harness struct {
+	t      *testing.T
+	dir    string
+	store  *queue.Store
+	engine *delivery.Engine
+	router *router.Table
+	acc    *delivery.Acceptor
+	obs    *recordingObserver
+}
+
+func newHarness(t *testing.T, dir string) *harness {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	ctx := context.Background()
+	st, err := queue.Open(ctx, queue.Options{DataDir: dir, Log: testr.New(t)})
+	if err != nil {
+		t.Fatalf("opening store: %v", err)
+	}
+	h := &harness{t: t, dir: dir, store: st, router: router.NewTable(), obs: &recordingObserver{}}
+	h.engine = delivery.New(delivery.Options{Store: st, AckWait: 3 * time.Second, Observer: h.obs, Log: testr.New(t)})
+	h.acc = &delivery.Acceptor{Engine: h.engine, Router: h.router}
+	t.Cleanup(h.close)
+	return h
+}
+
+func (h *harness) close() {
+	if h.engine != nil {
+		h.engine.Stop()
+		h.engine = nil
+	}
+	if h.store != nil {
+		h.store.Close()
+		h.store = nil
+	}
+}
+
+// crash stops everything without a graceful drain, as a killed process would.
+func (h *harness) crash() {
+	h.store.Abort()
+	h.engine.Stop()
+	h.engine, h.store = nil, nil
+}
+
+type endpointOpts struct {
+	style    heraldv1.SignatureStyle
+	format   heraldv1.PayloadFormat
+	schedule []time.Duration
+	timeout  time.Duration
+	inFlight int
+	hold     string
+	extra    map[string]string
+}
+
+func (h *harness) endpoint(name, url string, o endpointOpts) {
+	h.t.Helper()
+	if o.style == "" {
+		o.style = heraldv1.SignatureStandardWebhooks
+	}
+	if o.timeout == 0 {
+		o.timeout = 2 * time.Second
+	}
+	target, err := sender.New(sender.Config{
+		URL: url, Style: o.style, HeaderPrefix: "X-Herald", Format: o.format, ExtraFields: o.extra,
+		Timeout: o.timeout, MaxInFlight: o.inFlight, Secret: []byte(secret), Policy: loopback,
+	})
+	if err != nil {
+		h.t.Fatalf("building target: %v", err)
+	}
+	cfg := delivery.EndpointConfig{Target: target, Schedule: o.schedule, MaxInFlight: o.inFlight, Hold: o.hold}
+	if o.hold != "" {
+		cfg.Target = nil
+	}
+	h.engine.Upsert(delivery.Key{Namespace: ns, Name: name}, cfg)
+	h.router.Set(ns, router.Subscription{Name: "to-" + name, Endpoint: name, Patterns: []string{"*"}})
+}
+
+func (h *harness) publish(events ...ingest.Event) []ingest.Result {
+	h.t.Helper()
+	for i := range events {
+		if events[i].CreatedAt.IsZero() {
+			events[i].CreatedAt = time.Now().UTC()
+		}
+		if events[i].Data == nil {
+			events[i].Data = json.RawMessage(`{"n":` + fmt.Sprint(i) + `}`)
+		}
+	}
+	res, err := h.acc.Accept(context.Background(), ns, events)
+	if err != nil {
+		h.t.Fatalf("accept: %v", err)
+	}
+	return res
+}
+
+func (h *harness) deadLetters(endpoint string) []jetstream.RawStreamMsg {
+	h.t.Helper()
+	ctx := context.Background()
+	s, err := h.store.JetStream().Stream(ctx, queue.DeadLettersStream)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(queue.DeadLetterSubject(ns, endpoint)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var out []jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			continue
+		}
+		if m.Subject == queue.DeadLetterSubject(ns, endpoint) {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+type recordingObserver struct {
+	mu       sync.Mutex
+	attempts []delivery.Attempt
+	dead     []queue.DeadLetter
+}
+
+func (o *recordingObserver) Attempted(a delivery.Attempt) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.attempts = append(o.attempts, a)
+}
+
+func (o *recordingObserver) DeadLettered(_ delivery.Key, dl *queue.DeadLetter) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.dead = append(o.dead, *dl)
+}
+
+// verifyStandardWebhooks is written from the Standard Webhooks text, independently of
+// the signer: HMAC-SHA256 keyed with the base64-decoded part after whsec_, over
+// "{id}.{timestamp}.{body}".
+func verifyStandardWebhooks(t *testing.T, r received) {
+	t.Helper()
+	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, key)
+	fmt.Fprintf(mac, "%s.%s.%s", r.header.Get("webhook-id"), r.header.Get("webhook-timestamp"), r.body)
+	want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	for _, sig := range strings.Fields(r.header.Get("webhook-signature")) {
+		if sig == want {
+			return
+		}
+	}
+	t.Fatalf("webhook-signature %q does not verify", r.header.Get("webhook-signature"))
+}
+
+func TestEngine_DeliversSignedEnvelopeWithDataByteForByte(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, nil)
+	h.endpoint("billing", rc.URL, endpointOpts{extra: map[string]string{"environment": "test"}})
+	data := json.RawMessage(`{"amount": 1200,  "currency":"EUR"}`)
+	res := h.publish(ingest.Event{ID: "evt_1", Type: "invoice.paid", Data: data,
+		CreatedAt: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)})
+	if res[0].Matched != 1 || res[0].Duplicate {
+		t.Fatalf("result = %+v, want matched 1", res[0])
+	}
+	got := rc.waitFor(t, 1, 10*time.Second)[0]
+	verifyStandardWebhooks(t, got)
+	wantBody := `{"id":"evt_1","type":"invoice.paid","created_at":"2026-11-23T10:00:00Z","data":{"amount": 1200,  "currency":"EUR"},"environment":"test"}`
+	if string(got.body) != wantBody {
+		t.Errorf("body = %s\nwant   %s", got.body, wantBody)
+	}
+	for k, want := range map[string]string{
+		"webhook-id":                "evt_1",
+		"X-Herald-Event-Id":         "evt_1",
+		"X-Herald-Event-Type":       "invoice.paid",
+		"X-Herald-Delivery-Attempt": "1",
+		"Content-Type":              "application/json",
+	} {
+		if v := got.header.Get(k); v != want {
+			t.Errorf("header %s = %q, want %q", k, v, want)
+		}
+	}
+	if !strings.HasPrefix(got.header.Get("X-Herald-Delivery-Id"), "dlv_") {
+		t.Errorf("delivery id = %q", got.header.Get("X-Herald-Delivery-Id"))
+	}
+	if !strings.HasPrefix(got.header.Get("User-Agent"), "herald-dispatcher/") {
+		t.Errorf("user agent = %q", got.header.Get("User-Agent"))
+	}
+}
+
+func TestEngine_DataPayloadSendsDataAlone(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, nil)
+	h.endpoint("raw", rc.URL, endpointOpts{format: heraldv1.PayloadData, style: heraldv1.SignatureTimestampedHex})
+	h.publish(ingest.Event{ID: "evt_d", Type: "order.created", Data: json.RawMessage(`[1,2,3]`)})
+	got := rc.waitFor(t, 1, 10*time.Second)[0]
+	if string(got.body) != `[1,2,3]` {
+		t.Errorf("body = %s", got.body)
+	}
+	if got.header.Get("X-Herald-Event") != "order.created" {
+		t.Errorf("X-Herald-Event = %q", got.header.Get("X-Herald-Event"))
+	}
+}
+
+func TestEngine_DuplicateIDIsAcceptedOnceAndReturnsFirstResult(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, nil)
+	h.endpoint("a", rc.URL, endpointOpts{})
+	first := h.publish(ingest.Event{ID: "evt_same", Type: "x"})
+	// A second subscription now also matches; the duplicate must still report the
+	// first acceptance and deliver nothing new.
+	h.router.Set(ns, router.Subscription{Name: "again", Endpoint: "a", Patterns: []string{"x"}})
+	second := h.publish(ingest.Event{ID: "evt_same", Type: "x"}, ingest.Event{ID: "evt_same", Type: "x"})
+	if first[0].Duplicate || !second[0].Duplicate || !second[1].Duplicate || second[0].Matched != first[0].Matched {
+		t.Fatalf("first %+v, second %+v", first, second)
+	}
+	rc.waitFor(t, 1, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(rc.got()); n != 1 {
+		t.Fatalf("receiver got %d requests, want 1", n)
+	}
+}
+
+func TestEngine_SeveralSubscriptionsToOneEndpointGiveOneDelivery(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, nil)
+	other := newReceiver(t, nil)
+	h.endpoint("a", rc.URL, endpointOpts{})
+	h.endpoint("b", other.URL, endpointOpts{})
+	h.router.Delete(ns, "to-b")
+	h.router.Set(ns, router.Subscription{Name: "exact", Endpoint: "a", Patterns: []string{"approval.granted"}})
+	h.router.Set(ns, router.Subscription{Name: "glob", Endpoint: "a", Patterns: []string{"approval.*"}})
+	h.router.Set(ns, router.Subscription{Name: "b-other", Endpoint: "b", Patterns: []string{"invoice.*"}})
+	res := h.publish(ingest.Event{ID: "evt_f", Type: "approval.granted"})
+	if res[0].Matched != 1 {
+		t.Fatalf("matched = %d, want 1", res[0].Matched)
+	}
+	rc.waitFor(t, 1, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if n, m := len(rc.got()), len(other.got()); n != 1 || m != 0 {
+		t.Fatalf("a got %d, b got %d; want 1 and 0", n, m)
+	}
+}
+
+func TestEngine_RetriesOnScheduleThenDeadLetters(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	schedule := []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}
+	h.endpoint("failing", rc.URL, endpointOpts{schedule: schedule})
+	h.publish(ingest.Event{ID: "evt_r", Type: "x"})
+	got := rc.waitFor(t, 3, 15*time.Second)
+	for i, want := range schedule {
+		if gap := got[i+1].at.Sub(got[i].at); gap < want {
+			t.Errorf("wait before attempt %d = %s, want at least %s", i+2, gap, want)
+		}
+		if a := got[i+1].header.Get("X-Herald-Delivery-Attempt"); a != fmt.Sprint(i+2) {
+			t.Errorf("attempt header = %q, want %d", a, i+2)
+		}
+	}
+	for _, r := range got {
+		if r.header.Get("webhook-id") != "evt_r" || r.header.Get("X-Herald-Delivery-Id") != got[0].header.Get("X-Herald-Delivery-Id") {
+			t.Errorf("every attempt must carry the same event and delivery id: %v", r.header)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(h.deadLetters("failing")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	dls := h.deadLetters("failing")
+	if len(dls) != 1 {
+		t.Fatalf("dead letters = %d, want 1", len(dls))
+	}
+	if r := dls[0].Header.Get("Herald-Dead-Reason"); r != delivery.DeadLetterReasonRetriesExhausted {
+		t.Errorf("dead letter reason = %q", r)
+	}
+	if s := dls[0].Header.Get("Herald-Dead-Status"); s != "500" {
+		t.Errorf("dead letter status = %q", s)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := len(rc.got()); n != 3 {
+		t.Errorf("attempts = %d, want exactly 3 (1 + 2 retries)", n)
+	}
+}
+
+func TestEngine_HonoursRetryAfterOn429(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, _ *http.Request) {
+		if n == 1 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	h.endpoint("busy", rc.URL, endpointOpts{schedule: []time.Duration{10 * time.Millisecond}})
+	h.publish(ingest.Event{ID: "evt_ra", Type: "x"})
+	got := rc.waitFor(t, 2, 15*time.Second)
+	if gap := got[1].at.Sub(got[0].at); gap < time.Second {
+		t.Fatalf("retried after %s; Retry-After asked for 1s", gap)
+	}
+}
+
+func TestEngine_TimeoutAndRedirectAreFailures(t *testing.T) {
+	h := newHarness(t, "")
+	target := newReceiver(t, nil)
+	slow := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			select {
+			case <-time.After(5 * time.Second):
+			case <-r.Context().Done():
+			}
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	redirecting := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL, http.StatusFound)
+	})
+	h.endpoint("slow", slow.URL, endpointOpts{timeout: 300 * time.Millisecond, schedule: []time.Duration{50 * time.Millisecond}})
+	h.endpoint("redirecting", redirecting.URL, endpointOpts{schedule: []time.Duration{50 * time.Millisecond}})
+	h.publish(ingest.Event{ID: "evt_t", Type: "x"})
+	slow.waitFor(t, 2, 15*time.Second) // the timed-out attempt was retried
+	redirecting.waitFor(t, 2, 15*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(target.got()); n != 0 {
+		t.Fatalf("redirect target received %d requests; redirects must not be followed", n)
+	}
+	h.obs.mu.Lock()
+	defer h.obs.mu.Unlock()
+	var sawTimeout, sawRedirect bool
+	for _, a := range h.obs.attempts {
+		if a.Outcome.Err != nil && strings.Contains(a.Outcome.Err.Error(), "timeout") {
+			sawTimeout = true
+		}
+		if a.Outcome.StatusCode == http.StatusFound && a.Outcome.Err != nil {
+			sawRedirect = true
+		}
+	}
+	if !sawTimeout || !sawRedirect {
+		t.Fatalf("observed attempts lack a timeout (%v) or a redirect failure (%v)", sawTimeout, sawRedirect)
+	}
+}
+
+func TestEngine_DeadEndpointDoesNotDelayHealthyOne(t *testing.T) {
+	h := newHarness(t, "")
+	release := make(chan struct{})
+	dead := newReceiver(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	defer close(release)
+	healthy := newReceiver(t, nil)
+	h.endpoint("dead", dead.URL, endpointOpts{timeout: 20 * time.Second, inFlight: 2, schedule: []time.Duration{time.Hour}})
+	h.endpoint("healthy", healthy.URL, endpointOpts{inFlight: 4})
+	const n = 300
+	events := make([]ingest.Event, n)
+	for i := range events {
+		events[i] = ingest.Event{ID: fmt.Sprintf("evt_%d", i), Type: "x"}
+	}
+	h.publish(events...)
+	healthy.waitFor(t, n, 60*time.Second)
+	// While the healthy endpoint received everything, the dead one has been holding
+	// only its own two workers.
+	if got := len(dead.got()); got > 2 {
+		t.Fatalf("dead endpoint received %d concurrent requests, want at most its maxInFlight 2", got)
+	}
+}
+
+func TestEngine_HeldEndpointKeepsDeliveriesUntilReleased(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, nil)
+	h.endpoint("paused", rc.URL, endpointOpts{hold: delivery.HoldSuspended})
+	res := h.publish(ingest.Event{ID: "evt_h1", Type: "x"}, ingest.Event{ID: "evt_h2", Type: "x"})
+	if res[0].Matched != 1 {
+		t.Fatalf("a held endpoint still receives routed events; matched = %d", res[0].Matched)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := len(rc.got()); n != 0 {
+		t.Fatalf("held endpoint received %d requests", n)
+	}
+	h.endpoint("paused", rc.URL, endpointOpts{})
+	got := rc.waitFor(t, 2, 10*time.Second)
+	if got[0].header.Get("webhook-id") != "evt_h1" {
+		t.Errorf("oldest first: got %q first", got[0].header.Get("webhook-id"))
+	}
+}
+
+func TestEngine_RestartWithoutDrainLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir)
+	// Every event's first attempt fails (so it waits for its retry), and a few of the
+	// later ones hang so that they are in flight when the process dies.
+	var mu sync.Mutex
+	seen := map[string]int{}
+	delivered := map[string]int{}
+	hang := make(chan struct{})
+	var hangOnce sync.Once
+	handler := func(_ int, w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("webhook-id")
+		mu.Lock()
+		seen[id]++
+		first := seen[id] == 1
+		mu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if strings.HasSuffix(id, "7") {
+			select {
+			case <-hang:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		mu.Lock()
+		delivered[id]++
+		mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	}
+	rc := newReceiver(t, handler)
+	schedule := []time.Duration{1500 * time.Millisecond, 100 * time.Millisecond, 100 * time.Millisecond}
+	h.endpoint("a", rc.URL, endpointOpts{schedule: schedule, inFlight: 4})
+	const n = 40
+	events := make([]ingest.Event, n)
+	for i := range events {
+		events[i] = ingest.Event{ID: fmt.Sprintf("evt_%02d", i), Type: "x"}
+	}
+	h.publish(events...)
+	rc.waitFor(t, n, 20*time.Second) // every first attempt failed: all are in retry wait
+	time.Sleep(1700 * time.Millisecond)
+	h.crash()
+
+	h2 := newHarness(t, dir)
+	h2.endpoint("a", rc.URL, endpointOpts{schedule: schedule, inFlight: 4})
+	hangOnce.Do(func() { close(hang) })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		done := len(delivered)
+		mu.Unlock()
+		if done == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events delivered after restart", done, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, r := range rc.got() {
+		if id := r.header.Get("webhook-id"); !strings.HasPrefix(id, "evt_") {
+			t.Errorf("a request without a Herald event id: %q", id)
+		}
+	}
+}

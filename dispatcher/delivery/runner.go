@@ -1,0 +1,186 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/herald-dev/herald/dispatcher/queue"
+)
+
+// DeadLetterReasonRetriesExhausted marks a delivery whose schedule ran out.
+const DeadLetterReasonRetriesExhausted = "RetriesExhausted"
+
+// runner consumes one endpoint's deliveries.
+type runner struct {
+	e      *Engine
+	key    Key
+	log    logr.Logger
+	cfg    atomic.Pointer[EndpointConfig]
+	wake   chan struct{}
+	cancel context.CancelFunc
+}
+
+func (r *runner) run(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		cfg := r.cfg.Load()
+		if cfg.Hold != "" {
+			select {
+			case <-r.wake:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if err := r.consume(ctx, cfg.MaxInFlight); err != nil {
+			r.log.Error(err, "consuming deliveries; retrying", "backoff", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(backoff*2, 10*time.Second)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+	}
+}
+
+// consume runs workers until the endpoint is held, its concurrency changes, or ctx ends.
+func (r *runner) consume(ctx context.Context, workers int) error {
+	cons, err := r.e.store.Consume(ctx, r.key.Namespace, r.key.Name, queue.ConsumerOptions{
+		AckWait: r.e.opts.AckWait,
+		Buffer:  2 * workers,
+	})
+	if err != nil {
+		return err
+	}
+	watchDone := make(chan struct{})
+	defer close(watchDone)
+	go func() {
+		for {
+			select {
+			case <-r.wake:
+				if c := r.cfg.Load(); c.Hold != "" || c.MaxInFlight != workers {
+					cons.Stop()
+					return
+				}
+			case <-ctx.Done():
+				cons.Stop()
+				return
+			case <-watchDone:
+				return
+			}
+		}
+	}()
+
+	work := make(chan *queue.Pending)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for p := range work {
+				r.handle(ctx, p)
+			}
+		})
+	}
+	defer func() {
+		close(work)
+		wg.Wait()
+	}()
+	for {
+		p, err := cons.Next()
+		if errors.Is(err, queue.ErrStopped) {
+			return nil
+		}
+		if err != nil {
+			// The iterator recovers from transient errors (missed heartbeats, a
+			// reconnect) by itself; report and go on.
+			r.log.V(1).Info("fetching deliveries", "error", err.Error())
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		work <- p
+	}
+}
+
+// handle settles one delivery: attempt it, or hand it back when it is not due or the
+// endpoint is held.
+func (r *runner) handle(ctx context.Context, p *queue.Pending) {
+	cfg := r.cfg.Load()
+	if cfg.Hold != "" || ctx.Err() != nil {
+		r.release(p)
+		return
+	}
+	now := r.e.opts.Now()
+	if wait := p.NotBefore.Sub(now); wait > 0 {
+		if err := p.Delay(wait); err != nil {
+			r.log.Error(err, "delaying delivery", "deliveryID", p.DeliveryID)
+		}
+		return
+	}
+	if cfg.Target.Timeout() > r.e.opts.AckWait/2 {
+		_ = p.InProgress()
+	}
+	out := cfg.Target.Send(ctx, &p.Delivery)
+	if !out.OK() && ctx.Err() != nil {
+		// Shutting down mid-attempt: the attempt did not really happen.
+		r.release(p)
+		return
+	}
+	sctx, cancel := settleCtx()
+	defer cancel()
+	a := Attempt{Endpoint: r.key, Delivery: &p.Delivery, Outcome: out}
+	switch {
+	case out.OK():
+		a.Final = true
+		r.e.opts.Observer.Attempted(a)
+		if err := p.Ack(sctx); err != nil {
+			r.log.Error(err, "acknowledging delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
+		}
+	case p.Attempt > len(cfg.Schedule):
+		a.Final = true
+		r.e.opts.Observer.Attempted(a)
+		r.deadLetter(sctx, p, DeadLetterReasonRetriesExhausted, out.StatusCode, out.Err)
+	default:
+		r.e.opts.Observer.Attempted(a)
+		next := p.Delivery
+		next.Attempt++
+		// The schedule counts from the failure, not from the start of the attempt.
+		next.NotBefore = r.e.opts.Now().Add(nextDelay(cfg, p.Attempt, out, jitterRand))
+		if err := p.Retry(sctx, next); err != nil {
+			// Not settled: the store hands the delivery out again after AckWait and it
+			// is attempted again, which keeps it; nothing is lost.
+			r.log.Error(err, "scheduling retry", "deliveryID", p.DeliveryID)
+			return
+		}
+		r.log.V(1).Info("delivery failed; retry scheduled", "deliveryID", p.DeliveryID, "eventID", p.EventID,
+			"attempt", p.Attempt, "status", out.StatusCode, "error", out.Err.Error(), "retryAt", next.NotBefore)
+	}
+}
+
+func (r *runner) deadLetter(ctx context.Context, p *queue.Pending, reason string, status int, cause error) {
+	dl := queue.DeadLetter{Reason: reason, StatusCode: status, At: r.e.opts.Now()}
+	if cause != nil {
+		dl.Error = cause.Error()
+	}
+	if err := p.DeadLetter(ctx, dl); err != nil {
+		r.log.Error(err, "dead-lettering delivery; it will be attempted again", "deliveryID", p.DeliveryID)
+		return
+	}
+	dl.Delivery = p.Delivery
+	r.log.Info("delivery dead-lettered", "deliveryID", p.DeliveryID, "eventID", p.EventID, "eventType", p.EventType,
+		"attempts", p.Attempt, "reason", reason, "status", status)
+	r.e.opts.Observer.DeadLettered(r.key, &dl)
+}
+
+func (r *runner) release(p *queue.Pending) {
+	if err := p.Release(); err != nil {
+		r.log.V(1).Info("releasing delivery", "deliveryID", p.DeliveryID, "error", err.Error())
+	}
+}

@@ -1,0 +1,225 @@
+package queue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Publish stores deliveries durably and returns once JetStream has acknowledged every one
+// of them. Publishes are pipelined (asynchronous with one wait at the end), so a batch
+// costs about one round trip. A delivery already stored within the duplicate window is
+// acknowledged without being stored twice.
+func (s *Store) Publish(ctx context.Context, deliveries []Delivery) error {
+	if len(deliveries) == 0 {
+		return nil
+	}
+	if len(deliveries) == 1 {
+		d := &deliveries[0]
+		_, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(d.Namespace, d.Endpoint)))
+		return publishError(err)
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(deliveries))
+	for i := range deliveries {
+		d := &deliveries[i]
+		f, err := s.js.PublishMsgAsync(d.toMsg(DeliverySubject(d.Namespace, d.Endpoint)))
+		if err != nil {
+			return publishError(err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return publishError(err)
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the store to acknowledge deliveries: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+func publishError(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "maximum messages exceeded") || strings.Contains(msg, "maximum bytes exceeded") ||
+		strings.Contains(msg, "insufficient resources") {
+		return fmt.Errorf("%w: %v", ErrQueueFull, err)
+	}
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrTimeout) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return fmt.Errorf("storing deliveries: %w", err)
+}
+
+// ErrUnavailable is returned when the store cannot be reached.
+var ErrUnavailable = errors.New("delivery store is unavailable")
+
+// consumerName is the durable consumer of one endpoint. Names are bounded in length and
+// may not contain '.', so long names are hashed.
+func consumerName(namespace, endpoint string) string {
+	name := "ep_" + namespace + "_" + strings.ReplaceAll(endpoint, ".", "_")
+	if len(name) <= 120 {
+		return name
+	}
+	sum := sha256.Sum256([]byte(namespace + "/" + endpoint))
+	return "ep_" + hex.EncodeToString(sum[:16])
+}
+
+// ConsumerOptions tune one endpoint's consumer.
+type ConsumerOptions struct {
+	// AckWait is how long an attempt may run before JetStream hands the delivery to
+	// another worker; it must exceed the longest attempt (timeouts are at most 60s).
+	// Default 2 minutes.
+	AckWait time.Duration
+	// Buffer is how many deliveries are fetched ahead of the workers.
+	Buffer int
+}
+
+// Consumer yields the deliveries of one endpoint.
+type Consumer struct {
+	store *Store
+	iter  jetstream.MessagesContext
+	opts  ConsumerOptions
+}
+
+// Consume opens (creating if needed) the durable consumer of an endpoint and starts
+// fetching its deliveries. Consumers of several dispatcher replicas share the work.
+func (s *Store) Consume(ctx context.Context, namespace, endpoint string, opts ConsumerOptions) (*Consumer, error) {
+	if opts.AckWait <= 0 {
+		opts.AckWait = 2 * time.Minute
+	}
+	if opts.Buffer <= 0 {
+		opts.Buffer = 16
+	}
+	name := consumerName(namespace, endpoint)
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, DeliveriesStream, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "deliveries of WebhookEndpoint " + namespace + "/" + endpoint,
+		FilterSubject: DeliverySubject(namespace, endpoint),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       opts.AckWait,
+		// Deliveries waiting for their retry time are held by the server as
+		// acknowledgement-pending; the bound keeps a dead endpoint's backlog from growing
+		// the server's memory without limit (the rest stays on disk until there is room).
+		MaxAckPending: 100_000,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating consumer for %s/%s: %w", namespace, endpoint, err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(opts.Buffer))
+	if err != nil {
+		return nil, fmt.Errorf("consuming deliveries of %s/%s: %w", namespace, endpoint, err)
+	}
+	return &Consumer{store: s, iter: iter, opts: opts}, nil
+}
+
+// ErrStopped is returned by Next once the consumer has been stopped and drained.
+var ErrStopped = errors.New("consumer stopped")
+
+// Next blocks until the next delivery arrives or the consumer is stopped.
+func (c *Consumer) Next() (*Pending, error) {
+	for {
+		msg, err := c.iter.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				return nil, ErrStopped
+			}
+			return nil, fmt.Errorf("fetching deliveries: %w", err)
+		}
+		d, err := parseDelivery(msg.Headers(), msg.Data())
+		if err != nil {
+			// Not ours (someone published into Herald's subjects by hand). Terminate it
+			// rather than redeliver it forever.
+			_ = msg.TermWithReason(err.Error())
+			continue
+		}
+		return &Pending{Delivery: d, msg: msg, store: c.store}, nil
+	}
+}
+
+// Stop stops fetching. Deliveries already fetched are still returned by Next, which
+// returns ErrStopped after them; the caller releases them so that they are redelivered
+// at once when fetching resumes.
+func (c *Consumer) Stop() { c.iter.Drain() }
+
+// Pending is a delivery handed to this dispatcher and not yet settled. Exactly one of
+// Ack, Delay, Release, Retry or DeadLetter settles it.
+type Pending struct {
+	Delivery
+	msg   jetstream.Msg
+	store *Store
+}
+
+// Ack settles a delivered delivery.
+func (p *Pending) Ack(ctx context.Context) error {
+	if err := p.msg.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("acknowledging delivery %s: %w", p.DeliveryID, err)
+	}
+	return nil
+}
+
+// Delay hands the delivery back to be fetched again after d, used for a delivery whose
+// retry time has not come yet.
+func (p *Pending) Delay(d time.Duration) error {
+	if err := p.msg.NakWithDelay(d); err != nil {
+		return fmt.Errorf("delaying delivery %s: %w", p.DeliveryID, err)
+	}
+	return nil
+}
+
+// Release hands the delivery back for immediate redelivery (held endpoint, shutdown).
+func (p *Pending) Release() error {
+	if err := p.msg.Nak(); err != nil {
+		return fmt.Errorf("releasing delivery %s: %w", p.DeliveryID, err)
+	}
+	return nil
+}
+
+// InProgress extends the acknowledgement deadline of a long attempt.
+func (p *Pending) InProgress() error { return p.msg.InProgress() }
+
+// Retry stores the next attempt (with its not-before time) and then settles this one.
+// The next attempt is a new message so that its wait survives restarts: after a crash
+// between the two steps the old message is redelivered and the attempt repeats, which
+// is the at-least-once contract.
+func (p *Pending) Retry(ctx context.Context, next Delivery) error {
+	if _, err := p.store.js.PublishMsg(ctx, next.toMsg(DeliverySubject(next.Namespace, next.Endpoint))); err != nil {
+		return fmt.Errorf("storing retry of delivery %s: %w", p.DeliveryID, publishError(err))
+	}
+	return p.Ack(ctx)
+}
+
+// DeadLetter stores the delivery in the dead-letter stream and then settles it.
+func (p *Pending) DeadLetter(ctx context.Context, dl DeadLetter) error {
+	dl.Delivery = p.Delivery
+	if dl.At.IsZero() {
+		dl.At = time.Now()
+	}
+	if _, err := p.store.js.PublishMsg(ctx, dl.toMsg()); err != nil {
+		return fmt.Errorf("dead-lettering delivery %s: %w", p.DeliveryID, publishError(err))
+	}
+	return p.Ack(ctx)
+}
+
+// Metadata returns how often JetStream has handed out this message, which exceeds one
+// after a crash or a delay.
+func (p *Pending) NumDelivered() uint64 {
+	md, err := p.msg.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.NumDelivered
+}

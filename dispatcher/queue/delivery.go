@@ -1,0 +1,202 @@
+package queue
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Headers of a delivery message. The body of the message is the event's data exactly as
+// the producer sent it; everything else travels in headers so that the body is never
+// decoded or re-encoded between ingest and the receiver.
+const (
+	hdrEventID     = "Herald-Event-Id"
+	hdrEventType   = "Herald-Event-Type"
+	hdrEventSource = "Herald-Event-Source"
+	hdrEventTime   = "Herald-Event-Time"
+	hdrContentType = "Herald-Content-Type"
+	hdrDeliveryID  = "Herald-Delivery-Id"
+	hdrNamespace   = "Herald-Namespace"
+	hdrEndpoint    = "Herald-Endpoint"
+	hdrAttempt     = "Herald-Attempt"
+	hdrNotBefore   = "Herald-Not-Before"
+	hdrAcceptedAt  = "Herald-Accepted-At"
+
+	// Dead-letter headers, describing the last attempt.
+	hdrDeadReason = "Herald-Dead-Reason"
+	hdrDeadStatus = "Herald-Dead-Status"
+	hdrDeadError  = "Herald-Dead-Error"
+	hdrDeadAt     = "Herald-Dead-At"
+)
+
+// Delivery is one event on its way to one endpoint.
+type Delivery struct {
+	Namespace string
+	Endpoint  string
+
+	EventID     string
+	EventType   string
+	EventSource string
+	CreatedAt   time.Time
+	// ContentType of Data when it is not JSON (binary CloudEvents); empty means JSON.
+	ContentType string
+	Data        []byte
+
+	// DeliveryID is stable for the (event, endpoint) pair across attempts and replays.
+	DeliveryID string
+	// Attempt is the 1-based number of the next HTTP attempt.
+	Attempt int
+	// NotBefore delays the attempt (retry wait); zero means now.
+	NotBefore time.Time
+	// AcceptedAt is when ingest accepted the event, for ingest-to-delivery latency.
+	AcceptedAt time.Time
+}
+
+// DeadLetter is a delivery that was given up on, with why.
+type DeadLetter struct {
+	Delivery
+	Sequence   uint64
+	Reason     string
+	StatusCode int
+	Error      string
+	At         time.Time
+}
+
+// DeliveryID derives the delivery id of an event for an endpoint. Deriving it (instead of
+// drawing a random one) makes a retried ingest of the same event publish the same message,
+// which the stream's duplicate window then stores once.
+func DeliveryID(namespace, eventID, endpoint string) string {
+	h := sha256.New()
+	h.Write([]byte(namespace))
+	h.Write([]byte{0})
+	h.Write([]byte(eventID))
+	h.Write([]byte{0})
+	h.Write([]byte(endpoint))
+	var sum [sha256.Size]byte
+	return "dlv_" + hex.EncodeToString(h.Sum(sum[:0])[:12])
+}
+
+// subjectToken maps an object name onto one NATS subject token. Kubernetes names never
+// contain '_' but may contain '.', which separates NATS tokens, so the mapping is
+// one-to-one.
+func subjectToken(name string) string { return strings.ReplaceAll(name, ".", "_") }
+
+// DeliverySubject is the subject holding the deliveries of one endpoint.
+func DeliverySubject(namespace, endpoint string) string {
+	return deliverySubjectPrefix + namespace + "." + subjectToken(endpoint)
+}
+
+// DeadLetterSubject is the subject holding the dead letters of one endpoint.
+func DeadLetterSubject(namespace, endpoint string) string {
+	return deadLetterSubjectPrefix + namespace + "." + subjectToken(endpoint)
+}
+
+// msgID is the JetStream de-duplication id of one attempt of a delivery: a retry is a new
+// message, so the attempt is part of it.
+func (d *Delivery) msgID() string {
+	return d.DeliveryID + "/" + strconv.Itoa(d.Attempt)
+}
+
+func (d *Delivery) toMsg(subject string) *nats.Msg {
+	h := make(nats.Header, 12)
+	h[hdrEventID] = []string{d.EventID}
+	h[hdrEventType] = []string{d.EventType}
+	if d.EventSource != "" {
+		h[hdrEventSource] = []string{d.EventSource}
+	}
+	h[hdrEventTime] = []string{d.CreatedAt.UTC().Format(time.RFC3339Nano)}
+	if d.ContentType != "" {
+		h[hdrContentType] = []string{d.ContentType}
+	}
+	h[hdrDeliveryID] = []string{d.DeliveryID}
+	h[hdrNamespace] = []string{d.Namespace}
+	h[hdrEndpoint] = []string{d.Endpoint}
+	h[hdrAttempt] = []string{strconv.Itoa(d.Attempt)}
+	if !d.NotBefore.IsZero() {
+		h[hdrNotBefore] = []string{strconv.FormatInt(d.NotBefore.UnixMilli(), 10)}
+	}
+	if !d.AcceptedAt.IsZero() {
+		h[hdrAcceptedAt] = []string{strconv.FormatInt(d.AcceptedAt.UnixMicro(), 10)}
+	}
+	h[nats.MsgIdHdr] = []string{d.msgID()}
+	return &nats.Msg{Subject: subject, Header: h, Data: d.Data}
+}
+
+func first(h nats.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+var errNotADelivery = errors.New("message is not a Herald delivery")
+
+func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
+	d := Delivery{
+		Namespace:   first(h, hdrNamespace),
+		Endpoint:    first(h, hdrEndpoint),
+		EventID:     first(h, hdrEventID),
+		EventType:   first(h, hdrEventType),
+		EventSource: first(h, hdrEventSource),
+		ContentType: first(h, hdrContentType),
+		DeliveryID:  first(h, hdrDeliveryID),
+		Data:        data,
+	}
+	if d.Namespace == "" || d.Endpoint == "" || d.EventID == "" || d.DeliveryID == "" {
+		return d, errNotADelivery
+	}
+	var err error
+	if d.CreatedAt, err = time.Parse(time.RFC3339Nano, first(h, hdrEventTime)); err != nil {
+		return d, fmt.Errorf("delivery %s: event time: %w", d.DeliveryID, err)
+	}
+	if d.Attempt, err = strconv.Atoi(first(h, hdrAttempt)); err != nil || d.Attempt < 1 {
+		return d, fmt.Errorf("delivery %s: attempt %q is not a positive number", d.DeliveryID, first(h, hdrAttempt))
+	}
+	if v := first(h, hdrNotBefore); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return d, fmt.Errorf("delivery %s: not-before %q: %w", d.DeliveryID, v, err)
+		}
+		d.NotBefore = time.UnixMilli(ms)
+	}
+	if v := first(h, hdrAcceptedAt); v != "" {
+		if us, err := strconv.ParseInt(v, 10, 64); err == nil {
+			d.AcceptedAt = time.UnixMicro(us)
+		}
+	}
+	return d, nil
+}
+
+func (dl *DeadLetter) toMsg() *nats.Msg {
+	m := dl.Delivery.toMsg(DeadLetterSubject(dl.Namespace, dl.Endpoint))
+	m.Header[hdrDeadReason] = []string{dl.Reason}
+	if dl.StatusCode != 0 {
+		m.Header[hdrDeadStatus] = []string{strconv.Itoa(dl.StatusCode)}
+	}
+	if dl.Error != "" {
+		m.Header[hdrDeadError] = []string{dl.Error}
+	}
+	m.Header[hdrDeadAt] = []string{dl.At.UTC().Format(time.RFC3339Nano)}
+	// A dead letter is stored once per attempt that gave up, whichever replica wrote it.
+	m.Header[nats.MsgIdHdr] = []string{"dead/" + dl.msgID()}
+	return m
+}
+
+func parseDeadLetter(seq uint64, h nats.Header, data []byte) (DeadLetter, error) {
+	d, err := parseDelivery(h, data)
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	dl := DeadLetter{Delivery: d, Sequence: seq, Reason: first(h, hdrDeadReason), Error: first(h, hdrDeadError)}
+	if v := first(h, hdrDeadStatus); v != "" {
+		dl.StatusCode, _ = strconv.Atoi(v)
+	}
+	dl.At, _ = time.Parse(time.RFC3339Nano, first(h, hdrDeadAt))
+	return dl, nil
+}

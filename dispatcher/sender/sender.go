@@ -1,0 +1,336 @@
+// Package sender performs one HTTP attempt of a delivery: it shapes the body (envelope or
+// data), signs it, POSTs it within the endpoint's timeout under the outbound address
+// policy, and classifies the answer. It decides nothing about retries; it reports what
+// happened and when the receiver asked to be called again.
+package sender
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/signer"
+	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/version"
+)
+
+// Config is everything needed to build a Target, resolved from the WebhookEndpoint and
+// its Secrets by the caller.
+type Config struct {
+	URL          string
+	Style        heraldv1.SignatureStyle
+	HeaderPrefix string
+	Format       heraldv1.PayloadFormat
+	ExtraFields  map[string]string
+	// Headers are static headers, values already resolved from Secrets.
+	Headers map[string]string
+	Timeout time.Duration
+	// MaxInFlight sizes the connection pool.
+	MaxInFlight int
+	// Secret and PreviousSecret are the signing secrets as stored in their Secrets.
+	Secret         []byte
+	PreviousSecret []byte
+	// CABundle (PEM) is trusted in addition to the system roots.
+	CABundle []byte
+	// ClientCert is presented for mutual TLS.
+	ClientCert *tls.Certificate
+	Policy     outbound.Policy
+}
+
+// Target sends to one endpoint. It is safe for concurrent use and keeps its connections
+// alive between attempts.
+type Target struct {
+	url       string
+	signer    *signer.Signer
+	format    heraldv1.PayloadFormat
+	extra     []byte // `,"k":"v"...` appended to the envelope
+	headers   http.Header
+	prefix    string
+	timeout   time.Duration
+	client    *http.Client
+	transport *http.Transport
+}
+
+// New builds a Target. Its errors name the setting at fault and never include a secret.
+func New(cfg Config) (*Target, error) {
+	if err := cfg.Policy.CheckURL(cfg.URL); err != nil {
+		return nil, fmt.Errorf("endpoint url: %w", err)
+	}
+	if _, err := url.Parse(cfg.URL); err != nil {
+		return nil, fmt.Errorf("endpoint url: %w", err)
+	}
+	sg, err := signer.New(cfg.Style, cfg.HeaderPrefix, cfg.Secret, cfg.PreviousSecret)
+	if err != nil {
+		return nil, fmt.Errorf("signing: %w", err)
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if len(cfg.CABundle) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(cfg.CABundle) {
+			return nil, errors.New("tls.caBundle holds no PEM certificate")
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if cfg.ClientCert != nil {
+		tlsCfg.Certificates = []tls.Certificate{*cfg.ClientCert}
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 8
+	}
+	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		// No proxy from the environment: a proxy would dial the destination for us and
+		// bypass the address policy enforced on our own dials.
+		Proxy:                  nil,
+		DialContext:            cfg.Policy.DialContext(dialer),
+		TLSClientConfig:        tlsCfg,
+		ForceAttemptHTTP2:      true,
+		MaxIdleConns:           cfg.MaxInFlight,
+		MaxIdleConnsPerHost:    cfg.MaxInFlight,
+		MaxConnsPerHost:        cfg.MaxInFlight,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    cfg.Timeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	t := &Target{
+		url:     cfg.URL,
+		signer:  sg,
+		format:  cfg.Format,
+		prefix:  cfg.HeaderPrefix,
+		timeout: cfg.Timeout,
+		headers: make(http.Header, len(cfg.Headers)),
+		client: &http.Client{
+			Transport: tr,
+			// A redirect is a failure: following it would send a signed payload somewhere
+			// the endpoint's author did not name, and past the static URL check.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		transport: tr,
+	}
+	if t.format == "" {
+		t.format = heraldv1.PayloadEnvelope
+	}
+	for k, v := range cfg.Headers {
+		t.headers.Set(k, v)
+	}
+	if len(cfg.ExtraFields) > 0 {
+		t.extra, err = extraFields(cfg.ExtraFields)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
+// reserved fields of the envelope cannot be overridden by extraFields.
+var reserved = map[string]bool{"id": true, "type": true, "created_at": true, "data": true}
+
+func extraFields(fields map[string]string) ([]byte, error) {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		if reserved[k] {
+			return nil, fmt.Errorf("payload.extraFields: %q is an envelope field and cannot be overridden", k)
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b bytes.Buffer
+	for _, k := range keys {
+		kb, _ := json.Marshal(k)
+		vb, _ := json.Marshal(fields[k])
+		b.WriteByte(',')
+		b.Write(kb)
+		b.WriteByte(':')
+		b.Write(vb)
+	}
+	return b.Bytes(), nil
+}
+
+// Close releases idle connections.
+func (t *Target) Close() { t.transport.CloseIdleConnections() }
+
+// Timeout of one attempt.
+func (t *Target) Timeout() time.Duration { return t.timeout }
+
+// Outcome is what one attempt produced.
+type Outcome struct {
+	// StatusCode of the answer; 0 when none arrived.
+	StatusCode int
+	Latency    time.Duration
+	// Err is nil exactly when the attempt succeeded (2xx within the timeout).
+	Err error
+	// RetryAfter is the receiver's Retry-After on 429 or 503, zero otherwise.
+	RetryAfter time.Duration
+}
+
+// OK reports a successful attempt.
+func (o Outcome) OK() bool { return o.Err == nil }
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// Body renders the request body of a delivery into b.
+func (t *Target) Body(b *bytes.Buffer, d *queue.Delivery) {
+	if t.format == heraldv1.PayloadData {
+		b.Write(d.Data)
+		return
+	}
+	// The envelope is assembled from bytes, not marshalled: data goes out exactly as the
+	// producer wrote it, and no JSON round trip is paid per attempt.
+	b.WriteString(`{"id":`)
+	writeJSONString(b, d.EventID)
+	b.WriteString(`,"type":`)
+	writeJSONString(b, d.EventType)
+	b.WriteString(`,"created_at":"`)
+	b.WriteString(d.CreatedAt.UTC().Format(time.RFC3339Nano))
+	b.WriteString(`","data":`)
+	if len(d.Data) == 0 {
+		b.WriteString("null")
+	} else {
+		b.Write(d.Data)
+	}
+	b.Write(t.extra)
+	b.WriteByte('}')
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	safe := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		b.WriteByte('"')
+		b.WriteString(s)
+		b.WriteByte('"')
+		return
+	}
+	enc, _ := json.Marshal(s)
+	b.Write(enc)
+}
+
+// Send performs one attempt.
+func (t *Target) Send(ctx context.Context, d *queue.Delivery) Outcome {
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= 1<<20 {
+			bufPool.Put(buf)
+		}
+	}()
+	t.Body(buf, d)
+	body := buf.Bytes()
+
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
+	if err != nil {
+		return Outcome{Err: fmt.Errorf("building request: %w", err)}
+	}
+	h := req.Header
+	for k, v := range t.headers {
+		h[k] = v
+	}
+	h["Content-Type"] = []string{"application/json"}
+	h["User-Agent"] = []string{userAgent}
+	h[t.prefix+"-Event-Id"] = []string{d.EventID}
+	h[t.prefix+"-Event-Type"] = []string{d.EventType}
+	h[t.prefix+"-Delivery-Id"] = []string{d.DeliveryID}
+	h[t.prefix+"-Delivery-Attempt"] = []string{strconv.Itoa(d.Attempt)}
+	t.signer.Sign(h, signer.Message{ID: d.EventID, Timestamp: time.Now(), Body: body, EventType: d.EventType})
+
+	start := time.Now()
+	resp, err := t.client.Do(req)
+	out := Outcome{}
+	if err != nil {
+		out.Latency = time.Since(start)
+		out.Err = describe(err, ctx, t.timeout)
+		return out
+	}
+	// Drain a bounded amount so the connection can be reused, without letting a
+	// receiver make us read an endless body.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	out.Latency = time.Since(start)
+	out.StatusCode = resp.StatusCode
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		out.Err = fmt.Errorf("receiver answered %d (redirect to %q); redirects are not followed", resp.StatusCode, redactedLocation(resp.Header.Get("Location")))
+	default:
+		out.Err = fmt.Errorf("receiver answered %d", resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			out.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+	}
+	return out
+}
+
+// describe turns a transport error into a message that is useful on a status and never
+// repeats a header (and so never a signature).
+func describe(err error, ctx context.Context, timeout time.Duration) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no answer within the %s timeout", timeout)
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	return fmt.Errorf("request failed: %w", err)
+}
+
+func redactedLocation(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil {
+		return ""
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
+}
+
+// ParseRetryAfter reads a Retry-After value (delay seconds or an HTTP date).
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil {
+		if d := at.Sub(now); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+var userAgent = version.UserAgent("dispatcher")

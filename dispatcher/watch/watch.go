@@ -1,0 +1,250 @@
+// Package watch keeps the dispatcher's view of the cluster current: it watches
+// WebhookEndpoints, WebhookSubscriptions and the Secrets they reference through
+// informers and turns each change into the engine's endpoint configuration and the
+// router's subscription table, within seconds and without a restart. A rotated secret
+// swaps the endpoint's signer between two attempts; no delivery is dropped.
+package watch
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/router"
+	"github.com/herald-dev/herald/dispatcher/sender"
+	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/routing"
+)
+
+// secretIndex indexes endpoints by the names of every Secret they read.
+const secretIndex = "dispatcher.herald.dev/secrets"
+
+// Endpoints feeds WebhookEndpoints into the engine.
+type Endpoints struct {
+	Client client.Client
+	Engine *delivery.Engine
+	Policy outbound.Policy
+}
+
+// SetupWithManager registers the endpoint watch.
+func (w *Endpoints) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &heraldv1.WebhookEndpoint{}, secretIndex,
+		func(o client.Object) []string { return referencedSecrets(o.(*heraldv1.WebhookEndpoint)) }); err != nil {
+		return fmt.Errorf("indexing endpoints by secret: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("dispatcher-endpoints").
+		For(&heraldv1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(w.endpointsForSecret)).
+		Complete(w)
+}
+
+func referencedSecrets(ep *heraldv1.WebhookEndpoint) []string {
+	names := []string{ep.SigningSecretRef().Name}
+	if prev, ok := ep.PreviousSigningSecretRef(); ok {
+		names = append(names, prev.Name)
+	}
+	for _, h := range ep.Spec.Headers {
+		if h.ValueFrom != nil {
+			names = append(names, h.ValueFrom.Name)
+		}
+	}
+	if ep.Spec.TLS != nil && ep.Spec.TLS.ClientCertificateSecretRef != nil {
+		names = append(names, ep.Spec.TLS.ClientCertificateSecretRef.Name)
+	}
+	return names
+}
+
+func (w *Endpoints) endpointsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	var list heraldv1.WebhookEndpointList
+	if err := w.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{secretIndex: o.GetName()}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing endpoints for secret", "secret", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}})
+	}
+	return reqs
+}
+
+// Reconcile rebuilds one endpoint's delivery configuration.
+func (w *Endpoints) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	key := delivery.Key{Namespace: req.Namespace, Name: req.Name}
+	var ep heraldv1.WebhookEndpoint
+	if err := w.Client.Get(ctx, req.NamespacedName, &ep); err != nil {
+		if apierrors.IsNotFound(err) {
+			w.Engine.Remove(key)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("reading endpoint: %w", err)
+	}
+	cfg := w.build(ctx, &ep)
+	w.Engine.Upsert(key, cfg)
+	log := ctrl.LoggerFrom(ctx)
+	if cfg.Hold != "" {
+		log.Info("deliveries held", "reason", cfg.Hold, "message", cfg.HoldMessage)
+	} else {
+		log.V(1).Info("endpoint configured", "generation", ep.Generation)
+	}
+	return reconcile.Result{}, nil
+}
+
+// build resolves the endpoint into an engine configuration, or a hold saying what is
+// missing. Problems are reported by reason and Secret name only, never by value.
+func (w *Endpoints) build(ctx context.Context, ep *heraldv1.WebhookEndpoint) delivery.EndpointConfig {
+	cfg := delivery.EndpointConfig{
+		JitterPercent: int(ep.Spec.JitterPercent()),
+		MaxInFlight:   int(ep.Spec.MaxInFlight()),
+		Generation:    ep.Generation,
+	}
+	hold := func(reason, format string, args ...any) delivery.EndpointConfig {
+		cfg.Hold, cfg.HoldMessage = reason, fmt.Sprintf(format, args...)
+		return cfg
+	}
+	var err error
+	if cfg.Schedule, err = ep.Spec.RetrySchedule(); err != nil {
+		return hold(delivery.HoldInvalidConfig, "retry.schedule: %v", err)
+	}
+	if cfg.MaxRetryAfter, err = ep.Spec.MaxRetryAfter(); err != nil {
+		return hold(delivery.HoldInvalidConfig, "retry.maxRetryAfter: %v", err)
+	}
+	timeout, err := ep.Spec.TimeoutDuration()
+	if err != nil {
+		return hold(delivery.HoldInvalidConfig, "timeout: %v", err)
+	}
+	ref := ep.SigningSecretRef()
+	current, reason, msg := w.secretValue(ctx, ep.Namespace, ref.Name, ref.Key)
+	if reason != "" {
+		return hold(reason, "signing secret: %s", msg)
+	}
+	var previous []byte
+	if prev, ok := ep.PreviousSigningSecretRef(); ok {
+		if previous, reason, msg = w.secretValue(ctx, ep.Namespace, prev.Name, prev.Key); reason != "" {
+			return hold(reason, "previous signing secret: %s", msg)
+		}
+	}
+	headers := map[string]string{}
+	for _, h := range ep.Spec.Headers {
+		switch {
+		case h.Value != nil:
+			headers[h.Name] = *h.Value
+		case h.ValueFrom != nil:
+			v, reason, msg := w.secretValue(ctx, ep.Namespace, h.ValueFrom.Name, h.ValueFrom.Key)
+			if reason != "" {
+				return hold(reason, "header %s: %s", h.Name, msg)
+			}
+			headers[h.Name] = string(v)
+		}
+	}
+	scfg := sender.Config{
+		URL:            ep.Spec.URL,
+		Style:          ep.Spec.SignatureStyle(),
+		HeaderPrefix:   ep.Spec.HeaderPrefix(),
+		Format:         ep.Spec.PayloadFormat(),
+		ExtraFields:    ep.Spec.Payload.ExtraFields,
+		Headers:        headers,
+		Timeout:        timeout,
+		MaxInFlight:    cfg.MaxInFlight,
+		Secret:         current,
+		PreviousSecret: previous,
+		Policy:         w.Policy,
+	}
+	if t := ep.Spec.TLS; t != nil {
+		scfg.CABundle = []byte(t.CABundle)
+		if t.ClientCertificateSecretRef != nil {
+			crt, r1, m1 := w.secretValue(ctx, ep.Namespace, t.ClientCertificateSecretRef.Name, corev1.TLSCertKey)
+			key, r2, m2 := w.secretValue(ctx, ep.Namespace, t.ClientCertificateSecretRef.Name, corev1.TLSPrivateKeyKey)
+			if r1 != "" {
+				return hold(r1, "tls client certificate: %s", m1)
+			}
+			if r2 != "" {
+				return hold(r2, "tls client certificate: %s", m2)
+			}
+			pair, err := tls.X509KeyPair(crt, key)
+			if err != nil {
+				return hold(delivery.HoldInvalidConfig, "tls client certificate in Secret %s does not parse", t.ClientCertificateSecretRef.Name)
+			}
+			scfg.ClientCert = &pair
+		}
+	}
+	target, err := sender.New(scfg)
+	if err != nil {
+		return hold(delivery.HoldInvalidConfig, "%v", err)
+	}
+	cfg.Target = target
+	// Suspension is checked last so that a suspended endpoint's other problems still
+	// show; it holds a fully built configuration that resumes at once.
+	if ep.Spec.Suspend {
+		cfg.Target = nil
+		return hold(delivery.HoldSuspended, "spec.suspend is true")
+	}
+	return cfg
+}
+
+func (w *Endpoints) secretValue(ctx context.Context, ns, name, key string) (value []byte, reason, msg string) {
+	var s corev1.Secret
+	if err := w.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, delivery.HoldSecretNotFound, fmt.Sprintf("Secret %s not found", name)
+		}
+		return nil, delivery.HoldSecretNotFound, fmt.Sprintf("Secret %s cannot be read: %v", name, apierrors.ReasonForError(err))
+	}
+	v, ok := s.Data[key]
+	if !ok || len(v) == 0 {
+		return nil, delivery.HoldSecretKeyMissing, fmt.Sprintf("Secret %s has no key %q", name, key)
+	}
+	return v, "", ""
+}
+
+// Subscriptions feeds WebhookSubscriptions into the router.
+type Subscriptions struct {
+	Client client.Client
+	Router *router.Table
+}
+
+// SetupWithManager registers the subscription watch.
+func (w *Subscriptions) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("dispatcher-subscriptions").
+		For(&heraldv1.WebhookSubscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Complete(w)
+}
+
+// Reconcile updates the router's view of one subscription. A subscription whose filter
+// does not compile routes nothing (the manager reports why on its status).
+func (w *Subscriptions) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var sub heraldv1.WebhookSubscription
+	if err := w.Client.Get(ctx, req.NamespacedName, &sub); err != nil {
+		if apierrors.IsNotFound(err) {
+			w.Router.Delete(req.Namespace, req.Name)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, fmt.Errorf("reading subscription: %w", err)
+	}
+	s := router.Subscription{Name: sub.Name, Endpoint: sub.Spec.EndpointRef.Name, Patterns: sub.Spec.EventTypes}
+	if sub.Spec.Filter != "" {
+		f, err := routing.CompileFilter(sub.Spec.Filter)
+		if err != nil {
+			w.Router.Delete(req.Namespace, req.Name)
+			ctrl.LoggerFrom(ctx).Info("subscription filter does not compile; routing nothing", "error", err.Error())
+			return reconcile.Result{}, nil
+		}
+		s.Filter = f
+	}
+	w.Router.Set(req.Namespace, s)
+	return reconcile.Result{}, nil
+}
