@@ -1,22 +1,181 @@
-// Package endpoint reconciles WebhookEndpoints: it resolves (or generates) the signing
-// Secret and reports readiness. STUB — being replaced.
+// Package endpoint reconciles the readiness of WebhookEndpoints: it checks the URL
+// against the outbound policy, resolves the signing Secret (generating it when it does
+// not exist) and the previous Secret of a rotation, and reports the outcome as the Ready
+// condition.
+//
+// The reconciler follows cert-manager's readiness controller: fetch the endpoint, gather
+// its inputs (the Secrets), run a chain of small checks that each return a reason and a
+// message, set one condition, and write status only when it differs from what is there.
+//
+// Status is shared with the dispatcher, which owns the delivery half (failures, counters,
+// the Disabled condition). This controller therefore writes only observedGeneration,
+// secretName and the Ready condition, by server-side apply under its own field manager,
+// so neither writer can erase the other's fields.
 package endpoint
 
 import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/internal/outbound"
 )
 
-// Reconciler reconciles WebhookEndpoints.
+// Reasons of the Ready condition and of the Events that accompany it. They are API: people
+// search for them and alerts match on them.
+const (
+	// ReasonReady: the URL is allowed and every referenced signing secret resolves.
+	ReasonReady = "Ready"
+	// ReasonInvalidURL: spec.url is refused by the outbound policy (scheme, credentials,
+	// loopback, private or metadata address).
+	ReasonInvalidURL = "InvalidURL"
+	// ReasonSecretNotFound: the signing Secret does not exist and Herald could not
+	// generate it (for example, it is being deleted, or the create was refused).
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretKeyMissing: the signing Secret exists but lacks the referenced key, or
+	// the value is empty. Herald never writes to a Secret it did not create.
+	ReasonSecretKeyMissing = "SecretKeyMissing"
+	// ReasonPreviousSecretNotFound: spec.previousSecretRef names a Secret or key that does
+	// not exist. The previous secret is never generated: it must hold the old value.
+	ReasonPreviousSecretNotFound = "PreviousSecretNotFound"
+	// ReasonSecretGenerated is the reason of the Normal Event recorded when Herald creates
+	// the signing Secret.
+	ReasonSecretGenerated = "SecretGenerated"
+)
+
+const (
+	// FieldManager is the server-side apply field manager of the manager's status writes.
+	FieldManager = "herald-manager"
+
+	// secretNamesIndex indexes WebhookEndpoints by the names of the Secrets they
+	// reference (signing and previous), so a Secret event finds its endpoints without a
+	// scan of every endpoint in the namespace.
+	secretNamesIndex = "herald.spec.secretNames"
+
+	// Event actions (events.k8s.io "action": what the controller was doing).
+	actionCheckReadiness = "CheckReadiness"
+	actionGenerateSecret = "GenerateSecret"
+)
+
+// Reconciler reconciles the readiness of WebhookEndpoints.
 type Reconciler struct {
-	Client    client.Client
+	// Client reads WebhookEndpoints from the manager's cache and writes status and
+	// generated Secrets.
+	Client client.Client
+	// APIReader reads Secrets straight from the API server. The manager watches Secrets
+	// as metadata only, so their contents (every Secret in the cluster) never sit in its
+	// cache.
 	APIReader client.Reader
-	Recorder  events.EventRecorder
-	Policy    outbound.Policy
+	// Recorder records Events on the endpoints.
+	Recorder events.EventRecorder
+	// Policy decides which URLs are allowed.
+	Policy outbound.Policy
 }
 
-// SetupWithManager registers the reconciler.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error { return nil }
+// +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhookendpoints,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhookendpoints/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the reconciler, its Secret index and its watches.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &heraldv1.WebhookEndpoint{}, secretNamesIndex,
+		func(o client.Object) []string {
+			return referencedSecretNames(o.(*heraldv1.WebhookEndpoint))
+		})
+	if err != nil {
+		return fmt.Errorf("indexing WebhookEndpoints by Secret name: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("webhookendpoint").
+		// Only spec changes: the dispatcher updates status often (counters, last
+		// attempt), and each reconcile reads Secrets from the API server. Our own status
+		// writes would otherwise come back as events too.
+		For(&heraldv1.WebhookEndpoint{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Generated Secrets: metadata only, like every Secret this manager watches.
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
+		// Any Secret an endpoint references, including ones a person creates or fixes
+		// after the endpoint; a key added later flips Ready at once.
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsForSecret)).
+		Complete(r)
+}
+
+// referencedSecretNames are the Secrets whose changes can change an endpoint's readiness.
+func referencedSecretNames(ep *heraldv1.WebhookEndpoint) []string {
+	names := []string{ep.SigningSecretRef().Name}
+	if prev, ok := ep.PreviousSigningSecretRef(); ok && prev.Name != names[0] {
+		names = append(names, prev.Name)
+	}
+	return names
+}
+
+func (r *Reconciler) endpointsForSecret(ctx context.Context, secret client.Object) []reconcile.Request {
+	var list heraldv1.WebhookEndpointList
+	if err := r.Client.List(ctx, &list,
+		client.InNamespace(secret.GetNamespace()),
+		client.MatchingFields{secretNamesIndex: secret.GetName()},
+	); err != nil {
+		logf.FromContext(ctx).Error(err, "listing WebhookEndpoints referencing a Secret", "secret", client.ObjectKeyFromObject(secret))
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{
+			Namespace: list.Items[i].Namespace, Name: list.Items[i].Name,
+		}})
+	}
+	return reqs
+}
+
+// Reconcile brings one endpoint's Ready condition up to date.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	log := logf.FromContext(ctx)
+
+	ep := &heraldv1.WebhookEndpoint{}
+	if err := r.Client.Get(ctx, req.NamespacedName, ep); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ep.DeletionTimestamp.IsZero() {
+		// Generated Secrets go with the endpoint through their owner reference; there is
+		// nothing to report on an object on its way out.
+		return ctrl.Result{}, nil
+	}
+
+	in, gatherErr := r.gatherInputs(ctx, ep)
+	if gatherErr != nil && in == nil {
+		return ctrl.Result{}, gatherErr
+	}
+
+	reason, message := r.evaluate(in)
+	readyChanged, err := r.applyStatus(ctx, ep, in, reason, message)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if readyChanged {
+		r.recordReadiness(ep, reason, message)
+	}
+	log.V(1).Info("reconciled endpoint", "reason", reason, "readyChanged", readyChanged)
+	// A failed Secret generation is reported in status and retried with backoff.
+	return ctrl.Result{}, gatherErr
+}
+
+// recordReadiness records an Event for a change of the Ready condition, Warning with
+// the condition's reason when the endpoint is not ready.
+func (r *Reconciler) recordReadiness(ep *heraldv1.WebhookEndpoint, reason, message string) {
+	eventType := corev1.EventTypeWarning
+	if reason == ReasonReady {
+		eventType = corev1.EventTypeNormal
+	}
+	r.Recorder.Eventf(ep, nil, eventType, reason, actionCheckReadiness, "%s", message)
+}

@@ -1,0 +1,96 @@
+package endpoint
+
+import (
+	"context"
+	"fmt"
+
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+)
+
+// managedStatus is the part of WebhookEndpointStatus this controller owns. Applying
+// exactly these fields makes the API server record them under FieldManager and leave
+// every other field, including other entries of the conditions map, to their owners.
+type managedStatus struct {
+	ObservedGeneration int64              `json:"observedGeneration"`
+	SecretName         string             `json:"secretName,omitempty"`
+	Conditions         []metav1.Condition `json:"conditions"`
+}
+
+// desiredStatus computes the owned fields from the outcome of the checks, keeping the
+// Ready condition's lastTransitionTime when its status does not change.
+func desiredStatus(ep *heraldv1.WebhookEndpoint, in *inputs, reason, message string) managedStatus {
+	status := metav1.ConditionFalse
+	if reason == ReasonReady {
+		status = metav1.ConditionTrue
+	}
+	// Work on a copy of the current conditions so SetStatusCondition can carry
+	// lastTransitionTime over (or stamp now on a real transition).
+	conds := append([]metav1.Condition(nil), ep.Status.Conditions...)
+	meta.SetStatusCondition(&conds, metav1.Condition{
+		Type:               heraldv1.ConditionReady,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: ep.Generation,
+	})
+	ready := *meta.FindStatusCondition(conds, heraldv1.ConditionReady)
+
+	out := managedStatus{ObservedGeneration: ep.Generation, Conditions: []metav1.Condition{ready}}
+	// secretName reports a Secret the signing secret can actually be read from.
+	if in.signing != nil {
+		if _, ok := keyProblem(in.signing, in.signingRef, "signing"); ok {
+			out.SecretName = in.signingRef.Name
+		}
+	}
+	return out
+}
+
+// currentStatus extracts the owned fields as they are now.
+func currentStatus(ep *heraldv1.WebhookEndpoint) managedStatus {
+	out := managedStatus{ObservedGeneration: ep.Status.ObservedGeneration, SecretName: ep.Status.SecretName}
+	if c := meta.FindStatusCondition(ep.Status.Conditions, heraldv1.ConditionReady); c != nil {
+		out.Conditions = []metav1.Condition{*c}
+	}
+	return out
+}
+
+// applyStatus writes the owned status fields by server-side apply when they differ from
+// the current ones, and reports whether the Ready condition's status or reason changed
+// (the moments worth an Event). Skipping equal writes keeps the object's resourceVersion
+// still once settled, so watchers such as Argo CD and kstatus see no churn.
+func (r *Reconciler) applyStatus(ctx context.Context, ep *heraldv1.WebhookEndpoint, in *inputs, reason, message string) (readyChanged bool, err error) {
+	want := desiredStatus(ep, in, reason, message)
+	have := currentStatus(ep)
+	if apiequality.Semantic.DeepEqual(want, have) {
+		return false, nil
+	}
+	readyChanged = len(have.Conditions) == 0 ||
+		have.Conditions[0].Status != want.Conditions[0].Status ||
+		have.Conditions[0].Reason != want.Conditions[0].Reason
+
+	statusMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&want)
+	if err != nil {
+		return false, fmt.Errorf("encoding status of WebhookEndpoint %s/%s: %w", ep.Namespace, ep.Name, err)
+	}
+	patch := &unstructured.Unstructured{Object: map[string]any{"status": statusMap}}
+	patch.SetGroupVersionKind(heraldv1.GroupVersion.WithKind("WebhookEndpoint"))
+	patch.SetNamespace(ep.Namespace)
+	patch.SetName(ep.Name)
+	// Force: these fields are the manager's by design; if another writer took one of
+	// them (say a person with kubectl), the manager takes it back.
+	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
+		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("applying status of WebhookEndpoint %s/%s: %w", ep.Namespace, ep.Name, err)
+	}
+	return readyChanged, nil
+}
