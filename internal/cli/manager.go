@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -53,12 +54,24 @@ func newManagerCommand() *cobra.Command {
 func runManager(cmd *cobra.Command, o *managerOptions) error {
 	log := o.log.logger()
 	ctrl.SetLogger(log)
+	if o.manageWorkload {
+		// Before anything connects: a bad flag should say so, not a kubeconfig error.
+		if err := o.workload.Validate(); err != nil {
+			return err
+		}
+	}
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	var cacheOpts cache.Options
+	if o.manageWorkload {
+		// The dispatcher's objects are read only in its namespace and by label.
+		cacheOpts.ByObject = o.workload.CacheByObject()
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme.New(),
+		Cache:                   cacheOpts,
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.healthAddr,
 		LeaderElection:          o.leaderElection,
@@ -83,6 +96,8 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 		return fmt.Errorf("setting up subscription controller: %w", err)
 	}
 	if o.manageWorkload {
+		// One policy for both: the manager's URL checks and the dispatcher's dial checks.
+		o.workload.Outbound = o.policy
 		if err := (&workload.Reconciler{Client: mgr.GetClient(), Config: o.workload}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up dispatcher workload controller: %w", err)
 		}

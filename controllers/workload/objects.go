@@ -1,0 +1,338 @@
+package workload
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+)
+
+// Labels and annotations on the dispatcher objects.
+const (
+	LabelName      = "app.kubernetes.io/name"
+	LabelInstance  = "app.kubernetes.io/instance"
+	LabelComponent = "app.kubernetes.io/component"
+	LabelPartOf    = "app.kubernetes.io/part-of"
+	ComponentValue = "dispatcher"
+
+	// AnnotationConfigChecksum on the pod template is the sha256 of the rendered
+	// dispatcher.yaml: a configuration change changes the template, which rolls the pods.
+	AnnotationConfigChecksum = "hooks.herald.dev/config-checksum"
+)
+
+// Paths and ports inside the dispatcher pod. The Service exposes ingest and metrics;
+// health stays pod-local for the kubelet.
+const (
+	ConfigFileName   = "dispatcher.yaml"
+	configDir        = "/etc/herald"
+	dataDir          = "/var/lib/herald"
+	natsCredsDir     = "/etc/herald/nats"
+	natsCredsFile    = "nats.creds"
+	IngestPort       = 8080
+	MetricsPort      = 9090
+	HealthPort       = 8081
+	nonRootUID       = 65532
+	containerName    = "dispatcher"
+	dataVolume       = "data"
+	configVolume     = "config"
+	tmpVolume        = "tmp"
+	natsCredsVolume  = "nats-credentials"
+	portNameIngest   = "http"
+	portNameMetrics  = "metrics"
+	portNameHealth   = "health"
+	storageTemplate  = dataVolume
+	defaultTermGrace = 30
+)
+
+// Settings is the content of dispatcher.yaml, the file the dispatcher reads with
+// --config. The manager renders it from its own flags; its checksum rolls the pods.
+type Settings struct {
+	Outbound OutboundSettings `json:"outbound"`
+	NATS     NATSSettings     `json:"nats"`
+	Ingest   IngestSettings   `json:"ingest"`
+}
+
+// OutboundSettings is the delivery policy (see internal/outbound.Policy).
+type OutboundSettings struct {
+	AllowPlainHTTP       bool `json:"allowPlainHTTP"`
+	AllowPrivateNetworks bool `json:"allowPrivateNetworks"`
+	AllowLoopback        bool `json:"allowLoopback"`
+}
+
+// NATSSettings says where the queue lives.
+type NATSSettings struct {
+	// Mode is embedded or external.
+	Mode Mode `json:"mode"`
+	// DataDir holds the embedded JetStream store (embedded mode).
+	DataDir string `json:"dataDir,omitempty"`
+	// URL of the external cluster (external mode).
+	URL string `json:"url,omitempty"`
+	// CredentialsFile is the mounted .creds file (external mode, optional).
+	CredentialsFile string `json:"credentialsFile,omitempty"`
+}
+
+// IngestSettings bounds the ingest API.
+type IngestSettings struct {
+	BindAddress   string `json:"bindAddress"`
+	MaxEventBytes int64  `json:"maxEventBytes"`
+}
+
+// Settings returns the dispatcher configuration for c.
+func (c Config) Settings() Settings {
+	s := Settings{
+		Outbound: OutboundSettings{
+			AllowPlainHTTP:       c.Outbound.AllowPlainHTTP,
+			AllowPrivateNetworks: c.Outbound.AllowPrivateNetworks,
+			AllowLoopback:        c.Outbound.AllowLoopback,
+		},
+		NATS:   NATSSettings{Mode: c.Mode},
+		Ingest: IngestSettings{BindAddress: fmt.Sprintf(":%d", IngestPort), MaxEventBytes: c.MaxEventBytes},
+	}
+	if c.Mode == ModeEmbedded {
+		s.NATS.DataDir = dataDir
+	} else {
+		s.NATS.URL = c.NATSURL
+		if c.NATSCredentialsSecret != "" {
+			s.NATS.CredentialsFile = natsCredsDir + "/" + natsCredsFile
+		}
+	}
+	return s
+}
+
+// renderSettings returns dispatcher.yaml and its checksum. sigs.k8s.io/yaml goes through
+// encoding/json, so the bytes (and the checksum) are stable for equal settings.
+func renderSettings(s Settings) (string, string, error) {
+	b, err := yaml.Marshal(s)
+	if err != nil {
+		return "", "", fmt.Errorf("rendering %s: %w", ConfigFileName, err)
+	}
+	sum := sha256.Sum256(b)
+	return string(b), hex.EncodeToString(sum[:]), nil
+}
+
+// selectorLabels are immutable once a StatefulSet or Deployment exists: keep them to the
+// identity of the dispatcher, never a version or a mode.
+func (c Config) selectorLabels() map[string]string {
+	return map[string]string{
+		LabelName:      "herald",
+		LabelComponent: ComponentValue,
+		LabelInstance:  c.Name,
+	}
+}
+
+func (c Config) labels() map[string]string {
+	l := c.selectorLabels()
+	l[LabelPartOf] = "herald"
+	l[heraldv1.LabelManagedBy] = heraldv1.LabelManagedByValue
+	return l
+}
+
+func (c Config) meta(owner *metav1ac.OwnerReferenceApplyConfiguration) *metav1ac.ObjectMetaApplyConfiguration {
+	m := metav1ac.ObjectMeta().WithName(c.Name).WithNamespace(c.Namespace).WithLabels(c.labels())
+	if owner != nil {
+		m.WithOwnerReferences(owner)
+	}
+	return m
+}
+
+func (c Config) serviceAccount(owner *metav1ac.OwnerReferenceApplyConfiguration) *corev1ac.ServiceAccountApplyConfiguration {
+	sa := corev1ac.ServiceAccount(c.Name, c.Namespace)
+	sa.ObjectMetaApplyConfiguration = c.meta(owner)
+	return sa
+}
+
+func (c Config) configMap(owner *metav1ac.OwnerReferenceApplyConfiguration, rendered string) *corev1ac.ConfigMapApplyConfiguration {
+	cm := corev1ac.ConfigMap(c.Name, c.Namespace)
+	cm.ObjectMetaApplyConfiguration = c.meta(owner)
+	return cm.WithData(map[string]string{ConfigFileName: rendered})
+}
+
+func (c Config) service(owner *metav1ac.OwnerReferenceApplyConfiguration) *corev1ac.ServiceApplyConfiguration {
+	svc := corev1ac.Service(c.Name, c.Namespace)
+	svc.ObjectMetaApplyConfiguration = c.meta(owner)
+	return svc.WithSpec(corev1ac.ServiceSpec().
+		WithType(corev1.ServiceTypeClusterIP).
+		WithSelector(c.selectorLabels()).
+		WithPorts(
+			corev1ac.ServicePort().WithName(portNameIngest).WithProtocol(corev1.ProtocolTCP).
+				WithPort(IngestPort).WithTargetPort(intstr.FromString(portNameIngest)),
+			corev1ac.ServicePort().WithName(portNameMetrics).WithProtocol(corev1.ProtocolTCP).
+				WithPort(MetricsPort).WithTargetPort(intstr.FromString(portNameMetrics)),
+		))
+}
+
+// args are the dispatcher's command line. Flags that mirror dispatcher.yaml are passed
+// too, so a dispatcher that reads only flags behaves the same as one that reads the file.
+func (c Config) args() []string {
+	a := []string{
+		"dispatcher",
+		"--config=" + configDir + "/" + ConfigFileName,
+		fmt.Sprintf("--ingest-bind-address=:%d", IngestPort),
+		fmt.Sprintf("--metrics-bind-address=:%d", MetricsPort),
+		fmt.Sprintf("--health-probe-bind-address=:%d", HealthPort),
+	}
+	switch c.Mode {
+	case ModeEmbedded:
+		a = append(a, "--data-dir="+dataDir)
+	case ModeExternal:
+		a = append(a, "--nats-url="+c.NATSURL)
+		if c.NATSCredentialsSecret != "" {
+			a = append(a, "--nats-credentials="+natsCredsDir+"/"+natsCredsFile)
+		}
+	}
+	if c.Outbound.AllowPlainHTTP {
+		a = append(a, "--allow-plain-http")
+	}
+	if c.Outbound.AllowPrivateNetworks {
+		a = append(a, "--allow-private-networks")
+	}
+	if c.LogVerbosity > 0 {
+		a = append(a, "--v="+strconv.Itoa(c.LogVerbosity))
+	}
+	return a
+}
+
+func (c Config) podTemplate(checksum string) *corev1ac.PodTemplateSpecApplyConfiguration {
+	requests, limits := c.resources()
+	res := corev1ac.ResourceRequirements()
+	if requests != nil {
+		res.WithRequests(requests)
+	}
+	if limits != nil {
+		res.WithLimits(limits)
+	}
+
+	env := []*corev1ac.EnvVarApplyConfiguration{
+		corev1ac.EnvVar().WithName("POD_NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().
+			WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace"))),
+		corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().
+			WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
+	}
+	if c.MemoryLimit != "" {
+		// The Go runtime collects harder before the kernel OOM-kills the pod.
+		env = append(env, corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValueFrom(corev1ac.EnvVarSource().
+			WithResourceFieldRef(corev1ac.ResourceFieldSelector().WithContainerName(containerName).
+				WithResource("limits.memory").WithDivisor(resource.MustParse("1")))))
+	}
+
+	mounts := []*corev1ac.VolumeMountApplyConfiguration{
+		corev1ac.VolumeMount().WithName(configVolume).WithMountPath(configDir).WithReadOnly(true),
+		// readOnlyRootFilesystem: give the process a scratch directory of its own.
+		corev1ac.VolumeMount().WithName(tmpVolume).WithMountPath("/tmp"),
+	}
+	volumes := []*corev1ac.VolumeApplyConfiguration{
+		corev1ac.Volume().WithName(configVolume).WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(c.Name)),
+		corev1ac.Volume().WithName(tmpVolume).WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi"))),
+	}
+	switch c.Mode {
+	case ModeEmbedded:
+		// The volume itself comes from the StatefulSet's volumeClaimTemplate.
+		mounts = append(mounts, corev1ac.VolumeMount().WithName(dataVolume).WithMountPath(dataDir))
+	case ModeExternal:
+		if c.NATSCredentialsSecret != "" {
+			mounts = append(mounts, corev1ac.VolumeMount().WithName(natsCredsVolume).WithMountPath(natsCredsDir).WithReadOnly(true))
+			volumes = append(volumes, corev1ac.Volume().WithName(natsCredsVolume).WithSecret(corev1ac.SecretVolumeSource().
+				WithSecretName(c.NATSCredentialsSecret).
+				WithItems(corev1ac.KeyToPath().WithKey(c.NATSCredentialsKey).WithPath(natsCredsFile)).
+				WithDefaultMode(0o440)))
+		}
+	}
+
+	probe := func(path string) *corev1ac.ProbeApplyConfiguration {
+		return corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString(portNameHealth)))
+	}
+	container := corev1ac.Container().
+		WithName(containerName).
+		WithImage(c.Image).
+		WithImagePullPolicy(corev1.PullPolicy(c.ImagePullPolicy)).
+		WithArgs(c.args()...).
+		WithEnv(env...).
+		WithPorts(
+			corev1ac.ContainerPort().WithName(portNameIngest).WithContainerPort(IngestPort).WithProtocol(corev1.ProtocolTCP),
+			corev1ac.ContainerPort().WithName(portNameMetrics).WithContainerPort(MetricsPort).WithProtocol(corev1.ProtocolTCP),
+			corev1ac.ContainerPort().WithName(portNameHealth).WithContainerPort(HealthPort).WithProtocol(corev1.ProtocolTCP),
+		).
+		WithResources(res).
+		WithVolumeMounts(mounts...).
+		// Recovering a large embedded store after a crash can take a while; the startup
+		// probe keeps the liveness probe from killing a pod that is still replaying.
+		WithStartupProbe(probe("/healthz").WithPeriodSeconds(2).WithFailureThreshold(60)).
+		WithLivenessProbe(probe("/healthz").WithPeriodSeconds(10).WithFailureThreshold(3)).
+		WithReadinessProbe(probe("/readyz").WithPeriodSeconds(5).WithFailureThreshold(2)).
+		WithSecurityContext(corev1ac.SecurityContext().
+			WithRunAsNonRoot(true).
+			WithRunAsUser(nonRootUID).
+			WithRunAsGroup(nonRootUID).
+			WithReadOnlyRootFilesystem(true).
+			WithAllowPrivilegeEscalation(false).
+			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")).
+			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
+
+	spec := corev1ac.PodSpec().
+		WithServiceAccountName(c.Name).
+		WithTerminationGracePeriodSeconds(defaultTermGrace).
+		WithSecurityContext(corev1ac.PodSecurityContext().
+			WithRunAsNonRoot(true).
+			WithRunAsUser(nonRootUID).
+			WithRunAsGroup(nonRootUID).
+			// fsGroup makes the embedded store's volume writable by the non-root user.
+			WithFSGroup(nonRootUID).
+			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
+		WithContainers(container).
+		WithVolumes(volumes...)
+	for _, s := range c.ImagePullSecrets {
+		spec.WithImagePullSecrets(corev1ac.LocalObjectReference().WithName(s))
+	}
+
+	return corev1ac.PodTemplateSpec().
+		WithLabels(c.labels()).
+		WithAnnotations(map[string]string{AnnotationConfigChecksum: checksum}).
+		WithSpec(spec)
+}
+
+func (c Config) statefulSet(owner *metav1ac.OwnerReferenceApplyConfiguration, checksum string) *appsv1ac.StatefulSetApplyConfiguration {
+	pvc := corev1ac.PersistentVolumeClaimSpec().
+		WithAccessModes(corev1.ReadWriteOnce).
+		WithResources(corev1ac.VolumeResourceRequirements().
+			WithRequests(corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(c.StorageSize)}))
+	if c.StorageClass != "" {
+		pvc.WithStorageClassName(c.StorageClass)
+	}
+	sts := appsv1ac.StatefulSet(c.Name, c.Namespace)
+	sts.ObjectMetaApplyConfiguration = c.meta(owner)
+	return sts.WithSpec(appsv1ac.StatefulSetSpec().
+		WithReplicas(1).
+		WithServiceName(c.Name).
+		WithSelector(metav1ac.LabelSelector().WithMatchLabels(c.selectorLabels())).
+		WithTemplate(c.podTemplate(checksum)).
+		// Built by hand: the constructor would add a namespace and type meta that have
+		// no meaning inside a template.
+		WithVolumeClaimTemplates((&corev1ac.PersistentVolumeClaimApplyConfiguration{}).
+			WithName(storageTemplate).
+			WithLabels(c.selectorLabels()).
+			WithSpec(pvc)).
+		// The volume holds accepted-but-undelivered events: never delete it implicitly.
+		WithPersistentVolumeClaimRetentionPolicy(appsv1ac.StatefulSetPersistentVolumeClaimRetentionPolicy().
+			WithWhenDeleted(appsv1.RetainPersistentVolumeClaimRetentionPolicyType).
+			WithWhenScaled(appsv1.RetainPersistentVolumeClaimRetentionPolicyType)))
+}
+
+func (c Config) deployment(owner *metav1ac.OwnerReferenceApplyConfiguration, checksum string) *appsv1ac.DeploymentApplyConfiguration {
+	d := appsv1ac.Deployment(c.Name, c.Namespace)
+	d.ObjectMetaApplyConfiguration = c.meta(owner)
+	return d.WithSpec(appsv1ac.DeploymentSpec().
+		WithReplicas(c.Replicas).
+		WithSelector(metav1ac.LabelSelector().WithMatchLabels(c.selectorLabels())).
+		WithTemplate(c.podTemplate(checksum)))
+}

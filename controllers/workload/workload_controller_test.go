@@ -1,0 +1,428 @@
+package workload_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/herald-dev/herald/controllers/workload"
+)
+
+func embeddedConfig(ns string) workload.Config {
+	c := workload.DefaultConfig()
+	c.Namespace = ns
+	c.Image = "registry.example/herald:1.2.3"
+	c.StorageClass = "fast"
+	return c
+}
+
+func key(c workload.Config) types.NamespacedName {
+	return types.NamespacedName{Namespace: c.Namespace, Name: c.Name}
+}
+
+func getStatefulSet(t *testing.T, c workload.Config) *appsv1.StatefulSet {
+	t.Helper()
+	var sts appsv1.StatefulSet
+	eventually(t, "StatefulSet exists", func() error { return k8s.Get(context.Background(), key(c), &sts) })
+	return &sts
+}
+
+func TestEmbeddedMode_CreatesStatefulSetWithVolumeServiceAccountConfigMapAndService(t *testing.T) {
+	ctx := context.Background()
+	cfg := embeddedConfig(newNamespace(t))
+	cfg.OwnerDeployment = "herald-manager"
+	owner := createOwnerDeployment(t, cfg.Namespace, cfg.OwnerDeployment)
+	startManager(t, cfg)
+
+	sts := getStatefulSet(t, cfg)
+	if got := *sts.Spec.Replicas; got != 1 {
+		t.Errorf("replicas = %d, want 1", got)
+	}
+	if len(sts.Spec.VolumeClaimTemplates) != 1 {
+		t.Fatalf("volumeClaimTemplates = %d, want 1", len(sts.Spec.VolumeClaimTemplates))
+	}
+	vct := sts.Spec.VolumeClaimTemplates[0]
+	if got := vct.Spec.Resources.Requests[corev1.ResourceStorage]; got.Cmp(resource.MustParse("1Gi")) != 0 {
+		t.Errorf("volume size = %s, want 1Gi", got.String())
+	}
+	if vct.Spec.StorageClassName == nil || *vct.Spec.StorageClassName != "fast" {
+		t.Errorf("storageClassName = %v, want fast", vct.Spec.StorageClassName)
+	}
+	if sts.Spec.PersistentVolumeClaimRetentionPolicy == nil || sts.Spec.PersistentVolumeClaimRetentionPolicy.WhenDeleted != appsv1.RetainPersistentVolumeClaimRetentionPolicyType {
+		t.Errorf("PVC retention = %+v, want Retain on delete: the volume holds undelivered events", sts.Spec.PersistentVolumeClaimRetentionPolicy)
+	}
+
+	pod := sts.Spec.Template.Spec
+	if pod.ServiceAccountName != cfg.Name {
+		t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, cfg.Name)
+	}
+	if len(pod.Containers) != 1 {
+		t.Fatalf("containers = %d, want 1", len(pod.Containers))
+	}
+	ctr := pod.Containers[0]
+	if ctr.Image != cfg.Image {
+		t.Errorf("image = %q, want %q", ctr.Image, cfg.Image)
+	}
+	assertRestricted(t, pod.SecurityContext, ctr.SecurityContext)
+	assertMount(t, ctr, "data", "/var/lib/herald", false)
+	assertMount(t, ctr, "config", "/etc/herald", true)
+	for _, want := range []string{"dispatcher", "--data-dir=/var/lib/herald", "--config=/etc/herald/dispatcher.yaml", "--ingest-bind-address=:8080", "--metrics-bind-address=:9090", "--health-probe-bind-address=:8081"} {
+		if !slices.Contains(ctr.Args, want) {
+			t.Errorf("args %v lack %q", ctr.Args, want)
+		}
+	}
+	if hasArgPrefix(ctr.Args, "--nats-url") || hasArgPrefix(ctr.Args, "--allow-plain-http") {
+		t.Errorf("embedded mode with the strict policy passes external or permissive flags: %v", ctr.Args)
+	}
+	if ctr.LivenessProbe == nil || ctr.LivenessProbe.HTTPGet == nil || ctr.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Errorf("liveness probe = %+v, want GET /healthz", ctr.LivenessProbe)
+	}
+	if ctr.ReadinessProbe == nil || ctr.ReadinessProbe.HTTPGet == nil || ctr.ReadinessProbe.HTTPGet.Path != "/readyz" {
+		t.Errorf("readiness probe = %+v, want GET /readyz", ctr.ReadinessProbe)
+	}
+	if got := ctr.Resources.Requests[corev1.ResourceMemory]; got.Cmp(resource.MustParse("128Mi")) != 0 {
+		t.Errorf("memory request = %s, want 128Mi", got.String())
+	}
+	if got := ctr.Resources.Limits[corev1.ResourceMemory]; got.Cmp(resource.MustParse("512Mi")) != 0 {
+		t.Errorf("memory limit = %s, want 512Mi", got.String())
+	}
+
+	var cm corev1.ConfigMap
+	eventually(t, "ConfigMap exists", func() error { return k8s.Get(ctx, key(cfg), &cm) })
+	data := cm.Data[workload.ConfigFileName]
+	var settings workload.Settings
+	if err := yaml.UnmarshalStrict([]byte(data), &settings); err != nil {
+		t.Fatalf("dispatcher.yaml does not parse as Settings: %v\n%s", err, data)
+	}
+	if settings.NATS.Mode != workload.ModeEmbedded || settings.NATS.DataDir != "/var/lib/herald" || settings.Outbound.AllowPlainHTTP {
+		t.Errorf("dispatcher.yaml = %+v, want embedded at /var/lib/herald with the strict outbound policy", settings)
+	}
+	sum := sha256.Sum256([]byte(data))
+	if got, want := sts.Spec.Template.Annotations[workload.AnnotationConfigChecksum], hex.EncodeToString(sum[:]); got != want {
+		t.Errorf("config checksum annotation = %q, want sha256 of dispatcher.yaml %q", got, want)
+	}
+
+	var svc corev1.Service
+	eventually(t, "Service exists", func() error { return k8s.Get(ctx, key(cfg), &svc) })
+	ports := map[string]int32{}
+	for _, p := range svc.Spec.Ports {
+		ports[p.Name] = p.Port
+	}
+	if ports["http"] != 8080 || ports["metrics"] != 9090 || len(ports) != 2 {
+		t.Errorf("Service ports = %v, want http 8080 and metrics 9090", ports)
+	}
+	for k, v := range sts.Spec.Selector.MatchLabels {
+		if svc.Spec.Selector[k] != v {
+			t.Errorf("Service selector %v does not select the pods %v", svc.Spec.Selector, sts.Spec.Selector.MatchLabels)
+		}
+	}
+
+	var sa corev1.ServiceAccount
+	eventually(t, "ServiceAccount exists", func() error { return k8s.Get(ctx, key(cfg), &sa) })
+
+	for _, obj := range []client.Object{sts, &cm, &svc, &sa} {
+		refs := obj.GetOwnerReferences()
+		if len(refs) != 1 || refs[0].UID != owner.UID || refs[0].Kind != "Deployment" {
+			t.Errorf("%T ownerReferences = %+v, want the manager Deployment (uid %s) so uninstalling it cleans up", obj, refs, owner.UID)
+		}
+		if !managedBy(obj, workload.FieldManager) {
+			t.Errorf("%T is not applied by field manager %q", obj, workload.FieldManager)
+		}
+	}
+	var deploy appsv1.Deployment
+	if err := k8s.Get(ctx, key(cfg), &deploy); !apierrors.IsNotFound(err) {
+		t.Errorf("embedded mode created a Deployment too (err=%v)", err)
+	}
+}
+
+func TestConfigChange_ChangesChecksumSoPodsRoll(t *testing.T) {
+	ctx := context.Background()
+	cfg := embeddedConfig(newNamespace(t))
+	stop := startManager(t, cfg)
+	before := getStatefulSet(t, cfg).Spec.Template.Annotations[workload.AnnotationConfigChecksum]
+	if before == "" {
+		t.Fatal("no config checksum annotation on the pod template")
+	}
+	stop()
+
+	cfg.Outbound.AllowPlainHTTP = true
+	startManager(t, cfg)
+	eventually(t, "checksum changes after the policy change", func() error {
+		var sts appsv1.StatefulSet
+		if err := k8s.Get(ctx, key(cfg), &sts); err != nil {
+			return err
+		}
+		after := sts.Spec.Template.Annotations[workload.AnnotationConfigChecksum]
+		if after == before {
+			return fmt.Errorf("checksum still %s", before)
+		}
+		if !slices.Contains(sts.Spec.Template.Spec.Containers[0].Args, "--allow-plain-http") {
+			return fmt.Errorf("args %v lack --allow-plain-http", sts.Spec.Template.Spec.Containers[0].Args)
+		}
+		var cm corev1.ConfigMap
+		if err := k8s.Get(ctx, key(cfg), &cm); err != nil {
+			return err
+		}
+		sum := sha256.Sum256([]byte(cm.Data[workload.ConfigFileName]))
+		if hex.EncodeToString(sum[:]) != after {
+			return fmt.Errorf("checksum %s is not the ConfigMap's content", after)
+		}
+		if !strings.Contains(cm.Data[workload.ConfigFileName], "allowPlainHTTP: true") {
+			return fmt.Errorf("dispatcher.yaml does not allow plain http:\n%s", cm.Data[workload.ConfigFileName])
+		}
+		return nil
+	})
+}
+
+func TestManualDrift_IsReverted(t *testing.T) {
+	ctx := context.Background()
+	cfg := embeddedConfig(newNamespace(t))
+	startManager(t, cfg)
+	sts := getStatefulSet(t, cfg)
+
+	// What `kubectl scale` and `kubectl set image` do: an update by another field manager.
+	sts.Spec.Replicas = ptr.To[int32](3)
+	sts.Spec.Template.Spec.Containers[0].Image = "attacker.example/herald:evil"
+	if err := k8s.Update(ctx, sts, client.FieldOwner("kubectl-edit")); err != nil {
+		t.Fatalf("editing the StatefulSet: %v", err)
+	}
+	eventually(t, "replicas and image reverted", func() error {
+		var got appsv1.StatefulSet
+		if err := k8s.Get(ctx, key(cfg), &got); err != nil {
+			return err
+		}
+		if *got.Spec.Replicas != 1 || got.Spec.Template.Spec.Containers[0].Image != cfg.Image {
+			return fmt.Errorf("replicas=%d image=%s", *got.Spec.Replicas, got.Spec.Template.Spec.Containers[0].Image)
+		}
+		return nil
+	})
+
+	var cm corev1.ConfigMap
+	if err := k8s.Get(ctx, key(cfg), &cm); err != nil {
+		t.Fatal(err)
+	}
+	want := cm.Data[workload.ConfigFileName]
+	cm.Data[workload.ConfigFileName] = "outbound: {allowPrivateNetworks: true}\n"
+	if err := k8s.Update(ctx, &cm, client.FieldOwner("kubectl-edit")); err != nil {
+		t.Fatalf("editing the ConfigMap: %v", err)
+	}
+	eventually(t, "ConfigMap reverted", func() error {
+		var got corev1.ConfigMap
+		if err := k8s.Get(ctx, key(cfg), &got); err != nil {
+			return err
+		}
+		if got.Data[workload.ConfigFileName] != want {
+			return fmt.Errorf("dispatcher.yaml = %q", got.Data[workload.ConfigFileName])
+		}
+		return nil
+	})
+
+	var svc corev1.Service
+	if err := k8s.Get(ctx, key(cfg), &svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(ctx, &svc); err != nil {
+		t.Fatalf("deleting the Service: %v", err)
+	}
+	eventually(t, "Service recreated", func() error {
+		var got corev1.Service
+		if err := k8s.Get(ctx, key(cfg), &got); err != nil {
+			return err
+		}
+		if got.UID == svc.UID {
+			return fmt.Errorf("still the deleted Service")
+		}
+		return nil
+	})
+}
+
+func TestStorageSizeChange_RecreatesStatefulSet(t *testing.T) {
+	ctx := context.Background()
+	cfg := embeddedConfig(newNamespace(t))
+	stop := startManager(t, cfg)
+	before := getStatefulSet(t, cfg)
+	stop()
+
+	// volumeClaimTemplates are immutable: an apply alone would be refused forever.
+	cfg.StorageSize = "5Gi"
+	startManager(t, cfg)
+	eventually(t, "StatefulSet recreated with 5Gi", func() error {
+		var got appsv1.StatefulSet
+		if err := k8s.Get(ctx, key(cfg), &got); err != nil {
+			return err
+		}
+		if got.UID == before.UID {
+			return fmt.Errorf("still the old StatefulSet")
+		}
+		size := got.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests[corev1.ResourceStorage]
+		if size.Cmp(resource.MustParse("5Gi")) != 0 {
+			return fmt.Errorf("volume size %s", size.String())
+		}
+		return nil
+	})
+}
+
+func TestSwitchToExternalMode_CreatesDeploymentAndDeletesStatefulSet(t *testing.T) {
+	ctx := context.Background()
+	cfg := embeddedConfig(newNamespace(t))
+	stop := startManager(t, cfg)
+	getStatefulSet(t, cfg)
+	stop()
+
+	cfg.Mode = workload.ModeExternal
+	cfg.Replicas = 3
+	cfg.NATSURL = "nats://nats.nats:4222"
+	cfg.NATSCredentialsSecret = "nats-creds"
+	startManager(t, cfg)
+
+	var d appsv1.Deployment
+	eventually(t, "Deployment exists", func() error { return k8s.Get(ctx, key(cfg), &d) })
+	if *d.Spec.Replicas != 3 {
+		t.Errorf("replicas = %d, want 3", *d.Spec.Replicas)
+	}
+	ctr := d.Spec.Template.Spec.Containers[0]
+	for _, want := range []string{"--nats-url=nats://nats.nats:4222", "--nats-credentials=/etc/herald/nats/nats.creds"} {
+		if !slices.Contains(ctr.Args, want) {
+			t.Errorf("args %v lack %q", ctr.Args, want)
+		}
+	}
+	if hasArgPrefix(ctr.Args, "--data-dir") {
+		t.Errorf("external mode passes --data-dir: %v", ctr.Args)
+	}
+	assertRestricted(t, d.Spec.Template.Spec.SecurityContext, ctr.SecurityContext)
+	assertMount(t, ctr, "nats-credentials", "/etc/herald/nats", true)
+	var secretVolume *corev1.SecretVolumeSource
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secretVolume = v.Secret
+		}
+	}
+	if secretVolume == nil || secretVolume.SecretName != "nats-creds" || len(secretVolume.Items) != 1 || secretVolume.Items[0].Key != "nats.creds" {
+		t.Errorf("credentials volume = %+v, want Secret nats-creds key nats.creds", secretVolume)
+	}
+
+	eventually(t, "StatefulSet deleted", func() error {
+		var sts appsv1.StatefulSet
+		err := k8s.Get(ctx, key(cfg), &sts)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("StatefulSet still present (err=%v)", err)
+	})
+	var cm corev1.ConfigMap
+	if err := k8s.Get(ctx, key(cfg), &cm); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cm.Data[workload.ConfigFileName], "url: nats://nats.nats:4222") {
+		t.Errorf("dispatcher.yaml lacks the NATS URL:\n%s", cm.Data[workload.ConfigFileName])
+	}
+}
+
+func TestConfigValidate_NamesTheFlagToFix(t *testing.T) {
+	tests := []struct {
+		name   string
+		mutate func(*workload.Config)
+		want   string // substring of the error; "" means valid
+	}{
+		{"defaults are valid, so a bare `herald manager` starts", func(*workload.Config) {}, ""},
+		{"a typo in the mode must not silently pick one", func(c *workload.Config) { c.Mode = "bogus" }, `--dispatcher-mode must be embedded or external, not "bogus"`},
+		{"external mode has nowhere to connect without a URL", func(c *workload.Config) { c.Mode = workload.ModeExternal }, "--nats-url is required"},
+		{"the embedded store cannot be shared by replicas", func(c *workload.Config) { c.Replicas = 2 }, "--dispatcher-replicas must be 1 in embedded mode"},
+		{"a bad quantity would only fail later at apply time", func(c *workload.Config) { c.MemoryLimit = "lots" }, "--dispatcher-memory-limit"},
+		{"the name becomes a Service name", func(c *workload.Config) { c.Name = "Herald_Dispatcher" }, "--dispatcher-name"},
+		{"external mode with credentials is valid", func(c *workload.Config) {
+			c.Mode, c.Replicas, c.NATSURL, c.NATSCredentialsSecret = workload.ModeExternal, 3, "nats://nats:4222", "creds"
+		}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := workload.DefaultConfig()
+			tt.mutate(&c)
+			err := c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func assertRestricted(t *testing.T, pod *corev1.PodSecurityContext, ctr *corev1.SecurityContext) {
+	t.Helper()
+	if pod == nil || pod.RunAsNonRoot == nil || !*pod.RunAsNonRoot || pod.SeccompProfile == nil || pod.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext = %+v, want runAsNonRoot and seccomp RuntimeDefault", pod)
+	}
+	switch {
+	case ctr == nil:
+		t.Fatal("container has no securityContext")
+	case ctr.RunAsNonRoot == nil || !*ctr.RunAsNonRoot,
+		ctr.RunAsUser == nil || *ctr.RunAsUser != 65532,
+		ctr.ReadOnlyRootFilesystem == nil || !*ctr.ReadOnlyRootFilesystem,
+		ctr.AllowPrivilegeEscalation == nil || *ctr.AllowPrivilegeEscalation,
+		ctr.Capabilities == nil || !slices.Equal(ctr.Capabilities.Drop, []corev1.Capability{"ALL"}),
+		ctr.SeccompProfile == nil || ctr.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
+		t.Errorf("container securityContext is not restricted: %+v", ctr)
+	}
+}
+
+func assertMount(t *testing.T, ctr corev1.Container, volume, path string, readOnly bool) {
+	t.Helper()
+	for _, m := range ctr.VolumeMounts {
+		if m.Name == volume {
+			if m.MountPath != path || m.ReadOnly != readOnly {
+				t.Errorf("mount %s = %s (readOnly %v), want %s (readOnly %v)", volume, m.MountPath, m.ReadOnly, path, readOnly)
+			}
+			return
+		}
+	}
+	t.Errorf("no mount of volume %q in %+v", volume, ctr.VolumeMounts)
+}
+
+func hasArgPrefix(args []string, prefix string) bool {
+	return slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, prefix) })
+}
+
+func managedBy(obj client.Object, manager string) bool {
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager == manager && f.Operation == metav1.ManagedFieldsOperationApply {
+			return true
+		}
+	}
+	return false
+}
+
+// createOwnerDeployment stands in for the manager's own Deployment.
+func createOwnerDeployment(t *testing.T, ns, name string) *appsv1.Deployment {
+	t.Helper()
+	labels := map[string]string{"app.kubernetes.io/name": "herald", "app.kubernetes.io/component": "manager"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "manager", Image: "registry.example/herald:1.2.3"}}},
+			},
+		},
+	}
+	if err := k8s.Create(context.Background(), d); err != nil {
+		t.Fatalf("creating owner Deployment: %v", err)
+	}
+	return d
+}
