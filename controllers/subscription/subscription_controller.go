@@ -1,17 +1,268 @@
-// Package subscription reconciles WebhookSubscriptions. STUB — being replaced.
+// Package subscription validates WebhookSubscriptions and reports the verdict as their
+// Ready condition: the endpoint they route to exists in their namespace, every eventTypes
+// pattern is sane and the CEL filter compiles. It uses the same routing package as the
+// dispatcher's router, so a subscription shown Ready is one the router can run.
+//
+// It follows the shape of cert-manager's readiness controller: fetch, gather inputs, run
+// a chain of small checks each returning a reason and a message, set one condition, and
+// write status only when it changed.
 package subscription
 
 import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/internal/routing"
 )
 
-// Reconciler reconciles WebhookSubscriptions.
+// Reasons of the Ready condition and of the Events that accompany it.
+const (
+	// ReasonReady: the endpoint exists and every pattern and the filter are valid.
+	ReasonReady = "Ready"
+	// ReasonEndpointNotFound: spec.endpointRef names no WebhookEndpoint in the
+	// subscription's namespace.
+	ReasonEndpointNotFound = "EndpointNotFound"
+	// ReasonInvalidEventType: an eventTypes entry passes the CRD's character check but is
+	// not a usable pattern (an empty segment, "**").
+	ReasonInvalidEventType = "InvalidEventType"
+	// ReasonInvalidFilter: spec.filter does not compile; the message is the compiler's.
+	ReasonInvalidFilter = "InvalidFilter"
+)
+
+const (
+	// FieldManager is the server-side apply field manager of the manager's status writes.
+	FieldManager = "herald-manager"
+
+	// endpointRefIndex indexes WebhookSubscriptions by the endpoint they route to.
+	endpointRefIndex = "herald.spec.endpointRef.name"
+
+	actionValidate = "Validate"
+)
+
+// Reconciler validates WebhookSubscriptions.
 type Reconciler struct {
-	Client   client.Client
+	// Client reads subscriptions and endpoints from the manager's cache and writes
+	// status.
+	Client client.Client
+	// Recorder records Events on the subscriptions.
 	Recorder events.EventRecorder
 }
 
-// SetupWithManager registers the reconciler.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error { return nil }
+// +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhooksubscriptions,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhooksubscriptions/status,verbs=get;patch;update
+// +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhookendpoints,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// SetupWithManager registers the reconciler, its endpoint index and its watches.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &heraldv1.WebhookSubscription{}, endpointRefIndex,
+		func(o client.Object) []string {
+			return []string{o.(*heraldv1.WebhookSubscription).Spec.EndpointRef.Name}
+		})
+	if err != nil {
+		return fmt.Errorf("indexing WebhookSubscriptions by endpoint: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("webhooksubscription").
+		// Our own status writes would otherwise come back as events.
+		For(&heraldv1.WebhookSubscription{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Only an endpoint's existence matters here. Its updates are skipped: the
+		// dispatcher writes endpoint status often and each write would wake every
+		// subscription routing to it.
+		Watches(&heraldv1.WebhookEndpoint{},
+			handler.EnqueueRequestsFromMapFunc(r.subscriptionsForEndpoint),
+			builder.WithPredicates(predicate.Funcs{
+				UpdateFunc: func(event.UpdateEvent) bool { return false },
+			})).
+		Complete(r)
+}
+
+func (r *Reconciler) subscriptionsForEndpoint(ctx context.Context, ep client.Object) []reconcile.Request {
+	var list heraldv1.WebhookSubscriptionList
+	if err := r.Client.List(ctx, &list,
+		client.InNamespace(ep.GetNamespace()),
+		client.MatchingFields{endpointRefIndex: ep.GetName()},
+	); err != nil {
+		logf.FromContext(ctx).Error(err, "listing WebhookSubscriptions of an endpoint", "endpoint", client.ObjectKeyFromObject(ep))
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{
+			Namespace: list.Items[i].Namespace, Name: list.Items[i].Name,
+		}})
+	}
+	return reqs
+}
+
+// inputs are what the checks look at.
+type inputs struct {
+	subscription *heraldv1.WebhookSubscription
+	// endpointFound is whether spec.endpointRef resolves in the same namespace.
+	endpointFound bool
+}
+
+// check is one validation. It returns ok, or the reason and message of the Ready
+// condition saying why not.
+type check func(in *inputs) (reason, message string, ok bool)
+
+// validationChecks run in order and the first failure is reported: a missing endpoint
+// first, as it is the one most likely to resolve by itself (applied out of order).
+var validationChecks = []check{
+	endpointExists,
+	eventTypesValid,
+	filterCompiles,
+}
+
+// Reconcile brings one subscription's Ready condition up to date.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	sub := &heraldv1.WebhookSubscription{}
+	if err := r.Client.Get(ctx, req.NamespacedName, sub); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !sub.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+
+	in, err := r.gatherInputs(ctx, sub)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	reason, message := ReasonReady, fmt.Sprintf("routes to WebhookEndpoint %s", sub.Spec.EndpointRef.Name)
+	for _, c := range validationChecks {
+		if rsn, msg, ok := c(in); !ok {
+			reason, message = rsn, msg
+			break
+		}
+	}
+
+	readyChanged, err := r.applyStatus(ctx, sub, reason, message)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if readyChanged {
+		eventType := corev1.EventTypeWarning
+		if reason == ReasonReady {
+			eventType = corev1.EventTypeNormal
+		}
+		r.Recorder.Eventf(sub, nil, eventType, reason, actionValidate, "%s", message)
+	}
+	logf.FromContext(ctx).V(1).Info("reconciled subscription", "reason", reason, "readyChanged", readyChanged)
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) gatherInputs(ctx context.Context, sub *heraldv1.WebhookSubscription) (*inputs, error) {
+	in := &inputs{subscription: sub}
+	ep := &heraldv1.WebhookEndpoint{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: sub.Namespace, Name: sub.Spec.EndpointRef.Name}, ep)
+	switch {
+	case err == nil:
+		in.endpointFound = true
+	case client.IgnoreNotFound(err) != nil:
+		return nil, fmt.Errorf("reading WebhookEndpoint %s/%s: %w", sub.Namespace, sub.Spec.EndpointRef.Name, err)
+	}
+	return in, nil
+}
+
+func endpointExists(in *inputs) (string, string, bool) {
+	if !in.endpointFound {
+		return ReasonEndpointNotFound, fmt.Sprintf("WebhookEndpoint %s does not exist in namespace %s",
+			in.subscription.Spec.EndpointRef.Name, in.subscription.Namespace), false
+	}
+	return "", "", true
+}
+
+func eventTypesValid(in *inputs) (string, string, bool) {
+	if len(in.subscription.Spec.EventTypes) == 0 {
+		// The CRD requires at least one; kept for objects that skipped it.
+		return ReasonInvalidEventType, "eventTypes is empty, so nothing would be delivered", false
+	}
+	for _, p := range in.subscription.Spec.EventTypes {
+		if err := routing.ValidPattern(p); err != nil {
+			return ReasonInvalidEventType, err.Error(), false
+		}
+	}
+	return "", "", true
+}
+
+func filterCompiles(in *inputs) (string, string, bool) {
+	if in.subscription.Spec.Filter == "" {
+		return "", "", true
+	}
+	if _, err := routing.CompileFilter(in.subscription.Spec.Filter); err != nil {
+		return ReasonInvalidFilter, err.Error(), false
+	}
+	return "", "", true
+}
+
+// managedStatus is the status this controller writes, all of it today; applying it by
+// server-side apply still keeps the door open for other writers of other conditions.
+type managedStatus struct {
+	ObservedGeneration int64              `json:"observedGeneration"`
+	Conditions         []metav1.Condition `json:"conditions"`
+}
+
+// applyStatus writes observedGeneration and the Ready condition when they differ from
+// what is stored, keeping lastTransitionTime unless Ready's status changes, and reports
+// whether Ready's status or reason changed.
+func (r *Reconciler) applyStatus(ctx context.Context, sub *heraldv1.WebhookSubscription, reason, message string) (bool, error) {
+	status := metav1.ConditionFalse
+	if reason == ReasonReady {
+		status = metav1.ConditionTrue
+	}
+	conds := append([]metav1.Condition(nil), sub.Status.Conditions...)
+	meta.SetStatusCondition(&conds, metav1.Condition{
+		Type:               heraldv1.ConditionReady,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: sub.Generation,
+	})
+	want := managedStatus{
+		ObservedGeneration: sub.Generation,
+		Conditions:         []metav1.Condition{*meta.FindStatusCondition(conds, heraldv1.ConditionReady)},
+	}
+	have := managedStatus{ObservedGeneration: sub.Status.ObservedGeneration}
+	old := meta.FindStatusCondition(sub.Status.Conditions, heraldv1.ConditionReady)
+	if old != nil {
+		have.Conditions = []metav1.Condition{*old}
+	}
+	if apiequality.Semantic.DeepEqual(want, have) {
+		return false, nil
+	}
+
+	statusMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&want)
+	if err != nil {
+		return false, fmt.Errorf("encoding status of WebhookSubscription %s/%s: %w", sub.Namespace, sub.Name, err)
+	}
+	patch := &unstructured.Unstructured{Object: map[string]any{"status": statusMap}}
+	patch.SetGroupVersionKind(heraldv1.GroupVersion.WithKind("WebhookSubscription"))
+	patch.SetNamespace(sub.Namespace)
+	patch.SetName(sub.Name)
+	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
+		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("applying status of WebhookSubscription %s/%s: %w", sub.Namespace, sub.Name, err)
+	}
+	return old == nil || old.Status != status || old.Reason != reason, nil
+}

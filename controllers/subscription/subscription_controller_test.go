@@ -1,0 +1,178 @@
+package subscription_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/controllers/subscription"
+	"github.com/herald-dev/herald/internal/routing"
+)
+
+const settle = 10 * time.Second
+
+func TestSubscription_EndpointNotFoundUntilTheEndpointIsCreated(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	// Applied out of order, as kubectl apply -f dir/ or a GitOps sync may do.
+	createSubscription(t, ns, "invoices", "billing", []string{"invoice.*"}, "")
+
+	got := waitReady(t, settle, ns, "invoices", metav1.ConditionFalse, subscription.ReasonEndpointNotFound)
+	if msg := readyCondition(got).Message; !strings.Contains(msg, "billing") {
+		t.Errorf("message %q should name the endpoint", msg)
+	}
+	if got.Status.ObservedGeneration != got.Generation {
+		t.Errorf("status.observedGeneration = %d, want %d", got.Status.ObservedGeneration, got.Generation)
+	}
+	waitEvent(t, ns, "invoices", corev1.EventTypeWarning, subscription.ReasonEndpointNotFound)
+
+	ep := &heraldv1.WebhookEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"},
+		Spec:       heraldv1.WebhookEndpointSpec{URL: "https://billing.example/hooks"},
+	}
+	if err := k.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	// Promptly: only the endpoint watch can bring this about; nothing requeues on a timer.
+	waitReady(t, 5*time.Second, ns, "invoices", metav1.ConditionTrue, subscription.ReasonReady)
+	waitEvent(t, ns, "invoices", corev1.EventTypeNormal, subscription.ReasonReady)
+
+	// An endpoint in another namespace with the right name does not count.
+	other := newNamespace(t)
+	createSubscription(t, other, "invoices", "billing", []string{"invoice.*"}, "")
+	waitReady(t, settle, other, "invoices", metav1.ConditionFalse, subscription.ReasonEndpointNotFound)
+
+	if err := k.Delete(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, 5*time.Second, ns, "invoices", metav1.ConditionFalse, subscription.ReasonEndpointNotFound)
+}
+
+func TestSubscription_InvalidFilterShowsTheCompilerMessage(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createEndpoint(t, ns, "alerts")
+	const bad = "event.data.amount >"
+	createSubscription(t, ns, "large", "alerts", []string{"payment.*"}, bad)
+
+	got := waitReady(t, settle, ns, "large", metav1.ConditionFalse, subscription.ReasonInvalidFilter)
+	_, compileErr := routing.CompileFilter(bad)
+	if compileErr == nil {
+		t.Fatal("the fixture filter compiles; the test needs one that does not")
+	}
+	if msg := readyCondition(got).Message; msg != compileErr.Error() {
+		t.Errorf("message = %q, want the compiler's %q", msg, compileErr.Error())
+	}
+	waitEvent(t, ns, "large", corev1.EventTypeWarning, subscription.ReasonInvalidFilter)
+
+	got.Spec.Filter = "event.data.amount > 1000"
+	if err := k.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	fixed := waitReady(t, settle, ns, "large", metav1.ConditionTrue, subscription.ReasonReady)
+	if fixed.Status.ObservedGeneration != 2 {
+		t.Errorf("status.observedGeneration = %d, want 2", fixed.Status.ObservedGeneration)
+	}
+}
+
+func TestSubscription_ValidPatternsAndFilterAreReady(t *testing.T) {
+	ns := newNamespace(t)
+	createEndpoint(t, ns, "ops")
+	createSubscription(t, ns, "everything", "ops", []string{"*", "approval.*", "invoice.paid"},
+		"event.type.startsWith('approval.') || (has(event.data.amount) && event.data.amount > 1000)")
+
+	got := waitReady(t, settle, ns, "everything", metav1.ConditionTrue, subscription.ReasonReady)
+	if msg := readyCondition(got).Message; !strings.Contains(msg, "ops") {
+		t.Errorf("message %q should name the endpoint", msg)
+	}
+}
+
+func TestSubscription_InvalidEventTypeThatTheSchemaAllows(t *testing.T) {
+	ns := newNamespace(t)
+	createEndpoint(t, ns, "orders")
+	// Only allowed characters, so the API server accepts it; the empty segment means it
+	// can never match what its author meant.
+	createSubscription(t, ns, "typo", "orders", []string{"order.created", "order..paid"}, "")
+
+	got := waitReady(t, settle, ns, "typo", metav1.ConditionFalse, subscription.ReasonInvalidEventType)
+	if msg := readyCondition(got).Message; !strings.Contains(msg, `"order..paid"`) || !strings.Contains(msg, "empty segment") {
+		t.Errorf("message %q should name the pattern and the problem", msg)
+	}
+}
+
+func createEndpoint(t *testing.T, ns, name string) {
+	t.Helper()
+	ep := &heraldv1.WebhookEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       heraldv1.WebhookEndpointSpec{URL: "https://" + name + ".example/hooks"},
+	}
+	if err := k.Create(context.Background(), ep); err != nil {
+		t.Fatalf("creating WebhookEndpoint %s: %v", name, err)
+	}
+}
+
+func createSubscription(t *testing.T, ns, name, endpoint string, types []string, filter string) {
+	t.Helper()
+	sub := &heraldv1.WebhookSubscription{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: heraldv1.WebhookSubscriptionSpec{
+			EndpointRef: heraldv1.LocalObjectReference{Name: endpoint},
+			EventTypes:  types,
+			Filter:      filter,
+		},
+	}
+	if err := k.Create(context.Background(), sub); err != nil {
+		t.Fatalf("creating WebhookSubscription %s: %v", name, err)
+	}
+}
+
+func readyCondition(sub *heraldv1.WebhookSubscription) metav1.Condition {
+	if c := meta.FindStatusCondition(sub.Status.Conditions, heraldv1.ConditionReady); c != nil {
+		return *c
+	}
+	return metav1.Condition{}
+}
+
+// waitReady waits until Ready has status and reason for the subscription's current
+// generation, and returns the subscription as stored.
+func waitReady(t *testing.T, timeout time.Duration, ns, name string, status metav1.ConditionStatus, reason string) *heraldv1.WebhookSubscription {
+	t.Helper()
+	sub := &heraldv1.WebhookSubscription{}
+	eventually(t, timeout, func() error {
+		if err := k.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, sub); err != nil {
+			return err
+		}
+		c := readyCondition(sub)
+		if c.Status != status || c.Reason != reason || c.ObservedGeneration != sub.Generation {
+			return fmt.Errorf("Ready is %s/%s (%q) for generation %d, want %s/%s for generation %d",
+				c.Status, c.Reason, c.Message, c.ObservedGeneration, status, reason, sub.Generation)
+		}
+		return nil
+	})
+	return sub
+}
+
+func waitEvent(t *testing.T, ns, name, eventType, reason string) {
+	t.Helper()
+	eventually(t, settle, func() error {
+		var list eventsv1.EventList
+		if err := k.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "WebhookSubscription" && e.Regarding.Name == name && e.Type == eventType && e.Reason == reason {
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event with reason %s on WebhookSubscription %s", eventType, reason, name)
+	})
+}
