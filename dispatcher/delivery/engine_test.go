@@ -468,7 +468,8 @@ func TestEngine_DeadEndpointDoesNotDelayHealthyOne(t *testing.T) {
 func TestEngine_HeldEndpointKeepsDeliveriesUntilReleased(t *testing.T) {
 	h := newHarness(t, "")
 	rc := newReceiver(t, nil)
-	h.endpoint("paused", rc.URL, endpointOpts{hold: delivery.HoldSuspended})
+	// One worker, so that dispatch order is arrival order.
+	h.endpoint("paused", rc.URL, endpointOpts{hold: delivery.HoldSuspended, inFlight: 1})
 	res := h.publish(ingest.Event{ID: "evt_h1", Type: "x"}, ingest.Event{ID: "evt_h2", Type: "x"})
 	if res[0].Matched != 1 {
 		t.Fatalf("a held endpoint still receives routed events; matched = %d", res[0].Matched)
@@ -477,7 +478,7 @@ func TestEngine_HeldEndpointKeepsDeliveriesUntilReleased(t *testing.T) {
 	if n := len(rc.got()); n != 0 {
 		t.Fatalf("held endpoint received %d requests", n)
 	}
-	h.endpoint("paused", rc.URL, endpointOpts{})
+	h.endpoint("paused", rc.URL, endpointOpts{inFlight: 1})
 	got := rc.waitFor(t, 2, 10*time.Second)
 	if got[0].header.Get("webhook-id") != "evt_h1" {
 		t.Errorf("oldest first: got %q first", got[0].header.Get("webhook-id"))
@@ -549,5 +550,59 @@ func TestEngine_RestartWithoutDrainLosesNothing(t *testing.T) {
 		if id := r.header.Get("webhook-id"); !strings.HasPrefix(id, "evt_") {
 			t.Errorf("a request without a Herald event id: %q", id)
 		}
+	}
+}
+
+func TestEngine_ReplayedDeadLetterKeepsItsEventID(t *testing.T) {
+	h := newHarness(t, "")
+	var mu sync.Mutex
+	healthy := false
+	rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !healthy {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	h.endpoint("flaky", rc.URL, endpointOpts{schedule: []time.Duration{20 * time.Millisecond}})
+	h.publish(ingest.Event{ID: "evt_dead1", Type: "a.b"}, ingest.Event{ID: "evt_dead2", Type: "c.d"})
+	ctx := context.Background()
+	var dls []queue.DeadLetter
+	deadline := time.Now().Add(15 * time.Second)
+	for len(dls) < 2 && time.Now().Before(deadline) {
+		dls = dls[:0]
+		if err := h.store.DeadLetters(ctx, ns, "flaky", func(dl *queue.DeadLetter) bool {
+			dls = append(dls, *dl)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if len(dls) != 2 || dls[0].StatusCode != http.StatusBadGateway || dls[0].Attempt != 2 {
+		t.Fatalf("dead letters = %+v", dls)
+	}
+	mu.Lock()
+	healthy = true
+	mu.Unlock()
+	before := len(rc.got())
+	n, err := h.store.ReplayDeadLetters(ctx, ns, "flaky", queue.DeadLetterFilter{EventType: "c.d"})
+	if err != nil || n != 1 {
+		t.Fatalf("replay = %d, %v; want 1", n, err)
+	}
+	got := rc.waitFor(t, before+1, 10*time.Second)
+	last := got[len(got)-1]
+	if last.header.Get("webhook-id") != "evt_dead2" || last.header.Get("X-Herald-Delivery-Attempt") != "1" {
+		t.Fatalf("replayed delivery headers: %v", last.header)
+	}
+	var left []string
+	_ = h.store.DeadLetters(ctx, ns, "flaky", func(dl *queue.DeadLetter) bool {
+		left = append(left, dl.EventID)
+		return true
+	})
+	if len(left) != 1 || left[0] != "evt_dead1" {
+		t.Fatalf("dead letters left = %v, want [evt_dead1]", left)
 	}
 }

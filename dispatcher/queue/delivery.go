@@ -27,6 +27,7 @@ const (
 	hdrAttempt     = "Herald-Attempt"
 	hdrNotBefore   = "Herald-Not-Before"
 	hdrAcceptedAt  = "Herald-Accepted-At"
+	hdrReplay      = "Herald-Replay"
 
 	// Dead-letter headers, describing the last attempt.
 	hdrDeadReason = "Herald-Dead-Reason"
@@ -56,6 +57,9 @@ type Delivery struct {
 	NotBefore time.Time
 	// AcceptedAt is when ingest accepted the event, for ingest-to-delivery latency.
 	AcceptedAt time.Time
+	// Replay counts how often the delivery was replayed from the dead letters; each
+	// replay starts its schedule again and is a new message for de-duplication.
+	Replay int
 }
 
 // DeadLetter is a delivery that was given up on, with why.
@@ -100,6 +104,9 @@ func DeadLetterSubject(namespace, endpoint string) string {
 // msgID is the JetStream de-duplication id of one attempt of a delivery: a retry is a new
 // message, so the attempt is part of it.
 func (d *Delivery) msgID() string {
+	if d.Replay > 0 {
+		return d.DeliveryID + "/r" + strconv.Itoa(d.Replay) + "/" + strconv.Itoa(d.Attempt)
+	}
 	return d.DeliveryID + "/" + strconv.Itoa(d.Attempt)
 }
 
@@ -123,6 +130,9 @@ func (d *Delivery) toMsg(subject string) *nats.Msg {
 	}
 	if !d.AcceptedAt.IsZero() {
 		h[hdrAcceptedAt] = []string{strconv.FormatInt(d.AcceptedAt.UnixMicro(), 10)}
+	}
+	if d.Replay > 0 {
+		h[hdrReplay] = []string{strconv.Itoa(d.Replay)}
 	}
 	h[nats.MsgIdHdr] = []string{d.msgID()}
 	return &nats.Msg{Subject: subject, Header: h, Data: d.Data}
@@ -164,6 +174,9 @@ func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
 			return d, fmt.Errorf("delivery %s: not-before %q: %w", d.DeliveryID, v, err)
 		}
 		d.NotBefore = time.UnixMilli(ms)
+	}
+	if v := first(h, hdrReplay); v != "" {
+		d.Replay, _ = strconv.Atoi(v)
 	}
 	if v := first(h, hdrAcceptedAt); v != "" {
 		if us, err := strconv.ParseInt(v, 10, 64); err == nil {
