@@ -80,7 +80,8 @@ var ErrInvalidSecret = errors.New("invalid signing secret")
 
 // Message is what one attempt signs.
 type Message struct {
-	// ID is the event id, the same on every attempt (Standard Webhooks' webhook-id).
+	// ID is the event id, the same on every attempt (Standard Webhooks' webhook-id,
+	// required by its receivers; the hex styles do not use it).
 	ID string
 	// Timestamp is the time of this attempt, not of the event: receivers reject
 	// timestamps more than a few minutes away from their clock, so a retry hours later
@@ -111,7 +112,7 @@ type state struct {
 }
 
 // maxPooledBuf keeps an attempt with a huge event id from pinning a large buffer in the
-// pool forever.
+// pool; the HMAC states are kept either way, since they are the expensive part.
 const maxPooledBuf = 4 << 10
 
 // New returns a Signer for the style. headerPrefix names the hex styles' headers ("" means
@@ -229,8 +230,8 @@ func (s *Signer) Style() v1alpha1.SignatureStyle { return s.style }
 // Rotating reports whether deliveries carry a second signature for a previous secret.
 func (s *Signer) Rotating() bool { return s.nkeys == 2 }
 
-// Sign sets the style's headers on h, replacing earlier values of those names (so a
-// header map reused across attempts never keeps a stale signature):
+// Sign sets the style's headers on h (which must not be nil), replacing earlier values
+// of those names, so a header map reused across attempts never keeps a stale signature:
 //
 //	StandardWebhooks        Webhook-Id, Webhook-Timestamp, Webhook-Signature: v1,<base64>[ v1,<base64>]
 //	TimestampedPrefixedHex  <prefix>-Signature: sha256=<hex>, <prefix>-Timestamp
@@ -287,10 +288,11 @@ func (s *Signer) Sign(h http.Header, m Message) {
 		sigEnd[i] = len(b) - pre
 	}
 	all := string(b[pre:])
-	if cap(b) <= maxPooledBuf {
-		st.buf = b
-		s.pool.Put(st)
+	st.buf = b
+	if cap(b) > maxPooledBuf {
+		st.buf = nil
 	}
+	s.pool.Put(st)
 
 	// One backing array serves every header's value slice; the full slice expressions
 	// keep a later h.Add on one header from overwriting its neighbour.
