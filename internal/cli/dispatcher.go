@@ -1,81 +1,157 @@
 package cli
 
 import (
+	"context"
 	"fmt"
-	"net/http"
+	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
+	"github.com/spf13/pflag"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
-	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/internal/scheme"
+	"github.com/herald-dev/herald/dispatcher/app"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/internal/outbound"
 )
 
 type dispatcherOptions struct {
-	log         logOptions
-	healthAddr  string
-	metricsAddr string
+	log              logOptions
+	configFile       string
+	healthAddr       string
+	metricsAddr      string
+	ingestAddr       string
+	dataDir          string
+	natsURL          string
+	natsCredentials  string
+	natsReplicas     int
+	watchNamespaces  []string
+	policy           outbound.Policy
+	ackWait          time.Duration
+	dedupeWindow     time.Duration
+	deadLetterMaxAge time.Duration
+	maxPending       int64
+	maxBodyBytes     int64
+	maxBatchEvents   int
+	auth             authOptions
 }
 
 func newDispatcherCommand() *cobra.Command {
 	o := &dispatcherOptions{}
 	cmd := &cobra.Command{
 		Use:   "dispatcher",
-		Short: "Run the dispatcher (this build: watches configuration and serves health only)",
+		Short: "Run the delivery engine: ingest API, durable queue, signing, retries",
 		Long: `Run the Herald dispatcher.
 
-In this build the dispatcher only starts, watches WebhookEndpoints, WebhookSubscriptions
-and Secrets through informers, and serves /healthz and /readyz. The delivery engine
-(ingest API, JetStream queue, signing and retries) is not part of this build yet.`,
+The dispatcher accepts events on its ingest API (POST /v1/namespaces/{ns}/events),
+stores them in NATS JetStream (an embedded server with file storage under --data-dir,
+or an external cluster with --nats-url), routes them to WebhookEndpoints through
+WebhookSubscriptions, and delivers them signed, with retries and dead letters.
+
+Every flag can also be set in the YAML file given with --config (keys are flag names);
+a flag given on the command line wins.`,
 		Args: cobra.NoArgs,
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyConfigFile(cmd.Flags(), o.configFile)
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDispatcher(cmd, o)
+			return runDispatcher(cmd.Context(), o)
 		},
 	}
 	fs := cmd.Flags()
 	o.log.bind(fs)
+	fs.StringVar(&o.configFile, "config", "", "YAML file of flag values (keys are flag names)")
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.StringVar(&o.ingestAddr, "ingest-bind-address", ":8080", "address of the ingest API")
+	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/herald", "storage of the embedded JetStream server")
+	fs.StringVar(&o.natsURL, "nats-url", "", "external NATS cluster; empty runs an embedded JetStream server")
+	fs.StringVar(&o.natsCredentials, "nats-credentials", "", "NATS .creds file for --nats-url")
+	fs.IntVar(&o.natsReplicas, "nats-replicas", 1, "replicas of Herald's streams in the external cluster")
+	fs.StringSliceVar(&o.watchNamespaces, "watch-namespaces", nil, "namespaces served (default all); Secrets are read only there")
+	fs.BoolVar(&o.policy.AllowPlainHTTP, "allow-plain-http", false, "deliver to http:// URLs")
+	fs.BoolVar(&o.policy.AllowPrivateNetworks, "allow-private-networks", false, "deliver to private address ranges")
+	fs.BoolVar(&o.policy.AllowLoopback, "allow-loopback", false, "deliver to loopback addresses (local development only)")
+	fs.DurationVar(&o.ackWait, "ack-wait", 2*time.Minute, "how long an attempt may run before its delivery is handed to another worker")
+	fs.DurationVar(&o.dedupeWindow, "dedupe-window", 24*time.Hour, "how long an event id is remembered at ingest")
+	fs.DurationVar(&o.deadLetterMaxAge, "dead-letter-max-age", 14*24*time.Hour, "how long dead letters are kept")
+	fs.Int64Var(&o.maxPending, "max-pending-deliveries", 1_000_000, "deliveries stored at most; ingest answers 429 beyond")
+	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", 1<<20, "largest ingest request body")
+	fs.IntVar(&o.maxBatchEvents, "max-batch-events", 100, "most events in one batch request")
+	o.auth.bind(fs)
 	return cmd
 }
 
-func runDispatcher(cmd *cobra.Command, o *dispatcherOptions) error {
+// applyConfigFile sets every flag named in the file that was not given on the command
+// line, so the chart's ConfigMap and ad-hoc flags compose.
+func applyConfigFile(fs *pflag.FlagSet, path string) error {
+	if path == "" {
+		return nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading --config: %w", err)
+	}
+	var values map[string]any
+	if err := yaml.Unmarshal(raw, &values); err != nil {
+		return fmt.Errorf("parsing --config %s: %w", path, err)
+	}
+	for name, v := range values {
+		f := fs.Lookup(name)
+		if f == nil {
+			return fmt.Errorf("--config %s: unknown setting %q", path, name)
+		}
+		if f.Changed {
+			continue
+		}
+		var s string
+		switch v := v.(type) {
+		case []any:
+			parts := make([]string, len(v))
+			for i := range v {
+				parts[i] = fmt.Sprint(v[i])
+			}
+			s = strings.Join(parts, ",")
+		case nil:
+			continue
+		default:
+			s = fmt.Sprint(v)
+		}
+		if err := fs.Set(name, s); err != nil {
+			return fmt.Errorf("--config %s: %s: %w", path, name, err)
+		}
+	}
+	return nil
+}
+
+func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 	log := o.log.logger()
 	ctrl.SetLogger(log)
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 scheme.New(),
-		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress: o.healthAddr,
+	return app.Run(ctx, cfg, app.Options{
+		Store: queue.Options{
+			URL:                  o.natsURL,
+			CredentialsFile:      o.natsCredentials,
+			DataDir:              o.dataDir,
+			Replicas:             o.natsReplicas,
+			DedupeWindow:         o.dedupeWindow,
+			DeadLetterMaxAge:     o.deadLetterMaxAge,
+			MaxPendingDeliveries: o.maxPending,
+		},
+		IngestAddr:      o.ingestAddr,
+		HealthAddr:      o.healthAddr,
+		MetricsAddr:     o.metricsAddr,
+		WatchNamespaces: o.watchNamespaces,
+		Policy:          o.policy,
+		AckWait:         o.ackWait,
+		MaxBodyBytes:    o.maxBodyBytes,
+		MaxBatchEvents:  o.maxBatchEvents,
+		Authorizer:      o.auth.build,
+		Log:             log,
 	})
-	if err != nil {
-		return fmt.Errorf("creating dispatcher: %w", err)
-	}
-	// Start the informers now so that configuration is watched from the first second,
-	// and readiness reflects whether the caches have synced.
-	for _, obj := range []client.Object{&heraldv1.WebhookEndpoint{}, &heraldv1.WebhookSubscription{}, &corev1.Secret{}} {
-		if _, err := mgr.GetCache().GetInformer(cmd.Context(), obj); err != nil {
-			return fmt.Errorf("watching %T: %w", obj, err)
-		}
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return fmt.Errorf("adding health check: %w", err)
-	}
-	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(req.Context()) {
-			return fmt.Errorf("informers not synced")
-		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("adding ready check: %w", err)
-	}
-	log.Info("starting dispatcher (configuration watch and health only in this build)")
-	return mgr.Start(cmd.Context())
 }

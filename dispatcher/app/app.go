@@ -1,0 +1,213 @@
+// Package app assembles the dispatcher: the JetStream store, the delivery engine, the
+// watch that feeds it from the cluster and the ingest API. The herald CLI and the tests
+// run the same assembly.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/router"
+	"github.com/herald-dev/herald/dispatcher/watch"
+	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/scheme"
+)
+
+// Options configure the dispatcher. Zero values are the documented defaults of the
+// herald dispatcher flags.
+type Options struct {
+	// Store configures JetStream (embedded when Store.URL is empty).
+	Store queue.Options
+	// IngestAddr is the ingest API's listen address (":8080"); ":0" picks a port,
+	// reported on Ready.
+	IngestAddr  string
+	HealthAddr  string
+	MetricsAddr string
+	// WatchNamespaces limits what is served (and which Secrets are read); empty is all.
+	WatchNamespaces []string
+	Policy          outbound.Policy
+	AckWait         time.Duration
+	MaxBodyBytes    int64
+	MaxBatchEvents  int
+	// Authorizer decides who may publish. Built from the cluster when nil by
+	// NewAuthorizer.
+	Authorizer func(mgr manager.Manager) (auth.Authorizer, error)
+	Log        logr.Logger
+	// Ready, when not nil, receives the ingest API's address once it serves.
+	Ready chan<- string
+}
+
+// Run runs the dispatcher until ctx ends.
+func Run(ctx context.Context, cfg *rest.Config, o Options) error {
+	log := o.Log
+	cacheOpts := cache.Options{}
+	if len(o.WatchNamespaces) > 0 {
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.WatchNamespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	if o.MetricsAddr == "" {
+		o.MetricsAddr = "0"
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 scheme.New(),
+		Cache:                  cacheOpts,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress: o.HealthAddr,
+		Logger:                 log,
+		// Several dispatchers in one process (tests) each register their own
+		// controllers.
+		Controller: ctrlConfigSkipNameValidation(),
+	})
+	if err != nil {
+		return fmt.Errorf("creating dispatcher: %w", err)
+	}
+	o.Store.Log = log.WithName("store")
+	store, err := queue.Open(ctx, o.Store)
+	if err != nil {
+		return fmt.Errorf("opening the delivery store: %w", err)
+	}
+	defer store.Close()
+
+	engine := delivery.New(delivery.Options{Store: store, AckWait: o.AckWait, Log: log.WithName("delivery")})
+	defer engine.Stop()
+	table := router.NewTable()
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy}
+	if err := endpoints.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("watching endpoints: %w", err)
+	}
+	subscriptions := &watch.Subscriptions{Client: mgr.GetClient(), Router: table}
+	if err := subscriptions.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("watching subscriptions: %w", err)
+	}
+	if o.Authorizer == nil {
+		return errors.New("no authorizer configured")
+	}
+	authorizer, err := o.Authorizer(mgr)
+	if err != nil {
+		return fmt.Errorf("configuring ingest authentication: %w", err)
+	}
+	handler, err := ingest.NewHandler(ingest.Options{
+		Acceptor:       &delivery.Acceptor{Engine: engine, Router: table},
+		Authorizer:     authorizer,
+		MaxBodyBytes:   o.MaxBodyBytes,
+		MaxBatchEvents: o.MaxBatchEvents,
+		Log:            log.WithName("ingest"),
+	})
+	if err != nil {
+		return fmt.Errorf("building the ingest API: %w", err)
+	}
+
+	primed := make(chan struct{})
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return serveIngest(ctx, log, mgr, o, handler, primed, endpoints, subscriptions)
+	})); err != nil {
+		return fmt.Errorf("adding the ingest API: %w", err)
+	}
+	if o.HealthAddr != "" && o.HealthAddr != "0" {
+		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+			return fmt.Errorf("adding health check: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("ingest", func(*http.Request) error {
+			select {
+			case <-primed:
+			default:
+				return errors.New("configuration not loaded yet")
+			}
+			return store.Healthy()
+		}); err != nil {
+			return fmt.Errorf("adding ready check: %w", err)
+		}
+	}
+	log.Info("starting dispatcher", "ingest", o.IngestAddr, "embedded", o.Store.URL == "", "policy", o.Policy)
+	return mgr.Start(ctx)
+}
+
+// serveIngest opens the ingest API once the dispatcher knows every endpoint and
+// subscription: an event accepted earlier could be routed to nothing.
+func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Options, h http.Handler,
+	primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return errors.New("informers did not sync")
+	}
+	if err := prime(ctx, mgr.GetClient(), endpoints, subscriptions); err != nil {
+		return err
+	}
+	close(primed)
+	addr := o.IngestAddr
+	if addr == "" {
+		addr = ":8080"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening for ingest on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("ingest API listening", "address", ln.Addr().String())
+	if o.Ready != nil {
+		o.Ready <- ln.Addr().String()
+	}
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serving ingest: %w", err)
+	}
+	return nil
+}
+
+// prime loads every endpoint and subscription synchronously before ingest opens; the
+// controllers keep them current afterwards.
+func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
+	var eps heraldv1.WebhookEndpointList
+	if err := c.List(ctx, &eps); err != nil {
+		return fmt.Errorf("listing endpoints: %w", err)
+	}
+	for i := range eps.Items {
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: eps.Items[i].Namespace, Name: eps.Items[i].Name}}
+		if _, err := endpoints.Reconcile(ctx, req); err != nil {
+			return err
+		}
+	}
+	var subs heraldv1.WebhookSubscriptionList
+	if err := c.List(ctx, &subs); err != nil {
+		return fmt.Errorf("listing subscriptions: %w", err)
+	}
+	for i := range subs.Items {
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: subs.Items[i].Namespace, Name: subs.Items[i].Name}}
+		if _, err := subscriptions.Reconcile(ctx, req); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func ctrlConfigSkipNameValidation() config.Controller {
+	skip := true
+	return config.Controller{SkipNameValidation: &skip}
+}

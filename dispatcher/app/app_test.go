@@ -1,0 +1,331 @@
+package app_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/app"
+	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+type sink struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs []*http.Request
+	body [][]byte
+	ch   chan struct{}
+}
+
+func newSink(t *testing.T) *sink {
+	s := &sink{ch: make(chan struct{}, 1000)}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.reqs = append(s.reqs, r)
+		s.body = append(s.body, b)
+		s.mu.Unlock()
+		s.ch <- struct{}{}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// next waits for the next request carrying event id.
+func (s *sink) waitEvent(t *testing.T, id string, within time.Duration) (*http.Request, []byte) {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		s.mu.Lock()
+		for i, r := range s.reqs {
+			if r.Header.Get("webhook-id") == id {
+				b := s.body[i]
+				s.mu.Unlock()
+				return r, b
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.ch:
+		case <-deadline:
+			t.Fatalf("event %s did not arrive within %s", id, within)
+		}
+	}
+}
+
+func (s *sink) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.reqs {
+		if r.Header.Get("webhook-id") == id {
+			return true
+		}
+	}
+	return false
+}
+
+// signatures returns which of the given secrets produced a signature of the request,
+// written from the Standard Webhooks text independently of the signer.
+func signedWith(r *http.Request, body []byte, secrets ...string) []bool {
+	out := make([]bool, len(secrets))
+	sigs := strings.Fields(r.Header.Get("webhook-signature"))
+	for i, sec := range secrets {
+		key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(sec, "whsec_"))
+		mac := hmac.New(sha256.New, key)
+		fmt.Fprintf(mac, "%s.%s.%s", r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"), body)
+		want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+		for _, s := range sigs {
+			out[i] = out[i] || s == want
+		}
+	}
+	return out
+}
+
+const (
+	secretV1 = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	secretV2 = "whsec_c2Vjb25kLXNlY3JldC1vZi10aGlydHktdHdvIQ=="
+)
+
+type dispatcher struct {
+	t      *testing.T
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startDispatcher(t *testing.T) *dispatcher {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	d := &dispatcher{t: t, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		d.done <- app.Run(ctx, env.Config, app.Options{
+			Store:       queue.Options{DataDir: t.TempDir()},
+			IngestAddr:  "127.0.0.1:0",
+			HealthAddr:  "0",
+			MetricsAddr: "0",
+			Policy:      outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
+			AckWait:     5 * time.Second,
+			// Who may publish is tested in dispatcher/auth against the API server;
+			// this test is about what happens after.
+			Authorizer: func(manager.Manager) (auth.Authorizer, error) {
+				return auth.AuthorizerFunc(func(context.Context, *http.Request, string) (auth.Identity, error) {
+					return auth.Identity{Name: "test"}, nil
+				}), nil
+			},
+			Log:   testr.New(t),
+			Ready: ready,
+		})
+	}()
+	select {
+	case addr := <-ready:
+		d.url = "http://" + addr
+	case err := <-d.done:
+		t.Fatalf("dispatcher stopped: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("dispatcher did not open ingest within 60s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-d.done:
+		case <-time.After(30 * time.Second):
+			t.Error("dispatcher did not stop within 30s")
+		}
+	})
+	return d
+}
+
+func (d *dispatcher) publish(ns, id, typ string) int {
+	d.t.Helper()
+	body, _ := json.Marshal(map[string]any{"id": id, "type": typ, "data": map[string]any{"n": 1}})
+	resp, err := http.Post(d.url+"/v1/namespaces/"+ns+"/events", "application/json", bytes.NewReader(body))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var res struct {
+		Matched int `json:"matched"`
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusAccepted {
+		d.t.Fatalf("publish %s: %d %s", id, resp.StatusCode, raw)
+	}
+	_ = json.Unmarshal(raw, &res)
+	return res.Matched
+}
+
+func mustCreate(t *testing.T, c client.Client, objs ...client.Object) {
+	t.Helper()
+	for _, o := range objs {
+		if err := c.Create(context.Background(), o); err != nil {
+			t.Fatalf("creating %T %s: %v", o, o.GetName(), err)
+		}
+	}
+}
+
+func update[T client.Object](t *testing.T, c client.Client, obj T, mutate func(T)) {
+	t.Helper()
+	ctx := context.Background()
+	for range 5 {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatal(err)
+		}
+		mutate(obj)
+		if err := c.Update(ctx, obj); err == nil {
+			return
+		}
+	}
+	t.Fatalf("updating %s failed repeatedly", obj.GetName())
+}
+
+// eventually publishes fresh events until check accepts a delivery of one of them.
+func eventually(t *testing.T, d *dispatcher, s *sink, ns, what string, check func(r *http.Request, body []byte) bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		id := fmt.Sprintf("evt_%s_%d", strings.ReplaceAll(what, " ", "_"), i)
+		d.publish(ns, id, "invoice.paid")
+		r, b := s.waitEvent(t, id, 10*time.Second)
+		if check(r, b) {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatalf("%s: not in effect within 20s", what)
+}
+
+func TestDispatcher_FollowsEndpointSecretAndSubscriptionChanges(t *testing.T) {
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "acme"
+	s := newSink(t)
+	mustCreate(t, c,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-signing", Namespace: ns}, StringData: map[string]string{"secret": secretV1}},
+		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "billing", Namespace: ns}, Spec: heraldv1.WebhookEndpointSpec{
+			URL: s.URL, Timeout: "2s", Retry: heraldv1.RetrySpec{Schedule: []string{"100ms"}},
+		}},
+		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "invoices", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
+			EndpointRef: heraldv1.LocalObjectReference{Name: "billing"}, EventTypes: []string{"invoice.*"},
+		}},
+	)
+	d := startDispatcher(t)
+
+	// Configuration that existed before the dispatcher started is in effect at once.
+	if m := d.publish(ns, "evt_first", "invoice.paid"); m != 1 {
+		t.Fatalf("matched = %d, want 1", m)
+	}
+	r, b := s.waitEvent(t, "evt_first", 10*time.Second)
+	if got := signedWith(r, b, secretV1); !got[0] {
+		t.Fatal("first delivery is not signed with the endpoint's secret")
+	}
+	if m := d.publish(ns, "evt_other_type", "order.created"); m != 0 {
+		t.Fatalf("an event type no subscription matches was routed to %d endpoints", m)
+	}
+
+	// Rotation: the old secret moves to previousSecretRef and the Secret gets the new
+	// value. Deliveries carry both signatures, and none is dropped on the way.
+	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-signing-old", Namespace: ns}, StringData: map[string]string{"secret": secretV1}})
+	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "billing", Namespace: ns}}
+	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) {
+		e.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "billing-signing-old", Key: "secret"}
+	})
+	update(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-signing", Namespace: ns}}, func(s *corev1.Secret) {
+		s.Data = map[string][]byte{"secret": []byte(secretV2)}
+	})
+	eventually(t, d, s, ns, "rotation", func(r *http.Request, b []byte) bool {
+		got := signedWith(r, b, secretV2, secretV1)
+		return got[0] && got[1]
+	})
+
+	// Suspend holds deliveries; resuming delivers what was held.
+	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = true })
+	waitHeld(t, d, s, ns, "evt_while_suspended")
+	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = false })
+	s.waitEvent(t, "evt_while_suspended", 20*time.Second)
+
+	// A deleted Secret holds deliveries; restoring it delivers them.
+	if err := c.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-signing", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, d, s, ns, "evt_while_secret_missing")
+	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-signing", Namespace: ns}, StringData: map[string]string{"secret": secretV2}})
+	r, b = s.waitEvent(t, "evt_while_secret_missing", 20*time.Second)
+	if got := signedWith(r, b, secretV2); !got[0] {
+		t.Fatal("delivery after the Secret was restored is not signed with the restored secret")
+	}
+
+	// A deleted subscription routes nothing.
+	if err := c.Delete(context.Background(), &heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "invoices", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; d.publish(ns, fmt.Sprintf("evt_after_delete_%d", i), "invoice.paid") != 0; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("a deleted subscription still routes events after 20s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// waitHeld publishes an event once the endpoint is held (the first probe event that is
+// not delivered within a second marks the hold), and checks it stays undelivered.
+func waitHeld(t *testing.T, d *dispatcher, s *sink, ns, id string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; ; i++ {
+		probe := fmt.Sprintf("%s_probe_%d", id, i)
+		d.publish(ns, probe, "invoice.paid")
+		time.Sleep(time.Second)
+		if !s.has(probe) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: endpoint not held within 20s", id)
+		}
+	}
+	d.publish(ns, id, "invoice.paid")
+	time.Sleep(time.Second)
+	if s.has(id) {
+		t.Fatalf("%s was delivered while the endpoint was held", id)
+	}
+}
