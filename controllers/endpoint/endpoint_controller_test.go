@@ -68,6 +68,25 @@ func TestEndpoint_GeneratesSigningSecretAndBecomesReady(t *testing.T) {
 	waitEvent(t, ns, "orders", corev1.EventTypeNormal, endpoint.ReasonSecretGenerated)
 	waitEvent(t, ns, "orders", corev1.EventTypeNormal, endpoint.ReasonReady)
 	assertSecretNowhere(t, ns, "orders", value)
+
+	// Deleting the Secret brings a fresh one, as the design promises for a missing Secret.
+	if err := k.Delete(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, settle, func() error {
+		again := &corev1.Secret{}
+		if err := k.Get(ctx, client.ObjectKeyFromObject(secret), again); err != nil {
+			return err
+		}
+		if again.UID == secret.UID {
+			return fmt.Errorf("still the deleted Secret")
+		}
+		if string(again.Data[heraldv1.DefaultSecretKey]) == value {
+			t.Fatal("the regenerated Secret repeats the old value")
+		}
+		return nil
+	})
+	waitReady(t, ns, "orders", metav1.ConditionTrue, endpoint.ReasonReady)
 }
 
 func TestEndpoint_UsesUserSecretWithoutModifyingOrAdoptingIt(t *testing.T) {
