@@ -37,7 +37,7 @@ const (
 	DefaultCPURequest         = "100m"
 	DefaultMemoryRequest      = "128Mi"
 	DefaultMemoryLimit        = "512Mi"
-	DefaultMaxEventBytes      = 1 << 20
+	DefaultMaxBodyBytes       = 1 << 20
 )
 
 // Config is the dispatcher workload the manager maintains, from the manager's flags. The
@@ -78,9 +78,12 @@ type Config struct {
 	CPULimit      string
 	MemoryLimit   string
 
-	// MaxEventBytes caps one event accepted by the ingest API.
-	MaxEventBytes int64
-	// LogVerbosity is passed to the dispatcher as --v.
+	// NATSStreamReplicas is the replication of Herald's streams in the external cluster.
+	NATSStreamReplicas int
+
+	// MaxBodyBytes caps one request to the ingest API.
+	MaxBodyBytes int64
+	// LogVerbosity is the dispatcher's --v.
 	LogVerbosity int
 
 	// Outbound is the delivery policy. It is not a flag of its own: the manager copies its
@@ -107,7 +110,8 @@ func DefaultConfig() Config {
 		CPURequest:         DefaultCPURequest,
 		MemoryRequest:      DefaultMemoryRequest,
 		MemoryLimit:        DefaultMemoryLimit,
-		MaxEventBytes:      DefaultMaxEventBytes,
+		NATSStreamReplicas: 1,
+		MaxBodyBytes:       DefaultMaxBodyBytes,
 	}
 }
 
@@ -138,7 +142,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.MemoryRequest, "dispatcher-memory-request", d.MemoryRequest, "memory request of the dispatcher; empty for none")
 	fs.StringVar(&c.CPULimit, "dispatcher-cpu-limit", "", "CPU limit of the dispatcher; empty for none")
 	fs.StringVar(&c.MemoryLimit, "dispatcher-memory-limit", d.MemoryLimit, "memory limit of the dispatcher (also its GOMEMLIMIT); empty for none")
-	fs.Int64Var(&c.MaxEventBytes, "dispatcher-max-event-bytes", d.MaxEventBytes, "largest event the dispatcher's ingest API accepts")
+	fs.IntVar(&c.NATSStreamReplicas, "nats-stream-replicas", d.NATSStreamReplicas, "replicas of Herald's JetStream streams in the external cluster (1, 3 or 5)")
+	fs.Int64Var(&c.MaxBodyBytes, "dispatcher-max-body-bytes", d.MaxBodyBytes, "largest request body the dispatcher's ingest API accepts")
 	fs.IntVar(&c.LogVerbosity, "dispatcher-log-verbosity", 0, "log verbosity of the dispatcher (0 info, 1 debug, 2 trace)")
 }
 
@@ -178,6 +183,9 @@ func (c Config) Validate() error {
 		if c.NATSURL == "" {
 			bad("--nats-url is required with --dispatcher-mode=external")
 		}
+		if c.NATSStreamReplicas < 1 || c.NATSStreamReplicas > 5 {
+			bad("--nats-stream-replicas must be between 1 and 5, not %d", c.NATSStreamReplicas)
+		}
 		if c.NATSCredentialsSecret != "" {
 			if msgs := validation.IsDNS1123Subdomain(c.NATSCredentialsSecret); len(msgs) > 0 {
 				bad("--nats-credentials-secret %q: %s", c.NATSCredentialsSecret, msgs[0])
@@ -202,8 +210,8 @@ func (c Config) Validate() error {
 			bad("%s %q is not a quantity: %v", q.flag, q.value, err)
 		}
 	}
-	if c.MaxEventBytes < 1 {
-		bad("--dispatcher-max-event-bytes must be positive, not %d", c.MaxEventBytes)
+	if c.MaxBodyBytes < 1 {
+		bad("--dispatcher-max-body-bytes must be positive, not %d", c.MaxBodyBytes)
 	}
 	for _, s := range c.ImagePullSecrets {
 		if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {

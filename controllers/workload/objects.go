@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -55,56 +54,54 @@ const (
 	defaultTermGrace = 30
 )
 
-// Settings is the content of dispatcher.yaml, the file the dispatcher reads with
-// --config. The manager renders it from its own flags; its checksum rolls the pods.
+// Settings is the content of dispatcher.yaml, which the dispatcher reads with --config:
+// keys are the dispatcher's flag names. The manager renders it from its own flags and
+// passes nothing else on the command line (a command-line flag would win over the file),
+// so the ConfigMap is the one place the dispatcher's configuration lives, and its
+// checksum rolls the pods. Numbers and booleans are written as strings because the
+// dispatcher hands every value to its flag parser as text.
 type Settings struct {
-	Outbound OutboundSettings `json:"outbound"`
-	NATS     NATSSettings     `json:"nats"`
-	Ingest   IngestSettings   `json:"ingest"`
-}
+	IngestBindAddress      string `json:"ingest-bind-address"`
+	MetricsBindAddress     string `json:"metrics-bind-address"`
+	HealthProbeBindAddress string `json:"health-probe-bind-address"`
 
-// OutboundSettings is the delivery policy (see internal/outbound.Policy).
-type OutboundSettings struct {
-	AllowPlainHTTP       bool `json:"allowPlainHTTP"`
-	AllowPrivateNetworks bool `json:"allowPrivateNetworks"`
-	AllowLoopback        bool `json:"allowLoopback"`
-}
-
-// NATSSettings says where the queue lives.
-type NATSSettings struct {
-	// Mode is embedded or external.
-	Mode Mode `json:"mode"`
 	// DataDir holds the embedded JetStream store (embedded mode).
-	DataDir string `json:"dataDir,omitempty"`
-	// URL of the external cluster (external mode).
-	URL string `json:"url,omitempty"`
-	// CredentialsFile is the mounted .creds file (external mode, optional).
-	CredentialsFile string `json:"credentialsFile,omitempty"`
-}
+	DataDir string `json:"data-dir,omitempty"`
+	// NATSURL is the external cluster (external mode); empty means embedded.
+	NATSURL string `json:"nats-url,omitempty"`
+	// NATSCredentials is the mounted .creds file (external mode, optional).
+	NATSCredentials string `json:"nats-credentials,omitempty"`
+	// NATSReplicas of Herald's streams in the external cluster.
+	NATSReplicas int `json:"nats-replicas,omitempty,string"`
 
-// IngestSettings bounds the ingest API.
-type IngestSettings struct {
-	BindAddress   string `json:"bindAddress"`
-	MaxEventBytes int64  `json:"maxEventBytes"`
+	AllowPlainHTTP       bool `json:"allow-plain-http,string"`
+	AllowPrivateNetworks bool `json:"allow-private-networks,string"`
+	AllowLoopback        bool `json:"allow-loopback,string"`
+
+	MaxBodyBytes int64 `json:"max-body-bytes,string"`
+	Verbosity    int   `json:"v,string"`
 }
 
 // Settings returns the dispatcher configuration for c.
 func (c Config) Settings() Settings {
 	s := Settings{
-		Outbound: OutboundSettings{
-			AllowPlainHTTP:       c.Outbound.AllowPlainHTTP,
-			AllowPrivateNetworks: c.Outbound.AllowPrivateNetworks,
-			AllowLoopback:        c.Outbound.AllowLoopback,
-		},
-		NATS:   NATSSettings{Mode: c.Mode},
-		Ingest: IngestSettings{BindAddress: fmt.Sprintf(":%d", IngestPort), MaxEventBytes: c.MaxEventBytes},
+		IngestBindAddress:      fmt.Sprintf(":%d", IngestPort),
+		MetricsBindAddress:     fmt.Sprintf(":%d", MetricsPort),
+		HealthProbeBindAddress: fmt.Sprintf(":%d", HealthPort),
+		AllowPlainHTTP:         c.Outbound.AllowPlainHTTP,
+		AllowPrivateNetworks:   c.Outbound.AllowPrivateNetworks,
+		AllowLoopback:          c.Outbound.AllowLoopback,
+		MaxBodyBytes:           c.MaxBodyBytes,
+		Verbosity:              c.LogVerbosity,
 	}
-	if c.Mode == ModeEmbedded {
-		s.NATS.DataDir = dataDir
-	} else {
-		s.NATS.URL = c.NATSURL
+	switch c.Mode {
+	case ModeEmbedded:
+		s.DataDir = dataDir
+	case ModeExternal:
+		s.NATSURL = c.NATSURL
+		s.NATSReplicas = c.NATSStreamReplicas
 		if c.NATSCredentialsSecret != "" {
-			s.NATS.CredentialsFile = natsCredsDir + "/" + natsCredsFile
+			s.NATSCredentials = natsCredsDir + "/" + natsCredsFile
 		}
 	}
 	return s
@@ -172,35 +169,9 @@ func (c Config) service(owner *metav1ac.OwnerReferenceApplyConfiguration) *corev
 		))
 }
 
-// args are the dispatcher's command line. Flags that mirror dispatcher.yaml are passed
-// too, so a dispatcher that reads only flags behaves the same as one that reads the file.
+// args stay minimal: everything else is in dispatcher.yaml (see Settings).
 func (c Config) args() []string {
-	a := []string{
-		"dispatcher",
-		"--config=" + configDir + "/" + ConfigFileName,
-		fmt.Sprintf("--ingest-bind-address=:%d", IngestPort),
-		fmt.Sprintf("--metrics-bind-address=:%d", MetricsPort),
-		fmt.Sprintf("--health-probe-bind-address=:%d", HealthPort),
-	}
-	switch c.Mode {
-	case ModeEmbedded:
-		a = append(a, "--data-dir="+dataDir)
-	case ModeExternal:
-		a = append(a, "--nats-url="+c.NATSURL)
-		if c.NATSCredentialsSecret != "" {
-			a = append(a, "--nats-credentials="+natsCredsDir+"/"+natsCredsFile)
-		}
-	}
-	if c.Outbound.AllowPlainHTTP {
-		a = append(a, "--allow-plain-http")
-	}
-	if c.Outbound.AllowPrivateNetworks {
-		a = append(a, "--allow-private-networks")
-	}
-	if c.LogVerbosity > 0 {
-		a = append(a, "--v="+strconv.Itoa(c.LogVerbosity))
-	}
-	return a
+	return []string{"dispatcher", "--config=" + configDir + "/" + ConfigFileName}
 }
 
 func (c Config) podTemplate(checksum string) *corev1ac.PodTemplateSpecApplyConfiguration {

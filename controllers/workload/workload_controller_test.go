@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/herald-dev/herald/controllers/workload"
+	"github.com/herald-dev/herald/internal/cli"
 )
 
 func embeddedConfig(ns string) workload.Config {
@@ -80,13 +81,10 @@ func TestEmbeddedMode_CreatesStatefulSetWithVolumeServiceAccountConfigMapAndServ
 	assertRestricted(t, pod.SecurityContext, ctr.SecurityContext)
 	assertMount(t, ctr, "data", "/var/lib/herald", false)
 	assertMount(t, ctr, "config", "/etc/herald", true)
-	for _, want := range []string{"dispatcher", "--data-dir=/var/lib/herald", "--config=/etc/herald/dispatcher.yaml", "--ingest-bind-address=:8080", "--metrics-bind-address=:9090", "--health-probe-bind-address=:8081"} {
-		if !slices.Contains(ctr.Args, want) {
-			t.Errorf("args %v lack %q", ctr.Args, want)
-		}
-	}
-	if hasArgPrefix(ctr.Args, "--nats-url") || hasArgPrefix(ctr.Args, "--allow-plain-http") {
-		t.Errorf("embedded mode with the strict policy passes external or permissive flags: %v", ctr.Args)
+	// Everything but --config lives in the ConfigMap: a command-line flag would win over
+	// the file and make the checksummed configuration decorative.
+	if want := []string{"dispatcher", "--config=/etc/herald/dispatcher.yaml"}; !slices.Equal(ctr.Args, want) {
+		t.Errorf("args = %v, want %v", ctr.Args, want)
 	}
 	if ctr.LivenessProbe == nil || ctr.LivenessProbe.HTTPGet == nil || ctr.LivenessProbe.HTTPGet.Path != "/healthz" {
 		t.Errorf("liveness probe = %+v, want GET /healthz", ctr.LivenessProbe)
@@ -104,13 +102,11 @@ func TestEmbeddedMode_CreatesStatefulSetWithVolumeServiceAccountConfigMapAndServ
 	var cm corev1.ConfigMap
 	eventually(t, "ConfigMap exists", func() error { return k8s.Get(ctx, key(cfg), &cm) })
 	data := cm.Data[workload.ConfigFileName]
-	var settings workload.Settings
-	if err := yaml.UnmarshalStrict([]byte(data), &settings); err != nil {
-		t.Fatalf("dispatcher.yaml does not parse as Settings: %v\n%s", err, data)
+	settings := parseSettings(t, data)
+	if settings.DataDir != "/var/lib/herald" || settings.NATSURL != "" || settings.AllowPlainHTTP || settings.IngestBindAddress != ":8080" {
+		t.Errorf("dispatcher.yaml = %+v, want the embedded store at /var/lib/herald, ingest on :8080, the strict outbound policy", settings)
 	}
-	if settings.NATS.Mode != workload.ModeEmbedded || settings.NATS.DataDir != "/var/lib/herald" || settings.Outbound.AllowPlainHTTP {
-		t.Errorf("dispatcher.yaml = %+v, want embedded at /var/lib/herald with the strict outbound policy", settings)
-	}
+	assertDispatcherAccepts(t, data)
 	sum := sha256.Sum256([]byte(data))
 	if got, want := sts.Spec.Template.Annotations[workload.AnnotationConfigChecksum], hex.EncodeToString(sum[:]); got != want {
 		t.Errorf("config checksum annotation = %q, want sha256 of dispatcher.yaml %q", got, want)
@@ -170,9 +166,6 @@ func TestConfigChange_ChangesChecksumSoPodsRoll(t *testing.T) {
 		if after == before {
 			return fmt.Errorf("checksum still %s", before)
 		}
-		if !slices.Contains(sts.Spec.Template.Spec.Containers[0].Args, "--allow-plain-http") {
-			return fmt.Errorf("args %v lack --allow-plain-http", sts.Spec.Template.Spec.Containers[0].Args)
-		}
 		var cm corev1.ConfigMap
 		if err := k8s.Get(ctx, key(cfg), &cm); err != nil {
 			return err
@@ -181,7 +174,7 @@ func TestConfigChange_ChangesChecksumSoPodsRoll(t *testing.T) {
 		if hex.EncodeToString(sum[:]) != after {
 			return fmt.Errorf("checksum %s is not the ConfigMap's content", after)
 		}
-		if !strings.Contains(cm.Data[workload.ConfigFileName], "allowPlainHTTP: true") {
+		if !parseSettings(t, cm.Data[workload.ConfigFileName]).AllowPlainHTTP {
 			return fmt.Errorf("dispatcher.yaml does not allow plain http:\n%s", cm.Data[workload.ConfigFileName])
 		}
 		return nil
@@ -295,14 +288,6 @@ func TestSwitchToExternalMode_CreatesDeploymentAndDeletesStatefulSet(t *testing.
 		t.Errorf("replicas = %d, want 3", *d.Spec.Replicas)
 	}
 	ctr := d.Spec.Template.Spec.Containers[0]
-	for _, want := range []string{"--nats-url=nats://nats.nats:4222", "--nats-credentials=/etc/herald/nats/nats.creds"} {
-		if !slices.Contains(ctr.Args, want) {
-			t.Errorf("args %v lack %q", ctr.Args, want)
-		}
-	}
-	if hasArgPrefix(ctr.Args, "--data-dir") {
-		t.Errorf("external mode passes --data-dir: %v", ctr.Args)
-	}
 	assertRestricted(t, d.Spec.Template.Spec.SecurityContext, ctr.SecurityContext)
 	assertMount(t, ctr, "nats-credentials", "/etc/herald/nats", true)
 	var secretVolume *corev1.SecretVolumeSource
@@ -327,8 +312,13 @@ func TestSwitchToExternalMode_CreatesDeploymentAndDeletesStatefulSet(t *testing.
 	if err := k8s.Get(ctx, key(cfg), &cm); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(cm.Data[workload.ConfigFileName], "url: nats://nats.nats:4222") {
-		t.Errorf("dispatcher.yaml lacks the NATS URL:\n%s", cm.Data[workload.ConfigFileName])
+	settings := parseSettings(t, cm.Data[workload.ConfigFileName])
+	if settings.NATSURL != "nats://nats.nats:4222" || settings.NATSCredentials != "/etc/herald/nats/nats.creds" || settings.DataDir != "" {
+		t.Errorf("dispatcher.yaml = %+v, want the external NATS URL and the mounted credentials, no data dir", settings)
+	}
+	assertDispatcherAccepts(t, cm.Data[workload.ConfigFileName])
+	if d.Spec.Template.Annotations[workload.AnnotationConfigChecksum] == "" {
+		t.Error("Deployment pod template has no config checksum")
 	}
 }
 
@@ -394,8 +384,37 @@ func assertMount(t *testing.T, ctr corev1.Container, volume, path string, readOn
 	t.Errorf("no mount of volume %q in %+v", volume, ctr.VolumeMounts)
 }
 
-func hasArgPrefix(args []string, prefix string) bool {
-	return slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, prefix) })
+func parseSettings(t *testing.T, data string) workload.Settings {
+	t.Helper()
+	var s workload.Settings
+	if err := yaml.UnmarshalStrict([]byte(data), &s); err != nil {
+		t.Fatalf("dispatcher.yaml does not parse as Settings: %v\n%s", err, data)
+	}
+	return s
+}
+
+// assertDispatcherAccepts feeds dispatcher.yaml to the real dispatcher command's flags,
+// as its --config loader does: every key must be one of its flags and every value must
+// parse, or the dispatcher would refuse to start.
+func assertDispatcherAccepts(t *testing.T, data string) {
+	t.Helper()
+	cmd, _, err := cli.NewRootCommand().Find([]string{"dispatcher"})
+	if err != nil {
+		t.Fatalf("finding the dispatcher command: %v", err)
+	}
+	var values map[string]string
+	if err := yaml.UnmarshalStrict([]byte(data), &values); err != nil {
+		t.Fatalf("dispatcher.yaml is not a flat map of strings: %v\n%s", err, data)
+	}
+	for name, v := range values {
+		if cmd.Flags().Lookup(name) == nil {
+			t.Errorf("dispatcher.yaml sets %q, which is not a dispatcher flag", name)
+			continue
+		}
+		if err := cmd.Flags().Set(name, v); err != nil {
+			t.Errorf("dispatcher.yaml %s=%q: %v", name, v, err)
+		}
+	}
 }
 
 func managedBy(obj client.Object, manager string) bool {
