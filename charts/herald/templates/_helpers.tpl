@@ -1,0 +1,98 @@
+{{/*
+Name of the chart, or nameOverride.
+*/}}
+{{- define "herald.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 41 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Base name of every object. Truncated to 41 characters: the dispatcher StatefulSet adds
+"-dispatcher" and Kubernetes adds a revision hash to a 63-character label.
+*/}}
+{{- define "herald.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 41 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 41 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 41 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "herald.managerName" -}}
+{{ include "herald.fullname" . }}-manager
+{{- end }}
+
+{{/*
+Name of the dispatcher's objects, which the manager creates: the dispatcher
+ClusterRoleBinding refers to its ServiceAccount by this name.
+*/}}
+{{- define "herald.dispatcherName" -}}
+{{ include "herald.fullname" . }}-dispatcher
+{{- end }}
+
+{{- define "herald.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "herald.labels" -}}
+helm.sh/chart: {{ include "herald.chart" . }}
+{{ include "herald.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: herald
+{{- end }}
+
+{{- define "herald.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "herald.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "herald.managerSelectorLabels" -}}
+{{ include "herald.selectorLabels" . }}
+app.kubernetes.io/component: manager
+{{- end }}
+
+{{- define "herald.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{/*
+imagePullSecrets as names, accepting both ["name"] and [{name: name}].
+*/}}
+{{- define "herald.pullSecretNames" -}}
+{{- range .Values.imagePullSecrets }}
+{{- if kindIs "string" . }}
+- {{ . }}
+{{- else }}
+- {{ .name }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Restricted Pod Security: the manager's and (through the manager) the dispatcher's.
+*/}}
+{{- define "herald.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "herald.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
