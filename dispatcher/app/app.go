@@ -12,12 +12,14 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -27,6 +29,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/dispatcher/lifecycle"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/watch"
@@ -50,6 +53,8 @@ type Options struct {
 	AckWait         time.Duration
 	MaxBodyBytes    int64
 	MaxBatchEvents  int
+	// StatusInterval is the most often one endpoint's status is written (default 5s).
+	StatusInterval time.Duration
 	// Authorizer decides who may publish. Built from the cluster when nil by
 	// NewAuthorizer.
 	Authorizer func(mgr manager.Manager) (auth.Authorizer, error)
@@ -91,10 +96,30 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	defer store.Close()
 
-	engine := delivery.New(delivery.Options{Store: store, AckWait: o.AckWait, Log: log.WithName("delivery")})
+	lookup := func(k delivery.Key) (*heraldv1.WebhookEndpoint, bool) {
+		var ep heraldv1.WebhookEndpoint
+		if err := mgr.GetClient().Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &ep); err != nil {
+			return nil, false
+		}
+		return &ep, true
+	}
+	notify := make(chan event.GenericEvent, 1024)
+	sink := lifecycle.NewEventSink(mgr.GetEventRecorder("herald-dispatcher"), lookup, 10, 6*time.Second)
+	thresholds := &thresholds{}
+	tracker := lifecycle.NewTracker(store, thresholds, sink, func(k delivery.Key) {
+		select {
+		case notify <- event.GenericEvent{Object: &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}:
+		default: // a full queue already holds enough reasons to look again
+		}
+	}, log.WithName("lifecycle"))
+	engine := delivery.New(delivery.Options{
+		Store: store, AckWait: o.AckWait, Log: log.WithName("delivery"), Observer: tracker,
+		Gate: func(k delivery.Key) bool { _, disabled := tracker.Disabled(k); return disabled },
+	})
+	thresholds.engine = engine
 	defer engine.Stop()
 	table := router.NewTable()
-	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy}
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: tracker, Notify: notify}
 	if err := endpoints.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
@@ -118,6 +143,17 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	})
 	if err != nil {
 		return fmt.Errorf("building the ingest API: %w", err)
+	}
+
+	statusWriter := &lifecycle.StatusWriter{
+		Client: mgr.GetClient(), Tracker: tracker, Store: store, Lookup: lookup,
+		Interval: o.StatusInterval, Log: log.WithName("status"),
+	}
+	if err := mgr.Add(manager.RunnableFunc(statusWriter.Run)); err != nil {
+		return fmt.Errorf("adding the status writer: %w", err)
+	}
+	if err := mgr.Add(manager.RunnableFunc(tracker.Watch)); err != nil {
+		return fmt.Errorf("adding the state watch: %w", err)
 	}
 
 	primed := make(chan struct{})
@@ -210,4 +246,12 @@ func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, sub
 func ctrlConfigSkipNameValidation() config.Controller {
 	skip := true
 	return config.Controller{SkipNameValidation: &skip}
+}
+
+// thresholds reads each endpoint's failure threshold from the engine's configuration.
+type thresholds struct{ engine *delivery.Engine }
+
+func (t *thresholds) FailureThreshold(k delivery.Key) (int32, int64, bool) {
+	cfg, ok := t.engine.Config(k)
+	return cfg.FailureThreshold, cfg.Generation, ok
 }

@@ -136,12 +136,13 @@ func startDispatcher(t *testing.T) *dispatcher {
 	d := &dispatcher{t: t, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		d.done <- app.Run(ctx, env.Config, app.Options{
-			Store:       queue.Options{DataDir: t.TempDir()},
-			IngestAddr:  "127.0.0.1:0",
-			HealthAddr:  "0",
-			MetricsAddr: "0",
-			Policy:      outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-			AckWait:     5 * time.Second,
+			Store:          queue.Options{DataDir: t.TempDir()},
+			IngestAddr:     "127.0.0.1:0",
+			HealthAddr:     "0",
+			MetricsAddr:    "0",
+			Policy:         outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
+			AckWait:        5 * time.Second,
+			StatusInterval: 200 * time.Millisecond,
 			// Who may publish is tested in dispatcher/auth against the API server;
 			// this test is about what happens after.
 			Authorizer: func(manager.Manager) (auth.Authorizer, error) {

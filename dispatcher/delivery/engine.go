@@ -32,6 +32,7 @@ const (
 	HoldSecretNotFound   = "SecretNotFound"
 	HoldSecretKeyMissing = "SecretKeyMissing"
 	HoldInvalidConfig    = "InvalidConfiguration"
+	HoldDisabled         = "Disabled"
 )
 
 // EndpointConfig is the delivery configuration of one endpoint, resolved from its
@@ -47,6 +48,9 @@ type EndpointConfig struct {
 	JitterPercent int
 	MaxRetryAfter time.Duration
 	MaxInFlight   int
+	// FailureThreshold disables the endpoint after this many failed attempts in a row
+	// (0 never).
+	FailureThreshold int32
 	// Generation of the WebhookEndpoint this configuration was built from.
 	Generation int64
 }
@@ -77,6 +81,10 @@ type Options struct {
 	Log      logr.Logger
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// Gate, when set, is asked before every attempt whether the endpoint is held right
+	// now. It closes the gap between a hold decided elsewhere (auto-disable by any
+	// replica) and the configuration update that follows it.
+	Gate func(Key) bool
 }
 
 // Engine runs the deliveries of every endpoint.

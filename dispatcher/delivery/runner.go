@@ -117,6 +117,12 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 		r.release(p)
 		return
 	}
+	if r.e.opts.Gate != nil && r.e.opts.Gate(r.key) {
+		// The hold is decided but not yet in the configuration; back off briefly
+		// rather than spin on redeliveries until it is.
+		_ = p.Delay(time.Second)
+		return
+	}
 	now := r.e.opts.Now()
 	if wait := p.NotBefore.Sub(now); wait > 0 {
 		if err := p.Delay(wait); err != nil {

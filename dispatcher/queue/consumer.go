@@ -223,3 +223,24 @@ func (p *Pending) NumDelivered() uint64 {
 	}
 	return md.NumDelivered
 }
+
+// PendingDeliveries is how many deliveries of an endpoint are stored and not settled:
+// waiting, in retry wait, held or in flight.
+func (s *Store) PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error) {
+	cons, err := s.js.Consumer(ctx, DeliveriesStream, consumerName(namespace, endpoint))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		info, err := s.deliveries.Info(ctx, jetstream.WithSubjectFilter(DeliverySubject(namespace, endpoint)))
+		if err != nil {
+			return 0, fmt.Errorf("reading delivery stream: %w", err)
+		}
+		return int64(info.State.Subjects[DeliverySubject(namespace, endpoint)]), nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, err)
+	}
+	return int64(info.NumPending) + int64(info.NumAckPending), nil
+}

@@ -16,9 +16,11 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
@@ -36,6 +38,19 @@ type Endpoints struct {
 	Client client.Client
 	Engine *delivery.Engine
 	Policy outbound.Policy
+	// Lifecycle handles auto-disable, re-enable and replay; nil leaves them out.
+	Lifecycle Lifecycle
+	// Notify carries endpoints to look at again (shared state changed elsewhere).
+	Notify chan event.GenericEvent
+}
+
+// Lifecycle is what the watch needs of the failure lifecycle.
+type Lifecycle interface {
+	// State loads the endpoint's shared state (disabled flag, handled annotations).
+	State(ctx context.Context, k delivery.Key) (disabled bool, disabledGeneration int64, lastReenable, lastReplay string, err error)
+	Reenable(ctx context.Context, k delivery.Key, token, why string) (bool, error)
+	Replay(ctx context.Context, k delivery.Key, token string) error
+	Forget(k delivery.Key)
 }
 
 // SetupWithManager registers the endpoint watch.
@@ -44,12 +59,15 @@ func (w *Endpoints) SetupWithManager(mgr ctrl.Manager) error {
 		func(o client.Object) []string { return referencedSecrets(o.(*heraldv1.WebhookEndpoint)) }); err != nil {
 		return fmt.Errorf("indexing endpoints by secret: %w", err)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("dispatcher-endpoints").
 		For(&heraldv1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(w.endpointsForSecret)).
-		Complete(w)
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(w.endpointsForSecret))
+	if w.Notify != nil {
+		b = b.WatchesRawSource(source.Channel(w.Notify, &handler.EnqueueRequestForObject{}))
+	}
+	return b.Complete(w)
 }
 
 func referencedSecrets(ep *heraldv1.WebhookEndpoint) []string {
@@ -88,11 +106,22 @@ func (w *Endpoints) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	if err := w.Client.Get(ctx, req.NamespacedName, &ep); err != nil {
 		if apierrors.IsNotFound(err) {
 			w.Engine.Remove(key)
+			if w.Lifecycle != nil {
+				w.Lifecycle.Forget(key)
+			}
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("reading endpoint: %w", err)
 	}
+	disabled, err := w.lifecycle(ctx, key, &ep)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
 	cfg := w.build(ctx, &ep)
+	if disabled && cfg.Hold == "" {
+		cfg.Target = nil
+		cfg.Hold, cfg.HoldMessage = delivery.HoldDisabled, "auto-disabled after consecutive failures"
+	}
 	w.Engine.Upsert(key, cfg)
 	log := ctrl.LoggerFrom(ctx)
 	if cfg.Hold != "" {
@@ -103,13 +132,44 @@ func (w *Endpoints) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	return reconcile.Result{}, nil
 }
 
+// lifecycle acts on the re-enable and replay triggers and reports whether the
+// endpoint is disabled. A new value of the re-enable annotation, or a spec edit made
+// after the endpoint was disabled, re-enables it; the operator never edits spec.
+func (w *Endpoints) lifecycle(ctx context.Context, key delivery.Key, ep *heraldv1.WebhookEndpoint) (bool, error) {
+	if w.Lifecycle == nil {
+		return false, nil
+	}
+	disabled, gen, lastReenable, lastReplay, err := w.Lifecycle.State(ctx, key)
+	if err != nil {
+		return false, fmt.Errorf("reading endpoint state: %w", err)
+	}
+	if token := ep.Annotations[heraldv1.AnnotationReenable]; token != "" && token != lastReenable {
+		if _, err := w.Lifecycle.Reenable(ctx, key, token, "annotation "+heraldv1.AnnotationReenable+"="+token); err != nil {
+			return disabled, fmt.Errorf("re-enabling: %w", err)
+		}
+		disabled = false
+	} else if disabled && ep.Generation > gen {
+		if _, err := w.Lifecycle.Reenable(ctx, key, "", fmt.Sprintf("spec changed to generation %d", ep.Generation)); err != nil {
+			return disabled, fmt.Errorf("re-enabling: %w", err)
+		}
+		disabled = false
+	}
+	if token := ep.Annotations[heraldv1.AnnotationReplayDeadLetters]; token != "" && token != lastReplay {
+		if err := w.Lifecycle.Replay(ctx, key, token); err != nil {
+			return disabled, fmt.Errorf("replaying dead letters: %w", err)
+		}
+	}
+	return disabled, nil
+}
+
 // build resolves the endpoint into an engine configuration, or a hold saying what is
 // missing. Problems are reported by reason and Secret name only, never by value.
 func (w *Endpoints) build(ctx context.Context, ep *heraldv1.WebhookEndpoint) delivery.EndpointConfig {
 	cfg := delivery.EndpointConfig{
-		JitterPercent: int(ep.Spec.JitterPercent()),
-		MaxInFlight:   int(ep.Spec.MaxInFlight()),
-		Generation:    ep.Generation,
+		JitterPercent:    int(ep.Spec.JitterPercent()),
+		FailureThreshold: ep.Spec.FailureThreshold(),
+		MaxInFlight:      int(ep.Spec.MaxInFlight()),
+		Generation:       ep.Generation,
 	}
 	hold := func(reason, format string, args ...any) delivery.EndpointConfig {
 		cfg.Hold, cfg.HoldMessage = reason, fmt.Sprintf(format, args...)

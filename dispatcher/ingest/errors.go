@@ -1,0 +1,78 @@
+package ingest
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// Error codes of the JSON error body. They are part of the API: producers may branch on
+// them, so they only ever get added to.
+const (
+	CodeInvalidJSON          = "invalid_json"
+	CodeInvalidEvent         = "invalid_event"
+	CodeInvalidRequest       = "invalid_request"
+	CodeTooManyEvents        = "too_many_events"
+	CodeUnauthenticated      = "unauthenticated"
+	CodeForbidden            = "forbidden"
+	CodeNotFound             = "not_found"
+	CodeMethodNotAllowed     = "method_not_allowed"
+	CodePayloadTooLarge      = "payload_too_large"
+	CodeUnsupportedMediaType = "unsupported_media_type"
+	CodeQueueFull            = "queue_full"
+	CodeUnavailable          = "unavailable"
+	CodeInternal             = "internal"
+)
+
+// ErrorResponse is the body of every non-2xx answer:
+//
+//	{"error": {"code": "invalid_event", "message": "event 3: type is required", "field": "type", "index": 3}}
+type ErrorResponse struct {
+	Error Error `json:"error"`
+}
+
+// Error says what was wrong with a request.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Field names the offending event attribute ("type", "created_at", "data", ...),
+	// header ("ce-id", "Content-Type") or path parameter ("namespace").
+	Field string `json:"field,omitempty"`
+	// Index is the position of the offending event in a batch.
+	Index *int `json:"index,omitempty"`
+	// Offset locates a JSON syntax error: the offending byte is the Offset-th byte of
+	// the request body, counting from 1 (encoding/json's SyntaxError.Offset).
+	Offset *int64 `json:"offset,omitempty"`
+}
+
+// apiError is an Error with the HTTP status it is sent with.
+type apiError struct {
+	status int
+	body   Error
+}
+
+func (e *apiError) Error() string { return e.body.Message }
+
+func badEvent(field, format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, body: Error{
+		Code: CodeInvalidEvent, Field: field, Message: fmt.Sprintf(format, args...),
+	}}
+}
+
+func unsupported(field, format string, args ...any) *apiError {
+	return &apiError{status: http.StatusUnsupportedMediaType, body: Error{
+		Code: CodeUnsupportedMediaType, Field: field, Message: fmt.Sprintf(format, args...),
+	}}
+}
+
+func invalidJSON(offset int64, format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, body: Error{
+		Code: CodeInvalidJSON, Offset: &offset, Message: fmt.Sprintf(format, args...),
+	}}
+}
+
+// inBatch marks e as being about the event at index i of a batch.
+func (e *apiError) inBatch(i int) *apiError {
+	e.body.Index = &i
+	e.body.Message = fmt.Sprintf("event %d: %s", i, e.body.Message)
+	return e
+}

@@ -1,0 +1,121 @@
+// Package lifecycle keeps the failure state of endpoints and reports it to Kubernetes:
+// consecutive failures and the auto-disable circuit (shared by every dispatcher replica
+// through a JetStream key-value bucket with compare-and-set), delivery counters, the
+// delivery part of WebhookEndpoint status (written by server-side apply with the
+// dispatcher's own field manager, coalesced per endpoint), and Kubernetes Events for
+// disabled and re-enabled endpoints and dead letters.
+package lifecycle
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+)
+
+// State is the shared state of one endpoint. Every replica reads and writes it through
+// compare-and-set, so two replicas never disagree on whether an endpoint is disabled.
+type State struct {
+	ConsecutiveFailures int32     `json:"failures"`
+	Disabled            bool      `json:"disabled,omitempty"`
+	DisabledAt          time.Time `json:"disabledAt,omitzero"`
+	DisabledReason      string    `json:"disabledReason,omitempty"`
+	DisabledMessage     string    `json:"disabledMessage,omitempty"`
+	// DisabledGeneration is the endpoint's generation when it was disabled; a newer
+	// generation (a spec edit) re-enables it.
+	DisabledGeneration int64 `json:"disabledGeneration,omitempty"`
+	// LastReenable is the last value of the re-enable annotation acted on.
+	LastReenable string `json:"lastReenable,omitempty"`
+	// LastReplay is the last value of the replay annotation acted on.
+	LastReplay string `json:"lastReplay,omitempty"`
+	// LastAttempt and LastSuccess, the newest any replica saw.
+	LastAttempt *heraldv1.DeliveryAttempt `json:"lastAttempt,omitempty"`
+	LastSuccess time.Time                 `json:"lastSuccess,omitzero"`
+	// Counters, summed over all replicas.
+	Delivered      int64 `json:"delivered"`
+	FailedAttempts int64 `json:"failedAttempts"`
+	DeadLettered   int64 `json:"deadLettered"`
+}
+
+// stateKey is the bucket key of an endpoint; '.' separates key tokens, and Kubernetes
+// names never contain '_'.
+func stateKey(namespace, name string) string {
+	return "ep." + namespace + "." + strings.ReplaceAll(name, ".", "_")
+}
+
+func parseStateKey(key string) (namespace, name string, ok bool) {
+	rest, found := strings.CutPrefix(key, "ep.")
+	if !found {
+		return "", "", false
+	}
+	namespace, name, ok = strings.Cut(rest, ".")
+	return namespace, strings.ReplaceAll(name, "_", "."), ok
+}
+
+// states wraps the bucket with a compare-and-set update loop.
+type states struct{ kv jetstream.KeyValue }
+
+// update applies mutate to the current state until the compare-and-set succeeds. mutate
+// returns false when nothing needs writing.
+func (s states) update(ctx context.Context, key string, mutate func(*State) bool) (State, bool, error) {
+	for attempt := 0; attempt < 50; attempt++ {
+		var st State
+		var rev uint64
+		e, err := s.kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return st, false, fmt.Errorf("reading endpoint state: %w", err)
+		default:
+			rev = e.Revision()
+			if err := json.Unmarshal(e.Value(), &st); err != nil {
+				return st, false, fmt.Errorf("decoding endpoint state: %w", err)
+			}
+		}
+		if !mutate(&st) {
+			return st, false, nil
+		}
+		raw, _ := json.Marshal(st)
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, key, raw)
+		} else {
+			_, err = s.kv.Update(ctx, key, raw, rev)
+		}
+		if err == nil {
+			return st, true, nil
+		}
+		if !isConflict(err) {
+			return st, false, fmt.Errorf("writing endpoint state: %w", err)
+		}
+	}
+	return State{}, false, errors.New("writing endpoint state: too much contention")
+}
+
+func isConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		return true
+	}
+	return strings.Contains(err.Error(), "wrong last sequence")
+}
+
+func (s states) get(ctx context.Context, key string) (State, error) {
+	var st State
+	e, err := s.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("reading endpoint state: %w", err)
+	}
+	return st, json.Unmarshal(e.Value(), &st)
+}
