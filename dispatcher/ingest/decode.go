@@ -66,9 +66,8 @@ func (d *decoder) single(mediaType string, h http.Header, body []byte) (Event, *
 // is validated before any is returned, so one bad event refuses the whole batch.
 func (d *decoder) batch(mediaType string, h http.Header, body []byte) ([]Event, *apiError) {
 	var (
-		raws      []json.RawMessage
-		parse     func(map[string]json.RawMessage) (Event, *apiError)
-		jsonError *apiError
+		parse func(map[string]json.RawMessage) (Event, *apiError)
+		array = true
 	)
 	switch mediaType {
 	case mediaJSON:
@@ -79,47 +78,77 @@ func (d *decoder) batch(mediaType string, h http.Header, body []byte) ([]Event, 
 			}}
 		}
 		parse = d.herald
-		if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) > 0 && trimmed[0] == '[' {
-			raws, jsonError = decodeArray(body)
-		} else {
-			var envelope struct {
-				Events []json.RawMessage `json:"events"`
-			}
-			if jsonError = decodeJSON(body, &envelope, "a JSON object {\"events\": [...]} or a JSON array of events"); jsonError == nil {
-				raws = envelope.Events
-			}
-		}
+		trimmed := bytes.TrimLeft(body, " \t\r\n")
+		array = len(trimmed) > 0 && trimmed[0] == '['
 	case mediaCloudEventBatch:
 		parse = d.cloudEvent
-		raws, jsonError = decodeArray(body)
 	default:
 		return nil, unsupported("Content-Type",
 			"Content-Type %q is not accepted here; send %s (Herald events) or %s (CloudEvents)",
 			mediaType, mediaJSON, mediaCloudEventBatch)
 	}
-	if jsonError != nil {
-		return nil, jsonError
+	objs, err := decodeBatch(body, array)
+	if err != nil {
+		return nil, err
 	}
-	if len(raws) == 0 {
+	if len(objs) == 0 {
 		return nil, badEvent("events", "the batch holds no events")
 	}
-	if len(raws) > d.maxBatch {
+	if len(objs) > d.maxBatch {
 		return nil, &apiError{status: http.StatusBadRequest, body: Error{
 			Code: CodeTooManyEvents, Field: "events",
-			Message: fmt.Sprintf("the batch holds %d events; at most %d are accepted per request", len(raws), d.maxBatch),
+			Message: fmt.Sprintf("the batch holds %d events; at most %d are accepted per request", len(objs), d.maxBatch),
 		}}
 	}
-	events := make([]Event, len(raws))
-	for i, raw := range raws {
-		m, err := decodeObject(raw, false)
-		if err != nil {
-			return nil, err.inBatch(i)
+	events := make([]Event, len(objs))
+	for i, m := range objs {
+		if m == nil { // the JSON literal null
+			return nil, badEvent("", "an event must be a JSON object").inBatch(i)
 		}
 		if events[i], err = parse(m); err != nil {
 			return nil, err.inBatch(i)
 		}
 	}
 	return events, nil
+}
+
+// decodeBatch decodes a batch body, an array of event objects or {"events": [...]},
+// in one pass. Only when that fails on a type (an element that is not an object) does
+// it decode again, element by element, to say which one.
+func decodeBatch(body []byte, array bool) ([]map[string]json.RawMessage, *apiError) {
+	const wantArray = "a JSON array of events"
+	const wantEnvelope = "a JSON object {\"events\": [...]} or a JSON array of events"
+	var (
+		objs []map[string]json.RawMessage
+		env  struct {
+			Events []map[string]json.RawMessage `json:"events"`
+		}
+		err *apiError
+	)
+	if array {
+		err = decodeJSON(body, &objs, wantArray)
+	} else if err = decodeJSON(body, &env, wantEnvelope); err == nil {
+		objs = env.Events
+	}
+	if err == nil || err.body.Code != CodeInvalidRequest {
+		return objs, err
+	}
+	var raws []json.RawMessage
+	if array {
+		_ = json.Unmarshal(body, &raws)
+	} else {
+		var rawEnv struct {
+			Events []json.RawMessage `json:"events"`
+		}
+		_ = json.Unmarshal(body, &rawEnv)
+		raws = rawEnv.Events
+	}
+	for i, raw := range raws {
+		if _, oerr := decodeObject(raw, false); oerr != nil {
+			return nil, oerr.inBatch(i)
+		}
+	}
+	return nil, err
 }
 
 // herald validates a Herald JSON event: {id?, type, data, created_at?, source?}.
@@ -316,7 +345,7 @@ func (d *decoder) binaryCloudEvent(mediaType string, h http.Header, body []byte)
 
 // decodeObject decodes one event object. top says whether raw is the whole request
 // body, in which case syntax errors are reported with their offset; batch elements
-// were already checked for syntax by decodeArray.
+// were already checked for syntax with the whole body.
 func decodeObject(raw []byte, top bool) (map[string]json.RawMessage, *apiError) {
 	var m map[string]json.RawMessage
 	if top {
@@ -330,14 +359,6 @@ func decodeObject(raw []byte, top bool) (map[string]json.RawMessage, *apiError) 
 		return nil, badEvent("", "an event must be a JSON object")
 	}
 	return m, nil
-}
-
-func decodeArray(body []byte) ([]json.RawMessage, *apiError) {
-	var raws []json.RawMessage
-	if err := decodeJSON(body, &raws, "a JSON array of events"); err != nil {
-		return nil, err
-	}
-	return raws, nil
 }
 
 // decodeJSON unmarshals a whole request body, turning encoding/json's errors into

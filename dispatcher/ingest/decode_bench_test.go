@@ -12,7 +12,7 @@ import (
 // business event (an order with line items) would be.
 func event1KiB(i int) string {
 	var items []string
-	for j := range 9 {
+	for j := range 12 {
 		items = append(items, fmt.Sprintf(`{"sku":"SKU-%06d","name":"Widget number %d","qty":%d,"price_cents":%d}`, j, j, j+1, 1999+j))
 	}
 	return fmt.Sprintf(`{"id":"order-%08d","type":"order.created","source":"shop/eu-1","created_at":"2026-01-02T15:04:05Z","data":{"order_id":%d,"customer":"c-42","items":[%s]}}`,
