@@ -193,6 +193,16 @@ func TestValidation_RefusesBadWebhookSubscriptions(t *testing.T) {
 			mutate: func(s map[string]any) { s["eventTypes"] = []any{"order.created", "a/b"} },
 			want:   "eventTypes entries may contain only letters, digits, '.', '_', '-' and '*'",
 		},
+		{
+			why:    "an empty segment can never match a real event type",
+			mutate: func(s map[string]any) { s["eventTypes"] = []any{"order..paid"} },
+			want:   "eventTypes entries must not start or end with '.', contain an empty segment ('..') or '**'",
+		},
+		{
+			why:    "a trailing dot is a typo for approval.*",
+			mutate: func(s map[string]any) { s["eventTypes"] = []any{"approval."} },
+			want:   "eventTypes entries must not start or end with '.'",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.why, func(t *testing.T) {

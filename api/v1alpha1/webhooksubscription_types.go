@@ -15,6 +15,7 @@ type WebhookSubscriptionSpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.all(t, t.matches('^[A-Za-z0-9._*-]+$'))",message="eventTypes entries may contain only letters, digits, '.', '_', '-' and '*' (for example invoice.paid or approval.*)"
+	// +kubebuilder:validation:XValidation:rule="self.all(t, !t.startsWith('.') && !t.endsWith('.') && !t.contains('..') && !t.contains('**'))",message="eventTypes entries must not start or end with '.', contain an empty segment ('..') or '**' (write approval.* or *)"
 	// +listType=set
 	EventTypes []string `json:"eventTypes"`
 
