@@ -19,6 +19,7 @@ func NewRootCommand() *cobra.Command {
 		SilenceErrors: false,
 	}
 	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newVersionCommand())
+	root.AddCommand(newPublishCommand(), newVerifyCommand())
 	return root
 }
 

@@ -1,0 +1,312 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
+
+	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/internal/version"
+)
+
+// Environment variables read by herald publish.
+const (
+	envHeraldURL   = "HERALD_URL"
+	envHeraldToken = "HERALD_TOKEN"
+)
+
+const defaultIngestURL = "http://127.0.0.1:8080"
+
+type publishOptions struct {
+	kube     kubeOptions
+	server   string
+	token    string
+	id       string
+	typ      string
+	source   string
+	data     string
+	dataFile string
+	output   string
+	timeout  time.Duration
+}
+
+func newPublishCommand() *cobra.Command {
+	o := &publishOptions{}
+	cmd := &cobra.Command{
+		Use:   "publish --type TYPE (--data JSON | --data-file FILE)",
+		Short: "Publish one event through the dispatcher's ingest API",
+		Long: `Publish one event through the dispatcher's ingest API
+(POST <server>/v1/namespaces/<namespace>/events).
+
+The namespace comes from -n, else from the kubeconfig context, as with kubectl. The
+credential is --token, else $HERALD_TOKEN, else the kubeconfig user's bearer token (a
+static token, token file or exec plugin; a client certificate cannot be used). A
+ServiceAccount token works when the ServiceAccount may create events.hooks.herald.dev
+in the namespace:
+
+  kubectl create role herald-publisher --verb=create --resource=events.hooks.herald.dev
+  kubectl create rolebinding herald-publisher --role=herald-publisher --serviceaccount=NS:NAME
+  export HERALD_TOKEN=$(kubectl create token NAME)
+
+Without --id a fresh id is generated here and printed, so the same command can be
+repeated with --id after a timeout without delivering the event twice.`,
+		Example: `  herald publish --type order.created --data '{"order": "A-1001", "amount": 1500}'
+  herald publish -n shop --type invoice.paid --id inv-42-paid --data-file invoice.json -o json
+  jq -c .data event.json | herald publish --type order.created --data-file -`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return o.run(cmd)
+		},
+	}
+	fs := cmd.Flags()
+	o.kube.bind(fs)
+	fs.StringVar(&o.server, "server", "", "URL of the dispatcher's ingest API (default $"+envHeraldURL+", else "+defaultIngestURL+")")
+	fs.StringVar(&o.token, "token", "", "bearer token: a ServiceAccount token or an API key (default $"+envHeraldToken+", else the kubeconfig user's token)")
+	fs.StringVar(&o.typ, "type", "", "event type, e.g. order.created (required)")
+	fs.StringVar(&o.id, "id", "", "event id; receivers deduplicate on it, and a repeated id is not delivered again (default a new evt_ id)")
+	fs.StringVar(&o.source, "source", "", "optional source of the event, e.g. a service name")
+	fs.StringVar(&o.data, "data", "", "event data as JSON, e.g. '{\"amount\": 1500}'")
+	fs.StringVar(&o.dataFile, "data-file", "", "file holding the event data as JSON; - reads standard input")
+	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the dispatcher to store the event")
+	_ = cmd.MarkFlagRequired("type")
+	cmd.MarkFlagsMutuallyExclusive("data", "data-file")
+	cmd.MarkFlagsOneRequired("data", "data-file")
+	return cmd
+}
+
+func (o *publishOptions) run(cmd *cobra.Command) error {
+	switch o.output {
+	case "table", "json", "yaml":
+	default:
+		return fmt.Errorf("--output %q is not supported: use table, json or yaml", o.output)
+	}
+	data, err := o.readData(cmd.InOrStdin())
+	if err != nil {
+		return err
+	}
+	endpoint, err := ingestURL(o.server)
+	if err != nil {
+		return err
+	}
+	ns, err := o.kube.Namespace()
+	if err != nil {
+		return err
+	}
+	if o.id == "" {
+		o.id = ingest.NewID(time.Now())
+	}
+	transport, err := o.transport()
+	if err != nil {
+		return err
+	}
+
+	body, err := json.Marshal(struct {
+		ID     string          `json:"id"`
+		Type   string          `json:"type"`
+		Source string          `json:"source,omitempty"`
+		Data   json.RawMessage `json:"data"`
+	}{ID: o.id, Type: o.typ, Source: o.source, Data: data})
+	if err != nil {
+		return fmt.Errorf("encoding the event: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	target := endpoint.JoinPath("v1", "namespaces", ns, "events")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("building the request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "herald-cli/"+version.Version)
+	resp, err := (&http.Client{Transport: transport}).Do(req)
+	if err != nil {
+		return o.transportError(ctx, endpoint, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s: %w", endpoint.Redacted(), err)
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		return o.refusal(resp, raw, endpoint, ns)
+	}
+	var res ingest.Result
+	if err := json.Unmarshal(raw, &res); err != nil || res.ID == "" {
+		return fmt.Errorf("%s answered 202 with %q, which is not an ingest result: is --server the dispatcher's ingest API?", endpoint.Redacted(), truncateText(raw))
+	}
+	return printResult(cmd.OutOrStdout(), o.output, res)
+}
+
+func (o *publishOptions) readData(stdin io.Reader) (json.RawMessage, error) {
+	var raw []byte
+	switch {
+	case o.dataFile == "-":
+		b, err := io.ReadAll(stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading the data from standard input: %w", err)
+		}
+		raw = b
+	case o.dataFile != "":
+		b, err := os.ReadFile(o.dataFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading --data-file: %w", err)
+		}
+		raw = b
+	default:
+		raw = []byte(o.data)
+	}
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, errors.New("the event data is empty: pass JSON with --data or --data-file, e.g. --data '{}'")
+	}
+	if !json.Valid(raw) {
+		var v any
+		err := json.Unmarshal(raw, &v)
+		return nil, fmt.Errorf("the event data is not valid JSON (%v): quote it for the shell, e.g. --data '{\"amount\": 1500}'", err)
+	}
+	return raw, nil
+}
+
+// ingestURL returns the base URL of the ingest API from the flag, the environment or
+// the default.
+func ingestURL(flag string) (*url.URL, error) {
+	s, from := flag, "--server"
+	if s == "" {
+		s, from = os.Getenv(envHeraldURL), "$"+envHeraldURL
+	}
+	if s == "" {
+		s, from = defaultIngestURL, "the default server"
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%s %q is not a URL such as http://127.0.0.1:8080 or https://herald-dispatcher.herald-system:8080", from, s)
+	}
+	return u, nil
+}
+
+// transport returns the HTTP transport carrying the credential, chosen in the order
+// --token, $HERALD_TOKEN, kubeconfig user.
+func (o *publishOptions) transport() (http.RoundTripper, error) {
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	token := o.token
+	if token == "" {
+		token = os.Getenv(envHeraldToken)
+	}
+	if token != "" {
+		return &staticBearer{token: strings.TrimSpace(token), rt: base}, nil
+	}
+	cfg, err := o.kube.RESTConfig()
+	if err != nil {
+		if errors.Is(err, errNoKubeconfig) {
+			return nil, fmt.Errorf("no credentials: pass --token or set %s to a ServiceAccount token (kubectl create token NAME) or an API key", envHeraldToken)
+		}
+		return nil, fmt.Errorf("no credentials: pass --token or set %s, or fix the kubeconfig: %w", envHeraldToken, err)
+	}
+	rt, ok, err := bearerTransport(cfg, base)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("no credentials: the kubeconfig user has no bearer token (a client certificate cannot be checked by the ingest API); pass --token or set %s to a ServiceAccount token (kubectl create token NAME) or an API key", envHeraldToken)
+	}
+	return rt, nil
+}
+
+type staticBearer struct {
+	token string
+	rt    http.RoundTripper
+}
+
+func (s *staticBearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+s.token)
+	return s.rt.RoundTrip(r)
+}
+
+func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, err error) error {
+	where := endpoint.Redacted()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s did not answer within --timeout %s; the event may or may not be stored: repeat with --id %s, which never delivers it twice", where, o.timeout, o.id)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return fmt.Errorf("cannot reach the ingest API at %s (%v): is the dispatcher running? Point --server or %s at its ingest address", where, op.Err, envHeraldURL)
+	}
+	return fmt.Errorf("sending the event to %s: %w", where, err)
+}
+
+// refusal turns a non-202 answer into an error that says what to change.
+func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.URL, ns string) error {
+	var e ingest.ErrorResponse
+	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+		return fmt.Errorf("%s answered %s with %q, which is not the ingest API's error format: is --server (or %s) the dispatcher's ingest address?",
+			endpoint.Redacted(), resp.Status, truncateText(raw), envHeraldURL)
+	}
+	msg := e.Error.Message
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("the ingest API refused the credentials (%s): pass --token or set %s; a ServiceAccount token needs create on events.hooks.herald.dev in namespace %q", msg, envHeraldToken, ns)
+	case http.StatusForbidden:
+		return fmt.Errorf("the ingest API refused the event: %s; grant it, e.g.\n  kubectl create role herald-publisher -n %s --verb=create --resource=events.hooks.herald.dev\n  kubectl create rolebinding herald-publisher -n %s --role=herald-publisher --serviceaccount=<namespace>:<name>", msg, ns, ns)
+	case http.StatusBadRequest:
+		return fmt.Errorf("the ingest API refused the event: %s", msg)
+	case http.StatusRequestEntityTooLarge:
+		return fmt.Errorf("the ingest API refused the event: %s; send less data, or raise the dispatcher's --max-body-bytes", msg)
+	case http.StatusNotFound:
+		return fmt.Errorf("the ingest API has no such route (%s): is --server %s the dispatcher's ingest base URL, without a path?", msg, endpoint.Redacted())
+	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
+		wait := resp.Header.Get("Retry-After")
+		if wait == "" {
+			wait = "a few"
+		}
+		return fmt.Errorf("the dispatcher cannot take the event now (%s): retry in %s seconds with --id %s, which never delivers it twice", msg, wait, o.id)
+	default:
+		return fmt.Errorf("the ingest API answered %s: %s", resp.Status, msg)
+	}
+}
+
+func printResult(w io.Writer, format string, res ingest.Result) error {
+	switch format {
+	case "json":
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s\n", b)
+		return err
+	case "yaml":
+		b, err := yaml.Marshal(res)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	default:
+		tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+		fmt.Fprintln(tw, "ID\tMATCHED\tDUPLICATE")
+		fmt.Fprintf(tw, "%s\t%d\t%t\n", res.ID, res.Matched, res.Duplicate)
+		return tw.Flush()
+	}
+}
+
+func truncateText(b []byte) string {
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}

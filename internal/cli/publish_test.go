@@ -1,0 +1,290 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/go-logr/logr/testr"
+
+	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/ingest"
+)
+
+// recordingAcceptor stores events in memory and, like the engine, answers a repeated id
+// with the first result.
+type recordingAcceptor struct {
+	mu     sync.Mutex
+	events map[string][]ingest.Event // by namespace
+	seen   map[string]bool
+}
+
+func (a *recordingAcceptor) Accept(_ context.Context, ns string, events []ingest.Event) ([]ingest.Result, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]ingest.Result, len(events))
+	for i, e := range events {
+		key := ns + "/" + e.ID
+		if a.seen[key] {
+			out[i] = ingest.Result{ID: e.ID, Matched: 2, Duplicate: true}
+			continue
+		}
+		a.seen[key] = true
+		a.events[ns] = append(a.events[ns], e)
+		out[i] = ingest.Result{ID: e.ID, Matched: 2}
+	}
+	return out, nil
+}
+
+func (a *recordingAcceptor) received(ns string) []ingest.Event {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]ingest.Event(nil), a.events[ns]...)
+}
+
+// ingestServer runs the real ingest handler. Token "producer" may publish into "shop"
+// only; token "stranger" is valid nowhere.
+func ingestServer(t *testing.T) (*httptest.Server, *recordingAcceptor) {
+	t.Helper()
+	acc := &recordingAcceptor{events: map[string][]ingest.Event{}, seen: map[string]bool{}}
+	authz := auth.AuthorizerFunc(func(_ context.Context, r *http.Request, ns string) (auth.Identity, error) {
+		tok, ok := auth.BearerToken(r)
+		switch {
+		case !ok:
+			return auth.Identity{}, auth.ErrNoCredentials
+		case tok != "producer":
+			return auth.Identity{}, auth.ErrUnauthenticated
+		case ns != "shop":
+			return auth.Identity{Name: "system:serviceaccount:shop:producer"}, auth.ErrForbidden
+		}
+		return auth.Identity{Name: "system:serviceaccount:shop:producer", Method: auth.MethodToken}, nil
+	})
+	h, err := ingest.NewHandler(ingest.Options{Acceptor: acc, Authorizer: authz, MaxBodyBytes: 4096, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, acc
+}
+
+// kubeconfigFile writes a kubeconfig whose current context has namespace ns and whose
+// user authenticates with token ("" for a client-certificate user).
+func kubeconfigFile(t *testing.T, ns, token string) string {
+	t.Helper()
+	user := fmt.Sprintf("    token: %q", token)
+	if token == "" {
+		user = "    client-certificate-data: ZHVtbXk=\n    client-key-data: ZHVtbXk="
+	}
+	return writeFile(t, "kubeconfig", fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:6443
+contexts:
+- name: local
+  context:
+    cluster: local
+    user: dev
+    namespace: %s
+- name: other
+  context:
+    cluster: local
+    user: dev
+    namespace: elsewhere
+current-context: local
+users:
+- name: dev
+  user:
+%s
+`, ns, user))
+}
+
+type publishRun struct {
+	err            error
+	stdout, stderr string
+}
+
+func runPublish(t *testing.T, stdin string, args ...string) publishRun {
+	t.Helper()
+	cmd := newPublishCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetIn(strings.NewReader(stdin))
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	return publishRun{err: err, stdout: out.String(), stderr: errOut.String()}
+}
+
+// isolate keeps the developer's own environment out of the test.
+func isolate(t *testing.T) {
+	t.Setenv(envHeraldURL, "")
+	t.Setenv(envHeraldToken, "")
+	t.Setenv("KUBECONFIG", writeFile(t, "empty-kubeconfig", ""))
+	t.Setenv("HOME", t.TempDir())
+}
+
+func TestPublish_SendsTheEventAndPrintsTheResult(t *testing.T) {
+	isolate(t)
+	srv, acc := ingestServer(t)
+
+	r := runPublish(t, "", "--server", srv.URL, "--token", "producer", "-n", "shop",
+		"--type", "order.created", "--id", "ord-1001", "--source", "checkout", "--data", `{"amount": 1500}`, "-o", "json")
+	if r.err != nil {
+		t.Fatalf("publish: %v\n%s", r.err, r.stderr)
+	}
+	var res ingest.Result
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("-o json printed %q: %v", r.stdout, err)
+	}
+	if res != (ingest.Result{ID: "ord-1001", Matched: 2}) {
+		t.Fatalf("result %+v", res)
+	}
+	got := acc.received("shop")
+	if len(got) != 1 || got[0].Type != "order.created" || got[0].Source != "checkout" || string(got[0].Data) != `{"amount":1500}` {
+		t.Fatalf("the dispatcher received %+v", got)
+	}
+
+	// The same id again is a duplicate, shown in the table.
+	r = runPublish(t, "", "--server", srv.URL, "--token", "producer", "-n", "shop",
+		"--type", "order.created", "--id", "ord-1001", "--data", `{"amount": 1500}`)
+	if r.err != nil || !strings.Contains(r.stdout, "ord-1001") || !strings.Contains(r.stdout, "true") {
+		t.Fatalf("repeat: err %v, table %q", r.err, r.stdout)
+	}
+	if strings.Fields(strings.Split(r.stdout, "\n")[0])[0] != "ID" {
+		t.Fatalf("table has no header: %q", r.stdout)
+	}
+}
+
+func TestPublish_DefaultsFromEnvironmentAndKubeconfig(t *testing.T) {
+	isolate(t)
+	srv, acc := ingestServer(t)
+
+	// Server and token from the environment, namespace from the kubeconfig context,
+	// data from stdin, and an id generated here.
+	t.Setenv(envHeraldURL, srv.URL)
+	t.Setenv(envHeraldToken, "producer")
+	t.Setenv("KUBECONFIG", kubeconfigFile(t, "shop", ""))
+	r := runPublish(t, `{"plan": "pro"}`+"\n", "--type", "subscription.started", "--data-file", "-", "-o", "yaml")
+	if r.err != nil {
+		t.Fatalf("publish: %v", r.err)
+	}
+	got := acc.received("shop")
+	if len(got) != 1 || !strings.HasPrefix(got[0].ID, "evt_") || !strings.Contains(r.stdout, "id: "+got[0].ID) {
+		t.Fatalf("received %+v, printed %q", got, r.stdout)
+	}
+
+	// No token anywhere but in the kubeconfig user: that token is used.
+	t.Setenv(envHeraldToken, "")
+	t.Setenv("KUBECONFIG", kubeconfigFile(t, "shop", "producer"))
+	if r := runPublish(t, "", "--type", "a.b", "--data", "1"); r.err != nil {
+		t.Fatalf("publish with the kubeconfig token: %v", r.err)
+	}
+
+	// --context picks another context and with it another namespace.
+	r = runPublish(t, "", "--context", "other", "--type", "a.b", "--data", "1")
+	if r.err == nil || !strings.Contains(r.err.Error(), `may not create events.hooks.herald.dev in namespace "elsewhere"`) {
+		t.Fatalf("publish into the other context's namespace: %v", r.err)
+	}
+	if n := len(acc.received("shop")); n != 2 {
+		t.Fatalf("shop received %d events, want 2", n)
+	}
+}
+
+func TestPublish_ErrorsNameTheProblemAndTheFix(t *testing.T) {
+	isolate(t)
+	srv, _ := ingestServer(t)
+	// A port nobody listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	notIngest := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notIngest.Close)
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{
+			name: "a bad token",
+			args: []string{"--server", srv.URL, "--token", "nope", "-n", "shop"},
+			want: "the ingest API refused the credentials (the bearer token is invalid, expired or revoked): pass --token or set HERALD_TOKEN; a ServiceAccount token needs create on events.hooks.herald.dev",
+		},
+		{
+			name: "no credentials anywhere",
+			args: []string{"--server", srv.URL, "-n", "shop"},
+			want: "no credentials: pass --token or set HERALD_TOKEN",
+		},
+		{
+			name: "a client-certificate kubeconfig user",
+			args: []string{"--server", srv.URL},
+			env:  map[string]string{"KUBECONFIG": kubeconfigFile(t, "shop", "")},
+			want: "the kubeconfig user has no bearer token",
+		},
+		{
+			name: "a namespace the token may not publish into",
+			args: []string{"--server", srv.URL, "--token", "producer", "-n", "billing"},
+			want: "kubectl create role herald-publisher -n billing --verb=create --resource=events.hooks.herald.dev",
+		},
+		{
+			name: "a dispatcher that is not running",
+			args: []string{"--server", closed, "--token", "producer", "-n", "shop"},
+			want: "cannot reach the ingest API at " + closed,
+		},
+		{
+			name: "a server that is not the ingest API",
+			args: []string{"--server", notIngest.URL, "--token", "producer", "-n", "shop"},
+			want: "which is not the ingest API's error format: is --server (or HERALD_URL) the dispatcher's ingest address?",
+		},
+		{
+			name: "HERALD_URL that is not a URL",
+			env:  map[string]string{envHeraldURL: "127.0.0.1:8080"},
+			args: []string{"--token", "producer"},
+			want: `$HERALD_URL "127.0.0.1:8080" is not a URL`,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			args := append(tc.args, "--type", "order.created", "--data", `{"amount": 1}`)
+			r := runPublish(t, "", args...)
+			if r.err == nil || !strings.Contains(r.err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant it to contain %q", r.err, tc.want)
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"data that is not JSON", []string{"--type", "a.b", "--data", "{amount: 1}"}, "the event data is not valid JSON"},
+		{"no data", []string{"--type", "a.b"}, "at least one of the flags in the group [data data-file] is required"},
+		{"an event type the API refuses", []string{"--type", "order created", "--data", "{}"}, `the ingest API refused the event: type "order created" may only contain`},
+		{"data over the size limit", []string{"--type", "a.b", "--data", `"` + strings.Repeat("x", 5000) + `"`}, "raise the dispatcher's --max-body-bytes"},
+		{"an output format that does not exist", []string{"--type", "a.b", "--data", "{}", "-o", "xml"}, "--output \"xml\" is not supported"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runPublish(t, "", append([]string{"--server", srv.URL, "--token", "producer", "-n", "shop"}, tc.args...)...)
+			if r.err == nil || !strings.Contains(r.err.Error(), tc.want) {
+				t.Fatalf("error %v\nwant it to contain %q", r.err, tc.want)
+			}
+		})
+	}
+}
