@@ -5,6 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/internal/outbound"
@@ -21,6 +23,8 @@ var readinessChecks = []check{
 	signingSecretExists,
 	signingSecretHasKey,
 	previousSecretResolves,
+	notSuspended,
+	notDisabled,
 }
 
 // evaluate runs the checks and returns the Ready reason and message.
@@ -87,4 +91,24 @@ func keyProblem(secret *corev1.Secret, ref heraldv1.SecretKeySelector, what stri
 		return fmt.Sprintf("%s Secret %s has an empty value under key %q", what, ref.Name, ref.Key), false
 	}
 	return "", true
+}
+
+// notSuspended: a suspended endpoint holds its deliveries, so it is not Ready, but
+// nothing is wrong with it; the reason says it is on purpose.
+func notSuspended(_ outbound.Policy, in *inputs) (string, string, bool) {
+	if in.endpoint.Spec.Suspend {
+		return ReasonSuspended, "spec.suspend is true: deliveries are held until it is set back to false", false
+	}
+	return "", "", true
+}
+
+// notDisabled mirrors the dispatcher's Disabled condition into Ready, so that tools
+// that read only Ready (kstatus, Argo CD, kubectl wait) see an auto-disabled endpoint.
+func notDisabled(_ outbound.Policy, in *inputs) (string, string, bool) {
+	c := meta.FindStatusCondition(in.endpoint.Status.Conditions, heraldv1.ConditionDisabled)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		return "", "", true
+	}
+	return ReasonDisabled, fmt.Sprintf("auto-disabled by the dispatcher (%s); deliveries are held. Re-enable with "+
+		"kubectl annotate whe %s %s=$(date +%%s) --overwrite, or edit the spec", c.Message, in.endpoint.Name, heraldv1.AnnotationReenable), false
 }

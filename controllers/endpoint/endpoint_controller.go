@@ -18,11 +18,13 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -52,6 +54,13 @@ const (
 	// ReasonSecretGenerated is the reason of the Normal Event recorded when Herald creates
 	// the signing Secret.
 	ReasonSecretGenerated = "SecretGenerated"
+
+	// ReasonSuspended: spec.suspend holds the deliveries on purpose.
+	ReasonSuspended = "Suspended"
+
+	// ReasonDisabled: the dispatcher auto-disabled the endpoint after consecutive
+	// failures; a person re-enables it.
+	ReasonDisabled = "Disabled"
 )
 
 const (
@@ -102,7 +111,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Only spec changes: the dispatcher updates status often (counters, last
 		// attempt), and each reconcile reads Secrets from the API server. Our own status
 		// writes would otherwise come back as events too.
-		For(&heraldv1.WebhookEndpoint{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// The one status change that matters is the dispatcher's Disabled condition,
+		// mirrored into Ready.
+		For(&heraldv1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
+			predicate.GenerationChangedPredicate{}, disabledChanged))).
 		// Generated Secrets: metadata only, like every Secret this manager watches.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		// Any Secret an endpoint references, including ones a person creates or fixes
@@ -178,4 +190,20 @@ func (r *Reconciler) recordReadiness(ep *heraldv1.WebhookEndpoint, reason, messa
 		eventType = corev1.EventTypeNormal
 	}
 	r.Recorder.Eventf(ep, nil, eventType, reason, actionCheckReadiness, "%s", message)
+}
+
+// disabledChanged passes updates that flip the Disabled condition.
+var disabledChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		was, okOld := e.ObjectOld.(*heraldv1.WebhookEndpoint)
+		now, okNew := e.ObjectNew.(*heraldv1.WebhookEndpoint)
+		if !okOld || !okNew {
+			return false
+		}
+		return meta.IsStatusConditionTrue(was.Status.Conditions, heraldv1.ConditionDisabled) !=
+			meta.IsStatusConditionTrue(now.Status.Conditions, heraldv1.ConditionDisabled)
+	},
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
 }

@@ -339,6 +339,11 @@ func TestEndpoint_KeepsStatusFieldsOfOtherFieldManagers(t *testing.T) {
 		client.FieldOwner("herald-dispatcher"), client.ForceOwnership); err != nil {
 		t.Fatalf("dispatcher status apply: %v", err)
 	}
+	// The manager mirrors Disabled into Ready, so tools reading only Ready see it.
+	disabledNow := waitReady(t, ns, "flaky", metav1.ConditionFalse, endpoint.ReasonDisabled)
+	if msg := meta.FindStatusCondition(disabledNow.Status.Conditions, heraldv1.ConditionReady).Message; !strings.Contains(msg, heraldv1.AnnotationReenable) {
+		t.Errorf("Ready message should say how to re-enable: %q", msg)
+	}
 
 	// A spec change makes the manager write its part of status again.
 	current := getEndpoint(t, ns, "flaky")
@@ -517,4 +522,38 @@ func metricValue(t *testing.T, family, label string) float64 {
 		}
 	}
 	return sum
+}
+
+func TestEndpoint_SuspendedAndReenabledShowOnReady(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createEndpoint(t, ns, "paused", "https://paused.example/hooks", func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = true })
+	waitReady(t, ns, "paused", metav1.ConditionFalse, endpoint.ReasonSuspended)
+
+	current := getEndpoint(t, ns, "paused")
+	current.Spec.Suspend = false
+	if err := k.Update(ctx, current); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ns, "paused", metav1.ConditionTrue, endpoint.ReasonReady)
+
+	apply := func(status string) {
+		u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{
+			"conditions": []any{map[string]any{
+				"type": heraldv1.ConditionDisabled, "status": status, "reason": "ConsecutiveFailures",
+				"message": "x", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
+			}},
+		}}}
+		u.SetGroupVersionKind(heraldv1.GroupVersion.WithKind("WebhookEndpoint"))
+		u.SetNamespace(ns)
+		u.SetName("paused")
+		if err := k.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u),
+			client.FieldOwner("herald-dispatcher"), client.ForceOwnership); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply("True")
+	waitReady(t, ns, "paused", metav1.ConditionFalse, endpoint.ReasonDisabled)
+	apply("False")
+	waitReady(t, ns, "paused", metav1.ConditionTrue, endpoint.ReasonReady)
 }
