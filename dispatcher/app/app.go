@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/lifecycle"
+	"github.com/herald-dev/herald/dispatcher/metrics"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/watch"
@@ -112,11 +114,17 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		default: // a full queue already holds enough reasons to look again
 		}
 	}, log.WithName("lifecycle"))
+	source := &metricsSource{store: store, tracker: tracker}
+	m, err := metrics.New(ctrlmetrics.Registry, source)
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 	engine := delivery.New(delivery.Options{
-		Store: store, AckWait: o.AckWait, Log: log.WithName("delivery"), Observer: tracker,
+		Store: store, AckWait: o.AckWait, Log: log.WithName("delivery"), Observer: delivery.Observers{tracker, m},
 		Gate: func(k delivery.Key) bool { _, disabled := tracker.Disabled(k); return disabled },
 	})
 	thresholds.engine = engine
+	source.engine = engine
 	defer engine.Stop()
 	table := router.NewTable()
 	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: tracker, Notify: notify}
@@ -158,7 +166,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, handler, primed, endpoints, subscriptions)
+		return serveIngest(ctx, log, mgr, o, m.Ingest(handler), primed, endpoints, subscriptions)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
@@ -254,4 +262,25 @@ type thresholds struct{ engine *delivery.Engine }
 func (t *thresholds) FailureThreshold(k delivery.Key) (int32, int64, bool) {
 	cfg, ok := t.engine.Config(k)
 	return cfg.FailureThreshold, cfg.Generation, ok
+}
+
+// metricsSource answers the metrics' gauges from the engine, the store and the shared
+// state.
+type metricsSource struct {
+	engine  *delivery.Engine
+	store   *queue.Store
+	tracker *lifecycle.Tracker
+}
+
+func (s *metricsSource) Endpoints() map[delivery.Key]string { return s.engine.Endpoints() }
+
+func (s *metricsSource) Disabled(k delivery.Key) bool {
+	_, disabled := s.tracker.Disabled(k)
+	return disabled
+}
+
+func (s *metricsSource) Pending(k delivery.Key) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.store.PendingDeliveries(ctx, k.Namespace, k.Name)
 }

@@ -220,3 +220,31 @@ func settleCtx() (context.Context, context.CancelFunc) {
 }
 
 func jitterRand() float64 { return rand.Float64() }
+
+// Observers fans one outcome out to several observers, in order.
+type Observers []Observer
+
+// Attempted implements Observer.
+func (o Observers) Attempted(a Attempt) {
+	for _, x := range o {
+		x.Attempted(a)
+	}
+}
+
+// DeadLettered implements Observer.
+func (o Observers) DeadLettered(k Key, dl *queue.DeadLetter) {
+	for _, x := range o {
+		x.DeadLettered(k, dl)
+	}
+}
+
+// Endpoints lists the endpoints with their hold reason ("" when deliveries flow).
+func (e *Engine) Endpoints() map[Key]string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := make(map[Key]string, len(e.runners))
+	for k, r := range e.runners {
+		out[k] = r.cfg.Load().Hold
+	}
+	return out
+}
