@@ -10,6 +10,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -205,10 +206,11 @@ func TestChartRBAC_EqualsConfigRBAC(t *testing.T) {
 	}
 }
 
-// TestChartRBAC_LetsTheManagerCreateTheDispatcher installs the chart for real and runs the
-// workload reconciler as the chart's manager ServiceAccount, with the flags the chart
-// gives it: least privilege must still be enough privilege.
-func TestChartRBAC_LetsTheManagerCreateTheDispatcher(t *testing.T) {
+// TestChartRBAC_IsEnoughAndNoMore installs the chart for real and runs the workload
+// reconciler as the chart's manager ServiceAccount, with the flags the chart gives it:
+// least privilege must still be enough privilege. Then it asks the API server what each
+// ServiceAccount may and may not do.
+func TestChartRBAC_IsEnoughAndNoMore(t *testing.T) {
 	const ns = "rbac-check"
 	ctx := context.Background()
 	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
@@ -253,12 +255,52 @@ func TestChartRBAC_LetsTheManagerCreateTheDispatcher(t *testing.T) {
 			if refs := sts.OwnerReferences; len(refs) != 1 || refs[0].Name != "herald-manager" {
 				t.Errorf("StatefulSet ownerReferences = %+v, want the chart's manager Deployment", refs)
 			}
-			return
+			break
 		}
 		if !apierrors.IsNotFound(err) || time.Now().After(deadline) {
 			t.Fatalf("the manager, with the chart's RBAC, did not create StatefulSet %s/%s: %v (see the manager log for a Forbidden error)", ns, cfg.Name, err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The API server's own authorizer answers for what the chart grants and withholds.
+	manager := "system:serviceaccount:" + ns + ":herald-manager"
+	dispatcher := "system:serviceaccount:" + ns + ":" + cfg.Name
+	access := []struct {
+		user, verb, group, resource, subresource, namespace string
+		allowed                                             bool
+	}{
+		{dispatcher, "watch", "hooks.herald.dev", "webhookendpoints", "", "", true},
+		{dispatcher, "list", "hooks.herald.dev", "webhooksubscriptions", "", "", true},
+		{dispatcher, "patch", "hooks.herald.dev", "webhookendpoints", "status", "shop", true},
+		{dispatcher, "watch", "", "secrets", "", "", true},
+		{dispatcher, "create", "", "events", "", "shop", true},
+		{dispatcher, "create", "events.k8s.io", "events", "", "shop", true},
+		{dispatcher, "create", "authentication.k8s.io", "tokenreviews", "", "", true},
+		{dispatcher, "create", "authorization.k8s.io", "subjectaccessreviews", "", "", true},
+		// GitOps owns spec: the dispatcher writes status only.
+		{dispatcher, "patch", "hooks.herald.dev", "webhookendpoints", "", "shop", false},
+		{dispatcher, "update", "", "secrets", "", "shop", false},
+		{manager, "patch", "apps", "statefulsets", "", ns, true},
+		{manager, "create", "coordination.k8s.io", "leases", "", ns, true},
+		// The workload grant is the release namespace's alone.
+		{manager, "create", "apps", "statefulsets", "", "default", false},
+		{manager, "list", "", "configmaps", "", "", false},
+	}
+	for _, a := range access {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User:   a.user,
+			Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Verb: a.verb, Group: a.group, Resource: a.resource, Subresource: a.subresource, Namespace: a.namespace,
+			},
+		}}
+		if err := k8s.Create(ctx, sar); err != nil {
+			t.Fatalf("SubjectAccessReview: %v", err)
+		}
+		if sar.Status.Allowed != a.allowed {
+			t.Errorf("%s may %s %s/%s %s in namespace %q: %v, want %v", a.user, a.verb, a.group, a.resource, a.subresource, a.namespace, sar.Status.Allowed, a.allowed)
+		}
 	}
 }
 
