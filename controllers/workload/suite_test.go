@@ -61,7 +61,11 @@ var nsCounter atomic.Int32
 func newNamespace(t *testing.T) string {
 	t.Helper()
 	name := fmt.Sprintf("workload-%d", nsCounter.Add(1))
-	if err := k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+	// Enforcing the restricted profile lets assertPodAdmitted check the pod template.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		"pod-security.kubernetes.io/enforce": "restricted",
+	}}}
+	if err := k8s.Create(context.Background(), ns); err != nil {
 		t.Fatalf("creating namespace %s: %v", name, err)
 	}
 	return name

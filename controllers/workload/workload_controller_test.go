@@ -99,6 +99,10 @@ func TestEmbeddedMode_CreatesStatefulSetWithVolumeServiceAccountConfigMapAndServ
 		t.Errorf("memory limit = %s, want 512Mi", got.String())
 	}
 
+	var sa corev1.ServiceAccount
+	eventually(t, "ServiceAccount exists", func() error { return k8s.Get(ctx, key(cfg), &sa) })
+	assertPodAdmitted(t, cfg.Namespace, sts.Spec.Template)
+
 	var cm corev1.ConfigMap
 	eventually(t, "ConfigMap exists", func() error { return k8s.Get(ctx, key(cfg), &cm) })
 	data := cm.Data[workload.ConfigFileName]
@@ -126,9 +130,6 @@ func TestEmbeddedMode_CreatesStatefulSetWithVolumeServiceAccountConfigMapAndServ
 			t.Errorf("Service selector %v does not select the pods %v", svc.Spec.Selector, sts.Spec.Selector.MatchLabels)
 		}
 	}
-
-	var sa corev1.ServiceAccount
-	eventually(t, "ServiceAccount exists", func() error { return k8s.Get(ctx, key(cfg), &sa) })
 
 	for _, obj := range []client.Object{sts, &cm, &svc, &sa} {
 		refs := obj.GetOwnerReferences()
@@ -289,6 +290,7 @@ func TestSwitchToExternalMode_CreatesDeploymentAndDeletesStatefulSet(t *testing.
 	}
 	ctr := d.Spec.Template.Spec.Containers[0]
 	assertRestricted(t, d.Spec.Template.Spec.SecurityContext, ctr.SecurityContext)
+	assertPodAdmitted(t, cfg.Namespace, d.Spec.Template)
 	assertMount(t, ctr, "nats-credentials", "/etc/herald/nats", true)
 	var secretVolume *corev1.SecretVolumeSource
 	for _, v := range d.Spec.Template.Spec.Volumes {
@@ -368,6 +370,24 @@ func assertRestricted(t *testing.T, pod *corev1.PodSecurityContext, ctr *corev1.
 		ctr.Capabilities == nil || !slices.Equal(ctr.Capabilities.Drop, []corev1.Capability{"ALL"}),
 		ctr.SeccompProfile == nil || ctr.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
 		t.Errorf("container securityContext is not restricted: %+v", ctr)
+	}
+}
+
+// assertPodAdmitted has the API server admit (dry run) a pod made from the template in a
+// namespace that enforces the restricted Pod Security profile, as the StatefulSet or
+// Deployment controller would create it; there is no such controller here.
+func assertPodAdmitted(t *testing.T, ns string, tmpl corev1.PodTemplateSpec) {
+	t.Helper()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "admission-check", Namespace: ns, Labels: tmpl.Labels}, Spec: *tmpl.Spec.DeepCopy()}
+	for _, m := range pod.Spec.Containers[0].VolumeMounts {
+		if m.Name == "data" { // the StatefulSet controller adds the claim of the volumeClaimTemplate
+			pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{
+				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "data-" + ns + "-0"},
+			}})
+		}
+	}
+	if err := k8s.Create(context.Background(), pod, client.DryRunAll); err != nil {
+		t.Errorf("a dispatcher pod is refused in a namespace enforcing restricted Pod Security: %v", err)
 	}
 }
 
