@@ -55,6 +55,10 @@ type Options struct {
 	AckWait         time.Duration
 	MaxBodyBytes    int64
 	MaxBatchEvents  int
+	// MaxHeld and MaxHeldAge bound the deliveries of a held endpoint (defaults 100,000
+	// and 72h); beyond them deliveries are dead-lettered.
+	MaxHeld    int64
+	MaxHeldAge time.Duration
 	// StatusInterval is the most often one endpoint's status is written (default 5s).
 	StatusInterval time.Duration
 	// Authorizer decides who may publish. Built from the cluster when nil by
@@ -121,6 +125,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	engine := delivery.New(delivery.Options{
 		Store: store, AckWait: o.AckWait, Log: log.WithName("delivery"), Observer: delivery.Observers{tracker, m},
+		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge,
 		Gate: func(k delivery.Key) bool { _, disabled := tracker.Disabled(k); return disabled },
 	})
 	thresholds.engine = engine

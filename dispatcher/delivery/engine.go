@@ -81,6 +81,15 @@ type Options struct {
 	Log      logr.Logger
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// MaxHeld bounds the deliveries of one held endpoint; the oldest beyond it are
+	// dead-lettered (reason HeldLimitExceeded). 0 means 100,000.
+	MaxHeld int64
+	// MaxHeldAge bounds how long a delivery may wait in a held endpoint before it is
+	// dead-lettered (reason HeldTooLong). 0 means 72 hours.
+	MaxHeldAge time.Duration
+	// HeldCheckInterval is how often held endpoints are checked against the limits
+	// (default 1 minute).
+	HeldCheckInterval time.Duration
 	// Gate, when set, is asked before every attempt whether the endpoint is held right
 	// now. It closes the gap between a hold decided elsewhere (auto-disable by any
 	// replica) and the configuration update that follows it.
@@ -107,6 +116,15 @@ func New(opts Options) *Engine {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.MaxHeld <= 0 {
+		opts.MaxHeld = 100_000
+	}
+	if opts.MaxHeldAge <= 0 {
+		opts.MaxHeldAge = 72 * time.Hour
+	}
+	if opts.HeldCheckInterval <= 0 {
+		opts.HeldCheckInterval = time.Minute
 	}
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}

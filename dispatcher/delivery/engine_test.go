@@ -102,7 +102,7 @@ type harness struct {
 	obs    *recordingObserver
 }
 
-func newHarness(t *testing.T, dir string) *harness {
+func newHarness(t *testing.T, dir string, tune ...func(*delivery.Options)) *harness {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
@@ -113,7 +113,11 @@ func newHarness(t *testing.T, dir string) *harness {
 		t.Fatalf("opening store: %v", err)
 	}
 	h := &harness{t: t, dir: dir, store: st, router: router.NewTable(), obs: &recordingObserver{}}
-	h.engine = delivery.New(delivery.Options{Store: st, AckWait: 3 * time.Second, Observer: h.obs, Log: testr.New(t)})
+	opts := delivery.Options{Store: st, AckWait: 3 * time.Second, Observer: h.obs, Log: testr.New(t)}
+	for _, f := range tune {
+		f(&opts)
+	}
+	h.engine = delivery.New(opts)
 	h.acc = &delivery.Acceptor{Engine: h.engine, Router: h.router}
 	t.Cleanup(h.close)
 	return h
@@ -604,5 +608,78 @@ func TestEngine_ReplayedDeadLetterKeepsItsEventID(t *testing.T) {
 	})
 	if len(left) != 1 || left[0] != "evt_dead1" {
 		t.Fatalf("dead letters left = %v, want [evt_dead1]", left)
+	}
+}
+
+func TestEngine_HeldDeliveriesBeyondTheLimitsAreDeadLetteredNotDropped(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	h := newHarness(t, "", func(o *delivery.Options) {
+		o.MaxHeld = 3
+		o.MaxHeldAge = time.Hour
+		o.HeldCheckInterval = 100 * time.Millisecond
+		o.Now = clock
+	})
+	rc := newReceiver(t, nil)
+	h.endpoint("parked", rc.URL, endpointOpts{hold: delivery.HoldSuspended, inFlight: 1})
+	for i := range 5 {
+		h.publish(ingest.Event{ID: fmt.Sprintf("evt_%d", i), Type: "x"})
+	}
+	waitDead := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			h.obs.mu.Lock()
+			got := len(h.obs.dead)
+			h.obs.mu.Unlock()
+			if got >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d dead letters within 15s, want %d", got, n)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	waitDead(2)
+	h.obs.mu.Lock()
+	for i, dl := range h.obs.dead[:2] {
+		if dl.EventID != fmt.Sprintf("evt_%d", i) || dl.Reason != delivery.DeadLetterReasonHeldLimitExceeded {
+			t.Errorf("dead letter %d = %s (%s), want the oldest with HeldLimitExceeded", i, dl.EventID, dl.Reason)
+		}
+	}
+	h.obs.mu.Unlock()
+
+	// Two hours later the rest is over the age limit too.
+	h.publish(ingest.Event{ID: "evt_young", Type: "x"})
+	mu.Lock()
+	now = now.Add(2 * time.Hour)
+	mu.Unlock()
+	h.publish(ingest.Event{ID: "evt_fresh", Type: "x"})
+	waitDead(6)
+	h.obs.mu.Lock()
+	for _, dl := range h.obs.dead[2:] {
+		if dl.Reason != delivery.DeadLetterReasonHeldTooLong || dl.EventID == "evt_fresh" {
+			t.Errorf("dead letter %s (%s): want the aged ones with HeldTooLong", dl.EventID, dl.Reason)
+		}
+	}
+	h.obs.mu.Unlock()
+
+	// Nothing was dropped: the dead letters are stored, and the fresh one is delivered
+	// on release.
+	var stored int
+	_ = h.store.DeadLetters(context.Background(), ns, "parked", func(*queue.DeadLetter) bool { stored++; return true })
+	if stored != 6 {
+		t.Errorf("dead-letter store holds %d, want 6", stored)
+	}
+	h.endpoint("parked", rc.URL, endpointOpts{inFlight: 1})
+	got := rc.waitFor(t, 1, 10*time.Second)
+	if id := got[0].header.Get("webhook-id"); id != "evt_fresh" {
+		t.Errorf("delivered %s, want evt_fresh", id)
 	}
 }

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,8 +13,17 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
-// DeadLetterReasonRetriesExhausted marks a delivery whose schedule ran out.
-const DeadLetterReasonRetriesExhausted = "RetriesExhausted"
+// Reasons a delivery is dead-lettered.
+const (
+	// DeadLetterReasonRetriesExhausted: the retry schedule ran out.
+	DeadLetterReasonRetriesExhausted = "RetriesExhausted"
+	// DeadLetterReasonHeldLimitExceeded: a held endpoint had more deliveries waiting
+	// than the limit; the oldest went.
+	DeadLetterReasonHeldLimitExceeded = "HeldLimitExceeded"
+	// DeadLetterReasonHeldTooLong: the delivery waited in a held endpoint longer than
+	// the limit.
+	DeadLetterReasonHeldTooLong = "HeldTooLong"
+)
 
 // runner consumes one endpoint's deliveries.
 type runner struct {
@@ -30,10 +40,7 @@ func (r *runner) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		cfg := r.cfg.Load()
 		if cfg.Hold != "" {
-			select {
-			case <-r.wake:
-			case <-ctx.Done():
-			}
+			r.waitHeld(ctx)
 			continue
 		}
 		if err := r.consume(ctx, cfg.MaxInFlight); err != nil {
@@ -189,4 +196,62 @@ func (r *runner) release(p *queue.Pending) {
 	if err := p.Release(); err != nil {
 		r.log.V(1).Info("releasing delivery", "deliveryID", p.DeliveryID, "error", err.Error())
 	}
+}
+
+// waitHeld waits for the hold to change, enforcing the limits on held deliveries
+// meanwhile, so that a forgotten suspended or disabled endpoint cannot grow the store
+// without bound. What exceeds a limit is dead-lettered (kept, listed, replayable) and
+// reported, never dropped.
+func (r *runner) waitHeld(ctx context.Context) {
+	tick := time.NewTicker(r.e.opts.HeldCheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.wake:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := r.enforceHeldLimits(ctx); err != nil {
+				r.log.Error(err, "enforcing limits on held deliveries")
+			}
+		}
+	}
+}
+
+func (r *runner) enforceHeldLimits(ctx context.Context) error {
+	pending, err := r.e.store.PendingDeliveries(ctx, r.key.Namespace, r.key.Name)
+	if err != nil {
+		return err
+	}
+	excess := pending - r.e.opts.MaxHeld
+	for ctx.Err() == nil {
+		batch, err := r.e.store.FetchHeld(ctx, r.key.Namespace, r.key.Name, 100, r.e.opts.AckWait)
+		if err != nil || len(batch) == 0 {
+			return err
+		}
+		done := false
+		for _, p := range batch {
+			age := r.e.opts.Now().Sub(p.AcceptedAt)
+			switch {
+			case done:
+				r.release(p)
+			case excess > 0:
+				excess--
+				r.deadLetter(ctx, p, DeadLetterReasonHeldLimitExceeded, 0,
+					fmt.Errorf("held endpoint had %d deliveries waiting, over the limit of %d", pending, r.e.opts.MaxHeld))
+			case !p.AcceptedAt.IsZero() && age > r.e.opts.MaxHeldAge:
+				r.deadLetter(ctx, p, DeadLetterReasonHeldTooLong, 0,
+					fmt.Errorf("held for %s, over the limit of %s", age.Truncate(time.Second), r.e.opts.MaxHeldAge))
+			default:
+				// Oldest first: once one is within the limits, the rest are too.
+				done = true
+				r.release(p)
+			}
+		}
+		if done {
+			return nil
+		}
+	}
+	return nil
 }

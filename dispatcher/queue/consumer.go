@@ -102,22 +102,9 @@ func (s *Store) Consume(ctx context.Context, namespace, endpoint string, opts Co
 	if opts.Buffer <= 0 {
 		opts.Buffer = 16
 	}
-	name := consumerName(namespace, endpoint)
-	cons, err := s.js.CreateOrUpdateConsumer(ctx, DeliveriesStream, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "deliveries of WebhookEndpoint " + namespace + "/" + endpoint,
-		FilterSubject: DeliverySubject(namespace, endpoint),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       opts.AckWait,
-		// Deliveries waiting for their retry time are held by the server as
-		// acknowledgement-pending; the bound keeps a dead endpoint's backlog from growing
-		// the server's memory without limit (the rest stays on disk until there is room).
-		MaxAckPending: 100_000,
-		MaxDeliver:    -1,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	})
+	cons, err := s.consumer(ctx, namespace, endpoint, opts.AckWait)
 	if err != nil {
-		return nil, fmt.Errorf("creating consumer for %s/%s: %w", namespace, endpoint, err)
+		return nil, err
 	}
 	iter, err := cons.Messages(jetstream.PullMaxMessages(opts.Buffer))
 	if err != nil {
@@ -243,4 +230,48 @@ func (s *Store) PendingDeliveries(ctx context.Context, namespace, endpoint strin
 		return 0, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, err)
 	}
 	return int64(info.NumPending) + int64(info.NumAckPending), nil
+}
+
+// FetchHeld fetches up to n deliveries of an endpoint whose consumer is otherwise
+// stopped (a held endpoint), oldest first, for enforcing the limits on held deliveries.
+// The caller settles every one.
+func (s *Store) FetchHeld(ctx context.Context, namespace, endpoint string, n int, ackWait time.Duration) ([]*Pending, error) {
+	cons, err := s.consumer(ctx, namespace, endpoint, ackWait)
+	if err != nil {
+		return nil, err
+	}
+	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("fetching held deliveries of %s/%s: %w", namespace, endpoint, err)
+	}
+	var out []*Pending
+	for msg := range batch.Messages() {
+		d, err := parseDelivery(msg.Headers(), msg.Data())
+		if err != nil {
+			_ = msg.TermWithReason(err.Error())
+			continue
+		}
+		out = append(out, &Pending{Delivery: d, msg: msg, store: s})
+	}
+	return out, nil
+}
+
+func (s *Store) consumer(ctx context.Context, namespace, endpoint string, ackWait time.Duration) (jetstream.Consumer, error) {
+	cons, err := s.js.CreateOrUpdateConsumer(ctx, DeliveriesStream, jetstream.ConsumerConfig{
+		Durable:       consumerName(namespace, endpoint),
+		Description:   "deliveries of WebhookEndpoint " + namespace + "/" + endpoint,
+		FilterSubject: DeliverySubject(namespace, endpoint),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		// Deliveries waiting for their retry time are held by the server as
+		// acknowledgement-pending; the bound keeps a dead endpoint's backlog from growing
+		// the server's memory without limit (the rest stays on disk until there is room).
+		MaxAckPending: 100_000,
+		MaxDeliver:    -1,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating consumer for %s/%s: %w", namespace, endpoint, err)
+	}
+	return cons, nil
 }

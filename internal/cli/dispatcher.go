@@ -35,6 +35,9 @@ type dispatcherOptions struct {
 	maxPending       int64
 	maxBodyBytes     int64
 	maxBatchEvents   int
+	maxHeld          int64
+	maxHeldAge       time.Duration
+	statusInterval   time.Duration
 	auth             authOptions
 }
 
@@ -80,6 +83,9 @@ a flag given on the command line wins.`,
 	fs.Int64Var(&o.maxPending, "max-pending-deliveries", 1_000_000, "deliveries stored at most; ingest answers 429 beyond")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", 1<<20, "largest ingest request body")
 	fs.IntVar(&o.maxBatchEvents, "max-batch-events", 100, "most events in one batch request")
+	fs.Int64Var(&o.maxHeld, "max-held-deliveries", 100_000, "deliveries a held (suspended, disabled, misconfigured) endpoint keeps; the oldest beyond are dead-lettered")
+	fs.DurationVar(&o.maxHeldAge, "max-held-age", 72*time.Hour, "how long a delivery may wait in a held endpoint before it is dead-lettered")
+	fs.DurationVar(&o.statusInterval, "status-interval", 5*time.Second, "the most often one endpoint's status is written")
 	o.auth.bind(fs)
 	return cmd
 }
@@ -151,6 +157,9 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		AckWait:         o.ackWait,
 		MaxBodyBytes:    o.maxBodyBytes,
 		MaxBatchEvents:  o.maxBatchEvents,
+		MaxHeld:         o.maxHeld,
+		MaxHeldAge:      o.maxHeldAge,
+		StatusInterval:  o.statusInterval,
 		Authorizer:      o.auth.build,
 		Log:             log,
 	})
