@@ -160,7 +160,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		MaxHeld:         o.maxHeld,
 		MaxHeldAge:      o.maxHeldAge,
 		StatusInterval:  o.statusInterval,
-		Authorizer:      o.auth.build,
+		Authorizer:      o.auth.authorizer(o.watchNamespaces, log.WithName("auth")),
 		Log:             log,
 	})
 }
