@@ -118,12 +118,14 @@ func (k *APIKeys) HasSynced() bool {
 	return true
 }
 
-// WaitForSync blocks until HasSynced or ctx is done.
+// WaitForSync blocks until HasSynced or ctx is done. It may be called before Start.
 func (k *APIKeys) WaitForSync(ctx context.Context) error {
-	for _, f := range k.factories {
-		if err := f.WaitForCacheSyncWithContext(ctx).AsError(); err != nil {
-			return fmt.Errorf("reading API key Secrets: %w", err)
-		}
+	synced := make([]cache.InformerSynced, len(k.informers))
+	for i, inf := range k.informers {
+		synced[i] = inf.HasSynced
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("reading API key Secrets: %w", context.Cause(ctx))
 	}
 	return nil
 }

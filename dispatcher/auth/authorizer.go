@@ -25,7 +25,8 @@ type Options struct {
 	// APIKeys, when set, makes API keys valid. It must be started separately.
 	APIKeys *APIKeys
 	// AllowTTL is how long an allowing decision is reused (default 1m): a revoked
-	// RoleBinding or deleted ServiceAccount takes up to this long to bite.
+	// RoleBinding or deleted ServiceAccount takes up to this long to bite (plus the
+	// API server's own token cache, 10s by default).
 	AllowTTL time.Duration
 	// DenyTTL is how long a refusal is reused (default 10s): a new RoleBinding takes
 	// up to this long to work for a producer that was refused just before.
