@@ -21,7 +21,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
@@ -143,15 +142,10 @@ func startDispatcher(t *testing.T) *dispatcher {
 			Policy:         outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
 			AckWait:        5 * time.Second,
 			StatusInterval: 200 * time.Millisecond,
-			// Who may publish is tested in dispatcher/auth against the API server;
-			// this test is about what happens after.
-			Authorizer: func(manager.Manager) (auth.Authorizer, error) {
-				return auth.AuthorizerFunc(func(context.Context, *http.Request, string) (auth.Identity, error) {
-					return auth.Identity{Name: "test"}, nil
-				}), nil
-			},
-			Log:   testr.New(t),
-			Ready: ready,
+			// Producers authenticate with a real API key Secret (see publish).
+			Authorizer: app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Log: testr.New(t)}),
+			Log:        testr.New(t),
+			Ready:      ready,
 		})
 	}()
 	select {
@@ -176,9 +170,22 @@ func startDispatcher(t *testing.T) *dispatcher {
 func (d *dispatcher) publish(ns, id, typ string) int {
 	d.t.Helper()
 	body, _ := json.Marshal(map[string]any{"id": id, "type": typ, "data": map[string]any{"n": 1}})
-	resp, err := http.Post(d.url+"/v1/namespaces/"+ns+"/events", "application/json", bytes.NewReader(body))
-	if err != nil {
-		d.t.Fatal(err)
+	req, _ := http.NewRequest(http.MethodPost, d.url+"/v1/namespaces/"+ns+"/events", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+apiKey(d.t, ns))
+	var resp *http.Response
+	var err error
+	// The key Secret reaches the dispatcher's watch within moments of its creation.
+	for range 50 {
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			d.t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusUnauthorized {
+			break
+		}
+		resp.Body.Close()
+		time.Sleep(100 * time.Millisecond)
 	}
 	defer resp.Body.Close()
 	var res struct {
@@ -329,4 +336,30 @@ func waitHeld(t *testing.T, d *dispatcher, s *sink, ns, id string) {
 	if s.has(id) {
 		t.Fatalf("%s was delivered while the endpoint was held", id)
 	}
+}
+
+var (
+	keysMu sync.Mutex
+	keys   = map[string]string{}
+)
+
+// apiKey returns the namespace's API key, creating its Secret on first use.
+func apiKey(t *testing.T, ns string) string {
+	t.Helper()
+	keysMu.Lock()
+	defer keysMu.Unlock()
+	if k, ok := keys[ns]; ok {
+		return k
+	}
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := auth.NewAPIKey()
+	mustCreate(t, c, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "producer-key", Namespace: ns, Labels: map[string]string{auth.APIKeyLabel: "true"}},
+		StringData: map[string]string{auth.APIKeyDataKey: k},
+	})
+	keys[ns] = k
+	return k
 }

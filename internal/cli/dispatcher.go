@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -100,8 +102,16 @@ func applyConfigFile(fs *pflag.FlagSet, path string) error {
 	if err != nil {
 		return fmt.Errorf("reading --config: %w", err)
 	}
+	// Numbers are kept as written (json.Number): through float64, 1048576 would come
+	// back as 1.048576e+06 and an integer flag would refuse it.
+	js, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return fmt.Errorf("parsing --config %s: %w", path, err)
+	}
 	var values map[string]any
-	if err := yaml.Unmarshal(raw, &values); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.UseNumber()
+	if err := dec.Decode(&values); err != nil {
 		return fmt.Errorf("parsing --config %s: %w", path, err)
 	}
 	for name, v := range values {
@@ -160,7 +170,9 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		MaxHeld:         o.maxHeld,
 		MaxHeldAge:      o.maxHeldAge,
 		StatusInterval:  o.statusInterval,
-		Authorizer:      o.auth.authorizer(o.watchNamespaces, log.WithName("auth")),
-		Log:             log,
+		Authorizer: app.ClusterAuthorizer(app.AuthOptions{
+			Audiences: o.auth.audiences, APIKeys: o.auth.apiKeys, Namespaces: o.watchNamespaces, Log: log.WithName("auth"),
+		}),
+		Log: log,
 	})
 }

@@ -1,0 +1,43 @@
+package app
+
+import (
+	"fmt"
+
+	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/herald-dev/herald/dispatcher/auth"
+)
+
+// AuthOptions configure who may publish.
+type AuthOptions struct {
+	// Audiences a ServiceAccount token must carry; empty accepts the API server's.
+	Audiences []string
+	// APIKeys accepts keys from Secrets labelled hooks.herald.dev/api-key=true.
+	APIKeys bool
+	// Namespaces to read API keys from; empty is all.
+	Namespaces []string
+	Log        logr.Logger
+}
+
+// ClusterAuthorizer builds the ingest authorizer: ServiceAccount tokens checked with
+// TokenReview and SubjectAccessReview, and API keys watched in the namespaces served.
+func ClusterAuthorizer(o AuthOptions) func(manager.Manager) (auth.Authorizer, error) {
+	return func(mgr manager.Manager) (auth.Authorizer, error) {
+		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return nil, fmt.Errorf("building a Kubernetes client: %w", err)
+		}
+		var keys *auth.APIKeys
+		if o.APIKeys {
+			if keys, err = auth.NewAPIKeys(cs, auth.APIKeyOptions{Namespaces: o.Namespaces, Log: o.Log}); err != nil {
+				return nil, err
+			}
+			if err := mgr.Add(keys); err != nil {
+				return nil, fmt.Errorf("watching API keys: %w", err)
+			}
+		}
+		return auth.New(auth.Options{Client: cs, Audiences: o.Audiences, APIKeys: keys, Log: o.Log})
+	}
+}
