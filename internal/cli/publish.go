@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,6 +30,9 @@ const (
 )
 
 const defaultIngestURL = "http://127.0.0.1:8080"
+
+// serviceAccountName finds the ServiceAccount a 403 names, to spell out the binding.
+var serviceAccountName = regexp.MustCompile(`"system:serviceaccount:([^:"]+):([^:"]+)"`)
 
 type publishOptions struct {
 	kube     kubeOptions
@@ -261,7 +265,11 @@ func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.
 	case http.StatusUnauthorized:
 		return fmt.Errorf("the ingest API refused the credentials (%s): pass --token or set %s; a ServiceAccount token needs create on events.hooks.herald.dev in namespace %q", msg, envHeraldToken, ns)
 	case http.StatusForbidden:
-		return fmt.Errorf("the ingest API refused the event: %s; grant it, e.g.\n  kubectl create role herald-publisher -n %s --verb=create --resource=events.hooks.herald.dev\n  kubectl create rolebinding herald-publisher -n %s --role=herald-publisher --serviceaccount=<namespace>:<name>", msg, ns, ns)
+		subject := "--serviceaccount=<namespace>:<name>"
+		if m := serviceAccountName.FindStringSubmatch(msg); m != nil {
+			subject = "--serviceaccount=" + m[1] + ":" + m[2]
+		}
+		return fmt.Errorf("the ingest API refused the event: %s; grant it, e.g.\n  kubectl create role herald-publisher -n %s --verb=create --resource=events.hooks.herald.dev\n  kubectl create rolebinding herald-publisher -n %s --role=herald-publisher %s", msg, ns, ns, subject)
 	case http.StatusBadRequest:
 		return fmt.Errorf("the ingest API refused the event: %s", msg)
 	case http.StatusRequestEntityTooLarge:

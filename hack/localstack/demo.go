@@ -1,0 +1,512 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/dispatcher/router"
+	"github.com/herald-dev/herald/internal/routing"
+)
+
+const (
+	fieldOwner   = "herald-local-stack"
+	producerName = "herald-demo-producer"
+)
+
+type publishedEvent struct {
+	Type     string
+	Result   ingest.Result
+	Expected []string // endpoints that should receive it
+}
+
+// demo puts the samples in front of the demo receiver and sends events through them.
+func (s *stack) demo(ctx context.Context) error {
+	ns := s.cfg.namespace
+	if err := s.apply(ctx, &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	samples, err := s.loadSamples()
+	if err != nil {
+		return err
+	}
+	var suspended []*unstructured.Unstructured
+	for _, u := range samples {
+		u.SetNamespace(ns)
+		if u.GetKind() == "WebhookEndpoint" {
+			if err := unstructured.SetNestedField(u.Object, s.receiver.URL(ns, u.GetName()), "spec", "url"); err != nil {
+				return err
+			}
+			if v, _, _ := unstructured.NestedBool(u.Object, "spec", "suspend"); v {
+				suspended = append(suspended, u)
+			}
+		}
+		if err := s.apply(ctx, u); err != nil {
+			return fmt.Errorf("applying the sample %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	s.con.Stackf("applied %d objects from config/samples into namespace %s, each endpoint's url set to %s/%s/<endpoint>",
+		len(samples), ns, s.receiver.base, ns)
+	if err := s.ensureHeaderSecrets(ctx, samples); err != nil {
+		return err
+	}
+	if err := s.waitSettled(ctx); err != nil {
+		return err
+	}
+
+	token, err := s.producerToken(ctx)
+	if err != nil {
+		return err
+	}
+	events, err := s.plannedEvents(ctx)
+	if err != nil {
+		return err
+	}
+	s.con.Stackf("publishing %d events with %s publish (ServiceAccount %s's token)", len(events), s.rel(s.cfg.herald), producerName)
+	for i := range events {
+		if err := s.publish(ctx, token, &events[i]); err != nil {
+			return err
+		}
+	}
+
+	held := map[string]bool{}
+	for _, u := range suspended {
+		held[u.GetName()] = true
+	}
+	if err := s.waitDeliveries(ctx, events, func(ep string) bool { return !held[ep] }); err != nil {
+		return err
+	}
+	for _, u := range suspended {
+		if n := countFor(events, u.GetName()); n > 0 {
+			s.con.Stackf("%s is suspended in its sample (spec.suspend: true), so %s held, not lost; resuming it as",
+				u.GetName(), plural(n, "its delivery is", "%d of its deliveries are"))
+			s.con.Block(fmt.Sprintf("          kubectl patch whe %s --type merge -p '{\"spec\":{\"suspend\":false}}'", u.GetName()))
+			s.con.Block("        would do:")
+		}
+		if err := unstructured.SetNestedField(u.Object, false, "spec", "suspend"); err != nil {
+			return err
+		}
+		if err := s.apply(ctx, u); err != nil {
+			return err
+		}
+	}
+	if len(suspended) > 0 {
+		return s.waitDeliveries(ctx, events, func(string) bool { return true })
+	}
+	return nil
+}
+
+// loadSamples reads every object in config/samples except the kustomization.
+func (s *stack) loadSamples() ([]*unstructured.Unstructured, error) {
+	dir := filepath.Join(s.cfg.root, "config", "samples")
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	var out []*unstructured.Unstructured
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(raw), 4096)
+		for {
+			var obj map[string]any
+			if err := dec.Decode(&obj); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return nil, fmt.Errorf("%s: %w", s.rel(f), err)
+			}
+			if len(obj) == 0 {
+				continue
+			}
+			out = append(out, &unstructured.Unstructured{Object: obj})
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no samples in %s", s.rel(dir))
+	}
+	return out, nil
+}
+
+// apply server-side applies obj as the local stack; re-running converges. obj is not
+// changed: Apply writes the server's answer into what it is given, and an object
+// carrying managedFields cannot be applied again.
+func (s *stack) apply(ctx context.Context, obj client.Object) error {
+	var u *unstructured.Unstructured
+	if in, ok := obj.(*unstructured.Unstructured); ok {
+		u = in.DeepCopy()
+	} else {
+		m, err := runtimeToUnstructured(obj)
+		if err != nil {
+			return err
+		}
+		u = m
+	}
+	return s.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(fieldOwner), client.ForceOwnership)
+}
+
+func runtimeToUnstructured(obj client.Object) (*unstructured.Unstructured, error) {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(raw); err != nil {
+		return nil, err
+	}
+	// Server-side apply refuses status and the zero creationTimestamp of typed objects.
+	unstructured.RemoveNestedField(u.Object, "status")
+	unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
+	return u, nil
+}
+
+// ensureHeaderSecrets creates the Secrets that samples take static header values from,
+// when missing, with a demo value: the dispatcher holds an endpoint's deliveries while a
+// header's Secret is missing.
+func (s *stack) ensureHeaderSecrets(ctx context.Context, samples []*unstructured.Unstructured) error {
+	for _, u := range samples {
+		if u.GetKind() != "WebhookEndpoint" {
+			continue
+		}
+		headers, _, _ := unstructured.NestedSlice(u.Object, "spec", "headers")
+		for _, h := range headers {
+			m, _ := h.(map[string]any)
+			name, _, _ := unstructured.NestedString(m, "valueFrom", "name")
+			key, _, _ := unstructured.NestedString(m, "valueFrom", "key")
+			if name == "" {
+				continue
+			}
+			if key == "" {
+				key = heraldv1.DefaultSecretKey
+			}
+			secret := &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: u.GetNamespace()},
+				StringData: map[string]string{key: "Bearer local-demo-" + name},
+			}
+			err := s.client.Create(ctx, secret)
+			switch {
+			case err == nil:
+				s.con.Stackf("created Secret %s (key %s) for %s's header %v, which the sample expects to exist", name, key, u.GetName(), m["name"])
+			case !apierrors.IsAlreadyExists(err):
+				return fmt.Errorf("creating Secret %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// waitSettled waits until the manager has looked at every endpoint and subscription of
+// the current generation, and prints where each stands.
+func (s *stack) waitSettled(ctx context.Context) error {
+	ns := s.cfg.namespace
+	var eps heraldv1.WebhookEndpointList
+	var subs heraldv1.WebhookSubscriptionList
+	settled := func(gen, observed int64, conds []metav1.Condition) bool {
+		c := meta.FindStatusCondition(conds, heraldv1.ConditionReady)
+		return c != nil && observed == gen && (c.Status == metav1.ConditionTrue || c.Reason == "Suspended")
+	}
+	err := s.waitFor(ctx, "the samples to be Ready", time.Minute, func() (bool, error) {
+		if err := s.client.List(ctx, &eps, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		if err := s.client.List(ctx, &subs, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, e := range eps.Items {
+			if !settled(e.Generation, e.Status.ObservedGeneration, e.Status.Conditions) {
+				return false, nil
+			}
+		}
+		for _, sub := range subs.Items {
+			if !settled(sub.Generation, sub.Status.ObservedGeneration, sub.Status.Conditions) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	for _, e := range eps.Items {
+		s.con.Line("        " + readyLine("WebhookEndpoint", e.Name, string(e.Spec.SignatureStyle()), e.Status.Conditions))
+	}
+	for _, sub := range subs.Items {
+		s.con.Line("        " + readyLine("WebhookSubscription", sub.Name, strings.Join(sub.Spec.EventTypes, ","), sub.Status.Conditions))
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		// Not fatal: the lines above say which is not Ready and why, and the demo goes
+		// on so the rest can be looked at.
+		s.con.Stackf("not everything is Ready after a minute (see above); going on")
+		return nil
+	}
+	return err
+}
+
+func readyLine(kind, name, detail string, conds []metav1.Condition) string {
+	c := meta.FindStatusCondition(conds, heraldv1.ConditionReady)
+	state := "Ready=?"
+	if c != nil {
+		state = fmt.Sprintf("Ready=%s %s", c.Status, c.Reason)
+		if c.Status != metav1.ConditionTrue {
+			state += ": " + c.Message
+		}
+	}
+	return fmt.Sprintf("%-19s %-22s %-30s %s", kind, name, detail, state)
+}
+
+// producerToken creates the ServiceAccount a producer service would run as, allows it
+// to publish (create events.hooks.herald.dev) in the demo namespace, and mints a token
+// for it with the TokenRequest API, as `kubectl create token` does.
+func (s *stack) producerToken(ctx context.Context) (string, error) {
+	ns := s.cfg.namespace
+	objs := []client.Object{
+		&corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+			ObjectMeta: metav1.ObjectMeta{Name: producerName, Namespace: ns}},
+		&rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
+			ObjectMeta: metav1.ObjectMeta{Name: producerName, Namespace: ns},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{auth.Group}, Resources: []string{auth.Resource}, Verbs: []string{auth.Verb}}}},
+		&rbacv1.RoleBinding{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: producerName, Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: producerName},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: producerName, Namespace: ns}}},
+	}
+	for _, o := range objs {
+		if err := s.apply(ctx, o); err != nil {
+			return "", fmt.Errorf("creating the producer's %T: %w", o, err)
+		}
+	}
+	tr, err := s.clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, producerName, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("minting a token for ServiceAccount %s (TokenRequest): %w", producerName, err)
+	}
+	s.tokenFile = filepath.Join(s.cfg.state, "producer-token")
+	if err := os.WriteFile(s.tokenFile, []byte(tr.Status.Token), 0o600); err != nil {
+		return "", err
+	}
+	s.con.Stackf("ServiceAccount %s may create events.hooks.herald.dev in %s (Role + RoleBinding); its token (24h) is in %s",
+		producerName, ns, s.rel(s.tokenFile))
+	return tr.Status.Token, nil
+}
+
+// plannedEvents picks one event type per subscription (a glob's * becomes "created")
+// and works out, with the dispatcher's own routing code, which endpoints each reaches.
+func (s *stack) plannedEvents(ctx context.Context) ([]publishedEvent, error) {
+	ns := s.cfg.namespace
+	var subs heraldv1.WebhookSubscriptionList
+	if err := s.client.List(ctx, &subs, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	var eps heraldv1.WebhookEndpointList
+	if err := s.client.List(ctx, &eps, client.InNamespace(ns)); err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	for _, e := range eps.Items {
+		known[e.Name] = true
+	}
+	table := router.NewTable()
+	var types []string
+	for _, sub := range subs.Items {
+		rs := router.Subscription{Name: sub.Name, Endpoint: sub.Spec.EndpointRef.Name, Patterns: sub.Spec.EventTypes}
+		if sub.Spec.Filter != "" {
+			f, err := routing.CompileFilter(sub.Spec.Filter)
+			if err != nil {
+				continue
+			}
+			rs.Filter = f
+		}
+		table.Set(ns, rs)
+		for _, p := range sub.Spec.EventTypes {
+			if p == "*" {
+				continue
+			}
+			t := strings.ReplaceAll(p, "*", "created")
+			if !slices.Contains(types, t) {
+				types = append(types, t)
+			}
+			break
+		}
+	}
+	if len(types) == 0 {
+		types = []string{"demo.created"}
+	}
+	sort.Strings(types)
+	events := make([]publishedEvent, len(types))
+	for i, t := range types {
+		ev := router.Event{Type: t, Data: demoData(t), CreatedAt: time.Now()}
+		matched, _ := table.Route(nil, ns, &ev)
+		events[i] = publishedEvent{Type: t}
+		for _, m := range matched {
+			if known[m] {
+				events[i].Expected = append(events[i].Expected, m)
+			}
+		}
+	}
+	return events, nil
+}
+
+func demoData(eventType string) json.RawMessage {
+	ref := strings.ToUpper(strings.SplitN(eventType, ".", 2)[0][:3]) + "-1001"
+	return json.RawMessage(fmt.Sprintf(`{"reference":%q,"amount":1500,"currency":"EUR","customer":"cus_demo_42"}`, ref))
+}
+
+// publish sends one event with `herald publish`, the command a person would use.
+func (s *stack) publish(ctx context.Context, token string, ev *publishedEvent) error {
+	args := []string{"publish", "--kubeconfig", s.kubeconfig, "--server", s.ingestURL,
+		"--type", ev.Type, "--data", string(demoData(ev.Type)), "-o", "json"}
+	cmd := exec.CommandContext(ctx, s.cfg.herald, args...)
+	// The token goes through the environment, not the process list.
+	cmd.Env = append(os.Environ(), "HERALD_TOKEN="+token)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("herald publish --type %s: %v\n%s", ev.Type, err, strings.TrimSpace(stderr.String()))
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &ev.Result); err != nil {
+		return fmt.Errorf("herald publish printed %q: %w", stdout.String(), err)
+	}
+	to := strings.Join(ev.Expected, ", ")
+	if to == "" {
+		to = "no endpoint"
+	}
+	s.con.Stackf("  published %-22s %s  matched %d (expected: %s)", ev.Type, ev.Result.ID, ev.Result.Matched, to)
+	if ev.Result.Matched != len(ev.Expected) {
+		s.con.Stackf("  the dispatcher matched %d endpoints, not %d: it may not have seen every subscription yet", ev.Result.Matched, len(ev.Expected))
+	}
+	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return fmt.Sprintf(many, n)
+}
+
+func countFor(events []publishedEvent, endpoint string) int {
+	n := 0
+	for _, e := range events {
+		if slices.Contains(e.Expected, endpoint) {
+			n++
+		}
+	}
+	return n
+}
+
+// waitDeliveries waits until the receiver has verified every expected delivery to the
+// endpoints include selects, and reports the time of the first one.
+func (s *stack) waitDeliveries(ctx context.Context, events []publishedEvent, include func(string) bool) error {
+	want := map[[2]string]bool{}
+	for _, e := range events {
+		for _, ep := range e.Expected {
+			if include(ep) {
+				want[[2]string{e.Result.ID, ep}] = true
+			}
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	deadline := time.After(45 * time.Second)
+	for {
+		got, changed := s.receiver.snapshot()
+		missing := len(want)
+		for k := range want {
+			for _, d := range got {
+				if d.verified && d.eventID == k[0] && d.endpoint == k[1] {
+					missing--
+					break
+				}
+			}
+		}
+		if len(got) > 0 && s.firstDelivery.IsZero() {
+			s.firstDelivery = got[0].at
+		}
+		if missing == 0 {
+			s.con.Stackf("all %d deliveries arrived, signatures verified; the first one %s after %s",
+				len(want), s.firstDelivery.Sub(s.start).Round(100*time.Millisecond), s.startedBy)
+			return nil
+		}
+		if err := s.childFailure(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-time.After(time.Second):
+		case <-deadline:
+			s.con.Stackf("%d of %d expected deliveries did not arrive within 45s: see kubectl describe whe <name> for the last attempt", missing, len(want))
+			return nil
+		}
+	}
+}
+
+// printHints says where to look next.
+func (s *stack) printHints() {
+	kubectl := "kubectl"
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		kubectl = s.kubectl()
+	}
+	ns := s.cfg.namespace
+	lines := []string{
+		"",
+		"Herald is running locally (" + s.since() + " after " + s.startedBy + "). In another terminal:",
+		"",
+		"    export KUBECONFIG=" + s.kubeconfig + "   # context herald-local, namespace " + ns,
+		"    export HERALD_URL=" + s.ingestURL,
+	}
+	if s.tokenFile != "" {
+		lines = append(lines, "    export HERALD_TOKEN=$(cat "+s.tokenFile+")   # ServiceAccount "+producerName)
+	}
+	lines = append(lines,
+		"",
+		"    "+kubectl+" get whe,whs                     # endpoints (URL, Ready, Disabled, Failures) and subscriptions",
+		"    "+kubectl+" describe whe billing            # conditions, last attempt, counters, Events",
+		"    "+kubectl+" get events --field-selector involvedObject.kind=WebhookEndpoint",
+		"    "+s.rel(s.cfg.herald)+" publish --type invoice.paid --data '{\"amount\": 2500}'",
+		"",
+		"    # check a delivery's signature as a receiver would (the last request per endpoint is kept):",
+		"    "+s.rel(s.cfg.herald)+" verify --headers-file "+s.rel(s.receiver.dumpPath(ns, "billing"))+" \\",
+		"      --secret-file <("+kubectl+" get secret billing-signing -o jsonpath='{.data.secret}' | base64 -d)",
+		"",
+		"Deliveries show up here as [receiver] lines, verified with pkg/verify. Logs: "+s.rel(s.logDir())+".",
+	)
+	if kubectl == "kubectl" {
+		lines = append(lines, "A kubectl of the API server's version: "+s.kubectl())
+	}
+	lines = append(lines,
+		"Ctrl-C stops everything; the state stays in "+s.rel(s.cfg.state)+" (delete it for a fresh start).",
+		"",
+	)
+	s.con.Block(lines...)
+}
