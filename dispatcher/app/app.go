@@ -123,6 +123,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
+	// The registry is process-wide and outlives this dispatcher; its gauges must stop
+	// reading a store that is about to close.
+	defer m.Close()
 	engine := delivery.New(delivery.Options{
 		Store: store, AckWait: o.AckWait, Log: log.WithName("delivery"), Observer: delivery.Observers{tracker, m},
 		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge,

@@ -185,12 +185,13 @@ type collectors struct {
 
 	now func() time.Time
 
-	// endpoints caches each endpoint's children so that an attempt costs a map read
-	// and atomic adds, not a label hash and lookup per series. Writers (a new
-	// endpoint, Forget) hold mu, so that Forget cannot interleave with the creation of
-	// children and leave the cache holding children the vectors no longer export.
-	mu        sync.RWMutex
-	endpoints map[delivery.Key]*endpointSeries
+	// endpoints caches each endpoint's children (delivery.Key → *endpointSeries) so
+	// that an attempt costs a lock-free lookup and atomic adds, not a label hash and
+	// vector lookup per series. Writers (a new endpoint, Forget) hold mu, so that
+	// Forget cannot interleave with the creation of children and leave the cache
+	// holding children the vectors no longer export.
+	mu        sync.Mutex
+	endpoints sync.Map
 
 	codesMu sync.RWMutex
 	codes   map[int]prometheus.Counter
@@ -233,9 +234,8 @@ func newCollectors() *collectors {
 			Help:    "Duration of requests to the ingest API.",
 			Buckets: ingestBuckets,
 		}),
-		now:       time.Now,
-		endpoints: map[delivery.Key]*endpointSeries{},
-		codes:     map[int]prometheus.Counter{},
+		now:   time.Now,
+		codes: map[int]prometheus.Counter{},
 	}
 	c.state = newStateCollector()
 	return c
@@ -264,20 +264,17 @@ func (c *collectors) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *collectors) endpoint(k delivery.Key) *endpointSeries {
-	c.mu.RLock()
-	s := c.endpoints[k]
-	c.mu.RUnlock()
-	if s != nil {
-		return s
+	if s, ok := c.endpoints.Load(k); ok {
+		return s.(*endpointSeries)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if s := c.endpoints[k]; s != nil {
-		return s
+	if s, ok := c.endpoints.Load(k); ok {
+		return s.(*endpointSeries)
 	}
 	// Every series of the endpoint starts at zero, so that rate() and alerts on
 	// failures see the first one rather than a series appearing from nowhere.
-	s = &endpointSeries{
+	s := &endpointSeries{
 		delivered:        c.deliveries.WithLabelValues(k.Namespace, k.Name, OutcomeDelivered),
 		failed:           c.deliveries.WithLabelValues(k.Namespace, k.Name, OutcomeFailed),
 		deadLettered:     c.deliveries.WithLabelValues(k.Namespace, k.Name, OutcomeDeadLettered),
@@ -287,13 +284,13 @@ func (c *collectors) endpoint(k delivery.Key) *endpointSeries {
 	for i, class := range codeClasses {
 		s.codes[i] = c.responses.WithLabelValues(k.Namespace, k.Name, class)
 	}
-	c.endpoints[k] = s
+	c.endpoints.Store(k, s)
 	return s
 }
 
 func (c *collectors) forget(k delivery.Key) {
 	c.mu.Lock()
-	delete(c.endpoints, k)
+	c.endpoints.Delete(k)
 	l := prometheus.Labels{"namespace": k.Namespace, "endpoint": k.Name}
 	c.deliveries.DeletePartialMatch(l)
 	c.attemptDuration.DeletePartialMatch(l)

@@ -1,0 +1,60 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-dev/herald/dispatcher/delivery"
+)
+
+// BenchmarkAttempted is the cost metrics add to every delivery attempt, on a dispatcher
+// serving many endpoints.
+func BenchmarkAttempted(b *testing.B) {
+	m, err := New(prometheus.NewRegistry(), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]delivery.Key, 1000)
+	for i := range keys {
+		keys[i] = delivery.Key{Namespace: "team-" + fmt.Sprint(i%20), Name: "endpoint-" + fmt.Sprint(i)}
+		m.Attempted(attempt(keys[i], 204, time.Millisecond, nil))
+	}
+	ok := attempt(billing, 204, 35*time.Millisecond, nil)
+	ok.Delivery.AcceptedAt = time.Now().Add(-time.Second)
+	failed := attempt(billing, 503, 35*time.Millisecond, errors.New("receiver answered 503"))
+
+	b.Run("delivered", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			ok.Endpoint = keys[i%len(keys)]
+			m.Attempted(ok)
+			i++
+		}
+	})
+	b.Run("failed", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			failed.Endpoint = keys[i%len(keys)]
+			m.Attempted(failed)
+			i++
+		}
+	})
+	b.Run("delivered-parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			a := ok
+			i := 0
+			for pb.Next() {
+				a.Endpoint = keys[i%len(keys)]
+				m.Attempted(a)
+				i++
+			}
+		})
+	})
+}
