@@ -1,14 +1,17 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
 // BenchmarkAttempted is the cost metrics add to every delivery attempt, on a dispatcher
@@ -57,4 +60,31 @@ func BenchmarkAttempted(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkScrapeRealStore is one uncached reading of the queue gauges for 200
+// endpoints from the embedded store: what a scrape costs at most once per stateTTL.
+func BenchmarkScrapeRealStore(b *testing.B) {
+	store, err := queue.Open(context.Background(), queue.Options{DataDir: b.TempDir(), Log: logr.Discard()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	engine := delivery.New(delivery.Options{Store: store, Log: logr.Discard()})
+	defer engine.Stop()
+	for i := range 200 {
+		engine.Upsert(delivery.Key{Namespace: "shop", Name: fmt.Sprint("endpoint-", i)}, delivery.EndpointConfig{Hold: delivery.HoldSuspended})
+	}
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, storeSource{engine: engine, store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m.c.state.ttl = 0
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := reg.Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

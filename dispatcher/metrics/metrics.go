@@ -110,9 +110,9 @@ type Metrics struct {
 //
 // Several dispatchers may share one registry (tests start several in one process,
 // all on controller-runtime's global registry). The first New registers the
-// collectors; later ones reuse them, so counters are per process, and add their
-// Source to the gauges' until Close. An endpoint served by several of them is
-// reported once.
+// collectors; later ones reuse them (counters then sum over the process's
+// dispatchers) and add their Source to the gauges until Close. An endpoint served by
+// several of them is reported once.
 func New(reg prometheus.Registerer, src Source) (*Metrics, error) {
 	c := newCollectors()
 	if err := reg.Register(c); err != nil {
@@ -156,7 +156,9 @@ func (m *Metrics) Attempted(a delivery.Attempt) {
 	}
 	s.delivered.Inc()
 	if a.Delivery != nil && !a.Delivery.AcceptedAt.IsZero() {
-		s.ingestToDelivery.Observe(m.c.now().Sub(a.Delivery.AcceptedAt).Seconds())
+		// Another replica's clock stamped AcceptedAt; a little skew must not make a
+		// negative latency.
+		s.ingestToDelivery.Observe(max(m.c.now().Sub(a.Delivery.AcceptedAt), 0).Seconds())
 	}
 }
 

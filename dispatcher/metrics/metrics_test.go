@@ -174,6 +174,14 @@ func TestAttempted_IngestToDeliveryOnlyForSuccessWithAcceptanceTime(t *testing.T
 	if h.GetSampleCount() != 1 || h.GetSampleSum() != 90 {
 		t.Errorf("ingest to delivery: %d samples summing to %v s, want one of 90 s", h.GetSampleCount(), h.GetSampleSum())
 	}
+
+	// Accepted by a replica whose clock runs ahead: counted as immediate.
+	skewed := attempt(crm, 200, 5*time.Millisecond, nil)
+	skewed.Delivery.AcceptedAt = now.Add(2 * time.Second)
+	m.Attempted(skewed)
+	if h := histogram(t, reg, "herald_ingest_to_delivery_seconds", crm); h.GetSampleCount() != 1 || h.GetSampleSum() != 0 {
+		t.Errorf("skewed clock: %d samples summing to %v s, want one of 0 s", h.GetSampleCount(), h.GetSampleSum())
+	}
 }
 
 func TestAttempted_RequestNeverSentHasNoAttemptDuration(t *testing.T) {
@@ -223,7 +231,10 @@ func TestForget_DeletesTheEndpointsSeriesAndCountsAfreshWhenItReturns(t *testing
 	}
 }
 
-func TestForget_RacingAttemptsNeverLeaveCountsUnexported(t *testing.T) {
+// TestForget_ConcurrentWithAttempts is for the race detector (go test -race): it cannot
+// force the one interleaving mu guards against (Forget between the creation of an
+// endpoint's children and their caching), only exercise both paths at once.
+func TestForget_ConcurrentWithAttempts(t *testing.T) {
 	m, _ := newMetrics(t, nil)
 	var wg sync.WaitGroup
 	for range 4 {
