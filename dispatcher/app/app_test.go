@@ -130,12 +130,17 @@ type dispatcher struct {
 
 func startDispatcher(t *testing.T) *dispatcher {
 	t.Helper()
+	return startDispatcherOn(t, queue.Options{DataDir: t.TempDir()})
+}
+
+func startDispatcherOn(t *testing.T, store queue.Options) *dispatcher {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	d := &dispatcher{t: t, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		d.done <- app.Run(ctx, env.Config, app.Options{
-			Store:          queue.Options{DataDir: t.TempDir()},
+			Store:          store,
 			IngestAddr:     "127.0.0.1:0",
 			HealthAddr:     "0",
 			MetricsAddr:    "0",

@@ -28,7 +28,7 @@ func waitEndpoint(t *testing.T, c client.Client, ns, name, what string, ok func(
 			return ep
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s; status: %+v", what, ep.Status)
+			t.Fatalf("%s: not within 30s; status: %+v counters: %+v", what, ep.Status, ep.Status.Counters)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -1,0 +1,127 @@
+package app_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/queue"
+)
+
+// startNATS runs a real NATS server with JetStream on a TCP port of 127.0.0.1, the
+// external-cluster mode in which several dispatcher replicas share work and state.
+func startNATS(t *testing.T) string {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns.ClientURL()
+}
+
+func TestDispatcher_TwoReplicasAgreeOnDisabledAndCounters(t *testing.T) {
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "replicas"
+	var requests atomic.Int64
+	var healthy atomic.Bool
+	s := newSink(t)
+	s.Config.Handler = wrapFailing(s.Config.Handler, &healthy, &requests)
+	mustCreate(t, c,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "shared-signing", Namespace: ns}, StringData: map[string]string{"secret": secretV1}},
+		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: ns}, Spec: heraldv1.WebhookEndpointSpec{
+			URL: s.URL, Timeout: "2s",
+			// A long wait after the first failure: each event is attempted once until
+			// the endpoint is disabled.
+			Retry:       heraldv1.RetrySpec{Schedule: []string{"1h"}, JitterPercent: ptr.To[int32](0)},
+			AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](4)},
+		}},
+		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "all", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
+			EndpointRef: heraldv1.LocalObjectReference{Name: "shared"}, EventTypes: []string{"*"},
+		}},
+	)
+	url := startNATS(t)
+	a := startDispatcherOn(t, queue.Options{URL: url})
+	b := startDispatcherOn(t, queue.Options{URL: url})
+
+	// Events arrive through both replicas; both deliver from the one queue.
+	for i, d := range []*dispatcher{a, b, a, b, a, b, a, b} {
+		d.publish(ns, "evt_r"+string(rune('0'+i)), "x")
+	}
+	ep := waitEndpoint(t, c, ns, "shared", "disabled", func(e *heraldv1.WebhookEndpoint) bool {
+		return meta.IsStatusConditionTrue(e.Status.Conditions, heraldv1.ConditionDisabled)
+	})
+	if ep.Status.ConsecutiveFailures < 4 {
+		t.Errorf("consecutiveFailures = %d, want at least the threshold 4", ep.Status.ConsecutiveFailures)
+	}
+	// Once disabled, neither replica attempts anything.
+	time.Sleep(time.Second)
+	settled := requests.Load()
+	time.Sleep(1500 * time.Millisecond)
+	if n := requests.Load(); n != settled {
+		t.Fatalf("%d attempts after the endpoint was disabled", n-settled)
+	}
+	// The two replicas' figures add up to what the receiver saw.
+	waitEndpoint(t, c, ns, "shared", "counters match the receiver", func(e *heraldv1.WebhookEndpoint) bool {
+		return e.Status.Counters != nil && e.Status.Counters.FailedAttempts == settled
+	})
+	// Exactly one replica made the transition: one EndpointDisabled Event.
+	var list eventsv1.EventList
+	if err := c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	disabledEvents := int32(0)
+	for _, e := range list.Items {
+		if e.Reason == "EndpointDisabled" {
+			disabledEvents++
+			if e.Series != nil {
+				disabledEvents += e.Series.Count - 1
+			}
+		}
+	}
+	if disabledEvents != 1 {
+		t.Errorf("%d EndpointDisabled Events, want exactly 1", disabledEvents)
+	}
+
+	// Deliveries that arrive while disabled are held by both replicas; re-enabled by a
+	// spec edit, they flow. (The first eight keep their one-hour retry wait.)
+	for i, d := range []*dispatcher{a, b, a, b} {
+		d.publish(ns, "evt_held"+string(rune('0'+i)), "x")
+	}
+	time.Sleep(time.Second)
+	if n := requests.Load(); n != settled {
+		t.Fatalf("%d attempts of held deliveries while disabled", n-settled)
+	}
+	healthy.Store(true)
+	update(t, c, &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: ns}}, func(e *heraldv1.WebhookEndpoint) {
+		e.Spec.Timeout = "3s"
+	})
+	for i := range 4 {
+		s.waitEvent(t, "evt_held"+string(rune('0'+i)), 30*time.Second)
+	}
+	waitEndpoint(t, c, ns, "shared", "re-enabled", func(e *heraldv1.WebhookEndpoint) bool {
+		s.mu.Lock()
+		delivered := int64(len(s.reqs))
+		s.mu.Unlock()
+		return meta.IsStatusConditionFalse(e.Status.Conditions, heraldv1.ConditionDisabled) &&
+			e.Status.Counters != nil && e.Status.Counters.Delivered == delivered
+	})
+}
