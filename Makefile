@@ -61,3 +61,12 @@ helm-lint: ## Lint the Helm chart.
 .PHONY: run
 run: build ## Run Herald locally end to end (local API server, manager, dispatcher).
 	hack/local-stack.sh
+
+##@ Benchmark
+
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: ## Benchmark the dispatcher end to end on this machine; BENCH_FLAGS=-quick for a CI-size run (see bench/README.md).
+	go build -o bin/heraldbench ./bench/cmd/heraldbench
+	bin/heraldbench $(BENCH_FLAGS)

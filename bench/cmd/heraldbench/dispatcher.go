@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"runtime"
+	rpprof "runtime/pprof"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/dispatcher/lifecycle"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/router"
+	"github.com/herald-dev/herald/dispatcher/sender"
+	"github.com/herald-dev/herald/internal/outbound"
+)
+
+// The dispatcher side of the benchmark runs in a child process of the harness, so that
+// its memory (VmHWM) and CPU time (utime+stime) are measured alone. It assembles what
+// dispatcher/app assembles, minus the Kubernetes parts: no API server, no informers, no
+// status writer. Endpoints and subscriptions are given to the engine and router directly
+// through a small control API on 127.0.0.1, which stands in for the watch.
+
+const (
+	benchNamespace = "bench"
+	benchToken     = "hak_benchmark-token"
+	benchSecret    = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+)
+
+// endpointSpec is one WebhookEndpoint plus a subscription to "*" pointing at it.
+type endpointSpec struct {
+	Name        string          `json:"name"`
+	URL         string          `json:"url"`
+	Timeout     time.Duration   `json:"timeout"`
+	Schedule    []time.Duration `json:"schedule"`
+	MaxInFlight int             `json:"maxInFlight"`
+	Hold        string          `json:"hold,omitempty"`
+}
+
+type childConfig struct {
+	DataDir  string `json:"dataDir"`
+	Observer string `json:"observer"` // "tracker" (production observer) or "none"
+	LogFile  string `json:"logFile"`
+}
+
+type dispatcherChild struct {
+	store   *queue.Store
+	engine  *delivery.Engine
+	table   *router.Table
+	tracker *lifecycle.Tracker
+	log     logr.Logger
+
+	profMu  sync.Mutex
+	cpuFile *os.File
+}
+
+// runDispatcher is the child's main. It prints "READY <ingest addr> <control addr>" on
+// stdout once both listen, and stops on SIGTERM or when stdin closes (harness died).
+func runDispatcher(cfgJSON string) error {
+	var cfg childConfig
+	if err := json.Unmarshal([]byte(cfgJSON), &cfg); err != nil {
+		return fmt.Errorf("child config: %w", err)
+	}
+	logOut := os.Stderr
+	if cfg.LogFile != "" {
+		f, err := os.Create(cfg.LogFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		logOut = f
+	}
+	log := funcr.New(func(prefix, args string) {
+		fmt.Fprintln(logOut, time.Now().Format("15:04:05.000"), prefix, args)
+	}, funcr.Options{Verbosity: 0})
+
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer cancel()
+	go func() { // the harness holds our stdin; EOF means it went away
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		cancel()
+	}()
+
+	st, err := queue.Open(ctx, queue.Options{DataDir: cfg.DataDir, Log: log.WithName("store")})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	d := &dispatcherChild{store: st, table: router.NewTable(), log: log}
+	opts := delivery.Options{Store: st, Log: log.WithName("delivery")}
+	if cfg.Observer != "none" {
+		// The production observer: per-endpoint counters and the shared failure state
+		// (compare-and-set in the KV bucket on failures). Kubernetes Events are off (no
+		// API server), the metrics observer is not attached.
+		d.tracker = lifecycle.NewTracker(st, thresholdsOf{d}, lifecycle.NewEventSink(nil, nil, 10, 6*time.Second),
+			func(delivery.Key) {}, log.WithName("lifecycle"))
+		opts.Observer = d.tracker
+		opts.Gate = func(k delivery.Key) bool { _, disabled := d.tracker.Disabled(k); return disabled }
+		go func() { _ = d.tracker.Watch(ctx) }()
+	}
+	d.engine = delivery.New(opts)
+	defer d.engine.Stop()
+
+	handler, err := ingest.NewHandler(ingest.Options{
+		Acceptor: &delivery.Acceptor{Engine: d.engine, Router: d.table},
+		// Stands in for API-key authentication: a constant bearer token.
+		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, ns string) (auth.Identity, error) {
+			tok, ok := auth.BearerToken(r)
+			if !ok {
+				return auth.Identity{}, auth.ErrNoCredentials
+			}
+			if tok != benchToken {
+				return auth.Identity{}, auth.ErrUnauthenticated
+			}
+			return auth.Identity{Name: "apikey:" + ns + "/bench", Method: auth.MethodAPIKey}, nil
+		}),
+		Log: log.WithName("ingest"),
+	})
+	if err != nil {
+		return err
+	}
+	ingestLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	ctlLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	// Same server settings as dispatcher/app's ingest listener.
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() { _ = srv.Serve(ingestLn) }()
+	ctl := &http.Server{Handler: d.controlMux()}
+	go func() { _ = ctl.Serve(ctlLn) }()
+	fmt.Printf("READY %s %s\n", ingestLn.Addr(), ctlLn.Addr())
+
+	<-ctx.Done()
+	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	_ = ctl.Shutdown(sctx)
+	return nil
+}
+
+type thresholdsOf struct{ d *dispatcherChild }
+
+func (t thresholdsOf) FailureThreshold(k delivery.Key) (int32, int64, bool) {
+	cfg, ok := t.d.engine.Config(k)
+	return cfg.FailureThreshold, cfg.Generation, ok
+}
+
+func (d *dispatcherChild) upsert(spec endpointSpec) error {
+	cfg := delivery.EndpointConfig{
+		Schedule:      spec.Schedule,
+		JitterPercent: 10,
+		MaxRetryAfter: time.Hour,
+		MaxInFlight:   spec.MaxInFlight,
+		// Never auto-disable: the isolation scenario needs the dead endpoint to keep
+		// holding its workers.
+		FailureThreshold: 0,
+		Generation:       1,
+	}
+	if spec.Hold != "" {
+		cfg.Hold, cfg.HoldMessage = spec.Hold, "held by the benchmark"
+	} else {
+		// The CRD defaults: Standard Webhooks, X-Herald, envelope.
+		t, err := sender.New(sender.Config{
+			URL: spec.URL, Style: heraldv1.SignatureStandardWebhooks, HeaderPrefix: "X-Herald",
+			Format: heraldv1.PayloadEnvelope, Timeout: spec.Timeout, MaxInFlight: spec.MaxInFlight,
+			Secret: []byte(benchSecret),
+			Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
+		})
+		if err != nil {
+			return err
+		}
+		cfg.Target = t
+	}
+	k := delivery.Key{Namespace: benchNamespace, Name: spec.Name}
+	d.engine.Upsert(k, cfg)
+	d.table.Set(benchNamespace, router.Subscription{Name: "to-" + spec.Name, Endpoint: spec.Name, Patterns: []string{"*"}})
+	return nil
+}
+
+type profileRequest struct {
+	CPU   string `json:"cpu,omitempty"`
+	Alloc string `json:"alloc,omitempty"`
+	Block string `json:"block,omitempty"`
+	Mutex string `json:"mutex,omitempty"`
+}
+
+func (d *dispatcherChild) controlMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	fail := func(w http.ResponseWriter, err error) { http.Error(w, err.Error(), http.StatusInternalServerError) }
+	mux.HandleFunc("POST /endpoints", func(w http.ResponseWriter, r *http.Request) {
+		var specs []endpointSpec
+		if err := json.NewDecoder(r.Body).Decode(&specs); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, s := range specs {
+			if err := d.upsert(s); err != nil {
+				fail(w, err)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /gc", func(w http.ResponseWriter, r *http.Request) {
+		debug.FreeOSMemory()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /memstats", func(w http.ResponseWriter, r *http.Request) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		_ = json.NewEncoder(w).Encode(map[string]uint64{
+			"heapAlloc": ms.HeapAlloc, "heapInuse": ms.HeapInuse, "heapSys": ms.HeapSys,
+			"sys": ms.Sys, "stackInuse": ms.StackInuse, "numGC": uint64(ms.NumGC),
+			"goroutines": uint64(runtime.NumGoroutine()),
+		})
+	})
+	mux.HandleFunc("GET /pending", func(w http.ResponseWriter, r *http.Request) {
+		out := map[string]int64{}
+		for k := range d.engine.Endpoints() {
+			n, err := d.store.PendingDeliveries(r.Context(), k.Namespace, k.Name)
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			out[k.Name] = n
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	})
+	mux.HandleFunc("POST /profile/start", func(w http.ResponseWriter, r *http.Request) {
+		var p profileRequest
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		d.profMu.Lock()
+		defer d.profMu.Unlock()
+		if p.Block != "" {
+			runtime.SetBlockProfileRate(10_000) // one sample per 10µs blocked
+		}
+		if p.Mutex != "" {
+			runtime.SetMutexProfileFraction(10)
+		}
+		if p.CPU != "" {
+			f, err := os.Create(p.CPU)
+			if err != nil {
+				fail(w, err)
+				return
+			}
+			if err := rpprof.StartCPUProfile(f); err != nil {
+				f.Close()
+				fail(w, err)
+				return
+			}
+			d.cpuFile = f
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /profile/stop", func(w http.ResponseWriter, r *http.Request) {
+		var p profileRequest
+		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		d.profMu.Lock()
+		defer d.profMu.Unlock()
+		if d.cpuFile != nil {
+			rpprof.StopCPUProfile()
+			d.cpuFile.Close()
+			d.cpuFile = nil
+		}
+		var errs []error
+		write := func(name, path string) {
+			if path == "" {
+				return
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				errs = append(errs, err)
+				return
+			}
+			defer f.Close()
+			errs = append(errs, rpprof.Lookup(name).WriteTo(f, 0))
+		}
+		write("allocs", p.Alloc)
+		write("block", p.Block)
+		write("mutex", p.Mutex)
+		runtime.SetBlockProfileRate(0)
+		runtime.SetMutexProfileFraction(0)
+		if err := errors.Join(errs...); err != nil {
+			fail(w, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	return mux
+}

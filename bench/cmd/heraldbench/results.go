@@ -1,0 +1,239 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+)
+
+type results struct {
+	Date           string                     `json:"date"`
+	Setup          string                     `json:"setup"`
+	Options        options                    `json:"options"`
+	Machine        machineInfo                `json:"machine"`
+	Ceiling1       *ceilingResult             `json:"ceiling_1_receiver"`
+	Ceiling10      *ceilingResult             `json:"ceiling_10_receivers"`
+	Scenarios      map[string]*scenarioResult `json:"scenarios"`
+	Targets        []target                   `json:"targets"`
+	ElapsedSeconds float64                    `json:"elapsed_seconds"`
+}
+
+type machineInfo struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model"`
+	GoVersion string `json:"go_version"`
+	Kernel    string `json:"kernel"`
+	Commit    string `json:"commit"`
+}
+
+func machine() machineInfo {
+	m := machineInfo{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	if out, err := exec.Command("git", "describe", "--always", "--dirty").Output(); err == nil {
+		m.Commit = strings.TrimSpace(string(out))
+	}
+	return m
+}
+
+type ceilingResult struct {
+	Receivers         int         `json:"receivers"`
+	Concurrency       int         `json:"concurrency"`
+	Requests          int64       `json:"requests"`
+	Seconds           float64     `json:"seconds"`
+	PerSecond         float64     `json:"per_second"`
+	Latency           percentiles `json:"latency"`
+	HarnessCPUSeconds float64     `json:"harness_cpu_seconds"`
+	LoadAvg           string      `json:"loadavg"`
+}
+
+type scenarioResult struct {
+	Name      string `json:"name"`
+	Title     string `json:"title"`
+	Endpoints int    `json:"endpoints"`
+	Fanout    int    `json:"fanout"`
+
+	Events              int64   `json:"events_accepted"`
+	Deliveries          int64   `json:"deliveries"`
+	Duplicates          int64   `json:"duplicates"`
+	IngestSeconds       float64 `json:"ingest_seconds"`
+	Seconds             float64 `json:"seconds"`
+	EventsPerSecond     float64 `json:"events_per_second_accepted"`
+	DeliveriesPerSecond float64 `json:"deliveries_per_second"`
+	CeilingPercent      float64 `json:"ceiling_percent"`
+	TargetRate          float64 `json:"target_rate,omitempty"`
+	UndeliveredWindow   int64   `json:"undelivered_window,omitempty"`
+
+	Latency       percentiles `json:"latency"`
+	LatencyNote   string      `json:"latency_note,omitempty"`
+	IngestLatency percentiles `json:"ingest_post_latency,omitzero"`
+
+	PeakRSSMiB        float64 `json:"peak_rss_mib"`
+	CPUSeconds        float64 `json:"cpu_seconds"`
+	CPUSecondsPer1k   float64 `json:"cpu_seconds_per_1k_deliveries"`
+	HarnessCPUSeconds float64 `json:"harness_cpu_seconds"`
+	LoadAvg           string  `json:"loadavg"`
+	Retried429or503   int64   `json:"ingest_retried_429_503"`
+	FailedEvents      int64   `json:"failed_events"`
+
+	PerEndpoint     []endpointRate `json:"per_endpoint,omitempty"`
+	HealthyVsB      float64        `json:"healthy_vs_b_percent,omitempty"`
+	WorstHealthyVsB float64        `json:"worst_healthy_vs_b_percent,omitempty"`
+	Backlog         *backlogResult `json:"backlog,omitempty"`
+	Series          []seriesPoint  `json:"series,omitempty"`
+
+	Incomplete bool     `json:"incomplete,omitempty"`
+	Notes      []string `json:"notes,omitempty"`
+}
+
+type endpointRate struct {
+	Name       string  `json:"name"`
+	Healthy    bool    `json:"healthy"`
+	Deliveries int64   `json:"deliveries"`
+	Requests   int64   `json:"requests"`
+	PerSecond  float64 `json:"per_second"`
+}
+
+type backlogResult struct {
+	Queued               int64   `json:"queued"`
+	PayloadBytes         int     `json:"payload_bytes"`
+	RSSBeforeMiB         float64 `json:"rss_before_mib"`
+	RSSQueuedMiB         float64 `json:"rss_queued_mib"`
+	RSSBeforeAfterGCMiB  float64 `json:"rss_before_after_gc_mib"`
+	RSSQueuedAfterGCMiB  float64 `json:"rss_queued_after_gc_mib"`
+	RSSPerPending        float64 `json:"rss_bytes_per_pending"`
+	RSSPerPendingAfterGC float64 `json:"rss_bytes_per_pending_after_gc"`
+	BeyondPayload        float64 `json:"rss_bytes_per_pending_beyond_payload"`
+	BeyondPayloadAfterGC float64 `json:"rss_bytes_per_pending_beyond_payload_after_gc"`
+	IngestCPUSeconds     float64 `json:"ingest_cpu_seconds"`
+	DrainSeconds         float64 `json:"drain_seconds"`
+	DrainCPUSeconds      float64 `json:"drain_cpu_seconds"`
+	DrainCPUSecondsPer1k float64 `json:"drain_cpu_seconds_per_1k"`
+}
+
+type seriesPoint struct {
+	Second int     `json:"second"`
+	Count  int     `json:"count"`
+	P50    float64 `json:"p50_ms"`
+	P95    float64 `json:"p95_ms"`
+	P99    float64 `json:"p99_ms"`
+	Max    float64 `json:"max_ms"`
+}
+
+type target struct {
+	Name     string `json:"name"`
+	Want     string `json:"want"`
+	Measured string `json:"measured"`
+	Met      bool   `json:"met"`
+}
+
+// targets are reported, never asserted.
+func targets(r *results) []target {
+	var t []target
+	sc := r.Scenarios
+	if a := sc["a"]; a != nil {
+		t = append(t, target{"a: 1:1 deliveries/s", "≥ 30 % of ceiling", fmt.Sprintf("%.0f %%", a.CeilingPercent), a.CeilingPercent >= 30})
+		t = append(t, target{"a: peak RSS", "≤ 150 MiB", fmt.Sprintf("%.0f MiB", a.PeakRSSMiB), a.PeakRSSMiB <= 150})
+	}
+	if b := sc["b"]; b != nil {
+		t = append(t, target{"b: fan-out deliveries/s", "≥ 50 % of ceiling", fmt.Sprintf("%.0f %%", b.CeilingPercent), b.CeilingPercent >= 50})
+	}
+	if c := sc["c"]; c != nil && c.HealthyVsB > 0 {
+		t = append(t, target{"c: healthy endpoints vs b", "≥ 90 % of b", fmt.Sprintf("%.0f %% (worst endpoint %.0f %%)", c.HealthyVsB, c.WorstHealthyVsB), c.HealthyVsB >= 90})
+	}
+	if d := sc["d"]; d != nil && d.Backlog != nil {
+		t = append(t, target{"d: RSS per pending delivery beyond payload", "≤ 2 KiB",
+			fmt.Sprintf("%.0f B (%.0f B after FreeOSMemory)", d.Backlog.BeyondPayload, d.Backlog.BeyondPayloadAfterGC), d.Backlog.BeyondPayload <= 2048})
+	}
+	if e := sc["e"]; e != nil {
+		t = append(t, target{"e: p99 ingest-to-receipt", "≤ 50 ms", fmt.Sprintf("%.1f ms", e.Latency.P99), e.Latency.P99 <= 50})
+	}
+	return t
+}
+
+func markdown(w io.Writer, r *results) {
+	fmt.Fprintf(w, "\n## Herald dispatcher benchmark — %s\n\n", r.Date)
+	fmt.Fprintf(w, "%s\n\n", r.Setup)
+	fmt.Fprintf(w, "Machine: %d CPUs (%s), %s, kernel %s, commit %s. Payload %d B of data, producer concurrency %d, batch %d, maxInFlight %d, observer %s.\n\n",
+		r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GoVersion, r.Machine.Kernel, r.Machine.Commit,
+		r.Options.PayloadBytes, r.Options.Concurrency, r.Options.Batch, r.Options.MaxInFlight, r.Options.Observer)
+	fmt.Fprintln(w, "| scenario | events/s accepted | deliveries/s | % of ceiling | p50 ms | p95 ms | p99 ms | peak RSS MiB | dispatcher CPU s / 1k deliveries | load avg |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+	for _, c := range []*ceilingResult{r.Ceiling1, r.Ceiling10} {
+		if c == nil {
+			continue
+		}
+		fmt.Fprintf(w, "| ceiling: plain POST → %d receiver(s) | – | %.0f | 100 | %.2f | %.2f | %.2f | – | – | %s |\n",
+			c.Receivers, c.PerSecond, c.Latency.P50, c.Latency.P95, c.Latency.P99, c.LoadAvg)
+	}
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		s := r.Scenarios[k]
+		if s == nil {
+			continue
+		}
+		title := s.Title
+		if s.Incomplete {
+			title += " **(incomplete)**"
+		}
+		lat := ""
+		if s.LatencyNote != "" {
+			lat = " (" + s.LatencyNote + ")"
+		}
+		fmt.Fprintf(w, "| %s. %s | %.0f | %.0f | %.0f | %.1f%s | %.1f | %.1f | %.0f | %.3f | %s |\n",
+			k, title, s.EventsPerSecond, s.DeliveriesPerSecond, s.CeilingPercent,
+			s.Latency.P50, lat, s.Latency.P95, s.Latency.P99, s.PeakRSSMiB, s.CPUSecondsPer1k, s.LoadAvg)
+	}
+	if d := r.Scenarios["d"]; d != nil && d.Backlog != nil {
+		b := d.Backlog
+		fmt.Fprintf(w, "\nd. backlog: %d deliveries queued in %.1f s (%.0f events/s, ×10 fan-out); RSS %.0f → %.0f MiB = %.0f B per pending delivery (payload %d B → %.0f B beyond payload); after FreeOSMemory %.0f → %.0f MiB = %.0f B (%.0f B beyond). Drain: %.1f s, %.0f deliveries/s, %.3f CPU s / 1k.\n",
+			b.Queued, d.IngestSeconds, d.EventsPerSecond, b.RSSBeforeMiB, b.RSSQueuedMiB, b.RSSPerPending, b.PayloadBytes, b.BeyondPayload,
+			b.RSSBeforeAfterGCMiB, b.RSSQueuedAfterGCMiB, b.RSSPerPendingAfterGC, b.BeyondPayloadAfterGC,
+			b.DrainSeconds, d.DeliveriesPerSecond, b.DrainCPUSecondsPer1k)
+	}
+	if c := r.Scenarios["c"]; c != nil {
+		fmt.Fprint(w, "\nc. per endpoint (deliveries/s):")
+		for _, e := range c.PerEndpoint {
+			fmt.Fprintf(w, " %s %.0f;", e.Name, e.PerSecond)
+		}
+		fmt.Fprintln(w)
+	}
+	if e := r.Scenarios["e"]; e != nil {
+		fmt.Fprintf(w, "\ne. ingest POST round trip: p50 %.2f ms, p99 %.2f ms; ingest-to-receipt p99.9 %.1f ms, max %.1f ms.\n",
+			e.IngestLatency.P50, e.IngestLatency.P99, e.Latency.P999, e.Latency.Max)
+	}
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		if s := r.Scenarios[k]; s != nil {
+			for _, n := range s.Notes {
+				fmt.Fprintf(w, "\nNote (%s): %s", k, n)
+			}
+			if s.Duplicates > 0 {
+				fmt.Fprintf(w, "\nNote (%s): %d duplicate deliveries (at-least-once)", k, s.Duplicates)
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	if len(r.Targets) > 0 {
+		fmt.Fprintln(w, "\n| target (reported, not asserted) | want | measured | met |")
+		fmt.Fprintln(w, "|---|---|---|---|")
+		for _, t := range r.Targets {
+			met := "yes"
+			if !t.Met {
+				met = "**no**"
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.Name, t.Want, t.Measured, met)
+		}
+	}
+	fmt.Fprintln(w, "\nFor comparison, a popular OSS gateway (Postgres + Redis) was reported at ~220 webhooks/s 1:1, 470/s 1:10 fan-out, p99 1.6 s at 100 events/s, 1.3 GiB.")
+}

@@ -1,0 +1,443 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// setup is one scenario's processes: receivers, a fresh dispatcher child, a load
+// generator.
+type setup struct {
+	b       *bench
+	name    string
+	child   *child
+	healthy []*receiver
+	dead    []*receiver
+	lg      *loadgen
+	specs   []endpointSpec
+
+	t0    int64
+	cpu0  time.Duration
+	hcpu0 time.Duration
+	load0 string
+}
+
+// retrySchedule of healthy endpoints: short, as nothing is expected to fail.
+var retrySchedule = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second}
+
+func (b *bench) newSetup(name string, healthy, dead int, hold string) (*setup, error) {
+	s := &setup{b: b, name: name}
+	for i := range healthy {
+		rc, err := startReceiver(fmt.Sprintf("ep-%d", i), false)
+		if err != nil {
+			return nil, err
+		}
+		s.healthy = append(s.healthy, rc)
+		s.specs = append(s.specs, endpointSpec{Name: rc.name, URL: rc.url, Timeout: 10 * time.Second,
+			Schedule: retrySchedule, MaxInFlight: b.o.MaxInFlight, Hold: hold})
+	}
+	for i := range dead {
+		rc, err := startReceiver(fmt.Sprintf("dead-%d", i), true)
+		if err != nil {
+			return nil, err
+		}
+		s.dead = append(s.dead, rc)
+		// Times out quickly, then waits an hour before the next attempt: the worst
+		// case for its neighbours, as it keeps its workers busy with requests that
+		// never answer.
+		s.specs = append(s.specs, endpointSpec{Name: rc.name, URL: rc.url, Timeout: b.o.DeadTimeout,
+			Schedule: []time.Duration{time.Hour}, MaxInFlight: b.o.MaxInFlight})
+	}
+	var err error
+	if s.child, err = startChild(name, b.o.Observer); err != nil {
+		s.closeReceivers()
+		return nil, err
+	}
+	if err := s.child.call("POST", "/endpoints", s.specs, nil); err != nil {
+		s.close()
+		return nil, err
+	}
+	s.lg = newLoadgen(s.child.ingest, b.o.Concurrency, b.data)
+	return s, nil
+}
+
+// begin marks the start of the measured part and starts the profiles.
+func (s *setup) begin() error {
+	if s.b.profDir != "" {
+		if err := s.child.call("POST", "/profile/start", s.profilePaths(), nil); err != nil {
+			return err
+		}
+	}
+	s.load0 = loadAvg()
+	s.cpu0, s.hcpu0 = s.child.cpu(), selfCPU()
+	s.t0 = now()
+	return nil
+}
+
+func (s *setup) profilePaths() profileRequest {
+	var p profileRequest
+	for _, k := range strings.Split(s.b.o.Profile, ",") {
+		path, _ := filepath.Abs(filepath.Join(s.b.profDir, s.name+"."+strings.TrimSpace(k)+".pprof"))
+		switch strings.TrimSpace(k) {
+		case "cpu":
+			p.CPU = path
+		case "alloc":
+			p.Alloc = path
+		case "block":
+			p.Block = path
+		case "mutex":
+			p.Mutex = path
+		}
+	}
+	return p
+}
+
+// end stops the profiles and fills in what every scenario reports.
+func (s *setup) end(r *scenarioResult) {
+	cpu, hcpu := s.child.cpu()-s.cpu0, selfCPU()-s.hcpu0
+	if s.b.profDir != "" {
+		if err := s.child.call("POST", "/profile/stop", s.profilePaths(), nil); err != nil {
+			r.Notes = append(r.Notes, "profile: "+err.Error())
+		}
+	}
+	m := s.child.mem()
+	r.PeakRSSMiB = mib(m.HWM)
+	r.CPUSeconds = cpu.Seconds()
+	r.HarnessCPUSeconds = hcpu.Seconds()
+	r.LoadAvg = s.load0 + " → " + loadAvg()
+	r.Retried429or503 = s.lg.retried.Load()
+	r.FailedEvents = s.lg.failed.Load()
+	if s.lg.errMsg != "" {
+		r.Notes = append(r.Notes, "ingest error: "+s.lg.errMsg)
+	}
+	for _, rc := range s.healthy {
+		r.Duplicates += rc.dups.Load()
+	}
+}
+
+func (s *setup) closeReceivers() {
+	for _, rc := range s.healthy {
+		rc.close()
+	}
+	for _, rc := range s.dead {
+		rc.close()
+	}
+}
+
+func (s *setup) close() {
+	s.child.stop()
+	s.b.copyLog(s.child, s.name)
+	s.closeReceivers()
+	s.lg.client.CloseIdleConnections()
+}
+
+// undelivered is how many deliveries to healthy endpoints are handed to the producer
+// and not yet received.
+func (s *setup) undelivered(next int64) int64 {
+	var got int64
+	for _, rc := range s.healthy {
+		got += rc.unique.Load()
+	}
+	return next*int64(len(s.healthy)) - got
+}
+
+// waitDelivered waits until every healthy receiver has n distinct events.
+func (s *setup) waitDelivered(n int64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		ok := true
+		for _, rc := range s.healthy {
+			if rc.unique.Load() < n {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return false
+}
+
+func (s *setup) lastReceipt() int64 {
+	var last int64
+	for _, rc := range s.healthy {
+		last = max(last, rc.last.Load())
+	}
+	return last
+}
+
+// latencies are ingest-to-receipt (from when the producer started the POST carrying
+// the event, or its scheduled time in open loop) of every first receipt.
+func (s *setup) latencies(n int64) []time.Duration {
+	var out []time.Duration
+	for _, rc := range s.healthy {
+		rc.got.each(n, func(i, v int64) {
+			if sent := s.lg.sent.get(i); sent != 0 {
+				out = append(out, time.Duration(v-sent))
+			}
+		})
+	}
+	return out
+}
+
+// saturate is a, b and c: the batch producer runs for the duration, paced so that at
+// most window deliveries per healthy endpoint are undelivered (the sustainable rate,
+// not a backlog), then the rest is delivered.
+func (b *bench) saturate(name, title string, healthy, dead int) (*scenarioResult, *setup, error) {
+	logf("%s: %s", name, title)
+	s, err := b.newSetup(name, healthy, dead, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer s.close()
+	window := int64(b.o.Window) * int64(healthy)
+	if err := s.begin(); err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.o.Duration)
+	s.lg.closedLoop(ctx, b.o.Concurrency, b.o.Batch, 0, func(next int64) bool {
+		return s.undelivered(next+int64(b.o.Batch)) <= window
+	})
+	cancel()
+	accepted := s.lg.accepted.Load()
+	r := &scenarioResult{Name: name, Title: title, Endpoints: healthy + dead, Fanout: healthy + dead}
+	if !s.waitDelivered(accepted, b.o.DrainTimeout) {
+		r.Incomplete = true
+		r.Notes = append(r.Notes, fmt.Sprintf("not every accepted event was delivered within %s", b.o.DrainTimeout))
+	}
+	last := s.lastReceipt()
+	s.end(r)
+	r.Events = accepted
+	for _, rc := range s.healthy {
+		r.Deliveries += rc.unique.Load()
+	}
+	r.IngestSeconds = toTime(s.lg.lastAt.Load() - s.t0 + 1).Seconds()
+	r.Seconds = toTime(last - s.t0 + 1).Seconds()
+	r.EventsPerSecond = float64(accepted) / r.IngestSeconds
+	r.DeliveriesPerSecond = float64(r.Deliveries) / r.Seconds
+	r.Latency = pct(s.latencies(s.lg.next.Load()))
+	for _, rc := range append(append([]*receiver{}, s.healthy...), s.dead...) {
+		r.PerEndpoint = append(r.PerEndpoint, endpointRate{
+			Name: rc.name, Healthy: !rc.hang, Deliveries: rc.unique.Load(), Requests: rc.requests.Load(),
+			PerSecond: float64(rc.unique.Load()) / r.Seconds,
+		})
+	}
+	r.UndeliveredWindow = window
+	logf("%s: %d events accepted (%.0f/s), %d deliveries in %.1fs (%.0f/s), p99 %.0f ms, peak RSS %.0f MiB",
+		name, accepted, r.EventsPerSecond, r.Deliveries, r.Seconds, r.DeliveriesPerSecond, r.Latency.P99, r.PeakRSSMiB)
+	return r, s, nil
+}
+
+func (b *bench) scenarioA() (*scenarioResult, error) {
+	r, _, err := b.saturate("a", "1:1 — one endpoint", 1, 0)
+	if err != nil {
+		return nil, err
+	}
+	r.CeilingPercent = 100 * r.DeliveriesPerSecond / b.res.Ceiling1.PerSecond
+	return r, nil
+}
+
+func (b *bench) scenarioB() (*scenarioResult, error) {
+	r, _, err := b.saturate("b", "fan-out — each event to 10 endpoints", 10, 0)
+	if err != nil {
+		return nil, err
+	}
+	r.CeilingPercent = 100 * r.DeliveriesPerSecond / b.res.Ceiling10.PerSecond
+	return r, nil
+}
+
+func (b *bench) scenarioC() (*scenarioResult, error) {
+	r, s, err := b.saturate("c", "isolation — 10 healthy endpoints + 1 that never answers", 10, 1)
+	if err != nil {
+		return nil, err
+	}
+	r.CeilingPercent = 100 * r.DeliveriesPerSecond / b.res.Ceiling10.PerSecond
+	var dead int64
+	for _, rc := range s.dead {
+		dead += rc.requests.Load()
+	}
+	r.Notes = append(r.Notes, fmt.Sprintf("the dead endpoint (timeout %s, next retry in 1h) received %d requests and answered none", b.o.DeadTimeout, dead))
+	if bs := b.res.Scenarios["b"]; bs != nil && bs.Deliveries > 0 {
+		r.HealthyVsB = 100 * (r.DeliveriesPerSecond / 10) / (bs.DeliveriesPerSecond / 10)
+		minEP := 0.0
+		for _, e := range r.PerEndpoint {
+			if e.Healthy && (minEP == 0 || e.PerSecond < minEP) {
+				minEP = e.PerSecond
+			}
+		}
+		r.WorstHealthyVsB = 100 * minEP / (bs.DeliveriesPerSecond / 10)
+	}
+	return r, nil
+}
+
+// scenarioD queues the backlog while every endpoint is held (as auto-disable or suspend
+// holds them: the consumers stop, deliveries stay in the stream), measures the memory
+// it costs, then releases the endpoints and times the drain.
+func (b *bench) scenarioD() (*scenarioResult, error) {
+	const endpoints = 10
+	title := fmt.Sprintf("backlog drain — %d deliveries queued on %d held endpoints, then released", b.o.Backlog, endpoints)
+	logf("d: %s", title)
+	s, err := b.newSetup("d", endpoints, 0, "Suspended")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	events := int64(b.o.Backlog / endpoints)
+	r := &scenarioResult{Name: "d", Title: title, Endpoints: endpoints, Fanout: endpoints}
+
+	time.Sleep(time.Second)
+	nat0 := s.child.mem()
+	_ = s.child.call("POST", "/gc", nil, nil)
+	gc0 := s.child.mem()
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	s.lg.closedLoop(context.Background(), b.o.Concurrency, b.o.Batch, events, nil)
+	ingestCPU := s.child.cpu() - s.cpu0
+	accepted := s.lg.accepted.Load()
+	r.Events = accepted
+	r.IngestSeconds = toTime(s.lg.lastAt.Load() - s.t0 + 1).Seconds()
+	r.EventsPerSecond = float64(accepted) / r.IngestSeconds
+	var pending map[string]int64
+	if err := s.child.call("GET", "/pending", nil, &pending); err != nil {
+		return nil, err
+	}
+	var queued int64
+	for _, n := range pending {
+		queued += n
+	}
+	time.Sleep(2 * time.Second)
+	nat1 := s.child.mem()
+	_ = s.child.call("POST", "/gc", nil, nil)
+	time.Sleep(200 * time.Millisecond)
+	gc1 := s.child.mem()
+	d := &backlogResult{
+		Queued: queued, PayloadBytes: len(b.data),
+		RSSBeforeMiB: mib(nat0.RSS), RSSQueuedMiB: mib(nat1.RSS),
+		RSSBeforeAfterGCMiB: mib(gc0.RSS), RSSQueuedAfterGCMiB: mib(gc1.RSS),
+		IngestCPUSeconds: ingestCPU.Seconds(),
+	}
+	if queued > 0 {
+		d.RSSPerPending = float64(nat1.RSS-nat0.RSS) / float64(queued)
+		d.RSSPerPendingAfterGC = float64(gc1.RSS-gc0.RSS) / float64(queued)
+		d.BeyondPayload = max(0, d.RSSPerPending-float64(len(b.data)))
+		d.BeyondPayloadAfterGC = max(0, d.RSSPerPendingAfterGC-float64(len(b.data)))
+	}
+	logf("d: %d events (%d deliveries) stored in %.1fs (%.0f events/s); RSS %.0f → %.0f MiB (%.0f B per pending delivery; after FreeOSMemory %.0f → %.0f MiB, %.0f B)",
+		accepted, queued, r.IngestSeconds, r.EventsPerSecond, d.RSSBeforeMiB, d.RSSQueuedMiB, d.RSSPerPending,
+		d.RSSBeforeAfterGCMiB, d.RSSQueuedAfterGCMiB, d.RSSPerPendingAfterGC)
+
+	// Receivers come back: release the holds.
+	cpu1 := s.child.cpu()
+	release := now()
+	for i := range s.specs {
+		s.specs[i].Hold = ""
+	}
+	if err := s.child.call("POST", "/endpoints", s.specs, nil); err != nil {
+		return nil, err
+	}
+	if !s.waitDelivered(accepted, b.o.DrainTimeout) {
+		r.Incomplete = true
+		r.Notes = append(r.Notes, fmt.Sprintf("the backlog did not drain within %s", b.o.DrainTimeout))
+	}
+	last := s.lastReceipt()
+	d.DrainCPUSeconds = (s.child.cpu() - cpu1).Seconds()
+	s.end(r)
+	for _, rc := range s.healthy {
+		r.Deliveries += rc.unique.Load()
+	}
+	d.DrainSeconds = toTime(last - release + 1).Seconds()
+	r.Seconds = d.DrainSeconds
+	r.DeliveriesPerSecond = float64(r.Deliveries) / d.DrainSeconds
+	r.CeilingPercent = 100 * r.DeliveriesPerSecond / b.res.Ceiling10.PerSecond
+	if r.Deliveries > 0 {
+		d.DrainCPUSecondsPer1k = d.DrainCPUSeconds / float64(r.Deliveries) * 1000
+	}
+	// Latency here is from the release to the receipt: how long a queued delivery
+	// waited once its receiver was back.
+	var lat []time.Duration
+	for _, rc := range s.healthy {
+		rc.got.each(accepted, func(i, v int64) { lat = append(lat, time.Duration(v-release)) })
+	}
+	r.Latency = pct(lat)
+	r.LatencyNote = "release-to-receipt"
+	r.Backlog = d
+	logf("d: drained %d deliveries in %.1fs (%.0f/s)", r.Deliveries, d.DrainSeconds, r.DeliveriesPerSecond)
+	return r, nil
+}
+
+// scenarioE publishes single events at a fixed rate, half of a's, and measures
+// ingest-to-receipt latency over time.
+func (b *bench) scenarioE() (*scenarioResult, error) {
+	rate := b.o.Rate
+	src := "-rate"
+	if rate <= 0 {
+		if a := b.res.Scenarios["a"]; a != nil && a.DeliveriesPerSecond > 0 {
+			rate, src = a.DeliveriesPerSecond/2, "half of a"
+		} else {
+			rate, src = 200, "default (a did not run)"
+		}
+	}
+	title := fmt.Sprintf("steady latency — %.0f events/s (%s), one event per POST, one endpoint", rate, src)
+	logf("e: %s", title)
+	s, err := b.newSetup("e", 1, 0, "")
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	total := int64(rate * b.o.Duration.Seconds())
+	if err := s.begin(); err != nil {
+		return nil, err
+	}
+	s.lg.openLoop(context.Background(), b.o.OpenWorkers, rate, total)
+	r := &scenarioResult{Name: "e", Title: title, Endpoints: 1, Fanout: 1, TargetRate: rate}
+	accepted := s.lg.accepted.Load()
+	if !s.waitDelivered(accepted, b.o.DrainTimeout) {
+		r.Incomplete = true
+		r.Notes = append(r.Notes, "not every accepted event was delivered")
+	}
+	last := s.lastReceipt()
+	s.end(r)
+	r.Events = accepted
+	r.Deliveries = s.healthy[0].unique.Load()
+	r.IngestSeconds = toTime(s.lg.lastAt.Load() - s.t0 + 1).Seconds()
+	r.Seconds = toTime(last - s.t0 + 1).Seconds()
+	r.EventsPerSecond = float64(accepted) / r.IngestSeconds
+	r.DeliveriesPerSecond = float64(r.Deliveries) / r.Seconds
+	r.CeilingPercent = 100 * r.DeliveriesPerSecond / b.res.Ceiling1.PerSecond
+	r.Latency = pct(s.latencies(total))
+	r.IngestLatency = pct(s.lg.rtts)
+	if late := s.lg.late.Load(); late > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d of %d events were sent more than 1 ms after their scheduled time (producer behind; latency counts from the schedule)", late, total))
+	}
+	// Per-second series by scheduled send time.
+	buckets := map[int][]time.Duration{}
+	rc := s.healthy[0]
+	rc.got.each(total, func(i, v int64) {
+		sent := s.lg.sent.get(i)
+		if sent == 0 {
+			return
+		}
+		sec := int(toTime(sent - s.t0 + 1).Seconds())
+		buckets[sec] = append(buckets[sec], time.Duration(v-sent))
+	})
+	for sec := 0; sec <= int(b.o.Duration.Seconds())+1; sec++ {
+		if ds := buckets[sec]; len(ds) > 0 {
+			p := pct(ds)
+			r.Series = append(r.Series, seriesPoint{Second: sec, Count: p.N, P50: p.P50, P95: p.P95, P99: p.P99, Max: p.Max})
+		}
+	}
+	logf("e: %d events at %.0f/s, latency p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, max %.1f ms; ingest POST p99 %.1f ms",
+		accepted, rate, r.Latency.P50, r.Latency.P95, r.Latency.P99, r.Latency.Max, r.IngestLatency.P99)
+	return r, nil
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+var _ = os.Getpid
