@@ -375,7 +375,8 @@ func (s *stack) plannedEvents(ctx context.Context) ([]publishedEvent, error) {
 }
 
 func demoData(eventType string) json.RawMessage {
-	ref := strings.ToUpper(strings.SplitN(eventType, ".", 2)[0][:3]) + "-1001"
+	word, _, _ := strings.Cut(eventType, ".")
+	ref := strings.ToUpper(word[:min(3, len(word))]) + "-1001"
 	return json.RawMessage(fmt.Sprintf(`{"reference":%q,"amount":1500,"currency":"EUR","customer":"cus_demo_42"}`, ref))
 }
 
