@@ -309,6 +309,12 @@ type WebhookEndpointStatus struct {
 	LastHandledReplay string `json:"lastHandledReplay,omitempty"`
 }
 
+// Argo CD applies the CRDs before the resources of the same sync (wave -1) and, like
+// Helm with helm.sh/resource-policy: keep, never prunes or deletes them: a CRD's deletion
+// takes every WebhookEndpoint with it.
+// +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-wave=-1"
+// +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-options=Prune=false,Delete=false"
+
 // WebhookEndpoint is a destination for webhooks: a URL, a signing secret and the delivery
 // policy (signature style, payload shape, timeout, retries, auto-disable).
 //

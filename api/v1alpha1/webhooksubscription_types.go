@@ -40,6 +40,12 @@ type WebhookSubscriptionStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
+// Argo CD applies the CRDs before the resources of the same sync (wave -1) and, like
+// Helm with helm.sh/resource-policy: keep, never prunes or deletes them: a CRD's deletion
+// takes every WebhookSubscription with it.
+// +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-wave=-1"
+// +kubebuilder:metadata:annotations="argocd.argoproj.io/sync-options=Prune=false,Delete=false"
+
 // WebhookSubscription routes events to a WebhookEndpoint by type and an optional filter.
 //
 // +kubebuilder:object:root=true

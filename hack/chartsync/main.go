@@ -105,8 +105,21 @@ func crdTemplate(name string, data []byte) ([]byte, error) {
 	if meta < 0 {
 		return nil, errors.New("no top-level metadata")
 	}
+	var source struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	if err := yaml.Unmarshal(data, &source); err != nil {
+		return nil, fmt.Errorf("CRD does not parse: %w", err)
+	}
 	var added []string
 	for _, a := range crdAnnotations {
+		// A Go marker may set it already (the Argo CD sync wave, for config/crd/bases
+		// too); a second copy would be a duplicate YAML key.
+		if _, ok := source.Metadata.Annotations[a[0]]; ok {
+			continue
+		}
 		added = append(added, "    "+a[0]+": "+a[1])
 	}
 	insertAt, header := meta+1, []string{"  annotations:"}
@@ -116,7 +129,9 @@ func crdTemplate(name string, data []byte) ([]byte, error) {
 			break
 		}
 	}
-	lines = slices.Insert(lines, insertAt, append(header, added...)...)
+	if len(added) > 0 {
+		lines = slices.Insert(lines, insertAt, append(header, added...)...)
+	}
 	edited := strings.Join(lines, "\n")
 
 	// Check the edit on the parsed result: a CRD without the annotations must not ship.
