@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
@@ -64,7 +65,10 @@ type Options struct {
 	// Authorizer decides who may publish. Built from the cluster when nil by
 	// NewAuthorizer.
 	Authorizer func(mgr manager.Manager) (auth.Authorizer, error)
-	Log        logr.Logger
+	// AdminAuthorizers decide who may list and replay dead letters and re-enable
+	// endpoints through the endpoint API; nil leaves that API out.
+	AdminAuthorizers func(mgr manager.Manager) (read, write auth.Authorizer, err error)
+	Log              logr.Logger
 	// Ready, when not nil, receives the ingest API's address once it serves.
 	Ready chan<- string
 }
@@ -135,7 +139,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	source.engine = engine
 	defer engine.Stop()
 	table := router.NewTable()
-	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: tracker, Notify: notify}
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: forgetting{tracker, m}, Notify: notify}
 	if err := endpoints.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
@@ -172,9 +176,22 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("adding the state watch: %w", err)
 	}
 
+	mux := http.NewServeMux()
+	mux.Handle("/", m.Ingest(handler))
+	if o.AdminAuthorizers != nil {
+		read, write, err := o.AdminAuthorizers(mgr)
+		if err != nil {
+			return fmt.Errorf("configuring endpoint API authentication: %w", err)
+		}
+		admin.NewHandler(admin.Options{
+			Store: store, Lifecycle: tracker, Known: engine.Known,
+			Read: read, Write: write, Log: log.WithName("admin"),
+		}).Register(mux)
+	}
+
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, m.Ingest(handler), primed, endpoints, subscriptions)
+		return serveIngest(ctx, log, mgr, o, mux, primed, endpoints, subscriptions)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
@@ -291,4 +308,15 @@ func (s *metricsSource) Pending(k delivery.Key) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return s.store.PendingDeliveries(ctx, k.Namespace, k.Name)
+}
+
+// forgetting drops a deleted endpoint's metrics series along with its state.
+type forgetting struct {
+	*lifecycle.Tracker
+	metrics *metrics.Metrics
+}
+
+func (f forgetting) Forget(k delivery.Key) {
+	f.Tracker.Forget(k)
+	f.metrics.Forget(k)
 }

@@ -148,9 +148,10 @@ func startDispatcherOn(t *testing.T, store queue.Options) *dispatcher {
 			AckWait:        5 * time.Second,
 			StatusInterval: 200 * time.Millisecond,
 			// Producers authenticate with a real API key Secret (see publish).
-			Authorizer: app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Log: testr.New(t)}),
-			Log:        testr.New(t),
-			Ready:      ready,
+			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Log: testr.New(t)}),
+			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Log: testr.New(t)}),
+			Log:              testr.New(t),
+			Ready:            ready,
 		})
 	}()
 	select {

@@ -41,3 +41,20 @@ func ClusterAuthorizer(o AuthOptions) func(manager.Manager) (auth.Authorizer, er
 		return auth.New(auth.Options{Client: cs, Audiences: o.Audiences, APIKeys: keys, Log: o.Log})
 	}
 }
+
+// ClusterAdminAuthorizers builds the endpoint API's authorizers: tokens only (API keys
+// are for producers), with get (read) or update (write) on webhookendpoints.
+func ClusterAdminAuthorizers(o AuthOptions) func(manager.Manager) (read, write auth.Authorizer, err error) {
+	return func(mgr manager.Manager) (auth.Authorizer, auth.Authorizer, error) {
+		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
+		if err != nil {
+			return nil, nil, fmt.Errorf("building a Kubernetes client: %w", err)
+		}
+		read, err := auth.New(auth.Options{Client: cs, Audiences: o.Audiences, Verb: "get", Resource: "webhookendpoints", Log: o.Log})
+		if err != nil {
+			return nil, nil, err
+		}
+		write, err := auth.New(auth.Options{Client: cs, Audiences: o.Audiences, Verb: "update", Resource: "webhookendpoints", Log: o.Log})
+		return read, write, err
+	}
+}

@@ -35,6 +35,11 @@ type Options struct {
 	CacheSize int
 	// ReviewTimeout bounds one TokenReview plus SubjectAccessReview (default 10s).
 	ReviewTimeout time.Duration
+	// Verb and Resource (in group hooks.herald.dev) are the permission a token's user
+	// needs in the namespace; default create on events, which is publishing. The
+	// dispatcher's endpoint API asks for other verbs on webhookendpoints.
+	Verb     string
+	Resource string
 	// Log receives refusals at V(1) (with the API server's reason, never a token).
 	Log logr.Logger
 	// Now is the clock of the cache (default time.Now).
@@ -75,7 +80,14 @@ func New(o Options) (Authorizer, error) {
 		if o.Now == nil {
 			o.Now = time.Now
 		}
+		if o.Verb == "" {
+			o.Verb = Verb
+		}
+		if o.Resource == "" {
+			o.Resource = Resource
+		}
 		a.tokens = &tokenReviewer{
+			verb: o.Verb, resource: o.Resource,
 			client: o.Client, audiences: o.Audiences,
 			allowTTL: o.AllowTTL, denyTTL: o.DenyTTL, timeout: o.ReviewTimeout,
 			now: o.Now, log: o.Log, cache: newDecisionCache(o.CacheSize),

@@ -28,6 +28,8 @@ type tokenReviewer struct {
 	log       logr.Logger
 	cache     *decisionCache
 	flights   flightGroup
+	verb      string
+	resource  string
 }
 
 func (t *tokenReviewer) authorize(ctx context.Context, token, namespace string) (Identity, error) {
@@ -84,7 +86,7 @@ func (t *tokenReviewer) review(ctx context.Context, token, namespace string) (Id
 		Spec: authzv1.SubjectAccessReviewSpec{
 			User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
 			ResourceAttributes: &authzv1.ResourceAttributes{
-				Namespace: namespace, Verb: Verb, Group: Group, Resource: Resource,
+				Namespace: namespace, Verb: t.verb, Group: Group, Resource: t.resource,
 			},
 		},
 	}, metav1.CreateOptions{})
@@ -93,7 +95,7 @@ func (t *tokenReviewer) review(ctx context.Context, token, namespace string) (Id
 	}
 	if !sar.Status.Allowed {
 		t.log.V(1).Info("publishing not allowed", "namespace", namespace, "user", u.Username, "reason", sar.Status.Reason)
-		return id, fmt.Errorf("%w: %s may not %s %s.%s in namespace %s", ErrForbidden, u.Username, Verb, Resource, Group, namespace)
+		return id, fmt.Errorf("%w: %s may not %s %s.%s in namespace %s", ErrForbidden, u.Username, t.verb, t.resource, Group, namespace)
 	}
 	return id, nil
 }

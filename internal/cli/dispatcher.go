@@ -173,6 +173,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		Authorizer: app.ClusterAuthorizer(app.AuthOptions{
 			Audiences: o.auth.audiences, APIKeys: o.auth.apiKeys, Namespaces: o.watchNamespaces, Log: log.WithName("auth"),
 		}),
-		Log: log,
+		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Audiences: o.auth.audiences, Log: log.WithName("auth")}),
+		Log:              log,
 	})
 }

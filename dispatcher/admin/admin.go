@@ -1,0 +1,254 @@
+// Package admin is the dispatcher's endpoint API: list and replay an endpoint's dead
+// letters, and re-enable an auto-disabled endpoint. It is served next to ingest and
+// answers in the same JSON error shape. Callers authenticate with a ServiceAccount (or
+// user) token; listing needs get, replaying and re-enabling need update, on
+// webhookendpoints.hooks.herald.dev in the namespace — the same people who could do
+// it with kubectl through the annotations.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/queue"
+)
+
+// Store is what the API needs of the queue.
+type Store interface {
+	DeadLetters(ctx context.Context, namespace, endpoint string, fn func(*queue.DeadLetter) bool) error
+	ReplayDeadLetters(ctx context.Context, namespace, endpoint string, f queue.DeadLetterFilter) (int, error)
+}
+
+// Lifecycle re-enables endpoints.
+type Lifecycle interface {
+	Reenable(ctx context.Context, k delivery.Key, token, why string) (bool, error)
+}
+
+// Options configure the API.
+type Options struct {
+	Store     Store
+	Lifecycle Lifecycle
+	// Known reports whether an endpoint exists.
+	Known func(delivery.Key) bool
+	// Read authorizes listing; Write authorizes replay and re-enable.
+	Read, Write auth.Authorizer
+	Log         logr.Logger
+}
+
+// DeadLetter is one dead letter as the API shows it. The payload is not included: it
+// may hold personal data, and the event id is enough to find it at the producer.
+type DeadLetter struct {
+	Sequence   uint64    `json:"sequence"`
+	EventID    string    `json:"eventId"`
+	EventType  string    `json:"eventType"`
+	DeliveryID string    `json:"deliveryId"`
+	CreatedAt  time.Time `json:"createdAt"`
+	Attempts   int       `json:"attempts"`
+	Reason     string    `json:"reason"`
+	StatusCode int       `json:"statusCode,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	DeadAt     time.Time `json:"deadAt"`
+	Replays    int       `json:"replays,omitempty"`
+}
+
+// DeadLetterList is the answer to a listing.
+type DeadLetterList struct {
+	Items []DeadLetter `json:"items"`
+	// More is true when the limit cut the list short.
+	More bool `json:"more"`
+}
+
+// ReplayRequest selects dead letters to replay. All must be set to replay everything,
+// so an empty body never replays a whole backlog by accident.
+type ReplayRequest struct {
+	EventIDs  []string `json:"eventIds,omitempty"`
+	EventType string   `json:"eventType,omitempty"`
+	Sequences []uint64 `json:"sequences,omitempty"`
+	All       bool     `json:"all,omitempty"`
+}
+
+// ReplayResponse says how many were replayed.
+type ReplayResponse struct {
+	Replayed int `json:"replayed"`
+}
+
+// EnableResponse says whether the endpoint was disabled before.
+type EnableResponse struct {
+	WasDisabled bool `json:"wasDisabled"`
+}
+
+// Handler serves the API.
+type Handler struct {
+	opts Options
+	mux  *http.ServeMux
+}
+
+// NewHandler returns the API handler; Register adds its routes to a mux.
+func NewHandler(o Options) *Handler {
+	h := &Handler{opts: o, mux: http.NewServeMux()}
+	h.Register(h.mux)
+	return h
+}
+
+const base = "/v1/namespaces/{namespace}/endpoints/{name}"
+
+// Register adds the routes to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET "+base+"/dead-letters", h.list)
+	mux.HandleFunc("POST "+base+"/dead-letters:replay", h.replay)
+	mux.HandleFunc("POST "+base+"/enable", h.enable)
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field,omitempty"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, field, format string, args ...any) {
+	var e apiError
+	e.Error.Code, e.Error.Field, e.Error.Message = code, field, fmt.Sprintf(format, args...)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+	}
+	writeJSON(w, status, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// target validates the path and authorizes the caller; it answers and returns false
+// when the request cannot go on.
+func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authorizer, what string) (delivery.Key, bool) {
+	k := delivery.Key{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
+	if errs := validation.IsDNS1123Label(k.Namespace); len(errs) > 0 {
+		writeError(w, http.StatusBadRequest, "InvalidNamespace", "namespace", "namespace %q is not a valid namespace name", k.Namespace)
+		return k, false
+	}
+	if errs := validation.IsDNS1123Subdomain(k.Name); len(errs) > 0 {
+		writeError(w, http.StatusBadRequest, "InvalidName", "name", "endpoint name %q is not a valid object name", k.Name)
+		return k, false
+	}
+	if _, err := az.Authorize(r.Context(), r, k.Namespace); err != nil {
+		switch {
+		case errors.Is(err, auth.ErrUnauthenticated):
+			writeError(w, http.StatusUnauthorized, "Unauthorized", "", "%s needs a bearer token (a ServiceAccount or user token)", what)
+		case errors.Is(err, auth.ErrForbidden):
+			writeError(w, http.StatusForbidden, "Forbidden", "", "%v", err)
+		default:
+			h.opts.Log.Error(err, "authorizing admin request")
+			writeError(w, http.StatusServiceUnavailable, "Unavailable", "", "the decision could not be made; retry")
+		}
+		return k, false
+	}
+	if h.opts.Known != nil && !h.opts.Known(k) {
+		writeError(w, http.StatusNotFound, "NotFound", "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
+		return k, false
+	}
+	return k, true
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	k, ok := h.target(w, r, h.opts.Read, "listing dead letters")
+	if !ok {
+		return
+	}
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, "InvalidLimit", "limit", "limit must be a number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	eventType := r.URL.Query().Get("eventType")
+	out := DeadLetterList{Items: []DeadLetter{}}
+	err := h.opts.Store.DeadLetters(r.Context(), k.Namespace, k.Name, func(dl *queue.DeadLetter) bool {
+		if eventType != "" && dl.EventType != eventType {
+			return true
+		}
+		if len(out.Items) == limit {
+			out.More = true
+			return false
+		}
+		out.Items = append(out.Items, DeadLetter{
+			Sequence: dl.Sequence, EventID: dl.EventID, EventType: dl.EventType, DeliveryID: dl.DeliveryID,
+			CreatedAt: dl.CreatedAt, Attempts: dl.Attempt, Reason: dl.Reason, StatusCode: dl.StatusCode,
+			Error: dl.Error, DeadAt: dl.At, Replays: dl.Replay,
+		})
+		return true
+	})
+	if err != nil {
+		h.opts.Log.Error(err, "listing dead letters", "endpoint", k.String())
+		writeError(w, http.StatusServiceUnavailable, "Unavailable", "", "dead letters cannot be read right now; retry")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
+	k, ok := h.target(w, r, h.opts.Write, "replaying dead letters")
+	if !ok {
+		return
+	}
+	var req ReplayRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidBody", "", "body must be JSON {eventIds?, eventType?, sequences?, all?}: %v", err)
+		return
+	}
+	selects := len(req.EventIDs) > 0 || req.EventType != "" || len(req.Sequences) > 0
+	if selects == req.All {
+		writeError(w, http.StatusBadRequest, "InvalidSelection", "all",
+			"select dead letters with eventIds, eventType or sequences, or set all: true to replay every one (not both)")
+		return
+	}
+	n, err := h.opts.Store.ReplayDeadLetters(r.Context(), k.Namespace, k.Name, queue.DeadLetterFilter{
+		EventIDs: req.EventIDs, EventType: req.EventType, Sequences: req.Sequences,
+	})
+	if err != nil {
+		h.opts.Log.Error(err, "replaying dead letters", "endpoint", k.String(), "replayed", n)
+		writeError(w, http.StatusServiceUnavailable, "Unavailable", "", "replay stopped after %d dead letters; retry to replay the rest", n)
+		return
+	}
+	h.opts.Log.Info("dead letters replayed through the API", "endpoint", k.String(), "count", n)
+	writeJSON(w, http.StatusOK, ReplayResponse{Replayed: n})
+}
+
+func (h *Handler) enable(w http.ResponseWriter, r *http.Request) {
+	k, ok := h.target(w, r, h.opts.Write, "re-enabling an endpoint")
+	if !ok {
+		return
+	}
+	who := "the endpoint API"
+	if id, ok := auth.FromContext(r.Context()); ok && id.Name != "" {
+		who += " by " + id.Name
+	}
+	was, err := h.opts.Lifecycle.Reenable(r.Context(), k, "", who)
+	if err != nil {
+		h.opts.Log.Error(err, "re-enabling", "endpoint", k.String())
+		writeError(w, http.StatusServiceUnavailable, "Unavailable", "", "the endpoint state cannot be written right now; retry")
+		return
+	}
+	writeJSON(w, http.StatusOK, EnableResponse{WasDisabled: was})
+}
