@@ -212,6 +212,9 @@ func (t *Tracker) Reenable(ctx context.Context, k delivery.Key, token, why strin
 	if transitioned {
 		t.log.Info("endpoint re-enabled", "endpoint", k.String(), "why", why)
 		t.events.normal(k, EventEndpointEnabled, "Enable", "re-enabled ("+why+"); held deliveries flow again, oldest first")
+		// The shared-state watch would notice too, but this replica already remembers
+		// the new state, so it would see no change: rebuild the configuration now.
+		t.notify(k)
 	}
 	return transitioned, nil
 }
