@@ -93,7 +93,7 @@ func (rc *receiver) waitFor(t *testing.T, n int, within time.Duration) []receive
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	store  *queue.Store
 	engine *delivery.Engine
@@ -102,18 +102,18 @@ type harness struct {
 	obs    *recordingObserver
 }
 
-func newHarness(t *testing.T, dir string, tune ...func(*delivery.Options)) *harness {
+func newHarness(t testing.TB, dir string, tune ...func(*delivery.Options)) *harness {
 	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{DataDir: dir, Log: testr.New(t)})
+	st, err := queue.Open(ctx, queue.Options{DataDir: dir, Log: testr.NewWithInterface(t, testr.Options{})})
 	if err != nil {
 		t.Fatalf("opening store: %v", err)
 	}
 	h := &harness{t: t, dir: dir, store: st, router: router.NewTable(), obs: &recordingObserver{}}
-	opts := delivery.Options{Store: st, AckWait: 3 * time.Second, Observer: h.obs, Log: testr.New(t)}
+	opts := delivery.Options{Store: st, AckWait: 3 * time.Second, Observer: h.obs, Log: testr.NewWithInterface(t, testr.Options{})}
 	for _, f := range tune {
 		f(&opts)
 	}
