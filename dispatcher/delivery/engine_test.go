@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/routing"
 )
 
 const (
@@ -681,5 +683,58 @@ func TestEngine_HeldDeliveriesBeyondTheLimitsAreDeadLetteredNotDropped(t *testin
 	got := rc.waitFor(t, 1, 10*time.Second)
 	if id := got[0].header.Get("webhook-id"); id != "evt_fresh" {
 		t.Errorf("delivered %s, want evt_fresh", id)
+	}
+}
+
+func TestAccept_QueueFullAndStoreUnavailableAreReportedForIngest(t *testing.T) {
+	dir := t.TempDir()
+	st, err := queue.Open(context.Background(), queue.Options{DataDir: dir, MaxPendingDeliveries: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := delivery.New(delivery.Options{Store: st})
+	defer e.Stop()
+	table := router.NewTable()
+	acc := &delivery.Acceptor{Engine: e, Router: table}
+	// A held endpoint: deliveries stay stored, so the stream fills up.
+	e.Upsert(delivery.Key{Namespace: ns, Name: "full"}, delivery.EndpointConfig{Hold: delivery.HoldSuspended})
+	table.Set(ns, router.Subscription{Name: "s", Endpoint: "full", Patterns: []string{"*"}})
+	ev := func(id string) []ingest.Event {
+		return []ingest.Event{{ID: id, Type: "x", Data: json.RawMessage(`1`), CreatedAt: time.Now()}}
+	}
+	for i := range 3 {
+		if _, err := acc.Accept(context.Background(), ns, ev(fmt.Sprint("ok", i))); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	if _, err := acc.Accept(context.Background(), ns, ev("one-too-many")); !errors.Is(err, ingest.ErrQueueFull) {
+		t.Fatalf("over the limit: %v, want ingest.ErrQueueFull (429)", err)
+	}
+	st.Close()
+	if _, err := acc.Accept(context.Background(), ns, ev("after-close")); !errors.Is(err, ingest.ErrUnavailable) {
+		t.Fatalf("store closed: %v, want ingest.ErrUnavailable (503)", err)
+	}
+}
+
+func TestEngine_CELFilterSelectsEvents(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, nil)
+	h.endpoint("big", rc.URL, endpointOpts{})
+	f, err := routing.CompileFilter("event.data.amount > 1000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.router.Set(ns, router.Subscription{Name: "to-big", Endpoint: "big", Patterns: []string{"invoice.*"}, Filter: f})
+	res := h.publish(
+		ingest.Event{ID: "evt_small", Type: "invoice.paid", Data: json.RawMessage(`{"amount": 10}`)},
+		ingest.Event{ID: "evt_big", Type: "invoice.paid", Data: json.RawMessage(`{"amount": 2500}`)},
+		ingest.Event{ID: "evt_nodata", Type: "invoice.paid", Data: json.RawMessage(`{"other": true}`)},
+	)
+	if res[0].Matched != 0 || res[1].Matched != 1 || res[2].Matched != 0 {
+		t.Fatalf("matched = %d %d %d, want 0 1 0", res[0].Matched, res[1].Matched, res[2].Matched)
+	}
+	got := rc.waitFor(t, 1, 10*time.Second)
+	if got[0].header.Get("webhook-id") != "evt_big" {
+		t.Fatalf("delivered %s", got[0].header.Get("webhook-id"))
 	}
 }
