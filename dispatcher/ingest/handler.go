@@ -48,6 +48,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -167,6 +168,13 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request, batch bool) {
 	body, aerr := h.readBody(w, r)
 	if aerr != nil {
 		h.fail(w, r, ns, aerr)
+		return
+	}
+	// JSON text is UTF-8 (RFC 8259), and receivers written from the reference
+	// documents decode the body as UTF-8 before checking its signature; encoding/json
+	// would let invalid bytes through, so refuse them here rather than fail later.
+	if !utf8.Valid(body) {
+		h.fail(w, r, ns, invalidJSON(int64(firstInvalidUTF8(body))+1, "the body is not valid UTF-8; JSON must be UTF-8 encoded"))
 		return
 	}
 
@@ -329,4 +337,15 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	h.Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
+}
+
+func firstInvalidUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, size := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return i
+		}
+		i += size
+	}
+	return len(b)
 }

@@ -383,6 +383,7 @@ func TestPublish_ErrorAnswers(t *testing.T) {
 	}{
 		{why: "syntax errors say where", body: `{"type":"t","data":{"a":1,}}`, status: 400, code: ingest.CodeInvalidJSON, message: "invalid JSON at byte 27"},
 		{why: "an empty body is not an event", body: ``, status: 400, code: ingest.CodeInvalidJSON, message: "body is empty"},
+		{why: "JSON is UTF-8; receivers decode it before verifying", body: "{\"type\":\"t\",\"data\":\"\xff\"}", status: 400, code: ingest.CodeInvalidJSON, message: "not valid UTF-8"},
 		{why: "a single event must be an object", body: `[1]`, status: 400, code: ingest.CodeInvalidRequest, message: "expected a JSON object, found a JSON array"},
 		{why: "null is not an event", body: `null`, status: 400, code: ingest.CodeInvalidEvent, message: "must be a JSON object"},
 		{why: "type is required", body: `{"data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "type", message: "type is required"},
