@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -114,7 +115,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return &ep, true
 	}
 	notify := make(chan event.GenericEvent, 1024)
-	sink := lifecycle.NewEventSink(mgr.GetEventRecorder("herald-dispatcher"), lookup, 10, 6*time.Second)
+	instance, _ := os.Hostname()
+	sink := lifecycle.NewEventSink(mgr.GetClient(), instance, lookup, 10, 6*time.Second, log.WithName("events"))
+	if err := mgr.Add(manager.RunnableFunc(sink.Run)); err != nil {
+		return fmt.Errorf("adding the event sink: %w", err)
+	}
 	thresholds := &thresholds{}
 	tracker := lifecycle.NewTracker(store, thresholds, sink, func(k delivery.Key) {
 		select {

@@ -1,13 +1,17 @@
 package lifecycle
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/events"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
@@ -17,19 +21,27 @@ import (
 // Events (which need the object's UID) and thresholds.
 type Lookup func(k delivery.Key) (*heraldv1.WebhookEndpoint, bool)
 
-// eventSink emits Kubernetes Events on WebhookEndpoints. DeliveryFailed Events are
-// rate-limited per endpoint (a burst, then a steady trickle); what the limit holds back
-// is summed up in one aggregate Event per flush, so a flood of dead letters is visible
-// without flooding the API server. The exact number is always on status.counters.
-type eventSink struct {
-	rec    events.EventRecorder
-	lookup Lookup
+// EventSink emits Kubernetes Events (events.k8s.io/v1) on WebhookEndpoints. Events are
+// created directly rather than through client-go's recorder, whose series folding keeps
+// only the first note of events with the same reason, and DeliveryFailed Events must
+// each name their event. DeliveryFailed Events are rate-limited per endpoint (a burst,
+// then a steady trickle); what the limit holds back is summed up in one aggregate Event
+// per flush, so a flood of dead letters is visible without flooding the API server. The
+// exact number is always on status.counters. Creation is asynchronous and bounded: a
+// slow API server never blocks a delivery worker.
+type EventSink struct {
+	client   client.Client
+	instance string
+	lookup   Lookup
+	queue    chan *eventsv1.Event
+	log      logr.Logger
 
 	mu         sync.Mutex
 	buckets    map[delivery.Key]*bucket
 	burst      float64
 	refillRate float64 // tokens per second
 	now        func() time.Time
+	dropped    int
 }
 
 type bucket struct {
@@ -39,35 +51,79 @@ type bucket struct {
 }
 
 // NewEventSink returns a sink allowing burst DeliveryFailed Events per endpoint, then
-// one per interval.
-func NewEventSink(rec events.EventRecorder, lookup Lookup, burst int, interval time.Duration) *eventSink {
-	return &eventSink{
-		rec: rec, lookup: lookup, buckets: map[delivery.Key]*bucket{},
-		burst: float64(burst), refillRate: 1 / interval.Seconds(), now: time.Now,
+// one per interval. instance names this dispatcher replica on the Events.
+func NewEventSink(c client.Client, instance string, lookup Lookup, burst int, interval time.Duration, log logr.Logger) *EventSink {
+	return &EventSink{
+		client: c, instance: instance, lookup: lookup, queue: make(chan *eventsv1.Event, 1024), log: log,
+		buckets: map[delivery.Key]*bucket{}, burst: float64(burst), refillRate: 1 / interval.Seconds(), now: time.Now,
 	}
 }
 
-func (s *eventSink) emit(k delivery.Key, eventType, reason, action, note string) {
-	if s == nil || s.rec == nil {
+// Run creates queued Events until ctx ends.
+func (s *EventSink) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-s.queue:
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := s.client.Create(cctx, e); err != nil && ctx.Err() == nil {
+				s.log.Error(err, "creating Event", "reason", e.Reason, "regarding", e.Regarding.Name)
+			}
+			cancel()
+		}
+	}
+}
+
+func (s *EventSink) emit(k delivery.Key, eventType, reason, action, note string) {
+	if s == nil || s.client == nil {
 		return
 	}
 	ep, ok := s.lookup(k)
 	if !ok {
 		return
 	}
-	s.rec.Eventf(ep, nil, eventType, reason, action, "%s", note)
+	if len(note) > 1024 {
+		note = note[:1021] + "..."
+	}
+	now := s.now()
+	e := &eventsv1.Event{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      fmt.Sprintf("%s.%x", ep.Name, now.UnixNano()),
+			Namespace: ep.Namespace,
+		},
+		EventTime:           metav1.NewMicroTime(now),
+		ReportingController: "herald.dev/dispatcher",
+		ReportingInstance:   s.instance,
+		Action:              action,
+		Reason:              reason,
+		Type:                eventType,
+		Note:                note,
+		Regarding: corev1.ObjectReference{
+			APIVersion: heraldv1.GroupVersion.String(), Kind: "WebhookEndpoint",
+			Namespace: ep.Namespace, Name: ep.Name, UID: ep.UID, ResourceVersion: ep.ResourceVersion,
+		},
+	}
+	select {
+	case s.queue <- e:
+	default:
+		// The API server is not keeping up; the status counters stay exact.
+		s.mu.Lock()
+		s.dropped++
+		s.mu.Unlock()
+	}
 }
 
-func (s *eventSink) warning(k delivery.Key, reason, action, note string) {
+func (s *EventSink) warning(k delivery.Key, reason, action, note string) {
 	s.emit(k, corev1.EventTypeWarning, reason, action, note)
 }
 
-func (s *eventSink) normal(k delivery.Key, reason, action, note string) {
+func (s *EventSink) normal(k delivery.Key, reason, action, note string) {
 	s.emit(k, corev1.EventTypeNormal, reason, action, note)
 }
 
 // deadLetter emits a DeliveryFailed Event unless the endpoint's budget is spent.
-func (s *eventSink) deadLetter(k delivery.Key, note string) {
+func (s *EventSink) deadLetter(k delivery.Key, note string) {
 	if s == nil {
 		return
 	}
@@ -93,7 +149,7 @@ func (s *eventSink) deadLetter(k delivery.Key, note string) {
 }
 
 // flush emits one aggregate Event per endpoint for the dead letters held back.
-func (s *eventSink) flush() {
+func (s *EventSink) flush() {
 	if s == nil {
 		return
 	}
@@ -112,7 +168,7 @@ func (s *eventSink) flush() {
 	}
 }
 
-func (s *eventSink) forget(k delivery.Key) {
+func (s *EventSink) forget(k delivery.Key) {
 	if s == nil {
 		return
 	}

@@ -40,7 +40,7 @@ type Tracker struct {
 	thresholds Thresholds
 	log        logr.Logger
 	notify     func(delivery.Key) // asks the watch to rebuild an endpoint's config
-	events     *eventSink
+	events     *EventSink
 	now        func() time.Time
 
 	mu    sync.Mutex
@@ -57,7 +57,7 @@ type local struct {
 }
 
 // NewTracker returns a tracker over the store's state bucket.
-func NewTracker(store *queue.Store, thresholds Thresholds, events *eventSink, notify func(delivery.Key), log logr.Logger) *Tracker {
+func NewTracker(store *queue.Store, thresholds Thresholds, events *EventSink, notify func(delivery.Key), log logr.Logger) *Tracker {
 	return &Tracker{
 		store:      store,
 		states:     states{kv: store.StateBucket()},
