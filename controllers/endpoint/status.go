@@ -2,16 +2,13 @@ package endpoint
 
 import (
 	"context"
-	"fmt"
 
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/internal/statusapply"
 )
 
 // managedStatus is the part of WebhookEndpointStatus this controller owns. Applying
@@ -75,22 +72,10 @@ func (r *Reconciler) applyStatus(ctx context.Context, ep *heraldv1.WebhookEndpoi
 		have.Conditions[0].Status != want.Conditions[0].Status ||
 		have.Conditions[0].Reason != want.Conditions[0].Reason
 
-	statusMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&want)
-	if err != nil {
-		return false, fmt.Errorf("encoding status of WebhookEndpoint %s/%s: %w", ep.Namespace, ep.Name, err)
-	}
-	patch := &unstructured.Unstructured{Object: map[string]any{"status": statusMap}}
-	patch.SetGroupVersionKind(heraldv1.GroupVersion.WithKind("WebhookEndpoint"))
-	patch.SetNamespace(ep.Namespace)
-	patch.SetName(ep.Name)
 	// Force: these fields are the manager's by design; if another writer took one of
 	// them (say a person with kubectl), the manager takes it back.
-	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
-		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		if client.IgnoreNotFound(err) == nil {
-			return false, nil
-		}
-		return false, fmt.Errorf("applying status of WebhookEndpoint %s/%s: %w", ep.Namespace, ep.Name, err)
+	if err := statusapply.Apply(ctx, r.Client, "WebhookEndpoint", ep.Namespace, ep.Name, &want, FieldManager); err != nil {
+		return false, err
 	}
 	return readyChanged, nil
 }

@@ -16,8 +16,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +29,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/internal/routing"
+	"github.com/herald-dev/herald/internal/statusapply"
 )
 
 // Reasons of the Ready condition and of the Events that accompany it.
@@ -249,20 +248,8 @@ func (r *Reconciler) applyStatus(ctx context.Context, sub *heraldv1.WebhookSubsc
 		return false, nil
 	}
 
-	statusMap, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&want)
-	if err != nil {
-		return false, fmt.Errorf("encoding status of WebhookSubscription %s/%s: %w", sub.Namespace, sub.Name, err)
-	}
-	patch := &unstructured.Unstructured{Object: map[string]any{"status": statusMap}}
-	patch.SetGroupVersionKind(heraldv1.GroupVersion.WithKind("WebhookSubscription"))
-	patch.SetNamespace(sub.Namespace)
-	patch.SetName(sub.Name)
-	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
-		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		if client.IgnoreNotFound(err) == nil {
-			return false, nil
-		}
-		return false, fmt.Errorf("applying status of WebhookSubscription %s/%s: %w", sub.Namespace, sub.Name, err)
+	if err := statusapply.Apply(ctx, r.Client, "WebhookSubscription", sub.Namespace, sub.Name, &want, FieldManager); err != nil {
+		return false, err
 	}
 	return old == nil || old.Status != status || old.Reason != reason, nil
 }

@@ -2,20 +2,18 @@ package lifecycle
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/go-logr/logr"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/internal/statusapply"
 )
 
 // FieldManager is the dispatcher's server-side apply field manager. It owns the
@@ -128,20 +126,8 @@ func (w *StatusWriter) write(ctx context.Context, k delivery.Key, d delta) error
 	if apiequality.Semantic.DeepEqual(want, current(ep)) {
 		return nil
 	}
-	obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&want)
-	if err != nil {
-		return fmt.Errorf("encoding status: %w", err)
-	}
-	patch := &unstructured.Unstructured{Object: map[string]any{"status": obj}}
-	patch.SetGroupVersionKind(heraldv1.GroupVersion.WithKind("WebhookEndpoint"))
-	patch.SetNamespace(k.Namespace)
-	patch.SetName(k.Name)
-	if err := w.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
-		client.FieldOwner(FieldManager), client.ForceOwnership); err != nil {
-		if client.IgnoreNotFound(err) == nil {
-			return nil
-		}
-		return fmt.Errorf("applying status: %w", err)
+	if err := statusapply.Apply(ctx, w.Client, "WebhookEndpoint", k.Namespace, k.Name, &want, FieldManager); err != nil {
+		return err
 	}
 	return nil
 }
