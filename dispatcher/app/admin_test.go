@@ -86,18 +86,11 @@ func TestDispatcher_EndpointAPIListsAndReplaysDeadLettersAndReenables(t *testing
 		}
 		inner.ServeHTTP(w, r)
 	})
-	mustCreate(t, c,
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "api-signing", Namespace: ns}, StringData: map[string]string{"secret": secretV1}},
-		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "api", Namespace: ns}, Spec: heraldv1.WebhookEndpointSpec{
-			URL: s.URL, Timeout: "2s",
-			Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
-			AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](4)},
-		}},
-		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "all", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
-			EndpointRef: heraldv1.LocalObjectReference{Name: "api"}, EventTypes: []string{"*"},
-		}},
-	)
+	fixture(t, c, ns, "api", heraldv1.WebhookEndpointSpec{
+		URL: s.URL, Timeout: "2s",
+		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](4)},
+	})
 	operator := serviceAccountToken(t, c, ns, "operator", "get", "update")
 	viewer := serviceAccountToken(t, c, ns, "viewer", "get")
 	stranger := serviceAccountToken(t, c, ns, "stranger")

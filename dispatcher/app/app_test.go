@@ -369,3 +369,17 @@ func apiKey(t *testing.T, ns string) string {
 	keys[ns] = k
 	return k
 }
+
+// fixture creates a namespace with one endpoint (its signing Secret holding secretV1)
+// and a subscription "all" routing every event type to it.
+func fixture(t *testing.T, c client.Client, ns, endpoint string, spec heraldv1.WebhookEndpointSpec) {
+	t.Helper()
+	mustCreate(t, c,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: endpoint + "-signing", Namespace: ns}, StringData: map[string]string{"secret": secretV1}},
+		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: endpoint, Namespace: ns}, Spec: spec},
+		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "all", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
+			EndpointRef: heraldv1.LocalObjectReference{Name: endpoint}, EventTypes: []string{"*"},
+		}},
+	)
+}

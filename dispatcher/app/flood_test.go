@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -32,18 +30,11 @@ func TestDispatcher_DeadLetterFloodIsAggregatedNotLost(t *testing.T) {
 	var requests atomic.Int64
 	s := newSink(t)
 	s.Config.Handler = wrapFailing(s.Config.Handler, &healthy, &requests)
-	mustCreate(t, c,
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "down-signing", Namespace: ns}, StringData: map[string]string{"secret": secretV1}},
-		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "down", Namespace: ns}, Spec: heraldv1.WebhookEndpointSpec{
-			URL: s.URL, Timeout: "2s",
-			Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
-			AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](0)},
-		}},
-		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "all", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
-			EndpointRef: heraldv1.LocalObjectReference{Name: "down"}, EventTypes: []string{"*"},
-		}},
-	)
+	fixture(t, c, ns, "down", heraldv1.WebhookEndpointSpec{
+		URL: s.URL, Timeout: "2s",
+		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](0)},
+	})
 	d := startDispatcher(t)
 	const n = 30
 	for i := range n {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,18 +63,11 @@ func TestDispatcher_AutoDisableHoldsThenReenableAndReplayDeliver(t *testing.T) {
 	var requests atomic.Int64
 	s := newSink(t)
 	s.Config.Handler = wrapFailing(s.Config.Handler, &healthy, &requests)
-	mustCreate(t, c,
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "hooks-signing", Namespace: ns}, StringData: map[string]string{"secret": secretV1}},
-		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "hooks", Namespace: ns}, Spec: heraldv1.WebhookEndpointSpec{
-			URL: s.URL, Timeout: "2s",
-			Retry:       heraldv1.RetrySpec{Schedule: []string{"50ms", "50ms"}, JitterPercent: ptr.To[int32](0)},
-			AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](3)},
-		}},
-		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "all", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
-			EndpointRef: heraldv1.LocalObjectReference{Name: "hooks"}, EventTypes: []string{"*"},
-		}},
-	)
+	fixture(t, c, ns, "hooks", heraldv1.WebhookEndpointSpec{
+		URL: s.URL, Timeout: "2s",
+		Retry:       heraldv1.RetrySpec{Schedule: []string{"50ms", "50ms"}, JitterPercent: ptr.To[int32](0)},
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](3)},
+	})
 	d := startDispatcher(t)
 
 	// Three failed attempts: the schedule is exhausted (a dead letter) and the

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,20 +43,13 @@ func TestDispatcher_TwoReplicasAgreeOnDisabledAndCounters(t *testing.T) {
 	var healthy atomic.Bool
 	s := newSink(t)
 	s.Config.Handler = wrapFailing(s.Config.Handler, &healthy, &requests)
-	mustCreate(t, c,
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "shared-signing", Namespace: ns}, StringData: map[string]string{"secret": secretV1}},
-		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: ns}, Spec: heraldv1.WebhookEndpointSpec{
-			URL: s.URL, Timeout: "2s",
-			// A long wait after the first failure: each event is attempted once until
-			// the endpoint is disabled.
-			Retry:       heraldv1.RetrySpec{Schedule: []string{"1h"}, JitterPercent: ptr.To[int32](0)},
-			AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](4)},
-		}},
-		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "all", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
-			EndpointRef: heraldv1.LocalObjectReference{Name: "shared"}, EventTypes: []string{"*"},
-		}},
-	)
+	fixture(t, c, ns, "shared", heraldv1.WebhookEndpointSpec{
+		URL: s.URL, Timeout: "2s",
+		// A long wait after the first failure: each event is attempted once until
+		// the endpoint is disabled.
+		Retry:       heraldv1.RetrySpec{Schedule: []string{"1h"}, JitterPercent: ptr.To[int32](0)},
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](4)},
+	})
 	url := startNATS(t)
 	a := startDispatcherOn(t, queue.Options{URL: url})
 	b := startDispatcherOn(t, queue.Options{URL: url})
