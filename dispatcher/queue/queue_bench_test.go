@@ -11,6 +11,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -358,4 +360,89 @@ func BenchmarkSettle_DoubleAck(b *testing.B) {
 // still holds, as a lost ack means a redelivery.
 func BenchmarkSettle_Ack(b *testing.B) {
 	benchSettle(b, 8, func(p *Pending) error { return p.msg.Ack() })
+}
+
+// heapInUse after returning what is free to the OS.
+func heapInUse() int64 {
+	debug.FreeOSMemory()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+// cacheExpiry is longer than the file store keeps a written block in memory, so that
+// what is measured after it is what stays.
+const cacheExpiry = 15 * time.Second
+
+// BenchmarkRetained_IngestRecord measures the memory one remembered event id holds
+// for the whole dedupe window (24h by default): the embedded server indexes every
+// subject of the ingest bucket in memory. Run with a fixed count, it waits out the
+// block cache once:
+//
+//	go test ./dispatcher/queue -run '^$' -bench Retained -benchtime 200000x
+func BenchmarkRetained_IngestRecord(b *testing.B) {
+	st := benchStore(b)
+	ctx := context.Background()
+	before := heapInUse()
+	keys := make([]string, 0, 100)
+	n := 0
+	for b.Loop() {
+		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(n)))
+		n++
+		if len(keys) == cap(keys) {
+			if err := recordIngestAsync(ctx, st, keys, []byte(`{"m":1}`)); err != nil {
+				b.Fatal(err)
+			}
+			keys = keys[:0]
+		}
+	}
+	if err := recordIngestAsync(ctx, st, keys, []byte(`{"m":1}`)); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(cacheExpiry)
+	b.ReportMetric(float64(heapInUse()-before)/float64(n), "retained-B/op")
+}
+
+// BenchmarkRetained_DeliveredDelivery measures the memory a delivery holds after it
+// was delivered and acknowledged (removed from the work queue): the stream's
+// duplicate window (10 min) keeps its message id.
+func BenchmarkRetained_DeliveredDelivery(b *testing.B) {
+	st := benchStore(b)
+	ctx := context.Background()
+	before := heapInUse()
+	batch := make([]Delivery, 0, 100)
+	n := 0
+	for b.Loop() {
+		batch = append(batch, benchDelivery(n, "ep"))
+		n++
+		if len(batch) == cap(batch) {
+			if err := st.Publish(ctx, batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := st.Publish(ctx, batch); err != nil {
+		b.Fatal(err)
+	}
+	cons, err := st.Consume(ctx, "bench", "ep", ConsumerOptions{Buffer: 256})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range n {
+		p, err := cons.Next()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := p.msg.Ack(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cons.Stop()
+	time.Sleep(cacheExpiry)
+	info, err := st.deliveries.Info(ctx)
+	if err != nil || info.State.Msgs != 0 {
+		b.Fatalf("%v: %d deliveries left", err, info.State.Msgs)
+	}
+	b.ReportMetric(float64(heapInUse()-before)/float64(n), "retained-B/op")
 }

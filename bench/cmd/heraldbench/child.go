@@ -27,7 +27,7 @@ type child struct {
 	exited  chan struct{}
 }
 
-func startChild(name, observer string) (*child, error) {
+func startChild(name, observer, env string) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -40,6 +40,12 @@ func startChild(name, observer string) (*child, error) {
 	cfg, _ := json.Marshal(childConfig{DataDir: filepath.Join(dir, "store"), Observer: observer, LogFile: c.logFile})
 	c.cmd = exec.Command(exe, childRole, string(cfg))
 	c.cmd.Stderr = os.Stderr
+	c.cmd.Env = os.Environ()
+	for _, kv := range strings.Split(env, ",") {
+		if kv = strings.TrimSpace(kv); kv != "" {
+			c.cmd.Env = append(c.cmd.Env, kv)
+		}
+	}
 	out, err := c.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

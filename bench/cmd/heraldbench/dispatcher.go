@@ -108,9 +108,8 @@ func runDispatcher(cfgJSON string) error {
 	if cfg.Observer != "none" {
 		// The production observer: per-endpoint counters and the shared failure state
 		// (compare-and-set in the KV bucket on failures). Kubernetes Events are off (no
-		// API server), the metrics observer is not attached.
-		d.tracker = lifecycle.NewTracker(st, thresholdsOf{d}, lifecycle.NewEventSink(nil, nil, 10, 6*time.Second),
-			func(delivery.Key) {}, log.WithName("lifecycle"))
+		// API server: a nil event sink), the metrics observer is not attached.
+		d.tracker = lifecycle.NewTracker(st, thresholdsOf{d}, nil, func(delivery.Key) {}, log.WithName("lifecycle"))
 		opts.Observer = d.tracker
 		opts.Gate = func(k delivery.Key) bool { _, disabled := d.tracker.Disabled(k); return disabled }
 		go func() { _ = d.tracker.Watch(ctx) }()

@@ -50,6 +50,7 @@ type options struct {
 	DrainTimeout    time.Duration `json:"drainTimeout"`
 	Observer        string        `json:"observer"`
 	Profile         string        `json:"profile"`
+	DispatcherEnv   string        `json:"dispatcherEnv,omitempty"`
 	Out             string        `json:"-"`
 	Tag             string        `json:"tag"`
 }
@@ -79,6 +80,7 @@ func main() {
 	flag.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Minute, "give up waiting for deliveries after this long")
 	flag.StringVar(&o.Observer, "observer", "tracker", "delivery observer in the dispatcher: tracker (production failure tracking) or none")
 	flag.StringVar(&o.Profile, "profile", "", "comma-separated dispatcher profiles to write per scenario: cpu, alloc, block, mutex")
+	flag.StringVar(&o.DispatcherEnv, "dispatcher-env", "", "comma-separated KEY=VALUE added to the dispatcher child's environment only (e.g. GOGC=200,GOMEMLIMIT=120MiB)")
 	flag.StringVar(&o.Out, "out", "bench/results", "directory for results")
 	flag.StringVar(&o.Tag, "tag", "", "suffix of the result file names (default: quick in -quick mode)")
 	flag.Parse()

@@ -81,6 +81,8 @@ type scenarioResult struct {
 	IngestLatency percentiles `json:"ingest_post_latency,omitzero"`
 
 	PeakRSSMiB        float64 `json:"peak_rss_mib"`
+	RSSAfterRunMiB    float64 `json:"rss_after_run_after_gc_mib,omitempty"`
+	RetainedPerEvent  float64 `json:"rss_retained_bytes_per_event,omitempty"`
 	CPUSeconds        float64 `json:"cpu_seconds"`
 	CPUSecondsPer1k   float64 `json:"cpu_seconds_per_1k_deliveries"`
 	HarnessCPUSeconds float64 `json:"harness_cpu_seconds"`
@@ -201,6 +203,12 @@ func markdown(w io.Writer, r *results) {
 			b.Queued, d.IngestSeconds, d.EventsPerSecond, b.RSSBeforeMiB, b.RSSQueuedMiB, b.RSSPerPending, b.PayloadBytes, b.BeyondPayload,
 			b.RSSBeforeAfterGCMiB, b.RSSQueuedAfterGCMiB, b.RSSPerPendingAfterGC, b.BeyondPayloadAfterGC,
 			b.DrainSeconds, d.DeliveriesPerSecond, b.DrainCPUSecondsPer1k)
+	}
+	for _, k := range []string{"a", "b"} {
+		if s := r.Scenarios[k]; s != nil && s.RetainedPerEvent != 0 {
+			fmt.Fprintf(w, "\n%s. after the run (all delivered, FreeOSMemory): RSS %.0f MiB, %.0f B retained per accepted event (dedupe records and the stream's duplicate window outlive the deliveries).\n",
+				k, s.RSSAfterRunMiB, s.RetainedPerEvent)
+		}
 	}
 	if c := r.Scenarios["c"]; c != nil {
 		fmt.Fprint(w, "\nc. per endpoint (deliveries/s):")
