@@ -4,6 +4,9 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -11,7 +14,12 @@ import (
 )
 
 // NewRootCommand returns the herald command with every subcommand attached.
-func NewRootCommand() *cobra.Command {
+func NewRootCommand() *cobra.Command { return NewRootCommandAs("herald") }
+
+// NewRootCommandAs returns the command tree named after the program as invoked
+// (os.Args[0]): kubectl runs a kubectl-herald found on PATH for `kubectl herald ...`,
+// and then usage, help and examples say `kubectl herald`.
+func NewRootCommandAs(invoked string) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "herald",
 		Short:         "Herald delivers signed webhooks from Kubernetes",
@@ -20,7 +28,31 @@ func NewRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newVersionCommand())
 	root.AddCommand(newPublishCommand(), newVerifyCommand())
+	root.AddCommand(newDLQCommand(), newEndpointCommand())
+	if name := displayName(invoked); name != "herald" {
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: name}
+		renameExamples(root, name)
+	}
 	return root
+}
+
+// displayName is "kubectl herald" for a kubectl plugin binary, else "herald".
+func displayName(invoked string) string {
+	base := strings.TrimSuffix(filepath.Base(invoked), ".exe")
+	if plugin, ok := strings.CutPrefix(base, "kubectl-"); ok && plugin != "" {
+		// kubectl maps dashes in a plugin's file name to spaces, and _ to -.
+		return "kubectl " + strings.ReplaceAll(strings.ReplaceAll(plugin, "-", " "), "_", "-")
+	}
+	return "herald"
+}
+
+var exampleCommand = regexp.MustCompile(`(?m)^(\s*)herald `)
+
+func renameExamples(c *cobra.Command, name string) {
+	c.Example = exampleCommand.ReplaceAllString(c.Example, "${1}"+name+" ")
+	for _, sub := range c.Commands() {
+		renameExamples(sub, name)
+	}
 }
 
 func newVersionCommand() *cobra.Command {

@@ -35,9 +35,28 @@ type verifyOptions struct {
 	bodyFile    string
 	tolerance   time.Duration
 
-	// exit ends the process with a code; herald's main maps every error to 1, and
-	// verify promises 1 and 2 apart. Tests replace it.
+	// exit, when set (tests), receives the exit code; otherwise the code reaches
+	// herald's main in the returned error (ExitCode), as verify promises 1 and 2 apart.
 	exit func(code int)
+}
+
+// exitStatus ends herald with a code after the command has said why itself.
+type exitStatus int
+
+func (e exitStatus) Error() string { return "exit status " + strconv.Itoa(int(e)) }
+
+// ExitCode is the process exit code herald's main uses.
+func (e exitStatus) ExitCode() int { return int(e) }
+
+func (o *verifyOptions) end(code int) error {
+	if o.exit != nil {
+		o.exit(code)
+		return nil
+	}
+	if code == verifyValid {
+		return nil
+	}
+	return exitStatus(code)
 }
 
 // usageError is a problem with how verify was called (exit code 2).
@@ -47,7 +66,7 @@ func (e usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
 
-func newVerifyCommand() *cobra.Command { return newVerifyCommandWithExit(os.Exit) }
+func newVerifyCommand() *cobra.Command { return newVerifyCommandWithExit(nil) }
 
 func newVerifyCommandWithExit(exit func(int)) *cobra.Command {
 	o := &verifyOptions{exit: exit}
@@ -87,14 +106,14 @@ was used wrongly.`,
 			} else {
 				fmt.Fprintf(cmd.ErrOrStderr(), "signature invalid: %v\n", err)
 			}
-			o.exit(code)
-			return nil
+			return o.end(code)
 		},
+		// verify prints its own verdict; the error only carries the exit code.
+		SilenceErrors: true,
 	}
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		fmt.Fprintf(c.ErrOrStderr(), "Error: %v\nSee 'herald verify --help'.\n", err)
-		o.exit(verifyUsage)
-		return err
+		return o.end(verifyUsage)
 	})
 	fs := cmd.Flags()
 	fs.StringVar(&o.style, "style", "", "signature style: StandardWebhooks, TimestampedPrefixedHex, BodyPrefixedHex or TimestampedHex (default: read from the headers)")

@@ -1,0 +1,507 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/duration"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/internal/version"
+)
+
+// portForwardHint is how a person outside the cluster reaches the dispatcher the
+// manager deploys (controllers/workload: Service herald-dispatcher, port 8080).
+const portForwardHint = "kubectl port-forward -n herald-system svc/herald-dispatcher 8080"
+
+// apiOptions select the dispatcher's endpoint API and the credential for it, the way
+// herald publish selects the ingest API: --server, else $HERALD_URL, else the default;
+// --token, else $HERALD_TOKEN, else the kubeconfig user's bearer token.
+type apiOptions struct {
+	server string
+	token  string
+}
+
+func (o *apiOptions) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&o.server, "server", "", "URL of the dispatcher (its ingest address, which also serves the endpoint API; default $"+envHeraldURL+", else "+defaultIngestURL+")")
+	fs.StringVar(&o.token, "token", "", "bearer token of a ServiceAccount or user with get (list) or update (replay, enable) on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else the kubeconfig user's token)")
+}
+
+// endpointAPI is a client of dispatcher/admin for one namespace.
+type endpointAPI struct {
+	base      *url.URL
+	namespace string
+	http      *http.Client
+}
+
+func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) {
+	base, err := ingestURL(o.server)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := o.transport(kube)
+	if err != nil {
+		return nil, err
+	}
+	return &endpointAPI{base: base, namespace: ns, http: &http.Client{Transport: rt}}, nil
+}
+
+// transport differs from herald publish's in what it advises: API keys are for
+// producers, and the endpoint API takes only tokens checked against RBAC.
+func (o *apiOptions) transport(kube *kubeOptions) (http.RoundTripper, error) {
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	token := o.token
+	if token == "" {
+		token = os.Getenv(envHeraldToken)
+	}
+	if token != "" {
+		return &staticBearer{token: strings.TrimSpace(token), rt: base}, nil
+	}
+	const fix = "pass --token or set " + envHeraldToken + " to a token allowed on webhookendpoints.hooks.herald.dev (kubectl create token NAME)"
+	cfg, err := kube.RESTConfig()
+	if err != nil {
+		if errors.Is(err, errNoKubeconfig) {
+			return nil, fmt.Errorf("no credentials for the dispatcher: %s", fix)
+		}
+		return nil, fmt.Errorf("no credentials for the dispatcher: %s, or fix the kubeconfig: %w", fix, err)
+	}
+	rt, ok, err := bearerTransport(cfg, base)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("no credentials for the dispatcher: the kubeconfig user has no bearer token (a client certificate cannot be checked by the dispatcher); %s", fix)
+	}
+	return rt, nil
+}
+
+// call sends one request to the endpoint API and decodes a 200 answer into out. what
+// names the action for messages ("listing dead letters"); verb is the RBAC verb it
+// needs; alternative, when set, is a way that does not need the dispatcher at all.
+func (c *endpointAPI) call(ctx context.Context, method, name, suffix string, query url.Values, body, out any, what, verb, alternative string) error {
+	target := c.base.JoinPath("v1", "namespaces", c.namespace, "endpoints", name, suffix)
+	target.RawQuery = query.Encode()
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encoding the request: %w", err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target.String(), rd)
+	if err != nil {
+		return fmt.Errorf("building the request: %w", err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("User-Agent", "herald-cli/"+version.Version)
+	where := c.base.Redacted()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("the dispatcher at %s did not answer within --timeout while %s", where, what)
+		}
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			msg := fmt.Sprintf("cannot reach the dispatcher at %s (%v): is it running? Point --server or %s at its address, e.g. after %s", where, op.Err, envHeraldURL, portForwardHint)
+			if alternative != "" {
+				msg += "; or " + alternative
+			}
+			return errors.New(msg)
+		}
+		return fmt.Errorf("%s through %s: %w", what, where, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s: %w", where, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("%s answered %q, which is not the endpoint API's answer: is --server (or %s) the dispatcher's address?", where, truncateText(raw), envHeraldURL)
+		}
+		return nil
+	}
+	return c.refusal(resp, raw, name, what, verb, alternative)
+}
+
+// saSubject finds the ServiceAccount in a refusal, to spell out the binding.
+var saSubject = regexp.MustCompile(`system:serviceaccount:([a-z0-9.-]+):([a-z0-9.-]+)`)
+
+// refusal turns an error answer into one that says what to change.
+func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb, alternative string) error {
+	where, ns := c.base.Redacted(), c.namespace
+	var e ingest.ErrorResponse
+	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+		return fmt.Errorf("%s answered %s with %q, which is not the endpoint API's error format: is --server (or %s) the dispatcher's address, and is the dispatcher recent enough to serve /v1/namespaces/{ns}/endpoints?",
+			where, resp.Status, truncateText(raw), envHeraldURL)
+	}
+	msg := e.Error.Message
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return fmt.Errorf("the dispatcher refused the credentials while %s (%s): pass --token or set %s to a ServiceAccount or user token with %s on webhookendpoints.hooks.herald.dev in namespace %q",
+			what, msg, envHeraldToken, verb, ns)
+	case http.StatusForbidden:
+		subject := "--serviceaccount=<namespace>:<name>"
+		if m := saSubject.FindStringSubmatch(msg); m != nil {
+			subject = "--serviceaccount=" + m[1] + ":" + m[2]
+		}
+		err := fmt.Sprintf("the dispatcher refused %s: %s; grant it, e.g.\n  kubectl create role herald-operator -n %s --verb=get,update --resource=webhookendpoints.hooks.herald.dev\n  kubectl create rolebinding herald-operator -n %s --role=herald-operator %s",
+			what, msg, ns, ns, subject)
+		if alternative != "" {
+			err += "\nor " + alternative
+		}
+		return errors.New(err)
+	case http.StatusNotFound:
+		if e.Error.Code == "NotFound" {
+			return fmt.Errorf("the dispatcher knows no WebhookEndpoint %q in namespace %q: check the name and -n (kubectl get whe -n %s); an endpoint created moments ago may not have reached it yet", name, ns, ns)
+		}
+		return fmt.Errorf("%s has no such route (%s): is --server the dispatcher's base URL, without a path?", where, msg)
+	case http.StatusBadRequest:
+		return fmt.Errorf("the dispatcher refused the request: %s", msg)
+	case http.StatusServiceUnavailable:
+		return fmt.Errorf("the dispatcher cannot answer right now (%s): retry in a few seconds", msg)
+	default:
+		return fmt.Errorf("the dispatcher answered %s while %s: %s", resp.Status, what, msg)
+	}
+}
+
+func newDLQCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "dlq",
+		Aliases: []string{"dead-letters"},
+		Short:   "List and replay an endpoint's dead letters",
+		Long: `List and replay the dead letters of a WebhookEndpoint: deliveries that failed every
+attempt of their retry schedule, or waited too long while the endpoint was held.
+
+Listing and selective replay go through the dispatcher's endpoint API (the address of
+herald publish: --server or $` + envHeraldURL + `) with a token allowed to get (list) or update
+(replay) webhookendpoints.hooks.herald.dev in the namespace. Replaying everything also
+works with only API server access: --via-annotation sets the endpoint's
+` + heraldv1.AnnotationReplayDeadLetters + ` annotation, which the dispatcher acts on.`,
+	}
+	cmd.AddCommand(newDLQListCommand(), newDLQReplayCommand())
+	return cmd
+}
+
+type dlqListOptions struct {
+	kube      kubeOptions
+	api       apiOptions
+	eventType string
+	limit     int
+	output    string
+	timeout   time.Duration
+}
+
+func newDLQListCommand() *cobra.Command {
+	o := &dlqListOptions{}
+	cmd := &cobra.Command{
+		Use:   "list ENDPOINT",
+		Short: "List an endpoint's dead letters, oldest first",
+		Long: `List an endpoint's dead letters, oldest first, with the event id and type, the
+attempts made, why delivery stopped and the last answer. Payloads are not shown: they
+may hold personal data, and the event id finds the event at its producer.`,
+		Example: `  herald dlq list billing -n shop
+  herald dlq list billing --event-type invoice.paid --limit 20 -o json`,
+		Args: exactlyOneEndpoint,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args[0])
+		},
+	}
+	fs := cmd.Flags()
+	o.kube.bind(fs)
+	o.api.bind(fs)
+	fs.StringVar(&o.eventType, "event-type", "", "only dead letters of this event type (exact)")
+	fs.IntVar(&o.limit, "limit", 100, "at most this many (1 to 1000)")
+	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the dispatcher")
+	return cmd
+}
+
+func (o *dlqListOptions) run(cmd *cobra.Command, name string) error {
+	if err := checkOutput(o.output); err != nil {
+		return err
+	}
+	if o.limit < 1 || o.limit > 1000 {
+		return fmt.Errorf("--limit %d is out of range: give 1 to 1000", o.limit)
+	}
+	ns, err := o.kube.Namespace()
+	if err != nil {
+		return err
+	}
+	api, err := o.api.client(&o.kube, ns)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"limit": {strconv.Itoa(o.limit)}}
+	if o.eventType != "" {
+		q.Set("eventType", o.eventType)
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	var list admin.DeadLetterList
+	if err := api.call(ctx, http.MethodGet, name, "dead-letters", q, nil, &list, "listing dead letters", "get", ""); err != nil {
+		return err
+	}
+	if o.output != "table" {
+		return printObject(cmd.OutOrStdout(), o.output, list)
+	}
+	if len(list.Items) == 0 {
+		what := "dead letters"
+		if o.eventType != "" {
+			what += " of type " + o.eventType
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "No %s for WebhookEndpoint %s/%s.\n", what, ns, name)
+		return nil
+	}
+	now := time.Now()
+	tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tEVENT ID\tTYPE\tATTEMPTS\tREASON\tLAST ANSWER\tAGE\tREPLAYS")
+	for _, d := range list.Items {
+		last := d.Error
+		if d.StatusCode != 0 {
+			last = "HTTP " + strconv.Itoa(d.StatusCode)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%d\n", d.Sequence, d.EventID, d.EventType, d.Attempts, d.Reason,
+			orNone(shorten(last, 60)), age(now, d.DeadAt), d.Replays)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if list.More {
+		fmt.Fprintf(cmd.ErrOrStderr(), "More dead letters than --limit %d: raise --limit or narrow with --event-type.\n", o.limit)
+	}
+	return nil
+}
+
+type dlqReplayOptions struct {
+	kube          kubeOptions
+	api           apiOptions
+	eventIDs      []string
+	eventType     string
+	all           bool
+	viaAnnotation bool
+	wait          bool
+	output        string
+	timeout       time.Duration
+}
+
+func newDLQReplayCommand() *cobra.Command {
+	o := &dlqReplayOptions{}
+	cmd := &cobra.Command{
+		Use:   "replay ENDPOINT (--event-id ID... | --event-type TYPE | --all)",
+		Short: "Deliver an endpoint's dead letters again",
+		Long: `Deliver an endpoint's dead letters again, with their original event ids (receivers
+deduplicate on them), on the endpoint's current configuration. A replayed dead letter
+leaves the list; if it fails again it comes back with one more replay counted.
+
+By default the dispatcher's endpoint API does it and answers how many were replayed.
+With --via-annotation (only with --all) the command instead sets the annotation
+` + heraldv1.AnnotationReplayDeadLetters + ` to a new value through the API server, which needs
+only patch on the WebhookEndpoint, and waits until the dispatcher reports it handled
+(status.lastHandledReplay). A disabled endpoint holds replayed deliveries too:
+re-enable it (herald endpoint enable) to have them sent.`,
+		Example: `  herald dlq replay billing --event-id evt_01J8Z3 --event-id evt_01J8Z4
+  herald dlq replay billing --event-type invoice.paid
+  herald dlq replay billing --all
+  herald dlq replay billing --all --via-annotation`,
+		Args: exactlyOneEndpoint,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return o.run(cmd, args[0])
+		},
+	}
+	fs := cmd.Flags()
+	o.kube.bind(fs)
+	o.api.bind(fs)
+	fs.StringSliceVar(&o.eventIDs, "event-id", nil, "replay the dead letters of these event ids; repeat or separate with commas")
+	fs.StringVar(&o.eventType, "event-type", "", "replay the dead letters of this event type (exact)")
+	fs.BoolVar(&o.all, "all", false, "replay every dead letter of the endpoint")
+	fs.BoolVar(&o.viaAnnotation, "via-annotation", false, "set the "+heraldv1.AnnotationReplayDeadLetters+" annotation through the API server instead of calling the dispatcher (with --all only)")
+	fs.BoolVar(&o.wait, "wait", true, "with --via-annotation, wait until the dispatcher reports the annotation handled")
+	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
+	fs.DurationVar(&o.timeout, "timeout", time.Minute, "how long to wait for the dispatcher")
+	cmd.MarkFlagsOneRequired("event-id", "event-type", "all")
+	cmd.MarkFlagsMutuallyExclusive("event-id", "event-type", "all")
+	return cmd
+}
+
+// ReplayResult is what herald dlq replay prints with -o json or yaml.
+type ReplayResult struct {
+	Namespace string `json:"namespace"`
+	Endpoint  string `json:"endpoint"`
+	// Via is "api" or "annotation".
+	Via string `json:"via"`
+	// Replayed is the count the dispatcher's API reported.
+	Replayed *int `json:"replayed,omitempty"`
+	// Annotation is the value set, with --via-annotation.
+	Annotation string `json:"annotation,omitempty"`
+	// Handled says whether the dispatcher reported the annotation handled (--wait).
+	Handled *bool `json:"handled,omitempty"`
+}
+
+func (o *dlqReplayOptions) run(cmd *cobra.Command, name string) error {
+	if err := checkOutput(o.output); err != nil {
+		return err
+	}
+	if o.viaAnnotation && !o.all {
+		return errors.New("--via-annotation replays every dead letter of the endpoint: use it with --all, or drop --via-annotation to select by --event-id or --event-type through the dispatcher")
+	}
+	ns, err := o.kube.Namespace()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	defer cancel()
+	if o.viaAnnotation {
+		return o.viaAnnotationRun(ctx, cmd, ns, name)
+	}
+	api, err := o.api.client(&o.kube, ns)
+	if err != nil {
+		return err
+	}
+	req := admin.ReplayRequest{EventIDs: o.eventIDs, EventType: o.eventType, All: o.all}
+	var resp admin.ReplayResponse
+	alt := ""
+	if o.all {
+		alt = "use --via-annotation, which needs only the API server"
+	}
+	if err := api.call(ctx, http.MethodPost, name, "dead-letters:replay", nil, req, &resp, "replaying dead letters", "update", alt); err != nil {
+		return err
+	}
+	res := ReplayResult{Namespace: ns, Endpoint: name, Via: "api", Replayed: &resp.Replayed}
+	if o.output != "table" {
+		return printObject(cmd.OutOrStdout(), o.output, res)
+	}
+	out := cmd.OutOrStdout()
+	switch {
+	case resp.Replayed == 0 && o.all:
+		fmt.Fprintf(out, "WebhookEndpoint %s/%s has no dead letters to replay.\n", ns, name)
+	case resp.Replayed == 0:
+		fmt.Fprintf(out, "No dead letter of WebhookEndpoint %s/%s matched; %s dlq list %s -n %s shows what there is.\n", ns, name, progName(cmd), name, ns)
+	default:
+		fmt.Fprintf(out, "Replayed %s of WebhookEndpoint %s/%s; they are delivered with their original event ids.\n",
+			plural(resp.Replayed, "dead letter", "dead letters"), ns, name)
+		o.heldNote(ctx, cmd, ns, name)
+	}
+	return nil
+}
+
+// heldNote warns when the endpoint holds what was just replayed. It reads through the
+// kubeconfig when there is one; without one it says nothing, as the replay itself is
+// done.
+func (o *dlqReplayOptions) heldNote(ctx context.Context, cmd *cobra.Command, ns, name string) {
+	c, err := kubeClient(&o.kube)
+	if err != nil {
+		return
+	}
+	ep, err := getEndpoint(ctx, c, ns, name)
+	if err != nil {
+		return
+	}
+	if disabled(ep) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "WebhookEndpoint %s/%s is disabled, so the replayed deliveries are held: %s endpoint enable %s -n %s sends them.\n", ns, name, progName(cmd), name, ns)
+	}
+}
+
+func (o *dlqReplayOptions) viaAnnotationRun(ctx context.Context, cmd *cobra.Command, ns, name string) error {
+	c, err := kubeClient(&o.kube)
+	if err != nil {
+		return err
+	}
+	token, err := annotate(ctx, c, ns, name, heraldv1.AnnotationReplayDeadLetters)
+	if err != nil {
+		return err
+	}
+	res := ReplayResult{Namespace: ns, Endpoint: name, Via: "annotation", Annotation: token}
+	if o.wait {
+		ep, err := waitHandled(ctx, c, ns, name, heraldv1.AnnotationReplayDeadLetters, token,
+			func(ep *heraldv1.WebhookEndpoint) string { return ep.Status.LastHandledReplay })
+		if err != nil {
+			return err
+		}
+		handled := true
+		res.Handled = &handled
+		if o.output == "table" && disabled(ep) {
+			fmt.Fprintf(cmd.ErrOrStderr(), "WebhookEndpoint %s/%s is disabled, so the replayed deliveries are held: %s endpoint enable %s -n %s sends them.\n", ns, name, progName(cmd), name, ns)
+		}
+	}
+	if o.output != "table" {
+		return printObject(cmd.OutOrStdout(), o.output, res)
+	}
+	if o.wait {
+		fmt.Fprintf(cmd.OutOrStdout(), "Annotated WebhookEndpoint %s/%s with %s=%s; the dispatcher replayed its dead letters (kubectl get events shows how many).\n",
+			ns, name, heraldv1.AnnotationReplayDeadLetters, token)
+	} else {
+		fmt.Fprintf(cmd.OutOrStdout(), "Annotated WebhookEndpoint %s/%s with %s=%s; the dispatcher replays its dead letters when it sees it (status.lastHandledReplay).\n",
+			ns, name, heraldv1.AnnotationReplayDeadLetters, token)
+	}
+	return nil
+}
+
+func exactlyOneEndpoint(cmd *cobra.Command, args []string) error {
+	switch len(args) {
+	case 1:
+		return nil
+	case 0:
+		return fmt.Errorf("name the WebhookEndpoint, e.g. %s billing (kubectl get whe lists them)", cmd.CommandPath())
+	default:
+		return fmt.Errorf("one WebhookEndpoint at a time: got %d names (%s)", len(args), strings.Join(args, ", "))
+	}
+}
+
+func checkOutput(format string) error {
+	switch format {
+	case "table", "json", "yaml":
+		return nil
+	}
+	return fmt.Errorf("--output %q is not supported: use table, json or yaml", format)
+}
+
+// age is kubectl's way of showing how long ago something happened.
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(now.Sub(t))
+}
+
+func shorten(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
