@@ -70,3 +70,19 @@ BENCH_FLAGS ?=
 bench: ## Benchmark the dispatcher end to end on this machine; BENCH_FLAGS=-quick for a CI-size run (see bench/README.md).
 	go build -o bin/heraldbench ./bench/cmd/heraldbench
 	bin/heraldbench $(BENCH_FLAGS)
+
+##@ Release
+
+# The image `make docker-build` tags and dist/install.yaml runs.
+IMG ?= ghcr.io/herald-dev/herald:$(VERSION)
+DIST ?= dist
+DIST_PLATFORMS ?= linux/amd64 linux/arm64 darwin/arm64
+
+.PHONY: docker-build
+docker-build: ## Build the image IMG (default ghcr.io/herald-dev/herald:VERSION) for this machine; needs Docker with BuildKit.
+	docker build --build-arg VERSION=$(VERSION) -t $(IMG) .
+
+.PHONY: dist
+dist: ## Binaries for DIST_PLATFORMS, install.yaml (running IMG) and checksums.txt in dist/.
+	VERSION="$(VERSION)" IMG="$(IMG)" LDFLAGS="$(LDFLAGS)" PLATFORMS="$(DIST_PLATFORMS)" \
+		DIST="$(DIST)" HELM="$(HELM)" hack/dist.sh
