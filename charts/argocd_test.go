@@ -393,10 +393,11 @@ func assertHealth(t *testing.T, script string, obj *unstructured.Unstructured, w
 }
 
 // argoHealth runs a health script the way Argo CD runs one from argocd-cm (util/lua in
-// argoproj/argo-cd): a Lua state with only the package, base and table libraries (no
-// string library unless an operator opts in to open libraries, which ours must not
-// need), a one-second deadline, the unstructured object as the global `obj`, and the
-// returned table read as {status, message}.
+// argoproj/argo-cd): a Lua state with only the package, base and table libraries (Argo
+// CD adds a restricted os, which ours do not use, and the string library only where an
+// operator opts in to open libraries, which ours must not need), a one-second deadline,
+// the unstructured object as the global `obj`, and the returned table read as
+// {status, message}.
 func argoHealth(t *testing.T, script string, obj *unstructured.Unstructured) (status, message string) {
 	t.Helper()
 	L := lua.NewState(lua.Options{SkipOpenLibs: true})

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 // dockerfile is the little of a Dockerfile these tests read: instructions by stage.
@@ -241,7 +243,7 @@ func copyFile(src, dst string) (int64, error) {
 
 // The model of Docker's rules the build test relies on, on the cases that matter.
 func TestDockerignore_KeepsBinariesAndTestsOutAndSourcesIn(t *testing.T) {
-	patterns := parseDockerignore(t, "../../.dockerignore")
+	patterns := parseDockerignore(t, filepath.Join(testenv.RepoRoot(), ".dockerignore"))
 	for rel, want := range map[string]bool{
 		"bin/k8s/1.37.2/kube-apiserver":      true,
 		".git/HEAD":                          true,
