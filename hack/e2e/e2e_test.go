@@ -1,0 +1,761 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/yaml"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/internal/testenv"
+)
+
+const (
+	ns          = "e2e"
+	chartNS     = "herald-system"
+	chartFM     = "herald-chart" // field manager of the chart's objects, as Helm or Argo CD would have its own
+	userFM      = "kubectl"      // field manager of everything a person applies
+	failingName = "governance"   // the endpoint whose receiver goes down
+)
+
+var repoRoot = testenv.RepoRoot()
+
+// TestHerald_EndToEnd installs Herald from its public artefacts and drives it only as a
+// user can: kubectl, helm and the herald binary.
+func TestHerald_EndToEnd(t *testing.T) {
+	h := setup(t)
+	step := func(name string, fn func()) {
+		t.Helper()
+		start := time.Now()
+		fn()
+		t.Logf("== %s (%s)", name, time.Since(start).Round(100*time.Millisecond))
+	}
+
+	var chart string
+	step("CRDs and the Helm chart install with kubectl apply --server-side", func() {
+		chart = h.installCRDsAndChart()
+	})
+	var ingest string
+	step("herald manager and dispatcher run as the chart's ServiceAccounts", func() {
+		ingest = h.startHerald()
+	})
+	var s *samples
+	step("config/samples apply and become Ready", func() {
+		s = h.applySamples()
+	})
+	// Publishing: the chart's ClusterRole herald-publisher, bound in the namespace.
+	// (`kubectl create role --resource=events.hooks.herald.dev` is refused by kubectl,
+	// which finds no such resource in discovery: events are not stored objects.)
+	producer := h.serviceAccountToken("producer", "--clusterrole=herald-publisher")
+	// Dead letters and re-enabling: get and update on webhookendpoints.
+	h.kubectlMust("create", "role", "herald-operator", "-n", ns, "--verb=get,update", "--resource=webhookendpoints.hooks.herald.dev")
+	operator := h.serviceAccountToken("operator", "--role=herald-operator")
+	pub := &publisher{h: h, env: []string{"HERALD_URL=" + ingest, "HERALD_TOKEN=" + producer}}
+	opEnv := []string{"HERALD_URL=" + ingest, "HERALD_TOKEN=" + operator}
+
+	step("every signature style delivers, signed, to its receiver", func() {
+		h.deliverEveryStyle(s, pub)
+	})
+	step("a failing receiver: retries, auto-disable, Events, a dead letter, held deliveries; enable and replay deliver them", func() {
+		h.failAndRecover(s, pub, opEnv)
+	})
+	step("deleting a subscription stops routing, recreating it resumes", func() {
+		h.subscriptionLifecycle(s, pub)
+	})
+	step("GitOps: kubectl diff --server-side of every applied manifest is empty", func() {
+		h.diffEverything(chart, s)
+	})
+	step("kubectl herald works as a kubectl plugin", func() {
+		h.kubectlPlugin()
+	})
+	for _, r := range s.receivers {
+		for _, p := range r.refusals() {
+			t.Errorf("a delivery did not verify: %s", p)
+		}
+	}
+}
+
+func setup(t *testing.T) *harness {
+	t.Helper()
+	start := time.Now()
+	dir := t.TempDir()
+	herald := filepath.Join(dir, "bin", "herald")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	build := exec.Command(goTool, "build", "-o", herald, "-ldflags", "-X github.com/herald-dev/herald/internal/version.Version=e2e", ".")
+	build.Dir = repoRoot
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("skipping: the end-to-end test drives the herald binary, and `go build .` failed (%v); fix the build to run it:\n%s", err, out)
+	}
+	t.Logf("built herald in %s", time.Since(start).Round(100*time.Millisecond))
+
+	assets, err := testenv.Assets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	helm, err := testenv.Tool("helm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// envtest logs through controller-runtime; without a logger it warns with a stack.
+	ctrllog.SetLogger(logr.Discard())
+	env := &envtest.Environment{
+		BinaryAssetsDirectory:    assets,
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  30 * time.Second,
+	}
+	if _, err := env.Start(); err != nil {
+		t.Fatalf("starting etcd and kube-apiserver: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Logf("stopping envtest: %v", err)
+		}
+	})
+	admin, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := admin.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "admin.kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{
+		t: t, dir: dir, herald: herald, kubectl: filepath.Join(assets, "kubectl"), helm: helm, kubeconfig: kubeconfig,
+		// The developer's kubeconfig, kubectl cache, helm repositories and HERALD_*
+		// settings stay out of the run.
+		env: append(os.Environ(),
+			"HOME="+home, "KUBECONFIG="+kubeconfig, "HERALD_URL=", "HERALD_TOKEN=",
+			"HELM_CACHE_HOME="+filepath.Join(home, "helm-cache"),
+			"HELM_CONFIG_HOME="+filepath.Join(home, "helm-config"),
+			"HELM_DATA_HOME="+filepath.Join(home, "helm-data"),
+		),
+	}
+	t.Logf("control plane up %s after the start", time.Since(start).Round(100*time.Millisecond))
+	return h
+}
+
+// installCRDsAndChart applies the CRDs and the chart's default rendering; it returns
+// the rendered chart file. Nothing runs the chart's Deployment (envtest has no
+// kubelet): what counts is that the API server takes every object.
+func (h *harness) installCRDsAndChart() string {
+	crds := filepath.Join(repoRoot, "config", "crd", "bases")
+	h.t.Log(h.kubectlMust("apply", "--server-side", "--field-manager="+userFM, "-f", crds))
+	h.kubectlMust("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+
+	h.kubectlMust("create", "namespace", chartNS)
+	rendered := h.must(nil, h.helm, "template", "herald", filepath.Join(repoRoot, "charts", "herald"), "--namespace", chartNS)
+	chart := filepath.Join(h.dir, "chart.yaml")
+	if err := os.WriteFile(chart, []byte(rendered), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	out := h.kubectlMust("apply", "--server-side", "--field-manager="+chartFM, "-f", chart)
+	h.t.Log("helm template charts/herald | kubectl apply --server-side -f -\n" + out)
+	if n, want := strings.Count(out, "serverside-applied"), strings.Count(rendered, "\nkind: "); n != want {
+		h.t.Fatalf("the API server took %d of the chart's %d objects", n, want)
+	}
+	h.kubectlMust("get", "deployment/herald-manager", "serviceaccount/herald-manager", "-n", chartNS)
+	return chart
+}
+
+// startHerald runs the manager and the dispatcher with the tokens of the chart's
+// ServiceAccounts, so the chart's RBAC is what they run on. It returns the ingest URL.
+func (h *harness) startHerald() string {
+	// The manager creates the dispatcher's ServiceAccount with the workload; here the
+	// dispatcher is a process, so it is created by hand, like the manager would.
+	h.kubectlMust("create", "serviceaccount", "herald-dispatcher", "-n", chartNS)
+	token := func(sa string) string {
+		return strings.TrimSpace(h.kubectlMust("create", "token", sa, "-n", chartNS, "--duration=2h"))
+	}
+	managerKC := h.writeKubeconfig("herald-manager", token("herald-manager"))
+	dispatcherKC := h.writeKubeconfig("herald-dispatcher", token("herald-dispatcher"))
+
+	mHealth, dHealth, dMetrics, ingest := freeAddr(h.t), freeAddr(h.t), freeAddr(h.t), freeAddr(h.t)
+	manager := h.start("manager", []string{"KUBECONFIG=" + managerKC},
+		"manager", "--manage-dispatcher=false", "--allow-plain-http", "--allow-loopback",
+		"--metrics-bind-address=0", "--health-probe-bind-address="+mHealth)
+	dispatcher := h.start("dispatcher", []string{"KUBECONFIG=" + dispatcherKC},
+		"dispatcher", "--data-dir="+filepath.Join(h.dir, "store"), "--allow-plain-http", "--allow-loopback",
+		"--ingest-bind-address="+ingest, "--status-interval=500ms",
+		"--metrics-bind-address="+dMetrics, "--health-probe-bind-address="+dHealth)
+	h.waitReady(manager, mHealth)
+	h.waitReady(dispatcher, dHealth)
+	h.t.Cleanup(func() {
+		if h.t.Failed() {
+			for _, p := range h.procs {
+				h.t.Logf("the end of herald %s's log:\n%s", p.name, tail(p.log, 40))
+			}
+		}
+	})
+	return "http://" + ingest
+}
+
+// samples are config/samples as applied: one file per sample, each endpoint's url
+// pointing at its own receiver.
+type samples struct {
+	files     map[string]string // sample file name -> applied copy
+	objects   map[string][]*unstructured.Unstructured
+	receivers map[string]*receiver // by endpoint
+	endpoints map[string]*heraldv1.WebhookEndpoint
+	// pristine is the failing endpoint's file as first applied, before kubectl patch.
+	pristine string
+}
+
+func (h *harness) applySamples() *samples {
+	h.kubectlMust("create", "namespace", ns)
+	// The workspace sample sends a header from this Secret.
+	h.kubectlMust("create", "secret", "generic", "workspace-token", "-n", ns, "--from-literal=token=Bearer e2e-workspace")
+
+	s := &samples{files: map[string]string{}, objects: map[string][]*unstructured.Unstructured{},
+		receivers: map[string]*receiver{}, endpoints: map[string]*heraldv1.WebhookEndpoint{}}
+	paths, err := filepath.Glob(filepath.Join(repoRoot, "config", "samples", "*.yaml"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	applied := filepath.Join(h.dir, "applied")
+	if err := os.MkdirAll(applied, 0o700); err != nil {
+		h.t.Fatal(err)
+	}
+	for _, p := range paths {
+		name := filepath.Base(p)
+		if name == "kustomization.yaml" {
+			continue
+		}
+		objs := readObjects(h.t, p)
+		for _, u := range objs {
+			if u.GetKind() != "WebhookEndpoint" {
+				continue
+			}
+			var ep heraldv1.WebhookEndpoint
+			if err := fromUnstructured(u, &ep); err != nil {
+				h.t.Fatalf("%s: %v", name, err)
+			}
+			r := newReceiver(h.t, &ep)
+			if err := unstructured.SetNestedField(u.Object, r.URL(), "spec", "url"); err != nil {
+				h.t.Fatal(err)
+			}
+			ep.Spec.URL = r.URL()
+			s.receivers[ep.Name], s.endpoints[ep.Name] = r, &ep
+		}
+		s.objects[name] = objs
+		s.files[name] = filepath.Join(applied, name)
+		s.write(h.t, name)
+		h.t.Log(h.kubectlMust("apply", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", s.files[name]))
+	}
+	if len(s.receivers) != 4 {
+		h.t.Fatalf("config/samples has %d endpoints, want one per signature style (4)", len(s.receivers))
+	}
+
+	// Ready, except the sample that is suspended on purpose.
+	var ready []string
+	for name, ep := range s.endpoints {
+		if !ep.Spec.Suspend {
+			ready = append(ready, "whe/"+name)
+		}
+	}
+	sort.Strings(ready)
+	h.kubectlMust(append([]string{"wait", "--for=condition=Ready", "--timeout=60s", "-n", ns}, ready...)...)
+	h.kubectlMust("wait", "--for=condition=Ready", "--timeout=60s", "-n", ns, "whs", "--all")
+	h.kubectlMust("wait", `--for=jsonpath={.status.conditions[?(@.type=="Ready")].reason}=Suspended`, "--timeout=60s", "-n", ns, "whe/evaluations")
+
+	// The receivers learn each signing secret the way a person would: from the Secret
+	// the manager generated.
+	for name, ep := range s.endpoints {
+		ref := ep.SigningSecretRef()
+		raw := h.kubectlMust("get", "secret", ref.Name, "-n", ns, "-o", "jsonpath={.data."+ref.Key+"}")
+		secret, err := base64.StdEncoding.DecodeString(raw)
+		if err != nil || len(secret) == 0 {
+			h.t.Fatalf("signing Secret %s of %s: %q (%v)", ref.Name, name, raw, err)
+		}
+		s.receivers[name].setSecret(string(secret))
+	}
+	s.receivers["workspace"].setAuthorization("Bearer e2e-workspace")
+	h.t.Log("kubectl get whe,whs -n " + ns + "\n" + h.kubectlMust("get", "whe,whs", "-n", ns))
+	return s
+}
+
+// write (re)writes the applied copy of a sample file from its objects.
+func (s *samples) write(t *testing.T, name string) {
+	t.Helper()
+	var b bytes.Buffer
+	for i, u := range s.objects[name] {
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		raw, err := yaml.Marshal(u.Object)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.Write(raw)
+	}
+	if err := os.WriteFile(s.files[name], b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fileOf returns the sample file holding the object of that kind and name.
+func (s *samples) fileOf(t *testing.T, kind, name string) (string, *unstructured.Unstructured) {
+	t.Helper()
+	for file, objs := range s.objects {
+		for _, u := range objs {
+			if u.GetKind() == kind && u.GetName() == name {
+				return file, u
+			}
+		}
+	}
+	t.Fatalf("no %s %s in config/samples", kind, name)
+	return "", nil
+}
+
+// serviceAccountToken creates a ServiceAccount bound to a role (--role=NAME or
+// --clusterrole=NAME) in the namespace and returns `kubectl create token`.
+func (h *harness) serviceAccountToken(sa, role string) string {
+	h.t.Helper()
+	h.kubectlMust("create", "serviceaccount", sa, "-n", ns)
+	h.kubectlMust("create", "rolebinding", sa, "-n", ns, role, "--serviceaccount="+ns+":"+sa)
+	return strings.TrimSpace(h.kubectlMust("create", "token", sa, "-n", ns))
+}
+
+// publisher sends events with `herald publish`.
+type publisher struct {
+	h   *harness
+	env []string
+	n   int
+}
+
+// publish sends an event of typ with data until the dispatcher routes it to
+// wantMatched endpoints, each time with a new id, and returns the id that did: the
+// dispatcher learns about endpoints and subscriptions through informers, a moment after
+// kubectl returns. Earlier tries are delivered where they matched, which harms nothing.
+func (p *publisher) publish(typ, data string, wantMatched int) string {
+	p.h.t.Helper()
+	var last string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p.n++
+		id := fmt.Sprintf("evt_e2e_%03d", p.n)
+		out := p.h.heraldMust(p.env, "publish", "-n", ns, "--type", typ, "--id", id, "--data", data, "-o", "json")
+		var res struct {
+			ID        string `json:"id"`
+			Matched   int    `json:"matched"`
+			Duplicate bool   `json:"duplicate"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil || res.ID != id || res.Duplicate {
+			p.h.t.Fatalf("herald publish -o json printed %q (%v)", out, err)
+		}
+		if res.Matched == wantMatched {
+			return id
+		}
+		last = out
+		if time.Now().After(deadline) {
+			p.h.t.Fatalf("event type %s matched %d endpoints for 30s, want %d; last answer %s", typ, res.Matched, wantMatched, last)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func (h *harness) waitDelivered(r *receiver, id string) request {
+	h.t.Helper()
+	var got request
+	h.eventually(30*time.Second, fmt.Sprintf("%s to receive event %s, signed", r.endpoint, id), func() bool {
+		var ok bool
+		got, ok = r.delivered(id)
+		return ok
+	})
+	return got
+}
+
+func (h *harness) deliverEveryStyle(s *samples, pub *publisher) {
+	t := h.t
+	billing, governance, workspace, evaluations := s.receivers["billing"], s.receivers["governance"], s.receivers["workspace"], s.receivers["evaluations"]
+	// workspace subscribes to "*", so it gets every event as well.
+	const invoice = `{"amount":1500,"currency":"EUR","invoice":"INV-1001"}`
+	inv := pub.publish("invoice.paid", invoice, 2)
+	appr := pub.publish("approval.granted", `{"request":"APR-7"}`, 2)
+	eval := pub.publish("evaluation.completed", `{"score":0.93}`, 2)
+
+	// Standard Webhooks, Envelope with the sample's extra field.
+	got := h.waitDelivered(billing, inv)
+	var env envelope
+	if err := json.Unmarshal(got.body, &env); err != nil || env.ID != inv || env.Type != "invoice.paid" || env.Environment != "production" || string(env.Data) != invoice {
+		t.Errorf("billing received %s (%v), want the envelope of %s with environment production", got.body, err, inv)
+	}
+	if got.header.Get("Webhook-Id") != inv {
+		t.Errorf("billing: webhook-id %q, want the event id %s", got.header.Get("Webhook-Id"), inv)
+	}
+	// Body-only hex with payload format Data: the body is the event's data, byte for byte.
+	got = h.waitDelivered(workspace, inv)
+	if string(got.body) != invoice {
+		t.Errorf("workspace received %q, want the data alone %q", got.body, invoice)
+	}
+	h.waitDelivered(workspace, appr)
+	h.waitDelivered(workspace, eval)
+	// Timestamped prefixed hex.
+	got = h.waitDelivered(governance, appr)
+	if !strings.HasPrefix(got.header.Get("X-Acme-Signature"), "sha256=") {
+		t.Errorf("governance: X-Acme-Signature %q, want sha256=<hex>", got.header.Get("X-Acme-Signature"))
+	}
+
+	// The suspended sample holds its event and delivers it when the manifest says
+	// suspend: false. (Its status.counters.pending is not checked: the dispatcher writes
+	// an endpoint's delivery status only once it has attempted a delivery there.)
+	time.Sleep(time.Second)
+	if n := len(evaluations.attempts(eval)); n != 0 {
+		t.Fatalf("the suspended endpoint received %d requests", n)
+	}
+	file, u := s.fileOf(t, "WebhookEndpoint", "evaluations")
+	if err := unstructured.SetNestedField(u.Object, false, "spec", "suspend"); err != nil {
+		t.Fatal(err)
+	}
+	s.write(t, file)
+	h.kubectlMust("apply", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", s.files[file])
+	got = h.waitDelivered(evaluations, eval)
+	if got.header.Get("X-Acme-Event") != "evaluation.completed" || strings.HasPrefix(got.header.Get("X-Acme-Signature"), "sha256=") {
+		t.Errorf("evaluations: X-Acme-Event %q, X-Acme-Signature %q; want the event type and a bare hex signature",
+			got.header.Get("X-Acme-Event"), got.header.Get("X-Acme-Signature"))
+	}
+
+	h.verifyWithTheCLI(s, billing, inv)
+}
+
+// verifyWithTheCLI checks a captured delivery with `herald verify`, and that its exit
+// codes reach the shell: 0 valid, 1 invalid, 2 used wrongly.
+func (h *harness) verifyWithTheCLI(s *samples, r *receiver, id string) {
+	t := h.t
+	got, _ := r.delivered(id)
+	var dump bytes.Buffer
+	dump.WriteString("POST /hooks/billing HTTP/1.1\r\n")
+	if err := got.header.Write(&dump); err != nil {
+		t.Fatal(err)
+	}
+	dump.WriteString("\r\n")
+	dump.Write(got.body)
+	request := filepath.Join(h.dir, "billing-request.http")
+	tampered := filepath.Join(h.dir, "billing-tampered.http")
+	secret := filepath.Join(h.dir, "billing-secret")
+	r.mu.Lock()
+	key := r.secret
+	r.mu.Unlock()
+	for path, content := range map[string][]byte{
+		request:  dump.Bytes(),
+		tampered: bytes.Replace(dump.Bytes(), []byte("1500"), []byte("9500"), 1),
+		secret:   []byte(key + "\n"),
+	} {
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"--secret-file", secret, "--headers-file", request}, 0, "signature valid"},
+		{[]string{"--secret-file", secret, "--headers-file", tampered}, 1, "signature invalid"},
+		{[]string{"--secret-file", secret, "--no-such-flag"}, 2, "unknown flag: --no-such-flag"},
+	} {
+		res := h.run(nil, nil, h.herald, append([]string{"verify"}, tc.args...)...)
+		if res.code != tc.code || !strings.Contains(res.stdout+res.stderr, tc.out) {
+			t.Errorf("herald verify %s: exit %d, output %q; want exit %d and %q", strings.Join(tc.args, " "), res.code, res.stdout+res.stderr, tc.code, tc.out)
+		}
+		if strings.Count(res.stderr, tc.out) > 1 {
+			t.Errorf("herald verify %s printed its message twice:\n%s", strings.Join(tc.args, " "), res.stderr)
+		}
+	}
+}
+
+func (h *harness) jsonpath(obj, path string) string {
+	h.t.Helper()
+	return h.kubectlMust("get", obj, "-n", ns, "-o", "jsonpath="+path)
+}
+
+func (h *harness) failAndRecover(s *samples, pub *publisher, opEnv []string) {
+	t := h.t
+	gov, workspace := s.receivers[failingName], s.receivers["workspace"]
+	gov.setFailing(true)
+
+	// A short schedule and a low threshold, with kubectl patch as a person in a hurry
+	// would; the applied manifest gets the same change, as its repository would.
+	patch := `{"spec":{"retry":{"schedule":["200ms","200ms"]},"autoDisable":{"afterConsecutiveFailures":3}}}`
+	h.kubectlMust("patch", "whe", failingName, "-n", ns, "--type", "merge", "-p", patch)
+	file, u := s.fileOf(t, "WebhookEndpoint", failingName)
+	pristine := filepath.Join(h.dir, "pristine-"+file)
+	if err := os.WriteFile(pristine, mustRead(t, s.files[file]), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedStringSlice(u.Object, []string{"200ms", "200ms"}, "spec", "retry", "schedule"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(u.Object, int64(3), "spec", "autoDisable", "afterConsecutiveFailures"); err != nil {
+		t.Fatal(err)
+	}
+	s.write(t, file)
+	s.pristine = pristine
+	// The dispatcher has the new generation once it reports on it.
+	gen := h.jsonpath("whe/"+failingName, "{.metadata.generation}")
+	h.kubectlMust("wait", `--for=jsonpath={.status.conditions[?(@.type=="Disabled")].observedGeneration}=`+gen,
+		"--timeout=30s", "-n", ns, "whe/"+failingName)
+
+	first := pub.publish("approval.requested", `{"request":"APR-8"}`, 2)
+	h.waitDelivered(workspace, first)
+	h.eventually(30*time.Second, "three attempts of the first event at the failing receiver", func() bool {
+		return len(gov.attempts(first)) >= 3
+	})
+	h.kubectlMust("wait", "--for=condition=Disabled", "--timeout=30s", "-n", ns, "whe/"+failingName)
+	attempts := gov.attempts(first)
+	for i, a := range attempts {
+		if a.status != http.StatusInternalServerError || a.attempt != fmt.Sprint(i+1) {
+			t.Errorf("attempt %d of %s: HTTP %d, Delivery-Attempt %q", i+1, first, a.status, a.attempt)
+		}
+	}
+	if len(attempts) != 3 {
+		t.Errorf("the failing receiver saw %d attempts of %s, want 3 (one and two retries)", len(attempts), first)
+	}
+
+	// What kubectl shows: Disabled, and Ready mirrors it.
+	var row []string
+	for _, line := range strings.Split(h.kubectlMust("get", "whe", "-n", ns), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && f[0] == failingName {
+			row = f
+		}
+	}
+	if len(row) < 5 || row[2] != "False" || row[3] != "True" || row[4] != "3" {
+		t.Errorf("kubectl get whe row for %s: %q, want READY False, DISABLED True, FAILURES 3", failingName, row)
+	}
+	var events string
+	h.eventually(30*time.Second, "EndpointDisabled and DeliveryFailed Events", func() bool {
+		events = h.kubectlMust("get", "events", "-n", ns, "--field-selector", "involvedObject.name="+failingName,
+			"-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message", "--sort-by=.lastTimestamp")
+		return strings.Contains(events, "EndpointDisabled") && strings.Contains(events, "DeliveryFailed")
+	})
+	h.t.Log("kubectl get events -n e2e --field-selector involvedObject.name=" + failingName + "\n" + events)
+
+	var dlq string
+	h.eventually(30*time.Second, "the dead letter in herald dlq list", func() bool {
+		dlq = h.heraldMust(opEnv, "dlq", "list", failingName, "-n", ns)
+		return strings.Contains(dlq, first)
+	})
+	if !strings.Contains(dlq, "RetriesExhausted") || !strings.Contains(dlq, "HTTP 500") {
+		t.Errorf("herald dlq list:\n%s\nwant %s with RetriesExhausted and HTTP 500", dlq, first)
+	}
+	h.t.Log("herald dlq list " + failingName + " -n e2e\n" + dlq)
+
+	// Disabled holds: the next event waits, counted as pending.
+	held := pub.publish("approval.granted", `{"request":"APR-8"}`, 2)
+	h.waitDelivered(workspace, held)
+	h.eventually(20*time.Second, "the held delivery on status.counters.pending", func() bool {
+		return h.jsonpath("whe/"+failingName, "{.status.counters.pending}") == "1"
+	})
+	if n := len(gov.attempts(held)); n != 0 {
+		t.Errorf("the disabled endpoint was sent %s %d times", held, n)
+	}
+	h.t.Log("kubectl get whe -n e2e -o wide\n" + h.kubectlMust("get", "whe", "-n", ns, "-o", "wide"))
+	h.t.Log("kubectl describe whe " + failingName + " -n e2e\n" + h.kubectlMust("describe", "whe", failingName, "-n", ns))
+	h.t.Log("herald endpoint status -n e2e\n" + h.heraldMust(nil, "endpoint", "status", "-n", ns))
+	h.t.Log("herald endpoint status " + failingName + " -n e2e\n" + h.heraldMust(nil, "endpoint", "status", failingName, "-n", ns))
+
+	// The receiver recovers; re-enable, then replay.
+	gov.setFailing(false)
+	out := h.heraldMust(nil, "endpoint", "enable", failingName, "-n", ns)
+	h.t.Log("herald endpoint enable " + failingName + " -n e2e\n" + out)
+	if !strings.Contains(out, "Re-enabled WebhookEndpoint e2e/"+failingName) {
+		t.Errorf("herald endpoint enable printed %q", out)
+	}
+	h.waitDelivered(gov, held)
+	out = h.heraldMust(opEnv, "dlq", "replay", failingName, "--all", "-n", ns)
+	h.t.Log("herald dlq replay " + failingName + " --all -n e2e\n" + out)
+	if !strings.Contains(out, "Replayed 1 dead letter") {
+		t.Errorf("herald dlq replay printed %q", out)
+	}
+	replayed := h.waitDelivered(gov, first)
+	// Receivers deduplicate on the event id: the replay must carry the original one.
+	if got := replayed.header.Get("X-Acme-Event-Id"); got != first {
+		t.Errorf("the replay carries event id %q, want the original %s", got, first)
+	}
+	t.Logf("event %s: failed attempts as delivery %s, replayed as delivery %s (attempt %s)", first,
+		attempts[0].header.Get("X-Acme-Delivery-Id"), replayed.header.Get("X-Acme-Delivery-Id"), replayed.attempt)
+	res := h.run(opEnv, nil, h.herald, "dlq", "list", failingName, "-n", ns)
+	if res.code != 0 || res.stdout != "" || !strings.Contains(res.stderr, "No dead letters") {
+		t.Errorf("herald dlq list after the replay: exit %d, %q %q", res.code, res.stdout, res.stderr)
+	}
+	h.kubectlMust("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "whe/"+failingName)
+	h.t.Log("kubectl get whe -n e2e -o wide (after enable and replay)\n" + h.kubectlMust("get", "whe", "-n", ns, "-o", "wide"))
+}
+
+func (h *harness) subscriptionLifecycle(s *samples, pub *publisher) {
+	gov, workspace := s.receivers[failingName], s.receivers["workspace"]
+	file, _ := s.fileOf(h.t, "WebhookSubscription", "governance-decisions")
+	h.kubectlMust("delete", "whs", "governance-decisions", "-n", ns)
+	// Only workspace's "*" matches now.
+	orphan := pub.publish("policy.violated", `{"policy":"P-1"}`, 1)
+	h.waitDelivered(workspace, orphan)
+	time.Sleep(time.Second)
+	if n := len(gov.attempts(orphan)); n != 0 {
+		h.t.Errorf("%s received %s %d times after its subscription was deleted", failingName, orphan, n)
+	}
+	h.kubectlMust("apply", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", s.files[file])
+	again := pub.publish("policy.violated", `{"policy":"P-2"}`, 2)
+	h.waitDelivered(gov, again)
+}
+
+// diffEverything runs kubectl diff --server-side, as the manager that applied it, on
+// every manifest applied: nothing Herald does may show up as a change to what users
+// own.
+func (h *harness) diffEverything(chart string, s *samples) {
+	t := h.t
+	type manifest struct{ path, fm, ns string }
+	all := []manifest{
+		{filepath.Join(repoRoot, "config", "crd", "bases"), userFM, ""},
+		{chart, chartFM, ""},
+	}
+	names := make([]string, 0, len(s.files))
+	for name := range s.files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		all = append(all, manifest{s.files[name], userFM, ns})
+	}
+	for _, m := range all {
+		args := []string{"diff", "--server-side", "--field-manager=" + m.fm, "-f", m.path}
+		if m.ns != "" {
+			args = append(args, "-n", m.ns)
+		}
+		res := h.run(nil, nil, h.kubectl, args...)
+		switch res.code {
+		case 0:
+			t.Logf("kubectl %s: no difference", strings.Join(args, " "))
+		case 1:
+			t.Errorf("kubectl %s shows a difference:\n%s%s", strings.Join(args, " "), res.stdout, res.stderr)
+		default:
+			t.Errorf("kubectl %s failed (exit %d):\n%s%s", strings.Join(args, " "), res.code, res.stderr, res.stdout)
+		}
+	}
+
+	// The manifest from before the kubectl patch does not set retry or autoDisable, so
+	// server-side apply leaves what kubectl-patch owns there: no difference either. A
+	// change made outside Git to fields Git does not set is invisible to a diff, by
+	// design of server-side apply.
+	diff := func(path string) (int, []string, string) {
+		res := h.run(nil, nil, h.kubectl, "diff", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", path)
+		var changed []string
+		for _, line := range strings.Split(res.stdout, "\n") {
+			if (strings.HasPrefix(line, "-") || strings.HasPrefix(line, "+")) && !strings.HasPrefix(line, "---") && !strings.HasPrefix(line, "+++") {
+				changed = append(changed, strings.TrimSpace(line[1:]))
+			}
+		}
+		sort.Strings(changed)
+		return res.code, changed, res.stdout + res.stderr
+	}
+	if code, _, out := diff(s.pristine); code != 0 {
+		t.Errorf("kubectl diff of %s's manifest from before the patch: exit %d\n%s", failingName, code, out)
+	}
+
+	// And the check does see a change to a field the manifest owns: exactly that field
+	// (and the generation it would bump).
+	file, u := s.fileOf(t, "WebhookEndpoint", failingName)
+	edited := u.DeepCopy()
+	if err := unstructured.SetNestedField(edited.Object, "11s", "spec", "timeout"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := yaml.Marshal(edited.Object)
+	if err != nil {
+		t.Fatal(err)
+	}
+	editedPath := filepath.Join(h.dir, "edited-"+file)
+	if err := os.WriteFile(editedPath, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, changed, out := diff(editedPath)
+	if want := []string{"generation: 2", "generation: 3", "timeout: 10s", "timeout: 11s"}; code != 1 || strings.Join(changed, "|") != strings.Join(want, "|") {
+		t.Errorf("kubectl diff of %s with timeout 11s: exit %d, changed lines %q, want exit 1 and %q\n%s", failingName, code, changed, want, out)
+	}
+}
+
+// kubectlPlugin installs herald as kubectl-herald on PATH, as the README says.
+func (h *harness) kubectlPlugin() {
+	t := h.t
+	plugins := filepath.Join(h.dir, "plugins")
+	if err := os.MkdirAll(plugins, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(h.herald, filepath.Join(plugins, "kubectl-herald")); err != nil {
+		t.Fatal(err)
+	}
+	path := []string{"PATH=" + plugins + string(os.PathListSeparator) + os.Getenv("PATH")}
+	if out := h.must(path, h.kubectl, "plugin", "list"); !strings.Contains(out, filepath.Join(plugins, "kubectl-herald")) {
+		t.Errorf("kubectl plugin list does not show kubectl-herald:\n%s", out)
+	}
+	out := h.must(path, h.kubectl, "herald", "endpoint", "status", "-n", ns)
+	t.Log("kubectl herald endpoint status -n e2e\n" + out)
+	if !strings.Contains(out, failingName) || !strings.HasPrefix(out, "NAME ") {
+		t.Errorf("kubectl herald endpoint status printed:\n%s", out)
+	}
+	if out := h.must(path, h.kubectl, "herald", "dlq", "list", "--help"); !strings.Contains(out, "kubectl herald dlq list ENDPOINT") {
+		t.Errorf("kubectl herald dlq list --help does not name itself kubectl herald:\n%s", out)
+	}
+}
+
+func readObjects(t *testing.T, path string) []*unstructured.Unstructured {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(mustRead(t, path)), 4096)
+	var out []*unstructured.Unstructured
+	for {
+		var obj map[string]any
+		if err := dec.Decode(&obj); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out
+			}
+			t.Fatalf("%s: %v", path, err)
+		}
+		if len(obj) > 0 {
+			out = append(out, &unstructured.Unstructured{Object: obj})
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func fromUnstructured(u *unstructured.Unstructured, into any) error {
+	raw, err := u.MarshalJSON()
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, into)
+}
