@@ -428,10 +428,14 @@ func TestDLQ_ListsAndReplaysThroughTheDispatcherAPI(t *testing.T) {
 	if got := ids(deadLetters(t, "orders")); len(got) != 1 || got[0] != "evt_a" {
 		t.Errorf("left after replaying evt_b: %v", got)
 	}
-	r = mustCLI(t, "dlq", "replay", "orders", "--all", "-o", "json")
+	r = mustCLI(t, "dlq", "replay", "orders", "--event-type", "nothing.here")
+	if !strings.Contains(r.stdout, "No dead letter of WebhookEndpoint cli-dlq/orders matched; herald dlq list orders -n cli-dlq shows what there is") {
+		t.Errorf("a replay selecting nothing printed %q", r.stdout)
+	}
+	r = mustCLI(t, "dlq", "replay", "orders", "--event-type", "order.created", "-o", "json")
 	var res ReplayResult
 	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil || res.Replayed == nil || *res.Replayed != 1 || res.Via != "api" {
-		t.Errorf("replay --all -o json printed %q (%v)", r.stdout, err)
+		t.Errorf("replay --event-type -o json printed %q (%v)", r.stdout, err)
 	}
 	s.waitAccepted(t, "evt_a")
 	r = mustCLI(t, "dlq", "replay", "orders", "--all")

@@ -118,12 +118,26 @@ func TestEndpoint_EnableAndReplayThroughTheAnnotationsAndTheAPI(t *testing.T) {
 	publish(t, c.dispatcher, operator, nsEnable, "evt_again", "invoice.paid")
 	c.waitDisabled(t, nsEnable, "billing", true)
 	s.failing.Store(false)
+	// A replay into a disabled endpoint is held, and the command says what sends it.
+	eventually(t, 20*time.Second, "the second dead letter", func() bool {
+		return len(deadLetters(t, "billing", "-n", nsEnable).Items) == 1
+	})
+	r = mustCLI(t, "dlq", "replay", "billing", "--all", "-n", nsEnable)
+	if !strings.Contains(r.stdout, "Replayed 1 dead letter") ||
+		!strings.Contains(r.stderr, "WebhookEndpoint cli-enable/billing is disabled, so the replayed deliveries are held: herald endpoint enable billing -n cli-enable sends them.") {
+		t.Errorf("replay into a disabled endpoint printed %q / %q", r.stdout, r.stderr)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if s.got("evt_again") {
+		t.Fatal("a disabled endpoint delivered a replayed dead letter")
+	}
 	r = mustCLI(t, "endpoint", "enable", "billing", "-n", nsEnable, "--via-api", "-o", "json")
 	var en EnableResult
 	if err := json.Unmarshal([]byte(r.stdout), &en); err != nil || en.Via != "api" || !en.WasDisabled {
 		t.Errorf("enable --via-api -o json printed %q (%v)", r.stdout, err)
 	}
 	c.waitDisabled(t, nsEnable, "billing", false)
+	s.waitAccepted(t, "evt_again")
 
 	// The status as stored, for scripts.
 	r = mustCLI(t, "endpoint", "status", "billing", "-n", nsEnable, "-o", "json")
