@@ -93,7 +93,7 @@ func (s *EventSink) emit(k delivery.Key, eventType, reason, action, note string)
 			Namespace: ep.Namespace,
 		},
 		EventTime:           metav1.NewMicroTime(now),
-		ReportingController: "herald.dev/dispatcher",
+		ReportingController: "herald-dispatcher",
 		ReportingInstance:   s.instance,
 		Action:              action,
 		Reason:              reason,

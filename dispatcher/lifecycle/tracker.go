@@ -186,6 +186,9 @@ func (t *Tracker) Load(ctx context.Context, k delivery.Key) (State, error) {
 	}
 	t.mu.Lock()
 	t.known[k] = st
+	// Every endpoint the watch looks at gets its delivery status written, even before
+	// its first attempt: a held endpoint's pending count and Disabled=False show at once.
+	t.entry(k).dirty = true
 	t.mu.Unlock()
 	return st, nil
 }

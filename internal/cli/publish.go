@@ -61,8 +61,7 @@ static token, token file or exec plugin; a client certificate cannot be used). A
 ServiceAccount token works when the ServiceAccount may create events.hooks.herald.dev
 in the namespace:
 
-  kubectl create role herald-publisher --verb=create --resource=events.hooks.herald.dev
-  kubectl create rolebinding herald-publisher --role=herald-publisher --serviceaccount=NS:NAME
+  kubectl create rolebinding NAME-publisher --clusterrole=herald-publisher --serviceaccount=NS:NAME
   export HERALD_TOKEN=$(kubectl create token NAME)
 
 Without --id a fresh id is generated here and printed, so the same command can be
@@ -269,7 +268,10 @@ func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.
 		if m := serviceAccountName.FindStringSubmatch(msg); m != nil {
 			subject = "--serviceaccount=" + m[1] + ":" + m[2]
 		}
-		return fmt.Errorf("the ingest API refused the event: %s; grant it, e.g.\n  kubectl create role herald-publisher -n %s --verb=create --resource=events.hooks.herald.dev\n  kubectl create rolebinding herald-publisher -n %s --role=herald-publisher %s", msg, ns, ns, subject)
+		// The herald-publisher ClusterRole ships with Herald (config/rbac, the chart);
+		// "kubectl create role --resource=events.hooks.herald.dev" would be refused,
+		// since events are not a stored resource that discovery lists.
+		return fmt.Errorf("the ingest API refused the event: %s; grant it, e.g.\n  kubectl create rolebinding herald-publisher -n %s --clusterrole=herald-publisher %s", msg, ns, subject)
 	case http.StatusBadRequest:
 		return fmt.Errorf("the ingest API refused the event: %s", msg)
 	case http.StatusRequestEntityTooLarge:

@@ -238,8 +238,7 @@ func TestPublish_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 		{
 			name: "a namespace the token may not publish into",
 			args: []string{"--server", srv.URL, "--token", "producer", "-n", "billing"},
-			want: "kubectl create role herald-publisher -n billing --verb=create --resource=events.hooks.herald.dev\n" +
-				"  kubectl create rolebinding herald-publisher -n billing --role=herald-publisher --serviceaccount=shop:producer",
+			want: "kubectl create rolebinding herald-publisher -n billing --clusterrole=herald-publisher --serviceaccount=shop:producer",
 		},
 		{
 			name: "a dispatcher that is not running",
