@@ -48,6 +48,9 @@ type EndpointConfig struct {
 	JitterPercent int
 	MaxRetryAfter time.Duration
 	MaxInFlight   int
+	// RequestsPerSecond caps the attempt rate towards the endpoint (0: unlimited); the
+	// limiter is shared by the endpoint's workers on this replica.
+	RequestsPerSecond int
 	// FailureThreshold disables the endpoint after this many failed attempts in a row
 	// (0 never).
 	FailureThreshold int32

@@ -151,6 +151,7 @@ type endpointOpts struct {
 	inFlight int
 	hold     string
 	extra    map[string]string
+	rps      int
 }
 
 func (h *harness) endpoint(name, url string, o endpointOpts) {
@@ -168,7 +169,7 @@ func (h *harness) endpoint(name, url string, o endpointOpts) {
 	if err != nil {
 		h.t.Fatalf("building target: %v", err)
 	}
-	cfg := delivery.EndpointConfig{Target: target, Schedule: o.schedule, MaxInFlight: o.inFlight, Hold: o.hold}
+	cfg := delivery.EndpointConfig{Target: target, Schedule: o.schedule, MaxInFlight: o.inFlight, Hold: o.hold, RequestsPerSecond: o.rps}
 	if o.hold != "" {
 		cfg.Target = nil
 	}
@@ -736,5 +737,21 @@ func TestEngine_CELFilterSelectsEvents(t *testing.T) {
 	got := rc.waitFor(t, 1, 10*time.Second)
 	if got[0].header.Get("webhook-id") != "evt_big" {
 		t.Fatalf("delivered %s", got[0].header.Get("webhook-id"))
+	}
+}
+
+func TestEngine_RequestsPerSecondCapsTheRate(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, nil)
+	h.endpoint("slowpoke", rc.URL, endpointOpts{inFlight: 8, rps: 20})
+	events := make([]ingest.Event, 21)
+	for i := range events {
+		events[i] = ingest.Event{ID: fmt.Sprintf("evt_rate_%d", i), Type: "x"}
+	}
+	h.publish(events...)
+	got := rc.waitFor(t, len(events), 20*time.Second)
+	// A burst of 2 (a tenth of the rate), then one every 50ms: 19 waits at least.
+	if span := got[len(got)-1].at.Sub(got[0].at); span < 19*50*time.Millisecond-50*time.Millisecond {
+		t.Fatalf("21 deliveries at 20/s took %s; the limit was not applied", span)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
@@ -33,6 +34,24 @@ type runner struct {
 	cfg    atomic.Pointer[EndpointConfig]
 	wake   chan struct{}
 	cancel context.CancelFunc
+
+	limitMu sync.Mutex
+	limiter *rate.Limiter
+	limit   int
+}
+
+// wait blocks until the endpoint's request rate allows one more attempt.
+func (r *runner) wait(ctx context.Context, rps int) error {
+	if rps <= 0 {
+		return nil
+	}
+	r.limitMu.Lock()
+	if r.limiter == nil || r.limit != rps {
+		r.limiter, r.limit = rate.NewLimiter(rate.Limit(rps), max(1, rps/10)), rps
+	}
+	l := r.limiter
+	r.limitMu.Unlock()
+	return l.Wait(ctx)
 }
 
 func (r *runner) run(ctx context.Context) {
@@ -135,6 +154,10 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 		if err := p.Delay(wait); err != nil {
 			r.log.Error(err, "delaying delivery", "deliveryID", p.DeliveryID)
 		}
+		return
+	}
+	if err := r.wait(ctx, cfg.RequestsPerSecond); err != nil {
+		r.release(p)
 		return
 	}
 	if cfg.Target.Timeout() > r.e.opts.AckWait/2 {

@@ -166,10 +166,11 @@ func (w *Endpoints) lifecycle(ctx context.Context, key delivery.Key, ep *heraldv
 // missing. Problems are reported by reason and Secret name only, never by value.
 func (w *Endpoints) build(ctx context.Context, ep *heraldv1.WebhookEndpoint) delivery.EndpointConfig {
 	cfg := delivery.EndpointConfig{
-		JitterPercent:    int(ep.Spec.JitterPercent()),
-		FailureThreshold: ep.Spec.FailureThreshold(),
-		MaxInFlight:      int(ep.Spec.MaxInFlight()),
-		Generation:       ep.Generation,
+		JitterPercent:     int(ep.Spec.JitterPercent()),
+		FailureThreshold:  ep.Spec.FailureThreshold(),
+		RequestsPerSecond: int(ptrOr(ep.Spec.Limits.RequestsPerSecond, 0)),
+		MaxInFlight:       int(ep.Spec.MaxInFlight()),
+		Generation:        ep.Generation,
 	}
 	hold := func(reason, format string, args ...any) delivery.EndpointConfig {
 		cfg.Hold, cfg.HoldMessage = reason, fmt.Sprintf(format, args...)
@@ -307,4 +308,11 @@ func (w *Subscriptions) Reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 	w.Router.Set(req.Namespace, s)
 	return reconcile.Result{}, nil
+}
+
+func ptrOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
 }
