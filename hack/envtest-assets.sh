@@ -40,8 +40,9 @@ package tools
 
 import _ "go.etcd.io/etcd/server/v3"
 SRC
-  (cd "${dir}" && go get "go.etcd.io/etcd/server/v3@v${ETCD_VERSION}" >&2 \
-    && go mod tidy -e >&2 2>/dev/null || true
+  # Module resolution is chatty (a line per dependency); keep it in a log shown on failure.
+  (cd "${dir}" && go get "go.etcd.io/etcd/server/v3@v${ETCD_VERSION}" >"${dir}/resolve.log" 2>&1 \
+    && go mod tidy -e >>"${dir}/resolve.log" 2>&1 || { cat "${dir}/resolve.log" >&2; true; }
    cd "${dir}" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -o "${OUT}/etcd.tmp" go.etcd.io/etcd/server/v3 >&2)
   mv "${OUT}/etcd.tmp" "${OUT}/etcd"
 }
