@@ -27,7 +27,7 @@ type child struct {
 	exited  chan struct{}
 }
 
-func startChild(name, observer, env string) (*child, error) {
+func startChild(name, observer, env string, verbosity int) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -37,7 +37,7 @@ func startChild(name, observer, env string) (*child, error) {
 		return nil, err
 	}
 	c := &child{dir: dir, logFile: filepath.Join(dir, "dispatcher.log"), exited: make(chan struct{})}
-	cfg, _ := json.Marshal(childConfig{DataDir: filepath.Join(dir, "store"), Observer: observer, LogFile: c.logFile})
+	cfg, _ := json.Marshal(childConfig{DataDir: filepath.Join(dir, "store"), Observer: observer, LogFile: c.logFile, Verbosity: verbosity})
 	c.cmd = exec.Command(exe, childRole, string(cfg))
 	c.cmd.Stderr = os.Stderr
 	c.cmd.Env = os.Environ()

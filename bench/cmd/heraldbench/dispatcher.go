@@ -55,9 +55,10 @@ type endpointSpec struct {
 }
 
 type childConfig struct {
-	DataDir  string `json:"dataDir"`
-	Observer string `json:"observer"` // "tracker" (production observer) or "none"
-	LogFile  string `json:"logFile"`
+	DataDir   string `json:"dataDir"`
+	Observer  string `json:"observer"` // "tracker" (production observer) or "none"
+	LogFile   string `json:"logFile"`
+	Verbosity int    `json:"verbosity"`
 }
 
 type dispatcherChild struct {
@@ -89,7 +90,7 @@ func runDispatcher(cfgJSON string) error {
 	}
 	log := funcr.New(func(prefix, args string) {
 		fmt.Fprintln(logOut, time.Now().Format("15:04:05.000"), prefix, args)
-	}, funcr.Options{Verbosity: 0})
+	}, funcr.Options{Verbosity: cfg.Verbosity})
 
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer cancel()

@@ -51,6 +51,7 @@ type options struct {
 	Observer        string        `json:"observer"`
 	Profile         string        `json:"profile"`
 	DispatcherEnv   string        `json:"dispatcherEnv,omitempty"`
+	Verbosity       int           `json:"dispatcherVerbosity,omitempty"`
 	Out             string        `json:"-"`
 	Tag             string        `json:"tag"`
 }
@@ -81,6 +82,7 @@ func main() {
 	flag.StringVar(&o.Observer, "observer", "tracker", "delivery observer in the dispatcher: tracker (production failure tracking) or none")
 	flag.StringVar(&o.Profile, "profile", "", "comma-separated dispatcher profiles to write per scenario: cpu, alloc, block, mutex")
 	flag.StringVar(&o.DispatcherEnv, "dispatcher-env", "", "comma-separated KEY=VALUE added to the dispatcher child's environment only (e.g. GOGC=200,GOMEMLIMIT=120MiB)")
+	flag.IntVar(&o.Verbosity, "dispatcher-v", 0, "log verbosity of the dispatcher child (its log is kept in <out>/<date>-logs/ when not empty)")
 	flag.StringVar(&o.Out, "out", "bench/results", "directory for results")
 	flag.StringVar(&o.Tag, "tag", "", "suffix of the result file names (default: quick in -quick mode)")
 	flag.Parse()

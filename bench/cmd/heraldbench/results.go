@@ -95,6 +95,8 @@ type scenarioResult struct {
 	WorstHealthyVsB float64        `json:"worst_healthy_vs_b_percent,omitempty"`
 	Backlog         *backlogResult `json:"backlog,omitempty"`
 	Series          []seriesPoint  `json:"series,omitempty"`
+	PerSecond       []int64        `json:"deliveries_by_second,omitempty"`
+	LongestGapMs    float64        `json:"longest_pause_between_receipts_ms,omitempty"`
 
 	Incomplete bool     `json:"incomplete,omitempty"`
 	Notes      []string `json:"notes,omitempty"`
@@ -220,6 +222,11 @@ func markdown(w io.Writer, r *results) {
 	if e := r.Scenarios["e"]; e != nil {
 		fmt.Fprintf(w, "\ne. ingest POST round trip: p50 %.2f ms, p99 %.2f ms; ingest-to-receipt p99.9 %.1f ms, max %.1f ms.\n",
 			e.IngestLatency.P50, e.IngestLatency.P99, e.Latency.P999, e.Latency.Max)
+	}
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		if s := r.Scenarios[k]; s != nil && s.LongestGapMs >= 1000 {
+			fmt.Fprintf(w, "\nNote (%s): deliveries stalled: %.1f s passed without any receipt (deliveries by second: %v)", k, s.LongestGapMs/1000, s.PerSecond)
+		}
 	}
 	for _, k := range []string{"a", "b", "c", "d", "e"} {
 		if s := r.Scenarios[k]; s != nil {

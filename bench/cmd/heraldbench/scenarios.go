@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -53,7 +54,7 @@ func (b *bench) newSetup(name string, healthy, dead int, hold string) (*setup, e
 			Schedule: []time.Duration{time.Hour}, MaxInFlight: b.o.MaxInFlight})
 	}
 	var err error
-	if s.child, err = startChild(name, b.o.Observer, b.o.DispatcherEnv); err != nil {
+	if s.child, err = startChild(name, b.o.Observer, b.o.DispatcherEnv, b.o.Verbosity); err != nil {
 		s.closeReceivers()
 		return nil, err
 	}
@@ -186,6 +187,32 @@ func (s *setup) latencies(n int64) []time.Duration {
 	return out
 }
 
+// receiptSeries counts first receipts (all healthy endpoints) per second since t0 and
+// finds the longest time without any receipt between the first and the last: a stall
+// detector.
+func (s *setup) receiptSeries(n int64) ([]int64, float64) {
+	var ts []int64
+	for _, rc := range s.healthy {
+		rc.got.each(n, func(_, v int64) { ts = append(ts, v) })
+	}
+	if len(ts) == 0 {
+		return nil, 0
+	}
+	slices.Sort(ts)
+	var gap int64
+	for i := 1; i < len(ts); i++ {
+		gap = max(gap, ts[i]-ts[i-1])
+	}
+	last := int(toTime(ts[len(ts)-1] - s.t0 + 1).Seconds())
+	series := make([]int64, max(last+1, 0))
+	for _, v := range ts {
+		if sec := int(toTime(v - s.t0 + 1).Seconds()); sec >= 0 && sec < len(series) {
+			series[sec]++
+		}
+	}
+	return series, ms(time.Duration(gap))
+}
+
 // saturate is a, b and c: the batch producer runs for the duration, paced so that at
 // most window deliveries per healthy endpoint are undelivered (the sustainable rate,
 // not a backlog), then the rest is delivered.
@@ -239,8 +266,9 @@ func (b *bench) saturate(name, title string, healthy, dead int) (*scenarioResult
 		})
 	}
 	r.UndeliveredWindow = window
-	logf("%s: %d events accepted (%.0f/s), %d deliveries in %.1fs (%.0f/s), p99 %.0f ms, peak RSS %.0f MiB, retained after the run %.0f B per event",
-		name, accepted, r.EventsPerSecond, r.Deliveries, r.Seconds, r.DeliveriesPerSecond, r.Latency.P99, r.PeakRSSMiB, r.RetainedPerEvent)
+	r.PerSecond, r.LongestGapMs = s.receiptSeries(s.lg.next.Load())
+	logf("%s: %d events accepted (%.0f/s), %d deliveries in %.1fs (%.0f/s), p99 %.0f ms, peak RSS %.0f MiB, retained after the run %.0f B per event, longest pause between receipts %.0f ms",
+		name, accepted, r.EventsPerSecond, r.Deliveries, r.Seconds, r.DeliveriesPerSecond, r.Latency.P99, r.PeakRSSMiB, r.RetainedPerEvent, r.LongestGapMs)
 	return r, s, nil
 }
 
@@ -377,6 +405,7 @@ func (b *bench) scenarioD() (*scenarioResult, error) {
 	}
 	r.Latency = pct(lat)
 	r.LatencyNote = "release-to-receipt"
+	r.PerSecond, r.LongestGapMs = s.receiptSeries(accepted)
 	r.Backlog = d
 	logf("d: drained %d deliveries in %.1fs (%.0f/s)", r.Deliveries, d.DrainSeconds, r.DeliveriesPerSecond)
 	return r, nil
@@ -423,6 +452,7 @@ func (b *bench) scenarioE() (*scenarioResult, error) {
 	r.CeilingPercent = 100 * r.DeliveriesPerSecond / b.res.Ceiling1.PerSecond
 	r.Latency = pct(s.latencies(total))
 	r.IngestLatency = pct(s.lg.rtts)
+	r.PerSecond, r.LongestGapMs = s.receiptSeries(total)
 	if late := s.lg.late.Load(); late > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d of %d events were sent more than 1 ms after their scheduled time (producer behind; latency counts from the schedule)", late, total))
 	}
