@@ -39,22 +39,27 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 	var deliveries []queue.Delivery
 	var endpoints []string
 	for i := range events {
+		// The same id twice in one batch is the same event.
+		if _, dup := seen[events[i].ID]; dup {
+			continue
+		}
+		seen[events[i].ID] = i
+		keys[i] = queue.IngestKey(namespace, events[i].ID)
+	}
+	prev, found, err := st.LookupIngestMany(ctx, keys)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	for i := range events {
 		ev := &events[i]
 		results[i].ID = ev.ID
-		// The same id twice in one batch is the same event.
-		if j, dup := seen[ev.ID]; dup {
+		if j := seen[ev.ID]; j != i {
 			results[i] = ingest.Result{ID: ev.ID, Matched: results[j].Matched, Duplicate: true}
 			continue
 		}
-		seen[ev.ID] = i
-		keys[i] = queue.IngestKey(namespace, ev.ID)
-		prev, found, err := st.LookupIngest(ctx, keys[i])
-		if err != nil {
-			return nil, storeError(err)
-		}
-		if found {
+		if found[i] {
 			var rec ingestRecord
-			_ = json.Unmarshal(prev, &rec)
+			_ = json.Unmarshal(prev[i], &rec)
 			results[i] = ingest.Result{ID: ev.ID, Matched: rec.Matched, Duplicate: true}
 			continue
 		}
@@ -84,17 +89,21 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 	if err := st.Publish(ctx, deliveries); err != nil {
 		return nil, storeError(err)
 	}
+	// Written after the deliveries are stored: a crash in between makes the producer's
+	// retry store them again, which the stream's duplicate window absorbs.
+	var recKeys []string
+	var recs [][]byte
 	for i := range events {
-		if !fresh[i] {
-			continue
+		if fresh[i] {
+			rec, _ := json.Marshal(ingestRecord{Matched: results[i].Matched})
+			recKeys, recs = append(recKeys, keys[i]), append(recs, rec)
 		}
-		rec, _ := json.Marshal(ingestRecord{Matched: results[i].Matched})
-		if err := st.RecordIngest(ctx, keys[i], rec); err != nil {
-			// The deliveries are stored; only the dedupe record is missing, so a retry
-			// by the producer would be absorbed by the store's duplicate window. Report
-			// success rather than invite a retry that changes nothing.
-			a.Engine.log.Error(err, "recording ingest result", "eventID", events[i].ID)
-		}
+	}
+	if err := st.RecordIngestMany(ctx, recKeys, recs); err != nil {
+		// The deliveries are stored; only the dedupe records are missing, so a retry by
+		// the producer would be absorbed by the store's duplicate window. Report
+		// success rather than invite a retry that changes nothing.
+		a.Engine.log.Error(err, "recording ingest results", "events", len(recKeys))
 	}
 	return results, nil
 }

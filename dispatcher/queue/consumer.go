@@ -106,7 +106,9 @@ func (s *Store) Consume(ctx context.Context, namespace, endpoint string, opts Co
 	if err != nil {
 		return nil, err
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(opts.Buffer))
+	// Short pull requests: should one go missing (a reconnect, a server restart) the
+	// iterator notices within seconds instead of idling out the default 30s.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(opts.Buffer), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("consuming deliveries of %s/%s: %w", namespace, endpoint, err)
 	}
@@ -150,9 +152,11 @@ type Pending struct {
 	store *Store
 }
 
-// Ack settles a delivered delivery.
+// Ack settles a delivered delivery. The acknowledgement is not waited for: should it
+// be lost, the delivery is attempted again after AckWait, which at-least-once allows,
+// and waiting for it would cost a round trip per delivery.
 func (p *Pending) Ack(ctx context.Context) error {
-	if err := p.msg.DoubleAck(ctx); err != nil {
+	if err := p.msg.Ack(); err != nil {
 		return fmt.Errorf("acknowledging delivery %s: %w", p.DeliveryID, err)
 	}
 	return nil

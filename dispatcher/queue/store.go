@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -280,6 +281,51 @@ func (s *Store) LookupIngest(ctx context.Context, key string) ([]byte, bool, err
 func (s *Store) RecordIngest(ctx context.Context, key string, result []byte) error {
 	if _, err := s.ingest.Put(ctx, key, result); err != nil {
 		return fmt.Errorf("writing ingest record: %w", publishError(err))
+	}
+	return nil
+}
+
+// LookupIngestMany is LookupIngest for several keys, looked up concurrently (a batch
+// would otherwise cost one round trip per event).
+func (s *Store) LookupIngestMany(ctx context.Context, keys []string) (values [][]byte, found []bool, err error) {
+	values, found = make([][]byte, len(keys)), make([]bool, len(keys))
+	errs := make([]error, len(keys))
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		if k == "" {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			values[i], found[i], errs[i] = s.LookupIngest(ctx, k)
+		})
+	}
+	wg.Wait()
+	return values, found, errors.Join(errs...)
+}
+
+// RecordIngestMany is RecordIngest for several keys, pipelined: the writes go out
+// together and are waited for once.
+func (s *Store) RecordIngestMany(ctx context.Context, keys []string, values [][]byte) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(keys))
+	for i, k := range keys {
+		// A key-value put is a publish on the bucket's subject.
+		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + IngestBucket + "." + k, Data: values[i]})
+		if err != nil {
+			return fmt.Errorf("writing ingest record: %w", publishError(err))
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("writing ingest record: %w", publishError(err))
+		case <-ctx.Done():
+			return fmt.Errorf("writing ingest records: %w", ctx.Err())
+		}
 	}
 	return nil
 }
