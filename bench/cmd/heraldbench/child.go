@@ -77,6 +77,7 @@ func startChild(name, observer, env string, verbosity int) (*child, error) {
 		return nil, errors.New("dispatcher child exited before it was ready")
 	case <-time.After(60 * time.Second):
 		c.stop()
+		c.remove()
 		return nil, errors.New("dispatcher child not ready within 60s")
 	}
 }
@@ -115,7 +116,8 @@ func (c *child) cpu() time.Duration {
 	return d
 }
 
-// stop asks the child to stop, kills it if it does not, and removes its store.
+// stop asks the child to stop and kills it if it does not; remove deletes its store
+// and log.
 func (c *child) stop() {
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -125,5 +127,6 @@ func (c *child) stop() {
 		<-c.exited
 	}
 	_ = c.stdin.Close()
-	os.RemoveAll(c.dir)
 }
+
+func (c *child) remove() { os.RemoveAll(c.dir) }

@@ -132,6 +132,7 @@ func (s *setup) closeReceivers() {
 func (s *setup) close() {
 	s.child.stop()
 	s.b.copyLog(s.child, s.name)
+	s.child.remove()
 	s.closeReceivers()
 	s.lg.client.CloseIdleConnections()
 }
