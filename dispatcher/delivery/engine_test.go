@@ -755,3 +755,28 @@ func TestEngine_RequestsPerSecondCapsTheRate(t *testing.T) {
 		t.Fatalf("21 deliveries at 20/s took %s; the limit was not applied", span)
 	}
 }
+
+func TestAccept_BatchMixingSeenAndNewIDsDeduplicatesEach(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, nil)
+	h.endpoint("a", rc.URL, endpointOpts{})
+	h.publish(ingest.Event{ID: "evt_old1", Type: "x"}, ingest.Event{ID: "evt_old2", Type: "x"})
+	// One request looks all of these up at once (a multi-subject direct get).
+	res := h.publish(
+		ingest.Event{ID: "evt_new1", Type: "x"},
+		ingest.Event{ID: "evt_old2", Type: "x"},
+		ingest.Event{ID: "evt_new2", Type: "x"},
+		ingest.Event{ID: "evt_old1", Type: "x"},
+	)
+	want := []bool{false, true, false, true}
+	for i, r := range res {
+		if r.Duplicate != want[i] || r.Matched != 1 {
+			t.Errorf("result %d (%s) = %+v, want duplicate %v, matched 1", i, r.ID, r, want[i])
+		}
+	}
+	rc.waitFor(t, 4, 10*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	if n := len(rc.got()); n != 4 {
+		t.Fatalf("receiver got %d requests, want 4 (2 old + 2 new)", n)
+	}
+}

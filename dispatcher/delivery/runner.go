@@ -176,7 +176,7 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 	case out.OK():
 		a.Final = true
 		r.e.opts.Observer.Attempted(a)
-		if err := p.Ack(sctx); err != nil {
+		if err := p.Delivered(); err != nil {
 			r.log.Error(err, "acknowledging delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
 		}
 	case p.Attempt > len(cfg.Schedule):

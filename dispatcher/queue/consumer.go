@@ -152,10 +152,20 @@ type Pending struct {
 	store *Store
 }
 
-// Ack settles a delivered delivery. The acknowledgement is not waited for: should it
-// be lost, the delivery is attempted again after AckWait, which at-least-once allows,
-// and waiting for it would cost a round trip per delivery.
+// Ack settles a delivery and waits until the store has taken the acknowledgement, so
+// that what is read from the consumer next (pending counts for the held limits)
+// already reflects it. Retry and DeadLetter settle with it.
 func (p *Pending) Ack(ctx context.Context) error {
+	if err := p.msg.DoubleAck(ctx); err != nil {
+		return fmt.Errorf("acknowledging delivery %s: %w", p.DeliveryID, err)
+	}
+	return nil
+}
+
+// Delivered settles a delivery that reached its receiver without waiting for the
+// acknowledgement: should it be lost, the delivery is attempted again after AckWait,
+// which at-least-once allows, and waiting would cost a round trip per delivery.
+func (p *Pending) Delivered() error {
 	if err := p.msg.Ack(); err != nil {
 		return fmt.Errorf("acknowledging delivery %s: %w", p.DeliveryID, err)
 	}

@@ -12,9 +12,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -95,6 +98,7 @@ type Store struct {
 	deadLetters jetstream.Stream
 	ingest      jetstream.KeyValue
 	state       jetstream.KeyValue
+	replies     replyMux
 }
 
 // Open starts or connects to JetStream and ensures Herald's streams and buckets exist.
@@ -285,25 +289,128 @@ func (s *Store) RecordIngest(ctx context.Context, key string, result []byte) err
 	return nil
 }
 
-// LookupIngestMany is LookupIngest for several keys, looked up concurrently (a batch
-// would otherwise cost one round trip per event).
+// LookupIngestMany is LookupIngest for several keys (empty keys are skipped) in one
+// request: a JetStream direct get of the last message of each key's subject
+// (multi_last, nats-server >= 2.11). The server answers with the records that exist
+// and an end-of-batch marker, so a batch of fresh events costs one round trip and one
+// "no results" answer instead of a request per event.
 func (s *Store) LookupIngestMany(ctx context.Context, keys []string) (values [][]byte, found []bool, err error) {
 	values, found = make([][]byte, len(keys)), make([]bool, len(keys))
-	errs := make([]error, len(keys))
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
+	// The server answers at most 1024 subjects per request; larger batches go in chunks.
+	const chunk = 1000
+	if len(keys) > chunk {
+		for start := 0; start < len(keys); start += chunk {
+			end := min(start+chunk, len(keys))
+			v, f, err := s.LookupIngestMany(ctx, keys[start:end])
+			if err != nil {
+				return nil, nil, err
+			}
+			copy(values[start:end], v)
+			copy(found[start:end], f)
+		}
+		return values, found, nil
+	}
+	index := make(map[string]int, len(keys))
+	subjects := make([]string, 0, len(keys))
 	for i, k := range keys {
-		if k == "" {
+		if k != "" {
+			index[ingestSubjectPrefix+k] = i
+			subjects = append(subjects, ingestSubjectPrefix+k)
+		}
+	}
+	switch len(subjects) {
+	case 0:
+		return values, found, nil
+	case 1:
+		i := index[subjects[0]]
+		values[i], found[i], err = s.LookupIngest(ctx, keys[i])
+		return values, found, err
+	}
+	req, err := json.Marshal(struct {
+		MultiLast []string `json:"multi_last"`
+		Batch     int      `json:"batch"`
+	}{subjects, len(subjects)})
+	if err != nil {
+		return nil, nil, err
+	}
+	replies, reply, err := s.replies.open(s.nc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading ingest records: %w", publishError(err))
+	}
+	defer s.replies.close(reply)
+	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+IngestBucket, reply, req); err != nil {
+		return nil, nil, fmt.Errorf("reading ingest records: %w", publishError(err))
+	}
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-replies:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("reading ingest records: %w", ctx.Err())
+		}
+		switch m.Header.Get("Status") {
+		case "404", "204": // no record at all / end of the batch
+			return values, found, nil
+		case "":
+		default:
+			return nil, nil, fmt.Errorf("reading ingest records: %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
+		}
+		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 			continue
 		}
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			values[i], found[i], errs[i] = s.LookupIngest(ctx, k)
-		})
+		if i, ok := index[m.Header.Get(jetstream.SubjectHeader)]; ok {
+			values[i], found[i] = m.Data, true
+		}
 	}
-	wg.Wait()
-	return values, found, errors.Join(errs...)
+}
+
+const ingestSubjectPrefix = "$KV." + IngestBucket + "."
+
+// replyMux routes the replies of multi-message requests arriving on one long-lived
+// wildcard subscription; subscribing per request would churn the server's interest
+// graph (and its match cache) on every batch.
+type replyMux struct {
+	mu      sync.Mutex
+	prefix  string
+	n       uint64
+	waiters map[string]chan *nats.Msg
+}
+
+func (m *replyMux) open(nc *nats.Conn) (chan *nats.Msg, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.waiters == nil {
+		prefix := nc.NewRespInbox() + "."
+		if _, err := nc.Subscribe(prefix+"*", m.route); err != nil {
+			return nil, "", err
+		}
+		m.prefix, m.waiters = prefix, map[string]chan *nats.Msg{}
+	}
+	m.n++
+	tok := strconv.FormatUint(m.n, 36)
+	// Room for every reply of a batch (the server sends at most 1024 and an
+	// end-of-batch marker), so routing never blocks.
+	ch := make(chan *nats.Msg, 1026)
+	m.waiters[tok] = ch
+	return ch, m.prefix + tok, nil
+}
+
+func (m *replyMux) route(msg *nats.Msg) {
+	m.mu.Lock()
+	ch := m.waiters[strings.TrimPrefix(msg.Subject, m.prefix)]
+	m.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- msg:
+		default:
+		}
+	}
+}
+
+func (m *replyMux) close(reply string) {
+	m.mu.Lock()
+	delete(m.waiters, strings.TrimPrefix(reply, m.prefix))
+	m.mu.Unlock()
 }
 
 // RecordIngestMany is RecordIngest for several keys, pipelined: the writes go out
