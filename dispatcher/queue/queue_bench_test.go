@@ -405,7 +405,7 @@ func BenchmarkRetained_IngestRecord(b *testing.B) {
 
 // BenchmarkRetained_DeliveredDelivery measures the memory a delivery holds after it
 // was delivered and acknowledged (removed from the work queue): the stream's
-// duplicate window (10 min) keeps its message id.
+// duplicate window (2 min) keeps its message id.
 func BenchmarkRetained_DeliveredDelivery(b *testing.B) {
 	st := benchStore(b)
 	ctx := context.Background()

@@ -181,7 +181,9 @@ func (s *Store) ensure(ctx context.Context) error {
 		Discard:     jetstream.DiscardNew,
 		// Publishing the same delivery twice (an ingest retried after a crash, a retry
 		// republished twice) within this window stores it once.
-		Duplicates: 10 * time.Minute,
+		// Two minutes cover a producer retrying a publish the dispatcher crashed in the
+		// middle of; each remembered id costs memory (about 150 B) for the whole window.
+		Duplicates: 2 * time.Minute,
 	})
 	if err != nil {
 		return fmt.Errorf("creating stream %s: %w", DeliveriesStream, err)
