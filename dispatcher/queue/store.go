@@ -51,6 +51,10 @@ type Options struct {
 	Replicas int
 	// DedupeWindow is how long an event id is remembered at ingest (default 24h).
 	DedupeWindow time.Duration
+	// MaxDedupeRecords bounds how many event ids are remembered (default 250,000, about
+	// 90 MiB of memory). Beyond it the oldest are forgotten first: under sustained load
+	// the dedupe window gets shorter instead of memory growing without bound.
+	MaxDedupeRecords int64
 	// DeadLetterMaxAge is how long dead letters are kept (default 14 days).
 	DeadLetterMaxAge time.Duration
 	// MaxPendingDeliveries bounds the delivery stream; publishing beyond it fails with
@@ -72,6 +76,9 @@ func (o *Options) defaults() {
 	}
 	if o.DedupeWindow <= 0 {
 		o.DedupeWindow = 24 * time.Hour
+	}
+	if o.MaxDedupeRecords <= 0 {
+		o.MaxDedupeRecords = 250_000
 	}
 	if o.DeadLetterMaxAge <= 0 {
 		o.DeadLetterMaxAge = 14 * 24 * time.Hour
@@ -210,6 +217,9 @@ func (s *Store) ensure(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("creating bucket %s: %w", IngestBucket, err)
+	}
+	if err := s.boundIngest(ctx); err != nil {
+		return err
 	}
 	s.state, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      StateBucket,
@@ -435,6 +445,26 @@ func (s *Store) RecordIngestMany(ctx context.Context, keys []string, values [][]
 		case <-ctx.Done():
 			return fmt.Errorf("writing ingest records: %w", ctx.Err())
 		}
+	}
+	return nil
+}
+
+// boundIngest caps the ingest bucket's underlying stream. A key-value bucket is created
+// discarding new writes when full, which would stop deduplication altogether; Herald
+// wants the oldest records to go instead, so it sets the cap and the policy itself.
+func (s *Store) boundIngest(ctx context.Context) error {
+	name := "KV_" + IngestBucket
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return fmt.Errorf("reading stream %s: %w", name, err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.MaxMsgs == s.opts.MaxDedupeRecords && cfg.Discard == jetstream.DiscardOld {
+		return nil
+	}
+	cfg.MaxMsgs, cfg.Discard = s.opts.MaxDedupeRecords, jetstream.DiscardOld
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("bounding stream %s: %w", name, err)
 	}
 	return nil
 }

@@ -35,6 +35,7 @@ type dispatcherOptions struct {
 	dedupeWindow     time.Duration
 	deadLetterMaxAge time.Duration
 	maxPending       int64
+	maxDedupe        int64
 	maxBodyBytes     int64
 	maxBatchEvents   int
 	maxHeld          int64
@@ -82,6 +83,7 @@ a flag given on the command line wins.`,
 	fs.DurationVar(&o.ackWait, "ack-wait", 2*time.Minute, "how long an attempt may run before its delivery is handed to another worker")
 	fs.DurationVar(&o.dedupeWindow, "dedupe-window", 24*time.Hour, "how long an event id is remembered at ingest")
 	fs.DurationVar(&o.deadLetterMaxAge, "dead-letter-max-age", 14*24*time.Hour, "how long dead letters are kept")
+	fs.Int64Var(&o.maxDedupe, "dedupe-max-records", 250_000, "event ids remembered for deduplication at most (about 350 B of memory each); beyond, the oldest are forgotten first")
 	fs.Int64Var(&o.maxPending, "max-pending-deliveries", 1_000_000, "deliveries stored at most; ingest answers 429 beyond")
 	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", 1<<20, "largest ingest request body")
 	fs.IntVar(&o.maxBatchEvents, "max-batch-events", 100, "most events in one batch request")
@@ -158,6 +160,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 			DedupeWindow:         o.dedupeWindow,
 			DeadLetterMaxAge:     o.deadLetterMaxAge,
 			MaxPendingDeliveries: o.maxPending,
+			MaxDedupeRecords:     o.maxDedupe,
 		},
 		IngestAddr:      o.ingestAddr,
 		HealthAddr:      o.healthAddr,
