@@ -126,7 +126,9 @@ func (d *Delivery) toMsg(subject string) *nats.Msg {
 	h[hdrEndpoint] = []string{d.Endpoint}
 	h[hdrAttempt] = []string{strconv.Itoa(d.Attempt)}
 	if !d.NotBefore.IsZero() {
-		h[hdrNotBefore] = []string{strconv.FormatInt(d.NotBefore.UnixMilli(), 10)}
+		// Microseconds: milliseconds would truncate a wait by up to 1ms, and a retry could
+		// then go out before its schedule said.
+		h[hdrNotBefore] = []string{strconv.FormatInt(d.NotBefore.UnixMicro(), 10)}
 	}
 	if !d.AcceptedAt.IsZero() {
 		h[hdrAcceptedAt] = []string{strconv.FormatInt(d.AcceptedAt.UnixMicro(), 10)}
@@ -169,11 +171,11 @@ func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
 		return d, fmt.Errorf("delivery %s: attempt %q is not a positive number", d.DeliveryID, first(h, hdrAttempt))
 	}
 	if v := first(h, hdrNotBefore); v != "" {
-		ms, err := strconv.ParseInt(v, 10, 64)
+		us, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
 			return d, fmt.Errorf("delivery %s: not-before %q: %w", d.DeliveryID, v, err)
 		}
-		d.NotBefore = time.UnixMilli(ms)
+		d.NotBefore = time.UnixMicro(us)
 	}
 	if v := first(h, hdrReplay); v != "" {
 		d.Replay, _ = strconv.Atoi(v)
