@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -131,4 +132,29 @@ func (s *WebhookEndpointSpec) MaxInFlight() int32 {
 		return DefaultMaxInFlight
 	}
 	return *s.Limits.MaxInFlight
+}
+
+// ReferencedSecretNames lists every Secret in the endpoint's namespace that delivering to
+// it needs: the signing and previous signing secrets, header values and the TLS client
+// certificate. Both the manager (readiness) and the dispatcher (delivery) index
+// endpoints by these, so a Secret created or fixed later takes effect at once.
+func (e *WebhookEndpoint) ReferencedSecretNames() []string {
+	names := []string{e.SigningSecretRef().Name}
+	add := func(n string) {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	if prev, ok := e.PreviousSigningSecretRef(); ok {
+		add(prev.Name)
+	}
+	for _, h := range e.Spec.Headers {
+		if h.ValueFrom != nil {
+			add(h.ValueFrom.Name)
+		}
+	}
+	if e.Spec.TLS != nil && e.Spec.TLS.ClientCertificateSecretRef != nil {
+		add(e.Spec.TLS.ClientCertificateSecretRef.Name)
+	}
+	return names
 }

@@ -23,6 +23,7 @@ var readinessChecks = []check{
 	signingSecretExists,
 	signingSecretHasKey,
 	previousSecretResolves,
+	otherSecretsResolve,
 	notSuspended,
 	notDisabled,
 }
@@ -111,4 +112,18 @@ func notDisabled(_ outbound.Policy, in *inputs) (string, string, bool) {
 	}
 	return ReasonDisabled, fmt.Sprintf("auto-disabled by the dispatcher (%s); deliveries are held. Re-enable with "+
 		"kubectl annotate whe %s %s=$(date +%%s) --overwrite, or edit the spec", c.Message, in.endpoint.Name, heraldv1.AnnotationReenable), false
+}
+
+// otherSecretsResolve: header values and the TLS client certificate come from Secrets as
+// well; the dispatcher holds deliveries while one is missing, so Ready says so.
+func otherSecretsResolve(_ outbound.Policy, in *inputs) (string, string, bool) {
+	for _, u := range in.others {
+		if u.secret == nil {
+			return ReasonSecretNotFound, fmt.Sprintf("Secret %s for the %s does not exist", u.ref.Name, u.what), false
+		}
+		if msg, ok := keyProblem(u.secret, u.ref, u.what); !ok {
+			return ReasonSecretKeyMissing, msg, false
+		}
+	}
+	return "", "", true
 }

@@ -19,7 +19,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -28,9 +27,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/internal/index"
 	"github.com/herald-dev/herald/internal/outbound"
 )
 
@@ -43,7 +42,8 @@ const (
 	// loopback, private or metadata address).
 	ReasonInvalidURL = "InvalidURL"
 	// ReasonSecretNotFound: the signing Secret does not exist and Herald could not
-	// generate it (for example, it is being deleted, or the create was refused).
+	// generate it (for example, it is being deleted, or the create was refused), or the
+	// Secret of a header value or of the TLS client certificate does not exist.
 	ReasonSecretNotFound = "SecretNotFound"
 	// ReasonSecretKeyMissing: the signing Secret exists but lacks the referenced key, or
 	// the value is empty. Herald never writes to a Secret it did not create.
@@ -101,7 +101,7 @@ type Reconciler struct {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	err := mgr.GetFieldIndexer().IndexField(context.Background(), &heraldv1.WebhookEndpoint{}, secretNamesIndex,
 		func(o client.Object) []string {
-			return referencedSecretNames(o.(*heraldv1.WebhookEndpoint))
+			return o.(*heraldv1.WebhookEndpoint).ReferencedSecretNames()
 		})
 	if err != nil {
 		return fmt.Errorf("indexing WebhookEndpoints by Secret name: %w", err)
@@ -119,35 +119,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		// Any Secret an endpoint references, including ones a person creates or fixes
 		// after the endpoint; a key added later flips Ready at once.
-		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.endpointsForSecret)).
+		WatchesMetadata(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(index.Referrers(r.Client,
+			func() client.ObjectList { return &heraldv1.WebhookEndpointList{} }, secretNamesIndex))).
 		Complete(r)
-}
-
-// referencedSecretNames are the Secrets whose changes can change an endpoint's readiness.
-func referencedSecretNames(ep *heraldv1.WebhookEndpoint) []string {
-	names := []string{ep.SigningSecretRef().Name}
-	if prev, ok := ep.PreviousSigningSecretRef(); ok && prev.Name != names[0] {
-		names = append(names, prev.Name)
-	}
-	return names
-}
-
-func (r *Reconciler) endpointsForSecret(ctx context.Context, secret client.Object) []reconcile.Request {
-	var list heraldv1.WebhookEndpointList
-	if err := r.Client.List(ctx, &list,
-		client.InNamespace(secret.GetNamespace()),
-		client.MatchingFields{secretNamesIndex: secret.GetName()},
-	); err != nil {
-		logf.FromContext(ctx).Error(err, "listing WebhookEndpoints referencing a Secret", "secret", client.ObjectKeyFromObject(secret))
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{
-			Namespace: list.Items[i].Namespace, Name: list.Items[i].Name,
-		}})
-	}
-	return reqs
 }
 
 // Reconcile brings one endpoint's Ready condition up to date.

@@ -257,6 +257,31 @@ func TestEndpoint_PreviousSecretNotFoundUntilItIsCreated(t *testing.T) {
 	waitReadyWithin(t, 5*time.Second, ns, "rotating", metav1.ConditionTrue, endpoint.ReasonReady)
 }
 
+func TestEndpoint_HeaderSecretMissingUntilItIsCreated(t *testing.T) {
+	// The dispatcher holds deliveries while a header's Secret is missing, so Ready must
+	// say so and flip as soon as the Secret arrives.
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createEndpoint(t, ns, "authed", "https://authed.example/hooks", func(ep *heraldv1.WebhookEndpoint) {
+		ep.Spec.Headers = []heraldv1.HeaderSpec{{Name: "Authorization", ValueFrom: &heraldv1.SecretKeySelector{Name: "authed-token", Key: "token"}}}
+	})
+	got := waitReady(t, ns, "authed", metav1.ConditionFalse, endpoint.ReasonSecretNotFound)
+	if msg := readyCondition(got).Message; !strings.Contains(msg, "authed-token") || !strings.Contains(msg, "header Authorization") {
+		t.Errorf("message %q should name the Secret and the header", msg)
+	}
+	token := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "authed-token"},
+		Data:       map[string][]byte{"token": []byte("Bearer abc")},
+	}
+	if err := k.Create(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	got = waitReadyWithin(t, 5*time.Second, ns, "authed", metav1.ConditionTrue, endpoint.ReasonReady)
+	if strings.Contains(readyCondition(got).Message, "Bearer abc") {
+		t.Fatal("a header value leaked into the status")
+	}
+}
+
 func TestEndpoint_StatusSettlesWithoutWriteLoops(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)

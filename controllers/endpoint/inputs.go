@@ -35,6 +35,17 @@ type inputs struct {
 
 	previousRef *heraldv1.SecretKeySelector
 	previous    *corev1.Secret
+
+	// others are the Secrets of header values and the TLS client certificate, which the
+	// dispatcher needs too: without them it holds the deliveries.
+	others []secretUse
+}
+
+// secretUse is one key of a Secret the endpoint reads, and what for.
+type secretUse struct {
+	ref    heraldv1.SecretKeySelector
+	what   string
+	secret *corev1.Secret
 }
 
 // gatherInputs reads the referenced Secrets, generating the signing Secret when it does
@@ -60,6 +71,29 @@ func (r *Reconciler) gatherInputs(ctx context.Context, ep *heraldv1.WebhookEndpo
 		if in.previous, err = r.getSecret(ctx, ep.Namespace, prevRef.Name); err != nil {
 			return nil, err
 		}
+	}
+	for _, h := range ep.Spec.Headers {
+		if h.ValueFrom != nil {
+			in.others = append(in.others, secretUse{ref: *h.ValueFrom, what: "header " + h.Name})
+		}
+	}
+	if t := ep.Spec.TLS; t != nil && t.ClientCertificateSecretRef != nil {
+		for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
+			in.others = append(in.others, secretUse{
+				ref:  heraldv1.SecretKeySelector{Name: t.ClientCertificateSecretRef.Name, Key: key},
+				what: "TLS client certificate",
+			})
+		}
+	}
+	read := map[string]*corev1.Secret{}
+	for i := range in.others {
+		name := in.others[i].ref.Name
+		if _, done := read[name]; !done {
+			if read[name], err = r.getSecret(ctx, ep.Namespace, name); err != nil {
+				return nil, err
+			}
+		}
+		in.others[i].secret = read[name]
 	}
 	return in, in.generateErr
 }

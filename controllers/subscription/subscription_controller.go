@@ -16,7 +16,6 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -25,9 +24,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/internal/index"
 	"github.com/herald-dev/herald/internal/routing"
 	"github.com/herald-dev/herald/internal/statusapply"
 )
@@ -87,29 +86,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// dispatcher writes endpoint status often and each write would wake every
 		// subscription routing to it.
 		Watches(&heraldv1.WebhookEndpoint{},
-			handler.EnqueueRequestsFromMapFunc(r.subscriptionsForEndpoint),
+			handler.EnqueueRequestsFromMapFunc(index.Referrers(r.Client,
+				func() client.ObjectList { return &heraldv1.WebhookSubscriptionList{} }, endpointRefIndex)),
 			builder.WithPredicates(predicate.Funcs{
 				UpdateFunc: func(event.UpdateEvent) bool { return false },
 			})).
 		Complete(r)
-}
-
-func (r *Reconciler) subscriptionsForEndpoint(ctx context.Context, ep client.Object) []reconcile.Request {
-	var list heraldv1.WebhookSubscriptionList
-	if err := r.Client.List(ctx, &list,
-		client.InNamespace(ep.GetNamespace()),
-		client.MatchingFields{endpointRefIndex: ep.GetName()},
-	); err != nil {
-		logf.FromContext(ctx).Error(err, "listing WebhookSubscriptions of an endpoint", "endpoint", client.ObjectKeyFromObject(ep))
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{
-			Namespace: list.Items[i].Namespace, Name: list.Items[i].Name,
-		}})
-	}
-	return reqs
 }
 
 // inputs are what the checks look at.

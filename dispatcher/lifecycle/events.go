@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -176,5 +175,3 @@ func (s *EventSink) forget(k delivery.Key) {
 	delete(s.buckets, k)
 	s.mu.Unlock()
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -304,7 +305,7 @@ func (t *Tracker) Watch(ctx context.Context) error {
 			k := delivery.Key{Namespace: ns, Name: name}
 			var st State
 			if e.Operation() == jetstream.KeyValuePut {
-				if err := jsonUnmarshal(e.Value(), &st); err != nil {
+				if err := json.Unmarshal(e.Value(), &st); err != nil {
 					continue
 				}
 			}

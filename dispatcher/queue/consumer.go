@@ -215,16 +215,6 @@ func (p *Pending) DeadLetter(ctx context.Context, dl DeadLetter) error {
 	return p.Ack(ctx)
 }
 
-// Metadata returns how often JetStream has handed out this message, which exceeds one
-// after a crash or a delay.
-func (p *Pending) NumDelivered() uint64 {
-	md, err := p.msg.Metadata()
-	if err != nil {
-		return 0
-	}
-	return md.NumDelivered
-}
-
 // PendingDeliveries is how many deliveries of an endpoint are stored and not settled:
 // waiting, in retry wait, held or in flight.
 func (s *Store) PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,28 +25,10 @@ func (f DeadLetterFilter) match(dl *DeadLetter) bool {
 	if f.EventType != "" && dl.EventType != f.EventType {
 		return false
 	}
-	if len(f.EventIDs) > 0 && !contains(f.EventIDs, dl.EventID) {
+	if len(f.EventIDs) > 0 && !slices.Contains(f.EventIDs, dl.EventID) {
 		return false
 	}
-	if len(f.Sequences) > 0 {
-		found := false
-		for _, s := range f.Sequences {
-			found = found || s == dl.Sequence
-		}
-		if !found {
-			return false
-		}
-	}
-	return true
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return len(f.Sequences) == 0 || slices.Contains(f.Sequences, dl.Sequence)
 }
 
 // DeadLetters calls fn for each dead letter of an endpoint, oldest first, until fn

@@ -71,9 +71,6 @@ func New(cfg Config) (*Target, error) {
 	if err := cfg.Policy.CheckURL(cfg.URL); err != nil {
 		return nil, fmt.Errorf("endpoint url: %w", err)
 	}
-	if _, err := url.Parse(cfg.URL); err != nil {
-		return nil, fmt.Errorf("endpoint url: %w", err)
-	}
 	sg, err := signer.New(cfg.Style, cfg.HeaderPrefix, cfg.Secret, cfg.PreviousSecret)
 	if err != nil {
 		return nil, fmt.Errorf("signing: %w", err)

@@ -26,6 +26,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
+	"github.com/herald-dev/herald/internal/index"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/routing"
 )
@@ -56,47 +57,19 @@ type Lifecycle interface {
 // SetupWithManager registers the endpoint watch.
 func (w *Endpoints) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &heraldv1.WebhookEndpoint{}, secretIndex,
-		func(o client.Object) []string { return referencedSecrets(o.(*heraldv1.WebhookEndpoint)) }); err != nil {
+		func(o client.Object) []string { return o.(*heraldv1.WebhookEndpoint).ReferencedSecretNames() }); err != nil {
 		return fmt.Errorf("indexing endpoints by secret: %w", err)
 	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("dispatcher-endpoints").
 		For(&heraldv1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(w.endpointsForSecret))
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(index.Referrers(w.Client,
+			func() client.ObjectList { return &heraldv1.WebhookEndpointList{} }, secretIndex)))
 	if w.Notify != nil {
 		b = b.WatchesRawSource(source.Channel(w.Notify, &handler.EnqueueRequestForObject{}))
 	}
 	return b.Complete(w)
-}
-
-func referencedSecrets(ep *heraldv1.WebhookEndpoint) []string {
-	names := []string{ep.SigningSecretRef().Name}
-	if prev, ok := ep.PreviousSigningSecretRef(); ok {
-		names = append(names, prev.Name)
-	}
-	for _, h := range ep.Spec.Headers {
-		if h.ValueFrom != nil {
-			names = append(names, h.ValueFrom.Name)
-		}
-	}
-	if ep.Spec.TLS != nil && ep.Spec.TLS.ClientCertificateSecretRef != nil {
-		names = append(names, ep.Spec.TLS.ClientCertificateSecretRef.Name)
-	}
-	return names
-}
-
-func (w *Endpoints) endpointsForSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	var list heraldv1.WebhookEndpointList
-	if err := w.Client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{secretIndex: o.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "listing endpoints for secret", "secret", o.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}})
-	}
-	return reqs
 }
 
 // Reconcile rebuilds one endpoint's delivery configuration.
