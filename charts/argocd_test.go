@@ -66,7 +66,7 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 			name: "Ready=True",
 			state: func(t *testing.T, ns string) *unstructured.Unstructured {
 				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
-				return waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonReady)
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonReady)
 			},
 			want: "Healthy", msg: []string{"signing secret ep-signing resolved"},
 		},
@@ -74,7 +74,7 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 			name: "a spec edit the manager has not reconciled yet: status describes the old spec",
 			state: func(t *testing.T, ns string) *unstructured.Unstructured {
 				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
-				u := waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonReady)
+				u := waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonReady)
 				setSpec(t, u, "10s", "timeout")
 				// The update's response is the object as stored at that instant: generation
 				// 2 with the status of generation 1, before any controller could react.
@@ -89,7 +89,7 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 			name: "InvalidURL needs a person",
 			state: func(t *testing.T, ns string) *unstructured.Unstructured {
 				createObject(t, newEndpoint(ns, "https://127.0.0.1/in"))
-				return waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonInvalidURL)
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonInvalidURL)
 			},
 			want: "Degraded", msg: []string{"InvalidURL: ", "127.0.0.1"},
 		},
@@ -101,7 +101,7 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 					Data:       map[string][]byte{"other": []byte("x")},
 				})
 				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
-				return waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonSecretKeyMissing)
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonSecretKeyMissing)
 			},
 			want: "Degraded", msg: []string{`SecretKeyMissing: signing Secret ep-signing has no key "secret"`},
 		},
@@ -111,7 +111,7 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 				ep := newEndpoint(ns, "https://hooks.example.com/in")
 				ep.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "ep-signing-old"}
 				createObject(t, ep)
-				return waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonPreviousSecretNotFound)
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonPreviousSecretNotFound)
 			},
 			want: "Degraded", msg: []string{"PreviousSecretNotFound: previous signing Secret ep-signing-old does not exist"},
 		},
@@ -132,13 +132,46 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 					}
 				})
 				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
-				waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonReady)
+				waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonReady)
 				if err := k8s.Delete(ctx, secret); err != nil {
 					t.Fatal(err)
 				}
-				return waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonSecretNotFound)
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonSecretNotFound)
 			},
 			want: "Progressing", msg: []string{"SecretNotFound: signing Secret ep-signing is being deleted"},
+		},
+		{
+			name: "a header Secret only a person can create: Degraded, not Progressing forever",
+			state: func(t *testing.T, ns string) *unstructured.Unstructured {
+				ep := newEndpoint(ns, "https://hooks.example.com/in")
+				ep.Spec.Headers = []heraldv1.HeaderSpec{{Name: "Authorization",
+					ValueFrom: &heraldv1.SecretKeySelector{Name: "api-token", Key: "token"}}}
+				createObject(t, ep)
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonReferencedSecretNotFound)
+			},
+			want: "Degraded", msg: []string{"ReferencedSecretNotFound: Secret api-token for the header Authorization does not exist"},
+		},
+		{
+			name: "a Standard Webhooks secret that is not whsec_ + base64: the dispatcher could not sign",
+			state: func(t *testing.T, ns string) *unstructured.Unstructured {
+				createObject(t, &corev1.Secret{
+					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ep-signing"},
+					Data:       map[string][]byte{"secret": []byte("not-base64!")},
+				})
+				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonInvalidSecret)
+			},
+			want: "Degraded", msg: []string{"InvalidSecret: signing Secret ep-signing", "whsec_"},
+		},
+		{
+			name: "the dispatcher holds deliveries the manager would send: Ready says so",
+			state: func(t *testing.T, ns string) *unstructured.Unstructured {
+				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
+				waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonReady)
+				applyDeliveringFalse(t, ns, "ep", heraldv1.ReasonSecretKeyMissing, "signing Secret ep-signing has no key \"secret\"")
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonSecretKeyMissing)
+			},
+			want: "Degraded", msg: []string{"SecretKeyMissing: the dispatcher holds deliveries: signing Secret ep-signing"},
 		},
 		{
 			name: "spec.suspend holds deliveries on purpose: Argo CD's Suspended",
@@ -146,7 +179,7 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 				ep := newEndpoint(ns, "https://hooks.example.com/in")
 				ep.Spec.Suspend = true
 				createObject(t, ep)
-				return waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonSuspended)
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonSuspended)
 			},
 			want: "Suspended", msg: []string{"spec.suspend is true"},
 		},
@@ -164,7 +197,7 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 			name: "auto-disabled, before the manager mirrors it into Ready",
 			state: func(t *testing.T, ns string) *unstructured.Unstructured {
 				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
-				waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonReady)
+				waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonReady)
 				// The apply's response: Disabled=True next to the manager's Ready=True.
 				u := applyDispatcherStatus(t, ns, "ep", nil)
 				if c := mustCondition(t, u, heraldv1.ConditionReady); c.Status != metav1.ConditionTrue {
@@ -206,7 +239,7 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 				if err := k8s.Update(ctx, u); err != nil {
 					t.Fatal(err)
 				}
-				return waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonDisabled)
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonDisabled)
 			},
 			want: "Progressing", msg: []string{"Spec changed after the endpoint was auto-disabled"},
 		},
@@ -242,7 +275,7 @@ func TestArgoCDHealth_WebhookSubscriptionFromRealStatus(t *testing.T) {
 			state: func(t *testing.T, ns string) *unstructured.Unstructured {
 				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
 				createObject(t, newSubscription(ns, "ep", "event.data.amount > 1000"))
-				return waitForReason(t, ns, "WebhookSubscription", "sub", subscription.ReasonReady)
+				return waitForReason(t, ns, "WebhookSubscription", "sub", heraldv1.ReasonReady)
 			},
 			want: "Healthy", msg: []string{"routes to WebhookEndpoint ep"},
 		},
@@ -251,7 +284,7 @@ func TestArgoCDHealth_WebhookSubscriptionFromRealStatus(t *testing.T) {
 			state: func(t *testing.T, ns string) *unstructured.Unstructured {
 				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
 				createObject(t, newSubscription(ns, "ep", ""))
-				u := waitForReason(t, ns, "WebhookSubscription", "sub", subscription.ReasonReady)
+				u := waitForReason(t, ns, "WebhookSubscription", "sub", heraldv1.ReasonReady)
 				setSpec(t, u, "event.type != 'x'", "filter")
 				if err := k8s.Update(ctx, u); err != nil {
 					t.Fatal(err)
@@ -264,7 +297,7 @@ func TestArgoCDHealth_WebhookSubscriptionFromRealStatus(t *testing.T) {
 			name: "EndpointNotFound",
 			state: func(t *testing.T, ns string) *unstructured.Unstructured {
 				createObject(t, newSubscription(ns, "missing", ""))
-				return waitForReason(t, ns, "WebhookSubscription", "sub", subscription.ReasonEndpointNotFound)
+				return waitForReason(t, ns, "WebhookSubscription", "sub", heraldv1.ReasonEndpointNotFound)
 			},
 			want: "Degraded", msg: []string{"EndpointNotFound: WebhookEndpoint missing does not exist in namespace " + "%NS%"},
 		},
@@ -272,9 +305,9 @@ func TestArgoCDHealth_WebhookSubscriptionFromRealStatus(t *testing.T) {
 			name: "EndpointNotFound heals by itself once the endpoint is applied (out-of-order sync)",
 			state: func(t *testing.T, ns string) *unstructured.Unstructured {
 				createObject(t, newSubscription(ns, "ep", ""))
-				waitForReason(t, ns, "WebhookSubscription", "sub", subscription.ReasonEndpointNotFound)
+				waitForReason(t, ns, "WebhookSubscription", "sub", heraldv1.ReasonEndpointNotFound)
 				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
-				return waitForReason(t, ns, "WebhookSubscription", "sub", subscription.ReasonReady)
+				return waitForReason(t, ns, "WebhookSubscription", "sub", heraldv1.ReasonReady)
 			},
 			want: "Healthy",
 		},
@@ -283,7 +316,7 @@ func TestArgoCDHealth_WebhookSubscriptionFromRealStatus(t *testing.T) {
 			state: func(t *testing.T, ns string) *unstructured.Unstructured {
 				createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
 				createObject(t, newSubscription(ns, "ep", "event.data.amount >"))
-				return waitForReason(t, ns, "WebhookSubscription", "sub", subscription.ReasonInvalidFilter)
+				return waitForReason(t, ns, "WebhookSubscription", "sub", heraldv1.ReasonInvalidFilter)
 			},
 			want: "Degraded", msg: []string{"InvalidFilter: "},
 		},
@@ -510,9 +543,49 @@ func startHeraldControllers(t *testing.T) {
 func disabledEndpoint(t *testing.T, ns string, extraStatus map[string]any) *unstructured.Unstructured {
 	t.Helper()
 	createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
-	waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonReady)
+	waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonReady)
 	applyDispatcherStatus(t, ns, "ep", extraStatus)
-	return waitForReason(t, ns, "WebhookEndpoint", "ep", endpoint.ReasonDisabled)
+	return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonDisabled)
+}
+
+// applyDeliveringFalse writes the dispatcher's Delivering=False condition, as the
+// dispatcher does while it holds an endpoint's deliveries.
+func applyDeliveringFalse(t *testing.T, ns, name, reason, message string) {
+	t.Helper()
+	current := getObject(t, ns, "WebhookEndpoint", name)
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": heraldv1.GroupVersion.String(), "kind": "WebhookEndpoint",
+		"metadata": map[string]any{"namespace": ns, "name": name},
+		"status": map[string]any{"conditions": []any{map[string]any{
+			"type": heraldv1.ConditionDelivering, "status": "False", "reason": reason, "message": message,
+			"lastTransitionTime": time.Now().UTC().Format(time.RFC3339), "observedGeneration": current.GetGeneration(),
+		}}},
+	}}
+	if err := k8s.Status().Patch(context.Background(), u, client.Apply, client.FieldOwner("herald-dispatcher"), client.ForceOwnership); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestArgoCDHealth_SelfResolvingReasonsMatchTheAPI: the Lua script's list of reasons
+// that heal by themselves (Progressing) is exactly api/v1alpha1's, so a reason added in
+// Go without a decision here, or a stale one left in the script, fails.
+func TestArgoCDHealth_SelfResolvingReasonsMatchTheAPI(t *testing.T) {
+	script := readRepoFile(t, endpointHealthLua)
+	start := strings.Index(script, "local SELF_RESOLVING = {")
+	end := strings.Index(script[start:], "}")
+	if start < 0 || end < 0 {
+		t.Fatal("SELF_RESOLVING table not found in the endpoint health script")
+	}
+	var inLua []string
+	for _, line := range strings.Split(script[start+len("local SELF_RESOLVING = {"):start+end], "\n") {
+		if name, _, ok := strings.Cut(strings.TrimSpace(line), " = true"); ok {
+			inLua = append(inLua, name)
+		}
+	}
+	want := slices.Sorted(slices.Values(heraldv1.SelfResolvingReasons))
+	if slices.Sort(inLua); !slices.Equal(inLua, want) {
+		t.Fatalf("SELF_RESOLVING in %s = %v, api/v1alpha1.SelfResolvingReasons = %v", endpointHealthLua, inLua, want)
+	}
 }
 
 // applyDispatcherStatus writes what the dispatcher writes when it auto-disables an

@@ -17,14 +17,6 @@ const (
 	LabelEndpoint = "hooks.herald.dev/endpoint"
 )
 
-// Condition types shared by both kinds.
-const (
-	// ConditionReady is True when the object is fully usable for delivery.
-	ConditionReady = "Ready"
-	// ConditionDisabled is True when the dispatcher auto-disabled the endpoint.
-	ConditionDisabled = "Disabled"
-)
-
 // SecretKeySelector points at one key of a Secret in the object's own namespace.
 // Cross-namespace references are deliberately impossible: a WebhookEndpoint can only use
 // secrets its author could read anyway.

@@ -33,36 +33,6 @@ import (
 	"github.com/herald-dev/herald/internal/outbound"
 )
 
-// Reasons of the Ready condition and of the Events that accompany it. They are API: people
-// search for them and alerts match on them.
-const (
-	// ReasonReady: the URL is allowed and every referenced signing secret resolves.
-	ReasonReady = "Ready"
-	// ReasonInvalidURL: spec.url is refused by the outbound policy (scheme, credentials,
-	// loopback, private or metadata address).
-	ReasonInvalidURL = "InvalidURL"
-	// ReasonSecretNotFound: the signing Secret does not exist and Herald could not
-	// generate it (for example, it is being deleted, or the create was refused), or the
-	// Secret of a header value or of the TLS client certificate does not exist.
-	ReasonSecretNotFound = "SecretNotFound"
-	// ReasonSecretKeyMissing: the signing Secret exists but lacks the referenced key, or
-	// the value is empty. Herald never writes to a Secret it did not create.
-	ReasonSecretKeyMissing = "SecretKeyMissing"
-	// ReasonPreviousSecretNotFound: spec.previousSecretRef names a Secret or key that does
-	// not exist. The previous secret is never generated: it must hold the old value.
-	ReasonPreviousSecretNotFound = "PreviousSecretNotFound"
-	// ReasonSecretGenerated is the reason of the Normal Event recorded when Herald creates
-	// the signing Secret.
-	ReasonSecretGenerated = "SecretGenerated"
-
-	// ReasonSuspended: spec.suspend holds the deliveries on purpose.
-	ReasonSuspended = "Suspended"
-
-	// ReasonDisabled: the dispatcher auto-disabled the endpoint after consecutive
-	// failures; a person re-enables it.
-	ReasonDisabled = "Disabled"
-)
-
 const (
 	// FieldManager is the server-side apply field manager of the manager's status writes.
 	FieldManager = "herald-manager"
@@ -111,10 +81,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Only spec changes: the dispatcher updates status often (counters, last
 		// attempt), and each reconcile reads Secrets from the API server. Our own status
 		// writes would otherwise come back as events too.
-		// The one status change that matters is the dispatcher's Disabled condition,
-		// mirrored into Ready.
+		// The status changes that matter are the dispatcher's Disabled and Delivering
+		// conditions, mirrored into Ready.
 		For(&heraldv1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, disabledChanged))).
+			predicate.GenerationChangedPredicate{}, dispatcherViewChanged))).
 		// Generated Secrets: metadata only, like every Secret this manager watches.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		// Any Secret an endpoint references, including ones a person creates or fixes
@@ -143,7 +113,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, gatherErr
 	}
 
-	reason, message := r.evaluate(in)
+	reason, message := evaluate(in)
 	readyChanged, err := r.applyStatus(ctx, ep, in, reason, message)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -160,22 +130,33 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 // the condition's reason when the endpoint is not ready.
 func (r *Reconciler) recordReadiness(ep *heraldv1.WebhookEndpoint, reason, message string) {
 	eventType := corev1.EventTypeWarning
-	if reason == ReasonReady {
+	if reason == heraldv1.ReasonReady {
 		eventType = corev1.EventTypeNormal
 	}
 	r.Recorder.Eventf(ep, nil, eventType, reason, actionCheckReadiness, "%s", message)
 }
 
-// disabledChanged passes updates that flip the Disabled condition.
-var disabledChanged = predicate.Funcs{
+// dispatcherViewChanged passes updates that change what the dispatcher reports: the
+// Disabled condition's status, or the Delivering condition's status or reason.
+var dispatcherViewChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		was, okOld := e.ObjectOld.(*heraldv1.WebhookEndpoint)
 		now, okNew := e.ObjectNew.(*heraldv1.WebhookEndpoint)
 		if !okOld || !okNew {
 			return false
 		}
-		return meta.IsStatusConditionTrue(was.Status.Conditions, heraldv1.ConditionDisabled) !=
-			meta.IsStatusConditionTrue(now.Status.Conditions, heraldv1.ConditionDisabled)
+		if meta.IsStatusConditionTrue(was.Status.Conditions, heraldv1.ConditionDisabled) !=
+			meta.IsStatusConditionTrue(now.Status.Conditions, heraldv1.ConditionDisabled) {
+			return true
+		}
+		a := meta.FindStatusCondition(was.Status.Conditions, heraldv1.ConditionDelivering)
+		b := meta.FindStatusCondition(now.Status.Conditions, heraldv1.ConditionDelivering)
+		switch {
+		case a == nil || b == nil:
+			return (a == nil) != (b == nil)
+		default:
+			return a.Status != b.Status || a.Reason != b.Reason || a.Message != b.Message
+		}
 	},
 	CreateFunc:  func(event.CreateEvent) bool { return false },
 	DeleteFunc:  func(event.DeleteEvent) bool { return false },

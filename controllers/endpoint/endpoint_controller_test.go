@@ -54,7 +54,7 @@ func TestEndpoint_GeneratesSigningSecretAndBecomesReady(t *testing.T) {
 		t.Errorf("label %s = %q, want orders", heraldv1.LabelEndpoint, got)
 	}
 
-	got := waitReady(t, ns, "orders", metav1.ConditionTrue, endpoint.ReasonReady)
+	got := waitReady(t, ns, "orders", metav1.ConditionTrue, heraldv1.ReasonReady)
 	if got.Status.ObservedGeneration != got.Generation {
 		t.Errorf("status.observedGeneration = %d, want %d", got.Status.ObservedGeneration, got.Generation)
 	}
@@ -65,8 +65,8 @@ func TestEndpoint_GeneratesSigningSecretAndBecomesReady(t *testing.T) {
 		t.Errorf("Ready message = %q", c.Message)
 	}
 
-	waitEvent(t, ns, "orders", corev1.EventTypeNormal, endpoint.ReasonSecretGenerated)
-	waitEvent(t, ns, "orders", corev1.EventTypeNormal, endpoint.ReasonReady)
+	waitEvent(t, ns, "orders", corev1.EventTypeNormal, heraldv1.EventSecretGenerated)
+	waitEvent(t, ns, "orders", corev1.EventTypeNormal, heraldv1.ReasonReady)
 	assertSecretNowhere(t, ns, "orders", value)
 
 	// Deleting the Secret brings a fresh one, as the design promises for a missing Secret.
@@ -86,7 +86,7 @@ func TestEndpoint_GeneratesSigningSecretAndBecomesReady(t *testing.T) {
 		}
 		return nil
 	})
-	waitReady(t, ns, "orders", metav1.ConditionTrue, endpoint.ReasonReady)
+	waitReady(t, ns, "orders", metav1.ConditionTrue, heraldv1.ReasonReady)
 }
 
 func TestEndpoint_UsesUserSecretWithoutModifyingOrAdoptingIt(t *testing.T) {
@@ -106,7 +106,7 @@ func TestEndpoint_UsesUserSecretWithoutModifyingOrAdoptingIt(t *testing.T) {
 		ep.Spec.SecretRef = &heraldv1.SecretKeySelector{Name: "acme-webhook", Key: "token"}
 	})
 
-	got := waitReady(t, ns, "acme", metav1.ConditionTrue, endpoint.ReasonReady)
+	got := waitReady(t, ns, "acme", metav1.ConditionTrue, heraldv1.ReasonReady)
 	if got.Status.SecretName != "acme-webhook" {
 		t.Errorf("status.secretName = %q, want acme-webhook", got.Status.SecretName)
 	}
@@ -120,7 +120,7 @@ func TestEndpoint_UsesUserSecretWithoutModifyingOrAdoptingIt(t *testing.T) {
 	if len(after.OwnerReferences) != 0 || len(after.Labels) != 0 {
 		t.Errorf("user Secret was adopted: ownerReferences %v, labels %v", after.OwnerReferences, after.Labels)
 	}
-	if evs := endpointEvents(t, ns, "acme"); hasEvent(evs, corev1.EventTypeNormal, endpoint.ReasonSecretGenerated) {
+	if evs := endpointEvents(t, ns, "acme"); hasEvent(evs, corev1.EventTypeNormal, heraldv1.EventSecretGenerated) {
 		t.Errorf("a SecretGenerated event was recorded for a user Secret")
 	}
 	var secrets corev1.SecretList
@@ -149,7 +149,7 @@ func TestEndpoint_SecretKeyMissingUntilTheUserFixesTheSecret(t *testing.T) {
 		ep.Spec.SecretRef = &heraldv1.SecretKeySelector{Name: "billing-hmac", Key: "hmac"}
 	})
 
-	got := waitReady(t, ns, "billing", metav1.ConditionFalse, endpoint.ReasonSecretKeyMissing)
+	got := waitReady(t, ns, "billing", metav1.ConditionFalse, heraldv1.ReasonSecretKeyMissing)
 	msg := readyCondition(got).Message
 	if !strings.Contains(msg, "billing-hmac") || !strings.Contains(msg, `"hmac"`) {
 		t.Errorf("message %q should name the Secret and the key", msg)
@@ -160,7 +160,7 @@ func TestEndpoint_SecretKeyMissingUntilTheUserFixesTheSecret(t *testing.T) {
 	if got.Status.ObservedGeneration != got.Generation {
 		t.Errorf("status.observedGeneration = %d, want %d: a not-ready verdict is still an observation", got.Status.ObservedGeneration, got.Generation)
 	}
-	waitEvent(t, ns, "billing", corev1.EventTypeWarning, endpoint.ReasonSecretKeyMissing)
+	waitEvent(t, ns, "billing", corev1.EventTypeWarning, heraldv1.ReasonSecretKeyMissing)
 
 	// An empty value is as useless as a missing key.
 	user.Data["hmac"] = []byte{}
@@ -181,7 +181,7 @@ func TestEndpoint_SecretKeyMissingUntilTheUserFixesTheSecret(t *testing.T) {
 	}
 	// Promptly: nothing requeues a not-ready endpoint on a timer, so only the Secret
 	// watch can bring this about within the wait.
-	got = waitReadyWithin(t, 5*time.Second, ns, "billing", metav1.ConditionTrue, endpoint.ReasonReady)
+	got = waitReadyWithin(t, 5*time.Second, ns, "billing", metav1.ConditionTrue, heraldv1.ReasonReady)
 	if got.Status.SecretName != "billing-hmac" {
 		t.Errorf("status.secretName = %q, want billing-hmac", got.Status.SecretName)
 	}
@@ -201,17 +201,17 @@ func TestEndpoint_PlainHTTPRefusedByDefaultPolicy(t *testing.T) {
 	ns := newNamespace(t)
 	createEndpoint(t, ns, "legacy", "http://legacy.example/hooks", nil)
 
-	got := waitReady(t, ns, "legacy", metav1.ConditionFalse, endpoint.ReasonInvalidURL)
+	got := waitReady(t, ns, "legacy", metav1.ConditionFalse, heraldv1.ReasonInvalidURL)
 	if msg := readyCondition(got).Message; !strings.Contains(msg, "plain http is not allowed") {
 		t.Errorf("message %q should say plain http is not allowed", msg)
 	}
-	waitEvent(t, ns, "legacy", corev1.EventTypeWarning, endpoint.ReasonInvalidURL)
+	waitEvent(t, ns, "legacy", corev1.EventTypeWarning, heraldv1.ReasonInvalidURL)
 
 	got.Spec.URL = "https://legacy.example/hooks"
 	if err := k.Update(ctx, got); err != nil {
 		t.Fatal(err)
 	}
-	fixed := waitReady(t, ns, "legacy", metav1.ConditionTrue, endpoint.ReasonReady)
+	fixed := waitReady(t, ns, "legacy", metav1.ConditionTrue, heraldv1.ReasonReady)
 	if fixed.Generation != 2 || fixed.Status.ObservedGeneration != 2 || readyCondition(fixed).ObservedGeneration != 2 {
 		t.Errorf("generation %d, status.observedGeneration %d, Ready.observedGeneration %d; want all 2",
 			fixed.Generation, fixed.Status.ObservedGeneration, readyCondition(fixed).ObservedGeneration)
@@ -227,7 +227,7 @@ func TestEndpoint_PreviousSecretNotFoundUntilItIsCreated(t *testing.T) {
 		ep.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "rotating-old"}
 	})
 
-	got := waitReady(t, ns, "rotating", metav1.ConditionFalse, endpoint.ReasonPreviousSecretNotFound)
+	got := waitReady(t, ns, "rotating", metav1.ConditionFalse, heraldv1.ReasonPreviousSecretNotFound)
 	if msg := readyCondition(got).Message; !strings.Contains(msg, "rotating-old") {
 		t.Errorf("message %q should name the previous Secret", msg)
 	}
@@ -254,7 +254,7 @@ func TestEndpoint_PreviousSecretNotFoundUntilItIsCreated(t *testing.T) {
 	if err := k.Update(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	waitReadyWithin(t, 5*time.Second, ns, "rotating", metav1.ConditionTrue, endpoint.ReasonReady)
+	waitReadyWithin(t, 5*time.Second, ns, "rotating", metav1.ConditionTrue, heraldv1.ReasonReady)
 }
 
 func TestEndpoint_HeaderSecretMissingUntilItIsCreated(t *testing.T) {
@@ -265,7 +265,7 @@ func TestEndpoint_HeaderSecretMissingUntilItIsCreated(t *testing.T) {
 	createEndpoint(t, ns, "authed", "https://authed.example/hooks", func(ep *heraldv1.WebhookEndpoint) {
 		ep.Spec.Headers = []heraldv1.HeaderSpec{{Name: "Authorization", ValueFrom: &heraldv1.SecretKeySelector{Name: "authed-token", Key: "token"}}}
 	})
-	got := waitReady(t, ns, "authed", metav1.ConditionFalse, endpoint.ReasonSecretNotFound)
+	got := waitReady(t, ns, "authed", metav1.ConditionFalse, heraldv1.ReasonSecretNotFound)
 	if msg := readyCondition(got).Message; !strings.Contains(msg, "authed-token") || !strings.Contains(msg, "header Authorization") {
 		t.Errorf("message %q should name the Secret and the header", msg)
 	}
@@ -276,7 +276,7 @@ func TestEndpoint_HeaderSecretMissingUntilItIsCreated(t *testing.T) {
 	if err := k.Create(ctx, token); err != nil {
 		t.Fatal(err)
 	}
-	got = waitReadyWithin(t, 5*time.Second, ns, "authed", metav1.ConditionTrue, endpoint.ReasonReady)
+	got = waitReadyWithin(t, 5*time.Second, ns, "authed", metav1.ConditionTrue, heraldv1.ReasonReady)
 	if strings.Contains(readyCondition(got).Message, "Bearer abc") {
 		t.Fatal("a header value leaked into the status")
 	}
@@ -286,7 +286,7 @@ func TestEndpoint_StatusSettlesWithoutWriteLoops(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	createEndpoint(t, ns, "calm", "https://calm.example/hooks", nil)
-	settled := waitReady(t, ns, "calm", metav1.ConditionTrue, endpoint.ReasonReady)
+	settled := waitReady(t, ns, "calm", metav1.ConditionTrue, heraldv1.ReasonReady)
 	secret := &corev1.Secret{}
 	if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "calm-signing"}, secret); err != nil {
 		t.Fatal(err)
@@ -340,7 +340,7 @@ func TestEndpoint_KeepsStatusFieldsOfOtherFieldManagers(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	ep := createEndpoint(t, ns, "flaky", "https://flaky.example/hooks", nil)
-	waitReady(t, ns, "flaky", metav1.ConditionTrue, endpoint.ReasonReady)
+	waitReady(t, ns, "flaky", metav1.ConditionTrue, heraldv1.ReasonReady)
 
 	// What the dispatcher does when it auto-disables an endpoint: apply its own fields
 	// under its own field manager.
@@ -365,7 +365,7 @@ func TestEndpoint_KeepsStatusFieldsOfOtherFieldManagers(t *testing.T) {
 		t.Fatalf("dispatcher status apply: %v", err)
 	}
 	// The manager mirrors Disabled into Ready, so tools reading only Ready see it.
-	disabledNow := waitReady(t, ns, "flaky", metav1.ConditionFalse, endpoint.ReasonDisabled)
+	disabledNow := waitReady(t, ns, "flaky", metav1.ConditionFalse, heraldv1.ReasonDisabled)
 	if msg := meta.FindStatusCondition(disabledNow.Status.Conditions, heraldv1.ConditionReady).Message; !strings.Contains(msg, heraldv1.AnnotationReenable) {
 		t.Errorf("Ready message should say how to re-enable: %q", msg)
 	}
@@ -376,7 +376,7 @@ func TestEndpoint_KeepsStatusFieldsOfOtherFieldManagers(t *testing.T) {
 	if err := k.Update(ctx, current); err != nil {
 		t.Fatal(err)
 	}
-	got := waitReady(t, ns, "flaky", metav1.ConditionFalse, endpoint.ReasonInvalidURL)
+	got := waitReady(t, ns, "flaky", metav1.ConditionFalse, heraldv1.ReasonInvalidURL)
 	disabled := meta.FindStatusCondition(got.Status.Conditions, heraldv1.ConditionDisabled)
 	if disabled == nil || disabled.Status != metav1.ConditionTrue || disabled.Reason != "ConsecutiveFailures" {
 		t.Fatalf("Disabled condition after the manager's write: %+v, want the dispatcher's", disabled)
@@ -553,14 +553,14 @@ func TestEndpoint_SuspendedAndReenabledShowOnReady(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	createEndpoint(t, ns, "paused", "https://paused.example/hooks", func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = true })
-	waitReady(t, ns, "paused", metav1.ConditionFalse, endpoint.ReasonSuspended)
+	waitReady(t, ns, "paused", metav1.ConditionFalse, heraldv1.ReasonSuspended)
 
 	current := getEndpoint(t, ns, "paused")
 	current.Spec.Suspend = false
 	if err := k.Update(ctx, current); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, ns, "paused", metav1.ConditionTrue, endpoint.ReasonReady)
+	waitReady(t, ns, "paused", metav1.ConditionTrue, heraldv1.ReasonReady)
 
 	apply := func(status string) {
 		u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{
@@ -578,7 +578,7 @@ func TestEndpoint_SuspendedAndReenabledShowOnReady(t *testing.T) {
 		}
 	}
 	apply("True")
-	waitReady(t, ns, "paused", metav1.ConditionFalse, endpoint.ReasonDisabled)
+	waitReady(t, ns, "paused", metav1.ConditionFalse, heraldv1.ReasonDisabled)
 	apply("False")
-	waitReady(t, ns, "paused", metav1.ConditionTrue, endpoint.ReasonReady)
+	waitReady(t, ns, "paused", metav1.ConditionTrue, heraldv1.ReasonReady)
 }

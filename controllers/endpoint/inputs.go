@@ -14,6 +14,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/internal/resolve"
 )
 
 // signingSecretPrefix and signingSecretBytes define the generated secret: the Standard
@@ -24,76 +25,39 @@ const (
 	signingSecretBytes  = 32
 )
 
-// inputs are what the checks look at. A nil Secret means it does not exist.
+// inputs are what the checks look at.
 type inputs struct {
 	endpoint *heraldv1.WebhookEndpoint
-
-	signingRef heraldv1.SecretKeySelector
-	signing    *corev1.Secret
+	// result is internal/resolve's judgement on the endpoint and its Secrets.
+	result resolve.Result
 	// generateErr says why a missing signing Secret could not be generated.
 	generateErr error
-
-	previousRef *heraldv1.SecretKeySelector
-	previous    *corev1.Secret
-
-	// others are the Secrets of header values and the TLS client certificate, which the
-	// dispatcher needs too: without them it holds the deliveries.
-	others []secretUse
 }
 
-// secretUse is one key of a Secret the endpoint reads, and what for.
-type secretUse struct {
-	ref    heraldv1.SecretKeySelector
-	what   string
-	secret *corev1.Secret
-}
-
-// gatherInputs reads the referenced Secrets, generating the signing Secret when it does
-// not exist. It returns inputs with an error when generation failed (the checks report
-// it and the reconcile is retried) and nil inputs when the API server could not be read.
+// gatherInputs generates the signing Secret when it does not exist, then has the
+// resolver judge the endpoint. It returns inputs with an error when generation failed
+// (the checks report it and the reconcile is retried) and nil inputs when the API
+// server could not be read.
 func (r *Reconciler) gatherInputs(ctx context.Context, ep *heraldv1.WebhookEndpoint) (*inputs, error) {
-	in := &inputs{endpoint: ep, signingRef: ep.SigningSecretRef()}
-
-	signing, err := r.getSecret(ctx, ep.Namespace, in.signingRef.Name)
+	in := &inputs{endpoint: ep}
+	ref := ep.SigningSecretRef()
+	signing, err := r.getSecret(ctx, ep.Namespace, ref.Name)
 	if err != nil {
 		return nil, err
 	}
 	if signing == nil {
-		signing, err = r.generateSigningSecret(ctx, ep, in.signingRef)
-		if err != nil {
-			in.generateErr = err
-		}
+		signing, in.generateErr = r.generateSigningSecret(ctx, ep, ref)
 	}
-	in.signing = signing
-
-	if prevRef, ok := ep.PreviousSigningSecretRef(); ok {
-		in.previousRef = &prevRef
-		if in.previous, err = r.getSecret(ctx, ep.Namespace, prevRef.Name); err != nil {
-			return nil, err
+	// The signing Secret was just read or created: the resolver gets it from here, and
+	// every other Secret from the API server.
+	get := func(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+		if name == ref.Name {
+			return signing, nil
 		}
+		return r.getSecret(ctx, namespace, name)
 	}
-	for _, h := range ep.Spec.Headers {
-		if h.ValueFrom != nil {
-			in.others = append(in.others, secretUse{ref: *h.ValueFrom, what: "header " + h.Name})
-		}
-	}
-	if t := ep.Spec.TLS; t != nil && t.ClientCertificateSecretRef != nil {
-		for _, key := range []string{corev1.TLSCertKey, corev1.TLSPrivateKeyKey} {
-			in.others = append(in.others, secretUse{
-				ref:  heraldv1.SecretKeySelector{Name: t.ClientCertificateSecretRef.Name, Key: key},
-				what: "TLS client certificate",
-			})
-		}
-	}
-	read := map[string]*corev1.Secret{}
-	for i := range in.others {
-		name := in.others[i].ref.Name
-		if _, done := read[name]; !done {
-			if read[name], err = r.getSecret(ctx, ep.Namespace, name); err != nil {
-				return nil, err
-			}
-		}
-		in.others[i].secret = read[name]
+	if in.result, err = resolve.Endpoint(ctx, ep, get, r.Policy); err != nil {
+		return nil, err
 	}
 	return in, in.generateErr
 }
@@ -150,7 +114,7 @@ func (r *Reconciler) generateSigningSecret(ctx context.Context, ep *heraldv1.Web
 		return nil, fmt.Errorf("creating signing Secret %s/%s: %w", ep.Namespace, ref.Name, err)
 	}
 	logf.FromContext(ctx).Info("generated signing Secret", "secret", ref.Name, "key", ref.Key)
-	r.Recorder.Eventf(ep, secret, corev1.EventTypeNormal, ReasonSecretGenerated, actionGenerateSecret,
+	r.Recorder.Eventf(ep, secret, corev1.EventTypeNormal, heraldv1.EventSecretGenerated, actionGenerateSecret,
 		"generated signing secret %s (key %s)", ref.Name, ref.Key)
 	return secret, nil
 }

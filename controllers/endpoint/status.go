@@ -24,7 +24,7 @@ type managedStatus struct {
 // Ready condition's lastTransitionTime when its status does not change.
 func desiredStatus(ep *heraldv1.WebhookEndpoint, in *inputs, reason, message string) managedStatus {
 	status := metav1.ConditionFalse
-	if reason == ReasonReady {
+	if reason == heraldv1.ReasonReady {
 		status = metav1.ConditionTrue
 	}
 	// Work on a copy of the current conditions so SetStatusCondition can carry
@@ -41,11 +41,7 @@ func desiredStatus(ep *heraldv1.WebhookEndpoint, in *inputs, reason, message str
 
 	out := managedStatus{ObservedGeneration: ep.Generation, Conditions: []metav1.Condition{ready}}
 	// secretName reports a Secret the signing secret can actually be read from.
-	if in.signing != nil {
-		if _, ok := keyProblem(in.signing, in.signingRef, "signing"); ok {
-			out.SecretName = in.signingRef.Name
-		}
-	}
+	out.SecretName = in.result.SigningSecret
 	return out
 }
 

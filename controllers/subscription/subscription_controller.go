@@ -31,20 +31,6 @@ import (
 	"github.com/herald-dev/herald/internal/statusapply"
 )
 
-// Reasons of the Ready condition and of the Events that accompany it.
-const (
-	// ReasonReady: the endpoint exists and every pattern and the filter are valid.
-	ReasonReady = "Ready"
-	// ReasonEndpointNotFound: spec.endpointRef names no WebhookEndpoint in the
-	// subscription's namespace.
-	ReasonEndpointNotFound = "EndpointNotFound"
-	// ReasonInvalidEventType: an eventTypes entry passes the CRD's character check but is
-	// not a usable pattern (an empty segment, "**").
-	ReasonInvalidEventType = "InvalidEventType"
-	// ReasonInvalidFilter: spec.filter does not compile; the message is the compiler's.
-	ReasonInvalidFilter = "InvalidFilter"
-)
-
 const (
 	// FieldManager is the server-side apply field manager of the manager's status writes.
 	FieldManager = "herald-manager"
@@ -127,7 +113,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	reason, message := ReasonReady, fmt.Sprintf("routes to WebhookEndpoint %s", sub.Spec.EndpointRef.Name)
+	reason, message := heraldv1.ReasonReady, fmt.Sprintf("routes to WebhookEndpoint %s", sub.Spec.EndpointRef.Name)
 	for _, c := range validationChecks {
 		if rsn, msg, ok := c(in); !ok {
 			reason, message = rsn, msg
@@ -141,7 +127,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if readyChanged {
 		eventType := corev1.EventTypeWarning
-		if reason == ReasonReady {
+		if reason == heraldv1.ReasonReady {
 			eventType = corev1.EventTypeNormal
 		}
 		r.Recorder.Eventf(sub, nil, eventType, reason, actionValidate, "%s", message)
@@ -165,7 +151,7 @@ func (r *Reconciler) gatherInputs(ctx context.Context, sub *heraldv1.WebhookSubs
 
 func endpointExists(in *inputs) (string, string, bool) {
 	if !in.endpointFound {
-		return ReasonEndpointNotFound, fmt.Sprintf("WebhookEndpoint %s does not exist in namespace %s",
+		return heraldv1.ReasonEndpointNotFound, fmt.Sprintf("WebhookEndpoint %s does not exist in namespace %s",
 			in.subscription.Spec.EndpointRef.Name, in.subscription.Namespace), false
 	}
 	return "", "", true
@@ -174,11 +160,11 @@ func endpointExists(in *inputs) (string, string, bool) {
 func eventTypesValid(in *inputs) (string, string, bool) {
 	if len(in.subscription.Spec.EventTypes) == 0 {
 		// The CRD requires at least one; kept for objects that skipped it.
-		return ReasonInvalidEventType, "eventTypes is empty, so nothing would be delivered", false
+		return heraldv1.ReasonInvalidEventType, "eventTypes is empty, so nothing would be delivered", false
 	}
 	for _, p := range in.subscription.Spec.EventTypes {
 		if err := routing.ValidPattern(p); err != nil {
-			return ReasonInvalidEventType, err.Error(), false
+			return heraldv1.ReasonInvalidEventType, err.Error(), false
 		}
 	}
 	return "", "", true
@@ -189,7 +175,7 @@ func filterCompiles(in *inputs) (string, string, bool) {
 		return "", "", true
 	}
 	if _, err := routing.CompileFilter(in.subscription.Spec.Filter); err != nil {
-		return ReasonInvalidFilter, err.Error(), false
+		return heraldv1.ReasonInvalidFilter, err.Error(), false
 	}
 	return "", "", true
 }
@@ -206,7 +192,7 @@ type managedStatus struct {
 // whether Ready's status or reason changed.
 func (r *Reconciler) applyStatus(ctx context.Context, sub *heraldv1.WebhookSubscription, reason, message string) (bool, error) {
 	status := metav1.ConditionFalse
-	if reason == ReasonReady {
+	if reason == heraldv1.ReasonReady {
 		status = metav1.ConditionTrue
 	}
 	conds := append([]metav1.Condition(nil), sub.Status.Conditions...)

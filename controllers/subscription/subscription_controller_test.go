@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/controllers/subscription"
 	"github.com/herald-dev/herald/internal/routing"
 )
 
@@ -26,14 +25,14 @@ func TestSubscription_EndpointNotFoundUntilTheEndpointIsCreated(t *testing.T) {
 	// Applied out of order, as kubectl apply -f dir/ or a GitOps sync may do.
 	createSubscription(t, ns, "invoices", "billing", []string{"invoice.*"}, "")
 
-	got := waitReady(t, settle, ns, "invoices", metav1.ConditionFalse, subscription.ReasonEndpointNotFound)
+	got := waitReady(t, settle, ns, "invoices", metav1.ConditionFalse, heraldv1.ReasonEndpointNotFound)
 	if msg := readyCondition(got).Message; !strings.Contains(msg, "billing") {
 		t.Errorf("message %q should name the endpoint", msg)
 	}
 	if got.Status.ObservedGeneration != got.Generation {
 		t.Errorf("status.observedGeneration = %d, want %d", got.Status.ObservedGeneration, got.Generation)
 	}
-	waitEvent(t, ns, "invoices", corev1.EventTypeWarning, subscription.ReasonEndpointNotFound)
+	waitEvent(t, ns, "invoices", corev1.EventTypeWarning, heraldv1.ReasonEndpointNotFound)
 
 	ep := &heraldv1.WebhookEndpoint{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"},
@@ -43,18 +42,18 @@ func TestSubscription_EndpointNotFoundUntilTheEndpointIsCreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Promptly: only the endpoint watch can bring this about; nothing requeues on a timer.
-	waitReady(t, 5*time.Second, ns, "invoices", metav1.ConditionTrue, subscription.ReasonReady)
-	waitEvent(t, ns, "invoices", corev1.EventTypeNormal, subscription.ReasonReady)
+	waitReady(t, 5*time.Second, ns, "invoices", metav1.ConditionTrue, heraldv1.ReasonReady)
+	waitEvent(t, ns, "invoices", corev1.EventTypeNormal, heraldv1.ReasonReady)
 
 	// An endpoint in another namespace with the right name does not count.
 	other := newNamespace(t)
 	createSubscription(t, other, "invoices", "billing", []string{"invoice.*"}, "")
-	waitReady(t, settle, other, "invoices", metav1.ConditionFalse, subscription.ReasonEndpointNotFound)
+	waitReady(t, settle, other, "invoices", metav1.ConditionFalse, heraldv1.ReasonEndpointNotFound)
 
 	if err := k.Delete(ctx, ep); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, 5*time.Second, ns, "invoices", metav1.ConditionFalse, subscription.ReasonEndpointNotFound)
+	waitReady(t, 5*time.Second, ns, "invoices", metav1.ConditionFalse, heraldv1.ReasonEndpointNotFound)
 }
 
 func TestSubscription_InvalidFilterShowsTheCompilerMessage(t *testing.T) {
@@ -64,7 +63,7 @@ func TestSubscription_InvalidFilterShowsTheCompilerMessage(t *testing.T) {
 	const bad = "event.data.amount >"
 	createSubscription(t, ns, "large", "alerts", []string{"payment.*"}, bad)
 
-	got := waitReady(t, settle, ns, "large", metav1.ConditionFalse, subscription.ReasonInvalidFilter)
+	got := waitReady(t, settle, ns, "large", metav1.ConditionFalse, heraldv1.ReasonInvalidFilter)
 	_, compileErr := routing.CompileFilter(bad)
 	if compileErr == nil {
 		t.Fatal("the fixture filter compiles; the test needs one that does not")
@@ -72,13 +71,13 @@ func TestSubscription_InvalidFilterShowsTheCompilerMessage(t *testing.T) {
 	if msg := readyCondition(got).Message; msg != compileErr.Error() {
 		t.Errorf("message = %q, want the compiler's %q", msg, compileErr.Error())
 	}
-	waitEvent(t, ns, "large", corev1.EventTypeWarning, subscription.ReasonInvalidFilter)
+	waitEvent(t, ns, "large", corev1.EventTypeWarning, heraldv1.ReasonInvalidFilter)
 
 	got.Spec.Filter = "event.data.amount > 1000"
 	if err := k.Update(ctx, got); err != nil {
 		t.Fatal(err)
 	}
-	fixed := waitReady(t, settle, ns, "large", metav1.ConditionTrue, subscription.ReasonReady)
+	fixed := waitReady(t, settle, ns, "large", metav1.ConditionTrue, heraldv1.ReasonReady)
 	if fixed.Status.ObservedGeneration != 2 {
 		t.Errorf("status.observedGeneration = %d, want 2", fixed.Status.ObservedGeneration)
 	}
@@ -90,7 +89,7 @@ func TestSubscription_ValidPatternsAndFilterAreReady(t *testing.T) {
 	createSubscription(t, ns, "everything", "ops", []string{"*", "approval.*", "invoice.paid"},
 		"event.type.startsWith('approval.') || (has(event.data.amount) && event.data.amount > 1000)")
 
-	got := waitReady(t, settle, ns, "everything", metav1.ConditionTrue, subscription.ReasonReady)
+	got := waitReady(t, settle, ns, "everything", metav1.ConditionTrue, heraldv1.ReasonReady)
 	if msg := readyCondition(got).Message; !strings.Contains(msg, "ops") {
 		t.Errorf("message %q should name the endpoint", msg)
 	}

@@ -172,6 +172,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 
 	statusWriter := &lifecycle.StatusWriter{
 		Client: mgr.GetClient(), Tracker: tracker, Store: store, Lookup: lookup,
+		Holds: func(k delivery.Key) (string, string) {
+			cfg, _ := engine.Config(k)
+			return cfg.Hold, cfg.HoldMessage
+		},
 		Interval: o.StatusInterval, Log: log.WithName("status"),
 	}
 	if err := mgr.Add(manager.RunnableFunc(statusWriter.Run)); err != nil {

@@ -22,6 +22,8 @@ import (
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 )
 
 func acceptBenchCPU() time.Duration {
@@ -44,7 +46,7 @@ func benchAccept(b *testing.B, batch, fanout int) {
 	table := router.NewTable()
 	for i := range fanout {
 		name := fmt.Sprintf("ep-%d", i)
-		engine.Upsert(delivery.Key{Namespace: "bench", Name: name}, delivery.EndpointConfig{Hold: delivery.HoldSuspended})
+		engine.Upsert(delivery.Key{Namespace: "bench", Name: name}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
 		table.Set("bench", router.Subscription{Name: "to-" + name, Endpoint: name, Patterns: []string{"order.*"}})
 	}
 	acc := &delivery.Acceptor{Engine: engine, Router: table}

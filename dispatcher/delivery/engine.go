@@ -26,21 +26,13 @@ type Key struct{ Namespace, Name string }
 
 func (k Key) String() string { return k.Namespace + "/" + k.Name }
 
-// Hold reasons: why an endpoint's deliveries are waiting.
-const (
-	HoldSuspended        = "Suspended"
-	HoldSecretNotFound   = "SecretNotFound"
-	HoldSecretKeyMissing = "SecretKeyMissing"
-	HoldInvalidConfig    = "InvalidConfiguration"
-	HoldDisabled         = "Disabled"
-)
-
 // EndpointConfig is the delivery configuration of one endpoint, resolved from its
 // WebhookEndpoint and Secrets by the watch.
 type EndpointConfig struct {
 	// Target sends to the endpoint; nil when Hold is set.
 	Target *sender.Target
-	// Hold, when not empty, is why deliveries are held; HoldMessage says more.
+	// Hold, when not empty, is why deliveries are held (a WebhookEndpoint Ready reason
+	// from api/v1alpha1); HoldMessage says more.
 	Hold        string
 	HoldMessage string
 

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
+	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/routing"
 )
@@ -162,13 +163,14 @@ func (h *harness) endpoint(name, url string, o endpointOpts) {
 	if o.timeout == 0 {
 		o.timeout = 2 * time.Second
 	}
-	target, err := sender.New(sender.Config{
-		URL: url, Style: o.style, HeaderPrefix: "X-Herald", Format: o.format, ExtraFields: o.extra,
-		Timeout: o.timeout, MaxInFlight: o.inFlight, Secret: []byte(secret), Policy: loopback,
-	})
+	sg, err := signer.New(o.style, "X-Herald", []byte(secret), nil)
 	if err != nil {
-		h.t.Fatalf("building target: %v", err)
+		h.t.Fatalf("building signer: %v", err)
 	}
+	target := sender.New(sender.Config{
+		URL: url, Signer: sg, HeaderPrefix: "X-Herald", Format: o.format, ExtraFields: o.extra,
+		Timeout: o.timeout, MaxInFlight: o.inFlight, Policy: loopback,
+	})
 	cfg := delivery.EndpointConfig{Target: target, Schedule: o.schedule, MaxInFlight: o.inFlight, Hold: o.hold, RequestsPerSecond: o.rps}
 	if o.hold != "" {
 		cfg.Target = nil
@@ -375,7 +377,7 @@ func TestEngine_RetriesOnScheduleThenDeadLetters(t *testing.T) {
 	if len(dls) != 1 {
 		t.Fatalf("dead letters = %d, want 1", len(dls))
 	}
-	if r := dls[0].Header.Get("Herald-Dead-Reason"); r != delivery.DeadLetterReasonRetriesExhausted {
+	if r := dls[0].Header.Get("Herald-Dead-Reason"); r != heraldv1.DeadLetterRetriesExhausted {
 		t.Errorf("dead letter reason = %q", r)
 	}
 	if s := dls[0].Header.Get("Herald-Dead-Status"); s != "500" {
@@ -476,7 +478,7 @@ func TestEngine_HeldEndpointKeepsDeliveriesUntilReleased(t *testing.T) {
 	h := newHarness(t, "")
 	rc := newReceiver(t, nil)
 	// One worker, so that dispatch order is arrival order.
-	h.endpoint("paused", rc.URL, endpointOpts{hold: delivery.HoldSuspended, inFlight: 1})
+	h.endpoint("paused", rc.URL, endpointOpts{hold: heraldv1.ReasonSuspended, inFlight: 1})
 	res := h.publish(ingest.Event{ID: "evt_h1", Type: "x"}, ingest.Event{ID: "evt_h2", Type: "x"})
 	if res[0].Matched != 1 {
 		t.Fatalf("a held endpoint still receives routed events; matched = %d", res[0].Matched)
@@ -629,7 +631,7 @@ func TestEngine_HeldDeliveriesBeyondTheLimitsAreDeadLetteredNotDropped(t *testin
 		o.Now = clock
 	})
 	rc := newReceiver(t, nil)
-	h.endpoint("parked", rc.URL, endpointOpts{hold: delivery.HoldSuspended, inFlight: 1})
+	h.endpoint("parked", rc.URL, endpointOpts{hold: heraldv1.ReasonSuspended, inFlight: 1})
 	for i := range 5 {
 		h.publish(ingest.Event{ID: fmt.Sprintf("evt_%d", i), Type: "x"})
 	}
@@ -652,7 +654,7 @@ func TestEngine_HeldDeliveriesBeyondTheLimitsAreDeadLetteredNotDropped(t *testin
 	waitDead(2)
 	h.obs.mu.Lock()
 	for i, dl := range h.obs.dead[:2] {
-		if dl.EventID != fmt.Sprintf("evt_%d", i) || dl.Reason != delivery.DeadLetterReasonHeldLimitExceeded {
+		if dl.EventID != fmt.Sprintf("evt_%d", i) || dl.Reason != heraldv1.DeadLetterHeldLimitExceeded {
 			t.Errorf("dead letter %d = %s (%s), want the oldest with HeldLimitExceeded", i, dl.EventID, dl.Reason)
 		}
 	}
@@ -667,7 +669,7 @@ func TestEngine_HeldDeliveriesBeyondTheLimitsAreDeadLetteredNotDropped(t *testin
 	waitDead(6)
 	h.obs.mu.Lock()
 	for _, dl := range h.obs.dead[2:] {
-		if dl.Reason != delivery.DeadLetterReasonHeldTooLong || dl.EventID == "evt_fresh" {
+		if dl.Reason != heraldv1.DeadLetterHeldTooLong || dl.EventID == "evt_fresh" {
 			t.Errorf("dead letter %s (%s): want the aged ones with HeldTooLong", dl.EventID, dl.Reason)
 		}
 	}
@@ -698,7 +700,7 @@ func TestAccept_QueueFullAndStoreUnavailableAreReportedForIngest(t *testing.T) {
 	table := router.NewTable()
 	acc := &delivery.Acceptor{Engine: e, Router: table}
 	// A held endpoint: deliveries stay stored, so the stream fills up.
-	e.Upsert(delivery.Key{Namespace: ns, Name: "full"}, delivery.EndpointConfig{Hold: delivery.HoldSuspended})
+	e.Upsert(delivery.Key{Namespace: ns, Name: "full"}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
 	table.Set(ns, router.Subscription{Name: "s", Endpoint: "full", Patterns: []string{"*"}})
 	ev := func(id string) []ingest.Event {
 		return []ingest.Event{{ID: id, Type: "x", Data: json.RawMessage(`1`), CreatedAt: time.Now()}}

@@ -11,19 +11,8 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
 
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/queue"
-)
-
-// Reasons a delivery is dead-lettered.
-const (
-	// DeadLetterReasonRetriesExhausted: the retry schedule ran out.
-	DeadLetterReasonRetriesExhausted = "RetriesExhausted"
-	// DeadLetterReasonHeldLimitExceeded: a held endpoint had more deliveries waiting
-	// than the limit; the oldest went.
-	DeadLetterReasonHeldLimitExceeded = "HeldLimitExceeded"
-	// DeadLetterReasonHeldTooLong: the delivery waited in a held endpoint longer than
-	// the limit.
-	DeadLetterReasonHeldTooLong = "HeldTooLong"
 )
 
 // runner consumes one endpoint's deliveries.
@@ -182,7 +171,7 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 	case p.Attempt > len(cfg.Schedule):
 		a.Final = true
 		r.e.opts.Observer.Attempted(a)
-		r.deadLetter(sctx, p, DeadLetterReasonRetriesExhausted, out.StatusCode, out.Err)
+		r.deadLetter(sctx, p, heraldv1.DeadLetterRetriesExhausted, out.StatusCode, out.Err)
 	default:
 		r.e.opts.Observer.Attempted(a)
 		next := p.Delivery
@@ -261,10 +250,10 @@ func (r *runner) enforceHeldLimits(ctx context.Context) error {
 				r.release(p)
 			case excess > 0:
 				excess--
-				r.deadLetter(ctx, p, DeadLetterReasonHeldLimitExceeded, 0,
+				r.deadLetter(ctx, p, heraldv1.DeadLetterHeldLimitExceeded, 0,
 					fmt.Errorf("held endpoint had %d deliveries waiting, over the limit of %d", pending, r.e.opts.MaxHeld))
 			case !p.AcceptedAt.IsZero() && age > r.e.opts.MaxHeldAge:
-				r.deadLetter(ctx, p, DeadLetterReasonHeldTooLong, 0,
+				r.deadLetter(ctx, p, heraldv1.DeadLetterHeldTooLong, 0,
 					fmt.Errorf("held for %s, over the limit of %s", age.Truncate(time.Second), r.e.opts.MaxHeldAge))
 			default:
 				// Oldest first: once one is within the limits, the rest are too.

@@ -143,7 +143,7 @@ func (s *EventSink) deadLetter(k delivery.Key, note string) {
 	}
 	s.mu.Unlock()
 	if allowed {
-		s.warning(k, EventDeliveryFailed, "DeadLetter", note)
+		s.warning(k, heraldv1.EventDeliveryFailed, "DeadLetter", note)
 	}
 }
 
@@ -162,7 +162,7 @@ func (s *EventSink) flush() {
 	}
 	s.mu.Unlock()
 	for k, n := range pending {
-		s.warning(k, EventDeliveryFailed, "DeadLetter", fmt.Sprintf(
+		s.warning(k, heraldv1.EventDeliveryFailed, "DeadLetter", fmt.Sprintf(
 			"%d more deliveries dead-lettered (Events for them were aggregated); status.counters.deadLettered has the exact total, and the dead-letter API lists them", n))
 	}
 }

@@ -24,10 +24,13 @@ const FieldManager = "herald-dispatcher"
 // StatusWriter writes the delivery part of endpoint status, coalesced: each endpoint
 // is written at most once per Interval, and only when something changed.
 type StatusWriter struct {
-	Client   client.Client
-	Tracker  *Tracker
-	Store    *queue.Store
-	Lookup   Lookup
+	Client  client.Client
+	Tracker *Tracker
+	Store   *queue.Store
+	Lookup  Lookup
+	// Holds reports why the engine holds an endpoint's deliveries ("" when they flow),
+	// for the Delivering condition.
+	Holds    func(k delivery.Key) (reason, message string)
 	Interval time.Duration
 	Log      logr.Logger
 }
@@ -122,7 +125,8 @@ func (w *StatusWriter) write(ctx context.Context, k delivery.Key, d delta) error
 	if err != nil {
 		return err
 	}
-	want := desired(ep, st, pending)
+	hold, holdMessage := w.Holds(k)
+	want := desired(ep, st, pending, hold, holdMessage)
 	if apiequality.Semantic.DeepEqual(want, current(ep)) {
 		return nil
 	}
@@ -145,11 +149,23 @@ type ownedStatus struct {
 	LastHandledReplay   string                     `json:"lastHandledReplay,omitempty"`
 }
 
-func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64) ownedStatus {
+// desired computes the owned status from the shared state, the pending count and the
+// engine's hold.
+func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, hold, holdMessage string) ownedStatus {
+	delivering := metav1.Condition{
+		Type:               heraldv1.ConditionDelivering,
+		Status:             metav1.ConditionTrue,
+		Reason:             heraldv1.ReasonDelivering,
+		Message:            "the dispatcher delivers to this endpoint",
+		ObservedGeneration: ep.Generation,
+	}
+	if hold != "" {
+		delivering.Status, delivering.Reason, delivering.Message = metav1.ConditionFalse, hold, holdMessage
+	}
 	cond := metav1.Condition{
 		Type:               heraldv1.ConditionDisabled,
 		Status:             metav1.ConditionFalse,
-		Reason:             ReasonEnabled,
+		Reason:             heraldv1.ReasonEnabled,
 		Message:            "deliveries flow",
 		ObservedGeneration: ep.Generation,
 	}
@@ -157,9 +173,14 @@ func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64) ownedStatus 
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, st.DisabledReason, st.DisabledMessage
 	}
 	conds := append([]metav1.Condition(nil), ep.Status.Conditions...)
-	meta.SetStatusCondition(&conds, cond) // keeps lastTransitionTime when unchanged
+	// SetStatusCondition keeps lastTransitionTime when the status does not change.
+	meta.SetStatusCondition(&conds, cond)
+	meta.SetStatusCondition(&conds, delivering)
 	out := ownedStatus{
-		Conditions:          []metav1.Condition{*meta.FindStatusCondition(conds, heraldv1.ConditionDisabled)},
+		Conditions: []metav1.Condition{
+			*meta.FindStatusCondition(conds, heraldv1.ConditionDisabled),
+			*meta.FindStatusCondition(conds, heraldv1.ConditionDelivering),
+		},
 		ConsecutiveFailures: st.ConsecutiveFailures,
 		LastAttempt:         st.LastAttempt,
 		DisabledReason:      st.DisabledReason,
@@ -190,8 +211,10 @@ func current(ep *heraldv1.WebhookEndpoint) ownedStatus {
 		LastHandledReenable: s.LastHandledReenable,
 		LastHandledReplay:   s.LastHandledReplay,
 	}
-	if c := meta.FindStatusCondition(s.Conditions, heraldv1.ConditionDisabled); c != nil {
-		out.Conditions = []metav1.Condition{*c}
+	for _, t := range []string{heraldv1.ConditionDisabled, heraldv1.ConditionDelivering} {
+		if c := meta.FindStatusCondition(s.Conditions, t); c != nil {
+			out.Conditions = append(out.Conditions, *c)
+		}
 	}
 	return out
 }

@@ -16,16 +16,6 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
-// Reasons on the Disabled condition and the Events around it.
-const (
-	ReasonConsecutiveFailures = "ConsecutiveFailures"
-	ReasonEnabled             = "Enabled"
-	EventEndpointDisabled     = "EndpointDisabled"
-	EventEndpointEnabled      = "EndpointEnabled"
-	EventDeliveryFailed       = "DeliveryFailed"
-	EventDeadLettersReplayed  = "DeadLettersReplayed"
-)
-
 // Thresholds tells the tracker each endpoint's failure threshold (0 = never disable).
 type Thresholds interface {
 	FailureThreshold(k delivery.Key) (int32, int64, bool)
@@ -130,7 +120,7 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 		if threshold > 0 && s.ConsecutiveFailures >= threshold && !s.Disabled {
 			s.Disabled, transitioned = true, true
 			s.DisabledAt = t.now().UTC().Truncate(time.Second)
-			s.DisabledReason = ReasonConsecutiveFailures
+			s.DisabledReason = heraldv1.ReasonConsecutiveFailures
 			s.DisabledMessage = fmt.Sprintf("%d consecutive failed attempts; last: %s", s.ConsecutiveFailures, at.Error)
 			s.DisabledGeneration = generation
 		}
@@ -139,7 +129,7 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 	t.remember(a.Endpoint, st, err)
 	if err == nil && transitioned {
 		t.log.Info("endpoint disabled", "endpoint", a.Endpoint.String(), "failures", st.ConsecutiveFailures)
-		t.events.warning(a.Endpoint, EventEndpointDisabled, "Disable", st.DisabledMessage+
+		t.events.warning(a.Endpoint, heraldv1.EventEndpointDisabled, "Disable", st.DisabledMessage+
 			"; deliveries are held until it is re-enabled (annotate "+heraldv1.AnnotationReenable+" with a new value, or edit the spec)")
 		t.notify(a.Endpoint)
 	}
@@ -215,7 +205,7 @@ func (t *Tracker) Reenable(ctx context.Context, k delivery.Key, token, why strin
 	t.remember(k, st, nil)
 	if transitioned {
 		t.log.Info("endpoint re-enabled", "endpoint", k.String(), "why", why)
-		t.events.normal(k, EventEndpointEnabled, "Enable", "re-enabled ("+why+"); held deliveries flow again, oldest first")
+		t.events.normal(k, heraldv1.EventEndpointEnabled, "Enable", "re-enabled ("+why+"); held deliveries flow again, oldest first")
 		// The shared-state watch would notice too, but this replica already remembers
 		// the new state, so it would see no change: rebuild the configuration now.
 		t.notify(k)
@@ -271,11 +261,11 @@ func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) erro
 	}
 	n, err := t.store.ReplayDeadLetters(ctx, k.Namespace, k.Name, queue.DeadLetterFilter{})
 	if err != nil {
-		t.events.warning(k, EventDeadLettersReplayed, "Replay", fmt.Sprintf("replay %q stopped after %d dead letters: %v", token, n, err))
+		t.events.warning(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replay %q stopped after %d dead letters: %v", token, n, err))
 		return err
 	}
 	t.log.Info("dead letters replayed", "endpoint", k.String(), "count", n, "token", token)
-	t.events.normal(k, EventDeadLettersReplayed, "Replay", fmt.Sprintf("replayed %d dead letters (annotation %s=%s)", n, heraldv1.AnnotationReplayDeadLetters, token))
+	t.events.normal(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replayed %d dead letters (annotation %s=%s)", n, heraldv1.AnnotationReplayDeadLetters, token))
 	return nil
 }
 

@@ -12,6 +12,8 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 )
 
 // BenchmarkAttempted is the cost metrics add to every delivery attempt, on a dispatcher
@@ -73,7 +75,7 @@ func BenchmarkScrapeRealStore(b *testing.B) {
 	engine := delivery.New(delivery.Options{Store: store, Log: logr.Discard()})
 	defer engine.Stop()
 	for i := range 200 {
-		engine.Upsert(delivery.Key{Namespace: "shop", Name: fmt.Sprint("endpoint-", i)}, delivery.EndpointConfig{Hold: delivery.HoldSuspended})
+		engine.Upsert(delivery.Key{Namespace: "shop", Name: fmt.Sprint("endpoint-", i)}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
 	}
 	reg := prometheus.NewRegistry()
 	m, err := New(reg, storeSource{engine: engine, store: store})

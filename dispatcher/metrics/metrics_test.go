@@ -16,6 +16,8 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/sender"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 )
 
 var (
@@ -110,7 +112,7 @@ func TestAttempted_CountsOutcomesAndResponseClassesPerEndpoint(t *testing.T) {
 	m.Attempted(attempt(billing, 302, 10*time.Millisecond, errors.New("redirect")))
 	m.Attempted(attempt(billing, 204, 20*time.Millisecond, nil))
 	m.Attempted(attempt(crm, 404, 30*time.Millisecond, errors.New("receiver answered 404")))
-	m.DeadLettered(crm, &queue.DeadLetter{Reason: delivery.DeadLetterReasonRetriesExhausted})
+	m.DeadLettered(crm, &queue.DeadLetter{Reason: heraldv1.DeadLetterRetriesExhausted})
 
 	want := `
 # HELP herald_deliveries_total Deliveries by outcome: delivered, failed (one per failed attempt), dead_lettered.
@@ -262,7 +264,7 @@ func TestForget_ConcurrentWithAttempts(t *testing.T) {
 func TestNew_SecondDispatcherOnOneRegistrySharesCollectorsAndReportsEndpointsOnce(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	first := &fakeSource{holds: map[delivery.Key]string{billing: ""}, pending: map[delivery.Key]int64{billing: 4}}
-	second := &fakeSource{holds: map[delivery.Key]string{billing: "", crm: delivery.HoldSuspended}, pending: map[delivery.Key]int64{billing: 4, crm: 2}}
+	second := &fakeSource{holds: map[delivery.Key]string{billing: "", crm: heraldv1.ReasonSuspended}, pending: map[delivery.Key]int64{billing: 4, crm: 2}}
 	m1, err := New(reg, first)
 	if err != nil {
 		t.Fatal(err)
@@ -335,8 +337,8 @@ func TestState_GaugesFollowHoldsAndDisabledState(t *testing.T) {
 	)
 	src := &fakeSource{
 		holds: map[delivery.Key]string{
-			flowing: "", suspended: delivery.HoldSuspended, gated: "",
-			disabled: delivery.HoldDisabled, noSecret: delivery.HoldSecretNotFound, broken: "",
+			flowing: "", suspended: heraldv1.ReasonSuspended, gated: "",
+			disabled: heraldv1.ReasonDisabled, noSecret: heraldv1.ReasonSecretNotFound, broken: "",
 		},
 		// gated: disabled in the shared state, configuration not updated yet.
 		disabled: map[delivery.Key]bool{gated: true, disabled: true},

@@ -22,6 +22,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
+	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
 )
 
@@ -86,22 +87,21 @@ func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 	endpoint := func(name, url, hold string, schedule ...time.Duration) {
 		cfg := delivery.EndpointConfig{Schedule: schedule, Hold: hold}
 		if hold == "" {
-			target, err := sender.New(sender.Config{
-				URL: url, Style: heraldv1.SignatureStandardWebhooks, HeaderPrefix: "X-Herald",
-				Timeout: 2 * time.Second, Secret: []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-				Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-			})
+			sg, err := signer.New(heraldv1.SignatureStandardWebhooks, "", []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg.Target = target
+			cfg.Target = sender.New(sender.Config{
+				URL: url, Signer: sg, HeaderPrefix: "X-Herald", Timeout: 2 * time.Second,
+				Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
+			})
 		}
 		engine.Upsert(delivery.Key{Namespace: ns, Name: name}, cfg)
 		table.Set(ns, router.Subscription{Name: "to-" + name, Endpoint: name, Patterns: []string{"order.*"}})
 	}
 	endpoint("billing", billing.URL, "", 200*time.Millisecond)
 	endpoint("legacy", legacy.URL, "", 50*time.Millisecond)
-	endpoint("paused", "", delivery.HoldSuspended)
+	endpoint("paused", "", heraldv1.ReasonSuspended)
 
 	handler, err := ingest.NewHandler(ingest.Options{
 		Acceptor: &delivery.Acceptor{Engine: engine, Router: table},

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 )
 
@@ -138,7 +139,7 @@ func (s *stateCollector) read() []prometheus.Metric {
 				continue
 			}
 			seen[k] = true
-			off := m.src.Disabled(k) || hold == delivery.HoldDisabled
+			off := m.src.Disabled(k) || hold == heraldv1.ReasonDisabled
 			if off {
 				disabled++
 			}
@@ -146,7 +147,7 @@ func (s *stateCollector) read() []prometheus.Metric {
 			if reason == "" && off {
 				// Disabled in the shared state before the configuration says so: the
 				// engine's gate holds the deliveries already.
-				reason = delivery.HoldDisabled
+				reason = heraldv1.ReasonDisabled
 			}
 			if reason == "" {
 				flowing++

@@ -21,6 +21,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/sender"
+	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
 )
 
@@ -66,15 +67,15 @@ func parallel(b *testing.B, workers int, f func()) {
 
 func BenchmarkSend_Envelope1KiB(b *testing.B) {
 	srv := sendBenchReceiver(b)
-	t, err := sender.New(sender.Config{
-		URL: srv.URL, Style: heraldv1.SignatureStandardWebhooks, HeaderPrefix: "X-Herald",
-		Format: heraldv1.PayloadEnvelope, Timeout: 10 * time.Second, MaxInFlight: 8,
-		Secret: []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-		Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-	})
+	sg, err := signer.New(heraldv1.SignatureStandardWebhooks, "", []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	t := sender.New(sender.Config{
+		URL: srv.URL, Signer: sg, HeaderPrefix: "X-Herald",
+		Format: heraldv1.PayloadEnvelope, Timeout: 10 * time.Second, MaxInFlight: 8,
+		Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
+	})
 	defer t.Close()
 	d := &queue.Delivery{Namespace: "bench", Endpoint: "ep", EventID: "evt_01J00000000000000000000000",
 		EventType: "order.created", CreatedAt: time.Now(), Data: sendBenchData, DeliveryID: "dlv_0123456789abcdef01234567", Attempt: 1}

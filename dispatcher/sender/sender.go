@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,11 +28,14 @@ import (
 	"github.com/herald-dev/herald/internal/version"
 )
 
-// Config is everything needed to build a Target, resolved from the WebhookEndpoint and
-// its Secrets by the caller.
+// Config is everything needed to build a Target. It is produced by internal/resolve,
+// which has validated every part of it (URL against the policy, secrets, TLS material),
+// so building a Target cannot fail.
 type Config struct {
-	URL          string
-	Style        heraldv1.SignatureStyle
+	URL string
+	// Signer signs each attempt with the endpoint's secret (and the previous one during
+	// a rotation).
+	Signer       *signer.Signer
 	HeaderPrefix string
 	Format       heraldv1.PayloadFormat
 	ExtraFields  map[string]string
@@ -42,14 +44,10 @@ type Config struct {
 	Timeout time.Duration
 	// MaxInFlight sizes the connection pool.
 	MaxInFlight int
-	// Secret and PreviousSecret are the signing secrets as stored in their Secrets.
-	Secret         []byte
-	PreviousSecret []byte
-	// CABundle (PEM) is trusted in addition to the system roots.
-	CABundle []byte
-	// ClientCert is presented for mutual TLS.
-	ClientCert *tls.Certificate
-	Policy     outbound.Policy
+	// TLS holds extra roots and the client certificate; nil means the system roots.
+	TLS *tls.Config
+	// Policy guards every dial (the URL itself was checked by the resolver).
+	Policy outbound.Policy
 }
 
 // Target sends to one endpoint. It is safe for concurrent use and keeps its connections
@@ -66,28 +64,11 @@ type Target struct {
 	transport *http.Transport
 }
 
-// New builds a Target. Its errors name the setting at fault and never include a secret.
-func New(cfg Config) (*Target, error) {
-	if err := cfg.Policy.CheckURL(cfg.URL); err != nil {
-		return nil, fmt.Errorf("endpoint url: %w", err)
-	}
-	sg, err := signer.New(cfg.Style, cfg.HeaderPrefix, cfg.Secret, cfg.PreviousSecret)
-	if err != nil {
-		return nil, fmt.Errorf("signing: %w", err)
-	}
+// New builds a Target from a resolved configuration.
+func New(cfg Config) *Target {
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if len(cfg.CABundle) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(cfg.CABundle) {
-			return nil, errors.New("tls.caBundle holds no PEM certificate")
-		}
-		tlsCfg.RootCAs = pool
-	}
-	if cfg.ClientCert != nil {
-		tlsCfg.Certificates = []tls.Certificate{*cfg.ClientCert}
+	if cfg.TLS != nil {
+		tlsCfg = cfg.TLS.Clone()
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -114,7 +95,7 @@ func New(cfg Config) (*Target, error) {
 	}
 	t := &Target{
 		url:     cfg.URL,
-		signer:  sg,
+		signer:  cfg.Signer,
 		format:  cfg.Format,
 		prefix:  cfg.HeaderPrefix,
 		timeout: cfg.Timeout,
@@ -126,31 +107,25 @@ func New(cfg Config) (*Target, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		transport: tr,
+		extra:     extraFields(cfg.ExtraFields),
 	}
 	if t.format == "" {
 		t.format = heraldv1.PayloadEnvelope
 	}
+	if t.prefix == "" {
+		t.prefix = heraldv1.DefaultHeaderPrefix
+	}
 	for k, v := range cfg.Headers {
 		t.headers.Set(k, v)
 	}
-	if len(cfg.ExtraFields) > 0 {
-		t.extra, err = extraFields(cfg.ExtraFields)
-		if err != nil {
-			return nil, err
-		}
-	}
-	return t, nil
+	return t
 }
 
-// reserved fields of the envelope cannot be overridden by extraFields.
-var reserved = map[string]bool{"id": true, "type": true, "created_at": true, "data": true}
-
-func extraFields(fields map[string]string) ([]byte, error) {
+// extraFields encodes the static extra envelope fields, sorted by name so that the body
+// is the same on every attempt. The CRD refuses names of the envelope's own fields.
+func extraFields(fields map[string]string) []byte {
 	keys := make([]string, 0, len(fields))
 	for k := range fields {
-		if reserved[k] {
-			return nil, fmt.Errorf("payload.extraFields: %q is an envelope field and cannot be overridden", k)
-		}
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
@@ -163,7 +138,7 @@ func extraFields(fields map[string]string) ([]byte, error) {
 		b.WriteByte(':')
 		b.Write(vb)
 	}
-	return b.Bytes(), nil
+	return b.Bytes()
 }
 
 // Close releases idle connections.

@@ -7,8 +7,8 @@ package watch
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,6 +28,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/internal/index"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/internal/routing"
 )
 
@@ -90,17 +91,28 @@ func (w *Endpoints) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	cfg := w.build(ctx, &ep)
+	cfg, err := w.build(ctx, &ep)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("resolving endpoint: %w", err)
+	}
 	if disabled && cfg.Hold == "" {
 		cfg.Target = nil
-		cfg.Hold, cfg.HoldMessage = delivery.HoldDisabled, "auto-disabled after consecutive failures"
+		cfg.Hold, cfg.HoldMessage = heraldv1.ReasonDisabled, "auto-disabled after consecutive failures"
 	}
+	prev, known := w.Engine.Config(key)
 	w.Engine.Upsert(key, cfg)
 	log := ctrl.LoggerFrom(ctx)
-	if cfg.Hold != "" {
-		log.Info("deliveries held", "reason", cfg.Hold, "message", cfg.HoldMessage)
-	} else {
+	switch {
+	case cfg.Hold == "":
 		log.V(1).Info("endpoint configured", "generation", ep.Generation)
+	case known && prev.Hold == cfg.Hold:
+		// Already said; the status carries it.
+	case slices.Contains(heraldv1.SelfResolvingReasons, cfg.Hold):
+		// The manager is about to fix this (it generates the signing Secret): at start-up
+		// every new endpoint passes through it for a moment, which is no news.
+		log.V(1).Info("deliveries held", "reason", cfg.Hold, "message", cfg.HoldMessage)
+	default:
+		log.Info("deliveries held", "reason", cfg.Hold, "message", cfg.HoldMessage)
 	}
 	return reconcile.Result{}, nil
 }
@@ -135,113 +147,45 @@ func (w *Endpoints) lifecycle(ctx context.Context, key delivery.Key, ep *heraldv
 	return disabled, nil
 }
 
-// build resolves the endpoint into an engine configuration, or a hold saying what is
-// missing. Problems are reported by reason and Secret name only, never by value.
-func (w *Endpoints) build(ctx context.Context, ep *heraldv1.WebhookEndpoint) delivery.EndpointConfig {
-	cfg := delivery.EndpointConfig{
-		JitterPercent:     int(ep.Spec.JitterPercent()),
-		FailureThreshold:  ep.Spec.FailureThreshold(),
-		RequestsPerSecond: int(ptrOr(ep.Spec.Limits.RequestsPerSecond, 0)),
-		MaxInFlight:       int(ep.Spec.MaxInFlight()),
-		Generation:        ep.Generation,
-	}
-	hold := func(reason, format string, args ...any) delivery.EndpointConfig {
-		cfg.Hold, cfg.HoldMessage = reason, fmt.Sprintf(format, args...)
-		return cfg
-	}
-	var err error
-	if cfg.Schedule, err = ep.Spec.RetrySchedule(); err != nil {
-		return hold(delivery.HoldInvalidConfig, "retry.schedule: %v", err)
-	}
-	if cfg.MaxRetryAfter, err = ep.Spec.MaxRetryAfter(); err != nil {
-		return hold(delivery.HoldInvalidConfig, "retry.maxRetryAfter: %v", err)
-	}
-	timeout, err := ep.Spec.TimeoutDuration()
+// build resolves the endpoint into an engine configuration, or a hold saying why not.
+// The judgement is internal/resolve's, the same the manager reports as Ready.
+func (w *Endpoints) build(ctx context.Context, ep *heraldv1.WebhookEndpoint) (delivery.EndpointConfig, error) {
+	res, err := resolve.Endpoint(ctx, ep, w.getSecret, w.Policy)
 	if err != nil {
-		return hold(delivery.HoldInvalidConfig, "timeout: %v", err)
+		return delivery.EndpointConfig{}, err
 	}
-	ref := ep.SigningSecretRef()
-	current, reason, msg := w.secretValue(ctx, ep.Namespace, ref.Name, ref.Key)
-	if reason != "" {
-		return hold(reason, "signing secret: %s", msg)
-	}
-	var previous []byte
-	if prev, ok := ep.PreviousSigningSecretRef(); ok {
-		if previous, reason, msg = w.secretValue(ctx, ep.Namespace, prev.Name, prev.Key); reason != "" {
-			return hold(reason, "previous signing secret: %s", msg)
+	cfg := delivery.EndpointConfig{Generation: ep.Generation}
+	if c := res.Config; c != nil {
+		cfg = delivery.EndpointConfig{
+			Schedule:          c.Schedule,
+			JitterPercent:     c.JitterPercent,
+			MaxRetryAfter:     c.MaxRetryAfter,
+			MaxInFlight:       c.MaxInFlight,
+			RequestsPerSecond: c.RequestsPerSecond,
+			FailureThreshold:  c.FailureThreshold,
+			Generation:        c.Generation,
 		}
 	}
-	headers := map[string]string{}
-	for _, h := range ep.Spec.Headers {
-		switch {
-		case h.Value != nil:
-			headers[h.Name] = *h.Value
-		case h.ValueFrom != nil:
-			v, reason, msg := w.secretValue(ctx, ep.Namespace, h.ValueFrom.Name, h.ValueFrom.Key)
-			if reason != "" {
-				return hold(reason, "header %s: %s", h.Name, msg)
-			}
-			headers[h.Name] = string(v)
-		}
+	if !res.Ready() {
+		// A suspended endpoint is fully resolved but holds; nothing else is built.
+		cfg.Hold, cfg.HoldMessage = res.Reason, res.Message
+		return cfg, nil
 	}
-	scfg := sender.Config{
-		URL:            ep.Spec.URL,
-		Style:          ep.Spec.SignatureStyle(),
-		HeaderPrefix:   ep.Spec.HeaderPrefix(),
-		Format:         ep.Spec.PayloadFormat(),
-		ExtraFields:    ep.Spec.Payload.ExtraFields,
-		Headers:        headers,
-		Timeout:        timeout,
-		MaxInFlight:    cfg.MaxInFlight,
-		Secret:         current,
-		PreviousSecret: previous,
-		Policy:         w.Policy,
-	}
-	if t := ep.Spec.TLS; t != nil {
-		scfg.CABundle = []byte(t.CABundle)
-		if t.ClientCertificateSecretRef != nil {
-			crt, r1, m1 := w.secretValue(ctx, ep.Namespace, t.ClientCertificateSecretRef.Name, corev1.TLSCertKey)
-			key, r2, m2 := w.secretValue(ctx, ep.Namespace, t.ClientCertificateSecretRef.Name, corev1.TLSPrivateKeyKey)
-			if r1 != "" {
-				return hold(r1, "tls client certificate: %s", m1)
-			}
-			if r2 != "" {
-				return hold(r2, "tls client certificate: %s", m2)
-			}
-			pair, err := tls.X509KeyPair(crt, key)
-			if err != nil {
-				return hold(delivery.HoldInvalidConfig, "tls client certificate in Secret %s does not parse", t.ClientCertificateSecretRef.Name)
-			}
-			scfg.ClientCert = &pair
-		}
-	}
-	target, err := sender.New(scfg)
-	if err != nil {
-		return hold(delivery.HoldInvalidConfig, "%v", err)
-	}
-	cfg.Target = target
-	// Suspension is checked last so that a suspended endpoint's other problems still
-	// show; it holds a fully built configuration that resumes at once.
-	if ep.Spec.Suspend {
-		cfg.Target = nil
-		return hold(delivery.HoldSuspended, "spec.suspend is true")
-	}
-	return cfg
+	cfg.Target = sender.New(res.Config.Sender)
+	return cfg, nil
 }
 
-func (w *Endpoints) secretValue(ctx context.Context, ns, name, key string) (value []byte, reason, msg string) {
+// getSecret reads a Secret from the informer cache (the dispatcher watches the Secrets
+// of the namespaces it serves).
+func (w *Endpoints) getSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
 	var s corev1.Secret
-	if err := w.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &s); err != nil {
+	if err := w.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, delivery.HoldSecretNotFound, fmt.Sprintf("Secret %s not found", name)
+			return nil, nil
 		}
-		return nil, delivery.HoldSecretNotFound, fmt.Sprintf("Secret %s cannot be read: %v", name, apierrors.ReasonForError(err))
+		return nil, err
 	}
-	v, ok := s.Data[key]
-	if !ok || len(v) == 0 {
-		return nil, delivery.HoldSecretKeyMissing, fmt.Sprintf("Secret %s has no key %q", name, key)
-	}
-	return v, "", ""
+	return &s, nil
 }
 
 // Subscriptions feeds WebhookSubscriptions into the router.
@@ -281,11 +225,4 @@ func (w *Subscriptions) Reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 	w.Router.Set(req.Namespace, s)
 	return reconcile.Result{}, nil
-}
-
-func ptrOr[T any](p *T, def T) T {
-	if p == nil {
-		return def
-	}
-	return *p
 }

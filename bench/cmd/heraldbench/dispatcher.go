@@ -20,6 +20,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/funcr"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/auth"
@@ -30,6 +32,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/resolve"
 )
 
 // The dispatcher side of the benchmark runs in a child process of the harness, so that
@@ -167,30 +170,44 @@ func (t thresholdsOf) FailureThreshold(k delivery.Key) (int32, int64, bool) {
 }
 
 func (d *dispatcherChild) upsert(spec endpointSpec) error {
-	cfg := delivery.EndpointConfig{
-		Schedule:      spec.Schedule,
-		JitterPercent: 10,
-		MaxRetryAfter: time.Hour,
-		MaxInFlight:   spec.MaxInFlight,
-		// Never auto-disable: the isolation scenario needs the dead endpoint to keep
-		// holding its workers.
-		FailureThreshold: 0,
-		Generation:       1,
-	}
+	cfg := delivery.EndpointConfig{Generation: 1}
 	if spec.Hold != "" {
 		cfg.Hold, cfg.HoldMessage = spec.Hold, "held by the benchmark"
 	} else {
-		// The CRD defaults: Standard Webhooks, X-Herald, envelope.
-		t, err := sender.New(sender.Config{
-			URL: spec.URL, Style: heraldv1.SignatureStandardWebhooks, HeaderPrefix: "X-Herald",
-			Format: heraldv1.PayloadEnvelope, Timeout: spec.Timeout, MaxInFlight: spec.MaxInFlight,
-			Secret: []byte(benchSecret),
-			Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-		})
+		// The endpoint goes through the same resolver as in a cluster, with the CRD
+		// defaults (Standard Webhooks, X-Herald, envelope).
+		never := int32(0) // the isolation scenario needs the dead endpoint to keep its workers
+		inFlight := int32(spec.MaxInFlight)
+		schedule := make([]string, len(spec.Schedule))
+		for i, s := range spec.Schedule {
+			schedule[i] = s.String()
+		}
+		ep := &heraldv1.WebhookEndpoint{
+			ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace, Name: spec.Name, Generation: 1},
+			Spec: heraldv1.WebhookEndpointSpec{
+				URL:         spec.URL,
+				Timeout:     spec.Timeout.String(),
+				Retry:       heraldv1.RetrySpec{Schedule: schedule},
+				AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: &never},
+				Limits:      heraldv1.DeliveryLimits{MaxInFlight: &inFlight},
+			},
+		}
+		secret := &corev1.Secret{Data: map[string][]byte{heraldv1.DefaultSecretKey: []byte(benchSecret)}}
+		res, err := resolve.Endpoint(context.Background(), ep,
+			func(context.Context, string, string) (*corev1.Secret, error) { return secret, nil },
+			outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true})
 		if err != nil {
 			return err
 		}
-		cfg.Target = t
+		if !res.Ready() {
+			return fmt.Errorf("endpoint %s: %s: %s", spec.Name, res.Reason, res.Message)
+		}
+		c := res.Config
+		cfg = delivery.EndpointConfig{
+			Target: sender.New(c.Sender), Schedule: c.Schedule, JitterPercent: c.JitterPercent,
+			MaxRetryAfter: c.MaxRetryAfter, MaxInFlight: c.MaxInFlight, FailureThreshold: c.FailureThreshold,
+			Generation: c.Generation,
+		}
 	}
 	k := delivery.Key{Namespace: benchNamespace, Name: spec.Name}
 	d.engine.Upsert(k, cfg)

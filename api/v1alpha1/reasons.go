@@ -1,0 +1,115 @@
+package v1alpha1
+
+// This file is Herald's one vocabulary: every condition type, condition reason, Event
+// reason and dead-letter reason that the manager, the dispatcher, the CLI and the Argo CD
+// health checks use. They are API: people search for them, alerts and GitOps health
+// checks match on them, so they are declared once, here, and only ever added to.
+
+// Condition types.
+const (
+	// ConditionReady is True when the object is fully usable for delivery. On a
+	// WebhookEndpoint it is False whenever deliveries are held, for any reason, and says
+	// why: the manager's own judgement and the dispatcher's Delivering condition are both
+	// folded in.
+	ConditionReady = "Ready"
+	// ConditionDisabled is True when the dispatcher auto-disabled the endpoint.
+	ConditionDisabled = "Disabled"
+	// ConditionDelivering is the dispatcher's view: True while it delivers to the
+	// endpoint, False with the hold reason while it holds the endpoint's deliveries.
+	ConditionDelivering = "Delivering"
+	// ConditionFilterHealthy is the dispatcher's view of a WebhookSubscription's CEL
+	// filter: False after the filter failed to evaluate on an event.
+	ConditionFilterHealthy = "FilterHealthy"
+)
+
+// Reasons of a WebhookEndpoint's Ready and Delivering conditions. The dispatcher holds
+// deliveries for exactly these reasons; one resolver (internal/resolve) decides them for
+// the manager and the dispatcher alike.
+const (
+	// ReasonReady: the endpoint can be delivered to.
+	ReasonReady = "Ready"
+	// ReasonDelivering: the dispatcher delivers to the endpoint (Delivering=True).
+	ReasonDelivering = "Delivering"
+	// ReasonInvalidURL: spec.url is refused by the outbound policy (scheme, credentials,
+	// loopback, private or metadata address, an IPv4 address written in a short form).
+	ReasonInvalidURL = "InvalidURL"
+	// ReasonSecretNotFound: the signing Secret does not exist (yet). Herald generates it,
+	// so this heals by itself unless generation is refused (the message says so).
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretKeyMissing: a referenced Secret exists but lacks the referenced key, or
+	// its value is empty. Herald never writes to a Secret it did not create.
+	ReasonSecretKeyMissing = "SecretKeyMissing"
+	// ReasonInvalidSecret: the signing secret's value cannot be used by the signature
+	// style (Standard Webhooks needs whsec_ followed by base64).
+	ReasonInvalidSecret = "InvalidSecret"
+	// ReasonPreviousSecretNotFound: spec.previousSecretRef names a Secret or key that does
+	// not exist, or a value the style cannot use. The previous secret is never generated.
+	ReasonPreviousSecretNotFound = "PreviousSecretNotFound"
+	// ReasonReferencedSecretNotFound: the Secret of a header value or of the TLS client
+	// certificate does not exist. Only a person can create it.
+	ReasonReferencedSecretNotFound = "ReferencedSecretNotFound"
+	// ReasonInvalidTLS: spec.tls.caBundle holds no PEM certificate, or the client
+	// certificate's key pair does not parse.
+	ReasonInvalidTLS = "InvalidTLS"
+	// ReasonInvalidConfiguration: another spec field cannot be used (retry schedule,
+	// timeout, header prefix, payload extra fields).
+	ReasonInvalidConfiguration = "InvalidConfiguration"
+	// ReasonSuspended: spec.suspend holds the deliveries on purpose.
+	ReasonSuspended = "Suspended"
+	// ReasonDisabled: the dispatcher auto-disabled the endpoint (see the Disabled
+	// condition); a person re-enables it.
+	ReasonDisabled = "Disabled"
+)
+
+// SelfResolvingReasons are the Ready=False reasons that Herald resolves without a person
+// (the Argo CD health check shows them Progressing; every other reason is Degraded).
+// charts/argocd_test.go checks that the Lua script lists exactly these.
+var SelfResolvingReasons = []string{ReasonSecretNotFound}
+
+// Reasons of the Disabled condition.
+const (
+	// ReasonConsecutiveFailures: auto-disabled after autoDisable.afterConsecutiveFailures
+	// failed attempts in a row.
+	ReasonConsecutiveFailures = "ConsecutiveFailures"
+	// ReasonEnabled: not disabled.
+	ReasonEnabled = "Enabled"
+)
+
+// Reasons of a WebhookSubscription's conditions.
+const (
+	// ReasonEndpointNotFound: spec.endpointRef names no WebhookEndpoint (yet); heals by
+	// itself once the endpoint exists.
+	ReasonEndpointNotFound = "EndpointNotFound"
+	// ReasonInvalidEventType: an entry of spec.eventTypes is not a valid pattern.
+	ReasonInvalidEventType = "InvalidEventType"
+	// ReasonInvalidFilter: spec.filter does not compile.
+	ReasonInvalidFilter = "InvalidFilter"
+	// ReasonFilterEvaluated: the filter evaluated on every event so far
+	// (FilterHealthy=True).
+	ReasonFilterEvaluated = "FilterEvaluated"
+	// ReasonFilterFailed: the filter failed to evaluate on an event; that event was not
+	// routed through this subscription (FilterHealthy=False, Warning Event FilterFailed).
+	ReasonFilterFailed = "FilterFailed"
+)
+
+// Event reasons (events.k8s.io), beside the condition reasons above, which are recorded
+// as Events when a condition changes.
+const (
+	EventSecretGenerated     = "SecretGenerated"
+	EventEndpointDisabled    = "EndpointDisabled"
+	EventEndpointEnabled     = "EndpointEnabled"
+	EventDeliveryFailed      = "DeliveryFailed"
+	EventDeadLettersReplayed = "DeadLettersReplayed"
+	EventFilterFailed        = ReasonFilterFailed
+)
+
+// Dead-letter reasons: why a delivery was given up.
+const (
+	// DeadLetterRetriesExhausted: the retry schedule ran out.
+	DeadLetterRetriesExhausted = "RetriesExhausted"
+	// DeadLetterHeldLimitExceeded: a held endpoint had more deliveries waiting than the
+	// limit; the oldest went.
+	DeadLetterHeldLimitExceeded = "HeldLimitExceeded"
+	// DeadLetterHeldTooLong: the delivery waited in a held endpoint longer than the limit.
+	DeadLetterHeldTooLong = "HeldTooLong"
+)
