@@ -86,10 +86,14 @@ func TestEndpoint_ReasonsForEveryProblem(t *testing.T) {
 				e.Spec.Signature = heraldv1.SignatureSpec{Style: heraldv1.SignatureBodyPrefixedHex, HeaderPrefix: "X Acme"}
 			}), []*corev1.Secret{signing}, heraldv1.ReasonInvalidConfiguration, "header prefix"},
 		{"the previous secret is never generated",
-			endpoint(func(e *heraldv1.WebhookEndpoint) { e.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "billing-old"} }),
+			endpoint(func(e *heraldv1.WebhookEndpoint) {
+				e.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "billing-old"}
+			}),
 			[]*corev1.Secret{signing}, heraldv1.ReasonPreviousSecretNotFound, "previous signing Secret billing-old does not exist"},
 		{"a previous secret the style cannot use",
-			endpoint(func(e *heraldv1.WebhookEndpoint) { e.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "billing-old"} }),
+			endpoint(func(e *heraldv1.WebhookEndpoint) {
+				e.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "billing-old"}
+			}),
 			[]*corev1.Secret{signing, secret("billing-old", "secret", "whsec_%%%")}, heraldv1.ReasonInvalidSecret, "previous signing Secret billing-old"},
 		{"a header Secret only a person can create is not SecretNotFound",
 			endpoint(func(e *heraldv1.WebhookEndpoint) {
