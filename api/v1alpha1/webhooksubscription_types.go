@@ -27,17 +27,25 @@ type WebhookSubscriptionSpec struct {
 	Filter string `json:"filter,omitempty"`
 }
 
-// WebhookSubscriptionStatus is written by the manager.
+// WebhookSubscriptionStatus is written by the manager (observedGeneration, Ready) and
+// the dispatcher (FilterHealthy, filterErrors), each under its own field manager.
 type WebhookSubscriptionStatus struct {
 	// ObservedGeneration is the generation last reconciled.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready (endpoint found, patterns and filter valid).
+	// Conditions: Ready (endpoint found, patterns and filter valid) and, once the
+	// filter has failed on an event, FilterHealthy (the dispatcher's).
 	// +listType=map
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// FilterErrors counts the events on which spec.filter failed to evaluate (a field
+	// missing from the event's data, a type mismatch); those events were not routed
+	// through this subscription. It restarts at 0 when the spec changes.
+	// +optional
+	FilterErrors int64 `json:"filterErrors,omitempty"`
 }
 
 // Argo CD applies the CRDs before the resources of the same sync (wave -1) and, like
@@ -55,6 +63,7 @@ type WebhookSubscriptionStatus struct {
 // +kubebuilder:printcolumn:name="Types",type=string,JSONPath=`.spec.eventTypes`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Filter-Errors",type=integer,JSONPath=`.status.filterErrors`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WebhookSubscription struct {
 	metav1.TypeMeta   `json:",inline"`

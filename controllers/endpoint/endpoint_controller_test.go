@@ -61,7 +61,7 @@ func TestEndpoint_GeneratesSigningSecretAndBecomesReady(t *testing.T) {
 	if got.Status.SecretName != "orders-signing" {
 		t.Errorf("status.secretName = %q, want orders-signing", got.Status.SecretName)
 	}
-	if c := readyCondition(got); c.Message != "signing secret orders-signing resolved" {
+	if c := readyCondition(got); c.Message != "signing secret orders-signing resolved; deliveries can flow" {
 		t.Errorf("Ready message = %q", c.Message)
 	}
 
@@ -97,7 +97,7 @@ func TestEndpoint_UsesUserSecretWithoutModifyingOrAdoptingIt(t *testing.T) {
 	ns := newNamespace(t)
 	user := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "acme-webhook"},
-		Data:       map[string][]byte{"token": []byte("user-chosen-secret")},
+		Data:       map[string][]byte{"token": []byte("whsec_dXNlci1jaG9zZW4tc2VjcmV0")},
 	}
 	if err := k.Create(ctx, user); err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func TestEndpoint_UsesUserSecretWithoutModifyingOrAdoptingIt(t *testing.T) {
 	if len(secrets.Items) != 1 {
 		t.Errorf("namespace holds %d Secrets, want only the user's", len(secrets.Items))
 	}
-	assertSecretNowhere(t, ns, "acme", "user-chosen-secret")
+	assertSecretNowhere(t, ns, "acme", "whsec_dXNlci1jaG9zZW4tc2VjcmV0")
 }
 
 func TestEndpoint_SecretKeyMissingUntilTheUserFixesTheSecret(t *testing.T) {
@@ -175,7 +175,7 @@ func TestEndpoint_SecretKeyMissingUntilTheUserFixesTheSecret(t *testing.T) {
 		return nil
 	})
 
-	user.Data["hmac"] = []byte("now-it-is-there")
+	user.Data["hmac"] = []byte("whsec_bm93LWl0LWlzLXRoZXJl")
 	if err := k.Update(ctx, user); err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +218,67 @@ func TestEndpoint_PlainHTTPRefusedByDefaultPolicy(t *testing.T) {
 	}
 }
 
+func TestEndpoint_SecretTheStyleCannotUseIsNotReady(t *testing.T) {
+	// On 907df01 this endpoint was Ready=True while the dispatcher held every delivery
+	// (InvalidConfiguration, in its log only): one resolver now judges both.
+	ctx := context.Background()
+	ns := newNamespace(t)
+	user := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "plain"},
+		Data:       map[string][]byte{"secret": []byte("a plain password")},
+	}
+	if err := k.Create(ctx, user); err != nil {
+		t.Fatal(err)
+	}
+	createEndpoint(t, ns, "strict", "https://strict.example/hooks", func(ep *heraldv1.WebhookEndpoint) {
+		ep.Spec.SecretRef = &heraldv1.SecretKeySelector{Name: "plain", Key: "secret"}
+	})
+	got := waitReady(t, ns, "strict", metav1.ConditionFalse, heraldv1.ReasonInvalidSecret)
+	if msg := readyCondition(got).Message; !strings.Contains(msg, "whsec_") || !strings.Contains(msg, "plain") {
+		t.Errorf("message %q should name the Secret and the expected form", msg)
+	}
+	assertSecretNowhere(t, ns, "strict", "a plain password")
+
+	// The same value is fine for a hex style, which uses the secret as written.
+	got.Spec.Signature.Style = heraldv1.SignatureTimestampedHex
+	if err := k.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	waitReady(t, ns, "strict", metav1.ConditionTrue, heraldv1.ReasonReady)
+}
+
+func TestEndpoint_ReadyMirrorsTheDispatchersHold(t *testing.T) {
+	// Whatever the dispatcher holds for, Ready says so: no state in which deliveries
+	// are held and kubectl get whe says Ready.
+	ns := newNamespace(t)
+	ep := createEndpoint(t, ns, "lagging", "https://lagging.example/hooks", nil)
+	waitReady(t, ns, "lagging", metav1.ConditionTrue, heraldv1.ReasonReady)
+
+	applyDelivering(t, ns, "lagging", ep.Generation, metav1.ConditionFalse, heraldv1.ReasonSecretNotFound, "signing Secret lagging-signing does not exist yet")
+	got := waitReadyWithin(t, 5*time.Second, ns, "lagging", metav1.ConditionFalse, heraldv1.ReasonSecretNotFound)
+	if msg := readyCondition(got).Message; msg != "the dispatcher holds deliveries: signing Secret lagging-signing does not exist yet" {
+		t.Errorf("Ready message = %q", msg)
+	}
+	applyDelivering(t, ns, "lagging", ep.Generation, metav1.ConditionTrue, heraldv1.ReasonDelivering, "the dispatcher delivers to this endpoint")
+	waitReadyWithin(t, 5*time.Second, ns, "lagging", metav1.ConditionTrue, heraldv1.ReasonReady)
+}
+
+// applyDelivering writes the Delivering condition as the dispatcher does.
+func applyDelivering(t *testing.T, ns, name string, generation int64, status metav1.ConditionStatus, reason, message string) {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{"conditions": []any{map[string]any{
+		"type": heraldv1.ConditionDelivering, "status": string(status), "reason": reason, "message": message,
+		"lastTransitionTime": time.Now().UTC().Format(time.RFC3339), "observedGeneration": generation,
+	}}}}}
+	u.SetGroupVersionKind(heraldv1.GroupVersion.WithKind("WebhookEndpoint"))
+	u.SetNamespace(ns)
+	u.SetName(name)
+	if err := k.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner("herald-dispatcher"), client.ForceOwnership); err != nil {
+		t.Fatalf("dispatcher status apply: %v", err)
+	}
+}
+
 func TestEndpoint_PreviousSecretNotFoundUntilItIsCreated(t *testing.T) {
 	// The previous secret of a rotation is never generated (it must hold the old value),
 	// so this is the path where a whole Secret arrives after the endpoint.
@@ -250,7 +311,7 @@ func TestEndpoint_PreviousSecretNotFoundUntilItIsCreated(t *testing.T) {
 		return nil
 	})
 
-	old.Data = map[string][]byte{heraldv1.DefaultSecretKey: []byte("whsec_old")}
+	old.Data = map[string][]byte{heraldv1.DefaultSecretKey: []byte("whsec_b2xkLXNlY3JldA==")}
 	if err := k.Update(ctx, old); err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +326,9 @@ func TestEndpoint_HeaderSecretMissingUntilItIsCreated(t *testing.T) {
 	createEndpoint(t, ns, "authed", "https://authed.example/hooks", func(ep *heraldv1.WebhookEndpoint) {
 		ep.Spec.Headers = []heraldv1.HeaderSpec{{Name: "Authorization", ValueFrom: &heraldv1.SecretKeySelector{Name: "authed-token", Key: "token"}}}
 	})
-	got := waitReady(t, ns, "authed", metav1.ConditionFalse, heraldv1.ReasonSecretNotFound)
+	// Not SecretNotFound: Herald generates only the signing Secret, so this one needs
+	// a person, and Argo CD shows it Degraded.
+	got := waitReady(t, ns, "authed", metav1.ConditionFalse, heraldv1.ReasonReferencedSecretNotFound)
 	if msg := readyCondition(got).Message; !strings.Contains(msg, "authed-token") || !strings.Contains(msg, "header Authorization") {
 		t.Errorf("message %q should name the Secret and the header", msg)
 	}

@@ -11,6 +11,7 @@ package subscription
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
@@ -91,12 +92,13 @@ type inputs struct {
 // condition saying why not.
 type check func(in *inputs) (reason, message string, ok bool)
 
-// validationChecks run in order and the first failure is reported: a missing endpoint
-// first, as it is the one most likely to resolve by itself (applied out of order).
+// validationChecks run in order of severity and every failure is reported, the first
+// in the reason: problems only a person can fix (patterns, filter) before a missing
+// endpoint, which is the one most likely to resolve by itself (applied out of order).
 var validationChecks = []check{
-	endpointExists,
 	eventTypesValid,
 	filterCompiles,
+	endpointExists,
 }
 
 // Reconcile brings one subscription's Ready condition up to date.
@@ -113,13 +115,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	reason, message := heraldv1.ReasonReady, fmt.Sprintf("routes to WebhookEndpoint %s", sub.Spec.EndpointRef.Name)
-	for _, c := range validationChecks {
-		if rsn, msg, ok := c(in); !ok {
-			reason, message = rsn, msg
-			break
-		}
-	}
+	reason, message := validate(in)
 
 	readyChanged, err := r.applyStatus(ctx, sub, reason, message)
 	if err != nil {
@@ -134,6 +130,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	logf.FromContext(ctx).V(1).Info("reconciled subscription", "reason", reason, "readyChanged", readyChanged)
 	return ctrl.Result{}, nil
+}
+
+// validate runs every check; the most severe failure gives the reason and the message
+// lists every problem, so that fixing one does not reveal the next only then.
+func validate(in *inputs) (reason, message string) {
+	var problems []string
+	for _, c := range validationChecks {
+		if rsn, msg, ok := c(in); !ok {
+			if reason == "" {
+				reason = rsn
+			} else {
+				msg = rsn + ": " + msg
+			}
+			problems = append(problems, msg)
+		}
+	}
+	if reason == "" {
+		return heraldv1.ReasonReady, fmt.Sprintf("routes to WebhookEndpoint %s", in.subscription.Spec.EndpointRef.Name)
+	}
+	return reason, strings.Join(problems, "; also ")
 }
 
 func (r *Reconciler) gatherInputs(ctx context.Context, sub *heraldv1.WebhookSubscription) (*inputs, error) {

@@ -83,6 +83,23 @@ func TestSubscription_InvalidFilterShowsTheCompilerMessage(t *testing.T) {
 	}
 }
 
+func TestSubscription_ReportsEveryProblemMostSevereFirst(t *testing.T) {
+	ns := newNamespace(t)
+	// Both wrong at once: the filter needs a person, the endpoint may still be applied.
+	const bad = "event.data.amount >"
+	createSubscription(t, ns, "large", "missing", []string{"payment.*"}, bad)
+
+	got := waitReady(t, settle, ns, "large", metav1.ConditionFalse, heraldv1.ReasonInvalidFilter)
+	msg := readyCondition(got).Message
+	_, compileErr := routing.CompileFilter(bad)
+	if !strings.HasPrefix(msg, compileErr.Error()) {
+		t.Errorf("message %q should start with the compiler's %q", msg, compileErr.Error())
+	}
+	if !strings.Contains(msg, "; also EndpointNotFound: WebhookEndpoint missing does not exist") {
+		t.Errorf("message %q should also name the missing endpoint", msg)
+	}
+}
+
 func TestSubscription_ValidPatternsAndFilterAreReady(t *testing.T) {
 	ns := newNamespace(t)
 	createEndpoint(t, ns, "ops")

@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -148,7 +149,13 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err := endpoints.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
-	subscriptions := &watch.Subscriptions{Client: mgr.GetClient(), Router: table}
+	filters := &lifecycle.FilterReporter{Client: mgr.GetClient(), Events: sink, Log: log.WithName("filters")}
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		return filters.Run(ctx, cmp.Or(o.StatusInterval, 5*time.Second))
+	})); err != nil {
+		return fmt.Errorf("adding the filter reporter: %w", err)
+	}
+	subscriptions := &watch.Subscriptions{Client: mgr.GetClient(), Router: table, Filters: filters}
 	if err := subscriptions.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching subscriptions: %w", err)
 	}
@@ -160,7 +167,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("configuring ingest authentication: %w", err)
 	}
 	handler, err := ingest.NewHandler(ingest.Options{
-		Acceptor:       &delivery.Acceptor{Engine: engine, Router: table},
+		Acceptor: &delivery.Acceptor{Engine: engine, Router: table,
+			FilterFailed: func(namespace, subscription, eventID string, err error) {
+				filters.Failed(namespace, subscription, eventID, err)
+				m.FilterFailed(namespace)
+			}},
 		Authorizer:     authorizer,
 		MaxBodyBytes:   o.MaxBodyBytes,
 		MaxBatchEvents: o.MaxBatchEvents,

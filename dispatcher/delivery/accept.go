@@ -15,6 +15,9 @@ import (
 type Acceptor struct {
 	Engine *Engine
 	Router *router.Table
+	// FilterFailed, when set, hears of every subscription filter that failed to evaluate
+	// on an event (the event is not routed through that subscription).
+	FilterFailed func(namespace, subscription, eventID string, err error)
 }
 
 var _ ingest.Acceptor = (*Acceptor)(nil)
@@ -38,6 +41,12 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 	seen := make(map[string]int, len(events))
 	var deliveries []queue.Delivery
 	var endpoints []string
+	// One closure per call, reading the event being routed: none per event.
+	var routing string
+	var failed func(string, error)
+	if a.FilterFailed != nil {
+		failed = func(sub string, err error) { a.FilterFailed(namespace, sub, routing, err) }
+	}
 	for i := range events {
 		// The same id twice in one batch is the same event.
 		if _, dup := seen[events[i].ID]; dup {
@@ -64,9 +73,10 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 			continue
 		}
 		fresh[i] = true
-		endpoints, _ = a.Router.Route(endpoints[:0], namespace, &router.Event{
+		routing = ev.ID
+		endpoints = a.Router.Route(endpoints[:0], namespace, &router.Event{
 			ID: ev.ID, Type: ev.Type, Source: ev.Source, CreatedAt: ev.CreatedAt, Data: ev.Data,
-		})
+		}, failed)
 		for _, name := range endpoints {
 			if !a.Engine.Known(Key{Namespace: namespace, Name: name}) {
 				continue

@@ -82,14 +82,25 @@ func (s *EventSink) emit(k delivery.Key, eventType, reason, action, note string)
 	if !ok {
 		return
 	}
+	s.emitRegarding(corev1.ObjectReference{
+		APIVersion: heraldv1.GroupVersion.String(), Kind: "WebhookEndpoint",
+		Namespace: ep.Namespace, Name: ep.Name, UID: ep.UID, ResourceVersion: ep.ResourceVersion,
+	}, eventType, reason, action, note)
+}
+
+// emitRegarding queues an Event about any object of the dispatcher's.
+func (s *EventSink) emitRegarding(ref corev1.ObjectReference, eventType, reason, action, note string) {
+	if s == nil || s.client == nil {
+		return
+	}
 	if len(note) > 1024 {
 		note = note[:1021] + "..."
 	}
 	now := s.now()
 	e := &eventsv1.Event{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      fmt.Sprintf("%s.%x", ep.Name, now.UnixNano()),
-			Namespace: ep.Namespace,
+			Name:      fmt.Sprintf("%s.%x", ref.Name, now.UnixNano()),
+			Namespace: ref.Namespace,
 		},
 		EventTime:           metav1.NewMicroTime(now),
 		ReportingController: "herald-dispatcher",
@@ -98,10 +109,7 @@ func (s *EventSink) emit(k delivery.Key, eventType, reason, action, note string)
 		Reason:              reason,
 		Type:                eventType,
 		Note:                note,
-		Regarding: corev1.ObjectReference{
-			APIVersion: heraldv1.GroupVersion.String(), Kind: "WebhookEndpoint",
-			Namespace: ep.Namespace, Name: ep.Name, UID: ep.UID, ResourceVersion: ep.ResourceVersion,
-		},
+		Regarding:           ref,
 	}
 	select {
 	case s.queue <- e:

@@ -167,6 +167,11 @@ func (m *Metrics) DeadLettered(k delivery.Key, _ *queue.DeadLetter) {
 	m.c.endpoint(k).deadLettered.Inc()
 }
 
+// FilterFailed counts a subscription filter that failed to evaluate on an event. The
+// namespace is the only label: subscriptions are many, and status.filterErrors and the
+// FilterFailed Event name the subscription.
+func (m *Metrics) FilterFailed(namespace string) { m.c.filterErrors.WithLabelValues(namespace).Inc() }
+
 // Forget deletes every series of a deleted endpoint, so that a cluster whose
 // endpoints come and go does not accumulate them. Call it after the engine has
 // stopped the endpoint's deliveries: an attempt that was already on the wire and
@@ -183,6 +188,7 @@ type collectors struct {
 	responses        *prometheus.CounterVec
 	ingestRequests   *prometheus.CounterVec
 	ingestDuration   prometheus.Histogram
+	filterErrors     *prometheus.CounterVec
 	state            *stateCollector
 
 	now func() time.Time
@@ -236,6 +242,10 @@ func newCollectors() *collectors {
 			Help:    "Duration of requests to the ingest API.",
 			Buckets: ingestBuckets,
 		}),
+		filterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_filter_errors_total",
+			Help: "Events on which a subscription's CEL filter failed to evaluate (the event is not routed through that subscription).",
+		}, []string{"namespace"}),
 		now:   time.Now,
 		codes: map[int]prometheus.Counter{},
 	}
@@ -251,6 +261,7 @@ func (c *collectors) Describe(ch chan<- *prometheus.Desc) {
 	c.responses.Describe(ch)
 	c.ingestRequests.Describe(ch)
 	c.ingestDuration.Describe(ch)
+	c.filterErrors.Describe(ch)
 	c.state.Describe(ch)
 }
 
@@ -263,6 +274,7 @@ func (c *collectors) Collect(ch chan<- prometheus.Metric) {
 	c.responses.Collect(ch)
 	c.ingestRequests.Collect(ch)
 	c.ingestDuration.Collect(ch)
+	c.filterErrors.Collect(ch)
 }
 
 func (c *collectors) endpoint(k delivery.Key) *endpointSeries {

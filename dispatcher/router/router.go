@@ -64,9 +64,10 @@ func (t *Table) Delete(namespace, name string) {
 }
 
 // Route returns the endpoints (sorted, each once) whose subscriptions match the event,
-// appended to dst. filterErrors counts filters that failed to evaluate on this event
-// (they count as no match, as in Kubernetes' own CEL matchConditions).
-func (t *Table) Route(dst []string, namespace string, ev *Event) (endpoints []string, filterErrors int) {
+// appended to dst. A filter that fails to evaluate on this event counts as no match (as
+// in Kubernetes' own CEL matchConditions) and is reported to failed, when not nil, with
+// the subscription's name, so that the failure reaches the subscription's owner.
+func (t *Table) Route(dst []string, namespace string, ev *Event, failed func(subscription string, err error)) []string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	start := len(dst)
@@ -80,8 +81,8 @@ func (t *Table) Route(dst []string, namespace string, ev *Event) (endpoints []st
 				input = filterInput(ev)
 			}
 			ok, err := s.Filter.Match(input)
-			if err != nil {
-				filterErrors++
+			if err != nil && failed != nil {
+				failed(s.Name, err)
 			}
 			if !ok {
 				continue
@@ -90,7 +91,7 @@ func (t *Table) Route(dst []string, namespace string, ev *Event) (endpoints []st
 		dst = append(dst, s.Endpoint)
 	}
 	slices.Sort(dst[start:])
-	return dst, filterErrors
+	return dst
 }
 
 func matchesType(patterns []string, eventType string) bool {

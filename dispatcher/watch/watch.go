@@ -192,6 +192,11 @@ func (w *Endpoints) getSecret(ctx context.Context, namespace, name string) (*cor
 type Subscriptions struct {
 	Client client.Client
 	Router *router.Table
+	// Filters, when set, hears of every subscription seen, so that a changed filter
+	// starts its failure count afresh.
+	Filters interface {
+		Reset(ctx context.Context, sub *heraldv1.WebhookSubscription) error
+	}
 }
 
 // SetupWithManager registers the subscription watch.
@@ -212,6 +217,11 @@ func (w *Subscriptions) Reconcile(ctx context.Context, req reconcile.Request) (r
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("reading subscription: %w", err)
+	}
+	if w.Filters != nil {
+		if err := w.Filters.Reset(ctx, &sub); err != nil {
+			return reconcile.Result{}, fmt.Errorf("resetting the filter status: %w", err)
+		}
 	}
 	s := router.Subscription{Name: sub.Name, Endpoint: sub.Spec.EndpointRef.Name, Patterns: sub.Spec.EventTypes}
 	if sub.Spec.Filter != "" {

@@ -363,7 +363,7 @@ func (s *stack) plannedEvents(ctx context.Context) ([]publishedEvent, error) {
 	events := make([]publishedEvent, len(types))
 	for i, t := range types {
 		ev := router.Event{Type: t, Data: demoData(t), CreatedAt: time.Now()}
-		matched, _ := table.Route(nil, ns, &ev)
+		matched := table.Route(nil, ns, &ev, nil)
 		events[i] = publishedEvent{Type: t}
 		for _, m := range matched {
 			if known[m] {

@@ -20,6 +20,17 @@ import (
 // of kind (WebhookEndpoint, WebhookSubscription) as fieldManager, taking ownership by
 // force: the fields are the component's by design. A vanished object is not an error.
 func Apply(ctx context.Context, c client.Client, kind, namespace, name string, status any, fieldManager string) error {
+	return apply(ctx, c, kind, namespace, name, "", status, fieldManager)
+}
+
+// ApplyAt is Apply on the condition that the object is still at resourceVersion: a
+// status computed from what the object held (a count added to) is refused with a
+// Conflict, rather than lost, when another writer changed the object meanwhile.
+func ApplyAt(ctx context.Context, c client.Client, kind, namespace, name, resourceVersion string, status any, fieldManager string) error {
+	return apply(ctx, c, kind, namespace, name, resourceVersion, status, fieldManager)
+}
+
+func apply(ctx context.Context, c client.Client, kind, namespace, name, resourceVersion string, status any, fieldManager string) error {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(status)
 	if err != nil {
 		return fmt.Errorf("encoding status of %s %s/%s: %w", kind, namespace, name, err)
@@ -28,6 +39,7 @@ func Apply(ctx context.Context, c client.Client, kind, namespace, name string, s
 	patch.SetGroupVersionKind(heraldv1.GroupVersion.WithKind(kind))
 	patch.SetNamespace(namespace)
 	patch.SetName(name)
+	patch.SetResourceVersion(resourceVersion)
 	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(patch),
 		client.FieldOwner(fieldManager), client.ForceOwnership); err != nil {
 		if client.IgnoreNotFound(err) == nil {
