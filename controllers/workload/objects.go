@@ -186,9 +186,9 @@ func (c Config) podTemplate(checksum string) *corev1ac.PodTemplateSpecApplyConfi
 
 	env := []*corev1ac.EnvVarApplyConfiguration{
 		corev1ac.EnvVar().WithName("POD_NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().
-			WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace"))),
+			WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.namespace"))),
 		corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().
-			WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
+			WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.name"))),
 	}
 	if c.MemoryLimit != "" {
 		// The Go runtime collects harder before the kernel OOM-kills the pod.
@@ -203,7 +203,7 @@ func (c Config) podTemplate(checksum string) *corev1ac.PodTemplateSpecApplyConfi
 		corev1ac.VolumeMount().WithName(tmpVolume).WithMountPath("/tmp"),
 	}
 	volumes := []*corev1ac.VolumeApplyConfiguration{
-		corev1ac.Volume().WithName(configVolume).WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(c.Name)),
+		corev1ac.Volume().WithName(configVolume).WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(c.Name).WithDefaultMode(0o644)),
 		corev1ac.Volume().WithName(tmpVolume).WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi"))),
 	}
 	switch c.Mode {
@@ -221,7 +221,7 @@ func (c Config) podTemplate(checksum string) *corev1ac.PodTemplateSpecApplyConfi
 	}
 
 	probe := func(path string) *corev1ac.ProbeApplyConfiguration {
-		return corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString(portNameHealth)))
+		return corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromString(portNameHealth)).WithScheme(corev1.URISchemeHTTP))
 	}
 	container := corev1ac.Container().
 		WithName(containerName).

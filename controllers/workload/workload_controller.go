@@ -132,17 +132,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		return ctrl.Result{}, err
 	}
 
-	// The ConfigMap goes before the workload so new pods find the configuration.
-	if err := r.apply(ctx, "ServiceAccount", c.serviceAccount(owner)); err != nil {
-		return ctrl.Result{}, err
+	objs := c.desired(owner, rendered, checksum)
+	for _, o := range objs[:len(objs)-1] {
+		if err := r.apply(ctx, o.kind, o.obj); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
-	if err := r.apply(ctx, "ConfigMap", c.configMap(owner, rendered)); err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.apply(ctx, "Service", c.service(owner)); err != nil {
-		return ctrl.Result{}, err
-	}
-
+	workload := objs[len(objs)-1]
 	switch c.Mode {
 	case ModeEmbedded:
 		recreating, err := r.deleteStatefulSetIfClaimTemplateChanged(ctx)
@@ -150,14 +146,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 			// The delete event brings us back here to create it afresh.
 			return ctrl.Result{}, err
 		}
-		if err := r.apply(ctx, "StatefulSet", c.statefulSet(owner, checksum)); err != nil {
+		if err := r.apply(ctx, workload.kind, workload.obj); err != nil {
 			return ctrl.Result{}, err
 		}
 		if err := r.deleteIfPresent(ctx, &appsv1.Deployment{}); err != nil {
 			return ctrl.Result{}, err
 		}
 	case ModeExternal:
-		if err := r.apply(ctx, "Deployment", c.deployment(owner, checksum)); err != nil {
+		if err := r.apply(ctx, workload.kind, workload.obj); err != nil {
 			return ctrl.Result{}, err
 		}
 		if err := r.deleteIfPresent(ctx, &appsv1.StatefulSet{}); err != nil {
@@ -166,6 +162,27 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 	}
 	log.V(1).Info("dispatcher workload applied", "configChecksum", checksum)
 	return ctrl.Result{}, nil
+}
+
+// object is one object of the dispatcher's, as applied.
+type object struct {
+	kind string
+	obj  runtime.ApplyConfiguration
+}
+
+// desired lists the dispatcher's objects in the order they are applied, the workload
+// (StatefulSet or Deployment, by mode) last: the ConfigMap goes before it so that new
+// pods find the configuration.
+func (c Config) desired(owner *metav1ac.OwnerReferenceApplyConfiguration, rendered, checksum string) []object {
+	objs := []object{
+		{"ServiceAccount", c.serviceAccount(owner)},
+		{"ConfigMap", c.configMap(owner, rendered)},
+		{"Service", c.service(owner)},
+	}
+	if c.Mode == ModeExternal {
+		return append(objs, object{"Deployment", c.deployment(owner, checksum)})
+	}
+	return append(objs, object{"StatefulSet", c.statefulSet(owner, checksum)})
 }
 
 // apply server-side applies obj, taking over any field another manager changed: drift

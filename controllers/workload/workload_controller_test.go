@@ -14,6 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/herald-dev/herald/controllers/workload"
 	"github.com/herald-dev/herald/internal/cli"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 func embeddedConfig(ns string) workload.Config {
@@ -464,4 +467,41 @@ func createOwnerDeployment(t *testing.T, ns, name string) *appsv1.Deployment {
 		t.Fatalf("creating owner Deployment: %v", err)
 	}
 	return d
+}
+
+// TestAppliedObjects_DoNotDrift: what the reconciler applies is what the API server
+// keeps, field for field (testenv.Drift, the comparison Argo CD makes), so the
+// reconciler's own next apply changes nothing and no pod rolls for a default.
+func TestAppliedObjects_DoNotDrift(t *testing.T) {
+	for _, mode := range []workload.Mode{workload.ModeEmbedded, workload.ModeExternal} {
+		t.Run(string(mode), func(t *testing.T) {
+			ctx := context.Background()
+			cfg := embeddedConfig(newNamespace(t))
+			cfg.OwnerDeployment = "herald-manager"
+			if mode == workload.ModeExternal {
+				cfg.Mode, cfg.Replicas, cfg.NATSURL = workload.ModeExternal, 3, "nats://nats:4222"
+			}
+			createOwnerDeployment(t, cfg.Namespace, cfg.OwnerDeployment)
+			startManager(t, cfg)
+			desired, err := (&workload.Reconciler{Client: k8s, APIReader: k8s, Config: cfg}).Desired(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range desired {
+				want, err := runtime.DefaultUnstructuredConverter.ToUnstructured(d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				u := &unstructured.Unstructured{Object: want}
+				live := &unstructured.Unstructured{}
+				live.SetGroupVersionKind(u.GroupVersionKind())
+				eventually(t, u.GetKind()+" exists", func() error {
+					return k8s.Get(ctx, types.NamespacedName{Namespace: u.GetNamespace(), Name: u.GetName()}, live)
+				})
+				for _, diff := range testenv.Drift(want, live.Object) {
+					t.Errorf("%s %s drifts: %s", u.GetKind(), u.GetName(), diff)
+				}
+			}
+		})
+	}
 }
