@@ -20,6 +20,7 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
@@ -112,21 +113,12 @@ func (h *Handler) Register(mux *http.ServeMux) {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-type apiError struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-		Field   string `json:"field,omitempty"`
-	} `json:"error"`
-}
-
+// writeError answers in the error shape and codes the ingest API uses.
 func writeError(w http.ResponseWriter, status int, code, field, format string, args ...any) {
-	var e apiError
-	e.Error.Code, e.Error.Field, e.Error.Message = code, field, fmt.Sprintf(format, args...)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 	}
-	writeJSON(w, status, e)
+	ingest.WriteError(w, status, ingest.Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -140,27 +132,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authorizer, what string) (delivery.Key, bool) {
 	k := delivery.Key{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
 	if errs := validation.IsDNS1123Label(k.Namespace); len(errs) > 0 {
-		writeError(w, http.StatusBadRequest, "InvalidNamespace", "namespace", "namespace %q is not a valid namespace name", k.Namespace)
+		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", k.Namespace)
 		return k, false
 	}
 	if errs := validation.IsDNS1123Subdomain(k.Name); len(errs) > 0 {
-		writeError(w, http.StatusBadRequest, "InvalidName", "name", "endpoint name %q is not a valid object name", k.Name)
+		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "name", "endpoint name %q is not a valid object name", k.Name)
 		return k, false
 	}
 	if _, err := az.Authorize(r.Context(), r, k.Namespace); err != nil {
 		switch {
 		case errors.Is(err, auth.ErrUnauthenticated):
-			writeError(w, http.StatusUnauthorized, "Unauthorized", "", "%s needs a bearer token (a ServiceAccount or user token)", what)
+			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s needs a bearer token (a ServiceAccount or user token)", what)
 		case errors.Is(err, auth.ErrForbidden):
-			writeError(w, http.StatusForbidden, "Forbidden", "", "%v", err)
+			writeError(w, http.StatusForbidden, ingest.CodeForbidden, "", "%v", err)
 		default:
 			h.opts.Log.Error(err, "authorizing admin request")
-			writeError(w, http.StatusServiceUnavailable, "Unavailable", "", "the decision could not be made; retry")
+			writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the decision could not be made; retry")
 		}
 		return k, false
 	}
 	if h.opts.Known != nil && !h.opts.Known(k) {
-		writeError(w, http.StatusNotFound, "NotFound", "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
+		writeError(w, http.StatusNotFound, ingest.CodeNotFound, "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
 		return k, false
 	}
 	return k, true
@@ -175,7 +167,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, "InvalidLimit", "limit", "limit must be a number from 1 to 1000")
+			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "limit", "limit must be a number from 1 to 1000")
 			return
 		}
 		limit = n
@@ -199,7 +191,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		h.opts.Log.Error(err, "listing dead letters", "endpoint", k.String())
-		writeError(w, http.StatusServiceUnavailable, "Unavailable", "", "dead letters cannot be read right now; retry")
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "dead letters cannot be read right now; retry")
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -214,12 +206,12 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, "InvalidBody", "", "body must be JSON {eventIds?, eventType?, sequences?, all?}: %v", err)
+		writeError(w, http.StatusBadRequest, ingest.CodeInvalidJSON, "", "body must be JSON {eventIds?, eventType?, sequences?, all?}: %v", err)
 		return
 	}
 	selects := len(req.EventIDs) > 0 || req.EventType != "" || len(req.Sequences) > 0
 	if selects == req.All {
-		writeError(w, http.StatusBadRequest, "InvalidSelection", "all",
+		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "all",
 			"select dead letters with eventIds, eventType or sequences, or set all: true to replay every one (not both)")
 		return
 	}
@@ -228,7 +220,7 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		h.opts.Log.Error(err, "replaying dead letters", "endpoint", k.String(), "replayed", n)
-		writeError(w, http.StatusServiceUnavailable, "Unavailable", "", "replay stopped after %d dead letters; retry to replay the rest", n)
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "replay stopped after %d dead letters; retry to replay the rest", n)
 		return
 	}
 	h.opts.Log.Info("dead letters replayed through the API", "endpoint", k.String(), "count", n)
@@ -247,7 +239,7 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) {
 	was, err := h.opts.Lifecycle.Reenable(r.Context(), k, "", who)
 	if err != nil {
 		h.opts.Log.Error(err, "re-enabling", "endpoint", k.String())
-		writeError(w, http.StatusServiceUnavailable, "Unavailable", "", "the endpoint state cannot be written right now; retry")
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the endpoint state cannot be written right now; retry")
 		return
 	}
 	writeJSON(w, http.StatusOK, EnableResponse{WasDisabled: was})

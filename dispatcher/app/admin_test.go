@@ -21,6 +21,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/dispatcher/ingest"
 )
 
 // serviceAccountToken creates a ServiceAccount bound to a Role with verbs on
@@ -123,11 +124,26 @@ func TestDispatcher_EndpointAPIListsAndReplaysDeadLettersAndReenables(t *testing
 	if code, raw := call(t, http.MethodPost, base+"/dead-letters:replay", viewer, admin.ReplayRequest{All: true}); code != http.StatusForbidden || !strings.Contains(string(raw), "update") {
 		t.Errorf("viewer replay = %d %s, want 403 naming the verb", code, raw)
 	}
-	if code, _ := call(t, http.MethodGet, base+"/dead-letters", stranger, nil); code != http.StatusForbidden {
-		t.Errorf("stranger list = %d, want 403", code)
-	}
-	if code, _ := call(t, http.MethodGet, base+"/dead-letters", "", nil); code != http.StatusUnauthorized {
-		t.Errorf("anonymous list = %d, want 401", code)
+	// One error shape and one code casing on the port, whichever API answers.
+	for _, c := range []struct {
+		what, method, url, token string
+		status                   int
+		code                     string
+	}{
+		{"stranger lists dead letters", http.MethodGet, base + "/dead-letters", stranger, http.StatusForbidden, ingest.CodeForbidden},
+		{"stranger publishes", http.MethodPost, d.url + "/v1/namespaces/" + ns + "/events", stranger, http.StatusForbidden, ingest.CodeForbidden},
+		{"anonymous lists dead letters", http.MethodGet, base + "/dead-letters", "", http.StatusUnauthorized, ingest.CodeUnauthenticated},
+		{"anonymous publishes", http.MethodPost, d.url + "/v1/namespaces/" + ns + "/events", "", http.StatusUnauthorized, ingest.CodeUnauthenticated},
+	} {
+		var body any
+		if c.method == http.MethodPost {
+			body = map[string]any{"type": "order.created", "data": map[string]any{}}
+		}
+		code, raw := call(t, c.method, c.url, c.token, body)
+		var e ingest.ErrorResponse
+		if err := json.Unmarshal(raw, &e); err != nil || code != c.status || e.Error.Code != c.code || e.Error.Message == "" {
+			t.Errorf("%s = %d %s, want %d with code %q and a message", c.what, code, raw, c.status, c.code)
+		}
 	}
 	if code, raw := call(t, http.MethodPost, base+"/dead-letters:replay", operator, admin.ReplayRequest{}); code != http.StatusBadRequest || !strings.Contains(string(raw), "all: true") {
 		t.Errorf("empty selection = %d %s, want 400 explaining the choice", code, raw)

@@ -5,8 +5,9 @@ import (
 	"net/http"
 )
 
-// Error codes of the JSON error body. They are part of the API: producers may branch on
-// them, so they only ever get added to.
+// Error codes of the JSON error body of every dispatcher HTTP API (ingest and the
+// endpoint API). They are part of the API: clients may branch on them, so they only ever
+// get added to.
 const (
 	CodeInvalidJSON          = "invalid_json"
 	CodeInvalidEvent         = "invalid_event"

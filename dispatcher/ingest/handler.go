@@ -322,7 +322,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ns string, e *api
 		h.opts.Log.V(1).Info("refused request", "status", e.status, "code", e.body.Code,
 			"field", e.body.Field, "namespace", ns, "path", r.URL.Path)
 	}
-	writeJSON(w, e.status, ErrorResponse{Error: e.body})
+	WriteError(w, e.status, e.body)
+}
+
+// WriteError answers with the JSON error body that every HTTP API of the dispatcher
+// uses (ingest and the endpoint API alike), so a client parses one shape.
+func WriteError(w http.ResponseWriter, status int, e Error) {
+	writeJSON(w, status, ErrorResponse{Error: e})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

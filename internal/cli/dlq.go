@@ -172,7 +172,7 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 		}
 		return errors.New(err)
 	case http.StatusNotFound:
-		if e.Error.Code == "NotFound" {
+		if e.Error.Code == ingest.CodeNotFound {
 			return fmt.Errorf("the dispatcher knows no WebhookEndpoint %q in namespace %q: check the name and -n (kubectl get whe -n %s); an endpoint created moments ago may not have reached it yet", name, ns, ns)
 		}
 		return fmt.Errorf("%s has no such route (%s): is --server the dispatcher's base URL, without a path?", where, msg)
