@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -293,7 +294,7 @@ func TestDispatcher_FollowsEndpointSecretAndSubscriptionChanges(t *testing.T) {
 
 	// Suspend holds deliveries; resuming delivers what was held.
 	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = true })
-	waitHeld(t, d, s, ns, "evt_while_suspended")
+	waitHeld(t, c, d, s, ns, "billing", heraldv1.ReasonSuspended, "evt_while_suspended")
 	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = false })
 	s.waitEvent(t, "evt_while_suspended", 20*time.Second)
 
@@ -301,7 +302,7 @@ func TestDispatcher_FollowsEndpointSecretAndSubscriptionChanges(t *testing.T) {
 	if err := c.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-signing", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	waitHeld(t, d, s, ns, "evt_while_secret_missing")
+	waitHeld(t, c, d, s, ns, "billing", heraldv1.ReasonSecretNotFound, "evt_while_secret_missing")
 	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-signing", Namespace: ns}, StringData: map[string]string{"secret": secretV2}})
 	r, b = s.waitEvent(t, "evt_while_secret_missing", 20*time.Second)
 	if got := signedWith(r, b, secretV2); !got[0] {
@@ -321,27 +322,30 @@ func TestDispatcher_FollowsEndpointSecretAndSubscriptionChanges(t *testing.T) {
 	}
 }
 
-// waitHeld publishes an event once the endpoint is held (the first probe event that is
-// not delivered within a second marks the hold), and checks it stays undelivered.
-func waitHeld(t *testing.T, d *dispatcher, s *sink, ns, id string) {
+// waitHeld waits until the dispatcher says on the resource that it holds the
+// endpoint's deliveries for reason, publishes id, and waits until the status counts it
+// pending (the dispatcher stored it and holds it): only then is its absence at the
+// receiver a fact rather than a race.
+func waitHeld(t *testing.T, c client.Client, d *dispatcher, s *sink, ns, endpoint, reason, id string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for i := 0; ; i++ {
-		probe := fmt.Sprintf("%s_probe_%d", id, i)
-		d.publish(ns, probe, "invoice.paid")
-		time.Sleep(time.Second)
-		if !s.has(probe) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: endpoint not held within 20s", id)
-		}
-	}
+	waitDelivering(t, c, ns, endpoint, metav1.ConditionFalse, reason)
 	d.publish(ns, id, "invoice.paid")
-	time.Sleep(time.Second)
+	waitEndpoint(t, c, ns, endpoint, "a pending delivery", func(ep *heraldv1.WebhookEndpoint) bool {
+		return ep.Status.Counters != nil && ep.Status.Counters.Pending >= 1
+	})
 	if s.has(id) {
-		t.Fatalf("%s was delivered while the endpoint was held", id)
+		t.Fatalf("%s was delivered while the endpoint was held (%s)", id, reason)
 	}
+}
+
+// waitDelivering waits for the dispatcher's Delivering condition on the current
+// generation.
+func waitDelivering(t *testing.T, c client.Client, ns, endpoint string, status metav1.ConditionStatus, reason string) *heraldv1.WebhookEndpoint {
+	t.Helper()
+	return waitEndpoint(t, c, ns, endpoint, fmt.Sprintf("Delivering=%s %s", status, reason), func(ep *heraldv1.WebhookEndpoint) bool {
+		cond := meta.FindStatusCondition(ep.Status.Conditions, heraldv1.ConditionDelivering)
+		return cond != nil && cond.Status == status && cond.Reason == reason && cond.ObservedGeneration == ep.Generation
+	})
 }
 
 var (
