@@ -27,17 +27,13 @@ func desiredStatus(ep *heraldv1.WebhookEndpoint, in *inputs, reason, message str
 	if reason == heraldv1.ReasonReady {
 		status = metav1.ConditionTrue
 	}
-	// Work on a copy of the current conditions so SetStatusCondition can carry
-	// lastTransitionTime over (or stamp now on a real transition).
-	conds := append([]metav1.Condition(nil), ep.Status.Conditions...)
-	meta.SetStatusCondition(&conds, metav1.Condition{
+	ready := statusapply.Condition(ep.Status.Conditions, metav1.Condition{
 		Type:               heraldv1.ConditionReady,
 		Status:             status,
 		Reason:             reason,
 		Message:            message,
 		ObservedGeneration: ep.Generation,
 	})
-	ready := *meta.FindStatusCondition(conds, heraldv1.ConditionReady)
 
 	out := managedStatus{ObservedGeneration: ep.Generation, Conditions: []metav1.Condition{ready}}
 	// secretName reports a Secret the signing secret can actually be read from.

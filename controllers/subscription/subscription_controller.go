@@ -211,17 +211,15 @@ func (r *Reconciler) applyStatus(ctx context.Context, sub *heraldv1.WebhookSubsc
 	if reason == heraldv1.ReasonReady {
 		status = metav1.ConditionTrue
 	}
-	conds := append([]metav1.Condition(nil), sub.Status.Conditions...)
-	meta.SetStatusCondition(&conds, metav1.Condition{
-		Type:               heraldv1.ConditionReady,
-		Status:             status,
-		Reason:             reason,
-		Message:            message,
-		ObservedGeneration: sub.Generation,
-	})
 	want := managedStatus{
 		ObservedGeneration: sub.Generation,
-		Conditions:         []metav1.Condition{*meta.FindStatusCondition(conds, heraldv1.ConditionReady)},
+		Conditions: []metav1.Condition{statusapply.Condition(sub.Status.Conditions, metav1.Condition{
+			Type:               heraldv1.ConditionReady,
+			Status:             status,
+			Reason:             reason,
+			Message:            message,
+			ObservedGeneration: sub.Generation,
+		})},
 	}
 	have := managedStatus{ObservedGeneration: sub.Status.ObservedGeneration}
 	old := meta.FindStatusCondition(sub.Status.Conditions, heraldv1.ConditionReady)

@@ -40,7 +40,7 @@ type Options struct {
 	Store     Store
 	Lifecycle Lifecycle
 	// Known reports whether an endpoint exists.
-	Known func(delivery.Key) bool
+	Known func(namespace, name string) bool
 	// Read authorizes listing; Write authorizes replay and re-enable.
 	Read, Write auth.Authorizer
 	Log         logr.Logger
@@ -151,7 +151,7 @@ func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authori
 		}
 		return k, false
 	}
-	if h.opts.Known != nil && !h.opts.Known(k) {
+	if h.opts.Known != nil && !h.opts.Known(k.Namespace, k.Name) {
 		writeError(w, http.StatusNotFound, ingest.CodeNotFound, "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
 		return k, false
 	}

@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/accept"
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
@@ -167,7 +168,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("configuring ingest authentication: %w", err)
 	}
 	handler, err := ingest.NewHandler(ingest.Options{
-		Acceptor: &delivery.Acceptor{Engine: engine, Router: table,
+		Acceptor: &accept.Acceptor{Store: store, Router: table, Known: engine.Known, Log: log.WithName("accept"),
 			FilterFailed: func(namespace, subscription, eventID string, err error) {
 				filters.Failed(namespace, subscription, eventID, err)
 				m.FilterFailed(namespace)

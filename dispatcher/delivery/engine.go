@@ -1,7 +1,7 @@
-// Package delivery is the dispatcher's engine: it accepts events from ingest, routes them
-// to endpoints and stores one delivery per endpoint, then runs, for every endpoint, a
-// consumer with its own pool of workers that attempt deliveries, schedule retries and
-// dead-letter what cannot be delivered.
+// Package delivery is the dispatcher's engine: for every endpoint, a runner consumes
+// the deliveries that package accept stored in the queue, with its own pool of workers
+// that attempt them through the sender, schedule retries and dead-letter what cannot be
+// delivered, and tells an Observer (package outcome, metrics) what happened.
 //
 // Each endpoint consumes its own subject with its own workers (at most its maxInFlight
 // concurrent attempts), so a slow or dead endpoint occupies only its own workers and
@@ -182,10 +182,10 @@ func (e *Engine) Remove(k Key) {
 
 // Known reports whether an endpoint exists (held or not): events are routed only to
 // endpoints that exist.
-func (e *Engine) Known(k Key) bool {
+func (e *Engine) Known(namespace, name string) bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	_, ok := e.runners[k]
+	_, ok := e.runners[Key{Namespace: namespace, Name: name}]
 	return ok
 }
 

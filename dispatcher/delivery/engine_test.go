@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/accept"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
@@ -101,7 +102,7 @@ type harness struct {
 	store  *queue.Store
 	engine *delivery.Engine
 	router *router.Table
-	acc    *delivery.Acceptor
+	acc    *accept.Acceptor
 	obs    *recordingObserver
 }
 
@@ -121,7 +122,8 @@ func newHarness(t testing.TB, dir string, tune ...func(*delivery.Options)) *harn
 		f(&opts)
 	}
 	h.engine = delivery.New(opts)
-	h.acc = &delivery.Acceptor{Engine: h.engine, Router: h.router}
+	// Accepting stamps the same clock the engine ages held deliveries by.
+	h.acc = &accept.Acceptor{Store: st, Router: h.router, Known: h.engine.Known, Now: opts.Now}
 	t.Cleanup(h.close)
 	return h
 }
@@ -698,7 +700,7 @@ func TestAccept_QueueFullAndStoreUnavailableAreReportedForIngest(t *testing.T) {
 	e := delivery.New(delivery.Options{Store: st})
 	defer e.Stop()
 	table := router.NewTable()
-	acc := &delivery.Acceptor{Engine: e, Router: table}
+	acc := &accept.Acceptor{Store: st, Router: table, Known: e.Known}
 	// A held endpoint: deliveries stay stored, so the stream fills up.
 	e.Upsert(delivery.Key{Namespace: ns, Name: "full"}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
 	table.Set(ns, router.Subscription{Name: "s", Endpoint: "full", Patterns: []string{"*"}})

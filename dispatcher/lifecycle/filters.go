@@ -112,13 +112,10 @@ func (r *FilterReporter) report(ctx context.Context, k types.NamespacedName, f f
 	if f.count > 0 {
 		want := filterStatus{
 			FilterErrors: sub.Status.FilterErrors + f.count,
-			Conditions: []metav1.Condition{{
+			Conditions: []metav1.Condition{statusapply.Condition(sub.Status.Conditions, metav1.Condition{
 				Type: heraldv1.ConditionFilterHealthy, Status: metav1.ConditionFalse, Reason: heraldv1.ReasonFilterFailed,
-				Message: msg, ObservedGeneration: sub.Generation, LastTransitionTime: metav1.NewTime(r.now()),
-			}},
-		}
-		if c := meta.FindStatusCondition(sub.Status.Conditions, heraldv1.ConditionFilterHealthy); c != nil && c.Status == metav1.ConditionFalse {
-			want.Conditions[0].LastTransitionTime = c.LastTransitionTime
+				Message: msg, ObservedGeneration: sub.Generation,
+			})},
 		}
 		// At the resourceVersion the count was read from: a concurrent writer (another
 		// replica) makes this a conflict, and the count is added again next time.
@@ -169,11 +166,11 @@ func (r *FilterReporter) Reset(ctx context.Context, sub *heraldv1.WebhookSubscri
 	}
 	r.forget(types.NamespacedName{Namespace: sub.Namespace, Name: sub.Name})
 	// filterErrors restarts at 0 with the new generation.
-	want := filterStatus{Conditions: []metav1.Condition{{
+	want := filterStatus{Conditions: []metav1.Condition{statusapply.Condition(sub.Status.Conditions, metav1.Condition{
 		Type: heraldv1.ConditionFilterHealthy, Status: metav1.ConditionTrue, Reason: heraldv1.ReasonFilterEvaluated,
 		Message:            fmt.Sprintf("no evaluation error since generation %d", sub.Generation),
-		ObservedGeneration: sub.Generation, LastTransitionTime: metav1.NewTime(time.Now()),
-	}}}
+		ObservedGeneration: sub.Generation,
+	})}}
 	return statusapply.Apply(ctx, r.Client, "WebhookSubscription", sub.Namespace, sub.Name, &want, FieldManager)
 }
 

@@ -172,14 +172,10 @@ func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, hold, holdMe
 	if st.Disabled {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, st.DisabledReason, st.DisabledMessage
 	}
-	conds := append([]metav1.Condition(nil), ep.Status.Conditions...)
-	// SetStatusCondition keeps lastTransitionTime when the status does not change.
-	meta.SetStatusCondition(&conds, cond)
-	meta.SetStatusCondition(&conds, delivering)
 	out := ownedStatus{
 		Conditions: []metav1.Condition{
-			*meta.FindStatusCondition(conds, heraldv1.ConditionDisabled),
-			*meta.FindStatusCondition(conds, heraldv1.ConditionDelivering),
+			statusapply.Condition(ep.Status.Conditions, cond),
+			statusapply.Condition(ep.Status.Conditions, delivering),
 		},
 		ConsecutiveFailures: st.ConsecutiveFailures,
 		LastAttempt:         st.LastAttempt,

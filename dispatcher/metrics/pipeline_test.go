@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/accept"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
@@ -104,7 +105,7 @@ func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 	endpoint("paused", "", heraldv1.ReasonSuspended)
 
 	handler, err := ingest.NewHandler(ingest.Options{
-		Acceptor: &delivery.Acceptor{Engine: engine, Router: table},
+		Acceptor: &accept.Acceptor{Store: store, Router: table, Known: engine.Known},
 		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, _ string) (auth.Identity, error) {
 			if tok, _ := auth.BearerToken(r); tok != producerToken {
 				return auth.Identity{}, auth.ErrUnauthenticated

@@ -9,12 +9,26 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 )
+
+// Condition returns c as it is to be applied next to the conditions the object has now:
+// its lastTransitionTime is the one it has when the status does not change (so an
+// unchanged condition compares equal and is not written again), or now.
+func Condition(have []metav1.Condition, c metav1.Condition) metav1.Condition {
+	conds := []metav1.Condition{}
+	if old := meta.FindStatusCondition(have, c.Type); old != nil {
+		conds = append(conds, *old)
+	}
+	meta.SetStatusCondition(&conds, c)
+	return conds[0]
+}
 
 // Apply applies status (a struct holding exactly the owned fields) to the named object
 // of kind (WebhookEndpoint, WebhookSubscription) as fieldManager, taking ownership by

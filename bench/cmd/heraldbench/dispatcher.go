@@ -24,6 +24,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/accept"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
@@ -122,7 +123,7 @@ func runDispatcher(cfgJSON string) error {
 	defer d.engine.Stop()
 
 	handler, err := ingest.NewHandler(ingest.Options{
-		Acceptor: &delivery.Acceptor{Engine: d.engine, Router: d.table},
+		Acceptor: &accept.Acceptor{Store: st, Router: d.table, Known: d.engine.Known, Log: log.WithName("accept")},
 		// Stands in for API-key authentication: a constant bearer token.
 		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, ns string) (auth.Identity, error) {
 			tok, ok := auth.BearerToken(r)

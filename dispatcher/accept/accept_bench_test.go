@@ -1,11 +1,11 @@
-package delivery_test
+package accept_test
 
 // Benchmarks of Acceptor.Accept, the store side of ingest: dedupe lookup, routing,
 // durable publish of one delivery per endpoint, dedupe record. The endpoints are held,
 // so nothing is consumed and the figures are ingest's alone. ns/op and cpu-ns/op
 // (process CPU, the embedded server included) are per event.
 //
-//	go test ./dispatcher/delivery -run '^$' -bench Accept -benchtime 20000x
+//	go test ./dispatcher/accept -run '^$' -bench Accept -benchtime 20000x
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/herald-dev/herald/dispatcher/accept"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
@@ -49,7 +50,7 @@ func benchAccept(b *testing.B, batch, fanout int) {
 		engine.Upsert(delivery.Key{Namespace: "bench", Name: name}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
 		table.Set("bench", router.Subscription{Name: "to-" + name, Endpoint: name, Patterns: []string{"order.*"}})
 	}
-	acc := &delivery.Acceptor{Engine: engine, Router: table}
+	acc := &accept.Acceptor{Store: st, Router: table, Known: engine.Known, Log: logr.Discard()}
 	ctx := context.Background()
 	events := make([]ingest.Event, 0, batch)
 	flush := func() {

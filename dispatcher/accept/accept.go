@@ -1,20 +1,41 @@
-package delivery
+// Package accept is the second step of an event's route, after ingest: it deduplicates
+// events by id, routes each to the endpoints whose subscriptions match, and stores one
+// delivery per endpoint in the queue, answering only once the store has them all. The
+// engine (package delivery) takes them from the queue from there.
+package accept
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
 
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
 )
 
-// Acceptor is the engine's side of ingest: it deduplicates, routes and stores events.
+// Store is what accepting needs of the queue: the dedupe records and the deliveries.
+type Store interface {
+	Healthy() error
+	LookupIngestMany(ctx context.Context, keys []string) (values [][]byte, found []bool, err error)
+	Publish(ctx context.Context, deliveries []queue.Delivery) error
+	RecordIngestMany(ctx context.Context, keys []string, values [][]byte) error
+}
+
+// Acceptor deduplicates, routes and stores events; it is ingest's Acceptor.
 type Acceptor struct {
-	Engine *Engine
+	Store  Store
 	Router *router.Table
+	// Known reports whether an endpoint exists (held or not): events are routed only to
+	// endpoints that exist.
+	Known func(namespace, name string) bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	Log logr.Logger
 	// FilterFailed, when set, hears of every subscription filter that failed to evaluate
 	// on an event (the event is not routed through that subscription).
 	FilterFailed func(namespace, subscription, eventID string, err error)
@@ -30,11 +51,14 @@ type ingestRecord struct {
 // after the store has acknowledged all of them. An event id seen within the dedupe
 // window returns the first result and stores nothing.
 func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest.Event) ([]ingest.Result, error) {
-	st := a.Engine.store
+	st := a.Store
 	if err := st.Healthy(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ingest.ErrUnavailable, err)
 	}
-	now := a.Engine.opts.Now()
+	now := time.Now()
+	if a.Now != nil {
+		now = a.Now()
+	}
 	results := make([]ingest.Result, len(events))
 	keys := make([]string, len(events))
 	fresh := make([]bool, len(events))
@@ -78,7 +102,7 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 			ID: ev.ID, Type: ev.Type, Source: ev.Source, CreatedAt: ev.CreatedAt, Data: ev.Data,
 		}, failed)
 		for _, name := range endpoints {
-			if !a.Engine.Known(Key{Namespace: namespace, Name: name}) {
+			if !a.Known(namespace, name) {
 				continue
 			}
 			results[i].Matched++
@@ -113,7 +137,7 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 		// The deliveries are stored; only the dedupe records are missing, so a retry by
 		// the producer would be absorbed by the store's duplicate window. Report
 		// success rather than invite a retry that changes nothing.
-		a.Engine.log.Error(err, "recording ingest results", "events", len(recKeys))
+		a.Log.Error(err, "recording ingest results", "events", len(recKeys))
 	}
 	return results, nil
 }
