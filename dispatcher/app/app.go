@@ -34,8 +34,8 @@ import (
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
-	"github.com/herald-dev/herald/dispatcher/lifecycle"
 	"github.com/herald-dev/herald/dispatcher/metrics"
+	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/watch"
@@ -118,12 +118,12 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	notify := make(chan event.GenericEvent, 1024)
 	instance, _ := os.Hostname()
-	sink := lifecycle.NewEventSink(mgr.GetClient(), instance, lookup, 10, 6*time.Second, log.WithName("events"))
+	sink := outcome.NewEventSink(mgr.GetClient(), instance, lookup, 10, 6*time.Second, log.WithName("events"))
 	if err := mgr.Add(manager.RunnableFunc(sink.Run)); err != nil {
 		return fmt.Errorf("adding the event sink: %w", err)
 	}
 	thresholds := &thresholds{}
-	tracker := lifecycle.NewTracker(store, thresholds, sink, func(k delivery.Key) {
+	tracker := outcome.NewTracker(store, thresholds, sink, func(k delivery.Key) {
 		select {
 		case notify <- event.GenericEvent{Object: &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}:
 		default: // a full queue already holds enough reasons to look again
@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err := endpoints.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
-	filters := &lifecycle.FilterReporter{Client: mgr.GetClient(), Events: sink, Log: log.WithName("filters")}
+	filters := &outcome.FilterReporter{Client: mgr.GetClient(), Events: sink, Log: log.WithName("filters")}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		return filters.Run(ctx, cmp.Or(o.StatusInterval, 5*time.Second))
 	})); err != nil {
@@ -182,7 +182,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("building the ingest API: %w", err)
 	}
 
-	statusWriter := &lifecycle.StatusWriter{
+	statusWriter := &outcome.StatusWriter{
 		Client: mgr.GetClient(), Tracker: tracker, Store: store, Lookup: lookup,
 		Holds: func(k delivery.Key) (string, string) {
 			cfg, _ := engine.Config(k)
@@ -315,7 +315,7 @@ func (t *thresholds) FailureThreshold(k delivery.Key) (int32, int64, bool) {
 type metricsSource struct {
 	engine  *delivery.Engine
 	store   *queue.Store
-	tracker *lifecycle.Tracker
+	tracker *outcome.Tracker
 }
 
 func (s *metricsSource) Endpoints() map[delivery.Key]string { return s.engine.Endpoints() }
@@ -333,7 +333,7 @@ func (s *metricsSource) Pending(k delivery.Key) (int64, error) {
 
 // forgetting drops a deleted endpoint's metrics series along with its state.
 type forgetting struct {
-	*lifecycle.Tracker
+	*outcome.Tracker
 	metrics *metrics.Metrics
 }
 

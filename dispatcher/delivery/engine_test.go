@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	"github.com/nats-io/nats.go/jetstream"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/accept"
@@ -198,26 +197,15 @@ func (h *harness) publish(events ...ingest.Event) []ingest.Result {
 	return res
 }
 
-func (h *harness) deadLetters(endpoint string) []jetstream.RawStreamMsg {
+// deadLetters lists an endpoint's dead letters through the store's own API.
+func (h *harness) deadLetters(endpoint string) []queue.DeadLetter {
 	h.t.Helper()
-	ctx := context.Background()
-	s, err := h.store.JetStream().Stream(ctx, queue.DeadLettersStream)
-	if err != nil {
+	var out []queue.DeadLetter
+	if err := h.store.DeadLetters(context.Background(), ns, endpoint, func(dl *queue.DeadLetter) bool {
+		out = append(out, *dl)
+		return true
+	}); err != nil {
 		h.t.Fatal(err)
-	}
-	info, err := s.Info(ctx, jetstream.WithSubjectFilter(queue.DeadLetterSubject(ns, endpoint)))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	var out []jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
-		if m.Subject == queue.DeadLetterSubject(ns, endpoint) {
-			out = append(out, *m)
-		}
 	}
 	return out
 }
@@ -379,11 +367,11 @@ func TestEngine_RetriesOnScheduleThenDeadLetters(t *testing.T) {
 	if len(dls) != 1 {
 		t.Fatalf("dead letters = %d, want 1", len(dls))
 	}
-	if r := dls[0].Header.Get("Herald-Dead-Reason"); r != heraldv1.DeadLetterRetriesExhausted {
+	if r := dls[0].Reason; r != heraldv1.DeadLetterRetriesExhausted {
 		t.Errorf("dead letter reason = %q", r)
 	}
-	if s := dls[0].Header.Get("Herald-Dead-Status"); s != "500" {
-		t.Errorf("dead letter status = %q", s)
+	if s := dls[0].StatusCode; s != 500 {
+		t.Errorf("dead letter status = %d", s)
 	}
 	time.Sleep(500 * time.Millisecond)
 	if n := len(rc.got()); n != 3 {

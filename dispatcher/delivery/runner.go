@@ -13,6 +13,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/sender"
 )
 
 // runner consumes one endpoint's deliveries.
@@ -152,7 +153,11 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 	if cfg.Target.Timeout() > r.e.opts.AckWait/2 {
 		_ = p.InProgress()
 	}
-	out := cfg.Target.Send(ctx, &p.Delivery)
+	d := &p.Delivery
+	out := cfg.Target.Send(ctx, &sender.Message{
+		EventID: d.EventID, EventType: d.EventType, CreatedAt: d.CreatedAt, Data: d.Data,
+		DeliveryID: d.DeliveryID, Attempt: d.Attempt,
+	})
 	if !out.OK() && ctx.Err() != nil {
 		// Shutting down mid-attempt: the attempt did not really happen.
 		r.release(p)

@@ -20,7 +20,6 @@ const (
 	hdrEventType   = "Herald-Event-Type"
 	hdrEventSource = "Herald-Event-Source"
 	hdrEventTime   = "Herald-Event-Time"
-	hdrContentType = "Herald-Content-Type"
 	hdrDeliveryID  = "Herald-Delivery-Id"
 	hdrNamespace   = "Herald-Namespace"
 	hdrEndpoint    = "Herald-Endpoint"
@@ -45,8 +44,6 @@ type Delivery struct {
 	EventType   string
 	EventSource string
 	CreatedAt   time.Time
-	// ContentType of Data when it is not JSON (binary CloudEvents); empty means JSON.
-	ContentType string
 	Data        []byte
 
 	// DeliveryID is stable for the (event, endpoint) pair across attempts and replays.
@@ -118,9 +115,6 @@ func (d *Delivery) toMsg(subject string) *nats.Msg {
 		h[hdrEventSource] = []string{d.EventSource}
 	}
 	h[hdrEventTime] = []string{d.CreatedAt.UTC().Format(time.RFC3339Nano)}
-	if d.ContentType != "" {
-		h[hdrContentType] = []string{d.ContentType}
-	}
 	h[hdrDeliveryID] = []string{d.DeliveryID}
 	h[hdrNamespace] = []string{d.Namespace}
 	h[hdrEndpoint] = []string{d.Endpoint}
@@ -156,7 +150,6 @@ func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
 		EventID:     first(h, hdrEventID),
 		EventType:   first(h, hdrEventType),
 		EventSource: first(h, hdrEventSource),
-		ContentType: first(h, hdrContentType),
 		DeliveryID:  first(h, hdrDeliveryID),
 		Data:        data,
 	}

@@ -104,10 +104,10 @@ func BenchmarkIngestRecord_Sequential(b *testing.B) {
 	for b.Loop() {
 		key := IngestKey("bench", "e"+strconv.Itoa(i))
 		i++
-		if _, found, err := st.LookupIngest(ctx, key); err != nil || found {
+		if _, found, err := st.lookupIngest(ctx, key); err != nil || found {
 			b.Fatal(err, found)
 		}
-		if err := st.RecordIngest(ctx, key, []byte(`{"m":1}`)); err != nil {
+		if err := st.recordIngest(ctx, key, []byte(`{"m":1}`)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -197,7 +197,7 @@ func TestLookupIngestMulti_FindsRecordedKeys(t *testing.T) {
 		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(i)))
 	}
 	for i, k := range keys[:5] {
-		if err := st.RecordIngest(ctx, k, []byte(strconv.Itoa(i))); err != nil {
+		if err := st.recordIngest(ctx, k, []byte(strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -207,7 +207,7 @@ func TestLookupIngestMulti_FindsRecordedKeys(t *testing.T) {
 	}
 	for i, k := range keys {
 		v, ok := found[k]
-		want, wantOK, _ := st.LookupIngest(ctx, k)
+		want, wantOK, _ := st.lookupIngest(ctx, k)
 		if ok != wantOK || string(v) != string(want) || (i < 5) != ok {
 			t.Errorf("key %d: multi-get %q %v, LookupIngest %q %v", i, v, ok, want, wantOK)
 		}
@@ -266,7 +266,7 @@ func lookupIngestConcurrently(ctx context.Context, st *Store, keys []string) err
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			_, found, err := st.LookupIngest(ctx, k)
+			_, found, err := st.lookupIngest(ctx, k)
 			if err == nil && found {
 				err = fmt.Errorf("key %s found", k)
 			}

@@ -234,9 +234,6 @@ func (s *Store) ensure(ctx context.Context) error {
 	return nil
 }
 
-// JetStream exposes the client for packages that keep their own state next to Herald's.
-func (s *Store) JetStream() jetstream.JetStream { return s.js }
-
 // StateBucket is the key-value bucket for state shared across replicas.
 func (s *Store) StateBucket() jetstream.KeyValue { return s.state }
 
@@ -278,9 +275,9 @@ func IngestKey(namespace, eventID string) string {
 	return namespace + "." + hex.EncodeToString(sum[:20])
 }
 
-// LookupIngest returns the remembered result of an earlier ingest of the same event, if
+// lookupIngest returns the remembered result of an earlier ingest of the same event, if
 // it is still within the dedupe window.
-func (s *Store) LookupIngest(ctx context.Context, key string) ([]byte, bool, error) {
+func (s *Store) lookupIngest(ctx context.Context, key string) ([]byte, bool, error) {
 	e, err := s.ingest.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, false, nil
@@ -291,17 +288,17 @@ func (s *Store) LookupIngest(ctx context.Context, key string) ([]byte, bool, err
 	return e.Value(), true, nil
 }
 
-// RecordIngest remembers the result of ingesting an event. It is written after the
+// recordIngest remembers the result of ingesting an event. It is written after the
 // deliveries are stored, so a crash in between makes the producer's retry publish them
 // again, which the stream's duplicate window absorbs.
-func (s *Store) RecordIngest(ctx context.Context, key string, result []byte) error {
+func (s *Store) recordIngest(ctx context.Context, key string, result []byte) error {
 	if _, err := s.ingest.Put(ctx, key, result); err != nil {
 		return fmt.Errorf("writing ingest record: %w", publishError(err))
 	}
 	return nil
 }
 
-// LookupIngestMany is LookupIngest for several keys (empty keys are skipped) in one
+// LookupIngestMany is lookupIngest for several keys (empty keys are skipped) in one
 // request: a JetStream direct get of the last message of each key's subject
 // (multi_last, nats-server >= 2.11). The server answers with the records that exist
 // and an end-of-batch marker, so a batch of fresh events costs one round trip and one
@@ -335,7 +332,7 @@ func (s *Store) LookupIngestMany(ctx context.Context, keys []string) (values [][
 		return values, found, nil
 	case 1:
 		i := index[subjects[0]]
-		values[i], found[i], err = s.LookupIngest(ctx, keys[i])
+		values[i], found[i], err = s.lookupIngest(ctx, keys[i])
 		return values, found, err
 	}
 	req, err := json.Marshal(struct {
@@ -425,7 +422,7 @@ func (m *replyMux) close(reply string) {
 	m.mu.Unlock()
 }
 
-// RecordIngestMany is RecordIngest for several keys, pipelined: the writes go out
+// RecordIngestMany is recordIngest for several keys, pipelined: the writes go out
 // together and are waited for once.
 func (s *Store) RecordIngestMany(ctx context.Context, keys []string, values [][]byte) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(keys))

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
@@ -77,7 +76,7 @@ func BenchmarkSend_Envelope1KiB(b *testing.B) {
 		Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
 	})
 	defer t.Close()
-	d := &queue.Delivery{Namespace: "bench", Endpoint: "ep", EventID: "evt_01J00000000000000000000000",
+	d := &sender.Message{EventID: "evt_01J00000000000000000000000",
 		EventType: "order.created", CreatedAt: time.Now(), Data: sendBenchData, DeliveryID: "dlv_0123456789abcdef01234567", Attempt: 1}
 	ctx := context.Background()
 	parallel(b, 8, func() {

@@ -22,7 +22,6 @@ import (
 	"time"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/version"
@@ -163,8 +162,19 @@ func (o Outcome) OK() bool { return o.Err == nil }
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// Body renders the request body of a delivery into b.
-func (t *Target) Body(b *bytes.Buffer, d *queue.Delivery) {
+// Message is what one attempt sends: the event and which delivery and attempt it is.
+type Message struct {
+	EventID    string
+	EventType  string
+	CreatedAt  time.Time
+	Data       []byte
+	DeliveryID string
+	// Attempt counts from 1.
+	Attempt int
+}
+
+// Body renders the request body of a message into b.
+func (t *Target) Body(b *bytes.Buffer, d *Message) {
 	if t.format == heraldv1.PayloadData {
 		b.Write(d.Data)
 		return
@@ -206,7 +216,7 @@ func writeJSONString(b *bytes.Buffer, s string) {
 }
 
 // Send performs one attempt.
-func (t *Target) Send(ctx context.Context, d *queue.Delivery) Outcome {
+func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer func() {

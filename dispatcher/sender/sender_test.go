@@ -14,7 +14,6 @@ import (
 	"time"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
@@ -22,8 +21,8 @@ import (
 
 const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
-func delivery() *queue.Delivery {
-	return &queue.Delivery{Namespace: "ns", Endpoint: "ep", EventID: "evt_1", EventType: "a.b",
+func delivery() *sender.Message {
+	return &sender.Message{EventID: "evt_1", EventType: "a.b",
 		CreatedAt: time.Unix(1700000000, 0), Data: []byte(`{"k":1}`), DeliveryID: "dlv_1", Attempt: 1}
 }
 

@@ -28,7 +28,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
-	"github.com/herald-dev/herald/dispatcher/lifecycle"
+	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
@@ -69,7 +69,7 @@ type dispatcherChild struct {
 	store   *queue.Store
 	engine  *delivery.Engine
 	table   *router.Table
-	tracker *lifecycle.Tracker
+	tracker *outcome.Tracker
 	log     logr.Logger
 
 	profMu  sync.Mutex
@@ -114,7 +114,7 @@ func runDispatcher(cfgJSON string) error {
 		// The production observer: per-endpoint counters and the shared failure state
 		// (compare-and-set in the KV bucket on failures). Kubernetes Events are off (no
 		// API server: a nil event sink), the metrics observer is not attached.
-		d.tracker = lifecycle.NewTracker(st, thresholdsOf{d}, nil, func(delivery.Key) {}, log.WithName("lifecycle"))
+		d.tracker = outcome.NewTracker(st, thresholdsOf{d}, nil, func(delivery.Key) {}, log.WithName("lifecycle"))
 		opts.Observer = d.tracker
 		opts.Gate = func(k delivery.Key) bool { _, disabled := d.tracker.Disabled(k); return disabled }
 		go func() { _ = d.tracker.Watch(ctx) }()

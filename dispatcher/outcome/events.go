@@ -1,4 +1,4 @@
-package lifecycle
+package outcome
 
 import (
 	"context"
@@ -58,12 +58,20 @@ func NewEventSink(c client.Client, instance string, lookup Lookup, burst int, in
 	}
 }
 
+// aggregateEvery is how often the DeliveryFailed Events held back by the rate limit are
+// summed up in one Event per endpoint.
+const aggregateEvery = 5 * time.Second
+
 // Run creates queued Events until ctx ends.
 func (s *EventSink) Run(ctx context.Context) error {
+	tick := time.NewTicker(aggregateEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-tick.C:
+			s.flush()
 		case e := <-s.queue:
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			if err := s.client.Create(cctx, e); err != nil && ctx.Err() == nil {

@@ -1,10 +1,4 @@
-// Package lifecycle keeps the failure state of endpoints and reports it to Kubernetes:
-// consecutive failures and the auto-disable circuit (shared by every dispatcher replica
-// through a JetStream key-value bucket with compare-and-set), delivery counters, the
-// delivery part of WebhookEndpoint status (written by server-side apply with the
-// dispatcher's own field manager, coalesced per endpoint), and Kubernetes Events for
-// disabled and re-enabled endpoints and dead letters.
-package lifecycle
+package outcome
 
 import (
 	"context"

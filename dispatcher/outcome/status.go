@@ -1,4 +1,4 @@
-package lifecycle
+package outcome
 
 import (
 	"context"
@@ -58,69 +58,25 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 // Flush writes every endpoint with news now.
 func (w *StatusWriter) Flush(ctx context.Context) { w.flush(ctx, false) }
 
-type delta struct {
-	delivered, failed, dead int64
-	lastAttempt             *heraldv1.DeliveryAttempt
-	lastSuccess             time.Time
-}
-
 func (w *StatusWriter) flush(ctx context.Context, all bool) {
-	w.Tracker.events.flush()
-	t := w.Tracker
-	t.mu.Lock()
-	work := map[delivery.Key]delta{}
-	for k, l := range t.local {
-		if !l.dirty && !all {
-			continue
-		}
-		work[k] = delta{l.delivered, l.failed, l.dead, l.lastAttempt, l.lastSuccess}
-		l.delivered, l.failed, l.dead, l.lastAttempt, l.lastSuccess, l.dirty = 0, 0, 0, nil, time.Time{}, false
-	}
-	t.mu.Unlock()
-	for k, d := range work {
-		if err := w.write(ctx, k, d); err != nil {
+	for k, n := range w.Tracker.takeNews(all) {
+		if err := w.write(ctx, k, n); err != nil {
 			w.Log.Error(err, "writing endpoint status; will retry", "endpoint", k.String())
-			t.mu.Lock()
-			l := t.entry(k)
-			l.delivered += d.delivered
-			l.failed += d.failed
-			l.dead += d.dead
-			if l.lastAttempt == nil {
-				l.lastAttempt = d.lastAttempt
-			}
-			if l.lastSuccess.IsZero() {
-				l.lastSuccess = d.lastSuccess
-			}
-			l.dirty = true
-			t.mu.Unlock()
+			w.Tracker.putBack(k, n)
 		}
 	}
 }
 
-func (w *StatusWriter) write(ctx context.Context, k delivery.Key, d delta) error {
+func (w *StatusWriter) write(ctx context.Context, k delivery.Key, n news) error {
 	ep, ok := w.Lookup(k)
 	if !ok {
 		w.Tracker.Forget(k)
 		return nil
 	}
-	// Fold this replica's figures into the shared ones, so every replica writes the
-	// same totals.
-	st, _, err := w.Tracker.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
-		s.Delivered += d.delivered
-		s.FailedAttempts += d.failed
-		s.DeadLettered += d.dead
-		if d.lastAttempt != nil && (s.LastAttempt == nil || !d.lastAttempt.Time.Before(&s.LastAttempt.Time)) {
-			s.LastAttempt = d.lastAttempt
-		}
-		if d.lastSuccess.After(s.LastSuccess) {
-			s.LastSuccess = d.lastSuccess.UTC().Truncate(time.Second)
-		}
-		return d.delivered != 0 || d.failed != 0 || d.dead != 0 || d.lastAttempt != nil || !d.lastSuccess.IsZero()
-	})
+	st, err := w.Tracker.fold(ctx, k, n)
 	if err != nil {
 		return err
 	}
-	w.Tracker.remember(k, st, nil)
 	pending, err := w.Store.PendingDeliveries(ctx, k.Namespace, k.Name)
 	if err != nil {
 		return err
@@ -130,10 +86,7 @@ func (w *StatusWriter) write(ctx context.Context, k delivery.Key, d delta) error
 	if apiequality.Semantic.DeepEqual(want, current(ep)) {
 		return nil
 	}
-	if err := statusapply.Apply(ctx, w.Client, "WebhookEndpoint", k.Namespace, k.Name, &want, FieldManager); err != nil {
-		return err
-	}
-	return nil
+	return statusapply.Apply(ctx, w.Client, "WebhookEndpoint", k.Namespace, k.Name, &want, FieldManager)
 }
 
 // ownedStatus is exactly the part of the status the dispatcher applies.

@@ -1,4 +1,4 @@
-package lifecycle
+package outcome
 
 import (
 	"context"
@@ -161,6 +161,68 @@ func (t *Tracker) remember(k delivery.Key, st State, err error) {
 	t.mu.Unlock()
 }
 
+// news is what this replica observed of one endpoint since its status was last written.
+type news struct {
+	delivered, failed, dead int64
+	lastAttempt             *heraldv1.DeliveryAttempt
+	lastSuccess             time.Time
+}
+
+// takeNews hands over, and clears, what this replica observed of the endpoints with
+// news since the last call (of every endpoint when all is set).
+func (t *Tracker) takeNews(all bool) map[delivery.Key]news {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[delivery.Key]news{}
+	for k, l := range t.local {
+		if !l.dirty && !all {
+			continue
+		}
+		out[k] = news{l.delivered, l.failed, l.dead, l.lastAttempt, l.lastSuccess}
+		l.delivered, l.failed, l.dead, l.lastAttempt, l.lastSuccess, l.dirty = 0, 0, 0, nil, time.Time{}, false
+	}
+	return out
+}
+
+// putBack returns news that could not be written, to go with the next write.
+func (t *Tracker) putBack(k delivery.Key, n news) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := t.entry(k)
+	l.delivered += n.delivered
+	l.failed += n.failed
+	l.dead += n.dead
+	if l.lastAttempt == nil {
+		l.lastAttempt = n.lastAttempt
+	}
+	if l.lastSuccess.IsZero() {
+		l.lastSuccess = n.lastSuccess
+	}
+	l.dirty = true
+}
+
+// fold adds this replica's news to the shared totals and returns them, so that every
+// replica writes the same figures.
+func (t *Tracker) fold(ctx context.Context, k delivery.Key, n news) (State, error) {
+	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+		s.Delivered += n.delivered
+		s.FailedAttempts += n.failed
+		s.DeadLettered += n.dead
+		if n.lastAttempt != nil && (s.LastAttempt == nil || !n.lastAttempt.Time.Before(&s.LastAttempt.Time)) {
+			s.LastAttempt = n.lastAttempt
+		}
+		if n.lastSuccess.After(s.LastSuccess) {
+			s.LastSuccess = n.lastSuccess.UTC().Truncate(time.Second)
+		}
+		return n.delivered != 0 || n.failed != 0 || n.dead != 0 || n.lastAttempt != nil || !n.lastSuccess.IsZero()
+	})
+	if err != nil {
+		return st, err
+	}
+	t.remember(k, st, nil)
+	return st, nil
+}
+
 // Disabled reports whether an endpoint is disabled, as last seen in the shared state.
 func (t *Tracker) Disabled(k delivery.Key) (State, bool) {
 	t.mu.Lock()
@@ -184,52 +246,6 @@ func (t *Tracker) Load(ctx context.Context, k delivery.Key) (State, error) {
 	return st, nil
 }
 
-// Reenable clears the disabled flag and the failure count. token is the re-enable
-// annotation's value (empty for a spec change or an API call). It reports whether this
-// call made the transition.
-func (t *Tracker) Reenable(ctx context.Context, k delivery.Key, token, why string) (bool, error) {
-	var transitioned bool
-	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
-		transitioned = s.Disabled
-		changed := s.Disabled || s.ConsecutiveFailures != 0 || (token != "" && s.LastReenable != token)
-		s.Disabled, s.DisabledAt, s.DisabledReason, s.DisabledMessage, s.DisabledGeneration = false, time.Time{}, "", "", 0
-		s.ConsecutiveFailures = 0
-		if token != "" {
-			s.LastReenable = token
-		}
-		return changed
-	})
-	if err != nil {
-		return false, err
-	}
-	t.remember(k, st, nil)
-	if transitioned {
-		t.log.Info("endpoint re-enabled", "endpoint", k.String(), "why", why)
-		t.events.normal(k, heraldv1.EventEndpointEnabled, "Enable", "re-enabled ("+why+"); held deliveries flow again, oldest first")
-		// The shared-state watch would notice too, but this replica already remembers
-		// the new state, so it would see no change: rebuild the configuration now.
-		t.notify(k)
-	}
-	return transitioned, nil
-}
-
-// MarkReplay records the replay annotation value as handled; it reports false when it
-// was already handled (by this or another replica).
-func (t *Tracker) MarkReplay(ctx context.Context, k delivery.Key, token string) (bool, error) {
-	st, changed, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
-		if s.LastReplay == token {
-			return false
-		}
-		s.LastReplay = token
-		return true
-	})
-	if err != nil {
-		return false, err
-	}
-	t.remember(k, st, nil)
-	return changed, nil
-}
-
 // Forget drops a deleted endpoint's local figures.
 func (t *Tracker) Forget(k delivery.Key) {
 	t.mu.Lock()
@@ -249,24 +265,6 @@ func (t *Tracker) Forget(k delivery.Key) {
 func (t *Tracker) State(ctx context.Context, k delivery.Key) (bool, int64, string, string, error) {
 	st, err := t.Load(ctx, k)
 	return st.Disabled, st.DisabledGeneration, st.LastReenable, st.LastReplay, err
-}
-
-// Replay replays every dead letter of the endpoint once per new token (the value of
-// the replay annotation); the token is claimed by compare-and-set first, so of several
-// replicas exactly one replays.
-func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) error {
-	claimed, err := t.MarkReplay(ctx, k, token)
-	if err != nil || !claimed {
-		return err
-	}
-	n, err := t.store.ReplayDeadLetters(ctx, k.Namespace, k.Name, queue.DeadLetterFilter{})
-	if err != nil {
-		t.events.warning(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replay %q stopped after %d dead letters: %v", token, n, err))
-		return err
-	}
-	t.log.Info("dead letters replayed", "endpoint", k.String(), "count", n, "token", token)
-	t.events.normal(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replayed %d dead letters (annotation %s=%s)", n, heraldv1.AnnotationReplayDeadLetters, token))
-	return nil
 }
 
 // Watch follows the shared state so that a transition made by another replica (disable,

@@ -1,0 +1,75 @@
+package outcome
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/queue"
+)
+
+// Reenable clears the disabled flag and the failure count. token is the re-enable
+// annotation's value (empty for a spec change or an API call). It reports whether this
+// call made the transition.
+func (t *Tracker) Reenable(ctx context.Context, k delivery.Key, token, why string) (bool, error) {
+	var transitioned bool
+	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+		transitioned = s.Disabled
+		changed := s.Disabled || s.ConsecutiveFailures != 0 || (token != "" && s.LastReenable != token)
+		s.Disabled, s.DisabledAt, s.DisabledReason, s.DisabledMessage, s.DisabledGeneration = false, time.Time{}, "", "", 0
+		s.ConsecutiveFailures = 0
+		if token != "" {
+			s.LastReenable = token
+		}
+		return changed
+	})
+	if err != nil {
+		return false, err
+	}
+	t.remember(k, st, nil)
+	if transitioned {
+		t.log.Info("endpoint re-enabled", "endpoint", k.String(), "why", why)
+		t.events.normal(k, heraldv1.EventEndpointEnabled, "Enable", "re-enabled ("+why+"); held deliveries flow again, oldest first")
+		// The shared-state watch would notice too, but this replica already remembers
+		// the new state, so it would see no change: rebuild the configuration now.
+		t.notify(k)
+	}
+	return transitioned, nil
+}
+
+// MarkReplay records the replay annotation value as handled; it reports false when it
+// was already handled (by this or another replica).
+func (t *Tracker) MarkReplay(ctx context.Context, k delivery.Key, token string) (bool, error) {
+	st, changed, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+		if s.LastReplay == token {
+			return false
+		}
+		s.LastReplay = token
+		return true
+	})
+	if err != nil {
+		return false, err
+	}
+	t.remember(k, st, nil)
+	return changed, nil
+}
+
+// Replay replays every dead letter of the endpoint once per new token (the value of
+// the replay annotation); the token is claimed by compare-and-set first, so of several
+// replicas exactly one replays.
+func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) error {
+	claimed, err := t.MarkReplay(ctx, k, token)
+	if err != nil || !claimed {
+		return err
+	}
+	n, err := t.store.ReplayDeadLetters(ctx, k.Namespace, k.Name, queue.DeadLetterFilter{})
+	if err != nil {
+		t.events.warning(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replay %q stopped after %d dead letters: %v", token, n, err))
+		return err
+	}
+	t.log.Info("dead letters replayed", "endpoint", k.String(), "count", n, "token", token)
+	t.events.normal(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replayed %d dead letters (annotation %s=%s)", n, heraldv1.AnnotationReplayDeadLetters, token))
+	return nil
+}
