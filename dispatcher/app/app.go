@@ -29,15 +29,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/accept"
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/metrics"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
-	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/watch"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/scheme"
@@ -102,13 +99,6 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating dispatcher: %w", err)
 	}
-	o.Store.Log = log.WithName("store")
-	store, err := queue.Open(ctx, o.Store)
-	if err != nil {
-		return fmt.Errorf("opening the delivery store: %w", err)
-	}
-	defer store.Close()
-
 	lookup := func(k delivery.Key) (*heraldv1.WebhookEndpoint, bool) {
 		var ep heraldv1.WebhookEndpoint
 		if err := mgr.GetClient().Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &ep); err != nil {
@@ -122,43 +112,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err := mgr.Add(manager.RunnableFunc(sink.Run)); err != nil {
 		return fmt.Errorf("adding the event sink: %w", err)
 	}
-	thresholds := &thresholds{}
-	tracker := outcome.NewTracker(store, thresholds, sink, func(k delivery.Key) {
-		select {
-		case notify <- event.GenericEvent{Object: &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}:
-		default: // a full queue already holds enough reasons to look again
-		}
-	}, log.WithName("lifecycle"))
-	source := &metricsSource{store: store, tracker: tracker}
-	m, err := metrics.New(ctrlmetrics.Registry, source)
-	if err != nil {
-		return fmt.Errorf("registering metrics: %w", err)
-	}
-	// The registry is process-wide and outlives this dispatcher; its gauges must stop
-	// reading a store that is about to close.
-	defer m.Close()
-	engine := delivery.New(delivery.Options{
-		Store: store, AckWait: o.AckWait, Log: log.WithName("delivery"), Observer: delivery.Observers{tracker, m},
-		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge,
-		Gate: func(k delivery.Key) bool { _, disabled := tracker.Disabled(k); return disabled },
-	})
-	thresholds.engine = engine
-	source.engine = engine
-	defer engine.Stop()
-	table := router.NewTable()
-	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: forgetting{tracker, m}, Notify: notify}
-	if err := endpoints.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("watching endpoints: %w", err)
-	}
 	filters := &outcome.FilterReporter{Client: mgr.GetClient(), Events: sink, Log: log.WithName("filters")}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		return filters.Run(ctx, cmp.Or(o.StatusInterval, 5*time.Second))
 	})); err != nil {
 		return fmt.Errorf("adding the filter reporter: %w", err)
-	}
-	subscriptions := &watch.Subscriptions{Client: mgr.GetClient(), Router: table, Filters: filters}
-	if err := subscriptions.SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("watching subscriptions: %w", err)
 	}
 	if o.Authorizer == nil {
 		return errors.New("no authorizer configured")
@@ -167,19 +125,33 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("configuring ingest authentication: %w", err)
 	}
-	handler, err := ingest.NewHandler(ingest.Options{
-		Acceptor: &accept.Acceptor{Store: store, Router: table, Known: engine.Known, Log: log.WithName("accept"),
-			FilterFailed: func(namespace, subscription, eventID string, err error) {
-				filters.Failed(namespace, subscription, eventID, err)
-				m.FilterFailed(namespace)
-			}},
-		Authorizer:     authorizer,
-		MaxBodyBytes:   o.MaxBodyBytes,
-		MaxBatchEvents: o.MaxBatchEvents,
-		Log:            log.WithName("ingest"),
+	p, err := NewPipeline(ctx, PipelineOptions{
+		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
+		MaxBodyBytes: o.MaxBodyBytes, MaxBatchEvents: o.MaxBatchEvents, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge,
+		Events: sink,
+		Notify: func(k delivery.Key) {
+			select {
+			case notify <- event.GenericEvent{Object: &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}}:
+			default: // a full queue already holds enough reasons to look again
+			}
+		},
+		Metrics:      ctrlmetrics.Registry,
+		FilterFailed: filters.Failed,
+		Log:          log,
 	})
 	if err != nil {
-		return fmt.Errorf("building the ingest API: %w", err)
+		return err
+	}
+	defer p.Close()
+	store, engine, tracker := p.Store, p.Engine, p.Tracker
+
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: forgetting{tracker, p.Metrics}, Notify: notify}
+	if err := endpoints.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("watching endpoints: %w", err)
+	}
+	subscriptions := &watch.Subscriptions{Client: mgr.GetClient(), Router: p.Router, Filters: filters}
+	if err := subscriptions.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("watching subscriptions: %w", err)
 	}
 
 	statusWriter := &outcome.StatusWriter{
@@ -198,7 +170,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/", m.Ingest(handler))
+	mux.Handle("/", p.Ingest)
 	if o.AdminAuthorizers != nil {
 		read, write, err := o.AdminAuthorizers(mgr)
 		if err != nil {
@@ -300,35 +272,6 @@ func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, sub
 func ctrlConfigSkipNameValidation() config.Controller {
 	skip := true
 	return config.Controller{SkipNameValidation: &skip}
-}
-
-// thresholds reads each endpoint's failure threshold from the engine's configuration.
-type thresholds struct{ engine *delivery.Engine }
-
-func (t *thresholds) FailureThreshold(k delivery.Key) (int32, int64, bool) {
-	cfg, ok := t.engine.Config(k)
-	return cfg.FailureThreshold, cfg.Generation, ok
-}
-
-// metricsSource answers the metrics' gauges from the engine, the store and the shared
-// state.
-type metricsSource struct {
-	engine  *delivery.Engine
-	store   *queue.Store
-	tracker *outcome.Tracker
-}
-
-func (s *metricsSource) Endpoints() map[delivery.Key]string { return s.engine.Endpoints() }
-
-func (s *metricsSource) Disabled(k delivery.Key) bool {
-	_, disabled := s.tracker.Disabled(k)
-	return disabled
-}
-
-func (s *metricsSource) Pending(k delivery.Key) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return s.store.PendingDeliveries(ctx, k.Namespace, k.Name)
 }
 
 // forgetting drops a deleted endpoint's metrics series along with its state.

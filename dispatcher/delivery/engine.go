@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/sender"
+	"github.com/herald-dev/herald/internal/resolve"
 )
 
 // Key names an endpoint.
@@ -50,6 +51,30 @@ type EndpointConfig struct {
 	Generation int64
 }
 
+// Resolved turns the resolver's judgement on an endpoint into its configuration: a
+// Target to send with when deliveries can flow, otherwise the hold and its reason. A
+// suspended endpoint keeps its retry settings, so that resuming needs nothing more.
+func Resolved(res resolve.Result, generation int64) EndpointConfig {
+	cfg := EndpointConfig{Generation: generation}
+	if c := res.Config; c != nil {
+		cfg = EndpointConfig{
+			Schedule:          c.Schedule,
+			JitterPercent:     c.JitterPercent,
+			MaxRetryAfter:     c.MaxRetryAfter,
+			MaxInFlight:       c.MaxInFlight,
+			RequestsPerSecond: c.RequestsPerSecond,
+			FailureThreshold:  c.FailureThreshold,
+			Generation:        c.Generation,
+		}
+	}
+	if !res.Ready() {
+		cfg.Hold, cfg.HoldMessage = res.Reason, res.Message
+		return cfg
+	}
+	cfg.Target = sender.New(res.Config.Sender)
+	return cfg
+}
+
 // Attempt describes one finished attempt, for observers.
 type Attempt struct {
 	Endpoint Key
@@ -66,9 +91,16 @@ type Observer interface {
 	DeadLettered(ep Key, dl *queue.DeadLetter)
 }
 
+// Store is what the engine needs of the queue: each endpoint's deliveries.
+type Store interface {
+	Consume(ctx context.Context, namespace, endpoint string, opts queue.ConsumerOptions) (*queue.Consumer, error)
+	PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)
+	FetchHeld(ctx context.Context, namespace, endpoint string, n int, ackWait time.Duration) ([]*queue.Pending, error)
+}
+
 // Options configure an Engine. Zero values are the documented defaults.
 type Options struct {
-	Store *queue.Store
+	Store Store
 	// AckWait is how long an attempt may stay unacknowledged before the store hands it
 	// to another worker (default 2 minutes; must exceed the longest attempt).
 	AckWait  time.Duration
@@ -94,7 +126,7 @@ type Options struct {
 // Engine runs the deliveries of every endpoint.
 type Engine struct {
 	opts    Options
-	store   *queue.Store
+	store   Store
 	log     logr.Logger
 	baseCtx context.Context
 	stop    context.CancelFunc

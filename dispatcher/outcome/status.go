@@ -12,7 +12,6 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/statusapply"
 )
 
@@ -26,8 +25,11 @@ const FieldManager = "herald-dispatcher"
 type StatusWriter struct {
 	Client  client.Client
 	Tracker *Tracker
-	Store   *queue.Store
-	Lookup  Lookup
+	// Store counts each endpoint's pending deliveries.
+	Store interface {
+		PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)
+	}
+	Lookup Lookup
 	// Holds reports why the engine holds an endpoint's deliveries ("" when they flow),
 	// for the Delivering condition.
 	Holds    func(k delivery.Key) (reason, message string)

@@ -16,6 +16,13 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
+// Store is what the tracker needs of the queue: the shared state bucket and the dead
+// letters to replay.
+type Store interface {
+	StateBucket() jetstream.KeyValue
+	ReplayDeadLetters(ctx context.Context, namespace, endpoint string, f queue.DeadLetterFilter) (int, error)
+}
+
 // Thresholds tells the tracker each endpoint's failure threshold (0 = never disable).
 type Thresholds interface {
 	FailureThreshold(k delivery.Key) (int32, int64, bool)
@@ -26,7 +33,7 @@ type Thresholds interface {
 // writing. Disabling is decided by compare-and-set on the shared state, so exactly one
 // replica performs the transition and emits its Event.
 type Tracker struct {
-	store      *queue.Store
+	store      Store
 	states     states
 	thresholds Thresholds
 	log        logr.Logger
@@ -48,7 +55,7 @@ type local struct {
 }
 
 // NewTracker returns a tracker over the store's state bucket.
-func NewTracker(store *queue.Store, thresholds Thresholds, events *EventSink, notify func(delivery.Key), log logr.Logger) *Tracker {
+func NewTracker(store Store, thresholds Thresholds, events *EventSink, notify func(delivery.Key), log logr.Logger) *Tracker {
 	return &Tracker{
 		store:      store,
 		states:     states{kv: store.StateBucket()},

@@ -25,7 +25,6 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/router"
-	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/internal/index"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/resolve"
@@ -154,25 +153,7 @@ func (w *Endpoints) build(ctx context.Context, ep *heraldv1.WebhookEndpoint) (de
 	if err != nil {
 		return delivery.EndpointConfig{}, err
 	}
-	cfg := delivery.EndpointConfig{Generation: ep.Generation}
-	if c := res.Config; c != nil {
-		cfg = delivery.EndpointConfig{
-			Schedule:          c.Schedule,
-			JitterPercent:     c.JitterPercent,
-			MaxRetryAfter:     c.MaxRetryAfter,
-			MaxInFlight:       c.MaxInFlight,
-			RequestsPerSecond: c.RequestsPerSecond,
-			FailureThreshold:  c.FailureThreshold,
-			Generation:        c.Generation,
-		}
-	}
-	if !res.Ready() {
-		// A suspended endpoint is fully resolved but holds; nothing else is built.
-		cfg.Hold, cfg.HoldMessage = res.Reason, res.Message
-		return cfg, nil
-	}
-	cfg.Target = sender.New(res.Config.Sender)
-	return cfg, nil
+	return delivery.Resolved(res, ep.Generation), nil
 }
 
 // getSecret reads a Secret from the informer cache (the dispatcher watches the Secrets

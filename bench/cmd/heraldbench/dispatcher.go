@@ -24,14 +24,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/accept"
+	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
-	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/resolve"
 )
@@ -103,27 +101,10 @@ func runDispatcher(cfgJSON string) error {
 		cancel()
 	}()
 
-	st, err := queue.Open(ctx, queue.Options{DataDir: cfg.DataDir, Log: log.WithName("store")})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	d := &dispatcherChild{store: st, table: router.NewTable(), log: log}
-	opts := delivery.Options{Store: st, Log: log.WithName("delivery")}
-	if cfg.Observer != "none" {
-		// The production observer: per-endpoint counters and the shared failure state
-		// (compare-and-set in the KV bucket on failures). Kubernetes Events are off (no
-		// API server: a nil event sink), the metrics observer is not attached.
-		d.tracker = outcome.NewTracker(st, thresholdsOf{d}, nil, func(delivery.Key) {}, log.WithName("lifecycle"))
-		opts.Observer = d.tracker
-		opts.Gate = func(k delivery.Key) bool { _, disabled := d.tracker.Disabled(k); return disabled }
-		go func() { _ = d.tracker.Watch(ctx) }()
-	}
-	d.engine = delivery.New(opts)
-	defer d.engine.Stop()
-
-	handler, err := ingest.NewHandler(ingest.Options{
-		Acceptor: &accept.Acceptor{Store: st, Router: d.table, Known: d.engine.Known, Log: log.WithName("accept")},
+	// The same assembly as herald dispatcher, without the Kubernetes side: endpoints are
+	// configured over the control API, no Events (no API server), no metrics.
+	p, err := app.NewPipeline(ctx, app.PipelineOptions{
+		Store: queue.Options{DataDir: cfg.DataDir},
 		// Stands in for API-key authentication: a constant bearer token.
 		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, ns string) (auth.Identity, error) {
 			tok, ok := auth.BearerToken(r)
@@ -135,11 +116,20 @@ func runDispatcher(cfgJSON string) error {
 			}
 			return auth.Identity{Name: "apikey:" + ns + "/bench", Method: auth.MethodAPIKey}, nil
 		}),
-		Log: log.WithName("ingest"),
+		// "none" measures the route without the production observer (per-endpoint
+		// counters and the shared failure state, compare-and-set on failures).
+		WithoutOutcome: cfg.Observer == "none",
+		Log:            log,
 	})
 	if err != nil {
 		return err
 	}
+	defer p.Close()
+	if p.Tracker != nil {
+		go func() { _ = p.Tracker.Watch(ctx) }()
+	}
+	d := &dispatcherChild{store: p.Store, engine: p.Engine, table: p.Router, tracker: p.Tracker, log: log}
+	handler := p.Ingest
 	ingestLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -161,13 +151,6 @@ func runDispatcher(cfgJSON string) error {
 	_ = srv.Shutdown(sctx)
 	_ = ctl.Shutdown(sctx)
 	return nil
-}
-
-type thresholdsOf struct{ d *dispatcherChild }
-
-func (t thresholdsOf) FailureThreshold(k delivery.Key) (int32, int64, bool) {
-	cfg, ok := t.d.engine.Config(k)
-	return cfg.FailureThreshold, cfg.Generation, ok
 }
 
 func (d *dispatcherChild) upsert(spec endpointSpec) error {
@@ -203,12 +186,7 @@ func (d *dispatcherChild) upsert(spec endpointSpec) error {
 		if !res.Ready() {
 			return fmt.Errorf("endpoint %s: %s: %s", spec.Name, res.Reason, res.Message)
 		}
-		c := res.Config
-		cfg = delivery.EndpointConfig{
-			Target: sender.New(c.Sender), Schedule: c.Schedule, JitterPercent: c.JitterPercent,
-			MaxRetryAfter: c.MaxRetryAfter, MaxInFlight: c.MaxInFlight, FailureThreshold: c.FailureThreshold,
-			Generation: c.Generation,
-		}
+		cfg = delivery.Resolved(res, 1)
 	}
 	k := delivery.Key{Namespace: benchNamespace, Name: spec.Name}
 	d.engine.Upsert(k, cfg)

@@ -1,0 +1,175 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/herald-dev/herald/dispatcher/accept"
+	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/dispatcher/metrics"
+	"github.com/herald-dev/herald/dispatcher/outcome"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/router"
+)
+
+// PipelineOptions configure an event's route through the dispatcher. Zero values are
+// the documented defaults of the herald dispatcher flags.
+type PipelineOptions struct {
+	// Store configures JetStream (embedded when Store.URL is empty).
+	Store      queue.Options
+	Authorizer auth.Authorizer
+	AckWait    time.Duration
+	// MaxBodyBytes and MaxBatchEvents bound one ingest request.
+	MaxBodyBytes   int64
+	MaxBatchEvents int
+	// MaxHeld and MaxHeldAge bound the deliveries of a held endpoint.
+	MaxHeld    int64
+	MaxHeldAge time.Duration
+	// Events receives the outcome's Kubernetes Events; nil sends none (no API server).
+	Events *outcome.EventSink
+	// Notify asks for an endpoint's configuration to be rebuilt after its shared state
+	// changed elsewhere; nil when nothing rebuilds configurations.
+	Notify func(delivery.Key)
+	// Metrics, when set, gets the dispatcher's Prometheus collectors.
+	Metrics prometheus.Registerer
+	// WithoutOutcome leaves out the shared failure state, for benchmarks that measure
+	// the route up to the receiver alone.
+	WithoutOutcome bool
+	// FilterFailed hears of subscription filters that failed on an event.
+	FilterFailed func(namespace, subscription, eventID string, err error)
+	Log          logr.Logger
+}
+
+// Pipeline is an event's route through the dispatcher, in the order the event takes
+// it: Ingest → accept → Store → Engine (sender) → Tracker (outcome). The Kubernetes
+// side (the watch that configures endpoints and routes, status, Events) is added by
+// Run; the benchmark configures endpoints itself.
+type Pipeline struct {
+	Store   *queue.Store
+	Router  *router.Table
+	Engine  *delivery.Engine
+	Tracker *outcome.Tracker // nil WithoutOutcome
+	Metrics *metrics.Metrics // nil without PipelineOptions.Metrics
+	// Ingest is the ingest API.
+	Ingest http.Handler
+}
+
+// NewPipeline opens the store and assembles the route. Close releases it.
+func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error) {
+	o.Store.Log = o.Log.WithName("store")
+	store, err := queue.Open(ctx, o.Store)
+	if err != nil {
+		return nil, fmt.Errorf("opening the delivery store: %w", err)
+	}
+	p = &Pipeline{Store: store, Router: router.NewTable()}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+
+	var observers delivery.Observers
+	var gate func(delivery.Key) bool
+	if !o.WithoutOutcome {
+		notify := o.Notify
+		if notify == nil {
+			notify = func(delivery.Key) {}
+		}
+		p.Tracker = outcome.NewTracker(store, thresholds{p}, o.Events, notify, o.Log.WithName("outcome"))
+		observers = append(observers, p.Tracker)
+		gate = func(k delivery.Key) bool { _, disabled := p.Tracker.Disabled(k); return disabled }
+	}
+	if o.Metrics != nil {
+		if p.Metrics, err = metrics.New(o.Metrics, metricsSource{p}); err != nil {
+			return nil, fmt.Errorf("registering metrics: %w", err)
+		}
+		observers = append(observers, p.Metrics)
+	}
+	opts := delivery.Options{
+		Store: store, AckWait: o.AckWait, Log: o.Log.WithName("delivery"),
+		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, Gate: gate,
+	}
+	if len(observers) > 0 {
+		opts.Observer = observers
+	}
+	p.Engine = delivery.New(opts)
+
+	handler, err := ingest.NewHandler(ingest.Options{
+		Acceptor: &accept.Acceptor{
+			Store: store, Router: p.Router, Known: p.Engine.Known, Log: o.Log.WithName("accept"),
+			FilterFailed: func(namespace, subscription, eventID string, ferr error) {
+				if p.Metrics != nil {
+					p.Metrics.FilterFailed(namespace)
+				}
+				if o.FilterFailed != nil {
+					o.FilterFailed(namespace, subscription, eventID, ferr)
+				}
+			},
+		},
+		Authorizer:     o.Authorizer,
+		MaxBodyBytes:   o.MaxBodyBytes,
+		MaxBatchEvents: o.MaxBatchEvents,
+		Log:            o.Log.WithName("ingest"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building the ingest API: %w", err)
+	}
+	p.Ingest = handler
+	if p.Metrics != nil {
+		p.Ingest = p.Metrics.Ingest(handler)
+	}
+	return p, nil
+}
+
+// Close stops the engine, detaches the metrics from the store and closes it.
+func (p *Pipeline) Close() {
+	if p.Engine != nil {
+		p.Engine.Stop()
+	}
+	if p.Metrics != nil {
+		// The registry is process-wide and outlives this dispatcher; its gauges must
+		// stop reading a store that is about to close.
+		p.Metrics.Close()
+	}
+	p.Store.Close()
+}
+
+// thresholds reads each endpoint's failure threshold from the engine's configuration.
+type thresholds struct{ p *Pipeline }
+
+func (t thresholds) FailureThreshold(k delivery.Key) (int32, int64, bool) {
+	cfg, ok := t.p.Engine.Config(k)
+	return cfg.FailureThreshold, cfg.Generation, ok
+}
+
+// metricsSource answers the metrics' gauges from the engine, the store and the shared
+// state.
+type metricsSource struct{ p *Pipeline }
+
+func (s metricsSource) Endpoints() map[delivery.Key]string {
+	if s.p.Engine == nil { // a scrape while the pipeline is being assembled
+		return nil
+	}
+	return s.p.Engine.Endpoints()
+}
+
+func (s metricsSource) Disabled(k delivery.Key) bool {
+	if s.p.Tracker == nil {
+		return false
+	}
+	_, disabled := s.p.Tracker.Disabled(k)
+	return disabled
+}
+
+func (s metricsSource) Pending(k delivery.Key) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.p.Store.PendingDeliveries(ctx, k.Namespace, k.Name)
+}
