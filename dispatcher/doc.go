@@ -1,11 +1,19 @@
 // Package dispatcher is Herald's delivery engine. The route of one event reads top-down
-// in its sub-packages:
+// in its sub-packages, each entered once:
 //
-//	ingest  -> HTTP API that validates, authenticates and accepts events
-//	queue   -> durable JetStream storage of deliveries, retries and dead letters
-//	router  -> which endpoints an event goes to (type globs and CEL filters)
-//	sender  -> signs (signer) and POSTs one attempt, under the outbound policy
-//	outcome -> what an attempt's result means: done, retry later, dead letter
+//	ingest   -> the HTTP API: authenticates the producer (auth), validates the event
+//	accept   -> deduplicates by id, routes by subscription (router), stores one delivery
+//	            per endpoint, and answers 202 once the store has them all
+//	queue    -> durable JetStream storage of deliveries, retries and dead letters
+//	delivery -> the engine: a runner per endpoint takes its deliveries from the queue
+//	            with its own workers, attempts them, schedules retries, dead-letters
+//	sender   -> one HTTP attempt, signed (signer), under the outbound policy
+//	outcome  -> what the attempt means: shared failure state and auto-disable, Events,
+//	            the dispatcher's part of the resource's status
 //
-// The `herald dispatcher` command wires them together.
+// Beside the route: watch turns WebhookEndpoints (judged by internal/resolve, as the
+// manager judges them) and WebhookSubscriptions into the engine's and the router's
+// configuration; admin is the endpoint API (dead letters, replay, re-enable); metrics
+// observes the route. app assembles them: NewPipeline is the route itself, shared by
+// `herald dispatcher` and the benchmark, and Run adds the Kubernetes side.
 package dispatcher

@@ -12,13 +12,16 @@
 --   Healthy      Ready=True
 --   Suspended    spec.suspend holds the deliveries on purpose
 --   Degraded     auto-disabled (Disabled=True), or Ready=False for a reason a person must
---                fix: InvalidURL, SecretKeyMissing, PreviousSecretNotFound, Disabled
+--                fix: InvalidURL, SecretKeyMissing, InvalidSecret, PreviousSecretNotFound,
+--                ReferencedSecretNotFound, InvalidTLS, InvalidConfiguration, Disabled
+--                (the reasons are declared in api/v1alpha1/reasons.go)
 
 local REENABLE = "hooks.herald.dev/reenable"
 
--- Ready=False reasons the operator resolves without help. Every other reason needs a
--- person, including any a newer Herald adds: a Degraded someone reads beats a
--- Progressing that hides a problem forever.
+-- Ready=False reasons the operator resolves without help (api/v1alpha1
+-- SelfResolvingReasons; a test keeps the two equal). Every other reason needs a person,
+-- including any a newer Herald adds: a Degraded someone reads beats a Progressing that
+-- hides a problem forever.
 local SELF_RESOLVING = {
   SecretNotFound = true,
 }
