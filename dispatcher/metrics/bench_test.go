@@ -90,3 +90,18 @@ func BenchmarkScrapeRealStore(b *testing.B) {
 		}
 	}
 }
+
+// storeSource answers the gauges from the engine and the store, as the dispatcher's
+// source does, without the shared failure state.
+type storeSource struct {
+	engine *delivery.Engine
+	store  *queue.Store
+}
+
+func (s storeSource) Endpoints() map[delivery.Key]string { return s.engine.Endpoints() }
+func (s storeSource) Disabled(delivery.Key) bool         { return false }
+func (s storeSource) Pending(k delivery.Key) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return s.store.PendingDeliveries(ctx, k.Namespace, k.Name)
+}

@@ -1,10 +1,12 @@
-package metrics
+package app_test
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,13 +15,11 @@ import (
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/accept"
+	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
@@ -27,48 +27,33 @@ import (
 	"github.com/herald-dev/herald/internal/outbound"
 )
 
-// storeSource is the dispatcher's Source (dispatcher/app has the same) without the
-// shared failure state, which is not under test here.
-type storeSource struct {
-	engine *delivery.Engine
-	store  *queue.Store
-}
-
-func (s storeSource) Endpoints() map[delivery.Key]string { return s.engine.Endpoints() }
-func (s storeSource) Disabled(delivery.Key) bool         { return false }
-func (s storeSource) Pending(k delivery.Key) (int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return s.store.PendingDeliveries(ctx, k.Namespace, k.Name)
-}
-
 const producerToken = "producer-token-metrics"
 
 // TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs publishes an event through
-// the real ingest API into the real store and engine, lets the real sender deliver it
-// to receivers on 127.0.0.1 (one recovers after a failure, one never does, one endpoint
-// is suspended), and reads the outcome from a Prometheus scrape over HTTP.
+// the dispatcher's own assembly (app.NewPipeline: the real ingest API, store, engine,
+// outcome and metrics), lets the real sender deliver it to receivers on 127.0.0.1 (one
+// recovers after a failure, one never does, one endpoint is suspended), and reads the
+// outcome from a Prometheus scrape over HTTP.
 func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 	ctx := context.Background()
-	store, err := queue.Open(ctx, queue.Options{DataDir: t.TempDir(), Log: testr.New(t)})
-	if err != nil {
-		t.Fatalf("opening store: %v", err)
-	}
-	defer store.Close()
-
 	reg := prometheus.NewRegistry()
-	src := &storeSource{store: store}
-	m, err := New(reg, src)
+	p, err := app.NewPipeline(ctx, app.PipelineOptions{
+		Store:   queue.Options{DataDir: t.TempDir()},
+		AckWait: 5 * time.Second,
+		Metrics: reg,
+		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, _ string) (auth.Identity, error) {
+			if tok, _ := auth.BearerToken(r); tok != producerToken {
+				return auth.Identity{}, auth.ErrUnauthenticated
+			}
+			return auth.Identity{Name: "system:serviceaccount:shop:producer", Method: auth.MethodToken}, nil
+		}),
+		Log: testr.New(t),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
-	// Every scrape reads the store afresh, so the test can wait for settled values.
-	m.c.state.ttl = 0
-	engine := delivery.New(delivery.Options{Store: store, AckWait: 5 * time.Second, Observer: delivery.Observers{m}, Log: testr.New(t)})
-	defer engine.Stop()
-	src.engine = engine
-	table := router.NewTable()
+	defer p.Close()
+	engine, table := p.Engine, p.Router
 
 	var billingHits atomic.Int32
 	billing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -104,20 +89,7 @@ func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 	endpoint("legacy", legacy.URL, "", 50*time.Millisecond)
 	endpoint("paused", "", heraldv1.ReasonSuspended)
 
-	handler, err := ingest.NewHandler(ingest.Options{
-		Acceptor: &accept.Acceptor{Store: store, Router: table, Known: engine.Known},
-		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, _ string) (auth.Identity, error) {
-			if tok, _ := auth.BearerToken(r); tok != producerToken {
-				return auth.Identity{}, auth.ErrUnauthenticated
-			}
-			return auth.Identity{Name: "system:serviceaccount:shop:producer", Method: auth.MethodToken}, nil
-		}),
-		Log: testr.New(t),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ingestSrv := httptest.NewServer(m.Ingest(handler))
+	ingestSrv := httptest.NewServer(p.Ingest)
 	defer ingestSrv.Close()
 	metricsSrv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.HTTPErrorOnError}))
 	defer metricsSrv.Close()
@@ -143,29 +115,24 @@ func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 		t.Fatalf("publish: %d, want 202", code)
 	}
 
-	outcome := func(name, outcome string) float64 {
-		return testutil.ToFloat64(m.c.deliveries.WithLabelValues(ns, name, outcome))
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for outcome("billing", OutcomeDelivered) < 1 || outcome("legacy", OutcomeDeadLettered) < 1 ||
-		gauge(t, reg, "herald_queue_pending_deliveries", delivery.Key{Namespace: ns, Name: "billing"}) != 0 ||
-		gauge(t, reg, "herald_queue_pending_deliveries", delivery.Key{Namespace: ns, Name: "legacy"}) != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("within 20s: billing delivered %v, legacy dead-lettered %v", outcome("billing", OutcomeDelivered), outcome("legacy", OutcomeDeadLettered))
+	// Gauges are read from the store at most every few seconds, so wait for the
+	// settled values rather than for the first scrape.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		text := scrape(t, metricsSrv.URL)
+		if value(text, `herald_deliveries_total{endpoint="billing",namespace="shop",outcome="delivered"}`) >= 1 &&
+			value(text, `herald_deliveries_total{endpoint="legacy",namespace="shop",outcome="dead_lettered"}`) >= 1 &&
+			value(text, `herald_queue_pending_deliveries{endpoint="billing",namespace="shop"}`) == 0 &&
+			value(text, `herald_queue_pending_deliveries{endpoint="legacy",namespace="shop"}`) == 0 {
+			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("not settled within 30s:\n%s", text)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
-	resp, err := http.Get(metricsSrv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape: %d %s", resp.StatusCode, body)
-	}
-	text := string(body)
+	text := scrape(t, metricsSrv.URL)
 	for _, series := range []string{
 		`herald_deliveries_total{endpoint="billing",namespace="shop",outcome="delivered"} 1`,
 		`herald_deliveries_total{endpoint="billing",namespace="shop",outcome="failed"} 1`,
@@ -192,8 +159,8 @@ func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 	}
 	// The delivery reached billing only after its 200ms retry wait; a latency measured
 	// from anything later than ingest would be shorter.
-	if h := histogram(t, reg, "herald_ingest_to_delivery_seconds", delivery.Key{Namespace: ns, Name: "billing"}); h.GetSampleSum() < 0.2 {
-		t.Errorf("ingest to delivery %.3fs, want at least the 0.2s retry wait", h.GetSampleSum())
+	if sum := value(text, `herald_ingest_to_delivery_seconds_sum{endpoint="billing",namespace="shop"}`); sum < 0.2 {
+		t.Errorf("ingest to delivery %.3fs, want at least the 0.2s retry wait", sum)
 	}
 	for _, id := range []string{eventID, queue.DeliveryID(ns, eventID, "billing"), "dlv_"} {
 		if strings.Contains(text, id) {
@@ -203,4 +170,33 @@ func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 	if t.Failed() {
 		t.Logf("scrape:\n%s", text)
 	}
+}
+
+// scrape GETs the metrics endpoint.
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape: %d %s", resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// value reads one series' value from a scrape (-1 when absent).
+func value(text, series string) float64 {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }

@@ -1,0 +1,98 @@
+package router_test
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-dev/herald/dispatcher/router"
+	"github.com/herald-dev/herald/internal/routing"
+)
+
+func filter(t *testing.T, expr string) *routing.Filter {
+	t.Helper()
+	f, err := routing.CompileFilter(expr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestRoute_MatchesTypesAndFiltersAndReportsFilterFailures(t *testing.T) {
+	table := router.NewTable()
+	table.Set("shop", router.Subscription{Name: "all-invoices", Endpoint: "billing", Patterns: []string{"invoice.*"}})
+	table.Set("shop", router.Subscription{Name: "big-invoices", Endpoint: "billing", Patterns: []string{"invoice.paid"},
+		Filter: filter(t, "event.data.amount > 1000")})
+	table.Set("shop", router.Subscription{Name: "large", Endpoint: "audit", Patterns: []string{"*"},
+		Filter: filter(t, "event.data.amount > 1000")})
+	table.Set("shop", router.Subscription{Name: "refunds", Endpoint: "support", Patterns: []string{"refund.created"}})
+	table.Set("other", router.Subscription{Name: "everything", Endpoint: "elsewhere", Patterns: []string{"*"}})
+
+	type failure struct{ sub, err string }
+	cases := []struct {
+		why      string
+		ns, typ  string
+		data     string
+		want     []string
+		failures []failure
+	}{
+		{"a glob and an exact type reaching one endpoint give one delivery", "shop", "invoice.paid", `{"amount": 10}`,
+			[]string{"billing"}, nil},
+		{"a filter that passes adds its endpoint", "shop", "invoice.paid", `{"amount": 5000}`,
+			[]string{"audit", "billing"}, nil},
+		{"a filter that cannot be evaluated routes nothing and is reported by subscription", "shop", "order.created", `{"total": 5}`,
+			nil, []failure{{"large", "no such key"}}},
+		{"no subscription of the type", "shop", "customer.created", `{"amount": 5000}`,
+			[]string{"audit"}, nil},
+		{"subscriptions of another namespace never match", "shop", "refund.created", `{"amount": 1}`,
+			[]string{"support"}, nil},
+		{"a namespace without subscriptions", "empty", "invoice.paid", `{}`, nil, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.why, func(t *testing.T) {
+			var got []failure
+			endpoints := table.Route(nil, c.ns, &router.Event{ID: "evt_1", Type: c.typ, CreatedAt: time.Now(), Data: json.RawMessage(c.data)},
+				func(sub string, err error) { got = append(got, failure{sub, err.Error()}) })
+			if !slices.Equal(endpoints, c.want) {
+				t.Errorf("endpoints = %v, want %v", endpoints, c.want)
+			}
+			if len(got) != len(c.failures) {
+				t.Fatalf("filter failures = %v, want %v", got, c.failures)
+			}
+			for i := range got {
+				if got[i].sub != c.failures[i].sub || !strings.Contains(got[i].err, c.failures[i].err) {
+					t.Errorf("failure %d = %+v, want %+v", i, got[i], c.failures[i])
+				}
+			}
+		})
+	}
+}
+
+func TestRoute_AppendsToDstAndSortsOnlyItsOwnPart(t *testing.T) {
+	table := router.NewTable()
+	for _, ep := range []string{"c", "a", "b"} {
+		table.Set("ns", router.Subscription{Name: "to-" + ep, Endpoint: ep, Patterns: []string{"*"}})
+	}
+	dst := []string{"z"}
+	got := table.Route(dst, "ns", &router.Event{ID: "e", Type: "t", Data: json.RawMessage(`{}`)}, nil)
+	if !slices.Equal(got, []string{"z", "a", "b", "c"}) {
+		t.Fatalf("Route = %v", got)
+	}
+}
+
+func TestTable_DeleteRemovesTheSubscriptionAndItsNamespace(t *testing.T) {
+	table := router.NewTable()
+	table.Set("ns", router.Subscription{Name: "s", Endpoint: "ep", Patterns: []string{"*"}})
+	table.Set("ns", router.Subscription{Name: "s", Endpoint: "other", Patterns: []string{"*"}}) // replaces
+	ev := &router.Event{ID: "e", Type: "t", Data: json.RawMessage(`{}`)}
+	if got := table.Route(nil, "ns", ev, nil); !slices.Equal(got, []string{"other"}) {
+		t.Fatalf("after replace: %v", got)
+	}
+	table.Delete("ns", "s")
+	if got := table.Route(nil, "ns", ev, nil); len(got) != 0 {
+		t.Fatalf("after delete: %v", got)
+	}
+	table.Delete("ns", "s") // deleting twice is harmless
+}
