@@ -27,6 +27,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/refreceiver"
 	"github.com/herald-dev/herald/internal/routing"
 )
 
@@ -294,6 +295,12 @@ func TestEngine_DataPayloadSendsDataAlone(t *testing.T) {
 	}
 	if got.header.Get("X-Herald-Event") != "order.created" {
 		t.Errorf("X-Herald-Event = %q", got.header.Get("X-Herald-Event"))
+	}
+	// Verified as reference 004's receiver does, with code that shares nothing with the
+	// signer.
+	event, ok := refreceiver.Praxis(secret, got.header, got.body, "X-Herald-Signature", "X-Herald-Timestamp", "X-Herald-Event", time.Now())
+	if !ok || event != "order.created" {
+		t.Errorf("the reference receiver refuses the delivery (event %q, ok %v): %v", event, ok, got.header)
 	}
 }
 

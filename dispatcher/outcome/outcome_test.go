@@ -1,0 +1,206 @@
+package outcome_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/outcome"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/sender"
+	"github.com/herald-dev/herald/internal/testenv"
+)
+
+var k client.Client
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.RunSuite(m, func(s *testenv.Suite) error {
+		k = s.Client
+		return nil
+	}))
+}
+
+// countingClient counts the status applies that reach the API server.
+type countingClient struct {
+	client.Client
+	applies atomic.Int32
+}
+
+func (c *countingClient) Status() client.SubResourceWriter {
+	return countingStatus{c.Client.Status(), &c.applies}
+}
+
+type countingStatus struct {
+	client.SubResourceWriter
+	n *atomic.Int32
+}
+
+func (s countingStatus) Apply(ctx context.Context, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
+	s.n.Add(1)
+	return s.SubResourceWriter.Apply(ctx, obj, opts...)
+}
+
+// threshold disables after 3 failures.
+type threshold struct{}
+
+func (threshold) FailureThreshold(delivery.Key) (int32, int64, bool) { return 3, 1, true }
+
+func openStore(t *testing.T, dir string) *queue.Store {
+	t.Helper()
+	st, err := queue.Open(context.Background(), queue.Options{DataDir: dir, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func attempt(ep delivery.Key, n int, ok bool) delivery.Attempt {
+	out := sender.Outcome{StatusCode: 204, Latency: time.Millisecond}
+	if !ok {
+		out = sender.Outcome{StatusCode: 500, Latency: time.Millisecond, Err: errors.New("receiver answered 500")}
+	}
+	return delivery.Attempt{Endpoint: ep, Outcome: out,
+		Delivery: &queue.Delivery{EventID: fmt.Sprintf("evt_%d", n), DeliveryID: fmt.Sprintf("dlv_%d", n), Attempt: 1}}
+}
+
+// TestStatusWriter_CoalescesAndWritesOnlyChanges: however many attempts happen between
+// two flushes, one status write carries them all, and a flush with nothing new writes
+// nothing, so a busy endpoint cannot flood the API server.
+func TestStatusWriter_CoalescesAndWritesOnlyChanges(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.NewNamespace(t, k, "outcome-")
+	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "busy"},
+		Spec: heraldv1.WebhookEndpointSpec{URL: "https://busy.example/hooks"}}
+	if err := k.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	key := delivery.Key{Namespace: ns, Name: "busy"}
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	tracker := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
+	cc := &countingClient{Client: k}
+	w := &outcome.StatusWriter{
+		Client: cc, Tracker: tracker, Store: st, Log: testr.New(t),
+		Lookup: func(delivery.Key) (*heraldv1.WebhookEndpoint, bool) {
+			var cur heraldv1.WebhookEndpoint
+			return &cur, k.Get(ctx, client.ObjectKeyFromObject(ep), &cur) == nil
+		},
+		Holds: func(delivery.Key) (string, string) { return "", "" },
+	}
+
+	if _, err := tracker.Load(ctx, key); err != nil { // what the watch does first
+		t.Fatal(err)
+	}
+	w.Flush(ctx)
+	if n := cc.applies.Swap(0); n != 1 {
+		t.Fatalf("first flush wrote %d times, want 1 (the initial status)", n)
+	}
+	w.Flush(ctx)
+	if n := cc.applies.Swap(0); n != 0 {
+		t.Fatalf("a flush with nothing new wrote %d times, want 0", n)
+	}
+
+	for i := range 50 {
+		tracker.Attempted(attempt(key, i, true))
+	}
+	w.Flush(ctx)
+	if n := cc.applies.Swap(0); n != 1 {
+		t.Fatalf("50 attempts were written in %d applies, want 1", n)
+	}
+	var got heraldv1.WebhookEndpoint
+	if err := k.Get(ctx, client.ObjectKeyFromObject(ep), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Counters == nil || got.Status.Counters.Delivered != 50 || got.Status.LastAttempt.EventID != "evt_49" {
+		t.Fatalf("status after 50 deliveries: counters %+v, last attempt %+v", got.Status.Counters, got.Status.LastAttempt)
+	}
+	if c := meta.FindStatusCondition(got.Status.Conditions, heraldv1.ConditionDelivering); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Delivering = %+v, want True", c)
+	}
+
+	// Three failures in a row trip the circuit; the Disabled condition goes out in
+	// the same single write.
+	for i := range 3 {
+		tracker.Attempted(attempt(key, 100+i, false))
+	}
+	w.Flush(ctx)
+	if n := cc.applies.Swap(0); n != 1 {
+		t.Fatalf("3 failures were written in %d applies, want 1", n)
+	}
+	if err := k.Get(ctx, client.ObjectKeyFromObject(ep), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !meta.IsStatusConditionTrue(got.Status.Conditions, heraldv1.ConditionDisabled) || got.Status.ConsecutiveFailures != 3 ||
+		got.Status.Counters.FailedAttempts != 3 {
+		t.Fatalf("status after 3 failures: %+v", got.Status)
+	}
+
+	// Run writes at most once per interval, however busy the endpoint is.
+	w.Interval = 300 * time.Millisecond
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	start := time.Now()
+	for i := 0; time.Since(start) < 1500*time.Millisecond; i++ {
+		tracker.Attempted(attempt(key, 1000+i, true))
+		time.Sleep(2 * time.Millisecond)
+	}
+	stop()
+	<-done
+	elapsed := time.Since(start)
+	// One write per interval, plus the final flush on shutdown.
+	if n, most := cc.applies.Load(), int32(elapsed/w.Interval)+2; n > most || n == 0 {
+		t.Fatalf("Run wrote %d times in %s at an interval of %s, want 1..%d", n, elapsed.Round(time.Millisecond), w.Interval, most)
+	}
+}
+
+// TestTracker_ReplayTokenIsHandledOncePerValueAcrossRestarts: the replay annotation's
+// value is claimed in the shared state, so a resync, a second replica or a restarted
+// dispatcher never replays the same value twice; a new value replays again.
+func TestTracker_ReplayTokenIsHandledOncePerValueAcrossRestarts(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	key := delivery.Key{Namespace: "shop", Name: "billing"}
+
+	st := openStore(t, dir)
+	first := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
+	other := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t)) // a second replica
+	for _, c := range []struct {
+		who     *outcome.Tracker
+		token   string
+		claimed bool
+	}{
+		{first, "2026-11-30", true},
+		{first, "2026-11-30", false}, // a resync sees the same annotation
+		{other, "2026-11-30", false}, // another replica
+		{other, "2026-12-01", true},  // a new value
+	} {
+		claimed, err := c.who.MarkReplay(ctx, key, c.token)
+		if err != nil || claimed != c.claimed {
+			t.Fatalf("MarkReplay(%q) = %v, %v; want %v", c.token, claimed, err, c.claimed)
+		}
+	}
+	st.Close()
+
+	restarted := openStore(t, dir)
+	defer restarted.Close()
+	again := outcome.NewTracker(restarted, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
+	if claimed, err := again.MarkReplay(ctx, key, "2026-12-01"); err != nil || claimed {
+		t.Fatalf("after a restart MarkReplay(handled value) = %v, %v; want false", claimed, err)
+	}
+	if _, _, _, lastReplay, err := again.State(ctx, key); err != nil || lastReplay != "2026-12-01" {
+		t.Fatalf("State().lastReplay = %q, %v", lastReplay, err)
+	}
+}
