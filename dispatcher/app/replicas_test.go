@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 // startNATS runs a real NATS server with JetStream on a TCP port of 127.0.0.1, the
@@ -64,33 +66,39 @@ func TestDispatcher_TwoReplicasAgreeOnDisabledAndCounters(t *testing.T) {
 	if ep.Status.ConsecutiveFailures < 4 {
 		t.Errorf("consecutiveFailures = %d, want at least the threshold 4", ep.Status.ConsecutiveFailures)
 	}
-	// Once disabled, neither replica attempts anything.
-	time.Sleep(time.Second)
-	settled := requests.Load()
-	time.Sleep(1500 * time.Millisecond)
-	if n := requests.Load(); n != settled {
-		t.Fatalf("%d attempts after the endpoint was disabled", n-settled)
-	}
-	// The two replicas' figures add up to what the receiver saw.
-	waitEndpoint(t, c, ns, "shared", "counters match the receiver", func(e *heraldv1.WebhookEndpoint) bool {
-		return e.Status.Counters != nil && e.Status.Counters.FailedAttempts == settled
+	// Once disabled, neither replica attempts anything: every event is either waiting
+	// out its one-hour retry or held, all eight pending, and the replicas' figures add
+	// up to what the receiver saw.
+	ep = waitEndpoint(t, c, ns, "shared", "all eight pending, counters matching the receiver", func(e *heraldv1.WebhookEndpoint) bool {
+		return e.Status.Counters != nil && e.Status.Counters.Pending == 8 && e.Status.Counters.FailedAttempts == requests.Load()
 	})
-	// Exactly one replica made the transition: one EndpointDisabled Event.
-	var list eventsv1.EventList
-	if err := c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
-	}
-	disabledEvents := int32(0)
-	for _, e := range list.Items {
-		if e.Reason == "EndpointDisabled" {
-			disabledEvents++
-			if e.Series != nil {
-				disabledEvents += e.Series.Count - 1
+	settled := ep.Status.Counters.FailedAttempts
+	// Exactly one replica made the transition: one EndpointDisabled Event (created
+	// asynchronously, so wait for it; the compare-and-set allows no second one).
+	disabledEvents := func() int32 {
+		var list eventsv1.EventList
+		if err := c.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		n := int32(0)
+		for _, e := range list.Items {
+			if e.Reason == heraldv1.EventEndpointDisabled {
+				n++
+				if e.Series != nil {
+					n += e.Series.Count - 1
+				}
 			}
 		}
+		return n
 	}
-	if disabledEvents != 1 {
-		t.Errorf("%d EndpointDisabled Events, want exactly 1", disabledEvents)
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if n := disabledEvents(); n == 0 {
+			return errors.New("no EndpointDisabled Event yet")
+		}
+		return nil
+	})
+	if n := disabledEvents(); n != 1 {
+		t.Errorf("%d EndpointDisabled Events, want exactly 1", n)
 	}
 
 	// Deliveries that arrive while disabled are held by both replicas; re-enabled by a
@@ -98,7 +106,9 @@ func TestDispatcher_TwoReplicasAgreeOnDisabledAndCounters(t *testing.T) {
 	for i, d := range []*dispatcher{a, b, a, b} {
 		d.publish(ns, "evt_held"+string(rune('0'+i)), "x")
 	}
-	time.Sleep(time.Second)
+	waitEndpoint(t, c, ns, "shared", "the four new ones pending too", func(e *heraldv1.WebhookEndpoint) bool {
+		return e.Status.Counters != nil && e.Status.Counters.Pending == 12
+	})
 	if n := requests.Load(); n != settled {
 		t.Fatalf("%d attempts of held deliveries while disabled", n-settled)
 	}

@@ -198,6 +198,24 @@ func (h *harness) publish(events ...ingest.Event) []ingest.Result {
 	return res
 }
 
+// settled waits until the store holds want deliveries of the endpoint (0: every
+// delivery was attempted to its end and acknowledged). It is the positive signal that
+// the engine has processed past a point, after which "nothing more arrived" is a fact.
+func (h *harness) settled(endpoint string, want int64) {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		n, err := h.store.PendingDeliveries(context.Background(), ns, endpoint)
+		if err == nil && n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("%s: %d deliveries pending (err %v) after 20s, want %d", endpoint, n, err, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // deadLetters lists an endpoint's dead letters through the store's own API.
 func (h *harness) deadLetters(endpoint string) []queue.DeadLetter {
 	h.t.Helper()
@@ -317,7 +335,7 @@ func TestEngine_DuplicateIDIsAcceptedOnceAndReturnsFirstResult(t *testing.T) {
 		t.Fatalf("first %+v, second %+v", first, second)
 	}
 	rc.waitFor(t, 1, 10*time.Second)
-	time.Sleep(300 * time.Millisecond)
+	h.settled("a", 0)
 	if n := len(rc.got()); n != 1 {
 		t.Fatalf("receiver got %d requests, want 1", n)
 	}
@@ -338,7 +356,8 @@ func TestEngine_SeveralSubscriptionsToOneEndpointGiveOneDelivery(t *testing.T) {
 		t.Fatalf("matched = %d, want 1", res[0].Matched)
 	}
 	rc.waitFor(t, 1, 10*time.Second)
-	time.Sleep(300 * time.Millisecond)
+	h.settled("a", 0)
+	h.settled("b", 0)
 	if n, m := len(rc.got()), len(other.got()); n != 1 || m != 0 {
 		t.Fatalf("a got %d, b got %d; want 1 and 0", n, m)
 	}
@@ -380,7 +399,7 @@ func TestEngine_RetriesOnScheduleThenDeadLetters(t *testing.T) {
 	if s := dls[0].StatusCode; s != 500 {
 		t.Errorf("dead letter status = %d", s)
 	}
-	time.Sleep(500 * time.Millisecond)
+	h.settled("failing", 0)
 	if n := len(rc.got()); n != 3 {
 		t.Errorf("attempts = %d, want exactly 3 (1 + 2 retries)", n)
 	}
@@ -424,7 +443,7 @@ func TestEngine_TimeoutAndRedirectAreFailures(t *testing.T) {
 	h.publish(ingest.Event{ID: "evt_t", Type: "x"})
 	slow.waitFor(t, 2, 15*time.Second) // the timed-out attempt was retried
 	redirecting.waitFor(t, 2, 15*time.Second)
-	time.Sleep(300 * time.Millisecond)
+	h.settled("redirecting", 0)
 	if n := len(target.got()); n != 0 {
 		t.Fatalf("redirect target received %d requests; redirects must not be followed", n)
 	}
@@ -480,7 +499,7 @@ func TestEngine_HeldEndpointKeepsDeliveriesUntilReleased(t *testing.T) {
 	if res[0].Matched != 1 {
 		t.Fatalf("a held endpoint still receives routed events; matched = %d", res[0].Matched)
 	}
-	time.Sleep(500 * time.Millisecond)
+	h.settled("paused", 2) // stored, and not taken
 	if n := len(rc.got()); n != 0 {
 		t.Fatalf("held endpoint received %d requests", n)
 	}
@@ -774,7 +793,7 @@ func TestAccept_BatchMixingSeenAndNewIDsDeduplicatesEach(t *testing.T) {
 		}
 	}
 	rc.waitFor(t, 4, 10*time.Second)
-	time.Sleep(300 * time.Millisecond)
+	h.settled("a", 0)
 	if n := len(rc.got()); n != 4 {
 		t.Fatalf("receiver got %d requests, want 4 (2 old + 2 new)", n)
 	}
