@@ -99,13 +99,15 @@ func TestDispatcher_AutoDisableHoldsThenReenableAndReplayDeliver(t *testing.T) {
 	// While disabled, new deliveries are held: not attempted, not dropped.
 	before := requests.Load()
 	d.publish(ns, "evt_held", "invoice.paid")
-	time.Sleep(1500 * time.Millisecond)
-	if attempted := requests.Load() - before; attempted != 0 {
-		t.Fatalf("%d attempts while disabled", attempted)
-	}
+	// The dispatcher says it holds, and counts the new delivery pending: stored and not
+	// taken. Only then is "no attempt" a fact.
+	waitDelivering(t, c, ns, "hooks", metav1.ConditionFalse, heraldv1.ReasonDisabled)
 	waitEndpoint(t, c, ns, "hooks", "held delivery counted as pending", func(e *heraldv1.WebhookEndpoint) bool {
 		return e.Status.Counters != nil && e.Status.Counters.Pending == 1
 	})
+	if attempted := requests.Load() - before; attempted != 0 {
+		t.Fatalf("%d attempts while disabled", attempted)
+	}
 
 	// Re-enable by annotation: the held delivery flows.
 	healthy.Store(true)
