@@ -278,15 +278,34 @@ func TestDispatcher_FollowsEndpointSecretAndSubscriptionChanges(t *testing.T) {
 	}
 
 	// Rotation: the old secret moves to previousSecretRef and the Secret gets the new
-	// value. Deliveries carry both signatures, and none is dropped on the way.
+	// value. Deliveries carry both signatures, and none is dropped on the way: events
+	// published before, between and after the two changes all arrive, each verifiable
+	// with a secret the receiver holds.
+	var across []string
+	publishAcross := func(phase string) {
+		for i := range 5 {
+			id := fmt.Sprintf("evt_rotation_%s_%d", phase, i)
+			d.publish(ns, id, "invoice.paid")
+			across = append(across, id)
+		}
+	}
+	publishAcross("before")
 	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-signing-old", Namespace: ns}, StringData: map[string]string{"secret": secretV1}})
 	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "billing", Namespace: ns}}
 	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) {
 		e.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "billing-signing-old", Key: "secret"}
 	})
+	publishAcross("between")
 	update(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "billing-signing", Namespace: ns}}, func(s *corev1.Secret) {
 		s.Data = map[string][]byte{"secret": []byte(secretV2)}
 	})
+	publishAcross("after")
+	for _, id := range across {
+		r, b := s.waitEvent(t, id, 20*time.Second)
+		if got := signedWith(r, b, secretV1, secretV2); !got[0] && !got[1] {
+			t.Errorf("%s arrived with a signature no secret verifies", id)
+		}
+	}
 	eventually(t, d, s, ns, "rotation", func(r *http.Request, b []byte) bool {
 		got := signedWith(r, b, secretV2, secretV1)
 		return got[0] && got[1]
