@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/herald-dev/herald/dispatcher/accept"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 // replica is ingest and accept on a real store, as one dispatcher runs them.
@@ -119,17 +119,9 @@ func TestAccept_IDsAreForgottenAfterTheWindow(t *testing.T) {
 // share the dedupe records, so a producer that retries through another replica (the
 // Service picks any pod) gets the first answer and no second delivery.
 func TestAccept_OneIDThroughTwoReplicasIsStoredOnce(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	a := newReplica(t, queue.Options{URL: ns.ClientURL()})
-	b := newReplica(t, queue.Options{URL: ns.ClientURL()})
+	url := testenv.NATS(t)
+	a := newReplica(t, queue.Options{URL: url})
+	b := newReplica(t, queue.Options{URL: url})
 
 	if res := a.publish(t, "inv_r"); res.Duplicate {
 		t.Fatalf("through a: %+v", res)

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/resolve"
 )
 
 var allow = auth.AuthorizerFunc(func(context.Context, *http.Request, string) (auth.Identity, error) {
@@ -71,7 +72,7 @@ func TestEndpointAPI_ListsReplaysAndRefusesWithClearErrors(t *testing.T) {
 	p.Engine.Upsert(delivery.Key{Namespace: "shop", Name: "billing"}, delivery.EndpointConfig{
 		Target: sender.New(sender.Config{URL: down.URL, Signer: sg, Timeout: 2 * time.Second,
 			Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}}),
-		Schedule: []time.Duration{}, Generation: 1,
+		Settings: resolve.Settings{Schedule: []time.Duration{}, Generation: 1},
 	})
 	p.Router.Set("shop", router.Subscription{Name: "all", Endpoint: "billing", Patterns: []string{"*"}})
 	ing := httptest.NewServer(p.Ingest)

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/resolve"
 )
 
 const producerToken = "producer-token-metrics"
@@ -71,7 +72,7 @@ func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 
 	const ns = "shop"
 	endpoint := func(name, url, hold string, schedule ...time.Duration) {
-		cfg := delivery.EndpointConfig{Schedule: schedule, Hold: hold}
+		cfg := delivery.EndpointConfig{Hold: hold, Settings: resolve.Settings{Schedule: schedule}}
 		if hold == "" {
 			sg, err := signer.New(heraldv1.SignatureStandardWebhooks, "", []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), nil)
 			if err != nil {

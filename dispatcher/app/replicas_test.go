@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,22 +17,6 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/testenv"
 )
-
-// startNATS runs a real NATS server with JetStream on a TCP port of 127.0.0.1, the
-// external-cluster mode in which several dispatcher replicas share work and state.
-func startNATS(t *testing.T) string {
-	t.Helper()
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS did not start")
-	}
-	t.Cleanup(ns.Shutdown)
-	return ns.ClientURL()
-}
 
 func TestDispatcher_TwoReplicasAgreeOnDisabledAndCounters(t *testing.T) {
 	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
@@ -52,7 +35,7 @@ func TestDispatcher_TwoReplicasAgreeOnDisabledAndCounters(t *testing.T) {
 		Retry:       heraldv1.RetrySpec{Schedule: []string{"1h"}, JitterPercent: ptr.To[int32](0)},
 		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](4)},
 	})
-	url := startNATS(t)
+	url := testenv.NATS(t)
 	a := startDispatcherOn(t, queue.Options{URL: url})
 	b := startDispatcherOn(t, queue.Options{URL: url})
 

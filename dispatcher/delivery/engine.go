@@ -28,7 +28,7 @@ type Key struct{ Namespace, Name string }
 func (k Key) String() string { return k.Namespace + "/" + k.Name }
 
 // EndpointConfig is the delivery configuration of one endpoint, resolved from its
-// WebhookEndpoint and Secrets by the watch.
+// WebhookEndpoint and Secrets by internal/resolve.
 type EndpointConfig struct {
 	// Target sends to the endpoint; nil when Hold is set.
 	Target *sender.Target
@@ -36,36 +36,18 @@ type EndpointConfig struct {
 	// from api/v1alpha1); HoldMessage says more.
 	Hold        string
 	HoldMessage string
-
-	Schedule      []time.Duration
-	JitterPercent int
-	MaxRetryAfter time.Duration
-	MaxInFlight   int
-	// RequestsPerSecond caps the attempt rate towards the endpoint (0: unlimited); the
-	// limiter is shared by the endpoint's workers on this replica.
-	RequestsPerSecond int
-	// FailureThreshold disables the endpoint after this many failed attempts in a row
-	// (0 never).
-	FailureThreshold int32
-	// Generation of the WebhookEndpoint this configuration was built from.
-	Generation int64
+	// Settings: retry schedule, limits (a requestsPerSecond limiter is shared by the
+	// endpoint's workers on this replica), failure threshold, generation.
+	resolve.Settings
 }
 
 // Resolved turns the resolver's judgement on an endpoint into its configuration: a
 // Target to send with when deliveries can flow, otherwise the hold and its reason. A
 // suspended endpoint keeps its retry settings, so that resuming needs nothing more.
 func Resolved(res resolve.Result, generation int64) EndpointConfig {
-	cfg := EndpointConfig{Generation: generation}
+	cfg := EndpointConfig{Settings: resolve.Settings{Generation: generation}}
 	if c := res.Config; c != nil {
-		cfg = EndpointConfig{
-			Schedule:          c.Schedule,
-			JitterPercent:     c.JitterPercent,
-			MaxRetryAfter:     c.MaxRetryAfter,
-			MaxInFlight:       c.MaxInFlight,
-			RequestsPerSecond: c.RequestsPerSecond,
-			FailureThreshold:  c.FailureThreshold,
-			Generation:        c.Generation,
-		}
+		cfg.Settings = c.Settings
 	}
 	if !res.Ready() {
 		cfg.Hold, cfg.HoldMessage = res.Reason, res.Message

@@ -28,6 +28,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/refreceiver"
+	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/internal/routing"
 )
 
@@ -173,7 +174,8 @@ func (h *harness) endpoint(name, url string, o endpointOpts) {
 		URL: url, Signer: sg, HeaderPrefix: "X-Herald", Format: o.format, ExtraFields: o.extra,
 		Timeout: o.timeout, MaxInFlight: o.inFlight, Policy: loopback,
 	})
-	cfg := delivery.EndpointConfig{Target: target, Schedule: o.schedule, MaxInFlight: o.inFlight, Hold: o.hold, RequestsPerSecond: o.rps}
+	cfg := delivery.EndpointConfig{Target: target, Hold: o.hold,
+		Settings: resolve.Settings{Schedule: o.schedule, MaxInFlight: o.inFlight, RequestsPerSecond: o.rps}}
 	if o.hold != "" {
 		cfg.Target = nil
 	}

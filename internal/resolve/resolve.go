@@ -31,7 +31,11 @@ type SecretGetter func(ctx context.Context, namespace, name string) (*corev1.Sec
 type Config struct {
 	// Sender builds the endpoint's HTTP target; every part of it has been validated.
 	Sender sender.Config
+	Settings
+}
 
+// Settings are how the engine treats the endpoint's deliveries.
+type Settings struct {
 	Schedule          []time.Duration
 	JitterPercent     int
 	MaxRetryAfter     time.Duration
@@ -106,12 +110,12 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 	if err := policy.CheckURL(spec.URL); err != nil {
 		return nil, fail(heraldv1.ReasonInvalidURL, "spec.url: %v", err)
 	}
-	cfg := &Config{
+	cfg := &Config{Settings: Settings{
 		JitterPercent:    int(spec.JitterPercent()),
 		MaxInFlight:      int(spec.MaxInFlight()),
 		FailureThreshold: spec.FailureThreshold(),
 		Generation:       r.ep.Generation,
-	}
+	}}
 	if spec.Limits.RequestsPerSecond != nil {
 		cfg.RequestsPerSecond = int(*spec.Limits.RequestsPerSecond)
 	}

@@ -154,7 +154,7 @@ func runDispatcher(cfgJSON string) error {
 }
 
 func (d *dispatcherChild) upsert(spec endpointSpec) error {
-	cfg := delivery.EndpointConfig{Generation: 1}
+	cfg := delivery.EndpointConfig{Settings: resolve.Settings{Generation: 1}}
 	if spec.Hold != "" {
 		cfg.Hold, cfg.HoldMessage = spec.Hold, "held by the benchmark"
 	} else {
