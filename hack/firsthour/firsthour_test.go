@@ -36,7 +36,7 @@ type expectation struct {
 
 var expectations = []expectation{
 	{"kubectl get whe,whs", []string{"webhookendpoint.hooks.herald.dev/billing", "webhooksubscription.hooks.herald.dev/"}},
-	{"kubectl describe whe billing", []string{"Name:         billing", "Type:    Ready"}},
+	{"kubectl describe whe billing", []string{"billing", "Conditions:", "Ready"}},
 	{"kubectl get events --field-selector involvedObject.kind=WebhookEndpoint", nil},
 	{"herald verify ", []string{"signature valid"}},
 	{"herald publish ", []string{"MATCHED", "evt_"}},
