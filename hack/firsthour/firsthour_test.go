@@ -90,6 +90,18 @@ func TestFirstHour_EveryPrintedCommandAndREADMEExampleWorks(t *testing.T) {
 	}
 	t.Logf("== every printed command and README example worked, %s after make run started", time.Since(start).Round(100*time.Millisecond))
 
+	// The CLI's advice on an error must fix it here: the admin runs the printed commands,
+	// and the refused command then works (once the dispatcher's refusal cache lets go).
+	admin, producer, operator := terminals.find(t, adminTerminal), terminals.find(t, producerTerminal), terminals.find(t, operatorTerminal)
+	followGrant(t, home, admin, producer, "herald dlq list billing")
+	followGrant(t, home, admin, producer, "herald publish -n default --type invoice.paid --data '{\"amount\": 2500}'")
+	followGrant(t, home, admin, operator, "herald publish -n herald-demo --type invoice.paid --data '{\"amount\": 2500}'")
+	followRecipe(t, home, admin, "herald dlq list billing")
+	badToken := admin
+	badToken.exports = append(append([]string(nil), admin.exports...), "export HERALD_TOKEN=not-a-token")
+	followRecipe(t, home, badToken, "herald publish --type invoice.paid --data '{\"amount\": 2500}'")
+	t.Logf("== every hint followed worked, %s after make run started", time.Since(start).Round(100*time.Millisecond))
+
 	// A terminal keeps the token it exported; after a restart of make run it must still
 	// be accepted (the signing key and issuer are kept in the state folder).
 	producerToken := readFile(t, filepath.Join(state, "producer-token"))
@@ -106,6 +118,81 @@ func TestFirstHour_EveryPrintedCommandAndREADMEExampleWorks(t *testing.T) {
 	paste(t, home, withOldToken(operatorTerminal, operatorToken), "herald dlq list billing")
 	restarted.stop(t)
 	t.Logf("== tokens from before the restart still work; %s in all", time.Since(start).Round(100*time.Millisecond))
+}
+
+// hintLines are the commands an error message advises, indented by two spaces.
+func hintLines(out string) []string {
+	var cmds []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "  kubectl ") || strings.HasPrefix(l, "  export ") {
+			cmds = append(cmds, strings.TrimSpace(l))
+		}
+	}
+	return cmds
+}
+
+// run pastes a script into a fresh bash in term and returns its output and error.
+func run(home string, term terminal, script string) (string, error) {
+	cmd := exec.Command("bash", "-c", strings.Join(append(append([]string(nil), term.exports...), script), "\n"))
+	cmd.Dir = os.TempDir()
+	cmd.Env = userEnv(home)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// followGrant runs command in term, where it must be refused with advice to grant
+// something, has the admin paste that advice, and waits for command to work: the
+// dispatcher keeps a refusal for a while (the message says how long), so the command
+// is repeated until it works or twice that time has passed.
+func followGrant(t *testing.T, home string, admin, term terminal, command string) {
+	t.Helper()
+	out, err := run(home, term, command)
+	if err == nil {
+		t.Errorf("%s: %q worked; it should have been refused:\n%s", term.heading, command, indent(out))
+		return
+	}
+	grants := hintLines(out)
+	t.Logf("%s $ %s   (refused, as it should be)\n%s", shortHeading(term.heading), command, indent(out))
+	if len(grants) == 0 || !strings.Contains(out, "keeps a refusal for") {
+		t.Errorf("%s: %q was refused without a command that grants it and the refusal cache's delay:\n%s", term.heading, command, indent(out))
+		return
+	}
+	for _, g := range grants {
+		paste(t, home, admin, g)
+	}
+	granted := time.Now()
+	for {
+		out, err = run(home, term, command)
+		if err == nil {
+			t.Logf("%s $ %s   (works %s after the grant)\n%s", shortHeading(term.heading), command, time.Since(granted).Round(100*time.Millisecond), indent(out))
+			return
+		}
+		if time.Since(granted) > 30*time.Second {
+			t.Errorf("%s: %q still fails 30s after the admin ran the advice %q:\n%s", term.heading, command, grants, indent(out))
+			return
+		}
+		time.Sleep(time.Second) // the poll interval of a condition with a deadline, not a wait for it
+	}
+}
+
+// followRecipe runs command in term, where it must fail with a recipe of commands that
+// end in an export, and then pastes the recipe followed by command in the same shell,
+// which must work at once: the recipe makes a new identity, so no refusal is cached.
+func followRecipe(t *testing.T, home string, term terminal, command string) {
+	t.Helper()
+	out, err := run(home, term, command)
+	recipe := hintLines(out)
+	t.Logf("%s $ %s   (fails, as it should)\n%s", shortHeading(term.heading), command, indent(out))
+	if err == nil || len(recipe) == 0 || !strings.HasPrefix(recipe[len(recipe)-1], "export ") {
+		t.Errorf("%s: %q should fail with commands that end in an export; it printed (%v):\n%s", term.heading, command, err, indent(out))
+		return
+	}
+	script := strings.Join(append(recipe, command), "\n")
+	out, err = run(home, term, script)
+	t.Logf("%s $ %s\n%s", shortHeading(term.heading), strings.ReplaceAll(script, "\n", "\n  $ "), indent(out))
+	if err != nil {
+		t.Errorf("%s: the advice followed by the command failed (%v):\n%s\n%s", term.heading, err, indent(script), indent(out))
+	}
 }
 
 // terminal is one block of the closing hints: the exports that open it and the commands

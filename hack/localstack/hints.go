@@ -32,7 +32,7 @@ func (s *stack) printHints() {
 		"",
 		"As the cluster admin" + kubectlNote + ":",
 		"",
-		"    " + exportPath + " KUBECONFIG=" + s.kubeconfig + "   # context herald-local, namespace " + ns,
+		"    " + exportPath + " KUBECONFIG=" + s.kubeconfig + " " + url + "   # context herald-local, namespace " + ns,
 		"    kubectl get whe,whs                     # endpoints (URL, Ready, Disabled, Failures) and subscriptions",
 		"    kubectl describe whe billing            # conditions, last attempt, counters, Events",
 		"    kubectl get events --field-selector involvedObject.kind=WebhookEndpoint",
