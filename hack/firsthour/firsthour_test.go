@@ -151,13 +151,13 @@ func followGrant(t *testing.T, home string, admin, term terminal, command string
 	t.Helper()
 	out, err := run(home, term, command)
 	if err == nil {
-		t.Errorf("%s: %q worked; it should have been refused:\n%s", term.heading, command, indent(out))
+		t.Errorf("%s terminal: %q worked; it should have been refused:\n%s", shortHeading(term.heading), command, indent(out))
 		return
 	}
 	grants := hintLines(out)
 	t.Logf("%s $ %s   (refused, as it should be)\n%s", shortHeading(term.heading), command, indent(out))
 	if len(grants) == 0 || !strings.Contains(out, "keeps a refusal for") {
-		t.Errorf("%s: %q was refused without a command that grants it and the refusal cache's delay:\n%s", term.heading, command, indent(out))
+		t.Errorf("%s terminal: %q was refused without a command that grants it and the refusal cache's delay:\n%s", shortHeading(term.heading), command, indent(out))
 		return
 	}
 	for _, g := range grants {
@@ -171,7 +171,7 @@ func followGrant(t *testing.T, home string, admin, term terminal, command string
 			return
 		}
 		if time.Since(granted) > 30*time.Second {
-			t.Errorf("%s: %q still fails 30s after the admin ran the advice %q:\n%s", term.heading, command, grants, indent(out))
+			t.Errorf("%s terminal: %q still fails 30s after the admin ran the advice %q:\n%s", shortHeading(term.heading), command, grants, indent(out))
 			return
 		}
 		time.Sleep(time.Second) // the poll interval of a condition with a deadline, not a wait for it
@@ -187,14 +187,14 @@ func followRecipe(t *testing.T, home string, term terminal, command string) {
 	recipe := hintLines(out)
 	t.Logf("%s $ %s   (fails, as it should)\n%s", shortHeading(term.heading), command, indent(out))
 	if err == nil || len(recipe) == 0 || !strings.HasPrefix(recipe[len(recipe)-1], "export ") {
-		t.Errorf("%s: %q should fail with commands that end in an export; it printed (%v):\n%s", term.heading, command, err, indent(out))
+		t.Errorf("%s terminal: %q should fail with commands that end in an export; it printed (%v):\n%s", shortHeading(term.heading), command, err, indent(out))
 		return
 	}
 	script := strings.Join(append(recipe, command), "\n")
 	out, err = run(home, term, script)
 	t.Logf("%s $ %s\n%s", shortHeading(term.heading), strings.ReplaceAll(script, "\n", "\n  $ "), indent(out))
 	if err != nil {
-		t.Errorf("%s: the advice followed by the command failed (%v):\n%s\n%s", term.heading, err, indent(script), indent(out))
+		t.Errorf("%s terminal: the advice followed by the command failed (%v):\n%s\n%s", shortHeading(term.heading), err, indent(script), indent(out))
 	}
 }
 
@@ -232,7 +232,7 @@ func paste(t *testing.T, home string, term terminal, command string) {
 		}
 	}
 	if !found {
-		t.Errorf("%s: no expectation for the command %q: add one to expectations", term.heading, command)
+		t.Errorf("%s terminal: no expectation for the command %q: add one to expectations", shortHeading(term.heading), command)
 		return
 	}
 	script := strings.Join(append(append([]string(nil), term.exports...), command), "\n")
@@ -244,12 +244,12 @@ func paste(t *testing.T, home string, term terminal, command string) {
 	took := time.Since(start).Round(10 * time.Millisecond)
 	t.Logf("%s $ %s   (%s)\n%s", shortHeading(term.heading), command, took, indent(string(out)))
 	if err != nil {
-		t.Errorf("%s: pasting\n%s\nfailed (%v):\n%s", term.heading, indent(script), err, indent(string(out)))
+		t.Errorf("%s terminal: pasting\n%s\nfailed (%v):\n%s", shortHeading(term.heading), indent(script), err, indent(string(out)))
 		return
 	}
 	for _, w := range want {
 		if !strings.Contains(string(out), w) {
-			t.Errorf("%s: %q printed\n%s\nwhich lacks %q", term.heading, command, indent(string(out)), w)
+			t.Errorf("%s terminal: %q printed\n%s\nwhich lacks %q", shortHeading(term.heading), command, indent(string(out)), w)
 		}
 	}
 }
