@@ -58,9 +58,13 @@ helm-lint: ## Lint the Helm chart.
 	$(HELM) lint charts/herald
 	$(HELM) lint charts/herald --set dispatcher.mode=external --set dispatcher.nats.url=nats://nats:4222
 
+# Flags of hack/localstack, e.g. RUN_FLAGS="--state /tmp/herald2 --ingest-port 0 --receiver-port 0"
+# for a second stack beside the first.
+RUN_FLAGS ?=
+
 .PHONY: run
-run: build ## Run Herald locally end to end (local API server, manager, dispatcher).
-	hack/local-stack.sh
+run: build ## Run Herald locally end to end (local API server, manager, dispatcher); RUN_FLAGS for hack/localstack.
+	hack/local-stack.sh $(RUN_FLAGS)
 
 ##@ Benchmark
 

@@ -195,6 +195,8 @@ func TestChartRBAC_EqualsConfigRBAC(t *testing.T) {
 		{"manager Role for the dispatcher workload (controller-gen)", "Role", "herald-manager", generated, "herald-manager"},
 		{"dispatcher ClusterRole", "ClusterRole", "herald-dispatcher", readObjects(t, "config/rbac/dispatcher_role.yaml"), "herald-dispatcher"},
 		{"leader election Role", "Role", "herald-leader-election", readObjects(t, "config/rbac/leader_election_role.yaml"), "herald-leader-election"},
+		{"publisher ClusterRole", "ClusterRole", "herald-publisher", readObjects(t, "config/rbac/publisher_role.yaml"), "herald-publisher"},
+		{"operator ClusterRole", "ClusterRole", "herald-operator", readObjects(t, "config/rbac/operator_role.yaml"), "herald-operator"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.what, func(t *testing.T) {

@@ -3,7 +3,8 @@
 # and kube-apiserver, the CRDs, `herald manager` and `herald dispatcher`, a demo receiver,
 # the samples pointed at it and a few events. See hack/localstack for what happens and
 # .local/ for the state kept between runs. Extra arguments go to hack/localstack
-# (e.g. --quiet, --demo=false, --ingest-port 18080).
+# (e.g. --quiet, --demo=false, --ingest-port 18080, --state /tmp/other); `make run
+# RUN_FLAGS="..."` passes them too.
 set -euo pipefail
 
 export LOCAL_STACK_STARTED_NS="$(date +%s%N)"
@@ -43,7 +44,15 @@ if (( SECONDS - start > 5 )); then
   log "control-plane binaries ready in ${ASSETS#"${ROOT}"/} after $(( SECONDS - start ))s"
 fi
 
+# helm renders the chart's RBAC (the herald-publisher and herald-operator ClusterRoles),
+# so the local stack has the roles a cluster installed with the chart has. The pinned
+# helm is installed once, like the tools of `make test`.
+if ! HELM_BIN="$(hack/tool.sh helm)"; then
+  log "installing helm failed (output above); re-run make run to retry"
+  exit 1
+fi
+
 # Built rather than `go run`, so that Ctrl-C reaches the stack itself and it can stop
 # what it started in order.
 go build -o bin/localstack ./hack/localstack
-exec bin/localstack --root "${ROOT}" --assets "${ASSETS}" --herald bin/herald "$@"
+exec bin/localstack --root "${ROOT}" --assets "${ASSETS}" --herald bin/herald --helm "${HELM_BIN}" "$@"

@@ -15,28 +15,21 @@ import (
 	"strings"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/internal/routing"
 )
 
-const (
-	fieldOwner   = "herald-local-stack"
-	producerName = "herald-demo-producer"
-)
+const fieldOwner = "herald-local-stack"
 
 type publishedEvent struct {
 	Type     string
@@ -47,9 +40,6 @@ type publishedEvent struct {
 // demo puts the samples in front of the demo receiver and sends events through them.
 func (s *stack) demo(ctx context.Context) error {
 	ns := s.cfg.namespace
-	if err := s.apply(ctx, &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		return err
-	}
 	samples, err := s.loadSamples()
 	if err != nil {
 		return err
@@ -78,17 +68,13 @@ func (s *stack) demo(ctx context.Context) error {
 		return err
 	}
 
-	token, err := s.producerToken(ctx)
-	if err != nil {
-		return err
-	}
 	events, err := s.plannedEvents(ctx)
 	if err != nil {
 		return err
 	}
-	s.con.Stackf("publishing %d events with %s publish (ServiceAccount %s's token)", len(events), s.rel(s.cfg.herald), producerName)
+	s.con.Stackf("publishing %d events with %s publish as the producer (KUBECONFIG=%s)", len(events), s.rel(s.cfg.herald), s.rel(s.producer.kubeconfig))
 	for i := range events {
-		if err := s.publish(ctx, token, &events[i]); err != nil {
+		if err := s.publish(ctx, &events[i]); err != nil {
 			return err
 		}
 	}
@@ -100,17 +86,17 @@ func (s *stack) demo(ctx context.Context) error {
 	if err := s.waitDeliveries(ctx, events, func(ep string) bool { return !held[ep] }); err != nil {
 		return err
 	}
+	// A suspended sample shows that held deliveries are kept: they arrive once the
+	// endpoint is resumed, here with the command a person would type.
 	for _, u := range suspended {
+		held := "it held nothing"
 		if n := countFor(events, u.GetName()); n > 0 {
-			s.con.Stackf("%s is suspended in its sample (spec.suspend: true), so %s held, not lost; resuming it as",
-				u.GetName(), plural(n, "its delivery is", "%d of its deliveries are"))
-			s.con.Block(fmt.Sprintf("          kubectl patch whe %s --type merge -p '{\"spec\":{\"suspend\":false}}'", u.GetName()))
-			s.con.Block("        would do:")
+			held = plural(n, "its delivery was", "its %d deliveries were") + " held, not lost"
 		}
-		if err := unstructured.SetNestedField(u.Object, false, "spec", "suspend"); err != nil {
-			return err
-		}
-		if err := s.apply(ctx, u); err != nil {
+		patch := []string{"patch", "whe", u.GetName(), "--type", "merge", "-p", `{"spec":{"suspend":false}}`}
+		s.con.Stackf("%s is suspended in its sample (spec.suspend: true) and %s; resuming it:", u.GetName(), held)
+		s.con.Stackf("kubectl patch whe %s --type merge -p '{\"spec\":{\"suspend\":false}}'", u.GetName())
+		if err := s.runKubectl(ctx, patch...); err != nil {
 			return err
 		}
 	}
@@ -281,42 +267,6 @@ func readyLine(kind, name, detail string, conds []metav1.Condition) string {
 	return fmt.Sprintf("%-19s %-22s %-30s %s", kind, name, detail, state)
 }
 
-// producerToken creates the ServiceAccount a producer service would run as, allows it
-// to publish (create events.hooks.herald.dev) in the demo namespace, and mints a token
-// for it with the TokenRequest API, as `kubectl create token` does.
-func (s *stack) producerToken(ctx context.Context) (string, error) {
-	ns := s.cfg.namespace
-	objs := []client.Object{
-		&corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
-			ObjectMeta: metav1.ObjectMeta{Name: producerName, Namespace: ns}},
-		&rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
-			ObjectMeta: metav1.ObjectMeta{Name: producerName, Namespace: ns},
-			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{auth.Group}, Resources: []string{auth.Resource}, Verbs: []string{auth.Verb}}}},
-		&rbacv1.RoleBinding{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
-			ObjectMeta: metav1.ObjectMeta{Name: producerName, Namespace: ns},
-			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: producerName},
-			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: producerName, Namespace: ns}}},
-	}
-	for _, o := range objs {
-		if err := s.apply(ctx, o); err != nil {
-			return "", fmt.Errorf("creating the producer's %T: %w", o, err)
-		}
-	}
-	tr, err := s.clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, producerName, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return "", fmt.Errorf("minting a token for ServiceAccount %s (TokenRequest): %w", producerName, err)
-	}
-	s.tokenFile = filepath.Join(s.cfg.state, "producer-token")
-	if err := os.WriteFile(s.tokenFile, []byte(tr.Status.Token), 0o600); err != nil {
-		return "", err
-	}
-	s.con.Stackf("ServiceAccount %s may create events.hooks.herald.dev in %s (Role + RoleBinding); its token (24h) is in %s",
-		producerName, ns, s.rel(s.tokenFile))
-	return tr.Status.Token, nil
-}
-
 // plannedEvents picks one event type per subscription (a glob's * becomes "created")
 // and works out, with the dispatcher's own routing code, which endpoints each reaches.
 func (s *stack) plannedEvents(ctx context.Context) ([]publishedEvent, error) {
@@ -380,13 +330,14 @@ func demoData(eventType string) json.RawMessage {
 	return json.RawMessage(fmt.Sprintf(`{"reference":%q,"amount":1500,"currency":"EUR","customer":"cus_demo_42"}`, ref))
 }
 
-// publish sends one event with `herald publish`, the command a person would use.
-func (s *stack) publish(ctx context.Context, token string, ev *publishedEvent) error {
-	args := []string{"publish", "--kubeconfig", s.kubeconfig, "--server", s.ingestURL,
+// publish sends one event with `herald publish` as the producer, the command and the
+// credentials the closing hints give a person.
+func (s *stack) publish(ctx context.Context, ev *publishedEvent) error {
+	args := []string{"publish", "--server", s.ingestURL,
 		"--type", ev.Type, "--data", string(demoData(ev.Type)), "-o", "json"}
 	cmd := exec.CommandContext(ctx, s.cfg.herald, args...)
-	// The token goes through the environment, not the process list.
-	cmd.Env = append(os.Environ(), "HERALD_TOKEN="+token)
+	// A HERALD_TOKEN of the developer's would take precedence over the kubeconfig.
+	cmd.Env = append(withoutEnv(os.Environ(), "HERALD_TOKEN", "HERALD_URL", "KUBECONFIG"), "KUBECONFIG="+s.producer.kubeconfig)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -470,44 +421,4 @@ func (s *stack) waitDeliveries(ctx context.Context, events []publishedEvent, inc
 			return nil
 		}
 	}
-}
-
-// printHints says where to look next.
-func (s *stack) printHints() {
-	kubectl := "kubectl"
-	if _, err := exec.LookPath("kubectl"); err != nil {
-		kubectl = s.kubectl()
-	}
-	ns := s.cfg.namespace
-	lines := []string{
-		"",
-		"Herald is running locally (" + s.since() + " after " + s.startedBy + "). In another terminal:",
-		"",
-		"    export KUBECONFIG=" + s.kubeconfig + "   # context herald-local, namespace " + ns,
-		"    export HERALD_URL=" + s.ingestURL,
-	}
-	if s.tokenFile != "" {
-		lines = append(lines, "    export HERALD_TOKEN=$(cat "+s.tokenFile+")   # ServiceAccount "+producerName)
-	}
-	lines = append(lines,
-		"",
-		"    "+kubectl+" get whe,whs                     # endpoints (URL, Ready, Disabled, Failures) and subscriptions",
-		"    "+kubectl+" describe whe billing            # conditions, last attempt, counters, Events",
-		"    "+kubectl+" get events --field-selector involvedObject.kind=WebhookEndpoint",
-		"    "+s.rel(s.cfg.herald)+" publish --type invoice.paid --data '{\"amount\": 2500}'",
-		"",
-		"    # check a delivery's signature as a receiver would (the last request per endpoint is kept):",
-		"    "+s.rel(s.cfg.herald)+" verify --headers-file "+s.rel(s.receiver.dumpPath(ns, "billing"))+" \\",
-		"      --secret-file <("+kubectl+" get secret billing-signing -o jsonpath='{.data.secret}' | base64 -d)",
-		"",
-		"Deliveries show up here as [receiver] lines, verified with pkg/verify. Logs: "+s.rel(s.logDir())+".",
-	)
-	if kubectl == "kubectl" {
-		lines = append(lines, "A kubectl of the API server's version: "+s.kubectl())
-	}
-	lines = append(lines,
-		"Ctrl-C stops everything; the state stays in "+s.rel(s.cfg.state)+" (delete it for a fresh start).",
-		"",
-	)
-	s.con.Block(lines...)
 }

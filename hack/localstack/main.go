@@ -30,6 +30,7 @@ type config struct {
 	root         string // the Herald checkout
 	assets       string // etcd, kube-apiserver, kubectl
 	herald       string // bin/herald
+	helm         string // renders the chart's RBAC
 	state        string // .local
 	namespace    string // where the samples go
 	ingestPort   int
@@ -44,6 +45,7 @@ func main() {
 	flag.StringVar(&cfg.root, "root", ".", "the Herald checkout")
 	flag.StringVar(&cfg.assets, "assets", "", "folder with etcd, kube-apiserver and kubectl (hack/envtest-assets.sh prints it)")
 	flag.StringVar(&cfg.herald, "herald", "bin/herald", "the herald binary (make build)")
+	flag.StringVar(&cfg.helm, "helm", "", "the helm binary (hack/tool.sh helm prints it)")
 	flag.StringVar(&cfg.state, "state", ".local", "state folder, kept between runs")
 	flag.StringVar(&cfg.namespace, "namespace", "herald-demo", "namespace of the sample endpoints and subscriptions")
 	flag.IntVar(&cfg.ingestPort, "ingest-port", 8080, "preferred port of the ingest API on 127.0.0.1 (a free one if taken)")
@@ -104,8 +106,11 @@ func (c *config) resolve() error {
 	if c.assets == "" {
 		return errors.New("--assets is required: run hack/local-stack.sh, which builds the control-plane binaries and passes their folder")
 	}
-	c.assets = abs(c.assets)
-	for _, bin := range []string{filepath.Join(c.assets, "etcd"), filepath.Join(c.assets, "kube-apiserver"), filepath.Join(c.assets, "kubectl"), c.herald} {
+	if c.helm == "" {
+		return errors.New("--helm is required: run hack/local-stack.sh, which installs the pinned helm and passes it")
+	}
+	c.assets, c.helm = abs(c.assets), abs(c.helm)
+	for _, bin := range []string{filepath.Join(c.assets, "etcd"), filepath.Join(c.assets, "kube-apiserver"), filepath.Join(c.assets, "kubectl"), c.herald, c.helm} {
 		if _, err := os.Stat(bin); err != nil {
 			return fmt.Errorf("%s is missing: run hack/local-stack.sh (or make run), which builds it", bin)
 		}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,7 +48,8 @@ type stack struct {
 	stopRecv   context.CancelFunc
 
 	ingestURL     string
-	tokenFile     string
+	producer      *identity
+	operator      *identity
 	firstDelivery time.Time
 }
 
@@ -98,6 +102,9 @@ func (s *stack) run(ctx context.Context) error {
 	if err := s.applyCRDs(ctx); err != nil {
 		return err
 	}
+	if err := s.applyChartRBAC(ctx); err != nil {
+		return err
+	}
 
 	recvCtx, stopRecv := context.WithCancel(context.Background())
 	s.stopRecv = stopRecv
@@ -110,6 +117,9 @@ func (s *stack) run(ctx context.Context) error {
 	s.con.Stackf("demo receiver listening on %s (one path per endpoint: /<namespace>/<endpoint>)", s.receiver.base)
 
 	if err := s.startHerald(ctx); err != nil {
+		return err
+	}
+	if err := s.identities(ctx); err != nil {
 		return err
 	}
 	if s.cfg.demo {
@@ -162,12 +172,17 @@ func (s *stack) startControlPlane() error {
 	}
 	// envtest's API server already runs with RBAC authorization and a service-account
 	// signing key, which is what TokenRequest, TokenReview and SubjectAccessReview (the
-	// dispatcher's producer authentication) need; nothing to add.
+	// dispatcher's producer authentication) need. Only the key and the issuer are made
+	// to last (keepServiceAccountIssuer).
+	apiServer := &envtest.APIServer{CertDir: s.certDir(), Out: apiLog, Err: apiLog}
+	if err := s.keepServiceAccountIssuer(apiServer); err != nil {
+		return err
+	}
 	s.env = &envtest.Environment{
 		BinaryAssetsDirectory: s.cfg.assets,
 		ControlPlane: envtest.ControlPlane{
 			Etcd:      &envtest.Etcd{DataDir: s.etcdDir(), Out: etcdLog, Err: etcdLog},
-			APIServer: &envtest.APIServer{CertDir: s.certDir(), Out: apiLog, Err: apiLog},
+			APIServer: apiServer,
 		},
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  30 * time.Second,
@@ -215,8 +230,7 @@ func (s *stack) writeKubeconfig() error {
 	if err := os.Chmod(s.kubeconfig, 0o600); err != nil {
 		return err
 	}
-	s.con.Stackf("kubeconfig (admin, namespace %s) written; in another terminal:", s.cfg.namespace)
-	s.con.Block("", "    export KUBECONFIG="+s.kubeconfig, "")
+	s.con.Stackf("admin kubeconfig (context herald-local, namespace %s) written to %s", s.cfg.namespace, s.kubeconfig)
 	return nil
 }
 
@@ -230,8 +244,43 @@ func (s *stack) applyCRDs(ctx context.Context) error {
 	return s.runKubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "-f", dir)
 }
 
+// applyChartRBAC installs the ClusterRoles the chart gives users of Herald
+// (herald-publisher for producers, herald-operator for the people who run endpoints),
+// rendered by helm from charts/herald as `helm install herald` would name them, so the
+// identities below and the CLI's hints meet the same roles as on a cluster. The chart's
+// manager and dispatcher RBAC is left out: here they run with the admin kubeconfig.
+func (s *stack) applyChartRBAC(ctx context.Context) error {
+	chart := filepath.Join(s.cfg.root, "charts", "herald")
+	args := []string{"template", "herald", chart, "--namespace", "herald-system"}
+	shown := "helm template herald " + s.rel(chart) + " --namespace herald-system"
+	for _, t := range chartUserRoles {
+		args = append(args, "--show-only", t)
+		shown += " --show-only " + t
+	}
+	s.con.Stackf("%s | kubectl apply --server-side -f -", shown)
+	render := exec.CommandContext(ctx, s.cfg.helm, args...)
+	var rendered, stderr bytes.Buffer
+	render.Stdout, render.Stderr = &rendered, &stderr
+	// helm keeps caches and repositories under HOME; none are needed to render a local
+	// chart, and a developer's helm settings have no say in what the stack installs.
+	render.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(s.cfg.state, "helm", "cache"),
+		"HELM_CONFIG_HOME="+filepath.Join(s.cfg.state, "helm", "config"), "HELM_DATA_HOME="+filepath.Join(s.cfg.state, "helm", "data"))
+	if err := render.Run(); err != nil {
+		return fmt.Errorf("rendering the chart's RBAC (helm %s): %w\n%s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return s.runKubectlInput(ctx, &rendered, "apply", "--server-side", "--force-conflicts", "--field-manager=helm", "-f", "-")
+}
+
+// chartUserRoles are the chart templates of the roles for Herald's users.
+var chartUserRoles = []string{"templates/publisher-rbac.yaml", "templates/operator-rbac.yaml"}
+
 func (s *stack) runKubectl(ctx context.Context, args ...string) error {
+	return s.runKubectlInput(ctx, nil, args...)
+}
+
+func (s *stack) runKubectlInput(ctx context.Context, stdin io.Reader, args ...string) error {
 	cmd := exec.CommandContext(ctx, s.kubectl(), args...)
+	cmd.Stdin = stdin
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+s.kubeconfig)
 	w := &prefixWriter{con: s.con, prefix: "        "}
 	cmd.Stdout, cmd.Stderr = w, w
@@ -278,9 +327,23 @@ func (s *stack) startHerald(ctx context.Context) error {
 	if _, err := s.startChild("dispatcher", dispatcher, env); err != nil {
 		return err
 	}
-	for name, addr := range map[string]string{"manager": mHealth, "dispatcher": dHealth} {
-		err := s.waitFor(ctx, name+" ready", 2*time.Minute, func() (bool, error) {
-			resp, err := http.Get("http://" + addr + "/readyz")
+	// Each process is asked for /readyz only once it has shown it could be ready: a
+	// failing readiness check is logged by controller-runtime at INFO ("healthz check
+	// failed"), so polling it from the first instant printed that line a dozen times on
+	// every start, about nothing. The manager's check is a ping, ready once its health
+	// server listens; the dispatcher opens its ingest port only after it has loaded
+	// every endpoint and subscription, which is what its check waits for too.
+	for _, w := range []struct{ name, signal, health string }{
+		{"manager", mHealth, mHealth},
+		{"dispatcher", ingest, dHealth},
+	} {
+		err := s.waitFor(ctx, w.name+" ready", 2*time.Minute, func() (bool, error) {
+			conn, err := net.DialTimeout("tcp", w.signal, time.Second)
+			if err != nil {
+				return false, nil
+			}
+			conn.Close()
+			resp, err := http.Get("http://" + w.health + "/readyz")
 			if err != nil {
 				return false, nil
 			}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -26,10 +25,6 @@ import (
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
 )
-
-// portForwardHint is how a person outside the cluster reaches the dispatcher the
-// manager deploys (controllers/workload: Service herald-dispatcher, port 8080).
-const portForwardHint = "kubectl port-forward -n herald-system svc/herald-dispatcher 8080"
 
 // apiOptions select the dispatcher's endpoint API and the credential for it, the way
 // herald publish selects the ingest API: --server, else $HERALD_URL, else the default;
@@ -49,6 +44,7 @@ type endpointAPI struct {
 	base      *url.URL
 	namespace string
 	http      *http.Client
+	token     string // the bearer token sent, for advice on a 401
 }
 
 func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) {
@@ -56,40 +52,42 @@ func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) 
 	if err != nil {
 		return nil, err
 	}
-	rt, err := o.transport(kube)
+	rt, token, err := o.transport(kube, ns)
 	if err != nil {
 		return nil, err
 	}
-	return &endpointAPI{base: base, namespace: ns, http: &http.Client{Transport: rt}}, nil
+	return &endpointAPI{base: base, namespace: ns, http: &http.Client{Transport: rt}, token: token}, nil
 }
 
 // transport differs from herald publish's in what it advises: API keys are for
 // producers, and the endpoint API takes only tokens checked against RBAC.
-func (o *apiOptions) transport(kube *kubeOptions) (http.RoundTripper, error) {
+func (o *apiOptions) transport(kube *kubeOptions, ns string) (http.RoundTripper, string, error) {
 	base := http.DefaultTransport.(*http.Transport).Clone()
 	token := o.token
 	if token == "" {
 		token = os.Getenv(envHeraldToken)
 	}
 	if token != "" {
-		return &staticBearer{token: strings.TrimSpace(token), rt: base}, nil
+		token = strings.TrimSpace(token)
+		return &staticBearer{token: token, rt: base}, token, nil
 	}
-	const fix = "pass --token or set " + envHeraldToken + " to a token allowed on webhookendpoints.hooks.herald.dev (kubectl create token NAME)"
+	const fix = "pass --token or set " + envHeraldToken + " to a token allowed on webhookendpoints.hooks.herald.dev"
+	account := newAccountHint(operatorClusterRole, ns)
 	cfg, err := kube.RESTConfig()
 	if err != nil {
 		if errors.Is(err, errNoKubeconfig) {
-			return nil, fmt.Errorf("no credentials for the dispatcher: %s", fix)
+			return nil, "", fmt.Errorf("no credentials for the dispatcher: %s; a ServiceAccount with that, as the cluster admin:\n%s", fix, account)
 		}
-		return nil, fmt.Errorf("no credentials for the dispatcher: %s, or fix the kubeconfig: %w", fix, err)
+		return nil, "", fmt.Errorf("no credentials for the dispatcher: %s, or fix the kubeconfig: %w", fix, err)
 	}
 	rt, ok, err := bearerTransport(cfg, base)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if !ok {
-		return nil, fmt.Errorf("no credentials for the dispatcher: the kubeconfig user has no bearer token (a client certificate cannot be checked by the dispatcher); %s", fix)
+		return nil, "", fmt.Errorf("no credentials for the dispatcher: the kubeconfig user has no bearer token (a client certificate cannot be checked by the dispatcher); %s. A ServiceAccount with that, as this kubeconfig's user if it may create RoleBindings:\n%s", fix, account)
 	}
-	return rt, nil
+	return rt, kubeconfigToken(cfg), nil
 }
 
 // call sends one request to the endpoint API and decodes a 200 answer into out. what
@@ -122,7 +120,7 @@ func (c *endpointAPI) call(ctx context.Context, method, name, suffix string, que
 		}
 		var op *net.OpError
 		if errors.As(err, &op) && op.Op == "dial" {
-			msg := fmt.Sprintf("cannot reach the dispatcher at %s (%v): is it running? Point --server or %s at its address, e.g. after %s", where, op.Err, envHeraldURL, portForwardHint)
+			msg := fmt.Sprintf("cannot reach the dispatcher at %s (%v): is it running? Point --server or %s at its address: %s", where, op.Err, envHeraldURL, unreachableHint())
 			if alternative != "" {
 				msg += "; or " + alternative
 			}
@@ -144,9 +142,6 @@ func (c *endpointAPI) call(ctx context.Context, method, name, suffix string, que
 	return c.refusal(resp, raw, name, what, verb, alternative)
 }
 
-// saSubject finds the ServiceAccount in a refusal, to spell out the binding.
-var saSubject = regexp.MustCompile(`system:serviceaccount:([a-z0-9.-]+):([a-z0-9.-]+)`)
-
 // refusal turns an error answer into one that says what to change.
 func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb, alternative string) error {
 	where, ns := c.base.Redacted(), c.namespace
@@ -158,17 +153,19 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 	msg := e.Error.Message
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
-		return fmt.Errorf("the dispatcher refused the credentials while %s (%s): pass --token or set %s to a ServiceAccount or user token with %s on webhookendpoints.hooks.herald.dev in namespace %q",
-			what, msg, envHeraldToken, verb, ns)
+		return fmt.Errorf("the dispatcher refused the credentials while %s (%s): pass --token or set %s to a ServiceAccount or user token with %s on webhookendpoints.hooks.herald.dev in namespace %q; %s",
+			what, msg, envHeraldToken, verb, ns, newTokenHint(c.token, operatorClusterRole, ns))
 	case http.StatusForbidden:
-		subject := "--serviceaccount=<namespace>:<name>"
-		if m := saSubject.FindStringSubmatch(msg); m != nil {
-			subject = "--serviceaccount=" + m[1] + ":" + m[2]
+		user := ""
+		if m := refusedSubject.FindStringSubmatch(msg); m != nil {
+			user = m[1]
 		}
-		err := fmt.Sprintf("the dispatcher refused %s: %s; grant it, e.g.\n  kubectl create role herald-operator -n %s --verb=get,update --resource=webhookendpoints.hooks.herald.dev\n  kubectl create rolebinding herald-operator -n %s --role=herald-operator %s",
-			what, msg, ns, ns, subject)
+		// The chart's herald-operator ClusterRole has get and update on webhookendpoints,
+		// which are the verbs the endpoint API asks for.
+		err := fmt.Sprintf("the dispatcher refused %s: %s; grant it (as a user who may create RoleBindings in %s):\n  %s\n%s",
+			what, msg, ns, bindHint(user, operatorClusterRole, ns), cacheNote("retry"))
 		if alternative != "" {
-			err += "\nor " + alternative
+			err += "\nOr " + alternative + "."
 		}
 		return errors.New(err)
 	case http.StatusNotFound:

@@ -491,10 +491,10 @@ func TestDLQ_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 	}{
 		{"a token that may read but not replay",
 			[]string{"dlq", "replay", "refusals", "--all", "--server", c.dispatcher, "--token", viewer},
-			"may not update webhookendpoints.hooks.herald.dev in namespace cli-dlq; grant it, e.g.\n" +
-				"  kubectl create role herald-operator -n cli-dlq --verb=get,update --resource=webhookendpoints.hooks.herald.dev\n" +
-				"  kubectl create rolebinding herald-operator -n cli-dlq --role=herald-operator --serviceaccount=cli-dlq:viewer\n" +
-				"or use --via-annotation, which needs only the API server"},
+			"may not update webhookendpoints.hooks.herald.dev in namespace cli-dlq; grant it (as a user who may create RoleBindings in cli-dlq):\n" +
+				"  kubectl create rolebinding viewer-herald-operator -n cli-dlq --clusterrole=herald-operator --serviceaccount=cli-dlq:viewer\n" +
+				"The dispatcher keeps a refusal for 10s: retry 10s after the binding is made.\n" +
+				"Or use --via-annotation, which needs only the API server."},
 		{"a token that is no token",
 			[]string{"dlq", "list", "refusals", "--server", c.dispatcher, "--token", "not-a-token"},
 			"the dispatcher refused the credentials while listing dead letters"},

@@ -504,12 +504,16 @@ func kubeError(err error, ns, name, verb string) error {
 	case apierrors.IsNotFound(err):
 		return fmt.Errorf("WebhookEndpoint %q not found in namespace %q: check the name and -n (kubectl get whe -n %s)", name, ns, ns)
 	case apierrors.IsForbidden(err):
-		where, flag := "namespace "+strconv.Quote(ns), "-n "+ns
-		if ns == "" {
-			where, flag = "every namespace", "-A"
+		user := ""
+		if m := kubeForbiddenUser.FindStringSubmatch(err.Error()); m != nil {
+			user = m[1]
 		}
-		return fmt.Errorf("the API server refused: %v; the kubeconfig user needs %s on webhookendpoints.hooks.herald.dev in %s (check with kubectl auth can-i %s webhookendpoints.hooks.herald.dev %s)",
-			err, verb, where, verb, flag)
+		if ns == "" {
+			// Every namespace needs a ClusterRoleBinding, which is rarely what is meant.
+			return fmt.Errorf("the API server refused: %v; the kubeconfig user may not %s webhookendpoints.hooks.herald.dev in every namespace: drop -A to use the context's namespace, or give -n", err, verb)
+		}
+		return fmt.Errorf("the API server refused: %v; the kubeconfig user needs %s on webhookendpoints.hooks.herald.dev in namespace %q. Grant it (as a user who may create RoleBindings there):\n  %s",
+			err, verb, ns, bindHint(user, operatorClusterRole, ns))
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("the API server refused the kubeconfig's credentials (%v): log in again, or pick another --context", err)
 	case errors.As(err, &op):

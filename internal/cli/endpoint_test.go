@@ -169,7 +169,8 @@ func TestEndpoint_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 			`WebhookEndpoint "nope" not found in namespace "cli-enable": check the name and -n (kubectl get whe -n cli-enable)`},
 		{"a kubeconfig user without rights",
 			[]string{"endpoint", "status", "-n", nsEnable, "--kubeconfig", tokenKubeconfig(t, c, nsEnable, nobody)},
-			"the kubeconfig user needs list on webhookendpoints.hooks.herald.dev in namespace \"cli-enable\" (check with kubectl auth can-i list webhookendpoints.hooks.herald.dev -n cli-enable)"},
+			"the kubeconfig user needs list on webhookendpoints.hooks.herald.dev in namespace \"cli-enable\". Grant it (as a user who may create RoleBindings there):\n" +
+				"  kubectl create rolebinding nobody-herald-operator -n cli-enable --clusterrole=herald-operator --serviceaccount=cli-enable:nobody"},
 		{"a namespace no dispatcher serves",
 			[]string{"endpoint", "enable", "orphan", "-n", nsUnserved, "--kubeconfig", c.kubeconfig, "--timeout", "2s"},
 			"but no dispatcher reported it handled within --timeout (its last handled value is empty): is the dispatcher running and serving namespace cli-unserved?"},

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"strings"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
@@ -97,4 +99,19 @@ func bearerTransport(cfg *rest.Config, rt http.RoundTripper) (wrapped http.Round
 		return nil, false, fmt.Errorf("using the kubeconfig user's credentials: %w", err)
 	}
 	return wrapped, true, nil
+}
+
+// kubeconfigToken is the kubeconfig user's static token, or the content of its token
+// file: what a refused request carried, for advice. Exec and auth-provider plugins give
+// "", and the advice is then generic.
+func kubeconfigToken(cfg *rest.Config) string {
+	if cfg.BearerToken != "" {
+		return cfg.BearerToken
+	}
+	if cfg.BearerTokenFile != "" {
+		if b, err := os.ReadFile(cfg.BearerTokenFile); err == nil {
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
 }

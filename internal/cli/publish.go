@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,9 +30,6 @@ const (
 
 const defaultIngestURL = "http://127.0.0.1:8080"
 
-// serviceAccountName finds the ServiceAccount a 403 names, to spell out the binding.
-var serviceAccountName = regexp.MustCompile(`"system:serviceaccount:([^:"]+):([^:"]+)"`)
-
 type publishOptions struct {
 	kube     kubeOptions
 	server   string
@@ -45,6 +41,8 @@ type publishOptions struct {
 	dataFile string
 	output   string
 	timeout  time.Duration
+
+	sentToken string // the bearer token sent, for advice on a 401
 }
 
 func newPublishCommand() *cobra.Command {
@@ -61,8 +59,11 @@ static token, token file or exec plugin; a client certificate cannot be used). A
 ServiceAccount token works when the ServiceAccount may create events.hooks.herald.dev
 in the namespace:
 
-  kubectl create rolebinding NAME-publisher --clusterrole=herald-publisher --serviceaccount=NS:NAME
-  export HERALD_TOKEN=$(kubectl create token NAME)
+  kubectl create rolebinding NAME-herald-publisher -n NS --clusterrole=herald-publisher --serviceaccount=NS:NAME
+  export HERALD_TOKEN=$(kubectl create token NAME -n NS)
+
+--data-file sends the file's bytes as they are (they must be JSON): whitespace, key
+order and escapes reach the receiver unchanged.
 
 Without --id a fresh id is generated here and printed, so the same command can be
 repeated with --id after a timeout without delivering the event twice.`,
@@ -117,12 +118,7 @@ func (o *publishOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 
-	body, err := json.Marshal(struct {
-		ID     string          `json:"id"`
-		Type   string          `json:"type"`
-		Source string          `json:"source,omitempty"`
-		Data   json.RawMessage `json:"data"`
-	}{ID: o.id, Type: o.typ, Source: o.source, Data: data})
+	body, err := eventBody(o.id, o.typ, o.source, data)
 	if err != nil {
 		return fmt.Errorf("encoding the event: %w", err)
 	}
@@ -154,6 +150,40 @@ func (o *publishOptions) run(cmd *cobra.Command) error {
 	return printResult(cmd.OutOrStdout(), o.output, res)
 }
 
+// eventBody is the ingest request for one event, written around data rather than
+// marshalled: encoding/json compacts a json.RawMessage and escapes <, > and & in it,
+// while the ingest API delivers data byte for byte, so marshalling changed what the
+// receiver got (and what it signs over).
+func eventBody(id, typ, source string, data []byte) ([]byte, error) {
+	var b bytes.Buffer
+	field := func(name, value string) error {
+		v, err := json.Marshal(value)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%q:%s,", name, v)
+		return nil
+	}
+	b.WriteByte('{')
+	if err := field("id", id); err != nil {
+		return nil, err
+	}
+	if err := field("type", typ); err != nil {
+		return nil, err
+	}
+	if source != "" {
+		if err := field("source", source); err != nil {
+			return nil, err
+		}
+	}
+	b.WriteString(`"data":`)
+	b.Write(data)
+	b.WriteByte('}')
+	return b.Bytes(), nil
+}
+
+// readData returns the event data as given: --data, or the bytes of --data-file, checked
+// to be one JSON value and otherwise untouched.
 func (o *publishOptions) readData(stdin io.Reader) (json.RawMessage, error) {
 	var raw []byte
 	switch {
@@ -172,8 +202,7 @@ func (o *publishOptions) readData(stdin io.Reader) (json.RawMessage, error) {
 	default:
 		raw = []byte(o.data)
 	}
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 {
+	if len(bytes.TrimSpace(raw)) == 0 {
 		return nil, errors.New("the event data is empty: pass JSON with --data or --data-file, e.g. --data '{}'")
 	}
 	if !json.Valid(raw) {
@@ -210,12 +239,14 @@ func (o *publishOptions) transport() (http.RoundTripper, error) {
 		token = os.Getenv(envHeraldToken)
 	}
 	if token != "" {
-		return &staticBearer{token: strings.TrimSpace(token), rt: base}, nil
+		o.sentToken = strings.TrimSpace(token)
+		return &staticBearer{token: o.sentToken, rt: base}, nil
 	}
+	ns, _ := o.kube.Namespace()
 	cfg, err := o.kube.RESTConfig()
 	if err != nil {
 		if errors.Is(err, errNoKubeconfig) {
-			return nil, fmt.Errorf("no credentials: pass --token or set %s to a ServiceAccount token (kubectl create token NAME) or an API key", envHeraldToken)
+			return nil, fmt.Errorf("no credentials: pass --token or set %s to a ServiceAccount token or an API key; a ServiceAccount that may publish, as the cluster admin:\n%s", envHeraldToken, newAccountHint(publisherClusterRole, ns))
 		}
 		return nil, fmt.Errorf("no credentials: pass --token or set %s, or fix the kubeconfig: %w", envHeraldToken, err)
 	}
@@ -224,8 +255,9 @@ func (o *publishOptions) transport() (http.RoundTripper, error) {
 		return nil, err
 	}
 	if !ok {
-		return nil, fmt.Errorf("no credentials: the kubeconfig user has no bearer token (a client certificate cannot be checked by the ingest API); pass --token or set %s to a ServiceAccount token (kubectl create token NAME) or an API key", envHeraldToken)
+		return nil, fmt.Errorf("no credentials: the kubeconfig user has no bearer token (a client certificate cannot be checked by the ingest API); pass --token or set %s to a ServiceAccount token or an API key. A ServiceAccount that may publish, as this kubeconfig's user if it may create RoleBindings:\n%s", envHeraldToken, newAccountHint(publisherClusterRole, ns))
 	}
+	o.sentToken = kubeconfigToken(cfg)
 	return rt, nil
 }
 
@@ -247,7 +279,7 @@ func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, 
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
-		return fmt.Errorf("cannot reach the ingest API at %s (%v): is the dispatcher running? Point --server or %s at its ingest address", where, op.Err, envHeraldURL)
+		return fmt.Errorf("cannot reach the ingest API at %s (%v): is the dispatcher running? Point --server or %s at its ingest address: %s", where, op.Err, envHeraldURL, unreachableHint())
 	}
 	return fmt.Errorf("sending the event to %s: %w", where, err)
 }
@@ -262,16 +294,23 @@ func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.
 	msg := e.Error.Message
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
-		return fmt.Errorf("the ingest API refused the credentials (%s): pass --token or set %s; a ServiceAccount token needs create on events.hooks.herald.dev in namespace %q", msg, envHeraldToken, ns)
+		return fmt.Errorf("the ingest API refused the credentials (%s): pass --token or set %s to a ServiceAccount token allowed to create events.hooks.herald.dev in namespace %q, or an API key of that namespace; %s",
+			msg, envHeraldToken, ns, newTokenHint(o.sentToken, publisherClusterRole, ns))
 	case http.StatusForbidden:
-		subject := "--serviceaccount=<namespace>:<name>"
-		if m := serviceAccountName.FindStringSubmatch(msg); m != nil {
-			subject = "--serviceaccount=" + m[1] + ":" + m[2]
+		user := ""
+		if m := refusedSubject.FindStringSubmatch(msg); m != nil {
+			user = m[1]
 		}
-		// The herald-publisher ClusterRole ships with Herald (config/rbac, the chart);
+		if g := grantFor(user); g.apiKey != "" {
+			keyNS, _, _ := strings.Cut(g.apiKey, "/")
+			return fmt.Errorf("the ingest API refused the event: %s; an API key is valid in its own namespace only: publish with -n %s, or use a key labelled %s=true in namespace %s",
+				msg, keyNS, "hooks.herald.dev/api-key", ns)
+		}
+		// The herald-publisher ClusterRole ships with the chart (and config/rbac);
 		// "kubectl create role --resource=events.hooks.herald.dev" would be refused,
 		// since events are not a stored resource that discovery lists.
-		return fmt.Errorf("the ingest API refused the event: %s; grant it, e.g.\n  kubectl create rolebinding herald-publisher -n %s --clusterrole=herald-publisher %s", msg, ns, subject)
+		return fmt.Errorf("the ingest API refused the event: %s; grant it (as a user who may create RoleBindings in %s):\n  %s\n%s",
+			msg, ns, bindHint(user, publisherClusterRole, ns), cacheNote("publish again"))
 	case http.StatusBadRequest:
 		return fmt.Errorf("the ingest API refused the event: %s", msg)
 	case http.StatusRequestEntityTooLarge:

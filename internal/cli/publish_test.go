@@ -150,7 +150,7 @@ func TestPublish_SendsTheEventAndPrintsTheResult(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	got := acc.received("shop")
-	if len(got) != 1 || got[0].Type != "order.created" || got[0].Source != "checkout" || string(got[0].Data) != `{"amount":1500}` {
+	if len(got) != 1 || got[0].Type != "order.created" || got[0].Source != "checkout" || string(got[0].Data) != `{"amount": 1500}` {
 		t.Fatalf("the dispatcher received %+v", got)
 	}
 
@@ -162,6 +162,28 @@ func TestPublish_SendsTheEventAndPrintsTheResult(t *testing.T) {
 	}
 	if strings.Fields(strings.Split(r.stdout, "\n")[0])[0] != "ID" {
 		t.Fatalf("table has no header: %q", r.stdout)
+	}
+}
+
+// The ingest API delivers data byte for byte, so the CLI must send the file as it is:
+// a receiver that hashes or signs the data, or a person comparing it with what they
+// sent, sees the same bytes. Whitespace, key order and characters encoding/json would
+// escape (<, >, &) are the usual casualties of a re-encoding.
+func TestPublish_DataFileIsSentByteForByte(t *testing.T) {
+	isolate(t)
+	srv, acc := ingestServer(t)
+	data := "{\n  \"z\": 1,\n  \"a\": [1,   2],\n  \"note\": \"<b>&amp;</b> caf\u00e9 \\u00e9\"\n}"
+	file := writeFile(t, "invoice.json", data+"\n")
+	r := runPublish(t, "", "--server", srv.URL, "--token", "producer", "-n", "shop", "--type", "invoice.paid", "--data-file", file)
+	if r.err != nil {
+		t.Fatalf("publish --data-file: %v", r.err)
+	}
+	got := acc.received("shop")
+	if len(got) != 1 {
+		t.Fatalf("the dispatcher received %d events, want 1", len(got))
+	}
+	if string(got[0].Data) != data {
+		t.Fatalf("the dispatcher received data\n%s\nwant the file's bytes\n%s", got[0].Data, data)
 	}
 }
 
@@ -222,7 +244,7 @@ func TestPublish_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 		{
 			name: "a bad token",
 			args: []string{"--server", srv.URL, "--token", "nope", "-n", "shop"},
-			want: "the ingest API refused the credentials (the bearer token is invalid, expired or revoked): pass --token or set HERALD_TOKEN; a ServiceAccount token needs create on events.hooks.herald.dev",
+			want: "the ingest API refused the credentials (the bearer token is invalid, expired or revoked): pass --token or set HERALD_TOKEN to a ServiceAccount token allowed to create events.hooks.herald.dev in namespace \"shop\"",
 		},
 		{
 			name: "no credentials anywhere",
@@ -238,7 +260,9 @@ func TestPublish_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 		{
 			name: "a namespace the token may not publish into",
 			args: []string{"--server", srv.URL, "--token", "producer", "-n", "billing"},
-			want: "kubectl create rolebinding herald-publisher -n billing --clusterrole=herald-publisher --serviceaccount=shop:producer",
+			want: "grant it (as a user who may create RoleBindings in billing):\n" +
+				"  kubectl create rolebinding producer-herald-publisher -n billing --clusterrole=herald-publisher --serviceaccount=shop:producer\n" +
+				"The dispatcher keeps a refusal for 10s: publish again 10s after the binding is made.",
 		},
 		{
 			name: "a dispatcher that is not running",

@@ -1,0 +1,540 @@
+package firsthour
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/herald-dev/herald/internal/testenv"
+)
+
+var repoRoot = testenv.RepoRoot()
+
+// Headings of the terminals the stack's closing hints open, in hack/localstack/hints.go.
+const (
+	adminTerminal    = "As the cluster admin"
+	producerTerminal = "As a producer"
+	operatorTerminal = "As an operator"
+)
+
+// expectation is what a pasted command must print (stdout and stderr together) besides
+// exiting 0. Commands are matched by prefix, first match wins; a printed command with no
+// expectation fails the test, so a new hint cannot go unchecked.
+type expectation struct {
+	prefix string
+	want   []string
+}
+
+var expectations = []expectation{
+	{"kubectl get whe,whs", []string{"webhookendpoint.hooks.herald.dev/billing", "webhooksubscription.hooks.herald.dev/"}},
+	{"kubectl describe whe billing", []string{"billing", "Conditions:", "Ready"}},
+	{"kubectl get events --field-selector involvedObject.kind=WebhookEndpoint", nil},
+	{"herald verify ", []string{"signature valid"}},
+	{"herald publish ", []string{"MATCHED", "evt_"}},
+	{"herald endpoint status billing", []string{"Name:", "billing", "Ready:"}},
+	{"herald endpoint status", []string{"NAME", "billing"}},
+	{"herald endpoint enable billing", []string{"WebhookEndpoint herald-demo/billing"}},
+	{"herald dlq list billing", []string{"dead letters", "herald-demo/billing"}},
+	{"herald dlq replay billing --all --via-annotation", []string{"Annotated WebhookEndpoint herald-demo/billing", "the dispatcher replayed"}},
+	{"herald dlq replay billing --event-id", []string{"No dead letter of WebhookEndpoint herald-demo/billing matched"}},
+	{`ln -s "$(command -v herald)" ~/.local/bin/kubectl-herald`, nil},
+	{"kubectl plugin list", []string{"/.local/bin/kubectl-herald"}},
+	{"kubectl herald endpoint status", []string{"NAME", "billing"}},
+	{"kubectl herald dlq list billing", []string{"dead letters", "herald-demo/billing"}},
+	// The grants the CLI advises on a 403.
+	{"kubectl create rolebinding ", []string{"rolebinding.rbac.authorization.k8s.io/", " created"}},
+}
+
+// TestFirstHour_EveryPrintedCommandAndREADMEExampleWorks is issue 15's "first hour":
+// nothing a new user is told to paste may fail.
+func TestFirstHour_EveryPrintedCommandAndREADMEExampleWorks(t *testing.T) {
+	start := time.Now()
+	state := filepath.Join(t.TempDir(), "state")
+	home := newHome(t)
+
+	stack := startStack(t, state)
+	terminals := stack.hints(t)
+	t.Logf("== make run printed its hints after %s", time.Since(start).Round(100*time.Millisecond))
+	for _, noise := range []string{"healthz check failed", "resuming it as"} {
+		if stack.printed(noise) {
+			t.Errorf("make run printed %q while starting:\n%s", noise, stack.output())
+		}
+	}
+
+	for _, heading := range []string{adminTerminal, producerTerminal, operatorTerminal} {
+		term := terminals.find(t, heading)
+		for _, c := range term.commands {
+			paste(t, home, term, c)
+		}
+	}
+
+	// The README's examples, each in the terminal of the identity it is for: publishing is
+	// the producer's, the rest the operator's.
+	readme := readmeExamples(t)
+	if len(readme) < 8 {
+		t.Fatalf("found %d examples in the README's CLI section, want the herald commands and the kubectl plugin ones", len(readme))
+	}
+	for _, c := range readme {
+		term := terminals.find(t, operatorTerminal)
+		if strings.HasPrefix(c, "herald publish") {
+			term = terminals.find(t, producerTerminal)
+		}
+		paste(t, home, term, c)
+	}
+	t.Logf("== every printed command and README example pasted, %s after make run started", time.Since(start).Round(100*time.Millisecond))
+
+	// The CLI's advice on an error must fix it here: the admin runs the printed commands,
+	// and the refused command then works (once the dispatcher's refusal cache lets go).
+	admin, producer, operator := terminals.find(t, adminTerminal), terminals.find(t, producerTerminal), terminals.find(t, operatorTerminal)
+	followGrant(t, home, admin, producer, "herald dlq list billing")
+	followGrant(t, home, admin, producer, "herald publish -n default --type invoice.paid --data '{\"amount\": 2500}'")
+	followGrant(t, home, admin, operator, "herald publish -n herald-demo --type invoice.paid --data '{\"amount\": 2500}'")
+	followRecipe(t, home, admin, "herald dlq list billing")
+	badToken := admin
+	badToken.exports = append(append([]string(nil), admin.exports...), "export HERALD_TOKEN=not-a-token")
+	followRecipe(t, home, badToken, "herald publish --type invoice.paid --data '{\"amount\": 2500}'")
+	t.Logf("== the CLI's advice followed, %s after make run started", time.Since(start).Round(100*time.Millisecond))
+
+	// A terminal keeps the token it exported; after a restart of make run it must still
+	// be accepted (the signing key and issuer are kept in the state folder).
+	producerToken := readFile(t, filepath.Join(state, "producer-token"))
+	operatorToken := readFile(t, filepath.Join(state, "operator-token"))
+	stack.stop(t)
+	restarted := startStack(t, state, "--demo=false")
+	after := restarted.hints(t)
+	withOldToken := func(heading, token string) terminal {
+		term := after.find(t, heading)
+		term.exports = append(append([]string(nil), term.exports...), "export HERALD_TOKEN="+token)
+		return term
+	}
+	paste(t, home, withOldToken(producerTerminal, producerToken), `herald publish --type invoice.paid --data '{"amount": 2500}'`)
+	paste(t, home, withOldToken(operatorTerminal, operatorToken), "herald dlq list billing")
+	restarted.stop(t)
+	t.Logf("== tokens from before the restart still work; %s in all", time.Since(start).Round(100*time.Millisecond))
+}
+
+// hintLines are the commands an error message advises, indented by two spaces.
+func hintLines(out string) []string {
+	var cmds []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "  kubectl ") || strings.HasPrefix(l, "  export ") {
+			cmds = append(cmds, strings.TrimSpace(l))
+		}
+	}
+	return cmds
+}
+
+// run pastes a script into a fresh bash in term and returns its output and error.
+func run(home string, term terminal, script string) (string, error) {
+	cmd := exec.Command("bash", "-c", strings.Join(append(append([]string(nil), term.exports...), script), "\n"))
+	cmd.Dir = os.TempDir()
+	cmd.Env = userEnv(home)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// followGrant runs command in term, where it must be refused with advice to grant
+// something, has the admin paste that advice, and waits for command to work: the
+// dispatcher keeps a refusal for a while (the message says how long), so the command
+// is repeated until it works or twice that time has passed.
+func followGrant(t *testing.T, home string, admin, term terminal, command string) {
+	t.Helper()
+	out, err := run(home, term, command)
+	if err == nil {
+		t.Errorf("%s terminal: %q worked; it should have been refused:\n%s", shortHeading(term.heading), command, indent(out))
+		return
+	}
+	grants := hintLines(out)
+	t.Logf("%s $ %s   (refused, as it should be)\n%s", shortHeading(term.heading), command, indent(out))
+	if len(grants) == 0 || !strings.Contains(out, "keeps a refusal for") {
+		t.Errorf("%s terminal: %q was refused without a command that grants it and the refusal cache's delay:\n%s", shortHeading(term.heading), command, indent(out))
+		return
+	}
+	for _, g := range grants {
+		paste(t, home, admin, g)
+	}
+	granted := time.Now()
+	for {
+		out, err = run(home, term, command)
+		if err == nil {
+			t.Logf("%s $ %s   (works %s after the grant)\n%s", shortHeading(term.heading), command, time.Since(granted).Round(100*time.Millisecond), indent(out))
+			return
+		}
+		if time.Since(granted) > 30*time.Second {
+			t.Errorf("%s terminal: %q still fails 30s after the admin ran the advice %q:\n%s", shortHeading(term.heading), command, grants, indent(out))
+			return
+		}
+		time.Sleep(time.Second) // the poll interval of a condition with a deadline, not a wait for it
+	}
+}
+
+// followRecipe runs command in term, where it must fail with a recipe of commands that
+// end in an export, and then pastes the recipe followed by command in the same shell,
+// which must work at once: the recipe makes a new identity, so no refusal is cached.
+func followRecipe(t *testing.T, home string, term terminal, command string) {
+	t.Helper()
+	out, err := run(home, term, command)
+	recipe := hintLines(out)
+	t.Logf("%s $ %s   (fails, as it should)\n%s", shortHeading(term.heading), command, indent(out))
+	if err == nil || len(recipe) == 0 || !strings.HasPrefix(recipe[len(recipe)-1], "export ") {
+		t.Errorf("%s terminal: %q should fail with commands that end in an export; it printed (%v):\n%s", shortHeading(term.heading), command, err, indent(out))
+		return
+	}
+	script := strings.Join(append(recipe, command), "\n")
+	out, err = run(home, term, script)
+	t.Logf("%s $ %s\n%s", shortHeading(term.heading), strings.ReplaceAll(script, "\n", "\n  $ "), indent(out))
+	if err != nil {
+		t.Errorf("%s terminal: the advice followed by the command failed (%v):\n%s\n%s", shortHeading(term.heading), err, indent(script), indent(out))
+	}
+}
+
+// terminal is one block of the closing hints: the exports that open it and the commands
+// to paste after them.
+type terminal struct {
+	heading  string
+	exports  []string
+	commands []string
+}
+
+type terminals []terminal
+
+func (ts terminals) find(t *testing.T, heading string) terminal {
+	t.Helper()
+	for _, term := range ts {
+		if strings.HasPrefix(term.heading, heading) {
+			return term
+		}
+	}
+	t.Fatalf("make run's hints have no terminal %q", heading)
+	return terminal{}
+}
+
+// paste runs the terminal's exports and then command in a new bash, in a folder of its
+// own with a HOME of its own, as in a freshly opened terminal, and checks the outcome.
+func paste(t *testing.T, home string, term terminal, command string) {
+	t.Helper()
+	var want []string
+	found := false
+	for _, e := range expectations {
+		if strings.HasPrefix(command, e.prefix) {
+			want, found = e.want, true
+			break
+		}
+	}
+	if !found {
+		t.Errorf("%s terminal: no expectation for the command %q: add one to expectations", shortHeading(term.heading), command)
+		return
+	}
+	script := strings.Join(append(append([]string(nil), term.exports...), command), "\n")
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = t.TempDir()
+	cmd.Env = userEnv(home)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start).Round(10 * time.Millisecond)
+	t.Logf("%s $ %s   (%s)\n%s", shortHeading(term.heading), command, took, indent(string(out)))
+	if err != nil {
+		t.Errorf("%s terminal: pasting\n%s\nfailed (%v):\n%s", shortHeading(term.heading), indent(script), err, indent(string(out)))
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("%s terminal: %q printed\n%s\nwhich lacks %q", shortHeading(term.heading), command, indent(string(out)), w)
+		}
+	}
+}
+
+// userEnv is a person's environment: the machine's PATH with ~/.local/bin (Debian's
+// ~/.profile adds it when it exists), a HOME of their own, and none of the variables the
+// hints set, so only the pasted exports can make a command work.
+func userEnv(home string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "HOME", name == "PATH", name == "KUBECONFIG", strings.HasPrefix(name, "HERALD_"),
+			strings.HasPrefix(name, "MAKE"), name == "MFLAGS", name == "KUBEBUILDER_ASSETS":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "HOME="+home, "PATH="+filepath.Join(home, ".local", "bin")+":"+os.Getenv("PATH"))
+}
+
+// goCaches are the go command's cache settings of this process, as variables.
+func goCaches(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "-json", "GOCACHE", "GOMODCACHE", "GOPATH").Output()
+	if err != nil {
+		t.Fatalf("go env: %v", err)
+	}
+	var vars map[string]string
+	if err := json.Unmarshal(out, &vars); err != nil {
+		t.Fatalf("go env -json printed %q: %v", out, err)
+	}
+	var env []string
+	for k, v := range vars {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+func newHome(t *testing.T) string {
+	home := filepath.Join(t.TempDir(), "home")
+	if err := os.MkdirAll(filepath.Join(home, ".local", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return home
+}
+
+// stack is `make run` running in the checkout.
+type stack struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error
+
+	mu    sync.Mutex
+	lines []string
+	more  *sync.Cond
+}
+
+// startStack runs `make run` with its state in state and ports chosen free, so that it
+// neither meets a developer's own `make run` nor another test.
+func startStack(t *testing.T, state string, flags ...string) *stack {
+	t.Helper()
+	runFlags := append([]string{"--state=" + state, "--ingest-port=0", "--receiver-port=0"}, flags...)
+	cmd := exec.Command("make", "--no-print-directory", "run", "RUN_FLAGS="+strings.Join(runFlags, " "))
+	cmd.Dir = repoRoot
+	// The developer's kubeconfig and HERALD_* must not reach the stack, and a make
+	// jobserver of `make test` is not this make's. Go's caches stay the developer's: they
+	// live under HOME by default, and a new HOME would build everything cold.
+	cmd.Env = append(userEnv(t.TempDir()), goCaches(t)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	s := &stack{cmd: cmd, done: make(chan struct{})}
+	s.more = sync.NewCond(&s.mu)
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting make run: %v", err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			s.mu.Lock()
+			s.lines = append(s.lines, sc.Text())
+			s.more.Broadcast()
+			s.mu.Unlock()
+		}
+	}()
+	go func() {
+		s.err = cmd.Wait()
+		pw.Close()
+		close(s.done)
+		s.mu.Lock()
+		s.more.Broadcast()
+		s.mu.Unlock()
+	}()
+	t.Cleanup(func() {
+		// Should the test end early, nothing is left running: a SIGKILL for the whole
+		// group; the stack's own children die with it (Pdeathsig).
+		select {
+		case <-s.done:
+		default:
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-s.done
+		}
+	})
+	return s
+}
+
+const hintsEnd = "Ctrl-C stops everything"
+
+// hints waits for the closing hints and parses them into terminals.
+func (s *stack) hints(t *testing.T) terminals {
+	t.Helper()
+	// Cold, make run builds herald and the stack (and, the very first time on a machine,
+	// the control-plane binaries and helm, which `make test` has already built).
+	deadline := time.Now().Add(10 * time.Minute)
+	timer := time.AfterFunc(time.Until(deadline), func() {
+		s.mu.Lock()
+		s.more.Broadcast()
+		s.mu.Unlock()
+	})
+	defer timer.Stop()
+	s.mu.Lock()
+	for !containsPrefix(s.lines, hintsEnd) {
+		if s.exited() {
+			s.mu.Unlock()
+			<-s.done
+			t.Fatalf("make run exited (%v) before printing its hints:\n%s", s.err, s.output())
+		}
+		if time.Now().After(deadline) {
+			s.mu.Unlock()
+			t.Fatalf("make run printed no hints within 10 minutes:\n%s", s.output())
+		}
+		s.more.Wait()
+	}
+	lines := append([]string(nil), s.lines...)
+	s.mu.Unlock()
+	t.Logf("make run printed:\n%s", indent(strings.Join(lines, "\n")))
+	return parseHints(t, lines)
+}
+
+func (s *stack) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *stack) printed(substr string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lines {
+		if strings.Contains(l, substr) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *stack) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return indent(strings.Join(s.lines, "\n"))
+}
+
+// stop is Ctrl-C's equivalent for make: SIGTERM, which make passes on to the stack; the
+// stack stops its processes in order and must say so.
+func (s *stack) stop(t *testing.T) {
+	t.Helper()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("make run did not stop within 90s of SIGTERM:\n%s", s.output())
+	}
+	if !s.printed("stopped kube-apiserver and etcd") {
+		t.Errorf("make run did not report an orderly stop:\n%s", s.output())
+	}
+}
+
+func containsPrefix(lines []string, prefix string) bool {
+	for _, l := range lines {
+		if strings.HasPrefix(l, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseHints reads the terminals of the closing hints: a heading line ending in ":",
+// then its indented lines (exports first, then commands; "\" continues a line; "#"
+// starts a comment).
+func parseHints(t *testing.T, lines []string) terminals {
+	t.Helper()
+	var out terminals
+	in := false
+	var cur *terminal
+	pending := ""
+	for _, l := range lines {
+		if strings.HasPrefix(l, "Herald is running locally") {
+			in = true
+			continue
+		}
+		if !in {
+			continue
+		}
+		if strings.HasPrefix(l, hintsEnd) {
+			break
+		}
+		switch {
+		case strings.HasPrefix(l, "As ") && strings.HasSuffix(l, ":"):
+			out = append(out, terminal{heading: l})
+			cur = &out[len(out)-1]
+		case strings.HasPrefix(l, "    ") && cur != nil:
+			line := pending + strings.TrimSpace(l)
+			if strings.HasSuffix(line, `\`) {
+				pending = strings.TrimSuffix(line, `\`)
+				continue
+			}
+			pending = ""
+			switch {
+			case strings.HasPrefix(line, "#"):
+			case strings.HasPrefix(line, "export "):
+				cur.exports = append(cur.exports, line)
+			default:
+				cur.commands = append(cur.commands, line)
+			}
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("found no terminals in make run's hints:\n%s", indent(strings.Join(lines, "\n")))
+	}
+	for _, term := range out {
+		if len(term.exports) == 0 || len(term.commands) == 0 {
+			t.Errorf("the terminal %q has %d exports and %d commands; each needs both", term.heading, len(term.exports), len(term.commands))
+		}
+	}
+	return out
+}
+
+// readmeExamples returns the commands of the README's "Command line and kubectl plugin"
+// section, from its sh blocks, comments and blank lines left out.
+func readmeExamples(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := regexp.MustCompile(`(?ms)^## Command line and kubectl plugin\n(.*?)^## `).FindSubmatch(raw)
+	if section == nil {
+		t.Fatal(`README.md has no section "## Command line and kubectl plugin"`)
+	}
+	var out []string
+	for _, block := range regexp.MustCompile("(?ms)^```sh\n(.*?)^```").FindAllSubmatch(section[1], -1) {
+		for _, l := range strings.Split(string(block[1]), "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(bytes.TrimSpace(b))
+}
+
+func shortHeading(h string) string {
+	h, _, _ = strings.Cut(h, ":")
+	return strings.TrimPrefix(h, "As ")
+}
+
+func indent(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if s == "" {
+		return "    (no output)"
+	}
+	return "    " + strings.ReplaceAll(s, "\n", "\n    ")
+}
