@@ -541,16 +541,26 @@ func (h *harness) failAndRecover(s *samples, pub *publisher, opEnv []string) {
 		t.Errorf("the failing receiver saw %d attempts of %s, want 3 (one and two retries)", len(attempts), first)
 	}
 
-	// What kubectl shows: Disabled, and Ready mirrors it.
-	var row []string
-	for _, line := range strings.Split(h.kubectlMust("get", "whe", "-n", ns), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && f[0] == failingName {
-			row = f
+	// What kubectl shows: Disabled, the dispatcher holding (Delivering False), and
+	// Ready mirroring both. Columns are found by their header.
+	row := func() map[string]string {
+		col := map[string]string{}
+		lines := strings.Split(h.kubectlMust("get", "whe", "-n", ns), "\n")
+		header := strings.Fields(lines[0])
+		for _, line := range lines[1:] {
+			if f := strings.Fields(line); len(f) == len(header) && f[0] == failingName {
+				for i, name := range header {
+					col[name] = f[i]
+				}
+			}
 		}
+		return col
 	}
-	if len(row) < 5 || row[2] != "False" || row[3] != "True" || row[4] != "3" {
-		t.Errorf("kubectl get whe row for %s: %q, want READY False, DISABLED True, FAILURES 3", failingName, row)
-	}
+	var col map[string]string
+	h.eventually(30*time.Second, "kubectl get whe shows the endpoint disabled and held", func() bool {
+		col = row()
+		return col["READY"] == "False" && col["DELIVERING"] == "False" && col["DISABLED"] == "True" && col["FAILURES"] == "3"
+	})
 	var events string
 	h.eventually(30*time.Second, "EndpointDisabled and DeliveryFailed Events", func() bool {
 		events = h.kubectlMust("get", "events", "-n", ns, "--field-selector", "involvedObject.name="+failingName,
