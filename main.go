@@ -9,7 +9,7 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
-	"github.com/herald-dev/herald/internal/cli"
+	"github.com/herald-dev/herald/cli"
 )
 
 // exitCoder is an error that carries the exit code a command promises (herald verify:

@@ -26,7 +26,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/herald-dev/herald/controllers/workload"
-	"github.com/herald-dev/herald/internal/cli"
+	"github.com/herald-dev/herald/cli"
 )
 
 // externalValues is the scale-out install of the README, with everything optional set.

@@ -72,7 +72,7 @@ func newNamespace(t *testing.T) string {
 }
 
 // startManager runs a manager with the workload reconciler, configured and cached the
-// way internal/cli wires it, until the returned stop function (or the test's cleanup)
+// way cli wires it, until the returned stop function (or the test's cleanup)
 // stops it. A configuration change in production is a manager restart with new flags,
 // which is what stopping one manager and starting another reproduces.
 func startManager(t *testing.T, cfg workload.Config) (stop func()) {

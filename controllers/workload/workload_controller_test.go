@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/herald-dev/herald/controllers/workload"
-	"github.com/herald-dev/herald/internal/cli"
+	"github.com/herald-dev/herald/cli"
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
