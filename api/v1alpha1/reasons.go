@@ -71,6 +71,9 @@ const (
 	// ReasonConsecutiveFailures: auto-disabled after autoDisable.afterConsecutiveFailures
 	// failed attempts in a row.
 	ReasonConsecutiveFailures = "ConsecutiveFailures"
+	// ReasonGone: the receiver answered 410 Gone, which Standard Webhooks defines as "stop
+	// sending": disabled at once, whatever the failure count.
+	ReasonGone = "Gone"
 	// ReasonEnabled: not disabled.
 	ReasonEnabled = "Enabled"
 )

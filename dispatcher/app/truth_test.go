@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -153,4 +155,28 @@ func labelIs(m *dto.Metric, name, value string) bool {
 		}
 	}
 	return false
+}
+
+// TestDispatcher_GoneDisablesTheEndpointAtOnce: one 410 Gone disables the endpoint on its
+// status, with reason Gone and a Warning Event, whatever the failure threshold.
+func TestDispatcher_GoneDisablesTheEndpointAtOnce(t *testing.T) {
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "truth-gone"
+	s := newSink(t)
+	s.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) })
+	fixture(t, c, ns, "retired", heraldv1.WebhookEndpointSpec{URL: s.URL, Timeout: "2s",
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](10)}})
+	d := startDispatcher(t)
+	d.publish(ns, "evt_gone", "invoice.paid")
+	ep := waitEndpoint(t, c, ns, "retired", "disabled by 410", func(e *heraldv1.WebhookEndpoint) bool {
+		return meta.IsStatusConditionTrue(e.Status.Conditions, heraldv1.ConditionDisabled)
+	})
+	cond := meta.FindStatusCondition(ep.Status.Conditions, heraldv1.ConditionDisabled)
+	if cond.Reason != heraldv1.ReasonGone || !strings.Contains(cond.Message, "410 Gone") || ep.Status.ConsecutiveFailures != 1 {
+		t.Errorf("Disabled = %+v after %d failures, want reason Gone after 1", cond, ep.Status.ConsecutiveFailures)
+	}
+	waitEvent(t, c, ns, heraldv1.EventEndpointDisabled, "410 Gone")
 }

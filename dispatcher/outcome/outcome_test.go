@@ -204,3 +204,22 @@ func TestTracker_ReplayTokenIsHandledOncePerValueAcrossRestarts(t *testing.T) {
 		t.Fatalf("State().lastReplay = %q, %v", lastReplay, err)
 	}
 }
+
+// TestTracker_GoneDisablesAtOnce: 410 Gone is the receiver's "stop sending" (Standard
+// Webhooks), so one is enough, far below the failure threshold.
+func TestTracker_GoneDisablesAtOnce(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	tracker := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
+	key := delivery.Key{Namespace: "shop", Name: "retired"}
+	a := attempt(key, 1, false)
+	a.Outcome = sender.Outcome{StatusCode: 410, Latency: time.Millisecond, Err: errors.New("receiver answered 410")}
+	tracker.Attempted(a)
+	state, disabled := tracker.Disabled(key)
+	if !disabled || state.DisabledReason != heraldv1.ReasonGone || state.ConsecutiveFailures != 1 {
+		t.Fatalf("after one 410: %+v, want disabled with reason Gone", state)
+	}
+	if want := "the receiver answered 410 Gone to event evt_1"; state.DisabledMessage != want {
+		t.Errorf("message = %q, want %q", state.DisabledMessage, want)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -124,11 +125,17 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 	st, _, err := t.states.update(ctx, key, func(s *State) bool {
 		s.ConsecutiveFailures++
 		transitioned = false
-		if threshold > 0 && s.ConsecutiveFailures >= threshold && !s.Disabled {
+		gone := a.Outcome.StatusCode == http.StatusGone
+		if !s.Disabled && (gone || (threshold > 0 && s.ConsecutiveFailures >= threshold)) {
 			s.Disabled, transitioned = true, true
 			s.DisabledAt = t.now().UTC().Truncate(time.Second)
 			s.DisabledReason = heraldv1.ReasonConsecutiveFailures
 			s.DisabledMessage = fmt.Sprintf("%d consecutive failed attempts; last: %s", s.ConsecutiveFailures, at.Error)
+			if gone {
+				// The receiver asked to stop (Standard Webhooks): no count applies.
+				s.DisabledReason = heraldv1.ReasonGone
+				s.DisabledMessage = fmt.Sprintf("the receiver answered 410 Gone to event %s", at.EventID)
+			}
 			s.DisabledGeneration = generation
 		}
 		return true
