@@ -11,49 +11,33 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr/testr"
 
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/router"
 )
 
-// recordingAcceptor stores events in memory and, like the engine, answers a repeated id
-// with the first result.
-type recordingAcceptor struct {
-	mu     sync.Mutex
-	events map[string][]ingest.Event // by namespace
-	seen   map[string]bool
+// dispatcherIngest is the dispatcher's own route (app.NewPipeline: ingest, accept with
+// its dedupe, the real store) behind the real ingest handler. Namespace "shop" has two
+// held endpoints that every event is routed to, so what the CLI sent stays in the store
+// to be read back. Token "producer" may publish into "shop" only; token "stranger" is
+// valid nowhere.
+type dispatcherIngest struct {
+	t    *testing.T
+	p    *app.Pipeline
+	mu   sync.Mutex
+	seen []queue.Delivery
 }
 
-func (a *recordingAcceptor) Accept(_ context.Context, ns string, events []ingest.Event) ([]ingest.Result, error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make([]ingest.Result, len(events))
-	for i, e := range events {
-		key := ns + "/" + e.ID
-		if a.seen[key] {
-			out[i] = ingest.Result{ID: e.ID, Matched: 2, Duplicate: true}
-			continue
-		}
-		a.seen[key] = true
-		a.events[ns] = append(a.events[ns], e)
-		out[i] = ingest.Result{ID: e.ID, Matched: 2}
-	}
-	return out, nil
-}
-
-func (a *recordingAcceptor) received(ns string) []ingest.Event {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]ingest.Event(nil), a.events[ns]...)
-}
-
-// ingestServer runs the real ingest handler. Token "producer" may publish into "shop"
-// only; token "stranger" is valid nowhere.
-func ingestServer(t *testing.T) (*httptest.Server, *recordingAcceptor) {
+func ingestServer(t *testing.T) (*httptest.Server, *dispatcherIngest) {
 	t.Helper()
-	acc := &recordingAcceptor{events: map[string][]ingest.Event{}, seen: map[string]bool{}}
 	authz := auth.AuthorizerFunc(func(_ context.Context, r *http.Request, ns string) (auth.Identity, error) {
 		tok, ok := auth.BearerToken(r)
 		switch {
@@ -66,13 +50,42 @@ func ingestServer(t *testing.T) (*httptest.Server, *recordingAcceptor) {
 		}
 		return auth.Identity{Name: "system:serviceaccount:shop:producer", Method: auth.MethodToken}, nil
 	})
-	h, err := ingest.NewHandler(ingest.Options{Acceptor: acc, Authorizer: authz, MaxBodyBytes: 4096, Log: testr.New(t)})
+	p, err := app.NewPipeline(context.Background(), app.PipelineOptions{
+		Store: queue.Options{DataDir: t.TempDir()}, Authorizer: authz, MaxBodyBytes: 4096, WithoutOutcome: true, Log: testr.New(t),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(h)
+	t.Cleanup(p.Close)
+	for _, ep := range []string{"billing", "audit"} {
+		p.Engine.Upsert(delivery.Key{Namespace: "shop", Name: ep}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
+		p.Router.Set("shop", router.Subscription{Name: "to-" + ep, Endpoint: ep, Patterns: []string{"*"}})
+	}
+	srv := httptest.NewServer(p.Ingest)
 	t.Cleanup(srv.Close)
-	return srv, acc
+	return srv, &dispatcherIngest{t: t, p: p}
+}
+
+// received reads what the store holds for namespace "shop" (one endpoint's copy of
+// each event), in the order it was accepted.
+func (d *dispatcherIngest) received(ns string) []queue.Delivery {
+	d.t.Helper()
+	if ns != "shop" {
+		d.t.Fatalf("only shop has endpoints here, not %q", ns)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	held, err := d.p.Store.FetchHeld(context.Background(), ns, "billing", 100, time.Minute)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	for _, p := range held {
+		d.seen = append(d.seen, p.Delivery)
+		if err := p.Ack(context.Background()); err != nil {
+			d.t.Fatal(err)
+		}
+	}
+	return append([]queue.Delivery(nil), d.seen...)
 }
 
 // kubeconfigFile writes a kubeconfig whose current context has namespace ns and whose
@@ -150,7 +163,7 @@ func TestPublish_SendsTheEventAndPrintsTheResult(t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	got := acc.received("shop")
-	if len(got) != 1 || got[0].Type != "order.created" || got[0].Source != "checkout" || string(got[0].Data) != `{"amount": 1500}` {
+	if len(got) != 1 || got[0].EventType != "order.created" || got[0].EventSource != "checkout" || string(got[0].Data) != `{"amount": 1500}` {
 		t.Fatalf("the dispatcher received %+v", got)
 	}
 
@@ -201,7 +214,7 @@ func TestPublish_DefaultsFromEnvironmentAndKubeconfig(t *testing.T) {
 		t.Fatalf("publish: %v", r.err)
 	}
 	got := acc.received("shop")
-	if len(got) != 1 || !strings.HasPrefix(got[0].ID, "evt_") || !strings.Contains(r.stdout, "id: "+got[0].ID) {
+	if len(got) != 1 || !strings.HasPrefix(got[0].EventID, "evt_") || !strings.Contains(r.stdout, "id: "+got[0].EventID) {
 		t.Fatalf("received %+v, printed %q", got, r.stdout)
 	}
 
