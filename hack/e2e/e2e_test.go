@@ -106,7 +106,9 @@ func setup(t *testing.T) *harness {
 	build.Dir = repoRoot
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Skipf("skipping: the end-to-end test drives the herald binary, and `go build .` failed (%v); fix the build to run it:\n%s", err, out)
+		// A failure, not a skip: a build that breaks must not turn the one test of the
+		// whole product into a pass.
+		t.Fatalf("the end-to-end test drives the herald binary, and `go build .` failed (%v):\n%s", err, out)
 	}
 	t.Logf("built herald in %s", time.Since(start).Round(100*time.Millisecond))
 

@@ -22,6 +22,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/internal/refreceiver"
 	"github.com/herald-dev/herald/pkg/verify"
 )
 
@@ -230,9 +231,12 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// receiver is one webhook receiver on 127.0.0.1, written as a user of pkg/verify would
-// write it: it verifies each request with the endpoint's signing secret, answers 204
-// when the signature holds and 401 when not, or 500 while it is told to fail.
+// receiver is one webhook receiver on 127.0.0.1. It verifies each request twice with
+// the endpoint's signing secret: as a user of pkg/verify would, and with the receiver
+// transcribed from the style's reference document (internal/refreceiver, which shares no
+// code with Herald), so a misreading shared by Herald's signer and its verifier cannot
+// pass. It answers 204 when both accept, 401 when either refuses, or 500 while it is
+// told to fail.
 type receiver struct {
 	endpoint string
 	style    heraldv1.SignatureStyle
@@ -280,19 +284,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var err error
-	switch r.style {
-	case heraldv1.SignatureStandardWebhooks:
-		err = verify.StandardWebhooks(r.secret, req.Header, body)
-	case heraldv1.SignatureTimestampedPrefixedHex:
-		err = verify.TimestampedPrefixedHex(r.secret, r.prefix, req.Header, body)
-	case heraldv1.SignatureBodyPrefixedHex:
-		err = verify.BodyPrefixedHex(r.secret, r.prefix, req.Header, body)
-	case heraldv1.SignatureTimestampedHex:
-		err = verify.TimestampedHex(r.secret, r.prefix, req.Header, body)
-	default:
-		err = fmt.Errorf("unknown style %q", r.style)
-	}
+	err := r.verify(req.Header, body)
 	switch {
 	case r.failing:
 		rec.status = http.StatusInternalServerError
@@ -305,6 +297,42 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.requests = append(r.requests, rec)
 	w.WriteHeader(rec.status)
+}
+
+// verify checks one request with pkg/verify and with the reference receiver of the
+// style; either refusing is a refusal, named after the one that refused.
+func (r *receiver) verify(h http.Header, body []byte) error {
+	var err error
+	var ref bool
+	now := time.Now()
+	sig, ts := r.prefix+"-Signature", r.prefix+"-Timestamp"
+	switch r.style {
+	case heraldv1.SignatureStandardWebhooks:
+		err = verify.StandardWebhooks(r.secret, h, body)
+		ref = refreceiver.StandardWebhooks(r.secret, h, body, now)
+	case heraldv1.SignatureTimestampedPrefixedHex:
+		err = verify.TimestampedPrefixedHex(r.secret, r.prefix, h, body)
+		ref = refreceiver.Tork(r.secret, h, body, sig, ts)
+	case heraldv1.SignatureBodyPrefixedHex:
+		err = verify.BodyPrefixedHex(r.secret, r.prefix, h, body)
+		ref = refreceiver.Bolor(r.secret, h, body, sig) && refreceiver.BolorNode(r.secret, h, body, sig)
+	case heraldv1.SignatureTimestampedHex:
+		err = verify.TimestampedHex(r.secret, r.prefix, h, body)
+		var event string
+		event, ref = refreceiver.Praxis(r.secret, h, body, sig, ts, r.prefix+"-Event-Type", now)
+		if ref && event == "" {
+			return errors.New("reference receiver: no event type header to dispatch on")
+		}
+	default:
+		return fmt.Errorf("unknown style %q", r.style)
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("pkg/verify: %w", err)
+	case !ref:
+		return fmt.Errorf("the %s reference receiver (internal/refreceiver) refused it", r.style)
+	}
+	return nil
 }
 
 // attempts returns every request carrying the event id.
