@@ -35,8 +35,8 @@ type Policy struct {
 	AllowLoopback bool
 	// Resolver looks host names up at dial time and in CheckHost. Nil means
 	// net.DefaultResolver; tests inject their own so that no check depends on the
-	// machine's /etc/hosts or DNS.
-	Resolver Resolver
+	// machine's /etc/hosts or DNS. It is not part of the policy as logged.
+	Resolver Resolver `json:"-"`
 }
 
 // Resolver looks up the addresses of a host name; *net.Resolver is one. network is
