@@ -49,9 +49,9 @@ envtest-assets: ## Build kube-apiserver and etcd for tests (cached under bin/k8s
 
 # The packages that run goroutines of their own are tested under the race detector.
 # Measured on 2 shared cores: their tests take 85 s instead of 53 s, and building them
-# instrumented on a cold cache costs about 110 s of CPU. Everything else, and the packages holding
-# tests that -race cannot run (files tagged `//go:build !race`, such as allocation
-# budgets), are tested without it.
+# instrumented on a cold cache costs about 110 s of CPU. Everything else, and the
+# packages holding tests that -race cannot run (files tagged `//go:build !race`, such
+# as allocation budgets), are tested without it.
 RACE_PKGS ?= ./dispatcher/... ./internal/cli/...
 # Every benchmark runs once (-benchtime=1x) with the tests, so a benchmark that no longer
 # compiles or no longer runs fails `make test` instead of rotting until someone profiles.

@@ -36,6 +36,7 @@ type harness struct {
 	kubeconfig string   // cluster admin
 	env        []string // for every child: isolated HOME, helm dirs, KUBECONFIG
 	procs      []*proc
+	metrics    string // the dispatcher's metrics address, host:port
 }
 
 // result is a finished command.
@@ -303,36 +304,45 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // style; either refusing is a refusal, named after the one that refused.
 func (r *receiver) verify(h http.Header, body []byte) error {
 	var err error
-	var ref bool
-	now := time.Now()
-	sig, ts := r.prefix+"-Signature", r.prefix+"-Timestamp"
 	switch r.style {
 	case heraldv1.SignatureStandardWebhooks:
 		err = verify.StandardWebhooks(r.secret, h, body)
-		ref = refreceiver.StandardWebhooks(r.secret, h, body, now)
 	case heraldv1.SignatureTimestampedPrefixedHex:
 		err = verify.TimestampedPrefixedHex(r.secret, r.prefix, h, body)
-		ref = refreceiver.Tork(r.secret, h, body, sig, ts)
 	case heraldv1.SignatureBodyPrefixedHex:
 		err = verify.BodyPrefixedHex(r.secret, r.prefix, h, body)
-		ref = refreceiver.Bolor(r.secret, h, body, sig) && refreceiver.BolorNode(r.secret, h, body, sig)
 	case heraldv1.SignatureTimestampedHex:
 		err = verify.TimestampedHex(r.secret, r.prefix, h, body)
-		var event string
-		event, ref = refreceiver.Praxis(r.secret, h, body, sig, ts, r.prefix+"-Event-Type", now)
-		if ref && event == "" {
-			return errors.New("reference receiver: no event type header to dispatch on")
-		}
 	default:
 		return fmt.Errorf("unknown style %q", r.style)
 	}
-	switch {
-	case err != nil:
+	if err != nil {
 		return fmt.Errorf("pkg/verify: %w", err)
-	case !ref:
+	}
+	if !r.reference(r.secret, r.prefix+"-Signature", h, body) {
 		return fmt.Errorf("the %s reference receiver (internal/refreceiver) refused it", r.style)
 	}
 	return nil
+}
+
+// reference reports whether the receiver transcribed from the style's reference
+// document accepts the request with secret, reading the signature from signatureHeader
+// (the document's header, or its -Previous twin during a rotation).
+func (r *receiver) reference(secret, signatureHeader string, h http.Header, body []byte) bool {
+	ts := r.prefix + "-Timestamp"
+	switch r.style {
+	case heraldv1.SignatureStandardWebhooks:
+		return refreceiver.StandardWebhooks(secret, h, body, time.Now())
+	case heraldv1.SignatureTimestampedPrefixedHex:
+		return refreceiver.Tork(secret, h, body, signatureHeader, ts)
+	case heraldv1.SignatureBodyPrefixedHex:
+		return refreceiver.Bolor(secret, h, body, signatureHeader) && refreceiver.BolorNode(secret, h, body, signatureHeader)
+	case heraldv1.SignatureTimestampedHex:
+		// The document's handler dispatches on X-…-Event; it must name the event's type.
+		event, ok := refreceiver.Praxis(secret, h, body, signatureHeader, ts, r.prefix+"-Event", time.Now())
+		return ok && event != "" && event == h.Get(r.prefix+"-Event-Type")
+	}
+	return false
 }
 
 // attempts returns every request carrying the event id.
