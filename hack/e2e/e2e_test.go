@@ -62,6 +62,15 @@ func TestHerald_EndToEnd(t *testing.T) {
 	step("config/samples apply and become Ready", func() {
 		s = h.applySamples()
 	})
+	// Every delivery Herald makes has to verify. Reported at the end even when a wait
+	// fails first, since a refused signature is often why a delivery never arrived.
+	t.Cleanup(func() {
+		for _, r := range s.receivers {
+			for _, p := range r.refusals() {
+				t.Errorf("a delivery did not verify: %s", p)
+			}
+		}
+	})
 	// Publishing: the chart's ClusterRole herald-publisher, bound in the namespace.
 	// (`kubectl create role --resource=events.hooks.herald.dev` is refused by kubectl,
 	// which finds no such resource in discovery: events are not stored objects.)
@@ -93,11 +102,6 @@ func TestHerald_EndToEnd(t *testing.T) {
 	step("hex styles: a rotation sends the old secret's signature as -Previous, and its end stops it", func() {
 		h.rotationStartsAndEnds(s, pub)
 	})
-	for _, r := range s.receivers {
-		for _, p := range r.refusals() {
-			t.Errorf("a delivery did not verify: %s", p)
-		}
-	}
 }
 
 func setup(t *testing.T) *harness {
