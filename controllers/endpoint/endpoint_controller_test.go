@@ -279,6 +279,20 @@ func applyDelivering(t *testing.T, ns, name string, generation int64, status met
 	}
 }
 
+func TestEndpoint_IPv4InShortFormsIsJudgedAsTheAddressItIs(t *testing.T) {
+	// On 907df01 these were Ready=True (taken for host names) and then dead-lettered at
+	// resolution; the manager now refuses them as the loopback address they are.
+	ns := newNamespace(t)
+	for i, url := range []string{"https://127.1/hooks", "https://2130706433/hooks", "https://0x7f000001/hooks"} {
+		name := fmt.Sprintf("short-%d", i)
+		createEndpoint(t, ns, name, url, nil)
+		got := waitReady(t, ns, name, metav1.ConditionFalse, heraldv1.ReasonInvalidURL)
+		if msg := readyCondition(got).Message; !strings.Contains(msg, "loopback") {
+			t.Errorf("%s: message %q should say loopback", url, msg)
+		}
+	}
+}
+
 func TestEndpoint_PreviousSecretNotFoundUntilItIsCreated(t *testing.T) {
 	// The previous secret of a rotation is never generated (it must hold the old value),
 	// so this is the path where a whole Secret arrives after the endpoint.

@@ -86,6 +86,10 @@ func (c *decisionCache) len() int {
 type flightGroup struct {
 	mu    sync.Mutex
 	calls map[cacheKey]*flight
+	// joined, when set, is called after a caller has joined a run in progress and before
+	// it waits. Only tests set it: it is how one knows, without sleeping, that a second
+	// caller shares the run.
+	joined func(cacheKey)
 }
 
 type flight struct {
@@ -114,6 +118,9 @@ func (g *flightGroup) do(ctx context.Context, k cacheKey, fn func() (Identity, e
 		}()
 	}
 	g.mu.Unlock()
+	if running && g.joined != nil {
+		g.joined(k)
+	}
 	select {
 	case <-f.done:
 		return f.id, f.err

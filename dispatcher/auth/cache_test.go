@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -33,43 +34,86 @@ func TestDecisionCache_BoundedLeastRecentlyUsedWithExpiry(t *testing.T) {
 	}
 }
 
+// within waits for ch, failing the test if it does not come: a bound on a broken run,
+// not a guess at how long things take.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: did not happen within 10s", what)
+		panic("unreachable")
+	}
+}
+
 func TestFlightGroup_WaiterLeavesWhenItsRequestEndsOthersGetTheResult(t *testing.T) {
-	var g flightGroup
-	release := make(chan struct{})
+	joined := make(chan struct{}, 1)
+	g := flightGroup{joined: func(cacheKey) { joined <- struct{}{} }}
+	started, release := make(chan struct{}, 2), make(chan struct{})
 	var runs atomic.Int32
 	fn := func() (Identity, error) {
 		runs.Add(1)
+		started <- struct{}{}
 		<-release
 		return Identity{Name: "u"}, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() { _, err := g.do(ctx, key("k"), fn); first <- err }()
+	// The review runs (and so is registered) before the first caller gives up.
+	within(t, started, "the review starting")
+	cancel()
+	if err := within(t, first, "the cancelled caller returning"); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled waiter got %v, want context.Canceled", err)
+	}
+	// The review outlives its first caller: a second caller joins it rather than
+	// starting another.
 	second := make(chan Identity, 1)
 	go func() {
-		// Wait until the first call is registered so this one joins it.
-		for {
-			g.mu.Lock()
-			n := len(g.calls)
-			g.mu.Unlock()
-			if n == 1 {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
 		id, _ := g.do(context.Background(), key("k"), fn)
 		second <- id
 	}()
-	time.Sleep(20 * time.Millisecond)
-	cancel()
-	if err := <-first; !errors.Is(err, context.Canceled) {
-		t.Errorf("cancelled waiter got %v, want context.Canceled", err)
-	}
+	within(t, joined, "the second caller joining the review in progress")
 	close(release)
-	if id := <-second; id.Name != "u" {
+	if id := within(t, second, "the second caller's answer"); id.Name != "u" {
 		t.Errorf("the other waiter got %+v, want the shared result", id)
 	}
 	if n := runs.Load(); n != 1 {
 		t.Errorf("fn ran %d times, want 1", n)
+	}
+}
+
+// TestFlightGroup_ConcurrentCallersShareOneRun: callers arriving while a run is in
+// progress all wait for it and get its result; none starts another.
+func TestFlightGroup_ConcurrentCallersShareOneRun(t *testing.T) {
+	const callers = 10
+	joined := make(chan struct{}, callers)
+	g := flightGroup{joined: func(cacheKey) { joined <- struct{}{} }}
+	started, release := make(chan struct{}, callers), make(chan struct{})
+	var runs atomic.Int32
+	fn := func() (Identity, error) {
+		runs.Add(1)
+		started <- struct{}{}
+		<-release
+		return Identity{Name: "shared"}, errors.New("refused")
+	}
+	results := make(chan error, callers)
+	go func() { _, err := g.do(context.Background(), key("k"), fn); results <- err }()
+	within(t, started, "the review starting")
+	for range callers - 1 {
+		go func() { _, err := g.do(context.Background(), key("k"), fn); results <- err }()
+	}
+	for i := range callers - 1 {
+		within(t, joined, fmt.Sprintf("caller %d joining", i+2))
+	}
+	close(release)
+	for i := range callers {
+		if err := within(t, results, fmt.Sprintf("answer %d", i+1)); err == nil || err.Error() != "refused" {
+			t.Errorf("caller got %v, want the shared refusal", err)
+		}
+	}
+	if n := runs.Load(); n != 1 {
+		t.Errorf("fn ran %d times for %d concurrent callers, want 1", n, callers)
 	}
 }

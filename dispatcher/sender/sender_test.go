@@ -8,8 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,30 +36,48 @@ func testSigner(t *testing.T) *signer.Signer {
 	return sg
 }
 
+// resolver is the test's DNS: receiver.test resolves to loopback, whatever the machine's
+// /etc/hosts says.
+type resolver map[string]netip.Addr
+
+func (r resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if a, ok := r[host]; ok {
+		return []netip.Addr{a}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
 func TestSender_OutboundPolicyIsEnforcedAtDialTime(t *testing.T) {
+	var received atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		t.Error("a request reached a loopback receiver that the policy forbids")
+		received.Add(1)
+		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer srv.Close()
-	// A host name resolving to loopback passes the static URL check (it is not a
-	// literal address) and must be refused when dialled. The machine's own name
-	// usually resolves to loopback through /etc/hosts.
-	url := ""
-	if host, err := os.Hostname(); err == nil {
-		if addrs, err := net.LookupHost(host); err == nil && len(addrs) > 0 && net.ParseIP(addrs[0]).IsLoopback() {
-			url = strings.Replace(srv.URL, "127.0.0.1", host, 1)
-		}
+	// A host name passes the static check (it is not an address) and must be refused
+	// when it is dialled and turns out to be loopback. The name resolves through the
+	// policy's own resolver, so this runs the same on every machine.
+	dns := resolver{"receiver.test": netip.MustParseAddr("127.0.0.1")}
+	byName := strings.Replace(srv.URL, "127.0.0.1", "receiver.test", 1)
+	send := func(p outbound.Policy) sender.Outcome {
+		t.Helper()
+		target := sender.New(sender.Config{URL: byName, Signer: testSigner(t), Policy: p, Timeout: 5 * time.Second})
+		defer target.Close()
+		return target.Send(context.Background(), delivery())
 	}
-	t.Run("a name resolving to loopback is refused at dial time", func(t *testing.T) {
-		if url == "" {
-			t.Skip("this machine's host name does not resolve to loopback")
-		}
-		target := sender.New(sender.Config{URL: url, Signer: testSigner(t), Policy: outbound.Policy{AllowPlainHTTP: true}, Timeout: 2 * time.Second})
-		out := target.Send(context.Background(), delivery())
-		if out.OK() || !strings.Contains(out.Err.Error(), "outbound policy") {
-			t.Fatalf("outcome = %+v, want refused by the outbound policy", out)
-		}
-	})
+	if out := send(outbound.Policy{AllowPlainHTTP: true, Resolver: dns}); out.OK() ||
+		!strings.Contains(out.Err.Error(), "outbound policy") || !strings.Contains(out.Err.Error(), "loopback") {
+		t.Fatalf("a name resolving to loopback: outcome %+v, want refused by the outbound policy as loopback", out)
+	}
+	// The same name with loopback allowed is delivered: the refusal above came from the
+	// policy, not from a name that does not resolve. It is the only request the receiver
+	// has seen.
+	if out := send(outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true, Resolver: dns}); !out.OK() {
+		t.Fatalf("with loopback allowed: outcome %+v, want delivered", out)
+	}
+	if n := received.Load(); n != 1 {
+		t.Fatalf("receiver saw %d requests, want only the allowed one", n)
+	}
 }
 
 func TestSender_TLSWithCABundleAndClientCertificate(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strings"
@@ -61,6 +62,15 @@ func TestHerald_EndToEnd(t *testing.T) {
 	step("config/samples apply and become Ready", func() {
 		s = h.applySamples()
 	})
+	// Every delivery Herald makes has to verify. Reported at the end even when a wait
+	// fails first, since a refused signature is often why a delivery never arrived.
+	t.Cleanup(func() {
+		for _, r := range s.receivers {
+			for _, p := range r.refusals() {
+				t.Errorf("a delivery did not verify: %s", p)
+			}
+		}
+	})
 	// Publishing: the chart's ClusterRole herald-publisher, bound in the namespace.
 	// (`kubectl create role --resource=events.hooks.herald.dev` is refused by kubectl,
 	// which finds no such resource in discovery: events are not stored objects.)
@@ -77,6 +87,9 @@ func TestHerald_EndToEnd(t *testing.T) {
 	step("a failing receiver: retries, auto-disable, Events, a dead letter, held deliveries; enable and replay deliver them", func() {
 		h.failAndRecover(s, pub, opEnv)
 	})
+	step("the dispatcher exports every metric the README lists", func() {
+		h.metricsTheREADMEPromises(s, pub)
+	})
 	step("deleting a subscription stops routing, recreating it resumes", func() {
 		h.subscriptionLifecycle(s, pub)
 	})
@@ -86,11 +99,9 @@ func TestHerald_EndToEnd(t *testing.T) {
 	step("kubectl herald works as a kubectl plugin", func() {
 		h.kubectlPlugin()
 	})
-	for _, r := range s.receivers {
-		for _, p := range r.refusals() {
-			t.Errorf("a delivery did not verify: %s", p)
-		}
-	}
+	step("hex styles: a rotation sends the old secret's signature as -Previous, and its end stops it", func() {
+		h.rotationStartsAndEnds(s, pub)
+	})
 }
 
 func setup(t *testing.T) *harness {
@@ -106,7 +117,9 @@ func setup(t *testing.T) *harness {
 	build.Dir = repoRoot
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Skipf("skipping: the end-to-end test drives the herald binary, and `go build .` failed (%v); fix the build to run it:\n%s", err, out)
+		// A failure, not a skip: a build that breaks must not turn the one test of the
+		// whole product into a pass.
+		t.Fatalf("the end-to-end test drives the herald binary, and `go build .` failed (%v):\n%s", err, out)
 	}
 	t.Logf("built herald in %s", time.Since(start).Round(100*time.Millisecond))
 
@@ -207,6 +220,7 @@ func (h *harness) startHerald() string {
 		"dispatcher", "--data-dir="+filepath.Join(h.dir, "store"), "--allow-plain-http", "--allow-loopback",
 		"--ingest-bind-address="+ingest, "--status-interval=500ms",
 		"--metrics-bind-address="+dMetrics, "--health-probe-bind-address="+dHealth)
+	h.metrics = dMetrics
 	h.waitReady(manager, mHealth)
 	h.waitReady(dispatcher, dHealth)
 	h.t.Cleanup(func() {
@@ -768,4 +782,191 @@ func fromUnstructured(u *unstructured.Unstructured, into any) error {
 		return err
 	}
 	return json.Unmarshal(raw, into)
+}
+
+// metricsTheREADMEPromises scrapes the running dispatcher and checks that every metric
+// the README's feature list names is exported, with the label the README gives it. By
+// now there have been deliveries, failures, a dead letter and an auto-disable; a held
+// delivery is made here (a suspended endpoint with an event waiting), because the held
+// gauge has series only while something is held.
+func (h *harness) metricsTheREADMEPromises(s *samples, pub *publisher) {
+	t := h.t
+	promised := readmeMetrics(t)
+	if len(promised) < 5 {
+		t.Fatalf("found only %d metrics in the README's list (%v); has the sentence moved?", len(promised), promised)
+	}
+	h.kubectlMust("patch", "whe", "evaluations", "-n", ns, "--type", "merge", "-p", `{"spec":{"suspend":true}}`)
+	h.kubectlMust("wait", `--for=jsonpath={.status.conditions[?(@.type=="Ready")].reason}=Suspended`, "--timeout=30s", "-n", ns, "whe/evaluations")
+	held := pub.publish("evaluation.completed", `{"score":0.5}`, 2)
+
+	// The gauges are read from the store when scraped and cached for a few seconds, so
+	// the hold shows up a moment later: scrape until nothing is missing, or report what is.
+	var missing []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		missing = missing[:0]
+		families, labels := exposition(h.scrape())
+		for name, label := range promised {
+			switch {
+			case !families[name]:
+				missing = append(missing, fmt.Sprintf("the README lists %s; the dispatcher's /metrics has no such family", name))
+			case label != "" && !labels[name][label]:
+				missing = append(missing, fmt.Sprintf("the README lists %s{%s}; the dispatcher exports it without a %q label (labels %v)", name, label, label, labels[name]))
+			}
+		}
+		if len(missing) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	sort.Strings(missing)
+	for _, m := range missing {
+		t.Error(m)
+	}
+	h.kubectlMust("patch", "whe", "evaluations", "-n", ns, "--type", "merge", "-p", `{"spec":{"suspend":false}}`)
+	h.waitDelivered(s.receivers["evaluations"], held)
+}
+
+func (h *harness) scrape() string {
+	h.t.Helper()
+	resp, err := http.Get("http://" + h.metrics + "/metrics")
+	if err != nil {
+		h.t.Fatalf("scraping the dispatcher: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("scraping the dispatcher: %d %v", resp.StatusCode, err)
+	}
+	return string(body)
+}
+
+// readmeMetrics returns the metric names in the README's "Metrics on the dispatcher's"
+// item, each with the label written in braces after it ("" when none).
+func readmeMetrics(t *testing.T) map[string]string {
+	t.Helper()
+	readme := string(mustRead(t, filepath.Join(repoRoot, "README.md")))
+	start := strings.Index(readme, "- Metrics on the dispatcher's")
+	if start < 0 {
+		t.Fatal(`README.md has no "- Metrics on the dispatcher's" item`)
+	}
+	item := readme[start:]
+	if end := strings.Index(item[1:], "\n- "); end >= 0 {
+		item = item[:end+1]
+	}
+	if end := strings.Index(item, "\n\n"); end >= 0 {
+		item = item[:end]
+	}
+	out := map[string]string{}
+	for _, m := range regexp.MustCompile("`(herald_[a-z_]+)(?:\\{([a-z_]+)\\})?`").FindAllStringSubmatch(item, -1) {
+		out[m[1]] = m[2]
+	}
+	return out
+}
+
+// exposition reads the Prometheus text format: the families declared by # TYPE, and
+// the label names seen on each family's samples (histogram series folded into their
+// family).
+func exposition(text string) (families map[string]bool, labels map[string]map[string]bool) {
+	families, labels = map[string]bool{}, map[string]map[string]bool{}
+	for _, line := range strings.Split(text, "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "#" && f[1] == "TYPE" {
+			families[f[2]] = true
+		}
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, "{")
+		name, _, _ = strings.Cut(name, " ")
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(name, suffix); ok && families[base] {
+				name = base
+			}
+		}
+		if labels[name] == nil {
+			labels[name] = map[string]bool{}
+		}
+		if set, _, ok := strings.Cut(rest, "}"); ok {
+			for _, pair := range strings.Split(set, ",") {
+				if k, _, ok := strings.Cut(pair, "="); ok {
+					labels[name][k] = true
+				}
+			}
+		}
+	}
+	return families, labels
+}
+
+// rotationStartsAndEnds rotates the signing secret of every hex-style sample: with
+// previousSecretRef set, each delivery carries the old secret's signature in
+// X-…-Signature-Previous (checked with the reference receiver and the old secret);
+// once previousSecretRef is removed and its Secret deleted, no delivery carries it.
+func (h *harness) rotationStartsAndEnds(s *samples, pub *publisher) {
+	t := h.t
+	// Each hex endpoint and an event type routed to it (and to workspace, which takes
+	// "*"); the data passes billing's filter, so invoice.paid also reaches billing.
+	types := map[string]string{"workspace": "invoice.paid", failingName: "approval.granted", "evaluations": "evaluation.completed"}
+	for name := range types {
+		if st := s.endpoints[name].Spec.SignatureStyle(); st == heraldv1.SignatureStandardWebhooks {
+			t.Fatalf("%s signs with %s; this step is about the hex styles", name, st)
+		}
+	}
+	old := func(name string) string { return "e2e-old-secret-of-" + name }
+	previous := func(name string, got request) string {
+		return got.header.Get(s.receivers[name].prefix + "-Signature-Previous")
+	}
+	// until publishes to every endpoint in turn until each has received a delivery
+	// satisfying want: the dispatcher sees a spec change through its informer, a moment
+	// after kubectl returns.
+	until := func(what string, want func(name string, got request) bool) {
+		t.Helper()
+		pending := map[string]bool{"workspace": true, failingName: true, "evaluations": true}
+		h.eventually(60*time.Second, what, func() bool {
+			for name := range pending {
+				got := h.waitDelivered(s.receivers[name], pub.publish(types[name], `{"amount":1500,"rotation":"on"}`, 2))
+				if want(name, got) {
+					delete(pending, name)
+				}
+			}
+			return len(pending) == 0
+		})
+	}
+
+	for name := range types {
+		h.kubectlMust("create", "secret", "generic", name+"-old", "-n", ns, "--from-literal=secret="+old(name))
+		h.kubectlMust("patch", "whe", name, "-n", ns, "--type", "merge",
+			"-p", fmt.Sprintf(`{"spec":{"previousSecretRef":{"name":%q,"key":"secret"}}}`, name+"-old"))
+	}
+	until("every hex endpoint to send X-…-Signature-Previous", func(name string, got request) bool {
+		if previous(name, got) == "" {
+			return false
+		}
+		r := s.receivers[name]
+		if !r.reference(old(name), r.prefix+"-Signature-Previous", got.header, got.body) {
+			t.Errorf("%s: X-…-Signature-Previous %q does not verify with the previous secret", name, previous(name, got))
+		}
+		return true
+	})
+
+	for name := range types {
+		h.kubectlMust("patch", "whe", name, "-n", ns, "--type", "json", "-p", `[{"op":"remove","path":"/spec/previousSecretRef"}]`)
+		h.kubectlMust("delete", "secret", name+"-old", "-n", ns)
+	}
+	until("every hex endpoint to stop sending X-…-Signature-Previous", func(name string, got request) bool {
+		return previous(name, got) == ""
+	})
+	// And it stays stopped: the next delivery to each carries one signature only.
+	for name, typ := range types {
+		got := h.waitDelivered(s.receivers[name], pub.publish(typ, `{"amount":1500,"rotation":"over"}`, 2))
+		if p := previous(name, got); p != "" {
+			t.Errorf("%s: X-…-Signature-Previous %q after the rotation ended", name, p)
+		}
+	}
+	var ready []string
+	for name := range types {
+		ready = append(ready, "whe/"+name)
+	}
+	h.kubectlMust(append([]string{"wait", "--for=condition=Ready", "--timeout=30s", "-n", ns}, ready...)...)
 }

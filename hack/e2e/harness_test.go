@@ -22,6 +22,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/internal/refreceiver"
 	"github.com/herald-dev/herald/pkg/verify"
 )
 
@@ -35,6 +36,7 @@ type harness struct {
 	kubeconfig string   // cluster admin
 	env        []string // for every child: isolated HOME, helm dirs, KUBECONFIG
 	procs      []*proc
+	metrics    string // the dispatcher's metrics address, host:port
 }
 
 // result is a finished command.
@@ -230,9 +232,12 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// receiver is one webhook receiver on 127.0.0.1, written as a user of pkg/verify would
-// write it: it verifies each request with the endpoint's signing secret, answers 204
-// when the signature holds and 401 when not, or 500 while it is told to fail.
+// receiver is one webhook receiver on 127.0.0.1. It verifies each request twice with
+// the endpoint's signing secret: as a user of pkg/verify would, and with the receiver
+// transcribed from the style's reference document (internal/refreceiver, which shares no
+// code with Herald), so a misreading shared by Herald's signer and its verifier cannot
+// pass. It answers 204 when both accept, 401 when either refuses, or 500 while it is
+// told to fail.
 type receiver struct {
 	endpoint string
 	style    heraldv1.SignatureStyle
@@ -280,19 +285,7 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var err error
-	switch r.style {
-	case heraldv1.SignatureStandardWebhooks:
-		err = verify.StandardWebhooks(r.secret, req.Header, body)
-	case heraldv1.SignatureTimestampedPrefixedHex:
-		err = verify.TimestampedPrefixedHex(r.secret, r.prefix, req.Header, body)
-	case heraldv1.SignatureBodyPrefixedHex:
-		err = verify.BodyPrefixedHex(r.secret, r.prefix, req.Header, body)
-	case heraldv1.SignatureTimestampedHex:
-		err = verify.TimestampedHex(r.secret, r.prefix, req.Header, body)
-	default:
-		err = fmt.Errorf("unknown style %q", r.style)
-	}
+	err := r.verify(req.Header, body)
 	switch {
 	case r.failing:
 		rec.status = http.StatusInternalServerError
@@ -305,6 +298,51 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	r.requests = append(r.requests, rec)
 	w.WriteHeader(rec.status)
+}
+
+// verify checks one request with pkg/verify and with the reference receiver of the
+// style; either refusing is a refusal, named after the one that refused.
+func (r *receiver) verify(h http.Header, body []byte) error {
+	var err error
+	switch r.style {
+	case heraldv1.SignatureStandardWebhooks:
+		err = verify.StandardWebhooks(r.secret, h, body)
+	case heraldv1.SignatureTimestampedPrefixedHex:
+		err = verify.TimestampedPrefixedHex(r.secret, r.prefix, h, body)
+	case heraldv1.SignatureBodyPrefixedHex:
+		err = verify.BodyPrefixedHex(r.secret, r.prefix, h, body)
+	case heraldv1.SignatureTimestampedHex:
+		err = verify.TimestampedHex(r.secret, r.prefix, h, body)
+	default:
+		return fmt.Errorf("unknown style %q", r.style)
+	}
+	if err != nil {
+		return fmt.Errorf("pkg/verify: %w", err)
+	}
+	if !r.reference(r.secret, r.prefix+"-Signature", h, body) {
+		return fmt.Errorf("the %s reference receiver (internal/refreceiver) refused it", r.style)
+	}
+	return nil
+}
+
+// reference reports whether the receiver transcribed from the style's reference
+// document accepts the request with secret, reading the signature from signatureHeader
+// (the document's header, or its -Previous twin during a rotation).
+func (r *receiver) reference(secret, signatureHeader string, h http.Header, body []byte) bool {
+	ts := r.prefix + "-Timestamp"
+	switch r.style {
+	case heraldv1.SignatureStandardWebhooks:
+		return refreceiver.StandardWebhooks(secret, h, body, time.Now())
+	case heraldv1.SignatureTimestampedPrefixedHex:
+		return refreceiver.Tork(secret, h, body, signatureHeader, ts)
+	case heraldv1.SignatureBodyPrefixedHex:
+		return refreceiver.Bolor(secret, h, body, signatureHeader) && refreceiver.BolorNode(secret, h, body, signatureHeader)
+	case heraldv1.SignatureTimestampedHex:
+		// The document's handler dispatches on X-…-Event; it must name the event's type.
+		event, ok := refreceiver.Praxis(secret, h, body, signatureHeader, ts, r.prefix+"-Event", time.Now())
+		return ok && event != "" && event == h.Get(r.prefix+"-Event-Type")
+	}
+	return false
 }
 
 // attempts returns every request carrying the event id.

@@ -6,6 +6,11 @@
 // The same Policy is applied twice: statically to the URL by the manager (so a refused
 // endpoint shows Ready=False with reason InvalidURL), and to every resolved IP at dial
 // time by the dispatcher (so DNS cannot be used to sneak past the static check).
+//
+// A host is an IP address whenever a browser or inet_aton(3) would read it as one:
+// 127.1, 2130706433, 0x7f000001 and 0177.0.0.1 are all 127.0.0.1. Reading them as host
+// names would let such a URL pass the static check and then reach loopback through a
+// resolver that does read them as addresses (getaddrinfo does).
 package outbound
 
 import (
@@ -28,6 +33,16 @@ type Policy struct {
 	AllowPrivateNetworks bool
 	// AllowLoopback permits 127.0.0.0/8 and ::1; only tests and local runs want it.
 	AllowLoopback bool
+	// Resolver looks host names up at dial time and in CheckHost. Nil means
+	// net.DefaultResolver; tests inject their own so that no check depends on the
+	// machine's /etc/hosts or DNS. It is not part of the policy as logged.
+	Resolver Resolver `json:"-"`
+}
+
+// Resolver looks up the addresses of a host name; *net.Resolver is one. network is
+// "ip", "ip4" or "ip6".
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // Reasons an address or URL is refused. Link-local and metadata addresses are refused
@@ -37,10 +52,14 @@ var (
 	metadataV4  = netip.MustParseAddr("169.254.169.254")
 	metadataV6  = netip.MustParseAddr("fd00:ec2::254")
 	alibabaMeta = netip.MustParseAddr("100.100.100.200")
+	// thisNetwork (0.0.0.0/8) is no destination; Linux connects 0.0.0.0 to loopback.
+	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
 )
 
-// CheckURL validates a URL statically: scheme, host presence, and a literal IP host.
-// Host names are checked again at dial time by Dialer.
+// CheckURL validates a URL statically: scheme, host presence, no credentials, and the
+// host when it is an IP address in any form a browser accepts (see the package doc).
+// It does not resolve host names: the manager's answer must not depend on its DNS, and
+// DialContext checks every resolved address anyway.
 func (p Policy) CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -65,7 +84,11 @@ func (p Policy) CheckURL(raw string) error {
 	if host == "metadata.google.internal" || host == "metadata" {
 		return fmt.Errorf("host %q is a cloud metadata service", u.Hostname())
 	}
-	if ip, err := netip.ParseAddr(u.Hostname()); err == nil {
+	ip, isIP, err := parseHost(u.Hostname())
+	if err != nil {
+		return err
+	}
+	if isIP {
 		return p.CheckAddr(ip)
 	}
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
@@ -84,7 +107,7 @@ func (p Policy) CheckAddr(ip netip.Addr) error {
 		return fmt.Errorf("address %s is a cloud metadata service", ip)
 	case ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast():
 		return fmt.Errorf("address %s is link-local", ip)
-	case ip.IsUnspecified() || ip.IsMulticast():
+	case ip.IsUnspecified() || ip.IsMulticast() || thisNetwork.Contains(ip):
 		return fmt.Errorf("address %s is not a unicast destination", ip)
 	case ip.IsLoopback():
 		if !p.AllowLoopback {
@@ -115,9 +138,89 @@ func (p Policy) Control(_, address string, _ syscall.RawConn) error {
 	return nil
 }
 
-// DialContext returns a dial function for http.Transport that applies the policy.
+// CheckHost resolves host (a name or an address in any form CheckURL accepts) with the
+// policy's Resolver and fails unless at least one of its addresses is allowed, which is
+// exactly when a dial would go ahead. A pass is no promise: the name may resolve
+// elsewhere by the time it is dialled, and DialContext checks again.
+func (p Policy) CheckHost(ctx context.Context, host string) error {
+	_, err := p.allowedAddrs(ctx, "tcp", host)
+	return err
+}
+
+// DialContext returns a dial function for http.Transport that applies the policy. It
+// resolves the host itself (an inet_aton form is the address it denotes, a name goes
+// to the policy's Resolver), skips every refused address and dials the allowed ones in
+// turn by IP; Control checks the dialled address once more.
 func (p Policy) DialContext(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	dd := *d
 	dd.Control = p.Control
-	return dd.DialContext
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(address)
+		if err != nil {
+			return nil, fmt.Errorf("outbound policy: %w", err)
+		}
+		addrs, err := p.allowedAddrs(ctx, network, host)
+		if err != nil {
+			return nil, err
+		}
+		var dialErr error
+		for _, ip := range addrs {
+			conn, err := dd.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
+			if err == nil {
+				return conn, nil
+			}
+			dialErr = err
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		return nil, dialErr
+	}
+}
+
+// allowedAddrs resolves host and returns its addresses that the policy allows, or the
+// reason the first one was refused when none is.
+func (p Policy) allowedAddrs(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	ip, isIP, err := parseHost(host)
+	if err != nil {
+		return nil, fmt.Errorf("outbound policy: %w", err)
+	}
+	addrs := []netip.Addr{ip}
+	if !isIP {
+		r := p.Resolver
+		if r == nil {
+			r = net.DefaultResolver
+		}
+		family := "ip"
+		switch network {
+		case "tcp4", "udp4":
+			family = "ip4"
+		case "tcp6", "udp6":
+			family = "ip6"
+		}
+		if addrs, err = r.LookupNetIP(ctx, family, host); err != nil {
+			return nil, fmt.Errorf("resolving %s: %w", host, err)
+		}
+	}
+	allowed := addrs[:0:0]
+	var refused error
+	for _, a := range addrs {
+		// A resolver may hand IPv4 back in its IPv4-mapped IPv6 form; dial the plain one.
+		a = a.Unmap()
+		if err := p.CheckAddr(a); err != nil {
+			if refused == nil {
+				refused = fmt.Errorf("outbound policy: %s: %w", host, err)
+			}
+			continue
+		}
+		allowed = append(allowed, a)
+	}
+	switch {
+	case len(allowed) > 0:
+		return allowed, nil
+	case refused != nil:
+		return nil, refused
+	default:
+		return nil, fmt.Errorf("resolving %s: no address", host)
+	}
 }
