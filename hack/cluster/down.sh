@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Removes what hack/cluster/up.sh made: the components (reverse order, a bounded wait, then
+# SIGKILL), every container and shim, the mounts under the cluster folder and the pods'
+# network namespaces, the cluster's network namespace (and with it its veth, bridge and
+# iptables rules), its cgroups, and the files kubelet and containerd leave outside the
+# cluster folder. Safe to run when nothing is up. KEEP_LOGS=1 keeps CLUSTER_DIR/logs.failed.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+[[ "$(id -u)" == 0 ]] || die "needs root"
+
+# stop_pid pid name: SIGTERM, up to 10 s for it to go, then SIGKILL.
+stop_pid() {
+  local pid="$1" i
+  kill -TERM "${pid}" 2>/dev/null || return 0
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "${pid}" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  log "$2 (${pid}) ignored SIGTERM for 10s: SIGKILL"
+  kill -KILL "${pid}" 2>/dev/null || true
+}
+
+# Every process in our network namespace: the components and the containerd shims, which
+# daemonize away from containerd and would otherwise be hard to tell from another
+# cluster's.
+netns_pids() {
+  [[ -e "${NETNS_PATH}" ]] || return 0
+  local ino pid
+  ino="$(stat -L -c %i "${NETNS_PATH}")"
+  for pid in /proc/[0-9]*; do
+    [[ "$(stat -L -c %i "${pid}/ns/net" 2>/dev/null)" == "${ino}" ]] && echo "${pid#/proc/}"
+  done
+  return 0
+}
+
+# Containers live in pod network namespaces but in our cgroup root.
+cgroup_pids() {
+  local m
+  for m in $(cgroup_mounts); do
+    [[ -d "${m}${CGROUP_ROOT}" ]] && find "${m}${CGROUP_ROOT}" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | sort -u
+}
+
+# 1. Components, newest first.
+for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
+  c="${COMPONENTS[i]}"
+  pid="$(pid_of "${c}")"
+  [[ -n "${pid}" ]] && alive "${c}" && { log "stopping ${c}"; stop_pid "${pid}" "${c}"; }
+done
+
+# 2. Shim sockets (named by a hash under /run/containerd/s) are listed by the shims'
+# namespace; note them before the shims go.
+shim_sockets=()
+if [[ -e "${NETNS_PATH}" ]]; then
+  mapfile -t shim_sockets < <(in_netns ss -xlH 2>/dev/null | awk '{print $5}' | grep '^/run/containerd/s/' || true)
+fi
+
+# 3. Containers, then shims and anything else left in the namespace.
+for round in 1 2 3; do
+  pids="$(cgroup_pids) $(netns_pids)"
+  [[ -z "${pids// /}" ]] && break
+  # shellcheck disable=SC2086
+  kill -KILL ${pids} 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    alive_any=0
+    for pid in ${pids}; do kill -0 "${pid}" 2>/dev/null && alive_any=1; done
+    ((alive_any)) || break
+    sleep 0.1
+  done
+done
+for s in "${shim_sockets[@]}"; do rm -f "${s}"; done
+rmdir /run/containerd/s /run/containerd 2>/dev/null || true
+
+# 4. Pod network namespaces: containerd records each in the CNI result cache, under our
+# network's name.
+for result in "${CNI_CACHE}"/results/"${CNI_NETWORK}"-*; do
+  [[ -f "${result}" ]] || continue
+  ns="$(sed -n 's/.*"netns":"\([^"]*\)".*/\1/p' "${result}" | head -1)"
+  if [[ -n "${ns}" && -e "${ns}" ]]; then umount "${ns}" 2>/dev/null || umount -l "${ns}" 2>/dev/null || true; rm -f "${ns}"; fi
+  rm -f "${result}"
+done
+rmdir "${CNI_CACHE}/results" "${CNI_CACHE}" 2>/dev/null || true
+
+# 5. Mounts under the cluster folder (rootfs overlays, shm, projected volumes), deepest
+# first.
+if [[ -d "${CLUSTER_DIR}" ]]; then
+  dir="$(realpath "${CLUSTER_DIR}")"
+  for attempt in 1 2 3; do
+    mapfile -t mounts < <(awk -v d="${dir}/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r)
+    ((${#mounts[@]})) || break
+    for m in "${mounts[@]}"; do umount "${m}" 2>/dev/null || umount -l "${m}" 2>/dev/null || true; done
+  done
+fi
+
+# 6. The network namespace: its veth, bridge, pod veths and iptables rules go with it.
+if [[ -e "${NETNS_PATH}" ]]; then
+  log "removing network namespace ${NETNS}"
+  ip netns delete "${NETNS}" 2>/dev/null || { umount "${NETNS_PATH}" 2>/dev/null || true; rm -f "${NETNS_PATH}"; }
+fi
+ip link delete "${HOST_VETH}" 2>/dev/null || true
+rmdir /run/netns 2>/dev/null || true
+
+# 7. cgroups, leaves first (a cgroup directory goes with rmdir only).
+for m in $(cgroup_mounts); do
+  [[ -d "${m}${CGROUP_ROOT}" ]] && find "${m}${CGROUP_ROOT}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  [[ -d "${m}${CGROUP_ROOT}" ]] && log "warning: ${m}${CGROUP_ROOT} could not be removed"
+done
+
+# 8. kubelet's fixed /var/log/containers links into our pod logs.
+if [[ -d /var/log/containers ]]; then
+  find /var/log/containers -maxdepth 1 -type l -lname "${CLUSTER_DIR}/*" -delete 2>/dev/null || true
+  rmdir /var/log/containers 2>/dev/null || true
+fi
+
+# 9. The folder, keeping the build outputs' logs of a failed start when asked.
+if [[ -d "${CLUSTER_DIR}" ]]; then
+  if [[ "${KEEP_LOGS:-0}" == 1 ]]; then
+    find "${CLUSTER_DIR}" -mindepth 1 -maxdepth 1 ! -name logs.failed -exec rm -rf {} +
+  else
+    rm -rf "${CLUSTER_DIR}"
+  fi
+fi
+log "down"
