@@ -70,7 +70,9 @@ for round in 1 2 3; do
   done
 done
 for s in "${shim_sockets[@]}"; do rm -f "${s}"; done
-rmdir /run/containerd/s /run/containerd 2>/dev/null || true
+# Only empty folders: /run/containerd is fixed in containerd 1.6 for shim sockets and ctr's
+# fifos, and another containerd may use it.
+find /run/containerd -depth -type d -empty -delete 2>/dev/null || true
 
 # 4. Pod network namespaces: containerd records each in the CNI result cache, under our
 # network's name.

@@ -340,30 +340,35 @@ healthy() {
     && kc wait --for=condition=Ready "node/${NODE_NAME}" --timeout 5s >/dev/null 2>&1
 }
 
-need_packages
-if healthy; then
-  log "already up"
+main() {
+  need_packages
+  if healthy; then
+    log "already up"
+    echo "export KUBECONFIG=${KUBECONFIG_HOST}"
+    exit 0
+  fi
+  if [[ -e "${NETNS_PATH}" || -d "${CLUSTER_DIR}/run" ]]; then
+    log "half up: tearing down first"
+    "${ROOT}/hack/cluster/down.sh"
+  fi
+
+  # A failure from here leaves a half-built cluster: remove it, so the next run starts clean.
+  trap 'rc=$?; if ((rc)); then log "failed; tearing down (logs kept in ${CLUSTER_DIR}/logs.failed)"; rm -rf "${CLUSTER_DIR}/logs.failed"; cp -r "${CLUSTER_DIR}/logs" "${CLUSTER_DIR}/logs.failed" 2>/dev/null; KEEP_LOGS=1 "${ROOT}/hack/cluster/down.sh" || true; fi' EXIT
+
+  build_binaries
+  built=$(date +%s)
+  mkdir -p "${CLUSTER_DIR}/run" "${CLUSTER_DIR}/logs"
+  make_netns
+  make_pki
+  write_containerd_config
+  start_control_plane
+  start_node
+  make_volumes
+  log "node $(kc get node "${NODE_NAME}" -o jsonpath='{.metadata.name} {.status.nodeInfo.containerRuntimeVersion} kubelet {.status.nodeInfo.kubeletVersion}') Ready"
+  log "up in $(( $(date +%s) - built ))s (binaries and images: $(( built - started ))s)"
+  trap - EXIT
   echo "export KUBECONFIG=${KUBECONFIG_HOST}"
-  exit 0
-fi
-if [[ -e "${NETNS_PATH}" || -d "${CLUSTER_DIR}/run" ]]; then
-  log "half up: tearing down first"
-  "${ROOT}/hack/cluster/down.sh"
-fi
+}
 
-# A failure from here leaves a half-built cluster: remove it, so the next run starts clean.
-trap 'rc=$?; if ((rc)); then log "failed; tearing down (logs kept in ${CLUSTER_DIR}/logs.failed)"; rm -rf "${CLUSTER_DIR}/logs.failed"; cp -r "${CLUSTER_DIR}/logs" "${CLUSTER_DIR}/logs.failed" 2>/dev/null; KEEP_LOGS=1 "${ROOT}/hack/cluster/down.sh" || true; fi' EXIT
-
-build_binaries
-built=$(date +%s)
-mkdir -p "${CLUSTER_DIR}/run" "${CLUSTER_DIR}/logs"
-make_netns
-make_pki
-write_containerd_config
-start_control_plane
-start_node
-make_volumes
-log "node $(kc get node "${NODE_NAME}" -o jsonpath='{.metadata.name} {.status.nodeInfo.containerRuntimeVersion} kubelet {.status.nodeInfo.kubeletVersion}') Ready"
-log "up in $(( $(date +%s) - built ))s (binaries and images: $(( built - started ))s)"
-trap - EXIT
-echo "export KUBECONFIG=${KUBECONFIG_HOST}"
+# Sourced (by a probe or a test), only the functions are defined.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main; fi
