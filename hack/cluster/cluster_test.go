@@ -52,6 +52,9 @@ func TestCluster(t *testing.T) {
 		{"DispatcherPodDeletedAndKilledUnderLoad", s.dispatcherKilledUnderLoad},
 		{"ManagerPodDeletedAndKilledUnderLoad", s.managerKilledUnderLoad},
 		{"HelmUninstallKeepsCRDsAndResources", s.helmUninstall},
+		{"HelmUpgradeFromPreviousUnderLoad", s.helmUpgradeFromPrevious},
+		{"KustomizeConfigDefault", s.kustomize},
+		{"ExternalNATSClusterThreeDispatchers", s.externalMode},
 	}
 	for _, step := range steps {
 		stepStart := time.Now()
@@ -497,4 +500,189 @@ func gitOutput(args ...string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-var _ = os.Getenv
+// imageOfTree builds herald from a source tree into an image and imports it.
+func (s *suite) imageOfTree(tree, name string) {
+	s.t.Helper()
+	bin := filepath.Join(s.dir, "images", "herald-"+name[strings.LastIndex(name, ":")+1:])
+	start := time.Now()
+	if out, err := s.run(nil, "go", "build", "-C", tree, "-trimpath", "-o", bin, "."); err != nil {
+		s.t.Fatalf("building herald from %s: %v\n%s", tree, err, out)
+	}
+	s.t.Logf("TIMING herald built from %s in %s", tree, time.Since(start).Round(100*time.Millisecond))
+	adds := []string{bin + "=/herald"}
+	if _, err := os.Stat("/etc/ssl/certs/ca-certificates.crt"); err == nil {
+		adds = append(adds, "/etc/ssl/certs/ca-certificates.crt=/etc/ssl/certs/ca-certificates.crt")
+	}
+	s.importImage(name, "/herald", adds...)
+}
+
+// helmUpgradeFromPrevious installs the chart and image of the previous commit
+// (HERALD_UPGRADE_FROM, default HEAD~1), then upgrades to the working tree's under a
+// steady publish stream: nothing accepted may be lost.
+func (s *suite) helmUpgradeFromPrevious(t *testing.T) {
+	ref := os.Getenv("HERALD_UPGRADE_FROM")
+	if ref == "" {
+		ref = "HEAD~1"
+	}
+	rev, err := gitOutput("rev-parse", "--verify", ref+"^{commit}")
+	if err != nil {
+		skipLoudly(t, fmt.Sprintf("helm upgrade step: cannot resolve %s (a shallow clone?); set HERALD_UPGRADE_FROM to a commit: %v", ref, err))
+	}
+	// git archive, not a worktree: nothing is registered in the repository's .git.
+	prev := filepath.Join(s.dir, "prev-tree")
+	if err := os.MkdirAll(prev, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := s.run(nil, "bash", "-c", fmt.Sprintf("git archive %s | tar -x -C %s", rev, prev)); err != nil {
+		t.Fatalf("extracting %s: %v\n%s", rev, err, out)
+	}
+	t.Logf("previous release: %s = %s", ref, rev[:12])
+	s.imageOfTree(prev, "herald.local/herald:prev")
+
+	args := append([]string{"install", "herald", filepath.Join(prev, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "3m"}, s.helmValues("prev")...)
+	t.Log(s.helm(args...))
+	s.waitDispatcherImage("herald.local/herald:prev")
+	s.ingest = "http://" + s.jsonpath(systemNS, "service/herald-dispatcher", "{.spec.clusterIP}") + ":8080"
+
+	s.streamAndCheck(t, "upgrade", 300, func(progress func() int) {
+		s.waitProgress(progress, 30)
+		t.Logf("helm upgrade to the working tree at %d delivered", progress())
+		start := time.Now()
+		args := append([]string{"upgrade", "herald", filepath.Join(repoRoot, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "3m"}, s.helmValues("suite")...)
+		t.Log(s.helm(args...))
+		s.waitDispatcherImage(heraldImage)
+		t.Logf("TIMING helm upgrade -> dispatcher on the new image Ready: %s", time.Since(start).Round(100*time.Millisecond))
+		s.waitProgress(progress, progress()+30)
+	})
+	t.Log(s.podReport(systemNS, "app.kubernetes.io/part-of=herald"))
+}
+
+// waitDispatcherImage waits for herald-dispatcher-0 to run image and be Ready.
+func (s *suite) waitDispatcherImage(image string) {
+	s.t.Helper()
+	s.eventually(5*time.Minute, "herald-dispatcher-0 Ready on "+image, func() (bool, string) {
+		got := s.jsonpath(systemNS, "pod/herald-dispatcher-0", `{.spec.containers[0].image} {.status.conditions[?(@.type=="Ready")].status}`)
+		return got == image+" True", got
+	})
+	s.t.Log(s.podReport(systemNS, "app.kubernetes.io/component=dispatcher"))
+}
+
+// kustomize installs with `kubectl apply -k config/default`, the README's kubectl path,
+// whose manager runs ghcr.io/herald-dev/herald:0.1.0: that name is given to the local
+// image (never pulled: IfNotPresent).
+func (s *suite) kustomize(t *testing.T) {
+	t.Log(s.helm("uninstall", "herald", "-n", systemNS, "--wait", "--timeout", "3m"))
+	s.ctr("images", "tag", "--force", heraldImage, "ghcr.io/herald-dev/herald:0.1.0")
+	if out, err := s.run(nil, s.kubectlBin, "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(repoRoot, "config", "default")); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Log(out)
+	}
+	// The suite's receivers are plain http on a private address, which the kustomize
+	// manifest (like the chart's defaults) refuses.
+	s.kubectl("patch", "deployment", "herald-manager", "-n", systemNS, "--type=json", "-p",
+		`[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--allow-plain-http=true"},`+
+			`{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--allow-private-networks=true"}]`)
+	s.kubectl("rollout", "status", "deployment/herald-manager", "-n", systemNS, "--timeout=3m")
+	t.Log(s.podReport(systemNS, "app.kubernetes.io/component=manager"))
+	s.waitDispatcherImage("ghcr.io/herald-dev/herald:0.1.0")
+	s.ingest = "http://" + s.jsonpath(systemNS, "service/herald-dispatcher", "{.spec.clusterIP}") + ":8080"
+	s.streamAndCheck(t, "kustomize", 50, func(progress func() int) {})
+}
+
+// externalMode runs a three-node NATS JetStream cluster as pods (nats-server built from
+// the version in go.mod) and Herald with dispatcher.mode=external and three dispatcher
+// replicas, then deletes one dispatcher pod under a publish stream.
+func (s *suite) externalMode(t *testing.T) {
+	if out, err := s.run(nil, s.kubectlBin, "delete", "-k", filepath.Join(repoRoot, "config", "default"), "--ignore-not-found", "--wait", "--timeout=3m"); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Log(out)
+	}
+	natsBin := filepath.Join(s.dir, "images", "nats-server")
+	start := time.Now()
+	if out, err := s.run(nil, "go", "build", "-trimpath", "-o", natsBin, "github.com/nats-io/nats-server/v2"); err != nil {
+		t.Fatalf("building nats-server: %v\n%s", err, out)
+	}
+	t.Logf("TIMING nats-server built in %s", time.Since(start).Round(100*time.Millisecond))
+	s.importImage("herald.local/nats:suite", "/nats-server", natsBin+"=/nats-server")
+
+	// No cluster DNS: every NATS pod gets a Service with a fixed ClusterIP, which the routes
+	// and the dispatchers' URL name.
+	ips := []string{"10.96.200.10", "10.96.200.11", "10.96.200.12"}
+	var manifest strings.Builder
+	manifest.WriteString("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: nats\n  labels: {pod-security.kubernetes.io/enforce: restricted}\n---\n")
+	var routes, urls []string
+	for i, ip := range ips {
+		routes = append(routes, "nats://"+ip+":6222")
+		urls = append(urls, "nats://"+ip+":4222")
+		fmt.Fprintf(&manifest, `apiVersion: v1
+kind: Service
+metadata: {name: nats-%d, namespace: nats}
+spec:
+  clusterIP: %s
+  selector: {statefulset.kubernetes.io/pod-name: nats-%d}
+  ports: [{name: client, port: 4222}, {name: cluster, port: 6222}]
+---
+`, i, ip, i)
+	}
+	fmt.Fprintf(&manifest, `apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: nats, namespace: nats}
+spec:
+  replicas: 3
+  podManagementPolicy: Parallel
+  serviceName: nats
+  selector: {matchLabels: {app: nats}}
+  template:
+    metadata: {labels: {app: nats}}
+    spec:
+      securityContext: {runAsNonRoot: true, runAsUser: 65532, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: nats
+          image: herald.local/nats:suite
+          imagePullPolicy: IfNotPresent
+          env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+          args: [--name, $(POD_NAME), --jetstream, --store_dir, /data, --port, "4222", --http_port, "8222",
+                 --cluster_name, herald, --cluster, "nats://0.0.0.0:6222", --routes, %q]
+          readinessProbe:
+            httpGet: {path: /healthz, port: 8222}
+            periodSeconds: 2
+          volumeMounts: [{name: data, mountPath: /data}]
+          securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
+      volumes: [{name: data, emptyDir: {}}]
+`, strings.Join(routes, ","))
+	s.apply("nats", manifest.String())
+	s.kubectl("rollout", "status", "statefulset/nats", "-n", "nats", "--timeout=4m")
+	t.Log(s.podReport("nats", "app=nats"))
+
+	s.apply("", fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels: {pod-security.kubernetes.io/enforce: restricted}\n", systemNS))
+	values := filepath.Join(s.dir, "external-values.yaml")
+	if err := os.WriteFile(values, []byte(fmt.Sprintf("dispatcher:\n  mode: external\n  replicas: 3\n  nats:\n    url: %q\n    streamReplicas: 3\n", strings.Join(urls, ","))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	args := append([]string{"install", "herald", filepath.Join(repoRoot, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "4m", "-f", values}, s.helmValues("suite")...)
+	t.Log(s.helm(args...))
+	s.eventually(5*time.Minute, "3 dispatcher replicas Ready", func() (bool, string) {
+		got := s.jsonpath(systemNS, "deployment/herald-dispatcher", "{.status.readyReplicas}")
+		return got == "3", got
+	})
+	t.Logf("TIMING helm install (external) -> 3 dispatchers Ready: %s", time.Since(start).Round(100*time.Millisecond))
+	t.Log(s.podReport(systemNS, "app.kubernetes.io/component=dispatcher"))
+	s.ingest = "http://" + s.jsonpath(systemNS, "service/herald-dispatcher", "{.spec.clusterIP}") + ":8080"
+
+	// The CRDs went with `kubectl delete -k`, and the endpoints with them.
+	s.addEndpoint("stream", "StandardWebhooks", "", "", "stream.*")
+	s.streamAndCheck(t, "external", 200, func(progress func() int) {
+		s.waitProgress(progress, 30)
+		victim := strings.Fields(s.jsonpath(systemNS, "pods", `{.items[?(@.metadata.labels.app\.kubernetes\.io/component=="dispatcher")].metadata.name}`))
+		if len(victim) == 0 {
+			t.Fatal("no dispatcher pod")
+		}
+		t.Logf("kubectl delete pod %s (of %d) at %d delivered", victim[0], len(victim), progress())
+		s.kubectl("delete", "pod", victim[0], "-n", systemNS, "--wait=false")
+		s.waitProgress(progress, progress()+30)
+	})
+	t.Log(s.podReport(systemNS, "app.kubernetes.io/part-of=herald"))
+}
