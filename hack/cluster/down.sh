@@ -101,7 +101,12 @@ if [[ -e "${NETNS_PATH}" ]]; then
   ip netns delete "${NETNS}" 2>/dev/null || { umount "${NETNS_PATH}" 2>/dev/null || true; rm -f "${NETNS_PATH}"; }
 fi
 ip link delete "${HOST_VETH}" 2>/dev/null || true
-rmdir /run/netns 2>/dev/null || true
+# `ip netns add` bind-mounts /run/netns on itself (to share it); undo that when no
+# namespace is left in it.
+if [[ -d /run/netns && -z "$(ls -A /run/netns)" ]]; then
+  while umount /run/netns 2>/dev/null; do :; done
+  rmdir /run/netns 2>/dev/null || true
+fi
 
 # 7. cgroups, leaves first (a cgroup directory goes with rmdir only).
 for m in $(cgroup_mounts); do
