@@ -239,7 +239,7 @@ spec:
     - name: producer
       image: %s
       imagePullPolicy: IfNotPresent
-      args: [-server, %s, -namespace, %s, -id-prefix, %s, -types, %q, -count, "%d", -rate, "%g", -want-matched, "%d"]
+      args: ["-server", %q, "-namespace", %q, "-id-prefix", %q, "-types", %q, "-count", "%d", "-rate", "%g", "-want-matched", "%d"]
       securityContext:
         allowPrivilegeEscalation: false
         readOnlyRootFilesystem: true
@@ -323,8 +323,6 @@ func (s *suite) everySignatureStyle(t *testing.T) {
 		return true, out
 	})
 	t.Log("kubectl get whe -n shop\n" + s.kubectl("get", "whe", "-n", shopNS))
-	t.Log("counters\n" + s.kubectl("get", "whe", "-n", shopNS, "-o",
-		"custom-columns=NAME:.metadata.name,DELIVERED:.status.counters.delivered,DEADLETTERED:.status.counters.deadLettered,FAILURES:.status.consecutiveFailures"))
 }
 
 func (s *suite) failureLifecycle(t *testing.T) {

@@ -189,7 +189,11 @@ func (c *cluster) kubectl(args ...string) string {
 
 func (c *cluster) apply(namespace, manifest string) {
 	c.t.Helper()
-	if _, err := c.run([]byte(manifest), c.kubectlBin, "apply", "-n", namespace, "-f", "-"); err != nil {
+	args := []string{"apply", "-f", "-"}
+	if namespace != "" {
+		args = append(args, "-n", namespace)
+	}
+	if _, err := c.run([]byte(manifest), c.kubectlBin, args...); err != nil {
 		c.t.Fatalf("%v\nmanifest:\n%s", err, manifest)
 	}
 }
