@@ -49,7 +49,7 @@ ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v${KUBE_VERSION} -X k
 (cd "${BUILD}" && GOFLAGS=-mod=mod go mod tidy >"${BUILD}/node-resolve.log" 2>&1) || { cat "${BUILD}/node-resolve.log" >&2; exit 1; }
 for b in "${BINARIES[@]}"; do
   [[ -x "${OUT}/${b}" ]] && continue
-  log "building ${b} v${KUBE_VERSION} (kubelet: 20-30 minutes on 2 busy cores on first run; the others a few minutes)"
+  log "building ${b} v${KUBE_VERSION} (with a warm Go cache from kube-apiserver: about 3 minutes each on 2 busy cores; cold, kubelet alone can take 30)"
   start=$(date +%s)
   (cd "${BUILD}" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags "${ldflags}" -o "${OUT}/${b}.tmp" "k8s.io/kubernetes/cmd/${b}" >&2)
   mv "${OUT}/${b}.tmp" "${OUT}/${b}"
