@@ -85,10 +85,22 @@ func (s *suite) logNode() {
 func (s *suite) buildTestImage() {
 	s.t.Helper()
 	bin := filepath.Join(s.dir, "images", "producer")
-	if out, err := s.run(nil, "go", "build", "-o", bin, "./hack/cluster/producer"); err != nil {
+	if out, err := s.goBuild("-o", bin, "./hack/cluster/producer"); err != nil {
 		s.t.Fatalf("building the producer: %v\n%s", err, out)
 	}
 	s.importImage(testImage, "/producer", bin+"=/producer")
+}
+
+// goBuild builds a static binary (the images have no libc).
+func (s *suite) goBuild(args ...string) (string, error) {
+	cmd := exec.Command("go", append([]string{"build"}, args...)...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(append([]string(nil), s.env...), "CGO_ENABLED=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("go build %s: %w", strings.Join(args, " "), err)
+	}
+	return string(out), nil
 }
 
 // importImage makes an OCI tar with hack/cluster/ociimage and imports it into the node's
@@ -503,7 +515,7 @@ func (s *suite) imageOfTree(tree, name string) {
 	s.t.Helper()
 	bin := filepath.Join(s.dir, "images", "herald-"+name[strings.LastIndex(name, ":")+1:])
 	start := time.Now()
-	if out, err := s.run(nil, "go", "build", "-C", tree, "-trimpath", "-o", bin, "."); err != nil {
+	if out, err := s.goBuild("-C", tree, "-trimpath", "-o", bin, "."); err != nil {
 		s.t.Fatalf("building herald from %s: %v\n%s", tree, err, out)
 	}
 	s.t.Logf("TIMING herald built from %s in %s", tree, time.Since(start).Round(100*time.Millisecond))
@@ -599,7 +611,7 @@ func (s *suite) externalMode(t *testing.T) {
 	}
 	natsBin := filepath.Join(s.dir, "images", "nats-server")
 	start := time.Now()
-	if out, err := s.run(nil, "go", "build", "-trimpath", "-o", natsBin, "github.com/nats-io/nats-server/v2"); err != nil {
+	if out, err := s.goBuild("-trimpath", "-o", natsBin, "github.com/nats-io/nats-server/v2"); err != nil {
 		t.Fatalf("building nats-server: %v\n%s", err, out)
 	}
 	t.Logf("TIMING nats-server built in %s", time.Since(start).Round(100*time.Millisecond))
