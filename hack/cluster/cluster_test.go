@@ -78,7 +78,7 @@ func TestCluster(t *testing.T) {
 // logNode prints the node as the evidence of a real one: name, runtime, kubelet, OS.
 func (s *suite) logNode() {
 	s.t.Log("node: " + s.kubectl("get", "nodes", "-o",
-		`jsonpath={range .items[*]}{.metadata.name} Ready={.status.conditions[?(@.type=="Ready")].status} runtime={.status.nodeInfo.containerRuntimeVersion} kubelet={.status.nodeInfo.kubeletVersion} kube-proxy={.status.nodeInfo.kubeProxyVersion} kernel={.status.nodeInfo.kernelVersion} os={.status.nodeInfo.osImage} internalIP={.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}`))
+		`jsonpath={range .items[*]}{.metadata.name} Ready={.status.conditions[?(@.type=="Ready")].status} runtime={.status.nodeInfo.containerRuntimeVersion} kubelet={.status.nodeInfo.kubeletVersion} kernel={.status.nodeInfo.kernelVersion} os={.status.nodeInfo.osImage} internalIP={.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}`))
 }
 
 // buildTestImage builds the producer into an image and imports it.
@@ -91,11 +91,12 @@ func (s *suite) buildTestImage() {
 	s.importImage(testImage, "/producer", bin+"=/producer")
 }
 
-// goBuild builds a static binary (the images have no libc).
+// goBuild builds a static binary (the images have no libc), with the caller's
+// environment: the tools' private HOME would give Go an empty module and build cache.
 func (s *suite) goBuild(args ...string) (string, error) {
 	cmd := exec.Command("go", append([]string{"build"}, args...)...)
 	cmd.Dir = repoRoot
-	cmd.Env = append(append([]string(nil), s.env...), "CGO_ENABLED=0")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("go build %s: %w", strings.Join(args, " "), err)
@@ -238,8 +239,8 @@ func (s *suite) startProducer(prefix, types string, count int, rate float64, wan
 	s.apply(shopNS, fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata:
-  name: %s
-  labels: {app: producer}
+  name: %[1]s
+  labels: {app: producer, name: %[1]s}
 spec:
   serviceAccountName: producer
   restartPolicy: Never
@@ -249,9 +250,9 @@ spec:
     seccompProfile: {type: RuntimeDefault}
   containers:
     - name: producer
-      image: %s
+      image: %[2]s
       imagePullPolicy: IfNotPresent
-      args: ["-server", %q, "-namespace", %q, "-id-prefix", %q, "-types", %q, "-count", "%d", "-rate", "%g", "-want-matched", "%d"]
+      args: ["-server", %[3]q, "-namespace", %[4]q, "-id-prefix", %[5]q, "-types", %[6]q, "-count", "%[7]d", "-rate", "%[8]g", "-want-matched", "%[9]d"]
       securityContext:
         allowPrivilegeEscalation: false
         readOnlyRootFilesystem: true
@@ -271,7 +272,7 @@ func (s *suite) waitProducer(pod string, within time.Duration) producerRun {
 		}
 		return phase == "Succeeded", phase
 	})
-	s.t.Log(s.podReport(shopNS, "app=producer") + "")
+	s.t.Log(s.podReport(shopNS, "app=producer,name="+pod))
 	logs := s.kubectl("logs", "-n", shopNS, pod)
 	run := producerRun{matched: map[string]int{}, log: logs}
 	re := regexp.MustCompile(`^accepted id=(\S+) type=\S+ matched=(\d+) duplicate=(\w+)`)
