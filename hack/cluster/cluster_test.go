@@ -632,6 +632,8 @@ kind: Service
 metadata: {name: nats-%d, namespace: nats}
 spec:
   clusterIP: %s
+  # Routes form before the pods are Ready (their readiness waits for the routes).
+  publishNotReadyAddresses: true
   selector: {statefulset.kubernetes.io/pod-name: nats-%d}
   ports: [{name: client, port: 4222}, {name: cluster, port: 6222}]
 ---
