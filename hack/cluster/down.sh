@@ -74,13 +74,19 @@ for s in "${shim_sockets[@]}"; do rm -f "${s}"; done
 # fifos, and another containerd may use it.
 find /run/containerd -depth -type d -empty -delete 2>/dev/null || true
 
-# 4. Pod network namespaces: containerd records each in the CNI result cache, under our
-# network's name.
-for result in "${CNI_CACHE}"/results/"${CNI_NETWORK}"-*; do
-  [[ -f "${result}" ]] || continue
-  ns="$(sed -n 's/.*"netns":"\([^"]*\)".*/\1/p' "${result}" | head -1)"
-  if [[ -n "${ns}" && -e "${ns}" ]]; then umount "${ns}" 2>/dev/null || umount -l "${ns}" 2>/dev/null || true; rm -f "${ns}"; fi
-  rm -f "${result}"
+# 4. Pod network namespaces (/run/netns/cni-*) and containerd's CNI results, which
+# containerd 1.6 keeps in a fixed folder, one file per sandbox and network (ours and the
+# shared "cni-loopback"); our sandboxes are the ones in our containerd's state.
+for sandbox in "${CLUSTER_DIR}"/containerd/state/io.containerd.grpc.v1.cri/sandboxes/*; do
+  [[ -d "${sandbox}" ]] || continue
+  id="$(basename "${sandbox}")"
+  for result in "${CNI_CACHE}"/results/*-"${id}"-*; do
+    [[ -f "${result}" ]] || continue
+    for ns in $(grep -o '"sandbox":"[^"]*"' "${result}" | cut -d'"' -f4 | sort -u); do
+      if [[ -e "${ns}" ]]; then umount "${ns}" 2>/dev/null || umount -l "${ns}" 2>/dev/null || true; rm -f "${ns}"; fi
+    done
+    rm -f "${result}"
+  done
 done
 rmdir "${CNI_CACHE}/results" "${CNI_CACHE}" 2>/dev/null || true
 

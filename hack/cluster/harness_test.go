@@ -47,6 +47,22 @@ type cluster struct {
 	env        []string
 	netnsPath  string
 	sock       string
+	// Entries of the fixed host folders containerd and kubelet write to, before the
+	// cluster started: what is new there after down.sh was left behind.
+	hostBefore map[string]bool
+}
+
+// hostLeftovers lists the entries of the fixed host folders a node writes outside its own
+// folder: pod network namespaces, CNI results, /var/log/containers, shim sockets.
+func hostLeftovers() map[string]bool {
+	found := map[string]bool{}
+	for _, pattern := range []string{"/run/netns/*", "/var/lib/cni/results/*", "/var/log/containers/*", "/run/containerd/s/*"} {
+		matches, _ := filepath.Glob(pattern)
+		for _, m := range matches {
+			found[m] = true
+		}
+	}
+	return found
 }
 
 // requirements returns why the suite cannot run here, or "".
@@ -101,6 +117,7 @@ func up(t *testing.T) *cluster {
 		c.helmBin = strings.TrimSpace(c.script("hack/tool.sh", "helm"))
 	}
 
+	c.hostBefore = hostLeftovers()
 	start := time.Now()
 	out := c.script("hack/cluster/up.sh")
 	c.kubeconfig = ""
@@ -345,9 +362,21 @@ func (c *cluster) checkNothingLeft() {
 	}
 	cgroups, _ := filepath.Glob("/sys/fs/cgroup/*/herald-" + clusterName)
 	left = append(left, cgroups...)
+	// Every component runs with the cluster folder in its command line.
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(c.dir)) {
+			left = append(left, "process "+strings.ReplaceAll(string(bytes.TrimRight(b, "\x00")), "\x00", " "))
+		}
+	}
+	for entry := range hostLeftovers() {
+		if !c.hostBefore[entry] {
+			left = append(left, entry)
+		}
+	}
 	if len(left) > 0 {
 		c.t.Errorf("hack/cluster/down.sh left behind: %s", strings.Join(left, "; "))
 	} else {
-		c.t.Log("down.sh left nothing behind (no netns, mounts, cgroups or folder)")
+		c.t.Log("down.sh left nothing behind (no process, network namespace, mounts, cgroups, pod netns, CNI results, log links or folder)")
 	}
 }
