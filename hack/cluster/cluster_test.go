@@ -599,6 +599,24 @@ func (s *suite) kustomize(t *testing.T) {
 	s.waitDispatcherImage("ghcr.io/herald-dev/herald:0.1.0")
 	s.ingest = "http://" + s.jsonpath(systemNS, "service/herald-dispatcher", "{.spec.clusterIP}") + ":8080"
 	s.streamAndCheck(t, "kustomize", 50, func(progress func() int) {})
+	// The runtime reports a container's image by the image's first name: drop the alias,
+	// or the next steps' pods would read ghcr.io/herald-dev/herald:0.1.0.
+	s.ctr("images", "rm", "ghcr.io/herald-dev/herald:0.1.0")
+}
+
+// logRestarts shows why a container restarted: the end of its previous run's log.
+func (s *suite) logRestarts(namespace, selector string) {
+	s.t.Helper()
+	out := s.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o",
+		`jsonpath={range .items[*]}{.metadata.name} {.status.containerStatuses[0].restartCount}{"\n"}{end}`)
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 || f[1] == "0" {
+			continue
+		}
+		prev, err := s.run(nil, s.kubectlBin, "logs", "-n", namespace, f[0], "--previous", "--tail=15")
+		s.t.Logf("pod %s restarted %s times; its previous run ended with:\n%s%s", f[0], f[1], prev, errOrEmpty(err))
+	}
 }
 
 // externalMode runs a three-node NATS JetStream cluster as pods (nats-server built from
@@ -683,6 +701,7 @@ spec:
 	})
 	t.Logf("TIMING helm install (external) -> 3 dispatchers Ready: %s", time.Since(start).Round(100*time.Millisecond))
 	t.Log(s.podReport(systemNS, "app.kubernetes.io/component=dispatcher"))
+	s.logRestarts(systemNS, "app.kubernetes.io/component=dispatcher")
 	s.ingest = "http://" + s.jsonpath(systemNS, "service/herald-dispatcher", "{.spec.clusterIP}") + ":8080"
 
 	// The CRDs went with `kubectl delete -k`, and the endpoints with them.
