@@ -604,11 +604,13 @@ func (s *suite) kustomize(t *testing.T) {
 	s.ctr("images", "rm", "ghcr.io/herald-dev/herald:0.1.0")
 }
 
-// logRestarts shows why a container restarted: the end of its previous run's log.
-func (s *suite) logRestarts(namespace, selector string) {
+// logRestarts shows why a container restarted, the end of its previous run's log, and
+// returns how many pods restarted.
+func (s *suite) logRestarts(namespace, selector string) int {
 	s.t.Helper()
 	out := s.kubectl("get", "pods", "-n", namespace, "-l", selector, "-o",
 		`jsonpath={range .items[*]}{.metadata.name} {.status.containerStatuses[0].restartCount}{"\n"}{end}`)
+	restarted := 0
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.Fields(line)
 		if len(f) != 2 || f[1] == "0" {
@@ -616,7 +618,9 @@ func (s *suite) logRestarts(namespace, selector string) {
 		}
 		prev, err := s.run(nil, s.kubectlBin, "logs", "-n", namespace, f[0], "--previous", "--tail=15")
 		s.t.Logf("pod %s restarted %s times; its previous run ended with:\n%s%s", f[0], f[1], prev, errOrEmpty(err))
+		restarted++
 	}
+	return restarted
 }
 
 // externalMode runs a three-node NATS JetStream cluster as pods (nats-server built from
@@ -701,7 +705,11 @@ spec:
 	})
 	t.Logf("TIMING helm install (external) -> 3 dispatchers Ready: %s", time.Since(start).Round(100*time.Millisecond))
 	t.Log(s.podReport(systemNS, "app.kubernetes.io/component=dispatcher"))
-	s.logRestarts(systemNS, "app.kubernetes.io/component=dispatcher")
+	// Started together on a fresh NATS cluster, they wait for JetStream instead of
+	// exiting and being restarted.
+	if restarted := s.logRestarts(systemNS, "app.kubernetes.io/component=dispatcher"); restarted > 0 {
+		t.Errorf("%d dispatcher pods restarted while starting on the NATS cluster, want 0", restarted)
+	}
 	s.ingest = "http://" + s.jsonpath(systemNS, "service/herald-dispatcher", "{.spec.clusterIP}") + ":8080"
 
 	// The CRDs went with `kubectl delete -k`, and the endpoints with them.
