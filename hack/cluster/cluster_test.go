@@ -710,6 +710,15 @@ spec:
 	if restarted := s.logRestarts(systemNS, "app.kubernetes.io/component=dispatcher"); restarted > 0 {
 		t.Errorf("%d dispatcher pods restarted while starting on the NATS cluster, want 0", restarted)
 	}
+	if logs, err := s.run(nil, s.kubectlBin, "logs", "-n", systemNS, "-l", "app.kubernetes.io/component=dispatcher", "--tail=-1", "--prefix"); err == nil {
+		waits := 0
+		for _, line := range strings.Split(logs, "\n") {
+			if strings.Contains(line, "JetStream not ready") {
+				waits++
+			}
+		}
+		t.Logf("dispatchers waited for JetStream %d times while starting", waits)
+	}
 	s.ingest = "http://" + s.jsonpath(systemNS, "service/herald-dispatcher", "{.spec.clusterIP}") + ":8080"
 
 	// The CRDs went with `kubectl delete -k`, and the endpoints with them.

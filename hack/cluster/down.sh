@@ -42,9 +42,28 @@ cgroup_pids() {
   done | sort -u
 }
 
-# 1. Components, newest first.
+# kill_pids pids...: SIGKILL, and up to 5 s for them to be gone.
+kill_pids() {
+  [[ -z "${*// /}" ]] && return 0
+  kill -KILL "$@" 2>/dev/null || true
+  local i pid alive_any
+  for ((i = 0; i < 50; i++)); do
+    alive_any=0
+    for pid in "$@"; do kill -0 "${pid}" 2>/dev/null && alive_any=1; done
+    ((alive_any)) || return 0
+    sleep 0.1
+  done
+}
+
+# 1. Components, newest first. The containers go after the kubelet and before the API
+# server: they would outlive the kubelet and containerd (their shims keep them), and the
+# API server waits for their watches to end before it exits.
 for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do
   c="${COMPONENTS[i]}"
+  if [[ "${c}" == containerd ]]; then
+    # shellcheck disable=SC2046
+    kill_pids $(cgroup_pids)
+  fi
   pid="$(pid_of "${c}")"
   [[ -n "${pid}" ]] && alive "${c}" && { log "stopping ${c}"; stop_pid "${pid}" "${c}"; }
 done
@@ -61,13 +80,7 @@ for round in 1 2 3; do
   pids="$(cgroup_pids) $(netns_pids)"
   [[ -z "${pids// /}" ]] && break
   # shellcheck disable=SC2086
-  kill -KILL ${pids} 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    alive_any=0
-    for pid in ${pids}; do kill -0 "${pid}" 2>/dev/null && alive_any=1; done
-    ((alive_any)) || break
-    sleep 0.1
-  done
+  kill_pids ${pids}
 done
 for s in "${shim_sockets[@]}"; do rm -f "${s}"; done
 # Only empty folders: /run/containerd is fixed in containerd 1.6 for shim sockets and ctr's
