@@ -195,7 +195,7 @@ start_control_plane() {
     --kubelet-certificate-authority "${p}/ca.crt" --kubelet-preferred-address-types InternalIP \
     --profiling=false
   wait_for "kube-apiserver /readyz" 120 curl -sfk --max-time 2 "https://${NODE_IP}:6443/readyz"
-  wait_for "the default ServiceAccount machinery" 60 kc get --raw /api/v1/namespaces/default
+  wait_for "the default namespace" 60 kc get --raw /api/v1/namespaces/default
 }
 
 write_containerd_config() {
@@ -308,6 +308,8 @@ YAML
     --conntrack-max-per-core 0 --conntrack-tcp-timeout-established 0 --conntrack-tcp-timeout-close-wait 0 \
     --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
   wait_for "node ${NODE_NAME} Ready" 180 kc wait --for=condition=Ready "node/${NODE_NAME}" --timeout 2s
+  # Pods are refused until the controller-manager has made the namespace's ServiceAccount.
+  wait_for "ServiceAccount default/default" 60 kc get serviceaccount default -n default
 }
 
 # A static hostPath volume per claim the suites make; no class, so claims without one
