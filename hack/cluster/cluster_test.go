@@ -376,8 +376,11 @@ func (s *suite) failureLifecycle(t *testing.T) {
 		tl := s.recv.tally("flaky", []string{id})
 		return tl.delivered == 1, fmt.Sprintf("%+v", tl)
 	})
-	t.Log(s.kubectl("get", "whe", "flaky", "-n", shopNS, "-o",
-		"custom-columns=NAME:.metadata.name,DISABLED:.status.conditions[?(@.type=='Disabled')].status,DELIVERED:.status.counters.delivered,DEADLETTERED:.status.counters.deadLettered"))
+	s.eventually(time.Minute, "flaky's counters to show the replayed delivery", func() (bool, string) {
+		got := s.jsonpath(shopNS, "whe/flaky", "{.status.counters.delivered} {.status.counters.deadLettered}")
+		return strings.HasPrefix(got, "1 "), got
+	})
+	t.Log("kubectl get whe flaky\n" + s.kubectl("get", "whe", "flaky", "-n", shopNS))
 }
 
 // containerID is the runtime id of a pod's first container.
@@ -414,7 +417,7 @@ func (s *suite) streamAndCheck(t *testing.T, prefix string, count int, disrupt f
 	disrupt(progress)
 	run := s.waitProducer(pod, 6*time.Minute)
 	if len(run.accepted) != count {
-		t.Errorf("producer had %d of %d events accepted:\n%s", len(run.accepted), count, tail2(run.log, 20))
+		t.Errorf("producer had %d of %d events accepted:\n%s", len(run.accepted), count, lastLines(run.log, 20))
 	}
 	start := time.Now()
 	var tl tally
@@ -426,7 +429,7 @@ func (s *suite) streamAndCheck(t *testing.T, prefix string, count int, disrupt f
 		prefix, len(run.accepted), tl.delivered, tl.lost, tl.duplicates, tl.attempts, run.duplicates, time.Since(start).Round(100*time.Millisecond))
 }
 
-func tail2(s string, n int) string {
+func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
