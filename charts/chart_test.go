@@ -25,8 +25,8 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/herald-dev/herald/controllers/workload"
 	"github.com/herald-dev/herald/cli"
+	"github.com/herald-dev/herald/controllers/workload"
 )
 
 // externalValues is the scale-out install of the README, with everything optional set.

@@ -21,8 +21,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/herald-dev/herald/controllers/workload"
 	"github.com/herald-dev/herald/cli"
+	"github.com/herald-dev/herald/controllers/workload"
 	"github.com/herald-dev/herald/internal/testenv"
 )
 

@@ -130,11 +130,55 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
-	if err := s.ensure(ctx); err != nil {
+	if err := s.ensureWithRetry(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// ensureSetupBudget bounds the retries of ensureWithRetry: under the dispatcher pod's
+// startup probe (60 x 2s), so a store that never comes up still ends in a restart that
+// the pod's status shows.
+const ensureSetupBudget = 100 * time.Second
+
+// ensureWithRetry creates Herald's streams and buckets, retrying while JetStream is not
+// ready for them. A NATS cluster that has just formed can take longer than one JetStream
+// API timeout to place replicated streams, the more so when several dispatcher replicas
+// start at once and ask for the same ones (seen in the cluster suite: three replicas on a
+// fresh three-node cluster, two exited with "creating stream HERALD_DEAD_LETTERS:
+// context deadline exceeded" and were restarted by the kubelet).
+func (s *Store) ensureWithRetry(ctx context.Context) error {
+	deadline := time.Now().Add(ensureSetupBudget)
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := s.ensure(ctx)
+		if err == nil || !transientSetupError(err) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		s.opts.Log.Info("JetStream not ready for Herald's streams yet; retrying", "attempt", attempt, "in", wait.String(), "error", err.Error())
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %w)", err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 8*time.Second)
+	}
+}
+
+// transientSetupError reports whether creating a stream or bucket failed in a way that
+// a later try may not: a JetStream API timeout, no JetStream responder yet, or JetStream
+// answering "temporarily unavailable" (503) while its meta leader is being elected.
+func transientSetupError(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return true
+	case errors.As(err, &apiErr):
+		return apiErr.Code == 503
+	}
+	return false
 }
 
 func (s *Store) startEmbedded() (*nats.Conn, error) {
