@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -441,8 +442,15 @@ func (h *harness) deliverEveryStyle(s *samples, pub *publisher) {
 
 	// The suspended sample holds its event and delivers it when the manifest says
 	// suspend: false. (Its status.counters.pending is not checked: the dispatcher writes
-	// an endpoint's delivery status only once it has attempted a delivery there.)
-	time.Sleep(time.Second)
+	// an endpoint's delivery status only once it has attempted a delivery there.) The
+	// held gauge counting it is the sign that the dispatcher has stored the event for
+	// the endpoint and decided to hold it; only then does "no request" mean something.
+	h.eventually(30*time.Second, "herald_held_deliveries of evaluations to count the held event", func() bool {
+		if n := len(evaluations.attempts(eval)); n != 0 {
+			t.Fatalf("the suspended endpoint received %d requests", n)
+		}
+		return h.gauge("herald_held_deliveries", `endpoint="evaluations"`) >= 1
+	})
 	if n := len(evaluations.attempts(eval)); n != 0 {
 		t.Fatalf("the suspended endpoint received %d requests", n)
 	}
@@ -642,13 +650,14 @@ func (h *harness) subscriptionLifecycle(s *samples, pub *publisher) {
 	// Only workspace's "*" matches now.
 	orphan := pub.publish("policy.violated", `{"policy":"P-1"}`, 1)
 	h.waitDelivered(workspace, orphan)
-	time.Sleep(time.Second)
-	if n := len(gov.attempts(orphan)); n != 0 {
-		h.t.Errorf("%s received %s %d times after its subscription was deleted", failingName, orphan, n)
-	}
 	h.kubectlMust("apply", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", s.files[file])
 	again := pub.publish("policy.violated", `{"policy":"P-2"}`, 2)
 	h.waitDelivered(gov, again)
+	// governance has received an event accepted after the orphan: had the orphan been
+	// routed there, it would have been queued ahead of this one.
+	if n := len(gov.attempts(orphan)); n != 0 {
+		h.t.Errorf("%s received %s %d times after its subscription was deleted", failingName, orphan, n)
+	}
 }
 
 // diffEverything runs kubectl diff --server-side, as the manager that applied it, on
@@ -825,6 +834,26 @@ func (h *harness) metricsTheREADMEPromises(s *samples, pub *publisher) {
 	}
 	h.kubectlMust("patch", "whe", "evaluations", "-n", ns, "--type", "merge", "-p", `{"spec":{"suspend":false}}`)
 	h.waitDelivered(s.receivers["evaluations"], held)
+}
+
+// gauge returns the sum of the samples of the metric name whose labels contain match
+// (such as `endpoint="evaluations"`) in a scrape of the dispatcher.
+func (h *harness) gauge(name, match string) float64 {
+	var sum float64
+	for _, line := range strings.Split(h.scrape(), "\n") {
+		// The value follows the last space; label values may hold spaces themselves.
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 || !strings.HasPrefix(line, name+"{") || !strings.Contains(line[:i], match) {
+			continue
+		}
+		value := line[i+1:]
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			h.t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
 }
 
 func (h *harness) scrape() string {
