@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/yaml"
 
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
@@ -329,27 +328,13 @@ func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.
 }
 
 func printResult(w io.Writer, format string, res ingest.Result) error {
-	switch format {
-	case "json":
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "%s\n", b)
-		return err
-	case "yaml":
-		b, err := yaml.Marshal(res)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	default:
-		tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-		fmt.Fprintln(tw, "ID\tMATCHED\tDUPLICATE")
-		fmt.Fprintf(tw, "%s\t%d\t%t\n", res.ID, res.Matched, res.Duplicate)
-		return tw.Flush()
+	if format == "json" || format == "yaml" {
+		return printObject(w, format, res)
 	}
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "ID\tMATCHED\tDUPLICATE")
+	fmt.Fprintf(tw, "%s\t%d\t%t\n", res.ID, res.Matched, res.Duplicate)
+	return tw.Flush()
 }
 
 func truncateText(b []byte) string {
