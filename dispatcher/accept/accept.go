@@ -107,16 +107,17 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 			}
 			results[i].Matched++
 			deliveries = append(deliveries, queue.Delivery{
-				Namespace:   namespace,
-				Endpoint:    name,
-				EventID:     ev.ID,
-				EventType:   ev.Type,
-				EventSource: ev.Source,
-				CreatedAt:   ev.CreatedAt,
-				Data:        ev.Data,
-				DeliveryID:  queue.DeliveryID(namespace, ev.ID, name),
-				Attempt:     1,
-				AcceptedAt:  now,
+				Namespace:     namespace,
+				Endpoint:      name,
+				EventID:       ev.ID,
+				EventType:     ev.Type,
+				EventSource:   ev.Source,
+				CreatedAt:     ev.CreatedAt,
+				CreatedAtText: ev.CreatedAtText,
+				Data:          ev.Data,
+				DeliveryID:    queue.DeliveryID(namespace, ev.ID, name),
+				Attempt:       1,
+				AcceptedAt:    now,
 			})
 		}
 	}

@@ -304,6 +304,29 @@ func TestEngine_DeliversSignedEnvelopeWithDataByteForByte(t *testing.T) {
 	}
 }
 
+func TestEngine_CreatedAtAsTheProducerWroteItOrAsTheDocumentsDo(t *testing.T) {
+	h := newHarness(t, "")
+	rc := newReceiver(t, nil)
+	h.endpoint("billing", rc.URL, endpointOpts{})
+	h.publish(ingest.Event{ID: "evt_own", Type: "x", Data: json.RawMessage(`{}`),
+		CreatedAt: time.Date(2026, 1, 2, 13, 4, 5, 123e6, time.UTC), CreatedAtText: "2026-01-02T15:04:05.123+02:00"})
+	h.publish(ingest.Event{ID: "evt_stamped", Type: "x", Data: json.RawMessage(`{}`),
+		CreatedAt: time.Date(2026, 11, 30, 15, 55, 2, 0, time.UTC)})
+	got := rc.waitFor(t, 2, 10*time.Second)
+	bodies := map[string]string{}
+	for _, r := range got {
+		bodies[r.header.Get("webhook-id")] = string(r.body)
+	}
+	for id, want := range map[string]string{
+		"evt_own":     `"created_at":"2026-01-02T15:04:05.123+02:00"`, // byte for byte
+		"evt_stamped": `"created_at":"2026-11-30T15:55:02Z"`,          // 2024-01-15T10:30:00Z style
+	} {
+		if !strings.Contains(bodies[id], want) {
+			t.Errorf("%s: body %s, want %s", id, bodies[id], want)
+		}
+	}
+}
+
 func TestEngine_DataPayloadSendsDataAlone(t *testing.T) {
 	h := newHarness(t, "")
 	rc := newReceiver(t, nil)

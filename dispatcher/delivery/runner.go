@@ -155,7 +155,7 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 	}
 	d := &p.Delivery
 	out := cfg.Target.Send(ctx, &sender.Message{
-		EventID: d.EventID, EventType: d.EventType, CreatedAt: d.CreatedAt, Data: d.Data,
+		EventID: d.EventID, EventType: d.EventType, CreatedAt: d.CreatedAt, CreatedAtText: d.CreatedAtText, Data: d.Data,
 		DeliveryID: d.DeliveryID, Attempt: d.Attempt,
 	})
 	if !out.OK() && ctx.Err() != nil {

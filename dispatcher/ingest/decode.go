@@ -183,7 +183,7 @@ func (d *decoder) herald(m map[string]json.RawMessage) (Event, *apiError) {
 	} else {
 		e.ID = NewID(d.now())
 	}
-	if e.CreatedAt, err = d.timestamp(m, "created_at"); err != nil {
+	if e.CreatedAt, e.CreatedAtText, err = d.timestamp(m, "created_at"); err != nil {
 		return Event{}, err
 	}
 	if e.Source, _, err = optionalString(m, "source"); err != nil {
@@ -229,7 +229,7 @@ func (d *decoder) cloudEvent(m map[string]json.RawMessage) (Event, *apiError) {
 			return Event{}, err
 		}
 	}
-	if e.CreatedAt, err = d.timestamp(m, "time"); err != nil {
+	if e.CreatedAt, e.CreatedAtText, err = d.timestamp(m, "time"); err != nil {
 		return Event{}, err
 	}
 	ct, present, err := optionalString(m, "datacontenttype")
@@ -326,7 +326,9 @@ func (d *decoder) binaryCloudEvent(mediaType string, h http.Header, body []byte)
 		return Event{}, err
 	}
 	if e.CreatedAt.IsZero() {
-		e.CreatedAt = d.now().UTC()
+		e.CreatedAt = d.received()
+	} else {
+		e.CreatedAtText = ts
 	}
 	if !isJSONMediaType(mediaType) {
 		return Event{}, unsupported("Content-Type",
@@ -421,23 +423,29 @@ func optionalString(m map[string]json.RawMessage, name string) (string, bool, *a
 	return s, true, nil
 }
 
-func (d *decoder) timestamp(m map[string]json.RawMessage, name string) (time.Time, *apiError) {
+// timestamp reads the producer's timestamp field: the time, and the text as sent (empty
+// when absent, and the receipt time stamped instead).
+func (d *decoder) timestamp(m map[string]json.RawMessage, name string) (time.Time, string, *apiError) {
 	s, present, err := optionalString(m, name)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, "", err
 	}
 	if !present {
-		return d.now().UTC(), nil
+		return d.received(), "", nil
 	}
 	t, err := parseTime(s, name)
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, "", err
 	}
 	if t.IsZero() { // "" was sent
-		return time.Time{}, badEvent(name, "%s must be an RFC 3339 timestamp such as \"2026-01-02T15:04:05Z\"", name)
+		return time.Time{}, "", badEvent(name, "%s must be an RFC 3339 timestamp such as \"2026-01-02T15:04:05Z\"", name)
 	}
-	return t, nil
+	return t, s, nil
 }
+
+// received is the timestamp Herald stamps on an event that has none: UTC, whole
+// seconds, as the reference documents write created_at.
+func (d *decoder) received() time.Time { return d.now().UTC().Truncate(time.Second) }
 
 // parseTime parses an RFC 3339 timestamp; "" gives the zero time.
 func parseTime(s, field string) (time.Time, *apiError) {

@@ -20,8 +20,13 @@ type Event struct {
 	// producer sent as "source" in Herald JSON; it may be empty for Herald JSON.
 	Source string
 	// CreatedAt is the producer's timestamp (created_at or CloudEvents time) in UTC,
-	// or the time ingest received the event when the producer sent none.
+	// or the time ingest received the event, in whole seconds, when the producer sent
+	// none.
 	CreatedAt time.Time
+	// CreatedAtText is the producer's timestamp exactly as written, delivered byte for
+	// byte; empty when ingest stamped the event (receivers then get CreatedAt written
+	// as the reference documents write it: 2024-01-15T10:30:00Z).
+	CreatedAtText string
 	// Data is the payload exactly as the producer wrote it (whitespace included). It is
 	// always one valid JSON value: non-JSON data is refused with 415 rather than
 	// re-encoded, so what a receiver gets is byte-for-byte what was published.

@@ -208,6 +208,9 @@ func TestPublish_HeraldJSONIsAcceptedWithDataKeptByteForByte(t *testing.T) {
 	if want := time.Date(2026, 1, 2, 13, 4, 5, 123e6, time.UTC); !e.event.CreatedAt.Equal(want) || e.event.CreatedAt.Location() != time.UTC {
 		t.Errorf("created_at = %v, want %v in UTC", e.event.CreatedAt, want)
 	}
+	if e.event.CreatedAtText != "2026-01-02T15:04:05.123+02:00" {
+		t.Errorf("created_at text = %q, want the producer's bytes", e.event.CreatedAtText)
+	}
 	if e.identity.Name != "system:serviceaccount:team-a:producer" {
 		t.Errorf("acceptor saw identity %+v; the publisher should travel in the context", e.identity)
 	}
@@ -215,7 +218,9 @@ func TestPublish_HeraldJSONIsAcceptedWithDataKeptByteForByte(t *testing.T) {
 }
 
 func TestPublish_GeneratesSortableUniqueIDsAndReceiptTime(t *testing.T) {
-	now := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	// The clock has nanoseconds; the stamped time has none (the reference documents
+	// write created_at as 2024-01-15T10:30:00Z, and receivers parse it so).
+	now := time.Date(2026, 3, 4, 5, 6, 7, 498768987, time.UTC)
 	f := newFixture(t, func(o *ingest.Options) { o.Now = func() time.Time { return now } })
 	seen := map[string]bool{}
 	for range 3 {
@@ -230,8 +235,8 @@ func TestPublish_GeneratesSortableUniqueIDsAndReceiptTime(t *testing.T) {
 		seen[res.ID] = true
 	}
 	for _, e := range f.acc.events() {
-		if !e.event.CreatedAt.Equal(now) {
-			t.Errorf("created_at = %v, want the receipt time %v", e.event.CreatedAt, now)
+		if want := now.Truncate(time.Second); !e.event.CreatedAt.Equal(want) || e.event.CreatedAtText != "" {
+			t.Errorf("created_at = %v (text %q), want the receipt time in whole seconds %v and no producer text", e.event.CreatedAt, e.event.CreatedAtText, want)
 		}
 		if string(e.event.Data) != "null" {
 			t.Errorf("data = %s; an explicit null is a value and is kept", e.event.Data)

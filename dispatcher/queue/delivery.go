@@ -20,13 +20,15 @@ const (
 	hdrEventType   = "Herald-Event-Type"
 	hdrEventSource = "Herald-Event-Source"
 	hdrEventTime   = "Herald-Event-Time"
-	hdrDeliveryID  = "Herald-Delivery-Id"
-	hdrNamespace   = "Herald-Namespace"
-	hdrEndpoint    = "Herald-Endpoint"
-	hdrAttempt     = "Herald-Attempt"
-	hdrNotBefore   = "Herald-Not-Before"
-	hdrAcceptedAt  = "Herald-Accepted-At"
-	hdrReplay      = "Herald-Replay"
+	// hdrEventTimeText is the producer's timestamp as written, when it sent one.
+	hdrEventTimeText = "Herald-Event-Time-Text"
+	hdrDeliveryID    = "Herald-Delivery-Id"
+	hdrNamespace     = "Herald-Namespace"
+	hdrEndpoint      = "Herald-Endpoint"
+	hdrAttempt       = "Herald-Attempt"
+	hdrNotBefore     = "Herald-Not-Before"
+	hdrAcceptedAt    = "Herald-Accepted-At"
+	hdrReplay        = "Herald-Replay"
 
 	// Dead-letter headers, describing the last attempt.
 	hdrDeadReason = "Herald-Dead-Reason"
@@ -44,7 +46,10 @@ type Delivery struct {
 	EventType   string
 	EventSource string
 	CreatedAt   time.Time
-	Data        []byte
+	// CreatedAtText is the producer's timestamp as written (empty when Herald stamped
+	// the event); receivers get it byte for byte.
+	CreatedAtText string
+	Data          []byte
 
 	// DeliveryID is stable for the (event, endpoint) pair across attempts and replays.
 	DeliveryID string
@@ -115,6 +120,9 @@ func (d *Delivery) toMsg(subject string) *nats.Msg {
 		h[hdrEventSource] = []string{d.EventSource}
 	}
 	h[hdrEventTime] = []string{d.CreatedAt.UTC().Format(time.RFC3339Nano)}
+	if d.CreatedAtText != "" {
+		h[hdrEventTimeText] = []string{d.CreatedAtText}
+	}
 	h[hdrDeliveryID] = []string{d.DeliveryID}
 	h[hdrNamespace] = []string{d.Namespace}
 	h[hdrEndpoint] = []string{d.Endpoint}
@@ -145,13 +153,14 @@ var errNotADelivery = errors.New("message is not a Herald delivery")
 
 func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
 	d := Delivery{
-		Namespace:   first(h, hdrNamespace),
-		Endpoint:    first(h, hdrEndpoint),
-		EventID:     first(h, hdrEventID),
-		EventType:   first(h, hdrEventType),
-		EventSource: first(h, hdrEventSource),
-		DeliveryID:  first(h, hdrDeliveryID),
-		Data:        data,
+		Namespace:     first(h, hdrNamespace),
+		Endpoint:      first(h, hdrEndpoint),
+		EventID:       first(h, hdrEventID),
+		EventType:     first(h, hdrEventType),
+		EventSource:   first(h, hdrEventSource),
+		CreatedAtText: first(h, hdrEventTimeText),
+		DeliveryID:    first(h, hdrDeliveryID),
+		Data:          data,
 	}
 	if d.Namespace == "" || d.Endpoint == "" || d.EventID == "" || d.DeliveryID == "" {
 		return d, errNotADelivery

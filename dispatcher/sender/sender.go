@@ -164,11 +164,14 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Message is what one attempt sends: the event and which delivery and attempt it is.
 type Message struct {
-	EventID    string
-	EventType  string
-	CreatedAt  time.Time
-	Data       []byte
-	DeliveryID string
+	EventID   string
+	EventType string
+	CreatedAt time.Time
+	// CreatedAtText is the producer's timestamp as written, sent byte for byte; when
+	// empty, CreatedAt is written as the reference documents do (UTC, whole seconds).
+	CreatedAtText string
+	Data          []byte
+	DeliveryID    string
 	// Attempt counts from 1.
 	Attempt int
 }
@@ -185,9 +188,15 @@ func (t *Target) Body(b *bytes.Buffer, d *Message) {
 	writeJSONString(b, d.EventID)
 	b.WriteString(`,"type":`)
 	writeJSONString(b, d.EventType)
-	b.WriteString(`,"created_at":"`)
-	b.WriteString(d.CreatedAt.UTC().Format(time.RFC3339Nano))
-	b.WriteString(`","data":`)
+	b.WriteString(`,"created_at":`)
+	if d.CreatedAtText != "" {
+		writeJSONString(b, d.CreatedAtText)
+	} else {
+		b.WriteByte('"')
+		b.WriteString(d.CreatedAt.UTC().Format(time.RFC3339))
+		b.WriteByte('"')
+	}
+	b.WriteString(`,"data":`)
 	if len(d.Data) == 0 {
 		b.WriteString("null")
 	} else {
