@@ -34,7 +34,6 @@ type FilterReporter struct {
 
 	mu   sync.Mutex
 	subs map[types.NamespacedName]*filterFailures
-	now  func() time.Time
 }
 
 // filterFailures is what one subscription's filter did since the last status write.
@@ -81,9 +80,6 @@ func (r *FilterReporter) Run(ctx context.Context, interval time.Duration) error 
 
 // Flush writes the status of every subscription with new failures, and their Events.
 func (r *FilterReporter) Flush(ctx context.Context) {
-	if r.now == nil {
-		r.now = time.Now
-	}
 	if r.EventInterval <= 0 {
 		r.EventInterval = time.Minute
 	}
@@ -137,7 +133,7 @@ func (r *FilterReporter) report(ctx context.Context, k types.NamespacedName, f f
 // event emits FilterFailed unless one went out for this subscription within the
 // interval; the next one counts what was held back.
 func (r *FilterReporter) event(k types.NamespacedName, sub *heraldv1.WebhookSubscription, f filterFailures) {
-	now := r.now()
+	now := time.Now()
 	if !f.eventPending || (!f.lastEventAt.IsZero() && now.Sub(f.lastEventAt) < r.EventInterval) {
 		return
 	}

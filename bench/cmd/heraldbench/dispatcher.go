@@ -27,7 +27,6 @@ import (
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/internal/outbound"
@@ -64,11 +63,9 @@ type childConfig struct {
 }
 
 type dispatcherChild struct {
-	store   *queue.Store
-	engine  *delivery.Engine
-	table   *router.Table
-	tracker *outcome.Tracker
-	log     logr.Logger
+	// p is the dispatcher's own route, as app.NewPipeline assembles it.
+	p   *app.Pipeline
+	log logr.Logger
 
 	profMu  sync.Mutex
 	cpuFile *os.File
@@ -128,7 +125,7 @@ func runDispatcher(cfgJSON string) error {
 	if p.Tracker != nil {
 		go func() { _ = p.Tracker.Watch(ctx) }()
 	}
-	d := &dispatcherChild{store: p.Store, engine: p.Engine, table: p.Router, tracker: p.Tracker, log: log}
+	d := &dispatcherChild{p: p, log: log}
 	handler := p.Ingest
 	ingestLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -189,8 +186,8 @@ func (d *dispatcherChild) upsert(spec endpointSpec) error {
 		cfg = delivery.Resolved(res, 1)
 	}
 	k := delivery.Key{Namespace: benchNamespace, Name: spec.Name}
-	d.engine.Upsert(k, cfg)
-	d.table.Set(benchNamespace, router.Subscription{Name: "to-" + spec.Name, Endpoint: spec.Name, Patterns: []string{"*"}})
+	d.p.Engine.Upsert(k, cfg)
+	d.p.Router.Set(benchNamespace, router.Subscription{Name: "to-" + spec.Name, Endpoint: spec.Name, Patterns: []string{"*"}})
 	return nil
 }
 
@@ -233,8 +230,8 @@ func (d *dispatcherChild) controlMux() *http.ServeMux {
 	})
 	mux.HandleFunc("GET /pending", func(w http.ResponseWriter, r *http.Request) {
 		out := map[string]int64{}
-		for k := range d.engine.Endpoints() {
-			n, err := d.store.PendingDeliveries(r.Context(), k.Namespace, k.Name)
+		for k := range d.p.Engine.Endpoints() {
+			n, err := d.p.Store.PendingDeliveries(r.Context(), k.Namespace, k.Name)
 			if err != nil {
 				fail(w, err)
 				return
