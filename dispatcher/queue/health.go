@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // How often the store checks that it can take writes, while it can and while it cannot.
@@ -104,18 +106,29 @@ func (s *Store) probeLoop() {
 	}
 }
 
-// probe asks the leader of the delivery stream for the stream's state: answered only
-// while the stream has a leader, which is what every write needs.
+// probeSubject is in the delivery stream but no endpoint's: "-" is not a namespace.
+const probeSubject = deliverySubjectPrefix + "-.probe"
+
+// probe writes to the delivery stream, as ingest does, and removes what it wrote. Only a
+// write proves the stream can take writes: a leader cut off from its quorum still
+// answers reads (stream info) for as long as it believes it leads (over 45s in
+// TestStore_QuorumLostAndBack), but what it is asked to store is never acknowledged.
 func (s *Store) probe() error {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
-	if _, err := s.deliveries.Info(ctx); err != nil {
-		if errors.Is(err, ErrUnavailable) {
-			return err
-		}
-		return fmt.Errorf("%w: the delivery stream does not answer: %v", ErrUnavailable, err)
+	_, err := s.js.Publish(ctx, probeSubject, nil)
+	switch {
+	case err == nil:
+		// Best effort: a probe left behind is removed by the next one.
+		_ = s.deliveries.Purge(ctx, jetstream.WithPurgeSubject(probeSubject))
+		return nil
+	case full(err):
+		// Full is not down: ingest answers 429 and deliveries drain it.
+		return nil
+	case errors.Is(err, ErrUnavailable):
+		return err
 	}
-	return nil
+	return fmt.Errorf("%w: the delivery stream takes no writes: %v", ErrUnavailable, err)
 }
 
 func (s *Store) setWritable(err error) {
