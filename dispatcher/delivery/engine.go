@@ -76,6 +76,7 @@ type Observer interface {
 // Store is what the engine needs of the queue: each endpoint's deliveries, and whether
 // the outcome of an attempt can be stored.
 type Store interface {
+	Writable() error
 	WaitWritable(ctx context.Context) error
 	Consume(ctx context.Context, namespace, endpoint string, opts queue.ConsumerOptions) (*queue.Consumer, error)
 	PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)

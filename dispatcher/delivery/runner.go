@@ -149,13 +149,20 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 	// An attempt whose outcome cannot be stored (the store lost its quorum, the
 	// connection is moving to another server) would be repeated and, failed, counted
 	// against the receiver for the store's fault. Deliveries wait for the store instead.
-	if err := r.e.store.WaitWritable(ctx); err != nil {
-		r.release(p)
-		return
-	}
-	if err := r.wait(ctx, cfg.RequestsPerSecond); err != nil {
-		r.release(p)
-		return
+	// The check is the last step before the request; after a wait for the store the
+	// rate limit is waited for again, or every worker would fire at once on recovery.
+	for {
+		if err := r.wait(ctx, cfg.RequestsPerSecond); err != nil {
+			r.release(p)
+			return
+		}
+		if r.e.store.Writable() == nil {
+			break
+		}
+		if err := r.e.store.WaitWritable(ctx); err != nil {
+			r.release(p)
+			return
+		}
 	}
 	if cfg.Target.Timeout() > r.e.opts.AckWait/2 {
 		_ = p.InProgress()
