@@ -394,7 +394,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ns string, e *api
 		w.Header().Set("Retry-After", h.retryAfter)
 	}
 	if bodyUnread(r) {
+		// After the handler, net/http reads up to 256 KiB of an unread chunked body
+		// looking for its end, even on a connection it will close, and a body that
+		// never ends would hold it there: end all reads now instead.
 		w.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 	}
 	if e.status < 500 {
 		h.opts.Log.V(1).Info("refused request", "status", e.status, "code", e.body.Code,
