@@ -149,7 +149,7 @@ func (s *suite) addEndpoint(t *testing.T, name string, spec heraldv1.WebhookEndp
 			EndpointRef: heraldv1.LocalObjectReference{Name: name}, EventTypes: []string{name + ".*"},
 		}})
 	var ep heraldv1.WebhookEndpoint
-	h.eventually(60*time.Second, "endpoint "+name+" Ready", func() bool {
+	h.eventually(t, 60*time.Second, "endpoint "+name+" Ready", func() bool {
 		return h.get(&ep, ns, name) == nil && meta.IsStatusConditionTrue(ep.Status.Conditions, heraldv1.ConditionReady)
 	})
 	ref := ep.SigningSecretRef()
@@ -160,7 +160,7 @@ func (s *suite) addEndpoint(t *testing.T, name string, spec heraldv1.WebhookEndp
 	s.recv.add(name, string(secret.Data[ref.Key]))
 	for _, d := range s.dispatchers {
 		n := 0
-		h.eventually(30*time.Second, fmt.Sprintf("dispatcher %d routing %s", d.index, name), func() bool {
+		h.eventually(t, 30*time.Second, fmt.Sprintf("dispatcher %d routing %s", d.index, name), func() bool {
 			n++
 			code, res, _, _, err := s.prod.publishOnce(context.Background(), d, fmt.Sprintf("%s-probe-%d-%d", name, d.index, n), name+".probe")
 			return err == nil && code == http.StatusAccepted && res.Matched == 1
@@ -266,7 +266,7 @@ func (s *suite) failedAttempts(t *testing.T, endpoint string) int64 {
 		total += int64(len(ts))
 	}
 	var ep heraldv1.WebhookEndpoint
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := s.h.get(&ep, ns, endpoint)
 		if err == nil && ep.Status.Counters != nil && ep.Status.Counters.Delivered >= total {
@@ -274,7 +274,7 @@ func (s *suite) failedAttempts(t *testing.T, endpoint string) int64 {
 		}
 		if time.Now().After(deadline) {
 			if ep.Status.Counters == nil {
-				t.Logf("%s: no counters in status after 20s", endpoint)
+				t.Logf("%s: no counters in status after 10s", endpoint)
 				return -1
 			}
 			t.Logf("%s: status counts %d delivered, the receiver accepted %d (a replica killed between the answer and its count loses the count)",
@@ -295,7 +295,7 @@ func (s *suite) dispatcherKills(t *testing.T) {
 			d := s.dispatchers[rand.IntN(len(s.dispatchers))]
 			d.proc.kill()
 			t.Logf("kill %d: SIGKILL dispatcher %d at %s, %d accepted so far", k+1, d.index, time.Since(start).Round(10*time.Millisecond), len(f.acceptedIDs()))
-			s.restartDispatcher(d)
+			s.restartDispatcher(t, d)
 		}
 		f.fault(start, time.Now(), s.sc.kills, fmt.Sprintf("%d× SIGKILL of a dispatcher", s.sc.kills))
 	})
@@ -310,7 +310,7 @@ func (s *suite) rollingRestart(t *testing.T) {
 			began := time.Now()
 			d.proc.stop(30 * time.Second)
 			stopped := time.Since(began)
-			s.restartDispatcher(d)
+			s.restartDispatcher(t, d)
 			t.Logf("dispatcher %d: stopped in %s, ready again %s later", d.index, stopped.Round(10*time.Millisecond), (time.Since(began) - stopped).Round(10*time.Millisecond))
 		}
 		f.fault(start, time.Now(), len(s.dispatchers), "rolling restart (SIGTERM) of 3 dispatchers")
@@ -331,7 +331,7 @@ func (s *suite) streamLeaderNodeKilled(t *testing.T) {
 		t.Logf("SIGKILL %s (leader of %s)", leader.name, queue.DeliveriesStream)
 		s.watchStore(t, s.sc.nodeDown)
 		s.nats.start(s.h, leader)
-		s.nats.waitHealthy(s.h, leader, 2*time.Minute)
+		s.nats.waitHealthy(t, s.h, leader, 2*time.Minute)
 		t.Logf("%s back and healthy %s after the kill", leader.name, time.Since(start).Round(100*time.Millisecond))
 		f.fault(start, time.Now(), 1, fmt.Sprintf("SIGKILL of the stream leader's node, down %s", s.sc.nodeDown))
 		s.waitDispatchersReady(t)
@@ -360,7 +360,7 @@ func (s *suite) nodePartitioned(t *testing.T) {
 		s.watchStore(t, s.sc.partition)
 		s.nats.net.heal(leader.index)
 		healed = true
-		s.nats.waitHealthy(s.h, leader, 2*time.Minute)
+		s.nats.waitHealthy(t, s.h, leader, 2*time.Minute)
 		t.Logf("healed; %s healthy %s after the partition began", leader.name, time.Since(start).Round(100*time.Millisecond))
 		f.fault(start, time.Now(), 1, fmt.Sprintf("partition of the stream leader's node for %s", s.sc.partition))
 		s.waitDispatchersReady(t)
@@ -402,7 +402,7 @@ func (s *suite) watchStore(t *testing.T, d time.Duration) {
 func (s *suite) waitDispatchersReady(t *testing.T) {
 	start := time.Now()
 	for _, d := range s.dispatchers {
-		s.waitDispatcherReady(d, 2*time.Minute)
+		s.waitDispatcherReady(t, d, 2*time.Minute)
 	}
 	t.Logf("every dispatcher ready %s after the store healed", time.Since(start).Round(100*time.Millisecond))
 }
@@ -448,10 +448,10 @@ func (s *suite) sameIDThroughEveryReplica(t *testing.T) {
 		go func() { inner.Wait(); <-sem; wg.Done() }()
 	}
 	wg.Wait()
-	s.h.eventually(s.sc.drainLimit, "every id delivered", func() bool { return s.recv.has(endpoint, ids) == len(ids) })
+	s.h.eventually(t, s.sc.drainLimit, "every id delivered", func() bool { return s.recv.has(endpoint, ids) == len(ids) })
 	// Nothing left to deliver, by the endpoint's own status: a second delivery of any id
 	// would have had to come before this.
-	s.h.eventually(60*time.Second, endpoint+" pending 0 in status", func() bool {
+	s.h.eventually(t, 60*time.Second, endpoint+" pending 0 in status", func() bool {
 		var ep heraldv1.WebhookEndpoint
 		return s.h.get(&ep, ns, endpoint) == nil && ep.Status.Counters != nil && ep.Status.Counters.Pending == 0 &&
 			ep.Status.Counters.Delivered >= int64(len(ids))
@@ -505,16 +505,20 @@ func (s *suite) autoDisableAcrossReplicas(t *testing.T) {
 	}
 	wg.Wait()
 	var ep heraldv1.WebhookEndpoint
-	s.h.eventually(90*time.Second, endpoint+" Disabled", func() bool {
+	s.h.eventually(t, 90*time.Second, endpoint+" Disabled", func() bool {
 		return s.h.get(&ep, ns, endpoint) == nil && meta.IsStatusConditionTrue(ep.Status.Conditions, heraldv1.ConditionDisabled)
 	})
 	// Settled: every event is pending (waiting out its hour or held), and the status
 	// counts every failed request the receiver answered.
 	var failed int
-	s.h.eventually(60*time.Second, "all events pending and failed attempts matching the receiver", func() bool {
+	s.h.eventuallyf(t, 60*time.Second, "all events pending and failed attempts matching the receiver", func() (bool, string) {
 		_, _, failed, _ = s.recv.snapshot(endpoint)
-		return s.h.get(&ep, ns, endpoint) == nil && ep.Status.Counters != nil &&
-			ep.Status.Counters.Pending == events && ep.Status.Counters.FailedAttempts == int64(failed)
+		if err := s.h.get(&ep, ns, endpoint); err != nil || ep.Status.Counters == nil {
+			return false, fmt.Sprintf("no counters (%v)", err)
+		}
+		c := ep.Status.Counters
+		return c.Pending == events && c.FailedAttempts == int64(failed),
+			fmt.Sprintf("status pending %d, failedAttempts %d, delivered %d; the receiver answered 500 %d times", c.Pending, c.FailedAttempts, c.Delivered, failed)
 	})
 	_, requests, failed, _ := s.recv.snapshot(endpoint)
 	if requests-len(probes) != failed {
@@ -538,7 +542,7 @@ func (s *suite) autoDisableAcrossReplicas(t *testing.T) {
 	}
 	// Exactly one replica made the transition: one EndpointDisabled Event. Events are
 	// written asynchronously, so first wait for one.
-	s.h.eventually(30*time.Second, "an EndpointDisabled Event", func() bool { return s.disabledEvents(t, endpoint) > 0 })
+	s.h.eventually(t, 30*time.Second, "an EndpointDisabled Event", func() bool { return s.disabledEvents(t, endpoint) > 0 })
 	// A second replica's transition would be as asynchronous as the first: give it the
 	// status interval a few times over.
 	time.Sleep(3 * time.Second)

@@ -270,15 +270,25 @@ func (h *harness) childFailure() error {
 }
 
 // eventually polls cond until it holds, failing after within or when a child died.
-func (h *harness) eventually(within time.Duration, what string, cond func() bool) {
-	h.t.Helper()
+func (h *harness) eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	h.eventuallyf(t, within, what, func() (bool, string) { return cond(), "" })
+}
+
+// eventuallyf is eventually whose condition also says where it stands, for the failure.
+func (h *harness) eventuallyf(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
 	deadline := time.Now().Add(within)
-	for !cond() {
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
 		if err := h.childFailure(); err != nil {
-			h.t.Fatal(err)
+			t.Fatal(err)
 		}
 		if time.Now().After(deadline) {
-			h.t.Fatalf("timed out after %s waiting for %s", within, what)
+			t.Fatalf("timed out after %s waiting for %s (last seen: %s)", within, what, state)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -349,7 +359,7 @@ func (s *stack) startManager() {
 	s.manager = h.startProc("manager", h.herald, []string{"KUBECONFIG=" + kc},
 		"manager", "--manage-dispatcher=false", "--allow-plain-http", "--allow-loopback",
 		"--metrics-bind-address=0", "--health-probe-bind-address="+health)
-	h.eventually(90*time.Second, "herald manager /readyz", func() bool { return ready(health) })
+	h.eventually(h.t, 90*time.Second, "herald manager /readyz", func() bool { return ready(health) })
 }
 
 // dispatcherFlags are the flags of every replica. --nats-replicas is left to its default
@@ -367,9 +377,9 @@ func (s *stack) startDispatcher(d *dispatcher) {
 		"--status-interval=1s", "--ack-wait="+ackWait)
 }
 
-func (s *stack) waitDispatcherReady(d *dispatcher, within time.Duration) {
-	s.h.t.Helper()
-	s.h.eventually(within, fmt.Sprintf("dispatcher %d /readyz", d.index), func() bool { return ready(d.health) })
+func (s *stack) waitDispatcherReady(t *testing.T, d *dispatcher, within time.Duration) {
+	t.Helper()
+	s.h.eventually(t, within, fmt.Sprintf("dispatcher %d /readyz", d.index), func() bool { return ready(d.health) })
 }
 
 // startDispatchers starts three replicas at once, as a Deployment would.
@@ -381,15 +391,15 @@ func (s *stack) startDispatchers() {
 		s.startDispatcher(d)
 	}
 	for _, d := range s.dispatchers {
-		s.waitDispatcherReady(d, 2*time.Minute)
+		s.waitDispatcherReady(s.h.t, d, 2*time.Minute)
 	}
 }
 
 // restartDispatcher starts a replica again after it was killed or stopped and waits
 // until it is ready, as the kubelet restarts a container.
-func (s *stack) restartDispatcher(d *dispatcher) {
+func (s *stack) restartDispatcher(t *testing.T, d *dispatcher) {
 	s.startDispatcher(d)
-	s.waitDispatcherReady(d, 2*time.Minute)
+	s.waitDispatcherReady(t, d, 2*time.Minute)
 }
 
 // get reads an object straight from the API server.

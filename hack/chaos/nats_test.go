@@ -125,7 +125,7 @@ func (c *natsCluster) startAll(h *harness) {
 		c.start(h, n)
 	}
 	for _, n := range c.nodes {
-		c.waitHealthy(h, n, 60*time.Second)
+		c.waitHealthy(c.t, h, n, 60*time.Second)
 	}
 }
 
@@ -150,9 +150,9 @@ func (c *natsCluster) kill(n *natsNode) {
 
 // waitHealthy waits for the node's /healthz, which answers 200 once its JetStream is
 // current with the cluster (meta leader known, its streams caught up).
-func (c *natsCluster) waitHealthy(h *harness, n *natsNode, within time.Duration) {
-	c.t.Helper()
-	h.eventually(within, n.name+" /healthz", func() bool {
+func (c *natsCluster) waitHealthy(t *testing.T, h *harness, n *natsNode, within time.Duration) {
+	t.Helper()
+	h.eventually(t, within, n.name+" /healthz", func() bool {
 		resp, err := http.Get("http://" + n.monitor + "/healthz")
 		if err != nil {
 			return false

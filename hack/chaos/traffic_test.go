@@ -405,8 +405,11 @@ func table(rows []row) string {
 }
 
 func ms(d time.Duration) string {
-	if d == 0 {
-		return "-"
+	switch {
+	case d == 0:
+		return "0"
+	case d < time.Millisecond:
+		return "<1ms"
 	}
 	return d.Round(time.Millisecond).String()
 }
