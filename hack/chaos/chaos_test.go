@@ -27,6 +27,10 @@ import (
 
 const ns = "chaos"
 
+// readinessLag is how long a replica may still call itself ready after its store stopped
+// taking writes: the time a periodic check needs to notice.
+const readinessLag = 5 * time.Second
+
 // scale is the size of a run: bounded inside `make test`, full with CHAOS_FULL=1
 // (`make chaos`).
 type scale struct {
@@ -251,6 +255,12 @@ func (s *suite) check(t *testing.T, f *flow, lost []string) {
 	if a.missingRetryAfter > 0 {
 		t.Errorf("%d 429/503 answers came without Retry-After", a.missingRetryAfter)
 	}
+	for i, d := range f.readyRefusingMax {
+		// Readiness is probed periodically; a few seconds of lag are a probe period.
+		if d > readinessLag {
+			t.Errorf("dispatcher %d answered /readyz ok for %s while it refused events (a Service keeps sending producers there)", i, d.Round(100*time.Millisecond))
+		}
+	}
 	if _, _, _, refused := s.recv.snapshot(f.endpoint); len(refused) > 0 {
 		t.Errorf("%d deliveries did not verify (first: %s)", len(refused), refused[0])
 	}
@@ -329,7 +339,7 @@ func (s *suite) streamLeaderNodeKilled(t *testing.T) {
 		start := time.Now()
 		s.nats.kill(leader)
 		t.Logf("SIGKILL %s (leader of %s)", leader.name, queue.DeliveriesStream)
-		s.watchStore(t, s.sc.nodeDown)
+		s.watchStore(t, f, s.sc.nodeDown)
 		s.nats.start(s.h, leader)
 		s.nats.waitHealthy(t, s.h, leader, 2*time.Minute)
 		t.Logf("%s back and healthy %s after the kill", leader.name, time.Since(start).Round(100*time.Millisecond))
@@ -357,7 +367,7 @@ func (s *suite) nodePartitioned(t *testing.T) {
 				s.nats.net.heal(leader.index)
 			}
 		}()
-		s.watchStore(t, s.sc.partition)
+		s.watchStore(t, f, s.sc.partition)
 		s.nats.net.heal(leader.index)
 		healed = true
 		s.nats.waitHealthy(t, s.h, leader, 2*time.Minute)
@@ -367,34 +377,59 @@ func (s *suite) nodePartitioned(t *testing.T) {
 	})
 }
 
-// watchStore lasts d, logging what the stream and the dispatchers' /readyz say about the
-// store meanwhile: which replicas call themselves ready while the store is impaired.
-func (s *suite) watchStore(t *testing.T, d time.Duration) {
+// watchStore lasts d. Meanwhile each replica is asked twice a second whether it is
+// ready and sent a canary event (one try, no retry): a replica that calls itself ready
+// while it refuses events keeps producers coming to it, since a Service routes by
+// readiness. The longest such stretch per replica goes into the flow; the stream's
+// placement is logged as it changes. Canaries that are accepted join the flow's
+// accepted events and must be delivered like the others.
+func (s *suite) watchStore(t *testing.T, f *flow, d time.Duration) {
 	end := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for _, disp := range s.dispatchers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var since time.Time // ready and refusing since
+			for n := 0; time.Now().Before(end); n++ {
+				tick := time.Now()
+				isReady := ready(disp.health)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				id := fmt.Sprintf("%s-canary-%d-%04d", f.endpoint, disp.index, n)
+				code, res, _, _, err := s.prod.publishOnce(ctx, disp, id, f.typ)
+				cancel()
+				accepted := err == nil && code == http.StatusAccepted
+				if accepted {
+					f.accept(id, time.Now(), tick, res)
+				}
+				switch {
+				case isReady && !accepted && since.IsZero():
+					since = tick
+				case !isReady || accepted:
+					since = time.Time{}
+				}
+				if !since.IsZero() {
+					f.readyRefusing(disp.index, time.Since(since))
+				}
+				time.Sleep(time.Until(tick.Add(500 * time.Millisecond)))
+			}
+		}()
+	}
 	last := ""
 	for time.Now().Before(end) {
-		var states []string
-		for _, disp := range s.dispatchers {
-			st := "ready"
-			if !ready(disp.health) {
-				st = "not ready"
-			}
-			states = append(states, fmt.Sprintf("dispatcher %d %s", disp.index, st))
-		}
-		info, err := s.nats.streamInfo(queue.DeliveriesStream)
 		where := ""
-		if err != nil {
+		if info, err := s.nats.streamInfo(queue.DeliveriesStream); err != nil {
 			where = err.Error()
 		} else {
 			where = placement(info)
 		}
-		now := strings.Join(states, ", ") + "; " + where
-		if now != last {
-			t.Logf("+%s %s", (d - time.Until(end)).Round(100*time.Millisecond), now)
-			last = now
+		if where != last {
+			t.Logf("+%s %s", (d - time.Until(end)).Round(100*time.Millisecond), where)
+			last = where
 		}
-		time.Sleep(500 * time.Millisecond)
+		time.Sleep(time.Second)
 	}
+	wg.Wait()
 }
 
 // waitDispatchersReady waits for every replica to call itself ready after a store fault:

@@ -3,7 +3,6 @@ package chaos
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -420,5 +419,3 @@ func (h *harness) create(objs ...client.Object) {
 		}
 	}
 }
-
-var errNotYet = errors.New("not yet")

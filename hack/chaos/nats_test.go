@@ -36,7 +36,6 @@ type natsNode struct {
 	monitor string // host:port of the monitoring listener (/healthz)
 	netns   string // "" on 127.0.0.1
 	proc    *proc
-	log     string
 	started int // how many times it was started, for the log names
 }
 
@@ -182,7 +181,7 @@ func (c *natsCluster) streamInfo(stream string) (*jetstream.StreamInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, stream)
 	if err != nil {

@@ -259,6 +259,27 @@ type flow struct {
 	faults      int    // kills, restarts, partitions: what the scenario did
 	faultNote   string // what the fault was, for the table
 	published   atomic.Int64
+	waits       []time.Duration // first try to 202, per accepted event
+	// readyRefusingMax is, per replica, the longest it answered /readyz ok while
+	// refusing events.
+	readyRefusingMax [3]time.Duration
+}
+
+// accept records an event a replica answered 202, first tried at tried.
+func (f *flow) accept(id string, at, tried time.Time, res publishResult) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.accepted[id] = at
+	f.waits = append(f.waits, at.Sub(tried))
+	if res.Matched != 1 {
+		f.matchedZero = append(f.matchedZero, fmt.Sprintf("%s (matched %d)", id, res.Matched))
+	}
+}
+
+func (f *flow) readyRefusing(dispatcher int, d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.readyRefusingMax[dispatcher] = max(f.readyRefusingMax[dispatcher], d)
 }
 
 func newFlow(scenario, endpoint string) *flow {
@@ -278,20 +299,20 @@ func (f *flow) run(p *producer, rate int, stop <-chan struct{}) {
 		go func() {
 			defer wg.Done()
 			for id := range ids {
+				tried := time.Now()
 				at, res, ok, err := p.publish(context.Background(), id, f.typ, w, 3*time.Minute, f.answers)
-				f.mu.Lock()
 				switch {
 				case err != nil:
+					f.mu.Lock()
 					f.errs = append(f.errs, err.Error())
+					f.mu.Unlock()
 				case !ok:
+					f.mu.Lock()
 					f.gaveUp = append(f.gaveUp, id)
-				case res.Matched != 1:
-					f.accepted[id] = at
-					f.matchedZero = append(f.matchedZero, fmt.Sprintf("%s (matched %d)", id, res.Matched))
+					f.mu.Unlock()
 				default:
-					f.accepted[id] = at
+					f.accept(id, at, tried, res)
 				}
-				f.mu.Unlock()
 			}
 		}()
 	}
@@ -336,20 +357,22 @@ func (f *flow) acceptedIDs() []string {
 
 // row is one line of the report.
 type row struct {
-	scenario     string
-	fault        string
-	faults       int
-	accepted     int
-	delivered    int
-	lost         int
-	duplicated   int
-	refused      string
-	p99During    time.Duration
-	p99After     time.Duration
-	failedAtt    int64
-	placement    string
-	took         time.Duration
-	refusedTotal int
+	scenario    string
+	fault       string
+	faults      int
+	accepted    int
+	delivered   int
+	lost        int
+	duplicated  int
+	refused     string
+	p99During   time.Duration
+	p99After    time.Duration
+	p99Publish  time.Duration // first try to 202
+	maxPublish  time.Duration
+	readyRefuse time.Duration // longest a replica was ready while refusing
+	failedAtt   int64
+	placement   string
+	took        time.Duration
 }
 
 // tally compares what was accepted with what the receiver accepted: lost is accepted
@@ -380,6 +403,13 @@ func (f *flow) tally(r *receiver) (row, []string) {
 	}
 	out.lost = len(lost)
 	out.p99During, out.p99After = p99(during), p99(after)
+	out.p99Publish = p99(slices.Clone(f.waits))
+	for _, w := range f.waits {
+		out.maxPublish = max(out.maxPublish, w)
+	}
+	for _, d := range f.readyRefusingMax {
+		out.readyRefuse = max(out.readyRefuse, d)
+	}
 	sort.Strings(lost)
 	return out, lost
 }
@@ -395,11 +425,12 @@ func p99(ds []time.Duration) time.Duration {
 // table formats the rows for the log: what `make chaos` prints.
 func table(rows []row) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n| scenario | fault | accepted | delivered | lost | duplicated | refused publishes | p99 during | p99 after | failed attempts | HERALD_DELIVERIES | took |\n")
-	fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| scenario | fault | accepted | delivered | lost | duplicated | refused publishes | publish wait p99 / max | 202→delivery p99 during | p99 after | ready while refusing | failed attempts | HERALD_DELIVERIES at the end | took |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %s | %s | %d | %s | %s |\n", r.scenario, r.fault, r.accepted, r.delivered,
-			r.lost, r.duplicated, r.refused, ms(r.p99During), ms(r.p99After), r.failedAtt, r.placement, r.took.Round(time.Second))
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %s | %s / %s | %s | %s | %s | %d | %s | %s |\n", r.scenario, r.fault, r.accepted, r.delivered,
+			r.lost, r.duplicated, r.refused, ms(r.p99Publish), ms(r.maxPublish), ms(r.p99During), ms(r.p99After), ms(r.readyRefuse),
+			r.failedAtt, r.placement, r.took.Round(time.Second))
 	}
 	return b.String()
 }
