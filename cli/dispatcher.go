@@ -15,33 +15,26 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/herald-dev/herald/dispatcher/app"
+	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/outbound"
 )
 
 type dispatcherOptions struct {
-	log              logOptions
-	configFile       string
-	healthAddr       string
-	metricsAddr      string
-	ingestAddr       string
-	dataDir          string
-	natsURL          string
-	natsCredentials  string
-	natsReplicas     int
-	watchNamespaces  []string
-	policy           outbound.Policy
-	ackWait          time.Duration
-	dedupeWindow     time.Duration
-	deadLetterMaxAge time.Duration
-	maxPending       int64
-	maxDedupe        int64
-	maxBodyBytes     int64
-	maxBatchEvents   int
-	maxHeld          int64
-	maxHeldAge       time.Duration
-	statusInterval   time.Duration
-	auth             authOptions
+	log             logOptions
+	configFile      string
+	healthAddr      string
+	metricsAddr     string
+	ingestAddr      string
+	store           queue.Options
+	watchNamespaces []string
+	policy          outbound.Policy
+	ackWait         time.Duration
+	ingest          ingest.Limits
+	maxHeld         int64
+	maxHeldAge      time.Duration
+	statusInterval  time.Duration
+	auth            authOptions
 }
 
 func newDispatcherCommand() *cobra.Command {
@@ -72,21 +65,26 @@ a flag given on the command line wins.`,
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&o.ingestAddr, "ingest-bind-address", ":8080", "address of the ingest API")
-	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/herald", "storage of the embedded JetStream server")
-	fs.StringVar(&o.natsURL, "nats-url", "", "external NATS cluster; empty runs an embedded JetStream server")
-	fs.StringVar(&o.natsCredentials, "nats-credentials", "", "NATS .creds file for --nats-url")
-	fs.IntVar(&o.natsReplicas, "nats-replicas", 1, "replicas of Herald's streams in the external cluster")
+	fs.StringVar(&o.store.DataDir, "data-dir", "/var/lib/herald", "storage of the embedded JetStream server")
+	fs.BoolVar(&o.store.SyncAlways, "nats-sync-always", false, "embedded server: fsync every write before the 202, surviving a power loss of the node (an external cluster sets jetstream.sync_interval: always on its servers)")
+	fs.StringVar(&o.store.URL, "nats-url", "", "external NATS cluster; empty runs an embedded JetStream server")
+	fs.StringVar(&o.store.CredentialsFile, "nats-credentials", "", "NATS .creds file for --nats-url")
+	fs.IntVar(&o.store.Replicas, "nats-replicas", 0, "copies of Herald's streams; 0 chooses 3 on a NATS cluster (fewer if it is smaller, never fewer than the streams have) and 1 on a single server")
 	fs.StringSliceVar(&o.watchNamespaces, "watch-namespaces", nil, "namespaces served (default all); Secrets are read only there")
 	fs.BoolVar(&o.policy.AllowPlainHTTP, "allow-plain-http", false, "deliver to http:// URLs")
 	fs.BoolVar(&o.policy.AllowPrivateNetworks, "allow-private-networks", false, "deliver to private address ranges")
 	fs.BoolVar(&o.policy.AllowLoopback, "allow-loopback", false, "deliver to loopback addresses (local development only)")
 	fs.DurationVar(&o.ackWait, "ack-wait", 2*time.Minute, "how long an attempt may run before its delivery is handed to another worker")
-	fs.DurationVar(&o.dedupeWindow, "dedupe-window", 24*time.Hour, "how long an event id is remembered at ingest")
-	fs.DurationVar(&o.deadLetterMaxAge, "dead-letter-max-age", 14*24*time.Hour, "how long dead letters are kept")
-	fs.Int64Var(&o.maxDedupe, "dedupe-max-records", 250_000, "event ids remembered for deduplication at most (about 350 B of memory each); beyond, the oldest are forgotten first")
-	fs.Int64Var(&o.maxPending, "max-pending-deliveries", 1_000_000, "deliveries stored at most; ingest answers 429 beyond")
-	fs.Int64Var(&o.maxBodyBytes, "max-body-bytes", 1<<20, "largest ingest request body")
-	fs.IntVar(&o.maxBatchEvents, "max-batch-events", 100, "most events in one batch request")
+	fs.DurationVar(&o.store.DedupeWindow, "dedupe-window", 24*time.Hour, "how long an event id is remembered at ingest")
+	fs.DurationVar(&o.store.DeadLetterMaxAge, "dead-letter-max-age", 14*24*time.Hour, "how long dead letters are kept")
+	fs.Int64Var(&o.store.DeadLetterMaxBytes, "dead-letter-max-bytes", 0, "bytes of dead letters kept at most, the oldest going first; 0 for no cap but the NATS servers' storage")
+	fs.Int64Var(&o.store.MaxDedupeRecords, "dedupe-max-records", 250_000, "event ids remembered for deduplication at most (about 350 B of memory each); beyond, the oldest are forgotten first")
+	fs.Int64Var(&o.store.MaxPendingDeliveries, "max-pending-deliveries", 1_000_000, "deliveries stored at most; ingest answers 429 beyond")
+	fs.Int64Var(&o.store.MaxPendingBytes, "max-pending-bytes", 0, "bytes of deliveries stored at most; ingest answers 429 beyond; 0 for no cap but the NATS servers' storage (which answers the same)")
+	fs.Int64Var(&o.ingest.MaxBodyBytes, "max-body-bytes", 1<<20, "largest ingest request body")
+	fs.IntVar(&o.ingest.MaxBatchEvents, "max-batch-events", 100, "most events in one batch request")
+	fs.IntVar(&o.ingest.MaxConcurrent, "ingest-max-concurrent", 128, "ingest requests served at once; beyond, 429 with Retry-After (with --max-body-bytes, the bound on memory taken by bodies)")
+	fs.DurationVar(&o.ingest.BodyTimeout, "ingest-body-timeout", 10*time.Second, "how long an ingest request's body may take to arrive; then 408 and the connection is closed")
 	fs.Int64Var(&o.maxHeld, "max-held-deliveries", 100_000, "deliveries a held (suspended, disabled, misconfigured) endpoint keeps; the oldest beyond are dead-lettered")
 	fs.DurationVar(&o.maxHeldAge, "max-held-age", 72*time.Hour, "how long a delivery may wait in a held endpoint before it is dead-lettered")
 	fs.DurationVar(&o.statusInterval, "status-interval", 5*time.Second, "the most often one endpoint's status is written")
@@ -152,24 +150,14 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	return app.Run(ctx, cfg, app.Options{
-		Store: queue.Options{
-			URL:                  o.natsURL,
-			CredentialsFile:      o.natsCredentials,
-			DataDir:              o.dataDir,
-			Replicas:             o.natsReplicas,
-			DedupeWindow:         o.dedupeWindow,
-			DeadLetterMaxAge:     o.deadLetterMaxAge,
-			MaxPendingDeliveries: o.maxPending,
-			MaxDedupeRecords:     o.maxDedupe,
-		},
+		Store:           o.store,
 		IngestAddr:      o.ingestAddr,
 		HealthAddr:      o.healthAddr,
 		MetricsAddr:     o.metricsAddr,
 		WatchNamespaces: o.watchNamespaces,
 		Policy:          o.policy,
 		AckWait:         o.ackWait,
-		MaxBodyBytes:    o.maxBodyBytes,
-		MaxBatchEvents:  o.maxBatchEvents,
+		Ingest:          o.ingest,
 		MaxHeld:         o.maxHeld,
 		MaxHeldAge:      o.maxHeldAge,
 		StatusInterval:  o.statusInterval,

@@ -51,7 +51,7 @@ func ingestServer(t *testing.T) (*httptest.Server, *dispatcherIngest) {
 		return auth.Identity{Name: "system:serviceaccount:shop:producer", Method: auth.MethodToken}, nil
 	})
 	p, err := app.NewPipeline(context.Background(), app.PipelineOptions{
-		Store: queue.Options{DataDir: t.TempDir()}, Authorizer: authz, MaxBodyBytes: 4096, WithoutOutcome: true, Log: testr.New(t),
+		Store: queue.Options{DataDir: t.TempDir()}, Authorizer: authz, Ingest: ingest.Limits{MaxBodyBytes: 4096}, WithoutOutcome: true, Log: testr.New(t),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 
 // Store is what accepting needs of the queue: the dedupe records and the deliveries.
 type Store interface {
-	Healthy() error
+	Writable() error
 	LookupIngestMany(ctx context.Context, keys []string) (values [][]byte, found []bool, err error)
 	Publish(ctx context.Context, deliveries []queue.Delivery) error
 	RecordIngestMany(ctx context.Context, keys []string, values [][]byte) error
@@ -52,7 +52,7 @@ type ingestRecord struct {
 // window returns the first result and stores nothing.
 func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest.Event) ([]ingest.Result, error) {
 	st := a.Store
-	if err := st.Healthy(); err != nil {
+	if err := st.Writable(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ingest.ErrUnavailable, err)
 	}
 	now := time.Now()

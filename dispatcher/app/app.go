@@ -32,6 +32,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/metrics"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
@@ -54,8 +55,8 @@ type Options struct {
 	WatchNamespaces []string
 	Policy          outbound.Policy
 	AckWait         time.Duration
-	MaxBodyBytes    int64
-	MaxBatchEvents  int
+	// Ingest bounds the ingest API's requests.
+	Ingest ingest.Limits
 	// MaxHeld and MaxHeldAge bound the deliveries of a held endpoint (defaults 100,000
 	// and 72h); beyond them deliveries are dead-lettered.
 	MaxHeld    int64
@@ -127,7 +128,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	p, err := NewPipeline(ctx, PipelineOptions{
 		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
-		MaxBodyBytes: o.MaxBodyBytes, MaxBatchEvents: o.MaxBatchEvents, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge,
+		Ingest: o.Ingest, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge,
 		Events: sink,
 		Notify: func(k delivery.Key) {
 			select {
@@ -198,7 +199,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			default:
 				return errors.New("configuration not loaded yet")
 			}
-			return store.Healthy()
+			return store.Writable()
 		}); err != nil {
 			return fmt.Errorf("adding ready check: %w", err)
 		}

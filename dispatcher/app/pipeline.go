@@ -26,9 +26,8 @@ type PipelineOptions struct {
 	Store      queue.Options
 	Authorizer auth.Authorizer
 	AckWait    time.Duration
-	// MaxBodyBytes and MaxBatchEvents bound one ingest request.
-	MaxBodyBytes   int64
-	MaxBatchEvents int
+	// Ingest bounds the ingest API's requests.
+	Ingest ingest.Limits
 	// MaxHeld and MaxHeldAge bound the deliveries of a held endpoint.
 	MaxHeld    int64
 	MaxHeldAge time.Duration
@@ -113,10 +112,9 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 				}
 			},
 		},
-		Authorizer:     o.Authorizer,
-		MaxBodyBytes:   o.MaxBodyBytes,
-		MaxBatchEvents: o.MaxBatchEvents,
-		Log:            o.Log.WithName("ingest"),
+		Authorizer: o.Authorizer,
+		Limits:     o.Ingest,
+		Log:        o.Log.WithName("ingest"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("building the ingest API: %w", err)

@@ -73,8 +73,10 @@ type Observer interface {
 	DeadLettered(ep Key, dl *queue.DeadLetter)
 }
 
-// Store is what the engine needs of the queue: each endpoint's deliveries.
+// Store is what the engine needs of the queue: each endpoint's deliveries, and whether
+// the outcome of an attempt can be stored.
 type Store interface {
+	WaitWritable(ctx context.Context) error
 	Consume(ctx context.Context, namespace, endpoint string, opts queue.ConsumerOptions) (*queue.Consumer, error)
 	PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)
 	FetchHeld(ctx context.Context, namespace, endpoint string, n int, ackWait time.Duration) ([]*queue.Pending, error)

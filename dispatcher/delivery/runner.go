@@ -146,6 +146,13 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 		}
 		return
 	}
+	// An attempt whose outcome cannot be stored (the store lost its quorum, the
+	// connection is moving to another server) would be repeated and, failed, counted
+	// against the receiver for the store's fault. Deliveries wait for the store instead.
+	if err := r.e.store.WaitWritable(ctx); err != nil {
+		r.release(p)
+		return
+	}
 	if err := r.wait(ctx, cfg.RequestsPerSecond); err != nil {
 		r.release(p)
 		return

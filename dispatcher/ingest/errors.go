@@ -20,6 +20,8 @@ const (
 	CodePayloadTooLarge      = "payload_too_large"
 	CodeUnsupportedMediaType = "unsupported_media_type"
 	CodeQueueFull            = "queue_full"
+	CodeTooManyRequests      = "too_many_requests"
+	CodeRequestTimeout       = "request_timeout"
 	CodeUnavailable          = "unavailable"
 	CodeInternal             = "internal"
 )

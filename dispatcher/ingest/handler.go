@@ -33,9 +33,13 @@
 // input order for a batch, sent only once the Acceptor has stored the events. Every
 // error is {"error": {"code", "message", "field"?, "index"?, "offset"?}} (see Error):
 // 400 invalid body, 401 no or bad credentials, 403 not allowed in the namespace,
-// 404 unknown route, 405 not POST, 413 body over the limit, 415 unsupported
-// Content-Type, 429 queue full and 503 storage or authentication unavailable (both
-// with Retry-After).
+// 404 unknown route, 405 not POST, 408 body not sent in time, 413 body over the limit,
+// 415 unsupported Content-Type, 429 queue full or too many concurrent requests and 503
+// storage or authentication unavailable (both with Retry-After).
+//
+// A refused request whose body was not read is answered without reading it and its
+// connection closed: an unauthenticated caller cannot make the dispatcher read, or wait
+// for, a body.
 package ingest
 
 import (
@@ -43,7 +47,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -67,11 +73,8 @@ type Options struct {
 	Acceptor Acceptor
 	// Authorizer decides who may publish where. Required.
 	Authorizer auth.Authorizer
-	// MaxBodyBytes is the largest request body read, for one event or a whole batch
-	// (default 1 MiB). Larger bodies get 413 without being read further.
-	MaxBodyBytes int64
-	// MaxBatchEvents is the most events one batch may hold (default 100).
-	MaxBatchEvents int
+	// Limits bound what one request, and all requests together, may take.
+	Limits
 	// RetryAfter is sent with 429 and 503 (default 1s, rounded up to whole seconds).
 	RetryAfter time.Duration
 	// Log receives rejected requests at V(1) and failures at error level. Credentials
@@ -81,12 +84,30 @@ type Options struct {
 	Now func() time.Time
 }
 
+// Limits bound the ingest API's requests; the herald dispatcher flags set them.
+type Limits struct {
+	// MaxBodyBytes is the largest request body read, for one event or a whole batch
+	// (default 1 MiB). Larger bodies get 413 without being read further.
+	MaxBodyBytes int64
+	// MaxBatchEvents is the most events one batch may hold (default 100).
+	MaxBatchEvents int
+	// MaxConcurrent is how many requests are served at once (default 128); beyond it a
+	// request is answered 429 at once. With MaxBodyBytes it bounds the memory bodies
+	// can take (128 x 1 MiB by default).
+	MaxConcurrent int
+	// BodyTimeout is how long reading a request's body may take (default 10s), counted
+	// once its headers are in: a producer that never finishes its body is answered 408
+	// and disconnected instead of holding a connection and a request slot forever.
+	BodyTimeout time.Duration
+}
+
 // Handler serves the ingest API. It is safe for concurrent use.
 type Handler struct {
 	opts       Options
 	dec        decoder
 	mux        *http.ServeMux
 	retryAfter string
+	slots      chan struct{}
 }
 
 // NewHandler returns the ingest API handler.
@@ -106,7 +127,14 @@ func NewHandler(o Options) (*Handler, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = 128
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = 10 * time.Second
+	}
 	h := &Handler{
+		slots:      make(chan struct{}, o.MaxConcurrent),
 		opts:       o,
 		dec:        decoder{now: o.Now, maxBatch: o.MaxBatchEvents},
 		mux:        http.NewServeMux(),
@@ -128,7 +156,32 @@ func NewHandler(o Options) (*Handler, error) {
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		// Refusals must know whether the body was read: one that was not is never
+		// drained (a body that never ends would hold the connection), the connection
+		// is closed instead.
+		r.Body = &trackedBody{ReadCloser: r.Body}
+	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// trackedBody remembers whether its reader reached the end.
+type trackedBody struct {
+	io.ReadCloser
+	done bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.done = true
+	}
+	return n, err
+}
+
+func bodyUnread(r *http.Request) bool {
+	b, ok := r.Body.(*trackedBody)
+	return ok && !b.done
 }
 
 func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
@@ -142,6 +195,16 @@ func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 // possible for a caller who will be refused: path, credentials (headers only), media
 // type, size, then the body.
 func (h *Handler) publish(w http.ResponseWriter, r *http.Request, batch bool) {
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		h.fail(w, r, "", &apiError{status: http.StatusTooManyRequests, body: Error{
+			Code:    CodeTooManyRequests,
+			Message: fmt.Sprintf("the dispatcher is serving its limit of %d concurrent requests; retry later", h.opts.MaxConcurrent),
+		}})
+		return
+	}
 	ns := r.PathValue("namespace")
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 		h.fail(w, r, ns, &apiError{status: http.StatusBadRequest, body: Error{
@@ -233,6 +296,13 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *api
 	if r.ContentLength > max {
 		return nil, tooLarge
 	}
+	// The connection's own deadline, as ReadHeaderTimeout is for the headers; the
+	// server sets the next request's deadlines afresh.
+	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.BodyTimeout)); err != nil {
+		return nil, &apiError{status: http.StatusInternalServerError, body: Error{
+			Code: CodeInternal, Message: "the request body could not be read",
+		}}
+	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
 		// +1 so that ReadFrom sees EOF without growing the buffer.
@@ -241,6 +311,11 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *api
 	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, max)); err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, tooLarge
+		}
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+			return nil, &apiError{status: http.StatusRequestTimeout, body: Error{
+				Code: CodeRequestTimeout, Message: fmt.Sprintf("the request body did not arrive within %s", h.opts.BodyTimeout),
+			}}
 		}
 		return nil, &apiError{status: http.StatusBadRequest, body: Error{
 			Code: CodeInvalidRequest, Message: "the request body could not be read",
@@ -317,6 +392,9 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ns string, e *api
 		w.Header().Set("WWW-Authenticate", v)
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", h.retryAfter)
+	}
+	if bodyUnread(r) {
+		w.Header().Set("Connection", "close")
 	}
 	if e.status < 500 {
 		h.opts.Log.V(1).Info("refused request", "status", e.status, "code", e.body.Code,

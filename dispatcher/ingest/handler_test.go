@@ -116,7 +116,7 @@ func newFixture(t *testing.T, mutate func(*ingest.Options)) *fixture {
 		defer mu.Unlock()
 		fmt.Fprintln(f.logs, prefix, args)
 	}, funcr.Options{Verbosity: 1})
-	o := ingest.Options{Acceptor: f.acc, Authorizer: tokenAuthorizer, Log: log, MaxBatchEvents: 5}
+	o := ingest.Options{Acceptor: f.acc, Authorizer: tokenAuthorizer, Log: log, Limits: ingest.Limits{MaxBatchEvents: 5}}
 	if mutate != nil {
 		mutate(&o)
 	}

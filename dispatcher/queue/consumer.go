@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -24,14 +23,14 @@ func (s *Store) Publish(ctx context.Context, deliveries []Delivery) error {
 	if len(deliveries) == 1 {
 		d := &deliveries[0]
 		_, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(d.Namespace, d.Endpoint)))
-		return publishError(err)
+		return s.storeError(err)
 	}
 	futures := make([]jetstream.PubAckFuture, 0, len(deliveries))
 	for i := range deliveries {
 		d := &deliveries[i]
 		f, err := s.js.PublishMsgAsync(d.toMsg(DeliverySubject(d.Namespace, d.Endpoint)))
 		if err != nil {
-			return publishError(err)
+			return s.storeError(err)
 		}
 		futures = append(futures, f)
 	}
@@ -39,31 +38,13 @@ func (s *Store) Publish(ctx context.Context, deliveries []Delivery) error {
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return publishError(err)
+			return s.storeError(err)
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for the store to acknowledge deliveries: %w", ctx.Err())
 		}
 	}
 	return nil
 }
-
-func publishError(err error) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "maximum messages exceeded") || strings.Contains(msg, "maximum bytes exceeded") ||
-		strings.Contains(msg, "insufficient resources") {
-		return fmt.Errorf("%w: %v", ErrQueueFull, err)
-	}
-	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrTimeout) {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return fmt.Errorf("storing deliveries: %w", err)
-}
-
-// ErrUnavailable is returned when the store cannot be reached.
-var ErrUnavailable = errors.New("delivery store is unavailable")
 
 // consumerName is the durable consumer of one endpoint. Names are bounded in length and
 // may not contain '.', so long names are hashed.
@@ -198,7 +179,7 @@ func (p *Pending) InProgress() error { return p.msg.InProgress() }
 // is the at-least-once contract.
 func (p *Pending) Retry(ctx context.Context, next Delivery) error {
 	if _, err := p.store.js.PublishMsg(ctx, next.toMsg(DeliverySubject(next.Namespace, next.Endpoint))); err != nil {
-		return fmt.Errorf("storing retry of delivery %s: %w", p.DeliveryID, publishError(err))
+		return fmt.Errorf("storing retry of delivery %s: %w", p.DeliveryID, p.store.storeError(err))
 	}
 	return p.Ack(ctx)
 }
@@ -210,7 +191,7 @@ func (p *Pending) DeadLetter(ctx context.Context, dl DeadLetter) error {
 		dl.At = time.Now()
 	}
 	if _, err := p.store.js.PublishMsg(ctx, dl.toMsg()); err != nil {
-		return fmt.Errorf("dead-lettering delivery %s: %w", p.DeliveryID, publishError(err))
+		return fmt.Errorf("dead-lettering delivery %s: %w", p.DeliveryID, p.store.storeError(err))
 	}
 	return p.Ack(ctx)
 }

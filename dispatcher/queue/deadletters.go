@@ -38,7 +38,7 @@ func (s *Store) DeadLetters(ctx context.Context, namespace, endpoint string, fn 
 	subject := DeadLetterSubject(namespace, endpoint)
 	info, err := s.deadLetters.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
-		return fmt.Errorf("reading dead-letter stream: %w", publishError(err))
+		return fmt.Errorf("reading dead-letter stream: %w", s.storeError(err))
 	}
 	if info.State.Subjects[subject] == 0 {
 		return nil
@@ -107,7 +107,7 @@ func (s *Store) ReplayDeadLetters(ctx context.Context, namespace, endpoint strin
 		// Publish first, delete second: a crash in between replays the letter twice at
 		// worst (receivers deduplicate on the event id), never loses it.
 		if _, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(namespace, endpoint))); err != nil {
-			return replayed, fmt.Errorf("replaying event %s: %w", d.EventID, publishError(err))
+			return replayed, fmt.Errorf("replaying event %s: %w", d.EventID, s.storeError(err))
 		}
 		if err := s.deadLetters.DeleteMsg(ctx, picked[i].Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return replayed, fmt.Errorf("removing replayed dead letter %d: %w", picked[i].Sequence, err)

@@ -46,8 +46,9 @@ type Options struct {
 	CredentialsFile string
 	// DataDir holds the embedded server's file storage. Required in embedded mode.
 	DataDir string
-	// Replicas of each stream and bucket in an external cluster (default 1; 3 for HA).
-	// The embedded server is a single node and always uses 1.
+	// Replicas of each stream and bucket. 0 chooses: 3 on a clustered NATS (1 on a
+	// single server, so on the embedded one), never fewer than an existing stream has.
+	// A count the cluster cannot place is a startup error saying so.
 	Replicas int
 	// DedupeWindow is how long an event id is remembered at ingest (default 24h).
 	DedupeWindow time.Duration
@@ -60,20 +61,24 @@ type Options struct {
 	// MaxPendingDeliveries bounds the delivery stream; publishing beyond it fails with
 	// ErrQueueFull (default 1,000,000).
 	MaxPendingDeliveries int64
-	// MaxPendingBytes bounds the delivery stream's size (default 4 GiB).
+	// MaxPendingBytes bounds the delivery stream's size. 0 leaves it to the NATS
+	// servers' own storage limit (max_file_store; the embedded server's is 75 % of its
+	// volume's free space), which ingest answers with 429 like any full queue. A cap the
+	// servers cannot reserve is a startup error saying so.
 	MaxPendingBytes int64
+	// DeadLetterMaxBytes bounds the dead-letter stream's size (0: no cap but the
+	// servers'); beyond it the oldest dead letters go first.
+	DeadLetterMaxBytes int64
 	// SyncAlways makes the embedded server fsync every write. Off by default: a crash of
 	// the dispatcher process loses nothing either way (writes reach the OS before the
-	// 202), only a crash of the node's kernel could.
+	// 202), only a crash of the node's kernel could. An external cluster is configured
+	// on the servers instead (jetstream { sync_interval: always }).
 	SyncAlways bool
 	// Log receives the store's own messages.
 	Log logr.Logger
 }
 
 func (o *Options) defaults() {
-	if o.Replicas < 1 {
-		o.Replicas = 1
-	}
 	if o.DedupeWindow <= 0 {
 		o.DedupeWindow = 24 * time.Hour
 	}
@@ -87,12 +92,12 @@ func (o *Options) defaults() {
 		o.MaxPendingDeliveries = 1_000_000
 	}
 	if o.MaxPendingBytes <= 0 {
-		o.MaxPendingBytes = 4 << 30
+		o.MaxPendingBytes = -1
+	}
+	if o.DeadLetterMaxBytes <= 0 {
+		o.DeadLetterMaxBytes = -1
 	}
 }
-
-// ErrQueueFull is returned when the delivery stream is at its configured limit.
-var ErrQueueFull = errors.New("delivery queue is full")
 
 // Store is an open connection to Herald's JetStream state.
 type Store struct {
@@ -106,6 +111,9 @@ type Store struct {
 	ingest      jetstream.KeyValue
 	state       jetstream.KeyValue
 	replies     replyMux
+	// replicas is how many copies the streams were placed with.
+	replicas int
+	health   health
 }
 
 // Open starts or connects to JetStream and ensures Herald's streams and buckets exist.
@@ -118,7 +126,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, err
 		}
 	} else {
-		nopts := []nats.Option{nats.Name("herald-dispatcher"), nats.MaxReconnects(-1)}
+		nopts := []nats.Option{nats.Name("herald-dispatcher"), nats.MaxReconnects(-1),
+			// A server that vanishes without closing the connection (a partition, a
+			// node powered off) is noticed after two missed pings, about 10s, instead of
+			// the client's default of four minutes; then the client moves to another.
+			nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(2)}
 		if opts.CredentialsFile != "" {
 			nopts = append(nopts, nats.UserCredentials(opts.CredentialsFile))
 		}
@@ -126,7 +138,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("connecting to NATS at %s: %w", opts.URL, err)
 		}
 	}
-	if s.js, err = jetstream.New(s.nc); err != nil {
+	// Pipelined publishes wait for their acknowledgements no longer than a single
+	// request would: without a timeout, a stream without a leader would hold the
+	// producer's request for as long as the producer waits.
+	if s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncTimeout(requestTimeout)); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("opening JetStream: %w", err)
 	}
@@ -134,8 +149,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.startProbe()
 	return s, nil
 }
+
+// requestTimeout is how long one request to JetStream may wait for its answer, the
+// client library's own default for JetStream API calls.
+const requestTimeout = 5 * time.Second
 
 // ensureSetupBudget bounds the retries of ensureWithRetry: under the dispatcher pod's
 // startup probe (60 x 2s), so a store that never comes up still ends in a restart that
@@ -149,12 +169,34 @@ const ensureSetupBudget = 100 * time.Second
 // fresh three-node cluster, two exited with "creating stream HERALD_DEAD_LETTERS:
 // context deadline exceeded" and were restarted by the kubelet).
 func (s *Store) ensureWithRetry(ctx context.Context) error {
-	deadline := time.Now().Add(ensureSetupBudget)
+	start := time.Now()
+	deadline := start.Add(ensureSetupBudget)
 	wait := 500 * time.Millisecond
+	p, err := s.choosePlacement(ctx)
+	if err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
-		err := s.ensure(ctx)
-		if err == nil || !transientSetupError(err) || time.Now().Add(wait).After(deadline) {
+		err := s.ensure(ctx, p.replicas)
+		if err == nil {
+			s.replicas = p.replicas
+			s.opts.Log.Info("Herald's streams are ready", "replicas", p.replicas, "why", p.why)
+			return nil
+		}
+		if placementFailed(err) {
+			if next, ok := p.stepDown(time.Since(start), err); ok {
+				s.opts.Log.Info("NATS cannot place as many copies as wanted; placing fewer", "replicas", next.replicas, "error", err.Error())
+				p = next
+				continue
+			}
+			if !p.patient(err) {
+				return p.explain(err)
+			}
+		} else if !transient(err) {
 			return err
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return p.explain(err)
 		}
 		s.opts.Log.Info("JetStream not ready for Herald's streams yet; retrying", "attempt", attempt, "in", wait.String(), "error", err.Error())
 		select {
@@ -164,21 +206,6 @@ func (s *Store) ensureWithRetry(ctx context.Context) error {
 		}
 		wait = min(2*wait, 8*time.Second)
 	}
-}
-
-// transientSetupError reports whether creating a stream or bucket failed in a way that
-// a later try may not: a JetStream API timeout, no JetStream responder yet, or JetStream
-// answering "temporarily unavailable" (503) while its meta leader is being elected.
-func transientSetupError(err error) bool {
-	var apiErr *jetstream.APIError
-	switch {
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
-		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrJetStreamNotEnabled):
-		return true
-	case errors.As(err, &apiErr):
-		return apiErr.Code == 503
-	}
-	return false
 }
 
 func (s *Store) startEmbedded() (*nats.Conn, error) {
@@ -218,7 +245,7 @@ func (s *Store) startEmbedded() (*nats.Conn, error) {
 	return nc, nil
 }
 
-func (s *Store) ensure(ctx context.Context) error {
+func (s *Store) ensure(ctx context.Context, replicas int) error {
 	var err error
 	s.deliveries, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        DeliveriesStream,
@@ -226,7 +253,7 @@ func (s *Store) ensure(ctx context.Context) error {
 		Subjects:    []string{deliverySubjectPrefix + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
-		Replicas:    s.opts.Replicas,
+		Replicas:    replicas,
 		MaxMsgs:     s.opts.MaxPendingDeliveries,
 		MaxBytes:    s.opts.MaxPendingBytes,
 		Discard:     jetstream.DiscardNew,
@@ -245,8 +272,9 @@ func (s *Store) ensure(ctx context.Context) error {
 		Subjects:    []string{deadLetterSubjectPrefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
-		Replicas:    s.opts.Replicas,
+		Replicas:    replicas,
 		MaxAge:      s.opts.DeadLetterMaxAge,
+		MaxBytes:    s.opts.DeadLetterMaxBytes,
 		Duplicates:  10 * time.Minute,
 	})
 	if err != nil {
@@ -257,7 +285,7 @@ func (s *Store) ensure(ctx context.Context) error {
 		Description: "Herald ingest results by event id, for idempotent ingest",
 		TTL:         s.opts.DedupeWindow,
 		Storage:     jetstream.FileStorage,
-		Replicas:    s.opts.Replicas,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("creating bucket %s: %w", IngestBucket, err)
@@ -269,7 +297,7 @@ func (s *Store) ensure(ctx context.Context) error {
 		Bucket:      StateBucket,
 		Description: "Herald endpoint state shared by dispatcher replicas (failures, disabled)",
 		Storage:     jetstream.FileStorage,
-		Replicas:    s.opts.Replicas,
+		Replicas:    replicas,
 		History:     1,
 	})
 	if err != nil {
@@ -281,16 +309,9 @@ func (s *Store) ensure(ctx context.Context) error {
 // StateBucket is the key-value bucket for state shared across replicas.
 func (s *Store) StateBucket() jetstream.KeyValue { return s.state }
 
-// Healthy reports whether the store can currently be used.
-func (s *Store) Healthy() error {
-	if s.nc == nil || !s.nc.IsConnected() {
-		return errors.New("not connected to NATS")
-	}
-	return nil
-}
-
 // Close drains the connection and stops the embedded server, if any.
 func (s *Store) Close() {
+	s.stopProbe()
 	if s.nc != nil {
 		_ = s.nc.Drain()
 		s.nc.Close()
@@ -303,6 +324,7 @@ func (s *Store) Close() {
 
 // Abort stops without draining, as a crash would; tests use it to prove durability.
 func (s *Store) Abort() {
+	s.stopProbe()
 	if s.nc != nil {
 		s.nc.Close()
 	}
@@ -327,7 +349,7 @@ func (s *Store) lookupIngest(ctx context.Context, key string) ([]byte, bool, err
 		return nil, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("reading ingest record: %w", publishError(err))
+		return nil, false, fmt.Errorf("reading ingest record: %w", s.storeError(err))
 	}
 	return e.Value(), true, nil
 }
@@ -337,7 +359,7 @@ func (s *Store) lookupIngest(ctx context.Context, key string) ([]byte, bool, err
 // again, which the stream's duplicate window absorbs.
 func (s *Store) recordIngest(ctx context.Context, key string, result []byte) error {
 	if _, err := s.ingest.Put(ctx, key, result); err != nil {
-		return fmt.Errorf("writing ingest record: %w", publishError(err))
+		return fmt.Errorf("writing ingest record: %w", s.storeError(err))
 	}
 	return nil
 }
@@ -388,23 +410,31 @@ func (s *Store) LookupIngestMany(ctx context.Context, keys []string) (values [][
 	}
 	replies, reply, err := s.replies.open(s.nc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading ingest records: %w", publishError(err))
+		return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(err))
 	}
 	defer s.replies.close(reply)
 	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+IngestBucket, reply, req); err != nil {
-		return nil, nil, fmt.Errorf("reading ingest records: %w", publishError(err))
+		return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(err))
 	}
+	// As long as a single request may take: a server that never answers (its stream has
+	// no leader) must not hold the producer's request until the producer gives up.
+	timeout := time.NewTimer(requestTimeout)
+	defer timeout.Stop()
 	for {
 		var m *nats.Msg
 		select {
 		case m = <-replies:
 		case <-ctx.Done():
 			return nil, nil, fmt.Errorf("reading ingest records: %w", ctx.Err())
+		case <-timeout.C:
+			return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(nats.ErrTimeout))
 		}
 		switch m.Header.Get("Status") {
 		case "404", "204": // no record at all / end of the batch
 			return values, found, nil
 		case "":
+		case "503": // no responders: the bucket's stream has no server answering now
+			return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(nats.ErrNoResponders))
 		default:
 			return nil, nil, fmt.Errorf("reading ingest records: %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
 		}
@@ -474,7 +504,7 @@ func (s *Store) RecordIngestMany(ctx context.Context, keys []string, values [][]
 		// A key-value put is a publish on the bucket's subject.
 		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + IngestBucket + "." + k, Data: values[i]})
 		if err != nil {
-			return fmt.Errorf("writing ingest record: %w", publishError(err))
+			return fmt.Errorf("writing ingest record: %w", s.storeError(err))
 		}
 		futures = append(futures, f)
 	}
@@ -482,7 +512,7 @@ func (s *Store) RecordIngestMany(ctx context.Context, keys []string, values [][]
 		select {
 		case <-f.Ok():
 		case err := <-f.Err():
-			return fmt.Errorf("writing ingest record: %w", publishError(err))
+			return fmt.Errorf("writing ingest record: %w", s.storeError(err))
 		case <-ctx.Done():
 			return fmt.Errorf("writing ingest records: %w", ctx.Err())
 		}

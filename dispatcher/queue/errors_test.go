@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func TestTransientSetupError_RetriesOnlyWhatALaterTryCanFix(t *testing.T) {
+func TestTransient_RetriesOnlyWhatALaterTryCanFix(t *testing.T) {
 	for _, tc := range []struct {
 		why  string
 		err  error
@@ -26,8 +26,8 @@ func TestTransientSetupError_RetriesOnlyWhatALaterTryCanFix(t *testing.T) {
 			fmt.Errorf("creating stream: %w", &jetstream.APIError{Code: 400, ErrorCode: 10052, Description: "replicas > 1 not supported in non-clustered mode"}), false},
 		{"an unrelated failure", errors.New("permission denied"), false},
 	} {
-		if got := transientSetupError(tc.err); got != tc.want {
-			t.Errorf("%s: transientSetupError(%v) = %t, want %t", tc.why, tc.err, got, tc.want)
+		if got := transient(tc.err); got != tc.want {
+			t.Errorf("%s: transient(%v) = %t, want %t", tc.why, tc.err, got, tc.want)
 		}
 	}
 }

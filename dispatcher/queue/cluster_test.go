@@ -1,0 +1,206 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/internal/testenv"
+)
+
+var heraldStreams = []string{queue.DeliveriesStream, queue.DeadLettersStream, "KV_" + queue.IngestBucket, "KV_" + queue.StateBucket}
+
+// streamConfigs reads the configuration of Herald's streams as a NATS user would.
+func streamConfigs(t *testing.T, url string) map[string]*jetstream.StreamInfo {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*jetstream.StreamInfo{}
+	for _, name := range heraldStreams {
+		st, err := js.Stream(context.Background(), name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		out[name] = st.CachedInfo()
+	}
+	return out
+}
+
+func deliveries(n int, prefix string) []queue.Delivery {
+	out := make([]queue.Delivery, n)
+	for i := range out {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		out[i] = queue.Delivery{Namespace: "shop", Endpoint: "billing", EventID: id, EventType: "order.created",
+			Data: []byte(`{}`), DeliveryID: queue.DeliveryID("shop", id, "billing"), Attempt: 1, AcceptedAt: time.Now()}
+	}
+	return out
+}
+
+// Observed on 907df01: every stream was created with one copy on a 3-node cluster, so
+// the loss of the node holding HERALD_DELIVERIES stopped ingest and its disk held the
+// only copy of what was pending.
+func TestOpen_ClusterKeepsThreeCopiesOfEverything(t *testing.T) {
+	c := testenv.NATSCluster(t, 3)
+	st, err := queue.Open(context.Background(), queue.Options{URL: c.URL(), Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for name, info := range streamConfigs(t, c.URL()) {
+		if info.Config.Replicas != 3 {
+			t.Errorf("stream %s has %d replicas, want 3", name, info.Config.Replicas)
+		}
+	}
+}
+
+// Streams made by an older dispatcher with one copy are scaled up in place, keeping what
+// they hold; and an operator's own count is kept, never lowered by the default.
+func TestOpen_ExistingStreamsUpdatedInPlace(t *testing.T) {
+	c := testenv.NATSCluster(t, 3)
+	ctx := context.Background()
+	old, err := queue.Open(ctx, queue.Options{URL: c.URL(), Replicas: 1, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Publish(ctx, deliveries(100, "before-upgrade")); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	if got := streamConfigs(t, c.URL())[queue.DeliveriesStream].Config.Replicas; got != 1 {
+		t.Fatalf("set up with 1 replica, got %d", got)
+	}
+
+	st, err := queue.Open(ctx, queue.Options{URL: c.URL(), Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	infos := streamConfigs(t, c.URL())
+	for name, info := range infos {
+		if info.Config.Replicas != 3 {
+			t.Errorf("after the upgrade stream %s has %d replicas, want 3", name, info.Config.Replicas)
+		}
+	}
+	if n := infos[queue.DeliveriesStream].State.Msgs; n != 100 {
+		t.Errorf("the delivery stream holds %d deliveries after scaling up, want the 100 stored before", n)
+	}
+}
+
+// A single NATS server gets one copy by default, and a count it cannot place is refused
+// at startup with the flag to change, not with JetStream's words alone.
+func TestOpen_SingleServer(t *testing.T) {
+	url := testenv.NATS(t)
+	ctx := context.Background()
+	st, err := queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
+	if err != nil {
+		t.Fatalf("default replicas on a single server: %v", err)
+	}
+	st.Close()
+	_, err = queue.Open(ctx, queue.Options{URL: url, Replicas: 3, Log: testr.New(t)})
+	if err == nil {
+		t.Fatal("3 replicas on a single server: no error")
+	}
+	for _, want := range []string{"3 replicas", "not clustered", "--nats-replicas"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// Observed on 907df01: the delivery stream reserved a fixed 4 GiB, so a dispatcher
+// pointed at servers with max_file_store of 4G or less exited with "insufficient
+// storage". The default now leaves the bound to the servers; a cap they cannot reserve is
+// explained.
+func TestOpen_ServersWithLessStorageThanTheOldCap(t *testing.T) {
+	url := testenv.NATSOpts(t, func(o *server.Options) { o.JetStreamMaxStore = 1 << 30 })
+	ctx := context.Background()
+	st, err := queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
+	if err != nil {
+		t.Fatalf("servers with max_file_store 1G: %v", err)
+	}
+	st.Close()
+	_, err = queue.Open(ctx, queue.Options{URL: url, MaxPendingBytes: 4 << 30, Log: testr.New(t)})
+	if err == nil || !strings.Contains(err.Error(), "--max-pending-bytes") {
+		t.Fatalf("a 4 GiB cap on 1 GiB of storage: got %v, want an error naming --max-pending-bytes", err)
+	}
+}
+
+// Observed on 907df01: while the cluster could not take writes, publishing failed with
+// an error ingest did not know ("no response from stream": a 500), and nothing said the
+// store was down. Now every such failure is ErrUnavailable, Writable says so within
+// seconds, and both recover by themselves when the quorum is back; nothing stored
+// before is lost.
+func TestStore_QuorumLostAndBack(t *testing.T) {
+	c := testenv.NATSCluster(t, 3)
+	ctx := context.Background()
+	st, err := queue.Open(ctx, queue.Options{URL: c.URL(), Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Publish(ctx, deliveries(50, "before")); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Writable(); err != nil {
+		t.Fatalf("healthy cluster: Writable = %v", err)
+	}
+
+	c.Stop(0)
+	c.Stop(1)
+	waitFor(t, 45*time.Second, "Writable to report the lost quorum", func() bool {
+		err := st.Writable()
+		if err != nil && !errors.Is(err, queue.ErrUnavailable) {
+			t.Fatalf("Writable = %v, want ErrUnavailable", err)
+		}
+		return err != nil
+	})
+	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	err = st.Publish(pctx, deliveries(1, "during"))
+	cancel()
+	if !errors.Is(err, queue.ErrUnavailable) {
+		t.Fatalf("publishing without a quorum: %v, want ErrUnavailable (ingest's 503)", err)
+	}
+
+	c.Start(0)
+	c.Start(1)
+	waitFor(t, 60*time.Second, "Writable to recover", func() bool { return st.Writable() == nil })
+	waitFor(t, 30*time.Second, "a publish to succeed again", func() bool {
+		return st.Publish(ctx, deliveries(50, "after")) == nil
+	})
+	// The consumer's own leader may still be being elected: ask until it answers.
+	var n int64
+	waitFor(t, 30*time.Second, "the delivery count", func() bool {
+		n, err = st.PendingDeliveries(ctx, "shop", "billing")
+		return err == nil
+	})
+	if n != 100 {
+		t.Errorf("the delivery stream holds %d deliveries, want 100 (50 before, 50 after)", n)
+	}
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
