@@ -162,14 +162,22 @@ func (s *suite) addEndpoint(t *testing.T, name string, spec heraldv1.WebhookEndp
 		t.Fatalf("signing Secret of %s: %v", name, err)
 	}
 	s.recv.add(name, string(secret.Data[ref.Key]))
+	var probes []string
 	for _, d := range s.dispatchers {
 		n := 0
 		h.eventually(t, 30*time.Second, fmt.Sprintf("dispatcher %d routing %s", d.index, name), func() bool {
 			n++
-			code, res, _, _, err := s.prod.publishOnce(context.Background(), d, fmt.Sprintf("%s-probe-%d-%d", name, d.index, n), name+".probe")
-			return err == nil && code == http.StatusAccepted && res.Matched == 1
+			id := fmt.Sprintf("%s-probe-%d-%d", name, d.index, n)
+			code, res, _, _, err := s.prod.publishOnce(context.Background(), d, id, name+".probe")
+			if err == nil && code == http.StatusAccepted && res.Matched == 1 {
+				probes = append(probes, id)
+				return true
+			}
+			return false
 		})
 	}
+	// Delivered before the scenario starts, so they are not part of what it measures.
+	h.eventually(t, 30*time.Second, "the probes of "+name+" delivered", func() bool { return s.recv.has(name, probes) == len(probes) })
 }
 
 // flowScenario runs traffic for an endpoint of its own, the fault in the middle of it,
@@ -502,6 +510,11 @@ func (s *suite) sameIDThroughEveryReplica(t *testing.T) {
 	}
 	for _, r := range refused {
 		t.Errorf("a delivery did not verify: %s", r)
+	}
+	for code, n := range a.byCode {
+		if code != "202" && code != "429" && code != "503" && code != "conn" {
+			t.Errorf("ingest answered %s %d times to an id published through several replicas at once (a repeat is a duplicate, or a 503 to retry); e.g. %s", code, n, a.examples[code])
+		}
 	}
 	t.Logf("%d ids × 3 replicas at once: answers %v; ids answered as new by 1 replica: %d, by 2: %d, by 3: %d (the others said duplicate)",
 		len(ids), a.byCode, firstCounts[1], firstCounts[2], firstCounts[3])

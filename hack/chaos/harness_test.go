@@ -124,10 +124,18 @@ func setup(t *testing.T) *harness {
 		"HELM_CACHE_HOME="+filepath.Join(home, "helm-cache"), "HELM_CONFIG_HOME="+filepath.Join(home, "helm-config"),
 		"HELM_DATA_HOME="+filepath.Join(home, "helm-data"))
 	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range h.procs {
-				t.Logf("the end of %s's log:\n%s", p.name, tail(p.log, 25))
-			}
+		if !t.Failed() {
+			return
+		}
+		for _, p := range h.procs {
+			t.Logf("the end of %s's log:\n%s", p.name, tail(p.log, 15))
+		}
+		// The run's folder goes with the test; the logs are the evidence of a failure.
+		kept := filepath.Join(os.TempDir(), "heraldchaos-logs-"+time.Now().Format("20060102-150405"))
+		if out, err := exec.Command("cp", "-r", filepath.Join(dir, "logs"), kept).CombinedOutput(); err != nil {
+			t.Logf("keeping the logs: %v %s", err, out)
+		} else {
+			t.Logf("every process's log is kept in %s", kept)
 		}
 	})
 	t.Logf("herald built and control plane up in %s", time.Since(start).Round(100*time.Millisecond))
