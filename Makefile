@@ -76,6 +76,14 @@ test: vet ## Run every test against a real kube-apiserver + etcd (builds them on
 test-cluster: ## The cluster suite alone: a real node, helm install, pods killed under load (root; see README).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test $(GO_TEST_FLAGS) -v ./hack/cluster
 
+# The fault-injection suite in full (CHAOS_FULL=1): a 3-node NATS cluster, 3 dispatchers,
+# 16 dispatcher kills, the stream leader's node killed and partitioned, a rolling restart.
+# `make test` runs its bounded form with the other packages. Root for the partition (network
+# namespaces); HERALD_CHAOS_NO_NETNS=1 skips that scenario loudly instead.
+.PHONY: chaos
+chaos: ## The fault-injection suite in full: kills, node loss, partition, rolling restart; prints the table (root; see hack/chaos).
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" CHAOS_FULL=1 go test $(GO_TEST_FLAGS) -v -run TestChaos ./hack/chaos
+
 .PHONY: helm-lint
 helm-lint: ## Lint the Helm chart.
 	$(HELM) lint charts/herald
