@@ -171,6 +171,11 @@ func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
 		e.wg.Go(func() { r.run(ctx) })
 		return
 	}
+	if cur := r.cfg.Load(); cur.Target != nil && cfg.Target != nil {
+		// A Secret or spec change rebuilds the target; an OAuth2 token obtained with
+		// unchanged credentials stays good.
+		cfg.Target.KeepTokens(cur.Target)
+	}
 	old := r.cfg.Swap(&cfg)
 	if old.Target != nil && old.Target != cfg.Target {
 		// In-flight attempts hold the old target; idle connections can go now.
