@@ -147,7 +147,7 @@ func TestValidation_RefusesBadWebhookEndpoints(t *testing.T) {
 			mutate: func(s map[string]any) {
 				s["auth"] = map[string]any{"oauth2": map[string]any{
 					"tokenURL": "https://auth.example.com/token", "clientID": "herald",
-					"clientIDRef": map[string]any{"name": "oauth", "key": "id"},
+					"clientIDRef":     map[string]any{"name": "oauth", "key": "id"},
 					"clientSecretRef": map[string]any{"name": "oauth", "key": "secret"},
 				}}
 			},
