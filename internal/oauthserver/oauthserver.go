@@ -97,6 +97,13 @@ func (s *Server) Valid(tok string) bool {
 	return s.issued[tok] && !s.revoked[tok]
 }
 
+// Issued counts the tokens issued so far.
+func (s *Server) Issued() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.issued)
+}
+
 // RevokeAll revokes every token issued so far.
 func (s *Server) RevokeAll() {
 	s.mu.Lock()
