@@ -136,24 +136,32 @@ func startDispatcher(t *testing.T) *dispatcher {
 
 func startDispatcherOn(t *testing.T, store queue.Options) *dispatcher {
 	t.Helper()
+	return startDispatcherWith(t, func(o *app.Options) { o.Store = store })
+}
+
+// startDispatcherWith starts a dispatcher with the tests' options, changed by mutate.
+func startDispatcherWith(t *testing.T, mutate func(*app.Options)) *dispatcher {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	d := &dispatcher{t: t, cancel: cancel, done: make(chan error, 1)}
+	opts := app.Options{
+		Store:          queue.Options{DataDir: t.TempDir()},
+		IngestAddr:     "127.0.0.1:0",
+		HealthAddr:     "0",
+		MetricsAddr:    "0",
+		Policy:         outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
+		AckWait:        5 * time.Second,
+		StatusInterval: 200 * time.Millisecond,
+		// Producers authenticate with a real API key Secret (see publish).
+		Authorizer:       app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Log: testr.New(t)}),
+		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Log: testr.New(t)}),
+		Log:              testr.New(t),
+		Ready:            ready,
+	}
+	mutate(&opts)
 	go func() {
-		d.done <- app.Run(ctx, env.Config, app.Options{
-			Store:          store,
-			IngestAddr:     "127.0.0.1:0",
-			HealthAddr:     "0",
-			MetricsAddr:    "0",
-			Policy:         outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-			AckWait:        5 * time.Second,
-			StatusInterval: 200 * time.Millisecond,
-			// Producers authenticate with a real API key Secret (see publish).
-			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Log: testr.New(t)}),
-			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Log: testr.New(t)}),
-			Log:              testr.New(t),
-			Ready:            ready,
-		})
+		d.done <- app.Run(ctx, env.Config, opts)
 	}()
 	select {
 	case addr := <-ready:
