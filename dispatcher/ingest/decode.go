@@ -332,11 +332,13 @@ func (d *decoder) binaryCloudEvent(mediaType string, h http.Header, body []byte)
 	if err = checkType(e.Type, "ce-type"); err != nil {
 		return Event{}, err
 	}
-	tp, err := attr("traceparent", false)
-	if err != nil {
-		return Event{}, err
-	}
-	if tp != "" {
+	// Looked up by its canonical key first: attr builds the key, which costs an
+	// allocation on every event, and most events carry no trace context.
+	if _, ok := h["Ce-Traceparent"]; ok {
+		tp, err := attr("traceparent", false)
+		if err != nil {
+			return Event{}, err
+		}
 		state, err := attr("tracestate", false)
 		if err != nil {
 			return Event{}, err
