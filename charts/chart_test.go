@@ -134,6 +134,8 @@ func TestValuesSchema_RefusesBadValuesWithAClearMessage(t *testing.T) {
 			"at '/dispatcher/replicas': value must be 1"},
 		{"several managers without leader election would fight", []string{"--set", "manager.replicas=2", "--set", "manager.leaderElection=false"},
 			"at '/manager/leaderElection': value must be true"},
+		{"an OTLP endpoint must be a URL the exporter can post to", []string{"--set", "dispatcher.tracing.otlpEndpoint=otel-collector:4318"},
+			"at '/dispatcher/tracing/otlpEndpoint': 'otel-collector:4318' does not match pattern"},
 		{"a misplaced key is a typo, not a no-op", []string{"--set", "dispatcher.storageClass=fast"},
 			"at '/dispatcher': additional properties 'storageClass' not allowed"},
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/tracing"
 )
 
 type dispatcherOptions struct {
@@ -34,6 +35,7 @@ type dispatcherOptions struct {
 	maxHeld         int64
 	maxHeldAge      time.Duration
 	statusInterval  time.Duration
+	otlpEndpoint    string
 	auth            authOptions
 }
 
@@ -88,6 +90,7 @@ a flag given on the command line wins.`,
 	fs.Int64Var(&o.maxHeld, "max-held-deliveries", 100_000, "deliveries a held (suspended, disabled, misconfigured) endpoint keeps; the oldest beyond are dead-lettered")
 	fs.DurationVar(&o.maxHeldAge, "max-held-age", 72*time.Hour, "how long a delivery may wait in a held endpoint before it is dead-lettered")
 	fs.DurationVar(&o.statusInterval, "status-interval", 5*time.Second, "the most often one endpoint's status is written")
+	fs.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP collector base URL (http://collector:4318) to export spans of ingest, store and every attempt to; empty uses OTEL_EXPORTER_OTLP_ENDPOINT, and without it exports nothing")
 	o.auth.bind(fs)
 	return cmd
 }
@@ -161,6 +164,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		MaxHeld:         o.maxHeld,
 		MaxHeldAge:      o.maxHeldAge,
 		StatusInterval:  o.statusInterval,
+		Tracing:         tracing.Options{Endpoint: o.otlpEndpoint},
 		Authorizer: app.ClusterAuthorizer(app.AuthOptions{
 			Audiences: o.auth.audiences, APIKeys: o.auth.apiKeys, Namespaces: o.watchNamespaces, Log: log.WithName("auth"),
 		}),

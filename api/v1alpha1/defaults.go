@@ -135,9 +135,10 @@ func (s *WebhookEndpointSpec) MaxInFlight() int32 {
 }
 
 // ReferencedSecretNames lists every Secret in the endpoint's namespace that delivering to
-// it needs: the signing and previous signing secrets, header values and the TLS client
-// certificate. Both the manager (readiness) and the dispatcher (delivery) index
-// endpoints by these, so a Secret created or fixed later takes effect at once.
+// it needs: the signing and previous signing secrets, header values, the TLS client
+// certificate and the OAuth2 client credentials. Both the manager (readiness) and the
+// dispatcher (delivery) index endpoints by these, so a Secret created or fixed later
+// takes effect at once.
 func (e *WebhookEndpoint) ReferencedSecretNames() []string {
 	names := []string{e.SigningSecretRef().Name}
 	add := func(n string) {
@@ -156,5 +157,27 @@ func (e *WebhookEndpoint) ReferencedSecretNames() []string {
 	if e.Spec.TLS != nil && e.Spec.TLS.ClientCertificateSecretRef != nil {
 		add(e.Spec.TLS.ClientCertificateSecretRef.Name)
 	}
+	if o := e.Spec.OAuth2(); o != nil {
+		if o.ClientIDRef != nil {
+			add(o.ClientIDRef.Name)
+		}
+		add(o.ClientSecretRef.Name)
+	}
 	return names
+}
+
+// OAuth2 returns the OAuth2 client credentials configuration, nil when there is none.
+func (s *WebhookEndpointSpec) OAuth2() *OAuth2ClientCredentials {
+	if s.Auth == nil {
+		return nil
+	}
+	return s.Auth.OAuth2
+}
+
+// EffectiveAuthStyle returns the effective token endpoint authentication.
+func (o *OAuth2ClientCredentials) EffectiveAuthStyle() OAuth2AuthStyle {
+	if o.AuthStyle == "" {
+		return OAuth2AuthHeader
+	}
+	return o.AuthStyle
 }

@@ -30,8 +30,9 @@ const (
 	ReasonReady = "Ready"
 	// ReasonDelivering: the dispatcher delivers to the endpoint (Delivering=True).
 	ReasonDelivering = "Delivering"
-	// ReasonInvalidURL: spec.url is refused by the outbound policy (scheme, credentials,
-	// loopback, private or metadata address, an IPv4 address written in a short form).
+	// ReasonInvalidURL: spec.url (or spec.auth.oauth2.tokenURL) is refused by the
+	// outbound policy (scheme, credentials, loopback, private or metadata address, an
+	// IPv4 address written in a short form).
 	ReasonInvalidURL = "InvalidURL"
 	// ReasonSecretNotFound: the signing Secret does not exist (yet). Herald generates it,
 	// so this heals by itself unless generation is refused (the message says so).
@@ -45,8 +46,9 @@ const (
 	// ReasonPreviousSecretNotFound: spec.previousSecretRef names a Secret or key that does
 	// not exist, or a value the style cannot use. The previous secret is never generated.
 	ReasonPreviousSecretNotFound = "PreviousSecretNotFound"
-	// ReasonReferencedSecretNotFound: the Secret of a header value or of the TLS client
-	// certificate does not exist. Only a person can create it.
+	// ReasonReferencedSecretNotFound: the Secret of a header value, of the TLS client
+	// certificate or of the OAuth2 client credentials does not exist. Only a person can
+	// create it.
 	ReasonReferencedSecretNotFound = "ReferencedSecretNotFound"
 	// ReasonInvalidTLS: spec.tls.caBundle holds no PEM certificate, or the client
 	// certificate's key pair does not parse.

@@ -143,6 +143,48 @@ func TestValidation_RefusesBadWebhookEndpoints(t *testing.T) {
 			want: "set exactly one of value or valueFrom",
 		},
 		{
+			why: "the OAuth2 client id comes from exactly one place",
+			mutate: func(s map[string]any) {
+				s["auth"] = map[string]any{"oauth2": map[string]any{
+					"tokenURL": "https://auth.example.com/token", "clientID": "herald",
+					"clientIDRef":     map[string]any{"name": "oauth", "key": "id"},
+					"clientSecretRef": map[string]any{"name": "oauth", "key": "secret"},
+				}}
+			},
+			want: "set exactly one of clientID or clientIDRef",
+		},
+		{
+			why: "the token endpoint must be a URL, as spec.url must",
+			mutate: func(s map[string]any) {
+				s["auth"] = map[string]any{"oauth2": map[string]any{
+					"tokenURL": "auth.example.com/token", "clientID": "herald",
+					"clientSecretRef": map[string]any{"name": "oauth"},
+				}}
+			},
+			want: "tokenURL must be an absolute URL",
+		},
+		{
+			why: "a scope with a space would split into two scopes on the wire",
+			mutate: func(s map[string]any) {
+				s["auth"] = map[string]any{"oauth2": map[string]any{
+					"tokenURL": "https://auth.example.com/token", "clientID": "herald",
+					"clientSecretRef": map[string]any{"name": "oauth"}, "scopes": []any{"read write"},
+				}}
+			},
+			want: "a scope is printable ASCII without spaces",
+		},
+		{
+			why: "a static Authorization header would fight the OAuth2 bearer token",
+			mutate: func(s map[string]any) {
+				s["auth"] = map[string]any{"oauth2": map[string]any{
+					"tokenURL": "https://auth.example.com/token", "clientID": "herald",
+					"clientSecretRef": map[string]any{"name": "oauth"},
+				}}
+				s["headers"] = []any{map[string]any{"name": "authorization", "value": "Bearer x"}}
+			},
+			want: "spec.headers cannot set Authorization when spec.auth.oauth2 is set",
+		},
+		{
 			why:    "extra fields may not replace the envelope's own",
 			mutate: func(s map[string]any) { s["payload"] = map[string]any{"extraFields": map[string]any{"id": "x"}} },
 			want:   "extraFields cannot replace the envelope's own fields id, type, created_at or data",
@@ -235,6 +277,19 @@ func TestValidation_BaseObjectsAreAccepted(t *testing.T) {
 	full["payload"] = map[string]any{"format": "Data", "extraFields": map[string]any{"environment": "production"}}
 	if _, err := create("WebhookEndpoint", full); err != nil {
 		t.Errorf("WebhookEndpoint using the edges of every rule refused: %v", err)
+	}
+	oauth := validEndpointSpec()
+	oauth["headers"] = []any{map[string]any{"name": "X-Tenant", "value": "eu"}}
+	oauth["auth"] = map[string]any{"oauth2": map[string]any{
+		"tokenURL":        "http://auth.apps.svc:8080/oauth/token",
+		"clientIDRef":     map[string]any{"name": "oauth", "key": "client-id"},
+		"clientSecretRef": map[string]any{"name": "oauth", "key": "client-secret"},
+		"scopes":          []any{"webhooks:write", "https://api.example.com/.default"},
+		"audience":        "https://billing.example.com",
+		"authStyle":       "Body",
+	}}
+	if _, err := create("WebhookEndpoint", oauth); err != nil {
+		t.Errorf("WebhookEndpoint with OAuth2 client credentials refused: %v", err)
 	}
 }
 

@@ -161,7 +161,73 @@ type DeliveryLimits struct {
 	RequestsPerSecond *int32 `json:"requestsPerSecond,omitempty"`
 }
 
+// OAuth2AuthStyle says how the client authenticates to the token endpoint.
+// +kubebuilder:validation:Enum=Header;Body
+type OAuth2AuthStyle string
+
+const (
+	// OAuth2AuthHeader sends the client id and secret as HTTP Basic credentials
+	// (RFC 6749 §2.3.1, the method every authorization server must support).
+	OAuth2AuthHeader OAuth2AuthStyle = "Header"
+	// OAuth2AuthBody sends them as client_id and client_secret form parameters.
+	OAuth2AuthBody OAuth2AuthStyle = "Body"
+)
+
+// OAuth2ClientCredentials obtains bearer tokens with the OAuth 2.0 client credentials
+// grant (RFC 6749 §4.4) and sends them as "Authorization: Bearer <token>".
+// +kubebuilder:validation:XValidation:rule="has(self.clientID) != has(self.clientIDRef)",message="set exactly one of clientID or clientIDRef"
+type OAuth2ClientCredentials struct {
+	// TokenURL is the authorization server's token endpoint. It goes through the same
+	// outbound policy as spec.url.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="tokenURL must be an absolute URL such as https://auth.example.com/oauth/token"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['https', 'http']",message="tokenURL scheme must be https (or http where the outbound policy allows it)"
+	TokenURL string `json:"tokenURL"`
+
+	// ClientID, written in the resource.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	ClientID *string `json:"clientID,omitempty"`
+
+	// ClientIDRef reads the client id from a Secret key instead.
+	// +optional
+	ClientIDRef *SecretKeySelector `json:"clientIDRef,omitempty"`
+
+	// ClientSecretRef is the Secret key holding the client secret.
+	ClientSecretRef SecretKeySelector `json:"clientSecretRef"`
+
+	// Scopes requested (the scope parameter, space separated).
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.all(s, s.matches('^[!#-\\\\[\\\\]-~]+$'))",message="a scope is printable ASCII without spaces, double quotes or backslashes (RFC 6749 §3.3)"
+	// +listType=atomic
+	// +optional
+	Scopes []string `json:"scopes,omitempty"`
+
+	// Audience, sent as the audience parameter, which Auth0, Okta and others use to
+	// pick the API the token is for.
+	// +kubebuilder:validation:MaxLength=2048
+	// +optional
+	Audience string `json:"audience,omitempty"`
+
+	// AuthStyle: Header (HTTP Basic, the default) or Body (form parameters).
+	// +kubebuilder:default=Header
+	// +optional
+	AuthStyle OAuth2AuthStyle `json:"authStyle,omitempty"`
+}
+
+// AuthSpec authenticates Herald to the receiver, beside the signature.
+type AuthSpec struct {
+	// OAuth2 client credentials: a bearer token on every delivery.
+	// +optional
+	OAuth2 *OAuth2ClientCredentials `json:"oauth2,omitempty"`
+}
+
 // WebhookEndpointSpec is where events go and how they are delivered there.
+// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.oauth2) || !has(self.headers) || !self.headers.exists(h, h.name.lowerAscii() == 'authorization')",message="spec.headers cannot set Authorization when spec.auth.oauth2 is set: the bearer token goes there"
 type WebhookEndpointSpec struct {
 	// URL receiving the POSTs. https, or plain http where the outbound policy allows it.
 	// +kubebuilder:validation:MinLength=1
@@ -219,6 +285,10 @@ type WebhookEndpointSpec struct {
 	// TLS client options.
 	// +optional
 	TLS *TLSSpec `json:"tls,omitempty"`
+
+	// Auth authenticates the deliveries to the receiver (OAuth2 client credentials).
+	// +optional
+	Auth *AuthSpec `json:"auth,omitempty"`
 
 	// Limits on concurrency and rate towards this endpoint.
 	// +kubebuilder:default={}

@@ -359,6 +359,35 @@ func TestEndpoint_HeaderSecretMissingUntilItIsCreated(t *testing.T) {
 	}
 }
 
+func TestEndpoint_OAuth2ClientSecretMissingUntilItIsCreated(t *testing.T) {
+	// The client secret of spec.auth.oauth2 is a Secret only a person creates: Ready
+	// says which one is missing, and flips once it exists.
+	ctx := context.Background()
+	ns := newNamespace(t)
+	id := "herald"
+	createEndpoint(t, ns, "gated", "https://gated.example/hooks", func(ep *heraldv1.WebhookEndpoint) {
+		ep.Spec.Auth = &heraldv1.AuthSpec{OAuth2: &heraldv1.OAuth2ClientCredentials{
+			TokenURL: "https://auth.gated.example/oauth/token", ClientID: &id,
+			ClientSecretRef: heraldv1.SecretKeySelector{Name: "gated-oauth", Key: "client-secret"},
+		}}
+	})
+	got := waitReady(t, ns, "gated", metav1.ConditionFalse, heraldv1.ReasonReferencedSecretNotFound)
+	if msg := readyCondition(got).Message; !strings.Contains(msg, "gated-oauth") || !strings.Contains(msg, "OAuth2 client secret") {
+		t.Errorf("message %q should name the Secret and what it is for", msg)
+	}
+	creds := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gated-oauth"},
+		Data:       map[string][]byte{"client-secret": []byte("oauth-client-secret-value")},
+	}
+	if err := k.Create(ctx, creds); err != nil {
+		t.Fatal(err)
+	}
+	got = waitReadyWithin(t, 5*time.Second, ns, "gated", metav1.ConditionTrue, heraldv1.ReasonReady)
+	if strings.Contains(readyCondition(got).Message, "oauth-client-secret-value") {
+		t.Fatal("the client secret leaked into the status")
+	}
+}
+
 func TestEndpoint_StatusSettlesWithoutWriteLoops(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)

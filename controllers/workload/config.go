@@ -3,6 +3,7 @@ package workload
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -85,6 +86,9 @@ type Config struct {
 	MaxBodyBytes int64
 	// LogVerbosity is the dispatcher's --v.
 	LogVerbosity int
+	// OTLPEndpoint is the OTLP/HTTP collector the dispatcher exports spans to; empty
+	// exports none.
+	OTLPEndpoint string
 
 	// Outbound is the delivery policy. It is not a flag of its own: the manager copies its
 	// --allow-plain-http/--allow-private-networks policy here, so the manager's URL checks
@@ -145,6 +149,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.NATSStreamReplicas, "nats-stream-replicas", d.NATSStreamReplicas, "replicas of Herald's JetStream streams in the external cluster (1, 3 or 5)")
 	fs.Int64Var(&c.MaxBodyBytes, "dispatcher-max-body-bytes", d.MaxBodyBytes, "largest request body the dispatcher's ingest API accepts")
 	fs.IntVar(&c.LogVerbosity, "dispatcher-log-verbosity", 0, "log verbosity of the dispatcher (0 info, 1 debug, 2 trace)")
+	fs.StringVar(&c.OTLPEndpoint, "dispatcher-otlp-endpoint", "", "OTLP/HTTP collector base URL (http://otel-collector.observability:4318) the dispatcher exports spans to; empty exports none")
 }
 
 // Validate reports the first problem in a way that names the flag to fix, because the
@@ -208,6 +213,11 @@ func (c Config) Validate() error {
 		}
 		if _, err := resource.ParseQuantity(q.value); err != nil {
 			bad("%s %q is not a quantity: %v", q.flag, q.value, err)
+		}
+	}
+	if c.OTLPEndpoint != "" {
+		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--dispatcher-otlp-endpoint %q must be an http(s) URL such as http://otel-collector.observability:4318", c.OTLPEndpoint)
 		}
 	}
 	if c.MaxBodyBytes < 1 {

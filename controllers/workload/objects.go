@@ -80,6 +80,8 @@ type Settings struct {
 
 	MaxBodyBytes int64 `json:"max-body-bytes,string"`
 	Verbosity    int   `json:"v,string"`
+	// OTLPEndpoint receives the dispatcher's spans; empty exports none.
+	OTLPEndpoint string `json:"otlp-endpoint,omitempty"`
 }
 
 // Settings returns the dispatcher configuration for c.
@@ -93,6 +95,7 @@ func (c Config) Settings() Settings {
 		AllowLoopback:          c.Outbound.AllowLoopback,
 		MaxBodyBytes:           c.MaxBodyBytes,
 		Verbosity:              c.LogVerbosity,
+		OTLPEndpoint:           c.OTLPEndpoint,
 	}
 	switch c.Mode {
 	case ModeEmbedded:

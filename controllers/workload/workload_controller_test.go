@@ -339,6 +339,8 @@ func TestConfigValidate_NamesTheFlagToFix(t *testing.T) {
 		{"the embedded store cannot be shared by replicas", func(c *workload.Config) { c.Replicas = 2 }, "--dispatcher-replicas must be 1 in embedded mode"},
 		{"a bad quantity would only fail later at apply time", func(c *workload.Config) { c.MemoryLimit = "lots" }, "--dispatcher-memory-limit"},
 		{"the name becomes a Service name", func(c *workload.Config) { c.Name = "Herald_Dispatcher" }, "--dispatcher-name"},
+		{"an OTLP endpoint the exporter could not reach is refused here, not in the pod", func(c *workload.Config) { c.OTLPEndpoint = "otel-collector:4318" },
+			`--dispatcher-otlp-endpoint "otel-collector:4318" must be an http(s) URL`},
 		{"external mode with credentials is valid", func(c *workload.Config) {
 			c.Mode, c.Replicas, c.NATSURL, c.NATSCredentialsSecret = workload.ModeExternal, 3, "nats://nats:4222", "creds"
 		}, ""},
@@ -355,6 +357,25 @@ func TestConfigValidate_NamesTheFlagToFix(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestSettings_OTLPEndpointReachesTheDispatcherFlag(t *testing.T) {
+	c := workload.DefaultConfig()
+	c.OTLPEndpoint = "http://otel-collector.observability:4318"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := yaml.Marshal(c.Settings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := parseSettings(t, string(data)); s.OTLPEndpoint != c.OTLPEndpoint {
+		t.Fatalf("dispatcher.yaml carries otlp-endpoint %q, want %q", s.OTLPEndpoint, c.OTLPEndpoint)
+	}
+	assertDispatcherAccepts(t, string(data))
+	if off := workload.DefaultConfig().Settings(); off.OTLPEndpoint != "" {
+		t.Fatalf("tracing is on by default: %q", off.OTLPEndpoint)
 	}
 }
 

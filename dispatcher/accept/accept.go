@@ -114,6 +114,8 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 				EventSource:   ev.Source,
 				CreatedAt:     ev.CreatedAt,
 				CreatedAtText: ev.CreatedAtText,
+				TraceParent:   ev.TraceParent,
+				TraceState:    ev.TraceState,
 				Data:          ev.Data,
 				DeliveryID:    queue.DeliveryID(namespace, ev.ID, name),
 				Attempt:       1,

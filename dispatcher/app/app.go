@@ -39,6 +39,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/watch"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/scheme"
+	"github.com/herald-dev/herald/internal/tracing"
 )
 
 // Options configure the dispatcher. Zero values are the documented defaults of the
@@ -69,7 +70,9 @@ type Options struct {
 	// AdminAuthorizers decide who may list and replay dead letters and re-enable
 	// endpoints through the endpoint API; nil leaves that API out.
 	AdminAuthorizers func(mgr manager.Manager) (read, write auth.Authorizer, err error)
-	Log              logr.Logger
+	// Tracing configures the OTLP export of spans; the zero value exports none.
+	Tracing tracing.Options
+	Log     logr.Logger
 	// Ready, when not nil, receives the ingest API's address once it serves.
 	Ready chan<- string
 }
@@ -126,6 +129,17 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("configuring ingest authentication: %w", err)
 	}
+	tracer, err := tracing.Start(ctx, o.Tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracer.Shutdown(sctx); err != nil {
+			log.Error(err, "exporting the last spans")
+		}
+	}()
 	p, err := NewPipeline(ctx, PipelineOptions{
 		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
 		Ingest: o.Ingest, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge,
@@ -138,6 +152,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		},
 		Metrics:      ctrlmetrics.Registry,
 		FilterFailed: filters.Failed,
+		Tracer:       tracer,
 		Log:          log,
 	})
 	if err != nil {
@@ -204,7 +219,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("adding ready check: %w", err)
 		}
 	}
-	log.Info("starting dispatcher", "ingest", o.IngestAddr, "embedded", o.Store.URL == "", "policy", o.Policy)
+	log.Info("starting dispatcher", "ingest", o.IngestAddr, "embedded", o.Store.URL == "", "policy", o.Policy, "tracing", tracer != nil)
 	return mgr.Start(ctx)
 }
 

@@ -136,17 +136,17 @@ func startDispatcher(t *testing.T) *dispatcher {
 
 func startDispatcherOn(t *testing.T, store queue.Options) *dispatcher {
 	t.Helper()
-	return startDispatcherWith(t, store, nil)
+	return startDispatcherWith(t, func(o *app.Options) { o.Store = store })
 }
 
-// startDispatcherWith is startDispatcherOn with the options adjusted first.
-func startDispatcherWith(t *testing.T, store queue.Options, adjust func(*app.Options)) *dispatcher {
+// startDispatcherWith starts a dispatcher with the tests' options, changed by mutate.
+func startDispatcherWith(t *testing.T, mutate func(*app.Options)) *dispatcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	d := &dispatcher{t: t, cancel: cancel, done: make(chan error, 1)}
-	o := app.Options{
-		Store:          store,
+	opts := app.Options{
+		Store:          queue.Options{DataDir: t.TempDir()},
 		IngestAddr:     "127.0.0.1:0",
 		HealthAddr:     "0",
 		MetricsAddr:    "0",
@@ -159,10 +159,10 @@ func startDispatcherWith(t *testing.T, store queue.Options, adjust func(*app.Opt
 		Log:              testr.New(t),
 		Ready:            ready,
 	}
-	if adjust != nil {
-		adjust(&o)
-	}
-	go func() { d.done <- app.Run(ctx, env.Config, o) }()
+	mutate(&opts)
+	go func() {
+		d.done <- app.Run(ctx, env.Config, opts)
+	}()
 	select {
 	case addr := <-ready:
 		d.url = "http://" + addr

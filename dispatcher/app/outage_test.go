@@ -81,7 +81,7 @@ func TestDispatcher_StoreOutage(t *testing.T) {
 	fixture(t, c, ns, "paced", heraldv1.WebhookEndpointSpec{URL: s.URL, Timeout: "2s", Limits: heraldv1.DeliveryLimits{RequestsPerSecond: ptr.To[int32](2)}})
 	cluster := testenv.NATSCluster(t, 3)
 	health := freeAddr(t)
-	d := startDispatcherWith(t, queue.Options{URL: cluster.URL()}, func(o *app.Options) { o.HealthAddr = health })
+	d := startDispatcherWith(t, func(o *app.Options) { o.Store, o.HealthAddr = queue.Options{URL: cluster.URL()}, health })
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if code := readyz(health); code != http.StatusOK {
 			return fmt.Errorf("/readyz %d", code)

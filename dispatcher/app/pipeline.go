@@ -17,6 +17,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
+	"github.com/herald-dev/herald/internal/tracing"
 )
 
 // PipelineOptions configure an event's route through the dispatcher. Zero values are
@@ -43,7 +44,10 @@ type PipelineOptions struct {
 	WithoutOutcome bool
 	// FilterFailed hears of subscription filters that failed on an event.
 	FilterFailed func(namespace, subscription, eventID string, err error)
-	Log          logr.Logger
+	// Tracer, when set, records spans for ingest, store and every attempt; nil records
+	// none (trace context is forwarded either way).
+	Tracer *tracing.Tracer
+	Log    logr.Logger
 }
 
 // Pipeline is an event's route through the dispatcher, in the order the event takes
@@ -93,7 +97,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	}
 	opts := delivery.Options{
 		Store: store, AckWait: o.AckWait, Log: o.Log.WithName("delivery"),
-		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, Gate: gate,
+		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, Gate: gate, Tracer: o.Tracer,
 	}
 	if len(observers) > 0 {
 		opts.Observer = observers
@@ -114,6 +118,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		},
 		Authorizer: o.Authorizer,
 		Limits:     o.Ingest,
+		Tracer:     o.Tracer,
 		Log:        o.Log.WithName("ingest"),
 	})
 	if err != nil {

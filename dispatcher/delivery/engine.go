@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/internal/resolve"
+	"github.com/herald-dev/herald/internal/tracing"
 )
 
 // Key names an endpoint.
@@ -106,6 +107,10 @@ type Options struct {
 	// now. It closes the gap between a hold decided elsewhere (auto-disable by any
 	// replica) and the configuration update that follows it.
 	Gate func(Key) bool
+	// Tracer, when set, records a span per attempt (child of the event's trace context)
+	// and sends the span's traceparent to the receiver. Nil records nothing and sends
+	// the event's own trace context.
+	Tracer *tracing.Tracer
 }
 
 // Engine runs the deliveries of every endpoint.
@@ -173,6 +178,11 @@ func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
 		e.runners[k] = r
 		e.wg.Go(func() { r.run(ctx) })
 		return
+	}
+	if cur := r.cfg.Load(); cur.Target != nil && cfg.Target != nil {
+		// A Secret or spec change rebuilds the target; an OAuth2 token obtained with
+		// unchanged credentials stays good.
+		cfg.Target.KeepTokens(cur.Target)
 	}
 	old := r.cfg.Swap(&cfg)
 	if old.Target != nil && old.Target != cfg.Target {

@@ -168,10 +168,16 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 		_ = p.InProgress()
 	}
 	d := &p.Delivery
-	out := cfg.Target.Send(ctx, &sender.Message{
+	msg := sender.Message{
 		EventID: d.EventID, EventType: d.EventType, CreatedAt: d.CreatedAt, CreatedAtText: d.CreatedAtText, Data: d.Data,
-		DeliveryID: d.DeliveryID, Attempt: d.Attempt,
-	})
+		DeliveryID: d.DeliveryID, Attempt: d.Attempt, TraceParent: d.TraceParent, TraceState: d.TraceState,
+	}
+	var out sender.Outcome
+	if t := r.e.opts.Tracer; t != nil {
+		out = r.sendTraced(ctx, t, cfg.Target, &msg)
+	} else {
+		out = cfg.Target.Send(ctx, &msg)
+	}
 	if !out.OK() && ctx.Err() != nil {
 		// Shutting down mid-attempt: the attempt did not really happen.
 		r.release(p)

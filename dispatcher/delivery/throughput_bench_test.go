@@ -2,6 +2,7 @@ package delivery_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/internal/tracing"
 )
 
 // body is a typical 1 KiB event payload.
@@ -26,8 +29,29 @@ var benchBody = func() json.RawMessage {
 // accept (route, durable publish to the embedded JetStream store), consume, sign, POST
 // to a receiver on 127.0.0.1, acknowledge. Compare with BenchmarkPlainLoopbackHTTP,
 // the same POSTs with the same concurrency and no Herald in between.
-func BenchmarkDeliveryThroughput(b *testing.B) {
-	h := newHarness(b, b.TempDir())
+func BenchmarkDeliveryThroughput(b *testing.B) { benchThroughput(b, "") }
+
+// BenchmarkDeliveryThroughput_Tracing is BenchmarkDeliveryThroughput with every event
+// carrying a producer's traceparent and the engine exporting a span per attempt to an
+// OTLP/HTTP receiver on 127.0.0.1: what turning tracing on costs. (Tracing off is
+// BenchmarkDeliveryThroughput itself: the engine's only extra work then is a nil check
+// and forwarding a traceparent when the event has one.)
+func BenchmarkDeliveryThroughput_Tracing(b *testing.B) {
+	otlp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}))
+	defer otlp.Close()
+	tracer, err := tracing.Start(b.Context(), tracing.Options{Endpoint: otlp.URL})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = tracer.Shutdown(context.Background()) }()
+	benchThroughput(b, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", func(o *delivery.Options) { o.Tracer = tracer })
+}
+
+func benchThroughput(b *testing.B, traceparent string, tune ...func(*delivery.Options)) {
+	h := newHarness(b, b.TempDir(), tune...)
 	var got atomic.Int64
 	done := make(chan struct{})
 	var once sync.Once
@@ -47,7 +71,7 @@ func BenchmarkDeliveryThroughput(b *testing.B) {
 	const batch = 100
 	events := make([]ingest.Event, 0, batch)
 	for i := 0; i < b.N; i++ {
-		events = append(events, ingest.Event{ID: fmt.Sprintf("evt_%d_%d", b.N, i), Type: "invoice.paid", Data: benchBody, CreatedAt: start})
+		events = append(events, ingest.Event{ID: fmt.Sprintf("evt_%d_%d", b.N, i), Type: "invoice.paid", Data: benchBody, CreatedAt: start, TraceParent: traceparent})
 		if len(events) == batch || i == b.N-1 {
 			if _, err := h.acc.Accept(b.Context(), ns, events); err != nil {
 				b.Fatal(err)

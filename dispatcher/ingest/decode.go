@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/herald-dev/herald/internal/tracing"
 )
 
 // Limits on event attributes. Ids and types travel in delivery headers and in the
@@ -196,7 +198,8 @@ func (d *decoder) herald(m map[string]json.RawMessage) (Event, *apiError) {
 }
 
 // cloudEvent validates a CloudEvents 1.0 event in JSON (structured) format. Extension
-// attributes are allowed, as the spec requires, but not carried further.
+// attributes are allowed, as the spec requires; those of the distributed-tracing
+// extension (traceparent, tracestate) are kept, the others not carried further.
 func (d *decoder) cloudEvent(m map[string]json.RawMessage) (Event, *apiError) {
 	sv, err := requiredString(m, "specversion")
 	if err != nil {
@@ -228,6 +231,17 @@ func (d *decoder) cloudEvent(m map[string]json.RawMessage) (Event, *apiError) {
 		if _, _, err = optionalString(m, name); err != nil {
 			return Event{}, err
 		}
+	}
+	if _, ok := m["traceparent"]; ok {
+		tp, _, err := optionalString(m, "traceparent")
+		if err != nil {
+			return Event{}, err
+		}
+		ts, _, err := optionalString(m, "tracestate")
+		if err != nil {
+			return Event{}, err
+		}
+		e.TraceParent, e.TraceState = tracing.Parse(tp, ts)
 	}
 	if e.CreatedAt, e.CreatedAtText, err = d.timestamp(m, "time"); err != nil {
 		return Event{}, err
@@ -317,6 +331,19 @@ func (d *decoder) binaryCloudEvent(mediaType string, h http.Header, body []byte)
 	}
 	if err = checkType(e.Type, "ce-type"); err != nil {
 		return Event{}, err
+	}
+	// Looked up by its canonical key first: attr builds the key, which costs an
+	// allocation on every event, and most events carry no trace context.
+	if _, ok := h["Ce-Traceparent"]; ok {
+		tp, err := attr("traceparent", false)
+		if err != nil {
+			return Event{}, err
+		}
+		state, err := attr("tracestate", false)
+		if err != nil {
+			return Event{}, err
+		}
+		e.TraceParent, e.TraceState = tracing.Parse(tp, state)
 	}
 	ts, err := attr("time", false)
 	if err != nil {

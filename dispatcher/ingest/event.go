@@ -34,6 +34,11 @@ type Event struct {
 	// DataContentType is the media type of Data: "application/json" for Herald JSON,
 	// the CloudEvents datacontenttype (or the binary-mode Content-Type) otherwise.
 	DataContentType string
+	// TraceParent and TraceState are the producer's W3C trace context: the CloudEvents
+	// distributed-tracing extension's attributes, else the request's traceparent and
+	// tracestate headers. Stored with the event and sent on every attempt; empty when
+	// the producer sent none (or an invalid one, which the W3C says to ignore).
+	TraceParent, TraceState string
 }
 
 // Result is what the engine did with one event.

@@ -60,6 +60,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/internal/tracing"
 )
 
 // BatchResponse is the 202 body of the batch route.
@@ -82,6 +83,11 @@ type Options struct {
 	Log logr.Logger
 	// Now is the clock for created_at and generated ids (default time.Now).
 	Now func() time.Time
+	// Tracer, when set, records an ingest and a store span per event, children of the
+	// producer's traceparent, and stores the ingest span's context with the event
+	// instead, so that the attempts continue the trace through Herald. Nil exports
+	// nothing; the producer's traceparent is stored and forwarded either way.
+	Tracer *tracing.Tracer
 }
 
 // Limits bound the ingest API's requests; the herald dispatcher flags set them.
@@ -205,6 +211,10 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request, batch bool) {
 		}})
 		return
 	}
+	var received time.Time
+	if h.opts.Tracer != nil {
+		received = time.Now()
+	}
 	ns := r.PathValue("namespace")
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
 		h.fail(w, r, ns, &apiError{status: http.StatusBadRequest, body: Error{
@@ -254,9 +264,26 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request, batch bool) {
 		return
 	}
 
+	// The request's trace context belongs to every event that carries none of its own.
+	if tp := r.Header["Traceparent"]; len(tp) > 0 {
+		if tp, ts := tracing.Parse(tp[0], r.Header.Get("Tracestate")); tp != "" {
+			for i := range events {
+				if events[i].TraceParent == "" {
+					events[i].TraceParent, events[i].TraceState = tp, ts
+				}
+			}
+		}
+	}
+	var spans *eventSpans
+	if h.opts.Tracer != nil {
+		spans = startSpans(ctx, h.opts.Tracer, ns, events, received)
+	}
 	results, err := h.opts.Acceptor.Accept(auth.NewContext(ctx, id), ns, events)
 	if err == nil && len(results) != len(events) {
 		err = fmt.Errorf("acceptor returned %d results for %d events", len(results), len(events))
+	}
+	if spans != nil {
+		spans.end(results, err)
 	}
 	if err != nil {
 		h.fail(w, r, ns, h.acceptError(log, ctx.Err(), err))

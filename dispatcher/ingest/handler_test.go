@@ -569,3 +569,56 @@ func TestNewHandler_RequiresAcceptorAndAuthorizer(t *testing.T) {
 		t.Error("NewHandler without an Acceptor succeeded")
 	}
 }
+
+func TestPublish_TraceContextIsKeptWithEachEvent(t *testing.T) {
+	const (
+		header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		own    = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	)
+	tests := []struct {
+		why       string
+		path      string
+		headers   map[string]string
+		body      string
+		want      []string // traceparent per stored event
+		wantState string   // tracestate of the first event
+	}{
+		{"the request's W3C headers belong to a Herald event", single,
+			map[string]string{"traceparent": header, "tracestate": "vendor=1"}, `{"id":"h1","type":"t","data":1}`,
+			[]string{header}, "vendor=1"},
+		{"and to every event of a Herald batch", batch,
+			map[string]string{"traceparent": header}, `[{"id":"h2","type":"t","data":1},{"id":"h3","type":"t","data":2}]`,
+			[]string{header, header}, ""},
+		{"a CloudEvent's own distributed-tracing attribute wins over the request's header", batch,
+			map[string]string{"Content-Type": "application/cloudevents-batch+json", "traceparent": header},
+			`[{"specversion":"1.0","id":"c1","source":"s","type":"t","traceparent":"` + own + `","tracestate":"congo=2","data":1},{"specversion":"1.0","id":"c2","source":"s","type":"t","data":2}]`,
+			[]string{own, header}, "congo=2"},
+		{"binary mode carries it in ce-traceparent", single,
+			map[string]string{"ce-specversion": "1.0", "ce-id": "b1", "ce-source": "s", "ce-type": "t", "ce-traceparent": own, "traceparent": header},
+			`{"n":1}`, []string{own}, ""},
+		{"an invalid traceparent is ignored, not refused (W3C Trace Context §3.2.2.1)", single,
+			map[string]string{"traceparent": "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", "tracestate": "vendor=1"},
+			`{"id":"h4","type":"t","data":1}`, []string{""}, ""},
+		{"no trace context, none stored", single, nil, `{"id":"h5","type":"t","data":1}`, []string{""}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.why, func(t *testing.T) {
+			f := newFixture(t, nil)
+			if r := f.post(t, tt.path, tt.headers, tt.body); r.status != http.StatusAccepted {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			got := f.acc.events()
+			if len(got) != len(tt.want) {
+				t.Fatalf("%d events stored, want %d", len(got), len(tt.want))
+			}
+			for i, s := range got {
+				if s.event.TraceParent != tt.want[i] {
+					t.Errorf("event %d traceparent %q, want %q", i, s.event.TraceParent, tt.want[i])
+				}
+			}
+			if got[0].event.TraceState != tt.wantState {
+				t.Errorf("tracestate %q, want %q", got[0].event.TraceState, tt.wantState)
+			}
+		})
+	}
+}

@@ -22,13 +22,16 @@ const (
 	hdrEventTime   = "Herald-Event-Time"
 	// hdrEventTimeText is the producer's timestamp as written, when it sent one.
 	hdrEventTimeText = "Herald-Event-Time-Text"
-	hdrDeliveryID    = "Herald-Delivery-Id"
-	hdrNamespace     = "Herald-Namespace"
-	hdrEndpoint      = "Herald-Endpoint"
-	hdrAttempt       = "Herald-Attempt"
-	hdrNotBefore     = "Herald-Not-Before"
-	hdrAcceptedAt    = "Herald-Accepted-At"
-	hdrReplay        = "Herald-Replay"
+	// hdrTraceParent and hdrTraceState are the event's W3C trace context.
+	hdrTraceParent = "Herald-Traceparent"
+	hdrTraceState  = "Herald-Tracestate"
+	hdrDeliveryID  = "Herald-Delivery-Id"
+	hdrNamespace   = "Herald-Namespace"
+	hdrEndpoint    = "Herald-Endpoint"
+	hdrAttempt     = "Herald-Attempt"
+	hdrNotBefore   = "Herald-Not-Before"
+	hdrAcceptedAt  = "Herald-Accepted-At"
+	hdrReplay      = "Herald-Replay"
 
 	// Dead-letter headers, describing the last attempt.
 	hdrDeadReason = "Herald-Dead-Reason"
@@ -49,7 +52,10 @@ type Delivery struct {
 	// CreatedAtText is the producer's timestamp as written (empty when Herald stamped
 	// the event); receivers get it byte for byte.
 	CreatedAtText string
-	Data          []byte
+	// TraceParent and TraceState are the event's W3C trace context (empty when it has
+	// none), continued by every attempt.
+	TraceParent, TraceState string
+	Data                    []byte
 
 	// DeliveryID is stable for the (event, endpoint) pair across attempts and replays.
 	DeliveryID string
@@ -123,6 +129,12 @@ func (d *Delivery) toMsg(subject string) *nats.Msg {
 	if d.CreatedAtText != "" {
 		h[hdrEventTimeText] = []string{d.CreatedAtText}
 	}
+	if d.TraceParent != "" {
+		h[hdrTraceParent] = []string{d.TraceParent}
+		if d.TraceState != "" {
+			h[hdrTraceState] = []string{d.TraceState}
+		}
+	}
 	h[hdrDeliveryID] = []string{d.DeliveryID}
 	h[hdrNamespace] = []string{d.Namespace}
 	h[hdrEndpoint] = []string{d.Endpoint}
@@ -159,6 +171,8 @@ func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
 		EventType:     first(h, hdrEventType),
 		EventSource:   first(h, hdrEventSource),
 		CreatedAtText: first(h, hdrEventTimeText),
+		TraceParent:   first(h, hdrTraceParent),
+		TraceState:    first(h, hdrTraceState),
 		DeliveryID:    first(h, hdrDeliveryID),
 		Data:          data,
 	}

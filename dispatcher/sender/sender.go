@@ -45,8 +45,14 @@ type Config struct {
 	MaxInFlight int
 	// TLS holds extra roots and the client certificate; nil means the system roots.
 	TLS *tls.Config
-	// Policy guards every dial (the URL itself was checked by the resolver).
+	// Policy guards every dial (the URL itself was checked by the resolver), to the
+	// receiver and to the OAuth2 token endpoint alike.
 	Policy outbound.Policy
+	// OAuth2, when set, puts a bearer token from the client credentials grant on every
+	// attempt.
+	OAuth2 *OAuth2
+	// Now is the clock of token expiry (default time.Now); tests move it.
+	Now func() time.Time
 }
 
 // Target sends to one endpoint. It is safe for concurrent use and keeps its connections
@@ -61,6 +67,7 @@ type Target struct {
 	timeout   time.Duration
 	client    *http.Client
 	transport *http.Transport
+	tokens    *tokenSource // nil without OAuth2
 }
 
 // New builds a Target from a resolved configuration.
@@ -117,7 +124,24 @@ func New(cfg Config) *Target {
 	for k, v := range cfg.Headers {
 		t.headers.Set(k, v)
 	}
+	if cfg.OAuth2 != nil {
+		if cfg.Now == nil {
+			cfg.Now = time.Now
+		}
+		t.tokens = newTokenSource(*cfg.OAuth2, cfg.Now)
+	}
 	return t
+}
+
+// KeepTokens makes t use the cached OAuth2 token of old, the Target it replaces, when
+// both use the same credentials: a Target is rebuilt on every change of its endpoint or
+// of its Secrets, and only a change of the credentials themselves needs a new token.
+// It must be called before t is used.
+func (t *Target) KeepTokens(old *Target) {
+	if old == nil || t.tokens == nil || old.tokens == nil || old.tokens.fingerprint != t.tokens.fingerprint {
+		return
+	}
+	t.tokens = old.tokens
 }
 
 // extraFields encodes the static extra envelope fields, sorted by name so that the body
@@ -174,6 +198,9 @@ type Message struct {
 	DeliveryID    string
 	// Attempt counts from 1.
 	Attempt int
+	// TraceParent and TraceState are the W3C trace context sent with the attempt, so
+	// that the receiver's trace continues the producer's; empty sends none.
+	TraceParent, TraceState string
 }
 
 // Body renders the request body of a message into b.
@@ -236,6 +263,8 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 	t.Body(buf, d)
 	body := buf.Bytes()
 
+	// The timeout bounds the whole attempt, a token exchange included, so that an
+	// attempt never outlives what the engine planned for it.
 	ctx, cancel := context.WithTimeout(ctx, t.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
@@ -252,20 +281,32 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 	h[t.prefix+"-Event-Type"] = []string{d.EventType}
 	h[t.prefix+"-Delivery-Id"] = []string{d.DeliveryID}
 	h[t.prefix+"-Delivery-Attempt"] = []string{strconv.Itoa(d.Attempt)}
+	if d.TraceParent != "" {
+		h["Traceparent"] = []string{d.TraceParent}
+		if d.TraceState != "" {
+			h["Tracestate"] = []string{d.TraceState}
+		}
+	}
 	t.signer.Sign(h, signer.Message{ID: d.EventID, Timestamp: time.Now(), Body: body, EventType: d.EventType})
 
 	start := time.Now()
-	resp, err := t.client.Do(req)
+	var resp *http.Response
+	if t.tokens == nil {
+		resp, err = t.client.Do(req)
+	} else {
+		resp, err = t.doWithToken(ctx, req)
+	}
 	out := Outcome{}
 	if err != nil {
 		out.Latency = time.Since(start)
-		out.Err = describe(err, ctx, t.timeout)
+		if errors.Is(err, ErrOAuth2) {
+			out.Err = err
+		} else {
+			out.Err = describe(err, ctx, t.timeout)
+		}
 		return out
 	}
-	// Drain a bounded amount so the connection can be reused, without letting a
-	// receiver make us read an endless body.
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
+	discard(resp)
 	out.Latency = time.Since(start)
 	out.StatusCode = resp.StatusCode
 	switch {
@@ -279,6 +320,49 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 		}
 	}
 	return out
+}
+
+// doWithToken sends the attempt with a bearer token. A 401 may mean the receiver no
+// longer accepts a token it was given (revoked, or its keys rotated before the token
+// expired): the token is dropped and the attempt sent once more with a new one.
+func (t *Target) doWithToken(ctx context.Context, req *http.Request) (*http.Response, error) {
+	tok, err := t.tokens.token(ctx, t.client)
+	if err != nil {
+		return nil, t.tokenError(ctx, err)
+	}
+	req.Header["Authorization"] = []string{"Bearer " + tok.value}
+	resp, err := t.client.Do(req)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
+	}
+	discard(resp)
+	again := req.Clone(ctx)
+	t.tokens.invalidate(tok)
+	if tok, err = t.tokens.token(ctx, t.client); err != nil {
+		return nil, fmt.Errorf("%w (receiver answered 401 to the previous token)", t.tokenError(ctx, err))
+	}
+	if again.Body, err = req.GetBody(); err != nil {
+		return nil, fmt.Errorf("building request: %w", err)
+	}
+	again.Header["Authorization"] = []string{"Bearer " + tok.value}
+	return t.client.Do(again)
+}
+
+func (t *Target) tokenError(ctx context.Context, err error) error {
+	if errors.Is(err, ErrOAuth2) {
+		return err
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: no token within the %s timeout", ErrOAuth2, t.timeout)
+	}
+	return fmt.Errorf("%w: %w", ErrOAuth2, err)
+}
+
+// discard drains a bounded amount of the body so the connection can be reused, without
+// letting a receiver make us read an endless body, and closes it.
+func discard(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
 }
 
 // describe turns a transport error into a message that is useful on a status and never

@@ -143,6 +143,10 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 	if p != nil {
 		return nil, p
 	}
+	oauth, p := r.oauth2(policy)
+	if p != nil {
+		return nil, p
+	}
 	cfg.Sender = sender.Config{
 		URL:          spec.URL,
 		Signer:       sg,
@@ -154,6 +158,7 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 		MaxInFlight:  cfg.MaxInFlight,
 		TLS:          tlsCfg,
 		Policy:       policy,
+		OAuth2:       oauth,
 	}
 	return cfg, nil
 }
@@ -259,6 +264,41 @@ func (r *resolver) tls() (*tls.Config, *problem) {
 		cfg.Certificates = []tls.Certificate{pair}
 	}
 	return cfg, nil
+}
+
+// oauth2 resolves the client credentials. The token URL is judged by the same policy
+// as spec.url: a token request is an outbound request like a delivery.
+func (r *resolver) oauth2(policy outbound.Policy) (*sender.OAuth2, *problem) {
+	o := r.ep.Spec.OAuth2()
+	if o == nil {
+		return nil, nil
+	}
+	if err := policy.CheckURL(o.TokenURL); err != nil {
+		return nil, fail(heraldv1.ReasonInvalidURL, "spec.auth.oauth2.tokenURL: %v", err)
+	}
+	out := &sender.OAuth2{TokenURL: o.TokenURL, Scopes: o.Scopes, Audience: o.Audience, AuthStyle: o.EffectiveAuthStyle()}
+	if o.ClientID != nil {
+		out.ClientID = *o.ClientID
+	} else if o.ClientIDRef != nil {
+		id, p := r.referenced(withDefaultKey(*o.ClientIDRef), "OAuth2 client id")
+		if p != nil {
+			return nil, p
+		}
+		out.ClientID = string(id)
+	}
+	secret, p := r.referenced(withDefaultKey(o.ClientSecretRef), "OAuth2 client secret")
+	if p != nil {
+		return nil, p
+	}
+	out.ClientSecret = secret
+	return out, nil
+}
+
+func withDefaultKey(ref heraldv1.SecretKeySelector) heraldv1.SecretKeySelector {
+	if ref.Key == "" {
+		ref.Key = heraldv1.DefaultSecretKey
+	}
+	return ref
 }
 
 // referenced reads a key of a Secret that only a person can create.

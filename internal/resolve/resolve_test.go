@@ -52,6 +52,24 @@ func endpoint(mutate ...func(*heraldv1.WebhookEndpoint)) *heraldv1.WebhookEndpoi
 	return ep
 }
 
+var oauthSecret = secret("billing-oauth", "client-secret", "oauth-client-secret-value")
+
+// withOAuth2 gives the endpoint client credentials whose secret is in billing-oauth.
+func withOAuth2(mutate ...func(*heraldv1.OAuth2ClientCredentials)) func(*heraldv1.WebhookEndpoint) {
+	return func(e *heraldv1.WebhookEndpoint) {
+		id := "herald"
+		o := &heraldv1.OAuth2ClientCredentials{
+			TokenURL: "https://auth.example.com/oauth/token", ClientID: &id,
+			ClientSecretRef: heraldv1.SecretKeySelector{Name: "billing-oauth", Key: "client-secret"},
+			Scopes:          []string{"webhooks"}, Audience: "https://billing.example.com",
+		}
+		for _, m := range mutate {
+			m(o)
+		}
+		e.Spec.Auth = &heraldv1.AuthSpec{OAuth2: o}
+	}
+}
+
 func TestEndpoint_ReasonsForEveryProblem(t *testing.T) {
 	signing := secret("billing-signing", "secret", goodSecret)
 	certPEM, keyPEM := selfSigned(t)
@@ -127,6 +145,19 @@ func TestEndpoint_ReasonsForEveryProblem(t *testing.T) {
 				e.Spec.TLS = &heraldv1.TLSSpec{CABundle: string(certPEM), ClientCertificateSecretRef: &heraldv1.LocalObjectReference{Name: "client-tls"}}
 			}), []*corev1.Secret{signing, secret("client-tls", "tls.crt", string(certPEM), "tls.key", string(keyPEM))},
 			heraldv1.ReasonReady, ""},
+		{"the token URL is held to the outbound policy, as spec.url is",
+			endpoint(withOAuth2(func(o *heraldv1.OAuth2ClientCredentials) { o.TokenURL = "https://169.254.169.254/token" })),
+			[]*corev1.Secret{signing, oauthSecret}, heraldv1.ReasonInvalidURL, "spec.auth.oauth2.tokenURL: address 169.254.169.254 is a cloud metadata service"},
+		{"the client secret's Secret is created by a person, never generated",
+			endpoint(withOAuth2()), []*corev1.Secret{signing},
+			heraldv1.ReasonReferencedSecretNotFound, "Secret billing-oauth for the OAuth2 client secret does not exist"},
+		{"a client id read from a Secret key that is not there",
+			endpoint(withOAuth2(func(o *heraldv1.OAuth2ClientCredentials) {
+				o.ClientID, o.ClientIDRef = nil, &heraldv1.SecretKeySelector{Name: "billing-oauth", Key: "client-id"}
+			})), []*corev1.Secret{signing, oauthSecret},
+			heraldv1.ReasonSecretKeyMissing, `OAuth2 client id Secret billing-oauth has no key "client-id"`},
+		{"OAuth2 client credentials that resolve",
+			endpoint(withOAuth2()), []*corev1.Secret{signing, oauthSecret}, heraldv1.ReasonReady, ""},
 		{"suspension is reported only once nothing else is wrong",
 			endpoint(func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = true }), nil,
 			heraldv1.ReasonSecretNotFound, ""},
@@ -184,6 +215,27 @@ func TestEndpoint_ReadyConfigurationCarriesTheSpec(t *testing.T) {
 	}
 	if res.SigningSecret != "billing-signing" {
 		t.Fatalf("SigningSecret = %q", res.SigningSecret)
+	}
+}
+
+func TestEndpoint_OAuth2ConfigurationCarriesTheCredentials(t *testing.T) {
+	ep := endpoint(withOAuth2(func(o *heraldv1.OAuth2ClientCredentials) {
+		o.ClientID, o.ClientIDRef = nil, &heraldv1.SecretKeySelector{Name: "billing-oauth", Key: "client-id"}
+		o.AuthStyle = heraldv1.OAuth2AuthBody
+	}))
+	res, err := resolve.Endpoint(context.Background(), ep, secrets(secret("billing-signing", "secret", goodSecret),
+		secret("billing-oauth", "client-id", "herald-billing", "client-secret", "oauth-client-secret-value")), outbound.Policy{})
+	if err != nil || !res.Ready() {
+		t.Fatalf("Endpoint() = %+v, %v", res, err)
+	}
+	got := res.Config.Sender.OAuth2
+	if got == nil || got.TokenURL != "https://auth.example.com/oauth/token" || got.ClientID != "herald-billing" ||
+		string(got.ClientSecret) != "oauth-client-secret-value" || got.AuthStyle != heraldv1.OAuth2AuthBody ||
+		got.Audience != "https://billing.example.com" || len(got.Scopes) != 1 {
+		t.Fatalf("OAuth2 = %+v", got)
+	}
+	if names := ep.ReferencedSecretNames(); len(names) != 2 || names[1] != "billing-oauth" {
+		t.Fatalf("ReferencedSecretNames() = %v, want the OAuth2 Secret watched too", names)
 	}
 }
 
