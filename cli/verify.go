@@ -26,18 +26,18 @@ const (
 )
 
 type verifyOptions struct {
-	style       string
-	secret      string
-	secretFile  string
+	style      string
+	secret     string
+	secretFile string
 	// publicKey and publicKeyFile hold an ed25519 endpoint's whpk_ public key, which
 	// verifies instead of a secret.
 	publicKey     string
 	publicKeyFile string
-	prefix      string
-	headers     []string
-	headersFile string
-	bodyFile    string
-	tolerance   time.Duration
+	prefix        string
+	headers       []string
+	headersFile   string
+	bodyFile      string
+	tolerance     time.Duration
 
 	// exit, when set (tests), receives the exit code; otherwise the code reaches
 	// herald's main in the returned error (ExitCode), as verify promises 1 and 2 apart.
