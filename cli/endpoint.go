@@ -36,9 +36,9 @@ func newEndpointCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "endpoint",
 		Aliases: []string{"endpoints", "whe"},
-		Short:   "Show and re-enable WebhookEndpoints",
+		Short:   "Show and re-enable WebhookEndpoints, print their public keys",
 	}
-	cmd.AddCommand(newEndpointEnableCommand(), newEndpointStatusCommand())
+	cmd.AddCommand(newEndpointEnableCommand(), newEndpointStatusCommand(), newEndpointPublicKeyCommand())
 	return cmd
 }
 
