@@ -111,9 +111,8 @@ func (r *receiver) verify(ctx context.Context, ns, name string, h http.Header, b
 				return style, true, i == 1, ""
 			}
 		}
-		if err := verify.StandardWebhooksEd25519(ep.Status.PublicKey, h, body); err != nil {
-			return style, false, false, err.Error()
-		}
+		// Fails: say why, for the current key (an empty one says it is not published yet).
+		return style, false, false, verify.StandardWebhooksEd25519(ep.Status.PublicKey, h, body).Error()
 	}
 	current, err := r.secret(ctx, ns, ep.SigningSecretRef())
 	if err != nil {
