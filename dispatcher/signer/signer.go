@@ -40,10 +40,12 @@
 // the previous secret may be of either kind, told apart by its prefix ("whsk_" signs v1a,
 // anything else v1), because the specification lets one header carry v1 and v1a
 // signatures side by side: moving an endpoint from HMAC to ed25519, or back, is then a
-// rotation like any other, and receivers of either kind keep verifying throughout. None of the three reference documents
-// defines a multi-signature form (each compares the whole header value with one
-// expected value), so the hex styles keep <prefix>-Signature for the current secret and
-// add <prefix>-Signature-Previous, in the same format, for the previous one.
+// rotation like any other, and receivers of either kind keep verifying throughout.
+//
+// None of the three reference documents defines a multi-signature form (each compares
+// the whole header value with one expected value), so the hex styles keep
+// <prefix>-Signature for the current secret and add <prefix>-Signature-Previous, in the
+// same format, for the previous one.
 package signer
 
 import (
