@@ -142,8 +142,8 @@ func TestGrafanaDashboard_ConfigMapForTheSidecarWithValidQueries(t *testing.T) {
 		t.Errorf("labels %v, annotations %v: want the sidecar's grafana_dashboard=1 and the folder annotation", cm.GetLabels(), cm.GetAnnotations())
 	}
 	data := cm.Object["data"].(map[string]any)["herald.json"].(string)
-	if data != strings.TrimRight(string(mustRead(t, "charts/herald/files/grafana-dashboard.json")), "\n") {
-		t.Error("the ConfigMap's herald.json differs from charts/herald/files/grafana-dashboard.json")
+	if data != strings.TrimRight(string(mustRead(t, "charts/herald/dashboards/herald.json")), "\n") {
+		t.Error("the ConfigMap's herald.json differs from charts/herald/dashboards/herald.json")
 	}
 	exprs := dashboardExprs(t, []byte(data))
 	if len(exprs) < 10 {

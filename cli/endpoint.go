@@ -372,6 +372,12 @@ func describeEndpoint(w io.Writer, prog string, now time.Time, ep *heraldv1.Webh
 	} else {
 		line("Last success", "<none>")
 	}
+	if st.PublicKey != "" {
+		line("Public key", st.PublicKey+" (ed25519; receivers verify v1a signatures with it)")
+	}
+	if st.PreviousPublicKey != "" {
+		line("Previous key", st.PreviousPublicKey+" (rotating out; deliveries are signed with both)")
+	}
 	if ep.Spec.Suspend {
 		line("Suspended", "yes: spec.suspend holds deliveries until it is set back to false")
 	}

@@ -51,6 +51,10 @@ func TestEndpointPublicKey_PrintsWhatVerifiesTheDeliveries(t *testing.T) {
 		t.Fatalf("printed %q, want status.publicKey %q on one line", r.stdout, ep.Status.PublicKey)
 	}
 
+	if st := mustCLI(t, "endpoint", "status", "ledger"); !strings.Contains(st.stdout, "Public key:    "+printed+" (ed25519") {
+		t.Errorf("endpoint status ledger does not show the public key:\n%s", st.stdout)
+	}
+
 	var keys PublicKeys
 	if err := json.Unmarshal([]byte(mustCLI(t, "endpoint", "public-key", "ledger", "-o", "json").stdout), &keys); err != nil {
 		t.Fatal(err)

@@ -940,7 +940,7 @@ func (h *harness) scrape() string {
 func chartMetrics(t *testing.T) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, file := range []string{"charts/herald/templates/prometheusrule.yaml", "charts/herald/files/grafana-dashboard.json"} {
+	for _, file := range []string{"charts/herald/templates/prometheusrule.yaml", "charts/herald/dashboards/herald.json"} {
 		for _, name := range regexp.MustCompile(`\bherald_[a-z_]+\b`).FindAllString(string(mustRead(t, filepath.Join(repoRoot, file))), -1) {
 			out[name] = file
 		}
