@@ -8,7 +8,9 @@ ETCD_VERSION ?= 3.6.16
 CONTAINERD_VERSION ?= 1.6
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 HELM_VERSION ?= v3.22.0
-export KUBE_VERSION ETCD_VERSION CONTAINERD_VERSION CONTROLLER_TOOLS_VERSION HELM_VERSION
+# Prometheus 3.16.0's promtool (the module is versioned v0.3xx.y), for the chart's alerts.
+PROMTOOL_VERSION ?= v0.316.0
+export KUBE_VERSION ETCD_VERSION CONTAINERD_VERSION CONTROLLER_TOOLS_VERSION HELM_VERSION PROMTOOL_VERSION
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/herald-dev/herald/internal/version.Version=$(VERSION)
@@ -16,6 +18,7 @@ GO_TEST_FLAGS ?= -count=1 -timeout=30m
 
 CONTROLLER_GEN = $(shell hack/tool.sh controller-gen)
 HELM = $(shell hack/tool.sh helm)
+PROMTOOL = $(shell hack/tool.sh promtool)
 
 .PHONY: help
 help: ## Show this help.
@@ -66,7 +69,7 @@ test: vet ## Run every test against a real kube-apiserver + etcd (builds them on
 		go test $(GO_TEST_FLAGS) -race $(BENCH_SMOKE) $(RACE_PKGS)
 	race="$$(go list $(RACE_PKGS))"; \
 	norace="$$(git grep -l '^//go:build !race' -- '*_test.go' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')"; \
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(HELM)" \
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" \
 		go test $(GO_TEST_FLAGS) $(BENCH_SMOKE) $$(go list ./... | grep -vxF -f <(echo "$$race") | grep -v '/hack/cluster$$') $$norace
 	@$(MAKE) --no-print-directory test-cluster
 
@@ -88,6 +91,7 @@ chaos: ## The fault-injection suite in full: kills, node loss, partition, rollin
 helm-lint: ## Lint the Helm chart.
 	$(HELM) lint charts/herald
 	$(HELM) lint charts/herald --set dispatcher.mode=external --set dispatcher.nats.url=nats://nats:4222
+	$(HELM) lint charts/herald --set serviceMonitor.enabled=true --set prometheusRule.enabled=true --set grafanaDashboard.enabled=true
 
 # Flags of hack/localstack, e.g. RUN_FLAGS="--state /tmp/herald2 --ingest-port 0 --receiver-port 0"
 # for a second stack beside the first.

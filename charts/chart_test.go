@@ -47,7 +47,9 @@ func TestHelmLint_PassesForDefaultAndExternalValues(t *testing.T) {
 		"default":        nil,
 		"external NATS":  externalValues,
 		"ServiceMonitor": {"--set", "serviceMonitor.enabled=true"},
-		"no CRDs":        {"--set", "crds.enabled=false", "--set", "metrics.enabled=false"},
+		"alerts and dashboard": {"--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true",
+			"--set", "grafanaDashboard.enabled=true", "--set", "prometheusRule.alerts.ingestErrors.ratio=0.1"},
+		"no CRDs": {"--set", "crds.enabled=false", "--set", "metrics.enabled=false"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			mustCommand(t, nil, helmBin, append([]string{"lint", "--strict", chartDir}, values...)...)
@@ -138,6 +140,10 @@ func TestValuesSchema_RefusesBadValuesWithAClearMessage(t *testing.T) {
 			"at '/dispatcher/tracing/otlpEndpoint': 'otel-collector:4318' does not match pattern"},
 		{"a misplaced key is a typo, not a no-op", []string{"--set", "dispatcher.storageClass=fast"},
 			"at '/dispatcher': additional properties 'storageClass' not allowed"},
+		{"a ratio is a share, not a percentage", []string{"--set", "prometheusRule.alerts.ingestErrors.ratio=5"},
+			"at '/prometheusRule/alerts/ingestErrors/ratio'"},
+		{"an alert's window is a Prometheus duration", []string{"--set", "prometheusRule.alerts.deadLetters.window=15min"},
+			"at '/prometheusRule/alerts/deadLetters/window': '15min' does not match pattern"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -36,9 +36,9 @@ func newEndpointCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "endpoint",
 		Aliases: []string{"endpoints", "whe"},
-		Short:   "Show and re-enable WebhookEndpoints",
+		Short:   "Show and re-enable WebhookEndpoints, print their public keys",
 	}
-	cmd.AddCommand(newEndpointEnableCommand(), newEndpointStatusCommand())
+	cmd.AddCommand(newEndpointEnableCommand(), newEndpointStatusCommand(), newEndpointPublicKeyCommand())
 	return cmd
 }
 
@@ -371,6 +371,12 @@ func describeEndpoint(w io.Writer, prog string, now time.Time, ep *heraldv1.Webh
 		line("Last success", fmt.Sprintf("%s (%s ago)", st.LastSuccessTime.UTC().Format(time.RFC3339), age(now, st.LastSuccessTime.Time)))
 	} else {
 		line("Last success", "<none>")
+	}
+	if st.PublicKey != "" {
+		line("Public key", st.PublicKey+" (ed25519; receivers verify v1a signatures with it)")
+	}
+	if st.PreviousPublicKey != "" {
+		line("Previous key", st.PreviousPublicKey+" (rotating out; deliveries are signed with both)")
 	}
 	if ep.Spec.Suspend {
 		line("Suspended", "yes: spec.suspend holds deliveries until it is set back to false")

@@ -26,14 +26,18 @@ const (
 )
 
 type verifyOptions struct {
-	style       string
-	secret      string
-	secretFile  string
-	prefix      string
-	headers     []string
-	headersFile string
-	bodyFile    string
-	tolerance   time.Duration
+	style      string
+	secret     string
+	secretFile string
+	// publicKey and publicKeyFile hold an ed25519 endpoint's whpk_ public key, which
+	// verifies instead of a secret.
+	publicKey     string
+	publicKeyFile string
+	prefix        string
+	headers       []string
+	headersFile   string
+	bodyFile      string
+	tolerance     time.Duration
 
 	// exit, when set (tests), receives the exit code; otherwise the code reaches
 	// herald's main in the returned error (ExitCode), as verify promises 1 and 2 apart.
@@ -71,7 +75,7 @@ func newVerifyCommand() *cobra.Command { return newVerifyCommandWithExit(nil) }
 func newVerifyCommandWithExit(exit func(int)) *cobra.Command {
 	o := &verifyOptions{exit: exit}
 	cmd := &cobra.Command{
-		Use:   "verify (--secret SECRET | --secret-file FILE) [-H 'Name: value'... | --headers-file FILE] [--body-file FILE]",
+		Use:   "verify (--secret SECRET | --secret-file FILE | --public-key KEY | --public-key-file FILE) [-H 'Name: value'... | --headers-file FILE] [--body-file FILE]",
 		Short: "Check the signature of a webhook Herald delivered",
 		Long: `Check the signature of a webhook Herald delivered, as a receiver would with
 github.com/herald-dev/herald/pkg/verify.
@@ -85,13 +89,17 @@ standard input). Without --style the style is read from the headers present; wit
 The signing secret of an endpoint is in its Secret (spec.secretRef, default
 <endpoint>-signing, key secret):
   kubectl get secret billing-signing -o jsonpath='{.data.secret}' | base64 -d > secret.txt
+An endpoint with style StandardWebhooksEd25519 signs with a private key that stays in
+the cluster; verify its deliveries with its public key (whpk_...) instead:
+  herald endpoint public-key billing > billing.pub
 
 Exit status: 0 the signature is valid, 1 it is not (the message says why), 2 the command
 was used wrongly.`,
 		Example: `  herald verify --secret-file secret.txt --headers-file request.txt
   herald verify --style TimestampedHex --header-prefix X-Acme --secret "$SECRET" \
     -H 'X-Acme-Signature: 5c1a...' -H 'X-Acme-Timestamp: 1771083000' --body-file body.json
-  herald verify --secret-file secret.txt --tolerance 24h --headers-file old-capture.txt`,
+  herald verify --secret-file secret.txt --tolerance 24h --headers-file old-capture.txt
+  herald verify --public-key-file billing.pub --headers-file request.txt`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			msg, err := o.run(cmd, args)
@@ -116,9 +124,11 @@ was used wrongly.`,
 		return o.end(verifyUsage)
 	})
 	fs := cmd.Flags()
-	fs.StringVar(&o.style, "style", "", "signature style: StandardWebhooks, TimestampedPrefixedHex, BodyPrefixedHex or TimestampedHex (default: read from the headers)")
+	fs.StringVar(&o.style, "style", "", "signature style: "+joinStyles()+" (default: read from the headers and the key)")
 	fs.StringVar(&o.secret, "secret", "", "the endpoint's signing secret (visible in the process list; prefer --secret-file)")
 	fs.StringVar(&o.secretFile, "secret-file", "", "file holding the signing secret (one trailing line break is ignored); - reads standard input")
+	fs.StringVar(&o.publicKey, "public-key", "", "the public key (whpk_...) of a StandardWebhooksEd25519 endpoint, as herald endpoint public-key prints it")
+	fs.StringVar(&o.publicKeyFile, "public-key-file", "", "file holding the public key (one trailing line break is ignored); - reads standard input")
 	fs.StringVar(&o.prefix, "header-prefix", "", "header prefix of the hex styles (default: read from the headers, else "+verify.DefaultHeaderPrefix+")")
 	fs.StringArrayVarP(&o.headers, "header", "H", nil, "a request header, 'Name: value'; repeat for each")
 	fs.StringVar(&o.headersFile, "headers-file", "", "file holding the request's header block (a request dump with request line and body also works)")
@@ -135,7 +145,7 @@ func (o *verifyOptions) run(cmd *cobra.Command, args []string) (string, error) {
 		return "", usagef("--tolerance must be positive, e.g. 5m or 24h")
 	}
 	stdin := cmd.InOrStdin()
-	secret, err := o.readSecret(stdin)
+	secret, public, err := o.readKey(stdin)
 	if err != nil {
 		return "", err
 	}
@@ -147,7 +157,7 @@ func (o *verifyOptions) run(cmd *cobra.Command, args []string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	style, detected, err := o.resolveStyle(h)
+	style, detected, err := o.resolveStyle(h, public)
 	if err != nil {
 		return "", err
 	}
@@ -158,6 +168,8 @@ func (o *verifyOptions) run(cmd *cobra.Command, args []string) (string, error) {
 		switch style {
 		case heraldv1.SignatureStandardWebhooks:
 			return verify.StandardWebhooks(secret, h, b, opts...)
+		case heraldv1.SignatureStandardWebhooksEd25519:
+			return verify.StandardWebhooksEd25519(secret, h, b, opts...)
 		case heraldv1.SignatureTimestampedPrefixedHex:
 			return verify.TimestampedPrefixedHex(secret, prefix, h, b, opts...)
 		case heraldv1.SignatureBodyPrefixedHex:
@@ -167,7 +179,10 @@ func (o *verifyOptions) run(cmd *cobra.Command, args []string) (string, error) {
 		}
 	}
 	styleNote := string(style)
-	if detected {
+	switch {
+	case detected && public:
+		styleNote += " (read from the key)"
+	case detected:
 		styleNote += " (read from the headers)"
 	}
 	if err := check(body); err != nil {
@@ -176,32 +191,59 @@ func (o *verifyOptions) run(cmd *cobra.Command, args []string) (string, error) {
 	return "signature valid: " + describeValid(style, prefix, h, styleNote, prefixNote), nil
 }
 
-func (o *verifyOptions) readSecret(stdin io.Reader) (string, error) {
-	switch {
-	case o.secret != "" && o.secretFile != "":
-		return "", usagef("--secret and --secret-file both given: use one")
-	case o.secret != "":
-		return o.secret, nil
-	case o.secretFile != "":
-		var raw []byte
-		var err error
-		if o.secretFile == "-" {
-			raw, err = io.ReadAll(stdin)
-		} else {
-			raw, err = os.ReadFile(o.secretFile)
-		}
-		if err != nil {
-			return "", usagef("reading --secret-file: %v", err)
-		}
-		// echo and editors add a line break the secret never has.
-		s := strings.TrimSuffix(strings.TrimSuffix(string(raw), "\n"), "\r")
-		if s == "" {
-			return "", usagef("--secret-file %s is empty", o.secretFile)
-		}
-		return s, nil
-	default:
-		return "", usagef("the signing secret is missing: pass --secret-file (or --secret); an endpoint's secret is in its Secret, e.g. kubectl get secret <endpoint>-signing -o jsonpath='{.data.secret}' | base64 -d")
+// readKey returns the secret or public key to verify with, and whether it is a public
+// key. A whpk_ value given as --secret counts as one: it can be nothing else.
+func (o *verifyOptions) readKey(stdin io.Reader) (key string, public bool, err error) {
+	key, public, err = o.readKeyFlags(stdin)
+	if err == nil && strings.HasPrefix(key, "whsk_") {
+		return "", false, usagef("that is an ed25519 private key (whsk_), which receivers never need: verify with the endpoint's public key, --public-key-file (herald endpoint public-key <endpoint> prints it)")
 	}
+	return key, public, err
+}
+
+func (o *verifyOptions) readKeyFlags(stdin io.Reader) (key string, public bool, err error) {
+	given := 0
+	for _, v := range []string{o.secret, o.secretFile, o.publicKey, o.publicKeyFile} {
+		if v != "" {
+			given++
+		}
+	}
+	switch {
+	case given > 1:
+		return "", false, usagef("give one of --secret, --secret-file, --public-key and --public-key-file")
+	case o.secret != "":
+		return o.secret, strings.HasPrefix(o.secret, "whpk_"), nil
+	case o.publicKey != "":
+		return o.publicKey, true, nil
+	case o.secretFile != "":
+		key, err = readKeyFile(stdin, "--secret-file", o.secretFile)
+		return key, strings.HasPrefix(key, "whpk_"), err
+	case o.publicKeyFile != "":
+		key, err = readKeyFile(stdin, "--public-key-file", o.publicKeyFile)
+		return key, true, err
+	default:
+		return "", false, usagef("the signing secret is missing: pass --secret-file (or --secret); an endpoint's secret is in its Secret, e.g. kubectl get secret <endpoint>-signing -o jsonpath='{.data.secret}' | base64 -d; " +
+			"for a StandardWebhooksEd25519 endpoint pass --public-key-file (or --public-key) with what herald endpoint public-key <endpoint> prints")
+	}
+}
+
+func readKeyFile(stdin io.Reader, flag, name string) (string, error) {
+	var raw []byte
+	var err error
+	if name == "-" {
+		raw, err = io.ReadAll(stdin)
+	} else {
+		raw, err = os.ReadFile(name)
+	}
+	if err != nil {
+		return "", usagef("reading %s: %v", flag, err)
+	}
+	// echo and editors add a line break the key never has.
+	s := strings.TrimSuffix(strings.TrimSuffix(string(raw), "\n"), "\r")
+	if s == "" {
+		return "", usagef("%s %s is empty", flag, name)
+	}
+	return s, nil
 }
 
 // readHeaders collects -H flags and --headers-file. A file that is a whole request
@@ -213,7 +255,7 @@ func (o *verifyOptions) readHeaders(stdin io.Reader) (http.Header, []byte, error
 		var raw []byte
 		var err error
 		if o.headersFile == "-" {
-			if o.secretFile == "-" {
+			if o.secretFile == "-" || o.publicKeyFile == "-" {
 				return nil, nil, usagef("--secret-file and --headers-file cannot both read standard input")
 			}
 			raw, err = io.ReadAll(stdin)
@@ -292,7 +334,7 @@ func isStartLine(s string) bool {
 func (o *verifyOptions) readBody(stdin io.Reader, fromDump []byte) ([]byte, error) {
 	switch {
 	case o.bodyFile == "-" || (o.bodyFile == "" && fromDump == nil):
-		if o.secretFile == "-" || o.headersFile == "-" {
+		if o.secretFile == "-" || o.publicKeyFile == "-" || o.headersFile == "-" {
 			return nil, usagef("the body is missing: standard input already holds the secret or the headers; pass --body-file")
 		}
 		if f, ok := stdin.(*os.File); ok && o.bodyFile == "" {
@@ -318,21 +360,32 @@ func (o *verifyOptions) readBody(stdin io.Reader, fromDump []byte) ([]byte, erro
 
 var styles = []heraldv1.SignatureStyle{
 	heraldv1.SignatureStandardWebhooks,
+	heraldv1.SignatureStandardWebhooksEd25519,
 	heraldv1.SignatureTimestampedPrefixedHex,
 	heraldv1.SignatureBodyPrefixedHex,
 	heraldv1.SignatureTimestampedHex,
 }
 
-// resolveStyle returns --style, or the style the headers show: Standard Webhooks has
-// its own header names; the hex styles differ in the sha256= prefix and the timestamp.
-func (o *verifyOptions) resolveStyle(h http.Header) (heraldv1.SignatureStyle, bool, error) {
+// resolveStyle returns --style, or the style the headers and the key show: a public key
+// verifies only StandardWebhooksEd25519; Standard Webhooks has its own header names;
+// the hex styles differ in the sha256= prefix and the timestamp.
+func (o *verifyOptions) resolveStyle(h http.Header, public bool) (heraldv1.SignatureStyle, bool, error) {
 	if o.style != "" {
 		for _, s := range styles {
 			if strings.EqualFold(o.style, string(s)) {
+				switch {
+				case s == heraldv1.SignatureStandardWebhooksEd25519 && !public:
+					return "", false, usagef("StandardWebhooksEd25519 verifies with the endpoint's public key, not a secret: pass --public-key-file (herald endpoint public-key <endpoint> prints it)")
+				case s != heraldv1.SignatureStandardWebhooksEd25519 && public:
+					return "", false, usagef("a public key (whpk_) verifies only --style %s; %s needs the endpoint's signing secret", heraldv1.SignatureStandardWebhooksEd25519, s)
+				}
 				return s, false, nil
 			}
 		}
 		return "", false, usagef("--style %q is not a signature style: use one of %s", o.style, joinStyles())
+	}
+	if public {
+		return heraldv1.SignatureStandardWebhooksEd25519, true, nil
 	}
 	if h.Get("Webhook-Signature") != "" {
 		return heraldv1.SignatureStandardWebhooks, true, nil
@@ -359,7 +412,7 @@ func (o *verifyOptions) resolveStyle(h http.Header) (heraldv1.SignatureStyle, bo
 // resolvePrefix returns the header prefix and, when it was read from the headers, a
 // note saying so.
 func (o *verifyOptions) resolvePrefix(style heraldv1.SignatureStyle, h http.Header) (string, string) {
-	if style == heraldv1.SignatureStandardWebhooks {
+	if style == heraldv1.SignatureStandardWebhooks || style == heraldv1.SignatureStandardWebhooksEd25519 {
 		return "", ""
 	}
 	if o.prefix != "" {
@@ -403,7 +456,7 @@ func describeValid(style heraldv1.SignatureStyle, prefix string, h http.Header, 
 		parts = append(parts, prefixNote)
 	}
 	var id, ts string
-	if style == heraldv1.SignatureStandardWebhooks {
+	if style == heraldv1.SignatureStandardWebhooks || style == heraldv1.SignatureStandardWebhooksEd25519 {
 		id, ts = h.Get("Webhook-Id"), h.Get("Webhook-Timestamp")
 	} else {
 		id, ts = h.Get(prefix+"-Event-Id"), h.Get(prefix+"-Timestamp")
@@ -427,6 +480,8 @@ func (o *verifyOptions) explain(err error, styleNote, prefixNote string, h http.
 		ctx += ", " + prefixNote
 	}
 	switch {
+	case errors.Is(err, verify.ErrInvalidSecret) && strings.HasPrefix(styleNote, string(heraldv1.SignatureStandardWebhooksEd25519)):
+		return usageError{fmt.Sprintf("%v: herald endpoint public-key <endpoint> prints the key to use", err)}
 	case errors.Is(err, verify.ErrInvalidSecret):
 		return usageError{fmt.Sprintf("%v: Standard Webhooks secrets are whsec_ followed by base64, as Herald stores them in the endpoint's Secret", err)}
 	case errors.Is(err, verify.ErrTimestampOutsideTolerance):
@@ -438,9 +493,15 @@ func (o *verifyOptions) explain(err error, styleNote, prefixNote string, h http.
 		}
 		slices.Sort(names)
 		return fmt.Errorf("%w [%s]\n  headers given: %s\n  pass the missing header with -H or --headers-file, or fix --style/--header-prefix to match the endpoint's spec.signature", err, ctx, strings.Join(names, ", "))
+	case errors.Is(err, verify.ErrNoMatchingSignature) && strings.HasPrefix(styleNote, string(heraldv1.SignatureStandardWebhooks)+" ") &&
+		strings.Contains(h.Get("Webhook-Signature"), "v1a,") && !strings.Contains(" "+h.Get("Webhook-Signature"), " v1,"):
+		return fmt.Errorf("%w [%s]\n  the request carries only v1a (ed25519) signatures: its endpoint uses StandardWebhooksEd25519; verify with its public key, --public-key-file (herald endpoint public-key <endpoint> prints it)", err, ctx)
 	case errors.Is(err, verify.ErrNoMatchingSignature):
 		if trimmed := bytes.TrimRight(body, "\r\n"); len(trimmed) < len(body) && check(trimmed) == nil {
 			return fmt.Errorf("%w [%s]\n  the body ends with a line break that was not signed (an editor or echo added it): without it the signature is valid; pass the body exactly as received", err, ctx)
+		}
+		if strings.HasPrefix(styleNote, string(heraldv1.SignatureStandardWebhooksEd25519)) {
+			return fmt.Errorf("%w [%s]\n  check that the public key is the endpoint's current or previous one (herald endpoint public-key <endpoint>), and that the body is byte for byte what was received (not re-encoded JSON)", err, ctx)
 		}
 		return fmt.Errorf("%w [%s]\n  check that the secret is the endpoint's current or previous signing secret, that --style and --header-prefix match its spec.signature, and that the body is byte for byte what was received (not re-encoded JSON)", err, ctx)
 	default:

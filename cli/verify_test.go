@@ -230,3 +230,60 @@ func TestVerify_AcceptsThePreviousSecretDuringRotation(t *testing.T) {
 		}
 	}
 }
+
+const (
+	// RFC 8032 test 1 and test 2 key pairs, as Standard Webhooks serializes them.
+	testEdSeed       = "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A="
+	testEdPublic     = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+	testEdPrevSeed   = "whsk_TM0Imyj/ltqdtsNG7BFOD1uKMZ81q6Yk2oz27U+4pvs="
+	testEdPrevPublic = "whpk_PUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw="
+)
+
+func TestVerify_Ed25519WithThePublicKey(t *testing.T) {
+	h := signed(t, heraldv1.SignatureStandardWebhooksEd25519, "", time.Now(), testEdSeed, testEdPrevSeed)
+	dumpFile := writeFile(t, "req", dump(h, testBody))
+	for _, tc := range []struct {
+		why  string
+		args []string
+	}{
+		{"a public-key file, as herald endpoint public-key writes it: the style follows from the key", []string{"--public-key-file", writeFile(t, "billing.pub", testEdPublic+"\n")}},
+		{"the rotated-out key verifies too", []string{"--public-key", testEdPrevPublic}},
+		{"a whpk_ key passed as --secret is taken for what it is", []string{"--secret", testEdPublic}},
+		{"the style named explicitly", []string{"--style", "StandardWebhooksEd25519", "--public-key", testEdPublic}},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			r := runVerify(t, "", append(tc.args, "--headers-file", dumpFile)...)
+			if r.code != 0 || !strings.Contains(r.stdout, "style StandardWebhooksEd25519") || !strings.Contains(r.stdout, "event evt_01JDEMO") {
+				t.Fatalf("code %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+
+	hmacOnly := signed(t, heraldv1.SignatureStandardWebhooks, "", time.Now(), testSecret, "")
+	for _, tc := range []struct {
+		why      string
+		stdin    string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"a changed body", strings.Replace(testBody, "1500", "1501", 1), append([]string{"--public-key", testEdPublic}, headerFlags(h)...), 1, "2 v1a signature(s) checked"},
+		{"an HMAC-signed request has no v1a signature", testBody, append([]string{"--public-key", testEdPublic}, headerFlags(hmacOnly)...), 1, "0 v1a signature(s) checked"},
+		{"a secret tried on an ed25519 request is pointed at the public key", testBody, append([]string{"--secret", testSecret}, headerFlags(h)...), 1, "only v1a (ed25519) signatures"},
+		{"the private key is refused before use", testBody, append([]string{"--secret", testEdSeed}, headerFlags(h)...), 2, "receivers never need"},
+		{"the ed25519 style with a secret", testBody, append([]string{"--style", "StandardWebhooksEd25519", "--secret", testSecret}, headerFlags(h)...), 2, "verifies with the endpoint's public key"},
+		{"a public key for an HMAC style", testBody, append([]string{"--style", "TimestampedHex", "--public-key", testEdPublic}, headerFlags(h)...), 2, "verifies only --style StandardWebhooksEd25519"},
+		{"a broken public key", testBody, append([]string{"--public-key", "whpk_short"}, headerFlags(h)...), 2, "herald endpoint public-key <endpoint> prints the key"},
+		{"two keys", testBody, append([]string{"--public-key", testEdPublic, "--secret", testSecret}, headerFlags(h)...), 2, "give one of"},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			r := runVerify(t, tc.stdin, tc.args...)
+			if r.code != tc.wantCode || !strings.Contains(r.stderr, tc.want) {
+				t.Fatalf("code %d (want %d), stderr %q (want %q)", r.code, tc.wantCode, r.stderr, tc.want)
+			}
+			if strings.Contains(r.stderr, "nWGxne") {
+				t.Fatalf("the private key leaked into the message: %q", r.stderr)
+			}
+		})
+	}
+}

@@ -34,6 +34,16 @@ func (e *WebhookEndpoint) SigningSecretRef() SecretKeySelector {
 	return ref
 }
 
+// PublicKeyConfigMapName names the ConfigMap where Herald publishes the ed25519 public
+// key of a StandardWebhooksEd25519 endpoint.
+func (e *WebhookEndpoint) PublicKeyConfigMapName() string { return e.Name + "-public-key" }
+
+// Keys of the public-key ConfigMap.
+const (
+	PublicKeyConfigMapKey         = "publicKey"
+	PreviousPublicKeyConfigMapKey = "previousPublicKey"
+)
+
 // PreviousSigningSecretRef returns the Secret being rotated out, if any.
 func (e *WebhookEndpoint) PreviousSigningSecretRef() (SecretKeySelector, bool) {
 	if e.Spec.PreviousSecretRef == nil {

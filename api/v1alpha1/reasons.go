@@ -100,7 +100,10 @@ const (
 // Event reasons (events.k8s.io), beside the condition reasons above, which are recorded
 // as Events when a condition changes.
 const (
-	EventSecretGenerated     = "SecretGenerated"
+	EventSecretGenerated = "SecretGenerated"
+	// EventPublicKeyPublished: the ed25519 public key was written to the endpoint's
+	// ConfigMap <endpoint>-public-key (public keys are not secret; the Event names it).
+	EventPublicKeyPublished  = "PublicKeyPublished"
 	EventEndpointDisabled    = "EndpointDisabled"
 	EventEndpointEnabled     = "EndpointEnabled"
 	EventDeliveryFailed      = "DeliveryFailed"

@@ -116,7 +116,7 @@ func TestValidation_RefusesBadWebhookEndpoints(t *testing.T) {
 		{
 			why:    "unknown signature style",
 			mutate: func(s map[string]any) { s["signature"] = map[string]any{"style": "HMAC"} },
-			want:   `spec.signature.style: Unsupported value: "HMAC": supported values: "StandardWebhooks", "TimestampedPrefixedHex", "BodyPrefixedHex", "TimestampedHex"`,
+			want:   `spec.signature.style: Unsupported value: "HMAC": supported values: "StandardWebhooks", "StandardWebhooksEd25519", "TimestampedPrefixedHex", "BodyPrefixedHex", "TimestampedHex"`,
 		},
 		{
 			why:    "header prefix that is not a header name",

@@ -4,9 +4,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// SignatureStyle selects how a delivery is signed. Every style is HMAC-SHA256; they differ
-// in the signed string, the header names, the encoding and how the secret becomes the key.
-// +kubebuilder:validation:Enum=StandardWebhooks;TimestampedPrefixedHex;BodyPrefixedHex;TimestampedHex
+// SignatureStyle selects how a delivery is signed. Every style but StandardWebhooksEd25519
+// is HMAC-SHA256; they differ in the signed string, the header names, the encoding and
+// how the secret becomes the key.
+// +kubebuilder:validation:Enum=StandardWebhooks;StandardWebhooksEd25519;TimestampedPrefixedHex;BodyPrefixedHex;TimestampedHex
 type SignatureStyle string
 
 const (
@@ -15,6 +16,12 @@ const (
 	// during a rotation), plus webhook-id and webhook-timestamp. The key is the base64
 	// decoded part of the secret after "whsec_".
 	SignatureStandardWebhooks SignatureStyle = "StandardWebhooks"
+	// SignatureStandardWebhooksEd25519 is Standard Webhooks' asymmetric scheme: the same
+	// signed string and headers, signed with ed25519 and sent as "v1a,<base64>". The
+	// signing Secret holds "whsk_" + base64 of the 32-byte private key (seed); receivers
+	// verify with the public key "whpk_" + base64, which Herald publishes in
+	// status.publicKey and in the ConfigMap "<endpoint>-public-key".
+	SignatureStandardWebhooksEd25519 SignatureStyle = "StandardWebhooksEd25519"
 	// SignatureTimestampedPrefixedHex signs "{timestamp}.{body}" and sends
 	// "<prefix>-Signature: sha256=<hex>" and "<prefix>-Timestamp". The key is the secret
 	// string as written.
@@ -237,13 +244,16 @@ type WebhookEndpointSpec struct {
 	URL string `json:"url"`
 
 	// SecretRef holds the signing secret. When the Secret does not exist Herald generates
-	// it ("whsec_" + 32 random bytes, base64) and owns it. Defaults to the Secret
-	// "<endpoint name>-signing", key "secret".
+	// it ("whsec_" + 32 random bytes, base64; for StandardWebhooksEd25519 an ed25519 key
+	// pair, "whsk_" + base64 of the private key's seed) and owns it. Defaults to the
+	// Secret "<endpoint name>-signing", key "secret".
 	// +optional
 	SecretRef *SecretKeySelector `json:"secretRef,omitempty"`
 
 	// PreviousSecretRef holds the secret being rotated out. While it is set every delivery
-	// carries a signature with each secret, so receivers can switch at their own pace.
+	// carries a signature with each secret, so receivers can switch at their own pace. For
+	// the two Standard Webhooks styles it may be of either kind, "whsec_" (v1) or "whsk_"
+	// (v1a), so moving between HMAC and ed25519 is a rotation like any other.
 	// +optional
 	PreviousSecretRef *SecretKeySelector `json:"previousSecretRef,omitempty"`
 
@@ -345,6 +355,17 @@ type WebhookEndpointStatus struct {
 	// SecretName is the Secret the signing secret is read from.
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
+
+	// PublicKey is the ed25519 public key ("whpk_" + base64) receivers verify v1a
+	// signatures with; set for StandardWebhooksEd25519. The ConfigMap
+	// "<endpoint>-public-key" holds it too, for readers who may not read the endpoint.
+	// +optional
+	PublicKey string `json:"publicKey,omitempty"`
+
+	// PreviousPublicKey is the public key of an ed25519 previousSecretRef while a
+	// rotation is under way: deliveries carry a signature verifiable with each.
+	// +optional
+	PreviousPublicKey string `json:"previousPublicKey,omitempty"`
 
 	// ConsecutiveFailures since the last successful attempt.
 	// +optional

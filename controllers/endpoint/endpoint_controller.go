@@ -1,7 +1,8 @@
 // Package endpoint reconciles the readiness of WebhookEndpoints: it checks the URL
 // against the outbound policy, resolves the signing Secret (generating it when it does
 // not exist) and the previous Secret of a rotation, and reports the outcome as the Ready
-// condition.
+// condition. For ed25519 endpoints it publishes the public keys, in status and in the
+// ConfigMap <endpoint>-public-key.
 //
 // The reconciler follows cert-manager's readiness controller: fetch the endpoint, gather
 // its inputs (the Secrets), run a chain of small checks that each return a reason and a
@@ -65,6 +66,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhookendpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhookendpoints/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// The public-key ConfigMaps are read from the API server, never watched or listed.
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the reconciler, its Secret index and its watches.
@@ -120,6 +123,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if readyChanged {
 		r.recordReadiness(ep, reason, message)
+	}
+	if err := r.publishPublicKey(ctx, ep, in.result); err != nil {
+		return ctrl.Result{}, err
 	}
 	log.V(1).Info("reconciled endpoint", "reason", reason, "readyChanged", readyChanged)
 	// A failed Secret generation is reported in status and retried with backoff.

@@ -2,9 +2,11 @@ package endpoint_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -687,4 +689,142 @@ func TestEndpoint_SuspendedAndReenabledShowOnReady(t *testing.T) {
 	waitReady(t, ns, "paused", metav1.ConditionFalse, heraldv1.ReasonDisabled)
 	apply("False")
 	waitReady(t, ns, "paused", metav1.ConditionTrue, heraldv1.ReasonReady)
+}
+
+func TestEndpoint_Ed25519KeyPairGeneratedAndPublicKeyPublished(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	ep := createEndpoint(t, ns, "ledger", "https://ledger.example/hooks", func(e *heraldv1.WebhookEndpoint) {
+		e.Spec.Signature.Style = heraldv1.SignatureStandardWebhooksEd25519
+	})
+	secret := &corev1.Secret{}
+	eventually(t, settle, func() error {
+		return k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ledger-signing"}, secret)
+	})
+	value := string(secret.Data[heraldv1.DefaultSecretKey])
+	raw, found := strings.CutPrefix(value, "whsk_")
+	seed, err := base64.StdEncoding.DecodeString(raw)
+	if !found || err != nil || len(seed) != ed25519.SeedSize {
+		t.Fatalf("generated key is not whsk_ + base64 of a 32-byte seed (prefix %v, %d bytes, %v)", found, len(seed), err)
+	}
+	if len(secret.Data) != 1 || metav1.GetControllerOf(secret) == nil {
+		t.Errorf("generated Secret: keys %v, controller %v; want only %q, owned by the endpoint", keys(secret.Data), metav1.GetControllerOf(secret), heraldv1.DefaultSecretKey)
+	}
+	// The public key, derived here with crypto/ed25519 alone.
+	wantPublic := "whpk_" + base64.StdEncoding.EncodeToString(ed25519.NewKeyFromSeed(seed).Public().(ed25519.PublicKey))
+
+	var got *heraldv1.WebhookEndpoint
+	eventually(t, settle, func() error {
+		got = waitReady(t, ns, "ledger", metav1.ConditionTrue, heraldv1.ReasonReady)
+		if got.Status.PublicKey != wantPublic {
+			return fmt.Errorf("status.publicKey = %q, want %q", got.Status.PublicKey, wantPublic)
+		}
+		return nil
+	})
+	cm := waitPublicKeyConfigMap(t, ns, "ledger", map[string]string{heraldv1.PublicKeyConfigMapKey: wantPublic})
+	if owner := metav1.GetControllerOf(cm); owner == nil || owner.UID != ep.UID {
+		t.Errorf("ConfigMap's controller is %+v, want the endpoint", owner)
+	}
+	waitEvent(t, ns, "ledger", corev1.EventTypeNormal, heraldv1.EventSecretGenerated)
+	waitEvent(t, ns, "ledger", corev1.EventTypeNormal, heraldv1.EventPublicKeyPublished)
+	assertSecretNowhere(t, ns, "ledger", raw)
+	if b, _ := json.Marshal(cm); strings.Contains(string(b), raw) {
+		t.Error("the private key appears in the public-key ConfigMap")
+	}
+
+	// Rotation: the old key pair signs too, and receivers find both public keys.
+	_, oldPriv, _ := ed25519.GenerateKey(nil)
+	old := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ledger-old"},
+		Data:       map[string][]byte{"secret": []byte("whsk_" + base64.StdEncoding.EncodeToString(oldPriv.Seed()))},
+	}
+	if err := k.Create(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	oldPublic := "whpk_" + base64.StdEncoding.EncodeToString(oldPriv.Public().(ed25519.PublicKey))
+	got.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "ledger-old"}
+	if err := k.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, settle, func() error {
+		got = waitReady(t, ns, "ledger", metav1.ConditionTrue, heraldv1.ReasonReady)
+		if got.Status.PublicKey != wantPublic || got.Status.PreviousPublicKey != oldPublic {
+			return fmt.Errorf("status keys %q, %q", got.Status.PublicKey, got.Status.PreviousPublicKey)
+		}
+		return nil
+	})
+	waitPublicKeyConfigMap(t, ns, "ledger", map[string]string{heraldv1.PublicKeyConfigMapKey: wantPublic, heraldv1.PreviousPublicKeyConfigMapKey: oldPublic})
+
+	// A deleted ConfigMap comes back when the endpoint is next reconciled (here: a
+	// change of a Secret it references).
+	if err := k.Delete(ctx, cm); err != nil {
+		t.Fatal(err)
+	}
+	old.Labels = map[string]string{"touched": "yes"}
+	if err := k.Update(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	waitPublicKeyConfigMap(t, ns, "ledger", map[string]string{heraldv1.PublicKeyConfigMapKey: wantPublic, heraldv1.PreviousPublicKeyConfigMapKey: oldPublic})
+
+	// Back to HMAC with a new, generated whsec_ Secret: no public key is left anywhere.
+	got.Spec.Signature.Style = heraldv1.SignatureStandardWebhooks
+	got.Spec.SecretRef = &heraldv1.SecretKeySelector{Name: "ledger-hmac"}
+	got.Spec.PreviousSecretRef = nil
+	if err := k.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, settle, func() error {
+		got = waitReady(t, ns, "ledger", metav1.ConditionTrue, heraldv1.ReasonReady)
+		if got.Status.PublicKey != "" || got.Status.PreviousPublicKey != "" {
+			return fmt.Errorf("status keys %q, %q after leaving ed25519", got.Status.PublicKey, got.Status.PreviousPublicKey)
+		}
+		err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ledger-public-key"}, &corev1.ConfigMap{})
+		if err == nil {
+			return fmt.Errorf("the public-key ConfigMap still exists")
+		}
+		return client.IgnoreNotFound(err)
+	})
+}
+
+func TestEndpoint_Ed25519LeavesAForeignConfigMapAlone(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	foreign := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "audit-public-key"},
+		Data:       map[string]string{"note": "someone else's"},
+	}
+	if err := k.Create(ctx, foreign); err != nil {
+		t.Fatal(err)
+	}
+	createEndpoint(t, ns, "audit", "https://audit.example/hooks", func(e *heraldv1.WebhookEndpoint) {
+		e.Spec.Signature.Style = heraldv1.SignatureStandardWebhooksEd25519
+	})
+	eventually(t, settle, func() error {
+		if got := waitReady(t, ns, "audit", metav1.ConditionTrue, heraldv1.ReasonReady); !strings.HasPrefix(got.Status.PublicKey, "whpk_") {
+			return fmt.Errorf("status.publicKey = %q", got.Status.PublicKey)
+		}
+		return nil
+	})
+	after := &corev1.ConfigMap{}
+	if err := k.Get(ctx, client.ObjectKeyFromObject(foreign), after); err != nil {
+		t.Fatal(err)
+	}
+	if after.ResourceVersion != foreign.ResourceVersion {
+		t.Errorf("a ConfigMap Herald did not create was modified: %v", after.Data)
+	}
+}
+
+func waitPublicKeyConfigMap(t *testing.T, ns, endpoint string, want map[string]string) *corev1.ConfigMap {
+	t.Helper()
+	cm := &corev1.ConfigMap{}
+	eventually(t, settle, func() error {
+		if err := k.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: endpoint + "-public-key"}, cm); err != nil {
+			return err
+		}
+		if !maps.Equal(cm.Data, want) {
+			return fmt.Errorf("ConfigMap data %v, want %v", cm.Data, want)
+		}
+		return nil
+	})
+	return cm
 }

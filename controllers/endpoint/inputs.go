@@ -2,6 +2,7 @@ package endpoint
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/resolve"
 )
 
@@ -78,7 +80,7 @@ func (r *Reconciler) getSecret(ctx context.Context, namespace, name string) (*co
 // away with it. Create, never update: if a Secret of that name appeared meanwhile it
 // belongs to someone else and is used as it is.
 func (r *Reconciler) generateSigningSecret(ctx context.Context, ep *heraldv1.WebhookEndpoint, ref heraldv1.SecretKeySelector) (*corev1.Secret, error) {
-	value, err := newSigningSecret()
+	value, what, err := newSigningSecret(ep.Spec.SignatureStyle())
 	if err != nil {
 		return nil, err
 	}
@@ -115,15 +117,25 @@ func (r *Reconciler) generateSigningSecret(ctx context.Context, ep *heraldv1.Web
 	}
 	logf.FromContext(ctx).Info("generated signing Secret", "secret", ref.Name, "key", ref.Key)
 	r.Recorder.Eventf(ep, secret, corev1.EventTypeNormal, heraldv1.EventSecretGenerated, actionGenerateSecret,
-		"generated signing secret %s (key %s)", ref.Name, ref.Key)
+		"generated %s %s (key %s)", what, ref.Name, ref.Key)
 	return secret, nil
 }
 
-// newSigningSecret returns "whsec_" + base64 of 32 bytes from crypto/rand.
-func newSigningSecret() (string, error) {
+// newSigningSecret returns "whsec_" + base64 of 32 bytes from crypto/rand, or for the
+// ed25519 style a new key pair's private key, "whsk_" + base64 of its seed (the public
+// key derives from it and is published, never stored beside it). what names it for the
+// Event.
+func newSigningSecret(style heraldv1.SignatureStyle) (value, what string, err error) {
+	if style == heraldv1.SignatureStandardWebhooksEd25519 {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return "", "", fmt.Errorf("generating an ed25519 key pair: %w", err)
+		}
+		return signer.PrivateKeyText(priv), "ed25519 signing key in Secret", nil
+	}
 	b := make([]byte, signingSecretBytes)
 	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("reading random bytes for a signing secret: %w", err)
+		return "", "", fmt.Errorf("reading random bytes for a signing secret: %w", err)
 	}
-	return signingSecretPrefix + base64.StdEncoding.EncodeToString(b), nil
+	return signingSecretPrefix + base64.StdEncoding.EncodeToString(b), "signing secret", nil
 }

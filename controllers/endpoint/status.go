@@ -17,6 +17,8 @@ import (
 type managedStatus struct {
 	ObservedGeneration int64              `json:"observedGeneration"`
 	SecretName         string             `json:"secretName,omitempty"`
+	PublicKey          string             `json:"publicKey,omitempty"`
+	PreviousPublicKey  string             `json:"previousPublicKey,omitempty"`
 	Conditions         []metav1.Condition `json:"conditions"`
 }
 
@@ -38,12 +40,14 @@ func desiredStatus(ep *heraldv1.WebhookEndpoint, in *inputs, reason, message str
 	out := managedStatus{ObservedGeneration: ep.Generation, Conditions: []metav1.Condition{ready}}
 	// secretName reports a Secret the signing secret can actually be read from.
 	out.SecretName = in.result.SigningSecret
+	out.PublicKey, out.PreviousPublicKey = in.result.PublicKey, in.result.PreviousPublicKey
 	return out
 }
 
 // currentStatus extracts the owned fields as they are now.
 func currentStatus(ep *heraldv1.WebhookEndpoint) managedStatus {
-	out := managedStatus{ObservedGeneration: ep.Status.ObservedGeneration, SecretName: ep.Status.SecretName}
+	out := managedStatus{ObservedGeneration: ep.Status.ObservedGeneration, SecretName: ep.Status.SecretName,
+		PublicKey: ep.Status.PublicKey, PreviousPublicKey: ep.Status.PreviousPublicKey}
 	if c := meta.FindStatusCondition(ep.Status.Conditions, heraldv1.ConditionReady); c != nil {
 		out.Conditions = []metav1.Condition{*c}
 	}

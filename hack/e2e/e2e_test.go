@@ -85,6 +85,9 @@ func TestHerald_EndToEnd(t *testing.T) {
 	step("every signature style delivers, signed, to its receiver", func() {
 		h.deliverEveryStyle(s, pub)
 	})
+	step("ed25519: Herald generates the key pair, publishes the public key, and a receiver holding only that key verifies the deliveries", func() {
+		h.ed25519Endpoint(pub)
+	})
 	step("a failing receiver: retries, auto-disable, Events, a dead letter, held deliveries; enable and replay deliver them", func() {
 		h.failAndRecover(s, pub, opEnv)
 	})
@@ -469,6 +472,60 @@ func (h *harness) deliverEveryStyle(s *samples, pub *publisher) {
 	h.verifyWithTheCLI(s, billing, inv)
 }
 
+// ed25519Endpoint adds an endpoint with the asymmetric Standard Webhooks style. Its
+// receiver learns the public key as a receiver's owner would, from the ConfigMap Herald
+// publishes (and the CLI prints the same), and verifies with pkg/verify and with the
+// receiver written from the specification and crypto/ed25519 alone.
+func (h *harness) ed25519Endpoint(pub *publisher) {
+	t := h.t
+	ep := &heraldv1.WebhookEndpoint{Spec: heraldv1.WebhookEndpointSpec{Signature: heraldv1.SignatureSpec{Style: heraldv1.SignatureStandardWebhooksEd25519}}}
+	ep.Name = "ledger"
+	r := newReceiver(t, ep)
+	manifest := fmt.Sprintf(`apiVersion: hooks.herald.dev/v1alpha1
+kind: WebhookEndpoint
+metadata: {name: ledger}
+spec:
+  url: %s
+  signature: {style: StandardWebhooksEd25519}
+---
+apiVersion: hooks.herald.dev/v1alpha1
+kind: WebhookSubscription
+metadata: {name: ledger-entries}
+spec:
+  endpointRef: {name: ledger}
+  eventTypes: ["ledger.*"]
+`, r.URL())
+	if res := h.run(nil, []byte(manifest), h.kubectl, "apply", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", "-"); res.code != 0 {
+		t.Fatalf("kubectl apply of the ed25519 endpoint exited %d:\n%s%s", res.code, res.stderr, res.stdout)
+	}
+	h.kubectlMust("wait", "--for=condition=Ready", "--timeout=60s", "-n", ns, "whe/ledger", "whs/ledger-entries")
+	var public string
+	h.eventually(30*time.Second, "the public-key ConfigMap", func() bool {
+		res := h.run(nil, nil, h.kubectl, "get", "configmap", "ledger-public-key", "-n", ns, "-o", "jsonpath={.data.publicKey}")
+		public = strings.TrimSpace(res.stdout)
+		return res.code == 0 && public != ""
+	})
+	if !strings.HasPrefix(public, "whpk_") {
+		t.Fatalf("ConfigMap ledger-public-key holds %q, want whpk_<base64>", public)
+	}
+	if printed := strings.TrimSpace(h.heraldMust(nil, "endpoint", "public-key", "ledger", "-n", ns)); printed != public {
+		t.Errorf("herald endpoint public-key printed %q, the ConfigMap holds %q", printed, public)
+	}
+	if st := h.jsonpath("whe/ledger", "{.status.publicKey}"); st != public {
+		t.Errorf("status.publicKey %q, the ConfigMap holds %q", st, public)
+	}
+	r.setSecret(public)
+	// workspace subscribes to every type.
+	id := pub.publish("ledger.posted", `{"entry":"LE-1","amount":-250}`, 2)
+	got := h.waitDelivered(r, id)
+	if sig := got.header.Get("Webhook-Signature"); !strings.HasPrefix(sig, "v1a,") || strings.Contains(sig, "v1,") {
+		t.Errorf("webhook-signature %q, want v1a signatures only", sig)
+	}
+	for _, p := range r.refusals() {
+		t.Errorf("a delivery did not verify: %s", p)
+	}
+}
+
 // verifyWithTheCLI checks a captured delivery with `herald verify`, and that its exit
 // codes reach the shell: 0 valid, 1 invalid, 2 used wrongly.
 func (h *harness) verifyWithTheCLI(s *samples, r *receiver, id string) {
@@ -794,7 +851,9 @@ func fromUnstructured(u *unstructured.Unstructured, into any) error {
 }
 
 // metricsTheREADMEPromises scrapes the running dispatcher and checks that every metric
-// the README's feature list names is exported, with the label the README gives it. By
+// the README's feature list names is exported, with the label the README gives it, and
+// that every herald_ metric the chart's alerts and Grafana dashboard query is one it
+// exports (histograms through their _bucket series). By
 // now there have been deliveries, failures, a dead letter and an auto-disable; a held
 // delivery is made here (a suspended endpoint with an event waiting), because the held
 // gauge has series only while something is held.
@@ -804,6 +863,7 @@ func (h *harness) metricsTheREADMEPromises(s *samples, pub *publisher) {
 	if len(promised) < 5 {
 		t.Fatalf("found only %d metrics in the README's list (%v); has the sentence moved?", len(promised), promised)
 	}
+	queried := chartMetrics(t)
 	h.kubectlMust("patch", "whe", "evaluations", "-n", ns, "--type", "merge", "-p", `{"spec":{"suspend":true}}`)
 	h.kubectlMust("wait", `--for=jsonpath={.status.conditions[?(@.type=="Ready")].reason}=Suspended`, "--timeout=30s", "-n", ns, "whe/evaluations")
 	held := pub.publish("evaluation.completed", `{"score":0.5}`, 2)
@@ -821,6 +881,11 @@ func (h *harness) metricsTheREADMEPromises(s *samples, pub *publisher) {
 				missing = append(missing, fmt.Sprintf("the README lists %s; the dispatcher's /metrics has no such family", name))
 			case label != "" && !labels[name][label]:
 				missing = append(missing, fmt.Sprintf("the README lists %s{%s}; the dispatcher exports it without a %q label (labels %v)", name, label, label, labels[name]))
+			}
+		}
+		for name, where := range queried {
+			if !families[exportedFamily(name, families)] {
+				missing = append(missing, fmt.Sprintf("%s queries %s; the dispatcher's /metrics has no such series", where, name))
 			}
 		}
 		if len(missing) == 0 || time.Now().After(deadline) {
@@ -868,6 +933,33 @@ func (h *harness) scrape() string {
 		h.t.Fatalf("scraping the dispatcher: %d %v", resp.StatusCode, err)
 	}
 	return string(body)
+}
+
+// chartMetrics returns every herald_ metric name the chart's PrometheusRule and Grafana
+// dashboard query, each with the file that queries it.
+func chartMetrics(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, file := range []string{"charts/herald/templates/prometheusrule.yaml", "charts/herald/dashboards/herald.json"} {
+		for _, name := range regexp.MustCompile(`\bherald_[a-z_]+\b`).FindAllString(string(mustRead(t, filepath.Join(repoRoot, file))), -1) {
+			out[name] = file
+		}
+	}
+	if len(out) < 8 {
+		t.Fatalf("found only %d herald_ metrics in the chart's alerts and dashboard (%v)", len(out), out)
+	}
+	return out
+}
+
+// exportedFamily maps a queried series name to its family: name_bucket, _sum and _count
+// are series of the histogram name.
+func exportedFamily(name string, families map[string]bool) string {
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		if base, ok := strings.CutSuffix(name, suffix); ok && families[base] {
+			return base
+		}
+	}
+	return name
 }
 
 // readmeMetrics returns the metric names in the README's "Metrics on the dispatcher's"

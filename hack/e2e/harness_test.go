@@ -307,6 +307,9 @@ func (r *receiver) verify(h http.Header, body []byte) error {
 	switch r.style {
 	case heraldv1.SignatureStandardWebhooks:
 		err = verify.StandardWebhooks(r.secret, h, body)
+	case heraldv1.SignatureStandardWebhooksEd25519:
+		// r.secret holds the endpoint's public key: all its receiver ever has.
+		err = verify.StandardWebhooksEd25519(r.secret, h, body)
 	case heraldv1.SignatureTimestampedPrefixedHex:
 		err = verify.TimestampedPrefixedHex(r.secret, r.prefix, h, body)
 	case heraldv1.SignatureBodyPrefixedHex:
@@ -333,6 +336,8 @@ func (r *receiver) reference(secret, signatureHeader string, h http.Header, body
 	switch r.style {
 	case heraldv1.SignatureStandardWebhooks:
 		return refreceiver.StandardWebhooks(secret, h, body, time.Now())
+	case heraldv1.SignatureStandardWebhooksEd25519:
+		return refreceiver.StandardWebhooksEd25519(secret, h, body, time.Now())
 	case heraldv1.SignatureTimestampedPrefixedHex:
 		return refreceiver.Tork(secret, h, body, signatureHeader, ts)
 	case heraldv1.SignatureBodyPrefixedHex:

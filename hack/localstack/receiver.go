@@ -103,6 +103,17 @@ func (r *receiver) verify(ctx context.Context, ns, name string, h http.Header, b
 		return "", false, false, fmt.Sprintf("reading WebhookEndpoint %s/%s: %v", ns, name, err)
 	}
 	style = ep.Spec.SignatureStyle()
+	if style == heraldv1.SignatureStandardWebhooksEd25519 {
+		// A receiver of ed25519 signatures holds the public key Herald publishes, never
+		// the private key in the Secret.
+		for i, key := range []string{ep.Status.PublicKey, ep.Status.PreviousPublicKey} {
+			if key != "" && verify.StandardWebhooksEd25519(key, h, body) == nil {
+				return style, true, i == 1, ""
+			}
+		}
+		// Fails: say why, for the current key (an empty one says it is not published yet).
+		return style, false, false, verify.StandardWebhooksEd25519(ep.Status.PublicKey, h, body).Error()
+	}
 	current, err := r.secret(ctx, ns, ep.SigningSecretRef())
 	if err != nil {
 		return style, false, false, err.Error()

@@ -15,6 +15,7 @@
 package refreceiver
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -173,6 +174,49 @@ func StandardWebhooks(secret string, h http.Header, body []byte, now time.Time) 
 	for _, versioned := range strings.Split(signatures, " ") {
 		version, sig, found := strings.Cut(versioned, ",")
 		if found && version == "v1" && hmac.Equal([]byte(sig), expected) {
+			return true
+		}
+	}
+	return false
+}
+
+// StandardWebhooksEd25519 is a receiver of the specification's asymmetric scheme, written
+// from spec/standard-webhooks.md and crypto/ed25519 alone: the signature scheme is
+// "ed25519" over the same content "{msg_id}.{timestamp}.{payload}"; the public key is
+// "base64 encoded, prefixed with whpk_"; the signature identifier is "v1a", so an entry
+// of the space-delimited webhook-signature list reads "v1a,<base64 signature>"; entries
+// of other versions (v1) are for other verifiers. "Consumers can use whpk_ to verify the
+// signature", and, as for v1, the timestamp must be within the usual five minutes.
+func StandardWebhooksEd25519(publicKey string, h http.Header, body []byte, now time.Time) bool {
+	id := h.Get("webhook-id")
+	timestamp := h.Get("webhook-timestamp")
+	signatures := h.Get("webhook-signature")
+	if id == "" || timestamp == "" || signatures == "" {
+		return false
+	}
+	encoded, found := strings.CutPrefix(publicKey, "whpk_")
+	if !found {
+		return false
+	}
+	pub, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil || len(pub) != ed25519.PublicKeySize {
+		return false
+	}
+	ts, err := strconv.ParseInt(timestamp, 10, 64)
+	if err != nil {
+		return false
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > 5*time.Minute || d < -5*time.Minute {
+		return false
+	}
+	content := append([]byte(id+"."+timestamp+"."), body...)
+	for _, versioned := range strings.Split(signatures, " ") {
+		version, sig, found := strings.Cut(versioned, ",")
+		if !found || version != "v1a" {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(sig)
+		if err == nil && ed25519.Verify(pub, content, raw) {
 			return true
 		}
 	}

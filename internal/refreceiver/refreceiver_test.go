@@ -209,3 +209,54 @@ func hexHMAC(secret, msg string) string {
 	mac.Write([]byte(msg))
 	return hex.EncodeToString(mac.Sum(nil))
 }
+
+// The Standard Webhooks specification gives no ed25519 vector (its example v1a header
+// comes without a key), so this one is made outside Go: RFC 8032's test 1 key pair
+// (section 7.1) signs the specification's own example message, minified as it shows it:
+//
+//	seed=9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60
+//	echo "302e020100300506032b657004220420$seed" | xxd -r -p > k.der
+//	openssl pkey -inform DER -in k.der -out k.pem
+//	printf '%s' "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W.1674087231.$edBody" > m.txt
+//	openssl pkeyutl -sign -inkey k.pem -rawin -in m.txt | base64 -w0
+//
+// The public key is the RFC's d75a9801...511a, base64-encoded behind whpk_.
+const (
+	edPublicKey = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+	edID        = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W"
+	edTimestamp = "1674087231"
+	edBody      = `{"type":"contact.created","timestamp":"2022-11-03T20:26:10.344522Z","data":{"id":"1f81eb52-5198-4599-803e-771906343485"}}`
+	edSig       = "v1a,pbpYBMlty2hExn4zt0UTGb6BaP2Vq5AfyzjB9GGV3x/wCJKd8UjOCf8Qhaji6TKY9C5eNMnlF0GG4udaO6B7Ag=="
+	// rfcTest2Public is RFC 8032's test 2 public key: a key the vector was not made with.
+	rfcTest2Public = "whpk_PUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw="
+)
+
+func TestStandardWebhooksEd25519_OpensslVector(t *testing.T) {
+	signedAt := time.Unix(1674087231, 0)
+	h := func(sigs string) http.Header {
+		return header("webhook-id", edID, "webhook-timestamp", edTimestamp, "webhook-signature", sigs)
+	}
+	tests := []struct {
+		why  string
+		h    http.Header
+		key  string
+		body string
+		now  time.Time
+		want bool
+	}{
+		{"the openssl vector verifies with the RFC's public key", h(edSig), edPublicKey, edBody, signedAt, true},
+		{"beside a v1 signature, as in the specification's example header", h("v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= " + edSig), edPublicKey, edBody, signedAt, true},
+		{"another public key rejects", h(edSig), rfcTest2Public, edBody, signedAt, false},
+		{"a changed body rejects", h(edSig), edPublicKey, edBody + " ", signedAt, false},
+		{"the signature under v1 is not an asymmetric signature", h("v1," + strings.TrimPrefix(edSig, "v1a,")), edPublicKey, edBody, signedAt, false},
+		{"a key without whpk_ is not a public key", h(edSig), strings.TrimPrefix(edPublicKey, "whpk_"), edBody, signedAt, false},
+		{"six minutes later is stale", h(edSig), edPublicKey, edBody, signedAt.Add(6 * time.Minute), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.why, func(t *testing.T) {
+			if got := StandardWebhooksEd25519(tt.key, tt.h, []byte(tt.body), tt.now); got != tt.want {
+				t.Errorf("StandardWebhooksEd25519 = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -59,6 +59,10 @@ type Result struct {
 	Config *Config
 	// SigningSecret names the Secret the signing secret was read from, when it was.
 	SigningSecret string
+	// PublicKey and PreviousPublicKey are the "whpk_" public keys of the current and the
+	// previous secret when they are ed25519 keys and the signing secrets resolved: what a
+	// receiver verifies v1a signatures with, published by the manager.
+	PublicKey, PreviousPublicKey string
 }
 
 // Ready reports whether deliveries can flow.
@@ -82,7 +86,7 @@ func Endpoint(ctx context.Context, ep *heraldv1.WebhookEndpoint, get SecretGette
 	if r.err != nil {
 		return Result{}, r.err
 	}
-	res := Result{SigningSecret: r.signingSecret}
+	res := Result{SigningSecret: r.signingSecret, PublicKey: r.publicKey, PreviousPublicKey: r.previousPublicKey}
 	switch {
 	case p != nil:
 		res.Reason, res.Message = p.reason, p.message
@@ -103,6 +107,8 @@ type resolver struct {
 	read          map[string]*corev1.Secret // each Secret read once per judgement
 	err           error
 	signingSecret string
+	// The public keys of the signer, once built.
+	publicKey, previousPublicKey string
 }
 
 func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
@@ -207,6 +213,7 @@ func (r *resolver) signer() (*signer.Signer, *problem) {
 		prev, _ := r.ep.PreviousSigningSecretRef()
 		return nil, fail(heraldv1.ReasonInvalidSecret, "previous signing Secret %s key %q: %v", prev.Name, prev.Key, err)
 	}
+	r.publicKey, r.previousPublicKey = sg.PublicKey(), sg.PreviousPublicKey()
 	return sg, nil
 }
 

@@ -268,3 +268,57 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
+
+func TestEndpoint_Ed25519PublicKeysAndMigrationReasons(t *testing.T) {
+	const (
+		seed     = "whsk_nWGxne/9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A=" // RFC 8032 test 1
+		public   = "whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="
+		prevSeed = "whsk_TM0Imyj/ltqdtsNG7BFOD1uKMZ81q6Yk2oz27U+4pvs=" // RFC 8032 test 2
+		prevPub  = "whpk_PUAXw+hDiVqStwqnTRt+vJyYLM8uxJaMwM1V8Sr0Zgw="
+	)
+	ed := func(e *heraldv1.WebhookEndpoint) { e.Spec.Signature.Style = heraldv1.SignatureStandardWebhooksEd25519 }
+	rotating := func(e *heraldv1.WebhookEndpoint) {
+		e.Spec.PreviousSecretRef = &heraldv1.SecretKeySelector{Name: "billing-old"}
+	}
+	cases := []struct {
+		why          string
+		ep           *heraldv1.WebhookEndpoint
+		secrets      []*corev1.Secret
+		reason       string
+		message      string
+		public, prev string
+	}{
+		{"an ed25519 key resolves and its public key is published", endpoint(ed), []*corev1.Secret{secret("billing-signing", "secret", seed)},
+			heraldv1.ReasonReady, "resolved", public, ""},
+		{"ed25519 rotation publishes both public keys", endpoint(ed, rotating),
+			[]*corev1.Secret{secret("billing-signing", "secret", seed), secret("billing-old", "secret", prevSeed)},
+			heraldv1.ReasonReady, "resolved", public, prevPub},
+		{"moving from HMAC: the whsec_ previous secret has no public key", endpoint(ed, rotating),
+			[]*corev1.Secret{secret("billing-signing", "secret", seed), secret("billing-old", "secret", goodSecret)},
+			heraldv1.ReasonReady, "resolved", public, ""},
+		{"moving back to HMAC: the whsk_ previous key is still published", endpoint(rotating),
+			[]*corev1.Secret{secret("billing-signing", "secret", goodSecret), secret("billing-old", "secret", seed)},
+			heraldv1.ReasonReady, "resolved", "", public},
+		{"switching the style over an HMAC Secret says how to get a key pair", endpoint(ed), []*corev1.Secret{secret("billing-signing", "secret", goodSecret)},
+			heraldv1.ReasonInvalidSecret, "holds a whsec_ (HMAC) secret", "", ""},
+		{"a suspended endpoint still publishes its key", endpoint(ed, func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = true }),
+			[]*corev1.Secret{secret("billing-signing", "secret", seed)}, heraldv1.ReasonSuspended, "spec.suspend", public, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.why, func(t *testing.T) {
+			res, err := resolve.Endpoint(context.Background(), c.ep, secrets(c.secrets...), outbound.Policy{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Reason != c.reason || !strings.Contains(res.Message, c.message) {
+				t.Errorf("got %s %q, want %s containing %q", res.Reason, res.Message, c.reason, c.message)
+			}
+			if res.PublicKey != c.public || res.PreviousPublicKey != c.prev {
+				t.Errorf("public keys %q, %q; want %q, %q", res.PublicKey, res.PreviousPublicKey, c.public, c.prev)
+			}
+			if strings.Contains(res.Message, "nWGxne") || strings.Contains(res.Message, "TM0Imyj") {
+				t.Errorf("message quotes a private key: %s", res.Message)
+			}
+		})
+	}
+}

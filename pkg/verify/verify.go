@@ -7,6 +7,7 @@
 // request's headers and exact body bytes, before any JSON decoding:
 //
 //	StandardWebhooks        webhook-id, webhook-timestamp, webhook-signature: v1,<base64> ...
+//	StandardWebhooksEd25519 webhook-id, webhook-timestamp, webhook-signature: v1a,<base64> ...
 //	TimestampedPrefixedHex  <prefix>-Signature: sha256=<hex of HMAC("{timestamp}.{body}")>, <prefix>-Timestamp
 //	BodyPrefixedHex         <prefix>-Signature: sha256=<hex of HMAC(body)>
 //	TimestampedHex          <prefix>-Signature: <hex of HMAC("{timestamp}.{body}")>, <prefix>-Timestamp, <prefix>-Event
@@ -39,7 +40,10 @@
 //
 // The key is derived as each style's reference does: StandardWebhooks base64-decodes the
 // part after "whsec_"; the other styles use the secret text exactly as written,
-// "whsec_" included.
+// "whsec_" included. StandardWebhooksEd25519 takes no secret at all: it verifies with the
+// endpoint's public key, "whpk_" + base64, which Herald publishes in the endpoint's
+// status.publicKey and its ConfigMap <endpoint>-public-key (herald endpoint public-key
+// prints it); the private key never leaves the cluster.
 //
 // Errors wrap one of the Err values below and, for header problems, are a *HeaderError
 // naming the header. They never contain the secret, so they can be logged; answering
@@ -47,6 +51,7 @@
 package verify
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -80,7 +85,8 @@ var (
 	// a signed header was changed, or the secret is not the endpoint's.
 	ErrNoMatchingSignature = errors.New("no matching signature")
 	// ErrInvalidSecret: the secret cannot be a key (empty, or for StandardWebhooks not
-	// "whsec_" followed by base64).
+	// "whsec_" followed by base64), or for StandardWebhooksEd25519 the public key is not
+	// "whpk_" followed by the base64 of 32 bytes.
 	ErrInvalidSecret = errors.New("invalid secret")
 )
 
@@ -150,18 +156,8 @@ func StandardWebhooks(secret string, h http.Header, body []byte, opts ...Option)
 	if err != nil || len(key) == 0 {
 		return fmt.Errorf("verify: %w: Standard Webhooks needs whsec_ followed by standard base64", ErrInvalidSecret)
 	}
-	id, err := required(h, "webhook-id")
+	id, ts, err := standardHeaders(h, o)
 	if err != nil {
-		return err
-	}
-	ts, err := required(h, "webhook-timestamp")
-	if err != nil {
-		return err
-	}
-	if _, err := required(h, "webhook-signature"); err != nil {
-		return err
-	}
-	if err := checkTimestamp("Webhook-Timestamp", ts, o); err != nil {
 		return err
 	}
 
@@ -190,6 +186,64 @@ func StandardWebhooks(secret string, h http.Header, body []byte, opts ...Option)
 		}
 	}
 	return &HeaderError{Header: "Webhook-Signature", Err: ErrNoMatchingSignature, detail: strconv.Itoa(checked) + " v1 signature(s) checked"}
+}
+
+// StandardWebhooksEd25519 verifies a request signed with the Standard Webhooks asymmetric
+// scheme: an ed25519 signature, "v1a,<base64>", over "{id}.{timestamp}.{body}".
+// publicKey is the endpoint's "whpk_<base64>". Any v1a entry of webhook-signature may
+// match, so during a rotation a receiver holding either the old or the new public key
+// accepts; v1 (HMAC) entries are for StandardWebhooks.
+func StandardWebhooksEd25519(publicKey string, h http.Header, body []byte, opts ...Option) error {
+	o := buildOptions(opts)
+	enc, found := strings.CutPrefix(publicKey, "whpk_")
+	pub, err := base64.StdEncoding.DecodeString(enc)
+	if !found || err != nil || len(pub) != ed25519.PublicKeySize {
+		hint := ""
+		if strings.HasPrefix(publicKey, "whsk_") {
+			hint = "; this is the private key, which receivers never need"
+		}
+		return fmt.Errorf("verify: %w: Standard Webhooks ed25519 needs a public key, whpk_ followed by the base64 of 32 bytes%s", ErrInvalidSecret, hint)
+	}
+	id, ts, err := standardHeaders(h, o)
+	if err != nil {
+		return err
+	}
+	msg := make([]byte, 0, len(id)+len(ts)+2+len(body))
+	msg = append(append(append(append(append(msg, id...), '.'), ts...), '.'), body...)
+
+	checked := 0
+	for _, line := range h.Values("webhook-signature") {
+		for _, versioned := range strings.Fields(line) {
+			version, sig, ok := strings.Cut(versioned, ",")
+			if !ok || version != "v1a" {
+				continue
+			}
+			checked++
+			raw, err := base64.StdEncoding.DecodeString(sig)
+			if err == nil && ed25519.Verify(pub, msg, raw) {
+				return nil
+			}
+		}
+	}
+	return &HeaderError{Header: "Webhook-Signature", Err: ErrNoMatchingSignature, detail: strconv.Itoa(checked) + " v1a signature(s) checked"}
+}
+
+// standardHeaders checks the headers both Standard Webhooks schemes require and the
+// timestamp's age, and returns the id and the timestamp as sent.
+func standardHeaders(h http.Header, o options) (id, ts string, err error) {
+	if id, err = required(h, "webhook-id"); err != nil {
+		return "", "", err
+	}
+	if ts, err = required(h, "webhook-timestamp"); err != nil {
+		return "", "", err
+	}
+	if _, err = required(h, "webhook-signature"); err != nil {
+		return "", "", err
+	}
+	if err = checkTimestamp("Webhook-Timestamp", ts, o); err != nil {
+		return "", "", err
+	}
+	return id, ts, nil
 }
 
 // TimestampedPrefixedHex verifies "<prefix>-Signature: sha256=<hex>" over
