@@ -22,7 +22,7 @@ import (
 type Store interface {
 	Writable() error
 	LookupIngestMany(ctx context.Context, keys []string) (values [][]byte, found []bool, err error)
-	Publish(ctx context.Context, deliveries []queue.Delivery) error
+	Publish(ctx context.Context, deliveries []queue.Delivery) (duplicate []bool, err error)
 	RecordIngestMany(ctx context.Context, keys []string, values [][]byte) error
 }
 
@@ -80,7 +80,15 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 		keys[i] = queue.IngestKey(namespace, events[i].ID)
 	}
 	prev, found, err := st.LookupIngestMany(ctx, keys)
-	if err != nil {
+	switch {
+	case errors.Is(err, queue.ErrUnavailable):
+		// The dedupe records cannot be read (seen in a partition: the bucket's replicas
+		// answer reads on a node cut off from the rest) while the deliveries may well
+		// be writable. Go on without them: the delivery stream still stores a delivery
+		// published twice within its duplicate window once, and says so.
+		a.Log.V(1).Info("ingest records unreadable; deduplicating through the delivery stream alone", "error", err.Error())
+		found = make([]bool, len(keys))
+	case err != nil:
 		return nil, storeError(err)
 	}
 	for i := range events {
@@ -123,8 +131,22 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 			})
 		}
 	}
-	if err := st.Publish(ctx, deliveries); err != nil {
+	duplicate, err := st.Publish(ctx, deliveries)
+	if err != nil {
 		return nil, storeError(err)
+	}
+	// An event whose every delivery was already stored was accepted before, through
+	// another replica at the same moment or by a request whose answer was lost.
+	for i, k := 0, 0; i < len(events); i++ {
+		if !fresh[i] || results[i].Matched == 0 {
+			continue
+		}
+		all := true
+		for _, d := range duplicate[k : k+results[i].Matched] {
+			all = all && d
+		}
+		results[i].Duplicate = all
+		k += results[i].Matched
 	}
 	// Written after the deliveries are stored: a crash in between makes the producer's
 	// retry store them again, which the stream's duplicate window absorbs.

@@ -15,35 +15,85 @@ import (
 // Publish stores deliveries durably and returns once JetStream has acknowledged every one
 // of them. Publishes are pipelined (asynchronous with one wait at the end), so a batch
 // costs about one round trip. A delivery already stored within the duplicate window is
-// acknowledged without being stored twice.
-func (s *Store) Publish(ctx context.Context, deliveries []Delivery) error {
-	if len(deliveries) == 0 {
-		return nil
+// acknowledged without being stored twice, and reported in duplicate: the same event
+// published through two dispatcher replicas at once is stored once, and the one that
+// came second learns it was a duplicate.
+func (s *Store) Publish(ctx context.Context, deliveries []Delivery) (duplicate []bool, err error) {
+	duplicate = make([]bool, len(deliveries))
+	pending := make([]int, len(deliveries))
+	for i := range pending {
+		pending[i] = i
 	}
-	if len(deliveries) == 1 {
-		d := &deliveries[0]
-		_, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(d.Namespace, d.Endpoint)))
-		return s.storeError(err)
+	for try := 1; ; try++ {
+		var inProcess []int
+		if inProcess, err = s.publish(ctx, deliveries, pending, duplicate); err != nil || len(inProcess) == 0 {
+			return duplicate, err
+		}
+		// Another replica is storing the same delivery right now (a replicated stream
+		// answers "duplicate message id is in process" until it is committed): ask
+		// again shortly, to learn whether it was stored.
+		if try == inProcessTries {
+			return nil, fmt.Errorf("%w: the same delivery is being stored elsewhere and did not settle", ErrUnavailable)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the store to acknowledge deliveries: %w", ctx.Err())
+		case <-time.After(time.Duration(try) * 10 * time.Millisecond):
+		}
+		pending = inProcess
 	}
-	futures := make([]jetstream.PubAckFuture, 0, len(deliveries))
-	for i := range deliveries {
+}
+
+// inProcessTries bounds the retries of a delivery another replica is storing: about 2s.
+const inProcessTries = 20
+
+// codeDuplicateInProcess is JetStream's answer to a message id being stored by another
+// publisher that has not been committed yet (replicated streams only).
+const codeDuplicateInProcess = 10158
+
+func duplicateInProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == codeDuplicateInProcess
+}
+
+// publish publishes deliveries[i] for every i in which, recording duplicates, and
+// returns those another publisher is storing at the same moment.
+func (s *Store) publish(ctx context.Context, deliveries []Delivery, which []int, duplicate []bool) (inProcess []int, err error) {
+	if len(which) == 1 {
+		d := &deliveries[which[0]]
+		ack, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(d.Namespace, d.Endpoint)))
+		switch {
+		case duplicateInProcess(err):
+			return which, nil
+		case err != nil:
+			return nil, fmt.Errorf("storing deliveries: %w", s.storeError(err))
+		}
+		duplicate[which[0]] = ack.Duplicate
+		return nil, nil
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(which))
+	for _, i := range which {
 		d := &deliveries[i]
 		f, err := s.js.PublishMsgAsync(d.toMsg(DeliverySubject(d.Namespace, d.Endpoint)))
 		if err != nil {
-			return s.storeError(err)
+			return nil, fmt.Errorf("storing deliveries: %w", s.storeError(err))
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
+	for k, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			duplicate[which[k]] = ack.Duplicate
 		case err := <-f.Err():
-			return s.storeError(err)
+			if !duplicateInProcess(err) {
+				return nil, fmt.Errorf("storing deliveries: %w", s.storeError(err))
+			}
+			inProcess = append(inProcess, which[k])
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for the store to acknowledge deliveries: %w", ctx.Err())
+			return nil, fmt.Errorf("waiting for the store to acknowledge deliveries: %w", ctx.Err())
 		}
 	}
-	return nil
+	return inProcess, nil
 }
 
 // consumerName is the durable consumer of one endpoint. Names are bounded in length and

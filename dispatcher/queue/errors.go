@@ -33,7 +33,7 @@ func (s *Store) storeError(err error) error {
 		s.suspect()
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	return fmt.Errorf("storing deliveries: %w", err)
+	return err // the caller says what it was doing
 }
 
 func full(err error) bool {

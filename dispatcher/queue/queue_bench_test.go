@@ -80,13 +80,13 @@ func BenchmarkPublish_Batch100(b *testing.B) {
 		batch = append(batch, benchDelivery(i, "ep"))
 		i++
 		if len(batch) == cap(batch) {
-			if err := st.Publish(ctx, batch); err != nil {
+			if _, err := st.Publish(ctx, batch); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]
 		}
 	}
-	if err := st.Publish(ctx, batch); err != nil {
+	if _, err := st.Publish(ctx, batch); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -313,7 +313,7 @@ func benchSettle(b *testing.B, workers int, ack func(*Pending) error) {
 	for i := range n {
 		batch = append(batch, benchDelivery(i, "ep"))
 		if len(batch) == cap(batch) || i == n-1 {
-			if err := st.Publish(ctx, batch); err != nil {
+			if _, err := st.Publish(ctx, batch); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]
@@ -416,13 +416,13 @@ func BenchmarkRetained_DeliveredDelivery(b *testing.B) {
 		batch = append(batch, benchDelivery(n, "ep"))
 		n++
 		if len(batch) == cap(batch) {
-			if err := st.Publish(ctx, batch); err != nil {
+			if _, err := st.Publish(ctx, batch); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]
 		}
 	}
-	if err := st.Publish(ctx, batch); err != nil {
+	if _, err := st.Publish(ctx, batch); err != nil {
 		b.Fatal(err)
 	}
 	cons, err := st.Consume(ctx, "bench", "ep", ConsumerOptions{Buffer: 256})

@@ -157,6 +157,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // client library's own default for JetStream API calls.
 const requestTimeout = 5 * time.Second
 
+// lookupTimeout bounds a read of the dedupe records.
+const lookupTimeout = time.Second
+
 // ensureSetupBudget bounds the retries of ensureWithRetry: under the dispatcher pod's
 // startup probe (60 x 2s), so a store that never comes up still ends in a restart that
 // the pod's status shows.
@@ -385,6 +388,11 @@ func (s *Store) LookupIngestMany(ctx context.Context, keys []string) (values [][
 		}
 		return values, found, nil
 	}
+	// Reads of the dedupe records are answered by any replica of the bucket in well
+	// under a millisecond; one that does not answer within a second is a replica cut off
+	// from its clients' server, and ingest goes on without the records (see accept).
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
 	index := make(map[string]int, len(keys))
 	subjects := make([]string, 0, len(keys))
 	for i, k := range keys {
@@ -416,18 +424,12 @@ func (s *Store) LookupIngestMany(ctx context.Context, keys []string) (values [][
 	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+IngestBucket, reply, req); err != nil {
 		return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(err))
 	}
-	// As long as a single request may take: a server that never answers (its stream has
-	// no leader) must not hold the producer's request until the producer gives up.
-	timeout := time.NewTimer(requestTimeout)
-	defer timeout.Stop()
 	for {
 		var m *nats.Msg
 		select {
 		case m = <-replies:
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("reading ingest records: %w", ctx.Err())
-		case <-timeout.C:
-			return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(nats.ErrTimeout))
+			return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(ctx.Err()))
 		}
 		switch m.Header.Get("Status") {
 		case "404", "204": // no record at all / end of the batch
