@@ -79,8 +79,15 @@ type Config struct {
 	CPULimit      string
 	MemoryLimit   string
 
-	// NATSStreamReplicas is the replication of Herald's streams in the external cluster.
+	// NATSStreamReplicas is the replication of Herald's streams in the external cluster;
+	// 0 lets the dispatcher choose (3 on a cluster, fewer if it is smaller).
 	NATSStreamReplicas int
+	// MaxPendingBytes and DeadLetterMaxBytes cap the delivery and dead-letter streams;
+	// 0 leaves them to the NATS servers' storage.
+	MaxPendingBytes    int64
+	DeadLetterMaxBytes int64
+	// SyncAlways makes the embedded store fsync every write before answering 202.
+	SyncAlways bool
 
 	// MaxBodyBytes caps one request to the ingest API.
 	MaxBodyBytes int64
@@ -114,7 +121,6 @@ func DefaultConfig() Config {
 		CPURequest:         DefaultCPURequest,
 		MemoryRequest:      DefaultMemoryRequest,
 		MemoryLimit:        DefaultMemoryLimit,
-		NATSStreamReplicas: 1,
 		MaxBodyBytes:       DefaultMaxBodyBytes,
 	}
 }
@@ -146,7 +152,10 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.MemoryRequest, "dispatcher-memory-request", d.MemoryRequest, "memory request of the dispatcher; empty for none")
 	fs.StringVar(&c.CPULimit, "dispatcher-cpu-limit", "", "CPU limit of the dispatcher; empty for none")
 	fs.StringVar(&c.MemoryLimit, "dispatcher-memory-limit", d.MemoryLimit, "memory limit of the dispatcher (also its GOMEMLIMIT); empty for none")
-	fs.IntVar(&c.NATSStreamReplicas, "nats-stream-replicas", d.NATSStreamReplicas, "replicas of Herald's JetStream streams in the external cluster (1, 3 or 5)")
+	fs.IntVar(&c.NATSStreamReplicas, "nats-stream-replicas", d.NATSStreamReplicas, "replicas of Herald's JetStream streams in the external cluster (1 to 5); 0 lets the dispatcher choose: 3 on a cluster, fewer if it is smaller, never fewer than the streams have")
+	fs.Int64Var(&c.MaxPendingBytes, "dispatcher-max-pending-bytes", 0, "bytes of deliveries stored at most (ingest answers 429 beyond); 0 leaves it to the NATS servers' storage")
+	fs.Int64Var(&c.DeadLetterMaxBytes, "dispatcher-dead-letter-max-bytes", 0, "bytes of dead letters kept at most, the oldest going first; 0 leaves it to the NATS servers' storage")
+	fs.BoolVar(&c.SyncAlways, "dispatcher-sync-always", false, "embedded mode: fsync every write before the 202, so a power loss of the node loses nothing (external mode: configure the NATS servers)")
 	fs.Int64Var(&c.MaxBodyBytes, "dispatcher-max-body-bytes", d.MaxBodyBytes, "largest request body the dispatcher's ingest API accepts")
 	fs.IntVar(&c.LogVerbosity, "dispatcher-log-verbosity", 0, "log verbosity of the dispatcher (0 info, 1 debug, 2 trace)")
 	fs.StringVar(&c.OTLPEndpoint, "dispatcher-otlp-endpoint", "", "OTLP/HTTP collector base URL (http://otel-collector.observability:4318) the dispatcher exports spans to; empty exports none")
@@ -173,6 +182,9 @@ func (c Config) Validate() error {
 	default:
 		bad("--dispatcher-image-pull-policy must be Always, IfNotPresent or Never, not %q", c.ImagePullPolicy)
 	}
+	if c.MaxPendingBytes < 0 || c.DeadLetterMaxBytes < 0 {
+		bad("--dispatcher-max-pending-bytes and --dispatcher-dead-letter-max-bytes must be 0 (no cap but the servers' storage) or more")
+	}
 	switch c.Mode {
 	case ModeEmbedded:
 		if c.Replicas != 1 {
@@ -188,8 +200,11 @@ func (c Config) Validate() error {
 		if c.NATSURL == "" {
 			bad("--nats-url is required with --dispatcher-mode=external")
 		}
-		if c.NATSStreamReplicas < 1 || c.NATSStreamReplicas > 5 {
-			bad("--nats-stream-replicas must be between 1 and 5, not %d", c.NATSStreamReplicas)
+		if c.NATSStreamReplicas < 0 || c.NATSStreamReplicas > 5 {
+			bad("--nats-stream-replicas must be between 1 and 5, or 0 to let the dispatcher choose, not %d", c.NATSStreamReplicas)
+		}
+		if c.SyncAlways {
+			bad("--dispatcher-sync-always applies to the embedded store; an external cluster's servers are configured with jetstream { sync_interval: always }")
 		}
 		if c.NATSCredentialsSecret != "" {
 			if msgs := validation.IsDNS1123Subdomain(c.NATSCredentialsSecret); len(msgs) > 0 {

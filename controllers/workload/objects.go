@@ -71,8 +71,14 @@ type Settings struct {
 	NATSURL string `json:"nats-url,omitempty"`
 	// NATSCredentials is the mounted .creds file (external mode, optional).
 	NATSCredentials string `json:"nats-credentials,omitempty"`
-	// NATSReplicas of Herald's streams in the external cluster.
+	// NATSReplicas of Herald's streams in the external cluster; absent, the dispatcher
+	// chooses.
 	NATSReplicas int `json:"nats-replicas,omitempty,string"`
+	// Caps of the delivery and dead-letter streams; absent, the servers' storage.
+	MaxPendingBytes    int64 `json:"max-pending-bytes,omitempty,string"`
+	DeadLetterMaxBytes int64 `json:"dead-letter-max-bytes,omitempty,string"`
+	// SyncAlways: the embedded store fsyncs every write.
+	SyncAlways bool `json:"nats-sync-always,omitempty,string"`
 
 	AllowPlainHTTP       bool `json:"allow-plain-http,string"`
 	AllowPrivateNetworks bool `json:"allow-private-networks,string"`
@@ -94,12 +100,15 @@ func (c Config) Settings() Settings {
 		AllowPrivateNetworks:   c.Outbound.AllowPrivateNetworks,
 		AllowLoopback:          c.Outbound.AllowLoopback,
 		MaxBodyBytes:           c.MaxBodyBytes,
+		MaxPendingBytes:        c.MaxPendingBytes,
+		DeadLetterMaxBytes:     c.DeadLetterMaxBytes,
 		Verbosity:              c.LogVerbosity,
 		OTLPEndpoint:           c.OTLPEndpoint,
 	}
 	switch c.Mode {
 	case ModeEmbedded:
 		s.DataDir = dataDir
+		s.SyncAlways = c.SyncAlways
 	case ModeExternal:
 		s.NATSURL = c.NATSURL
 		s.NATSReplicas = c.NATSStreamReplicas

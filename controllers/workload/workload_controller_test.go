@@ -526,3 +526,38 @@ func TestAppliedObjects_DoNotDrift(t *testing.T) {
 		})
 	}
 }
+
+// The store's settings reach the dispatcher's flags, and the defaults leave the choice
+// to the dispatcher (3 copies on a cluster) instead of pinning one copy.
+func TestSettings_StoreLimitsAndReplicasReachTheDispatcher(t *testing.T) {
+	c := workload.DefaultConfig()
+	if c.NATSStreamReplicas != 0 {
+		t.Errorf("default --nats-stream-replicas = %d, want 0 (the dispatcher chooses)", c.NATSStreamReplicas)
+	}
+	c.Mode, c.Replicas, c.NATSURL = workload.ModeExternal, 3, "nats://nats.nats:4222"
+	c.MaxPendingBytes, c.DeadLetterMaxBytes = 8<<30, 1<<30
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := yaml.Marshal(c.Settings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := parseSettings(t, string(data))
+	if s.NATSReplicas != 0 || s.MaxPendingBytes != 8<<30 || s.DeadLetterMaxBytes != 1<<30 || strings.Contains(string(data), "nats-replicas") {
+		t.Errorf("dispatcher.yaml = %s; want the byte caps and no nats-replicas", data)
+	}
+	assertDispatcherAccepts(t, string(data))
+
+	c.SyncAlways = true
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "sync_interval") {
+		t.Errorf("--dispatcher-sync-always in external mode: %v, want an error pointing at the servers' sync_interval", err)
+	}
+	e := workload.DefaultConfig()
+	e.SyncAlways = true
+	data, _ = yaml.Marshal(e.Settings())
+	if !parseSettings(t, string(data)).SyncAlways {
+		t.Errorf("embedded dispatcher.yaml = %s; want nats-sync-always", data)
+	}
+	assertDispatcherAccepts(t, string(data))
+}

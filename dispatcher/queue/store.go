@@ -264,7 +264,8 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 		// republished twice) within this window stores it once.
 		// Two minutes cover a producer retrying a publish the dispatcher crashed in the
 		// middle of; each remembered id costs memory (about 150 B) for the whole window.
-		Duplicates: 2 * time.Minute,
+		// Never longer than the dedupe window: past it an id is new again.
+		Duplicates: min(2*time.Minute, s.opts.DedupeWindow),
 	})
 	if err != nil {
 		return fmt.Errorf("creating stream %s: %w", DeliveriesStream, err)
