@@ -46,7 +46,13 @@ func (c cpuClock) report(b *testing.B, n int) {
 
 func benchStore(b *testing.B) *Store {
 	b.Helper()
-	st, err := Open(context.Background(), Options{DataDir: b.TempDir(), Log: logr.Discard()})
+	return benchStoreWith(b, Options{})
+}
+
+func benchStoreWith(b *testing.B, o Options) *Store {
+	b.Helper()
+	o.DataDir, o.Log = b.TempDir(), logr.Discard()
+	st, err := Open(context.Background(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,8 +74,35 @@ func benchDelivery(i int, endpoint string) Delivery {
 
 // BenchmarkPublish_Batch100 is Store.Publish as ingest calls it for a batch of 100
 // one-endpoint events; ns/op is per delivery.
-func BenchmarkPublish_Batch100(b *testing.B) {
-	st := benchStore(b)
+func BenchmarkPublish_Batch100(b *testing.B) { benchPublishBatch(b, benchStore(b)) }
+
+// BenchmarkPublish_Batch100SyncAlways is the price of --nats-sync-always: every write
+// fsynced before it is acknowledged (README, "Running at scale").
+func BenchmarkPublish_Batch100SyncAlways(b *testing.B) {
+	benchPublishBatch(b, benchStoreWith(b, Options{SyncAlways: true}))
+}
+
+// BenchmarkPublish_Single and its SyncAlways twin: one event, one delivery per request,
+// where every acknowledgement waits for its own fsync.
+func BenchmarkPublish_Single(b *testing.B) { benchPublishSingle(b, benchStore(b)) }
+
+func BenchmarkPublish_SingleSyncAlways(b *testing.B) {
+	benchPublishSingle(b, benchStoreWith(b, Options{SyncAlways: true}))
+}
+
+func benchPublishSingle(b *testing.B, st *Store) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, err := st.Publish(ctx, []Delivery{benchDelivery(i, "ep")}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+func benchPublishBatch(b *testing.B, st *Store) {
 	ctx := context.Background()
 	batch := make([]Delivery, 0, 100)
 	b.ReportAllocs()

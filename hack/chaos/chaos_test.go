@@ -86,6 +86,11 @@ func TestChaos(t *testing.T) {
 	s.startDispatchers()
 	if info, err := s.nats.streamInfo(queue.DeliveriesStream); err == nil {
 		t.Logf("%s after the dispatchers' start: %s", queue.DeliveriesStream, placement(info))
+		// The dispatchers run on their defaults: on a 3-node cluster that is 3 copies
+		// (issue 11: one copy made the loss of one node stop ingest and risk data).
+		if info.Config.Replicas != 3 {
+			t.Fatalf("%s has %d replicas on a 3-node cluster with the default --nats-replicas, want 3", queue.DeliveriesStream, info.Config.Replicas)
+		}
 	} else {
 		t.Fatalf("the dispatchers are ready but %v", err)
 	}
