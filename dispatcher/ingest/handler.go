@@ -391,7 +391,9 @@ func (h *Handler) acceptError(log logr.Logger, ctxErr, err error) *apiError {
 			Code: CodeQueueFull, Message: "the event queue is full; retry later",
 		}}
 	case errors.Is(err, ErrUnavailable):
-		log.Error(err, "event storage unavailable")
+		// The store says once, at error level, that it cannot take writes; one line per
+		// refused request would be thousands a second in an outage.
+		log.V(1).Info("refusing events: storage unavailable", "error", err.Error())
 		return &apiError{status: http.StatusServiceUnavailable, body: Error{
 			Code: CodeUnavailable, Message: "event storage is unavailable; retry later",
 		}}
