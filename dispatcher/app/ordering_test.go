@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -185,4 +186,69 @@ func TestDispatcher_OrderedDeliveryBlocksOnHeadThroughRetriesRestartAndDeadLette
 			ep.Status.Counters.Delivered == int64(len(want))
 	})
 	waitEvent(t, c, ns, heraldv1.EventDeliveryFailed, "evt_1")
+}
+
+// Switching an endpoint between Unordered and Ordered loses nothing: a delivery waiting
+// for its retry when the mode changes is still delivered, and so is everything behind
+// it. A suspended ordered endpoint holds its deliveries and delivers them, in order,
+// once resumed. An endpoint switched back to Unordered no longer says it is blocked.
+func TestDispatcher_OrderingSwitchAndSuspendLoseNothing(t *testing.T) {
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "ordering-switch"
+	rcv := newOrderedReceiver(t, map[string]int{"evt_0": 1, "evt_6": 1})
+	fixture(t, c, ns, "orders", heraldv1.WebhookEndpointSpec{
+		URL: rcv.URL, Timeout: "2s",
+		Retry:       heraldv1.RetrySpec{Schedule: []string{"3s"}, JitterPercent: ptr.To[int32](0)},
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](0)},
+	})
+	d := startDispatcher(t)
+
+	// Unordered: evt_0 fails and waits 3s for its retry; the switch comes meanwhile.
+	d.publish(ns, "evt_0", "order.created")
+	waitEndpoint(t, c, ns, "orders", "evt_0's failure counted", func(ep *heraldv1.WebhookEndpoint) bool {
+		return ep.Status.Counters != nil && ep.Status.Counters.FailedAttempts == 1
+	})
+	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "orders", Namespace: ns}}
+	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) { e.Spec.Ordering = heraldv1.OrderingOrdered })
+	for i := 1; i <= 3; i++ {
+		d.publish(ns, fmt.Sprintf("evt_%d", i), "order.created")
+	}
+	for i := 0; i <= 3; i++ {
+		rcv.waitDelivered(t, fmt.Sprintf("evt_%d", i), 30*time.Second)
+	}
+
+	// Suspended, ordered: held, then delivered in order.
+	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = true })
+	waitDelivering(t, c, ns, "orders", metav1.ConditionFalse, heraldv1.ReasonSuspended)
+	mark := len(rcv.seen())
+	d.publish(ns, "evt_4", "order.created")
+	d.publish(ns, "evt_5", "order.created")
+	waitEndpoint(t, c, ns, "orders", "2 held deliveries", func(ep *heraldv1.WebhookEndpoint) bool {
+		return ep.Status.Counters != nil && ep.Status.Counters.Pending == 2
+	})
+	if got := rcv.seen()[mark:]; len(got) != 0 {
+		t.Fatalf("a suspended endpoint delivered %+v", got)
+	}
+	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) { e.Spec.Suspend = false })
+	rcv.waitDelivered(t, "evt_5", 30*time.Second)
+	if got := rcv.seen()[mark:]; len(got) != 2 || got[0].id != "evt_4" || got[1].id != "evt_5" {
+		t.Errorf("after resuming the receiver saw %+v; want evt_4 then evt_5", got)
+	}
+
+	// Blocked on evt_6, then switched back to Unordered: evt_6 and evt_7 are delivered
+	// and the resource no longer names a blocking event.
+	d.publish(ns, "evt_6", "order.created")
+	d.publish(ns, "evt_7", "order.created")
+	waitEndpoint(t, c, ns, "orders", "evt_6 blocking", func(ep *heraldv1.WebhookEndpoint) bool {
+		return ep.Status.BlockedBy != nil && ep.Status.BlockedBy.EventID == "evt_6"
+	})
+	update(t, c, ep, func(e *heraldv1.WebhookEndpoint) { e.Spec.Ordering = heraldv1.OrderingUnordered })
+	rcv.waitDelivered(t, "evt_6", 30*time.Second)
+	rcv.waitDelivered(t, "evt_7", 30*time.Second)
+	waitEndpoint(t, c, ns, "orders", "no blocking event once unordered", func(ep *heraldv1.WebhookEndpoint) bool {
+		return ep.Status.BlockedBy == nil && ep.Status.Counters != nil && ep.Status.Counters.Pending == 0
+	})
 }
