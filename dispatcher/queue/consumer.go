@@ -145,10 +145,11 @@ func (s *Store) Consume(ctx context.Context, namespace, endpoint string, opts Co
 	if opts.AckWait <= 0 {
 		opts.AckWait = 2 * time.Minute
 	}
-	switch {
-	case opts.Ordered:
-		opts.Buffer = 1 // nothing more is handed out anyway
-	case opts.Buffer <= 0:
+	if opts.Buffer <= 0 || opts.Ordered {
+		// An ordered consumer is handed one delivery at a time whatever the buffer; a
+		// pull request for more kept standing lets the server hand out the next one the
+		// moment the one before is acknowledged, rather than after another request
+		// (BenchmarkOrderedVsUnordered: about 4x the deliveries of a buffer of 1).
 		opts.Buffer = 16
 	}
 	cons, err := s.consumer(ctx, namespace, endpoint, opts)
