@@ -16,6 +16,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 // orderedReceiver answers 500 to an event as often as its plan says (-1: always) and
@@ -251,4 +252,59 @@ func TestDispatcher_OrderingSwitchAndSuspendLoseNothing(t *testing.T) {
 	waitEndpoint(t, c, ns, "orders", "no blocking event once unordered", func(ep *heraldv1.WebhookEndpoint) bool {
 		return ep.Status.BlockedBy == nil && ep.Status.Counters != nil && ep.Status.Counters.Pending == 0
 	})
+}
+
+// Two replicas share an ordered endpoint's queue (an external NATS server): the store
+// hands out one delivery at a time across both, so order holds whichever replica sends
+// it, and the head's schedule continues on the replica that is left when the other
+// stops in the middle of it.
+func TestDispatcher_OrderedDeliveryAcrossTwoReplicas(t *testing.T) {
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "ordered-replicas"
+	rcv := newOrderedReceiver(t, map[string]int{"evt_2": 3})
+	fixture(t, c, ns, "ledger", heraldv1.WebhookEndpointSpec{
+		URL: rcv.URL, Timeout: "2s", Ordering: heraldv1.OrderingOrdered,
+		Retry:       heraldv1.RetrySpec{Schedule: []string{"1s", "1s", "1s"}, JitterPercent: ptr.To[int32](0)},
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](0)},
+	})
+	url := testenv.NATS(t)
+	a := startDispatcherOn(t, queue.Options{URL: url})
+	b := startDispatcherOn(t, queue.Options{URL: url})
+	const n = 10
+	for i := range n {
+		d := a
+		if i%2 == 1 {
+			d = b
+		}
+		d.publish(ns, fmt.Sprintf("evt_%d", i), "ledger.entry")
+	}
+	waitEndpoint(t, c, ns, "ledger", "evt_2 blocking", func(ep *heraldv1.WebhookEndpoint) bool {
+		return ep.Status.BlockedBy != nil && ep.Status.BlockedBy.EventID == "evt_2"
+	})
+	a.stop()
+	rcv.waitDelivered(t, fmt.Sprintf("evt_%d", n-1), 60*time.Second)
+
+	got := rcv.seen()
+	last := -1
+	var delivered []string
+	for _, at := range got {
+		i, _ := strconv.Atoi(at.id[len("evt_"):])
+		if i < last {
+			t.Errorf("%s (attempt %d) arrived after evt_%d had gone: %+v", at.id, at.attempt, last, got)
+		}
+		last = max(last, i)
+		// A replica stopped in the middle of a request repeats it (at least once).
+		if at.ok && (len(delivered) == 0 || delivered[len(delivered)-1] != at.id) {
+			delivered = append(delivered, at.id)
+		}
+		if at.id == "evt_2" && at.ok && at.attempt != 4 {
+			t.Errorf("evt_2 was delivered by its attempt %d; its schedule (3 failures, then attempt 4) was lost across the replicas", at.attempt)
+		}
+	}
+	if len(delivered) != n {
+		t.Errorf("delivered %v, want evt_0 to evt_%d once each, in order", delivered, n-1)
+	}
 }
