@@ -30,7 +30,7 @@ type StatusWriter struct {
 	// an ordered endpoint.
 	Store interface {
 		PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)
-		OrderedHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
+		BlockingHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
 	}
 	Lookup Lookup
 	// Holds reports why the engine holds an endpoint's deliveries ("" when they flow),
@@ -88,7 +88,7 @@ func (w *StatusWriter) write(ctx context.Context, k delivery.Key, n news) error 
 	}
 	var blocked *heraldv1.BlockingDelivery
 	if ep.Spec.Ordered() {
-		h, ok, err := w.Store.OrderedHead(ctx, k.Namespace, k.Name)
+		h, ok, err := w.Store.BlockingHead(ctx, k.Namespace, k.Name)
 		if err != nil {
 			return err
 		}

@@ -50,6 +50,30 @@ func (s *Store) OrderedHead(ctx context.Context, namespace, endpoint string) (He
 	return h, true, nil
 }
 
+// BlockingHead returns the stored head of an ordered endpoint if its delivery is still
+// unsettled: a record left behind by a dispatcher that stopped between settling the
+// delivery and clearing the record names nothing that blocks. Everything up to the
+// consumer's acknowledgement floor is settled, and an ordered consumer hands out
+// nothing beyond its head.
+func (s *Store) BlockingHead(ctx context.Context, namespace, endpoint string) (Head, bool, error) {
+	h, ok, err := s.OrderedHead(ctx, namespace, endpoint)
+	if err != nil || !ok {
+		return h, false, err
+	}
+	cons, err := s.js.Consumer(ctx, DeliveriesStream, consumerName(namespace, endpoint))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return h, false, nil
+	}
+	if err != nil {
+		return h, false, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, s.storeError(err))
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return h, false, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, s.storeError(err))
+	}
+	return h, h.Sequence > info.AckFloor.Stream, nil
+}
+
 // SetOrderedHead stores the retry state of an ordered endpoint's head. Only one delivery
 // of an ordered endpoint is ever in flight, so a plain write cannot race another.
 func (s *Store) SetOrderedHead(ctx context.Context, namespace, endpoint string, h Head) error {
