@@ -86,6 +86,7 @@ type Store interface {
 	FetchHeld(ctx context.Context, namespace, endpoint string, n int, opts queue.ConsumerOptions) ([]*queue.Pending, error)
 	// The retry state of an ordered endpoint's failing head.
 	OrderedHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
+	BlockingHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
 	SetOrderedHead(ctx context.Context, namespace, endpoint string, h queue.Head) error
 	ClearOrderedHead(ctx context.Context, namespace, endpoint string) error
 }

@@ -308,8 +308,21 @@ func (r *runner) retryInPlace(ctx context.Context, p *queue.Pending, cfg *Endpoi
 // clearHead removes the stored state of an ordered head that was settled, or of one
 // that may be stale; a head that never failed has none, and costs nothing.
 func (r *runner) clearHead(ctx context.Context, head *queue.Head) {
-	if head == nil && !r.headStale.Swap(false) {
-		return
+	if head == nil {
+		if !r.headStale.Swap(false) {
+			return
+		}
+		// Only a record whose delivery is settled is stale: just after a switch from
+		// Unordered, an earlier delivery may still be waiting with its own.
+		h, blocking, err := r.e.store.BlockingHead(ctx, r.key.Namespace, r.key.Name)
+		switch {
+		case err != nil:
+			r.headStale.Store(true)
+			r.log.Error(err, "reading the retry state of an ordered endpoint")
+			return
+		case blocking || h.Sequence == 0:
+			return
+		}
 	}
 	if err := r.e.store.ClearOrderedHead(ctx, r.key.Namespace, r.key.Name); err != nil {
 		r.headStale.Store(true)

@@ -50,9 +50,10 @@ func (s *Store) OrderedHead(ctx context.Context, namespace, endpoint string) (He
 	return h, true, nil
 }
 
-// BlockingHead returns the stored head of an ordered endpoint if its delivery is still
-// unsettled: a record left behind by a dispatcher that stopped between settling the
-// delivery and clearing the record names nothing that blocks. Everything up to the
+// BlockingHead returns the stored head of an ordered endpoint, and whether its delivery
+// is still unsettled: a record left behind by a dispatcher that stopped between
+// settling the delivery and clearing the record names nothing that blocks. Without a
+// record, the Head is zero. Everything up to the
 // consumer's acknowledgement floor is settled, and an ordered consumer hands out
 // nothing beyond its head.
 func (s *Store) BlockingHead(ctx context.Context, namespace, endpoint string) (Head, bool, error) {
