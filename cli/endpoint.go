@@ -372,6 +372,17 @@ func describeEndpoint(w io.Writer, prog string, now time.Time, ep *heraldv1.Webh
 	} else {
 		line("Last success", "<none>")
 	}
+	if ep.Spec.Ordered() {
+		line("Ordering", "Ordered: one delivery at a time, in the order accepted")
+		if b := st.BlockedBy; b != nil {
+			v := fmt.Sprintf("event %s, failing since %s (%s ago, %d failed attempts)",
+				b.EventID, b.Since.UTC().Format(time.RFC3339), age(now, b.Since.Time), b.FailedAttempts)
+			if b.NextAttemptTime != nil {
+				v += ", next attempt " + b.NextAttemptTime.UTC().Format(time.RFC3339)
+			}
+			line("Blocked by", v+"; the deliveries after it wait until it is delivered or dead-lettered")
+		}
+	}
 	if st.PublicKey != "" {
 		line("Public key", st.PublicKey+" (ed25519; receivers verify v1a signatures with it)")
 	}

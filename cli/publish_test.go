@@ -75,7 +75,7 @@ func (d *dispatcherIngest) received(ns string) []queue.Delivery {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	held, err := d.p.Store.FetchHeld(context.Background(), ns, "billing", 100, time.Minute)
+	held, err := d.p.Store.FetchHeld(context.Background(), ns, "billing", 100, queue.ConsumerOptions{AckWait: time.Minute})
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -144,6 +144,9 @@ func (s *WebhookEndpointSpec) MaxInFlight() int32 {
 	return *s.Limits.MaxInFlight
 }
 
+// Ordered reports whether the endpoint's deliveries go out one at a time in order.
+func (s *WebhookEndpointSpec) Ordered() bool { return s.Ordering == OrderingOrdered }
+
 // ReferencedSecretNames lists every Secret in the endpoint's namespace that delivering to
 // it needs: the signing and previous signing secrets, header values, the TLS client
 // certificate and the OAuth2 client credentials. Both the manager (readiness) and the

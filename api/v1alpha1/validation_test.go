@@ -114,6 +114,11 @@ func TestValidation_RefusesBadWebhookEndpoints(t *testing.T) {
 			want:   "spec.autoDisable.afterConsecutiveFailures in body should be greater than or equal to 0",
 		},
 		{
+			why:    "ordering is one of two words, not a free string",
+			mutate: func(s map[string]any) { s["ordering"] = "FIFO" },
+			want:   `spec.ordering: Unsupported value: "FIFO": supported values: "Unordered", "Ordered"`,
+		},
+		{
 			why:    "unknown signature style",
 			mutate: func(s map[string]any) { s["signature"] = map[string]any{"style": "HMAC"} },
 			want:   `spec.signature.style: Unsupported value: "HMAC": supported values: "StandardWebhooks", "StandardWebhooksEd25519", "TimestampedPrefixedHex", "BodyPrefixedHex", "TimestampedHex"`,
@@ -324,6 +329,7 @@ func TestValidation_DefaultsAreApplied(t *testing.T) {
 		{"payload.format", s.Payload.Format, heraldv1.PayloadEnvelope},
 		{"autoDisable.afterConsecutiveFailures", deref(s.AutoDisable.AfterConsecutiveFailures), int32(heraldv1.DefaultAfterConsecutiveFailures)},
 		{"limits.maxInFlight", deref(s.Limits.MaxInFlight), int32(heraldv1.DefaultMaxInFlight)},
+		{"ordering", s.Ordering, heraldv1.OrderingUnordered},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {

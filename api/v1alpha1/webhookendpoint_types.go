@@ -46,6 +46,20 @@ const (
 	PayloadData PayloadFormat = "Data"
 )
 
+// Ordering says whether an endpoint's deliveries may overtake one another.
+// +kubebuilder:validation:Enum=Unordered;Ordered
+type Ordering string
+
+const (
+	// OrderingUnordered attempts up to limits.maxInFlight deliveries at once, and a
+	// failed one waits for its retry without holding up the others.
+	OrderingUnordered Ordering = "Unordered"
+	// OrderingOrdered sends one delivery at a time, in the order the events were
+	// accepted: a failing delivery blocks the rest until it is delivered or
+	// dead-lettered (status.blockedBy names it).
+	OrderingOrdered Ordering = "Ordered"
+)
+
 // SignatureSpec configures signing.
 type SignatureSpec struct {
 	// Style of signature; see the SignatureStyle constants.
@@ -308,6 +322,29 @@ type WebhookEndpointSpec struct {
 	// Suspend holds deliveries without losing them until it is set back to false.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// Ordering: Ordered delivers one event at a time in the order accepted, a failing
+	// one blocking the rest through its retry schedule (limits.maxInFlight does not
+	// apply); Unordered (the default) delivers concurrently.
+	// +kubebuilder:default=Unordered
+	// +optional
+	Ordering Ordering `json:"ordering,omitempty"`
+}
+
+// BlockingDelivery is the failing head of an ordered endpoint's deliveries: those
+// accepted after it wait until it is delivered or dead-lettered.
+type BlockingDelivery struct {
+	// EventID of the blocking event.
+	EventID string `json:"eventID"`
+	// DeliveryID of its delivery to this endpoint.
+	DeliveryID string `json:"deliveryID,omitempty"`
+	// Since is when its first attempt failed.
+	Since metav1.Time `json:"since"`
+	// FailedAttempts so far.
+	FailedAttempts int32 `json:"failedAttempts"`
+	// NextAttemptTime is when its retry schedule attempts it again.
+	// +optional
+	NextAttemptTime *metav1.Time `json:"nextAttemptTime,omitempty"`
 }
 
 // DeliveryAttempt describes one HTTP attempt.
@@ -398,6 +435,11 @@ type WebhookEndpointStatus struct {
 	// LastHandledReplay is the last value of the replay annotation acted on.
 	// +optional
 	LastHandledReplay string `json:"lastHandledReplay,omitempty"`
+
+	// BlockedBy names the delivery an Ordered endpoint is retrying while the ones
+	// accepted after it wait; absent when nothing blocks.
+	// +optional
+	BlockedBy *BlockingDelivery `json:"blockedBy,omitempty"`
 }
 
 // Argo CD applies the CRDs before the resources of the same sync (wave -1) and, like
@@ -420,6 +462,7 @@ type WebhookEndpointStatus struct {
 // +kubebuilder:printcolumn:name="Delivered",type=integer,JSONPath=`.status.counters.delivered`
 // +kubebuilder:printcolumn:name="DeadLettered",type=integer,JSONPath=`.status.counters.deadLettered`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="BlockedBy",type=string,JSONPath=`.status.blockedBy.eventID`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WebhookEndpoint struct {
 	metav1.TypeMeta   `json:",inline"`

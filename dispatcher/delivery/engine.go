@@ -5,7 +5,9 @@
 //
 // Each endpoint consumes its own subject with its own workers (at most its maxInFlight
 // concurrent attempts), so a slow or dead endpoint occupies only its own workers and
-// never delays a healthy one. A held endpoint (suspended, disabled, secret missing) stops
+// never delays a healthy one. An ordered endpoint has one worker and its consumer hands
+// out one delivery at a time; a failed attempt is retried in place (see queue.Head), so
+// the deliveries behind it wait. A held endpoint (suspended, disabled, secret missing) stops
 // fetching: its deliveries stay stored, in order, until it flows again.
 package delivery
 
@@ -81,7 +83,12 @@ type Store interface {
 	WaitWritable(ctx context.Context) error
 	Consume(ctx context.Context, namespace, endpoint string, opts queue.ConsumerOptions) (*queue.Consumer, error)
 	PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)
-	FetchHeld(ctx context.Context, namespace, endpoint string, n int, ackWait time.Duration) ([]*queue.Pending, error)
+	FetchHeld(ctx context.Context, namespace, endpoint string, n int, opts queue.ConsumerOptions) ([]*queue.Pending, error)
+	// The retry state of an ordered endpoint's failing head.
+	OrderedHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
+	BlockingHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
+	SetOrderedHead(ctx context.Context, namespace, endpoint string, h queue.Head) error
+	ClearOrderedHead(ctx context.Context, namespace, endpoint string) error
 }
 
 // Options configure an Engine. Zero values are the documented defaults.

@@ -156,6 +156,7 @@ type endpointOpts struct {
 	hold     string
 	extra    map[string]string
 	rps      int
+	ordered  bool
 }
 
 func (h *harness) endpoint(name, url string, o endpointOpts) {
@@ -175,7 +176,7 @@ func (h *harness) endpoint(name, url string, o endpointOpts) {
 		Timeout: o.timeout, MaxInFlight: o.inFlight, Policy: loopback,
 	})
 	cfg := delivery.EndpointConfig{Target: target, Hold: o.hold,
-		Settings: resolve.Settings{Schedule: o.schedule, MaxInFlight: o.inFlight, RequestsPerSecond: o.rps}}
+		Settings: resolve.Settings{Schedule: o.schedule, MaxInFlight: o.inFlight, RequestsPerSecond: o.rps, Ordered: o.ordered}}
 	if o.hold != "" {
 		cfg.Target = nil
 	}

@@ -28,6 +28,25 @@ type runner struct {
 	limitMu sync.Mutex
 	limiter *rate.Limiter
 	limit   int
+
+	// headStale is set when a stored ordered head may no longer belong to any pending
+	// delivery (a restart between settling a head and clearing its state, a switch of
+	// mode): the next settled delivery clears it, so that status never names an event
+	// that no longer blocks.
+	headStale atomic.Bool
+}
+
+// mode is how the runner consumes: a change of either part restarts its consumer.
+type mode struct {
+	workers int
+	ordered bool
+}
+
+func modeOf(cfg *EndpointConfig) mode {
+	if cfg.Ordered {
+		return mode{workers: 1, ordered: true}
+	}
+	return mode{workers: cfg.MaxInFlight}
 }
 
 // wait blocks until the endpoint's request rate allows one more attempt.
@@ -52,7 +71,7 @@ func (r *runner) run(ctx context.Context) {
 			r.waitHeld(ctx)
 			continue
 		}
-		if err := r.consume(ctx, cfg.MaxInFlight); err != nil {
+		if err := r.consume(ctx, modeOf(cfg)); err != nil {
 			r.log.Error(err, "consuming deliveries; retrying", "backoff", backoff)
 			select {
 			case <-time.After(backoff):
@@ -65,14 +84,18 @@ func (r *runner) run(ctx context.Context) {
 	}
 }
 
-// consume runs workers until the endpoint is held, its concurrency changes, or ctx ends.
-func (r *runner) consume(ctx context.Context, workers int) error {
+// consume runs workers until the endpoint is held, its mode changes, or ctx ends.
+func (r *runner) consume(ctx context.Context, m mode) error {
 	cons, err := r.e.store.Consume(ctx, r.key.Namespace, r.key.Name, queue.ConsumerOptions{
 		AckWait: r.e.opts.AckWait,
-		Buffer:  2 * workers,
+		Buffer:  2 * m.workers,
+		Ordered: m.ordered,
 	})
 	if err != nil {
 		return err
+	}
+	if m.ordered {
+		r.headStale.Store(true)
 	}
 	watchDone := make(chan struct{})
 	defer close(watchDone)
@@ -80,7 +103,7 @@ func (r *runner) consume(ctx context.Context, workers int) error {
 		for {
 			select {
 			case <-r.wake:
-				if c := r.cfg.Load(); c.Hold != "" || c.MaxInFlight != workers {
+				if c := r.cfg.Load(); c.Hold != "" || modeOf(c) != m {
 					cons.Stop()
 					return
 				}
@@ -95,10 +118,10 @@ func (r *runner) consume(ctx context.Context, workers int) error {
 
 	work := make(chan *queue.Pending)
 	var wg sync.WaitGroup
-	for range workers {
+	for range m.workers {
 		wg.Go(func() {
 			for p := range work {
-				r.handle(ctx, p)
+				r.handle(ctx, p, m.ordered)
 			}
 		})
 	}
@@ -126,8 +149,8 @@ func (r *runner) consume(ctx context.Context, workers int) error {
 }
 
 // handle settles one delivery: attempt it, or hand it back when it is not due or the
-// endpoint is held.
-func (r *runner) handle(ctx context.Context, p *queue.Pending) {
+// endpoint is held. ordered is the mode of the consumer that handed it out.
+func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	cfg := r.cfg.Load()
 	if cfg.Hold != "" || ctx.Err() != nil {
 		r.release(p)
@@ -138,6 +161,16 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 		// rather than spin on redeliveries until it is.
 		_ = p.Delay(time.Second)
 		return
+	}
+	var head *queue.Head
+	if ordered {
+		var err error
+		if head, err = r.restoreHead(ctx, p); err != nil {
+			// Attempting without its state would restart the head's schedule.
+			r.log.Error(err, "reading the retry state of an ordered delivery; trying again shortly", "deliveryID", p.DeliveryID)
+			_ = p.Delay(time.Second)
+			return
+		}
 	}
 	now := r.e.opts.Now()
 	if wait := p.NotBefore.Sub(now); wait > 0 {
@@ -189,6 +222,10 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 	switch {
 	case out.OK():
 		a.Final = true
+		if ordered {
+			// Before the observer, so that the status it prompts no longer names it.
+			r.clearHead(sctx, head)
+		}
 		r.e.opts.Observer.Attempted(a)
 		if err := p.Delivered(); err != nil {
 			r.log.Error(err, "acknowledging delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
@@ -196,7 +233,13 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 	case p.Attempt > len(cfg.Schedule):
 		a.Final = true
 		r.e.opts.Observer.Attempted(a)
-		r.deadLetter(sctx, p, heraldv1.DeadLetterRetriesExhausted, out.StatusCode, out.Err)
+		var settled func(context.Context)
+		if ordered {
+			settled = func(ctx context.Context) { r.clearHead(ctx, head) }
+		}
+		r.deadLetter(sctx, p, heraldv1.DeadLetterRetriesExhausted, out.StatusCode, out.Err, settled)
+	case ordered:
+		r.retryInPlace(sctx, p, cfg, out, head, a)
 	default:
 		r.e.opts.Observer.Attempted(a)
 		next := p.Delivery
@@ -214,7 +257,82 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending) {
 	}
 }
 
-func (r *runner) deadLetter(ctx context.Context, p *queue.Pending, reason string, status int, cause error) {
+// restoreHead gives a redelivered head of an ordered endpoint the attempt number and
+// retry time its earlier failures stored, and returns that state (nil when it has
+// none). A delivery handed out for the first time has none, which spares the store a
+// read per delivery.
+func (r *runner) restoreHead(ctx context.Context, p *queue.Pending) (*queue.Head, error) {
+	if !p.Redelivered() {
+		return nil, nil
+	}
+	h, ok, err := r.e.store.OrderedHead(ctx, r.key.Namespace, r.key.Name)
+	switch {
+	case err != nil || !ok:
+		return nil, err
+	case h.Sequence != p.Sequence():
+		r.headStale.Store(true)
+		return nil, nil
+	}
+	p.Attempt, p.NotBefore = h.Attempt, h.NotBefore
+	return &h, nil
+}
+
+// retryInPlace hands a failed ordered delivery back to the store to be handed out
+// again at its retry time, ahead of every delivery accepted after it, after storing the
+// next attempt's number and time so that a restart or another replica continues its
+// schedule.
+func (r *runner) retryInPlace(ctx context.Context, p *queue.Pending, cfg *EndpointConfig, out sender.Outcome, head *queue.Head, a Attempt) {
+	now := r.e.opts.Now()
+	delay := nextDelay(cfg, p.Attempt, out, jitterRand)
+	h := queue.Head{Sequence: p.Sequence(), DeliveryID: p.DeliveryID, EventID: p.EventID,
+		Attempt: p.Attempt + 1, NotBefore: now.Add(delay), Since: now}
+	if head != nil {
+		h.Since = head.Since
+	}
+	err := r.e.store.SetOrderedHead(ctx, r.key.Namespace, r.key.Name, h)
+	r.e.opts.Observer.Attempted(a)
+	if err != nil {
+		// Not settled: the store hands the delivery out again after AckWait with its
+		// previous state, and the attempt is repeated; nothing overtakes it meanwhile.
+		r.log.Error(err, "storing the retry of an ordered delivery", "deliveryID", p.DeliveryID)
+		return
+	}
+	if err := p.Delay(delay); err != nil {
+		// Handed out again after AckWait instead; its stored retry time still holds.
+		r.log.Error(err, "delaying ordered delivery", "deliveryID", p.DeliveryID)
+	}
+	r.log.V(1).Info("ordered delivery failed; retry scheduled, the deliveries after it wait", "deliveryID", p.DeliveryID,
+		"eventID", p.EventID, "attempt", p.Attempt, "status", out.StatusCode, "error", out.Err.Error(), "retryAt", h.NotBefore)
+}
+
+// clearHead removes the stored state of an ordered head that was settled, or of one
+// that may be stale; a head that never failed has none, and costs nothing.
+func (r *runner) clearHead(ctx context.Context, head *queue.Head) {
+	if head == nil {
+		if !r.headStale.Swap(false) {
+			return
+		}
+		// Only a record whose delivery is settled is stale: just after a switch from
+		// Unordered, an earlier delivery may still be waiting with its own.
+		h, blocking, err := r.e.store.BlockingHead(ctx, r.key.Namespace, r.key.Name)
+		switch {
+		case err != nil:
+			r.headStale.Store(true)
+			r.log.Error(err, "reading the retry state of an ordered endpoint")
+			return
+		case blocking || h.Sequence == 0:
+			return
+		}
+	}
+	if err := r.e.store.ClearOrderedHead(ctx, r.key.Namespace, r.key.Name); err != nil {
+		r.headStale.Store(true)
+		r.log.Error(err, "clearing the retry state of an ordered delivery")
+	}
+}
+
+// deadLetter stores p as a dead letter; settled, when set, runs once it is stored and
+// before observers hear of it.
+func (r *runner) deadLetter(ctx context.Context, p *queue.Pending, reason string, status int, cause error, settled func(context.Context)) {
 	dl := queue.DeadLetter{Reason: reason, StatusCode: status, At: r.e.opts.Now()}
 	if cause != nil {
 		dl.Error = cause.Error()
@@ -222,6 +340,9 @@ func (r *runner) deadLetter(ctx context.Context, p *queue.Pending, reason string
 	if err := p.DeadLetter(ctx, dl); err != nil {
 		r.log.Error(err, "dead-lettering delivery; it will be attempted again", "deliveryID", p.DeliveryID)
 		return
+	}
+	if settled != nil {
+		settled(ctx)
 	}
 	dl.Delivery = p.Delivery
 	r.log.Info("delivery dead-lettered", "deliveryID", p.DeliveryID, "eventID", p.EventID, "eventType", p.EventType,
@@ -263,7 +384,9 @@ func (r *runner) enforceHeldLimits(ctx context.Context) error {
 	}
 	excess := pending - r.e.opts.MaxHeld
 	for ctx.Err() == nil {
-		batch, err := r.e.store.FetchHeld(ctx, r.key.Namespace, r.key.Name, 100, r.e.opts.AckWait)
+		ordered := r.cfg.Load().Ordered
+		batch, err := r.e.store.FetchHeld(ctx, r.key.Namespace, r.key.Name, 100,
+			queue.ConsumerOptions{AckWait: r.e.opts.AckWait, Ordered: ordered})
 		if err != nil || len(batch) == 0 {
 			return err
 		}
@@ -276,10 +399,10 @@ func (r *runner) enforceHeldLimits(ctx context.Context) error {
 			case excess > 0:
 				excess--
 				r.deadLetter(ctx, p, heraldv1.DeadLetterHeldLimitExceeded, 0,
-					fmt.Errorf("held endpoint had %d deliveries waiting, over the limit of %d", pending, r.e.opts.MaxHeld))
+					fmt.Errorf("held endpoint had %d deliveries waiting, over the limit of %d", pending, r.e.opts.MaxHeld), r.heldSettled(ordered, p))
 			case !p.AcceptedAt.IsZero() && age > r.e.opts.MaxHeldAge:
 				r.deadLetter(ctx, p, heraldv1.DeadLetterHeldTooLong, 0,
-					fmt.Errorf("held for %s, over the limit of %s", age.Truncate(time.Second), r.e.opts.MaxHeldAge))
+					fmt.Errorf("held for %s, over the limit of %s", age.Truncate(time.Second), r.e.opts.MaxHeldAge), r.heldSettled(ordered, p))
 			default:
 				// Oldest first: once one is within the limits, the rest are too.
 				done = true
@@ -291,4 +414,17 @@ func (r *runner) enforceHeldLimits(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// heldSettled clears the stored state of an ordered head dead-lettered for the limits
+// on held deliveries: it may have failed before the endpoint was held.
+func (r *runner) heldSettled(ordered bool, p *queue.Pending) func(context.Context) {
+	if !ordered || !p.Redelivered() {
+		return nil
+	}
+	return func(ctx context.Context) {
+		if h, ok, err := r.e.store.OrderedHead(ctx, r.key.Namespace, r.key.Name); err == nil && ok && h.Sequence == p.Sequence() {
+			r.clearHead(ctx, &h)
+		}
+	}
 }

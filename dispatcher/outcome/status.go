@@ -12,6 +12,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/statusapply"
 )
 
@@ -25,9 +26,11 @@ const FieldManager = "herald-dispatcher"
 type StatusWriter struct {
 	Client  client.Client
 	Tracker *Tracker
-	// Store counts each endpoint's pending deliveries.
+	// Store counts each endpoint's pending deliveries and tells which delivery blocks
+	// an ordered endpoint.
 	Store interface {
 		PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)
+		BlockingHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
 	}
 	Lookup Lookup
 	// Holds reports why the engine holds an endpoint's deliveries ("" when they flow),
@@ -83,8 +86,18 @@ func (w *StatusWriter) write(ctx context.Context, k delivery.Key, n news) error 
 	if err != nil {
 		return err
 	}
+	var blocked *heraldv1.BlockingDelivery
+	if ep.Spec.Ordered() {
+		h, ok, err := w.Store.BlockingHead(ctx, k.Namespace, k.Name)
+		if err != nil {
+			return err
+		}
+		if ok {
+			blocked = blocking(h)
+		}
+	}
 	hold, holdMessage := w.Holds(k)
-	want := desired(ep, st, pending, hold, holdMessage)
+	want := desired(ep, st, pending, blocked, hold, holdMessage)
 	if apiequality.Semantic.DeepEqual(want, current(ep)) {
 		return nil
 	}
@@ -102,11 +115,23 @@ type ownedStatus struct {
 	Counters            *heraldv1.DeliveryCounters `json:"counters"`
 	LastHandledReenable string                     `json:"lastHandledReenable,omitempty"`
 	LastHandledReplay   string                     `json:"lastHandledReplay,omitempty"`
+	BlockedBy           *heraldv1.BlockingDelivery `json:"blockedBy,omitempty"`
+}
+
+// blocking is what status says of an ordered endpoint's failing head.
+func blocking(h queue.Head) *heraldv1.BlockingDelivery {
+	return &heraldv1.BlockingDelivery{
+		EventID:         h.EventID,
+		DeliveryID:      h.DeliveryID,
+		Since:           metaTime(h.Since),
+		FailedAttempts:  int32(h.Attempt - 1),
+		NextAttemptTime: ptrTime(h.NotBefore),
+	}
 }
 
 // desired computes the owned status from the shared state, the pending count and the
 // engine's hold.
-func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, hold, holdMessage string) ownedStatus {
+func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, blocked *heraldv1.BlockingDelivery, hold, holdMessage string) ownedStatus {
 	delivering := metav1.Condition{
 		Type:               heraldv1.ConditionDelivering,
 		Status:             metav1.ConditionTrue,
@@ -140,6 +165,7 @@ func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, hold, holdMe
 		},
 		LastHandledReenable: st.LastReenable,
 		LastHandledReplay:   st.LastReplay,
+		BlockedBy:           blocked,
 	}
 	if !st.LastSuccess.IsZero() {
 		out.LastSuccessTime = ptrTime(st.LastSuccess)
@@ -161,6 +187,7 @@ func current(ep *heraldv1.WebhookEndpoint) ownedStatus {
 		Counters:            s.Counters,
 		LastHandledReenable: s.LastHandledReenable,
 		LastHandledReplay:   s.LastHandledReplay,
+		BlockedBy:           s.BlockedBy,
 	}
 	for _, t := range []string{heraldv1.ConditionDisabled, heraldv1.ConditionDelivering} {
 		if c := meta.FindStatusCondition(s.Conditions, t); c != nil {

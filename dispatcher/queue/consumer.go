@@ -115,6 +115,21 @@ type ConsumerOptions struct {
 	AckWait time.Duration
 	// Buffer is how many deliveries are fetched ahead of the workers.
 	Buffer int
+	// Ordered hands out one delivery at a time across every replica: the next is
+	// handed out only once the one before is settled (delivered or dead-lettered), and
+	// a delivery handed back with a delay stays ahead of the rest.
+	Ordered bool
+}
+
+// maxAckPending is how many deliveries the server hands out before the first of them is
+// settled. Deliveries waiting for their retry time are held by the server as
+// acknowledgement-pending; the unordered bound keeps a dead endpoint's backlog from
+// growing the server's memory without limit (the rest stays on disk until there is room).
+func (o ConsumerOptions) maxAckPending() int {
+	if o.Ordered {
+		return 1
+	}
+	return 100_000
 }
 
 // Consumer yields the deliveries of one endpoint.
@@ -130,10 +145,14 @@ func (s *Store) Consume(ctx context.Context, namespace, endpoint string, opts Co
 	if opts.AckWait <= 0 {
 		opts.AckWait = 2 * time.Minute
 	}
-	if opts.Buffer <= 0 {
+	if opts.Buffer <= 0 || opts.Ordered {
+		// An ordered consumer is handed one delivery at a time whatever the buffer; a
+		// pull request for more kept standing lets the server hand out the next one the
+		// moment the one before is acknowledged, rather than after another request
+		// (BenchmarkOrderedVsUnordered: about 4x the deliveries of a buffer of 1).
 		opts.Buffer = 16
 	}
-	cons, err := s.consumer(ctx, namespace, endpoint, opts.AckWait)
+	cons, err := s.consumer(ctx, namespace, endpoint, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -269,9 +288,13 @@ func (s *Store) PendingDeliveries(ctx context.Context, namespace, endpoint strin
 
 // FetchHeld fetches up to n deliveries of an endpoint whose consumer is otherwise
 // stopped (a held endpoint), oldest first, for enforcing the limits on held deliveries.
-// The caller settles every one.
-func (s *Store) FetchHeld(ctx context.Context, namespace, endpoint string, n int, ackWait time.Duration) ([]*Pending, error) {
-	cons, err := s.consumer(ctx, namespace, endpoint, ackWait)
+// opts must be the endpoint's own (an ordered endpoint's consumer hands out one at a
+// time). The caller settles every one.
+func (s *Store) FetchHeld(ctx context.Context, namespace, endpoint string, n int, opts ConsumerOptions) ([]*Pending, error) {
+	if opts.AckWait <= 0 {
+		opts.AckWait = 2 * time.Minute
+	}
+	cons, err := s.consumer(ctx, namespace, endpoint, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -291,17 +314,14 @@ func (s *Store) FetchHeld(ctx context.Context, namespace, endpoint string, n int
 	return out, nil
 }
 
-func (s *Store) consumer(ctx context.Context, namespace, endpoint string, ackWait time.Duration) (jetstream.Consumer, error) {
+func (s *Store) consumer(ctx context.Context, namespace, endpoint string, opts ConsumerOptions) (jetstream.Consumer, error) {
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, DeliveriesStream, jetstream.ConsumerConfig{
 		Durable:       consumerName(namespace, endpoint),
 		Description:   "deliveries of WebhookEndpoint " + namespace + "/" + endpoint,
 		FilterSubject: DeliverySubject(namespace, endpoint),
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       ackWait,
-		// Deliveries waiting for their retry time are held by the server as
-		// acknowledgement-pending; the bound keeps a dead endpoint's backlog from growing
-		// the server's memory without limit (the rest stays on disk until there is room).
-		MaxAckPending: 100_000,
+		AckWait:       opts.AckWait,
+		MaxAckPending: opts.maxAckPending(),
 		MaxDeliver:    -1,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})

@@ -94,6 +94,9 @@ func (s *stack) demo(ctx context.Context) error {
 			held = plural(n, "its delivery was", "its %d deliveries were") + " held, not lost"
 		}
 		patch := []string{"patch", "whe", u.GetName(), "--type", "merge", "-p", `{"spec":{"suspend":false}}`}
+		if o, _, _ := unstructured.NestedString(u.Object, "spec", "ordering"); o == "Ordered" {
+			held += "; it is ordering: Ordered, so they go one at a time in the order published"
+		}
 		s.con.Stackf("%s is suspended in its sample (spec.suspend: true) and %s; resuming it:", u.GetName(), held)
 		s.con.Stackf("kubectl patch whe %s --type merge -p '{\"spec\":{\"suspend\":false}}'", u.GetName())
 		if err := s.runKubectl(ctx, patch...); err != nil {

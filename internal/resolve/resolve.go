@@ -44,6 +44,9 @@ type Settings struct {
 	// FailureThreshold disables the endpoint after this many failed attempts in a row
 	// (0 never).
 	FailureThreshold int32
+	// Ordered: one delivery at a time in the order accepted, a failing one retried in
+	// place while the rest wait (MaxInFlight then bounds connections only).
+	Ordered bool
 	// Generation of the WebhookEndpoint this configuration was built from.
 	Generation int64
 }
@@ -120,6 +123,7 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 		JitterPercent:    int(spec.JitterPercent()),
 		MaxInFlight:      int(spec.MaxInFlight()),
 		FailureThreshold: spec.FailureThreshold(),
+		Ordered:          spec.Ordered(),
 		Generation:       r.ep.Generation,
 	}}
 	if spec.Limits.RequestsPerSecond != nil {

@@ -197,6 +197,7 @@ func TestEndpoint_ReadyConfigurationCarriesTheSpec(t *testing.T) {
 		e.Spec.Retry.Schedule = []string{"1s", "2m"}
 		rps := int32(40)
 		e.Spec.Limits.RequestsPerSecond = &rps
+		e.Spec.Ordering = heraldv1.OrderingOrdered
 		v := "static"
 		e.Spec.Headers = []heraldv1.HeaderSpec{{Name: "X-Static", Value: &v}, {Name: "Authorization", ValueFrom: &heraldv1.SecretKeySelector{Name: "token", Key: "t"}}}
 	})
@@ -207,7 +208,7 @@ func TestEndpoint_ReadyConfigurationCarriesTheSpec(t *testing.T) {
 	}
 	c := res.Config
 	if c.Sender.Timeout != 7*time.Second || len(c.Schedule) != 2 || c.Schedule[1] != 2*time.Minute ||
-		c.RequestsPerSecond != 40 || c.Generation != 3 || c.Sender.Signer == nil {
+		c.RequestsPerSecond != 40 || !c.Ordered || c.Generation != 3 || c.Sender.Signer == nil {
 		t.Fatalf("config = %+v", c)
 	}
 	if c.Sender.Headers["X-Static"] != "static" || c.Sender.Headers["Authorization"] != "Bearer abc" {
