@@ -114,7 +114,7 @@ func (c *Cluster) Start(i int) {
 		c.t.Fatalf("NATS node %d: %v", i+1, err)
 	}
 	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	if !s.ReadyForConnections(30 * time.Second) {
 		c.t.Fatalf("NATS node %d did not start", i+1)
 	}
 	c.servers[i] = s
