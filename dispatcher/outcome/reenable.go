@@ -56,13 +56,27 @@ func (t *Tracker) MarkReplay(ctx context.Context, k delivery.Key, token string) 
 	return changed, nil
 }
 
-// Replay replays every dead letter of the endpoint once per new token (the value of
-// the replay annotation); the token is claimed by compare-and-set first, so of several
-// replicas exactly one replays.
+// Replayer starts a replay by selection in the background (package replay); token is
+// its id and the annotation's value, which holds the selection.
+type Replayer func(ctx context.Context, k delivery.Key, token string) error
+
+// SetReplayer makes the replay annotation start replays by selection; without one it
+// replays every dead letter at once.
+func (t *Tracker) SetReplayer(r Replayer) { t.replayer = r }
+
+// Replay acts on a new value of the replay annotation once: the token is claimed by
+// compare-and-set first, so of several replicas exactly one replays.
 func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) error {
 	claimed, err := t.MarkReplay(ctx, k, token)
 	if err != nil || !claimed {
 		return err
+	}
+	if t.replayer != nil {
+		if err := t.replayer(ctx, k, token); err != nil {
+			t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %q (annotation %s) not started: %v", token, heraldv1.AnnotationReplayDeadLetters, err))
+			return err
+		}
+		return nil
 	}
 	n, err := t.store.ReplayDeadLetters(ctx, k.Namespace, k.Name, queue.DeadLetterFilter{})
 	if err != nil {
@@ -71,5 +85,29 @@ func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) erro
 	}
 	t.log.Info("dead letters replayed", "endpoint", k.String(), "count", n, "token", token)
 	t.events.normal(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replayed %d dead letters (annotation %s=%s)", n, heraldv1.AnnotationReplayDeadLetters, token))
+	return nil
+}
+
+// ReplayProgress puts a replay's progress into the endpoint's shared state, from which
+// every replica writes status.replay; a replay that ended gets its Event.
+func (t *Tracker) ReplayProgress(ctx context.Context, k delivery.Key, p heraldv1.ReplayStatus) error {
+	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+		s.Replay = p.DeepCopy()
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	t.remember(k, st, nil)
+	switch p.State {
+	case heraldv1.ReplayComplete:
+		note := fmt.Sprintf("replay %s re-sent %d of %d selected (%s)", p.ID, p.Resent, p.Selected, p.Selection)
+		if p.Message != "" {
+			note += "; " + p.Message
+		}
+		t.events.normal(k, heraldv1.EventReplayCompleted, "Replay", note)
+	case heraldv1.ReplayFailed:
+		t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %s: %s", p.ID, p.Message))
+	}
 	return nil
 }

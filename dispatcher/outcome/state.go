@@ -28,6 +28,8 @@ type State struct {
 	LastReenable string `json:"lastReenable,omitempty"`
 	// LastReplay is the last value of the replay annotation acted on.
 	LastReplay string `json:"lastReplay,omitempty"`
+	// Replay is the progress of the endpoint's latest replay by selection.
+	Replay *heraldv1.ReplayStatus `json:"replay,omitempty"`
 	// LastAttempt and LastSuccess, the newest any replica saw.
 	LastAttempt *heraldv1.DeliveryAttempt `json:"lastAttempt,omitempty"`
 	LastSuccess time.Time                 `json:"lastSuccess,omitzero"`

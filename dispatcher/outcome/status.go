@@ -102,6 +102,7 @@ type ownedStatus struct {
 	Counters            *heraldv1.DeliveryCounters `json:"counters"`
 	LastHandledReenable string                     `json:"lastHandledReenable,omitempty"`
 	LastHandledReplay   string                     `json:"lastHandledReplay,omitempty"`
+	Replay              *heraldv1.ReplayStatus     `json:"replay,omitempty"`
 }
 
 // desired computes the owned status from the shared state, the pending count and the
@@ -140,6 +141,7 @@ func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, hold, holdMe
 		},
 		LastHandledReenable: st.LastReenable,
 		LastHandledReplay:   st.LastReplay,
+		Replay:              st.Replay,
 	}
 	if !st.LastSuccess.IsZero() {
 		out.LastSuccessTime = ptrTime(st.LastSuccess)
@@ -161,6 +163,7 @@ func current(ep *heraldv1.WebhookEndpoint) ownedStatus {
 		Counters:            s.Counters,
 		LastHandledReenable: s.LastHandledReenable,
 		LastHandledReplay:   s.LastHandledReplay,
+		Replay:              s.Replay,
 	}
 	for _, t := range []string{heraldv1.ConditionDisabled, heraldv1.ConditionDelivering} {
 		if c := meta.FindStatusCondition(s.Conditions, t); c != nil {

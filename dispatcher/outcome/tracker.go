@@ -41,6 +41,7 @@ type Tracker struct {
 	notify     func(delivery.Key) // asks the watch to rebuild an endpoint's config
 	events     *EventSink
 	now        func() time.Time
+	replayer   Replayer // nil: the replay annotation replays every dead letter at once
 
 	mu    sync.Mutex
 	local map[delivery.Key]*local

@@ -179,7 +179,14 @@ type Outcome struct {
 	Err error
 	// RetryAfter is the receiver's Retry-After on 429 or 503, zero otherwise.
 	RetryAfter time.Duration
+	// Header is the receiver's response header (nil when no answer arrived) and Body
+	// the first BodySample bytes of its response body, for the attempt log.
+	Header http.Header
+	Body   []byte
 }
+
+// BodySample is how much of a response body an Outcome keeps.
+const BodySample = 4 << 10
 
 // OK reports a successful attempt.
 func (o Outcome) OK() bool { return o.Err == nil }
@@ -306,9 +313,10 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 		}
 		return out
 	}
+	out.Body = sample(resp)
 	discard(resp)
 	out.Latency = time.Since(start)
-	out.StatusCode = resp.StatusCode
+	out.StatusCode, out.Header = resp.StatusCode, resp.Header
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
@@ -360,6 +368,30 @@ func (t *Target) tokenError(ctx context.Context, err error) error {
 
 // discard drains a bounded amount of the body so the connection can be reused, without
 // letting a receiver make us read an endless body, and closes it.
+// sample reads the start of a response body; an empty body costs no allocation.
+func sample(resp *http.Response) []byte {
+	var first [512]byte
+	n, _ := io.ReadFull(resp.Body, first[:])
+	if n == 0 {
+		return nil
+	}
+	b := append(make([]byte, 0, min(BodySample, n*2)), first[:n]...)
+	if n < len(first) {
+		return b
+	}
+	for len(b) < BodySample {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		m, err := resp.Body.Read(b[len(b):min(cap(b), BodySample)])
+		b = b[:len(b)+m]
+		if err != nil {
+			break
+		}
+	}
+	return b
+}
+
 func discard(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
