@@ -43,6 +43,12 @@ type PipelineOptions struct {
 	// WithoutOutcome leaves out the shared failure state, for benchmarks that measure
 	// the route up to the receiver alone.
 	WithoutOutcome bool
+	// ReplayRate bounds the re-sends per second of one replay (0: as fast as the store
+	// takes them).
+	ReplayRate float64
+	// Now is the dispatcher's clock: when events are accepted, what "since 2h" means
+	// (default time.Now). Tests spread events over hours with it.
+	Now func() time.Time
 	// WithoutAttemptLog leaves out the attempt log (the retention of delivered
 	// deliveries for replay stays).
 	WithoutAttemptLog bool
@@ -66,6 +72,8 @@ type Pipeline struct {
 	// Replayer runs replays by selection; nil WithoutOutcome (its progress is status).
 	Replayer *replay.Replayer
 	History  *queue.HistoryWriter
+	// Now is the dispatcher's clock (PipelineOptions.Now).
+	Now     func() time.Time
 	Metrics *metrics.Metrics // nil without PipelineOptions.Metrics
 	// Ingest is the ingest API.
 	Ingest http.Handler
@@ -78,7 +86,10 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	if err != nil {
 		return nil, fmt.Errorf("opening the delivery store: %w", err)
 	}
-	p = &Pipeline{Store: store, Router: router.NewTable()}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	p = &Pipeline{Store: store, Router: router.NewTable(), Now: o.Now}
 	defer func() {
 		if err != nil {
 			p.Close()
@@ -97,9 +108,9 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		}
 		p.Tracker = outcome.NewTracker(store, thresholds{p}, o.Events, notify, o.Log.WithName("outcome"))
 		observers = append(observers, p.Tracker)
-		p.Replayer = replay.New(replay.Options{Store: store, Progress: p.Tracker, Log: o.Log.WithName("replay")})
+		p.Replayer = replay.New(replay.Options{Store: store, Progress: p.Tracker, Rate: o.ReplayRate, Now: o.Now, Log: o.Log.WithName("replay")})
 		p.Tracker.SetReplayer(func(ctx context.Context, k delivery.Key, token string) error {
-			sel, err := replay.ParseAnnotation(token, time.Now())
+			sel, err := replay.ParseAnnotation(token, o.Now())
 			if err != nil {
 				return err
 			}
@@ -123,7 +134,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 
 	handler, err := ingest.NewHandler(ingest.Options{
 		Acceptor: &accept.Acceptor{
-			Store: store, Router: p.Router, Known: p.Engine.Known, Log: o.Log.WithName("accept"),
+			Store: store, Router: p.Router, Known: p.Engine.Known, Now: o.Now, Log: o.Log.WithName("accept"),
 			FilterFailed: func(namespace, subscription, eventID string, ferr error) {
 				if p.Metrics != nil {
 					p.Metrics.FilterFailed(namespace)

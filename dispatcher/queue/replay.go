@@ -39,7 +39,13 @@ func (s *Store) Select(ctx context.Context, namespace, endpoint string, f DeadLe
 		items = append(items, it)
 	}
 	if delivered {
-		if err := s.Delivered(ctx, HistoryQuery{Namespace: namespace, Endpoint: endpoint, Since: f.Since}, func(r *Retained) bool {
+		// A delivery is stored after it was accepted, so reading can start at Since; less
+		// a margin for the clocks of the dispatchers and the NATS servers to differ.
+		from := f.Since
+		if !from.IsZero() {
+			from = from.Add(-clockSkewMargin)
+		}
+		if err := s.Delivered(ctx, HistoryQuery{Namespace: namespace, Endpoint: endpoint, Since: from}, func(r *Retained) bool {
 			if f.match(&r.Delivery, r.Sequence) {
 				add(ReplayItem{From: FromDelivered, Sequence: r.Sequence, DeliveryID: r.DeliveryID})
 			}
@@ -66,6 +72,9 @@ func (s *Store) Select(ctx context.Context, namespace, endpoint string, f DeadLe
 	}
 	return out, nil
 }
+
+// clockSkewMargin is how far the clocks of a dispatcher and a NATS server may differ.
+const clockSkewMargin = 5 * time.Minute
 
 // ErrGone is returned by Resend for a selected delivery the store no longer holds (its
 // retention ended, or another replay took the dead letter).

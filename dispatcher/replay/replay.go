@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
@@ -152,6 +153,8 @@ type Progress interface {
 type Options struct {
 	Store    Store
 	Progress Progress
+	// Rate bounds the re-sends per second (0: as fast as the store takes them).
+	Rate float64
 	// Interval is how often progress is written while a replay runs (default 1s).
 	Interval time.Duration
 	Log      logr.Logger
@@ -230,7 +233,16 @@ func (r *Replayer) run(k delivery.Key, st heraldv1.ReplayStatus, items []queue.R
 	last := r.opts.Now()
 	var gone int64
 	var failure error
+	var limit *rate.Limiter
+	if r.opts.Rate > 0 {
+		limit = rate.NewLimiter(rate.Limit(r.opts.Rate), 1)
+	}
 	for _, it := range items {
+		if limit != nil {
+			if failure = limit.Wait(ctx); failure != nil {
+				break
+			}
+		}
 		err := r.opts.Store.Resend(ctx, it, st.ID)
 		for attempt := 1; err != nil && !errors.Is(err, queue.ErrGone) && attempt < 5 && ctx.Err() == nil; attempt++ {
 			// The store may be moving to another server; a replay is not worth failing
