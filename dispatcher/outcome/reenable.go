@@ -3,6 +3,7 @@ package outcome
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
@@ -60,8 +61,8 @@ func (t *Tracker) MarkReplay(ctx context.Context, k delivery.Key, token string) 
 // its id and the annotation's value, which holds the selection.
 type Replayer func(ctx context.Context, k delivery.Key, token string) error
 
-// SetReplayer makes the replay annotation start replays by selection; without one it
-// replays every dead letter at once.
+// SetReplayer makes the replay annotation start replays by selection when its value
+// holds one.
 func (t *Tracker) SetReplayer(r Replayer) { t.replayer = r }
 
 // Replay acts on a new value of the replay annotation once: the token is claimed by
@@ -71,7 +72,9 @@ func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) erro
 	if err != nil || !claimed {
 		return err
 	}
-	if t.replayer != nil {
+	// A value holding a selection (key=value) is a replay by selection, run in the
+	// background; any other value replays every dead letter at once, as it always has.
+	if t.replayer != nil && strings.Contains(token, "=") {
 		if err := t.replayer(ctx, k, token); err != nil {
 			t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %q (annotation %s) not started: %v", token, heraldv1.AnnotationReplayDeadLetters, err))
 			return err
