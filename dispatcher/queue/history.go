@@ -121,6 +121,9 @@ type HistoryWriter struct {
 	s       *Store
 	futures chan jetstream.PubAckFuture
 	done    chan struct{}
+	// closing guards futures: records handed over after Close are dropped.
+	closing sync.RWMutex
+	closed  bool
 	mu      sync.Mutex
 	failed  int64
 	lastErr error
@@ -163,6 +166,11 @@ func (w *HistoryWriter) Failed() (int64, error) {
 }
 
 func (w *HistoryWriter) publish(m *nats.Msg) {
+	w.closing.RLock()
+	defer w.closing.RUnlock()
+	if w.closed {
+		return
+	}
 	f, err := w.s.js.PublishMsgAsync(m)
 	if err != nil {
 		w.fail(err)
@@ -189,9 +197,14 @@ func (w *HistoryWriter) Delivered(d *Delivery, at time.Time) {
 	w.publish(m)
 }
 
-// Close waits for the records handed over so far.
+// Close waits for the records handed over so far; later ones are dropped.
 func (w *HistoryWriter) Close() {
-	close(w.futures)
+	w.closing.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.futures)
+	}
+	w.closing.Unlock()
 	<-w.done
 }
 
@@ -277,4 +290,17 @@ func (s *Store) scan(ctx context.Context, stream, subject string, since time.Tim
 		}
 	}
 	return ctx.Err()
+}
+
+// StreamBytes is the size of one of Herald's streams, for benchmarks and sizing.
+func (s *Store) StreamBytes(ctx context.Context, name string) (uint64, error) {
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("reading stream %s: %w", name, s.storeError(err))
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading stream %s: %w", name, s.storeError(err))
+	}
+	return info.State.Bytes, nil
 }
