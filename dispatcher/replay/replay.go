@@ -216,9 +216,18 @@ func (r *Replayer) Start(ctx context.Context, k delivery.Key, id string, sel Sel
 		Selected: int64(len(items)), Remaining: int64(len(items)),
 		StartTime: metaNow(r.opts.Now()),
 	}
+	if len(items) == 0 {
+		// Nothing to run in the background: done now, and the endpoint is free for the
+		// next replay at once.
+		defer release()
+		st.State, st.CompletionTime = heraldv1.ReplayComplete, ptr(metaNow(r.opts.Now()))
+	}
 	if err := r.opts.Progress.ReplayProgress(ctx, k, st); err != nil {
 		release()
 		return 0, fmt.Errorf("writing replay progress: %w", err)
+	}
+	if len(items) == 0 {
+		return 0, nil
 	}
 	r.opts.Log.Info("replay started", "endpoint", k.String(), "replay", id, "selection", st.Selection, "selected", len(items))
 	r.wg.Go(func() {
