@@ -76,8 +76,8 @@ func newSinkWith(t *testing.T, h http.Handler) *httptest.Server {
 
 // TestDispatcher_ReplaysTwoHourWindowAfterOutage: an endpoint's receiver fails every
 // other request for two hours (by the dispatcher's clock), so the window holds dead
-// letters and delivered events alike; a replay of "since 2h" from both sources delivers
-// every event of the window once more, and none outside it, with its progress on
+// letters and delivered events alike; a replay of that window (since, until) from both sources delivers
+// every event of the window once more, and none outside it (before or after), with its progress on
 // status.replay and a Normal Event at the end.
 func TestDispatcher_ReplaysTwoHourWindowAfterOutage(t *testing.T) {
 	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
@@ -131,18 +131,30 @@ func TestDispatcher_ReplaysTwoHourWindowAfterOutage(t *testing.T) {
 		d.publish(ns, id, "invoice.paid")
 		window = append(window, id)
 	}
-	clk.set(end)
-	// Wait for the outage's outcome: 12 delivered, 12 dead letters.
-	waitEndpoint(t, c, ns, "billing", "the window's deliveries settled", func(ep *heraldv1.WebhookEndpoint) bool {
+	waitEndpoint(t, c, ns, "billing", "the outage's dead letters", func(ep *heraldv1.WebhookEndpoint) bool {
 		k := ep.Status.Counters
 		return k != nil && k.DeadLettered == 12 && k.Delivered == 18 && k.Pending == 0
 	})
+	// After the window (the receiver is back), three more: not selected.
+	var after []string
 	outage.Store(false)
+	for i := range 3 {
+		clk.set(end.Add(time.Duration(i) * 5 * time.Minute))
+		id := fmt.Sprintf("evt_after_%d", i)
+		d.publish(ns, id, "invoice.paid")
+		after = append(after, id)
+	}
+	clk.set(end.Add(20 * time.Minute))
+	// Now 6 + 12 + 3 delivered, 12 dead letters.
+	waitEndpoint(t, c, ns, "billing", "the window's deliveries settled", func(ep *heraldv1.WebhookEndpoint) bool {
+		k := ep.Status.Counters
+		return k != nil && k.DeadLettered == 12 && k.Delivered == 21 && k.Pending == 0
+	})
 	sent := rcv.snapshot()
 
 	base := d.url + "/v1/namespaces/" + ns + "/endpoints/billing"
 	code, raw := call(t, http.MethodPost, base+"/replays", operator,
-		admin.ReplaySelectionRequest{Since: "2h", From: []string{"dead-letters", "delivered"}})
+		admin.ReplaySelectionRequest{Since: end.Add(-2 * time.Hour).Format(time.RFC3339), Until: end.Format(time.RFC3339), From: []string{"dead-letters", "delivered"}})
 	if code != http.StatusAccepted {
 		t.Fatalf("replay = %d %s", code, raw)
 	}
@@ -205,16 +217,16 @@ func TestDispatcher_ReplaysTwoHourWindowAfterOutage(t *testing.T) {
 	}
 	waitEndpoint(t, c, ns, "billing", "the replay's deliveries settled", func(ep *heraldv1.WebhookEndpoint) bool {
 		k := ep.Status.Counters
-		return k != nil && k.Delivered == 18+24 && k.Pending == 0
+		return k != nil && k.Delivered == 21+24 && k.Pending == 0
 	})
 	for _, id := range window {
 		if got := rcv.count(id) - sent[id]; got != 1 {
 			t.Errorf("%s received %d times by the replay, want once", id, got)
 		}
 	}
-	for _, id := range before {
+	for _, id := range append(before, after...) {
 		if got := rcv.count(id) - sent[id]; got != 0 {
-			t.Errorf("%s (before the window) received %d times by the replay, want none", id, got)
+			t.Errorf("%s (outside the window) received %d times by the replay, want none", id, got)
 		}
 	}
 	// The dead letters went with the replay.
