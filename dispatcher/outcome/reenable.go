@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"time"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
@@ -95,7 +97,7 @@ func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) erro
 // every replica writes status.replay; a replay that ended gets its Event.
 func (t *Tracker) ReplayProgress(ctx context.Context, k delivery.Key, p heraldv1.ReplayStatus) error {
 	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
-		s.Replay = p.DeepCopy()
+		s.Replay, s.ReplayBeat = p.DeepCopy(), t.now()
 		return true
 	})
 	if err != nil {
@@ -113,4 +115,24 @@ func (t *Tracker) ReplayProgress(ctx context.Context, k delivery.Key, p heraldv1
 		t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %s: %s", p.ID, p.Message))
 	}
 	return nil
+}
+
+// staleReplay is how long a running replay may go without reporting before it is taken
+// for lost: it reports at least every second while it re-sends, and a store that does
+// not answer makes it give up well within this.
+const staleReplay = 2 * time.Minute
+
+// orphaned marks a replay whose dispatcher stopped without saying so (a crash) as
+// Failed, so that status does not say Running for ever; it reports whether it did.
+func (t *Tracker) orphaned(s *State) bool {
+	r := s.Replay
+	if r == nil || r.State != heraldv1.ReplayRunning || s.ReplayBeat.IsZero() || t.now().Sub(s.ReplayBeat) < staleReplay {
+		return false
+	}
+	r.State = heraldv1.ReplayFailed
+	r.Message = fmt.Sprintf("the dispatcher running it stopped after %d re-sent (no progress since %s); start the replay again for the rest",
+		r.Resent, s.ReplayBeat.UTC().Format(time.RFC3339))
+	now := metav1.NewTime(t.now().UTC().Truncate(time.Second))
+	r.CompletionTime = &now
+	return true
 }
