@@ -368,29 +368,19 @@ func (t *Target) tokenError(ctx context.Context, err error) error {
 
 // discard drains a bounded amount of the body so the connection can be reused, without
 // letting a receiver make us read an endless body, and closes it.
-// sample reads the start of a response body; an empty body costs no allocation.
+// sample reads the start of a response body; an empty body costs no allocation (the
+// read buffer comes from a pool: a buffer passed to a Reader escapes to the heap).
 func sample(resp *http.Response) []byte {
-	var first [512]byte
-	n, _ := io.ReadFull(resp.Body, first[:])
+	buf := samplePool.Get().(*[BodySample]byte)
+	defer samplePool.Put(buf)
+	n, _ := io.ReadFull(resp.Body, buf[:])
 	if n == 0 {
 		return nil
 	}
-	b := append(make([]byte, 0, min(BodySample, n*2)), first[:n]...)
-	if n < len(first) {
-		return b
-	}
-	for len(b) < BodySample {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		m, err := resp.Body.Read(b[len(b):min(cap(b), BodySample)])
-		b = b[:len(b)+m]
-		if err != nil {
-			break
-		}
-	}
-	return b
+	return bytes.Clone(buf[:n])
 }
+
+var samplePool = sync.Pool{New: func() any { return new([BodySample]byte) }}
 
 func discard(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
