@@ -37,6 +37,7 @@ type dispatcherOptions struct {
 	statusInterval  time.Duration
 	otlpEndpoint    string
 	attemptLog      bool
+	replayRate      float64
 	auth            authOptions
 }
 
@@ -83,6 +84,7 @@ a flag given on the command line wins.`,
 	fs.DurationVar(&o.store.RetainDeliveredMaxAge, "retain-delivered-max-age", 72*time.Hour, "how long delivered events are kept for replay by selection (herald events resend)")
 	fs.Int64Var(&o.store.RetainDeliveredMaxBytes, "retain-delivered-max-bytes", 256<<20, "bytes of delivered events kept for replay at most, the oldest going first")
 	fs.BoolVar(&o.attemptLog, "attempt-log", true, "record every attempt (status, duration, response headers subset, first 4 KiB of the response body) in the store")
+	fs.Float64Var(&o.replayRate, "replay-rate", 0, "re-sends per second of one replay by selection at most; 0 for as fast as the store takes them (each endpoint's own limits still pace the deliveries)")
 	fs.DurationVar(&o.store.AttemptLogMaxAge, "attempt-log-max-age", 7*24*time.Hour, "how long attempt records are kept")
 	fs.Int64Var(&o.store.AttemptLogMaxBytes, "attempt-log-max-bytes", 128<<20, "bytes of attempt records kept at most, the oldest going first")
 	fs.Int64Var(&o.store.DeadLetterMaxBytes, "dead-letter-max-bytes", 0, "bytes of dead letters kept at most, the oldest going first; 0 for no cap but the NATS servers' storage")
@@ -169,6 +171,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		Ingest:            o.ingest,
 		MaxHeld:           o.maxHeld,
 		WithoutAttemptLog: !o.attemptLog,
+		ReplayRate:        o.replayRate,
 		MaxHeldAge:        o.maxHeldAge,
 		StatusInterval:    o.statusInterval,
 		Tracing:           tracing.Options{Endpoint: o.otlpEndpoint},
