@@ -36,6 +36,8 @@ type dispatcherOptions struct {
 	maxHeldAge      time.Duration
 	statusInterval  time.Duration
 	otlpEndpoint    string
+	attemptLog      bool
+	replayRate      float64
 	auth            authOptions
 }
 
@@ -79,6 +81,12 @@ a flag given on the command line wins.`,
 	fs.DurationVar(&o.ackWait, "ack-wait", 2*time.Minute, "how long an attempt may run before its delivery is handed to another worker")
 	fs.DurationVar(&o.store.DedupeWindow, "dedupe-window", 24*time.Hour, "how long an event id is remembered at ingest")
 	fs.DurationVar(&o.store.DeadLetterMaxAge, "dead-letter-max-age", 14*24*time.Hour, "how long dead letters are kept")
+	fs.DurationVar(&o.store.RetainDeliveredMaxAge, "retain-delivered-max-age", 72*time.Hour, "how long delivered events are kept for replay by selection (herald events resend)")
+	fs.Int64Var(&o.store.RetainDeliveredMaxBytes, "retain-delivered-max-bytes", 256<<20, "bytes of delivered events kept for replay at most, the oldest going first")
+	fs.BoolVar(&o.attemptLog, "attempt-log", true, "record every attempt (status, duration, response headers subset, first 4 KiB of the response body) in the store")
+	fs.Float64Var(&o.replayRate, "replay-rate", 0, "re-sends per second of one replay by selection at most; 0 for as fast as the store takes them (each endpoint's own limits still pace the deliveries)")
+	fs.DurationVar(&o.store.AttemptLogMaxAge, "attempt-log-max-age", 7*24*time.Hour, "how long attempt records are kept")
+	fs.Int64Var(&o.store.AttemptLogMaxBytes, "attempt-log-max-bytes", 128<<20, "bytes of attempt records kept at most, the oldest going first")
 	fs.Int64Var(&o.store.DeadLetterMaxBytes, "dead-letter-max-bytes", 0, "bytes of dead letters kept at most, the oldest going first; 0 for no cap but the NATS servers' storage")
 	fs.Int64Var(&o.store.MaxDedupeRecords, "dedupe-max-records", 250_000, "event ids remembered for deduplication at most (about 350 B of memory each); beyond, the oldest are forgotten first")
 	fs.Int64Var(&o.store.MaxPendingDeliveries, "max-pending-deliveries", 1_000_000, "deliveries stored at most; ingest answers 429 beyond")
@@ -153,18 +161,20 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	return app.Run(ctx, cfg, app.Options{
-		Store:           o.store,
-		IngestAddr:      o.ingestAddr,
-		HealthAddr:      o.healthAddr,
-		MetricsAddr:     o.metricsAddr,
-		WatchNamespaces: o.watchNamespaces,
-		Policy:          o.policy,
-		AckWait:         o.ackWait,
-		Ingest:          o.ingest,
-		MaxHeld:         o.maxHeld,
-		MaxHeldAge:      o.maxHeldAge,
-		StatusInterval:  o.statusInterval,
-		Tracing:         tracing.Options{Endpoint: o.otlpEndpoint},
+		Store:             o.store,
+		IngestAddr:        o.ingestAddr,
+		HealthAddr:        o.healthAddr,
+		MetricsAddr:       o.metricsAddr,
+		WatchNamespaces:   o.watchNamespaces,
+		Policy:            o.policy,
+		AckWait:           o.ackWait,
+		Ingest:            o.ingest,
+		MaxHeld:           o.maxHeld,
+		WithoutAttemptLog: !o.attemptLog,
+		ReplayRate:        o.replayRate,
+		MaxHeldAge:        o.maxHeldAge,
+		StatusInterval:    o.statusInterval,
+		Tracing:           tracing.Options{Endpoint: o.otlpEndpoint},
 		Authorizer: app.ClusterAuthorizer(app.AuthOptions{
 			Audiences: o.auth.audiences, APIKeys: o.auth.apiKeys, Namespaces: o.watchNamespaces, Log: log.WithName("auth"),
 		}),

@@ -96,6 +96,11 @@ func (o *apiOptions) transport(kube *kubeOptions, ns string) (http.RoundTripper,
 func (c *endpointAPI) call(ctx context.Context, method, name, suffix string, query url.Values, body, out any, what, verb, alternative string) error {
 	target := c.base.JoinPath("v1", "namespaces", c.namespace, "endpoints", name, suffix)
 	target.RawQuery = query.Encode()
+	return c.do(ctx, method, target, name, body, out, what, verb, alternative)
+}
+
+// do is call for any path of the API; a 200 or 202 answer is decoded into out.
+func (c *endpointAPI) do(ctx context.Context, method string, target *url.URL, name string, body, out any, what, verb, alternative string) error {
 	var rd io.Reader
 	if body != nil {
 		raw, err := json.Marshal(body)
@@ -133,7 +138,7 @@ func (c *endpointAPI) call(ctx context.Context, method, name, suffix string, que
 	if err != nil {
 		return fmt.Errorf("reading the answer of %s: %w", where, err)
 	}
-	if resp.StatusCode == http.StatusOK {
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusAccepted {
 		if err := json.Unmarshal(raw, out); err != nil {
 			return fmt.Errorf("%s answered %q, which is not the endpoint API's answer: is --server (or %s) the dispatcher's address?", where, truncateText(raw), envHeraldURL)
 		}
@@ -169,11 +174,14 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 		}
 		return errors.New(err)
 	case http.StatusNotFound:
+		if e.Error.Code == ingest.CodeNotFound && name == "" {
+			return fmt.Errorf("%s", msg)
+		}
 		if e.Error.Code == ingest.CodeNotFound {
 			return fmt.Errorf("the dispatcher knows no WebhookEndpoint %q in namespace %q: check the name and -n (kubectl get whe -n %s); an endpoint created moments ago may not have reached it yet", name, ns, ns)
 		}
 		return fmt.Errorf("%s has no such route (%s): is --server the dispatcher's base URL, without a path?", where, msg)
-	case http.StatusBadRequest:
+	case http.StatusBadRequest, http.StatusConflict:
 		return fmt.Errorf("the dispatcher refused the request: %s", msg)
 	case http.StatusServiceUnavailable:
 		return fmt.Errorf("the dispatcher cannot answer right now (%s): retry in a few seconds", msg)
@@ -300,12 +308,14 @@ type dlqReplayOptions struct {
 	wait          bool
 	output        string
 	timeout       time.Duration
+	// sel: --since and --until make it a replay by selection, in the background.
+	sel selectionOptions
 }
 
 func newDLQReplayCommand() *cobra.Command {
 	o := &dlqReplayOptions{}
 	cmd := &cobra.Command{
-		Use:   "replay ENDPOINT (--event-id ID... | --event-type TYPE | --all)",
+		Use:   "replay ENDPOINT (--event-id ID... | --event-type TYPE | --since T | --until T | --all)",
 		Short: "Deliver an endpoint's dead letters again",
 		Long: `Deliver an endpoint's dead letters again, with their original event ids (receivers
 deduplicate on them), on the endpoint's current configuration. A replayed dead letter
@@ -316,8 +326,14 @@ With --via-annotation (only with --all) the command instead sets the annotation
 ` + heraldv1.AnnotationReplayDeadLetters + ` to a new value through the API server, which needs
 only patch on the WebhookEndpoint, and waits until the dispatcher reports it handled
 (status.lastHandledReplay). A disabled endpoint holds replayed deliveries too:
-re-enable it (herald endpoint enable) to have them sent.`,
-		Example: `  herald dlq replay billing --event-id evt_01J8Z3 --event-id evt_01J8Z4
+re-enable it (herald endpoint enable) to have them sent.
+
+With --since or --until (alone or with --event-type or --event-id) the dead letters of
+the events accepted in that time range are replayed in the background, as herald events
+resend --from dead-letters does: the progress is on status.replay, and the command
+follows it unless --wait=false.`,
+		Example: `  herald dlq replay billing --since 2h
+  herald dlq replay billing --event-id evt_01J8Z3 --event-id evt_01J8Z4
   herald dlq replay billing --event-type invoice.paid
   herald dlq replay billing --all
   herald dlq replay billing --all --via-annotation`,
@@ -333,11 +349,14 @@ re-enable it (herald endpoint enable) to have them sent.`,
 	fs.StringVar(&o.eventType, "event-type", "", "replay the dead letters of this event type (exact)")
 	fs.BoolVar(&o.all, "all", false, "replay every dead letter of the endpoint")
 	fs.BoolVar(&o.viaAnnotation, "via-annotation", false, "set the "+heraldv1.AnnotationReplayDeadLetters+" annotation through the API server instead of calling the dispatcher (with --all only)")
-	fs.BoolVar(&o.wait, "wait", true, "with --via-annotation, wait until the dispatcher reports the annotation handled")
+	fs.BoolVar(&o.wait, "wait", true, "with --via-annotation, wait until the dispatcher reports the annotation handled; with --since or --until, follow the replay's progress until it is done")
 	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "how long to wait for the dispatcher")
-	cmd.MarkFlagsOneRequired("event-id", "event-type", "all")
+	o.sel.bindRange(fs)
+	cmd.MarkFlagsOneRequired("event-id", "event-type", "all", "since", "until")
 	cmd.MarkFlagsMutuallyExclusive("event-id", "event-type", "all")
+	cmd.MarkFlagsMutuallyExclusive("all", "since")
+	cmd.MarkFlagsMutuallyExclusive("all", "until")
 	return cmd
 }
 
@@ -370,6 +389,10 @@ func (o *dlqReplayOptions) run(cmd *cobra.Command, name string) error {
 	defer cancel()
 	if o.viaAnnotation {
 		return o.viaAnnotationRun(ctx, cmd, ns, name)
+	}
+	if o.sel.since != "" || o.sel.until != "" {
+		o.sel.eventType, o.sel.eventIDs, o.sel.wait = o.eventType, o.eventIDs, o.wait
+		return runSelection(cmd, &o.kube, &o.api, ns, name, o.output, o.timeout, &o.sel, "dead-letters")
 	}
 	api, err := o.api.client(&o.kube, ns)
 	if err != nil {

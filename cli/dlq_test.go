@@ -53,6 +53,7 @@ const (
 	nsDLQ      = "cli-dlq"
 	nsEnable   = "cli-enable"
 	nsUnserved = "cli-unserved"
+	nsHistory  = "cli-history"
 )
 
 type cluster struct {
@@ -101,7 +102,7 @@ func newCluster() (*cluster, error) {
 	if c.client, err = client.New(env.Config, client.Options{Scheme: env.Scheme}); err != nil {
 		return fail(err)
 	}
-	for _, ns := range []string{nsDLQ, nsEnable, nsUnserved} {
+	for _, ns := range []string{nsDLQ, nsEnable, nsUnserved, nsHistory} {
 		if err := c.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 			return fail(err)
 		}
@@ -151,7 +152,7 @@ func newCluster() (*cluster, error) {
 			IngestAddr:       "127.0.0.1:0",
 			HealthAddr:       "0",
 			MetricsAddr:      "0",
-			WatchNamespaces:  []string{nsDLQ, nsEnable},
+			WatchNamespaces:  []string{nsDLQ, nsEnable, nsHistory},
 			Policy:           outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
 			AckWait:          5 * time.Second,
 			StatusInterval:   200 * time.Millisecond,
@@ -515,7 +516,7 @@ func TestDLQ_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 			"--via-annotation replays every dead letter of the endpoint: use it with --all"},
 		{"no selection",
 			[]string{"dlq", "replay", "refusals", "--token", viewer},
-			"at least one of the flags in the group [event-id event-type all] is required"},
+			"at least one of the flags in the group [event-id event-type all since until] is required"},
 		{"two selections",
 			[]string{"dlq", "replay", "refusals", "--all", "--event-type", "a.b", "--token", viewer},
 			"if any flags in the group [event-id event-type all] are set none of the others can be"},

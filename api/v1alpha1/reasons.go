@@ -108,7 +108,18 @@ const (
 	EventEndpointEnabled     = "EndpointEnabled"
 	EventDeliveryFailed      = "DeliveryFailed"
 	EventDeadLettersReplayed = "DeadLettersReplayed"
-	EventFilterFailed        = ReasonFilterFailed
+	// EventReplayCompleted (Normal) ends a replay by selection; EventReplayFailed
+	// (Warning) says why one stopped.
+	EventReplayCompleted = "ReplayCompleted"
+	EventReplayFailed    = "ReplayFailed"
+	EventFilterFailed    = ReasonFilterFailed
+)
+
+// Replay states (status.replay.state).
+const (
+	ReplayRunning  = "Running"
+	ReplayComplete = "Complete"
+	ReplayFailed   = "Failed"
 )
 
 // Dead-letter reasons: why a delivery was given up.

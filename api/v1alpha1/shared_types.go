@@ -6,6 +6,10 @@ const (
 	// AnnotationReenable: any new value re-enables an auto-disabled endpoint once.
 	AnnotationReenable = "hooks.herald.dev/reenable"
 	// AnnotationReplayDeadLetters: any new value replays the endpoint's dead letters once.
+	// A value holding a selection (space-separated key=value: since, until, type, ids,
+	// from) replays what it selects instead, e.g.
+	// "since=2026-11-30T10:00:00Z until=2026-11-30T12:00:00Z from=dead-letters,delivered";
+	// the value is the replay's id on status.replay.
 	AnnotationReplayDeadLetters = "hooks.herald.dev/replay-dead-letters"
 )
 

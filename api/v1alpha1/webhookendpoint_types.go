@@ -440,6 +440,34 @@ type WebhookEndpointStatus struct {
 	// accepted after it wait; absent when nothing blocks.
 	// +optional
 	BlockedBy *BlockingDelivery `json:"blockedBy,omitempty"`
+	// Replay is the progress of the latest replay (dead letters and retained delivered
+	// events re-sent by selection), started through the endpoint API, the CLI or the
+	// replay annotation.
+	// +optional
+	Replay *ReplayStatus `json:"replay,omitempty"`
+}
+
+// ReplayStatus is the progress of one replay. Selected counts the deliveries the
+// selection matched when the replay started; Resent and Remaining move as it runs.
+type ReplayStatus struct {
+	// ID names the replay (the API's answer, or the annotation's value).
+	ID string `json:"id"`
+	// Selection is the selection as a person wrote it, e.g.
+	// "since=2026-11-30T10:00:00Z until=2026-11-30T12:00:00Z from=dead-letters,delivered".
+	// +optional
+	Selection string `json:"selection,omitempty"`
+	// State is Running, Complete or Failed.
+	// +kubebuilder:validation:Enum=Running;Complete;Failed
+	State     string `json:"state"`
+	Selected  int64  `json:"selected"`
+	Resent    int64  `json:"resent"`
+	Remaining int64  `json:"remaining"`
+	// Message says why a replay failed.
+	// +optional
+	Message   string      `json:"message,omitempty"`
+	StartTime metav1.Time `json:"startTime"`
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
 }
 
 // Argo CD applies the CRDs before the resources of the same sync (wave -1) and, like

@@ -1,6 +1,8 @@
 package workload
 
 import (
+	"time"
+
 	"errors"
 	"fmt"
 	"net/url"
@@ -88,6 +90,9 @@ type Config struct {
 	DeadLetterMaxBytes int64
 	// SyncAlways makes the embedded store fsync every write before answering 202.
 	SyncAlways bool
+	// History bounds the delivery history (retained delivered events, the attempt log);
+	// zero values are the dispatcher's defaults.
+	History HistoryConfig
 
 	// MaxBodyBytes caps one request to the ingest API.
 	MaxBodyBytes int64
@@ -155,6 +160,11 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.NATSStreamReplicas, "nats-stream-replicas", d.NATSStreamReplicas, "replicas of Herald's JetStream streams in the external cluster (1 to 5); 0 lets the dispatcher choose: 3 on a cluster, fewer if it is smaller, never fewer than the streams have")
 	fs.Int64Var(&c.MaxPendingBytes, "dispatcher-max-pending-bytes", 0, "bytes of deliveries stored at most (ingest answers 429 beyond); 0 leaves it to the NATS servers' storage")
 	fs.Int64Var(&c.DeadLetterMaxBytes, "dispatcher-dead-letter-max-bytes", 0, "bytes of dead letters kept at most, the oldest going first; 0 leaves it to the NATS servers' storage")
+	fs.DurationVar(&c.History.RetainDeliveredMaxAge, "dispatcher-retain-delivered-max-age", 72*time.Hour, "how long delivered events are kept for replay by selection")
+	fs.Int64Var(&c.History.RetainDeliveredMaxBytes, "dispatcher-retain-delivered-max-bytes", 256<<20, "bytes of delivered events kept for replay at most, the oldest going first")
+	fs.BoolVar(&c.History.WithoutAttemptLog, "dispatcher-without-attempt-log", false, "do not record attempts in the attempt log")
+	fs.DurationVar(&c.History.AttemptLogMaxAge, "dispatcher-attempt-log-max-age", 7*24*time.Hour, "how long attempt records are kept")
+	fs.Int64Var(&c.History.AttemptLogMaxBytes, "dispatcher-attempt-log-max-bytes", 128<<20, "bytes of attempt records kept at most, the oldest going first")
 	fs.BoolVar(&c.SyncAlways, "dispatcher-sync-always", false, "embedded mode: fsync every write before the 202, so a power loss of the node loses nothing (external mode: configure the NATS servers)")
 	fs.Int64Var(&c.MaxBodyBytes, "dispatcher-max-body-bytes", d.MaxBodyBytes, "largest request body the dispatcher's ingest API accepts")
 	fs.IntVar(&c.LogVerbosity, "dispatcher-log-verbosity", 0, "log verbosity of the dispatcher (0 info, 1 debug, 2 trace)")
@@ -181,6 +191,9 @@ func (c Config) Validate() error {
 	case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
 	default:
 		bad("--dispatcher-image-pull-policy must be Always, IfNotPresent or Never, not %q", c.ImagePullPolicy)
+	}
+	if h := c.History; h.RetainDeliveredMaxAge < 0 || h.RetainDeliveredMaxBytes < 0 || h.AttemptLogMaxAge < 0 || h.AttemptLogMaxBytes < 0 {
+		bad("--dispatcher-retain-delivered-max-age/-bytes and --dispatcher-attempt-log-max-age/-bytes must be 0 (the dispatcher's default) or more")
 	}
 	if c.MaxPendingBytes < 0 || c.DeadLetterMaxBytes < 0 {
 		bad("--dispatcher-max-pending-bytes and --dispatcher-dead-letter-max-bytes must be 0 (no cap but the servers' storage) or more")
@@ -269,4 +282,13 @@ func (c Config) resources() (requests, limits corev1.ResourceList) {
 	requests = add(add(nil, corev1.ResourceCPU, c.CPURequest), corev1.ResourceMemory, c.MemoryRequest)
 	limits = add(add(nil, corev1.ResourceCPU, c.CPULimit), corev1.ResourceMemory, c.MemoryLimit)
 	return requests, limits
+}
+
+// HistoryConfig bounds the dispatcher's delivery history, kept in its store.
+type HistoryConfig struct {
+	RetainDeliveredMaxAge   time.Duration
+	RetainDeliveredMaxBytes int64
+	WithoutAttemptLog       bool
+	AttemptLogMaxAge        time.Duration
+	AttemptLogMaxBytes      int64
 }

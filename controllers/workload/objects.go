@@ -79,6 +79,12 @@ type Settings struct {
 	DeadLetterMaxBytes int64 `json:"dead-letter-max-bytes,omitempty,string"`
 	// SyncAlways: the embedded store fsyncs every write.
 	SyncAlways bool `json:"nats-sync-always,omitempty,string"`
+	// The delivery history's bounds; absent, the dispatcher's defaults.
+	RetainDeliveredMaxAge   string `json:"retain-delivered-max-age,omitempty"`
+	RetainDeliveredMaxBytes int64  `json:"retain-delivered-max-bytes,omitempty,string"`
+	AttemptLog              bool   `json:"attempt-log,string"`
+	AttemptLogMaxAge        string `json:"attempt-log-max-age,omitempty"`
+	AttemptLogMaxBytes      int64  `json:"attempt-log-max-bytes,omitempty,string"`
 
 	AllowPlainHTTP       bool `json:"allow-plain-http,string"`
 	AllowPrivateNetworks bool `json:"allow-private-networks,string"`
@@ -93,17 +99,26 @@ type Settings struct {
 // Settings returns the dispatcher configuration for c.
 func (c Config) Settings() Settings {
 	s := Settings{
-		IngestBindAddress:      fmt.Sprintf(":%d", IngestPort),
-		MetricsBindAddress:     fmt.Sprintf(":%d", MetricsPort),
-		HealthProbeBindAddress: fmt.Sprintf(":%d", HealthPort),
-		AllowPlainHTTP:         c.Outbound.AllowPlainHTTP,
-		AllowPrivateNetworks:   c.Outbound.AllowPrivateNetworks,
-		AllowLoopback:          c.Outbound.AllowLoopback,
-		MaxBodyBytes:           c.MaxBodyBytes,
-		MaxPendingBytes:        c.MaxPendingBytes,
-		DeadLetterMaxBytes:     c.DeadLetterMaxBytes,
-		Verbosity:              c.LogVerbosity,
-		OTLPEndpoint:           c.OTLPEndpoint,
+		IngestBindAddress:       fmt.Sprintf(":%d", IngestPort),
+		MetricsBindAddress:      fmt.Sprintf(":%d", MetricsPort),
+		HealthProbeBindAddress:  fmt.Sprintf(":%d", HealthPort),
+		AllowPlainHTTP:          c.Outbound.AllowPlainHTTP,
+		AllowPrivateNetworks:    c.Outbound.AllowPrivateNetworks,
+		AllowLoopback:           c.Outbound.AllowLoopback,
+		MaxBodyBytes:            c.MaxBodyBytes,
+		MaxPendingBytes:         c.MaxPendingBytes,
+		DeadLetterMaxBytes:      c.DeadLetterMaxBytes,
+		Verbosity:               c.LogVerbosity,
+		OTLPEndpoint:            c.OTLPEndpoint,
+		RetainDeliveredMaxBytes: c.History.RetainDeliveredMaxBytes,
+		AttemptLog:              !c.History.WithoutAttemptLog,
+		AttemptLogMaxBytes:      c.History.AttemptLogMaxBytes,
+	}
+	if d := c.History.RetainDeliveredMaxAge; d > 0 {
+		s.RetainDeliveredMaxAge = d.String()
+	}
+	if d := c.History.AttemptLogMaxAge; d > 0 {
+		s.AttemptLogMaxAge = d.String()
 	}
 	switch c.Mode {
 	case ModeEmbedded:

@@ -1,6 +1,8 @@
 package workload_test
 
 import (
+	"time"
+
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -560,4 +562,33 @@ func TestSettings_StoreLimitsAndReplicasReachTheDispatcher(t *testing.T) {
 		t.Errorf("embedded dispatcher.yaml = %s; want nats-sync-always", data)
 	}
 	assertDispatcherAccepts(t, string(data))
+}
+
+// The delivery history's bounds reach the dispatcher's flags, in the form its flags
+// parse; left at zero they leave the dispatcher's own defaults.
+func TestSettings_HistoryBoundsReachTheDispatcher(t *testing.T) {
+	c := workload.DefaultConfig()
+	c.History = workload.HistoryConfig{RetainDeliveredMaxAge: 24 * time.Hour, RetainDeliveredMaxBytes: 1 << 20,
+		WithoutAttemptLog: true, AttemptLogMaxAge: 36 * time.Hour, AttemptLogMaxBytes: 2 << 20}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := yaml.Marshal(c.Settings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := parseSettings(t, string(data))
+	if s.RetainDeliveredMaxAge != "24h0m0s" || s.RetainDeliveredMaxBytes != 1<<20 || s.AttemptLog || s.AttemptLogMaxAge != "36h0m0s" || s.AttemptLogMaxBytes != 2<<20 {
+		t.Errorf("dispatcher.yaml = %s", data)
+	}
+	assertDispatcherAccepts(t, string(data))
+
+	data, _ = yaml.Marshal(workload.DefaultConfig().Settings())
+	if s := parseSettings(t, string(data)); !s.AttemptLog || strings.Contains(string(data), "max-age") {
+		t.Errorf("default dispatcher.yaml = %s; want the attempt log on and the dispatcher's default ages", data)
+	}
+	c.History.AttemptLogMaxBytes = -1
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--dispatcher-attempt-log-max-age/-bytes") {
+		t.Errorf("a negative bound: %v", err)
+	}
 }

@@ -1,9 +1,11 @@
 // Package admin is the dispatcher's endpoint API: list and replay an endpoint's dead
-// letters, and re-enable an auto-disabled endpoint. It is served next to ingest and
+// letters, replay by selection (dead letters and retained delivered events) in the
+// background, read the attempt log, and re-enable an auto-disabled endpoint. It is served next to ingest and
 // answers in the same JSON error shape. Callers authenticate with a ServiceAccount (or
 // user) token; listing needs get, replaying and re-enabling need update, on
 // webhookendpoints.hooks.herald.dev in the namespace — the same people who could do
-// it with kubectl through the annotations.
+// it with kubectl through the annotations. Reading the attempt log and an event's
+// history needs what listing dead letters needs.
 package admin
 
 import (
@@ -22,12 +24,20 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/replay"
 )
 
 // Store is what the API needs of the queue.
 type Store interface {
 	DeadLetters(ctx context.Context, namespace, endpoint string, fn func(*queue.DeadLetter) bool) error
 	ReplayDeadLetters(ctx context.Context, namespace, endpoint string, f queue.DeadLetterFilter) (int, error)
+	Attempts(ctx context.Context, q queue.HistoryQuery, fn func(*queue.AttemptRecord) bool) error
+	Delivered(ctx context.Context, q queue.HistoryQuery, fn func(*queue.Retained) bool) error
+}
+
+// Replayer starts replays by selection in the background.
+type Replayer interface {
+	Start(ctx context.Context, k delivery.Key, id string, sel replay.Selection) (int64, error)
 }
 
 // Lifecycle re-enables endpoints.
@@ -39,6 +49,10 @@ type Lifecycle interface {
 type Options struct {
 	Store     Store
 	Lifecycle Lifecycle
+	// Replayer runs replays by selection; nil leaves the replays route out.
+	Replayer Replayer
+	// Now is the clock of relative times ("since 2h"; default time.Now).
+	Now func() time.Time
 	// Known reports whether an endpoint exists.
 	Known func(namespace, name string) bool
 	// Read authorizes listing; Write authorizes replay and re-enable.
@@ -96,6 +110,9 @@ type Handler struct {
 
 // NewHandler returns the API handler; Register adds its routes to a mux.
 func NewHandler(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	h := &Handler{opts: o, mux: http.NewServeMux()}
 	h.Register(h.mux)
 	return h
@@ -108,6 +125,11 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+base+"/dead-letters", h.list)
 	mux.HandleFunc("POST "+base+"/dead-letters:replay", h.replay)
 	mux.HandleFunc("POST "+base+"/enable", h.enable)
+	mux.HandleFunc("GET "+base+"/attempts", h.attempts)
+	mux.HandleFunc("GET /v1/namespaces/{namespace}/events/{id}", h.event)
+	if h.opts.Replayer != nil {
+		mux.HandleFunc("POST "+base+"/replays", h.startReplay)
+	}
 }
 
 // ServeHTTP implements http.Handler.
@@ -139,7 +161,19 @@ func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authori
 		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "name", "endpoint name %q is not a valid object name", k.Name)
 		return k, false
 	}
-	if _, err := az.Authorize(r.Context(), r, k.Namespace); err != nil {
+	if !h.authorize(w, r, az, k.Namespace, what) {
+		return k, false
+	}
+	if h.opts.Known != nil && !h.opts.Known(k.Namespace, k.Name) {
+		writeError(w, http.StatusNotFound, ingest.CodeNotFound, "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
+		return k, false
+	}
+	return k, true
+}
+
+// authorize answers and returns false when the caller may not act in the namespace.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, az auth.Authorizer, namespace, what string) bool {
+	if _, err := az.Authorize(r.Context(), r, namespace); err != nil {
 		switch {
 		case errors.Is(err, auth.ErrUnauthenticated):
 			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s needs a bearer token (a ServiceAccount or user token)", what)
@@ -149,13 +183,9 @@ func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authori
 			h.opts.Log.Error(err, "authorizing admin request")
 			writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the decision could not be made; retry")
 		}
-		return k, false
+		return false
 	}
-	if h.opts.Known != nil && !h.opts.Known(k.Namespace, k.Name) {
-		writeError(w, http.StatusNotFound, ingest.CodeNotFound, "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
-		return k, false
-	}
-	return k, true
+	return true
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {

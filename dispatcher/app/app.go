@@ -72,7 +72,13 @@ type Options struct {
 	AdminAuthorizers func(mgr manager.Manager) (read, write auth.Authorizer, err error)
 	// Tracing configures the OTLP export of spans; the zero value exports none.
 	Tracing tracing.Options
-	Log     logr.Logger
+	// ReplayRate bounds the re-sends per second of one replay (0: no bound).
+	ReplayRate float64
+	// Now is the clock of acceptance and of relative times (default time.Now).
+	Now func() time.Time
+	// WithoutAttemptLog turns the attempt log off (--attempt-log=false).
+	WithoutAttemptLog bool
+	Log               logr.Logger
 	// Ready, when not nil, receives the ingest API's address once it serves.
 	Ready chan<- string
 }
@@ -150,10 +156,13 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			default: // a full queue already holds enough reasons to look again
 			}
 		},
-		Metrics:      ctrlmetrics.Registry,
-		FilterFailed: filters.Failed,
-		Tracer:       tracer,
-		Log:          log,
+		Metrics:           ctrlmetrics.Registry,
+		FilterFailed:      filters.Failed,
+		Tracer:            tracer,
+		WithoutAttemptLog: o.WithoutAttemptLog,
+		ReplayRate:        o.ReplayRate,
+		Now:               o.Now,
+		Log:               log,
 	})
 	if err != nil {
 		return err
@@ -193,7 +202,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("configuring endpoint API authentication: %w", err)
 		}
 		admin.NewHandler(admin.Options{
-			Store: store, Lifecycle: tracker, Known: engine.Known,
+			Store: store, Lifecycle: tracker, Replayer: p.Replayer, Known: engine.Known, Now: p.Now,
 			Read: read, Write: write, Log: log.WithName("admin"),
 		}).Register(mux)
 	}

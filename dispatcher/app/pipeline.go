@@ -16,6 +16,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/metrics"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/internal/tracing"
 )
@@ -42,6 +43,15 @@ type PipelineOptions struct {
 	// WithoutOutcome leaves out the shared failure state, for benchmarks that measure
 	// the route up to the receiver alone.
 	WithoutOutcome bool
+	// ReplayRate bounds the re-sends per second of one replay (0: as fast as the store
+	// takes them).
+	ReplayRate float64
+	// Now is the dispatcher's clock: when events are accepted, what "since 2h" means
+	// (default time.Now). Tests spread events over hours with it.
+	Now func() time.Time
+	// WithoutAttemptLog leaves out the attempt log (the retention of delivered
+	// deliveries for replay stays).
+	WithoutAttemptLog bool
 	// FilterFailed hears of subscription filters that failed on an event.
 	FilterFailed func(namespace, subscription, eventID string, err error)
 	// Tracer, when set, records spans for ingest, store and every attempt; nil records
@@ -59,6 +69,11 @@ type Pipeline struct {
 	Router  *router.Table
 	Engine  *delivery.Engine
 	Tracker *outcome.Tracker // nil WithoutOutcome
+	// Replayer runs replays by selection; nil WithoutOutcome (its progress is status).
+	Replayer *replay.Replayer
+	History  *queue.HistoryWriter
+	// Now is the dispatcher's clock (PipelineOptions.Now).
+	Now     func() time.Time
 	Metrics *metrics.Metrics // nil without PipelineOptions.Metrics
 	// Ingest is the ingest API.
 	Ingest http.Handler
@@ -71,14 +86,20 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	if err != nil {
 		return nil, fmt.Errorf("opening the delivery store: %w", err)
 	}
-	p = &Pipeline{Store: store, Router: router.NewTable()}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	p = &Pipeline{Store: store, Router: router.NewTable(), Now: o.Now}
 	defer func() {
 		if err != nil {
 			p.Close()
 		}
 	}()
 
-	var observers delivery.Observers
+	p.History = store.History()
+	// The history is written first: an attempt's record is handed over before anything
+	// else can take long.
+	observers := delivery.Observers{&replay.Recorder{History: p.History, AttemptLog: !o.WithoutAttemptLog}}
 	var gate func(delivery.Key) bool
 	if !o.WithoutOutcome {
 		notify := o.Notify
@@ -87,6 +108,15 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		}
 		p.Tracker = outcome.NewTracker(store, thresholds{p}, o.Events, notify, o.Log.WithName("outcome"))
 		observers = append(observers, p.Tracker)
+		p.Replayer = replay.New(replay.Options{Store: store, Progress: p.Tracker, Rate: o.ReplayRate, Now: o.Now, Log: o.Log.WithName("replay")})
+		p.Tracker.SetReplayer(func(ctx context.Context, k delivery.Key, token string) error {
+			sel, err := replay.ParseAnnotation(token, o.Now())
+			if err != nil {
+				return err
+			}
+			_, err = p.Replayer.Start(ctx, k, token, sel)
+			return err
+		})
 		gate = func(k delivery.Key) bool { _, disabled := p.Tracker.Disabled(k); return disabled }
 	}
 	if o.Metrics != nil {
@@ -99,14 +129,12 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		Store: store, AckWait: o.AckWait, Log: o.Log.WithName("delivery"),
 		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, Gate: gate, Tracer: o.Tracer,
 	}
-	if len(observers) > 0 {
-		opts.Observer = observers
-	}
+	opts.Observer = observers
 	p.Engine = delivery.New(opts)
 
 	handler, err := ingest.NewHandler(ingest.Options{
 		Acceptor: &accept.Acceptor{
-			Store: store, Router: p.Router, Known: p.Engine.Known, Log: o.Log.WithName("accept"),
+			Store: store, Router: p.Router, Known: p.Engine.Known, Now: o.Now, Log: o.Log.WithName("accept"),
 			FilterFailed: func(namespace, subscription, eventID string, ferr error) {
 				if p.Metrics != nil {
 					p.Metrics.FilterFailed(namespace)
@@ -133,8 +161,16 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 
 // Close stops the engine, detaches the metrics from the store and closes it.
 func (p *Pipeline) Close() {
+	if p.Replayer != nil {
+		p.Replayer.Stop()
+	}
 	if p.Engine != nil {
 		p.Engine.Stop()
+	}
+	if p.History != nil {
+		// After the engine: the records of its last attempts are written before the
+		// store closes.
+		p.History.Close()
 	}
 	if p.Metrics != nil {
 		// The registry is process-wide and outlives this dispatcher; its gauges must

@@ -7,7 +7,6 @@ import (
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -91,10 +90,4 @@ func benchOrdering(b *testing.B, ordered bool, latency time.Duration) {
 	// The process's CPU (engine, embedded JetStream server and receiver together), per
 	// delivery: what the machine pays, not only the engine.
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/delivery")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

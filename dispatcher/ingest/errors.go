@@ -24,6 +24,7 @@ const (
 	CodeRequestTimeout       = "request_timeout"
 	CodeUnavailable          = "unavailable"
 	CodeInternal             = "internal"
+	CodeConflict             = "conflict"
 )
 
 // ErrorResponse is the body of every non-2xx answer:

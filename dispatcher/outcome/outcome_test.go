@@ -1,6 +1,8 @@
 package outcome_test
 
 import (
+	"strings"
+
 	"context"
 	"errors"
 	"fmt"
@@ -221,5 +223,65 @@ func TestTracker_GoneDisablesAtOnce(t *testing.T) {
 	}
 	if want := "the receiver answered 410 Gone to event evt_1"; state.DisabledMessage != want {
 		t.Errorf("message = %q, want %q", state.DisabledMessage, want)
+	}
+}
+
+// TestTracker_ReplayOrphanedByACrashEndsFailed: a replay whose dispatcher crashed stops
+// reporting; once it has been silent for two minutes the next status write says it
+// failed and where it stopped, instead of Running for ever. One that reports stays
+// Running.
+func TestTracker_ReplayOrphanedByACrashEndsFailed(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.NewNamespace(t, k, "orphan-")
+	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"},
+		Spec: heraldv1.WebhookEndpointSpec{URL: "https://billing.example/hooks"}}
+	if err := k.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	key := delivery.Key{Namespace: ns, Name: "billing"}
+	dir := t.TempDir()
+	st := openStore(t, dir)
+	crashed := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
+	start := time.Now()
+	if err := crashed.ReplayProgress(ctx, key, heraldv1.ReplayStatus{ID: "rpl-1", State: heraldv1.ReplayRunning,
+		Selected: 10, Resent: 4, Remaining: 6, StartTime: metav1.NewTime(start)}); err != nil {
+		t.Fatal(err)
+	}
+	st.Abort()
+
+	st = openStore(t, dir)
+	defer st.Close()
+	restarted := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
+	clock := start
+	outcome.SetClock(restarted, func() time.Time { return clock })
+	w := &outcome.StatusWriter{
+		Client: k, Tracker: restarted, Store: st, Log: testr.New(t),
+		Lookup: func(delivery.Key) (*heraldv1.WebhookEndpoint, bool) {
+			var cur heraldv1.WebhookEndpoint
+			return &cur, k.Get(ctx, client.ObjectKeyFromObject(ep), &cur) == nil
+		},
+		Holds: func(delivery.Key) (string, string) { return "", "" },
+	}
+	replay := func() *heraldv1.ReplayStatus {
+		t.Helper()
+		if _, err := restarted.Load(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		w.Flush(ctx)
+		var cur heraldv1.WebhookEndpoint
+		if err := k.Get(ctx, client.ObjectKeyFromObject(ep), &cur); err != nil {
+			t.Fatal(err)
+		}
+		return cur.Status.Replay
+	}
+	clock = start.Add(time.Minute)
+	if r := replay(); r == nil || r.State != heraldv1.ReplayRunning {
+		t.Fatalf("a minute later status.replay = %+v, want still Running", r)
+	}
+	clock = start.Add(3 * time.Minute)
+	r := replay()
+	if r == nil || r.State != heraldv1.ReplayFailed || r.Resent != 4 || r.Remaining != 6 || r.CompletionTime == nil ||
+		!strings.Contains(r.Message, "stopped after 4 re-sent") {
+		t.Fatalf("three silent minutes later status.replay = %+v, want Failed saying where it stopped", r)
 	}
 }

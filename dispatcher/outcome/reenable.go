@@ -3,6 +3,9 @@ package outcome
 import (
 	"context"
 	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"time"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
@@ -56,13 +59,29 @@ func (t *Tracker) MarkReplay(ctx context.Context, k delivery.Key, token string) 
 	return changed, nil
 }
 
-// Replay replays every dead letter of the endpoint once per new token (the value of
-// the replay annotation); the token is claimed by compare-and-set first, so of several
-// replicas exactly one replays.
+// Replayer starts a replay by selection in the background (package replay); token is
+// its id and the annotation's value, which holds the selection.
+type Replayer func(ctx context.Context, k delivery.Key, token string) error
+
+// SetReplayer makes the replay annotation start replays by selection when its value
+// holds one.
+func (t *Tracker) SetReplayer(r Replayer) { t.replayer = r }
+
+// Replay acts on a new value of the replay annotation once: the token is claimed by
+// compare-and-set first, so of several replicas exactly one replays.
 func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) error {
 	claimed, err := t.MarkReplay(ctx, k, token)
 	if err != nil || !claimed {
 		return err
+	}
+	// A value holding a selection (key=value) is a replay by selection, run in the
+	// background; any other value replays every dead letter at once, as it always has.
+	if t.replayer != nil && strings.Contains(token, "=") {
+		if err := t.replayer(ctx, k, token); err != nil {
+			t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %q (annotation %s) not started: %v", token, heraldv1.AnnotationReplayDeadLetters, err))
+			return err
+		}
+		return nil
 	}
 	n, err := t.store.ReplayDeadLetters(ctx, k.Namespace, k.Name, queue.DeadLetterFilter{})
 	if err != nil {
@@ -72,4 +91,48 @@ func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) erro
 	t.log.Info("dead letters replayed", "endpoint", k.String(), "count", n, "token", token)
 	t.events.normal(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replayed %d dead letters (annotation %s=%s)", n, heraldv1.AnnotationReplayDeadLetters, token))
 	return nil
+}
+
+// ReplayProgress puts a replay's progress into the endpoint's shared state, from which
+// every replica writes status.replay; a replay that ended gets its Event.
+func (t *Tracker) ReplayProgress(ctx context.Context, k delivery.Key, p heraldv1.ReplayStatus) error {
+	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+		s.Replay, s.ReplayBeat = p.DeepCopy(), t.now()
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	t.remember(k, st, nil)
+	switch p.State {
+	case heraldv1.ReplayComplete:
+		note := fmt.Sprintf("replay %s re-sent %d of %d selected (%s)", p.ID, p.Resent, p.Selected, p.Selection)
+		if p.Message != "" {
+			note += "; " + p.Message
+		}
+		t.events.normal(k, heraldv1.EventReplayCompleted, "Replay", note)
+	case heraldv1.ReplayFailed:
+		t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %s: %s", p.ID, p.Message))
+	}
+	return nil
+}
+
+// staleReplay is how long a running replay may go without reporting before it is taken
+// for lost: it reports at least every second while it re-sends, and a store that does
+// not answer makes it give up well within this.
+const staleReplay = 2 * time.Minute
+
+// orphaned marks a replay whose dispatcher stopped without saying so (a crash) as
+// Failed, so that status does not say Running for ever; it reports whether it did.
+func (t *Tracker) orphaned(s *State) bool {
+	r := s.Replay
+	if r == nil || r.State != heraldv1.ReplayRunning || s.ReplayBeat.IsZero() || t.now().Sub(s.ReplayBeat) < staleReplay {
+		return false
+	}
+	r.State = heraldv1.ReplayFailed
+	r.Message = fmt.Sprintf("the dispatcher running it stopped after %d re-sent (no progress since %s); start the replay again for the rest",
+		r.Resent, s.ReplayBeat.UTC().Format(time.RFC3339))
+	now := metav1.NewTime(t.now().UTC().Truncate(time.Second))
+	r.CompletionTime = &now
+	return true
 }

@@ -28,6 +28,11 @@ type State struct {
 	LastReenable string `json:"lastReenable,omitempty"`
 	// LastReplay is the last value of the replay annotation acted on.
 	LastReplay string `json:"lastReplay,omitempty"`
+	// Replay is the progress of the endpoint's latest replay by selection.
+	Replay *heraldv1.ReplayStatus `json:"replay,omitempty"`
+	// ReplayBeat is when the running replay last reported; one silent for longer than
+	// staleReplay lost its dispatcher (a crash) and is marked Failed.
+	ReplayBeat time.Time `json:"replayBeat,omitzero"`
 	// LastAttempt and LastSuccess, the newest any replica saw.
 	LastAttempt *heraldv1.DeliveryAttempt `json:"lastAttempt,omitempty"`
 	LastSuccess time.Time                 `json:"lastSuccess,omitzero"`

@@ -116,6 +116,7 @@ type ownedStatus struct {
 	LastHandledReenable string                     `json:"lastHandledReenable,omitempty"`
 	LastHandledReplay   string                     `json:"lastHandledReplay,omitempty"`
 	BlockedBy           *heraldv1.BlockingDelivery `json:"blockedBy,omitempty"`
+	Replay              *heraldv1.ReplayStatus     `json:"replay,omitempty"`
 }
 
 // blocking is what status says of an ordered endpoint's failing head.
@@ -166,6 +167,7 @@ func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, blocked *her
 		LastHandledReenable: st.LastReenable,
 		LastHandledReplay:   st.LastReplay,
 		BlockedBy:           blocked,
+		Replay:              st.Replay,
 	}
 	if !st.LastSuccess.IsZero() {
 		out.LastSuccessTime = ptrTime(st.LastSuccess)
@@ -188,6 +190,7 @@ func current(ep *heraldv1.WebhookEndpoint) ownedStatus {
 		LastHandledReenable: s.LastHandledReenable,
 		LastHandledReplay:   s.LastHandledReplay,
 		BlockedBy:           s.BlockedBy,
+		Replay:              s.Replay,
 	}
 	for _, t := range []string{heraldv1.ConditionDisabled, heraldv1.ConditionDelivering} {
 		if c := meta.FindStatusCondition(s.Conditions, t); c != nil {

@@ -41,6 +41,7 @@ type Tracker struct {
 	notify     func(delivery.Key) // asks the watch to rebuild an endpoint's config
 	events     *EventSink
 	now        func() time.Time
+	replayer   Replayer // nil: the replay annotation replays every dead letter at once
 
 	mu    sync.Mutex
 	local map[delivery.Key]*local
@@ -218,7 +219,9 @@ func (t *Tracker) putBack(k delivery.Key, n news) {
 // fold adds this replica's news to the shared totals and returns them, so that every
 // replica writes the same figures.
 func (t *Tracker) fold(ctx context.Context, k delivery.Key, n news) (State, error) {
+	var orphaned bool
 	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+		orphaned = t.orphaned(s)
 		s.Delivered += n.delivered
 		s.FailedAttempts += n.failed
 		s.DeadLettered += n.dead
@@ -228,10 +231,13 @@ func (t *Tracker) fold(ctx context.Context, k delivery.Key, n news) (State, erro
 		if n.lastSuccess.After(s.LastSuccess) {
 			s.LastSuccess = n.lastSuccess.UTC().Truncate(time.Second)
 		}
-		return n.delivered != 0 || n.failed != 0 || n.dead != 0 || n.lastAttempt != nil || !n.lastSuccess.IsZero()
+		return orphaned || n.delivered != 0 || n.failed != 0 || n.dead != 0 || n.lastAttempt != nil || !n.lastSuccess.IsZero()
 	})
 	if err != nil {
 		return st, err
+	}
+	if orphaned {
+		t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %s: %s", st.Replay.ID, st.Replay.Message))
 	}
 	t.remember(k, st, nil)
 	return st, nil

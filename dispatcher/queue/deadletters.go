@@ -11,7 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// DeadLetterFilter selects dead letters; the zero value selects all.
+// DeadLetterFilter selects dead letters (and retained deliveries, see Select); the zero
+// value selects all.
 type DeadLetterFilter struct {
 	// EventIDs, when not empty, selects these events only.
 	EventIDs []string
@@ -19,16 +20,27 @@ type DeadLetterFilter struct {
 	EventType string
 	// Sequences, when not empty, selects these stored messages only.
 	Sequences []uint64
+	// Since and Until, when set, select the events accepted in [Since, Until).
+	Since, Until time.Time
 }
 
-func (f DeadLetterFilter) match(dl *DeadLetter) bool {
-	if f.EventType != "" && dl.EventType != f.EventType {
+func (f DeadLetterFilter) match(d *Delivery, seq uint64) bool {
+	if f.EventType != "" && d.EventType != f.EventType {
 		return false
 	}
-	if len(f.EventIDs) > 0 && !slices.Contains(f.EventIDs, dl.EventID) {
+	if len(f.EventIDs) > 0 && !slices.Contains(f.EventIDs, d.EventID) {
 		return false
 	}
-	return len(f.Sequences) == 0 || slices.Contains(f.Sequences, dl.Sequence)
+	if !f.Since.IsZero() || !f.Until.IsZero() {
+		at := d.AcceptedAt
+		if at.IsZero() {
+			at = d.CreatedAt
+		}
+		if (!f.Since.IsZero() && at.Before(f.Since)) || (!f.Until.IsZero() && !at.Before(f.Until)) {
+			return false
+		}
+	}
+	return len(f.Sequences) == 0 || slices.Contains(f.Sequences, seq)
 }
 
 // DeadLetters calls fn for each dead letter of an endpoint, oldest first, until fn
@@ -91,7 +103,7 @@ func (s *Store) DeadLetters(ctx context.Context, namespace, endpoint string, fn 
 func (s *Store) ReplayDeadLetters(ctx context.Context, namespace, endpoint string, f DeadLetterFilter) (int, error) {
 	var picked []DeadLetter
 	if err := s.DeadLetters(ctx, namespace, endpoint, func(dl *DeadLetter) bool {
-		if f.match(dl) {
+		if f.match(&dl.Delivery, dl.Sequence) {
 			picked = append(picked, *dl)
 		}
 		return true

@@ -69,6 +69,15 @@ type Options struct {
 	// DeadLetterMaxBytes bounds the dead-letter stream's size (0: no cap but the
 	// servers'); beyond it the oldest dead letters go first.
 	DeadLetterMaxBytes int64
+	// RetainDeliveredMaxAge and RetainDeliveredMaxBytes bound the retention of delivered
+	// deliveries, which can be re-sent by selection while retained (defaults 72h and
+	// 256 MiB, which fit the chart's 1 GiB volume beside the queue); beyond either the oldest go first.
+	RetainDeliveredMaxAge   time.Duration
+	RetainDeliveredMaxBytes int64
+	// AttemptLogMaxAge and AttemptLogMaxBytes bound the attempt log (defaults 7 days and
+	// 128 MiB); beyond either the oldest records go first.
+	AttemptLogMaxAge   time.Duration
+	AttemptLogMaxBytes int64
 	// SyncAlways makes the embedded server fsync every write. Off by default: a crash of
 	// the dispatcher process loses nothing either way (writes reach the OS before the
 	// 202), only a crash of the node's kernel could. An external cluster is configured
@@ -97,6 +106,18 @@ func (o *Options) defaults() {
 	if o.DeadLetterMaxBytes <= 0 {
 		o.DeadLetterMaxBytes = -1
 	}
+	if o.RetainDeliveredMaxAge <= 0 {
+		o.RetainDeliveredMaxAge = 72 * time.Hour
+	}
+	if o.RetainDeliveredMaxBytes <= 0 {
+		o.RetainDeliveredMaxBytes = 256 << 20
+	}
+	if o.AttemptLogMaxAge <= 0 {
+		o.AttemptLogMaxAge = 7 * 24 * time.Hour
+	}
+	if o.AttemptLogMaxBytes <= 0 {
+		o.AttemptLogMaxBytes = 128 << 20
+	}
 }
 
 // Store is an open connection to Herald's JetStream state.
@@ -108,6 +129,8 @@ type Store struct {
 
 	deliveries  jetstream.Stream
 	deadLetters jetstream.Stream
+	delivered   jetstream.Stream
+	attempts    jetstream.Stream
 	ingest      jetstream.KeyValue
 	state       jetstream.KeyValue
 	replies     replyMux
@@ -283,6 +306,9 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 	})
 	if err != nil {
 		return fmt.Errorf("creating stream %s: %w", DeadLettersStream, err)
+	}
+	if err := s.ensureHistory(ctx, replicas); err != nil {
+		return err
 	}
 	s.ingest, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      IngestBucket,

@@ -179,7 +179,14 @@ type Outcome struct {
 	Err error
 	// RetryAfter is the receiver's Retry-After on 429 or 503, zero otherwise.
 	RetryAfter time.Duration
+	// Header is the receiver's response header (nil when no answer arrived) and Body
+	// the first BodySample bytes of its response body, for the attempt log.
+	Header http.Header
+	Body   []byte
 }
+
+// BodySample is how much of a response body an Outcome keeps.
+const BodySample = 4 << 10
 
 // OK reports a successful attempt.
 func (o Outcome) OK() bool { return o.Err == nil }
@@ -306,9 +313,10 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 		}
 		return out
 	}
+	out.Body = sample(resp)
 	discard(resp)
 	out.Latency = time.Since(start)
-	out.StatusCode = resp.StatusCode
+	out.StatusCode, out.Header = resp.StatusCode, resp.Header
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
@@ -360,6 +368,20 @@ func (t *Target) tokenError(ctx context.Context, err error) error {
 
 // discard drains a bounded amount of the body so the connection can be reused, without
 // letting a receiver make us read an endless body, and closes it.
+// sample reads the start of a response body; an empty body costs no allocation (the
+// read buffer comes from a pool: a buffer passed to a Reader escapes to the heap).
+func sample(resp *http.Response) []byte {
+	buf := samplePool.Get().(*[BodySample]byte)
+	defer samplePool.Put(buf)
+	n, _ := io.ReadFull(resp.Body, buf[:])
+	if n == 0 {
+		return nil
+	}
+	return bytes.Clone(buf[:n])
+}
+
+var samplePool = sync.Pool{New: func() any { return new([BodySample]byte) }}
+
 func discard(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()

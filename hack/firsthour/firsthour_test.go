@@ -47,6 +47,11 @@ var expectations = []expectation{
 	{"herald dlq list billing", []string{"dead letters", "herald-demo/billing"}},
 	{"herald dlq replay billing --all --via-annotation", []string{"Annotated WebhookEndpoint herald-demo/billing", "the dispatcher replayed"}},
 	{"herald dlq replay billing --event-id", []string{"No dead letter of WebhookEndpoint herald-demo/billing matched"}},
+	{"herald dlq replay billing --since", []string{"Replay rpl-", "of WebhookEndpoint herald-demo/billing", "selected (since="}},
+	{"herald events resend billing", []string{"Replay rpl-", "of WebhookEndpoint herald-demo/billing", "selected (since="}},
+	{"herald events get evt_", []string{"WebhookEndpoint herald-demo/billing: Delivered", "HTTP 2"}},
+	// The demo's billing endpoint answers every attempt with 2xx.
+	{"herald attempts list billing --failed", []string{"No attempts of WebhookEndpoint herald-demo/billing match"}},
 	{`ln -s "$(command -v herald)" ~/.local/bin/kubectl-herald`, nil},
 	{"kubectl plugin list", []string{"/.local/bin/kubectl-herald"}},
 	{"kubectl herald endpoint status", []string{"NAME", "billing"}},

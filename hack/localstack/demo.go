@@ -86,6 +86,12 @@ func (s *stack) demo(ctx context.Context) error {
 	if err := s.waitDeliveries(ctx, events, func(ep string) bool { return !held[ep] }); err != nil {
 		return err
 	}
+	for _, ev := range events {
+		if slices.Contains(ev.Expected, "billing") && !held["billing"] {
+			s.demoEvent = ev.Result.ID
+			break
+		}
+	}
 	// A suspended sample shows that held deliveries are kept: they arrive once the
 	// endpoint is resumed, here with the command a person would type.
 	for _, u := range suspended {

@@ -58,6 +58,12 @@ func (s *stack) printHints() {
 			"    "+exportPath+" KUBECONFIG="+s.operator.kubeconfig+" "+url,
 			"    herald endpoint status                  # Ready (reason), Disabled, failures, counters, last attempt",
 			"    herald dlq list billing                 # dead letters, through the dispatcher's endpoint API",
+		)
+		if s.demoEvent != "" {
+			lines = append(lines,
+				"    herald events get "+s.demoEvent+"   # the demo's event to billing: every attempt, from the attempt log")
+		}
+		lines = append(lines,
 			"    herald endpoint enable billing          # re-enables; the dispatcher confirms",
 			"    kubectl get whe,whs",
 		)

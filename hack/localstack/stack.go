@@ -47,9 +47,12 @@ type stack struct {
 	receiver   *receiver
 	stopRecv   context.CancelFunc
 
-	ingestURL     string
-	producer      *identity
-	operator      *identity
+	ingestURL string
+	producer  *identity
+	operator  *identity
+	// demoEvent is an event the demo delivered to billing, for the operator's hint to
+	// read its attempts; empty without the demo.
+	demoEvent     string
 	firstDelivery time.Time
 }
 

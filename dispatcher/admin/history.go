@@ -1,0 +1,264 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/replay"
+)
+
+// ReplaySelectionRequest starts a replay by selection. Since and Until are RFC 3339
+// times or durations before now ("2h"); they select the events accepted in
+// [since, until). From names the sources (dead-letters, delivered; default
+// dead-letters). Nothing selects everything only with All, so that an empty body
+// never re-sends a whole history by accident.
+type ReplaySelectionRequest struct {
+	Since     string   `json:"since,omitempty"`
+	Until     string   `json:"until,omitempty"`
+	EventType string   `json:"eventType,omitempty"`
+	EventIDs  []string `json:"eventIds,omitempty"`
+	From      []string `json:"from,omitempty"`
+	All       bool     `json:"all,omitempty"`
+}
+
+// ReplayStarted answers a replay's start; its progress is on the endpoint's
+// status.replay under the same id.
+type ReplayStarted struct {
+	ID        string `json:"id"`
+	Selection string `json:"selection"`
+	Selected  int64  `json:"selected"`
+}
+
+func (h *Handler) startReplay(w http.ResponseWriter, r *http.Request) {
+	k, ok := h.target(w, r, h.opts.Write, "replaying")
+	if !ok {
+		return
+	}
+	var req ReplaySelectionRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, ingest.CodeInvalidJSON, "", "body must be JSON {since?, until?, eventType?, eventIds?, from?, all?}: %v", err)
+		return
+	}
+	now := h.opts.Now()
+	sel := replay.Selection{EventType: req.EventType, EventIDs: req.EventIDs}
+	var err error
+	if req.Since != "" {
+		if sel.Since, err = replay.ParseTime(req.Since, now); err != nil {
+			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "since", "since: %v", err)
+			return
+		}
+	}
+	if req.Until != "" {
+		if sel.Until, err = replay.ParseTime(req.Until, now); err != nil {
+			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "until", "until: %v", err)
+			return
+		}
+	}
+	sel.DeadLetters = len(req.From) == 0
+	for _, f := range req.From {
+		dl, dv, err := replay.ParseSources(f)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "from", "%v", err)
+			return
+		}
+		sel.DeadLetters, sel.Delivered = sel.DeadLetters || dl, sel.Delivered || dv
+	}
+	selects := req.Since != "" || req.Until != "" || req.EventType != "" || len(req.EventIDs) > 0
+	if selects == req.All {
+		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "all",
+			"select with since, until, eventType or eventIds, or set all: true to replay everything stored (not both)")
+		return
+	}
+	if err := sel.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "", "%v", err)
+		return
+	}
+	id := "rpl-" + strconv.FormatInt(now.UnixMilli(), 36)
+	n, err := h.opts.Replayer.Start(r.Context(), k, id, sel)
+	switch {
+	case errors.Is(err, replay.ErrBusy):
+		writeError(w, http.StatusConflict, ingest.CodeConflict, "", "%v; see status.replay and start again when it is done", err)
+		return
+	case err != nil:
+		h.opts.Log.Error(err, "starting a replay", "endpoint", k.String())
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the replay could not start; retry")
+		return
+	}
+	h.opts.Log.Info("replay started through the API", "endpoint", k.String(), "replay", id, "selected", n)
+	writeJSON(w, http.StatusAccepted, ReplayStarted{ID: id, Selection: sel.String(), Selected: n})
+}
+
+// Attempt is one attempt as the API shows it.
+type Attempt struct {
+	Endpoint       string            `json:"endpoint"`
+	EventID        string            `json:"eventId"`
+	EventType      string            `json:"eventType"`
+	DeliveryID     string            `json:"deliveryId"`
+	Attempt        int               `json:"attempt"`
+	Replay         int               `json:"replay,omitempty"`
+	Time           time.Time         `json:"time"`
+	DurationMillis float64           `json:"durationMs"`
+	StatusCode     int               `json:"statusCode,omitempty"`
+	Error          string            `json:"error,omitempty"`
+	Headers        map[string]string `json:"headers,omitempty"`
+	Body           string            `json:"body,omitempty"`
+	Final          bool              `json:"final,omitempty"`
+}
+
+func attemptOf(rec *queue.AttemptRecord) Attempt {
+	return Attempt{
+		Endpoint: rec.Endpoint, EventID: rec.EventID, EventType: rec.EventType, DeliveryID: rec.DeliveryID,
+		Attempt: rec.Attempt, Replay: rec.Replay, Time: rec.Time, DurationMillis: float64(rec.DurationMicros) / 1000,
+		StatusCode: rec.StatusCode, Error: rec.Error, Headers: rec.Headers, Body: rec.Body, Final: rec.Final,
+	}
+}
+
+// AttemptList is the answer to a listing of the attempt log, oldest first.
+type AttemptList struct {
+	Items []Attempt `json:"items"`
+	// More is true when the limit cut the list short.
+	More bool `json:"more"`
+}
+
+func (h *Handler) attempts(w http.ResponseWriter, r *http.Request) {
+	k, ok := h.target(w, r, h.opts.Read, "reading the attempt log")
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "limit", "limit must be a number from 1 to 1000")
+			return
+		}
+		limit = n
+	}
+	hq := queue.HistoryQuery{Namespace: k.Namespace, Endpoint: k.Name, EventID: q.Get("eventId")}
+	if v := q.Get("since"); v != "" {
+		var err error
+		if hq.Since, err = replay.ParseTime(v, h.opts.Now()); err != nil {
+			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "since", "since: %v", err)
+			return
+		}
+	}
+	failed := q.Get("failed") == "true"
+	out := AttemptList{Items: []Attempt{}}
+	err := h.opts.Store.Attempts(r.Context(), hq, func(rec *queue.AttemptRecord) bool {
+		if failed && !rec.Failed() {
+			return true
+		}
+		if len(out.Items) == limit {
+			out.More = true
+			return false
+		}
+		out.Items = append(out.Items, attemptOf(rec))
+		return true
+	})
+	if err != nil {
+		h.opts.Log.Error(err, "reading the attempt log", "endpoint", k.String())
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the attempt log cannot be read right now; retry")
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// EventHistory is what Herald remembers of one event: each endpoint it went to, with
+// every attempt. The payload is not included (see DeadLetter).
+type EventHistory struct {
+	EventID    string            `json:"eventId"`
+	EventType  string            `json:"eventType,omitempty"`
+	CreatedAt  *time.Time        `json:"createdAt,omitempty"`
+	AcceptedAt *time.Time        `json:"acceptedAt,omitempty"`
+	Deliveries []EventDeliveries `json:"deliveries"`
+}
+
+// EventDeliveries is the delivery of an event to one endpoint.
+type EventDeliveries struct {
+	Endpoint   string `json:"endpoint"`
+	DeliveryID string `json:"deliveryId"`
+	// State is Delivered, DeadLettered or Retrying, after the last attempt logged.
+	State       string     `json:"state"`
+	DeliveredAt *time.Time `json:"deliveredAt,omitempty"`
+	Attempts    []Attempt  `json:"attempts"`
+}
+
+func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
+	ns, id := r.PathValue("namespace"), r.PathValue("id")
+	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", ns)
+		return
+	}
+	if !h.authorize(w, r, h.opts.Read, ns, "reading an event's history") {
+		return
+	}
+	out := EventHistory{EventID: id, Deliveries: []EventDeliveries{}}
+	at := map[string]int{}
+	entry := func(endpoint, deliveryID string) *EventDeliveries {
+		i, ok := at[endpoint]
+		if !ok {
+			i = len(out.Deliveries)
+			at[endpoint] = i
+			out.Deliveries = append(out.Deliveries, EventDeliveries{Endpoint: endpoint, DeliveryID: deliveryID, Attempts: []Attempt{}})
+		}
+		return &out.Deliveries[i]
+	}
+	q := queue.HistoryQuery{Namespace: ns, EventID: id}
+	err := h.opts.Store.Attempts(r.Context(), q, func(rec *queue.AttemptRecord) bool {
+		if rec.EventID != id { // another id of the same hash token: as good as impossible
+			return true
+		}
+		out.EventType = rec.EventType
+		e := entry(rec.Endpoint, rec.DeliveryID)
+		e.Attempts = append(e.Attempts, attemptOf(rec))
+		switch {
+		case rec.Final && !rec.Failed():
+			e.State = "Delivered"
+		case rec.Final:
+			e.State = "DeadLettered"
+		default:
+			e.State = "Retrying"
+		}
+		return true
+	})
+	if err == nil {
+		err = h.opts.Store.Delivered(r.Context(), q, func(d *queue.Retained) bool {
+			if d.EventID != id {
+				return true
+			}
+			out.EventType = d.EventType
+			out.CreatedAt, out.AcceptedAt = ptrTime(d.CreatedAt), ptrTime(d.AcceptedAt)
+			e := entry(d.Endpoint, d.DeliveryID)
+			e.State, e.DeliveredAt = "Delivered", ptrTime(d.DeliveredAt)
+			return true
+		})
+	}
+	if err != nil {
+		h.opts.Log.Error(err, "reading an event's history", "namespace", ns)
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the history cannot be read right now; retry")
+		return
+	}
+	if len(out.Deliveries) == 0 {
+		writeError(w, http.StatusNotFound, ingest.CodeNotFound, "", "no attempt of event %q is in the attempt log of namespace %s (never routed, not attempted yet, or older than the log's retention)", id, ns)
+		return
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func ptrTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}

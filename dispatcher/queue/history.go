@@ -1,0 +1,306 @@
+package queue
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The history of deliveries, kept in JetStream (never in etcd) and bounded by age and
+// bytes: the delivered deliveries, retained so that they can be re-sent by selection,
+// and one small record per attempt, the attempt log. Both use one subject per event
+// and endpoint, so that the history of one event is read without scanning the rest.
+const (
+	DeliveredStream = "HERALD_DELIVERED"
+	AttemptsStream  = "HERALD_ATTEMPTS"
+
+	deliveredSubjectPrefix = "herald.done."
+	attemptSubjectPrefix   = "herald.att."
+
+	hdrDeliveredAt = "Herald-Delivered-At"
+)
+
+// eventToken maps an event id (any characters, chosen by producers) onto one subject
+// token.
+func eventToken(eventID string) string {
+	sum := sha256.Sum256([]byte(eventID))
+	return hex.EncodeToString(sum[:16])
+}
+
+// historySubject is the subject of one event's history at one endpoint. An empty
+// endpoint or event id is a wildcard.
+func historySubject(prefix, namespace, endpoint, eventID string) string {
+	ep, ev := "*", "*"
+	if endpoint != "" {
+		ep = subjectToken(endpoint)
+	}
+	if eventID != "" {
+		ev = eventToken(eventID)
+	}
+	return prefix + namespace + "." + ep + "." + ev
+}
+
+func (s *Store) ensureHistory(ctx context.Context, replicas int) error {
+	var err error
+	s.delivered, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        DeliveredStream,
+		Description: "Herald deliveries that reached their receiver, retained for replay by selection",
+		Subjects:    []string{deliveredSubjectPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		MaxAge:      s.opts.RetainDeliveredMaxAge,
+		MaxBytes:    s.opts.RetainDeliveredMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("creating stream %s: %w", DeliveredStream, err)
+	}
+	s.attempts, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        AttemptsStream,
+		Description: "Herald attempt log: one record per HTTP attempt (no payloads, no secrets)",
+		Subjects:    []string{attemptSubjectPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    replicas,
+		MaxAge:      s.opts.AttemptLogMaxAge,
+		MaxBytes:    s.opts.AttemptLogMaxBytes,
+		Discard:     jetstream.DiscardOld,
+		// Records are written once by the replica that made the attempt; a duplicate
+		// window would only cost memory.
+		Duplicates: time.Second,
+	})
+	if err != nil {
+		return fmt.Errorf("creating stream %s: %w", AttemptsStream, err)
+	}
+	return nil
+}
+
+// AttemptRecord is one entry of the attempt log. It holds what the receiver answered,
+// never what Herald sent: no payload, no signature, no header that could carry a secret.
+type AttemptRecord struct {
+	Namespace  string    `json:"namespace"`
+	Endpoint   string    `json:"endpoint"`
+	EventID    string    `json:"eventId"`
+	EventType  string    `json:"eventType"`
+	DeliveryID string    `json:"deliveryId"`
+	Attempt    int       `json:"attempt"`
+	Replay     int       `json:"replay,omitempty"`
+	Time       time.Time `json:"time"`
+	// DurationMicros is how long the attempt took, in microseconds.
+	DurationMicros int64 `json:"durationMicros"`
+	StatusCode     int   `json:"statusCode,omitempty"`
+	// Error is why the attempt failed; empty for a success.
+	Error string `json:"error,omitempty"`
+	// Headers is a subset of the response headers (see sender.Outcome).
+	Headers map[string]string `json:"headers,omitempty"`
+	// Body is the start of the response body (at most 4 KiB).
+	Body string `json:"body,omitempty"`
+	// Final is set on the attempt after which no other followed (delivered or given up).
+	Final bool `json:"final,omitempty"`
+}
+
+// Failed reports whether the attempt failed.
+func (r *AttemptRecord) Failed() bool { return r.Error != "" }
+
+// HistoryWriter publishes the history without waiting for the store: the delivery
+// workers hand records over and go on, the acknowledgements are collected by one
+// goroutine. A record whose publish fails is counted and logged, never retried: the
+// history is a log for people, and a delivery must not wait for it.
+type HistoryWriter struct {
+	s       *Store
+	futures chan jetstream.PubAckFuture
+	done    chan struct{}
+	// closing guards futures: records handed over after Close are dropped.
+	closing sync.RWMutex
+	closed  bool
+	mu      sync.Mutex
+	failed  int64
+	lastErr error
+}
+
+// History returns the writer of the history. Close stops it.
+func (s *Store) History() *HistoryWriter {
+	w := &HistoryWriter{s: s, futures: make(chan jetstream.PubAckFuture, 4096), done: make(chan struct{})}
+	go w.collect()
+	return w
+}
+
+func (w *HistoryWriter) collect() {
+	defer close(w.done)
+	for f := range w.futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			w.fail(err)
+		}
+	}
+}
+
+func (w *HistoryWriter) fail(err error) {
+	w.mu.Lock()
+	w.failed++
+	first := w.lastErr == nil
+	w.lastErr = err
+	w.mu.Unlock()
+	if first {
+		w.s.opts.Log.Error(err, "writing delivery history; the attempt log and retention miss records while this lasts")
+	}
+}
+
+// Failed is how many records could not be written, and the last error.
+func (w *HistoryWriter) Failed() (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.failed, w.lastErr
+}
+
+func (w *HistoryWriter) publish(m *nats.Msg) {
+	w.closing.RLock()
+	defer w.closing.RUnlock()
+	if w.closed {
+		return
+	}
+	f, err := w.s.js.PublishMsgAsync(m)
+	if err != nil {
+		w.fail(err)
+		return
+	}
+	w.futures <- f
+}
+
+// Attempt writes one attempt record.
+func (w *HistoryWriter) Attempt(r *AttemptRecord) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		w.fail(err)
+		return
+	}
+	w.publish(&nats.Msg{Subject: historySubject(attemptSubjectPrefix, r.Namespace, r.Endpoint, r.EventID), Data: data})
+}
+
+// Delivered retains a delivery that reached its receiver.
+func (w *HistoryWriter) Delivered(d *Delivery, at time.Time) {
+	m := d.toMsg(historySubject(deliveredSubjectPrefix, d.Namespace, d.Endpoint, d.EventID))
+	m.Header[hdrDeliveredAt] = []string{strconv.FormatInt(at.UnixMicro(), 10)}
+	m.Header[nats.MsgIdHdr] = []string{"done/" + d.msgID()}
+	w.publish(m)
+}
+
+// Close waits for the records handed over so far; later ones are dropped.
+func (w *HistoryWriter) Close() {
+	w.closing.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.futures)
+	}
+	w.closing.Unlock()
+	<-w.done
+}
+
+// Retained is a delivered delivery kept for re-sending.
+type Retained struct {
+	Delivery
+	Sequence    uint64
+	DeliveredAt time.Time
+}
+
+// HistoryQuery selects history records. Namespace is required; an empty Endpoint or
+// EventID matches all; Since, when set, skips what was stored before it.
+type HistoryQuery struct {
+	Namespace, Endpoint, EventID string
+	Since                        time.Time
+}
+
+// Attempts calls fn for each attempt record selected, oldest first, until fn returns
+// false.
+func (s *Store) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRecord) bool) error {
+	return s.scan(ctx, AttemptsStream, historySubject(attemptSubjectPrefix, q.Namespace, q.Endpoint, q.EventID), q.Since,
+		func(_ uint64, msg jetstream.Msg) (bool, error) {
+			var r AttemptRecord
+			if err := json.Unmarshal(msg.Data(), &r); err != nil {
+				return true, nil // a record of another version; skip it
+			}
+			return fn(&r), nil
+		})
+}
+
+// Delivered calls fn for each retained delivered delivery selected, oldest first,
+// until fn returns false.
+func (s *Store) Delivered(ctx context.Context, q HistoryQuery, fn func(*Retained) bool) error {
+	return s.scan(ctx, DeliveredStream, historySubject(deliveredSubjectPrefix, q.Namespace, q.Endpoint, q.EventID), q.Since,
+		func(seq uint64, msg jetstream.Msg) (bool, error) {
+			d, err := parseDelivery(msg.Headers(), msg.Data())
+			if err != nil {
+				return true, nil
+			}
+			r := Retained{Delivery: d, Sequence: seq}
+			if us, err := strconv.ParseInt(first(msg.Headers(), hdrDeliveredAt), 10, 64); err == nil {
+				r.DeliveredAt = time.UnixMicro(us)
+			}
+			return fn(&r), nil
+		})
+}
+
+// scan reads the messages of a subject (wildcards allowed), oldest first, through an
+// ephemeral ordered consumer: reading changes and locks nothing.
+func (s *Store) scan(ctx context.Context, stream, subject string, since time.Time, fn func(seq uint64, msg jetstream.Msg) (bool, error)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	cons, err := s.js.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", stream, s.storeError(err))
+	}
+	for ctx.Err() == nil {
+		batch, err := cons.FetchNoWait(256)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", stream, s.storeError(err))
+		}
+		n := 0
+		last := false
+		for msg := range batch.Messages() {
+			n++
+			md, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			goOn, err := fn(md.Sequence.Stream, msg)
+			if err != nil || !goOn {
+				return err
+			}
+			last = md.NumPending == 0
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("reading %s: %w", stream, s.storeError(err))
+		}
+		if n == 0 || last {
+			return nil
+		}
+	}
+	return ctx.Err()
+}
+
+// StreamBytes is the size of one of Herald's streams, for benchmarks and sizing.
+func (s *Store) StreamBytes(ctx context.Context, name string) (uint64, error) {
+	st, err := s.js.Stream(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("reading stream %s: %w", name, s.storeError(err))
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("reading stream %s: %w", name, s.storeError(err))
+	}
+	return info.State.Bytes, nil
+}
