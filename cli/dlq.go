@@ -209,12 +209,44 @@ works with only API server access: --via-annotation sets the endpoint's
 }
 
 type dlqListOptions struct {
-	kube      kubeOptions
-	api       apiOptions
+	list      listOptions
 	eventType string
-	limit     int
-	output    string
-	timeout   time.Duration
+}
+
+// listOptions are what the commands listing through the endpoint API share: where
+// (kubeconfig, dispatcher), how many, how printed, how long to wait.
+type listOptions struct {
+	kube    kubeOptions
+	api     apiOptions
+	limit   int
+	output  string
+	timeout time.Duration
+}
+
+func (o *listOptions) bind(fs *pflag.FlagSet) {
+	o.kube.bind(fs)
+	o.api.bind(fs)
+	fs.IntVar(&o.limit, "limit", 100, "at most this many (1 to 1000)")
+	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the dispatcher")
+}
+
+// start checks the flags and returns the namespace, the endpoint API's client and the
+// query holding the limit.
+func (o *listOptions) start() (ns string, api *endpointAPI, q url.Values, err error) {
+	if err := checkOutput(o.output); err != nil {
+		return "", nil, nil, err
+	}
+	if o.limit < 1 || o.limit > 1000 {
+		return "", nil, nil, fmt.Errorf("--limit %d is out of range: give 1 to 1000", o.limit)
+	}
+	if ns, err = o.kube.Namespace(); err != nil {
+		return "", nil, nil, err
+	}
+	if api, err = o.api.client(&o.kube, ns); err != nil {
+		return "", nil, nil, err
+	}
+	return ns, api, url.Values{"limit": {strconv.Itoa(o.limit)}}, nil
 }
 
 func newDLQListCommand() *cobra.Command {
@@ -233,42 +265,27 @@ may hold personal data, and the event id finds the event at its producer.`,
 		},
 	}
 	fs := cmd.Flags()
-	o.kube.bind(fs)
-	o.api.bind(fs)
+	o.list.bind(fs)
 	fs.StringVar(&o.eventType, "event-type", "", "only dead letters of this event type (exact)")
-	fs.IntVar(&o.limit, "limit", 100, "at most this many (1 to 1000)")
-	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the dispatcher")
 	return cmd
 }
 
 func (o *dlqListOptions) run(cmd *cobra.Command, name string) error {
-	if err := checkOutput(o.output); err != nil {
-		return err
-	}
-	if o.limit < 1 || o.limit > 1000 {
-		return fmt.Errorf("--limit %d is out of range: give 1 to 1000", o.limit)
-	}
-	ns, err := o.kube.Namespace()
+	ns, api, q, err := o.list.start()
 	if err != nil {
 		return err
 	}
-	api, err := o.api.client(&o.kube, ns)
-	if err != nil {
-		return err
-	}
-	q := url.Values{"limit": {strconv.Itoa(o.limit)}}
 	if o.eventType != "" {
 		q.Set("eventType", o.eventType)
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.list.timeout)
 	defer cancel()
 	var list admin.DeadLetterList
 	if err := api.call(ctx, http.MethodGet, name, "dead-letters", q, nil, &list, "listing dead letters", "get", ""); err != nil {
 		return err
 	}
-	if o.output != "table" {
-		return printObject(cmd.OutOrStdout(), o.output, list)
+	if o.list.output != "table" {
+		return printObject(cmd.OutOrStdout(), o.list.output, list)
 	}
 	if len(list.Items) == 0 {
 		what := "dead letters"
@@ -293,7 +310,7 @@ func (o *dlqListOptions) run(cmd *cobra.Command, name string) error {
 		return err
 	}
 	if list.More {
-		fmt.Fprintf(cmd.ErrOrStderr(), "More dead letters than --limit %d: raise --limit or narrow with --event-type.\n", o.limit)
+		fmt.Fprintf(cmd.ErrOrStderr(), "More dead letters than --limit %d: raise --limit or narrow with --event-type.\n", o.list.limit)
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -275,14 +274,10 @@ func printAttempts(w io.Writer, items []admin.Attempt, withEvent bool) {
 }
 
 type attemptsListOptions struct {
-	kube    kubeOptions
-	api     apiOptions
+	list    listOptions
 	failed  bool
 	since   string
 	eventID string
-	limit   int
-	output  string
-	timeout time.Duration
 }
 
 func newAttemptsCommand() *cobra.Command {
@@ -311,33 +306,18 @@ func newAttemptsListCommand() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	o.kube.bind(fs)
-	o.api.bind(fs)
+	o.list.bind(fs)
 	fs.BoolVar(&o.failed, "failed", false, "only failed attempts")
 	fs.StringVar(&o.since, "since", "", "only attempts at or after this time: RFC 3339 or a duration before now (1h)")
 	fs.StringVar(&o.eventID, "event-id", "", "only the attempts of this event")
-	fs.IntVar(&o.limit, "limit", 100, "at most this many (1 to 1000)")
-	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
-	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the dispatcher")
 	return cmd
 }
 
 func (o *attemptsListOptions) run(cmd *cobra.Command, name string) error {
-	if err := checkOutput(o.output); err != nil {
-		return err
-	}
-	if o.limit < 1 || o.limit > 1000 {
-		return fmt.Errorf("--limit %d is out of range: give 1 to 1000", o.limit)
-	}
-	ns, err := o.kube.Namespace()
+	ns, api, q, err := o.list.start()
 	if err != nil {
 		return err
 	}
-	api, err := o.api.client(&o.kube, ns)
-	if err != nil {
-		return err
-	}
-	q := url.Values{"limit": {strconv.Itoa(o.limit)}}
 	if o.failed {
 		q.Set("failed", "true")
 	}
@@ -347,14 +327,14 @@ func (o *attemptsListOptions) run(cmd *cobra.Command, name string) error {
 	if o.eventID != "" {
 		q.Set("eventId", o.eventID)
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+	ctx, cancel := context.WithTimeout(cmd.Context(), o.list.timeout)
 	defer cancel()
 	var list admin.AttemptList
 	if err := api.call(ctx, http.MethodGet, name, "attempts", q, nil, &list, "reading the attempt log", "get", ""); err != nil {
 		return err
 	}
-	if o.output != "table" {
-		return printObject(cmd.OutOrStdout(), o.output, list)
+	if o.list.output != "table" {
+		return printObject(cmd.OutOrStdout(), o.list.output, list)
 	}
 	if len(list.Items) == 0 {
 		fmt.Fprintf(cmd.ErrOrStderr(), "No attempts of WebhookEndpoint %s/%s match.\n", ns, name)
@@ -362,7 +342,7 @@ func (o *attemptsListOptions) run(cmd *cobra.Command, name string) error {
 	}
 	printAttempts(cmd.OutOrStdout(), list.Items, true)
 	if list.More {
-		fmt.Fprintf(cmd.ErrOrStderr(), "More attempts than --limit %d: raise --limit or narrow with --since, --failed or --event-id.\n", o.limit)
+		fmt.Fprintf(cmd.ErrOrStderr(), "More attempts than --limit %d: raise --limit or narrow with --since, --failed or --event-id.\n", o.list.limit)
 	}
 	return nil
 }
