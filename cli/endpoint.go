@@ -296,17 +296,7 @@ func (o *endpointStatusOptions) one(cmd *cobra.Command, name string) error {
 	if o.allNamespaces {
 		return errors.New("-A lists every namespace and takes no name: drop the name, or drop -A and give -n")
 	}
-	ns, err := o.kube.Namespace()
-	if err != nil {
-		return err
-	}
-	c, err := kubeClient(&o.kube)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-	defer cancel()
-	ep, err := getEndpoint(ctx, c, ns, name)
+	_, ep, err := readEndpoint(cmd.Context(), &o.kube, o.timeout, name)
 	if err != nil {
 		return err
 	}
@@ -456,6 +446,23 @@ func kubeClient(kube *kubeOptions) (client.Client, error) {
 		return nil, fmt.Errorf("connecting to the API server at %s: %w", cfg.Host, err)
 	}
 	return c, nil
+}
+
+// readEndpoint reads one WebhookEndpoint in the kubeconfig's namespace, waiting for the
+// API server at most timeout, and returns that namespace too.
+func readEndpoint(ctx context.Context, kube *kubeOptions, timeout time.Duration, name string) (string, *heraldv1.WebhookEndpoint, error) {
+	ns, err := kube.Namespace()
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := kubeClient(kube)
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ep, err := getEndpoint(ctx, c, ns, name)
+	return ns, ep, err
 }
 
 func getEndpoint(ctx context.Context, c client.Client, ns, name string) (*heraldv1.WebhookEndpoint, error) {

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -62,17 +61,7 @@ func (o *endpointPublicKeyOptions) run(cmd *cobra.Command, name string) error {
 	if err := checkOutput(o.output); err != nil {
 		return err
 	}
-	ns, err := o.kube.Namespace()
-	if err != nil {
-		return err
-	}
-	c, err := kubeClient(&o.kube)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-	defer cancel()
-	ep, err := getEndpoint(ctx, c, ns, name)
+	ns, ep, err := readEndpoint(cmd.Context(), &o.kube, o.timeout, name)
 	if err != nil {
 		return err
 	}
