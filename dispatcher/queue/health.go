@@ -28,6 +28,9 @@ type health struct {
 	err  error         // why the store cannot take writes; nil when it can
 	up   chan struct{} // closed while err is nil
 	kick chan struct{}
+	// lost counts the connection's drops: a probe that began before the last drop
+	// proves nothing about the connection after it.
+	lost uint64
 	stop chan struct{}
 	done chan struct{}
 }
@@ -66,17 +69,41 @@ func (s *Store) WaitWritable(ctx context.Context) error {
 // suspect asks the probe to look now: a request just failed in a way that says the
 // store may be unavailable. The probe, not the failed request, decides.
 func (s *Store) suspect() {
+	s.health.mu.Lock()
+	kick := s.health.kick
+	s.health.mu.Unlock()
 	select {
-	case s.health.kick <- struct{}{}:
+	case kick <- struct{}{}:
 	default:
 	}
 }
 
 func (s *Store) startProbe() {
 	h := &s.health
+	h.mu.Lock()
 	h.up, h.kick, h.stop, h.done = make(chan struct{}), make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
 	close(h.up)
+	h.mu.Unlock()
 	go s.probeLoop()
+}
+
+// connectionLost marks the store unwritable when the connection to NATS drops. The
+// connection may be back on another server within milliseconds, where the stream may
+// have no quorum: only the probe's next success over the new connection clears this.
+func (s *Store) connectionLost(err error) {
+	if err == nil {
+		err = errors.New("disconnected")
+	}
+	s.health.mu.Lock()
+	started := s.health.stop != nil
+	s.health.mu.Unlock()
+	if started {
+		s.health.mu.Lock()
+		s.health.lost++
+		s.health.mu.Unlock()
+		s.setWritable(fmt.Errorf("%w: connection to NATS lost: %v", ErrUnavailable, err))
+		s.suspect()
+	}
 }
 
 func (s *Store) stopProbe() {
@@ -95,8 +122,16 @@ func (s *Store) probeLoop() {
 	h := &s.health
 	defer close(h.done)
 	for {
+		h.mu.Lock()
+		lost := h.lost
+		h.mu.Unlock()
 		err := s.probe()
-		s.setWritable(err)
+		h.mu.Lock()
+		stale := err == nil && h.lost != lost
+		h.mu.Unlock()
+		if !stale {
+			s.setWritable(err)
+		}
 		interval := probeInterval
 		if err != nil {
 			interval = probeIntervalDown

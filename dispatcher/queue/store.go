@@ -153,7 +153,12 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			// A server that vanishes without closing the connection (a partition, a
 			// node powered off) is noticed after two missed pings, about 10s, instead of
 			// the client's default of four minutes; then the client moves to another.
-			nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(2)}
+			nats.PingInterval(5 * time.Second), nats.MaxPingsOutstanding(2),
+			// What the probe said before the connection moved to another server is not
+			// known to hold there: the store counts as unwritable until a probe over the
+			// new connection succeeds.
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { s.connectionLost(err) }),
+			nats.ReconnectHandler(func(*nats.Conn) { s.suspect() })}
 		if opts.CredentialsFile != "" {
 			nopts = append(nopts, nats.UserCredentials(opts.CredentialsFile))
 		}
