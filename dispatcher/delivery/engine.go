@@ -83,6 +83,9 @@ type Store interface {
 	WaitWritable(ctx context.Context) error
 	Consume(ctx context.Context, namespace, endpoint string, opts queue.ConsumerOptions) (*queue.Consumer, error)
 	PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)
+	UnsettledBySubject(ctx context.Context) (map[string]uint64, error)
+	// OnStored is how the engine hears of deliveries stored by this process.
+	OnStored(func(namespace, endpoint string))
 	FetchHeld(ctx context.Context, namespace, endpoint string, n int, opts queue.ConsumerOptions) ([]*queue.Pending, error)
 	// The retry state of an ordered endpoint's failing head.
 	OrderedHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
@@ -114,6 +117,14 @@ type Options struct {
 	// now. It closes the gap between a hold decided elsewhere (auto-disable by any
 	// replica) and the configuration update that follows it.
 	Gate func(Key) bool
+	// IdleAfter is how long an endpoint hands out no delivery, with none stored, before
+	// its consumer and workers stop (default 30s); the next delivery starts them again.
+	// The server removes a consumer no replica pulls from for twice as long.
+	IdleAfter time.Duration
+	// ScanInterval is how often the store is asked which endpoints have deliveries, to
+	// start those stored by other replicas or before a restart (default 2s). Deliveries
+	// this process stores start their endpoint at once (queue.Store.OnStored).
+	ScanInterval time.Duration
 	// Tracer, when set, records a span per attempt (child of the event's trace context)
 	// and sends the span's traceparent to the receiver. Nil records nothing and sends
 	// the event's own trace context.
@@ -131,6 +142,7 @@ type Engine struct {
 	mu      sync.RWMutex
 	runners map[Key]*runner
 	wg      sync.WaitGroup
+	scan    chan struct{}
 }
 
 // New returns an engine; its workers run until Stop.
@@ -153,11 +165,70 @@ func New(opts Options) *Engine {
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
+	if opts.IdleAfter <= 0 {
+		opts.IdleAfter = 30 * time.Second
+	}
+	if opts.ScanInterval <= 0 {
+		opts.ScanInterval = 2 * time.Second
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Engine{
+	e := &Engine{
 		opts: opts, store: opts.Store, log: opts.Log,
 		baseCtx: ctx, stop: cancel,
 		runners: map[Key]*runner{},
+		scan:    make(chan struct{}, 1),
+	}
+	opts.Store.OnStored(e.Stored)
+	e.wg.Go(e.scanLoop)
+	return e
+}
+
+// Stored starts an endpoint's runner if it is idle: this process has just stored a
+// delivery for it (the store's OnStored hook, set by New).
+func (e *Engine) Stored(namespace, name string) {
+	e.mu.RLock()
+	r, ok := e.runners[Key{Namespace: namespace, Name: name}]
+	e.mu.RUnlock()
+	if ok {
+		r.start()
+	}
+}
+
+// scanLoop starts the runners of endpoints the store holds deliveries for: those
+// stored before a restart, by another replica, or while an endpoint was unknown. One
+// request answers for every endpoint, so ten thousand idle endpoints cost one map walk
+// per ScanInterval and no consumer.
+func (e *Engine) scanLoop() {
+	tick := time.NewTicker(e.opts.ScanInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.baseCtx.Done():
+			return
+		case <-tick.C:
+		case <-e.scan:
+		}
+		ctx, cancel := context.WithTimeout(e.baseCtx, e.opts.ScanInterval+5*time.Second)
+		counts, err := e.store.UnsettledBySubject(ctx)
+		cancel()
+		if err != nil {
+			e.log.V(1).Info("asking the store which endpoints have deliveries", "error", err.Error())
+			continue
+		}
+		e.mu.RLock()
+		for _, r := range e.runners {
+			if counts[r.subject] > 0 {
+				r.start()
+			}
+		}
+		e.mu.RUnlock()
+	}
+}
+
+func (e *Engine) kickScan() {
+	select {
+	case e.scan <- struct{}{}:
+	default:
 	}
 }
 
@@ -178,12 +249,14 @@ func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
 	}
 	r, ok := e.runners[k]
 	if !ok {
-		r = &runner{e: e, key: k, wake: make(chan struct{}, 1), log: e.log.WithValues("endpoint", k.String())}
+		// Idle until the store shows a delivery for it: the scan asked for here, or a
+		// delivery stored by this process.
+		r = &runner{e: e, key: k, subject: queue.DeliverySubject(k.Namespace, k.Name), wake: make(chan struct{}, 1),
+			log: e.log.WithValues("endpoint", k.String())}
 		r.cfg.Store(&cfg)
-		ctx, cancel := context.WithCancel(e.baseCtx)
-		r.cancel = cancel
+		r.ctx, r.cancel = context.WithCancel(e.baseCtx)
 		e.runners[k] = r
-		e.wg.Go(func() { r.run(ctx) })
+		e.kickScan()
 		return
 	}
 	if cur := r.cfg.Load(); cur.Target != nil && cfg.Target != nil {
@@ -200,6 +273,8 @@ func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
 	case r.wake <- struct{}{}:
 	default:
 	}
+	// A released hold lets stored deliveries flow; an idle runner learns of them here.
+	e.kickScan()
 }
 
 // Remove stops the deliveries of a deleted endpoint. Its stored deliveries stay in the
@@ -283,6 +358,22 @@ func (o Observers) DeadLettered(k Key, dl *queue.DeadLetter) {
 	for _, x := range o {
 		x.DeadLettered(k, dl)
 	}
+}
+
+// Running is how many endpoints have a consumer and workers on this replica: those
+// with deliveries, and those idle for less than IdleAfter.
+func (e *Engine) Running() int {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	n := 0
+	for _, r := range e.runners {
+		r.runMu.Lock()
+		if r.running {
+			n++
+		}
+		r.runMu.Unlock()
+	}
+	return n
 }
 
 // Endpoints lists the endpoints with their hold reason ("" when deliveries flow).

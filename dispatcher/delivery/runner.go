@@ -16,14 +16,30 @@ import (
 	"github.com/herald-dev/herald/dispatcher/sender"
 )
 
-// runner consumes one endpoint's deliveries.
+// runner consumes one endpoint's deliveries. It runs only while the endpoint has
+// deliveries: an idle runner is this struct and its configuration, with no goroutine,
+// consumer or workers (see Engine).
 type runner struct {
-	e      *Engine
-	key    Key
-	log    logr.Logger
-	cfg    atomic.Pointer[EndpointConfig]
-	wake   chan struct{}
-	cancel context.CancelFunc
+	e       *Engine
+	key     Key
+	subject string // the endpoint's subject in the store, as UnsettledBySubject names it
+	log     logr.Logger
+	cfg     atomic.Pointer[EndpointConfig]
+	wake    chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	// runMu guards the runner's goroutine: running while it exists; poked when asked
+	// to run while it was deciding to stop, so that it looks again instead.
+	runMu   sync.Mutex
+	running bool
+	poked   bool
+
+	// lastHanded is when the consumer last handed out a delivery (unix ns), and
+	// inFlight how many are being handled: the runner is idle when it has handed out
+	// nothing for IdleAfter, handles nothing, and the store holds none of its deliveries.
+	lastHanded atomic.Int64
+	inFlight   atomic.Int32
 
 	limitMu sync.Mutex
 	limiter *rate.Limiter
@@ -63,15 +79,55 @@ func (r *runner) wait(ctx context.Context, rps int) error {
 	return l.Wait(ctx)
 }
 
-func (r *runner) run(ctx context.Context) {
+// start runs the runner's goroutine unless it runs already. It is asked by the engine
+// whenever the endpoint may have deliveries: stored by this process, found by the scan,
+// or a change of configuration.
+func (r *runner) start() {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	if r.ctx.Err() != nil {
+		return
+	}
+	if r.running {
+		r.poked = true
+		return
+	}
+	r.running, r.poked = true, false
+	r.e.wg.Go(r.run)
+}
+
+// stopIdle ends the runner's goroutine unless it was asked to run meanwhile.
+func (r *runner) stopIdle() bool {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	if r.poked && r.ctx.Err() == nil {
+		r.poked = false
+		return false
+	}
+	r.running = false
+	return true
+}
+
+func (r *runner) run() {
+	ctx := r.ctx
+	defer func() {
+		if ctx.Err() != nil {
+			r.runMu.Lock()
+			r.running = false
+			r.runMu.Unlock()
+		}
+	}()
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		cfg := r.cfg.Load()
+		var idle bool
+		var err error
 		if cfg.Hold != "" {
-			r.waitHeld(ctx)
-			continue
+			idle = r.waitHeld(ctx)
+		} else {
+			idle, err = r.consume(ctx, modeOf(cfg))
 		}
-		if err := r.consume(ctx, modeOf(cfg)); err != nil {
+		if err != nil {
 			r.log.Error(err, "consuming deliveries; retrying", "backoff", backoff)
 			select {
 			case <-time.After(backoff):
@@ -81,29 +137,63 @@ func (r *runner) run(ctx context.Context) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if idle && r.stopIdle() {
+			r.log.V(1).Info("endpoint idle; its consumer and workers stop until a delivery comes")
+			return
+		}
 	}
 }
 
-// consume runs workers until the endpoint is held, its mode changes, or ctx ends.
-func (r *runner) consume(ctx context.Context, m mode) error {
-	cons, err := r.e.store.Consume(ctx, r.key.Namespace, r.key.Name, queue.ConsumerOptions{
+// idle reports whether the endpoint has nothing to do: nothing handed out for
+// IdleAfter, nothing being handled, and no delivery of it in the store.
+func (r *runner) idle(ctx context.Context) bool {
+	if r.inFlight.Load() > 0 || time.Since(time.Unix(0, r.lastHanded.Load())) < r.e.opts.IdleAfter {
+		return false
+	}
+	n, err := r.e.store.PendingDeliveries(ctx, r.key.Namespace, r.key.Name)
+	return err == nil && n == 0
+}
+
+// consumerOptions are the endpoint's consumer's, the same whether it consumes or its
+// held deliveries are checked, so that neither rewrites what the other set.
+func (r *runner) consumerOptions(ordered bool, buffer int) queue.ConsumerOptions {
+	return queue.ConsumerOptions{
 		AckWait: r.e.opts.AckWait,
-		Buffer:  2 * m.workers,
-		Ordered: m.ordered,
-	})
+		Buffer:  buffer,
+		Ordered: ordered,
+		// The server removes the consumer once every replica found the endpoint idle.
+		InactiveThreshold: 2 * r.e.opts.IdleAfter,
+	}
+}
+
+// consume runs workers until the endpoint is held, its mode changes, it is idle (then
+// idle is true), or ctx ends.
+func (r *runner) consume(ctx context.Context, m mode) (idle bool, err error) {
+	cons, err := r.e.store.Consume(ctx, r.key.Namespace, r.key.Name, r.consumerOptions(m.ordered, 2*m.workers))
 	if err != nil {
-		return err
+		return false, err
 	}
 	if m.ordered {
 		r.headStale.Store(true)
 	}
+	r.lastHanded.Store(time.Now().UnixNano())
 	watchDone := make(chan struct{})
+	var stoppedIdle atomic.Bool
 	defer close(watchDone)
 	go func() {
+		check := time.NewTicker(r.e.opts.IdleAfter / 2)
+		defer check.Stop()
 		for {
 			select {
 			case <-r.wake:
 				if c := r.cfg.Load(); c.Hold != "" || modeOf(c) != m {
+					cons.Stop()
+					return
+				}
+			case <-check.C:
+				if r.idle(ctx) {
+					// What the consumer fetched meanwhile is still handed out below.
+					stoppedIdle.Store(true)
 					cons.Stop()
 					return
 				}
@@ -122,6 +212,8 @@ func (r *runner) consume(ctx context.Context, m mode) error {
 		wg.Go(func() {
 			for p := range work {
 				r.handle(ctx, p, m.ordered)
+				r.lastHanded.Store(time.Now().UnixNano())
+				r.inFlight.Add(-1)
 			}
 		})
 	}
@@ -132,7 +224,7 @@ func (r *runner) consume(ctx context.Context, m mode) error {
 	for {
 		p, err := cons.Next()
 		if errors.Is(err, queue.ErrStopped) {
-			return nil
+			return stoppedIdle.Load(), nil
 		}
 		if err != nil {
 			// The iterator recovers from transient errors (missed heartbeats, a
@@ -144,6 +236,8 @@ func (r *runner) consume(ctx context.Context, m mode) error {
 			}
 			continue
 		}
+		r.inFlight.Add(1)
+		r.lastHanded.Store(time.Now().UnixNano())
 		work <- p
 	}
 }
@@ -360,18 +454,23 @@ func (r *runner) release(p *queue.Pending) {
 // meanwhile, so that a forgotten suspended or disabled endpoint cannot grow the store
 // without bound. What exceeds a limit is dead-lettered (kept, listed, replayable) and
 // reported, never dropped.
-func (r *runner) waitHeld(ctx context.Context) {
+// It reports idle when the endpoint holds no delivery any more: a held endpoint with
+// nothing stored needs no goroutine either.
+func (r *runner) waitHeld(ctx context.Context) (idle bool) {
 	tick := time.NewTicker(r.e.opts.HeldCheckInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-r.wake:
-			return
+			return false
 		case <-ctx.Done():
-			return
+			return false
 		case <-tick.C:
 			if err := r.enforceHeldLimits(ctx); err != nil {
 				r.log.Error(err, "enforcing limits on held deliveries")
+			}
+			if n, err := r.e.store.PendingDeliveries(ctx, r.key.Namespace, r.key.Name); err == nil && n == 0 {
+				return true
 			}
 		}
 	}
@@ -385,8 +484,7 @@ func (r *runner) enforceHeldLimits(ctx context.Context) error {
 	excess := pending - r.e.opts.MaxHeld
 	for ctx.Err() == nil {
 		ordered := r.cfg.Load().Ordered
-		batch, err := r.e.store.FetchHeld(ctx, r.key.Namespace, r.key.Name, 100,
-			queue.ConsumerOptions{AckWait: r.e.opts.AckWait, Ordered: ordered})
+		batch, err := r.e.store.FetchHeld(ctx, r.key.Namespace, r.key.Name, 100, r.consumerOptions(ordered, 0))
 		if err != nil || len(batch) == 0 {
 			return err
 		}

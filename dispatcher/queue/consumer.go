@@ -26,8 +26,14 @@ func (s *Store) Publish(ctx context.Context, deliveries []Delivery) (duplicate [
 	}
 	for try := 1; ; try++ {
 		var inProcess []int
-		if inProcess, err = s.publish(ctx, deliveries, pending, duplicate); err != nil || len(inProcess) == 0 {
+		if inProcess, err = s.publish(ctx, deliveries, pending, duplicate); err != nil {
 			return duplicate, err
+		}
+		if len(inProcess) == 0 {
+			for i := range deliveries {
+				s.notifyStored(deliveries[i].Namespace, deliveries[i].Endpoint)
+			}
+			return duplicate, nil
 		}
 		// Another replica is storing the same delivery right now (a replicated stream
 		// answers "duplicate message id is in process" until it is committed): ask
@@ -119,6 +125,10 @@ type ConsumerOptions struct {
 	// handed out only once the one before is settled (delivered or dead-lettered), and
 	// a delivery handed back with a delay stays ahead of the rest.
 	Ordered bool
+	// InactiveThreshold is how long the consumer outlives the last pull request of
+	// any replica (default 1 minute; pull requests are renewed every 5s, so a reconnect
+	// does not lose it). Ordered consumers are kept.
+	InactiveThreshold time.Duration
 }
 
 // maxAckPending is how many deliveries the server hands out before the first of them is
@@ -130,6 +140,16 @@ func (o ConsumerOptions) maxAckPending() int {
 		return 1
 	}
 	return 100_000
+}
+
+func (o ConsumerOptions) inactiveThreshold() time.Duration {
+	switch {
+	case o.Ordered:
+		return 0
+	case o.InactiveThreshold <= 0:
+		return time.Minute
+	}
+	return o.InactiveThreshold
 }
 
 // Consumer yields the deliveries of one endpoint.
@@ -265,27 +285,6 @@ func (p *Pending) DeadLetter(ctx context.Context, dl DeadLetter) error {
 	return p.Ack(ctx)
 }
 
-// PendingDeliveries is how many deliveries of an endpoint are stored and not settled:
-// waiting, in retry wait, held or in flight.
-func (s *Store) PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error) {
-	cons, err := s.js.Consumer(ctx, DeliveriesStream, consumerName(namespace, endpoint))
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		info, err := s.deliveries.Info(ctx, jetstream.WithSubjectFilter(DeliverySubject(namespace, endpoint)))
-		if err != nil {
-			return 0, fmt.Errorf("reading delivery stream: %w", err)
-		}
-		return int64(info.State.Subjects[DeliverySubject(namespace, endpoint)]), nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, err)
-	}
-	return int64(info.NumPending) + int64(info.NumAckPending), nil
-}
-
 // FetchHeld fetches up to n deliveries of an endpoint whose consumer is otherwise
 // stopped (a held endpoint), oldest first, for enforcing the limits on held deliveries.
 // opts must be the endpoint's own (an ordered endpoint's consumer hands out one at a
@@ -324,6 +323,12 @@ func (s *Store) consumer(ctx context.Context, namespace, endpoint string, opts C
 		MaxAckPending: opts.maxAckPending(),
 		MaxDeliver:    -1,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// A consumer nobody pulls from (every replica found the endpoint idle, or it is
+		// held) is removed by the server, which is most of an idle endpoint's cost; the
+		// deliveries are the stream's, and the consumer made again when they come is
+		// handed them all. An ordered endpoint keeps its consumer: the delivery count of
+		// its failing head is how a replica knows to restore the head's retry state.
+		InactiveThreshold: opts.inactiveThreshold(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating consumer for %s/%s: %w", namespace, endpoint, err)

@@ -121,6 +121,7 @@ func (s *Store) ReplayDeadLetters(ctx context.Context, namespace, endpoint strin
 		if _, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(namespace, endpoint))); err != nil {
 			return replayed, fmt.Errorf("replaying event %s: %w", d.EventID, s.storeError(err))
 		}
+		s.notifyStored(namespace, endpoint)
 		if err := s.deadLetters.DeleteMsg(ctx, picked[i].Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return replayed, fmt.Errorf("removing replayed dead letter %d: %w", picked[i].Sequence, err)
 		}

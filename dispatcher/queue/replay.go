@@ -109,6 +109,7 @@ func (s *Store) Resend(ctx context.Context, it ReplayItem, replayID string) erro
 	if _, err := s.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("re-sending event %s: %w", d.EventID, s.storeError(err))
 	}
+	s.notifyStored(d.Namespace, d.Endpoint)
 	if it.From == FromDeadLetters {
 		if err := s.deadLetters.DeleteMsg(ctx, it.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return fmt.Errorf("removing replayed dead letter %d: %w", it.Sequence, err)

@@ -137,6 +137,7 @@ type Store struct {
 	// replicas is how many copies the streams were placed with.
 	replicas int
 	health   health
+	stored   storedHook
 }
 
 // Open starts or connects to JetStream and ensures Herald's streams and buckets exist.

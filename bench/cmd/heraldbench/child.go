@@ -28,11 +28,17 @@ type child struct {
 }
 
 func startChild(name, observer, env string, verbosity int) (*child, error) {
-	exe, err := os.Executable()
+	dir, err := os.MkdirTemp("", "heraldbench-"+name+"-")
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "heraldbench-"+name+"-")
+	return startChildIn(dir, observer, env, verbosity)
+}
+
+// startChildIn starts a dispatcher on the store in dir, which a stopped child may have
+// left: a restart.
+func startChildIn(dir, observer, env string, verbosity int) (*child, error) {
+	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}

@@ -53,6 +53,8 @@ type endpointSpec struct {
 	Schedule    []time.Duration `json:"schedule"`
 	MaxInFlight int             `json:"maxInFlight"`
 	Hold        string          `json:"hold,omitempty"`
+	// Types are the event types its subscription matches; none means every event.
+	Types []string `json:"types,omitempty"`
 }
 
 type childConfig struct {
@@ -187,7 +189,11 @@ func (d *dispatcherChild) upsert(spec endpointSpec) error {
 	}
 	k := delivery.Key{Namespace: benchNamespace, Name: spec.Name}
 	d.p.Engine.Upsert(k, cfg)
-	d.p.Router.Set(benchNamespace, router.Subscription{Name: "to-" + spec.Name, Endpoint: spec.Name, Patterns: []string{"*"}})
+	patterns := spec.Types
+	if len(patterns) == 0 {
+		patterns = []string{"*"}
+	}
+	d.p.Router.Set(benchNamespace, router.Subscription{Name: "to-" + spec.Name, Endpoint: spec.Name, Patterns: patterns})
 	return nil
 }
 

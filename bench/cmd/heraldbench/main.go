@@ -52,6 +52,7 @@ type options struct {
 	Profile         string        `json:"profile"`
 	DispatcherEnv   string        `json:"dispatcherEnv,omitempty"`
 	Verbosity       int           `json:"dispatcherVerbosity,omitempty"`
+	IdleEndpoints   string        `json:"idleEndpoints"`
 	Out             string        `json:"-"`
 	Tag             string        `json:"tag"`
 }
@@ -66,7 +67,8 @@ func main() {
 	}
 	var o options
 	flag.BoolVar(&o.Quick, "quick", false, "CI-size run: 3s scenarios, 10k-delivery backlog (overrides -duration, -ceiling-duration, -backlog)")
-	flag.StringVar(&o.Scenarios, "scenarios", "a,b,c,d,e", "scenarios to run: a (1:1), b (fan-out 1:10), c (isolation), d (backlog drain), e (steady latency)")
+	flag.StringVar(&o.Scenarios, "scenarios", "a,b,c,d,e,f", "scenarios to run: a (1:1), b (fan-out 1:10), c (isolation), d (backlog drain), e (steady latency), f (endpoints at scale; reruns those of a, b, c that are listed with the most idle endpoints registered)")
+	flag.StringVar(&o.IdleEndpoints, "idle-endpoints", "1000,10000", "f: counts of idle endpoints to register, each on a fresh dispatcher")
 	flag.DurationVar(&o.Duration, "duration", 20*time.Second, "how long the load runs in a, b, c and e")
 	flag.DurationVar(&o.CeilingDuration, "ceiling-duration", 10*time.Second, "how long each ceiling measurement runs")
 	flag.IntVar(&o.Concurrency, "concurrency", 8, "load generator connections (and the ceiling's)")
@@ -88,6 +90,7 @@ func main() {
 	flag.Parse()
 	if o.Quick {
 		o.Duration, o.CeilingDuration, o.Backlog, o.DrainTimeout = 3*time.Second, 3*time.Second, 10_000, 2*time.Minute
+		o.IdleEndpoints = "1000"
 		if o.Tag == "" {
 			o.Tag = "quick"
 		}
@@ -145,6 +148,7 @@ func run(o *options) error {
 		f    func() (*scenarioResult, error)
 	}{
 		{"a", b.scenarioA}, {"b", b.scenarioB}, {"c", b.scenarioC}, {"d", b.scenarioD}, {"e", b.scenarioE},
+		{"f", b.scenarioF},
 	}
 	for _, s := range steps {
 		if !o.has(s.name) {
@@ -210,6 +214,8 @@ type bench struct {
 	data    []byte
 	stamp   string
 	profDir string
+	// registered are idle endpoints every dispatcher gets next to its scenario's own.
+	registered []endpointSpec
 }
 
 // ceilings measure plain POSTs of the delivered body from the load generator's client

@@ -98,6 +98,10 @@ type scenarioResult struct {
 	PerSecond       []int64        `json:"deliveries_by_second,omitempty"`
 	LongestGapMs    float64        `json:"longest_pause_between_receipts_ms,omitempty"`
 
+	// f: one entry per count of idle endpoints, and a, b, c run with the most of them.
+	Scale          []*scaleResult    `json:"scale,omitempty"`
+	WithRegistered []*scenarioResult `json:"with_registered,omitempty"`
+
 	Incomplete bool     `json:"incomplete,omitempty"`
 	Notes      []string `json:"notes,omitempty"`
 }
@@ -164,6 +168,20 @@ func targets(r *results) []target {
 	if e := sc["e"]; e != nil {
 		t = append(t, target{"e: p99 ingest-to-receipt", "≤ 50 ms", fmt.Sprintf("%.1f ms", e.Latency.P99), e.Latency.P99 <= 50})
 	}
+	if f := sc["f"]; f != nil {
+		for _, s := range f.Scale {
+			t = append(t, target{fmt.Sprintf("f: RSS per idle endpoint, %d endpoints", s.Endpoints), "≤ 20 KiB",
+				fmt.Sprintf("%.1f KiB", s.RSSPerIdleEndpointKiB), s.RSSPerIdleEndpointKiB <= 20})
+			t = append(t, target{fmt.Sprintf("f: restart until served, %d endpoints", s.Endpoints), "≤ 10 s",
+				fmt.Sprintf("%.1f s", s.RestartServedSeconds), s.RestartServedSeconds <= 10})
+		}
+		for _, s := range f.WithRegistered {
+			if s.Name == "c" && s.HealthyVsB > 0 {
+				t = append(t, target{"f: c with the most endpoints registered, healthy vs b", "≥ 90 % of b",
+					fmt.Sprintf("%.0f %% (worst endpoint %.0f %%)", s.HealthyVsB, s.WorstHealthyVsB), s.HealthyVsB >= 90})
+			}
+		}
+	}
 	return t
 }
 
@@ -218,6 +236,29 @@ func markdown(w io.Writer, r *results) {
 			fmt.Fprintf(w, " %s %.0f;", e.Name, e.PerSecond)
 		}
 		fmt.Fprintln(w)
+	}
+	if f := r.Scenarios["f"]; f != nil {
+		fmt.Fprintln(w, "\nf. endpoints at scale (RSS after FreeOSMemory; the first delivery is publish-to-receipt to an endpoint idle until then; restart is process start to every endpoint registered and one event to each of 20 of them received):")
+		fmt.Fprintln(w, "\n| idle endpoints | register s | RSS empty → idle MiB | per idle endpoint | goroutines | idle CPU | first delivery p50 / max ms | per busy endpoint | restart: ready / registered / served s |")
+		fmt.Fprintln(w, "|---:|---:|---|---:|---|---:|---|---:|---|")
+		for _, s := range f.Scale {
+			fmt.Fprintf(w, "| %d | %.1f | %.0f → %.0f | %.1f KiB (heap %.0f B) | %d → %d | %.1f %% | %.1f / %.1f | %.0f KiB | %.1f / %.1f / %.1f |\n",
+				s.Endpoints, s.RegisterSeconds, s.RSSEmptyMiB, s.RSSIdleMiB, s.RSSPerIdleEndpointKiB, s.HeapPerIdleEndpointB,
+				s.GoroutinesEmpty, s.GoroutinesIdle, s.IdleCPUPercent, s.FirstDelivery.P50, s.FirstDelivery.Max,
+				s.RSSPerBusyEndpointKiB, s.RestartReadySeconds, s.RestartRegisterSeconds, s.RestartServedSeconds)
+		}
+		if len(f.WithRegistered) > 0 {
+			fmt.Fprintln(w, "\n| with idle endpoints registered | deliveries/s | % of ceiling | vs the same scenario alone | p99 ms | peak RSS MiB | CPU s / 1k |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+			for _, s := range f.WithRegistered {
+				vs := "–"
+				if alone := r.Scenarios[s.Name]; alone != nil && alone.DeliveriesPerSecond > 0 {
+					vs = fmt.Sprintf("%.0f %%", 100*s.DeliveriesPerSecond/alone.DeliveriesPerSecond)
+				}
+				fmt.Fprintf(w, "| %s. %s | %.0f | %.0f | %s | %.1f | %.0f | %.3f |\n", s.Name, s.Title, s.DeliveriesPerSecond,
+					s.CeilingPercent, vs, s.Latency.P99, s.PeakRSSMiB, s.CPUSecondsPer1k)
+			}
+		}
 	}
 	if e := r.Scenarios["e"]; e != nil {
 		fmt.Fprintf(w, "\ne. ingest POST round trip: p50 %.2f ms, p99 %.2f ms; ingest-to-receipt p99.9 %.1f ms, max %.1f ms.\n",

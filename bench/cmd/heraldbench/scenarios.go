@@ -58,7 +58,7 @@ func (b *bench) newSetup(name string, healthy, dead int, hold string) (*setup, e
 		s.closeReceivers()
 		return nil, err
 	}
-	if err := s.child.call("POST", "/endpoints", s.specs, nil); err != nil {
+	if err := register(s.child, append(append([]endpointSpec{}, s.specs...), b.registered...)); err != nil {
 		s.close()
 		return nil, err
 	}
