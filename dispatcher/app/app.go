@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -62,6 +63,9 @@ type Options struct {
 	// and 72h); beyond them deliveries are dead-lettered.
 	MaxHeld    int64
 	MaxHeldAge time.Duration
+	// IdleAfter is how long an endpoint's consumer and workers outlive its last
+	// delivery (default 30s; see delivery.Options).
+	IdleAfter time.Duration
 	// StatusInterval is the most often one endpoint's status is written (default 5s).
 	StatusInterval time.Duration
 	// Authorizer decides who may publish. Built from the cluster when nil by
@@ -83,10 +87,27 @@ type Options struct {
 	Ready chan<- string
 }
 
+// slimCached drops from every cached object what the dispatcher never reads and what
+// makes up much of its size: managedFields (status is written by server-side apply,
+// which does not need them) and kubectl's last-applied-configuration annotation (a
+// second copy of the object, Secret data included, for everything made by kubectl apply).
+func slimCached(obj any) (any, error) {
+	obj, err := cache.TransformStripManagedFields()(obj)
+	if o, ok := obj.(metav1.Object); ok && err == nil {
+		if a := o.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+				o.SetAnnotations(a)
+			}
+		}
+	}
+	return obj, err
+}
+
 // Run runs the dispatcher until ctx ends.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	log := o.Log
-	cacheOpts := cache.Options{}
+	cacheOpts := cache.Options{DefaultTransform: slimCached}
 	if len(o.WatchNamespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range o.WatchNamespaces {
@@ -148,7 +169,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}()
 	p, err := NewPipeline(ctx, PipelineOptions{
 		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
-		Ingest: o.Ingest, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge,
+		Ingest: o.Ingest, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter,
 		Events: sink,
 		Notify: func(k delivery.Key) {
 			select {

@@ -53,7 +53,7 @@ type sink struct {
 	ch   chan struct{}
 }
 
-func newSink(t *testing.T) *sink {
+func newSink(t testing.TB) *sink {
 	s := &sink{ch: make(chan struct{}, 1000)}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
@@ -68,7 +68,7 @@ func newSink(t *testing.T) *sink {
 }
 
 // next waits for the next request carrying event id.
-func (s *sink) waitEvent(t *testing.T, id string, within time.Duration) (*http.Request, []byte) {
+func (s *sink) waitEvent(t testing.TB, id string, within time.Duration) (*http.Request, []byte) {
 	t.Helper()
 	deadline := time.After(within)
 	for {
@@ -123,28 +123,29 @@ const (
 )
 
 type dispatcher struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	cancel context.CancelFunc
 	done   chan error
 }
 
-func startDispatcher(t *testing.T) *dispatcher {
+func startDispatcher(t testing.TB) *dispatcher {
 	t.Helper()
 	return startDispatcherOn(t, queue.Options{DataDir: t.TempDir()})
 }
 
-func startDispatcherOn(t *testing.T, store queue.Options) *dispatcher {
+func startDispatcherOn(t testing.TB, store queue.Options) *dispatcher {
 	t.Helper()
 	return startDispatcherWith(t, func(o *app.Options) { o.Store = store })
 }
 
 // startDispatcherWith starts a dispatcher with the tests' options, changed by mutate.
-func startDispatcherWith(t *testing.T, mutate func(*app.Options)) *dispatcher {
+func startDispatcherWith(t testing.TB, mutate func(*app.Options)) *dispatcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	d := &dispatcher{t: t, cancel: cancel, done: make(chan error, 1)}
+	log := testr.NewWithInterface(t, testr.Options{})
 	opts := app.Options{
 		Store:          queue.Options{DataDir: t.TempDir()},
 		IngestAddr:     "127.0.0.1:0",
@@ -154,9 +155,9 @@ func startDispatcherWith(t *testing.T, mutate func(*app.Options)) *dispatcher {
 		AckWait:        5 * time.Second,
 		StatusInterval: 200 * time.Millisecond,
 		// Producers authenticate with a real API key Secret (see publish).
-		Authorizer:       app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Log: testr.New(t)}),
-		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Log: testr.New(t)}),
-		Log:              testr.New(t),
+		Authorizer:       app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Log: log}),
+		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Log: log}),
+		Log:              log,
 		Ready:            ready,
 	}
 	mutate(&opts)
@@ -214,7 +215,7 @@ func (d *dispatcher) publish(ns, id, typ string) int {
 	return res.Matched
 }
 
-func mustCreate(t *testing.T, c client.Client, objs ...client.Object) {
+func mustCreate(t testing.TB, c client.Client, objs ...client.Object) {
 	t.Helper()
 	for _, o := range objs {
 		if err := c.Create(context.Background(), o); err != nil {
@@ -381,7 +382,7 @@ var (
 )
 
 // apiKey returns the namespace's API key, creating its Secret on first use.
-func apiKey(t *testing.T, ns string) string {
+func apiKey(t testing.TB, ns string) string {
 	t.Helper()
 	keysMu.Lock()
 	defer keysMu.Unlock()

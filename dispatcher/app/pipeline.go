@@ -33,6 +33,7 @@ type PipelineOptions struct {
 	// MaxHeld and MaxHeldAge bound the deliveries of a held endpoint.
 	MaxHeld    int64
 	MaxHeldAge time.Duration
+	IdleAfter  time.Duration
 	// Events receives the outcome's Kubernetes Events; nil sends none (no API server).
 	Events *outcome.EventSink
 	// Notify asks for an endpoint's configuration to be rebuilt after its shared state
@@ -127,7 +128,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	}
 	opts := delivery.Options{
 		Store: store, AckWait: o.AckWait, Log: o.Log.WithName("delivery"),
-		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, Gate: gate, Tracer: o.Tracer,
+		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter, Gate: gate, Tracer: o.Tracer,
 	}
 	opts.Observer = observers
 	p.Engine = delivery.New(opts)

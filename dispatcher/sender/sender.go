@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
@@ -58,46 +59,68 @@ type Config struct {
 // Target sends to one endpoint. It is safe for concurrent use and keeps its connections
 // alive between attempts.
 type Target struct {
-	url       string
-	signer    *signer.Signer
-	format    heraldv1.PayloadFormat
-	extra     []byte // `,"k":"v"...` appended to the envelope
-	headers   http.Header
-	prefix    string
-	timeout   time.Duration
+	url     string
+	signer  *signer.Signer
+	format  heraldv1.PayloadFormat
+	extra   []byte // `,"k":"v"...` appended to the envelope
+	headers http.Header
+	prefix  string
+	timeout time.Duration
+	tokens  *tokenSource // nil without OAuth2
+
+	// The HTTP client is made on the first attempt: most endpoints of a large
+	// installation are idle, and a transport with its TLS configuration is about half
+	// of what an idle endpoint costs.
+	tlsCfg    *tls.Config
+	policy    outbound.Policy
+	conns     int
+	once      sync.Once
 	client    *http.Client
-	transport *http.Transport
-	tokens    *tokenSource // nil without OAuth2
+	transport atomic.Pointer[http.Transport] // for Close, which may race the first attempt
+}
+
+// httpClient returns the endpoint's client, making it on first use.
+func (t *Target) httpClient() *http.Client {
+	t.once.Do(func() {
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if t.tlsCfg != nil {
+			tlsCfg = t.tlsCfg.Clone()
+		}
+		dialer := &net.Dialer{Timeout: t.timeout, KeepAlive: 30 * time.Second}
+		tr := &http.Transport{
+			// No proxy from the environment: a proxy would dial the destination for us
+			// and bypass the address policy enforced on our own dials.
+			Proxy:                  nil,
+			DialContext:            t.policy.DialContext(dialer),
+			TLSClientConfig:        tlsCfg,
+			ForceAttemptHTTP2:      true,
+			MaxIdleConns:           t.conns,
+			MaxIdleConnsPerHost:    t.conns,
+			MaxConnsPerHost:        t.conns,
+			IdleConnTimeout:        90 * time.Second,
+			TLSHandshakeTimeout:    t.timeout,
+			ExpectContinueTimeout:  time.Second,
+			DisableCompression:     true,
+			MaxResponseHeaderBytes: 64 << 10,
+		}
+		t.transport.Store(tr)
+		t.client = &http.Client{
+			Transport: tr,
+			// A redirect is a failure: following it would send a signed payload
+			// somewhere the endpoint's author did not name, and past the static URL check.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	})
+	return t.client
 }
 
 // New builds a Target from a resolved configuration.
 func New(cfg Config) *Target {
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.TLS != nil {
-		tlsCfg = cfg.TLS.Clone()
-	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 8
-	}
-	dialer := &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		// No proxy from the environment: a proxy would dial the destination for us and
-		// bypass the address policy enforced on our own dials.
-		Proxy:                  nil,
-		DialContext:            cfg.Policy.DialContext(dialer),
-		TLSClientConfig:        tlsCfg,
-		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           cfg.MaxInFlight,
-		MaxIdleConnsPerHost:    cfg.MaxInFlight,
-		MaxConnsPerHost:        cfg.MaxInFlight,
-		IdleConnTimeout:        90 * time.Second,
-		TLSHandshakeTimeout:    cfg.Timeout,
-		ExpectContinueTimeout:  time.Second,
-		DisableCompression:     true,
-		MaxResponseHeaderBytes: 64 << 10,
 	}
 	t := &Target{
 		url:     cfg.URL,
@@ -106,14 +129,10 @@ func New(cfg Config) *Target {
 		prefix:  cfg.HeaderPrefix,
 		timeout: cfg.Timeout,
 		headers: make(http.Header, len(cfg.Headers)),
-		client: &http.Client{
-			Transport: tr,
-			// A redirect is a failure: following it would send a signed payload somewhere
-			// the endpoint's author did not name, and past the static URL check.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		transport: tr,
-		extra:     extraFields(cfg.ExtraFields),
+		extra:   extraFields(cfg.ExtraFields),
+		tlsCfg:  cfg.TLS,
+		policy:  cfg.Policy,
+		conns:   cfg.MaxInFlight,
 	}
 	if t.format == "" {
 		t.format = heraldv1.PayloadEnvelope
@@ -165,7 +184,11 @@ func extraFields(fields map[string]string) []byte {
 }
 
 // Close releases idle connections.
-func (t *Target) Close() { t.transport.CloseIdleConnections() }
+func (t *Target) Close() {
+	if tr := t.transport.Load(); tr != nil {
+		tr.CloseIdleConnections()
+	}
+}
 
 // Timeout of one attempt.
 func (t *Target) Timeout() time.Duration { return t.timeout }
@@ -299,7 +322,7 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 	start := time.Now()
 	var resp *http.Response
 	if t.tokens == nil {
-		resp, err = t.client.Do(req)
+		resp, err = t.httpClient().Do(req)
 	} else {
 		resp, err = t.doWithToken(ctx, req)
 	}
@@ -334,26 +357,26 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 // longer accepts a token it was given (revoked, or its keys rotated before the token
 // expired): the token is dropped and the attempt sent once more with a new one.
 func (t *Target) doWithToken(ctx context.Context, req *http.Request) (*http.Response, error) {
-	tok, err := t.tokens.token(ctx, t.client)
+	tok, err := t.tokens.token(ctx, t.httpClient())
 	if err != nil {
 		return nil, t.tokenError(ctx, err)
 	}
 	req.Header["Authorization"] = []string{"Bearer " + tok.value}
-	resp, err := t.client.Do(req)
+	resp, err := t.httpClient().Do(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
 	discard(resp)
 	again := req.Clone(ctx)
 	t.tokens.invalidate(tok)
-	if tok, err = t.tokens.token(ctx, t.client); err != nil {
+	if tok, err = t.tokens.token(ctx, t.httpClient()); err != nil {
 		return nil, fmt.Errorf("%w (receiver answered 401 to the previous token)", t.tokenError(ctx, err))
 	}
 	if again.Body, err = req.GetBody(); err != nil {
 		return nil, fmt.Errorf("building request: %w", err)
 	}
 	again.Header["Authorization"] = []string{"Bearer " + tok.value}
-	return t.client.Do(again)
+	return t.httpClient().Do(again)
 }
 
 func (t *Target) tokenError(ctx context.Context, err error) error {

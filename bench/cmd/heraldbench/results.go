@@ -172,8 +172,12 @@ func targets(r *results) []target {
 		for _, s := range f.Scale {
 			t = append(t, target{fmt.Sprintf("f: RSS per idle endpoint, %d endpoints", s.Endpoints), "≤ 20 KiB",
 				fmt.Sprintf("%.1f KiB", s.RSSPerIdleEndpointKiB), s.RSSPerIdleEndpointKiB <= 20})
+			served := fmt.Sprintf("%.1f s", s.RestartServedSeconds)
+			if s.RestartServedSeconds < 0 {
+				served = "not within " + serveTimeout.String()
+			}
 			t = append(t, target{fmt.Sprintf("f: restart until served, %d endpoints", s.Endpoints), "≤ 10 s",
-				fmt.Sprintf("%.1f s", s.RestartServedSeconds), s.RestartServedSeconds <= 10})
+				served, s.RestartServedSeconds >= 0 && s.RestartServedSeconds <= 10})
 		}
 		for _, s := range f.WithRegistered {
 			if s.Name == "c" && s.HealthyVsB > 0 {
@@ -246,6 +250,9 @@ func markdown(w io.Writer, r *results) {
 				s.Endpoints, s.RegisterSeconds, s.RSSEmptyMiB, s.RSSIdleMiB, s.RSSPerIdleEndpointKiB, s.HeapPerIdleEndpointB,
 				s.GoroutinesEmpty, s.GoroutinesIdle, s.IdleCPUPercent, s.FirstDelivery.P50, s.FirstDelivery.Max,
 				s.RSSPerBusyEndpointKiB, s.RestartReadySeconds, s.RestartRegisterSeconds, s.RestartServedSeconds)
+			for _, n := range s.Notes {
+				fmt.Fprintf(w, "\nNote (f, %d endpoints): %s\n", s.Endpoints, n)
+			}
 		}
 		if len(f.WithRegistered) > 0 {
 			fmt.Fprintln(w, "\n| with idle endpoints registered | deliveries/s | % of ceiling | vs the same scenario alone | p99 ms | peak RSS MiB | CPU s / 1k |")
