@@ -13,7 +13,7 @@ func TestSlimCachedDropsWhatTheDispatcherNeverReads(t *testing.T) {
 			Name: "billing-signing",
 			Annotations: map[string]string{
 				corev1.LastAppliedConfigAnnotation: `{"apiVersion":"v1","kind":"Secret","stringData":{"secret":"whsec_..."}}`,
-				"hooks.herald.dev/reenable":         "r1",
+				"hooks.herald.dev/reenable":        "r1",
 			},
 			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationApply}},
 		},
