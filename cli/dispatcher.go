@@ -26,6 +26,7 @@ type dispatcherOptions struct {
 	configFile      string
 	healthAddr      string
 	metricsAddr     string
+	pprofAddr       string
 	ingestAddr      string
 	store           queue.Options
 	watchNamespaces []string
@@ -68,6 +69,7 @@ a flag given on the command line wins.`,
 	fs.StringVar(&o.configFile, "config", "", "YAML file of flag values (keys are flag names)")
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof (heap and CPU profiles); empty serves none. Bind it to 127.0.0.1 and reach it with kubectl port-forward")
 	fs.StringVar(&o.ingestAddr, "ingest-bind-address", ":8080", "address of the ingest API")
 	fs.StringVar(&o.store.DataDir, "data-dir", "/var/lib/herald", "storage of the embedded JetStream server")
 	fs.BoolVar(&o.store.SyncAlways, "nats-sync-always", false, "embedded server: fsync every write before the 202, surviving a power loss of the node (an external cluster sets jetstream.sync_interval: always on its servers)")
@@ -165,6 +167,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		IngestAddr:        o.ingestAddr,
 		HealthAddr:        o.healthAddr,
 		MetricsAddr:       o.metricsAddr,
+		PprofAddr:         o.pprofAddr,
 		WatchNamespaces:   o.watchNamespaces,
 		Policy:            o.policy,
 		AckWait:           o.ackWait,

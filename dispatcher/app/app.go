@@ -53,6 +53,8 @@ type Options struct {
 	IngestAddr  string
 	HealthAddr  string
 	MetricsAddr string
+	// PprofAddr serves /debug/pprof when set.
+	PprofAddr string
 	// WatchNamespaces limits what is served (and which Secrets are read); empty is all.
 	WatchNamespaces []string
 	Policy          outbound.Policy
@@ -97,6 +99,9 @@ func slimCached(obj any) (any, error) {
 		if a := o.GetAnnotations(); a != nil {
 			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
 				delete(a, corev1.LastAppliedConfigAnnotation)
+				if len(a) == 0 {
+					a = nil // a map emptied keeps its buckets
+				}
 				o.SetAnnotations(a)
 			}
 		}
@@ -122,6 +127,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress: o.HealthAddr,
+		PprofBindAddress:       o.PprofAddr,
 		Logger:                 log,
 		// Several dispatchers in one process (tests) each register their own
 		// controllers.

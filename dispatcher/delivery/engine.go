@@ -139,10 +139,11 @@ type Engine struct {
 	baseCtx context.Context
 	stop    context.CancelFunc
 
-	mu      sync.RWMutex
-	runners map[Key]*runner
-	wg      sync.WaitGroup
-	scan    chan struct{}
+	mu        sync.RWMutex
+	runners   map[Key]*runner
+	bySubject map[string]*runner // the same runners, by the subject the store counts them by
+	wg        sync.WaitGroup
+	scan      chan struct{}
 }
 
 // New returns an engine; its workers run until Stop.
@@ -175,8 +176,8 @@ func New(opts Options) *Engine {
 	e := &Engine{
 		opts: opts, store: opts.Store, log: opts.Log,
 		baseCtx: ctx, stop: cancel,
-		runners: map[Key]*runner{},
-		scan:    make(chan struct{}, 1),
+		runners: map[Key]*runner{}, bySubject: map[string]*runner{},
+		scan: make(chan struct{}, 1),
 	}
 	opts.Store.OnStored(e.Stored)
 	e.wg.Go(e.scanLoop)
@@ -207,6 +208,13 @@ func (e *Engine) scanLoop() {
 			return
 		case <-tick.C:
 		case <-e.scan:
+			// Asked for by Upsert, which comes ten thousand times in a row when a
+			// dispatcher starts: one scan answers a burst of them.
+			select {
+			case <-time.After(scanCoalesce):
+			case <-e.baseCtx.Done():
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(e.baseCtx, e.opts.ScanInterval+5*time.Second)
 		counts, err := e.store.UnsettledBySubject(ctx)
@@ -215,15 +223,19 @@ func (e *Engine) scanLoop() {
 			e.log.V(1).Info("asking the store which endpoints have deliveries", "error", err.Error())
 			continue
 		}
+		// Walks the endpoints with deliveries, not every endpoint.
 		e.mu.RLock()
-		for _, r := range e.runners {
-			if counts[r.subject] > 0 {
+		for subject, n := range counts {
+			if r := e.bySubject[subject]; r != nil && n > 0 {
 				r.start()
 			}
 		}
 		e.mu.RUnlock()
 	}
 }
+
+// scanCoalesce is how long a requested scan waits for more requests to answer at once.
+const scanCoalesce = 100 * time.Millisecond
 
 func (e *Engine) kickScan() {
 	select {
@@ -251,11 +263,9 @@ func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
 	if !ok {
 		// Idle until the store shows a delivery for it: the scan asked for here, or a
 		// delivery stored by this process.
-		r = &runner{e: e, key: k, subject: queue.DeliverySubject(k.Namespace, k.Name), wake: make(chan struct{}, 1),
-			log: e.log.WithValues("endpoint", k.String())}
+		r = &runner{e: e, key: k, subject: queue.DeliverySubject(k.Namespace, k.Name), wake: make(chan struct{}, 1)}
 		r.cfg.Store(&cfg)
-		r.ctx, r.cancel = context.WithCancel(e.baseCtx)
-		e.runners[k] = r
+		e.runners[k], e.bySubject[r.subject] = r, r
 		e.kickScan()
 		return
 	}
@@ -282,10 +292,13 @@ func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
 func (e *Engine) Remove(k Key) {
 	e.mu.Lock()
 	r, ok := e.runners[k]
-	delete(e.runners, k)
+	if ok {
+		delete(e.runners, k)
+		delete(e.bySubject, r.subject)
+	}
 	e.mu.Unlock()
 	if ok {
-		r.cancel()
+		r.remove()
 	}
 }
 

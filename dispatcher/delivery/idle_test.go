@@ -129,3 +129,28 @@ func TestEngine_IdleAndBusyAgainLosesNothing(t *testing.T) {
 		t.Errorf("%d distinct events of %d arrived", len(seen), n)
 	}
 }
+
+// More endpoints busy at once than JetStream's default limit of consumers per stream
+// (1,000) are all served: the stream raises the limit.
+func TestEngine_MoreBusyEndpointsThanTheServersDefaultConsumerLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 1,100 consumers")
+	}
+	// Idle endpoints keep their consumers long past this test: without the raised
+	// limit, the last hundred would wait for minutes.
+	h := newHarness(t, "", func(o *delivery.Options) { o.IdleAfter = 10 * time.Minute })
+	rc := newReceiver(t, nil)
+	const n = 1100
+	var events []ingest.Event
+	for i := range n {
+		name := fmt.Sprintf("tenant-%d", i)
+		h.endpoint(name, rc.URL, endpointOpts{})
+		h.router.Set(ns, router.Subscription{Name: "to-" + name, Endpoint: name, Patterns: []string{"only." + name}})
+		events = append(events, ingest.Event{ID: "evt_" + name, Type: "only." + name})
+	}
+	h.publish(events...)
+	rc.waitFor(t, n, 90*time.Second)
+	if c := h.consumers(); c < n {
+		t.Errorf("%d consumers for %d endpoints busy within IdleAfter", c, n)
+	}
+}

@@ -23,17 +23,19 @@ type runner struct {
 	e       *Engine
 	key     Key
 	subject string // the endpoint's subject in the store, as UnsettledBySubject names it
-	log     logr.Logger
 	cfg     atomic.Pointer[EndpointConfig]
 	wake    chan struct{}
-	ctx     context.Context
-	cancel  context.CancelFunc
 
-	// runMu guards the runner's goroutine: running while it exists; poked when asked
-	// to run while it was deciding to stop, so that it looks again instead.
+	// runMu guards the runner's goroutine: running while it exists, with its context's
+	// cancel and logger (both made when it starts, as idle endpoints need neither);
+	// poked when asked to run while it was deciding to stop, so that it looks again;
+	// removed once the endpoint is gone.
 	runMu   sync.Mutex
 	running bool
 	poked   bool
+	removed bool
+	cancel  context.CancelFunc
+	log     logr.Logger
 
 	// lastHanded is when the consumer last handed out a delivery (unix ns), and
 	// inFlight how many are being handled: the runner is idle when it has handed out
@@ -85,38 +87,51 @@ func (r *runner) wait(ctx context.Context, rps int) error {
 func (r *runner) start() {
 	r.runMu.Lock()
 	defer r.runMu.Unlock()
-	if r.ctx.Err() != nil {
+	if r.removed || r.e.baseCtx.Err() != nil {
 		return
 	}
 	if r.running {
 		r.poked = true
 		return
 	}
-	r.running, r.poked = true, false
-	r.e.wg.Go(r.run)
+	ctx, cancel := context.WithCancel(r.e.baseCtx)
+	r.running, r.poked, r.cancel = true, false, cancel
+	if r.log.GetSink() == nil {
+		r.log = r.e.log.WithValues("endpoint", r.key.String())
+	}
+	r.e.wg.Go(func() { r.run(ctx) })
 }
 
 // stopIdle ends the runner's goroutine unless it was asked to run meanwhile.
 func (r *runner) stopIdle() bool {
 	r.runMu.Lock()
 	defer r.runMu.Unlock()
-	if r.poked && r.ctx.Err() == nil {
+	if r.poked && !r.removed {
 		r.poked = false
 		return false
 	}
-	r.running = false
+	r.stopped()
 	return true
 }
 
-func (r *runner) run() {
-	ctx := r.ctx
-	defer func() {
-		if ctx.Err() != nil {
-			r.runMu.Lock()
-			r.running = false
-			r.runMu.Unlock()
-		}
-	}()
+// stopped records that the goroutine ends; runMu is held.
+func (r *runner) stopped() {
+	r.running = false
+	r.cancel()
+	r.cancel = nil
+}
+
+// remove stops the runner for good: its endpoint was deleted.
+func (r *runner) remove() {
+	r.runMu.Lock()
+	defer r.runMu.Unlock()
+	r.removed = true
+	if r.cancel != nil {
+		r.cancel()
+	}
+}
+
+func (r *runner) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		cfg := r.cfg.Load()
@@ -142,6 +157,10 @@ func (r *runner) run() {
 			return
 		}
 	}
+	// Removed, or the engine stops: nothing starts the runner again.
+	r.runMu.Lock()
+	r.stopped()
+	r.runMu.Unlock()
 }
 
 // idle reports whether the endpoint has nothing to do: nothing handed out for

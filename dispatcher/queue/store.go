@@ -182,6 +182,10 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// maxEndpointConsumers bounds the consumers of the delivery stream: endpoints with
+// deliveries at the same moment, across replicas.
+const maxEndpointConsumers = 100_000
+
 // requestTimeout is how long one request to JetStream may wait for its answer, the
 // client library's own default for JetStream API calls.
 const requestTimeout = 5 * time.Second
@@ -295,6 +299,11 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 		// middle of; each remembered id costs memory (about 150 B) for the whole window.
 		// Never longer than the dedupe window: past it an id is new again.
 		Duplicates: min(2*time.Minute, s.opts.DedupeWindow),
+		// One consumer per endpoint with deliveries (idle ones have none). Unset, the
+		// server's default of 1,000 per stream applies: with more endpoints busy at
+		// once, the rest would wait for a consumer to be removed (seen with 10,000
+		// endpoints on one dispatcher before idle endpoints gave theirs up).
+		MaxConsumers: maxEndpointConsumers,
 	})
 	if err != nil {
 		return fmt.Errorf("creating stream %s: %w", DeliveriesStream, err)
