@@ -265,3 +265,26 @@ func TestPublish_SameDeliveriesThroughThreeReplicasAtOnce(t *testing.T) {
 		t.Errorf("the stream holds %d deliveries (%v), want %d", n, err, rounds*batch)
 	}
 }
+
+// An account that allows fewer consumers per stream than Herald asks for (100,000)
+// refuses the stream; Herald takes the account's limit and says so, instead of not
+// starting.
+func TestOpen_AccountWithFewerConsumersThanHeraldAsks(t *testing.T) {
+	url := testenv.NATSConfig(t, `
+jetstream: enabled
+accounts {
+  TENANT {
+    jetstream { max_consumers: 50, max_file: 1G, max_mem: 64M }
+    users [ { user: herald, password: s3cret } ]
+  }
+}`)
+	st, err := queue.Open(context.Background(), queue.Options{
+		URL: strings.Replace(url, "nats://", "nats://herald:s3cret@", 1), Log: testr.New(t)})
+	if err != nil {
+		t.Fatalf("an account limited to 50 consumers: %v", err)
+	}
+	defer st.Close()
+	if _, err := st.Consume(context.Background(), "shop", "billing", queue.ConsumerOptions{}); err != nil {
+		t.Fatalf("consuming under the account's limit: %v", err)
+	}
+}

@@ -186,6 +186,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 // deliveries at the same moment, across replicas.
 const maxEndpointConsumers = 100_000
 
+// codeMaxConsumers is JetStream's "maximum consumers limit reached".
+const codeMaxConsumers = 10026
+
 // requestTimeout is how long one request to JetStream may wait for its answer, the
 // client library's own default for JetStream API calls.
 const requestTimeout = 5 * time.Second
@@ -283,7 +286,7 @@ func (s *Store) startEmbedded() (*nats.Conn, error) {
 
 func (s *Store) ensure(ctx context.Context, replicas int) error {
 	var err error
-	s.deliveries, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	cfg := jetstream.StreamConfig{
 		Name:        DeliveriesStream,
 		Description: "Herald deliveries waiting to be attempted, one subject per endpoint",
 		Subjects:    []string{deliverySubjectPrefix + ">"},
@@ -304,7 +307,16 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 		// once, the rest would wait for a consumer to be removed (seen with 10,000
 		// endpoints on one dispatcher before idle endpoints gave theirs up).
 		MaxConsumers: maxEndpointConsumers,
-	})
+	}
+	s.deliveries, err = s.js.CreateOrUpdateStream(ctx, cfg)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == codeMaxConsumers {
+		// The NATS account allows fewer consumers per stream: take its limit.
+		s.opts.Log.Info("WARNING: the NATS account limits consumers per stream below Herald's; endpoints with deliveries beyond that limit wait for another's consumer to go",
+			"wanted", maxEndpointConsumers, "error", err.Error())
+		cfg.MaxConsumers = -1
+		s.deliveries, err = s.js.CreateOrUpdateStream(ctx, cfg)
+	}
 	if err != nil {
 		return fmt.Errorf("creating stream %s: %w", DeliveriesStream, err)
 	}

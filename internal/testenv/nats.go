@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +26,24 @@ func NATSOpts(t *testing.T, adjust func(*server.Options)) string {
 	t.Helper()
 	o := &server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true}
 	adjust(o)
+	return startNATS(t, o).ClientURL()
+}
+
+// NATSConfig is NATS configured by conf, nats-server's configuration file syntax (for
+// what options cannot say, such as accounts and their JetStream limits); the store
+// directory and a free port on 127.0.0.1 are set here. It returns the client URL
+// without credentials.
+func NATSConfig(t *testing.T, conf string) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(f, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := server.ProcessConfigFile(f)
+	if err != nil {
+		t.Fatalf("NATS configuration: %v", err)
+	}
+	o.Host, o.Port, o.StoreDir, o.NoSigs, o.NoLog = "127.0.0.1", -1, t.TempDir(), true, true
 	return startNATS(t, o).ClientURL()
 }
 
