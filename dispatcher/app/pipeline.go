@@ -208,8 +208,8 @@ func (s metricsSource) Disabled(k delivery.Key) bool {
 	return disabled
 }
 
-func (s metricsSource) Pending(k delivery.Key) (int64, error) {
+func (s metricsSource) Pending(keys []delivery.Key) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return s.p.Store.PendingDeliveries(ctx, k.Namespace, k.Name)
+	return s.p.Store.PendingOf(ctx, len(keys), func(i int) (string, string) { return keys[i].Namespace, keys[i].Name })
 }

@@ -100,8 +100,8 @@ type storeSource struct {
 
 func (s storeSource) Endpoints() map[delivery.Key]string { return s.engine.Endpoints() }
 func (s storeSource) Disabled(delivery.Key) bool         { return false }
-func (s storeSource) Pending(k delivery.Key) (int64, error) {
+func (s storeSource) Pending(keys []delivery.Key) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return s.store.PendingDeliveries(ctx, k.Namespace, k.Name)
+	return s.store.PendingOf(ctx, len(keys), func(i int) (string, string) { return keys[i].Namespace, keys[i].Name })
 }

@@ -62,8 +62,9 @@ type Source interface {
 	Endpoints() map[delivery.Key]string
 	// Disabled reports whether an endpoint is auto-disabled (shared state).
 	Disabled(k delivery.Key) bool
-	// Pending is how many deliveries of an endpoint are stored and not settled.
-	Pending(k delivery.Key) (int64, error)
+	// Pending is how many deliveries of each endpoint are stored and not settled, in
+	// the order of keys, read at once.
+	Pending(keys []delivery.Key) ([]int64, error)
 }
 
 // Label values of herald_deliveries_total's outcome.

@@ -13,14 +13,9 @@ import (
 )
 
 const (
-	// stateTTL is how long one reading of the queue serves scrapes. Every endpoint's
-	// pending count is a request to the store; several Prometheus servers, or one
-	// scraping often, must not multiply them.
+	// stateTTL is how long one reading of the queue serves scrapes: several
+	// Prometheus servers, or one scraping often, must not multiply the reads.
 	stateTTL = 5 * time.Second
-	// pendingReaders bounds the concurrent requests to the store during a reading, so
-	// a scrape of many endpoints neither takes one round trip per endpoint in series
-	// nor floods the store.
-	pendingReaders = 4
 )
 
 // stateCollector reads queue and endpoint state from the Sources when scraped, so that
@@ -178,19 +173,31 @@ func (s *stateCollector) read() []prometheus.Metric {
 	return out
 }
 
+// readPending reads the pending counts of every endpoint, one request per source
+// whatever the number of endpoints (it was one per endpoint: 10,000 endpoints made a
+// scrape take longer than Prometheus waits).
 func readPending(eps []endpointState) {
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(pendingReaders, len(eps)) {
-		wg.Go(func() {
-			for i := range next {
-				eps[i].pending, eps[i].err = eps[i].src.Pending(eps[i].key)
-			}
-		})
-	}
+	bySrc := map[Source][]int{}
+	var order []Source
 	for i := range eps {
-		next <- i
+		if _, ok := bySrc[eps[i].src]; !ok {
+			order = append(order, eps[i].src)
+		}
+		bySrc[eps[i].src] = append(bySrc[eps[i].src], i)
 	}
-	close(next)
-	wg.Wait()
+	for _, src := range order {
+		idx := bySrc[src]
+		keys := make([]delivery.Key, len(idx))
+		for j, i := range idx {
+			keys[j] = eps[i].key
+		}
+		counts, err := src.Pending(keys)
+		for j, i := range idx {
+			if err != nil {
+				eps[i].err = err
+				continue
+			}
+			eps[i].pending = counts[j]
+		}
+	}
 }

@@ -38,6 +38,20 @@ func (s *Store) UnsettledBySubject(ctx context.Context) (map[string]uint64, erro
 	return info.State.Subjects, nil
 }
 
+// PendingOf is PendingDeliveries of n endpoints at once, endpoint(i) naming the i-th,
+// in one request.
+func (s *Store) PendingOf(ctx context.Context, n int, endpoint func(i int) (namespace, name string)) ([]int64, error) {
+	counts, err := s.UnsettledBySubject(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int64, n)
+	for i := range out {
+		out[i] = int64(counts[DeliverySubject(endpoint(i))])
+	}
+	return out, nil
+}
+
 // ConsumerCount is how many endpoint consumers the delivery stream has: those of
 // endpoints busy on some replica, of idle endpoints until the server removes them, and
 // of ordered endpoints.
