@@ -61,7 +61,8 @@ func (s *Store) ensureHistory(ctx context.Context, replicas int) error {
 		MaxAge:      s.opts.RetainDeliveredMaxAge,
 		MaxBytes:    s.opts.RetainDeliveredMaxBytes,
 		Discard:     jetstream.DiscardOld,
-		Duplicates:  2 * time.Minute,
+		// Records carry no message id (see Delivered); the window is the smallest.
+		Duplicates: time.Second,
 	})
 	if err != nil {
 		return fmt.Errorf("creating stream %s: %w", DeliveredStream, err)
@@ -193,7 +194,11 @@ func (w *HistoryWriter) Attempt(r *AttemptRecord) {
 func (w *HistoryWriter) Delivered(d *Delivery, at time.Time) {
 	m := d.toMsg(historySubject(deliveredSubjectPrefix, d.Namespace, d.Endpoint, d.EventID))
 	m.Header[hdrDeliveredAt] = []string{strconv.FormatInt(at.UnixMicro(), 10)}
-	m.Header[nats.MsgIdHdr] = []string{"done/" + d.msgID()}
+	// No message id: the server would remember each one for the duplicate window
+	// (≈200 B per delivery, 780,000 of them at 6,500 deliveries/s over two minutes),
+	// and a delivery retained twice (delivered twice, at least once) is re-sent by a
+	// replay once anyway: replays publish with the delivery's id.
+	delete(m.Header, nats.MsgIdHdr)
 	w.publish(m)
 }
 
