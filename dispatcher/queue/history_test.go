@@ -1,0 +1,87 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The history is kept on at most 256 subjects per endpoint, whatever the number of
+// events (the server indexes every subject), and one event's history is still exactly
+// its own, records written before the buckets included.
+func TestHistory_BucketedSubjectsFindExactlyOneEvent(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{DataDir: t.TempDir(), Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	w := s.History()
+	const events = 1000
+	at := time.Now()
+	for i := range events {
+		id := fmt.Sprintf("evt_%d", i)
+		d := Delivery{Namespace: "shop", Endpoint: "billing", EventID: id, EventType: "order.created",
+			DeliveryID: "dlv_" + id, Attempt: 1, Data: []byte(`{}`), CreatedAt: at}
+		w.Delivered(&d, at)
+		w.Attempt(&AttemptRecord{Namespace: "shop", Endpoint: "billing", EventID: id, DeliveryID: d.DeliveryID, Attempt: 1, Time: at, StatusCode: 204, Final: true})
+	}
+	w.Close()
+	if n, err := w.Failed(); n != 0 {
+		t.Fatalf("%d history records not written: %v", n, err)
+	}
+
+	// A record as an older Herald wrote it: its own subject per event.
+	old := Delivery{Namespace: "shop", Endpoint: "billing", EventID: "evt_before_upgrade", EventType: "order.created",
+		DeliveryID: "dlv_old", Attempt: 1, Data: []byte(`{}`), CreatedAt: at}
+	m := old.toMsg(deliveredSubjectPrefix + "shop.billing." + legacyEventToken(old.EventID))
+	if _, err := s.js.PublishMsg(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, stream := range []jetstream.Stream{s.delivered, s.attempts} {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(info.State.Subjects); n > 257 {
+			t.Errorf("%s: %d subjects for %d events of one endpoint, want at most 256 (+1 legacy)", info.Config.Name, n, events)
+		}
+	}
+	for _, id := range []string{"evt_0", "evt_517", "evt_999", "evt_before_upgrade"} {
+		var got []string
+		if err := s.Delivered(ctx, HistoryQuery{Namespace: "shop", EventID: id}, func(r *Retained) bool {
+			got = append(got, r.EventID)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 1 || got[0] != id {
+			t.Errorf("retained deliveries of %s: %v", id, got)
+		}
+		if id == "evt_before_upgrade" {
+			continue
+		}
+		var attempts []string
+		if err := s.Attempts(ctx, HistoryQuery{Namespace: "shop", Endpoint: "billing", EventID: id}, func(r *AttemptRecord) bool {
+			attempts = append(attempts, r.EventID)
+			return true
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if len(attempts) != 1 || attempts[0] != id {
+			t.Errorf("attempts of %s: %v", id, attempts)
+		}
+	}
+	all := 0
+	if err := s.Delivered(ctx, HistoryQuery{Namespace: "shop", Endpoint: "billing"}, func(*Retained) bool { all++; return true }); err != nil {
+		t.Fatal(err)
+	}
+	if all != events+1 {
+		t.Errorf("the endpoint's retained deliveries: %d, want %d", all, events+1)
+	}
+}
