@@ -7,6 +7,7 @@ package router
 import (
 	"encoding/json"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,11 +36,46 @@ type Event struct {
 // (one per ingested event) vastly outnumber writes (one per subscription change).
 type Table struct {
 	mu   sync.RWMutex
-	byNS map[string]map[string]Subscription
+	byNS map[string]*namespaceTable
+}
+
+// namespaceTable indexes a namespace's subscriptions by the event types they name
+// exactly, so that routing an event looks at the subscriptions of its type and at those
+// with a glob, not at every subscription: with 10,000 endpoints each subscribed to its
+// own type in one namespace, matching every pattern per event halved 1:1 throughput.
+type namespaceTable struct {
+	subs  map[string]Subscription
+	exact map[string]map[string]struct{} // event type -> subscriptions naming it exactly
+	glob  map[string]struct{}            // subscriptions with at least one glob pattern
+}
+
+func (n *namespaceTable) index(s Subscription) {
+	for _, p := range s.Patterns {
+		if strings.Contains(p, "*") {
+			n.glob[s.Name] = struct{}{}
+			continue
+		}
+		if n.exact[p] == nil {
+			n.exact[p] = map[string]struct{}{}
+		}
+		n.exact[p][s.Name] = struct{}{}
+	}
+}
+
+func (n *namespaceTable) unindex(s Subscription) {
+	delete(n.glob, s.Name)
+	for _, p := range s.Patterns {
+		if names := n.exact[p]; names != nil {
+			delete(names, s.Name)
+			if len(names) == 0 {
+				delete(n.exact, p)
+			}
+		}
+	}
 }
 
 // NewTable returns an empty table.
-func NewTable() *Table { return &Table{byNS: map[string]map[string]Subscription{}} }
+func NewTable() *Table { return &Table{byNS: map[string]*namespaceTable{}} }
 
 // Set adds or replaces a subscription.
 func (t *Table) Set(namespace string, s Subscription) {
@@ -47,18 +83,29 @@ func (t *Table) Set(namespace string, s Subscription) {
 	defer t.mu.Unlock()
 	ns := t.byNS[namespace]
 	if ns == nil {
-		ns = map[string]Subscription{}
+		ns = &namespaceTable{subs: map[string]Subscription{}, exact: map[string]map[string]struct{}{}, glob: map[string]struct{}{}}
 		t.byNS[namespace] = ns
 	}
-	ns[s.Name] = s
+	if old, ok := ns.subs[s.Name]; ok {
+		ns.unindex(old)
+	}
+	ns.subs[s.Name] = s
+	ns.index(s)
 }
 
 // Delete removes a subscription.
 func (t *Table) Delete(namespace, name string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.byNS[namespace], name)
-	if len(t.byNS[namespace]) == 0 {
+	ns := t.byNS[namespace]
+	if ns == nil {
+		return
+	}
+	if old, ok := ns.subs[name]; ok {
+		ns.unindex(old)
+		delete(ns.subs, name)
+	}
+	if len(ns.subs) == 0 {
 		delete(t.byNS, namespace)
 	}
 }
@@ -70,11 +117,15 @@ func (t *Table) Delete(namespace, name string) {
 func (t *Table) Route(dst []string, namespace string, ev *Event, failed func(subscription string, err error)) []string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	ns := t.byNS[namespace]
+	if ns == nil {
+		return dst
+	}
 	start := len(dst)
 	var input map[string]any // built once, only if a filter needs it
-	for _, s := range t.byNS[namespace] {
-		if slices.Contains(dst[start:], s.Endpoint) || !matchesType(s.Patterns, ev.Type) {
-			continue
+	consider := func(s Subscription) {
+		if slices.Contains(dst[start:], s.Endpoint) {
+			return
 		}
 		if s.Filter != nil {
 			if input == nil {
@@ -85,10 +136,22 @@ func (t *Table) Route(dst []string, namespace string, ev *Event, failed func(sub
 				failed(s.Name, err)
 			}
 			if !ok {
-				continue
+				return
 			}
 		}
 		dst = append(dst, s.Endpoint)
+	}
+	exact := ns.exact[ev.Type]
+	for name := range exact {
+		consider(ns.subs[name])
+	}
+	for name := range ns.glob {
+		if _, seen := exact[name]; seen {
+			continue // considered above
+		}
+		if s := ns.subs[name]; matchesType(s.Patterns, ev.Type) {
+			consider(s)
+		}
 	}
 	slices.Sort(dst[start:])
 	return dst

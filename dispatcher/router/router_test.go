@@ -2,6 +2,7 @@ package router_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -95,4 +96,55 @@ func TestTable_DeleteRemovesTheSubscriptionAndItsNamespace(t *testing.T) {
 		t.Fatalf("after delete: %v", got)
 	}
 	table.Delete("ns", "s") // deleting twice is harmless
+}
+
+// A subscription changed or deleted routes by what it says now: the index by exact
+// type follows every Set and Delete.
+func TestTable_IndexFollowsChangedAndDeletedSubscriptions(t *testing.T) {
+	tb := router.NewTable()
+	route := func(typ string) []string {
+		return tb.Route(nil, "shop", &router.Event{ID: "e1", Type: typ, Data: []byte(`{}`)}, nil)
+	}
+	tb.Set("shop", router.Subscription{Name: "a", Endpoint: "billing", Patterns: []string{"invoice.paid", "order.*"}})
+	tb.Set("shop", router.Subscription{Name: "b", Endpoint: "crm", Patterns: []string{"invoice.paid"}})
+	tb.Set("shop", router.Subscription{Name: "c", Endpoint: "audit", Patterns: []string{"*"}})
+	for typ, want := range map[string][]string{
+		"invoice.paid":  {"audit", "billing", "crm"},
+		"order.created": {"audit", "billing"},
+		"user.deleted":  {"audit"},
+	} {
+		if got := route(typ); !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", typ, got, want)
+		}
+	}
+	tb.Set("shop", router.Subscription{Name: "a", Endpoint: "billing", Patterns: []string{"refund.issued"}})
+	tb.Delete("shop", "c")
+	for typ, want := range map[string][]string{
+		"invoice.paid":  {"crm"},
+		"order.created": nil,
+		"refund.issued": {"billing"},
+	} {
+		if got := route(typ); !slices.Equal(got, want) {
+			t.Errorf("after the change, %s: %v, want %v", typ, got, want)
+		}
+	}
+}
+
+// BenchmarkRoute_TenThousandSubscriptions is one event routed in a namespace of 10,000
+// subscriptions, each to its own event type, plus one glob.
+func BenchmarkRoute_TenThousandSubscriptions(b *testing.B) {
+	tb := router.NewTable()
+	for i := range 10_000 {
+		name := fmt.Sprintf("tenant-%05d", i)
+		tb.Set("shop", router.Subscription{Name: name, Endpoint: name, Patterns: []string{"tenant." + name}})
+	}
+	tb.Set("shop", router.Subscription{Name: "audit", Endpoint: "audit", Patterns: []string{"tenant.*"}})
+	ev := &router.Event{ID: "e1", Type: "tenant.tenant-04242", Data: []byte(`{}`)}
+	dst := make([]string, 0, 4)
+	b.ReportAllocs()
+	for b.Loop() {
+		if dst = tb.Route(dst[:0], "shop", ev, nil); len(dst) != 2 {
+			b.Fatalf("routed to %v", dst)
+		}
+	}
 }
