@@ -133,9 +133,6 @@ func TestEngine_IdleAndBusyAgainLosesNothing(t *testing.T) {
 // More endpoints busy at once than JetStream's default limit of consumers per stream
 // (1,000) are all served: the stream raises the limit.
 func TestEngine_MoreBusyEndpointsThanTheServersDefaultConsumerLimit(t *testing.T) {
-	if testing.Short() {
-		t.Skip("creates 1,100 consumers")
-	}
 	// Idle endpoints keep their consumers long past this test: without the raised
 	// limit, the last hundred would wait for minutes.
 	h := newHarness(t, "", func(o *delivery.Options) { o.IdleAfter = 10 * time.Minute })

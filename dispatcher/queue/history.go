@@ -68,40 +68,39 @@ func historySubject(prefix, namespace, endpoint, eventID string) string {
 
 func (s *Store) ensureHistory(ctx context.Context, replicas int) error {
 	var err error
-	s.delivered, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        DeliveredStream,
-		Description: "Herald deliveries that reached their receiver, retained for replay by selection",
-		Subjects:    []string{deliveredSubjectPrefix + ">"},
+	if s.delivered, err = s.historyStream(ctx, replicas, DeliveredStream,
+		"Herald deliveries that reached their receiver, retained for replay by selection",
+		deliveredSubjectPrefix, s.opts.RetainDeliveredMaxAge, s.opts.RetainDeliveredMaxBytes); err != nil {
+		return err
+	}
+	s.attempts, err = s.historyStream(ctx, replicas, AttemptsStream,
+		"Herald attempt log: one record per HTTP attempt (no payloads, no secrets)",
+		attemptSubjectPrefix, s.opts.AttemptLogMaxAge, s.opts.AttemptLogMaxBytes)
+	return err
+}
+
+// historyStream makes one of the two history streams: bounded by age and bytes, oldest
+// records dropped first.
+func (s *Store) historyStream(ctx context.Context, replicas int, name, description, prefix string, maxAge time.Duration, maxBytes int64) (jetstream.Stream, error) {
+	st, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        name,
+		Description: description,
+		Subjects:    []string{prefix + ">"},
 		Retention:   jetstream.LimitsPolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    replicas,
-		MaxAge:      s.opts.RetainDeliveredMaxAge,
-		MaxBytes:    s.opts.RetainDeliveredMaxBytes,
+		MaxAge:      maxAge,
+		MaxBytes:    maxBytes,
 		Discard:     jetstream.DiscardOld,
-		// Records carry no message id (see Delivered); the window is the smallest.
+		// Records carry no message id: each is written once, by the replica that made
+		// the attempt or the delivery (see Delivered), so a duplicate window would only
+		// cost memory. The smallest there is.
 		Duplicates: time.Second,
 	})
 	if err != nil {
-		return fmt.Errorf("creating stream %s: %w", DeliveredStream, err)
+		return nil, fmt.Errorf("creating stream %s: %w", name, err)
 	}
-	s.attempts, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        AttemptsStream,
-		Description: "Herald attempt log: one record per HTTP attempt (no payloads, no secrets)",
-		Subjects:    []string{attemptSubjectPrefix + ">"},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-		MaxAge:      s.opts.AttemptLogMaxAge,
-		MaxBytes:    s.opts.AttemptLogMaxBytes,
-		Discard:     jetstream.DiscardOld,
-		// Records are written once by the replica that made the attempt; a duplicate
-		// window would only cost memory.
-		Duplicates: time.Second,
-	})
-	if err != nil {
-		return fmt.Errorf("creating stream %s: %w", AttemptsStream, err)
-	}
-	return nil
+	return st, nil
 }
 
 // AttemptRecord is one entry of the attempt log. It holds what the receiver answered,
