@@ -118,7 +118,7 @@ BENCH_FLAGS ?=
 .PHONY: bench
 bench: ## Benchmark the dispatcher end to end on this machine; BENCH_FLAGS=-quick for a CI-size run (see bench/README.md).
 	go build -o bin/heraldbench ./bench/cmd/heraldbench
-	bin/heraldbench $(BENCH_FLAGS)
+	bin/heraldbench -nats-server "$$(hack/nats-server.sh)" $(BENCH_FLAGS)
 
 ##@ Release
 

@@ -27,23 +27,25 @@ type child struct {
 	exited  chan struct{}
 }
 
-func startChild(name, observer, env string, verbosity int) (*child, error) {
+// startChild starts a dispatcher on a fresh store: embedded in a temporary directory,
+// or on the external NATS cluster at natsURL.
+func startChild(name, natsURL, observer, env string, verbosity int) (*child, error) {
 	dir, err := os.MkdirTemp("", "heraldbench-"+name+"-")
 	if err != nil {
 		return nil, err
 	}
-	return startChildIn(dir, observer, env, verbosity)
+	return startChildIn(dir, natsURL, observer, env, verbosity)
 }
 
 // startChildIn starts a dispatcher on the store in dir, which a stopped child may have
 // left: a restart.
-func startChildIn(dir, observer, env string, verbosity int) (*child, error) {
+func startChildIn(dir, natsURL, observer, env string, verbosity int) (*child, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	c := &child{dir: dir, logFile: filepath.Join(dir, "dispatcher.log"), exited: make(chan struct{})}
-	cfg, _ := json.Marshal(childConfig{DataDir: filepath.Join(dir, "store"), Observer: observer, LogFile: c.logFile, Verbosity: verbosity})
+	cfg, _ := json.Marshal(childConfig{DataDir: filepath.Join(dir, "store"), NATSURL: natsURL, Observer: observer, LogFile: c.logFile, Verbosity: verbosity})
 	c.cmd = exec.Command(exe, childRole, string(cfg))
 	c.cmd.Stderr = os.Stderr
 	c.cmd.Env = os.Environ()

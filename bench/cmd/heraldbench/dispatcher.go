@@ -59,7 +59,8 @@ type endpointSpec struct {
 
 type childConfig struct {
 	DataDir   string `json:"dataDir"`
-	Observer  string `json:"observer"` // "tracker" (production observer) or "none"
+	NATSURL   string `json:"natsURL,omitempty"` // external NATS cluster; empty: embedded in DataDir
+	Observer  string `json:"observer"`          // "tracker" (production observer) or "none"
 	LogFile   string `json:"logFile"`
 	Verbosity int    `json:"verbosity"`
 }
@@ -103,7 +104,7 @@ func runDispatcher(cfgJSON string) error {
 	// The same assembly as herald dispatcher, without the Kubernetes side: endpoints are
 	// configured over the control API, no Events (no API server), no metrics.
 	p, err := app.NewPipeline(ctx, app.PipelineOptions{
-		Store: queue.Options{DataDir: cfg.DataDir},
+		Store: queue.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL},
 		// Stands in for API-key authentication: a constant bearer token.
 		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, ns string) (auth.Identity, error) {
 			tok, ok := auth.BearerToken(r)

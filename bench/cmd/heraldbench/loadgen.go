@@ -66,7 +66,8 @@ func newClient(conns int) *http.Client {
 // loadgen publishes events through the public ingest API over TCP.
 type loadgen struct {
 	client   *http.Client
-	base     string // http://addr/v1/namespaces/bench
+	base     string   // http://addr/v1/namespaces/bench
+	bases    []string // closedLoop's workers take turns over these (several dispatchers)
 	data     []byte
 	sent     stamps // event index → when its POST started (or was scheduled)
 	next     atomic.Int64
@@ -83,7 +84,16 @@ type loadgen struct {
 }
 
 func newLoadgen(ingestAddr string, conns int, data []byte) *loadgen {
-	return &loadgen{client: newClient(conns), base: "http://" + ingestAddr + "/v1/namespaces/" + benchNamespace, data: data}
+	base := "http://" + ingestAddr + "/v1/namespaces/" + benchNamespace
+	return &loadgen{client: newClient(conns), base: base, bases: []string{base}, data: data}
+}
+
+// spread sends closedLoop's batches to every one of these dispatchers, worker by worker.
+func (lg *loadgen) spread(ingestAddrs []string) {
+	lg.bases = lg.bases[:0]
+	for _, a := range ingestAddrs {
+		lg.bases = append(lg.bases, "http://"+a+"/v1/namespaces/"+benchNamespace)
+	}
 }
 
 func (lg *loadgen) noteErr(s string) {
@@ -135,8 +145,8 @@ func (lg *loadgen) markAccepted(n int64) {
 // producer by what is still undelivered.
 func (lg *loadgen) closedLoop(ctx context.Context, workers, batch int, limit int64, mayGo func(next int64) bool) {
 	var wg sync.WaitGroup
-	url := lg.base + "/events:batch"
-	for range workers {
+	for w := range workers {
+		url := lg.bases[w%len(lg.bases)] + "/events:batch"
 		wg.Go(func() {
 			var body []byte
 			for ctx.Err() == nil {

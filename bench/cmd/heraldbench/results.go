@@ -101,6 +101,10 @@ type scenarioResult struct {
 	// f: one entry per count of idle endpoints, and a, b, c run with the most of them.
 	Scale          []*scaleResult    `json:"scale,omitempty"`
 	WithRegistered []*scenarioResult `json:"with_registered,omitempty"`
+	// g: a's workload on an external NATS cluster with 1 and 3 dispatchers; each run
+	// carries what its dispatchers and its NATS servers cost.
+	ScaleOutRuns []*scenarioResult `json:"scale_out_runs,omitempty"`
+	ScaleOut     *scaleOutResult   `json:"scale_out,omitempty"`
 
 	Incomplete bool     `json:"incomplete,omitempty"`
 	Notes      []string `json:"notes,omitempty"`
@@ -265,6 +269,29 @@ func markdown(w io.Writer, r *results) {
 				fmt.Fprintf(w, "| %s. %s | %.0f | %.0f | %s | %.1f | %.0f | %.3f |\n", s.Name, s.Title, s.DeliveriesPerSecond,
 					s.CeilingPercent, vs, s.Latency.P99, s.PeakRSSMiB, s.CPUSecondsPer1k)
 			}
+		}
+	}
+	if g := r.Scenarios["g"]; g != nil {
+		fmt.Fprintln(w, "\ng. scale-out: a's workload with the dispatchers on an external 3-node nats-server cluster (127.0.0.1, streams with 3 replicas), next to a (embedded NATS, 1 replica) of this run. CPU per delivery counts the dispatchers and the NATS servers (a's embedded server is inside its dispatcher). The cores are shared by all of them, the producer and the receiver: this is the cost of scale-out, not its speedup.")
+		fmt.Fprintln(w, "\n| run | deliveries/s | % of ceiling | vs a | p99 ms | CPU ms / delivery (dispatchers + NATS) | vs a | dispatcher peak RSS MiB | NATS peak RSS MiB per node | duplicates |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+		a := r.Scenarios["a"]
+		for _, s := range append([]*scenarioResult{a}, g.ScaleOutRuns...) {
+			if s == nil {
+				continue
+			}
+			vs, cvs, split, natsRSS := "–", "–", fmt.Sprintf("%.3f", s.CPUSecondsPer1k), "– (inside the dispatcher)"
+			if a != nil && s != a && a.DeliveriesPerSecond > 0 && a.CPUSecondsPer1k > 0 {
+				vs = fmt.Sprintf("%.0f %%", 100*s.DeliveriesPerSecond/a.DeliveriesPerSecond)
+				cvs = fmt.Sprintf("%.2f×", s.CPUSecondsPer1k/a.CPUSecondsPer1k)
+			}
+			if so := s.ScaleOut; so != nil && s.Deliveries > 0 {
+				per := func(sec float64) float64 { return sec / float64(s.Deliveries) * 1000 }
+				split = fmt.Sprintf("%.3f (%.3f + %.3f)", s.CPUSecondsPer1k, per(so.DispatcherCPUSeconds), per(so.NATSCPUSeconds))
+				natsRSS = fmt.Sprintf("%.0f", so.NATSPeakRSSMiB)
+			}
+			fmt.Fprintf(w, "| %s. %s | %.0f | %.0f | %s | %.1f | %s | %s | %.0f | %s | %d |\n", s.Name, s.Title, s.DeliveriesPerSecond,
+				s.CeilingPercent, vs, s.Latency.P99, split, cvs, s.PeakRSSMiB, natsRSS, s.Duplicates)
 		}
 	}
 	if e := r.Scenarios["e"]; e != nil {

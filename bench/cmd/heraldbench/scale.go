@@ -210,7 +210,7 @@ func (b *bench) scenarioF() (*scenarioResult, error) {
 // scale measures one count of idle endpoints on a fresh dispatcher, then restarts it.
 func (b *bench) scale(n int, rcs []*receiver, round int) (*scaleResult, error) {
 	sr := &scaleResult{Endpoints: n}
-	c, err := startChild(fmt.Sprintf("f%d", n), b.o.Observer, b.o.DispatcherEnv, b.o.Verbosity)
+	c, err := startChild(fmt.Sprintf("f%d", n), "", b.o.Observer, b.o.DispatcherEnv, b.o.Verbosity)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +250,7 @@ func (b *bench) scale(n int, rcs []*receiver, round int) (*scaleResult, error) {
 	// Restart on the same store.
 	c.stop()
 	t = time.Now()
-	if c, err = startChildIn(dir, b.o.Observer, b.o.DispatcherEnv, b.o.Verbosity); err != nil {
+	if c, err = startChildIn(dir, "", b.o.Observer, b.o.DispatcherEnv, b.o.Verbosity); err != nil {
 		return nil, fmt.Errorf("restarting: %w", err)
 	}
 	sr.RestartReadySeconds = time.Since(t).Seconds()

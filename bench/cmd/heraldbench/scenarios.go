@@ -13,9 +13,13 @@ import (
 // setup is one scenario's processes: receivers, a fresh dispatcher child, a load
 // generator.
 type setup struct {
-	b       *bench
-	name    string
-	child   *child
+	b     *bench
+	name  string
+	child *child
+	// more are the other dispatcher replicas and nats the external NATS cluster, in
+	// scale-out runs; their CPU counts with the child's.
+	more    []*child
+	nats    *natsCluster
 	healthy []*receiver
 	dead    []*receiver
 	lg      *loadgen
@@ -23,15 +27,43 @@ type setup struct {
 
 	t0    int64
 	cpu0  time.Duration
+	dcpu0 time.Duration
 	hcpu0 time.Duration
 	load0 string
+}
+
+func (s *setup) children() []*child { return append([]*child{s.child}, s.more...) }
+
+// dispatcherCPU is the CPU time of every dispatcher replica.
+func (s *setup) dispatcherCPU() time.Duration {
+	var d time.Duration
+	for _, c := range s.children() {
+		d += c.cpu()
+	}
+	return d
+}
+
+// cpu is what the deliveries cost: the dispatchers (with their embedded NATS) and, in a
+// scale-out run, the NATS servers.
+func (s *setup) cpu() time.Duration {
+	d := s.dispatcherCPU()
+	if s.nats != nil {
+		d += s.nats.cpu()
+	}
+	return d
 }
 
 // retrySchedule of healthy endpoints: short, as nothing is expected to fail.
 var retrySchedule = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second}
 
 func (b *bench) newSetup(name string, healthy, dead int, hold string) (*setup, error) {
-	s := &setup{b: b, name: name}
+	return b.newSetupOn(name, healthy, dead, hold, nil, 1)
+}
+
+// newSetupOn starts replicas dispatchers, on the external NATS cluster nc or (nil) each
+// on an embedded one; every replica gets every endpoint, as from the API server.
+func (b *bench) newSetupOn(name string, healthy, dead int, hold string, nc *natsCluster, replicas int) (*setup, error) {
+	s := &setup{b: b, name: name, nats: nc}
 	for i := range healthy {
 		rc, err := startReceiver(fmt.Sprintf("ep-%d", i), false)
 		if err != nil {
@@ -53,16 +85,30 @@ func (b *bench) newSetup(name string, healthy, dead int, hold string) (*setup, e
 		s.specs = append(s.specs, endpointSpec{Name: rc.name, URL: rc.url, Timeout: b.o.DeadTimeout,
 			Schedule: []time.Duration{time.Hour}, MaxInFlight: b.o.MaxInFlight})
 	}
-	var err error
-	if s.child, err = startChild(name, b.o.Observer, b.o.DispatcherEnv, b.o.Verbosity); err != nil {
-		s.closeReceivers()
-		return nil, err
+	url := ""
+	if nc != nil {
+		url = nc.url()
 	}
-	if err := register(s.child, append(append([]endpointSpec{}, s.specs...), b.registered...)); err != nil {
-		s.close()
-		return nil, err
+	var ingest []string
+	for i := range replicas {
+		c, err := startChild(fmt.Sprintf("%s-%d", name, i), url, b.o.Observer, b.o.DispatcherEnv, b.o.Verbosity)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		if s.child == nil {
+			s.child = c
+		} else {
+			s.more = append(s.more, c)
+		}
+		ingest = append(ingest, c.ingest)
+		if err := register(c, append(append([]endpointSpec{}, s.specs...), b.registered...)); err != nil {
+			s.close()
+			return nil, err
+		}
 	}
 	s.lg = newLoadgen(s.child.ingest, b.o.Concurrency, b.data)
+	s.lg.spread(ingest)
 	return s, nil
 }
 
@@ -74,7 +120,7 @@ func (s *setup) begin() error {
 		}
 	}
 	s.load0 = loadAvg()
-	s.cpu0, s.hcpu0 = s.child.cpu(), selfCPU()
+	s.cpu0, s.dcpu0, s.hcpu0 = s.cpu(), s.dispatcherCPU(), selfCPU()
 	s.t0 = now()
 	return nil
 }
@@ -99,15 +145,23 @@ func (s *setup) profilePaths() profileRequest {
 
 // end stops the profiles and fills in what every scenario reports.
 func (s *setup) end(r *scenarioResult) {
-	cpu, hcpu := s.child.cpu()-s.cpu0, selfCPU()-s.hcpu0
+	cpu, dcpu, hcpu := s.cpu()-s.cpu0, s.dispatcherCPU()-s.dcpu0, selfCPU()-s.hcpu0
 	if s.b.profDir != "" {
 		if err := s.child.call("POST", "/profile/stop", s.profilePaths(), nil); err != nil {
 			r.Notes = append(r.Notes, "profile: "+err.Error())
 		}
 	}
-	m := s.child.mem()
-	r.PeakRSSMiB = mib(m.HWM)
+	for _, c := range s.children() {
+		r.PeakRSSMiB = max(r.PeakRSSMiB, mib(c.mem().HWM))
+	}
 	r.CPUSeconds = cpu.Seconds()
+	if s.nats != nil {
+		r.ScaleOut = &scaleOutResult{Replicas: len(s.children()), NATSNodes: len(s.nats.nodes),
+			DispatcherCPUSeconds: dcpu.Seconds(), NATSCPUSeconds: (cpu - dcpu).Seconds()}
+		for _, n := range s.nats.nodes {
+			r.ScaleOut.NATSPeakRSSMiB = max(r.ScaleOut.NATSPeakRSSMiB, mib(n.mem().HWM))
+		}
+	}
 	r.HarnessCPUSeconds = hcpu.Seconds()
 	r.LoadAvg = s.load0 + " → " + loadAvg()
 	r.Retried429or503 = s.lg.retried.Load()
@@ -130,11 +184,22 @@ func (s *setup) closeReceivers() {
 }
 
 func (s *setup) close() {
-	s.child.stop()
-	s.b.copyLog(s.child, s.name)
-	s.child.remove()
+	for i, c := range s.children() {
+		if c == nil {
+			continue
+		}
+		c.stop()
+		name := s.name
+		if i > 0 {
+			name = fmt.Sprintf("%s-%d", s.name, i)
+		}
+		s.b.copyLog(c, name)
+		c.remove()
+	}
 	s.closeReceivers()
-	s.lg.client.CloseIdleConnections()
+	if s.lg != nil {
+		s.lg.client.CloseIdleConnections()
+	}
 }
 
 // undelivered is how many deliveries to healthy endpoints are handed to the producer
@@ -224,11 +289,17 @@ func (b *bench) saturate(name, title string, healthy, dead int) (*scenarioResult
 		return nil, nil, err
 	}
 	defer s.close()
+	r, err := b.measure(s, name, title, healthy, dead)
+	return r, s, err
+}
+
+// measure runs the paced producer of a, b and c on a setup.
+func (b *bench) measure(s *setup, name, title string, healthy, dead int) (*scenarioResult, error) {
 	window := int64(b.o.Window) * int64(healthy)
 	_ = s.child.call("POST", "/gc", nil, nil)
 	gc0 := s.child.mem()
 	if err := s.begin(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.o.Duration)
 	s.lg.closedLoop(ctx, b.o.Concurrency, b.o.Batch, 0, func(next int64) bool {
@@ -270,7 +341,7 @@ func (b *bench) saturate(name, title string, healthy, dead int) (*scenarioResult
 	r.PerSecond, r.LongestGapMs = s.receiptSeries(s.lg.next.Load())
 	logf("%s: %d events accepted (%.0f/s), %d deliveries in %.1fs (%.0f/s), p99 %.0f ms, peak RSS %.0f MiB, retained after the run %.0f B per event, longest pause between receipts %.0f ms",
 		name, accepted, r.EventsPerSecond, r.Deliveries, r.Seconds, r.DeliveriesPerSecond, r.Latency.P99, r.PeakRSSMiB, r.RetainedPerEvent, r.LongestGapMs)
-	return r, s, nil
+	return r, nil
 }
 
 func (b *bench) scenarioA() (*scenarioResult, error) {
