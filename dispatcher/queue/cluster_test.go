@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/go-logr/logr/testr"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -286,5 +287,34 @@ accounts {
 	defer st.Close()
 	if _, err := st.Consume(context.Background(), "shop", "billing", queue.ConsumerOptions{}); err != nil {
 		t.Fatalf("consuming under the account's limit: %v", err)
+	}
+}
+
+// Seen in bench scenario g: every dispatcher stopping on an external cluster logged
+// "the store cannot take writes" as it closed its own connection. Closing is not an
+// outage.
+func TestClose_IsNotAnOutage(t *testing.T) {
+	var mu sync.Mutex
+	var errs []string
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.Contains(args, `"error"`) {
+			errs = append(errs, args)
+		}
+	}, funcr.Options{})
+	st, err := queue.Open(context.Background(), queue.Options{URL: testenv.NATS(t), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Writable(); err != nil {
+		t.Fatalf("a fresh store: %v", err)
+	}
+	st.Close()
+	time.Sleep(100 * time.Millisecond) // the client's callbacks run on their own goroutine
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range errs {
+		t.Errorf("closing the store logged an error: %s", e)
 	}
 }

@@ -95,15 +95,22 @@ func (s *Store) connectionLost(err error) {
 		err = errors.New("disconnected")
 	}
 	s.health.mu.Lock()
-	started := s.health.stop != nil
+	stop := s.health.stop
 	s.health.mu.Unlock()
-	if started {
-		s.health.mu.Lock()
-		s.health.lost++
-		s.health.mu.Unlock()
-		s.setWritable(fmt.Errorf("%w: connection to NATS lost: %v", ErrUnavailable, err))
-		s.suspect()
+	if stop == nil {
+		return
 	}
+	select {
+	case <-stop:
+		// The store is closing and dropped the connection itself: not an outage.
+		return
+	default:
+	}
+	s.health.mu.Lock()
+	s.health.lost++
+	s.health.mu.Unlock()
+	s.setWritable(fmt.Errorf("%w: connection to NATS lost: %v", ErrUnavailable, err))
+	s.suspect()
 }
 
 func (s *Store) stopProbe() {
