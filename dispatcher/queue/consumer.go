@@ -177,13 +177,21 @@ func (s *Store) Consume(ctx context.Context, namespace, endpoint string, opts Co
 		return nil, err
 	}
 	// Short pull requests: should one go missing (a reconnect, a server restart) the
-	// iterator notices within seconds instead of idling out the default 30s.
-	iter, err := cons.Messages(jetstream.PullMaxMessages(opts.Buffer), jetstream.PullExpiry(5*time.Second))
+	// iterator notices within seconds instead of idling out the default 30s. And a
+	// heartbeat every second: seen in bench a (1 run in 10-20), the client stops asking
+	// while the server holds none of its pull requests and deliveries wait
+	// (consumer: pending 1,966, waiting 0, ack pending 0); only two missed heartbeats
+	// make the client ask again. With the default (half the expiry) that stalled the
+	// endpoint 5 s; now 2 s.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(opts.Buffer), jetstream.PullExpiry(5*time.Second),
+		jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
 		return nil, fmt.Errorf("consuming deliveries of %s/%s: %w", namespace, endpoint, err)
 	}
 	return &Consumer{store: s, iter: iter, opts: opts}, nil
 }
+
+const pullHeartbeat = time.Second
 
 // ErrStopped is returned by Next once the consumer has been stopped and drained.
 var ErrStopped = errors.New("consumer stopped")
@@ -192,6 +200,11 @@ var ErrStopped = errors.New("consumer stopped")
 func (c *Consumer) Next() (*Pending, error) {
 	for {
 		msg, err := c.iter.Next()
+		if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			// The iterator asks the server again by itself: nothing to wait for.
+			c.store.opts.Log.V(1).Info("no heartbeat from the delivery consumer; asking again")
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
 				return nil, ErrStopped

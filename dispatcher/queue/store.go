@@ -167,6 +167,15 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("connecting to NATS at %s: %w", opts.URL, err)
 		}
 	}
+	// The client reports asynchronously what it dropped (a subscription's buffer full:
+	// a slow consumer) and what the server refused; otherwise both are silent.
+	s.nc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		subject := ""
+		if sub != nil {
+			subject = sub.Subject
+		}
+		s.opts.Log.Error(err, "NATS client", "subject", subject)
+	})
 	// Pipelined publishes wait for their acknowledgements no longer than a single
 	// request would: without a timeout, a stream without a leader would hold the
 	// producer's request for as long as the producer waits.

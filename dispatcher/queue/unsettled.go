@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -77,3 +78,27 @@ func (s *Store) notifyStored(namespace, endpoint string) {
 
 // storedHook holds OnStored's function.
 type storedHook = atomic.Pointer[func(namespace, endpoint string)]
+
+// ConsumerState is the server's view of an endpoint's consumer, for diagnosing a
+// consumer that hands out nothing while deliveries wait.
+type ConsumerState struct {
+	Pending    uint64 `json:"pending"`     // stored, not yet handed out
+	AckPending int    `json:"ack_pending"` // handed out, not settled
+	Waiting    int    `json:"waiting"`     // pull requests the server holds
+	Delivered  uint64 `json:"delivered"`   // consumer sequence handed out last
+}
+
+// ConsumerStateOf reads the state of an endpoint's consumer; ok is false when the
+// endpoint has none (idle).
+func (s *Store) ConsumerStateOf(ctx context.Context, namespace, endpoint string) (st ConsumerState, ok bool, err error) {
+	cons, err := s.deliveries.Consumer(ctx, consumerName(namespace, endpoint))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return ConsumerState{}, false, nil
+	}
+	if err != nil {
+		return ConsumerState{}, false, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, s.storeError(err))
+	}
+	info := cons.CachedInfo()
+	return ConsumerState{Pending: info.NumPending, AckPending: info.NumAckPending, Waiting: info.NumWaiting,
+		Delivered: info.Delivered.Consumer}, true, nil
+}

@@ -247,6 +247,23 @@ func (d *dispatcherChild) controlMux() *http.ServeMux {
 		}
 		_ = json.NewEncoder(w).Encode(out)
 	})
+	// What the server says of each endpoint's consumer: the harness asks when receipts
+	// stall while deliveries wait.
+	mux.HandleFunc("GET /consumers", func(w http.ResponseWriter, r *http.Request) {
+		out := map[string]any{}
+		for k := range d.p.Engine.Endpoints() {
+			st, ok, err := d.p.Store.ConsumerStateOf(r.Context(), k.Namespace, k.Name)
+			switch {
+			case err != nil:
+				out[k.Name] = err.Error()
+			case !ok:
+				out[k.Name] = "no consumer"
+			default:
+				out[k.Name] = st
+			}
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	})
 	mux.HandleFunc("POST /profile/start", func(w http.ResponseWriter, r *http.Request) {
 		var p profileRequest
 		if err := json.NewDecoder(r.Body).Decode(&p); err != nil {

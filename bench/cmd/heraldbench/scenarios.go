@@ -2,7 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -231,6 +234,55 @@ func (s *setup) waitDelivered(n int64, timeout time.Duration) bool {
 	return false
 }
 
+// watchStalls looks for receipts stopping while deliveries wait; for each stall of
+// more than 1.5 s it records what the server says of the consumers and keeps the
+// dispatcher's goroutines next to the results. The returned func stops it and gives
+// one note per stall.
+func (s *setup) watchStalls() func() []string {
+	stop := make(chan struct{})
+	done := make(chan []string)
+	go func() {
+		var notes []string
+		reported := int64(0)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- notes
+				return
+			case <-tick.C:
+			}
+			last := s.lastReceipt()
+			if last == 0 || last == reported || s.undelivered(s.lg.next.Load()) <= 0 ||
+				time.Duration(now()-last) < 1500*time.Millisecond {
+				continue
+			}
+			reported = last
+			var consumers map[string]any
+			_ = s.child.call("GET", "/consumers", nil, &consumers)
+			state, _ := json.Marshal(consumers)
+			note := fmt.Sprintf("stall: no receipt for %.1f s at %.1f s into the run with %d undelivered; consumers: %s",
+				toTime(now()-last).Seconds(), toTime(now()-s.t0).Seconds(), s.undelivered(s.lg.next.Load()), state)
+			dir := filepath.Join(s.b.o.Out, s.b.stamp+"-logs")
+			if err := os.MkdirAll(dir, 0o755); err == nil {
+				path := filepath.Join(dir, fmt.Sprintf("%s-stall-%d.goroutines", s.name, len(notes)+1))
+				if resp, err := http.Get(s.child.control + "/debug/pprof/goroutine?debug=2"); err == nil {
+					if f, err := os.Create(path); err == nil {
+						_, _ = io.Copy(f, resp.Body)
+						f.Close()
+						note += "; goroutines in " + path
+					}
+					resp.Body.Close()
+				}
+			}
+			logf("%s: %s", s.name, note)
+			notes = append(notes, note)
+		}
+	}()
+	return func() []string { close(stop); return <-done }
+}
+
 func (s *setup) lastReceipt() int64 {
 	var last int64
 	for _, rc := range s.healthy {
@@ -302,6 +354,7 @@ func (b *bench) measure(s *setup, name, title string, healthy, dead int) (*scena
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.o.Duration)
+	stalls := s.watchStalls()
 	s.lg.closedLoop(ctx, b.o.Concurrency, b.o.Batch, 0, func(next int64) bool {
 		return s.undelivered(next+int64(b.o.Batch)) <= window
 	})
@@ -312,6 +365,7 @@ func (b *bench) measure(s *setup, name, title string, healthy, dead int) (*scena
 		r.Incomplete = true
 		r.Notes = append(r.Notes, fmt.Sprintf("not every accepted event was delivered within %s", b.o.DrainTimeout))
 	}
+	r.Notes = append(r.Notes, stalls()...)
 	last := s.lastReceipt()
 	s.end(r)
 	// What the run left behind once everything was delivered: the dedupe records and
