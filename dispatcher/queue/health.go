@@ -94,21 +94,21 @@ func (s *Store) connectionLost(err error) {
 	if err == nil {
 		err = errors.New("disconnected")
 	}
-	s.health.mu.Lock()
-	stop := s.health.stop
-	s.health.mu.Unlock()
-	if stop == nil {
+	h := &s.health
+	h.mu.Lock()
+	if h.stop == nil {
+		h.mu.Unlock()
 		return
 	}
 	select {
-	case <-stop:
+	case <-h.stop:
 		// The store is closing and dropped the connection itself: not an outage.
+		h.mu.Unlock()
 		return
 	default:
 	}
-	s.health.mu.Lock()
-	s.health.lost++
-	s.health.mu.Unlock()
+	h.lost++
+	h.mu.Unlock()
 	s.setWritable(fmt.Errorf("%w: connection to NATS lost: %v", ErrUnavailable, err))
 	s.suspect()
 }

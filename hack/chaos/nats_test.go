@@ -39,33 +39,19 @@ type natsNode struct {
 	started int // how many times it was started, for the log names
 }
 
-// buildNATS builds nats-server at the version go.mod requires, from the module cache or
-// the Go module proxy, and caches the binary under bin/ keyed by that version.
+// buildNATS builds nats-server at the version go.mod requires with hack/nats-server.sh,
+// which caches it under bin/ for this suite, the cluster suite and make bench alike.
 func buildNATS(t *testing.T) string {
 	t.Helper()
-	out, err := goCmd("list", "-m", "-f", "{{.Version}}", "github.com/nats-io/nats-server/v2").Output()
-	if err != nil {
-		t.Fatalf("go list -m github.com/nats-io/nats-server/v2: %v", err)
-	}
-	version := strings.TrimSpace(string(out))
-	bin := filepath.Join(repoRoot, "bin", "nats-server-"+version, "nats-server")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
 	start := time.Now()
-	// Built to a temporary name and renamed: a run killed half-way leaves no binary
-	// that looks cached.
-	tmp := bin + ".tmp"
-	build := goCmd("build", "-trimpath", "-o", tmp, "github.com/nats-io/nats-server/v2")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building nats-server %s: %v\n%s", version, err, out)
+	cmd := exec.Command(filepath.Join(repoRoot, "hack", "nats-server.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("hack/nats-server.sh: %v", err)
 	}
-	if err := os.Rename(tmp, bin); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("built nats-server %s in %s", version, time.Since(start).Round(100*time.Millisecond))
-	return bin
+	t.Logf("nats-server ready in %s", time.Since(start).Round(100*time.Millisecond))
+	return strings.TrimSpace(string(out))
 }
 
 // newNATS lays out the three nodes (addresses, configuration files, stores); startAll

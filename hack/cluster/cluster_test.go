@@ -678,11 +678,14 @@ func (s *suite) externalMode(t *testing.T) {
 	} else {
 		t.Log(out)
 	}
-	natsBin := filepath.Join(s.dir, "images", "nats-server")
 	start := time.Now()
-	if out, err := s.goBuild("-trimpath", "-o", natsBin, "github.com/nats-io/nats-server/v2"); err != nil {
-		t.Fatalf("building nats-server: %v\n%s", err, out)
+	// Static (CGO_ENABLED=0), cached under bin/ by the script the chaos suite and make
+	// bench use too.
+	out, err := exec.Command(filepath.Join(repoRoot, "hack", "nats-server.sh")).Output()
+	if err != nil {
+		t.Fatalf("hack/nats-server.sh: %v", err)
 	}
+	natsBin := strings.TrimSpace(string(out))
 	t.Logf("TIMING nats-server built in %s", time.Since(start).Round(100*time.Millisecond))
 	s.importImage("herald.local/nats:suite", "/nats-server", natsBin+"=/nats-server")
 
