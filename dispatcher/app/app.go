@@ -32,6 +32,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/catalog"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/metrics"
@@ -173,7 +174,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			log.Error(err, "exporting the last spans")
 		}
 	}()
+	cat := catalog.New()
 	p, err := NewPipeline(ctx, PipelineOptions{
+		Catalog: cat,
 		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
 		Ingest: o.Ingest, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter,
 		Events: sink,
@@ -204,6 +207,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	subscriptions := &watch.Subscriptions{Client: mgr.GetClient(), Router: p.Router, Filters: filters}
 	if err := subscriptions.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching subscriptions: %w", err)
+	}
+	eventTypes := &watch.EventTypes{Client: mgr.GetClient(), Catalog: cat}
+	if err := eventTypes.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("watching event types: %w", err)
 	}
 
 	statusWriter := &outcome.StatusWriter{
@@ -236,7 +243,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, mux, primed, endpoints, subscriptions)
+		return serveIngest(ctx, log, mgr, o, mux, primed, endpoints, subscriptions, eventTypes)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
@@ -262,11 +269,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 // serveIngest opens the ingest API once the dispatcher knows every endpoint and
 // subscription: an event accepted earlier could be routed to nothing.
 func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Options, h http.Handler,
-	primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
+	primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions, eventTypes *watch.EventTypes) error {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return errors.New("informers did not sync")
 	}
-	if err := prime(ctx, mgr.GetClient(), endpoints, subscriptions); err != nil {
+	if err := prime(ctx, mgr.GetClient(), endpoints, subscriptions, eventTypes); err != nil {
 		return err
 	}
 	close(primed)
@@ -295,9 +302,10 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 	return nil
 }
 
-// prime loads every endpoint and subscription synchronously before ingest opens; the
-// controllers keep them current afterwards.
-func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
+// prime loads every endpoint, subscription and event type synchronously before ingest
+// opens (an event accepted earlier could be routed to nothing, or escape its namespace's
+// catalog); the controllers keep them current afterwards.
+func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions, eventTypes *watch.EventTypes) error {
 	var eps heraldv1.WebhookEndpointList
 	if err := c.List(ctx, &eps); err != nil {
 		return fmt.Errorf("listing endpoints: %w", err)
@@ -315,6 +323,16 @@ func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, sub
 	for i := range subs.Items {
 		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: subs.Items[i].Namespace, Name: subs.Items[i].Name}}
 		if _, err := subscriptions.Reconcile(ctx, req); err != nil {
+			return err
+		}
+	}
+	var ets heraldv1.WebhookEventTypeList
+	if err := c.List(ctx, &ets); err != nil {
+		return fmt.Errorf("listing event types: %w", err)
+	}
+	for i := range ets.Items {
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ets.Items[i].Namespace, Name: ets.Items[i].Name}}
+		if _, err := eventTypes.Reconcile(ctx, req); err != nil {
 			return err
 		}
 	}

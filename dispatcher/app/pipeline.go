@@ -58,7 +58,10 @@ type PipelineOptions struct {
 	// Tracer, when set, records spans for ingest, store and every attempt; nil records
 	// none (trace context is forwarded either way).
 	Tracer *tracing.Tracer
-	Log    logr.Logger
+	// Catalog, when set, holds the namespaces' event types that ingest enforces; nil
+	// accepts every type (no namespace has a catalog).
+	Catalog ingest.Catalog
+	Log     logr.Logger
 }
 
 // Pipeline is an event's route through the dispatcher, in the order the event takes
@@ -133,7 +136,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	opts.Observer = observers
 	p.Engine = delivery.New(opts)
 
-	handler, err := ingest.NewHandler(ingest.Options{
+	ingestOpts := ingest.Options{
 		Acceptor: &accept.Acceptor{
 			Store: store, Router: p.Router, Known: p.Engine.Known, Now: o.Now, Log: o.Log.WithName("accept"),
 			FilterFailed: func(namespace, subscription, eventID string, ferr error) {
@@ -148,8 +151,13 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		Authorizer: o.Authorizer,
 		Limits:     o.Ingest,
 		Tracer:     o.Tracer,
+		Catalog:    o.Catalog,
 		Log:        o.Log.WithName("ingest"),
-	})
+	}
+	if p.Metrics != nil {
+		ingestOpts.DeprecatedAccepted, ingestOpts.CatalogRefused = p.Metrics.DeprecatedAccepted, p.Metrics.CatalogRefused
+	}
+	handler, err := ingest.NewHandler(ingestOpts)
 	if err != nil {
 		return nil, fmt.Errorf("building the ingest API: %w", err)
 	}
