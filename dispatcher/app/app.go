@@ -85,7 +85,9 @@ type Options struct {
 	Now func() time.Time
 	// WithoutAttemptLog turns the attempt log off (--attempt-log=false).
 	WithoutAttemptLog bool
-	Log               logr.Logger
+	// OperationalInterval aggregates Herald's operational events (default one minute).
+	OperationalInterval time.Duration
+	Log                 logr.Logger
 	// Ready, when not nil, receives the ingest API's address once it serves.
 	Ready chan<- string
 }
@@ -176,7 +178,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}()
 	cat := catalog.New()
 	p, err := NewPipeline(ctx, PipelineOptions{
-		Catalog: cat,
+		Catalog: cat, OperationalInterval: o.OperationalInterval,
 		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
 		Ingest: o.Ingest, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter,
 		Events: sink,
