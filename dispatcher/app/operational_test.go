@@ -149,4 +149,3 @@ func waitOperational(t *testing.T, s *sink, n int) []envelopeOf {
 		}
 	}
 }
-

@@ -41,7 +41,7 @@ type Tracker struct {
 	notify     func(delivery.Key) // asks the watch to rebuild an endpoint's config
 	events     *EventSink
 	now        func() time.Time
-	replayer   Replayer // nil: the replay annotation replays every dead letter at once
+	replayer   Replayer     // nil: the replay annotation replays every dead letter at once
 	ops        *Operational // nil publishes no operational events
 
 	mu    sync.Mutex
