@@ -4,8 +4,9 @@
 // answers in the same JSON error shape. Callers authenticate with a ServiceAccount (or
 // user) token; listing needs get, replaying and re-enabling need update, on
 // webhookendpoints.hooks.herald.dev in the namespace — the same people who could do
-// it with kubectl through the annotations. Reading the attempt log and an event's
-// history needs what listing dead letters needs.
+// it with kubectl through the annotations. Reading the attempt log, an event's history
+// and the endpoint's receiver documentation (GET .../openapi, docs.go) needs what
+// listing dead letters needs.
 package admin
 
 import (
@@ -55,6 +56,9 @@ type Options struct {
 	Now func() time.Time
 	// Known reports whether an endpoint exists.
 	Known func(namespace, name string) bool
+	// Docs writes an endpoint's receiver documentation; nil leaves the openapi route
+	// out.
+	Docs Docs
 	// Read authorizes listing; Write authorizes replay and re-enable.
 	Read, Write auth.Authorizer
 	Log         logr.Logger
@@ -129,6 +133,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/namespaces/{namespace}/events/{id}", h.event)
 	if h.opts.Replayer != nil {
 		mux.HandleFunc("POST "+base+"/replays", h.startReplay)
+	}
+	if h.opts.Docs != nil {
+		mux.HandleFunc("GET "+base+"/openapi", h.docs)
 	}
 }
 

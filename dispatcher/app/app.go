@@ -40,6 +40,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/watch"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/receiverdocs"
 	"github.com/herald-dev/herald/internal/scheme"
 	"github.com/herald-dev/herald/internal/tracing"
 )
@@ -239,6 +240,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 		admin.NewHandler(admin.Options{
 			Store: store, Lifecycle: tracker, Replayer: p.Replayer, Known: engine.Known, Now: p.Now,
+			Docs: receiverDocs(mgr.GetClient(), cat),
 			Read: read, Write: write, Log: log.WithName("admin"),
 		}).Register(mux)
 	}
@@ -355,4 +357,20 @@ type forgetting struct {
 func (f forgetting) Forget(k delivery.Key) {
 	f.Tracker.Forget(k)
 	f.metrics.Forget(k)
+}
+
+// receiverDocs writes an endpoint's receiver documentation from the dispatcher's cache
+// and its compiled catalog.
+func receiverDocs(c client.Client, cat *catalog.Catalog) admin.Docs {
+	return func(ctx context.Context, k delivery.Key) ([]byte, error) {
+		var ep heraldv1.WebhookEndpoint
+		if err := c.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &ep); err != nil {
+			return nil, fmt.Errorf("reading endpoint: %w", err)
+		}
+		var subs heraldv1.WebhookSubscriptionList
+		if err := c.List(ctx, &subs, client.InNamespace(k.Namespace)); err != nil {
+			return nil, fmt.Errorf("listing subscriptions: %w", err)
+		}
+		return receiverdocs.Build(receiverdocs.Input{Endpoint: &ep, Subscriptions: subs.Items, Catalog: cat.Definitions(k.Namespace)})
+	}
 }

@@ -138,7 +138,7 @@ func (c *Catalog) Definitions(namespace string) []eventschema.Definition {
 	var out []eventschema.Definition
 	if ns := c.byNS[namespace]; ns != nil {
 		for _, e := range ns.owners {
-			out = append(out, Definition(e.object, e.schema))
+			out = append(out, eventschema.DefinitionOf(e.object, e.schema))
 		}
 	}
 	c.mu.RUnlock()
@@ -152,21 +152,4 @@ func (c *Catalog) Definitions(namespace string) []eventschema.Definition {
 		return 0
 	})
 	return append(out, eventschema.Builtins()...)
-}
-
-// Definition turns a WebhookEventType and its compiled schema (nil when it does not
-// compile) into a catalog definition; examples that do not decode are left out.
-func Definition(et *heraldv1.WebhookEventType, schema *eventschema.Schema) eventschema.Definition {
-	d := eventschema.Definition{
-		Type: et.Spec.Type, Description: et.Spec.Description, Schema: schema,
-		Deprecated: et.Spec.Deprecated, DeprecationMessage: et.Spec.DeprecationMessage,
-	}
-	if schema != nil {
-		for i, ex := range et.Spec.Examples {
-			if v, err := schema.Example(i, ex); err == nil {
-				d.Examples = append(d.Examples, v)
-			}
-		}
-	}
-	return d
 }

@@ -1,6 +1,8 @@
 package eventschema
 
 import (
+	"slices"
+	"strings"
 	"sync"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
@@ -111,4 +113,42 @@ func Builtin(eventType string) (Definition, bool) {
 		}
 	}
 	return Definition{}, false
+}
+
+// DefinitionOf turns a WebhookEventType and its compiled schema (nil when it does not
+// compile) into a catalog definition; examples that do not validate are left out.
+func DefinitionOf(et *heraldv1.WebhookEventType, schema *Schema) Definition {
+	d := Definition{
+		Type: et.Spec.Type, Description: et.Spec.Description, Schema: schema,
+		Deprecated: et.Spec.Deprecated, DeprecationMessage: et.Spec.DeprecationMessage,
+	}
+	if schema != nil {
+		for i, ex := range et.Spec.Examples {
+			if v, err := schema.Example(i, ex); err == nil {
+				d.Examples = append(d.Examples, v)
+			}
+		}
+	}
+	return d
+}
+
+// Catalog compiles a namespace's WebhookEventTypes into its catalog: for each type the
+// object that owns it (WebhookEventType.DeclaredBefore), sorted by type, then Herald's
+// built-in types. The dispatcher keeps the same, compiled once per change
+// (dispatcher/catalog); this serves readers that start from the objects (herald docs).
+func Catalog(types []heraldv1.WebhookEventType) []Definition {
+	owners := map[string]*heraldv1.WebhookEventType{}
+	for i := range types {
+		et := &types[i]
+		if cur := owners[et.Spec.Type]; cur == nil || et.DeclaredBefore(cur) {
+			owners[et.Spec.Type] = et
+		}
+	}
+	out := make([]Definition, 0, len(owners)+len(builtinSources))
+	for _, et := range owners {
+		s, _ := Compile(et.Spec.Schema)
+		out = append(out, DefinitionOf(et, s))
+	}
+	slices.SortFunc(out, func(a, b Definition) int { return strings.Compare(a.Type, b.Type) })
+	return append(out, Builtins()...)
 }
