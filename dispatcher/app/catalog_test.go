@@ -164,4 +164,3 @@ func TestDispatcher_CatalogIsEnforcedAndDeliveriesMatchTheReceiverDocs(t *testin
 	}
 	untilAnswer(t, d, ns, "invoice.sent", `{}`, http.StatusAccepted)
 }
-
