@@ -109,7 +109,7 @@ func runDispatcher(cfgJSON string) error {
 	// configured over the control API, no Events (no API server), no metrics.
 	p, err := app.NewPipeline(ctx, app.PipelineOptions{
 		Catalog: cat,
-		Store: queue.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL},
+		Store:   queue.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL},
 		// Stands in for API-key authentication: a constant bearer token.
 		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, ns string) (auth.Identity, error) {
 			tok, ok := auth.BearerToken(r)
