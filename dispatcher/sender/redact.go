@@ -65,9 +65,15 @@ func appendForms(forms []form, s Secret) []form {
 	mark := []byte("[redacted: " + s.What + "]")
 	v := string(s.Value)
 	texts := []string{v}
-	if enc, err := json.Marshal(v); err == nil {
-		texts = append(texts, string(enc[1:len(enc)-1]))
-		texts = append(texts, strings.ReplaceAll(string(enc[1:len(enc)-1]), "/", `\/`))
+	for _, html := range []bool{true, false} {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(html)
+		if enc.Encode(v) == nil {
+			quoted := strings.TrimSuffix(b.String(), "\n")
+			inner := quoted[1 : len(quoted)-1]
+			texts = append(texts, inner, strings.ReplaceAll(inner, "/", `\/`))
+		}
 	}
 	texts = append(texts, url.QueryEscape(v), url.PathEscape(v))
 	if rest := afterKindPrefix(v); len(rest) >= minTailMatch {
