@@ -119,7 +119,9 @@ func setUpPolicyOnce(t *testing.T) error {
 		return err
 	}
 	// The policy is loaded asynchronously: wait until it refuses what it must.
-	probe := endpointFor("probe", func(ep *heraldv1.WebhookEndpoint) { ep.Spec.SecretRef = &heraldv1.SecretKeySelector{Name: "team-b-oauth"} })
+	probe := endpointFor("probe", func(ep *heraldv1.WebhookEndpoint) {
+		ep.Spec.SecretRef = &heraldv1.SecretKeySelector{Name: "team-b-oauth"}
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := as(t, author).Create(ctx, probe.DeepCopy(), client.DryRunAll)
