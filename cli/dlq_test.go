@@ -195,11 +195,13 @@ func (c *cluster) token(t *testing.T, ns, name string, rules ...rbacv1.PolicyRul
 	return tr.Status.Token
 }
 
-// Rules of an operator who publishes and handles dead letters.
+// Rules of an operator who publishes and handles dead letters, as the chart's
+// herald-publisher and herald-operator grant them (no update or patch).
 var (
-	publishRule  = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"events"}, Verbs: []string{"create"}}
-	operatorRule = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get", "update"}}
-	viewerRule   = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get"}}
+	publishRule   = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"events"}, Verbs: []string{"create"}}
+	operatorRule  = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get", "list", "watch", "replay", "enable"}}
+	viewerRule    = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get"}}
+	responsesRule = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints/responses"}, Verbs: []string{"get"}}
 )
 
 func (c *cluster) create(t *testing.T, objs ...client.Object) {
@@ -248,6 +250,7 @@ func newSink(t *testing.T) *sink {
 		s.attempts[id]++
 		if s.failing.Load() {
 			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprintf(w, "down for maintenance (%s)", id)
 			return
 		}
 		s.accepted = append(s.accepted, id)
@@ -492,10 +495,15 @@ func TestDLQ_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 	}{
 		{"a token that may read but not replay",
 			[]string{"dlq", "replay", "refusals", "--all", "--server", c.dispatcher, "--token", viewer},
-			"may not update webhookendpoints.hooks.herald.dev in namespace cli-dlq; grant it (as a user who may create RoleBindings in cli-dlq):\n" +
+			"may not replay webhookendpoints.hooks.herald.dev in namespace cli-dlq; grant it (as a user who may create RoleBindings in cli-dlq):\n" +
 				"  kubectl create rolebinding viewer-herald-operator -n cli-dlq --clusterrole=herald-operator --serviceaccount=cli-dlq:viewer\n" +
 				"The dispatcher keeps a refusal for 10s: retry 10s after the binding is made.\n" +
-				"Or use --via-annotation, which needs only the API server."},
+				"Or use --via-annotation, which needs only the API server but patch on the WebhookEndpoint."},
+		{"a kubeconfig user who may not patch, with --via-annotation",
+			[]string{"dlq", "replay", "refusals", "--all", "--via-annotation", "--kubeconfig", tokenKubeconfig(t, c, nsDLQ, viewer)},
+			"the kubeconfig user needs patch on webhookendpoints.hooks.herald.dev in namespace \"cli-dlq\". Grant it (as a user who may create RoleBindings there):\n" +
+				"  kubectl create rolebinding viewer-herald-editor -n cli-dlq --clusterrole=herald-editor --serviceaccount=cli-dlq:viewer\n" +
+				"Or drop --via-annotation: the dispatcher's endpoint API replays with the verb replay alone (herald-operator)"},
 		{"a token that is no token",
 			[]string{"dlq", "list", "refusals", "--server", c.dispatcher, "--token", "not-a-token"},
 			"the dispatcher refused the credentials while listing dead letters"},
