@@ -81,7 +81,7 @@ func setUpPolicyOnce(t *testing.T) error {
 	if err != nil {
 		return err
 	}
-	if _, err := command([]byte(manifests), kubectlBin, "apply", "--server-side", "--field-manager=policy-test", "-f", "-"); err != nil {
+	if _, err := command([]byte(manifests), kubectlBin, "apply", "--server-side", "--force-conflicts", "--field-manager=policy-test", "-f", "-"); err != nil {
 		return err
 	}
 	objs := []client.Object{
