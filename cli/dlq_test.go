@@ -215,15 +215,19 @@ func (c *cluster) create(t *testing.T, objs ...client.Object) {
 
 // endpointWithSink creates a WebhookEndpoint delivering to sink with a short retry
 // schedule, its signing Secret and a subscription to every event type.
-func (c *cluster) endpointWithSink(t *testing.T, ns, name string, s *sink, threshold int32) {
+func (c *cluster) endpointWithSink(t *testing.T, ns, name string, s *sink, threshold int32, mutate ...func(*heraldv1.WebhookEndpointSpec)) {
 	t.Helper()
+	spec := heraldv1.WebhookEndpointSpec{
+		URL: s.URL, Timeout: "2s",
+		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To(threshold)},
+	}
+	for _, m := range mutate {
+		m(&spec)
+	}
 	c.create(t,
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-signing", Namespace: ns}, StringData: map[string]string{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
-		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: heraldv1.WebhookEndpointSpec{
-			URL: s.URL, Timeout: "2s",
-			Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
-			AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To(threshold)},
-		}},
+		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec},
 		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: name + "-all", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
 			EndpointRef: heraldv1.LocalObjectReference{Name: name}, EventTypes: []string{"*"},
 		}},

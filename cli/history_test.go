@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -22,12 +21,10 @@ func TestHistory_AttemptsEventsAndReplayBySelection(t *testing.T) {
 	isolate(t)
 	c := startCluster(t)
 	s := newSink(t)
-	c.endpointWithSink(t, nsHistory, "ledger", s, 0)
-	ep := c.endpoint(t, nsHistory, "ledger")
-	ep.Spec.AttemptLog.ResponseBody = heraldv1.ResponseBodyOnFailure
-	if err := c.client.Update(context.Background(), ep); err != nil {
-		t.Fatal(err)
-	}
+	// The endpoint keeps its failed answers' bodies.
+	c.endpointWithSink(t, nsHistory, "ledger", s, 0, func(spec *heraldv1.WebhookEndpointSpec) {
+		spec.AttemptLog.ResponseBody = heraldv1.ResponseBodyOnFailure
+	})
 	operator := c.token(t, nsHistory, "ledger-operator", publishRule, operatorRule)
 	auditor := c.token(t, nsHistory, "ledger-auditor", operatorRule, responsesRule)
 	t.Setenv(envHeraldURL, c.dispatcher)
