@@ -36,7 +36,7 @@ type apiOptions struct {
 
 func (o *apiOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher (its ingest address, which also serves the endpoint API; default $"+envHeraldURL+", else "+defaultIngestURL+")")
-	fs.StringVar(&o.token, "token", "", "bearer token of a ServiceAccount or user with get (list) or update (replay, enable) on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else the kubeconfig user's token)")
+	fs.StringVar(&o.token, "token", "", "bearer token of a ServiceAccount or user allowed get (list, read), replay or enable on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else the kubeconfig user's token)")
 }
 
 // endpointAPI is a client of dispatcher/admin for one namespace.
@@ -165,8 +165,8 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 		if m := refusedSubject.FindStringSubmatch(msg); m != nil {
 			user = m[1]
 		}
-		// The chart's herald-operator ClusterRole has get and update on webhookendpoints,
-		// which are the verbs the endpoint API asks for.
+		// The chart's herald-operator ClusterRole has get, replay and enable on
+		// webhookendpoints, the verbs the endpoint API asks for.
 		err := fmt.Sprintf("the dispatcher refused %s: %s; grant it (as a user who may create RoleBindings in %s):\n  %s\n%s",
 			what, msg, ns, bindHint(user, operatorClusterRole, ns), cacheNote("retry"))
 		if alternative != "" {
@@ -198,10 +198,11 @@ func newDLQCommand() *cobra.Command {
 		Long: `List and replay the dead letters of a WebhookEndpoint: deliveries that failed every
 attempt of their retry schedule, or waited too long while the endpoint was held.
 
-Listing and selective replay go through the dispatcher's endpoint API (the address of
-herald publish: --server or $` + envHeraldURL + `) with a token allowed to get (list) or update
-(replay) webhookendpoints.hooks.herald.dev in the namespace. Replaying everything also
-works with only API server access: --via-annotation sets the endpoint's
+Listing and replay go through the dispatcher's endpoint API (the address of herald
+publish: --server or $` + envHeraldURL + `) with a token allowed get (list) or the custom verb
+replay (replay) on webhookendpoints.hooks.herald.dev in the namespace: the herald-operator
+ClusterRole. Replaying everything also works with only API server access for those who
+may patch the endpoint (herald-editor): --via-annotation sets its
 ` + heraldv1.AnnotationReplayDeadLetters + ` annotation, which the dispatcher acts on.`,
 	}
 	cmd.AddCommand(newDLQListCommand(), newDLQReplayCommand())
@@ -281,7 +282,7 @@ func (o *dlqListOptions) run(cmd *cobra.Command, name string) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.list.timeout)
 	defer cancel()
 	var list admin.DeadLetterList
-	if err := api.call(ctx, http.MethodGet, name, "dead-letters", q, nil, &list, "listing dead letters", "get", ""); err != nil {
+	if err := api.call(ctx, http.MethodGet, name, "dead-letters", q, nil, &list, "listing dead letters", admin.PermissionRead.Verb, ""); err != nil {
 		return err
 	}
 	if o.list.output != "table" {
@@ -341,7 +342,8 @@ leaves the list; if it fails again it comes back with one more replay counted.
 By default the dispatcher's endpoint API does it and answers how many were replayed.
 With --via-annotation (only with --all) the command instead sets the annotation
 ` + heraldv1.AnnotationReplayDeadLetters + ` to a new value through the API server, which needs
-only patch on the WebhookEndpoint, and waits until the dispatcher reports it handled
+patch on the WebhookEndpoint (herald-editor) instead of the verb replay, and waits until
+the dispatcher reports it handled
 (status.lastHandledReplay). A disabled endpoint holds replayed deliveries too:
 re-enable it (herald endpoint enable) to have them sent.
 
@@ -419,9 +421,9 @@ func (o *dlqReplayOptions) run(cmd *cobra.Command, name string) error {
 	var resp admin.ReplayResponse
 	alt := ""
 	if o.all {
-		alt = "use --via-annotation, which needs only the API server"
+		alt = "use --via-annotation, which needs only the API server but patch on the WebhookEndpoint"
 	}
-	if err := api.call(ctx, http.MethodPost, name, "dead-letters:replay", nil, req, &resp, "replaying dead letters", "update", alt); err != nil {
+	if err := api.call(ctx, http.MethodPost, name, "dead-letters:replay", nil, req, &resp, "replaying dead letters", admin.PermissionReplay.Verb, alt); err != nil {
 		return err
 	}
 	res := ReplayResult{Namespace: ns, Endpoint: name, Via: "api", Replayed: &resp.Replayed}
@@ -466,7 +468,7 @@ func (o *dlqReplayOptions) viaAnnotationRun(ctx context.Context, cmd *cobra.Comm
 	}
 	token, err := annotate(ctx, c, ns, name, heraldv1.AnnotationReplayDeadLetters)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w\nOr drop --via-annotation: the dispatcher's endpoint API replays with the verb replay alone (%s)", err, operatorClusterRole)
 	}
 	res := ReplayResult{Namespace: ns, Endpoint: name, Via: "annotation", Annotation: token}
 	if o.wait {

@@ -195,11 +195,13 @@ func (c *cluster) token(t *testing.T, ns, name string, rules ...rbacv1.PolicyRul
 	return tr.Status.Token
 }
 
-// Rules of an operator who publishes and handles dead letters.
+// Rules of an operator who publishes and handles dead letters, as the chart's
+// herald-publisher and herald-operator grant them (no update or patch).
 var (
-	publishRule  = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"events"}, Verbs: []string{"create"}}
-	operatorRule = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get", "update"}}
-	viewerRule   = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get"}}
+	publishRule   = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"events"}, Verbs: []string{"create"}}
+	operatorRule  = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get", "list", "watch", "replay", "enable"}}
+	viewerRule    = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get"}}
+	responsesRule = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints/responses"}, Verbs: []string{"get"}}
 )
 
 func (c *cluster) create(t *testing.T, objs ...client.Object) {
@@ -213,15 +215,19 @@ func (c *cluster) create(t *testing.T, objs ...client.Object) {
 
 // endpointWithSink creates a WebhookEndpoint delivering to sink with a short retry
 // schedule, its signing Secret and a subscription to every event type.
-func (c *cluster) endpointWithSink(t *testing.T, ns, name string, s *sink, threshold int32) {
+func (c *cluster) endpointWithSink(t *testing.T, ns, name string, s *sink, threshold int32, mutate ...func(*heraldv1.WebhookEndpointSpec)) {
 	t.Helper()
+	spec := heraldv1.WebhookEndpointSpec{
+		URL: s.URL, Timeout: "2s",
+		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To(threshold)},
+	}
+	for _, m := range mutate {
+		m(&spec)
+	}
 	c.create(t,
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-signing", Namespace: ns}, StringData: map[string]string{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
-		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: heraldv1.WebhookEndpointSpec{
-			URL: s.URL, Timeout: "2s",
-			Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
-			AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To(threshold)},
-		}},
+		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec},
 		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: name + "-all", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
 			EndpointRef: heraldv1.LocalObjectReference{Name: name}, EventTypes: []string{"*"},
 		}},
@@ -248,6 +254,7 @@ func newSink(t *testing.T) *sink {
 		s.attempts[id]++
 		if s.failing.Load() {
 			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprintf(w, "down for maintenance (%s)", id)
 			return
 		}
 		s.accepted = append(s.accepted, id)
@@ -492,10 +499,15 @@ func TestDLQ_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 	}{
 		{"a token that may read but not replay",
 			[]string{"dlq", "replay", "refusals", "--all", "--server", c.dispatcher, "--token", viewer},
-			"may not update webhookendpoints.hooks.herald.dev in namespace cli-dlq; grant it (as a user who may create RoleBindings in cli-dlq):\n" +
+			"may not replay webhookendpoints.hooks.herald.dev in namespace cli-dlq; grant it (as a user who may create RoleBindings in cli-dlq):\n" +
 				"  kubectl create rolebinding viewer-herald-operator -n cli-dlq --clusterrole=herald-operator --serviceaccount=cli-dlq:viewer\n" +
 				"The dispatcher keeps a refusal for 10s: retry 10s after the binding is made.\n" +
-				"Or use --via-annotation, which needs only the API server."},
+				"Or use --via-annotation, which needs only the API server but patch on the WebhookEndpoint."},
+		{"a kubeconfig user who may not patch, with --via-annotation",
+			[]string{"dlq", "replay", "refusals", "--all", "--via-annotation", "--kubeconfig", tokenKubeconfig(t, c, nsDLQ, viewer)},
+			"the kubeconfig user needs patch on webhookendpoints.hooks.herald.dev in namespace \"cli-dlq\". Grant it (as a user who may create RoleBindings there):\n" +
+				"  kubectl create rolebinding viewer-herald-editor -n cli-dlq --clusterrole=herald-editor --serviceaccount=cli-dlq:viewer\n" +
+				"Or drop --via-annotation: the dispatcher's endpoint API replays with the verb replay alone (herald-operator)"},
 		{"a token that is no token",
 			[]string{"dlq", "list", "refusals", "--server", c.dispatcher, "--token", "not-a-token"},
 			"the dispatcher refused the credentials while listing dead letters"},

@@ -15,11 +15,13 @@ import (
 // herald-dispatcher) and on `make run`'s local stack, which applies the same ClusterRoles
 // from the chart. hack/firsthour runs the local stack and checks them.
 
-// The chart's ClusterRoles for Herald's users (charts/herald/templates/publisher-rbac.yaml
-// and operator-rbac.yaml, named <release>-publisher and <release>-operator).
+// The chart's ClusterRoles for Herald's users (charts/herald/templates/*-rbac.yaml, named
+// <release>-publisher, -operator, -editor and -response-reader).
 const (
-	publisherClusterRole = "herald-publisher"
-	operatorClusterRole  = "herald-operator"
+	publisherClusterRole      = "herald-publisher"
+	operatorClusterRole       = "herald-operator"
+	editorClusterRole         = "herald-editor"
+	responseReaderClusterRole = "herald-response-reader"
 )
 
 // refusalCacheDelay is how long the dispatcher answers a token it refused with the same

@@ -73,9 +73,9 @@ type Options struct {
 	// Authorizer decides who may publish. Built from the cluster when nil by
 	// NewAuthorizer.
 	Authorizer func(mgr manager.Manager) (auth.Authorizer, error)
-	// AdminAuthorizers decide who may list and replay dead letters and re-enable
-	// endpoints through the endpoint API; nil leaves that API out.
-	AdminAuthorizers func(mgr manager.Manager) (read, write auth.Authorizer, err error)
+	// AdminAuthorizers decide who may do what through the endpoint API (read, replay,
+	// re-enable, read response bodies); nil leaves that API out.
+	AdminAuthorizers func(mgr manager.Manager) (admin.Access, error)
 	// Tracing configures the OTLP export of spans; the zero value exports none.
 	Tracing tracing.Options
 	// ReplayRate bounds the re-sends per second of one replay (0: no bound).
@@ -224,13 +224,13 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	mux := http.NewServeMux()
 	mux.Handle("/", p.Ingest)
 	if o.AdminAuthorizers != nil {
-		read, write, err := o.AdminAuthorizers(mgr)
+		access, err := o.AdminAuthorizers(mgr)
 		if err != nil {
 			return fmt.Errorf("configuring endpoint API authentication: %w", err)
 		}
 		admin.NewHandler(admin.Options{
 			Store: store, Lifecycle: tracker, Replayer: p.Replayer, Known: engine.Known, Now: p.Now,
-			Read: read, Write: write, Log: log.WithName("admin"),
+			Access: access, Log: log.WithName("admin"),
 		}).Register(mux)
 	}
 

@@ -182,7 +182,8 @@ spec:
 	}
 	for _, c := range []struct{ who, verb, resource, want string }{
 		{"suite-editor", "create", "events", "true"},           // herald-publisher
-		{"suite-editor", "update", "webhookendpoints", "true"}, // herald-operator
+		{"suite-editor", "update", "webhookendpoints", "true"}, // herald-editor
+		{"suite-editor", "replay", "webhookendpoints", "true"}, // herald-operator
 		{"suite-viewer", "create", "events", "false"},
 		{"suite-viewer", "update", "webhookendpoints", "false"},
 	} {

@@ -64,7 +64,7 @@ func (s *stack) printHints() {
 				"    herald events get "+s.demoEvent+"   # the demo's event to billing: every attempt, from the attempt log")
 		}
 		lines = append(lines,
-			"    herald endpoint enable billing          # re-enables; the dispatcher confirms",
+			"    herald endpoint enable billing          # re-enables through the endpoint API (the verb enable; no patch)",
 			"    kubectl get whe,whs",
 		)
 	}

@@ -248,10 +248,12 @@ func (s *stack) applyCRDs(ctx context.Context) error {
 }
 
 // applyChartRBAC installs the ClusterRoles the chart gives users of Herald
-// (herald-publisher for producers, herald-operator for the people who run endpoints),
-// rendered by helm from charts/herald as `helm install herald` would name them, so the
-// identities below and the CLI's hints meet the same roles as on a cluster. The chart's
-// manager and dispatcher RBAC is left out: here they run with the admin kubeconfig.
+// (herald-publisher for producers, herald-operator for the people who run endpoints,
+// herald-editor and herald-response-reader) and its admission policy on Secret
+// references, rendered by helm from charts/herald as `helm install herald` would name
+// them, so the identities below and the CLI's hints meet the same roles and the same
+// refusals as on a cluster. The chart's manager and dispatcher RBAC is left out: here
+// they run with the admin kubeconfig.
 func (s *stack) applyChartRBAC(ctx context.Context) error {
 	chart := filepath.Join(s.cfg.root, "charts", "herald")
 	args := []string{"template", "herald", chart, "--namespace", "herald-system"}
@@ -274,8 +276,10 @@ func (s *stack) applyChartRBAC(ctx context.Context) error {
 	return s.runKubectlInput(ctx, &rendered, "apply", "--server-side", "--force-conflicts", "--field-manager=helm", "-f", "-")
 }
 
-// chartUserRoles are the chart templates of the roles for Herald's users.
-var chartUserRoles = []string{"templates/publisher-rbac.yaml", "templates/operator-rbac.yaml"}
+// chartUserRoles are the chart templates of the roles for Herald's users, and of the
+// policy that judges what they write.
+var chartUserRoles = []string{"templates/publisher-rbac.yaml", "templates/operator-rbac.yaml",
+	"templates/editor-rbac.yaml", "templates/response-reader-rbac.yaml", "templates/secret-reference-policy.yaml"}
 
 func (s *stack) runKubectl(ctx context.Context, args ...string) error {
 	return s.runKubectlInput(ctx, nil, args...)
