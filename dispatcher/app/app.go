@@ -87,13 +87,26 @@ type Options struct {
 	Log               logr.Logger
 	// Ready, when not nil, receives the ingest API's address once it serves.
 	Ready chan<- string
+
+	// cacheAllSecrets reads Secrets from an informer of their whole content, as the
+	// dispatcher did before it held only the referenced ones: the memory benchmark's
+	// baseline (export_test.go), never set otherwise.
+	cacheAllSecrets bool
 }
 
 // slimCached drops from every cached object what the dispatcher never reads and what
 // makes up much of its size: managedFields (status is written by server-side apply,
 // which does not need them) and kubectl's last-applied-configuration annotation (a
 // second copy of the object, Secret data included, for everything made by kubectl apply).
+// Of a metadata-only object (the Secrets of the namespaces served) it keeps only what
+// says which one it is and whether it changed.
 func slimCached(obj any) (any, error) {
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+			DeletionTimestamp: m.DeletionTimestamp,
+		}}, nil
+	}
 	obj, err := cache.TransformStripManagedFields()(obj)
 	if o, ok := obj.(metav1.Object); ok && err == nil {
 		if a := o.GetAnnotations(); a != nil {
@@ -198,6 +211,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	store, engine, tracker := p.Store, p.Engine, p.Tracker
 
 	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: forgetting{tracker, p.Metrics}, Notify: notify}
+	if o.cacheAllSecrets {
+		endpoints.Secrets = watch.InformerSecrets{Client: mgr.GetClient()}
+	}
 	if err := endpoints.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
