@@ -179,9 +179,12 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		StatusInterval:    o.statusInterval,
 		Tracing:           tracing.Options{Endpoint: o.otlpEndpoint},
 		Authorizer: app.ClusterAuthorizer(app.AuthOptions{
-			Audiences: o.auth.audiences, APIKeys: o.auth.apiKeys, Namespaces: o.watchNamespaces, Log: log.WithName("auth"),
+			Audiences: o.auth.audiences, AcceptAPIServerAudience: o.auth.acceptAPIServerAudience,
+			APIKeys: o.auth.apiKeys, Namespaces: o.watchNamespaces, Log: log.WithName("auth"),
 		}),
-		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Audiences: o.auth.audiences, Log: log.WithName("auth")}),
-		Log:              log,
+		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{
+			Audiences: o.auth.audiences, AcceptAPIServerAudience: o.auth.acceptAPIServerAudience, Log: log.WithName("auth"),
+		}),
+		Log: log,
 	})
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -22,13 +21,15 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
 )
 
 // apiOptions select the dispatcher's endpoint API and the credential for it, the way
 // herald publish selects the ingest API: --server, else $HERALD_URL, else the default;
-// --token, else $HERALD_TOKEN, else the kubeconfig user's bearer token.
+// --token, else $HERALD_TOKEN, else a token for Herald's audience minted by the
+// kubeconfig's ServiceAccount (heraldCredential).
 type apiOptions struct {
 	server string
 	token  string
@@ -36,7 +37,7 @@ type apiOptions struct {
 
 func (o *apiOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher (its ingest address, which also serves the endpoint API; default $"+envHeraldURL+", else "+defaultIngestURL+")")
-	fs.StringVar(&o.token, "token", "", "bearer token of a ServiceAccount or user with get (list) or update (replay, enable) on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else the kubeconfig user's token)")
+	fs.StringVar(&o.token, "token", "", "bearer token for audience "+auth.Audience+" of a ServiceAccount with get (list) or update (replay, enable) on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
 }
 
 // endpointAPI is a client of dispatcher/admin for one namespace.
@@ -63,31 +64,15 @@ func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) 
 // producers, and the endpoint API takes only tokens checked against RBAC.
 func (o *apiOptions) transport(kube *kubeOptions, ns string) (http.RoundTripper, string, error) {
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	token := o.token
-	if token == "" {
-		token = os.Getenv(envHeraldToken)
-	}
-	if token != "" {
-		token = strings.TrimSpace(token)
-		return &staticBearer{token: token, rt: base}, token, nil
-	}
-	const fix = "pass --token or set " + envHeraldToken + " to a token allowed on webhookendpoints.hooks.herald.dev"
-	account := newAccountHint(operatorClusterRole, ns)
-	cfg, err := kube.RESTConfig()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cred, err := heraldCredential(ctx, kube, o.token)
 	if err != nil {
-		if errors.Is(err, errNoKubeconfig) {
-			return nil, "", fmt.Errorf("no credentials for the dispatcher: %s; a ServiceAccount with that, as the cluster admin:\n%s", fix, account)
-		}
-		return nil, "", fmt.Errorf("no credentials for the dispatcher: %s, or fix the kubeconfig: %w", fix, err)
+		return nil, "", credentialError(err,
+			"pass --token or set "+envHeraldToken+" to a token for audience "+auth.Audience+" allowed on webhookendpoints.hooks.herald.dev",
+			newAccountHint(operatorClusterRole, ns))
 	}
-	rt, ok, err := bearerTransport(cfg, base)
-	if err != nil {
-		return nil, "", err
-	}
-	if !ok {
-		return nil, "", fmt.Errorf("no credentials for the dispatcher: the kubeconfig user has no bearer token (a client certificate cannot be checked by the dispatcher); %s. A ServiceAccount with that, as this kubeconfig's user if it may create RoleBindings:\n%s", fix, account)
-	}
-	return rt, kubeconfigToken(cfg), nil
+	return bearer(cred.token, base), cred.token, nil
 }
 
 // call sends one request to the endpoint API and decodes a 200 answer into out. what

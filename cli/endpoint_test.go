@@ -158,7 +158,7 @@ func TestEndpoint_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 	c := startCluster(t)
 	s := newSink(t)
 	c.endpointWithSink(t, nsUnserved, "orphan", s, 0)
-	nobody := c.token(t, nsEnable, "nobody")
+	c.token(t, nsEnable, "nobody") // a ServiceAccount without any role
 
 	for _, tc := range []struct {
 		name string
@@ -169,7 +169,7 @@ func TestEndpoint_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 			[]string{"endpoint", "enable", "nope", "-n", nsEnable, "--kubeconfig", c.kubeconfig},
 			`WebhookEndpoint "nope" not found in namespace "cli-enable": check the name and -n (kubectl get whe -n cli-enable)`},
 		{"a kubeconfig user without rights",
-			[]string{"endpoint", "status", "-n", nsEnable, "--kubeconfig", tokenKubeconfig(t, c, nsEnable, nobody)},
+			[]string{"endpoint", "status", "-n", nsEnable, "--kubeconfig", tokenKubeconfig(t, c, nsEnable, c.kubeToken(t, nsEnable, "nobody"))},
 			"the kubeconfig user needs list on webhookendpoints.hooks.herald.dev in namespace \"cli-enable\". Grant it (as a user who may create RoleBindings there):\n" +
 				"  kubectl create rolebinding nobody-herald-operator -n cli-enable --clusterrole=herald-operator --serviceaccount=cli-enable:nobody"},
 		{"a namespace no dispatcher serves",

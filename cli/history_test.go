@@ -24,7 +24,7 @@ func TestHistory_AttemptsEventsAndReplayBySelection(t *testing.T) {
 	operator := c.token(t, nsHistory, "ledger-operator", publishRule, operatorRule)
 	t.Setenv(envHeraldURL, c.dispatcher)
 	t.Setenv(envHeraldToken, operator)
-	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsHistory, operator))
+	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsHistory, c.kubeToken(t, nsHistory, "ledger-operator")))
 	waitRouted(t, c.dispatcher, operator, nsHistory, s)
 
 	publish(t, c.dispatcher, operator, nsHistory, "evt_ledger_ok", "ledger.posted")

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
 )
@@ -53,13 +54,18 @@ func newPublishCommand() *cobra.Command {
 (POST <server>/v1/namespaces/<namespace>/events).
 
 The namespace comes from -n, else from the kubeconfig context, as with kubectl. The
-credential is --token, else $HERALD_TOKEN, else the kubeconfig user's bearer token (a
-static token, token file or exec plugin; a client certificate cannot be used). A
+credential is --token, else $HERALD_TOKEN, else a token bound to Herald's audience
+(` + auth.Audience + `, 10 minutes) that the kubeconfig's ServiceAccount mints for itself
+with the TokenRequest API; the kubeconfig's own credential is never sent. A
 ServiceAccount token works when the ServiceAccount may create events.hooks.herald.dev
 in the namespace:
 
   kubectl create rolebinding NAME-herald-publisher -n NS --clusterrole=herald-publisher --serviceaccount=NS:NAME
-  export HERALD_TOKEN=$(kubectl create token NAME -n NS)
+  export HERALD_TOKEN=$(kubectl create token NAME -n NS --audience ` + auth.Audience + `)
+
+Minting from the kubeconfig needs create on serviceaccounts/token for the
+ServiceAccount itself (a Role with resourceNames: [NAME]); a person whose kubeconfig
+user is not a ServiceAccount passes a ServiceAccount's token as above.
 
 --data-file sends the file's bytes as they are (they must be JSON): whitespace, key
 order and escapes reach the receiver unchanged.
@@ -77,7 +83,7 @@ repeated with --id after a timeout without delivering the event twice.`,
 	fs := cmd.Flags()
 	o.kube.bind(fs)
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher's ingest API (default $"+envHeraldURL+", else "+defaultIngestURL+")")
-	fs.StringVar(&o.token, "token", "", "bearer token: a ServiceAccount token or an API key (default $"+envHeraldToken+", else the kubeconfig user's token)")
+	fs.StringVar(&o.token, "token", "", "bearer token: a ServiceAccount token for audience "+auth.Audience+", or an API key (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
 	fs.StringVar(&o.typ, "type", "", "event type, e.g. order.created (required)")
 	fs.StringVar(&o.id, "id", "", "event id; receivers deduplicate on it, and a repeated id is not delivered again (default a new evt_ id)")
 	fs.StringVar(&o.source, "source", "", "optional source of the event, e.g. a service name")
@@ -112,7 +118,7 @@ func (o *publishOptions) run(cmd *cobra.Command) error {
 	if o.id == "" {
 		o.id = ingest.NewID(time.Now())
 	}
-	transport, err := o.transport()
+	transport, err := o.transport(cmd.Context())
 	if err != nil {
 		return err
 	}
@@ -230,45 +236,18 @@ func ingestURL(flag string) (*url.URL, error) {
 }
 
 // transport returns the HTTP transport carrying the credential, chosen in the order
-// --token, $HERALD_TOKEN, kubeconfig user.
-func (o *publishOptions) transport() (http.RoundTripper, error) {
+// --token, $HERALD_TOKEN, a token the kubeconfig's ServiceAccount mints for Herald.
+func (o *publishOptions) transport(ctx context.Context) (http.RoundTripper, error) {
 	base := http.DefaultTransport.(*http.Transport).Clone()
-	token := o.token
-	if token == "" {
-		token = os.Getenv(envHeraldToken)
-	}
-	if token != "" {
-		o.sentToken = strings.TrimSpace(token)
-		return &staticBearer{token: o.sentToken, rt: base}, nil
-	}
 	ns, _ := o.kube.Namespace()
-	cfg, err := o.kube.RESTConfig()
+	cred, err := heraldCredential(ctx, &o.kube, o.token)
 	if err != nil {
-		if errors.Is(err, errNoKubeconfig) {
-			return nil, fmt.Errorf("no credentials: pass --token or set %s to a ServiceAccount token or an API key; a ServiceAccount that may publish, as the cluster admin:\n%s", envHeraldToken, newAccountHint(publisherClusterRole, ns))
-		}
-		return nil, fmt.Errorf("no credentials: pass --token or set %s, or fix the kubeconfig: %w", envHeraldToken, err)
+		return nil, credentialError(err,
+			"pass --token or set "+envHeraldToken+" to a ServiceAccount token for audience "+auth.Audience+" or an API key",
+			newAccountHint(publisherClusterRole, ns))
 	}
-	rt, ok, err := bearerTransport(cfg, base)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("no credentials: the kubeconfig user has no bearer token (a client certificate cannot be checked by the ingest API); pass --token or set %s to a ServiceAccount token or an API key. A ServiceAccount that may publish, as this kubeconfig's user if it may create RoleBindings:\n%s", envHeraldToken, newAccountHint(publisherClusterRole, ns))
-	}
-	o.sentToken = kubeconfigToken(cfg)
-	return rt, nil
-}
-
-type staticBearer struct {
-	token string
-	rt    http.RoundTripper
-}
-
-func (s *staticBearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+s.token)
-	return s.rt.RoundTrip(r)
+	o.sentToken = cred.token
+	return bearer(cred.token, base), nil
 }
 
 func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, err error) error {

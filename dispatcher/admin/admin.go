@@ -174,7 +174,10 @@ func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authori
 // authorize answers and returns false when the caller may not act in the namespace.
 func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, az auth.Authorizer, namespace, what string) bool {
 	if _, err := az.Authorize(r.Context(), r, namespace); err != nil {
+		var audience *auth.AudienceError
 		switch {
+		case errors.As(err, &audience):
+			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s: %s", what, audience.Error())
 		case errors.Is(err, auth.ErrUnauthenticated):
 			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s needs a bearer token (a ServiceAccount or user token)", what)
 		case errors.Is(err, auth.ErrForbidden):

@@ -13,7 +13,11 @@ import (
 // AuthOptions configure who may publish.
 type AuthOptions struct {
 	// Audiences a ServiceAccount token must carry; empty accepts the API server's.
+	// herald dispatcher requires auth.Audience unless told otherwise.
 	Audiences []string
+	// AcceptAPIServerAudience accepts tokens for the API server's audiences as well
+	// (see auth.Options).
+	AcceptAPIServerAudience bool
 	// APIKeys accepts keys from Secrets labelled hooks.herald.dev/api-key=true.
 	APIKeys bool
 	// Namespaces to read API keys from; empty is all.
@@ -38,7 +42,7 @@ func ClusterAuthorizer(o AuthOptions) func(manager.Manager) (auth.Authorizer, er
 				return nil, fmt.Errorf("watching API keys: %w", err)
 			}
 		}
-		return auth.New(auth.Options{Client: cs, Audiences: o.Audiences, APIKeys: keys, Log: o.Log})
+		return auth.New(auth.Options{Client: cs, Audiences: o.Audiences, AcceptAPIServerAudience: o.AcceptAPIServerAudience, APIKeys: keys, Log: o.Log})
 	}
 }
 
@@ -50,11 +54,11 @@ func ClusterAdminAuthorizers(o AuthOptions) func(manager.Manager) (read, write a
 		if err != nil {
 			return nil, nil, fmt.Errorf("building a Kubernetes client: %w", err)
 		}
-		read, err := auth.New(auth.Options{Client: cs, Audiences: o.Audiences, Verb: "get", Resource: "webhookendpoints", Log: o.Log})
+		read, err := auth.New(auth.Options{Client: cs, Audiences: o.Audiences, AcceptAPIServerAudience: o.AcceptAPIServerAudience, Verb: "get", Resource: "webhookendpoints", Log: o.Log})
 		if err != nil {
 			return nil, nil, err
 		}
-		write, err := auth.New(auth.Options{Client: cs, Audiences: o.Audiences, Verb: "update", Resource: "webhookendpoints", Log: o.Log})
+		write, err := auth.New(auth.Options{Client: cs, Audiences: o.Audiences, AcceptAPIServerAudience: o.AcceptAPIServerAudience, Verb: "update", Resource: "webhookendpoints", Log: o.Log})
 		return read, write, err
 	}
 }
