@@ -102,6 +102,16 @@ type Config struct {
 	// exports none.
 	OTLPEndpoint string
 
+	// AcceptAPIServerAudience makes the dispatcher accept producers' tokens for the API
+	// server's own audiences besides Herald's (auth.Audience): for the move to projected
+	// tokens with Herald's audience.
+	AcceptAPIServerAudience bool
+
+	// WatchNamespaces are the namespaces the dispatcher serves (all when empty). It is
+	// not a flag of its own: the manager's --watch-namespaces, which limits the manager
+	// too.
+	WatchNamespaces []string
+
 	// Outbound is the delivery policy. It is not a flag of its own: the manager copies its
 	// --allow-plain-http/--allow-private-networks policy here, so the manager's URL checks
 	// and the dispatcher's dial-time checks can never disagree.
@@ -168,6 +178,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.SyncAlways, "dispatcher-sync-always", false, "embedded mode: fsync every write before the 202, so a power loss of the node loses nothing (external mode: configure the NATS servers)")
 	fs.Int64Var(&c.MaxBodyBytes, "dispatcher-max-body-bytes", d.MaxBodyBytes, "largest request body the dispatcher's ingest API accepts")
 	fs.IntVar(&c.LogVerbosity, "dispatcher-log-verbosity", 0, "log verbosity of the dispatcher (0 info, 1 debug, 2 trace)")
+	fs.BoolVar(&c.AcceptAPIServerAudience, "dispatcher-accept-api-server-audience", false, "the dispatcher also accepts producers' tokens for the API server's own audience (pods' default tokens), not only for Herald's (hooks.herald.dev): while producers move to projected tokens")
 	fs.StringVar(&c.OTLPEndpoint, "dispatcher-otlp-endpoint", "", "OTLP/HTTP collector base URL (http://otel-collector.observability:4318) the dispatcher exports spans to; empty exports none")
 }
 
@@ -254,6 +265,11 @@ func (c Config) Validate() error {
 	for _, s := range c.ImagePullSecrets {
 		if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
 			bad("--dispatcher-image-pull-secrets %q: %s", s, msgs[0])
+		}
+	}
+	for _, ns := range c.WatchNamespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			bad("--watch-namespaces %q: %s", ns, msgs[0])
 		}
 	}
 	if c.OwnerDeployment != "" {

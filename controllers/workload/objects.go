@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -94,6 +95,10 @@ type Settings struct {
 	Verbosity    int   `json:"v,string"`
 	// OTLPEndpoint receives the dispatcher's spans; empty exports none.
 	OTLPEndpoint string `json:"otlp-endpoint,omitempty"`
+	// AcceptAPIServerAudience: producers' tokens for the API server's audiences work too.
+	AcceptAPIServerAudience bool `json:"accept-api-server-audience,omitempty,string"`
+	// WatchNamespaces served, separated by commas; absent, all.
+	WatchNamespaces string `json:"watch-namespaces,omitempty"`
 }
 
 // Settings returns the dispatcher configuration for c.
@@ -113,6 +118,8 @@ func (c Config) Settings() Settings {
 		RetainDeliveredMaxBytes: c.History.RetainDeliveredMaxBytes,
 		AttemptLog:              !c.History.WithoutAttemptLog,
 		AttemptLogMaxBytes:      c.History.AttemptLogMaxBytes,
+		AcceptAPIServerAudience: c.AcceptAPIServerAudience,
+		WatchNamespaces:         strings.Join(c.WatchNamespaces, ","),
 	}
 	if d := c.History.RetainDeliveredMaxAge; d > 0 {
 		s.RetainDeliveredMaxAge = d.String()
