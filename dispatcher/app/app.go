@@ -6,6 +6,7 @@ package app
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -50,7 +51,9 @@ type Options struct {
 	Store queue.Options
 	// IngestAddr is the ingest API's listen address (":8080"); ":0" picks a port,
 	// reported on Ready.
-	IngestAddr  string
+	IngestAddr string
+	// TLS, when set, serves the ingest and endpoint API over TLS with these files.
+	TLS         TLSFiles
 	HealthAddr  string
 	MetricsAddr string
 	// PprofAddr serves /debug/pprof when set.
@@ -250,9 +253,15 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}).Register(mux)
 	}
 
+	var certs *certReloader
+	if o.TLS.Enabled() {
+		if certs, err = newCertReloader(o.TLS, log.WithName("tls")); err != nil {
+			return err
+		}
+	}
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, mux, primed, endpoints, subscriptions)
+		return serveIngest(ctx, log, mgr, o, mux, certs, primed, endpoints, subscriptions)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
@@ -278,7 +287,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 // serveIngest opens the ingest API once the dispatcher knows every endpoint and
 // subscription: an event accepted earlier could be routed to nothing.
 func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Options, h http.Handler,
-	primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
+	certs *certReloader, primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return errors.New("informers did not sync")
 	}
@@ -301,7 +310,11 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("ingest API listening", "address", ln.Addr().String())
+	if certs != nil {
+		srv.TLSConfig = certs.serverTLS()
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	log.Info("ingest API listening", "address", ln.Addr().String(), "tls", certs != nil)
 	if o.Ready != nil {
 		o.Ready <- ln.Addr().String()
 	}
