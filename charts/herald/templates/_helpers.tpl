@@ -120,3 +120,17 @@ Role per namespace with watchNamespaces. Keep in step with config/rbac/dispatche
   resources: [events]
   verbs: [create, patch]
 {{- end }}
+
+{{/*
+Who issues the dispatcher's certificate, as the manager's --dispatcher-tls says it:
+external (cert-manager: dispatcher.tls.issuer certManager, or auto where the cluster
+serves cert-manager.io/v1) or manager.
+*/}}
+{{- define "herald.tlsIssuer" -}}
+{{- $issuer := (.Values.dispatcher.tls | default dict).issuer | default "auto" }}
+{{- if or (eq $issuer "certManager") (and (eq $issuer "auto") (.Capabilities.APIVersions.Has "cert-manager.io/v1")) -}}
+external
+{{- else -}}
+manager
+{{- end }}
+{{- end }}
