@@ -33,10 +33,12 @@ import (
 type apiOptions struct {
 	server string
 	token  string
+	caFile string
 }
 
 func (o *apiOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher (its ingest address, which also serves the endpoint API; default $"+envHeraldURL+", else "+defaultIngestURL+")")
+	fs.StringVar(&o.caFile, "certificate-authority", "", "PEM file of the CA to check an https:// dispatcher's certificate with (default $"+envHeraldCAFile+", else the CA the manager publishes in ConfigMap "+publishedCANamespace+"/"+publishedCAName+", besides the system's)")
 	fs.StringVar(&o.token, "token", "", "bearer token for audience "+auth.Audience+" of a ServiceAccount with get (list) or update (replay, enable) on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
 }
 
@@ -53,7 +55,7 @@ func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) 
 	if err != nil {
 		return nil, err
 	}
-	rt, token, err := o.transport(kube, ns)
+	rt, token, err := o.transport(kube, ns, base)
 	if err != nil {
 		return nil, err
 	}
@@ -62,10 +64,13 @@ func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) 
 
 // transport differs from herald publish's in what it advises: API keys are for
 // producers, and the endpoint API takes only tokens checked against RBAC.
-func (o *apiOptions) transport(kube *kubeOptions, ns string) (http.RoundTripper, string, error) {
-	base := http.DefaultTransport.(*http.Transport).Clone()
+func (o *apiOptions) transport(kube *kubeOptions, ns string, server *url.URL) (http.RoundTripper, string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	base, err := dispatcherTransport(ctx, server, kube, o.caFile)
+	if err != nil {
+		return nil, "", err
+	}
 	cred, err := heraldCredential(ctx, kube, o.token)
 	if err != nil {
 		return nil, "", credentialError(err,
@@ -116,6 +121,9 @@ func (c *endpointAPI) do(ctx context.Context, method string, target *url.URL, na
 			}
 			return errors.New(msg)
 		}
+		if advice, ok := tlsAdvice(err, where); ok {
+			return fmt.Errorf("%s: %s (%v)", what, advice, err)
+		}
 		return fmt.Errorf("%s through %s: %w", what, where, err)
 	}
 	defer resp.Body.Close()
@@ -137,6 +145,9 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 	where, ns := c.base.Redacted(), c.namespace
 	var e ingest.ErrorResponse
 	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+		if plainToTLS(resp, raw) {
+			return fmt.Errorf("the dispatcher at %s serves https: use https:// in --server or %s", where, envHeraldURL)
+		}
 		return fmt.Errorf("%s answered %s with %q, which is not the endpoint API's error format: is --server (or %s) the dispatcher's address, and is the dispatcher recent enough to serve /v1/namespaces/{ns}/endpoints?",
 			where, resp.Status, truncateText(raw), envHeraldURL)
 	}

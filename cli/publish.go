@@ -34,6 +34,7 @@ type publishOptions struct {
 	kube     kubeOptions
 	server   string
 	token    string
+	caFile   string
 	id       string
 	typ      string
 	source   string
@@ -83,6 +84,7 @@ repeated with --id after a timeout without delivering the event twice.`,
 	fs := cmd.Flags()
 	o.kube.bind(fs)
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher's ingest API (default $"+envHeraldURL+", else "+defaultIngestURL+")")
+	fs.StringVar(&o.caFile, "certificate-authority", "", "PEM file of the CA to check an https:// dispatcher's certificate with (default $"+envHeraldCAFile+", else the CA the manager publishes in ConfigMap "+publishedCANamespace+"/"+publishedCAName+", besides the system's)")
 	fs.StringVar(&o.token, "token", "", "bearer token: a ServiceAccount token for audience "+auth.Audience+", or an API key (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
 	fs.StringVar(&o.typ, "type", "", "event type, e.g. order.created (required)")
 	fs.StringVar(&o.id, "id", "", "event id; receivers deduplicate on it, and a repeated id is not delivered again (default a new evt_ id)")
@@ -118,7 +120,7 @@ func (o *publishOptions) run(cmd *cobra.Command) error {
 	if o.id == "" {
 		o.id = ingest.NewID(time.Now())
 	}
-	transport, err := o.transport(cmd.Context())
+	transport, err := o.transport(cmd.Context(), endpoint)
 	if err != nil {
 		return err
 	}
@@ -237,8 +239,11 @@ func ingestURL(flag string) (*url.URL, error) {
 
 // transport returns the HTTP transport carrying the credential, chosen in the order
 // --token, $HERALD_TOKEN, a token the kubeconfig's ServiceAccount mints for Herald.
-func (o *publishOptions) transport(ctx context.Context) (http.RoundTripper, error) {
-	base := http.DefaultTransport.(*http.Transport).Clone()
+func (o *publishOptions) transport(ctx context.Context, server *url.URL) (http.RoundTripper, error) {
+	base, err := dispatcherTransport(ctx, server, &o.kube, o.caFile)
+	if err != nil {
+		return nil, err
+	}
 	ns, _ := o.kube.Namespace()
 	cred, err := heraldCredential(ctx, &o.kube, o.token)
 	if err != nil {
@@ -259,6 +264,9 @@ func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, 
 	if errors.As(err, &op) && op.Op == "dial" {
 		return fmt.Errorf("cannot reach the ingest API at %s (%v): is the dispatcher running? Point --server or %s at its ingest address: %s", where, op.Err, envHeraldURL, unreachableHint())
 	}
+	if advice, ok := tlsAdvice(err, where); ok {
+		return fmt.Errorf("sending the event: %s (%v)", advice, err)
+	}
 	return fmt.Errorf("sending the event to %s: %w", where, err)
 }
 
@@ -266,6 +274,9 @@ func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, 
 func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.URL, ns string) error {
 	var e ingest.ErrorResponse
 	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+		if plainToTLS(resp, raw) {
+			return fmt.Errorf("the dispatcher at %s serves https: use https:// in --server or %s", endpoint.Redacted(), envHeraldURL)
+		}
 		return fmt.Errorf("%s answered %s with %q, which is not the ingest API's error format: is --server (or %s) the dispatcher's ingest address?",
 			endpoint.Redacted(), resp.Status, truncateText(raw), envHeraldURL)
 	}
