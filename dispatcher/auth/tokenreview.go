@@ -27,15 +27,15 @@ type tokenReviewer struct {
 	audiences []string
 	// alsoAPIServer accepts tokens for the API server's own audiences too.
 	alsoAPIServer bool
-	allowTTL  time.Duration
-	denyTTL   time.Duration
-	timeout   time.Duration
-	now       func() time.Time
-	log       logr.Logger
-	cache     *decisionCache
-	flights   flightGroup
-	verb      string
-	resource  string
+	allowTTL      time.Duration
+	denyTTL       time.Duration
+	timeout       time.Duration
+	now           func() time.Time
+	log           logr.Logger
+	cache         *decisionCache
+	flights       flightGroup
+	verb          string
+	resource      string
 }
 
 func (t *tokenReviewer) authorize(ctx context.Context, token, namespace string) (Identity, error) {
