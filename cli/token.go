@@ -132,7 +132,7 @@ func credentialError(err error, fix, account string) error {
 	case errors.Is(err, errNoKubeconfig):
 		return fmt.Errorf("no credentials for the dispatcher: %s; a ServiceAccount with that, as the cluster admin:\n%s", fix, account)
 	case errors.As(err, &notSA):
-		return fmt.Errorf("no credentials for the dispatcher: %w. %s, e.g. a ServiceAccount with that, as a user who may create RoleBindings:\n%s", err, fix, account)
+		return fmt.Errorf("no credentials for the dispatcher: %w; instead %s, e.g. a ServiceAccount with that, as a user who may create RoleBindings:\n%s", err, fix, account)
 	case errors.As(err, &forbidden):
 		return fmt.Errorf("no credentials for the dispatcher: %w\nor %s", err, fix)
 	default:

@@ -9,9 +9,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -303,7 +305,8 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 	if err != nil {
 		return fmt.Errorf("listening for ingest on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: stdlog.New(serverErrors{log.WithName("ingest")}, "", 0)}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -322,6 +325,21 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 		return fmt.Errorf("serving ingest: %w", err)
 	}
 	return nil
+}
+
+// serverErrors takes net/http's server log: a TLS handshake that failed (a port check,
+// a scanner, a client that does not trust the CA, which then says so itself) at V(1),
+// anything else as it comes.
+type serverErrors struct{ log logr.Logger }
+
+func (w serverErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		w.log.V(1).Info(msg)
+	} else {
+		w.log.Info(msg)
+	}
+	return len(p), nil
 }
 
 // prime loads every endpoint and subscription synchronously before ingest opens; the
