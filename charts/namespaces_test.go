@@ -169,9 +169,10 @@ func TestChartWatchNamespaces_RolesThereAndNothingClusterWide(t *testing.T) {
 	}
 	ready := make(chan string, 1)
 	dispDone := make(chan error, 1)
+	storeDir := t.TempDir() // removed after the dispatcher stops (cleanups run last first)
 	go func() {
 		dispDone <- app.Run(runCtx, as(dispatcher, ns), app.Options{
-			Store: queue.Options{DataDir: t.TempDir()}, IngestAddr: "127.0.0.1:0", HealthAddr: "0", MetricsAddr: "0",
+			Store: queue.Options{DataDir: storeDir}, IngestAddr: "127.0.0.1:0", HealthAddr: "0", MetricsAddr: "0",
 			WatchNamespaces: []string{served, other}, Policy: policy,
 			Authorizer: app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Namespaces: []string{served, other}, Audiences: []string{auth.Audience}}),
 			Log:        testr.New(t), Ready: ready,

@@ -37,7 +37,8 @@ func TestNetworkPolicy_SelectsHeraldsPodsAndOpensWhatTheyUse(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			manifests := helmTemplate(t, tt.values...)
 			objs := objects(t, manifests)
-			out := serverDryRun(t, manifests)
+			// Other tests of the package apply the chart in this namespace for real.
+			out := serverDryRun(t, manifests, "--force-conflicts")
 			if got := strings.Count(out, "(server dry run)"); got != len(objs) {
 				t.Fatalf("API server accepted %d of %d objects:\n%s", got, len(objs), out)
 			}

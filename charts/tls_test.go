@@ -127,7 +127,7 @@ func TestChartTLS_CertManagerIssuesForTheManagersNames(t *testing.T) {
 			}
 			// No cert-manager here: its objects are checked for what they say, the rest
 			// by the API server.
-			if out := serverDryRun(t, rest.String()); strings.Count(out, "(server dry run)") != len(objs)-len(certManager) {
+			if out := serverDryRun(t, rest.String(), "--force-conflicts"); strings.Count(out, "(server dry run)") != len(objs)-len(certManager) {
 				t.Errorf("API server accepted:\n%s", out)
 			}
 			cert := find(t, certManager, "Certificate", cfg.Name)
