@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -22,21 +21,25 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
 )
 
 // apiOptions select the dispatcher's endpoint API and the credential for it, the way
 // herald publish selects the ingest API: --server, else $HERALD_URL, else the default;
-// --token, else $HERALD_TOKEN, else the kubeconfig user's bearer token.
+// --token, else $HERALD_TOKEN, else a token for Herald's audience minted by the
+// kubeconfig's ServiceAccount (heraldCredential).
 type apiOptions struct {
 	server string
 	token  string
+	caFile string
 }
 
 func (o *apiOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher (its ingest address, which also serves the endpoint API; default $"+envHeraldURL+", else "+defaultIngestURL+")")
-	fs.StringVar(&o.token, "token", "", "bearer token of a ServiceAccount or user allowed get (list, read), replay or enable on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else the kubeconfig user's token)")
+	fs.StringVar(&o.caFile, "certificate-authority", "", "PEM file of the CA to check an https:// dispatcher's certificate with (default $"+envHeraldCAFile+", else the CA the manager publishes in ConfigMap "+publishedCANamespace+"/"+publishedCAName+", besides the system's)")
+	fs.StringVar(&o.token, "token", "", "bearer token for audience "+auth.Audience+" of a ServiceAccount allowed get (list, read), replay or enable on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
 }
 
 // endpointAPI is a client of dispatcher/admin for one namespace.
@@ -52,7 +55,7 @@ func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) 
 	if err != nil {
 		return nil, err
 	}
-	rt, token, err := o.transport(kube, ns)
+	rt, token, err := o.transport(kube, ns, base)
 	if err != nil {
 		return nil, err
 	}
@@ -61,33 +64,20 @@ func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) 
 
 // transport differs from herald publish's in what it advises: API keys are for
 // producers, and the endpoint API takes only tokens checked against RBAC.
-func (o *apiOptions) transport(kube *kubeOptions, ns string) (http.RoundTripper, string, error) {
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	token := o.token
-	if token == "" {
-		token = os.Getenv(envHeraldToken)
-	}
-	if token != "" {
-		token = strings.TrimSpace(token)
-		return &staticBearer{token: token, rt: base}, token, nil
-	}
-	const fix = "pass --token or set " + envHeraldToken + " to a token allowed on webhookendpoints.hooks.herald.dev"
-	account := newAccountHint(operatorClusterRole, ns)
-	cfg, err := kube.RESTConfig()
-	if err != nil {
-		if errors.Is(err, errNoKubeconfig) {
-			return nil, "", fmt.Errorf("no credentials for the dispatcher: %s; a ServiceAccount with that, as the cluster admin:\n%s", fix, account)
-		}
-		return nil, "", fmt.Errorf("no credentials for the dispatcher: %s, or fix the kubeconfig: %w", fix, err)
-	}
-	rt, ok, err := bearerTransport(cfg, base)
+func (o *apiOptions) transport(kube *kubeOptions, ns string, server *url.URL) (http.RoundTripper, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base, err := dispatcherTransport(ctx, server, kube, o.caFile)
 	if err != nil {
 		return nil, "", err
 	}
-	if !ok {
-		return nil, "", fmt.Errorf("no credentials for the dispatcher: the kubeconfig user has no bearer token (a client certificate cannot be checked by the dispatcher); %s. A ServiceAccount with that, as this kubeconfig's user if it may create RoleBindings:\n%s", fix, account)
+	cred, err := heraldCredential(ctx, kube, o.token)
+	if err != nil {
+		return nil, "", credentialError(err,
+			"pass --token or set "+envHeraldToken+" to a token for audience "+auth.Audience+" allowed on webhookendpoints.hooks.herald.dev",
+			newAccountHint(operatorClusterRole, ns))
 	}
-	return rt, kubeconfigToken(cfg), nil
+	return bearer(cred.token, base), cred.token, nil
 }
 
 // call sends one request to the endpoint API and decodes a 200 answer into out. what
@@ -131,6 +121,9 @@ func (c *endpointAPI) do(ctx context.Context, method string, target *url.URL, na
 			}
 			return errors.New(msg)
 		}
+		if advice, ok := tlsAdvice(err, where); ok {
+			return fmt.Errorf("%s: %s (%v)", what, advice, err)
+		}
 		return fmt.Errorf("%s through %s: %w", what, where, err)
 	}
 	defer resp.Body.Close()
@@ -152,6 +145,9 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 	where, ns := c.base.Redacted(), c.namespace
 	var e ingest.ErrorResponse
 	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+		if plainToTLS(resp, raw) {
+			return fmt.Errorf("the dispatcher at %s serves https: use https:// in --server or %s", where, envHeraldURL)
+		}
 		return fmt.Errorf("%s answered %s with %q, which is not the endpoint API's error format: is --server (or %s) the dispatcher's address, and is the dispatcher recent enough to serve /v1/namespaces/{ns}/endpoints?",
 			where, resp.Status, truncateText(raw), envHeraldURL)
 	}

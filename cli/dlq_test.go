@@ -34,6 +34,7 @@ import (
 	"github.com/herald-dev/herald/controllers/endpoint"
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/app"
+	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -148,16 +149,17 @@ func newCluster() (*cluster, error) {
 	go func() {
 		defer wg.Done()
 		done <- app.Run(ctx, env.Config, app.Options{
-			Store:            queue.Options{DataDir: filepath.Join(dir, "store")},
-			IngestAddr:       "127.0.0.1:0",
-			HealthAddr:       "0",
-			MetricsAddr:      "0",
-			WatchNamespaces:  []string{nsDLQ, nsEnable, nsHistory},
-			Policy:           outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-			AckWait:          5 * time.Second,
-			StatusInterval:   200 * time.Millisecond,
-			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{Log: logr.Discard()}),
-			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Log: logr.Discard()}),
+			Store:           queue.Options{DataDir: filepath.Join(dir, "store")},
+			IngestAddr:      "127.0.0.1:0",
+			HealthAddr:      "0",
+			MetricsAddr:     "0",
+			WatchNamespaces: []string{nsDLQ, nsEnable, nsHistory},
+			Policy:          outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
+			AckWait:         5 * time.Second,
+			StatusInterval:  200 * time.Millisecond,
+			// As herald dispatcher runs by default: tokens for Herald's audience only.
+			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{Audiences: []string{auth.Audience}, Log: logr.Discard()}),
+			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Audiences: []string{auth.Audience}, Log: logr.Discard()}),
 			Log:              logr.Discard(),
 			Ready:            ready,
 		})
@@ -174,10 +176,10 @@ func newCluster() (*cluster, error) {
 }
 
 // token creates a ServiceAccount with a Role of the given rules in ns and returns a
-// token minted for it with the TokenRequest API (what kubectl create token does).
+// token minted for it for Herald's audience with the TokenRequest API (what kubectl
+// create token --audience hooks.herald.dev does): what the dispatcher takes.
 func (c *cluster) token(t *testing.T, ns, name string, rules ...rbacv1.PolicyRule) string {
 	t.Helper()
-	ctx := context.Background()
 	c.create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})
 	if len(rules) > 0 {
 		c.create(t,
@@ -186,13 +188,31 @@ func (c *cluster) token(t *testing.T, ns, name string, rules ...rbacv1.PolicyRul
 				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 				Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}})
 	}
+	return c.mint(t, ns, name, auth.Audience)
+}
+
+// kubeToken mints a token of an existing ServiceAccount for the API server's own
+// audience: what a kubeconfig holds.
+func (c *cluster) kubeToken(t *testing.T, ns, name string) string {
+	t.Helper()
+	return c.mint(t, ns, name)
+}
+
+func (c *cluster) mint(t *testing.T, ns, name string, audiences ...string) string {
+	t.Helper()
 	cs := kubernetes.NewForConfigOrDie(c.env.Config)
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), name,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr.Status.Token
+}
+
+// selfTokenRule lets ServiceAccount name mint tokens of itself, and of nobody else: what
+// the CLI needs to send the dispatcher a token for Herald's audience.
+func selfTokenRule(name string) rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}, ResourceNames: []string{name}}
 }
 
 // Rules of an operator who publishes and handles dead letters, as the chart's
@@ -384,7 +404,7 @@ func TestDLQ_ListsAndReplaysThroughTheDispatcherAPI(t *testing.T) {
 	s := newSink(t)
 	// 0: never disabled, so replays are delivered at once.
 	c.endpointWithSink(t, nsDLQ, "orders", s, 0)
-	operator := c.token(t, nsDLQ, "operator", publishRule, operatorRule)
+	operator := c.token(t, nsDLQ, "operator", publishRule, operatorRule, selfTokenRule("operator"))
 	t.Setenv(envHeraldURL, c.dispatcher)
 	t.Setenv(envHeraldToken, operator)
 	waitRouted(t, c.dispatcher, operator, nsDLQ, s)
@@ -419,9 +439,10 @@ func TestDLQ_ListsAndReplaysThroughTheDispatcherAPI(t *testing.T) {
 		t.Errorf("an empty list printed %q / %q", r.stdout, r.stderr)
 	}
 
-	// Without --token or HERALD_TOKEN, the kubeconfig user's token is used.
+	// Without --token or HERALD_TOKEN, the kubeconfig's ServiceAccount mints a token for
+	// Herald (its own token is for the API server).
 	t.Setenv(envHeraldToken, "")
-	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsDLQ, operator))
+	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsDLQ, c.kubeToken(t, nsDLQ, "operator")))
 	if got := ids(deadLetters(t, "orders")); len(got) != 2 {
 		t.Errorf("with the kubeconfig's token and namespace: %v", got)
 	}
@@ -520,9 +541,12 @@ func TestDLQ_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 		{"a server that is not the dispatcher",
 			[]string{"dlq", "list", "refusals", "--server", notDispatcher.URL, "--token", viewer},
 			"which is not the endpoint API's error format"},
-		{"a kubeconfig user with a client certificate",
+		{"a kubeconfig user who is not a ServiceAccount",
 			[]string{"dlq", "list", "refusals", "--server", c.dispatcher, "--kubeconfig", c.kubeconfig},
-			"the kubeconfig user has no bearer token"},
+			`the kubeconfig's user "cli-test-admin" is not a ServiceAccount: the CLI sends the dispatcher only short-lived tokens bound to Herald's audience (hooks.herald.dev)`},
+		{"a token for the API server's audience",
+			[]string{"dlq", "list", "refusals", "--server", c.dispatcher, "--token", c.kubeToken(t, nsDLQ, "viewer")},
+			`not for Herald's ("hooks.herald.dev"): use a token for that audience, such as ` + "`kubectl create token NAME --audience hooks.herald.dev`"},
 		{"the annotation cannot select",
 			[]string{"dlq", "replay", "refusals", "--event-id", "evt_x", "--via-annotation", "--kubeconfig", c.kubeconfig},
 			"--via-annotation replays every dead letter of the endpoint: use it with --all"},

@@ -160,7 +160,7 @@ func TestEndpoint_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 	c := startCluster(t)
 	s := newSink(t)
 	c.endpointWithSink(t, nsUnserved, "orphan", s, 0)
-	nobody := c.token(t, nsEnable, "nobody")
+	c.token(t, nsEnable, "nobody") // a ServiceAccount without any role
 	viewer := c.token(t, nsEnable, "enable-viewer", viewerRule)
 	// The dispatcher serves cli-enable; it knows the endpoint once it has read it.
 	c.endpointWithSink(t, nsEnable, "known", s, 0)
@@ -184,12 +184,12 @@ func TestEndpoint_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 				"The dispatcher keeps a refusal for 10s: retry 10s after the binding is made.\n" +
 				"Or use --via-annotation, which needs only the API server but patch on the WebhookEndpoint."},
 		{"a kubeconfig user who may not patch, with --via-annotation",
-			[]string{"endpoint", "enable", "known", "-n", nsEnable, "--via-annotation", "--kubeconfig", tokenKubeconfig(t, c, nsEnable, viewer)},
+			[]string{"endpoint", "enable", "known", "-n", nsEnable, "--via-annotation", "--kubeconfig", tokenKubeconfig(t, c, nsEnable, c.kubeToken(t, nsEnable, "enable-viewer"))},
 			"the kubeconfig user needs patch on webhookendpoints.hooks.herald.dev in namespace \"cli-enable\". Grant it (as a user who may create RoleBindings there):\n" +
 				"  kubectl create rolebinding enable-viewer-herald-editor -n cli-enable --clusterrole=herald-editor --serviceaccount=cli-enable:enable-viewer\n" +
 				"Or drop --via-annotation: the dispatcher's endpoint API re-enables with the verb enable alone (herald-operator)"},
 		{"a kubeconfig user without rights",
-			[]string{"endpoint", "status", "-n", nsEnable, "--kubeconfig", tokenKubeconfig(t, c, nsEnable, nobody)},
+			[]string{"endpoint", "status", "-n", nsEnable, "--kubeconfig", tokenKubeconfig(t, c, nsEnable, c.kubeToken(t, nsEnable, "nobody"))},
 			"the kubeconfig user needs list on webhookendpoints.hooks.herald.dev in namespace \"cli-enable\". Grant it (as a user who may create RoleBindings there):\n" +
 				"  kubectl create rolebinding nobody-herald-operator -n cli-enable --clusterrole=herald-operator --serviceaccount=cli-enable:nobody"},
 		{"a namespace no dispatcher serves",

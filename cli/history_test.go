@@ -29,7 +29,7 @@ func TestHistory_AttemptsEventsAndReplayBySelection(t *testing.T) {
 	auditor := c.token(t, nsHistory, "ledger-auditor", operatorRule, responsesRule)
 	t.Setenv(envHeraldURL, c.dispatcher)
 	t.Setenv(envHeraldToken, operator)
-	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsHistory, operator))
+	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsHistory, c.kubeToken(t, nsHistory, "ledger-operator")))
 	waitRouted(t, c.dispatcher, operator, nsHistory, s)
 
 	publish(t, c.dispatcher, operator, nsHistory, "evt_ledger_ok", "ledger.posted")

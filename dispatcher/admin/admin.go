@@ -205,7 +205,10 @@ func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authori
 func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, az auth.Authorizer, namespace, what string) (auth.Identity, bool) {
 	id, err := az.Authorize(r.Context(), r, namespace)
 	if err != nil {
+		var audience *auth.AudienceError
 		switch {
+		case errors.As(err, &audience):
+			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s: %s", what, audience.Error())
 		case errors.Is(err, auth.ErrUnauthenticated):
 			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s needs a bearer token (a ServiceAccount or user token)", what)
 		case errors.Is(err, auth.ErrForbidden):

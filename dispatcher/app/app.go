@@ -6,11 +6,14 @@ package app
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -50,7 +53,9 @@ type Options struct {
 	Store queue.Options
 	// IngestAddr is the ingest API's listen address (":8080"); ":0" picks a port,
 	// reported on Ready.
-	IngestAddr  string
+	IngestAddr string
+	// TLS, when set, serves the ingest and endpoint API over TLS with these files.
+	TLS         TLSFiles
 	HealthAddr  string
 	MetricsAddr string
 	// PprofAddr serves /debug/pprof when set.
@@ -87,13 +92,26 @@ type Options struct {
 	Log               logr.Logger
 	// Ready, when not nil, receives the ingest API's address once it serves.
 	Ready chan<- string
+
+	// cacheAllSecrets reads Secrets from an informer of their whole content, as the
+	// dispatcher did before it held only the referenced ones: the memory benchmark's
+	// baseline (export_test.go), never set otherwise.
+	cacheAllSecrets bool
 }
 
 // slimCached drops from every cached object what the dispatcher never reads and what
 // makes up much of its size: managedFields (status is written by server-side apply,
 // which does not need them) and kubectl's last-applied-configuration annotation (a
 // second copy of the object, Secret data included, for everything made by kubectl apply).
+// Of a metadata-only object (the Secrets of the namespaces served) it keeps only what
+// says which one it is and whether it changed.
 func slimCached(obj any) (any, error) {
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+			DeletionTimestamp: m.DeletionTimestamp,
+		}}, nil
+	}
 	obj, err := cache.TransformStripManagedFields()(obj)
 	if o, ok := obj.(metav1.Object); ok && err == nil {
 		if a := o.GetAnnotations(); a != nil {
@@ -198,6 +216,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	store, engine, tracker := p.Store, p.Engine, p.Tracker
 
 	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: forgetting{tracker, p.Metrics}, Notify: notify}
+	if o.cacheAllSecrets {
+		endpoints.Secrets = watch.InformerSecrets{Client: mgr.GetClient()}
+	}
 	if err := endpoints.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
@@ -234,9 +255,15 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}).Register(mux)
 	}
 
+	var certs *certReloader
+	if o.TLS.Enabled() {
+		if certs, err = newCertReloader(o.TLS, log.WithName("tls")); err != nil {
+			return err
+		}
+	}
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, mux, primed, endpoints, subscriptions)
+		return serveIngest(ctx, log, mgr, o, mux, certs, primed, endpoints, subscriptions)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
@@ -262,7 +289,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 // serveIngest opens the ingest API once the dispatcher knows every endpoint and
 // subscription: an event accepted earlier could be routed to nothing.
 func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Options, h http.Handler,
-	primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
+	certs *certReloader, primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return errors.New("informers did not sync")
 	}
@@ -278,14 +305,19 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 	if err != nil {
 		return fmt.Errorf("listening for ingest on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: stdlog.New(serverErrors{log.WithName("ingest")}, "", 0)}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("ingest API listening", "address", ln.Addr().String())
+	if certs != nil {
+		srv.TLSConfig = certs.serverTLS()
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	log.Info("ingest API listening", "address", ln.Addr().String(), "tls", certs != nil)
 	if o.Ready != nil {
 		o.Ready <- ln.Addr().String()
 	}
@@ -293,6 +325,21 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 		return fmt.Errorf("serving ingest: %w", err)
 	}
 	return nil
+}
+
+// serverErrors takes net/http's server log: a TLS handshake that failed (a port check,
+// a scanner, a client that does not trust the CA, which then says so itself) at V(1),
+// anything else as it comes.
+type serverErrors struct{ log logr.Logger }
+
+func (w serverErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		w.log.V(1).Info(msg)
+	} else {
+		w.log.Info(msg)
+	}
+	return len(p), nil
 }
 
 // prime loads every endpoint and subscription synchronously before ingest opens; the

@@ -360,7 +360,8 @@ func (h *harness) serviceAccountToken(sa, role string) string {
 	h.t.Helper()
 	h.kubectlMust("create", "serviceaccount", sa, "-n", ns)
 	h.kubectlMust("create", "rolebinding", sa, "-n", ns, role, "--serviceaccount="+ns+":"+sa)
-	return strings.TrimSpace(h.kubectlMust("create", "token", sa, "-n", ns))
+	// For the dispatcher, which takes tokens for Herald's audience only.
+	return strings.TrimSpace(h.kubectlMust("create", "token", sa, "-n", ns, "--audience", "hooks.herald.dev"))
 }
 
 // publisher sends events with `herald publish`.

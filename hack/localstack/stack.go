@@ -48,8 +48,10 @@ type stack struct {
 	stopRecv   context.CancelFunc
 
 	ingestURL string
-	producer  *identity
-	operator  *identity
+	// caFile is the CA of the dispatcher's TLS, for HERALD_CA_FILE.
+	caFile   string
+	producer *identity
+	operator *identity
 	// demoEvent is an event the demo delivered to billing, for the operator's hint to
 	// read its attempts; empty without the demo.
 	demoEvent     string
@@ -315,7 +317,13 @@ func (s *stack) startHerald(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.ingestURL = "http://" + ingest
+	// The ingest and endpoint API over TLS, as on a cluster with dispatcher.tls.enabled.
+	certFile, keyFile, caFile, err := s.dispatcherTLS()
+	if err != nil {
+		return fmt.Errorf("the dispatcher's TLS: %w", err)
+	}
+	s.caFile = caFile
+	s.ingestURL = "https://" + ingest
 	env := []string{"KUBECONFIG=" + s.kubeconfig}
 	// Loopback and plain http are allowed because the demo receiver is on 127.0.0.1; a
 	// cluster keeps both off.
@@ -324,7 +332,8 @@ func (s *stack) startHerald(ctx context.Context) error {
 		"--metrics-bind-address=0", "--health-probe-bind-address=" + mHealth}
 	dispatcher := []string{s.cfg.herald, "dispatcher", "--log-dev",
 		"--data-dir=" + s.dispatcherDir(), "--allow-plain-http", "--allow-loopback",
-		"--ingest-bind-address=" + ingest, "--metrics-bind-address=" + dMetrics,
+		"--ingest-bind-address=" + ingest, "--tls-cert-file=" + certFile, "--tls-key-file=" + keyFile,
+		"--metrics-bind-address=" + dMetrics,
 		"--health-probe-bind-address=" + dHealth}
 	s.con.Stackf("starting %s", strings.Join(append([]string{s.rel(manager[0])}, manager[1:]...), " "))
 	if _, err := s.startChild("manager", manager, env); err != nil {
