@@ -205,6 +205,8 @@ func TestChartRBAC_EqualsConfigRBAC(t *testing.T) {
 		{"leader election Role", "Role", "herald-leader-election", readObjects(t, "config/rbac/leader_election_role.yaml"), "herald-leader-election"},
 		{"publisher ClusterRole", "ClusterRole", "herald-publisher", readObjects(t, "config/rbac/publisher_role.yaml"), "herald-publisher"},
 		{"operator ClusterRole", "ClusterRole", "herald-operator", readObjects(t, "config/rbac/operator_role.yaml"), "herald-operator"},
+		{"editor ClusterRole", "ClusterRole", "herald-editor", readObjects(t, "config/rbac/editor_role.yaml"), "herald-editor"},
+		{"response reader ClusterRole", "ClusterRole", "herald-response-reader", readObjects(t, "config/rbac/response_reader_role.yaml"), "herald-response-reader"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.what, func(t *testing.T) {

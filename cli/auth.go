@@ -8,11 +8,13 @@ import (
 
 // authOptions configure who may publish events.
 type authOptions struct {
-	audiences []string
-	apiKeys   bool
+	audiences               []string
+	acceptAPIServerAudience bool
+	apiKeys                 bool
 }
 
 func (a *authOptions) bind(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&a.audiences, "token-audiences", nil, "audiences a ServiceAccount token must carry (default: the API server's)")
+	fs.StringSliceVar(&a.audiences, "token-audiences", []string{auth.Audience}, "audiences a ServiceAccount token must carry; empty accepts the API server's own (a token that could be used against the API server itself)")
+	fs.BoolVar(&a.acceptAPIServerAudience, "accept-api-server-audience", false, "also accept tokens for the API server's own audiences (pods' default tokens, kubeconfig tokens) while producers move to tokens for --token-audiences")
 	fs.BoolVar(&a.apiKeys, "api-keys", true, "accept API keys from Secrets labelled "+auth.APIKeyLabel+"=true (each grants its own namespace)")
 }

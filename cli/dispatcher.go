@@ -28,6 +28,7 @@ type dispatcherOptions struct {
 	metricsAddr         string
 	pprofAddr           string
 	ingestAddr          string
+	tls                 app.TLSFiles
 	store               queue.Options
 	watchNamespaces     []string
 	policy              outbound.Policy
@@ -72,6 +73,8 @@ a flag given on the command line wins.`,
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof (heap and CPU profiles); empty serves none. Bind it to 127.0.0.1 and reach it with kubectl port-forward")
 	fs.StringVar(&o.ingestAddr, "ingest-bind-address", ":8080", "address of the ingest API")
+	fs.StringVar(&o.tls.CertFile, "tls-cert-file", "", "PEM certificate to serve the ingest and endpoint API over TLS with (read again when it changes); empty serves plain HTTP")
+	fs.StringVar(&o.tls.KeyFile, "tls-key-file", "", "PEM private key of --tls-cert-file")
 	fs.StringVar(&o.store.DataDir, "data-dir", "/var/lib/herald", "storage of the embedded JetStream server")
 	fs.BoolVar(&o.store.SyncAlways, "nats-sync-always", false, "embedded server: fsync every write before the 202, surviving a power loss of the node (an external cluster sets jetstream.sync_interval: always on its servers)")
 	fs.StringVar(&o.store.URL, "nats-url", "", "external NATS cluster; empty runs an embedded JetStream server")
@@ -158,6 +161,9 @@ func applyConfigFile(fs *pflag.FlagSet, path string) error {
 }
 
 func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
+	if (o.tls.CertFile == "") != (o.tls.KeyFile == "") {
+		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
+	}
 	log := o.log.logger()
 	ctrl.SetLogger(log)
 	cfg, err := ctrl.GetConfig()
@@ -167,6 +173,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 	return app.Run(ctx, cfg, app.Options{
 		Store:               o.store,
 		IngestAddr:          o.ingestAddr,
+		TLS:                 o.tls,
 		HealthAddr:          o.healthAddr,
 		MetricsAddr:         o.metricsAddr,
 		PprofAddr:           o.pprofAddr,
@@ -182,9 +189,12 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		StatusInterval:      o.statusInterval,
 		Tracing:             tracing.Options{Endpoint: o.otlpEndpoint},
 		Authorizer: app.ClusterAuthorizer(app.AuthOptions{
-			Audiences: o.auth.audiences, APIKeys: o.auth.apiKeys, Namespaces: o.watchNamespaces, Log: log.WithName("auth"),
+			Audiences: o.auth.audiences, AcceptAPIServerAudience: o.auth.acceptAPIServerAudience,
+			APIKeys: o.auth.apiKeys, Namespaces: o.watchNamespaces, Log: log.WithName("auth"),
 		}),
-		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Audiences: o.auth.audiences, Log: log.WithName("auth")}),
-		Log:              log,
+		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{
+			Audiences: o.auth.audiences, AcceptAPIServerAudience: o.auth.acceptAPIServerAudience, Log: log.WithName("auth"),
+		}),
+		Log: log,
 	})
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -22,21 +21,25 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
 )
 
 // apiOptions select the dispatcher's endpoint API and the credential for it, the way
 // herald publish selects the ingest API: --server, else $HERALD_URL, else the default;
-// --token, else $HERALD_TOKEN, else the kubeconfig user's bearer token.
+// --token, else $HERALD_TOKEN, else a token for Herald's audience minted by the
+// kubeconfig's ServiceAccount (heraldCredential).
 type apiOptions struct {
 	server string
 	token  string
+	caFile string
 }
 
 func (o *apiOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher (its ingest address, which also serves the endpoint API; default $"+envHeraldURL+", else "+defaultIngestURL+")")
-	fs.StringVar(&o.token, "token", "", "bearer token of a ServiceAccount or user with get (list) or update (replay, enable) on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else the kubeconfig user's token)")
+	fs.StringVar(&o.caFile, "certificate-authority", "", "PEM file of the CA to check an https:// dispatcher's certificate with (default $"+envHeraldCAFile+", else the CA the manager publishes in ConfigMap "+publishedCANamespace+"/"+publishedCAName+", besides the system's)")
+	fs.StringVar(&o.token, "token", "", "bearer token for audience "+auth.Audience+" of a ServiceAccount allowed get (list, read), replay or enable on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
 }
 
 // endpointAPI is a client of dispatcher/admin for one namespace.
@@ -52,7 +55,7 @@ func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) 
 	if err != nil {
 		return nil, err
 	}
-	rt, token, err := o.transport(kube, ns)
+	rt, token, err := o.transport(kube, ns, base)
 	if err != nil {
 		return nil, err
 	}
@@ -61,33 +64,20 @@ func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) 
 
 // transport differs from herald publish's in what it advises: API keys are for
 // producers, and the endpoint API takes only tokens checked against RBAC.
-func (o *apiOptions) transport(kube *kubeOptions, ns string) (http.RoundTripper, string, error) {
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	token := o.token
-	if token == "" {
-		token = os.Getenv(envHeraldToken)
-	}
-	if token != "" {
-		token = strings.TrimSpace(token)
-		return &staticBearer{token: token, rt: base}, token, nil
-	}
-	const fix = "pass --token or set " + envHeraldToken + " to a token allowed on webhookendpoints.hooks.herald.dev"
-	account := newAccountHint(operatorClusterRole, ns)
-	cfg, err := kube.RESTConfig()
-	if err != nil {
-		if errors.Is(err, errNoKubeconfig) {
-			return nil, "", fmt.Errorf("no credentials for the dispatcher: %s; a ServiceAccount with that, as the cluster admin:\n%s", fix, account)
-		}
-		return nil, "", fmt.Errorf("no credentials for the dispatcher: %s, or fix the kubeconfig: %w", fix, err)
-	}
-	rt, ok, err := bearerTransport(cfg, base)
+func (o *apiOptions) transport(kube *kubeOptions, ns string, server *url.URL) (http.RoundTripper, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	base, err := dispatcherTransport(ctx, server, kube, o.caFile)
 	if err != nil {
 		return nil, "", err
 	}
-	if !ok {
-		return nil, "", fmt.Errorf("no credentials for the dispatcher: the kubeconfig user has no bearer token (a client certificate cannot be checked by the dispatcher); %s. A ServiceAccount with that, as this kubeconfig's user if it may create RoleBindings:\n%s", fix, account)
+	cred, err := heraldCredential(ctx, kube, o.token)
+	if err != nil {
+		return nil, "", credentialError(err,
+			"pass --token or set "+envHeraldToken+" to a token for audience "+auth.Audience+" allowed on webhookendpoints.hooks.herald.dev",
+			newAccountHint(operatorClusterRole, ns))
 	}
-	return rt, kubeconfigToken(cfg), nil
+	return bearer(cred.token, base), cred.token, nil
 }
 
 // call sends one request to the endpoint API and decodes a 200 answer into out. what
@@ -131,6 +121,9 @@ func (c *endpointAPI) do(ctx context.Context, method string, target *url.URL, na
 			}
 			return errors.New(msg)
 		}
+		if advice, ok := tlsAdvice(err, where); ok {
+			return fmt.Errorf("%s: %s (%v)", what, advice, err)
+		}
 		return fmt.Errorf("%s through %s: %w", what, where, err)
 	}
 	defer resp.Body.Close()
@@ -152,6 +145,9 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 	where, ns := c.base.Redacted(), c.namespace
 	var e ingest.ErrorResponse
 	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+		if plainToTLS(resp, raw) {
+			return fmt.Errorf("the dispatcher at %s serves https: use https:// in --server or %s", where, envHeraldURL)
+		}
 		return fmt.Errorf("%s answered %s with %q, which is not the endpoint API's error format: is --server (or %s) the dispatcher's address, and is the dispatcher recent enough to serve /v1/namespaces/{ns}/endpoints?",
 			where, resp.Status, truncateText(raw), envHeraldURL)
 	}
@@ -165,8 +161,8 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 		if m := refusedSubject.FindStringSubmatch(msg); m != nil {
 			user = m[1]
 		}
-		// The chart's herald-operator ClusterRole has get and update on webhookendpoints,
-		// which are the verbs the endpoint API asks for.
+		// The chart's herald-operator ClusterRole has get, replay and enable on
+		// webhookendpoints, the verbs the endpoint API asks for.
 		err := fmt.Sprintf("the dispatcher refused %s: %s; grant it (as a user who may create RoleBindings in %s):\n  %s\n%s",
 			what, msg, ns, bindHint(user, operatorClusterRole, ns), cacheNote("retry"))
 		if alternative != "" {
@@ -198,10 +194,11 @@ func newDLQCommand() *cobra.Command {
 		Long: `List and replay the dead letters of a WebhookEndpoint: deliveries that failed every
 attempt of their retry schedule, or waited too long while the endpoint was held.
 
-Listing and selective replay go through the dispatcher's endpoint API (the address of
-herald publish: --server or $` + envHeraldURL + `) with a token allowed to get (list) or update
-(replay) webhookendpoints.hooks.herald.dev in the namespace. Replaying everything also
-works with only API server access: --via-annotation sets the endpoint's
+Listing and replay go through the dispatcher's endpoint API (the address of herald
+publish: --server or $` + envHeraldURL + `) with a token allowed get (list) or the custom verb
+replay (replay) on webhookendpoints.hooks.herald.dev in the namespace: the herald-operator
+ClusterRole. Replaying everything also works with only API server access for those who
+may patch the endpoint (herald-editor): --via-annotation sets its
 ` + heraldv1.AnnotationReplayDeadLetters + ` annotation, which the dispatcher acts on.`,
 	}
 	cmd.AddCommand(newDLQListCommand(), newDLQReplayCommand())
@@ -281,7 +278,7 @@ func (o *dlqListOptions) run(cmd *cobra.Command, name string) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.list.timeout)
 	defer cancel()
 	var list admin.DeadLetterList
-	if err := api.call(ctx, http.MethodGet, name, "dead-letters", q, nil, &list, "listing dead letters", "get", ""); err != nil {
+	if err := api.call(ctx, http.MethodGet, name, "dead-letters", q, nil, &list, "listing dead letters", admin.PermissionRead.Verb, ""); err != nil {
 		return err
 	}
 	if o.list.output != "table" {
@@ -341,7 +338,8 @@ leaves the list; if it fails again it comes back with one more replay counted.
 By default the dispatcher's endpoint API does it and answers how many were replayed.
 With --via-annotation (only with --all) the command instead sets the annotation
 ` + heraldv1.AnnotationReplayDeadLetters + ` to a new value through the API server, which needs
-only patch on the WebhookEndpoint, and waits until the dispatcher reports it handled
+patch on the WebhookEndpoint (herald-editor) instead of the verb replay, and waits until
+the dispatcher reports it handled
 (status.lastHandledReplay). A disabled endpoint holds replayed deliveries too:
 re-enable it (herald endpoint enable) to have them sent.
 
@@ -419,9 +417,9 @@ func (o *dlqReplayOptions) run(cmd *cobra.Command, name string) error {
 	var resp admin.ReplayResponse
 	alt := ""
 	if o.all {
-		alt = "use --via-annotation, which needs only the API server"
+		alt = "use --via-annotation, which needs only the API server but patch on the WebhookEndpoint"
 	}
-	if err := api.call(ctx, http.MethodPost, name, "dead-letters:replay", nil, req, &resp, "replaying dead letters", "update", alt); err != nil {
+	if err := api.call(ctx, http.MethodPost, name, "dead-letters:replay", nil, req, &resp, "replaying dead letters", admin.PermissionReplay.Verb, alt); err != nil {
 		return err
 	}
 	res := ReplayResult{Namespace: ns, Endpoint: name, Via: "api", Replayed: &resp.Replayed}
@@ -466,7 +464,7 @@ func (o *dlqReplayOptions) viaAnnotationRun(ctx context.Context, cmd *cobra.Comm
 	}
 	token, err := annotate(ctx, c, ns, name, heraldv1.AnnotationReplayDeadLetters)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w\nOr drop --via-annotation: the dispatcher's endpoint API replays with the verb replay alone (%s)", err, operatorClusterRole)
 	}
 	res := ReplayResult{Namespace: ns, Endpoint: name, Via: "annotation", Annotation: token}
 	if o.wait {

@@ -34,6 +34,7 @@ import (
 	"github.com/herald-dev/herald/controllers/endpoint"
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/app"
+	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -148,16 +149,17 @@ func newCluster() (*cluster, error) {
 	go func() {
 		defer wg.Done()
 		done <- app.Run(ctx, env.Config, app.Options{
-			Store:            queue.Options{DataDir: filepath.Join(dir, "store")},
-			IngestAddr:       "127.0.0.1:0",
-			HealthAddr:       "0",
-			MetricsAddr:      "0",
-			WatchNamespaces:  []string{nsDLQ, nsEnable, nsHistory},
-			Policy:           outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-			AckWait:          5 * time.Second,
-			StatusInterval:   200 * time.Millisecond,
-			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{Log: logr.Discard()}),
-			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Log: logr.Discard()}),
+			Store:           queue.Options{DataDir: filepath.Join(dir, "store")},
+			IngestAddr:      "127.0.0.1:0",
+			HealthAddr:      "0",
+			MetricsAddr:     "0",
+			WatchNamespaces: []string{nsDLQ, nsEnable, nsHistory},
+			Policy:          outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
+			AckWait:         5 * time.Second,
+			StatusInterval:  200 * time.Millisecond,
+			// As herald dispatcher runs by default: tokens for Herald's audience only.
+			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{Audiences: []string{auth.Audience}, Log: logr.Discard()}),
+			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Audiences: []string{auth.Audience}, Log: logr.Discard()}),
 			Log:              logr.Discard(),
 			Ready:            ready,
 		})
@@ -174,10 +176,10 @@ func newCluster() (*cluster, error) {
 }
 
 // token creates a ServiceAccount with a Role of the given rules in ns and returns a
-// token minted for it with the TokenRequest API (what kubectl create token does).
+// token minted for it for Herald's audience with the TokenRequest API (what kubectl
+// create token --audience hooks.herald.dev does): what the dispatcher takes.
 func (c *cluster) token(t *testing.T, ns, name string, rules ...rbacv1.PolicyRule) string {
 	t.Helper()
-	ctx := context.Background()
 	c.create(t, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}})
 	if len(rules) > 0 {
 		c.create(t,
@@ -186,20 +188,40 @@ func (c *cluster) token(t *testing.T, ns, name string, rules ...rbacv1.PolicyRul
 				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name},
 				Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}}})
 	}
+	return c.mint(t, ns, name, auth.Audience)
+}
+
+// kubeToken mints a token of an existing ServiceAccount for the API server's own
+// audience: what a kubeconfig holds.
+func (c *cluster) kubeToken(t *testing.T, ns, name string) string {
+	t.Helper()
+	return c.mint(t, ns, name)
+}
+
+func (c *cluster) mint(t *testing.T, ns, name string, audiences ...string) string {
+	t.Helper()
 	cs := kubernetes.NewForConfigOrDie(c.env.Config)
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name,
-		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(context.Background(), name,
+		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr.Status.Token
 }
 
-// Rules of an operator who publishes and handles dead letters.
+// selfTokenRule lets ServiceAccount name mint tokens of itself, and of nobody else: what
+// the CLI needs to send the dispatcher a token for Herald's audience.
+func selfTokenRule(name string) rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"}, Verbs: []string{"create"}, ResourceNames: []string{name}}
+}
+
+// Rules of an operator who publishes and handles dead letters, as the chart's
+// herald-publisher and herald-operator grant them (no update or patch).
 var (
-	publishRule  = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"events"}, Verbs: []string{"create"}}
-	operatorRule = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get", "update"}}
-	viewerRule   = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get"}}
+	publishRule   = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"events"}, Verbs: []string{"create"}}
+	operatorRule  = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get", "list", "watch", "replay", "enable"}}
+	viewerRule    = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints"}, Verbs: []string{"get"}}
+	responsesRule = rbacv1.PolicyRule{APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints/responses"}, Verbs: []string{"get"}}
 )
 
 func (c *cluster) create(t *testing.T, objs ...client.Object) {
@@ -213,15 +235,19 @@ func (c *cluster) create(t *testing.T, objs ...client.Object) {
 
 // endpointWithSink creates a WebhookEndpoint delivering to sink with a short retry
 // schedule, its signing Secret and a subscription to every event type.
-func (c *cluster) endpointWithSink(t *testing.T, ns, name string, s *sink, threshold int32) {
+func (c *cluster) endpointWithSink(t *testing.T, ns, name string, s *sink, threshold int32, mutate ...func(*heraldv1.WebhookEndpointSpec)) {
 	t.Helper()
+	spec := heraldv1.WebhookEndpointSpec{
+		URL: s.URL, Timeout: "2s",
+		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
+		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To(threshold)},
+	}
+	for _, m := range mutate {
+		m(&spec)
+	}
 	c.create(t,
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name + "-signing", Namespace: ns}, StringData: map[string]string{"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}},
-		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: heraldv1.WebhookEndpointSpec{
-			URL: s.URL, Timeout: "2s",
-			Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
-			AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To(threshold)},
-		}},
+		&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec},
 		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: name + "-all", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
 			EndpointRef: heraldv1.LocalObjectReference{Name: name}, EventTypes: []string{"*"},
 		}},
@@ -248,6 +274,7 @@ func newSink(t *testing.T) *sink {
 		s.attempts[id]++
 		if s.failing.Load() {
 			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprintf(w, "down for maintenance (%s)", id)
 			return
 		}
 		s.accepted = append(s.accepted, id)
@@ -377,7 +404,7 @@ func TestDLQ_ListsAndReplaysThroughTheDispatcherAPI(t *testing.T) {
 	s := newSink(t)
 	// 0: never disabled, so replays are delivered at once.
 	c.endpointWithSink(t, nsDLQ, "orders", s, 0)
-	operator := c.token(t, nsDLQ, "operator", publishRule, operatorRule)
+	operator := c.token(t, nsDLQ, "operator", publishRule, operatorRule, selfTokenRule("operator"))
 	t.Setenv(envHeraldURL, c.dispatcher)
 	t.Setenv(envHeraldToken, operator)
 	waitRouted(t, c.dispatcher, operator, nsDLQ, s)
@@ -412,9 +439,10 @@ func TestDLQ_ListsAndReplaysThroughTheDispatcherAPI(t *testing.T) {
 		t.Errorf("an empty list printed %q / %q", r.stdout, r.stderr)
 	}
 
-	// Without --token or HERALD_TOKEN, the kubeconfig user's token is used.
+	// Without --token or HERALD_TOKEN, the kubeconfig's ServiceAccount mints a token for
+	// Herald (its own token is for the API server).
 	t.Setenv(envHeraldToken, "")
-	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsDLQ, operator))
+	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsDLQ, c.kubeToken(t, nsDLQ, "operator")))
 	if got := ids(deadLetters(t, "orders")); len(got) != 2 {
 		t.Errorf("with the kubeconfig's token and namespace: %v", got)
 	}
@@ -492,10 +520,15 @@ func TestDLQ_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 	}{
 		{"a token that may read but not replay",
 			[]string{"dlq", "replay", "refusals", "--all", "--server", c.dispatcher, "--token", viewer},
-			"may not update webhookendpoints.hooks.herald.dev in namespace cli-dlq; grant it (as a user who may create RoleBindings in cli-dlq):\n" +
+			"may not replay webhookendpoints.hooks.herald.dev in namespace cli-dlq; grant it (as a user who may create RoleBindings in cli-dlq):\n" +
 				"  kubectl create rolebinding viewer-herald-operator -n cli-dlq --clusterrole=herald-operator --serviceaccount=cli-dlq:viewer\n" +
 				"The dispatcher keeps a refusal for 10s: retry 10s after the binding is made.\n" +
-				"Or use --via-annotation, which needs only the API server."},
+				"Or use --via-annotation, which needs only the API server but patch on the WebhookEndpoint."},
+		{"a kubeconfig user who may not patch, with --via-annotation",
+			[]string{"dlq", "replay", "refusals", "--all", "--via-annotation", "--kubeconfig", tokenKubeconfig(t, c, nsDLQ, viewer)},
+			"the kubeconfig user needs patch on webhookendpoints.hooks.herald.dev in namespace \"cli-dlq\". Grant it (as a user who may create RoleBindings there):\n" +
+				"  kubectl create rolebinding viewer-herald-editor -n cli-dlq --clusterrole=herald-editor --serviceaccount=cli-dlq:viewer\n" +
+				"Or drop --via-annotation: the dispatcher's endpoint API replays with the verb replay alone (herald-operator)"},
 		{"a token that is no token",
 			[]string{"dlq", "list", "refusals", "--server", c.dispatcher, "--token", "not-a-token"},
 			"the dispatcher refused the credentials while listing dead letters"},
@@ -508,9 +541,12 @@ func TestDLQ_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 		{"a server that is not the dispatcher",
 			[]string{"dlq", "list", "refusals", "--server", notDispatcher.URL, "--token", viewer},
 			"which is not the endpoint API's error format"},
-		{"a kubeconfig user with a client certificate",
+		{"a kubeconfig user who is not a ServiceAccount",
 			[]string{"dlq", "list", "refusals", "--server", c.dispatcher, "--kubeconfig", c.kubeconfig},
-			"the kubeconfig user has no bearer token"},
+			`the kubeconfig's user "cli-test-admin" is not a ServiceAccount: the CLI sends the dispatcher only short-lived tokens bound to Herald's audience (hooks.herald.dev)`},
+		{"a token for the API server's audience",
+			[]string{"dlq", "list", "refusals", "--server", c.dispatcher, "--token", c.kubeToken(t, nsDLQ, "viewer")},
+			`not for Herald's ("hooks.herald.dev"): use a token for that audience, such as ` + "`kubectl create token NAME --audience hooks.herald.dev`"},
 		{"the annotation cannot select",
 			[]string{"dlq", "replay", "refusals", "--event-id", "evt_x", "--via-annotation", "--kubeconfig", c.kubeconfig},
 			"--via-annotation replays every dead letter of the endpoint: use it with --all"},

@@ -43,12 +43,13 @@ func newEndpointCommand() *cobra.Command {
 }
 
 type endpointEnableOptions struct {
-	kube    kubeOptions
-	api     apiOptions
-	viaAPI  bool
-	wait    bool
-	output  string
-	timeout time.Duration
+	kube          kubeOptions
+	api           apiOptions
+	viaAnnotation bool
+	viaAPI        bool // deprecated: the endpoint API is the default
+	wait          bool
+	output        string
+	timeout       time.Duration
 }
 
 func newEndpointEnableCommand() *cobra.Command {
@@ -59,17 +60,19 @@ func newEndpointEnableCommand() *cobra.Command {
 		Long: `Re-enable a WebhookEndpoint the dispatcher disabled after consecutive failures; its
 held deliveries then flow again, oldest first, and its failure count starts from 0.
 
-By default this sets the annotation ` + heraldv1.AnnotationReenable + ` to a new value through
-the API server (patch on the WebhookEndpoint is enough; spec is never touched, so GitOps
-tools see no drift) and waits until the dispatcher reports it handled
-(status.lastHandledReenable). With --via-api the dispatcher's endpoint API does it at
-once instead; that needs the dispatcher's address (--server or $` + envHeraldURL + `) and a token
-with update on webhookendpoints.hooks.herald.dev.
+By default the dispatcher's endpoint API does it at once: that needs the dispatcher's
+address (--server or $` + envHeraldURL + `) and a token allowed the custom verb enable on
+webhookendpoints.hooks.herald.dev (the herald-operator ClusterRole has it). With
+--via-annotation the command instead sets the annotation ` + heraldv1.AnnotationReenable + ` to a
+new value through the API server and waits until the dispatcher reports it handled
+(status.lastHandledReenable): that needs only the API server, but patch on the
+WebhookEndpoint (herald-editor), the right to change it. Neither touches spec, so GitOps
+tools see no drift.
 
 Editing the endpoint's spec re-enables it too.`,
 		Example: `  herald endpoint enable billing -n shop
-  herald endpoint enable billing --via-api --server http://127.0.0.1:8080
-  kubectl herald endpoint enable billing --wait=false`,
+  herald endpoint enable billing --server http://127.0.0.1:8080
+  kubectl herald endpoint enable billing --via-annotation --wait=false`,
 		Args: exactlyOneEndpoint,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.run(cmd, args[0])
@@ -78,10 +81,13 @@ Editing the endpoint's spec re-enables it too.`,
 	fs := cmd.Flags()
 	o.kube.bind(fs)
 	o.api.bind(fs)
-	fs.BoolVar(&o.viaAPI, "via-api", false, "call the dispatcher's endpoint API instead of setting the annotation")
-	fs.BoolVar(&o.wait, "wait", true, "wait until the dispatcher reports the annotation handled")
+	fs.BoolVar(&o.viaAnnotation, "via-annotation", false, "set the "+heraldv1.AnnotationReenable+" annotation through the API server (needs patch on the WebhookEndpoint) instead of calling the dispatcher")
+	fs.BoolVar(&o.viaAPI, "via-api", false, "call the dispatcher's endpoint API (the default)")
+	_ = fs.MarkDeprecated("via-api", "the dispatcher's endpoint API is the default now")
+	fs.BoolVar(&o.wait, "wait", true, "with --via-annotation, wait until the dispatcher reports the annotation handled")
 	fs.StringVarP(&o.output, "output", "o", "table", "output format: table, json or yaml")
 	fs.DurationVar(&o.timeout, "timeout", time.Minute, "how long to wait for the API server and the dispatcher")
+	cmd.MarkFlagsMutuallyExclusive("via-annotation", "via-api")
 	return cmd
 }
 
@@ -111,14 +117,14 @@ func (o *endpointEnableOptions) run(cmd *cobra.Command, name string) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
 	res := EnableResult{Namespace: ns, Endpoint: name}
-	if o.viaAPI {
+	if !o.viaAnnotation {
 		api, err := o.api.client(&o.kube, ns)
 		if err != nil {
 			return err
 		}
 		var resp admin.EnableResponse
-		if err := api.call(ctx, http.MethodPost, name, "enable", nil, nil, &resp, "re-enabling the endpoint", "update",
-			"drop --via-api to re-enable through the annotation, which needs only the API server"); err != nil {
+		if err := api.call(ctx, http.MethodPost, name, "enable", nil, nil, &resp, "re-enabling the endpoint", admin.PermissionEnable.Verb,
+			"use --via-annotation, which needs only the API server but patch on the WebhookEndpoint"); err != nil {
 			return err
 		}
 		res.Via, res.WasDisabled = "api", resp.WasDisabled
@@ -133,7 +139,7 @@ func (o *endpointEnableOptions) run(cmd *cobra.Command, name string) error {
 		}
 		res.Via, res.WasDisabled = "annotation", disabled(ep)
 		if res.Annotation, err = annotate(ctx, c, ns, name, heraldv1.AnnotationReenable); err != nil {
-			return err
+			return fmt.Errorf("%w\nOr drop --via-annotation: the dispatcher's endpoint API re-enables with the verb enable alone (%s)", err, operatorClusterRole)
 		}
 		if o.wait {
 			if _, err := waitHandled(ctx, c, ns, name, heraldv1.AnnotationReenable, res.Annotation,
@@ -536,8 +542,13 @@ func kubeError(err error, ns, name, verb string) error {
 			// Every namespace needs a ClusterRoleBinding, which is rarely what is meant.
 			return fmt.Errorf("the API server refused: %v; the kubeconfig user may not %s webhookendpoints.hooks.herald.dev in every namespace: drop -A to use the context's namespace, or give -n", err, verb)
 		}
+		// Reading is the operator's; writing, even an annotation, the editor's.
+		role := operatorClusterRole
+		if verb == "patch" || verb == "update" {
+			role = editorClusterRole
+		}
 		return fmt.Errorf("the API server refused: %v; the kubeconfig user needs %s on webhookendpoints.hooks.herald.dev in namespace %q. Grant it (as a user who may create RoleBindings there):\n  %s",
-			err, verb, ns, bindHint(user, operatorClusterRole, ns))
+			err, verb, ns, bindHint(user, role, ns))
 	case apierrors.IsUnauthorized(err):
 		return fmt.Errorf("the API server refused the kubeconfig's credentials (%v): log in again, or pick another --context", err)
 	case errors.As(err, &op):

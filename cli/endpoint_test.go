@@ -80,9 +80,10 @@ func TestEndpoint_EnableAndReplayThroughTheAnnotationsAndTheAPI(t *testing.T) {
 		t.Errorf("row %q: want billing, its URL, False (Disabled), True, 2 failures", lines[1])
 	}
 
-	// Re-enable through the annotation: the held delivery goes out, spec is untouched.
+	// Re-enable through the annotation (the admin may patch): the held delivery goes
+	// out, spec is untouched.
 	s.failing.Store(false)
-	r = mustCLI(t, "endpoint", "enable", "billing", "-n", nsEnable)
+	r = mustCLI(t, "endpoint", "enable", "billing", "-n", nsEnable, "--via-annotation")
 	if !strings.Contains(r.stdout, "Re-enabled WebhookEndpoint cli-enable/billing (annotation hooks.herald.dev/reenable=") {
 		t.Errorf("enable printed %q", r.stdout)
 	}
@@ -132,10 +133,11 @@ func TestEndpoint_EnableAndReplayThroughTheAnnotationsAndTheAPI(t *testing.T) {
 	if s.got("evt_again") {
 		t.Fatal("a disabled endpoint delivered a replayed dead letter")
 	}
-	r = mustCLI(t, "endpoint", "enable", "billing", "-n", nsEnable, "--via-api", "-o", "json")
+	// The operator's token (the verb enable, no patch) through the API, the default.
+	r = mustCLI(t, "endpoint", "enable", "billing", "-n", nsEnable, "-o", "json")
 	var en EnableResult
 	if err := json.Unmarshal([]byte(r.stdout), &en); err != nil || en.Via != "api" || !en.WasDisabled {
-		t.Errorf("enable --via-api -o json printed %q (%v)", r.stdout, err)
+		t.Errorf("enable -o json printed %q (%v)", r.stdout, err)
 	}
 	c.waitDisabled(t, nsEnable, "billing", false)
 	s.waitAccepted(t, "evt_again")
@@ -158,7 +160,14 @@ func TestEndpoint_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 	c := startCluster(t)
 	s := newSink(t)
 	c.endpointWithSink(t, nsUnserved, "orphan", s, 0)
-	nobody := c.token(t, nsEnable, "nobody")
+	c.token(t, nsEnable, "nobody") // a ServiceAccount without any role
+	viewer := c.token(t, nsEnable, "enable-viewer", viewerRule)
+	// The dispatcher serves cli-enable; it knows the endpoint once it has read it.
+	c.endpointWithSink(t, nsEnable, "known", s, 0)
+	eventually(t, 20*time.Second, "the dispatcher to know the endpoint", func() bool {
+		r := runCLI(t, "endpoint", "enable", "known", "-n", nsEnable, "--server", c.dispatcher, "--token", viewer)
+		return r.err != nil && strings.Contains(r.err.Error(), "may not enable")
+	})
 
 	for _, tc := range []struct {
 		name string
@@ -166,14 +175,25 @@ func TestEndpoint_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 		want string
 	}{
 		{"an endpoint that does not exist",
-			[]string{"endpoint", "enable", "nope", "-n", nsEnable, "--kubeconfig", c.kubeconfig},
+			[]string{"endpoint", "enable", "nope", "-n", nsEnable, "--kubeconfig", c.kubeconfig, "--via-annotation"},
 			`WebhookEndpoint "nope" not found in namespace "cli-enable": check the name and -n (kubectl get whe -n cli-enable)`},
+		{"a token that may read but not re-enable",
+			[]string{"endpoint", "enable", "known", "-n", nsEnable, "--server", c.dispatcher, "--token", viewer},
+			"the dispatcher refused re-enabling the endpoint: forbidden: system:serviceaccount:cli-enable:enable-viewer may not enable webhookendpoints.hooks.herald.dev in namespace cli-enable; grant it (as a user who may create RoleBindings in cli-enable):\n" +
+				"  kubectl create rolebinding enable-viewer-herald-operator -n cli-enable --clusterrole=herald-operator --serviceaccount=cli-enable:enable-viewer\n" +
+				"The dispatcher keeps a refusal for 10s: retry 10s after the binding is made.\n" +
+				"Or use --via-annotation, which needs only the API server but patch on the WebhookEndpoint."},
+		{"a kubeconfig user who may not patch, with --via-annotation",
+			[]string{"endpoint", "enable", "known", "-n", nsEnable, "--via-annotation", "--kubeconfig", tokenKubeconfig(t, c, nsEnable, c.kubeToken(t, nsEnable, "enable-viewer"))},
+			"the kubeconfig user needs patch on webhookendpoints.hooks.herald.dev in namespace \"cli-enable\". Grant it (as a user who may create RoleBindings there):\n" +
+				"  kubectl create rolebinding enable-viewer-herald-editor -n cli-enable --clusterrole=herald-editor --serviceaccount=cli-enable:enable-viewer\n" +
+				"Or drop --via-annotation: the dispatcher's endpoint API re-enables with the verb enable alone (herald-operator)"},
 		{"a kubeconfig user without rights",
-			[]string{"endpoint", "status", "-n", nsEnable, "--kubeconfig", tokenKubeconfig(t, c, nsEnable, nobody)},
+			[]string{"endpoint", "status", "-n", nsEnable, "--kubeconfig", tokenKubeconfig(t, c, nsEnable, c.kubeToken(t, nsEnable, "nobody"))},
 			"the kubeconfig user needs list on webhookendpoints.hooks.herald.dev in namespace \"cli-enable\". Grant it (as a user who may create RoleBindings there):\n" +
 				"  kubectl create rolebinding nobody-herald-operator -n cli-enable --clusterrole=herald-operator --serviceaccount=cli-enable:nobody"},
 		{"a namespace no dispatcher serves",
-			[]string{"endpoint", "enable", "orphan", "-n", nsUnserved, "--kubeconfig", c.kubeconfig, "--timeout", "2s"},
+			[]string{"endpoint", "enable", "orphan", "-n", nsUnserved, "--kubeconfig", c.kubeconfig, "--timeout", "2s", "--via-annotation"},
 			"but no dispatcher reported it handled within --timeout (its last handled value is empty): is the dispatcher running and serving namespace cli-unserved?"},
 		{"a name with -A",
 			[]string{"endpoint", "status", "billing", "-A", "--kubeconfig", c.kubeconfig},
@@ -194,7 +214,7 @@ func TestEndpoint_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 	}
 
 	// --wait=false only sets the annotation, and says so.
-	r := mustCLI(t, "endpoint", "enable", "orphan", "-n", nsUnserved, "--kubeconfig", c.kubeconfig, "--wait=false")
+	r := mustCLI(t, "endpoint", "enable", "orphan", "-n", nsUnserved, "--kubeconfig", c.kubeconfig, "--via-annotation", "--wait=false")
 	if !strings.Contains(r.stdout, "the dispatcher re-enables it when it sees the annotation") {
 		t.Errorf("--wait=false printed %q", r.stdout)
 	}

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/herald-dev/herald/dispatcher/auth"
 )
 
 // The hints below are commands a person pastes to fix what went wrong. Each must work on
@@ -15,11 +17,13 @@ import (
 // herald-dispatcher) and on `make run`'s local stack, which applies the same ClusterRoles
 // from the chart. hack/firsthour runs the local stack and checks them.
 
-// The chart's ClusterRoles for Herald's users (charts/herald/templates/publisher-rbac.yaml
-// and operator-rbac.yaml, named <release>-publisher and <release>-operator).
+// The chart's ClusterRoles for Herald's users (charts/herald/templates/*-rbac.yaml, named
+// <release>-publisher, -operator, -editor and -response-reader).
 const (
-	publisherClusterRole = "herald-publisher"
-	operatorClusterRole  = "herald-operator"
+	publisherClusterRole      = "herald-publisher"
+	operatorClusterRole       = "herald-operator"
+	editorClusterRole         = "herald-editor"
+	responseReaderClusterRole = "herald-response-reader"
 )
 
 // refusalCacheDelay is how long the dispatcher answers a token it refused with the same
@@ -98,8 +102,8 @@ func bindHint(user, clusterRole, ns string) string {
 // newAccountHint creates a ServiceAccount bound to clusterRole in ns and exports its
 // token: the fix when there is no usable credential at all.
 func newAccountHint(clusterRole, ns string) string {
-	return fmt.Sprintf("  kubectl create serviceaccount %s -n %s\n  kubectl create rolebinding %s -n %s --clusterrole=%s --serviceaccount=%s:%s\n  export %s=$(kubectl create token %s -n %s)",
-		clusterRole, ns, clusterRole, ns, clusterRole, ns, clusterRole, envHeraldToken, clusterRole, ns)
+	return fmt.Sprintf("  kubectl create serviceaccount %s -n %s\n  kubectl create rolebinding %s -n %s --clusterrole=%s --serviceaccount=%s:%s\n  export %s=$(kubectl create token %s -n %s --audience %s)",
+		clusterRole, ns, clusterRole, ns, clusterRole, ns, clusterRole, envHeraldToken, clusterRole, ns, auth.Audience)
 }
 
 // cacheNote is said after a grant for a refused token.
@@ -137,7 +141,7 @@ func tokenAccount(token string) (ns, name string, ok bool) {
 // to get one when the token is not a ServiceAccount's.
 func newTokenHint(token, clusterRole, ns string) string {
 	if saNS, name, ok := tokenAccount(token); ok {
-		return fmt.Sprintf("mint a new one (tokens expire, and are refused once their ServiceAccount is deleted):\n  export %s=$(kubectl create token %s -n %s)", envHeraldToken, name, saNS)
+		return fmt.Sprintf("mint a new one for Herald's audience (tokens expire, and are refused once their ServiceAccount is deleted):\n  export %s=$(kubectl create token %s -n %s --audience %s)", envHeraldToken, name, saNS, auth.Audience)
 	}
 	return "use a ServiceAccount token instead, e.g.\n" + newAccountHint(clusterRole, ns)
 }

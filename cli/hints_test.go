@@ -99,10 +99,10 @@ func TestHints_NameWhoToGrant(t *testing.T) {
 			"kubectl create rolebinding <name>-herald-publisher -n shop --clusterrole=herald-publisher --serviceaccount=<namespace>:<name>"},
 		{"a ServiceAccount token is renewed for its own ServiceAccount",
 			newTokenHint(jwt(`{"sub":"system:serviceaccount:herald-demo:herald-demo-operator"}`), operatorClusterRole, "shop"),
-			"export HERALD_TOKEN=$(kubectl create token herald-demo-operator -n herald-demo)"},
+			"export HERALD_TOKEN=$(kubectl create token herald-demo-operator -n herald-demo --audience hooks.herald.dev)"},
 		{"any other token is replaced by a new ServiceAccount's",
 			newTokenHint("not-a-jwt", operatorClusterRole, "shop"),
-			"  kubectl create serviceaccount herald-operator -n shop\n  kubectl create rolebinding herald-operator -n shop --clusterrole=herald-operator --serviceaccount=shop:herald-operator\n  export HERALD_TOKEN=$(kubectl create token herald-operator -n shop)"},
+			"  kubectl create serviceaccount herald-operator -n shop\n  kubectl create rolebinding herald-operator -n shop --clusterrole=herald-operator --serviceaccount=shop:herald-operator\n  export HERALD_TOKEN=$(kubectl create token herald-operator -n shop --audience hooks.herald.dev)"},
 	} {
 		if !strings.Contains(tc.got, tc.want) {
 			t.Errorf("%s:\n%s\nwant it to contain\n%s", tc.why, tc.got, tc.want)

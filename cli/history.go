@@ -55,7 +55,7 @@ func runSelection(cmd *cobra.Command, kube *kubeOptions, api *apiOptions, ns, na
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
 	var started admin.ReplayStarted
-	if err := ep.call(ctx, http.MethodPost, name, "replays", nil, o.request(from...), &started, "replaying", "update", ""); err != nil {
+	if err := ep.call(ctx, http.MethodPost, name, "replays", nil, o.request(from...), &started, "replaying", admin.PermissionReplay.Verb, ""); err != nil {
 		return err
 	}
 	res := ReplayProgress{Namespace: ns, Endpoint: name, ReplayStarted: started}
@@ -226,7 +226,7 @@ func (o *eventsGetOptions) run(cmd *cobra.Command, id string) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
 	var h admin.EventHistory
-	if err := api.do(ctx, http.MethodGet, api.base.JoinPath("v1", "namespaces", ns, "events", id), "", nil, &h, "reading an event's history", "get", ""); err != nil {
+	if err := api.do(ctx, http.MethodGet, api.base.JoinPath("v1", "namespaces", ns, "events", id), "", nil, &h, "reading an event's history", admin.PermissionRead.Verb, ""); err != nil {
 		return err
 	}
 	if o.output != "table" {
@@ -242,7 +242,22 @@ func (o *eventsGetOptions) run(cmd *cobra.Command, id string) error {
 		fmt.Fprintf(out, "\nWebhookEndpoint %s/%s: %s (delivery %s)\n", ns, d.Endpoint, d.State, d.DeliveryID)
 		printAttempts(out, d.Attempts, false)
 	}
+	withheldNote(cmd.ErrOrStderr(), h.BodiesWithheld, ns)
 	return nil
+}
+
+// withheldNote says, after a table, that the response bodies were left out and who may
+// let the caller see them.
+func withheldNote(w io.Writer, withheld, ns string) {
+	if withheld == "" {
+		return
+	}
+	user := ""
+	if m := refusedSubject.FindStringSubmatch(withheld); m != nil {
+		user = m[1]
+	}
+	fmt.Fprintf(w, "The dispatcher left out the response bodies (%s). To read them (as a user who may create RoleBindings in %s):\n  %s\n%s\n",
+		withheld, ns, bindHint(user, responseReaderClusterRole, ns), cacheNote("read again"))
 }
 
 func printAttempts(w io.Writer, items []admin.Attempt, withEvent bool) {
@@ -285,9 +300,14 @@ func newAttemptsCommand() *cobra.Command {
 		Use:   "attempts",
 		Short: "Read an endpoint's attempt log",
 		Long: `Read the attempt log: one record per HTTP attempt (time, attempt number, duration,
-status code or error, a subset of the response headers, the first 4 KiB of the response
-body), kept in the dispatcher's store for --attempt-log-max-age and
---attempt-log-max-bytes. Nothing Herald sent is kept: no payload, no signature.`,
+status code or error, a subset of the response headers), kept in the dispatcher's store
+for --attempt-log-max-age and --attempt-log-max-bytes. Nothing Herald sent is kept: no
+payload, no signature.
+
+The first 4 KiB of the receiver's response body is kept only when the endpoint asks for
+it (spec.attemptLog.responseBody: OnFailure or Always), with the endpoint's own secret
+values redacted, and shown only to those who may get webhookendpoints/responses (the
+herald-response-reader ClusterRole); others get the records without it, and are told so.`,
 	}
 	cmd.AddCommand(newAttemptsListCommand())
 	return cmd
@@ -330,7 +350,7 @@ func (o *attemptsListOptions) run(cmd *cobra.Command, name string) error {
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.list.timeout)
 	defer cancel()
 	var list admin.AttemptList
-	if err := api.call(ctx, http.MethodGet, name, "attempts", q, nil, &list, "reading the attempt log", "get", ""); err != nil {
+	if err := api.call(ctx, http.MethodGet, name, "attempts", q, nil, &list, "reading the attempt log", admin.PermissionRead.Verb, ""); err != nil {
 		return err
 	}
 	if o.list.output != "table" {
@@ -341,6 +361,7 @@ func (o *attemptsListOptions) run(cmd *cobra.Command, name string) error {
 		return nil
 	}
 	printAttempts(cmd.OutOrStdout(), list.Items, true)
+	withheldNote(cmd.ErrOrStderr(), list.BodiesWithheld, ns)
 	if list.More {
 		fmt.Fprintf(cmd.ErrOrStderr(), "More attempts than --limit %d: raise --limit or narrow with --since, --failed or --event-id.\n", o.list.limit)
 	}

@@ -13,18 +13,23 @@ import (
 
 // TestHistory_AttemptsEventsAndReplayBySelection runs the commands of the attempt log
 // and of replay by selection against a real dispatcher, API server and receiver: the
-// failed attempts are listed, a time-range replay of dead letters is followed to its
-// end on status, an event's history shows every attempt, and a delivered event is
-// re-sent from the retained deliveries.
+// failed attempts are listed (their bodies, which the endpoint keeps, only for someone
+// who may read them; the others are told how to), a time-range replay of dead letters is
+// followed to its end on status, an event's history shows every attempt, and a delivered
+// event is re-sent from the retained deliveries.
 func TestHistory_AttemptsEventsAndReplayBySelection(t *testing.T) {
 	isolate(t)
 	c := startCluster(t)
 	s := newSink(t)
-	c.endpointWithSink(t, nsHistory, "ledger", s, 0)
+	// The endpoint keeps its failed answers' bodies.
+	c.endpointWithSink(t, nsHistory, "ledger", s, 0, func(spec *heraldv1.WebhookEndpointSpec) {
+		spec.AttemptLog.ResponseBody = heraldv1.ResponseBodyOnFailure
+	})
 	operator := c.token(t, nsHistory, "ledger-operator", publishRule, operatorRule)
+	auditor := c.token(t, nsHistory, "ledger-auditor", operatorRule, responsesRule)
 	t.Setenv(envHeraldURL, c.dispatcher)
 	t.Setenv(envHeraldToken, operator)
-	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsHistory, operator))
+	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsHistory, c.kubeToken(t, nsHistory, "ledger-operator")))
 	waitRouted(t, c.dispatcher, operator, nsHistory, s)
 
 	publish(t, c.dispatcher, operator, nsHistory, "evt_ledger_ok", "ledger.posted")
@@ -50,6 +55,20 @@ func TestHistory_AttemptsEventsAndReplayBySelection(t *testing.T) {
 	r := mustCLI(t, "attempts", "list", "ledger", "--failed", "--since", "1h")
 	if lines := strings.Split(strings.TrimSpace(r.stdout), "\n"); len(lines) != 5 || !strings.Contains(lines[0], "ATTEMPT") || !strings.Contains(lines[1], "HTTP 500") {
 		t.Errorf("attempts table:\n%s", r.stdout)
+	}
+	// The operator may not read response bodies: left out, and the grant printed.
+	const grant = "kubectl create rolebinding ledger-operator-herald-response-reader -n cli-history --clusterrole=herald-response-reader --serviceaccount=cli-history:ledger-operator"
+	if strings.Contains(r.stdout, "down for maintenance") || !strings.Contains(r.stderr, "The dispatcher left out the response bodies (response bodies withheld, forbidden: system:serviceaccount:cli-history:ledger-operator may not get webhookendpoints/responses.hooks.herald.dev in namespace cli-history") ||
+		!strings.Contains(r.stderr, "\n  "+grant+"\n") {
+		t.Errorf("attempts list as the operator printed\n%s\n%s\nwant no body, and the grant %q", r.stdout, r.stderr, grant)
+	}
+	if failed.BodiesWithheld == "" {
+		t.Errorf("attempts list -o json as the operator: bodiesWithheld is empty")
+	}
+	// Someone who may read them sees the receiver's words.
+	r = mustCLI(t, "attempts", "list", "ledger", "--failed", "--since", "1h", "--token", auditor)
+	if !strings.Contains(r.stdout, "down for maintenance (evt_ledger_bad") || strings.Contains(r.stderr, "left out") {
+		t.Errorf("attempts list as the auditor printed\n%s\n%s", r.stdout, r.stderr)
 	}
 
 	// The dead letters of the last two hours, replayed in the background and followed.

@@ -3,9 +3,6 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"net/http"
-	"os"
-	"strings"
 
 	"github.com/spf13/pflag"
 	"k8s.io/client-go/rest"
@@ -75,43 +72,4 @@ func (o *kubeOptions) describe(err error) error {
 		return fmt.Errorf("%w: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config", errNoKubeconfig)
 	}
 	return fmt.Errorf("loading kubeconfig: %w", err)
-}
-
-// bearerTransport wraps rt so that requests carry the kubeconfig user's bearer token:
-// a static token, a token file (re-read as kubectl does, so projected tokens rotate) or
-// one from an exec or auth-provider plugin. ok is false when the user has no such
-// credential (a client certificate, say), which only the API server itself can check.
-func bearerTransport(cfg *rest.Config, rt http.RoundTripper) (wrapped http.RoundTripper, ok bool, err error) {
-	if cfg.BearerToken == "" && cfg.BearerTokenFile == "" && cfg.ExecProvider == nil && cfg.AuthProvider == nil {
-		return rt, false, nil
-	}
-	// Only the token travels: TLS settings and basic auth are for the API server.
-	tokenOnly := &rest.Config{
-		Host:                cfg.Host,
-		BearerToken:         cfg.BearerToken,
-		BearerTokenFile:     cfg.BearerTokenFile,
-		ExecProvider:        cfg.ExecProvider,
-		AuthProvider:        cfg.AuthProvider,
-		AuthConfigPersister: cfg.AuthConfigPersister,
-	}
-	wrapped, err = rest.HTTPWrappersForConfig(tokenOnly, rt)
-	if err != nil {
-		return nil, false, fmt.Errorf("using the kubeconfig user's credentials: %w", err)
-	}
-	return wrapped, true, nil
-}
-
-// kubeconfigToken is the kubeconfig user's static token, or the content of its token
-// file: what a refused request carried, for advice. Exec and auth-provider plugins give
-// "", and the advice is then generic.
-func kubeconfigToken(cfg *rest.Config) string {
-	if cfg.BearerToken != "" {
-		return cfg.BearerToken
-	}
-	if cfg.BearerTokenFile != "" {
-		if b, err := os.ReadFile(cfg.BearerTokenFile); err == nil {
-			return strings.TrimSpace(string(b))
-		}
-	}
-	return ""
 }

@@ -26,6 +26,7 @@ type managerOptions struct {
 	policy           outbound.Policy
 	workload         workload.Config
 	manageWorkload   bool
+	watchNamespaces  []string
 }
 
 func newManagerCommand() *cobra.Command {
@@ -47,6 +48,7 @@ func newManagerCommand() *cobra.Command {
 	fs.BoolVar(&o.policy.AllowPlainHTTP, "allow-plain-http", false, "accept http:// endpoint URLs (https only by default)")
 	fs.BoolVar(&o.policy.AllowPrivateNetworks, "allow-private-networks", false, "accept endpoints in private address ranges")
 	fs.BoolVar(&o.policy.AllowLoopback, "allow-loopback", false, "accept loopback endpoints (local development only)")
+	fs.StringSliceVar(&o.watchNamespaces, "watch-namespaces", nil, "namespaces Herald serves (default all): the manager watches endpoints, subscriptions and Secrets only there, and the dispatcher it deploys serves only them")
 	fs.BoolVar(&o.manageWorkload, "manage-dispatcher", true, "create and maintain the dispatcher workload; off when the dispatcher runs elsewhere (local development)")
 	o.workload.BindFlags(fs)
 	return cmd
@@ -66,6 +68,14 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	var cacheOpts cache.Options
+	if len(o.watchNamespaces) > 0 {
+		// Served namespaces only; the workload's own kinds are read in its namespace
+		// (CacheByObject), whatever this says.
+		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.watchNamespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
 	if o.manageWorkload {
 		// The dispatcher's objects are read only in its namespace and by label.
 		cacheOpts.ByObject = o.workload.CacheByObject()
@@ -103,8 +113,10 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 		return fmt.Errorf("setting up event type controller: %w", err)
 	}
 	if o.manageWorkload {
-		// One policy for both: the manager's URL checks and the dispatcher's dial checks.
+		// One policy for both: the manager's URL checks and the dispatcher's dial checks;
+		// and the same namespaces served.
 		o.workload.Outbound = o.policy
+		o.workload.WatchNamespaces = o.watchNamespaces
 		if err := (&workload.Reconciler{Client: mgr.GetClient(), Config: o.workload}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up dispatcher workload controller: %w", err)
 		}
@@ -115,6 +127,6 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("adding ready check: %w", err)
 	}
-	log.Info("starting manager", "policy", o.policy, "manageDispatcher", o.manageWorkload)
+	log.Info("starting manager", "policy", o.policy, "manageDispatcher", o.manageWorkload, "watchNamespaces", o.watchNamespaces)
 	return mgr.Start(cmd.Context())
 }

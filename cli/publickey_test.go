@@ -43,8 +43,8 @@ func TestEndpointPublicKey_PrintsWhatVerifiesTheDeliveries(t *testing.T) {
 	private := string(secret.Data["secret"])
 
 	// A receiver's owner who may read the endpoint and nothing else.
-	viewer := c.token(t, ns, "receiver-owner", viewerRule)
-	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, ns, viewer))
+	c.token(t, ns, "receiver-owner", viewerRule)
+	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, ns, c.kubeToken(t, ns, "receiver-owner")))
 	r := mustCLI(t, "endpoint", "public-key", "ledger")
 	printed := strings.TrimSpace(r.stdout)
 	if printed != ep.Status.PublicKey || !strings.HasPrefix(printed, "whpk_") || r.stdout != printed+"\n" {

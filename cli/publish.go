@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
 )
@@ -33,6 +34,7 @@ type publishOptions struct {
 	kube     kubeOptions
 	server   string
 	token    string
+	caFile   string
 	id       string
 	typ      string
 	source   string
@@ -53,13 +55,18 @@ func newPublishCommand() *cobra.Command {
 (POST <server>/v1/namespaces/<namespace>/events).
 
 The namespace comes from -n, else from the kubeconfig context, as with kubectl. The
-credential is --token, else $HERALD_TOKEN, else the kubeconfig user's bearer token (a
-static token, token file or exec plugin; a client certificate cannot be used). A
+credential is --token, else $HERALD_TOKEN, else a token bound to Herald's audience
+(` + auth.Audience + `, 10 minutes) that the kubeconfig's ServiceAccount mints for itself
+with the TokenRequest API; the kubeconfig's own credential is never sent. A
 ServiceAccount token works when the ServiceAccount may create events.hooks.herald.dev
 in the namespace:
 
   kubectl create rolebinding NAME-herald-publisher -n NS --clusterrole=herald-publisher --serviceaccount=NS:NAME
-  export HERALD_TOKEN=$(kubectl create token NAME -n NS)
+  export HERALD_TOKEN=$(kubectl create token NAME -n NS --audience ` + auth.Audience + `)
+
+Minting from the kubeconfig needs create on serviceaccounts/token for the
+ServiceAccount itself (a Role with resourceNames: [NAME]); a person whose kubeconfig
+user is not a ServiceAccount passes a ServiceAccount's token as above.
 
 --data-file sends the file's bytes as they are (they must be JSON): whitespace, key
 order and escapes reach the receiver unchanged.
@@ -77,7 +84,8 @@ repeated with --id after a timeout without delivering the event twice.`,
 	fs := cmd.Flags()
 	o.kube.bind(fs)
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher's ingest API (default $"+envHeraldURL+", else "+defaultIngestURL+")")
-	fs.StringVar(&o.token, "token", "", "bearer token: a ServiceAccount token or an API key (default $"+envHeraldToken+", else the kubeconfig user's token)")
+	fs.StringVar(&o.caFile, "certificate-authority", "", "PEM file of the CA to check an https:// dispatcher's certificate with (default $"+envHeraldCAFile+", else the CA the manager publishes in ConfigMap "+publishedCANamespace+"/"+publishedCAName+", besides the system's)")
+	fs.StringVar(&o.token, "token", "", "bearer token: a ServiceAccount token for audience "+auth.Audience+", or an API key (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
 	fs.StringVar(&o.typ, "type", "", "event type, e.g. order.created (required)")
 	fs.StringVar(&o.id, "id", "", "event id; receivers deduplicate on it, and a repeated id is not delivered again (default a new evt_ id)")
 	fs.StringVar(&o.source, "source", "", "optional source of the event, e.g. a service name")
@@ -112,7 +120,7 @@ func (o *publishOptions) run(cmd *cobra.Command) error {
 	if o.id == "" {
 		o.id = ingest.NewID(time.Now())
 	}
-	transport, err := o.transport()
+	transport, err := o.transport(cmd.Context(), endpoint)
 	if err != nil {
 		return err
 	}
@@ -234,45 +242,21 @@ func ingestURL(flag string) (*url.URL, error) {
 }
 
 // transport returns the HTTP transport carrying the credential, chosen in the order
-// --token, $HERALD_TOKEN, kubeconfig user.
-func (o *publishOptions) transport() (http.RoundTripper, error) {
-	base := http.DefaultTransport.(*http.Transport).Clone()
-	token := o.token
-	if token == "" {
-		token = os.Getenv(envHeraldToken)
-	}
-	if token != "" {
-		o.sentToken = strings.TrimSpace(token)
-		return &staticBearer{token: o.sentToken, rt: base}, nil
-	}
-	ns, _ := o.kube.Namespace()
-	cfg, err := o.kube.RESTConfig()
-	if err != nil {
-		if errors.Is(err, errNoKubeconfig) {
-			return nil, fmt.Errorf("no credentials: pass --token or set %s to a ServiceAccount token or an API key; a ServiceAccount that may publish, as the cluster admin:\n%s", envHeraldToken, newAccountHint(publisherClusterRole, ns))
-		}
-		return nil, fmt.Errorf("no credentials: pass --token or set %s, or fix the kubeconfig: %w", envHeraldToken, err)
-	}
-	rt, ok, err := bearerTransport(cfg, base)
+// --token, $HERALD_TOKEN, a token the kubeconfig's ServiceAccount mints for Herald.
+func (o *publishOptions) transport(ctx context.Context, server *url.URL) (http.RoundTripper, error) {
+	base, err := dispatcherTransport(ctx, server, &o.kube, o.caFile)
 	if err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, fmt.Errorf("no credentials: the kubeconfig user has no bearer token (a client certificate cannot be checked by the ingest API); pass --token or set %s to a ServiceAccount token or an API key. A ServiceAccount that may publish, as this kubeconfig's user if it may create RoleBindings:\n%s", envHeraldToken, newAccountHint(publisherClusterRole, ns))
+	ns, _ := o.kube.Namespace()
+	cred, err := heraldCredential(ctx, &o.kube, o.token)
+	if err != nil {
+		return nil, credentialError(err,
+			"pass --token or set "+envHeraldToken+" to a ServiceAccount token for audience "+auth.Audience+" or an API key",
+			newAccountHint(publisherClusterRole, ns))
 	}
-	o.sentToken = kubeconfigToken(cfg)
-	return rt, nil
-}
-
-type staticBearer struct {
-	token string
-	rt    http.RoundTripper
-}
-
-func (s *staticBearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+s.token)
-	return s.rt.RoundTrip(r)
+	o.sentToken = cred.token
+	return bearer(cred.token, base), nil
 }
 
 func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, err error) error {
@@ -284,6 +268,9 @@ func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, 
 	if errors.As(err, &op) && op.Op == "dial" {
 		return fmt.Errorf("cannot reach the ingest API at %s (%v): is the dispatcher running? Point --server or %s at its ingest address: %s", where, op.Err, envHeraldURL, unreachableHint())
 	}
+	if advice, ok := tlsAdvice(err, where); ok {
+		return fmt.Errorf("sending the event: %s (%v)", advice, err)
+	}
 	return fmt.Errorf("sending the event to %s: %w", where, err)
 }
 
@@ -291,6 +278,9 @@ func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, 
 func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.URL, ns string) error {
 	var e ingest.ErrorResponse
 	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
+		if plainToTLS(resp, raw) {
+			return fmt.Errorf("the dispatcher at %s serves https: use https:// in --server or %s", endpoint.Redacted(), envHeraldURL)
+		}
 		return fmt.Errorf("%s answered %s with %q, which is not the ingest API's error format: is --server (or %s) the dispatcher's ingest address?",
 			endpoint.Redacted(), resp.Status, truncateText(raw), envHeraldURL)
 	}

@@ -2,7 +2,6 @@ package v1alpha1
 
 import (
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -144,40 +143,16 @@ func (s *WebhookEndpointSpec) MaxInFlight() int32 {
 	return *s.Limits.MaxInFlight
 }
 
+// ResponseBodyPolicy returns which response bodies the attempt log keeps.
+func (s *WebhookEndpointSpec) ResponseBodyPolicy() ResponseBodyPolicy {
+	if s.AttemptLog.ResponseBody == "" {
+		return ResponseBodyNone
+	}
+	return s.AttemptLog.ResponseBody
+}
+
 // Ordered reports whether the endpoint's deliveries go out one at a time in order.
 func (s *WebhookEndpointSpec) Ordered() bool { return s.Ordering == OrderingOrdered }
-
-// ReferencedSecretNames lists every Secret in the endpoint's namespace that delivering to
-// it needs: the signing and previous signing secrets, header values, the TLS client
-// certificate and the OAuth2 client credentials. Both the manager (readiness) and the
-// dispatcher (delivery) index endpoints by these, so a Secret created or fixed later
-// takes effect at once.
-func (e *WebhookEndpoint) ReferencedSecretNames() []string {
-	names := []string{e.SigningSecretRef().Name}
-	add := func(n string) {
-		if !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	if prev, ok := e.PreviousSigningSecretRef(); ok {
-		add(prev.Name)
-	}
-	for _, h := range e.Spec.Headers {
-		if h.ValueFrom != nil {
-			add(h.ValueFrom.Name)
-		}
-	}
-	if e.Spec.TLS != nil && e.Spec.TLS.ClientCertificateSecretRef != nil {
-		add(e.Spec.TLS.ClientCertificateSecretRef.Name)
-	}
-	if o := e.Spec.OAuth2(); o != nil {
-		if o.ClientIDRef != nil {
-			add(o.ClientIDRef.Name)
-		}
-		add(o.ClientSecretRef.Name)
-	}
-	return names
-}
 
 // OAuth2 returns the OAuth2 client credentials configuration, nil when there is none.
 func (s *WebhookEndpointSpec) OAuth2() *OAuth2ClientCredentials {

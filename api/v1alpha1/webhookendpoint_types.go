@@ -247,6 +247,33 @@ type AuthSpec struct {
 	OAuth2 *OAuth2ClientCredentials `json:"oauth2,omitempty"`
 }
 
+// ResponseBodyPolicy says which receivers' response bodies the attempt log keeps.
+// +kubebuilder:validation:Enum=None;OnFailure;Always
+type ResponseBodyPolicy string
+
+const (
+	// ResponseBodyNone keeps no response body (status code, duration and the allow-listed
+	// response headers are still logged).
+	ResponseBodyNone ResponseBodyPolicy = "None"
+	// ResponseBodyOnFailure keeps the body of answers that are not 2xx: why the receiver
+	// refused.
+	ResponseBodyOnFailure ResponseBodyPolicy = "OnFailure"
+	// ResponseBodyAlways keeps the body of every answer.
+	ResponseBodyAlways ResponseBodyPolicy = "Always"
+)
+
+// AttemptLogSpec says what the dispatcher's attempt log keeps of this endpoint's answers.
+type AttemptLogSpec struct {
+	// ResponseBody: None (the default), OnFailure or Always. A kept body is the first
+	// 4 KiB of the answer with this endpoint's own secret values (signing secrets, header
+	// values from Secrets, the OAuth2 client secret and bearer token) replaced by
+	// "[redacted: ...]" before it is stored; reading it through the dispatcher's endpoint
+	// API needs get on webhookendpoints/responses, beyond get on the endpoint.
+	// +kubebuilder:default=None
+	// +optional
+	ResponseBody ResponseBodyPolicy `json:"responseBody,omitempty"`
+}
+
 // WebhookEndpointSpec is where events go and how they are delivered there.
 // +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.oauth2) || !has(self.headers) || !self.headers.exists(h, h.name.lowerAscii() == 'authorization')",message="spec.headers cannot set Authorization when spec.auth.oauth2 is set: the bearer token goes there"
 type WebhookEndpointSpec struct {
@@ -329,6 +356,12 @@ type WebhookEndpointSpec struct {
 	// +kubebuilder:default=Unordered
 	// +optional
 	Ordering Ordering `json:"ordering,omitempty"`
+
+	// AttemptLog: whether receivers' response bodies are kept in the attempt log
+	// (default: not kept).
+	// +kubebuilder:default={}
+	// +optional
+	AttemptLog AttemptLogSpec `json:"attemptLog,omitempty"`
 }
 
 // BlockingDelivery is the failing head of an ordered endpoint's deliveries: those

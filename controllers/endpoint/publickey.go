@@ -27,7 +27,10 @@ const actionPublishPublicKey = "PublishPublicKey"
 // A resolution that failed before the keys were read (an invalid URL, a Secret being
 // replaced) leaves the ConfigMap as it is: receivers keep the last key published. It
 // goes only when the endpoint resolves and no longer signs with ed25519 at all. A
-// ConfigMap of that name that Herald did not create is never touched.
+// ConfigMap of that name that Herald did not create is never touched. The ConfigMap
+// carries app.kubernetes.io/managed-by=herald and the endpoint as its controller: the
+// chart's ValidatingAdmissionPolicy (manager.configMapPolicy) refuses the manager any
+// other ConfigMap write.
 func (r *Reconciler) publishPublicKey(ctx context.Context, ep *heraldv1.WebhookEndpoint, res resolve.Result) error {
 	want := map[string]string{}
 	if res.PublicKey != "" {

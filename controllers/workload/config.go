@@ -29,6 +29,21 @@ const (
 	ModeExternal Mode = "external"
 )
 
+// TLSMode says whether the dispatcher serves its ingest and endpoint API over TLS, and
+// who issues its certificate.
+type TLSMode string
+
+const (
+	// TLSOff serves plain HTTP.
+	TLSOff TLSMode = "off"
+	// TLSManager: the manager makes a CA and the serving certificate (Secrets
+	// <name>-ca and <name>-tls) and renews both.
+	TLSManager TLSMode = "manager"
+	// TLSExternal: something else, cert-manager in the chart, fills the Secret
+	// <name>-tls (tls.crt, tls.key, ca.crt); the manager publishes its ca.crt.
+	TLSExternal TLSMode = "external"
+)
+
 // Defaults of the manager flags. The zero value of Config is not usable; BindFlags (or
 // DefaultConfig, in tests) fills these in.
 const (
@@ -102,6 +117,20 @@ type Config struct {
 	// exports none.
 	OTLPEndpoint string
 
+	// TLS serves the dispatcher's API over TLS (see TLSMode). Either way the CA is
+	// published in the ConfigMap <name>-ca (key ca.crt) for producers and the CLI.
+	TLS TLSMode
+
+	// AcceptAPIServerAudience makes the dispatcher accept producers' tokens for the API
+	// server's own audiences besides Herald's (auth.Audience): for the move to projected
+	// tokens with Herald's audience.
+	AcceptAPIServerAudience bool
+
+	// WatchNamespaces are the namespaces the dispatcher serves (all when empty). It is
+	// not a flag of its own: the manager's --watch-namespaces, which limits the manager
+	// too.
+	WatchNamespaces []string
+
 	// Outbound is the delivery policy. It is not a flag of its own: the manager copies its
 	// --allow-plain-http/--allow-private-networks policy here, so the manager's URL checks
 	// and the dispatcher's dial-time checks can never disagree.
@@ -127,6 +156,7 @@ func DefaultConfig() Config {
 		MemoryRequest:      DefaultMemoryRequest,
 		MemoryLimit:        DefaultMemoryLimit,
 		MaxBodyBytes:       DefaultMaxBodyBytes,
+		TLS:                TLSOff,
 	}
 }
 
@@ -168,6 +198,8 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.SyncAlways, "dispatcher-sync-always", false, "embedded mode: fsync every write before the 202, so a power loss of the node loses nothing (external mode: configure the NATS servers)")
 	fs.Int64Var(&c.MaxBodyBytes, "dispatcher-max-body-bytes", d.MaxBodyBytes, "largest request body the dispatcher's ingest API accepts")
 	fs.IntVar(&c.LogVerbosity, "dispatcher-log-verbosity", 0, "log verbosity of the dispatcher (0 info, 1 debug, 2 trace)")
+	fs.StringVar((*string)(&c.TLS), "dispatcher-tls", string(d.TLS), "serve the dispatcher's ingest and endpoint API over TLS: off; manager (the manager makes and renews a CA and the certificate); external (cert-manager fills the Secret <dispatcher-name>-tls). The CA is published in the ConfigMap <dispatcher-name>-ca")
+	fs.BoolVar(&c.AcceptAPIServerAudience, "dispatcher-accept-api-server-audience", false, "the dispatcher also accepts producers' tokens for the API server's own audience (pods' default tokens), not only for Herald's (hooks.herald.dev): while producers move to projected tokens")
 	fs.StringVar(&c.OTLPEndpoint, "dispatcher-otlp-endpoint", "", "OTLP/HTTP collector base URL (http://otel-collector.observability:4318) the dispatcher exports spans to; empty exports none")
 }
 
@@ -256,6 +288,16 @@ func (c Config) Validate() error {
 			bad("--dispatcher-image-pull-secrets %q: %s", s, msgs[0])
 		}
 	}
+	switch c.TLS {
+	case TLSOff, TLSManager, TLSExternal:
+	default:
+		bad("--dispatcher-tls must be off, manager or external, not %q", c.TLS)
+	}
+	for _, ns := range c.WatchNamespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			bad("--watch-namespaces %q: %s", ns, msgs[0])
+		}
+	}
 	if c.OwnerDeployment != "" {
 		if msgs := validation.IsDNS1123Subdomain(c.OwnerDeployment); len(msgs) > 0 {
 			bad("--dispatcher-owner-deployment %q: %s", c.OwnerDeployment, msgs[0])
@@ -291,4 +333,26 @@ type HistoryConfig struct {
 	WithoutAttemptLog       bool
 	AttemptLogMaxAge        time.Duration
 	AttemptLogMaxBytes      int64
+}
+
+// TLSSecretName is the Secret holding the dispatcher's serving certificate (tls.crt,
+// tls.key) and its CA (ca.crt).
+func (c Config) TLSSecretName() string { return c.Name + "-tls" }
+
+// CASecretName is the Secret of the CA the manager makes (TLSManager).
+func (c Config) CASecretName() string { return c.Name + "-ca" }
+
+// CAConfigMapName is the ConfigMap publishing the CA (key CAConfigMapKey): what producers
+// and the herald CLI trust the dispatcher with.
+func (c Config) CAConfigMapName() string { return c.Name + "-ca" }
+
+// CAConfigMapKey holds the PEM bundle of the dispatcher's CA (and, while a CA is
+// replaced, the one before it).
+const CAConfigMapKey = "ca.crt"
+
+// ServingHosts are the names the serving certificate is for: the Service in every form
+// a client in the cluster may use, and localhost for kubectl port-forward.
+func (c Config) ServingHosts() []string {
+	svc := c.Name + "." + c.Namespace
+	return []string{svc + ".svc", svc + ".svc.cluster.local", svc, c.Name, "localhost", "127.0.0.1", "::1"}
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -37,6 +38,8 @@ const (
 	configDir        = "/etc/herald"
 	dataDir          = "/var/lib/herald"
 	natsCredsDir     = "/etc/herald/nats"
+	tlsDir           = "/etc/herald/tls"
+	tlsVolume        = "tls"
 	natsCredsFile    = "nats.creds"
 	IngestPort       = 8080
 	MetricsPort      = 9090
@@ -94,6 +97,13 @@ type Settings struct {
 	Verbosity    int   `json:"v,string"`
 	// OTLPEndpoint receives the dispatcher's spans; empty exports none.
 	OTLPEndpoint string `json:"otlp-endpoint,omitempty"`
+	// AcceptAPIServerAudience: producers' tokens for the API server's audiences work too.
+	AcceptAPIServerAudience bool `json:"accept-api-server-audience,omitempty,string"`
+	// TLS files of the ingest and endpoint API; absent, plain HTTP.
+	TLSCertFile string `json:"tls-cert-file,omitempty"`
+	TLSKeyFile  string `json:"tls-key-file,omitempty"`
+	// WatchNamespaces served, separated by commas; absent, all.
+	WatchNamespaces string `json:"watch-namespaces,omitempty"`
 }
 
 // Settings returns the dispatcher configuration for c.
@@ -113,6 +123,11 @@ func (c Config) Settings() Settings {
 		RetainDeliveredMaxBytes: c.History.RetainDeliveredMaxBytes,
 		AttemptLog:              !c.History.WithoutAttemptLog,
 		AttemptLogMaxBytes:      c.History.AttemptLogMaxBytes,
+		AcceptAPIServerAudience: c.AcceptAPIServerAudience,
+		WatchNamespaces:         strings.Join(c.WatchNamespaces, ","),
+	}
+	if c.TLS == TLSManager || c.TLS == TLSExternal {
+		s.TLSCertFile, s.TLSKeyFile = tlsDir+"/"+corev1.TLSCertKey, tlsDir+"/"+corev1.TLSPrivateKeyKey
 	}
 	if d := c.History.RetainDeliveredMaxAge; d > 0 {
 		s.RetainDeliveredMaxAge = d.String()
@@ -232,6 +247,16 @@ func (c Config) podTemplate(checksum string) *corev1ac.PodTemplateSpecApplyConfi
 	volumes := []*corev1ac.VolumeApplyConfiguration{
 		corev1ac.Volume().WithName(configVolume).WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(c.Name).WithDefaultMode(0o644)),
 		corev1ac.Volume().WithName(tmpVolume).WithEmptyDir(corev1ac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("64Mi"))),
+	}
+	if c.TLS == TLSManager || c.TLS == TLSExternal {
+		// The whole Secret, not subPaths: the kubelet then swaps renewed files in, and
+		// the dispatcher serves them without a restart.
+		mounts = append(mounts, corev1ac.VolumeMount().WithName(tlsVolume).WithMountPath(tlsDir).WithReadOnly(true))
+		volumes = append(volumes, corev1ac.Volume().WithName(tlsVolume).WithSecret(corev1ac.SecretVolumeSource().
+			WithSecretName(c.TLSSecretName()).
+			WithItems(corev1ac.KeyToPath().WithKey(corev1.TLSCertKey).WithPath(corev1.TLSCertKey),
+				corev1ac.KeyToPath().WithKey(corev1.TLSPrivateKeyKey).WithPath(corev1.TLSPrivateKeyKey)).
+			WithDefaultMode(0o440)))
 	}
 	switch c.Mode {
 	case ModeEmbedded:

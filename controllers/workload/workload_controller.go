@@ -90,7 +90,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return []reconcile.Request{req}
 	})
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool {
-		return o.GetNamespace() == r.Config.Namespace && o.GetName() == r.Config.Name
+		return o.GetNamespace() == r.Config.Namespace && (o.GetName() == r.Config.Name || o.GetName() == r.Config.CAConfigMapName())
 	})
 	// StatefulSet and Deployment status changes all the time in a live cluster and is not
 	// ours; react to spec (generation), label and annotation changes only.
@@ -131,6 +131,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// The certificate before the pods that mount it.
+	tlsRecheck, err := r.reconcileTLS(ctx, owner)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 
 	objs := c.desired(owner, rendered, checksum)
 	for _, o := range objs[:len(objs)-1] {
@@ -161,7 +166,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 		}
 	}
 	log.V(1).Info("dispatcher workload applied", "configChecksum", checksum)
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: tlsRecheck}, nil
 }
 
 // object is one object of the dispatcher's, as applied.

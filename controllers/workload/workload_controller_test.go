@@ -381,6 +381,33 @@ func TestSettings_OTLPEndpointReachesTheDispatcherFlag(t *testing.T) {
 	}
 }
 
+// Who may publish and which namespaces are served reach the dispatcher's flags; by
+// default the dispatcher's own defaults hold (Herald's audience only, every namespace).
+func TestSettings_AudienceAndNamespacesReachTheDispatcher(t *testing.T) {
+	c := workload.DefaultConfig()
+	c.AcceptAPIServerAudience = true
+	c.WatchNamespaces = []string{"shop", "billing"}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := yaml.Marshal(c.Settings())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := parseSettings(t, string(data)); !s.AcceptAPIServerAudience || s.WatchNamespaces != "shop,billing" {
+		t.Fatalf("dispatcher.yaml = %s", data)
+	}
+	assertDispatcherAccepts(t, string(data))
+	data, _ = yaml.Marshal(workload.DefaultConfig().Settings())
+	if strings.Contains(string(data), "audience") || strings.Contains(string(data), "watch-namespaces") {
+		t.Fatalf("default dispatcher.yaml = %s; want the dispatcher's defaults", data)
+	}
+	c.WatchNamespaces = []string{"Shop"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `--watch-namespaces "Shop"`) {
+		t.Fatalf("an invalid namespace: %v", err)
+	}
+}
+
 func assertRestricted(t *testing.T, pod *corev1.PodSecurityContext, ctr *corev1.SecurityContext) {
 	t.Helper()
 	if pod == nil || pod.RunAsNonRoot == nil || !*pod.RunAsNonRoot || pod.SeccompProfile == nil || pod.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {

@@ -1,12 +1,18 @@
 // Package admin is the dispatcher's endpoint API: list and replay an endpoint's dead
 // letters, replay by selection (dead letters and retained delivered events) in the
-// background, read the attempt log, and re-enable an auto-disabled endpoint. It is served next to ingest and
-// answers in the same JSON error shape. Callers authenticate with a ServiceAccount (or
-// user) token; listing needs get, replaying and re-enabling need update, on
-// webhookendpoints.hooks.herald.dev in the namespace — the same people who could do
-// it with kubectl through the annotations. Reading the attempt log, an event's history
-// and the endpoint's receiver documentation (GET .../openapi, docs.go) needs what
-// listing dead letters needs.
+// background, read the attempt log, and re-enable an auto-disabled endpoint. It is served
+// next to ingest and answers in the same JSON error shape.
+//
+// Callers authenticate with a ServiceAccount (or user) token, and each action asks the
+// API server (SubjectAccessReview) for its own permission on
+// webhookendpoints.hooks.herald.dev in the namespace: get to list dead letters and read
+// the attempt log, the custom verb replay to replay, the custom verb enable to re-enable
+// (PermissionRead, PermissionReplay, PermissionEnable). None of them is update, so the
+// right to replay or re-enable is not the right to rewrite an endpoint's spec. Response
+// bodies in the attempt log need get on the subresource webhookendpoints/responses
+// (PermissionResponses) besides; without it the records come without their bodies and
+// the answer says so. The endpoint's receiver documentation (GET .../openapi, docs.go)
+// needs what listing dead letters needs.
 package admin
 
 import (
@@ -46,6 +52,30 @@ type Lifecycle interface {
 	Reenable(ctx context.Context, k delivery.Key, token, why string) (bool, error)
 }
 
+// The permissions the API asks for, on webhookendpoints.hooks.herald.dev in the
+// endpoint's namespace. The chart's herald-operator ClusterRole holds the first three,
+// herald-response-reader the last.
+var (
+	PermissionRead      = auth.Permission{Verb: "get", Resource: "webhookendpoints"}
+	PermissionReplay    = auth.Permission{Verb: "replay", Resource: "webhookendpoints"}
+	PermissionEnable    = auth.Permission{Verb: "enable", Resource: "webhookendpoints"}
+	PermissionResponses = auth.Permission{Verb: "get", Resource: "webhookendpoints", Subresource: "responses"}
+)
+
+// ResponseAccess reports whether an authenticated caller may read the response bodies
+// of an endpoint's attempt log (PermissionResponses); the error is set when that could
+// not be decided.
+type ResponseAccess func(ctx context.Context, id auth.Identity, namespace, endpoint string) (bool, error)
+
+// Access decides who may do what; each Authorizer asks for one permission.
+type Access struct {
+	// Read authorizes listing dead letters and reading the attempt log (PermissionRead),
+	// Replay replaying (PermissionReplay) and Enable re-enabling (PermissionEnable).
+	Read, Replay, Enable auth.Authorizer
+	// Responses decides who may see response bodies; nil withholds them from everyone.
+	Responses ResponseAccess
+}
+
 // Options configure the API.
 type Options struct {
 	Store     Store
@@ -59,9 +89,8 @@ type Options struct {
 	// Docs writes an endpoint's receiver documentation; nil leaves the openapi route
 	// out.
 	Docs Docs
-	// Read authorizes listing; Write authorizes replay and re-enable.
-	Read, Write auth.Authorizer
-	Log         logr.Logger
+	Access
+	Log logr.Logger
 }
 
 // DeadLetter is one dead letter as the API shows it. The payload is not included: it
@@ -158,30 +187,35 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // target validates the path and authorizes the caller; it answers and returns false
 // when the request cannot go on.
-func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authorizer, what string) (delivery.Key, bool) {
+func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authorizer, what string) (delivery.Key, auth.Identity, bool) {
 	k := delivery.Key{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
 	if errs := validation.IsDNS1123Label(k.Namespace); len(errs) > 0 {
 		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", k.Namespace)
-		return k, false
+		return k, auth.Identity{}, false
 	}
 	if errs := validation.IsDNS1123Subdomain(k.Name); len(errs) > 0 {
 		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "name", "endpoint name %q is not a valid object name", k.Name)
-		return k, false
+		return k, auth.Identity{}, false
 	}
-	if !h.authorize(w, r, az, k.Namespace, what) {
-		return k, false
+	id, ok := h.authorize(w, r, az, k.Namespace, what)
+	if !ok {
+		return k, id, false
 	}
 	if h.opts.Known != nil && !h.opts.Known(k.Namespace, k.Name) {
 		writeError(w, http.StatusNotFound, ingest.CodeNotFound, "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
-		return k, false
+		return k, id, false
 	}
-	return k, true
+	return k, id, true
 }
 
 // authorize answers and returns false when the caller may not act in the namespace.
-func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, az auth.Authorizer, namespace, what string) bool {
-	if _, err := az.Authorize(r.Context(), r, namespace); err != nil {
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, az auth.Authorizer, namespace, what string) (auth.Identity, bool) {
+	id, err := az.Authorize(r.Context(), r, namespace)
+	if err != nil {
+		var audience *auth.AudienceError
 		switch {
+		case errors.As(err, &audience):
+			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s: %s", what, audience.Error())
 		case errors.Is(err, auth.ErrUnauthenticated):
 			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s needs a bearer token (a ServiceAccount or user token)", what)
 		case errors.Is(err, auth.ErrForbidden):
@@ -190,13 +224,13 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, az auth.Auth
 			h.opts.Log.Error(err, "authorizing admin request")
 			writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the decision could not be made; retry")
 		}
-		return false
+		return id, false
 	}
-	return true
+	return id, true
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
-	k, ok := h.target(w, r, h.opts.Read, "listing dead letters")
+	k, _, ok := h.target(w, r, h.opts.Read, "listing dead letters")
 	if !ok {
 		return
 	}
@@ -235,7 +269,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
-	k, ok := h.target(w, r, h.opts.Write, "replaying dead letters")
+	k, _, ok := h.target(w, r, h.opts.Replay, "replaying dead letters")
 	if !ok {
 		return
 	}
@@ -265,12 +299,12 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) enable(w http.ResponseWriter, r *http.Request) {
-	k, ok := h.target(w, r, h.opts.Write, "re-enabling an endpoint")
+	k, id, ok := h.target(w, r, h.opts.Enable, "re-enabling an endpoint")
 	if !ok {
 		return
 	}
 	who := "the endpoint API"
-	if id, ok := auth.FromContext(r.Context()); ok && id.Name != "" {
+	if id.Name != "" {
 		who += " by " + id.Name
 	}
 	was, err := h.opts.Lifecycle.Reenable(r.Context(), k, "", who)

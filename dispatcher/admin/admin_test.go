@@ -86,7 +86,7 @@ func TestEndpointAPI_ListsReplaysAndRefusesWithClearErrors(t *testing.T) {
 	}
 
 	api := httptest.NewServer(admin.NewHandler(admin.Options{
-		Store: p.Store, Lifecycle: p.Tracker, Known: p.Engine.Known, Read: allow, Write: allow, Log: testr.New(t),
+		Store: p.Store, Lifecycle: p.Tracker, Known: p.Engine.Known, Access: admin.Access{Read: allow, Replay: allow, Enable: allow}, Log: testr.New(t),
 	}))
 	defer api.Close()
 	base := api.URL + "/v1/namespaces/shop/endpoints/billing"

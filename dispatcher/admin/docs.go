@@ -15,7 +15,7 @@ type Docs func(ctx context.Context, k delivery.Key) ([]byte, error)
 // docs serves GET .../endpoints/{name}/openapi: who may list the endpoint's dead letters
 // may read what it is sent.
 func (h *Handler) docs(w http.ResponseWriter, r *http.Request) {
-	k, ok := h.target(w, r, h.opts.Read, "reading an endpoint's receiver documentation")
+	k, _, ok := h.target(w, r, h.opts.Read, "reading an endpoint's receiver documentation")
 	if !ok {
 		return
 	}

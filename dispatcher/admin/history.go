@@ -3,12 +3,14 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/replay"
@@ -37,7 +39,7 @@ type ReplayStarted struct {
 }
 
 func (h *Handler) startReplay(w http.ResponseWriter, r *http.Request) {
-	k, ok := h.target(w, r, h.opts.Write, "replaying")
+	k, _, ok := h.target(w, r, h.opts.Replay, "replaying")
 	if !ok {
 		return
 	}
@@ -127,10 +129,57 @@ type AttemptList struct {
 	Items []Attempt `json:"items"`
 	// More is true when the limit cut the list short.
 	More bool `json:"more"`
+	// BodiesWithheld, when set, says that records came without the response bodies
+	// stored with them, and why: the caller may not read them (PermissionResponses).
+	BodiesWithheld string `json:"bodiesWithheld,omitempty"`
+}
+
+// bodies decides, once per endpoint and request, whether the caller sees the response
+// bodies of the records it reads; the permission is asked only when a record has one.
+type bodies struct {
+	h       *Handler
+	r       *http.Request
+	id      auth.Identity
+	ns      string
+	allowed map[string]bool
+	// withheld is the BodiesWithheld of the answer.
+	withheld string
+}
+
+// keep strips a's body unless the caller may read it, and reports false when the
+// decision could not be made.
+func (b *bodies) keep(endpoint string, a *Attempt) bool {
+	if a.Body == "" {
+		return true
+	}
+	ok, seen := b.allowed[endpoint]
+	if !seen {
+		if b.h.opts.Responses != nil {
+			var err error
+			if ok, err = b.h.opts.Responses(b.r.Context(), b.id, b.ns, endpoint); err != nil {
+				b.h.opts.Log.Error(err, "authorizing the reading of response bodies", "namespace", b.ns, "endpoint", endpoint)
+				return false
+			}
+		}
+		if b.allowed == nil {
+			b.allowed = map[string]bool{}
+		}
+		b.allowed[endpoint] = ok
+	}
+	if !ok {
+		a.Body = ""
+		who := b.id.Name
+		if who == "" {
+			who = "this identity"
+		}
+		b.withheld = fmt.Sprintf("response bodies withheld, forbidden: %s may not %s in namespace %s; the records are complete otherwise",
+			who, PermissionResponses, b.ns)
+	}
+	return true
 }
 
 func (h *Handler) attempts(w http.ResponseWriter, r *http.Request) {
-	k, ok := h.target(w, r, h.opts.Read, "reading the attempt log")
+	k, id, ok := h.target(w, r, h.opts.Read, "reading the attempt log")
 	if !ok {
 		return
 	}
@@ -154,6 +203,8 @@ func (h *Handler) attempts(w http.ResponseWriter, r *http.Request) {
 	}
 	failed := q.Get("failed") == "true"
 	out := AttemptList{Items: []Attempt{}}
+	b := &bodies{h: h, r: r, id: id, ns: k.Namespace}
+	undecided := false
 	err := h.opts.Store.Attempts(r.Context(), hq, func(rec *queue.AttemptRecord) bool {
 		if failed && !rec.Failed() {
 			return true
@@ -162,9 +213,18 @@ func (h *Handler) attempts(w http.ResponseWriter, r *http.Request) {
 			out.More = true
 			return false
 		}
-		out.Items = append(out.Items, attemptOf(rec))
+		a := attemptOf(rec)
+		if undecided = !b.keep(k.Name, &a); undecided {
+			return false
+		}
+		out.Items = append(out.Items, a)
 		return true
 	})
+	if undecided {
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "whether response bodies may be shown could not be decided; retry")
+		return
+	}
+	out.BodiesWithheld = b.withheld
 	if err != nil {
 		h.opts.Log.Error(err, "reading the attempt log", "endpoint", k.String())
 		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the attempt log cannot be read right now; retry")
@@ -181,6 +241,8 @@ type EventHistory struct {
 	CreatedAt  *time.Time        `json:"createdAt,omitempty"`
 	AcceptedAt *time.Time        `json:"acceptedAt,omitempty"`
 	Deliveries []EventDeliveries `json:"deliveries"`
+	// BodiesWithheld: as in AttemptList.
+	BodiesWithheld string `json:"bodiesWithheld,omitempty"`
 }
 
 // EventDeliveries is the delivery of an event to one endpoint.
@@ -199,9 +261,12 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", ns)
 		return
 	}
-	if !h.authorize(w, r, h.opts.Read, ns, "reading an event's history") {
+	caller, ok := h.authorize(w, r, h.opts.Read, ns, "reading an event's history")
+	if !ok {
 		return
 	}
+	b := &bodies{h: h, r: r, id: caller, ns: ns}
+	undecided := false
 	out := EventHistory{EventID: id, Deliveries: []EventDeliveries{}}
 	at := map[string]int{}
 	entry := func(endpoint, deliveryID string) *EventDeliveries {
@@ -219,8 +284,12 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 			return true
 		}
 		out.EventType = rec.EventType
+		a := attemptOf(rec)
+		if undecided = !b.keep(rec.Endpoint, &a); undecided {
+			return false
+		}
 		e := entry(rec.Endpoint, rec.DeliveryID)
-		e.Attempts = append(e.Attempts, attemptOf(rec))
+		e.Attempts = append(e.Attempts, a)
 		switch {
 		case rec.Final && !rec.Failed():
 			e.State = "Delivered"
@@ -231,6 +300,11 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 		}
 		return true
 	})
+	if undecided {
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "whether response bodies may be shown could not be decided; retry")
+		return
+	}
+	out.BodiesWithheld = b.withheld
 	if err == nil {
 		err = h.opts.Store.Delivered(r.Context(), q, func(d *queue.Retained) bool {
 			if d.EventID != id {

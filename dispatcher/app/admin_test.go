@@ -92,7 +92,9 @@ func TestDispatcher_EndpointAPIListsAndReplaysDeadLettersAndReenables(t *testing
 		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
 		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](4)},
 	})
-	operator := serviceAccountToken(t, c, ns, "operator", "get", "update")
+	operator := serviceAccountToken(t, c, ns, "operator", "get", "replay", "enable")
+	// update was what replaying asked for before it had a verb of its own: no longer enough.
+	editor := serviceAccountToken(t, c, ns, "editor", "get", "update", "patch")
 	viewer := serviceAccountToken(t, c, ns, "viewer", "get")
 	stranger := serviceAccountToken(t, c, ns, "stranger")
 	d := startDispatcher(t)
@@ -120,9 +122,21 @@ func TestDispatcher_EndpointAPIListsAndReplaysDeadLettersAndReenables(t *testing
 		}
 	}
 
-	// Who may do what: the viewer reads but does not replay; a stranger does neither.
-	if code, raw := call(t, http.MethodPost, base+"/dead-letters:replay", viewer, admin.ReplayRequest{All: true}); code != http.StatusForbidden || !strings.Contains(string(raw), "update") {
-		t.Errorf("viewer replay = %d %s, want 403 naming the verb", code, raw)
+	// Who may do what: the viewer reads but does not replay; a stranger does neither;
+	// update and patch (the spec) are neither replay nor enable.
+	for _, c := range []struct {
+		who, token, method, url, want string
+		body                          any
+	}{
+		{"viewer", viewer, http.MethodPost, base + "/dead-letters:replay", "system:serviceaccount:" + ns + ":viewer may not replay webhookendpoints.hooks.herald.dev in namespace " + ns, admin.ReplayRequest{All: true}},
+		{"editor", editor, http.MethodPost, base + "/dead-letters:replay", "may not replay webhookendpoints.hooks.herald.dev", admin.ReplayRequest{All: true}},
+		{"editor", editor, http.MethodPost, base + "/replays", "may not replay webhookendpoints.hooks.herald.dev", admin.ReplaySelectionRequest{All: true}},
+		{"editor", editor, http.MethodPost, base + "/enable", "may not enable webhookendpoints.hooks.herald.dev", nil},
+		{"viewer", viewer, http.MethodPost, base + "/enable", "may not enable webhookendpoints.hooks.herald.dev", nil},
+	} {
+		if code, raw := call(t, c.method, c.url, c.token, c.body); code != http.StatusForbidden || !strings.Contains(string(raw), c.want) {
+			t.Errorf("%s POST %s = %d %s, want 403 saying %q", c.who, c.url, code, raw, c.want)
+		}
 	}
 	// One error shape and one code casing on the port, whichever API answers.
 	for _, c := range []struct {

@@ -6,11 +6,14 @@ package app
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -52,7 +55,9 @@ type Options struct {
 	Store queue.Options
 	// IngestAddr is the ingest API's listen address (":8080"); ":0" picks a port,
 	// reported on Ready.
-	IngestAddr  string
+	IngestAddr string
+	// TLS, when set, serves the ingest and endpoint API over TLS with these files.
+	TLS         TLSFiles
 	HealthAddr  string
 	MetricsAddr string
 	// PprofAddr serves /debug/pprof when set.
@@ -75,9 +80,9 @@ type Options struct {
 	// Authorizer decides who may publish. Built from the cluster when nil by
 	// NewAuthorizer.
 	Authorizer func(mgr manager.Manager) (auth.Authorizer, error)
-	// AdminAuthorizers decide who may list and replay dead letters and re-enable
-	// endpoints through the endpoint API; nil leaves that API out.
-	AdminAuthorizers func(mgr manager.Manager) (read, write auth.Authorizer, err error)
+	// AdminAuthorizers decide who may do what through the endpoint API (read, replay,
+	// re-enable, read response bodies); nil leaves that API out.
+	AdminAuthorizers func(mgr manager.Manager) (admin.Access, error)
 	// Tracing configures the OTLP export of spans; the zero value exports none.
 	Tracing tracing.Options
 	// ReplayRate bounds the re-sends per second of one replay (0: no bound).
@@ -91,13 +96,26 @@ type Options struct {
 	Log                 logr.Logger
 	// Ready, when not nil, receives the ingest API's address once it serves.
 	Ready chan<- string
+
+	// cacheAllSecrets reads Secrets from an informer of their whole content, as the
+	// dispatcher did before it held only the referenced ones: the memory benchmark's
+	// baseline (export_test.go), never set otherwise.
+	cacheAllSecrets bool
 }
 
 // slimCached drops from every cached object what the dispatcher never reads and what
 // makes up much of its size: managedFields (status is written by server-side apply,
 // which does not need them) and kubectl's last-applied-configuration annotation (a
 // second copy of the object, Secret data included, for everything made by kubectl apply).
+// Of a metadata-only object (the Secrets of the namespaces served) it keeps only what
+// says which one it is and whether it changed.
 func slimCached(obj any) (any, error) {
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		return &metav1.PartialObjectMetadata{TypeMeta: m.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+			Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion,
+			DeletionTimestamp: m.DeletionTimestamp,
+		}}, nil
+	}
 	obj, err := cache.TransformStripManagedFields()(obj)
 	if o, ok := obj.(metav1.Object); ok && err == nil {
 		if a := o.GetAnnotations(); a != nil {
@@ -204,6 +222,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	store, engine, tracker := p.Store, p.Engine, p.Tracker
 
 	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: forgetting{tracker, p.Metrics}, Notify: notify}
+	if o.cacheAllSecrets {
+		endpoints.Secrets = watch.InformerSecrets{Client: mgr.GetClient()}
+	}
 	if err := endpoints.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
@@ -234,20 +255,26 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	mux := http.NewServeMux()
 	mux.Handle("/", p.Ingest)
 	if o.AdminAuthorizers != nil {
-		read, write, err := o.AdminAuthorizers(mgr)
+		access, err := o.AdminAuthorizers(mgr)
 		if err != nil {
 			return fmt.Errorf("configuring endpoint API authentication: %w", err)
 		}
 		admin.NewHandler(admin.Options{
 			Store: store, Lifecycle: tracker, Replayer: p.Replayer, Known: engine.Known, Now: p.Now,
-			Docs: receiverDocs(mgr.GetClient(), cat),
-			Read: read, Write: write, Log: log.WithName("admin"),
+			Docs:   receiverDocs(mgr.GetClient(), cat),
+			Access: access, Log: log.WithName("admin"),
 		}).Register(mux)
 	}
 
+	var certs *certReloader
+	if o.TLS.Enabled() {
+		if certs, err = newCertReloader(o.TLS, log.WithName("tls")); err != nil {
+			return err
+		}
+	}
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, mux, primed, endpoints, subscriptions, eventTypes)
+		return serveIngest(ctx, log, mgr, o, mux, certs, primed, endpoints, subscriptions, eventTypes)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
@@ -273,7 +300,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 // serveIngest opens the ingest API once the dispatcher knows every endpoint and
 // subscription: an event accepted earlier could be routed to nothing.
 func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Options, h http.Handler,
-	primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions, eventTypes *watch.EventTypes) error {
+	certs *certReloader, primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions, eventTypes *watch.EventTypes) error {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return errors.New("informers did not sync")
 	}
@@ -289,14 +316,19 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 	if err != nil {
 		return fmt.Errorf("listening for ingest on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: stdlog.New(serverErrors{log.WithName("ingest")}, "", 0)}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("ingest API listening", "address", ln.Addr().String())
+	if certs != nil {
+		srv.TLSConfig = certs.serverTLS()
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+	log.Info("ingest API listening", "address", ln.Addr().String(), "tls", certs != nil)
 	if o.Ready != nil {
 		o.Ready <- ln.Addr().String()
 	}
@@ -304,6 +336,21 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 		return fmt.Errorf("serving ingest: %w", err)
 	}
 	return nil
+}
+
+// serverErrors takes net/http's server log: a TLS handshake that failed (a port check,
+// a scanner, a client that does not trust the CA, which then says so itself) at V(1),
+// anything else as it comes.
+type serverErrors struct{ log logr.Logger }
+
+func (w serverErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	if strings.Contains(msg, "TLS handshake error") {
+		w.log.V(1).Info(msg)
+	} else {
+		w.log.Info(msg)
+	}
+	return len(p), nil
 }
 
 // prime loads every endpoint, subscription and event type synchronously before ingest

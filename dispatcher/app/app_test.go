@@ -34,6 +34,9 @@ import (
 var env *testenv.Env
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(envMemoryChild); mode != "" {
+		os.Exit(memoryChild(mode))
+	}
 	var err error
 	env, err = testenv.Start()
 	if err != nil {

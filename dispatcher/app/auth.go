@@ -1,19 +1,25 @@
 package app
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
 )
 
 // AuthOptions configure who may publish.
 type AuthOptions struct {
 	// Audiences a ServiceAccount token must carry; empty accepts the API server's.
+	// herald dispatcher requires auth.Audience unless told otherwise.
 	Audiences []string
+	// AcceptAPIServerAudience accepts tokens for the API server's audiences as well
+	// (see auth.Options).
+	AcceptAPIServerAudience bool
 	// APIKeys accepts keys from Secrets labelled hooks.herald.dev/api-key=true.
 	APIKeys bool
 	// Namespaces to read API keys from; empty is all.
@@ -38,23 +44,32 @@ func ClusterAuthorizer(o AuthOptions) func(manager.Manager) (auth.Authorizer, er
 				return nil, fmt.Errorf("watching API keys: %w", err)
 			}
 		}
-		return auth.New(auth.Options{Client: cs, Audiences: o.Audiences, APIKeys: keys, Log: o.Log})
+		return auth.New(auth.Options{Client: cs, Audiences: o.Audiences, AcceptAPIServerAudience: o.AcceptAPIServerAudience, APIKeys: keys, Log: o.Log})
 	}
 }
 
-// ClusterAdminAuthorizers builds the endpoint API's authorizers: tokens only (API keys
-// are for producers), with get (read) or update (write) on webhookendpoints.
-func ClusterAdminAuthorizers(o AuthOptions) func(manager.Manager) (read, write auth.Authorizer, err error) {
-	return func(mgr manager.Manager) (auth.Authorizer, auth.Authorizer, error) {
+// ClusterAdminAuthorizers builds the endpoint API's access: tokens only (API keys are
+// for producers), each action with its own permission on webhookendpoints (get, the
+// custom verbs replay and enable, get on webhookendpoints/responses).
+func ClusterAdminAuthorizers(o AuthOptions) func(manager.Manager) (admin.Access, error) {
+	return func(mgr manager.Manager) (admin.Access, error) {
 		cs, err := kubernetes.NewForConfig(mgr.GetConfig())
 		if err != nil {
-			return nil, nil, fmt.Errorf("building a Kubernetes client: %w", err)
+			return admin.Access{}, fmt.Errorf("building a Kubernetes client: %w", err)
 		}
-		read, err := auth.New(auth.Options{Client: cs, Audiences: o.Audiences, Verb: "get", Resource: "webhookendpoints", Log: o.Log})
-		if err != nil {
-			return nil, nil, err
+		var a admin.Access
+		for _, az := range []struct {
+			to *auth.Authorizer
+			p  auth.Permission
+		}{{&a.Read, admin.PermissionRead}, {&a.Replay, admin.PermissionReplay}, {&a.Enable, admin.PermissionEnable}} {
+			if *az.to, err = auth.New(auth.Options{Client: cs, Audiences: o.Audiences, AcceptAPIServerAudience: o.AcceptAPIServerAudience, Verb: az.p.Verb, Resource: az.p.Resource, Log: o.Log}); err != nil {
+				return admin.Access{}, err
+			}
 		}
-		write, err := auth.New(auth.Options{Client: cs, Audiences: o.Audiences, Verb: "update", Resource: "webhookendpoints", Log: o.Log})
-		return read, write, err
+		responses := auth.NewAccess(auth.Options{Client: cs, Log: o.Log})
+		a.Responses = func(ctx context.Context, id auth.Identity, namespace, endpoint string) (bool, error) {
+			return responses.Allowed(ctx, id, admin.PermissionResponses, namespace, endpoint)
+		}
+		return a, nil
 	}
 }

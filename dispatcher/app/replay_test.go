@@ -13,6 +13,7 @@ import (
 
 	"net/http/httptest"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -101,7 +102,7 @@ func TestDispatcher_ReplaysTwoHourWindowAfterOutage(t *testing.T) {
 		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms"}, JitterPercent: ptr.To[int32](0)},
 		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](0)},
 	})
-	operator := serviceAccountToken(t, c, ns, "operator", "get", "update")
+	operator := serviceAccountToken(t, c, ns, "operator", "get", "replay")
 	clk := &clock{}
 	end := time.Now().Add(-time.Minute).Truncate(time.Second)
 	clk.set(end.Add(-3 * time.Hour))
@@ -238,10 +239,12 @@ func TestDispatcher_ReplaysTwoHourWindowAfterOutage(t *testing.T) {
 }
 
 // TestDispatcher_AttemptLogOfFailedThenDeliveredEvent: an event answered 503 twice and
-// then 200 has three attempts in the log, each with its status, the receiver's request
-// id and the start of its body, read through the endpoint API by someone who may read
-// dead letters; nothing Herald sent (signature, secret) is stored. The replay
-// annotation with a selection re-sends it from the retained deliveries.
+// then 200 has three attempts in the log, each with its status and the receiver's
+// request id, read through the endpoint API by someone who may read dead letters; the
+// start of the failed answers' bodies (the endpoint asks for them, OnFailure) only by
+// someone who may also get webhookendpoints/responses, the others being told they were
+// withheld; nothing Herald sent (signature, secret) is stored. The replay annotation
+// with a selection re-sends it from the retained deliveries.
 func TestDispatcher_AttemptLogOfFailedThenDeliveredEvent(t *testing.T) {
 	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
 	if err != nil {
@@ -258,8 +261,15 @@ func TestDispatcher_AttemptLogOfFailedThenDeliveredEvent(t *testing.T) {
 	srv := newSinkWith(t, rcv)
 	fixture(t, c, ns, "billing", heraldv1.WebhookEndpointSpec{
 		URL: srv.URL, Timeout: "2s",
-		Retry: heraldv1.RetrySpec{Schedule: []string{"10ms", "10ms", "10ms"}, JitterPercent: ptr.To[int32](0)},
+		Retry:      heraldv1.RetrySpec{Schedule: []string{"10ms", "10ms", "10ms"}, JitterPercent: ptr.To[int32](0)},
+		AttemptLog: heraldv1.AttemptLogSpec{ResponseBody: heraldv1.ResponseBodyOnFailure},
 	})
+	reader := serviceAccountToken(t, c, ns, "reader", "get")
+	mustCreate(t, c, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "responses", Namespace: ns}, Rules: []rbacv1.PolicyRule{{
+		APIGroups: []string{heraldv1.GroupVersion.Group}, Resources: []string{"webhookendpoints/responses"}, Verbs: []string{"get"},
+	}}}, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "reader-responses", Namespace: ns},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "responses"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "reader", Namespace: ns}}})
 	viewer := serviceAccountToken(t, c, ns, "viewer", "get")
 	stranger := serviceAccountToken(t, c, ns, "stranger")
 	d := startDispatcher(t)
@@ -269,7 +279,7 @@ func TestDispatcher_AttemptLogOfFailedThenDeliveredEvent(t *testing.T) {
 	var h admin.EventHistory
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		code, raw := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/events/evt_flaky", viewer, nil)
+		code, raw := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/events/evt_flaky", reader, nil)
 		if code == http.StatusOK {
 			if err := json.Unmarshal(raw, &h); err != nil {
 				t.Fatal(err)
@@ -289,7 +299,7 @@ func TestDispatcher_AttemptLogOfFailedThenDeliveredEvent(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	dv := h.Deliveries[0]
-	if dv.Endpoint != "billing" || h.EventType != "invoice.paid" || dv.DeliveredAt == nil {
+	if dv.Endpoint != "billing" || h.EventType != "invoice.paid" || dv.DeliveredAt == nil || h.BodiesWithheld != "" {
 		t.Errorf("history = %+v", h)
 	}
 	for i, a := range dv.Attempts {
@@ -300,19 +310,28 @@ func TestDispatcher_AttemptLogOfFailedThenDeliveredEvent(t *testing.T) {
 		if a.Attempt != i+1 || a.StatusCode != wantCode || (a.Error != "") != failed || a.Headers["X-Request-Id"] != "req-evt_flaky" || a.Time.IsZero() || a.DurationMillis <= 0 {
 			t.Errorf("attempt %d = %+v", i+1, a)
 		}
-		if failed && a.Body != "overloaded, try later (evt_flaky)" {
-			t.Errorf("attempt %d body = %q", i+1, a.Body)
+		if want := map[bool]string{true: "overloaded, try later (evt_flaky)"}[failed]; a.Body != want {
+			t.Errorf("attempt %d body = %q, want %q (OnFailure keeps the failed answers' bodies only)", i+1, a.Body, want)
 		}
 		if a.Final != !failed {
 			t.Errorf("attempt %d final = %v", i+1, a.Final)
 		}
 	}
 
-	// The endpoint's log, failed attempts only: the two 503s.
+	// The endpoint's log, failed attempts only: the two 503s, without their bodies for
+	// someone who may read the endpoint but not its responses.
 	code, raw := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/endpoints/billing/attempts?failed=true&since=1h", viewer, nil)
 	var list admin.AttemptList
 	if err := json.Unmarshal(raw, &list); code != http.StatusOK || err != nil || len(list.Items) != 2 || list.Items[0].EventID != "evt_flaky" || list.Items[1].Attempt != 2 {
 		t.Errorf("failed attempts = %d %s", code, raw)
+	}
+	const withheld = "response bodies withheld, forbidden: system:serviceaccount:" + ns + ":viewer may not get webhookendpoints/responses.hooks.herald.dev in namespace " + ns
+	if strings.Contains(string(raw), "overloaded") || !strings.HasPrefix(list.BodiesWithheld, withheld) {
+		t.Errorf("the viewer's attempt log = %s, want the bodies withheld, saying %q", raw, withheld)
+	}
+	code, raw = call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/events/evt_flaky", viewer, nil)
+	if h = (admin.EventHistory{}); json.Unmarshal(raw, &h) != nil || code != http.StatusOK || strings.Contains(string(raw), "overloaded") || !strings.HasPrefix(h.BodiesWithheld, withheld) {
+		t.Errorf("the viewer's event history = %d %s, want the bodies withheld", code, raw)
 	}
 	if code, _ := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/events/evt_flaky", stranger, nil); code != http.StatusForbidden {
 		t.Errorf("a stranger reads the history: %d", code)

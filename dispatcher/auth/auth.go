@@ -2,7 +2,8 @@
 //
 // Two kinds of credential are accepted, both as "Authorization: Bearer <token>":
 //
-//   - A Kubernetes ServiceAccount token (any ServiceAccount, any namespace). The token
+//   - A Kubernetes ServiceAccount token (any ServiceAccount, any namespace), minted for
+//     Herald's audience (Audience) unless configured otherwise. The token
 //     is checked with a TokenReview, then the identity it names is checked with a
 //     SubjectAccessReview for verb "create" on resource "events" in group
 //     hooks.herald.dev in the target namespace, so access is granted with ordinary
@@ -32,6 +33,13 @@ const (
 
 // Group is the API group of the events resource, Herald's own group.
 var Group = heraldv1.GroupVersion.Group
+
+// Audience is the audience of tokens meant for Herald, which the dispatcher requires by
+// default: a token the API server would take (a kubeconfig's, a pod's default one) is
+// refused, so a token sent to Herald cannot be used elsewhere, nor one meant for
+// elsewhere here. Projected serviceAccountToken volumes and TokenRequest (kubectl
+// create token --audience) mint them.
+const Audience = "hooks.herald.dev"
 
 // Authorizer decides whether a request may publish into namespace. It reads only the
 // request's headers, never the body, so it runs before the body is read.

@@ -328,21 +328,50 @@ func TestServiceAccountToken_DecisionsAreCachedAndCoalesced(t *testing.T) {
 
 func TestServiceAccountToken_AudienceMustMatch(t *testing.T) {
 	producers, teamA := newNamespace(t, "producers"), newNamespace(t, "team-a")
-	forHerald := serviceAccountToken(t, producers, "for-herald", "herald")
+	forHerald := serviceAccountToken(t, producers, "for-herald", auth.Audience)
 	forAPIServer := serviceAccountToken(t, producers, "for-apiserver")
 	grantPublish(t, teamA, producers, "for-herald")
 	grantPublish(t, teamA, producers, "for-apiserver")
 
-	a, err := auth.New(auth.Options{Client: admin, Audiences: []string{"herald"}})
+	a, err := auth.New(auth.Options{Client: admin, Audiences: []string{auth.Audience}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := newPublisher(t, a)
 	if status, body := p.post(t, teamA, forHerald); status != http.StatusAccepted {
-		t.Errorf("token for audience herald: %d %s", status, body)
+		t.Errorf("token for Herald's audience: %d %s", status, body)
 	}
-	if status, body := p.post(t, teamA, forAPIServer); status != http.StatusUnauthorized {
-		t.Errorf("token for the API server's audience: %d %s, want 401", status, body)
+	// Refused, saying which audience the token has and how to get one for Herald.
+	status, body := p.post(t, teamA, forAPIServer)
+	t.Logf("a token for the API server's audience: %d %s", status, body)
+	if status != http.StatusUnauthorized || !strings.Contains(body, "minted for audience") ||
+		!strings.Contains(body, "kubectl create token NAME --audience hooks.herald.dev") {
+		t.Errorf("token for the API server's audience: %d %s, want 401 naming the audiences", status, body)
+	}
+}
+
+// While producers move to tokens for Herald's audience, the API server's is accepted
+// too when asked for, and Herald's still works.
+func TestServiceAccountToken_APIServerAudienceAcceptedWhenAsked(t *testing.T) {
+	producers, teamA := newNamespace(t, "producers"), newNamespace(t, "team-a")
+	forHerald := serviceAccountToken(t, producers, "for-herald", auth.Audience)
+	forAPIServer := serviceAccountToken(t, producers, "for-apiserver")
+	forOther := serviceAccountToken(t, producers, "for-vault", "vault")
+	for _, sa := range []string{"for-herald", "for-apiserver", "for-vault"} {
+		grantPublish(t, teamA, producers, sa)
+	}
+	a, err := auth.New(auth.Options{Client: admin, Audiences: []string{auth.Audience}, AcceptAPIServerAudience: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPublisher(t, a)
+	for name, token := range map[string]string{"Herald's": forHerald, "the API server's": forAPIServer} {
+		if status, body := p.post(t, teamA, token); status != http.StatusAccepted {
+			t.Errorf("token for %s audience: %d %s", name, status, body)
+		}
+	}
+	if status, body := p.post(t, teamA, forOther); status != http.StatusUnauthorized || !strings.Contains(body, "vault") {
+		t.Errorf("token for another service's audience: %d %s, want 401 naming it", status, body)
 	}
 }
 

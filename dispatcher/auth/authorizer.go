@@ -18,10 +18,14 @@ type Options struct {
 	// create on both (the system:auth-delegator ClusterRole). Nil disables
 	// ServiceAccount tokens.
 	Client kubernetes.Interface
-	// Audiences, when set, are the audiences a token must be minted for (a projected
-	// ServiceAccount token with audience "herald", say). Empty accepts tokens for the
-	// API server's own audiences.
+	// Audiences, when set, are the audiences a token must be minted for (Audience, in a
+	// projected ServiceAccount token or from kubectl create token --audience). Empty
+	// accepts tokens for the API server's own audiences.
 	Audiences []string
+	// AcceptAPIServerAudience, with Audiences set, accepts tokens for the API server's
+	// own audiences as well (a pod's default token, a kubeconfig's): for the time
+	// producers move to tokens for Herald's audience.
+	AcceptAPIServerAudience bool
 	// APIKeys, when set, makes API keys valid. It must be started separately.
 	APIKeys *APIKeys
 	// AllowTTL is how long an allowing decision is reused (default 1m): a revoked
@@ -88,7 +92,7 @@ func New(o Options) (Authorizer, error) {
 		}
 		a.tokens = &tokenReviewer{
 			verb: o.Verb, resource: o.Resource,
-			client: o.Client, audiences: o.Audiences,
+			client: o.Client, audiences: o.Audiences, alsoAPIServer: o.AcceptAPIServerAudience,
 			allowTTL: o.AllowTTL, denyTTL: o.DenyTTL, timeout: o.ReviewTimeout,
 			now: o.Now, log: o.Log, cache: newDecisionCache(o.CacheSize),
 		}

@@ -374,7 +374,10 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *api
 }
 
 func (h *Handler) authError(r *http.Request, ns string, id auth.Identity, err error) *apiError {
+	var audience *auth.AudienceError
 	switch {
+	case errors.As(err, &audience):
+		return &apiError{status: http.StatusUnauthorized, body: Error{Code: CodeUnauthenticated, Message: audience.Error()}}
 	case errors.Is(err, auth.ErrNoCredentials):
 		return &apiError{status: http.StatusUnauthorized, body: Error{
 			Code: CodeUnauthenticated, Message: "credentials are missing: send \"Authorization: Bearer <ServiceAccount token or API key>\"",

@@ -103,3 +103,41 @@ func BenchmarkPlainPOST_1KiB(b *testing.B) {
 		resp.Body.Close()
 	})
 }
+
+// BenchmarkSend_ResponseBody: what keeping a 1 KiB answer's body for the attempt log
+// costs, with four secret values (signing secret, two headers, a client secret) to
+// redact from it, against not keeping it (None, the default).
+func BenchmarkSend_ResponseBody(b *testing.B) {
+	answer := bytes.Repeat([]byte(`{"error":"bad_request","detail":"field x"}`), 25)[:1024]
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write(answer)
+	}))
+	b.Cleanup(srv.Close)
+	const signing = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	sg, err := signer.New(heraldv1.SignatureStandardWebhooks, "", []byte(signing), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	secrets := []sender.Secret{{What: "signing secret", Value: []byte(signing)},
+		{What: "header X-Api-Key", Value: []byte("ak_0123456789abcdef0123456789")},
+		{What: "header X-Tenant-Token", Value: []byte("tt/abcdefghijklmnop+qrstuv")},
+		{What: "OAuth2 client secret", Value: []byte("s3cr3t/with+specials")}}
+	for _, policy := range []heraldv1.ResponseBodyPolicy{heraldv1.ResponseBodyNone, heraldv1.ResponseBodyOnFailure} {
+		b.Run(string(policy), func(b *testing.B) {
+			t := sender.New(sender.Config{
+				URL: srv.URL, Signer: sg, Timeout: 10 * time.Second, MaxInFlight: 8,
+				Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}, ResponseBody: policy, Secrets: secrets,
+			})
+			defer t.Close()
+			d := &sender.Message{EventID: "evt_01J00000000000000000000000",
+				EventType: "order.created", CreatedAt: time.Now(), Data: sendBenchData, DeliveryID: "dlv_0123456789abcdef01234567", Attempt: 1}
+			parallel(b, 8, func() {
+				if out := t.Send(context.Background(), d); out.StatusCode != http.StatusBadRequest || (policy != heraldv1.ResponseBodyNone) != (len(out.Body) == len(answer)) {
+					b.Errorf("attempt = %d, %d bytes kept", out.StatusCode, len(out.Body))
+				}
+			})
+		})
+	}
+}

@@ -54,6 +54,12 @@ type Config struct {
 	OAuth2 *OAuth2
 	// Now is the clock of token expiry (default time.Now); tests move it.
 	Now func() time.Time
+	// ResponseBody says which answers' bodies an Outcome keeps for the attempt log
+	// (spec.attemptLog.responseBody; the zero value keeps none).
+	ResponseBody heraldv1.ResponseBodyPolicy
+	// Secrets are the endpoint's own secret values; a kept body has each replaced by a
+	// placeholder, and so has the attempt's OAuth2 bearer token.
+	Secrets []Secret
 }
 
 // Target sends to one endpoint. It is safe for concurrent use and keeps its connections
@@ -67,6 +73,9 @@ type Target struct {
 	prefix  string
 	timeout time.Duration
 	tokens  *tokenSource // nil without OAuth2
+	// bodies: which response bodies to keep, with what redacted.
+	bodies   heraldv1.ResponseBodyPolicy
+	redactor *redactor
 
 	// The HTTP client is made on the first attempt: most endpoints of a large
 	// installation are idle, and a transport with its TLS configuration is about half
@@ -133,6 +142,10 @@ func New(cfg Config) *Target {
 		tlsCfg:  cfg.TLS,
 		policy:  cfg.Policy,
 		conns:   cfg.MaxInFlight,
+		bodies:  cfg.ResponseBody,
+	}
+	if t.bodies != "" && t.bodies != heraldv1.ResponseBodyNone {
+		t.redactor = newRedactor(cfg.Secrets)
 	}
 	if t.format == "" {
 		t.format = heraldv1.PayloadEnvelope
@@ -203,7 +216,8 @@ type Outcome struct {
 	// RetryAfter is the receiver's Retry-After on 429 or 503, zero otherwise.
 	RetryAfter time.Duration
 	// Header is the receiver's response header (nil when no answer arrived) and Body
-	// the first BodySample bytes of its response body, for the attempt log.
+	// the first BodySample bytes of its response body, for the attempt log: only when
+	// Config.ResponseBody asks for this answer's, with the endpoint's secrets redacted.
 	Header http.Header
 	Body   []byte
 }
@@ -321,10 +335,11 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 
 	start := time.Now()
 	var resp *http.Response
+	bearer := ""
 	if t.tokens == nil {
 		resp, err = t.httpClient().Do(req)
 	} else {
-		resp, err = t.doWithToken(ctx, req)
+		resp, bearer, err = t.doWithToken(ctx, req)
 	}
 	out := Outcome{}
 	if err != nil {
@@ -336,7 +351,13 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 		}
 		return out
 	}
-	out.Body = sample(resp)
+	if keepsBody(t.bodies, resp.StatusCode) {
+		r := t.redactor
+		if bearer != "" {
+			r = r.with(Secret{What: "OAuth2 bearer token", Value: []byte(bearer)})
+		}
+		out.Body = r.redact(sample(resp))
+	}
 	discard(resp)
 	out.Latency = time.Since(start)
 	out.StatusCode, out.Header = resp.StatusCode, resp.Header
@@ -353,30 +374,32 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 	return out
 }
 
-// doWithToken sends the attempt with a bearer token. A 401 may mean the receiver no
-// longer accepts a token it was given (revoked, or its keys rotated before the token
-// expired): the token is dropped and the attempt sent once more with a new one.
-func (t *Target) doWithToken(ctx context.Context, req *http.Request) (*http.Response, error) {
+// doWithToken sends the attempt with a bearer token, and returns the token the answer
+// is to. A 401 may mean the receiver no longer accepts a token it was given (revoked, or
+// its keys rotated before the token expired): the token is dropped and the attempt sent
+// once more with a new one.
+func (t *Target) doWithToken(ctx context.Context, req *http.Request) (*http.Response, string, error) {
 	tok, err := t.tokens.token(ctx, t.httpClient())
 	if err != nil {
-		return nil, t.tokenError(ctx, err)
+		return nil, "", t.tokenError(ctx, err)
 	}
 	req.Header["Authorization"] = []string{"Bearer " + tok.value}
 	resp, err := t.httpClient().Do(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
+		return resp, tok.value, err
 	}
 	discard(resp)
 	again := req.Clone(ctx)
 	t.tokens.invalidate(tok)
 	if tok, err = t.tokens.token(ctx, t.httpClient()); err != nil {
-		return nil, fmt.Errorf("%w (receiver answered 401 to the previous token)", t.tokenError(ctx, err))
+		return nil, "", fmt.Errorf("%w (receiver answered 401 to the previous token)", t.tokenError(ctx, err))
 	}
 	if again.Body, err = req.GetBody(); err != nil {
-		return nil, fmt.Errorf("building request: %w", err)
+		return nil, "", fmt.Errorf("building request: %w", err)
 	}
 	again.Header["Authorization"] = []string{"Bearer " + tok.value}
-	return t.httpClient().Do(again)
+	resp, err = t.httpClient().Do(again)
+	return resp, tok.value, err
 }
 
 func (t *Target) tokenError(ctx context.Context, err error) error {

@@ -1,8 +1,10 @@
 // Package watch keeps the dispatcher's view of the cluster current: it watches
-// WebhookEndpoints, WebhookSubscriptions and the Secrets they reference through
-// informers and turns each change into the engine's endpoint configuration and the
-// router's subscription table, within seconds and without a restart. A rotated secret
-// swaps the endpoint's signer between two attempts; no delivery is dropped.
+// WebhookEndpoints and WebhookSubscriptions through informers, and the Secrets endpoints
+// reference through a metadata-only informer and reads of the referenced ones
+// (ReferencedSecrets, which holds no other Secret's content), and turns each change into
+// the engine's endpoint configuration and the router's subscription table, within
+// seconds and without a restart. A rotated secret swaps the endpoint's signer between
+// two attempts; no delivery is dropped.
 package watch
 
 import (
@@ -39,6 +41,9 @@ type Endpoints struct {
 	Client client.Client
 	Engine *delivery.Engine
 	Policy outbound.Policy
+	// Secrets reads the Secrets endpoints reference; default a ReferencedSecrets on the
+	// manager's cache and API reader.
+	Secrets SecretSource
 	// Lifecycle handles auto-disable, re-enable and replay; nil leaves them out.
 	Lifecycle Lifecycle
 	// Notify carries endpoints to look at again (shared state changed elsewhere).
@@ -60,12 +65,15 @@ func (w *Endpoints) SetupWithManager(mgr ctrl.Manager) error {
 		func(o client.Object) []string { return o.(*heraldv1.WebhookEndpoint).ReferencedSecretNames() }); err != nil {
 		return fmt.Errorf("indexing endpoints by secret: %w", err)
 	}
+	if w.Secrets == nil {
+		w.Secrets = NewReferencedSecrets(mgr.GetClient(), mgr.GetAPIReader())
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("dispatcher-endpoints").
 		For(&heraldv1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
-			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(index.Referrers(w.Client,
-			func() client.ObjectList { return &heraldv1.WebhookEndpointList{} }, secretIndex)))
+			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{})))
+	b = w.Secrets.watch(b, handler.EnqueueRequestsFromMapFunc(index.Referrers(w.Client,
+		func() client.ObjectList { return &heraldv1.WebhookEndpointList{} }, secretIndex)))
 	if w.Notify != nil {
 		b = b.WatchesRawSource(source.Channel(w.Notify, &handler.EnqueueRequestForObject{}))
 	}
@@ -78,6 +86,7 @@ func (w *Endpoints) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	var ep heraldv1.WebhookEndpoint
 	if err := w.Client.Get(ctx, req.NamespacedName, &ep); err != nil {
 		if apierrors.IsNotFound(err) {
+			w.Secrets.Retain(key, nil)
 			w.Engine.Remove(key)
 			if w.Lifecycle != nil {
 				w.Lifecycle.Forget(key)
@@ -90,7 +99,7 @@ func (w *Endpoints) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	cfg, err := w.build(ctx, &ep)
+	cfg, err := w.build(ctx, key, &ep)
 	if err != nil {
 		return reconcile.Result{}, fmt.Errorf("resolving endpoint: %w", err)
 	}
@@ -147,26 +156,20 @@ func (w *Endpoints) lifecycle(ctx context.Context, key delivery.Key, ep *heraldv
 }
 
 // build resolves the endpoint into an engine configuration, or a hold saying why not.
-// The judgement is internal/resolve's, the same the manager reports as Ready.
-func (w *Endpoints) build(ctx context.Context, ep *heraldv1.WebhookEndpoint) (delivery.EndpointConfig, error) {
-	res, err := resolve.Endpoint(ctx, ep, w.getSecret, w.Policy)
+// The judgement is internal/resolve's, the same the manager reports as Ready. The
+// Secrets it read are the ones kept for the endpoint.
+func (w *Endpoints) build(ctx context.Context, key delivery.Key, ep *heraldv1.WebhookEndpoint) (delivery.EndpointConfig, error) {
+	var read []types.NamespacedName
+	get := func(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+		read = append(read, types.NamespacedName{Namespace: namespace, Name: name})
+		return w.Secrets.Get(ctx, namespace, name)
+	}
+	res, err := resolve.Endpoint(ctx, ep, get, w.Policy)
+	w.Secrets.Retain(key, read)
 	if err != nil {
 		return delivery.EndpointConfig{}, err
 	}
 	return delivery.Resolved(res, ep.Generation), nil
-}
-
-// getSecret reads a Secret from the informer cache (the dispatcher watches the Secrets
-// of the namespaces it serves).
-func (w *Endpoints) getSecret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
-	var s corev1.Secret
-	if err := w.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &s); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
-		return nil, err
-	}
-	return &s, nil
 }
 
 // Subscriptions feeds WebhookSubscriptions into the router.

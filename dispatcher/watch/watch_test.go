@@ -24,9 +24,10 @@ import (
 )
 
 var (
-	k      client.Client
-	engine *delivery.Engine
-	table  = router.NewTable()
+	k       client.Client
+	engine  *delivery.Engine
+	table   = router.NewTable()
+	secrets *watch.ReferencedSecrets
 )
 
 // The watch runs in a manager against a real API server and feeds a real engine on an
@@ -48,7 +49,8 @@ func TestMain(m *testing.M) {
 	defer engine.Stop()
 	os.Exit(testenv.RunSuite(m, func(s *testenv.Suite) error {
 		k = s.Client
-		if err := (&watch.Endpoints{Client: s.Manager.GetClient(), Engine: engine,
+		secrets = watch.NewReferencedSecrets(s.Manager.GetClient(), s.Manager.GetAPIReader())
+		if err := (&watch.Endpoints{Client: s.Manager.GetClient(), Engine: engine, Secrets: secrets,
 			Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}}).SetupWithManager(s.Manager); err != nil {
 			return err
 		}
@@ -171,4 +173,77 @@ func TestSubscriptions_FeedTheRouterAndAFilterThatDoesNotCompileRoutesNothing(t 
 		t.Fatal(err)
 	}
 	waitRoute("deleted")
+}
+
+// The dispatcher holds the content of the Secrets endpoints read, and of no other: an
+// unrelated Secret of the same namespace is never read, a Secret an endpoint stops
+// referencing or that is deleted is forgotten, and a changed one is read again.
+func TestReferencedSecrets_HoldOnlyWhatEndpointsRead(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.NewNamespace(t, k, "watch-")
+	key := delivery.Key{Namespace: ns, Name: "billing"}
+	for name, data := range map[string]map[string]string{
+		"unrelated":       {"password": "never read"},
+		"billing-signing": {"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"},
+		"billing-token":   {"token": "t0ken"},
+	} {
+		if err := k.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, StringData: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"},
+		Spec: heraldv1.WebhookEndpointSpec{URL: "http://127.0.0.1:9/hooks", Headers: []heraldv1.HeaderSpec{
+			{Name: "X-Token", ValueFrom: &heraldv1.SecretKeySelector{Name: "billing-token", Key: "token"}}}}}
+	if err := k.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	waitConfig(t, key, "flowing", func(c delivery.EndpointConfig, _ bool) bool { return c.Hold == "" && c.Target != nil })
+	held := func() (out []string) {
+		for _, n := range []string{"unrelated", "billing-signing", "billing-token"} {
+			if secrets.Holds(ns, n) {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	if got := held(); !slices.Equal(got, []string{"billing-signing", "billing-token"}) {
+		t.Fatalf("held %v, want the two referenced Secrets only", got)
+	}
+
+	// A changed Secret is read again: the key gone holds the endpoint.
+	tok := &corev1.Secret{}
+	if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: "billing-token"}, tok); err != nil {
+		t.Fatal(err)
+	}
+	tok.Data = map[string][]byte{"other": []byte("x")}
+	if err := k.Update(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	waitConfig(t, key, "held for the missing key", func(c delivery.EndpointConfig, _ bool) bool {
+		return c.Hold == heraldv1.ReasonSecretKeyMissing
+	})
+
+	// No longer referenced: forgotten.
+	if err := k.Get(ctx, client.ObjectKeyFromObject(ep), ep); err != nil {
+		t.Fatal(err)
+	}
+	ep.Spec.Headers = nil
+	if err := k.Update(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	waitConfig(t, key, "flowing without the header", func(c delivery.EndpointConfig, _ bool) bool { return c.Hold == "" && c.Generation == 2 })
+	if got := held(); !slices.Equal(got, []string{"billing-signing"}) {
+		t.Fatalf("after the header went: held %v, want the signing Secret only", got)
+	}
+
+	// Deleted: held back, and its content gone from memory.
+	if err := k.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing-signing"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitConfig(t, key, "held for the deleted Secret", func(c delivery.EndpointConfig, _ bool) bool {
+		return c.Hold == heraldv1.ReasonSecretNotFound
+	})
+	if got := held(); len(got) != 0 {
+		t.Fatalf("after the Secret was deleted: held %v, want nothing", got)
+	}
 }

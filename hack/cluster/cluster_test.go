@@ -21,6 +21,10 @@ type suite struct {
 	recv     *receivers
 	ingest   string // http://<dispatcher Service ClusterIP>:8080
 	producer int    // producer pods started, for unique names
+	// apiServerToken makes producers publish with the pod's default ServiceAccount token
+	// (the API server's audience) instead of a projected one for Herald's: the upgrade
+	// from a release that knew no audience runs with dispatcher.auth.acceptAPIServerAudience.
+	apiServerToken bool
 }
 
 const shopNS = "shop"
@@ -182,7 +186,8 @@ spec:
 	}
 	for _, c := range []struct{ who, verb, resource, want string }{
 		{"suite-editor", "create", "events", "true"},           // herald-publisher
-		{"suite-editor", "update", "webhookendpoints", "true"}, // herald-operator
+		{"suite-editor", "update", "webhookendpoints", "true"}, // herald-editor
+		{"suite-editor", "replay", "webhookendpoints", "true"}, // herald-operator
 		{"suite-viewer", "create", "events", "false"},
 		{"suite-viewer", "update", "webhookendpoints", "false"},
 	} {
@@ -268,19 +273,35 @@ type producerRun struct {
 	log        string
 }
 
-// startProducer runs the producer as a pod in the shop namespace, with the
-// ServiceAccount token Kubernetes projects into it, and returns the pod's name.
+// startProducer runs the producer as a pod in the shop namespace, with a ServiceAccount
+// token for Herald's audience that Kubernetes projects into it (the README's pod spec;
+// the pod has no API server token at all), and returns the pod's name.
 func (s *suite) startProducer(prefix, types string, count int, rate float64, wantMatched int) string {
 	s.t.Helper()
 	s.producer++
 	name := fmt.Sprintf("producer-%d", s.producer)
+	token, mount, volume := "/var/run/secrets/herald/token", `
+      volumeMounts:
+        - {name: herald-token, mountPath: /var/run/secrets/herald, readOnly: true}`, `
+  automountServiceAccountToken: false
+  volumes:
+    - name: herald-token
+      projected:
+        sources:
+          - serviceAccountToken:
+              audience: hooks.herald.dev
+              expirationSeconds: 3600
+              path: token`
+	if s.apiServerToken {
+		token, mount, volume = "/var/run/secrets/kubernetes.io/serviceaccount/token", "", ""
+	}
 	s.apply(shopNS, fmt.Sprintf(`apiVersion: v1
 kind: Pod
 metadata:
   name: %[1]s
   labels: {app: producer, name: %[1]s}
 spec:
-  serviceAccountName: producer
+  serviceAccountName: producer%[11]s
   restartPolicy: Never
   securityContext:
     runAsNonRoot: true
@@ -290,12 +311,13 @@ spec:
     - name: producer
       image: %[2]s
       imagePullPolicy: IfNotPresent
-      args: ["-server", %[3]q, "-namespace", %[4]q, "-id-prefix", %[5]q, "-types", %[6]q, "-count", "%[7]d", "-rate", "%[8]g", "-want-matched", "%[9]d"]
+      args: ["-server", %[3]q, "-namespace", %[4]q, "-id-prefix", %[5]q, "-types", %[6]q, "-count", "%[7]d", "-rate", "%[8]g", "-want-matched", "%[9]d",
+             "-token-file", %[10]q]%[12]s
       securityContext:
         allowPrivilegeEscalation: false
         readOnlyRootFilesystem: true
         capabilities: {drop: [ALL]}
-`, name, testImage, s.ingest, shopNS, prefix, types, count, rate, wantMatched))
+`, name, testImage, s.ingest, shopNS, prefix, types, count, rate, wantMatched, token, volume, mount))
 	return name
 }
 
@@ -591,7 +613,18 @@ func (s *suite) helmUpgradeFromPrevious(t *testing.T) {
 	t.Logf("previous release: %s = %s", ref, rev[:12])
 	s.imageOfTree(prev, "herald.local/herald:prev")
 
-	args := append([]string{"install", "herald", filepath.Join(prev, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "3m"}, s.helmValues("prev")...)
+	// The upgrade the README describes for producers still on the API server's token:
+	// the new dispatcher accepts it too (dispatcher.auth.acceptAPIServerAudience) while
+	// they move to projected tokens. A previous release that knows the value gets it as
+	// well; one from before audiences accepts nothing else.
+	s.apiServerToken = true
+	defer func() { s.apiServerToken = false }()
+	migrating := []string{"--set", "dispatcher.auth.acceptAPIServerAudience=true"}
+	prevValues := s.helmValues("prev")
+	if b, err := os.ReadFile(filepath.Join(prev, "charts", "herald", "values.yaml")); err == nil && strings.Contains(string(b), "acceptAPIServerAudience") {
+		prevValues = append(prevValues, migrating...)
+	}
+	args := append([]string{"install", "herald", filepath.Join(prev, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "3m"}, prevValues...)
 	t.Log(s.helm(args...))
 	s.waitDispatcherImage("herald.local/herald:prev")
 	s.ingest = "http://" + s.jsonpath(systemNS, "service/herald-dispatcher", "{.spec.clusterIP}") + ":8080"
@@ -603,7 +636,7 @@ func (s *suite) helmUpgradeFromPrevious(t *testing.T) {
 		s.waitProgress(progress, 30)
 		t.Logf("helm upgrade to the working tree at %d delivered", progress())
 		start := time.Now()
-		args := append([]string{"upgrade", "herald", filepath.Join(repoRoot, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "3m"}, s.helmValues("suite")...)
+		args := append(append([]string{"upgrade", "herald", filepath.Join(repoRoot, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "3m"}, s.helmValues("suite")...), migrating...)
 		t.Log(s.helm(args...))
 		s.waitDispatcherImage(heraldImage)
 		t.Logf("TIMING helm upgrade -> dispatcher on the new image Ready: %s", time.Since(start).Round(100*time.Millisecond))

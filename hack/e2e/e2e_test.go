@@ -76,9 +76,9 @@ func TestHerald_EndToEnd(t *testing.T) {
 	// (`kubectl create role --resource=events.hooks.herald.dev` is refused by kubectl,
 	// which finds no such resource in discovery: events are not stored objects.)
 	producer := h.serviceAccountToken("producer", "--clusterrole=herald-publisher")
-	// Dead letters and re-enabling: get and update on webhookendpoints.
-	h.kubectlMust("create", "role", "herald-operator", "-n", ns, "--verb=get,update", "--resource=webhookendpoints.hooks.herald.dev")
-	operator := h.serviceAccountToken("operator", "--role=herald-operator")
+	// Dead letters, replay and re-enabling: the chart's ClusterRole herald-operator (get,
+	// and the custom verbs replay and enable, which `kubectl create role` would refuse).
+	operator := h.serviceAccountToken("operator", "--clusterrole=herald-operator")
 	pub := &publisher{h: h, env: []string{"HERALD_URL=" + ingest, "HERALD_TOKEN=" + producer}}
 	opEnv := []string{"HERALD_URL=" + ingest, "HERALD_TOKEN=" + operator}
 
@@ -360,7 +360,8 @@ func (h *harness) serviceAccountToken(sa, role string) string {
 	h.t.Helper()
 	h.kubectlMust("create", "serviceaccount", sa, "-n", ns)
 	h.kubectlMust("create", "rolebinding", sa, "-n", ns, role, "--serviceaccount="+ns+":"+sa)
-	return strings.TrimSpace(h.kubectlMust("create", "token", sa, "-n", ns))
+	// For the dispatcher, which takes tokens for Herald's audience only.
+	return strings.TrimSpace(h.kubectlMust("create", "token", sa, "-n", ns, "--audience", "hooks.herald.dev"))
 }
 
 // publisher sends events with `herald publish`.
@@ -674,7 +675,7 @@ func (h *harness) failAndRecover(s *samples, pub *publisher, opEnv []string) {
 
 	// The receiver recovers; re-enable, then replay.
 	gov.setFailing(false)
-	out := h.heraldMust(nil, "endpoint", "enable", failingName, "-n", ns)
+	out := h.heraldMust(opEnv, "endpoint", "enable", failingName, "-n", ns)
 	h.t.Log("herald endpoint enable " + failingName + " -n e2e\n" + out)
 	if !strings.Contains(out, "Re-enabled WebhookEndpoint e2e/"+failingName) {
 		t.Errorf("herald endpoint enable printed %q", out)

@@ -43,7 +43,8 @@ var expectations = []expectation{
 	{"herald publish ", []string{"MATCHED", "evt_"}},
 	{"herald endpoint status billing", []string{"Name:", "billing", "Ready:"}},
 	{"herald endpoint status", []string{"NAME", "billing"}},
-	{"herald endpoint enable billing", []string{"WebhookEndpoint herald-demo/billing"}},
+	{"herald endpoint enable billing --via-annotation", []string{"WebhookEndpoint herald-demo/billing", "(annotation hooks.herald.dev/reenable="}},
+	{"herald endpoint enable billing", []string{"WebhookEndpoint herald-demo/billing", "through the dispatcher's API"}},
 	{"herald dlq list billing", []string{"dead letters", "herald-demo/billing"}},
 	{"herald dlq replay billing --all --via-annotation", []string{"Annotated WebhookEndpoint herald-demo/billing", "the dispatcher replayed"}},
 	{"herald dlq replay billing --event-id", []string{"No dead letter of WebhookEndpoint herald-demo/billing matched"}},
@@ -98,17 +99,27 @@ func TestFirstHour_EveryPrintedCommandAndREADMEExampleWorks(t *testing.T) {
 	}
 
 	// The README's examples, each in the terminal of the identity it is for: publishing is
-	// the producer's, the rest the operator's.
+	// the producer's; setting an annotation (--via-annotation) needs patch on the
+	// endpoint, which herald-operator does not grant, so it is the admin's; the rest the
+	// operator's.
 	readme := readmeExamples(t)
 	if len(readme) < 8 {
 		t.Fatalf("found %d examples in the README's CLI section, want the herald commands and the kubectl plugin ones", len(readme))
 	}
 	for _, c := range readme {
 		term := terminals.find(t, operatorTerminal)
-		if strings.HasPrefix(c, "herald publish") {
+		switch {
+		case strings.HasPrefix(c, "herald publish"):
 			term = terminals.find(t, producerTerminal)
+		case strings.Contains(c, "--via-annotation"):
+			term = terminals.find(t, adminTerminal)
 		}
 		paste(t, home, term, c)
+	}
+	// The operator's role grants no patch: the annotation is refused, the API is not.
+	if out, err := run(home, terminals.find(t, operatorTerminal), "herald endpoint enable billing --via-annotation"); err == nil ||
+		!strings.Contains(out, "--clusterrole=herald-editor") || !strings.Contains(out, "Or drop --via-annotation") {
+		t.Errorf("operator terminal: herald endpoint enable billing --via-annotation should be refused for want of patch, advising herald-editor or the API (%v):\n%s", err, indent(out))
 	}
 	t.Logf("== every printed command and README example pasted, %s after make run started", time.Since(start).Round(100*time.Millisecond))
 

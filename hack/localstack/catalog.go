@@ -121,7 +121,7 @@ func (s *stack) deleteFlaky(ctx context.Context) error {
 // heraldPublish runs herald publish as the producer and returns what it printed.
 func (s *stack) heraldPublish(ctx context.Context, typ, data string) (string, error) {
 	cmd := exec.CommandContext(ctx, s.cfg.herald, "publish", "--server", s.ingestURL, "--type", typ, "--data", data)
-	cmd.Env = append(withoutEnv(os.Environ(), "HERALD_TOKEN", "HERALD_URL", "KUBECONFIG"), "KUBECONFIG="+s.producer.kubeconfig)
+	cmd.Env = append(withoutEnv(os.Environ(), "HERALD_TOKEN", "HERALD_URL", "HERALD_CA_FILE", "KUBECONFIG"), "KUBECONFIG="+s.producer.kubeconfig, "HERALD_CA_FILE="+s.caFile)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

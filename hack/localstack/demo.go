@@ -358,7 +358,7 @@ func (s *stack) publish(ctx context.Context, ev *publishedEvent) error {
 		"--type", ev.Type, "--data", string(demoData(ev.Type)), "-o", "json"}
 	cmd := exec.CommandContext(ctx, s.cfg.herald, args...)
 	// A HERALD_TOKEN of the developer's would take precedence over the kubeconfig.
-	cmd.Env = append(withoutEnv(os.Environ(), "HERALD_TOKEN", "HERALD_URL", "KUBECONFIG"), "KUBECONFIG="+s.producer.kubeconfig)
+	cmd.Env = append(withoutEnv(os.Environ(), "HERALD_TOKEN", "HERALD_URL", "HERALD_CA_FILE", "KUBECONFIG"), "KUBECONFIG="+s.producer.kubeconfig, "HERALD_CA_FILE="+s.caFile)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

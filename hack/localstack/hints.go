@@ -25,7 +25,7 @@ func (s *stack) printHints() {
 		kubectlNote = " (kubectl: the API server's own, from " + s.rel(s.cfg.assets) + ")"
 	}
 	exportPath := `export PATH="` + path + `:$PATH"`
-	url := "HERALD_URL=" + s.ingestURL
+	url := "HERALD_URL=" + s.ingestURL + " HERALD_CA_FILE=" + s.caFile
 	lines := []string{
 		"",
 		hintsHeader + " (" + s.since() + " after " + s.startedBy + "). In other terminals:",
@@ -47,7 +47,7 @@ func (s *stack) printHints() {
 			"",
 			"    "+exportPath+" KUBECONFIG="+s.producer.kubeconfig+" "+url,
 			"    herald publish --type invoice.paid --data '{\"amount\": 2500}'",
-			"    # the token alone, for HERALD_TOKEN or curl: "+s.producer.tokenFile,
+			"    # a token for Herald's audience alone, for HERALD_TOKEN or curl: "+s.producer.tokenFile,
 		)
 	}
 	if s.operator != nil {
@@ -64,7 +64,7 @@ func (s *stack) printHints() {
 				"    herald events get "+s.demoEvent+"   # the demo's event to billing: every attempt, from the attempt log")
 		}
 		lines = append(lines,
-			"    herald endpoint enable billing          # re-enables; the dispatcher confirms",
+			"    herald endpoint enable billing          # re-enables through the endpoint API (the verb enable; no patch)",
 			"    kubectl get whe,whs",
 		)
 	}

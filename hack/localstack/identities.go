@@ -14,17 +14,20 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/herald-dev/herald/dispatcher/auth"
 )
 
 // identity is a ServiceAccount of the demo namespace bound to one of the chart's
 // ClusterRoles, with a kubeconfig of its own: what a producer or an operator has on a
-// cluster. Both the kubectl-style commands and the dispatcher's APIs take its token
-// from that kubeconfig.
+// cluster. The kubeconfig's token is for the API server; for the dispatcher the CLI
+// mints a short-lived token for Herald's audience from it, which the ServiceAccount may
+// do for itself and nobody else (a Role on serviceaccounts/token with resourceNames).
 type identity struct {
 	role        string // "producer" or "operator", in file names and hints
 	account     string // the ServiceAccount
 	clusterRole string // the chart's ClusterRole it is bound to
-	tokenFile   string
+	tokenFile   string // a token for Herald's audience, for HERALD_TOKEN and curl
 	kubeconfig  string
 }
 
@@ -57,6 +60,8 @@ func (s *stack) identities(ctx context.Context) error {
 
 func (s *stack) createIdentity(ctx context.Context, id *identity) error {
 	ns := s.cfg.namespace
+	// What the CLI's advice grants (cli: selfTokenGrantHint), under the same names.
+	selfToken := id.account + "-herald-token"
 	objs := []client.Object{
 		&corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
 			ObjectMeta: metav1.ObjectMeta{Name: id.account, Namespace: ns}},
@@ -64,30 +69,50 @@ func (s *stack) createIdentity(ctx context.Context, id *identity) error {
 			ObjectMeta: metav1.ObjectMeta{Name: id.account + "-" + id.clusterRole, Namespace: ns},
 			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: id.clusterRole},
 			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: id.account, Namespace: ns}}},
+		&rbacv1.Role{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "Role"},
+			ObjectMeta: metav1.ObjectMeta{Name: selfToken, Namespace: ns},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"serviceaccounts/token"},
+				Verbs: []string{"create"}, ResourceNames: []string{id.account}}}},
+		&rbacv1.RoleBinding{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "RoleBinding"},
+			ObjectMeta: metav1.ObjectMeta{Name: selfToken, Namespace: ns},
+			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: selfToken},
+			Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: id.account, Namespace: ns}}},
 	}
 	for _, o := range objs {
 		if err := s.apply(ctx, o); err != nil {
 			return fmt.Errorf("creating the %s's %T: %w", id.role, o, err)
 		}
 	}
-	// A fresh token on every run, as `kubectl create token` would mint; tokens of
-	// earlier runs stay valid until they expire (keepServiceAccountIssuer).
-	tr, err := s.clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, id.account, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)},
-	}, metav1.CreateOptions{})
+	// Fresh tokens on every run, as `kubectl create token` would mint; tokens of earlier
+	// runs stay valid until they expire (keepServiceAccountIssuer). The kubeconfig's is
+	// for the API server, the file's for Herald (--audience hooks.herald.dev).
+	mint := func(audiences ...string) (string, error) {
+		tr, err := s.clientset.CoreV1().ServiceAccounts(ns).CreateToken(ctx, id.account, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: ptr.To[int64](24 * 3600)},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			return "", fmt.Errorf("minting a token for ServiceAccount %s (TokenRequest): %w", id.account, err)
+		}
+		return tr.Status.Token, nil
+	}
+	kubeToken, err := mint()
 	if err != nil {
-		return fmt.Errorf("minting a token for ServiceAccount %s (TokenRequest): %w", id.account, err)
+		return err
+	}
+	heraldToken, err := mint(auth.Audience)
+	if err != nil {
+		return err
 	}
 	id.tokenFile = filepath.Join(s.cfg.state, id.role+"-token")
-	if err := os.WriteFile(id.tokenFile, []byte(tr.Status.Token), 0o600); err != nil {
+	if err := os.WriteFile(id.tokenFile, []byte(heraldToken), 0o600); err != nil {
 		return fmt.Errorf("writing the %s's token: %w", id.role, err)
 	}
 	id.kubeconfig = filepath.Join(s.cfg.state, "kubeconfig-"+id.role)
-	if err := s.writeTokenKubeconfig(id.kubeconfig, id.account, tr.Status.Token); err != nil {
+	if err := s.writeTokenKubeconfig(id.kubeconfig, id.account, kubeToken); err != nil {
 		return err
 	}
-	s.con.Stackf("ServiceAccount %s bound to ClusterRole %s in %s; its token (24h) is in %s, and in the kubeconfig %s",
-		id.account, id.clusterRole, ns, s.rel(id.tokenFile), s.rel(id.kubeconfig))
+	s.con.Stackf("ServiceAccount %s bound to ClusterRole %s in %s, and to Role %s (mint its own tokens for Herald); kubeconfig %s, a token for Herald (24h) in %s",
+		id.account, id.clusterRole, ns, selfToken, s.rel(id.kubeconfig), s.rel(id.tokenFile))
 	return nil
 }
 

@@ -48,8 +48,10 @@ type stack struct {
 	stopRecv   context.CancelFunc
 
 	ingestURL string
-	producer  *identity
-	operator  *identity
+	// caFile is the CA of the dispatcher's TLS, for HERALD_CA_FILE.
+	caFile   string
+	producer *identity
+	operator *identity
 	// demoEvent is an event the demo delivered to billing, for the operator's hint to
 	// read its attempts; empty without the demo.
 	demoEvent     string
@@ -248,10 +250,12 @@ func (s *stack) applyCRDs(ctx context.Context) error {
 }
 
 // applyChartRBAC installs the ClusterRoles the chart gives users of Herald
-// (herald-publisher for producers, herald-operator for the people who run endpoints),
-// rendered by helm from charts/herald as `helm install herald` would name them, so the
-// identities below and the CLI's hints meet the same roles as on a cluster. The chart's
-// manager and dispatcher RBAC is left out: here they run with the admin kubeconfig.
+// (herald-publisher for producers, herald-operator for the people who run endpoints,
+// herald-editor and herald-response-reader) and its admission policy on Secret
+// references, rendered by helm from charts/herald as `helm install herald` would name
+// them, so the identities below and the CLI's hints meet the same roles and the same
+// refusals as on a cluster. The chart's manager and dispatcher RBAC is left out: here
+// they run with the admin kubeconfig.
 func (s *stack) applyChartRBAC(ctx context.Context) error {
 	chart := filepath.Join(s.cfg.root, "charts", "herald")
 	args := []string{"template", "herald", chart, "--namespace", "herald-system"}
@@ -274,8 +278,10 @@ func (s *stack) applyChartRBAC(ctx context.Context) error {
 	return s.runKubectlInput(ctx, &rendered, "apply", "--server-side", "--force-conflicts", "--field-manager=helm", "-f", "-")
 }
 
-// chartUserRoles are the chart templates of the roles for Herald's users.
-var chartUserRoles = []string{"templates/publisher-rbac.yaml", "templates/operator-rbac.yaml"}
+// chartUserRoles are the chart templates of the roles for Herald's users, and of the
+// policy that judges what they write.
+var chartUserRoles = []string{"templates/publisher-rbac.yaml", "templates/operator-rbac.yaml",
+	"templates/editor-rbac.yaml", "templates/response-reader-rbac.yaml", "templates/secret-reference-policy.yaml"}
 
 func (s *stack) runKubectl(ctx context.Context, args ...string) error {
 	return s.runKubectlInput(ctx, nil, args...)
@@ -311,7 +317,13 @@ func (s *stack) startHerald(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.ingestURL = "http://" + ingest
+	// The ingest and endpoint API over TLS, as on a cluster with dispatcher.tls.enabled.
+	certFile, keyFile, caFile, err := s.dispatcherTLS()
+	if err != nil {
+		return fmt.Errorf("the dispatcher's TLS: %w", err)
+	}
+	s.caFile = caFile
+	s.ingestURL = "https://" + ingest
 	env := []string{"KUBECONFIG=" + s.kubeconfig}
 	// Loopback and plain http are allowed because the demo receiver is on 127.0.0.1; a
 	// cluster keeps both off.
@@ -320,7 +332,8 @@ func (s *stack) startHerald(ctx context.Context) error {
 		"--metrics-bind-address=0", "--health-probe-bind-address=" + mHealth}
 	dispatcher := []string{s.cfg.herald, "dispatcher", "--log-dev",
 		"--data-dir=" + s.dispatcherDir(), "--allow-plain-http", "--allow-loopback",
-		"--ingest-bind-address=" + ingest, "--metrics-bind-address=" + dMetrics,
+		"--ingest-bind-address=" + ingest, "--tls-cert-file=" + certFile, "--tls-key-file=" + keyFile,
+		"--metrics-bind-address=" + dMetrics,
 		"--health-probe-bind-address=" + dHealth}
 	s.con.Stackf("starting %s", strings.Join(append([]string{s.rel(manager[0])}, manager[1:]...), " "))
 	if _, err := s.startChild("manager", manager, env); err != nil {

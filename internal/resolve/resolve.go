@@ -104,11 +104,14 @@ func Endpoint(ctx context.Context, ep *heraldv1.WebhookEndpoint, get SecretGette
 }
 
 type resolver struct {
-	ctx           context.Context
-	ep            *heraldv1.WebhookEndpoint
-	get           SecretGetter
-	read          map[string]*corev1.Secret // each Secret read once per judgement
-	err           error
+	ctx  context.Context
+	ep   *heraldv1.WebhookEndpoint
+	get  SecretGetter
+	read map[string]*corev1.Secret // each Secret read once per judgement
+	err  error
+	// secrets are the values read that the endpoint sends or signs with, for the
+	// sender to redact from the response bodies it keeps.
+	secrets       []sender.Secret
 	signingSecret string
 	// The public keys of the signer, once built.
 	publicKey, previousPublicKey string
@@ -169,6 +172,8 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 		TLS:          tlsCfg,
 		Policy:       policy,
 		OAuth2:       oauth,
+		ResponseBody: spec.ResponseBodyPolicy(),
+		Secrets:      r.secrets,
 	}
 	return cfg, nil
 }
@@ -192,6 +197,7 @@ func (r *resolver) signer() (*signer.Signer, *problem) {
 		return nil, fail(heraldv1.ReasonSecretKeyMissing, "%s", msg)
 	}
 	r.signingSecret = ref.Name
+	r.secrets = append(r.secrets, sender.Secret{What: "signing secret", Value: current})
 	// The current secret alone first, so that a bad value is blamed on the right Secret.
 	if _, err := signer.New(spec.SignatureStyle(), spec.HeaderPrefix(), current, nil); err != nil {
 		if errors.Is(err, signer.ErrInvalidSecret) {
@@ -211,6 +217,7 @@ func (r *resolver) signer() (*signer.Signer, *problem) {
 		if previous, msg = keyValue(ps, prev, "previous signing"); msg != "" {
 			return nil, fail(heraldv1.ReasonPreviousSecretNotFound, "%s", msg)
 		}
+		r.secrets = append(r.secrets, sender.Secret{What: "previous signing secret", Value: previous})
 	}
 	sg, err := signer.New(spec.SignatureStyle(), spec.HeaderPrefix(), current, previous)
 	if err != nil {
@@ -234,6 +241,7 @@ func (r *resolver) headers() (map[string]string, *problem) {
 				return nil, p
 			}
 			out[h.Name] = string(v)
+			r.secrets = append(r.secrets, sender.Secret{What: "header " + h.Name, Value: v})
 		}
 	}
 	return out, nil
@@ -296,12 +304,14 @@ func (r *resolver) oauth2(policy outbound.Policy) (*sender.OAuth2, *problem) {
 			return nil, p
 		}
 		out.ClientID = string(id)
+		r.secrets = append(r.secrets, sender.Secret{What: "OAuth2 client id", Value: id})
 	}
 	secret, p := r.referenced(withDefaultKey(o.ClientSecretRef), "OAuth2 client secret")
 	if p != nil {
 		return nil, p
 	}
 	out.ClientSecret = secret
+	r.secrets = append(r.secrets, sender.Secret{What: "OAuth2 client secret", Value: secret})
 	return out, nil
 }
 

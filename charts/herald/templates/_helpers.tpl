@@ -96,3 +96,41 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/*
+What the dispatcher reads and writes in the namespaces it serves: its configuration
+(endpoints, subscriptions, the Secrets they reference: listed and watched by metadata
+only, the referenced ones read), their status, and Events. Cluster-wide by default; in a
+Role per namespace with watchNamespaces. Keep in step with config/rbac/dispatcher_role.yaml.
+*/}}
+{{- define "herald.dispatcherNamespacedRules" -}}
+- apiGroups: [hooks.herald.dev]
+  resources: [webhookendpoints, webhooksubscriptions, webhookeventtypes]
+  verbs: [get, list, watch]
+- apiGroups: [hooks.herald.dev]
+  resources: [webhookendpoints/status, webhooksubscriptions/status]
+  verbs: [get, patch]
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{/*
+Who issues the dispatcher's certificate, as the manager's --dispatcher-tls says it:
+external (cert-manager: dispatcher.tls.issuer certManager, or auto where the cluster
+serves cert-manager.io/v1) or manager.
+*/}}
+{{- define "herald.tlsIssuer" -}}
+{{- $issuer := (.Values.dispatcher.tls | default dict).issuer | default "auto" }}
+{{- if or (eq $issuer "certManager") (and (eq $issuer "auto") (.Capabilities.APIVersions.Has "cert-manager.io/v1")) -}}
+external
+{{- else -}}
+manager
+{{- end }}
+{{- end }}

@@ -25,7 +25,7 @@ import (
 func main() {
 	server := flag.String("server", "", "dispatcher ingest URL, e.g. http://10.96.12.7:8080")
 	namespace := flag.String("namespace", "", "namespace to publish into")
-	tokenFile := flag.String("token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "bearer token file (re-read for every request: projected tokens rotate)")
+	tokenFile := flag.String("token-file", "/var/run/secrets/herald/token", "bearer token file, a projected ServiceAccount token for audience hooks.herald.dev (re-read for every request: projected tokens rotate)")
 	count := flag.Int("count", 1, "events to publish")
 	rate := flag.Float64("rate", 20, "events started per second")
 	prefix := flag.String("id-prefix", "evt", "event ids are <prefix>-<00000>")
