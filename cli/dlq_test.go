@@ -525,7 +525,7 @@ func TestDLQ_ErrorsNameTheProblemAndTheFix(t *testing.T) {
 				"The dispatcher keeps a refusal for 10s: retry 10s after the binding is made.\n" +
 				"Or use --via-annotation, which needs only the API server but patch on the WebhookEndpoint."},
 		{"a kubeconfig user who may not patch, with --via-annotation",
-			[]string{"dlq", "replay", "refusals", "--all", "--via-annotation", "--kubeconfig", tokenKubeconfig(t, c, nsDLQ, viewer)},
+			[]string{"dlq", "replay", "refusals", "--all", "--via-annotation", "--kubeconfig", tokenKubeconfig(t, c, nsDLQ, c.kubeToken(t, nsDLQ, "viewer"))},
 			"the kubeconfig user needs patch on webhookendpoints.hooks.herald.dev in namespace \"cli-dlq\". Grant it (as a user who may create RoleBindings there):\n" +
 				"  kubectl create rolebinding viewer-herald-editor -n cli-dlq --clusterrole=herald-editor --serviceaccount=cli-dlq:viewer\n" +
 				"Or drop --via-annotation: the dispatcher's endpoint API replays with the verb replay alone (herald-operator)"},
