@@ -367,6 +367,7 @@ func TestArgoCDConfigMap_CarriesTheScriptsAndMergesIntoArgocdCM(t *testing.T) {
 	keys := map[string]string{
 		"resource.customizations.health.hooks.herald.dev_WebhookEndpoint":     endpointHealthLua,
 		"resource.customizations.health.hooks.herald.dev_WebhookSubscription": subscriptionHealthLua,
+		"resource.customizations.health.hooks.herald.dev_WebhookEventType":    eventTypeHealthLua,
 	}
 	if *updateArgoCDConfigMap {
 		writeArgoCDConfigMap(t, keys)

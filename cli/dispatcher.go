@@ -22,25 +22,26 @@ import (
 )
 
 type dispatcherOptions struct {
-	log             logOptions
-	configFile      string
-	healthAddr      string
-	metricsAddr     string
-	pprofAddr       string
-	ingestAddr      string
-	tls             app.TLSFiles
-	store           queue.Options
-	watchNamespaces []string
-	policy          outbound.Policy
-	ackWait         time.Duration
-	ingest          ingest.Limits
-	maxHeld         int64
-	maxHeldAge      time.Duration
-	statusInterval  time.Duration
-	otlpEndpoint    string
-	attemptLog      bool
-	replayRate      float64
-	auth            authOptions
+	log                 logOptions
+	configFile          string
+	healthAddr          string
+	metricsAddr         string
+	pprofAddr           string
+	ingestAddr          string
+	tls                 app.TLSFiles
+	store               queue.Options
+	watchNamespaces     []string
+	policy              outbound.Policy
+	ackWait             time.Duration
+	ingest              ingest.Limits
+	maxHeld             int64
+	maxHeldAge          time.Duration
+	statusInterval      time.Duration
+	otlpEndpoint        string
+	attemptLog          bool
+	operationalInterval time.Duration
+	replayRate          float64
+	auth                authOptions
 }
 
 func newDispatcherCommand() *cobra.Command {
@@ -89,6 +90,7 @@ a flag given on the command line wins.`,
 	fs.DurationVar(&o.store.RetainDeliveredMaxAge, "retain-delivered-max-age", 72*time.Hour, "how long delivered events are kept for replay by selection (herald events resend)")
 	fs.Int64Var(&o.store.RetainDeliveredMaxBytes, "retain-delivered-max-bytes", 256<<20, "bytes of delivered events kept for replay at most, the oldest going first")
 	fs.BoolVar(&o.attemptLog, "attempt-log", true, "record every attempt (status, duration, response headers subset, first 4 KiB of the response body) in the store")
+	fs.DurationVar(&o.operationalInterval, "operational-events-interval", time.Minute, "aggregation interval of Herald's operational events: dead letters of an endpoint after the first are sent together once per interval, and herald.endpoint.recovered at most once per interval")
 	fs.Float64Var(&o.replayRate, "replay-rate", 0, "re-sends per second of one replay by selection at most; 0 for as fast as the store takes them (each endpoint's own limits still pace the deliveries)")
 	fs.DurationVar(&o.store.AttemptLogMaxAge, "attempt-log-max-age", 7*24*time.Hour, "how long attempt records are kept")
 	fs.Int64Var(&o.store.AttemptLogMaxBytes, "attempt-log-max-bytes", 128<<20, "bytes of attempt records kept at most, the oldest going first")
@@ -169,22 +171,23 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
 	return app.Run(ctx, cfg, app.Options{
-		Store:             o.store,
-		IngestAddr:        o.ingestAddr,
-		TLS:               o.tls,
-		HealthAddr:        o.healthAddr,
-		MetricsAddr:       o.metricsAddr,
-		PprofAddr:         o.pprofAddr,
-		WatchNamespaces:   o.watchNamespaces,
-		Policy:            o.policy,
-		AckWait:           o.ackWait,
-		Ingest:            o.ingest,
-		MaxHeld:           o.maxHeld,
-		WithoutAttemptLog: !o.attemptLog,
-		ReplayRate:        o.replayRate,
-		MaxHeldAge:        o.maxHeldAge,
-		StatusInterval:    o.statusInterval,
-		Tracing:           tracing.Options{Endpoint: o.otlpEndpoint},
+		Store:               o.store,
+		IngestAddr:          o.ingestAddr,
+		TLS:                 o.tls,
+		HealthAddr:          o.healthAddr,
+		MetricsAddr:         o.metricsAddr,
+		PprofAddr:           o.pprofAddr,
+		WatchNamespaces:     o.watchNamespaces,
+		Policy:              o.policy,
+		AckWait:             o.ackWait,
+		Ingest:              o.ingest,
+		MaxHeld:             o.maxHeld,
+		WithoutAttemptLog:   !o.attemptLog,
+		ReplayRate:          o.replayRate,
+		OperationalInterval: o.operationalInterval,
+		MaxHeldAge:          o.maxHeldAge,
+		StatusInterval:      o.statusInterval,
+		Tracing:             tracing.Options{Endpoint: o.otlpEndpoint},
 		Authorizer: app.ClusterAuthorizer(app.AuthOptions{
 			Audiences: o.auth.audiences, AcceptAPIServerAudience: o.auth.acceptAPIServerAudience,
 			APIKeys: o.auth.apiKeys, Namespaces: o.watchNamespaces, Log: log.WithName("auth"),

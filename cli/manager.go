@@ -10,6 +10,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/herald-dev/herald/controllers/endpoint"
+	"github.com/herald-dev/herald/controllers/eventtype"
 	"github.com/herald-dev/herald/controllers/subscription"
 	"github.com/herald-dev/herald/controllers/workload"
 	"github.com/herald-dev/herald/internal/outbound"
@@ -32,7 +33,7 @@ func newManagerCommand() *cobra.Command {
 	o := &managerOptions{}
 	cmd := &cobra.Command{
 		Use:   "manager",
-		Short: "Run the operator: reconcile WebhookEndpoints, WebhookSubscriptions and the dispatcher workload",
+		Short: "Run the operator: reconcile WebhookEndpoints, WebhookSubscriptions, WebhookEventTypes and the dispatcher workload",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runManager(cmd, o)
@@ -104,6 +105,12 @@ func runManager(cmd *cobra.Command, o *managerOptions) error {
 		Recorder: mgr.GetEventRecorder("herald-manager"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up subscription controller: %w", err)
+	}
+	if err := (&eventtype.Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("herald-manager"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up event type controller: %w", err)
 	}
 	if o.manageWorkload {
 		// One policy for both: the manager's URL checks and the dispatcher's dial checks;

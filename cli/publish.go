@@ -154,6 +154,10 @@ func (o *publishOptions) run(cmd *cobra.Command) error {
 	if err := json.Unmarshal(raw, &res); err != nil || res.ID == "" {
 		return fmt.Errorf("%s answered 202 with %q, which is not an ingest result: is --server the dispatcher's ingest API?", endpoint.Redacted(), truncateText(raw))
 	}
+	// A deprecated event type, or one whose schema does not compile: accepted, and said.
+	for _, w := range resp.Header.Values("Warning") {
+		fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", w)
+	}
 	return printResult(cmd.OutOrStdout(), o.output, res)
 }
 
@@ -302,6 +306,10 @@ func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.
 			msg, ns, bindHint(user, publisherClusterRole, ns), cacheNote("publish again"))
 	case http.StatusBadRequest:
 		return fmt.Errorf("the ingest API refused the event: %s", msg)
+	case http.StatusUnprocessableEntity:
+		// The namespace's catalog: an undeclared type, or data that breaks its schema.
+		return fmt.Errorf("the namespace's catalog refused the event (%s): %s; the declared types and their schemas: kubectl get webhookeventtypes -n %s -o yaml",
+			e.Error.Code, msg, ns)
 	case http.StatusRequestEntityTooLarge:
 		return fmt.Errorf("the ingest API refused the event: %s; send less data, or raise the dispatcher's --max-body-bytes", msg)
 	case http.StatusNotFound:

@@ -28,7 +28,7 @@ func NewRootCommandAs(invoked string) *cobra.Command {
 	}
 	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newVersionCommand())
 	root.AddCommand(newPublishCommand(), newVerifyCommand())
-	root.AddCommand(newDLQCommand(), newEndpointCommand(), newEventsCommand(), newAttemptsCommand())
+	root.AddCommand(newDLQCommand(), newEndpointCommand(), newEventsCommand(), newAttemptsCommand(), newDocsCommand())
 	if name := displayName(invoked); name != "herald" {
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: name}
 		renameExamples(root, name)

@@ -1,7 +1,8 @@
 // Package dispatcher is Herald's delivery engine. The route of one event reads top-down
 // in its sub-packages, each entered once:
 //
-//	ingest   -> the HTTP API: authenticates the producer (auth), validates the event
+//	ingest   -> the HTTP API: authenticates the producer (auth), validates the event,
+//	            checks it against its namespace's catalog of event types (catalog)
 //	accept   -> deduplicates by id, routes by subscription (router), stores one delivery
 //	            per endpoint, and answers 202 once the store has them all
 //	queue    -> durable JetStream storage of deliveries, retries and dead letters
@@ -12,8 +13,8 @@
 //	            the dispatcher's part of the resource's status
 //
 // Beside the route: watch turns WebhookEndpoints (judged by internal/resolve, as the
-// manager judges them) and WebhookSubscriptions into the engine's and the router's
-// configuration; admin is the endpoint API (dead letters, replay, re-enable); metrics
+// manager judges them), WebhookSubscriptions and WebhookEventTypes into the engine's and
+// the router's configuration and the catalog's compiled schemas; admin is the endpoint API (dead letters, replay, re-enable); metrics
 // observes the route. app assembles them: NewPipeline is the route itself, shared by
 // `herald dispatcher` and the benchmark, and Run adds the Kubernetes side.
 package dispatcher

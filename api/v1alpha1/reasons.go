@@ -20,6 +20,11 @@ const (
 	// ConditionFilterHealthy is the dispatcher's view of a WebhookSubscription's CEL
 	// filter: False after the filter failed to evaluate on an event.
 	ConditionFilterHealthy = "FilterHealthy"
+	// ConditionEventTypesDeclared is the manager's view of a WebhookSubscription's exact
+	// eventTypes against its namespace's catalog of WebhookEventTypes: True when every
+	// one is declared (or built in), False saying which are not, or that the namespace
+	// has no catalog.
+	ConditionEventTypesDeclared = "EventTypesDeclared"
 )
 
 // Reasons of a WebhookEndpoint's Ready and Delivering conditions. The dispatcher holds
@@ -95,6 +100,31 @@ const (
 	// ReasonFilterFailed: the filter failed to evaluate on an event; that event was not
 	// routed through this subscription (FilterHealthy=False, Warning Event FilterFailed).
 	ReasonFilterFailed = "FilterFailed"
+	// ReasonUnknownEventType: the namespace declares WebhookEventTypes and an exact entry
+	// of spec.eventTypes is not one of them, so the dispatcher refuses its events at the
+	// door and the subscription can never carry them (Ready=False too). Heals by itself
+	// once the type is declared.
+	ReasonUnknownEventType = "UnknownEventType"
+	// ReasonEventTypesDeclared: every exact entry of spec.eventTypes is declared in the
+	// namespace's catalog or built in (EventTypesDeclared=True).
+	ReasonEventTypesDeclared = "EventTypesDeclared"
+	// ReasonNoCatalog: the namespace declares no WebhookEventTypes, so every event type is
+	// accepted unchecked (EventTypesDeclared=False; Ready is not affected).
+	ReasonNoCatalog = "NoCatalog"
+)
+
+// Reasons of a WebhookEventType's Ready condition.
+const (
+	// ReasonInvalidSchema: spec.schema is not JSON or YAML, is not a JSON Schema draft
+	// 2020-12 the compiler accepts, or exceeds Herald's bounds (depth, branches, a
+	// reference to another document). Events of the type are then accepted unchecked.
+	ReasonInvalidSchema = "InvalidSchema"
+	// ReasonInvalidExample: an entry of spec.examples does not validate against the
+	// schema.
+	ReasonInvalidExample = "InvalidExample"
+	// ReasonDuplicateEventType: an older WebhookEventType of the namespace declares the
+	// same spec.type; this one is ignored until that one goes.
+	ReasonDuplicateEventType = "DuplicateEventType"
 )
 
 // Event reasons (events.k8s.io), beside the condition reasons above, which are recorded

@@ -1,6 +1,8 @@
 // Package subscription validates WebhookSubscriptions and reports the verdict as their
 // Ready condition: the endpoint they route to exists in their namespace, every eventTypes
-// pattern is sane and the CEL filter compiles. It uses the same routing package as the
+// pattern is sane, the CEL filter compiles and, in a namespace that declares
+// WebhookEventTypes, every exact event type is declared (EventTypesDeclared says which
+// are not, or that the namespace has no catalog). It uses the same routing package as the
 // dispatcher's router, so a subscription shown Ready is one the router can run.
 //
 // It follows the shape of cert-manager's readiness controller: fetch, gather inputs, run
@@ -17,6 +19,7 @@ import (
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -25,8 +28,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/internal/eventschema"
 	"github.com/herald-dev/herald/internal/index"
 	"github.com/herald-dev/herald/internal/routing"
 	"github.com/herald-dev/herald/internal/statusapply"
@@ -54,6 +59,7 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhooksubscriptions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhooksubscriptions/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhookendpoints,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhookeventtypes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // SetupWithManager registers the reconciler, its endpoint index and its watches.
@@ -78,7 +84,25 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 			builder.WithPredicates(predicate.Funcs{
 				UpdateFunc: func(event.UpdateEvent) bool { return false },
 			})).
+		// The namespace's catalog: a type declared, renamed or deleted changes what the
+		// subscriptions of the namespace may name.
+		Watches(&heraldv1.WebhookEventType{}, handler.EnqueueRequestsFromMapFunc(r.namespaceSubscriptions),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Complete(r)
+}
+
+// namespaceSubscriptions enqueues every subscription of an object's namespace.
+func (r *Reconciler) namespaceSubscriptions(ctx context.Context, o client.Object) []reconcile.Request {
+	var list heraldv1.WebhookSubscriptionList
+	if err := r.Client.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		logf.FromContext(ctx).Error(err, "listing the subscriptions of a namespace", "namespace", o.GetNamespace())
+		return nil
+	}
+	out := make([]reconcile.Request, len(list.Items))
+	for i := range list.Items {
+		out[i] = reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: list.Items[i].Name}}
+	}
+	return out
 }
 
 // inputs are what the checks look at.
@@ -86,6 +110,9 @@ type inputs struct {
 	subscription *heraldv1.WebhookSubscription
 	// endpointFound is whether spec.endpointRef resolves in the same namespace.
 	endpointFound bool
+	// declared holds the event types the namespace's WebhookEventTypes declare; empty
+	// when the namespace has no catalog.
+	declared map[string]bool
 }
 
 // check is one validation. It returns ok, or the reason and message of the Ready
@@ -98,6 +125,7 @@ type check func(in *inputs) (reason, message string, ok bool)
 var validationChecks = []check{
 	eventTypesValid,
 	filterCompiles,
+	eventTypesInCatalog,
 	endpointExists,
 }
 
@@ -116,8 +144,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	reason, message := validate(in)
+	declared := catalogCondition(in)
 
-	readyChanged, err := r.applyStatus(ctx, sub, reason, message)
+	readyChanged, err := r.applyStatus(ctx, sub, reason, message, declared)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -162,7 +191,67 @@ func (r *Reconciler) gatherInputs(ctx context.Context, sub *heraldv1.WebhookSubs
 	case client.IgnoreNotFound(err) != nil:
 		return nil, fmt.Errorf("reading WebhookEndpoint %s/%s: %w", sub.Namespace, sub.Spec.EndpointRef.Name, err)
 	}
+	var catalog heraldv1.WebhookEventTypeList
+	if err := r.Client.List(ctx, &catalog, client.InNamespace(sub.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing the WebhookEventTypes of %s: %w", sub.Namespace, err)
+	}
+	in.declared = make(map[string]bool, len(catalog.Items))
+	for i := range catalog.Items {
+		in.declared[catalog.Items[i].Spec.Type] = true
+	}
 	return in, nil
+}
+
+// undeclared lists the exact entries of spec.eventTypes that the namespace's catalog
+// (with Herald's built-in operational types) does not declare. Globs are not checked:
+// they may name types still to come.
+func undeclared(in *inputs) []string {
+	var out []string
+	for _, p := range in.subscription.Spec.EventTypes {
+		if strings.Contains(p, "*") || in.declared[p] {
+			continue
+		}
+		if _, ok := eventschema.Builtin(p); ok {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// eventTypesInCatalog fails when the namespace has a catalog that lacks an exact type:
+// the dispatcher refuses such events at the door, so the route cannot carry them.
+func eventTypesInCatalog(in *inputs) (string, string, bool) {
+	if len(in.declared) == 0 {
+		return "", "", true
+	}
+	if missing := undeclared(in); len(missing) > 0 {
+		return heraldv1.ReasonUnknownEventType, unknownMessage(in, missing), false
+	}
+	return "", "", true
+}
+
+func unknownMessage(in *inputs, missing []string) string {
+	return fmt.Sprintf("no WebhookEventType of namespace %s declares %s, so the dispatcher refuses such events; declare it, or fix the name",
+		in.subscription.Namespace, strings.Join(missing, ", "))
+}
+
+// catalogCondition is the EventTypesDeclared condition's verdict: whether every exact
+// type is declared, or that the namespace has no catalog (which does not touch Ready).
+func catalogCondition(in *inputs) metav1.Condition {
+	c := metav1.Condition{Type: heraldv1.ConditionEventTypesDeclared, ObservedGeneration: in.subscription.Generation}
+	missing := undeclared(in)
+	switch {
+	case len(missing) == 0:
+		c.Status, c.Reason, c.Message = metav1.ConditionTrue, heraldv1.ReasonEventTypesDeclared,
+			"every exact event type is declared in the namespace's catalog or built in"
+	case len(in.declared) == 0:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, heraldv1.ReasonNoCatalog,
+			fmt.Sprintf("namespace %s declares no WebhookEventTypes, so events of every type are accepted unchecked", in.subscription.Namespace)
+	default:
+		c.Status, c.Reason, c.Message = metav1.ConditionFalse, heraldv1.ReasonUnknownEventType, unknownMessage(in, missing)
+	}
+	return c
 }
 
 func endpointExists(in *inputs) (string, string, bool) {
@@ -203,10 +292,10 @@ type managedStatus struct {
 	Conditions         []metav1.Condition `json:"conditions"`
 }
 
-// applyStatus writes observedGeneration and the Ready condition when they differ from
-// what is stored, keeping lastTransitionTime unless Ready's status changes, and reports
-// whether Ready's status or reason changed.
-func (r *Reconciler) applyStatus(ctx context.Context, sub *heraldv1.WebhookSubscription, reason, message string) (bool, error) {
+// applyStatus writes observedGeneration, the Ready condition and the EventTypesDeclared
+// condition when they differ from what is stored, keeping each lastTransitionTime
+// unless its status changes, and reports whether Ready's status or reason changed.
+func (r *Reconciler) applyStatus(ctx context.Context, sub *heraldv1.WebhookSubscription, reason, message string, declared metav1.Condition) (bool, error) {
 	status := metav1.ConditionFalse
 	if reason == heraldv1.ReasonReady {
 		status = metav1.ConditionTrue
@@ -219,12 +308,15 @@ func (r *Reconciler) applyStatus(ctx context.Context, sub *heraldv1.WebhookSubsc
 			Reason:             reason,
 			Message:            message,
 			ObservedGeneration: sub.Generation,
-		})},
+		}), statusapply.Condition(sub.Status.Conditions, declared)},
 	}
 	have := managedStatus{ObservedGeneration: sub.Status.ObservedGeneration}
 	old := meta.FindStatusCondition(sub.Status.Conditions, heraldv1.ConditionReady)
 	if old != nil {
 		have.Conditions = []metav1.Condition{*old}
+	}
+	if c := meta.FindStatusCondition(sub.Status.Conditions, heraldv1.ConditionEventTypesDeclared); c != nil {
+		have.Conditions = append(have.Conditions, *c)
 	}
 	if apiequality.Semantic.DeepEqual(want, have) {
 		return false, nil

@@ -51,6 +51,12 @@ type ingestRecord struct {
 // after the store has acknowledged all of them. An event id seen within the dedupe
 // window returns the first result and stores nothing.
 func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest.Event) ([]ingest.Result, error) {
+	return a.AcceptExcept(ctx, namespace, "", events)
+}
+
+// AcceptExcept is Accept for events that must not reach one endpoint, except (none when
+// ""): Herald's operational events about that endpoint.
+func (a *Acceptor) AcceptExcept(ctx context.Context, namespace, except string, events []ingest.Event) ([]ingest.Result, error) {
 	st := a.Store
 	if err := st.Writable(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ingest.ErrUnavailable, err)
@@ -110,7 +116,7 @@ func (a *Acceptor) Accept(ctx context.Context, namespace string, events []ingest
 			ID: ev.ID, Type: ev.Type, Source: ev.Source, CreatedAt: ev.CreatedAt, Data: ev.Data,
 		}, failed)
 		for _, name := range endpoints {
-			if !a.Known(namespace, name) {
+			if name == except || !a.Known(namespace, name) {
 				continue
 			}
 			results[i].Matched++

@@ -11,7 +11,8 @@
 // right to replay or re-enable is not the right to rewrite an endpoint's spec. Response
 // bodies in the attempt log need get on the subresource webhookendpoints/responses
 // (PermissionResponses) besides; without it the records come without their bodies and
-// the answer says so.
+// the answer says so. The endpoint's receiver documentation (GET .../openapi, docs.go)
+// needs what listing dead letters needs.
 package admin
 
 import (
@@ -85,6 +86,9 @@ type Options struct {
 	Now func() time.Time
 	// Known reports whether an endpoint exists.
 	Known func(namespace, name string) bool
+	// Docs writes an endpoint's receiver documentation; nil leaves the openapi route
+	// out.
+	Docs Docs
 	Access
 	Log logr.Logger
 }
@@ -158,6 +162,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/namespaces/{namespace}/events/{id}", h.event)
 	if h.opts.Replayer != nil {
 		mux.HandleFunc("POST "+base+"/replays", h.startReplay)
+	}
+	if h.opts.Docs != nil {
+		mux.HandleFunc("GET "+base+"/openapi", h.docs)
 	}
 }
 

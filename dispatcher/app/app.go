@@ -35,6 +35,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/catalog"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/metrics"
@@ -42,6 +43,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/watch"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/receiverdocs"
 	"github.com/herald-dev/herald/internal/scheme"
 	"github.com/herald-dev/herald/internal/tracing"
 )
@@ -89,7 +91,9 @@ type Options struct {
 	Now func() time.Time
 	// WithoutAttemptLog turns the attempt log off (--attempt-log=false).
 	WithoutAttemptLog bool
-	Log               logr.Logger
+	// OperationalInterval aggregates Herald's operational events (default one minute).
+	OperationalInterval time.Duration
+	Log                 logr.Logger
 	// Ready, when not nil, receives the ingest API's address once it serves.
 	Ready chan<- string
 
@@ -191,7 +195,9 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			log.Error(err, "exporting the last spans")
 		}
 	}()
+	cat := catalog.New()
 	p, err := NewPipeline(ctx, PipelineOptions{
+		Catalog: cat, OperationalInterval: o.OperationalInterval,
 		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
 		Ingest: o.Ingest, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter,
 		Events: sink,
@@ -226,6 +232,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err := subscriptions.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching subscriptions: %w", err)
 	}
+	eventTypes := &watch.EventTypes{Client: mgr.GetClient(), Catalog: cat}
+	if err := eventTypes.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("watching event types: %w", err)
+	}
 
 	statusWriter := &outcome.StatusWriter{
 		Client: mgr.GetClient(), Tracker: tracker, Store: store, Lookup: lookup,
@@ -251,6 +261,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 		admin.NewHandler(admin.Options{
 			Store: store, Lifecycle: tracker, Replayer: p.Replayer, Known: engine.Known, Now: p.Now,
+			Docs:   receiverDocs(mgr.GetClient(), cat),
 			Access: access, Log: log.WithName("admin"),
 		}).Register(mux)
 	}
@@ -263,7 +274,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, mux, certs, primed, endpoints, subscriptions)
+		return serveIngest(ctx, log, mgr, o, mux, certs, primed, endpoints, subscriptions, eventTypes)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
@@ -289,11 +300,11 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 // serveIngest opens the ingest API once the dispatcher knows every endpoint and
 // subscription: an event accepted earlier could be routed to nothing.
 func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Options, h http.Handler,
-	certs *certReloader, primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
+	certs *certReloader, primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions, eventTypes *watch.EventTypes) error {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return errors.New("informers did not sync")
 	}
-	if err := prime(ctx, mgr.GetClient(), endpoints, subscriptions); err != nil {
+	if err := prime(ctx, mgr.GetClient(), endpoints, subscriptions, eventTypes); err != nil {
 		return err
 	}
 	close(primed)
@@ -342,9 +353,10 @@ func (w serverErrors) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// prime loads every endpoint and subscription synchronously before ingest opens; the
-// controllers keep them current afterwards.
-func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
+// prime loads every endpoint, subscription and event type synchronously before ingest
+// opens (an event accepted earlier could be routed to nothing, or escape its namespace's
+// catalog); the controllers keep them current afterwards.
+func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions, eventTypes *watch.EventTypes) error {
 	var eps heraldv1.WebhookEndpointList
 	if err := c.List(ctx, &eps); err != nil {
 		return fmt.Errorf("listing endpoints: %w", err)
@@ -365,6 +377,16 @@ func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, sub
 			return err
 		}
 	}
+	var ets heraldv1.WebhookEventTypeList
+	if err := c.List(ctx, &ets); err != nil {
+		return fmt.Errorf("listing event types: %w", err)
+	}
+	for i := range ets.Items {
+		req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ets.Items[i].Namespace, Name: ets.Items[i].Name}}
+		if _, err := eventTypes.Reconcile(ctx, req); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -382,4 +404,20 @@ type forgetting struct {
 func (f forgetting) Forget(k delivery.Key) {
 	f.Tracker.Forget(k)
 	f.metrics.Forget(k)
+}
+
+// receiverDocs writes an endpoint's receiver documentation from the dispatcher's cache
+// and its compiled catalog.
+func receiverDocs(c client.Client, cat *catalog.Catalog) admin.Docs {
+	return func(ctx context.Context, k delivery.Key) ([]byte, error) {
+		var ep heraldv1.WebhookEndpoint
+		if err := c.Get(ctx, types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &ep); err != nil {
+			return nil, fmt.Errorf("reading endpoint: %w", err)
+		}
+		var subs heraldv1.WebhookSubscriptionList
+		if err := c.List(ctx, &subs, client.InNamespace(k.Namespace)); err != nil {
+			return nil, fmt.Errorf("listing subscriptions: %w", err)
+		}
+		return receiverdocs.Build(receiverdocs.Input{Endpoint: &ep, Subscriptions: subs.Items, Catalog: cat.Definitions(k.Namespace)})
+	}
 }

@@ -58,7 +58,13 @@ type PipelineOptions struct {
 	// Tracer, when set, records spans for ingest, store and every attempt; nil records
 	// none (trace context is forwarded either way).
 	Tracer *tracing.Tracer
-	Log    logr.Logger
+	// Catalog, when set, holds the namespaces' event types that ingest enforces; nil
+	// accepts every type (no namespace has a catalog).
+	Catalog ingest.Catalog
+	// OperationalInterval is the aggregation interval of Herald's operational events
+	// (dead letters, recoveries); default one minute.
+	OperationalInterval time.Duration
+	Log                 logr.Logger
 }
 
 // Pipeline is an event's route through the dispatcher, in the order the event takes
@@ -78,6 +84,11 @@ type Pipeline struct {
 	Metrics *metrics.Metrics // nil without PipelineOptions.Metrics
 	// Ingest is the ingest API.
 	Ingest http.Handler
+	// Operational publishes Herald's operational events into the namespaces' routes;
+	// nil WithoutOutcome.
+	Operational *outcome.Operational
+	stopOps     context.CancelFunc
+	opsDone     chan struct{}
 }
 
 // NewPipeline opens the store and assembles the route. Close releases it.
@@ -133,23 +144,43 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	opts.Observer = observers
 	p.Engine = delivery.New(opts)
 
-	handler, err := ingest.NewHandler(ingest.Options{
-		Acceptor: &accept.Acceptor{
-			Store: store, Router: p.Router, Known: p.Engine.Known, Now: o.Now, Log: o.Log.WithName("accept"),
-			FilterFailed: func(namespace, subscription, eventID string, ferr error) {
-				if p.Metrics != nil {
-					p.Metrics.FilterFailed(namespace)
-				}
-				if o.FilterFailed != nil {
-					o.FilterFailed(namespace, subscription, eventID, ferr)
-				}
-			},
+	acceptor := &accept.Acceptor{
+		Store: store, Router: p.Router, Known: p.Engine.Known, Now: o.Now, Log: o.Log.WithName("accept"),
+		FilterFailed: func(namespace, subscription, eventID string, ferr error) {
+			if p.Metrics != nil {
+				p.Metrics.FilterFailed(namespace)
+			}
+			if o.FilterFailed != nil {
+				o.FilterFailed(namespace, subscription, eventID, ferr)
+			}
 		},
+	}
+	if p.Tracker != nil {
+		var published func(namespace, eventType string)
+		if p.Metrics != nil {
+			published = p.Metrics.OperationalPublished
+		}
+		p.Operational = outcome.NewOperational(operationalPublisher{acceptor}, o.OperationalInterval, published, o.Log.WithName("operational"))
+		p.Tracker.SetOperational(p.Operational)
+		opsCtx, stop := context.WithCancel(context.Background())
+		p.stopOps, p.opsDone = stop, make(chan struct{})
+		go func() {
+			defer close(p.opsDone)
+			_ = p.Operational.Run(opsCtx)
+		}()
+	}
+	ingestOpts := ingest.Options{
+		Acceptor:   acceptor,
 		Authorizer: o.Authorizer,
 		Limits:     o.Ingest,
 		Tracer:     o.Tracer,
+		Catalog:    o.Catalog,
 		Log:        o.Log.WithName("ingest"),
-	})
+	}
+	if p.Metrics != nil {
+		ingestOpts.DeprecatedAccepted, ingestOpts.CatalogRefused = p.Metrics.DeprecatedAccepted, p.Metrics.CatalogRefused
+	}
+	handler, err := ingest.NewHandler(ingestOpts)
 	if err != nil {
 		return nil, fmt.Errorf("building the ingest API: %w", err)
 	}
@@ -162,6 +193,10 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 
 // Close stops the engine, detaches the metrics from the store and closes it.
 func (p *Pipeline) Close() {
+	if p.stopOps != nil {
+		p.stopOps()
+		<-p.opsDone
+	}
 	if p.Replayer != nil {
 		p.Replayer.Stop()
 	}
@@ -212,4 +247,16 @@ func (s metricsSource) Pending(keys []delivery.Key) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return s.p.Store.PendingOf(ctx, len(keys), func(i int) (string, string) { return keys[i].Namespace, keys[i].Name })
+}
+
+// operationalPublisher routes Herald's operational events like a producer's, through the
+// same acceptor (dedupe, routing, storage), never to the endpoint they are about.
+type operationalPublisher struct{ a *accept.Acceptor }
+
+func (p operationalPublisher) PublishOperational(ctx context.Context, namespace, about string, e outcome.OperationalEvent) error {
+	at := e.At.UTC().Truncate(time.Second)
+	_, err := p.a.AcceptExcept(ctx, namespace, about, []ingest.Event{{
+		ID: e.ID, Type: e.Type, Source: "herald", CreatedAt: at, Data: e.Data, DataContentType: "application/json",
+	}})
+	return err
 }

@@ -46,6 +46,14 @@ type Error struct {
 	// Offset locates a JSON syntax error: the offending byte is the Offset-th byte of
 	// the request body, counting from 1 (encoding/json's SyntaxError.Offset).
 	Offset *int64 `json:"offset,omitempty"`
+	// Pointer, with schema_violation, is the JSON pointer (RFC 6901) of the failing
+	// value within the event's data ("" for the data itself, "/amount").
+	Pointer string `json:"pointer,omitempty"`
+	// Rule, with schema_violation, is the schema keyword the value breaks ("minimum",
+	// "required", "type", ...), and SchemaPath where that keyword is in the event
+	// type's schema ("#/properties/amount/minimum").
+	Rule       string `json:"rule,omitempty"`
+	SchemaPath string `json:"schemaPath,omitempty"`
 }
 
 // apiError is an Error with the HTTP status it is sent with.

@@ -34,8 +34,10 @@
 // error is {"error": {"code", "message", "field"?, "index"?, "offset"?}} (see Error):
 // 400 invalid body, 401 no or bad credentials, 403 not allowed in the namespace,
 // 404 unknown route, 405 not POST, 408 body not sent in time, 413 body over the limit,
-// 415 unsupported Content-Type, 429 queue full or too many concurrent requests and 503
-// storage or authentication unavailable (both with Retry-After).
+// 415 unsupported Content-Type, 422 an event the namespace's catalog refuses (its type
+// is not declared, or its data breaks the type's schema: see catalog.go), 429 queue
+// full or too many concurrent requests and 503 storage or authentication unavailable
+// (both with Retry-After). Event types starting with "herald." are Herald's own (400).
 //
 // A refused request whose body was not read is answered without reading it and its
 // connection closed: an unauthenticated caller cannot make the dispatcher read, or wait
@@ -83,6 +85,14 @@ type Options struct {
 	Log logr.Logger
 	// Now is the clock for created_at and generated ids (default time.Now).
 	Now func() time.Time
+	// Catalog, when set, checks every event against its namespace's catalog of event
+	// types before it is accepted (422 for an undeclared type or data that breaks its
+	// schema; a Warning header for a deprecated type).
+	Catalog Catalog
+	// DeprecatedAccepted, when set, hears of every accepted event of a deprecated type,
+	// and CatalogRefused of every request the catalog refused (code is the error code).
+	DeprecatedAccepted func(namespace, eventType string)
+	CatalogRefused     func(namespace, code string)
 	// Tracer, when set, records an ingest and a store span per event, children of the
 	// producer's traceparent, and stores the ingest span's context with the event
 	// instead, so that the attempts continue the trace through Herald. Nil exports
@@ -264,6 +274,12 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request, batch bool) {
 		return
 	}
 
+	warnings, deprecated, aerr := h.checkCatalog(ns, events, batch)
+	if aerr != nil {
+		h.fail(w, r, ns, aerr)
+		return
+	}
+
 	// The request's trace context belongs to every event that carries none of its own.
 	if tp := r.Header["Traceparent"]; len(tp) > 0 {
 		if tp, ts := tracing.Parse(tp[0], r.Header.Get("Tracestate")); tp != "" {
@@ -290,6 +306,12 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request, batch bool) {
 		return
 	}
 	log.V(1).Info("accepted events", "count", len(events), "first", events[0].ID)
+	setWarnings(w.Header(), warnings)
+	if h.opts.DeprecatedAccepted != nil {
+		for _, t := range deprecated {
+			h.opts.DeprecatedAccepted(ns, t)
+		}
+	}
 	if batch {
 		writeJSON(w, http.StatusAccepted, BatchResponse{Results: results})
 	} else {

@@ -34,6 +34,8 @@
 //	herald_endpoints_disabled                             auto-disabled endpoints
 //	herald_queue_pending_read_errors_total                reads of Pending that failed
 //
+// The event catalog and operational events: see catalog.go.
+//
 // Ingest API (the middleware):
 //
 //	herald_ingest_requests_total{code}
@@ -190,6 +192,7 @@ type collectors struct {
 	ingestRequests   *prometheus.CounterVec
 	ingestDuration   prometheus.Histogram
 	filterErrors     *prometheus.CounterVec
+	catalog          *catalogCollectors
 	state            *stateCollector
 
 	now func() time.Time
@@ -247,8 +250,9 @@ func newCollectors() *collectors {
 			Name: "herald_filter_errors_total",
 			Help: "Events on which a subscription's CEL filter failed to evaluate (the event is not routed through that subscription).",
 		}, []string{"namespace"}),
-		now:   time.Now,
-		codes: map[int]prometheus.Counter{},
+		catalog: newCatalogCollectors(),
+		now:     time.Now,
+		codes:   map[int]prometheus.Counter{},
 	}
 	c.state = newStateCollector()
 	return c
@@ -263,6 +267,7 @@ func (c *collectors) Describe(ch chan<- *prometheus.Desc) {
 	c.ingestRequests.Describe(ch)
 	c.ingestDuration.Describe(ch)
 	c.filterErrors.Describe(ch)
+	c.catalog.Describe(ch)
 	c.state.Describe(ch)
 }
 
@@ -276,6 +281,7 @@ func (c *collectors) Collect(ch chan<- prometheus.Metric) {
 	c.ingestRequests.Collect(ch)
 	c.ingestDuration.Collect(ch)
 	c.filterErrors.Collect(ch)
+	c.catalog.Collect(ch)
 }
 
 func (c *collectors) endpoint(k delivery.Key) *endpointSeries {

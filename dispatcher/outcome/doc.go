@@ -13,4 +13,7 @@
 //	status.go   the dispatcher's part of WebhookEndpoint status (Disabled and
 //	            Delivering conditions, counters), coalesced per endpoint
 //	filters.go  subscription filter failures: status, metric hook and Events
+//	operational.go  Herald's own events (herald.endpoint.disabled, ...) published into
+//	            the namespace's route: aggregated, never to the endpoint they are about,
+//	            never caused by deliveries of operational events
 package outcome

@@ -35,6 +35,7 @@ func (t *Tracker) Reenable(ctx context.Context, k delivery.Key, token, why strin
 	if transitioned {
 		t.log.Info("endpoint re-enabled", "endpoint", k.String(), "why", why)
 		t.events.normal(k, heraldv1.EventEndpointEnabled, "Enable", "re-enabled ("+why+"); held deliveries flow again, oldest first")
+		t.ops.endpointEnabled(k, why)
 		// The shared-state watch would notice too, but this replica already remembers
 		// the new state, so it would see no change: rebuild the configuration now.
 		t.notify(k)
@@ -111,8 +112,10 @@ func (t *Tracker) ReplayProgress(ctx context.Context, k delivery.Key, p heraldv1
 			note += "; " + p.Message
 		}
 		t.events.normal(k, heraldv1.EventReplayCompleted, "Replay", note)
+		t.ops.replayEnded(k, p)
 	case heraldv1.ReplayFailed:
 		t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %s: %s", p.ID, p.Message))
+		t.ops.replayEnded(k, p)
 	}
 	return nil
 }

@@ -41,7 +41,8 @@ type Tracker struct {
 	notify     func(delivery.Key) // asks the watch to rebuild an endpoint's config
 	events     *EventSink
 	now        func() time.Time
-	replayer   Replayer // nil: the replay annotation replays every dead letter at once
+	replayer   Replayer     // nil: the replay annotation replays every dead letter at once
+	ops        *Operational // nil publishes no operational events
 
 	mu    sync.Mutex
 	local map[delivery.Key]*local
@@ -111,7 +112,9 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 		if known.ConsecutiveFailures == 0 {
 			return // nothing to reset; spare the bucket a write per delivery
 		}
+		var failed int32
 		st, _, err := t.states.update(ctx, key, func(s *State) bool {
+			failed = s.ConsecutiveFailures
 			if s.ConsecutiveFailures == 0 {
 				return false
 			}
@@ -119,6 +122,9 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 			return true
 		})
 		t.remember(a.Endpoint, st, err)
+		if err == nil && failed > 0 && !isOperational(a.Delivery) {
+			t.ops.endpointRecovered(a.Endpoint, failed)
+		}
 		return
 	}
 	threshold, generation, _ := t.thresholds.FailureThreshold(a.Endpoint)
@@ -146,6 +152,7 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 		t.log.Info("endpoint disabled", "endpoint", a.Endpoint.String(), "failures", st.ConsecutiveFailures)
 		t.events.warning(a.Endpoint, heraldv1.EventEndpointDisabled, "Disable", st.DisabledMessage+
 			"; deliveries are held until it is re-enabled (annotate "+heraldv1.AnnotationReenable+" with a new value, or edit the spec)")
+		t.ops.endpointDisabled(a.Endpoint, st)
 		t.notify(a.Endpoint)
 	}
 }
@@ -163,6 +170,9 @@ func (t *Tracker) DeadLettered(k delivery.Key, dl *queue.DeadLetter) {
 	}
 	t.events.deadLetter(k, fmt.Sprintf("event %s (type %s) dead-lettered after %d attempts (%s); last: %s",
 		dl.EventID, dl.EventType, dl.Attempt, dl.Reason, truncate(last, 200)))
+	if !heraldv1.IsOperationalEventType(dl.EventType) {
+		t.ops.deadLettered(k, dl)
+	}
 }
 
 func (t *Tracker) remember(k delivery.Key, st State, err error) {
@@ -273,6 +283,7 @@ func (t *Tracker) Forget(k delivery.Key) {
 	delete(t.known, k)
 	t.mu.Unlock()
 	t.events.forget(k)
+	t.ops.forget(k)
 	// A WebhookEndpoint created later under the same name starts afresh.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/internal/routing"
 )
 
@@ -157,8 +158,16 @@ func (t *Table) Route(dst []string, namespace string, ev *Event, failed func(sub
 	return dst
 }
 
+// matchesType matches an event type against a subscription's patterns. Herald's own
+// operational types (herald.*) are matched only by patterns that name that prefix
+// ("herald.*", "herald.endpoint.disabled"): a subscription to "*" or "*.disabled" was
+// written for the producers' events and does not get Herald's.
 func matchesType(patterns []string, eventType string) bool {
+	operational := strings.HasPrefix(eventType, heraldv1.OperationalEventTypePrefix)
 	for _, p := range patterns {
+		if operational && !strings.HasPrefix(p, heraldv1.OperationalEventTypePrefix) {
+			continue
+		}
 		if routing.MatchType(p, eventType) {
 			return true
 		}

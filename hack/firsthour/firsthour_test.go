@@ -53,6 +53,8 @@ var expectations = []expectation{
 	{"herald events get evt_", []string{"WebhookEndpoint herald-demo/billing: Delivered", "HTTP 2"}},
 	// The demo's billing endpoint answers every attempt with 2xx.
 	{"herald attempts list billing --failed", []string{"No attempts of WebhookEndpoint herald-demo/billing match"}},
+	// billing subscribes to Herald's own events in the demo (config/samples/catalog).
+	{"herald docs billing", []string{`"openapi": "3.1.0"`, `"invoice.paid"`, `"herald.endpoint.disabled"`, `"webhook-signature"`}},
 	{`ln -s "$(command -v herald)" ~/.local/bin/kubectl-herald`, nil},
 	{"kubectl plugin list", []string{"/.local/bin/kubectl-herald"}},
 	{"kubectl herald endpoint status", []string{"NAME", "billing"}},
@@ -77,6 +79,15 @@ func TestFirstHour_EveryPrintedCommandAndREADMEExampleWorks(t *testing.T) {
 	for _, noise := range []string{"healthz check failed", "resuming it as", `"reason": "SecretNotFound"`} {
 		if stack.printed(noise) {
 			t.Errorf("make run printed %q while starting:\n%s", noise, stack.output())
+		}
+	}
+
+	// The demo shows the event catalog: a type with its schema, a publish refused with
+	// 422, and an operational event arriving at the demo receiver.
+	for _, shown := range []string{"declares 6 event types", "is refused with 422 by the catalog", "schema_violation",
+		"herald.endpoint.disabled about flaky-", "arrived at billing, signed"} {
+		if !stack.printed(shown) {
+			t.Errorf("make run did not print %q:\n%s", shown, stack.output())
 		}
 	}
 

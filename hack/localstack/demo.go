@@ -59,9 +59,13 @@ func (s *stack) demo(ctx context.Context) error {
 			return fmt.Errorf("applying the sample %s %s: %w", u.GetKind(), u.GetName(), err)
 		}
 	}
-	s.con.Stackf("applied %d objects from config/samples into namespace %s, each endpoint's url set to %s/%s/<endpoint>",
+	s.con.Stackf("applied %d objects from config/samples (and its catalog) into namespace %s, each endpoint's url set to %s/%s/<endpoint>",
 		len(samples), ns, s.receiver.base, ns)
 	if err := s.ensureHeaderSecrets(ctx, samples); err != nil {
+		return err
+	}
+	// The endpoint an earlier run disabled on purpose would never be Ready again.
+	if err := s.deleteFlaky(ctx); err != nil {
 		return err
 	}
 	if err := s.waitSettled(ctx); err != nil {
@@ -110,18 +114,26 @@ func (s *stack) demo(ctx context.Context) error {
 		}
 	}
 	if len(suspended) > 0 {
-		return s.waitDeliveries(ctx, events, func(string) bool { return true })
+		if err := s.waitDeliveries(ctx, events, func(string) bool { return true }); err != nil {
+			return err
+		}
 	}
-	return nil
+	return s.catalogDemo(ctx)
 }
 
-// loadSamples reads every object in config/samples except the kustomization.
+// loadSamples reads every object in config/samples and its catalog
+// (config/samples/catalog) except the kustomizations.
 func (s *stack) loadSamples() ([]*unstructured.Unstructured, error) {
 	dir := filepath.Join(s.cfg.root, "config", "samples")
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		return nil, err
 	}
+	catalog, err := filepath.Glob(filepath.Join(dir, "catalog", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, catalog...)
 	sort.Strings(files)
 	var out []*unstructured.Unstructured
 	for _, f := range files {
@@ -305,8 +317,8 @@ func (s *stack) plannedEvents(ctx context.Context) ([]publishedEvent, error) {
 		}
 		table.Set(ns, rs)
 		for _, p := range sub.Spec.EventTypes {
-			if p == "*" {
-				continue
+			if p == "*" || heraldv1.IsOperationalEventType(p) {
+				continue // Herald's own types are Herald's to send
 			}
 			t := strings.ReplaceAll(p, "*", "created")
 			if !slices.Contains(types, t) {

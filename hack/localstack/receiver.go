@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +86,15 @@ func (r *receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	r.dump(ns, name, req, body)
+	if answer := req.URL.Query().Get(answerParam); answer != "" {
+		// An endpoint of the demo that fails on purpose (?answer=410).
+		code, _ := strconv.Atoi(answer)
+		id, typ, attempt := describeDelivery(req.Header, body)
+		r.record(delivery{at: time.Now(), namespace: ns, endpoint: name, eventID: id, eventType: typ, attempt: attempt,
+			reason: fmt.Sprintf("answered %d on purpose (?%s=%s)", code, answerParam, answer)})
+		w.WriteHeader(max(code, 400))
+		return
+	}
 	d := delivery{at: time.Now(), namespace: ns, endpoint: name}
 	d.style, d.verified, d.withPrevious, d.reason = r.verify(req.Context(), ns, name, req.Header, body)
 	d.eventID, d.eventType, d.attempt = describeDelivery(req.Header, body)

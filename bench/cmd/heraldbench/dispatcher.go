@@ -101,10 +101,15 @@ func runDispatcher(cfgJSON string) error {
 		cancel()
 	}()
 
+	cat, err := childCatalog()
+	if err != nil {
+		return err
+	}
 	// The same assembly as herald dispatcher, without the Kubernetes side: endpoints are
 	// configured over the control API, no Events (no API server), no metrics.
 	p, err := app.NewPipeline(ctx, app.PipelineOptions{
-		Store: queue.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL},
+		Catalog: cat,
+		Store:   queue.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL},
 		// Stands in for API-key authentication: a constant bearer token.
 		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, ns string) (auth.Identity, error) {
 			tok, ok := auth.BearerToken(r)

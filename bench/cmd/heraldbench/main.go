@@ -68,7 +68,7 @@ func main() {
 	}
 	var o options
 	flag.BoolVar(&o.Quick, "quick", false, "CI-size run: 3s scenarios, 10k-delivery backlog (overrides -duration, -ceiling-duration, -backlog)")
-	flag.StringVar(&o.Scenarios, "scenarios", "a,b,c,d,e,f,g", "scenarios to run: a (1:1), b (fan-out 1:10), c (isolation), d (backlog drain), e (steady latency), f (endpoints at scale; reruns those of a, b, c that are listed with the most idle endpoints registered), g (scale-out: a on an external 3-node NATS cluster with 1 and 3 dispatchers; needs -nats-server)")
+	flag.StringVar(&o.Scenarios, "scenarios", "a,b,c,d,e,f,g,h", "scenarios to run: a (1:1), b (fan-out 1:10), c (isolation), d (backlog drain), e (steady latency), f (endpoints at scale; reruns those of a, b, c that are listed with the most idle endpoints registered), g (scale-out: a on an external 3-node NATS cluster with 1 and 3 dispatchers; needs -nats-server), h (a with the event type's JSON Schema enforced at ingest)")
 	flag.StringVar(&o.NATSServer, "nats-server", "", "g: the nats-server binary (make bench builds the version in go.mod with hack/nats-server.sh)")
 	flag.StringVar(&o.IdleEndpoints, "idle-endpoints", "1000,10000", "f: counts of idle endpoints to register, each on a fresh dispatcher")
 	flag.DurationVar(&o.Duration, "duration", 20*time.Second, "how long the load runs in a, b, c and e")
@@ -150,7 +150,7 @@ func run(o *options) error {
 		f    func() (*scenarioResult, error)
 	}{
 		{"a", b.scenarioA}, {"b", b.scenarioB}, {"c", b.scenarioC}, {"d", b.scenarioD}, {"e", b.scenarioE},
-		{"f", b.scenarioF}, {"g", b.scenarioG},
+		{"f", b.scenarioF}, {"g", b.scenarioG}, {"h", b.scenarioH},
 	}
 	for _, s := range steps {
 		if !o.has(s.name) {

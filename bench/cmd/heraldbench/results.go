@@ -294,16 +294,17 @@ func markdown(w io.Writer, r *results) {
 				s.CeilingPercent, vs, s.Latency.P99, split, cvs, s.PeakRSSMiB, natsRSS, s.Duplicates)
 		}
 	}
+	catalogMarkdown(w, r)
 	if e := r.Scenarios["e"]; e != nil {
 		fmt.Fprintf(w, "\ne. ingest POST round trip: p50 %.2f ms, p99 %.2f ms; ingest-to-receipt p99.9 %.1f ms, max %.1f ms.\n",
 			e.IngestLatency.P50, e.IngestLatency.P99, e.Latency.P999, e.Latency.Max)
 	}
-	for _, k := range []string{"a", "b", "c", "d", "e"} {
+	for _, k := range []string{"a", "b", "c", "d", "e", "h"} {
 		if s := r.Scenarios[k]; s != nil && s.LongestGapMs >= 1000 {
 			fmt.Fprintf(w, "\nNote (%s): deliveries stalled: %.1f s passed without any receipt (deliveries by second: %v)", k, s.LongestGapMs/1000, s.PerSecond)
 		}
 	}
-	for _, k := range []string{"a", "b", "c", "d", "e"} {
+	for _, k := range []string{"a", "b", "c", "d", "e", "h"} {
 		if s := r.Scenarios[k]; s != nil {
 			for _, n := range s.Notes {
 				fmt.Fprintf(w, "\nNote (%s): %s", k, n)

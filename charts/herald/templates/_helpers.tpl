@@ -105,7 +105,7 @@ Role per namespace with watchNamespaces. Keep in step with config/rbac/dispatche
 */}}
 {{- define "herald.dispatcherNamespacedRules" -}}
 - apiGroups: [hooks.herald.dev]
-  resources: [webhookendpoints, webhooksubscriptions]
+  resources: [webhookendpoints, webhooksubscriptions, webhookeventtypes]
   verbs: [get, list, watch]
 - apiGroups: [hooks.herald.dev]
   resources: [webhookendpoints/status, webhooksubscriptions/status]
