@@ -135,7 +135,6 @@ func TestFilter_Match(t *testing.T) {
 		{"has() guards a missing key", "has(event.data.refund) && event.data.refund > 0", false, ""},
 		{"a missing key is an error, reported, not a match", "event.data.refund > 0", false, "no such key"},
 		{"a type mismatch is an error, not a match", "event.data.currency > 5", false, "no such overload"},
-		{"the cost limit stops runaway expressions", "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, a+b+c+d+e > 0)))))", false, "cost limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.why, func(t *testing.T) {

@@ -1,0 +1,457 @@
+package routing
+
+import (
+	"fmt"
+	"regexp/syntax"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common"
+	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
+	"github.com/google/cel-go/common/overloads"
+	"github.com/google/cel-go/common/types"
+)
+
+// FilterBudget is the most a filter may cost, in CEL cost units, on the worst event the
+// ingest API can accept. A filter runs in the shared dispatcher for every event of a
+// matching type, so its worst case is judged before it is admitted, the way the API
+// server judges CRD validation rules: cel-go's estimator walks the expression with the
+// largest size every value could have (see eventSizes) and adds up what each call costs.
+// Herald's cost model (costModel) charges a unit per step, per ten characters scanned and
+// per byte a call allocates, so the budget bounds the time of one evaluation and the
+// memory it holds.
+//
+// 10M is what the API server allows one CRD validation rule. It admits what filters do
+// (compare fields, has(), in, startsWith, lowerAscii() of a field, exists() over an event
+// list with a few conditions, timestamp arithmetic: at most about 4M on the largest
+// event) and refuses work that grows faster than the event: a loop inside a loop over
+// event lists, a string function applied to every element of a list, strings grown by
+// replace(). The worst admitted filters take about as long as decoding the largest event
+// does (BenchmarkFilter_Match).
+const FilterBudget = 10_000_000
+
+// MaxEventBytes is the event size the budget is judged against: the ingest API's default
+// request body limit (1 MiB), which bounds every string, list and map of an event. A
+// dispatcher started with a larger --max-body-bytes evaluates admitted filters on larger
+// events, at a cost that grows with the event; the evaluation deadline (FilterTimeout)
+// still stops a runaway loop.
+const MaxEventBytes = 1 << 20
+
+// Limits on the event attributes, which the ingest API enforces and the estimator
+// relies on.
+const (
+	MaxEventIDLength     = 256
+	MaxEventTypeLength   = 256
+	MaxEventSourceLength = 1024
+)
+
+// maxCreatedAtLength bounds event.created_at, which EventInput formats itself
+// (RFC 3339 with nanoseconds is at most 35 characters).
+const maxCreatedAtLength = 64
+
+// BudgetError says that a filter's worst-case cost exceeds FilterBudget.
+type BudgetError struct {
+	// Estimate is the worst-case cost in CEL cost units; 0 with Unbounded set when
+	// the estimator could not bound it at all.
+	Estimate  uint64
+	Unbounded bool
+	Budget    uint64
+}
+
+func (e *BudgetError) Error() string {
+	cost := fmt.Sprintf("%d", e.Estimate)
+	if e.Unbounded {
+		cost = "unbounded"
+	}
+	return fmt.Sprintf("filter is too expensive: its worst-case cost on an event of %d bytes is %s, over the budget of %d "+
+		"(CEL cost units; loops over event lists inside other loops, string functions applied to every element of a list, "+
+		"and strings grown by replace() or concatenation cost the most)",
+		MaxEventBytes, cost, e.Budget)
+}
+
+// eventSizes tells cel-go's estimator how large the values a filter reads can be. Every
+// string, list and map reached from event is at most MaxEventBytes long, except the
+// attributes (id, type, source: the ingest API's limits; created_at: Herald writes it);
+// a value the filter iterates over or searches with
+// `in` is a list or a map, whose elements take at least two bytes of the body each
+// ("0,"), so it has at most MaxEventBytes/2 of them. Values computed inside the
+// expression get their sizes from the estimator itself (literals, and the result sizes in
+// costModel); a value of unknown size makes the estimate unbounded, so what the
+// estimator cannot bound is refused.
+type eventSizes struct {
+	// containers are the IDs of the expressions used as a list or a map: comprehension
+	// ranges and the right side of `in`.
+	containers map[int64]bool
+}
+
+var _ checker.CostEstimator = eventSizes{}
+
+func newEventSizes(a *ast.AST) eventSizes {
+	containers := map[int64]bool{}
+	ast.PostOrderVisit(a.Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		switch e.Kind() {
+		case ast.ComprehensionKind:
+			containers[e.AsComprehension().IterRange().ID()] = true
+		case ast.CallKind:
+			if c := e.AsCall(); c.FunctionName() == operators.In && len(c.Args()) == 2 {
+				containers[c.Args()[1].ID()] = true
+			}
+		}
+	}))
+	return eventSizes{containers: containers}
+}
+
+func (s eventSizes) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	path := n.Path()
+	if len(path) == 0 || path[0] != "event" {
+		return nil
+	}
+	switch {
+	case len(path) == 1:
+		e := checker.FixedSizeEstimate(uint64(len(eventKeys)))
+		return &e
+	case len(path) == 2 && attributeLengths[path[1]] > 0:
+		return &checker.SizeEstimate{Min: 0, Max: attributeLengths[path[1]]}
+	case s.containers[n.Expr().ID()]:
+		return &checker.SizeEstimate{Min: 0, Max: MaxEventBytes / 2}
+	}
+	return &checker.SizeEstimate{Min: 0, Max: MaxEventBytes}
+}
+
+func (eventSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+// eventKeys are the keys of the event variable (see EventInput).
+var eventKeys = []string{"id", "type", "source", "created_at", "data"}
+
+// attributeLengths bound the event's string attributes.
+var attributeLengths = map[string]uint64{
+	"id":         MaxEventIDLength,
+	"type":       MaxEventTypeLength,
+	"source":     MaxEventSourceLength,
+	"created_at": maxCreatedAtLength,
+}
+
+// size is the size estimate of an argument: what the expression says, else eventSizes,
+// else unknown (which saturates every product it enters).
+func size(e checker.CostEstimator, n checker.AstNode) checker.SizeEstimate {
+	if s := n.ComputedSize(); s != nil {
+		return *s
+	}
+	if s := e.EstimateSize(n); s != nil {
+		return *s
+	}
+	return checker.UnknownSizeEstimate()
+}
+
+// Cost factors of costModel, in CEL cost units.
+const (
+	scanPerChar  = common.StringTraversalCostFactor // reading one character
+	allocPerByte = 1.0                              // allocating one byte
+	// runeSliceBytes is what the strings extension's charAt, indexOf, lastIndexOf and
+	// substring allocate per character: they convert the whole string to []rune.
+	runeSliceBytes = 4.0
+	// splitElemBytes is what split() allocates per element: a string header in the
+	// []string and its boxing as a CEL value.
+	splitElemBytes = 32.0
+	// listAppendBytes is what map() and filter() allocate per element they add to
+	// their result list (measured: about 200 bytes, the interpreter's list, the
+	// one-element list of each step and the boxed value).
+	listAppendBytes = 256
+	// loadLocationCost is what a time-zone argument costs (getHours('Europe/Paris')):
+	// each call reads the zone from the time-zone database, about 10 KB allocated.
+	loadLocationCost = 16_384
+	// regexStepFactor is the cost of one step of Go's regexp engine (one input byte
+	// against one instruction of the compiled program).
+	regexStepFactor = 0.1
+)
+
+// costModel replaces cel-go's estimates where they count less than a call really does:
+// cel-go charges for CPU only, and charges O(1) for calls that are O(n). Every function
+// that scans a string is charged per character, every one that allocates is charged per
+// byte, so that FilterBudget bounds memory as well as time. The same estimates are not
+// applied at run time (see Filter.Match).
+func costModel() []checker.CostOption {
+	opts := []checker.CostOption{
+		// size() of a string counts its runes.
+		checker.OverloadCostEstimate(overloads.SizeString, scanArg(0)),
+		checker.OverloadCostEstimate(overloads.SizeStringInst, scanTarget),
+		// Conversions from a string parse all of it.
+		checker.OverloadCostEstimate(overloads.StringToInt, scanArg(0)),
+		checker.OverloadCostEstimate(overloads.StringToUint, scanArg(0)),
+		checker.OverloadCostEstimate(overloads.StringToDouble, scanArg(0)),
+		checker.OverloadCostEstimate(overloads.StringToBool, scanArg(0)),
+		checker.OverloadCostEstimate(overloads.StringToTimestamp, scanArg(0)),
+		checker.OverloadCostEstimate(overloads.StringToDuration, scanArg(0)),
+		// Conversions to a string: the result is the argument, or short.
+		checker.OverloadCostEstimate(overloads.StringToString, identity),
+		checker.OverloadCostEstimate(overloads.BytesToString, copyArg(1)),
+		checker.OverloadCostEstimate(overloads.StringToBytes, copyArg(4)),
+		checker.OverloadCostEstimate(overloads.BoolToString, shortString),
+		checker.OverloadCostEstimate(overloads.IntToString, shortString),
+		checker.OverloadCostEstimate(overloads.UintToString, shortString),
+		checker.OverloadCostEstimate(overloads.DoubleToString, shortString),
+		checker.OverloadCostEstimate(overloads.DurationToString, shortString),
+		checker.OverloadCostEstimate(overloads.TimestampToString, shortString),
+		// Concatenation allocates its result.
+		checker.OverloadCostEstimate(overloads.AddString, concat),
+		checker.OverloadCostEstimate(overloads.AddBytes, concat),
+		// Appending to a list is how map() and filter() build their result.
+		checker.OverloadCostEstimate(overloads.AddList, appendList),
+		// A literal regular expression is charged by its compiled program (see
+		// regexCost); a pattern that is not a literal is refused by filterValidator.
+		checker.OverloadCostEstimate(overloads.Matches, regexCost(true)),
+		checker.OverloadCostEstimate(overloads.MatchesString, regexCost(false)),
+		// The strings extension's rune-indexed functions convert the string to []rune.
+		checker.OverloadCostEstimate("string_char_at_int", runeIndexed(false)),
+		checker.OverloadCostEstimate("string_index_of_string", runeIndexed(true)),
+		checker.OverloadCostEstimate("string_index_of_string_int", runeIndexed(true)),
+		checker.OverloadCostEstimate("string_last_index_of_string", runeIndexed(true)),
+		checker.OverloadCostEstimate("string_last_index_of_string_int", runeIndexed(true)),
+		checker.OverloadCostEstimate("string_substring_int", substring),
+		checker.OverloadCostEstimate("string_substring_int_int", substring),
+		checker.OverloadCostEstimate("string_split_string", split),
+		checker.OverloadCostEstimate("string_split_string_int", split),
+	}
+	// A time-zone argument loads the zone on every call.
+	for _, id := range []string{
+		overloads.TimestampToYearWithTz, overloads.TimestampToMonthWithTz, overloads.TimestampToDayOfYearWithTz,
+		overloads.TimestampToDayOfMonthZeroBasedWithTz, overloads.TimestampToDayOfMonthOneBasedWithTz,
+		overloads.TimestampToDayOfWeekWithTz, overloads.TimestampToHoursWithTz, overloads.TimestampToMinutesWithTz,
+		overloads.TimestampToSecondsWithTz, overloads.TimestampToMillisecondsWithTz,
+	} {
+		opts = append(opts, checker.OverloadCostEstimate(id, fixed(loadLocationCost)))
+	}
+	return opts
+}
+
+func call(cost checker.CostEstimate, result *checker.SizeEstimate) *checker.CallEstimate {
+	return &checker.CallEstimate{CostEstimate: cost, ResultSize: result}
+}
+
+// one is the cost of the call itself.
+var one = checker.FixedCostEstimate(1)
+
+func fixed(cost uint64) checker.FunctionEstimator {
+	return func(checker.CostEstimator, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+		return call(checker.FixedCostEstimate(cost), nil)
+	}
+}
+
+// scanArg charges a pass over argument i, a string.
+func scanArg(i int) checker.FunctionEstimator {
+	return func(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+		if len(args) <= i {
+			return nil
+		}
+		return call(one.Add(size(e, args[i]).MultiplyByCostFactor(scanPerChar)), nil)
+	}
+}
+
+func scanTarget(e checker.CostEstimator, target *checker.AstNode, _ []checker.AstNode) *checker.CallEstimate {
+	if target == nil {
+		return nil
+	}
+	return call(one.Add(size(e, *target).MultiplyByCostFactor(scanPerChar)), nil)
+}
+
+func identity(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if len(args) != 1 {
+		return nil
+	}
+	s := size(e, args[0])
+	return call(one, &s)
+}
+
+// copyArg charges a conversion that copies its argument into a result of at most
+// growth bytes per unit of the argument's size.
+func copyArg(growth uint64) checker.FunctionEstimator {
+	return func(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+		if len(args) != 1 {
+			return nil
+		}
+		s := size(e, args[0])
+		result := checker.SizeEstimate{Min: 0, Max: s.Multiply(checker.FixedSizeEstimate(growth)).Max}
+		return call(one.Add(s.MultiplyByCostFactor(scanPerChar)).Add(result.MultiplyByCostFactor(allocPerByte)), &result)
+	}
+}
+
+// shortString is a scalar formatted as a string: at most a few dozen characters.
+func shortString(checker.CostEstimator, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	result := checker.SizeEstimate{Min: 0, Max: 64}
+	return call(one.Add(result.MultiplyByCostFactor(allocPerByte)), &result)
+}
+
+func concat(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if len(args) != 2 {
+		return nil
+	}
+	result := size(e, args[0]).Add(size(e, args[1]))
+	return call(one.Add(result.MultiplyByCostFactor(allocPerByte)), &result)
+}
+
+// appendList charges a list concatenation: cel-go joins two lists without copying them,
+// so only the elements of a literal on the right are new. That is how map() and filter()
+// grow their result (accu + [x]), and each element added that way costs
+// listAppendBytes.
+func appendList(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if len(args) != 2 {
+		return nil
+	}
+	result := size(e, args[0]).Add(size(e, args[1]))
+	if args[1].Expr().Kind() != ast.ListKind {
+		return call(one, &result)
+	}
+	return call(one.Add(size(e, args[1]).MultiplyByCostFactor(listAppendBytes)), &result)
+}
+
+// runeIndexed charges the []rune conversion of the target (and of the argument when
+// search is set) and, for a search, comparing every position with the argument.
+func runeIndexed(search bool) checker.FunctionEstimator {
+	return func(e checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+		if target == nil || len(args) == 0 {
+			return nil
+		}
+		t := size(e, *target)
+		cost := one.Add(t.MultiplyByCostFactor(runeSliceBytes))
+		if !search {
+			result := checker.SizeEstimate{Min: 0, Max: 1}
+			return call(cost, &result)
+		}
+		n := size(e, args[0])
+		cost = cost.Add(n.MultiplyByCostFactor(runeSliceBytes)).Add(t.Multiply(n).MultiplyByCostFactor(scanPerChar))
+		return call(cost, nil)
+	}
+}
+
+func substring(e checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if target == nil {
+		return nil
+	}
+	t := size(e, *target)
+	result := checker.SizeEstimate{Min: 0, Max: t.Max}
+	cost := one.Add(t.MultiplyByCostFactor(runeSliceBytes)).Add(result.MultiplyByCostFactor(allocPerByte))
+	return call(cost, &result)
+}
+
+func split(e checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if target == nil {
+		return nil
+	}
+	t := size(e, *target)
+	// split('') gives one element per character, any other separator at most one more
+	// than the characters.
+	elems := checker.SizeEstimate{Min: 0, Max: t.Add(checker.FixedSizeEstimate(1)).Max}
+	cost := one.Add(t.MultiplyByCostFactor(scanPerChar)).
+		Add(elems.MultiplyByCostFactor(splitElemBytes)).
+		Add(checker.FixedCostEstimate(common.ListCreateBaseCost))
+	return call(cost, &elems)
+}
+
+// regexCost charges a literal pattern by the size of its compiled program: Go's regexp
+// runs in time proportional to the input times the program (a short pattern such as
+// a{1000} compiles to a thousand instructions). global is matches(s, re); otherwise the
+// call is s.matches(re).
+func regexCost(global bool) checker.FunctionEstimator {
+	return func(e checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+		var str, re checker.AstNode
+		switch {
+		case global && len(args) == 2:
+			str, re = args[0], args[1]
+		case !global && target != nil && len(args) == 1:
+			str, re = *target, args[0]
+		default:
+			return nil
+		}
+		insts, ok := regexInstructions(re.Expr())
+		if !ok {
+			// Not a literal, or not a valid one: unbounded, and filterValidator says why.
+			return call(checker.UnknownCostEstimate(), nil)
+		}
+		steps := size(e, str).Add(checker.FixedSizeEstimate(1)).Multiply(checker.FixedSizeEstimate(insts))
+		return call(one.Add(steps.MultiplyByCostFactor(regexStepFactor)), nil)
+	}
+}
+
+// regexInstructions is the size of the program a literal pattern compiles to, as Go's
+// regexp compiles it (RE2 syntax, the flags regexp.Compile uses).
+func regexInstructions(e ast.Expr) (uint64, bool) {
+	if e.Kind() != ast.LiteralKind {
+		return 0, false
+	}
+	pattern, ok := e.AsLiteral().(types.String)
+	if !ok {
+		return 0, false
+	}
+	re, err := syntax.Parse(string(pattern), syntax.Perl)
+	if err != nil {
+		return 0, false
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0, false
+	}
+	return uint64(len(prog.Inst)), true
+}
+
+// refusedFunctions are functions of the environment a filter may not call, with the
+// reason shown to its author. A filter answers yes or no; these build strings whose size
+// the estimator cannot bound from the expression, so they are not worth their risk.
+var refusedFunctions = map[string]string{
+	"format":        "format() builds a string as large as its arguments' printed form, which cannot be bounded before it runs",
+	"join":          "join() builds a string from list elements whose sizes cannot be bounded before it runs",
+	"strings.quote": "strings.quote() is not needed to decide whether an event matches",
+	"reverse":       "reverse() is not needed to decide whether an event matches",
+}
+
+// filterValidator refuses, at compile time and with a message naming the call, what the
+// cost model cannot bound: the functions in refusedFunctions and regular expressions that
+// are not literals (a pattern taken from the event would be compiled on every
+// evaluation, at a cost that grows with the pattern's program, not its length).
+type filterValidator struct{}
+
+func (filterValidator) Name() string { return "herald.filter" }
+
+func (filterValidator) Validate(_ *cel.Env, _ cel.ValidatorConfig, a *ast.AST, iss *cel.Issues) {
+	ast.PostOrderVisit(a.Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() != ast.CallKind {
+			return
+		}
+		c := e.AsCall()
+		if why, refused := refusedFunctions[c.FunctionName()]; refused {
+			iss.ReportErrorAtID(e.ID(), "%s is not available in filters: %s", c.FunctionName(), why)
+			return
+		}
+		if c.FunctionName() != overloads.Matches {
+			return
+		}
+		pattern := c.Args()[len(c.Args())-1]
+		if _, ok := regexInstructions(pattern); !ok {
+			iss.ReportErrorAtID(e.ID(), "matches() needs a valid regular expression written as a string literal, "+
+				"so that its cost can be judged before the filter runs")
+		}
+	}))
+}
+
+// estimate is the worst-case cost of a checked filter.
+func estimate(a *cel.Ast) (checker.CostEstimate, error) {
+	return filterEnv.EstimateCost(a, newEventSizes(a.NativeRep()))
+}
+
+// checkBudget refuses a filter whose worst case exceeds FilterBudget.
+func checkBudget(a *cel.Ast) error {
+	est, err := estimate(a)
+	if err != nil {
+		return fmt.Errorf("estimating the filter's cost: %w", err)
+	}
+	if est.Max <= FilterBudget {
+		return nil
+	}
+	berr := &BudgetError{Estimate: est.Max, Budget: FilterBudget}
+	if est.Max == checker.UnknownCostEstimate().Max {
+		berr.Estimate, berr.Unbounded = 0, true
+	}
+	return berr
+}
