@@ -3,6 +3,7 @@ package routing
 import (
 	"fmt"
 	"regexp/syntax"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
@@ -146,49 +147,56 @@ func size(e checker.CostEstimator, n checker.AstNode) checker.SizeEstimate {
 	return checker.UnknownSizeEstimate()
 }
 
-// Cost factors of costModel, in CEL cost units.
+// Herald's cost model, in CEL cost units: cel-go charges a unit per step; costModel adds
+// these charges.
 const (
-	scanPerChar  = common.StringTraversalCostFactor // reading one character
-	allocPerByte = 1.0                              // allocating one byte
-	// runeSliceBytes is what the strings extension's charAt, indexOf, lastIndexOf and
+	// scanPerChar is reading one character (cel-go's own factor).
+	scanPerChar = common.StringTraversalCostFactor
+	// perByte is allocating one byte. At two units a byte, a filter within the budget
+	// allocates at most FilterBudget/2 bytes (5 MB) besides the interpreter's own small
+	// values.
+	perByte = 2.0
+	// runeBytes is what the strings extension's charAt, indexOf, lastIndexOf and
 	// substring allocate per character: they convert the whole string to []rune.
-	runeSliceBytes = 4.0
-	// splitElemBytes is what split() allocates per element: a string header in the
+	runeBytes = 4
+	// splitElementBytes is what split() allocates per element: a string header in the
 	// []string and its boxing as a CEL value.
-	splitElemBytes = 32.0
-	// listAppendBytes is what map() and filter() allocate per element they add to
-	// their result list (measured: about 200 bytes, the interpreter's list, the
-	// one-element list of each step and the boxed value).
-	listAppendBytes = 256
-	// loadLocationCost is what a time-zone argument costs (getHours('Europe/Paris')):
-	// each call reads the zone from the time-zone database, about 10 KB allocated.
-	loadLocationCost = 16_384
-	// regexStepFactor is the cost of one step of Go's regexp engine (one input byte
-	// against one instruction of the compiled program).
-	regexStepFactor = 0.1
+	splitElementBytes = 32
+	// appendBytes is what map() and filter() allocate per element they add to their
+	// result (measured about 200: the interpreter's list, the one-element list of each
+	// step and the boxed value).
+	appendBytes = 256
+	// zoneBytes is what a time-zone argument (getHours('Europe/Paris')) allocates: each
+	// call reads the zone from the time-zone database.
+	zoneBytes = 16 << 10
+	// regexStep is one step of Go's regexp engine, one input byte against one
+	// instruction of the compiled program: measured at 0.4 of a loop iteration's unit
+	// (BenchmarkFilter_Match, A{80}B on a megabyte of A).
+	regexStep = 0.4
 )
 
 // costModel replaces cel-go's estimates where they count less than a call really does:
-// cel-go charges for CPU only, and charges O(1) for calls that are O(n). Every function
-// that scans a string is charged per character, every one that allocates is charged per
-// byte, so that FilterBudget bounds memory as well as time. The same estimates are not
-// applied at run time (see Filter.Match).
+// cel-go charges for CPU only, and charges some O(n) calls as O(1). Every call that scans
+// a string is charged per character and every one that allocates is charged per byte, so
+// that FilterBudget bounds memory as well as time. Each estimator also says how large its
+// result can be, so that what a filter does with a result is charged too; a result of
+// unknown size makes whatever uses it unbounded, and refused.
 func costModel() []checker.CostOption {
 	opts := []checker.CostOption{
 		// size() of a string counts its runes.
-		checker.OverloadCostEstimate(overloads.SizeString, scanArg(0)),
-		checker.OverloadCostEstimate(overloads.SizeStringInst, scanTarget),
+		checker.OverloadCostEstimate(overloads.SizeString, scan(arg0)),
+		checker.OverloadCostEstimate(overloads.SizeStringInst, scan(target)),
 		// Conversions from a string parse all of it.
-		checker.OverloadCostEstimate(overloads.StringToInt, scanArg(0)),
-		checker.OverloadCostEstimate(overloads.StringToUint, scanArg(0)),
-		checker.OverloadCostEstimate(overloads.StringToDouble, scanArg(0)),
-		checker.OverloadCostEstimate(overloads.StringToBool, scanArg(0)),
-		checker.OverloadCostEstimate(overloads.StringToTimestamp, scanArg(0)),
-		checker.OverloadCostEstimate(overloads.StringToDuration, scanArg(0)),
-		// Conversions to a string: the result is the argument, or short.
+		checker.OverloadCostEstimate(overloads.StringToInt, scan(arg0)),
+		checker.OverloadCostEstimate(overloads.StringToUint, scan(arg0)),
+		checker.OverloadCostEstimate(overloads.StringToDouble, scan(arg0)),
+		checker.OverloadCostEstimate(overloads.StringToBool, scan(arg0)),
+		checker.OverloadCostEstimate(overloads.StringToTimestamp, scan(arg0)),
+		checker.OverloadCostEstimate(overloads.StringToDuration, scan(arg0)),
+		// Conversions to a string: the argument itself, a copy of it, or a short string.
 		checker.OverloadCostEstimate(overloads.StringToString, identity),
 		checker.OverloadCostEstimate(overloads.BytesToString, copyArg(1)),
-		checker.OverloadCostEstimate(overloads.StringToBytes, copyArg(4)),
+		checker.OverloadCostEstimate(overloads.StringToBytes, copyArg(utf8.UTFMax)),
 		checker.OverloadCostEstimate(overloads.BoolToString, shortString),
 		checker.OverloadCostEstimate(overloads.IntToString, shortString),
 		checker.OverloadCostEstimate(overloads.UintToString, shortString),
@@ -204,7 +212,16 @@ func costModel() []checker.CostOption {
 		// regexCost); a pattern that is not a literal is refused by filterValidator.
 		checker.OverloadCostEstimate(overloads.Matches, regexCost(true)),
 		checker.OverloadCostEstimate(overloads.MatchesString, regexCost(false)),
-		// The strings extension's rune-indexed functions convert the string to []rune.
+		// The strings extension: case changes copy the string (Herald's own lowerAscii
+		// and upperAscii, see filterEnv), trim returns a part of it, replace builds its
+		// result, split a list, and the rune-indexed functions convert it to []rune.
+		checker.OverloadCostEstimate("string_lower_ascii", transform),
+		checker.OverloadCostEstimate("string_upper_ascii", transform),
+		checker.OverloadCostEstimate("string_trim", trim),
+		checker.OverloadCostEstimate("string_replace_string_string", replace),
+		checker.OverloadCostEstimate("string_replace_string_string_int", replace),
+		checker.OverloadCostEstimate("string_split_string", split),
+		checker.OverloadCostEstimate("string_split_string_int", split),
 		checker.OverloadCostEstimate("string_char_at_int", runeIndexed(false)),
 		checker.OverloadCostEstimate("string_index_of_string", runeIndexed(true)),
 		checker.OverloadCostEstimate("string_index_of_string_int", runeIndexed(true)),
@@ -212,8 +229,6 @@ func costModel() []checker.CostOption {
 		checker.OverloadCostEstimate("string_last_index_of_string_int", runeIndexed(true)),
 		checker.OverloadCostEstimate("string_substring_int", substring),
 		checker.OverloadCostEstimate("string_substring_int_int", substring),
-		checker.OverloadCostEstimate("string_split_string", split),
-		checker.OverloadCostEstimate("string_split_string_int", split),
 	}
 	// A time-zone argument loads the zone on every call.
 	for _, id := range []string{
@@ -222,7 +237,7 @@ func costModel() []checker.CostOption {
 		overloads.TimestampToDayOfWeekWithTz, overloads.TimestampToHoursWithTz, overloads.TimestampToMinutesWithTz,
 		overloads.TimestampToSecondsWithTz, overloads.TimestampToMillisecondsWithTz,
 	} {
-		opts = append(opts, checker.OverloadCostEstimate(id, fixed(loadLocationCost)))
+		opts = append(opts, checker.OverloadCostEstimate(id, zone))
 	}
 	return opts
 }
@@ -234,27 +249,46 @@ func call(cost checker.CostEstimate, result *checker.SizeEstimate) *checker.Call
 // one is the cost of the call itself.
 var one = checker.FixedCostEstimate(1)
 
-func fixed(cost uint64) checker.FunctionEstimator {
-	return func(checker.CostEstimator, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
-		return call(checker.FixedCostEstimate(cost), nil)
-	}
+func scanning(s checker.SizeEstimate) checker.CostEstimate {
+	return s.MultiplyByCostFactor(scanPerChar)
 }
 
-// scanArg charges a pass over argument i, a string.
-func scanArg(i int) checker.FunctionEstimator {
-	return func(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
-		if len(args) <= i {
+// allocating is the cost of allocating bytesPer bytes for each unit of s.
+func allocating(s checker.SizeEstimate, bytesPer float64) checker.CostEstimate {
+	return s.MultiplyByCostFactor(bytesPer * perByte)
+}
+
+// upTo is a size between 0 and s's maximum.
+func upTo(s checker.SizeEstimate) *checker.SizeEstimate {
+	return &checker.SizeEstimate{Min: 0, Max: s.Max}
+}
+
+// operand picks the string a call works on: its target or its first argument.
+type operand func(target *checker.AstNode, args []checker.AstNode) (checker.AstNode, bool)
+
+func target(t *checker.AstNode, _ []checker.AstNode) (checker.AstNode, bool) {
+	if t == nil {
+		return nil, false
+	}
+	return *t, true
+}
+
+func arg0(_ *checker.AstNode, args []checker.AstNode) (checker.AstNode, bool) {
+	if len(args) == 0 {
+		return nil, false
+	}
+	return args[0], true
+}
+
+// scan charges one pass over a string, with a result of fixed size.
+func scan(of operand) checker.FunctionEstimator {
+	return func(e checker.CostEstimator, t *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+		n, ok := of(t, args)
+		if !ok {
 			return nil
 		}
-		return call(one.Add(size(e, args[i]).MultiplyByCostFactor(scanPerChar)), nil)
+		return call(one.Add(scanning(size(e, n))), nil)
 	}
-}
-
-func scanTarget(e checker.CostEstimator, target *checker.AstNode, _ []checker.AstNode) *checker.CallEstimate {
-	if target == nil {
-		return nil
-	}
-	return call(one.Add(size(e, *target).MultiplyByCostFactor(scanPerChar)), nil)
 }
 
 func identity(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
@@ -265,23 +299,23 @@ func identity(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNod
 	return call(one, &s)
 }
 
-// copyArg charges a conversion that copies its argument into a result of at most
-// growth bytes per unit of the argument's size.
+// copyArg charges a conversion that copies its argument into a result of at most growth
+// bytes per unit of the argument's size.
 func copyArg(growth uint64) checker.FunctionEstimator {
 	return func(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
 		if len(args) != 1 {
 			return nil
 		}
 		s := size(e, args[0])
-		result := checker.SizeEstimate{Min: 0, Max: s.Multiply(checker.FixedSizeEstimate(growth)).Max}
-		return call(one.Add(s.MultiplyByCostFactor(scanPerChar)).Add(result.MultiplyByCostFactor(allocPerByte)), &result)
+		result := upTo(s.Multiply(checker.FixedSizeEstimate(growth)))
+		return call(one.Add(scanning(s)).Add(allocating(*result, 1)), result)
 	}
 }
 
 // shortString is a scalar formatted as a string: at most a few dozen characters.
 func shortString(checker.CostEstimator, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
 	result := checker.SizeEstimate{Min: 0, Max: 64}
-	return call(one.Add(result.MultiplyByCostFactor(allocPerByte)), &result)
+	return call(one.Add(allocating(result, 1)), &result)
 }
 
 func concat(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
@@ -289,65 +323,97 @@ func concat(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode)
 		return nil
 	}
 	result := size(e, args[0]).Add(size(e, args[1]))
-	return call(one.Add(result.MultiplyByCostFactor(allocPerByte)), &result)
+	return call(one.Add(allocating(result, 1)), &result)
 }
 
 // appendList charges a list concatenation: cel-go joins two lists without copying them,
 // so only the elements of a literal on the right are new. That is how map() and filter()
-// grow their result (accu + [x]), and each element added that way costs
-// listAppendBytes.
+// grow their result (accu + [x]).
 func appendList(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
 	if len(args) != 2 {
 		return nil
 	}
-	result := size(e, args[0]).Add(size(e, args[1]))
+	added := size(e, args[1])
+	result := size(e, args[0]).Add(added)
 	if args[1].Expr().Kind() != ast.ListKind {
 		return call(one, &result)
 	}
-	return call(one.Add(size(e, args[1]).MultiplyByCostFactor(listAppendBytes)), &result)
+	return call(one.Add(allocating(added, appendBytes)), &result)
+}
+
+func zone(checker.CostEstimator, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return call(one.Add(allocating(checker.FixedSizeEstimate(1), zoneBytes)), nil)
+}
+
+// transform is a pass that copies the string (lowerAscii, upperAscii).
+func transform(e checker.CostEstimator, t *checker.AstNode, _ []checker.AstNode) *checker.CallEstimate {
+	if t == nil {
+		return nil
+	}
+	s := size(e, *t)
+	return call(one.Add(scanning(s)).Add(allocating(s, 1)), &s)
+}
+
+// trim returns a part of its target without copying it.
+func trim(e checker.CostEstimator, t *checker.AstNode, _ []checker.AstNode) *checker.CallEstimate {
+	if t == nil {
+		return nil
+	}
+	s := size(e, *t)
+	return call(one.Add(scanning(s)), upTo(s))
+}
+
+// replace searches the target for the old string and builds the result, which is at most
+// (n+1)*(r+1) characters for a target of n and a replacement of r: replacing "" inserts
+// the replacement before every character and at the end.
+func replace(e checker.CostEstimator, t *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if t == nil || len(args) < 2 {
+		return nil
+	}
+	plus1 := checker.FixedSizeEstimate(1)
+	s, old, repl := size(e, *t), size(e, args[0]), size(e, args[1])
+	result := upTo(s.Add(plus1).Multiply(repl.Add(plus1)))
+	search := scanning(s.Add(plus1).Multiply(old.Add(plus1)))
+	return call(one.Add(search).Add(allocating(*result, 1)), result)
 }
 
 // runeIndexed charges the []rune conversion of the target (and of the argument when
 // search is set) and, for a search, comparing every position with the argument.
 func runeIndexed(search bool) checker.FunctionEstimator {
-	return func(e checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
-		if target == nil || len(args) == 0 {
+	return func(e checker.CostEstimator, t *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+		if t == nil || len(args) == 0 {
 			return nil
 		}
-		t := size(e, *target)
-		cost := one.Add(t.MultiplyByCostFactor(runeSliceBytes))
+		s := size(e, *t)
+		cost := one.Add(allocating(s, runeBytes))
 		if !search {
 			result := checker.SizeEstimate{Min: 0, Max: 1}
 			return call(cost, &result)
 		}
 		n := size(e, args[0])
-		cost = cost.Add(n.MultiplyByCostFactor(runeSliceBytes)).Add(t.Multiply(n).MultiplyByCostFactor(scanPerChar))
-		return call(cost, nil)
+		return call(cost.Add(allocating(n, runeBytes)).Add(scanning(s.Multiply(n))), nil)
 	}
 }
 
-func substring(e checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
-	if target == nil {
+func substring(e checker.CostEstimator, t *checker.AstNode, _ []checker.AstNode) *checker.CallEstimate {
+	if t == nil {
 		return nil
 	}
-	t := size(e, *target)
-	result := checker.SizeEstimate{Min: 0, Max: t.Max}
-	cost := one.Add(t.MultiplyByCostFactor(runeSliceBytes)).Add(result.MultiplyByCostFactor(allocPerByte))
-	return call(cost, &result)
+	s := size(e, *t)
+	return call(one.Add(allocating(s, runeBytes)).Add(allocating(s, 1)), upTo(s))
 }
 
-func split(e checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
-	if target == nil {
+// split gives one element per character for split(”), and at most one more than the
+// characters for any other separator.
+func split(e checker.CostEstimator, t *checker.AstNode, _ []checker.AstNode) *checker.CallEstimate {
+	if t == nil {
 		return nil
 	}
-	t := size(e, *target)
-	// split('') gives one element per character, any other separator at most one more
-	// than the characters.
-	elems := checker.SizeEstimate{Min: 0, Max: t.Add(checker.FixedSizeEstimate(1)).Max}
-	cost := one.Add(t.MultiplyByCostFactor(scanPerChar)).
-		Add(elems.MultiplyByCostFactor(splitElemBytes)).
+	s := size(e, *t)
+	elements := upTo(s.Add(checker.FixedSizeEstimate(1)))
+	cost := one.Add(scanning(s)).Add(allocating(*elements, splitElementBytes)).
 		Add(checker.FixedCostEstimate(common.ListCreateBaseCost))
-	return call(cost, &elems)
+	return call(cost, elements)
 }
 
 // regexCost charges a literal pattern by the size of its compiled program: Go's regexp
@@ -371,7 +437,7 @@ func regexCost(global bool) checker.FunctionEstimator {
 			return call(checker.UnknownCostEstimate(), nil)
 		}
 		steps := size(e, str).Add(checker.FixedSizeEstimate(1)).Multiply(checker.FixedSizeEstimate(insts))
-		return call(one.Add(steps.MultiplyByCostFactor(regexStepFactor)), nil)
+		return call(one.Add(steps.MultiplyByCostFactor(regexStep)), nil)
 	}
 }
 

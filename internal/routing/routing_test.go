@@ -177,20 +177,3 @@ func BenchmarkMatchType(b *testing.B) {
 		})
 	}
 }
-
-func BenchmarkFilter_Match(b *testing.B) {
-	f, err := CompileFilter("event.type == 'invoice.paid' && event.data.amount > 1000 && event.data.customer.tier in ['gold', 'platinum']")
-	if err != nil {
-		b.Fatal(err)
-	}
-	event := EventInput("evt_1", "invoice.paid", "billing", time.Now(), map[string]any{
-		"amount":   float64(1500),
-		"customer": map[string]any{"tier": "gold"},
-	})
-	b.ReportAllocs()
-	for b.Loop() {
-		if ok, err := f.Match(event); !ok || err != nil {
-			b.Fatalf("Match = %v, %v", ok, err)
-		}
-	}
-}
