@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
@@ -27,7 +29,7 @@ func TestCompileFilter_IssueFilterIsRefusedBeforeItRuns(t *testing.T) {
 	}
 	var f *Filter
 	var err error
-	allocated, _ := measure(func() { f, err = CompileFilter(expr) })
+	allocated := allocatedBy(func() { f, err = CompileFilter(expr) })
 	var budget *BudgetError
 	if !errors.As(err, &budget) {
 		t.Fatalf("CompileFilter = (%v, %v), want a *BudgetError", f, err)
@@ -158,7 +160,6 @@ var worstAdmitted = []struct {
 const memoryBound = 8 << 20
 
 func TestFilterBudget_WorstAdmittedFiltersStayWithinAFewMiB(t *testing.T) {
-	events := maximalEvents(t)
 	for _, tt := range worstAdmitted {
 		t.Run(tt.why, func(t *testing.T) {
 			f, err := CompileFilter(tt.expr)
@@ -170,11 +171,10 @@ func TestFilterBudget_WorstAdmittedFiltersStayWithinAFewMiB(t *testing.T) {
 				t.Errorf("estimate %d is not near the budget of %d; the row does not test the worst case", est, FilterBudget)
 			}
 			f.timeout = time.Minute // a slow test machine must not cut the evaluation short
-			var evalErr error
-			allocated, peak := measure(func() { _, evalErr = f.Match(events[tt.event]) })
-			t.Logf("estimate %d: allocated %d bytes, held at most %d (%v)", est, allocated, peak, evalErr)
-			if peak > memoryBound {
-				t.Errorf("one evaluation held %d bytes at once, more than %d", peak, memoryBound)
+			allocated, held, evalErr := evaluationMemory(t, f, tt.expr, tt.event)
+			t.Logf("estimate %d: allocated %d bytes, held at most %d (%v)", est, allocated, held, evalErr)
+			if held > memoryBound {
+				t.Errorf("one evaluation held %d bytes at once, more than %d", held, memoryBound)
 			}
 			if !tt.garbage && allocated > memoryBound {
 				t.Errorf("one evaluation allocated %d bytes, more than %d", allocated, memoryBound)
@@ -183,41 +183,67 @@ func TestFilterBudget_WorstAdmittedFiltersStayWithinAFewMiB(t *testing.T) {
 	}
 }
 
-// maximalEvents are events of the largest size the ingest API accepts, each making one
-// field as large as it can be (the worst case of a filter depends on which field it
+// maximalEventNames name events of the largest size the ingest API accepts, each making
+// one field as large as it can be (the worst case of a filter depends on which field it
 // works on), with the other fields present and small.
+var maximalEventNames = []string{"string", "numbers", "strings", "objects", "map"}
+
+// maximalEvent builds one of them: the filter's input and the request body it comes
+// from.
+func maximalEvent(name string) (map[string]any, []byte, error) {
+	var key, value string
+	switch name {
+	case "string":
+		key, value = "s", `"`+repeatUpTo(`A`, "")+`"`
+	case "numbers":
+		key, value = "l", `[`+repeatUpTo(`0`, ",")+`]`
+	case "strings":
+		key, value = "l", `[`+repeatUpTo(`"A"`, ",")+`]`
+	case "objects":
+		key, value = "l", `[`+repeatUpTo(`{"k":"A","n":1}`, ",")+`]`
+	case "map":
+		key, value = "m", `{`+repeatKeysUpTo()+`}`
+	default:
+		return nil, nil, fmt.Errorf("no maximal event %q", name)
+	}
+	fields := []string{`"` + key + `":` + value}
+	for _, small := range []struct{ key, value string }{
+		{"s", `"A"`}, {"n", `1`}, {"l", `["A"]`}, {"m", `{"k":"A"}`}, {"pattern", `"A"`},
+	} {
+		if small.key != key {
+			fields = append(fields, `"`+small.key+`":`+small.value)
+		}
+	}
+	data := "{" + strings.Join(fields, ",") + "}"
+	body := `{"id":"evt_1","type":"invoice.paid","source":"billing","data":` + data + `}`
+	if len(body) > MaxEventBytes {
+		return nil, nil, fmt.Errorf("event %s is %d bytes, over %d", name, len(body), MaxEventBytes)
+	}
+	var v any
+	if err := json.Unmarshal([]byte(data), &v); err != nil {
+		return nil, nil, fmt.Errorf("event %s: %w", name, err)
+	}
+	return EventInput("evt_1", "invoice.paid", "billing", time.Now(), v), []byte(body), nil
+}
+
+// maximalEvents builds every maximal event once per test binary.
 func maximalEvents(t testing.TB) map[string]map[string]any {
 	t.Helper()
 	maximalOnce.Do(func() {
 		maximal = map[string]map[string]any{}
-		for _, e := range []struct{ name, key, value string }{
-			{"string", "s", `"` + repeatUpTo(`A`, "") + `"`},
-			{"numbers", "l", `[` + repeatUpTo(`0`, ",") + `]`},
-			{"strings", "l", `[` + repeatUpTo(`"A"`, ",") + `]`},
-			{"objects", "l", `[` + repeatUpTo(`{"k":"A","n":1}`, ",") + `]`},
-			{"map", "m", `{` + repeatKeysUpTo() + `}`},
-		} {
-			fields := []string{`"` + e.key + `":` + e.value}
-			for _, small := range []struct{ key, value string }{
-				{"s", `"A"`}, {"n", `1`}, {"l", `["A"]`}, {"m", `{"k":"A"}`}, {"pattern", `"A"`},
-			} {
-				if small.key != e.key {
-					fields = append(fields, `"`+small.key+`":`+small.value)
-				}
+		for _, name := range maximalEventNames {
+			input, body, err := maximalEvent(name)
+			if err != nil {
+				maximalErr = err
+				return
 			}
-			name, data := e.name, "{"+strings.Join(fields, ",")+"}"
-			body := `{"id":"evt_1","type":"invoice.paid","source":"billing","data":` + data + `}`
-			if len(body) > MaxEventBytes {
-				t.Fatalf("event %s is %d bytes, over %d", name, len(body), MaxEventBytes)
-			}
-			var v any
-			if err := json.Unmarshal([]byte(data), &v); err != nil {
-				t.Fatalf("event %s: %v", name, err)
-			}
-			maximal[name] = EventInput("evt_1", "invoice.paid", "billing", time.Now(), v)
-			maximalBodies = append(maximalBodies, []byte(body))
+			maximal[name] = input
+			maximalBodies = append(maximalBodies, body)
 		}
 	})
+	if maximalErr != nil {
+		t.Fatal(maximalErr)
+	}
 	return maximal
 }
 
@@ -225,6 +251,7 @@ var (
 	maximalOnce   sync.Once
 	maximal       map[string]map[string]any
 	maximalBodies [][]byte
+	maximalErr    error
 )
 
 // room is what a maximal event's own field has, leaving space for the envelope and the
@@ -263,21 +290,89 @@ func mustEstimate(t testing.TB, expr string) uint64 {
 	return est.Max
 }
 
-var measuring sync.Mutex
+// allocatedBy returns the bytes f allocated.
+func allocatedBy(f func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
 
-// measure runs f once and returns the bytes it allocated and the most it held at once
-// above what was live before. The collector is kept off until the heap grows by
-// memoryBound, so every collection during f happens with at least that much allocated
-// since the previous one and reports what is live; if f holds more than memoryBound at
-// some point, the collection that follows sees it.
-func measure(f func()) (allocated, peak uint64) {
-	measuring.Lock()
-	defer measuring.Unlock()
+// evaluationMemory evaluates filter (expr) on the maximal event of that name and returns
+// what the evaluation allocated and the most it held at once. What it held is at most
+// what it allocated; only when that is over memoryBound (a loop that fails on every
+// element: cel-go allocates each error, and drops it at the next element) is it measured,
+// by heldInChild.
+func evaluationMemory(t testing.TB, filter *Filter, expr, event string) (allocated, held uint64, err error) {
+	t.Helper()
+	input := maximalEvents(t)[event]
+	allocated = allocatedBy(func() { _, err = filter.Match(input) })
+	if allocated <= memoryBound {
+		return allocated, allocated, err
+	}
+	return allocated, heldInChild(t, expr, event), err
+}
+
+// The child process heldInChild starts: the test binary itself, told by these variables
+// to measure one evaluation instead of running tests (see TestMain).
+const (
+	heldFilterEnv = "HERALD_TEST_HELD_FILTER"
+	heldEventEnv  = "HERALD_TEST_HELD_EVENT"
+)
+
+// heldInChild measures the most one evaluation holds at once in a process of its own,
+// whose collector stops the world (GODEBUG=gcstoptheworld=1): a concurrent collector
+// counts what the evaluation allocates while it marks as live, which for a loop
+// allocating an error per element is several MiB of garbage counted as held.
+func heldInChild(t testing.TB, expr, event string) uint64 {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "GODEBUG=gcstoptheworld=1", heldFilterEnv+"="+expr, heldEventEnv+"="+event)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("measuring %q on the %s event in a child process: %v\n%s", expr, event, err, out)
+	}
+	var held uint64
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "held %d", &held); err != nil {
+		t.Fatalf("the child process said %q: %v", out, err)
+	}
+	return held
+}
+
+func TestMain(m *testing.M) {
+	if expr := os.Getenv(heldFilterEnv); expr != "" {
+		held, err := measureHeld(expr, os.Getenv(heldEventEnv))
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		fmt.Printf("held %d\n", held)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// measureHeld runs one evaluation with the collector kept off until the heap has grown
+// by memoryBound, and returns the most that was live at a collection, above what was
+// live before: if the evaluation holds more than memoryBound at some point, the heap
+// reaches the limit while it does, and that collection sees it. With a collector that
+// stops the world, what a collection sees as live is exactly what is reachable.
+func measureHeld(expr, event string) (uint64, error) {
+	filter, err := CompileFilter(expr)
+	if err != nil {
+		return 0, err
+	}
+	filter.timeout = time.Hour
+	input, _, err := maximalEvent(event)
+	if err != nil {
+		return 0, err
+	}
 	runtime.GC()
 	base := readMetric("/gc/heap/live:bytes")
 	total := readMetric("/memory/classes/total:bytes") - readMetric("/memory/classes/heap/released:bytes")
-	defer debug.SetGCPercent(debug.SetGCPercent(-1))
-	defer debug.SetMemoryLimit(debug.SetMemoryLimit(int64(total + memoryBound)))
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(int64(total + memoryBound))
 
 	cycles := readMetric("/gc/cycles/total:gc-cycles")
 	var maxLive uint64
@@ -291,26 +386,21 @@ func measure(f func()) (allocated, peak uint64) {
 			select {
 			case <-stop:
 				return
-			case <-time.After(100 * time.Microsecond):
+			case <-time.After(50 * time.Microsecond):
 			}
 		}
 	}()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
+	_, _ = filter.Match(input)
 	close(stop)
 	<-done
-	allocated = after.TotalAlloc - before.TotalAlloc
-	if maxLive > base {
-		peak = maxLive - base
+	runtime.KeepAlive(input)
+	if readMetric("/gc/cycles/total:gc-cycles") == cycles {
+		return 0, errors.New("no collection ran during the evaluation; the measurement needs one")
 	}
-	if after.NumGC == before.NumGC {
-		// No collection: f never had more than the limit's room, and held at most
-		// what it allocated.
-		peak = allocated
+	if maxLive < base {
+		return 0, nil
 	}
-	return allocated, peak
+	return maxLive - base, nil
 }
 
 func readMetric(name string) uint64 {
