@@ -15,6 +15,7 @@ package outbound
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -45,17 +46,6 @@ type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
-// Reasons an address or URL is refused. Link-local and metadata addresses are refused
-// whatever the policy says: nothing legitimate receives webhooks there.
-var (
-	cgnat       = netip.MustParsePrefix("100.64.0.0/10")
-	metadataV4  = netip.MustParseAddr("169.254.169.254")
-	metadataV6  = netip.MustParseAddr("fd00:ec2::254")
-	alibabaMeta = netip.MustParseAddr("100.100.100.200")
-	// thisNetwork (0.0.0.0/8) is no destination; Linux connects 0.0.0.0 to loopback.
-	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
-)
-
 // CheckURL validates a URL statically: scheme, host presence, no credentials, and the
 // host when it is an IP address in any form a browser accepts (see the package doc).
 // It does not resolve host names: the manager's answer must not depend on its DNS, and
@@ -82,43 +72,37 @@ func (p Policy) CheckURL(raw string) error {
 	}
 	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
 	if host == "metadata.google.internal" || host == "metadata" {
-		return fmt.Errorf("host %q is a cloud metadata service", u.Hostname())
+		return &Refusal{Host: u.Hostname(), Rule: ruleMetadata}
 	}
 	ip, isIP, err := parseHost(u.Hostname())
 	if err != nil {
 		return err
 	}
 	if isIP {
-		return p.CheckAddr(ip)
+		return p.check(u.Hostname(), ip, false)
 	}
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		if !p.AllowLoopback {
-			return fmt.Errorf("host %q is loopback, which the outbound policy does not allow", u.Hostname())
+			return &Refusal{Host: u.Hostname(), Rule: ruleLoopback, ByPolicy: true}
 		}
 	}
 	return nil
 }
 
-// CheckAddr validates one destination IP address.
+// CheckAddr validates one destination IP address; a refusal names it as the host.
 func (p Policy) CheckAddr(ip netip.Addr) error {
-	ip = ip.Unmap()
-	switch {
-	case ip == metadataV4 || ip == metadataV6 || ip == alibabaMeta:
-		return fmt.Errorf("address %s is a cloud metadata service", ip)
-	case ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast():
-		return fmt.Errorf("address %s is link-local", ip)
-	case ip.IsUnspecified() || ip.IsMulticast() || thisNetwork.Contains(ip):
-		return fmt.Errorf("address %s is not a unicast destination", ip)
-	case ip.IsLoopback():
-		if !p.AllowLoopback {
-			return fmt.Errorf("address %s is loopback, which the outbound policy does not allow", ip)
-		}
-	case ip.IsPrivate() || cgnat.Contains(ip):
-		if !p.AllowPrivateNetworks {
-			return fmt.Errorf("address %s is in a private network, which the outbound policy does not allow", ip)
-		}
+	return p.check(ip.String(), ip, false)
+}
+
+// check judges ip, the address of host as written (resolved: host is a name that
+// resolved to ip), and returns a *Refusal naming host and the rule, or nil.
+func (p Policy) check(host string, ip netip.Addr, resolved bool) error {
+	r, ok := p.judge(ip)
+	if ok {
+		return nil
 	}
-	return nil
+	r.Host, r.Resolved = host, resolved
+	return r
 }
 
 // Control is a net.Dialer Control function enforcing the policy on the address actually
@@ -174,9 +158,26 @@ func (p Policy) DialContext(d *net.Dialer) func(ctx context.Context, network, ad
 				break
 			}
 		}
-		return nil, dialErr
+		return nil, hideAddress(dialErr, network, address)
 	}
 }
+
+// hideAddress names a failed dial by the host and port as written instead of the
+// address dialled: the error reaches the endpoint's status, which must not tell its
+// author what a name resolves to inside the cluster.
+func hideAddress(err error, network, address string) error {
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		return err
+	}
+	return &net.OpError{Op: op.Op, Net: network, Addr: writtenAddr(address), Err: op.Err}
+}
+
+// writtenAddr is a host:port as written, as a net.Addr.
+type writtenAddr string
+
+func (a writtenAddr) Network() string { return "tcp" }
+func (a writtenAddr) String() string  { return string(a) }
 
 // allowedAddrs resolves host and returns its addresses that the policy allows, or the
 // reason the first one was refused when none is.
@@ -207,9 +208,9 @@ func (p Policy) allowedAddrs(ctx context.Context, network, host string) ([]netip
 	for _, a := range addrs {
 		// A resolver may hand IPv4 back in its IPv4-mapped IPv6 form; dial the plain one.
 		a = a.Unmap()
-		if err := p.CheckAddr(a); err != nil {
+		if err := p.check(host, a, !isIP); err != nil {
 			if refused == nil {
-				refused = fmt.Errorf("outbound policy: %s: %w", host, err)
+				refused = fmt.Errorf("outbound policy: %w", err)
 			}
 			continue
 		}
