@@ -5,7 +5,10 @@
 //
 // The same Policy is applied twice: statically to the URL by the manager (so a refused
 // endpoint shows Ready=False with reason InvalidURL), and to every resolved IP at dial
-// time by the dispatcher (so DNS cannot be used to sneak past the static check).
+// time by the dispatcher (so DNS cannot be used to sneak past the static check). The
+// ranges and their rules are in ranges.go; an IPv6 address that stands for an IPv4 one
+// (IPv4-mapped, NAT64, 6to4, Teredo, ...) is judged by the IPv4 address it reaches.
+// Refusals (*Refusal) name the rule and the host as written, never a resolved address.
 //
 // A host is an IP address whenever a browser or inet_aton(3) would read it as one:
 // 127.1, 2130706433, 0x7f000001 and 0177.0.0.1 are all 127.0.0.1. Reading them as host
@@ -29,8 +32,10 @@ import (
 type Policy struct {
 	// AllowPlainHTTP permits http:// URLs.
 	AllowPlainHTTP bool
-	// AllowPrivateNetworks permits RFC 1918, unique-local (fc00::/7) and CGNAT
-	// (100.64.0.0/10) destinations, typically other services in the cluster.
+	// AllowPrivateNetworks permits RFC 1918, unique-local (fc00::/7), site-local
+	// (fec0::/10), shared CGNAT (100.64.0.0/10), benchmarking (198.18.0.0/15) and
+	// local-use NAT64 (64:ff9b:1::/48) destinations, typically other services in the
+	// cluster. Metadata, link-local and non-unicast addresses stay refused.
 	AllowPrivateNetworks bool
 	// AllowLoopback permits 127.0.0.0/8 and ::1; only tests and local runs want it.
 	AllowLoopback bool
