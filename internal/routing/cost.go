@@ -203,6 +203,11 @@ func costModel() []checker.CostOption {
 		checker.OverloadCostEstimate(overloads.DoubleToString, shortString),
 		checker.OverloadCostEstimate(overloads.DurationToString, shortString),
 		checker.OverloadCostEstimate(overloads.TimestampToString, shortString),
+		// Equality compares whole structures, and a map lookup hashes the whole key.
+		checker.OverloadCostEstimate(overloads.Equals, equality),
+		checker.OverloadCostEstimate(overloads.NotEquals, equality),
+		checker.OverloadCostEstimate(overloads.InMap, hashKey(0)),
+		checker.OverloadCostEstimate(overloads.IndexMap, hashKey(1)),
 		// Concatenation allocates its result.
 		checker.OverloadCostEstimate(overloads.AddString, concat),
 		checker.OverloadCostEstimate(overloads.AddBytes, concat),
@@ -316,6 +321,76 @@ func copyArg(growth uint64) checker.FunctionEstimator {
 func shortString(checker.CostEstimator, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
 	result := checker.SizeEstimate{Min: 0, Max: 64}
 	return call(one.Add(allocating(result, 1)), &result)
+}
+
+// equality compares two values element by element, nested ones included: two strings
+// at cel-go's rate per character, anything else (lists, maps, or values whose type is
+// only known at run time) at one unit per element of the smaller, counted deep.
+func equality(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if len(args) != 2 {
+		return nil
+	}
+	smaller := deepSize(e, args[0])
+	if other := deepSize(e, args[1]); other.Max < smaller.Max {
+		smaller = other
+	}
+	if isText(args[0]) || isText(args[1]) {
+		return call(one.Add(scanning(smaller)), nil)
+	}
+	return call(one.Add(smaller.MultiplyByCostFactor(1)), nil)
+}
+
+func isText(n checker.AstNode) bool {
+	k := n.Type().Kind()
+	return k == types.StringKind || k == types.BytesKind
+}
+
+// deepSize bounds the elements a value holds at every depth: a literal list or map holds
+// what its entries hold; any other value of the event holds at most what the event
+// does, which its size estimate already says.
+func deepSize(e checker.CostEstimator, n checker.AstNode) checker.SizeEstimate {
+	var entries []ast.Expr
+	switch x := n.Expr(); x.Kind() {
+	case ast.ListKind:
+		entries = x.AsList().Elements()
+	case ast.MapKind:
+		for _, entry := range x.AsMap().Entries() {
+			entries = append(entries, entry.AsMapEntry().Key(), entry.AsMapEntry().Value())
+		}
+	default:
+		return size(e, n)
+	}
+	total := checker.FixedSizeEstimate(1)
+	for _, entry := range entries {
+		switch entry.Kind() {
+		case ast.LiteralKind:
+			total = total.Add(checker.FixedSizeEstimate(1))
+		case ast.ListKind, ast.MapKind:
+			total = total.Add(deepSize(e, literalNode{entry}))
+		default:
+			// An entry computed from the event: as large as the event.
+			total = total.Add(checker.FixedSizeEstimate(MaxEventBytes))
+		}
+	}
+	return total
+}
+
+// literalNode is a nested list or map literal, as deepSize walks it.
+type literalNode struct{ x ast.Expr }
+
+func (l literalNode) Path() []string                      { return nil }
+func (l literalNode) Type() *types.Type                   { return types.DynType }
+func (l literalNode) Expr() ast.Expr                      { return l.x }
+func (l literalNode) ComputedSize() *checker.SizeEstimate { return nil }
+
+// hashKey charges hashing the key (argument i) of a map lookup, a pass over a string.
+func hashKey(i int) checker.FunctionEstimator {
+	return func(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+		if len(args) <= i {
+			return nil
+		}
+		return call(one.Add(scanning(size(e, args[i]))), nil)
+	}
 }
 
 func concat(e checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
