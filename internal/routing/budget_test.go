@@ -94,6 +94,8 @@ func TestCompileFilter_RefusesHostileFilters(t *testing.T) {
 		{"a short pattern that compiles to a large program", "event.data.s.matches('a{1000}')", "too expensive"},
 		{"concatenations of payload strings", "event.data.s + event.data.s + event.data.s + event.data.s + event.data.s + event.data.s == 'x'", "too expensive"},
 		{"nested loops over literal lists multiply", "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, [1,2,3,4,5,6,7,8,9,10].all(f, [1,2,3,4,5,6,7,8,9,10].all(g, a+b+c+d+e+f+g > 0)))))))", "too expensive"},
+		{"deep comparisons of payload values, each as long as the event", strings.Repeat("event.data.a == event.data.b || ", 9) + "event.data.a == event.data.b", "too expensive"},
+		{"hashing a payload string as a map key on every element", "event.data.l.exists(x, event.data.s in {'a': 1})", "too expensive"},
 		{"a pattern from the event is compiled on every evaluation", "event.data.s.matches(event.data.pattern)", "string literal"},
 		{"format() output cannot be bounded", "'%s'.format([event.data]) == 'x'", "format is not available"},
 		{"join() output cannot be bounded", "event.data.tags.join(',') == 'x'", "join is not available"},
