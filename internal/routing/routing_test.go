@@ -130,6 +130,7 @@ func TestFilter_Match(t *testing.T) {
 		{"created_at converts to a timestamp", "timestamp(event.created_at) > timestamp('2026-01-01T00:00:00Z')", true, ""},
 		{"nested fields", "event.data.customer.tier in ['gold', 'platinum']", true, ""},
 		{"strings extension is available", "event.data.customer.email.lowerAscii().endsWith('@example.com')", true, ""},
+		{"lowerAscii and upperAscii change ASCII letters only, as the extension's do", "'ÀÉ Straße'.lowerAscii() == 'ÀÉ straße' && 'àé straße'.upperAscii() == 'àé STRAßE'", true, ""},
 		{"lists", "'vip' in event.data.tags", true, ""},
 		{"explicit bool comparison", "event.data.urgent == true", true, ""},
 		{"has() guards a missing key", "has(event.data.refund) && event.data.refund > 0", false, ""},
