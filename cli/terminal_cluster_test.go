@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -43,8 +44,19 @@ func TestCLI_AReceiversTextCannotDriveTheTerminal(t *testing.T) {
 	t.Setenv(envHeraldURL, c.dispatcher)
 	t.Setenv(envHeraldToken, operator)
 	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsHistory, operator))
-	waitRouted(t, c.dispatcher, operator, nsHistory, s)
-	publish(t, c.dispatcher, operator, nsHistory, "evt_hostile", "ledger.posted")
+	// Probes of this test's own (waitRouted's ids are the namespace's, which the history
+	// test has used already, and the dispatcher deduplicates by id) until the receiver
+	// has one: the dispatcher's informers have the endpoint and the subscription then.
+	eventually(t, 30*time.Second, "a probe routed to the hostile receiver", func() bool {
+		id := fmt.Sprintf("evt_probe_hostile_%d", time.Now().UnixNano())
+		publish(t, c.dispatcher, operator, nsHistory, id, "probe.ping")
+		deadline := time.Now().Add(2 * time.Second)
+		for !s.got(id) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		return s.got(id)
+	})
+	publish(t, c.dispatcher, operator, nsHistory, "evt_hostile", "hostile.answer")
 	eventually(t, 30*time.Second, "the event dead-lettered", func() bool {
 		return len(deadLetters(t, "hostile").Items) == 1
 	})
