@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -570,8 +571,18 @@ func printObject(w io.Writer, format string, v any) error {
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	case "yaml":
-		b, err := yaml.Marshal(v)
+		b, err := json.Marshal(v)
 		if err != nil {
+			return err
+		}
+		// encoding/json leaves DEL and C1 characters as they are, and the YAML reader
+		// refuses them ("control characters are not allowed"): a receiver's body with one
+		// would break -o yaml. Escaped, they are the same JSON value.
+		var escaped bytes.Buffer
+		if _, err := printable(&escaped).Write(b); err != nil {
+			return err
+		}
+		if b, err = yaml.JSONToYAML(escaped.Bytes()); err != nil {
 			return err
 		}
 		_, err = w.Write(b)

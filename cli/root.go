@@ -25,6 +25,8 @@ func NewRootCommandAs(invoked string) *cobra.Command {
 		Short:         "Herald delivers signed webhooks from Kubernetes",
 		SilenceUsage:  true,
 		SilenceErrors: false,
+		// Whatever a command prints goes through printableWriter (terminal.go).
+		PersistentPreRun: printableOutput,
 	}
 	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newVersionCommand())
 	root.AddCommand(newPublishCommand(), newVerifyCommand())

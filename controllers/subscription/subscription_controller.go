@@ -275,15 +275,21 @@ func eventTypesValid(in *inputs) (string, string, bool) {
 	return "", "", true
 }
 
+// filterCompiles asks the filter's judge, the one the dispatcher loads filters with: a
+// filter refused here (it does not compile, or its worst case is over the budget) is
+// never run, so no event is routed through the subscription until it is fixed.
 func filterCompiles(in *inputs) (string, string, bool) {
 	if in.subscription.Spec.Filter == "" {
 		return "", "", true
 	}
 	if _, err := routing.CompileFilter(in.subscription.Spec.Filter); err != nil {
-		return heraldv1.ReasonInvalidFilter, err.Error(), false
+		return heraldv1.ReasonInvalidFilter, err.Error() + notRouted, false
 	}
 	return "", "", true
 }
+
+// notRouted ends the message of a refused filter.
+const notRouted = "; no event is routed through this subscription until the filter is fixed"
 
 // managedStatus is the status this controller writes, all of it today; applying it by
 // server-side apply still keeps the door open for other writers of other conditions.

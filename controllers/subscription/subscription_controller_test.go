@@ -2,6 +2,7 @@ package subscription_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -68,8 +69,8 @@ func TestSubscription_InvalidFilterShowsTheCompilerMessage(t *testing.T) {
 	if compileErr == nil {
 		t.Fatal("the fixture filter compiles; the test needs one that does not")
 	}
-	if msg := readyCondition(got).Message; msg != compileErr.Error() {
-		t.Errorf("message = %q, want the compiler's %q", msg, compileErr.Error())
+	if msg, want := readyCondition(got).Message, compileErr.Error()+"; no event is routed through this subscription until the filter is fixed"; msg != want {
+		t.Errorf("message = %q, want %q", msg, want)
 	}
 	waitEvent(t, ns, "large", corev1.EventTypeWarning, heraldv1.ReasonInvalidFilter)
 
@@ -81,6 +82,35 @@ func TestSubscription_InvalidFilterShowsTheCompilerMessage(t *testing.T) {
 	if fixed.Status.ObservedGeneration != 2 {
 		t.Errorf("status.observedGeneration = %d, want 2", fixed.Status.ObservedGeneration)
 	}
+}
+
+// A filter that compiles but whose worst case is over the budget (the issue's: S is a
+// 200-character literal of x; one evaluation allocated 1.5 GB) is refused the same way,
+// with the budget and the estimate in the message.
+func TestSubscription_AFilterOverTheBudgetIsInvalid(t *testing.T) {
+	ns := newNamespace(t)
+	createEndpoint(t, ns, "alerts")
+	s := "'" + strings.Repeat("x", 200) + "'"
+	bomb := "(" + s + ".replace('x'," + s + ")).replace('x', " + s + ".replace('x'," + s + ")).size() > 0 && event.type == 'a'"
+	createSubscription(t, ns, "bomb", "alerts", []string{"*"}, bomb)
+
+	got := waitReady(t, settle, ns, "bomb", metav1.ConditionFalse, heraldv1.ReasonInvalidFilter)
+	_, err := routing.CompileFilter(bomb)
+	var budget *routing.BudgetError
+	if !errors.As(err, &budget) {
+		t.Fatalf("the fixture filter is not refused for its cost: %v", err)
+	}
+	msg := readyCondition(got).Message
+	for _, want := range []string{
+		fmt.Sprintf("budget of %d", routing.FilterBudget),
+		fmt.Sprintf("cost on an event of %d bytes is %d", routing.MaxEventBytes, budget.Estimate),
+		"no event is routed through this subscription",
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q should contain %q", msg, want)
+		}
+	}
+	waitEvent(t, ns, "bomb", corev1.EventTypeWarning, heraldv1.ReasonInvalidFilter)
 }
 
 func TestSubscription_ReportsEveryProblemMostSevereFirst(t *testing.T) {

@@ -12,15 +12,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-dev/herald/internal/routing"
 	"github.com/herald-dev/herald/internal/tracing"
 )
 
 // Limits on event attributes. Ids and types travel in delivery headers and in the
-// signed string of some schemes, hence their strict alphabets.
+// signed string of some schemes, hence their strict alphabets. Subscription filters are
+// judged against the same limits, so they are declared with the filters.
 const (
-	maxIDLen     = 256
-	maxTypeLen   = 256
-	maxSourceLen = 1024
+	maxIDLen     = routing.MaxEventIDLength
+	maxTypeLen   = routing.MaxEventTypeLength
+	maxSourceLen = routing.MaxEventSourceLength
 )
 
 // Media types the ingest API reads.

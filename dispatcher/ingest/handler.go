@@ -62,6 +62,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/internal/routing"
 	"github.com/herald-dev/herald/internal/tracing"
 )
 
@@ -132,7 +133,8 @@ func NewHandler(o Options) (*Handler, error) {
 		return nil, errors.New("ingest: Options.Acceptor and Options.Authorizer are required")
 	}
 	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = 1 << 20
+		// Subscription filters are judged against events of this size.
+		o.MaxBodyBytes = routing.MaxEventBytes
 	}
 	if o.MaxBatchEvents <= 0 {
 		o.MaxBatchEvents = 100

@@ -148,3 +148,24 @@ func BenchmarkRoute_TenThousandSubscriptions(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRoute_WithAFilter is one typical event routed through a subscription with a
+// typical filter: decoding the payload and evaluating the filter.
+func BenchmarkRoute_WithAFilter(b *testing.B) {
+	tb := router.NewTable()
+	f, err := routing.CompileFilter("event.data.amount > 1000 && event.data.customer.tier in ['gold', 'platinum'] && event.data.items.exists(i, i.sku.startsWith('A-'))")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tb.Set("shop", router.Subscription{Name: "big", Endpoint: "billing", Patterns: []string{"invoice.*"}, Filter: f})
+	ev := &router.Event{ID: "e1", Type: "invoice.paid", CreatedAt: time.Now(), Data: []byte(`{"amount": 5000, "currency": "EUR",
+		"customer": {"id": "cus_1", "tier": "gold", "email": "ana@example.com"},
+		"items": [{"sku": "B-1", "qty": 1}, {"sku": "B-2", "qty": 3}, {"sku": "A-7", "qty": 2}]}`)}
+	dst := make([]string, 0, 4)
+	b.ReportAllocs()
+	for b.Loop() {
+		if dst = tb.Route(dst[:0], "shop", ev, nil); len(dst) != 1 {
+			b.Fatalf("routed to %v", dst)
+		}
+	}
+}

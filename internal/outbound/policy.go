@@ -5,7 +5,10 @@
 //
 // The same Policy is applied twice: statically to the URL by the manager (so a refused
 // endpoint shows Ready=False with reason InvalidURL), and to every resolved IP at dial
-// time by the dispatcher (so DNS cannot be used to sneak past the static check).
+// time by the dispatcher (so DNS cannot be used to sneak past the static check). The
+// ranges and their rules are in ranges.go; an IPv6 address that stands for an IPv4 one
+// (IPv4-mapped, NAT64, 6to4, Teredo, ...) is judged by the IPv4 address it reaches.
+// Refusals (*Refusal) name the rule and the host as written, never a resolved address.
 //
 // A host is an IP address whenever a browser or inet_aton(3) would read it as one:
 // 127.1, 2130706433, 0x7f000001 and 0177.0.0.1 are all 127.0.0.1. Reading them as host
@@ -15,6 +18,7 @@ package outbound
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -28,8 +32,10 @@ import (
 type Policy struct {
 	// AllowPlainHTTP permits http:// URLs.
 	AllowPlainHTTP bool
-	// AllowPrivateNetworks permits RFC 1918, unique-local (fc00::/7) and CGNAT
-	// (100.64.0.0/10) destinations, typically other services in the cluster.
+	// AllowPrivateNetworks permits RFC 1918, unique-local (fc00::/7), site-local
+	// (fec0::/10), shared CGNAT (100.64.0.0/10), benchmarking (198.18.0.0/15) and
+	// local-use NAT64 (64:ff9b:1::/48) destinations, typically other services in the
+	// cluster. Metadata, link-local and non-unicast addresses stay refused.
 	AllowPrivateNetworks bool
 	// AllowLoopback permits 127.0.0.0/8 and ::1; only tests and local runs want it.
 	AllowLoopback bool
@@ -44,17 +50,6 @@ type Policy struct {
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
-
-// Reasons an address or URL is refused. Link-local and metadata addresses are refused
-// whatever the policy says: nothing legitimate receives webhooks there.
-var (
-	cgnat       = netip.MustParsePrefix("100.64.0.0/10")
-	metadataV4  = netip.MustParseAddr("169.254.169.254")
-	metadataV6  = netip.MustParseAddr("fd00:ec2::254")
-	alibabaMeta = netip.MustParseAddr("100.100.100.200")
-	// thisNetwork (0.0.0.0/8) is no destination; Linux connects 0.0.0.0 to loopback.
-	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
-)
 
 // CheckURL validates a URL statically: scheme, host presence, no credentials, and the
 // host when it is an IP address in any form a browser accepts (see the package doc).
@@ -82,43 +77,37 @@ func (p Policy) CheckURL(raw string) error {
 	}
 	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
 	if host == "metadata.google.internal" || host == "metadata" {
-		return fmt.Errorf("host %q is a cloud metadata service", u.Hostname())
+		return &Refusal{Host: u.Hostname(), Rule: ruleMetadata}
 	}
 	ip, isIP, err := parseHost(u.Hostname())
 	if err != nil {
 		return err
 	}
 	if isIP {
-		return p.CheckAddr(ip)
+		return p.check(u.Hostname(), ip, false)
 	}
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		if !p.AllowLoopback {
-			return fmt.Errorf("host %q is loopback, which the outbound policy does not allow", u.Hostname())
+			return &Refusal{Host: u.Hostname(), Rule: ruleLoopback, ByPolicy: true}
 		}
 	}
 	return nil
 }
 
-// CheckAddr validates one destination IP address.
+// CheckAddr validates one destination IP address; a refusal names it as the host.
 func (p Policy) CheckAddr(ip netip.Addr) error {
-	ip = ip.Unmap()
-	switch {
-	case ip == metadataV4 || ip == metadataV6 || ip == alibabaMeta:
-		return fmt.Errorf("address %s is a cloud metadata service", ip)
-	case ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast():
-		return fmt.Errorf("address %s is link-local", ip)
-	case ip.IsUnspecified() || ip.IsMulticast() || thisNetwork.Contains(ip):
-		return fmt.Errorf("address %s is not a unicast destination", ip)
-	case ip.IsLoopback():
-		if !p.AllowLoopback {
-			return fmt.Errorf("address %s is loopback, which the outbound policy does not allow", ip)
-		}
-	case ip.IsPrivate() || cgnat.Contains(ip):
-		if !p.AllowPrivateNetworks {
-			return fmt.Errorf("address %s is in a private network, which the outbound policy does not allow", ip)
-		}
+	return p.check(ip.String(), ip, false)
+}
+
+// check judges ip, the address of host as written (resolved: host is a name that
+// resolved to ip), and returns a *Refusal naming host and the rule, or nil.
+func (p Policy) check(host string, ip netip.Addr, resolved bool) error {
+	r, ok := p.judge(ip)
+	if ok {
+		return nil
 	}
-	return nil
+	r.Host, r.Resolved = host, resolved
+	return r
 }
 
 // Control is a net.Dialer Control function enforcing the policy on the address actually
@@ -174,9 +163,26 @@ func (p Policy) DialContext(d *net.Dialer) func(ctx context.Context, network, ad
 				break
 			}
 		}
-		return nil, dialErr
+		return nil, hideAddress(dialErr, network, address)
 	}
 }
+
+// hideAddress names a failed dial by the host and port as written instead of the
+// address dialled: the error reaches the endpoint's status, which must not tell its
+// author what a name resolves to inside the cluster.
+func hideAddress(err error, network, address string) error {
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		return err
+	}
+	return &net.OpError{Op: op.Op, Net: network, Addr: writtenAddr(address), Err: op.Err}
+}
+
+// writtenAddr is a host:port as written, as a net.Addr.
+type writtenAddr string
+
+func (a writtenAddr) Network() string { return "tcp" }
+func (a writtenAddr) String() string  { return string(a) }
 
 // allowedAddrs resolves host and returns its addresses that the policy allows, or the
 // reason the first one was refused when none is.
@@ -207,9 +213,9 @@ func (p Policy) allowedAddrs(ctx context.Context, network, host string) ([]netip
 	for _, a := range addrs {
 		// A resolver may hand IPv4 back in its IPv4-mapped IPv6 form; dial the plain one.
 		a = a.Unmap()
-		if err := p.CheckAddr(a); err != nil {
+		if err := p.check(host, a, !isIP); err != nil {
 			if refused == nil {
-				refused = fmt.Errorf("outbound policy: %s: %w", host, err)
+				refused = fmt.Errorf("outbound policy: %w", err)
 			}
 			continue
 		}

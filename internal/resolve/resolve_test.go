@@ -147,7 +147,7 @@ func TestEndpoint_ReasonsForEveryProblem(t *testing.T) {
 			heraldv1.ReasonReady, ""},
 		{"the token URL is held to the outbound policy, as spec.url is",
 			endpoint(withOAuth2(func(o *heraldv1.OAuth2ClientCredentials) { o.TokenURL = "https://169.254.169.254/token" })),
-			[]*corev1.Secret{signing, oauthSecret}, heraldv1.ReasonInvalidURL, "spec.auth.oauth2.tokenURL: address 169.254.169.254 is a cloud metadata service"},
+			[]*corev1.Secret{signing, oauthSecret}, heraldv1.ReasonInvalidURL, `spec.auth.oauth2.tokenURL: host "169.254.169.254" is a cloud metadata address, which is never allowed`},
 		{"the client secret's Secret is created by a person, never generated",
 			endpoint(withOAuth2()), []*corev1.Secret{signing},
 			heraldv1.ReasonReferencedSecretNotFound, "Secret billing-oauth for the OAuth2 client secret does not exist"},

@@ -130,12 +130,12 @@ func TestFilter_Match(t *testing.T) {
 		{"created_at converts to a timestamp", "timestamp(event.created_at) > timestamp('2026-01-01T00:00:00Z')", true, ""},
 		{"nested fields", "event.data.customer.tier in ['gold', 'platinum']", true, ""},
 		{"strings extension is available", "event.data.customer.email.lowerAscii().endsWith('@example.com')", true, ""},
+		{"lowerAscii and upperAscii change ASCII letters only, as the extension's do", "'ÀÉ Straße'.lowerAscii() == 'ÀÉ straße' && 'àé straße'.upperAscii() == 'àé STRAßE'", true, ""},
 		{"lists", "'vip' in event.data.tags", true, ""},
 		{"explicit bool comparison", "event.data.urgent == true", true, ""},
 		{"has() guards a missing key", "has(event.data.refund) && event.data.refund > 0", false, ""},
 		{"a missing key is an error, reported, not a match", "event.data.refund > 0", false, "no such key"},
 		{"a type mismatch is an error, not a match", "event.data.currency > 5", false, "no such overload"},
-		{"the cost limit stops runaway expressions", "[1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, [1,2,3,4,5,6,7,8,9,10].all(e, a+b+c+d+e > 0)))))", false, "cost limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.why, func(t *testing.T) {
@@ -176,22 +176,5 @@ func BenchmarkMatchType(b *testing.B) {
 				MatchType(c.pattern, c.eventType)
 			}
 		})
-	}
-}
-
-func BenchmarkFilter_Match(b *testing.B) {
-	f, err := CompileFilter("event.type == 'invoice.paid' && event.data.amount > 1000 && event.data.customer.tier in ['gold', 'platinum']")
-	if err != nil {
-		b.Fatal(err)
-	}
-	event := EventInput("evt_1", "invoice.paid", "billing", time.Now(), map[string]any{
-		"amount":   float64(1500),
-		"customer": map[string]any{"tier": "gold"},
-	})
-	b.ReportAllocs()
-	for b.Loop() {
-		if ok, err := f.Match(event); !ok || err != nil {
-			b.Fatalf("Match = %v, %v", ok, err)
-		}
 	}
 }
