@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -28,6 +27,7 @@ const (
 	hdrDeliveryID  = "Herald-Delivery-Id"
 	hdrNamespace   = "Herald-Namespace"
 	hdrEndpoint    = "Herald-Endpoint"
+	hdrEndpointUID = "Herald-Endpoint-Uid"
 	hdrAttempt     = "Herald-Attempt"
 	hdrNotBefore   = "Herald-Not-Before"
 	hdrAcceptedAt  = "Herald-Accepted-At"
@@ -44,6 +44,8 @@ const (
 type Delivery struct {
 	Namespace string
 	Endpoint  string
+	// EndpointUID is the UID of the WebhookEndpoint object the delivery belongs to.
+	EndpointUID string
 
 	EventID     string
 	EventType   string
@@ -94,21 +96,6 @@ func DeliveryID(namespace, eventID, endpoint string) string {
 	return "dlv_" + hex.EncodeToString(h.Sum(sum[:0])[:12])
 }
 
-// subjectToken maps an object name onto one NATS subject token. Kubernetes names never
-// contain '_' but may contain '.', which separates NATS tokens, so the mapping is
-// one-to-one.
-func subjectToken(name string) string { return strings.ReplaceAll(name, ".", "_") }
-
-// DeliverySubject is the subject holding the deliveries of one endpoint.
-func DeliverySubject(namespace, endpoint string) string {
-	return deliverySubjectPrefix + namespace + "." + subjectToken(endpoint)
-}
-
-// DeadLetterSubject is the subject holding the dead letters of one endpoint.
-func DeadLetterSubject(namespace, endpoint string) string {
-	return deadLetterSubjectPrefix + namespace + "." + subjectToken(endpoint)
-}
-
 // msgID is the JetStream de-duplication id of one attempt of a delivery: a retry is a new
 // message, so the attempt is part of it.
 func (d *Delivery) msgID() string {
@@ -119,7 +106,7 @@ func (d *Delivery) msgID() string {
 }
 
 func (d *Delivery) toMsg(subject string) *nats.Msg {
-	h := make(nats.Header, 12)
+	h := make(nats.Header, 13)
 	h[hdrEventID] = []string{d.EventID}
 	h[hdrEventType] = []string{d.EventType}
 	if d.EventSource != "" {
@@ -138,6 +125,7 @@ func (d *Delivery) toMsg(subject string) *nats.Msg {
 	h[hdrDeliveryID] = []string{d.DeliveryID}
 	h[hdrNamespace] = []string{d.Namespace}
 	h[hdrEndpoint] = []string{d.Endpoint}
+	h[hdrEndpointUID] = []string{d.EndpointUID}
 	h[hdrAttempt] = []string{strconv.Itoa(d.Attempt)}
 	if !d.NotBefore.IsZero() {
 		// Microseconds: milliseconds would truncate a wait by up to 1ms, and a retry could
@@ -167,6 +155,7 @@ func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
 	d := Delivery{
 		Namespace:     first(h, hdrNamespace),
 		Endpoint:      first(h, hdrEndpoint),
+		EndpointUID:   first(h, hdrEndpointUID),
 		EventID:       first(h, hdrEventID),
 		EventType:     first(h, hdrEventType),
 		EventSource:   first(h, hdrEventSource),
@@ -205,7 +194,7 @@ func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
 }
 
 func (dl *DeadLetter) toMsg() *nats.Msg {
-	m := dl.Delivery.toMsg(DeadLetterSubject(dl.Namespace, dl.Endpoint))
+	m := dl.Delivery.toMsg(DeadLetterSubject(dl.Ref()))
 	m.Header[hdrDeadReason] = []string{dl.Reason}
 	if dl.StatusCode != 0 {
 		m.Header[hdrDeadStatus] = []string{strconv.Itoa(dl.StatusCode)}
