@@ -220,16 +220,19 @@ func (s *Store) DropOldTombstones(ctx context.Context) error {
 	return nil
 }
 
-// lease is a named lease in the state bucket: who holds it, until when.
+// LeaseKey is the key of a lease of the whole store (one token, no '.').
+func LeaseKey(name string) string { return "lease." + name }
+
+// lease is a lease in the state bucket: who holds it, until when.
 type lease struct {
 	Holder string    `json:"holder"`
 	Until  time.Time `json:"until"`
 }
 
-// Lease takes or renews the lease name for holder for ttl, by compare-and-set, and
-// reports whether holder has it. A holder that stops renewing loses it after ttl.
-func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
-	key := "lease." + name
+// Lease takes or renews the lease under key (see LeaseKey) for holder for ttl, by
+// compare-and-set, and reports whether holder has it. A holder that stops renewing loses
+// it after ttl; a lease of an endpoint (EndpointKey) goes with its purge.
+func (s *Store) Lease(ctx context.Context, key, holder string, ttl time.Duration) (bool, error) {
 	now := time.Now()
 	raw, _ := json.Marshal(lease{Holder: holder, Until: now.Add(ttl)})
 	e, err := s.state.Get(ctx, key)
@@ -237,7 +240,7 @@ func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duratio
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		_, err = s.state.Create(ctx, key, raw)
 	case err != nil:
-		return false, fmt.Errorf("reading lease %s: %w", name, s.storeError(err))
+		return false, fmt.Errorf("reading lease %s: %w", key, s.storeError(err))
 	default:
 		var cur lease
 		_ = json.Unmarshal(e.Value(), &cur)
@@ -250,27 +253,26 @@ func (s *Store) Lease(ctx context.Context, name, holder string, ttl time.Duratio
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("taking lease %s: %w", name, s.storeError(err))
+		return false, fmt.Errorf("taking lease %s: %w", key, s.storeError(err))
 	}
 	return true, nil
 }
 
 // ReleaseLease gives up the lease if holder has it.
-func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
-	key := "lease." + name
+func (s *Store) ReleaseLease(ctx context.Context, key, holder string) error {
 	e, err := s.state.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading lease %s: %w", name, s.storeError(err))
+		return fmt.Errorf("reading lease %s: %w", key, s.storeError(err))
 	}
 	var cur lease
 	if json.Unmarshal(e.Value(), &cur) != nil || cur.Holder != holder {
 		return nil
 	}
 	if err := s.state.Delete(ctx, key, jetstream.LastRevision(e.Revision())); err != nil && !isWrongLastSequence(err) {
-		return fmt.Errorf("releasing lease %s: %w", name, s.storeError(err))
+		return fmt.Errorf("releasing lease %s: %w", key, s.storeError(err))
 	}
 	return nil
 }
