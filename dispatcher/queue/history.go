@@ -120,12 +120,12 @@ type AttemptRecord struct {
 	Endpoint  string `json:"endpoint"`
 	// EndpointUID is the UID of the WebhookEndpoint object attempted.
 	EndpointUID string    `json:"endpointUid,omitempty"`
-	EventID    string    `json:"eventId"`
-	EventType  string    `json:"eventType"`
-	DeliveryID string    `json:"deliveryId"`
-	Attempt    int       `json:"attempt"`
-	Replay     int       `json:"replay,omitempty"`
-	Time       time.Time `json:"time"`
+	EventID     string    `json:"eventId"`
+	EventType   string    `json:"eventType"`
+	DeliveryID  string    `json:"deliveryId"`
+	Attempt     int       `json:"attempt"`
+	Replay      int       `json:"replay,omitempty"`
+	Time        time.Time `json:"time"`
 	// DurationMicros is how long the attempt took, in microseconds.
 	DurationMicros int64 `json:"durationMicros"`
 	StatusCode     int   `json:"statusCode,omitempty"`
