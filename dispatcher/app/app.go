@@ -34,9 +34,9 @@ import (
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
-	"github.com/herald-dev/herald/dispatcher/metrics"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/reclaim"
 	"github.com/herald-dev/herald/dispatcher/watch"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/scheme"
@@ -78,7 +78,8 @@ type Options struct {
 	AdminAuthorizers func(mgr manager.Manager) (read, write auth.Authorizer, err error)
 	// Tracing configures the OTLP export of spans; the zero value exports none.
 	Tracing tracing.Options
-	// ReplayRate bounds the re-sends per second of one replay (0: no bound).
+	// ReplayRate bounds the re-sends per second of one replay (0: replay.DefaultRate;
+	// negative: no bound but the store's).
 	ReplayRate float64
 	// Now is the clock of acceptance and of relative times (default time.Now).
 	Now func() time.Time
@@ -136,12 +137,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating dispatcher: %w", err)
 	}
+	// The object of the key's UID: a deleted endpoint's Events and status never land on
+	// one created later under its name.
 	lookup := func(k delivery.Key) (*heraldv1.WebhookEndpoint, bool) {
 		var ep heraldv1.WebhookEndpoint
 		if err := mgr.GetClient().Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &ep); err != nil {
 			return nil, false
 		}
-		return &ep, true
+		return &ep, string(ep.UID) == k.UID
 	}
 	notify := make(chan event.GenericEvent, 1024)
 	instance, _ := os.Hostname()
@@ -173,6 +176,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			log.Error(err, "exporting the last spans")
 		}
 	}()
+	retired := make(chan delivery.Key, 1024)
 	p, err := NewPipeline(ctx, PipelineOptions{
 		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
 		Ingest: o.Ingest, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter,
@@ -188,8 +192,16 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		Tracer:            tracer,
 		WithoutAttemptLog: o.WithoutAttemptLog,
 		ReplayRate:        o.ReplayRate,
-		Now:               o.Now,
-		Log:               log,
+		Instance:          instance,
+		Retired: func(k delivery.Key) {
+			select {
+			case retired <- k:
+			default: // the next sweep finds its data
+				log.Info("too many endpoints retired at once; the data of this one waits for the next sweep", "endpoint", k.String())
+			}
+		},
+		Now: o.Now,
+		Log: log,
 	})
 	if err != nil {
 		return err
@@ -197,7 +209,15 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	defer p.Close()
 	store, engine, tracker := p.Store, p.Engine, p.Tracker
 
-	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: forgetting{tracker, p.Metrics}, Notify: notify}
+	reclaimer := reclaim.New(reclaim.Options{
+		Store: store, Cached: engine.Lookup, Reader: mgr.GetAPIReader(), Namespaces: o.WatchNamespaces,
+		Retired: retired, Instance: instance, Log: log.WithName("reclaim"),
+	})
+	if err := mgr.Add(manager.RunnableFunc(reclaimer.Run)); err != nil {
+		return fmt.Errorf("adding the reclaimer: %w", err)
+	}
+	requests := outcome.NewRequests(tracker, p.Replayer, outcome.AnnotationManager(mgr.GetAPIReader()), p.Now)
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: requests, Notify: notify}
 	if err := endpoints.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
@@ -229,14 +249,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("configuring endpoint API authentication: %w", err)
 		}
 		admin.NewHandler(admin.Options{
-			Store: store, Lifecycle: tracker, Replayer: p.Replayer, Known: engine.Known, Now: p.Now,
+			Store: store, Lifecycle: tracker, Replayer: p.Replayer, Lookup: engine.Lookup, Now: p.Now,
 			Read: read, Write: write, Log: log.WithName("admin"),
 		}).Register(mux)
 	}
 
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, mux, primed, endpoints, subscriptions)
+		return serveIngest(ctx, log, mgr, o, mux, primed, endpoints, subscriptions, reclaimer)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
@@ -262,13 +282,16 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 // serveIngest opens the ingest API once the dispatcher knows every endpoint and
 // subscription: an event accepted earlier could be routed to nothing.
 func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Options, h http.Handler,
-	primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions) error {
+	primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions, reclaimer *reclaim.Reclaimer) error {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return errors.New("informers did not sync")
 	}
 	if err := prime(ctx, mgr.GetClient(), endpoints, subscriptions); err != nil {
 		return err
 	}
+	// Once the engine knows every endpoint: what deleted ones left goes, and what an
+	// older release stored moves to its endpoint, before new events arrive.
+	reclaimer.Start(ctx)
 	close(primed)
 	addr := o.IngestAddr
 	if addr == "" {
@@ -324,15 +347,4 @@ func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, sub
 func ctrlConfigSkipNameValidation() config.Controller {
 	skip := true
 	return config.Controller{SkipNameValidation: &skip}
-}
-
-// forgetting drops a deleted endpoint's metrics series along with its state.
-type forgetting struct {
-	*outcome.Tracker
-	metrics *metrics.Metrics
-}
-
-func (f forgetting) Forget(k delivery.Key) {
-	f.Tracker.Forget(k)
-	f.metrics.Forget(k)
 }
