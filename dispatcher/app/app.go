@@ -217,7 +217,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("adding the reclaimer: %w", err)
 	}
 	requests := outcome.NewRequests(tracker, p.Replayer, outcome.AnnotationManager(mgr.GetAPIReader()), p.Now)
-	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: requests, Notify: notify}
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy,
+		Lifecycle: afterMigration{requests, reclaimer.Migrated()}, Notify: notify}
 	if err := endpoints.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("watching endpoints: %w", err)
 	}
@@ -286,12 +287,14 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return errors.New("informers did not sync")
 	}
-	if err := prime(ctx, mgr.GetClient(), endpoints, subscriptions); err != nil {
+	// What an older release stored moves to its endpoint before anything acts on an
+	// endpoint; what deleted endpoints left goes once the engine knows every endpoint,
+	// before new events arrive.
+	if err := reclaimer.Start(ctx, func(ctx context.Context) error {
+		return prime(ctx, mgr.GetClient(), endpoints, subscriptions)
+	}); err != nil {
 		return err
 	}
-	// Once the engine knows every endpoint: what deleted ones left goes, and what an
-	// older release stored moves to its endpoint, before new events arrive.
-	reclaimer.Start(ctx)
 	close(primed)
 	addr := o.IngestAddr
 	if addr == "" {
@@ -347,4 +350,21 @@ func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, sub
 func ctrlConfigSkipNameValidation() config.Controller {
 	skip := true
 	return config.Controller{SkipNameValidation: &skip}
+}
+
+// afterMigration holds the endpoints' requests (re-enable, replay) until the start-up
+// migration has moved their shared state where this release reads it: a request
+// handled before an upgrade must not look new.
+type afterMigration struct {
+	*outcome.Requests
+	migrated <-chan struct{}
+}
+
+func (a afterMigration) Handle(ctx context.Context, k delivery.Key, ep *heraldv1.WebhookEndpoint) (bool, error) {
+	select {
+	case <-a.migrated:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	return a.Requests.Handle(ctx, k, ep)
 }

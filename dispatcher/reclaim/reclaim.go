@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -69,14 +70,18 @@ type Options struct {
 }
 
 // Reclaimer purges the data of deleted endpoints.
-type Reclaimer struct{ opts Options }
+type Reclaimer struct {
+	opts     Options
+	migrated chan struct{}
+	once     sync.Once
+}
 
 // New returns a Reclaimer; Start sweeps once, Run follows retirements and sweeps.
 func New(o Options) *Reclaimer {
 	if o.Interval <= 0 {
 		o.Interval = 10 * time.Minute
 	}
-	return &Reclaimer{opts: o}
+	return &Reclaimer{opts: o, migrated: make(chan struct{})}
 }
 
 // sweepLease is held by the replica sweeping; sweepTTL is how long it outlives its last
@@ -85,34 +90,35 @@ const sweepTTL = time.Minute
 
 var sweepLease = queue.LeaseKey("reclaim")
 
-// Start runs the start-up sweep: the data of endpoints deleted while no dispatcher ran
-// goes, and what a release before UIDs stored moves to the endpoints of its names, before
-// ingest opens (so an ordered endpoint's moved deliveries come before new ones). It waits
-// for another replica's sweep to end, at most about two lease periods. Its failures are
-// logged, not returned: the next sweep takes them up, and deliveries need not wait.
-func (r *Reclaimer) Start(ctx context.Context) {
-	deadline := time.Now().Add(2 * sweepTTL)
-	for {
-		ok, err := r.opts.Store.Lease(ctx, sweepLease, r.opts.Instance, sweepTTL)
-		if err != nil {
-			r.opts.Log.Error(err, "the start-up sweep of deleted endpoints' data is skipped; the next one takes it up")
-			return
-		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			r.opts.Log.Info("another replica sweeps the store for deleted endpoints' data; going on without waiting for it")
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
+// Start runs the start-up sweep around prime (which makes the engine know every
+// endpoint): what a release before UIDs stored moves to the endpoints of its names
+// before prime, so that nothing acts on an endpoint before its state is where this
+// release reads it (a replay annotation handled before the upgrade stays handled); the
+// data of endpoints deleted while no dispatcher ran goes after prime, before ingest
+// opens. It waits for another replica's sweep to end, at most about two lease periods.
+// Its own failures are logged, not returned (the next sweep takes them up; deliveries
+// need not wait); prime's are returned.
+func (r *Reclaimer) Start(ctx context.Context, prime func(context.Context) error) error {
+	release, leased := r.hold(ctx, 2*sweepTTL)
+	if leased {
+		defer release()
+		r.migrate(ctx)
+	}
+	r.once.Do(func() { close(r.migrated) })
+	if err := prime(ctx); err != nil {
+		return err
+	}
+	if leased {
+		if err := r.sweep(ctx); err != nil {
+			r.opts.Log.Error(err, "sweeping the store for deleted endpoints' data; sweeping again in a while")
 		}
 	}
-	r.sweepLeased(ctx, true)
+	return nil
 }
+
+// Migrated is closed once the start-up migration is done (or skipped): until then
+// nothing should act on an endpoint's shared state.
+func (r *Reclaimer) Migrated() <-chan struct{} { return r.migrated }
 
 // Run follows the endpoints the engine retires and sweeps every Interval, until ctx
 // ends.
@@ -126,16 +132,63 @@ func (r *Reclaimer) Run(ctx context.Context) error {
 		case ep := <-r.opts.Retired:
 			r.retired(ctx, ep)
 		case <-tick.C:
-			ok, err := r.opts.Store.Lease(ctx, sweepLease, r.opts.Instance, sweepTTL)
-			if err != nil {
-				r.opts.Log.Error(err, "taking the sweep lease; sweeping next time")
-				continue
-			}
-			if ok {
-				r.sweepLeased(ctx, false)
+			if release, ok := r.hold(ctx, 0); ok {
+				if err := r.Sweep(ctx); err != nil {
+					r.opts.Log.Error(err, "sweeping the store for deleted endpoints' data; sweeping again in a while")
+				}
+				release()
 			}
 		}
 	}
+}
+
+// hold takes the sweep lease, waiting for it at most wait, and keeps it renewed until
+// release.
+func (r *Reclaimer) hold(ctx context.Context, wait time.Duration) (release func(), ok bool) {
+	deadline := time.Now().Add(wait)
+	for {
+		got, err := r.opts.Store.Lease(ctx, sweepLease, r.opts.Instance, sweepTTL)
+		if err != nil {
+			r.opts.Log.Error(err, "taking the sweep lease; the sweep waits for the next one")
+			return nil, false
+		}
+		if got {
+			break
+		}
+		if time.Now().After(deadline) {
+			if wait > 0 {
+				r.opts.Log.Info("another replica sweeps the store for deleted endpoints' data; going on without waiting for it")
+			}
+			return nil, false
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-time.After(time.Second):
+		}
+	}
+	lctx, stop := context.WithCancel(ctx)
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		tick := time.NewTicker(sweepTTL / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-tick.C:
+				_, _ = r.opts.Store.Lease(lctx, sweepLease, r.opts.Instance, sweepTTL)
+			}
+		}
+	}()
+	return func() {
+		stop()
+		<-renewed
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = r.opts.Store.ReleaseLease(rctx, sweepLease, r.opts.Instance)
+	}, true
 }
 
 // retired reclaims the data of an endpoint the engine retired, once across replicas.
@@ -156,51 +209,30 @@ func (r *Reclaimer) retired(ctx context.Context, ep queue.Endpoint) {
 	}
 }
 
-// sweepLeased sweeps while holding the lease, renewing it, and releases it after.
-func (r *Reclaimer) sweepLeased(ctx context.Context, migrate bool) {
-	lctx, stop := context.WithCancel(ctx)
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		tick := time.NewTicker(sweepTTL / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-lctx.Done():
-				return
-			case <-tick.C:
-				_, _ = r.opts.Store.Lease(lctx, sweepLease, r.opts.Instance, sweepTTL)
-			}
-		}
-	}()
-	defer func() {
-		stop()
-		<-renewed
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = r.opts.Store.ReleaseLease(rctx, sweepLease, r.opts.Instance)
-	}()
-	if err := r.Sweep(ctx, migrate); err != nil {
-		r.opts.Log.Error(err, "sweeping the store for deleted endpoints' data; sweeping again in a while")
+// Sweep moves what a release before UIDs stored (left by an older replica still
+// running during a rolling upgrade, say) and purges what the store holds of endpoints
+// that no longer exist. It is idempotent; Start and Run call it under the sweep lease.
+func (r *Reclaimer) Sweep(ctx context.Context) error {
+	r.migrate(ctx)
+	return r.sweep(ctx)
+}
+
+func (r *Reclaimer) migrate(ctx context.Context) {
+	rep, err := r.opts.Store.MigrateLegacy(ctx, r.legacyOwner)
+	if !rep.Empty() {
+		r.opts.Log.Info("records stored before endpoints were keyed by UID moved to the endpoints of their names",
+			"moved", rep.Moved, "dropped (no such endpoint now, or older than it)", rep.Dropped, "left (namespace not served)", rep.Left)
+	}
+	if err != nil {
+		r.opts.Log.Error(err, "moving records stored before endpoints were keyed by UID; the next sweep goes on")
 	}
 }
 
-// Sweep purges what the store holds of endpoints that no longer exist, and, with
-// migrate, first moves what a release before UIDs stored. It is idempotent; Start and
-// Run call it under the sweep lease.
-func (r *Reclaimer) Sweep(ctx context.Context, migrate bool) error {
+func (r *Reclaimer) sweep(ctx context.Context) error {
 	var errs []error
-	if migrate {
-		rep, err := r.opts.Store.MigrateLegacy(ctx, r.legacyOwner)
-		if !rep.Empty() {
-			r.opts.Log.Info("records stored before endpoints were keyed by UID moved to the endpoints of their names",
-				"moved", rep.Moved, "dropped (no such endpoint now, or older than it)", rep.Dropped, "left (namespace not served)", rep.Left)
-		}
-		errs = append(errs, err)
-	}
 	stored, err := r.opts.Store.StoredEndpoints(ctx)
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		return err
 	}
 	purged := 0
 	for ep := range stored {
