@@ -13,7 +13,10 @@
 //
 // Beside the route: watch turns WebhookEndpoints (judged by internal/resolve, as the
 // manager judges them) and WebhookSubscriptions into the engine's and the router's
-// configuration; admin is the endpoint API (dead letters, replay, re-enable); metrics
-// observes the route. app assembles them: NewPipeline is the route itself, shared by
+// configuration; admin is the endpoint API (dead letters, replay, re-enable); replay
+// re-sends stored deliveries by selection, one replay per endpoint; reclaim purges
+// what deleted endpoints left in the store (every record there is keyed by the
+// WebhookEndpoint's UID, so none reaches an endpoint created later under the name);
+// metrics observes the route. app assembles them: NewPipeline is the route itself, shared by
 // `herald dispatcher` and the benchmark, and Run adds the Kubernetes side.
 package dispatcher
