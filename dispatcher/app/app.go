@@ -211,6 +211,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 
 	reclaimer := reclaim.New(reclaim.Options{
 		Store: store, Cached: engine.Lookup, Reader: mgr.GetAPIReader(), Namespaces: o.WatchNamespaces,
+		Known: func() []queue.Endpoint {
+			known := engine.Endpoints()
+			out := make([]queue.Endpoint, 0, len(known))
+			for k := range known {
+				out = append(out, k)
+			}
+			return out
+		},
 		Retired: retired, Instance: instance, Log: log.WithName("reclaim"),
 	})
 	if err := mgr.Add(manager.RunnableFunc(reclaimer.Run)); err != nil {

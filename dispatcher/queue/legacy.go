@@ -81,7 +81,8 @@ func (a ownerAnswer) fenced(t time.Time) bool {
 // no endpoint now is dropped. A record is moved by publishing it under the new key and
 // then purging the old one, so a migration cut short is taken up by the next; two at
 // once (two replicas) store a pending delivery once (same message id within the
-// duplicate window). It is cheap when there is nothing to move: one request per stream.
+// duplicate window; the reclaimer migrates under its lease anyway). It is cheap when
+// there is nothing to move: one request per stream.
 func (s *Store) MigrateLegacy(ctx context.Context, owner LegacyOwner) (LegacyReport, error) {
 	rep := LegacyReport{Moved: map[string]int{}, Dropped: map[string]int{}, Left: map[string]int{}}
 	o := &owners{ask: owner, m: map[[2]string]ownerAnswer{}}
@@ -272,14 +273,12 @@ func (s *Store) migrateStream(ctx context.Context, o *owners, rep *LegacyReport,
 		for k, v := range msg.Headers() {
 			h[k] = v
 		}
-		delete(h, nats.MsgIdHdr)
 		if h.Get(hdrEndpoint) != "" {
 			h[hdrEndpointUID] = []string{a.ep.UID}
 		}
-		if st == s.deadLetters {
-			// A dead letter is stored once whichever replica moves it.
-			h[nats.MsgIdHdr] = []string{fmt.Sprintf("migrate/%d", seq)}
-		}
+		// Two replicas moving at once (the reclaimer moves under a lease, so only if
+		// one lost it) store a record once: within the stream's duplicate window.
+		h[nats.MsgIdHdr] = []string{fmt.Sprintf("migrate/%d", seq)}
 		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: subject, Header: h, Data: msg.Data()})
 		if err != nil {
 			return false, err

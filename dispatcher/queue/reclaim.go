@@ -194,6 +194,35 @@ func (s *Store) StoredEndpoints(ctx context.Context) (map[Endpoint]bool, error) 
 	return out, nil
 }
 
+// ConsumerEndpoints lists the endpoints that have a consumer of the delivery stream,
+// but for those whose UID live reports (the endpoints this replica knows): an ordered
+// endpoint's consumer stays when idle, and one made again after its endpoint's purge,
+// by a replica that had not yet seen the deletion, would stay for ever.
+func (s *Store) ConsumerEndpoints(ctx context.Context, live func(uid string) bool) ([]Endpoint, error) {
+	names := s.deliveries.ConsumerNames(ctx)
+	var others []string
+	for n := range names.Name() {
+		if uid, ok := strings.CutPrefix(n, "ep_"); ok && uidShaped.MatchString(uid) && !live(uid) {
+			others = append(others, n)
+		}
+	}
+	if err := names.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
+		return nil, fmt.Errorf("listing consumers: %w", s.storeError(err))
+	}
+	var out []Endpoint
+	for _, n := range others {
+		c, err := s.deliveries.Consumer(ctx, n)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		t := strings.Split(strings.TrimPrefix(c.CachedInfo().Config.FilterSubject, deliverySubjectPrefix), ".")
+		if len(t) == 3 {
+			out = append(out, endpointOfTokens(t[0], t[1], t[2]))
+		}
+	}
+	return out, nil
+}
+
 // DropOldTombstones removes the tombstones of purges finished more than tombstoneTTL
 // ago.
 func (s *Store) DropOldTombstones(ctx context.Context) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,6 +151,23 @@ func TestReclaim_PurgesEveryRecordOfTheDeletedObjectOnceAndNothingOfItsSuccessor
 	}
 	if stored[old] || !stored[successor] || !stored[neighbour] {
 		t.Errorf("stored endpoints = %v, want the successor and the neighbour, not the deleted one", stored)
+	}
+	// A replica that had not yet seen the deletion makes the ordered endpoint's consumer
+	// again after the purge: the sweep finds the endpoint by it, and purges it.
+	again, err := b.Consume(ctx, old, queue.ConsumerOptions{Ordered: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Stop()
+	live := func(uid string) bool { return uid == successor.UID || uid == neighbour.UID }
+	if found, err := a.ConsumerEndpoints(ctx, live); err != nil || !slices.Contains(found, old) {
+		t.Errorf("endpoints with a consumer but no live object = %v (%v), want the deleted one", found, err)
+	}
+	if err := a.Purge(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if found, err := a.ConsumerEndpoints(ctx, live); err != nil || len(found) != 0 {
+		t.Errorf("after the sweep's purge: %v (%v), want none", found, err)
 	}
 	// The successor's own reads find nothing of the deleted one.
 	n := 0

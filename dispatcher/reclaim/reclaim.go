@@ -42,6 +42,7 @@ type Store interface {
 	Reclaim(ctx context.Context, ep queue.Endpoint, by string) (bool, error)
 	Purge(ctx context.Context, ep queue.Endpoint) error
 	StoredEndpoints(ctx context.Context) (map[queue.Endpoint]bool, error)
+	ConsumerEndpoints(ctx context.Context, live func(uid string) bool) ([]queue.Endpoint, error)
 	DropOldTombstones(ctx context.Context) error
 	MigrateLegacy(ctx context.Context, owner queue.LegacyOwner) (queue.LegacyReport, error)
 	Lease(ctx context.Context, key, holder string, ttl time.Duration) (bool, error)
@@ -54,6 +55,8 @@ type Options struct {
 	// Cached returns the endpoint of a name as the informer cache has it: a stored
 	// endpoint it names is alive without asking the API server.
 	Cached func(namespace, name string) (queue.Endpoint, bool)
+	// Known lists the endpoints this replica knows (the engine's).
+	Known func() []queue.Endpoint
 	// Reader reads WebhookEndpoints from the API server itself (the manager's API
 	// reader): the judge of whether an endpoint is gone.
 	Reader client.Reader
@@ -233,6 +236,17 @@ func (r *Reclaimer) sweep(ctx context.Context) error {
 	stored, err := r.opts.Store.StoredEndpoints(ctx)
 	if err != nil {
 		return err
+	}
+	if r.opts.Known != nil {
+		live := map[string]bool{}
+		for _, ep := range r.opts.Known() {
+			live[ep.UID] = true
+		}
+		consumers, err := r.opts.Store.ConsumerEndpoints(ctx, func(uid string) bool { return live[uid] })
+		errs = append(errs, err)
+		for _, ep := range consumers {
+			stored[ep] = true
+		}
 	}
 	purged := 0
 	for ep := range stored {
