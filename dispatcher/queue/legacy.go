@@ -80,9 +80,9 @@ func (a ownerAnswer) fenced(t time.Time) bool {
 // dead letters, retained deliveries, attempt records and shared state; what belongs to
 // no endpoint now is dropped. A record is moved by publishing it under the new key and
 // then purging the old one, so a migration cut short is taken up by the next; two at
-// once (two replicas) store a pending delivery once (same message id within the
+// once (two replicas) store each record once (the same message id within the stream's
 // duplicate window; the reclaimer migrates under its lease anyway). It is cheap when
-// there is nothing to move: one request per stream.
+// there is nothing to move: a few requests.
 func (s *Store) MigrateLegacy(ctx context.Context, owner LegacyOwner) (LegacyReport, error) {
 	rep := LegacyReport{Moved: map[string]int{}, Dropped: map[string]int{}, Left: map[string]int{}}
 	o := &owners{ask: owner, m: map[[2]string]ownerAnswer{}}
