@@ -267,6 +267,11 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, replay.ErrBusy):
 		writeError(w, http.StatusConflict, ingest.CodeConflict, "", "%v; see status.replay and replay again when it is done", err)
 		return
+	case err != nil && r.Context().Err() != nil:
+		// The caller gave up waiting; the replay goes on, followed on status.replay.
+		h.opts.Log.Info("the caller of a dead-letter replay stopped waiting; the replay goes on", "endpoint", k.String(), "replay", st.ID)
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "replay %s goes on in the background; see status.replay", st.ID)
+		return
 	case err != nil:
 		h.opts.Log.Error(err, "replaying dead letters", "endpoint", k.String())
 		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the replay could not start; retry")

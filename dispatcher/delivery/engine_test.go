@@ -845,3 +845,68 @@ func TestAccept_BatchMixingSeenAndNewIDsDeduplicatesEach(t *testing.T) {
 		t.Fatalf("receiver got %d requests, want 4 (2 old + 2 new)", n)
 	}
 }
+
+// TestEngine_AnEndpointCreatedAgainUnderItsNameGetsNoneOfTheOldOnesDeliveries: the
+// engine holds one endpoint object per name. When the object of a name changes (deleted
+// and created again before the watch looked), the old object's runner is retired and
+// reported, and the new one, pointing elsewhere, is handed none of the old one's
+// deliveries: they stay stored under the old UID for the reclaimer.
+func TestEngine_AnEndpointCreatedAgainUnderItsNameGetsNoneOfTheOldOnesDeliveries(t *testing.T) {
+	var mu sync.Mutex
+	var retired []delivery.Key
+	h := newHarness(t, "", func(o *delivery.Options) {
+		o.Retired = func(k delivery.Key) {
+			mu.Lock()
+			defer mu.Unlock()
+			retired = append(retired, k)
+		}
+	})
+	rc := newReceiver(t, nil)
+	// The old object holds its deliveries (suspended): they wait in the store.
+	h.endpoint("billing", rc.URL, endpointOpts{hold: heraldv1.ReasonSuspended})
+	h.publish(ingest.Event{ID: "evt_old_1", Type: "a"}, ingest.Event{ID: "evt_old_2", Type: "a"})
+	h.settled("billing", 2)
+	old := key("billing")
+
+	// The new object of the name flows, to the same receiver.
+	renewed := delivery.Key{Namespace: ns, Name: "billing", UID: "uid-billing-2"}
+	target := sender.New(sender.Config{URL: rc.URL, Signer: mustSigner(t), Timeout: 2 * time.Second, Policy: loopback})
+	h.engine.Upsert(renewed, delivery.EndpointConfig{Target: target, Settings: resolve.Settings{Schedule: []time.Duration{time.Second}}})
+	mu.Lock()
+	if len(retired) != 1 || retired[0] != old {
+		t.Errorf("retired = %v, want the old object %v", retired, old)
+	}
+	mu.Unlock()
+	if k, ok := h.engine.Lookup(ns, "billing"); !ok || k != renewed {
+		t.Fatalf("Lookup = %v %v, want the new object", k, ok)
+	}
+	h.publish(ingest.Event{ID: "evt_new", Type: "a"})
+	rc.waitFor(t, 1, 10*time.Second)
+	// Long enough for the new runner to have taken anything it could.
+	time.Sleep(time.Second)
+	got := rc.got()
+	if len(got) != 1 || got[0].header.Get("webhook-id") != "evt_new" {
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.header.Get("webhook-id"))
+		}
+		t.Errorf("the receiver got %v, want only evt_new", ids)
+	}
+	if n, err := h.store.PendingDeliveries(context.Background(), old); err != nil || n != 2 {
+		t.Errorf("the old object's deliveries: %d (%v), want the 2 still stored for the reclaimer", n, err)
+	}
+	// Removing the name with the old UID does nothing to the new object.
+	h.engine.Remove(old)
+	if _, ok := h.engine.Config(renewed); !ok {
+		t.Error("removing the old object removed the new one")
+	}
+}
+
+func mustSigner(t *testing.T) *signer.Signer {
+	t.Helper()
+	sg, err := signer.New(heraldv1.SignatureStandardWebhooks, "X-Herald", []byte(secret), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sg
+}

@@ -261,9 +261,9 @@ func (r *Replayer) Start(ctx context.Context, k delivery.Key, req Request) (int6
 	return run.st.Selected, nil
 }
 
-// Run is Start waiting for the replay to end, within ctx: the endpoint API's dead-letter
-// replay answers with what was re-sent. A ctx that ends first stops the replay where it
-// got to, as a shutdown would.
+// Run is Start waiting for the replay to end: the endpoint API's dead-letter replay
+// answers with what was re-sent. Should ctx end first (the caller gave up), the replay
+// goes on in the background, followed on status.replay, and Run returns ctx's error.
 func (r *Replayer) Run(ctx context.Context, k delivery.Key, req Request) (heraldv1.ReplayStatus, error) {
 	run, err := r.begin(ctx, k, req)
 	if err != nil {
@@ -272,13 +272,14 @@ func (r *Replayer) Run(ctx context.Context, k delivery.Key, req Request) (herald
 	if run == nil {
 		return heraldv1.ReplayStatus{ID: req.ID, Selection: req.Selection.String(), State: heraldv1.ReplayComplete}, nil
 	}
-	r.wg.Add(1)
-	defer r.wg.Done()
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// Stop ends it as it ends the replays in the background.
-	defer context.AfterFunc(r.ctx, cancel)()
-	return r.run(rctx, run), nil
+	done := make(chan heraldv1.ReplayStatus, 1)
+	r.wg.Go(func() { done <- r.run(r.ctx, run) })
+	select {
+	case st := <-done:
+		return st, nil
+	case <-ctx.Done():
+		return run.st, fmt.Errorf("replay %s goes on in the background: %w", req.ID, ctx.Err())
+	}
 }
 
 // begin validates, takes the endpoint's lease, selects and reports the start; it
@@ -407,7 +408,7 @@ func (r *Replayer) run(ctx context.Context, run *running) heraldv1.ReplayStatus 
 	st.State, st.CompletionTime = heraldv1.ReplayComplete, ptr(metaNow(r.opts.Now()))
 	switch {
 	case ctx.Err() != nil:
-		st.State, st.Message = heraldv1.ReplayFailed, fmt.Sprintf("stopped after %d re-sent (the dispatcher stopped, or the caller went away); start the replay again for the rest", st.Resent)
+		st.State, st.Message = heraldv1.ReplayFailed, fmt.Sprintf("the dispatcher stopped after %d re-sent; start the replay again for the rest", st.Resent)
 	case failure != nil:
 		st.State, st.Message = heraldv1.ReplayFailed, fmt.Sprintf("stopped after %d re-sent: %v", st.Resent, failure)
 	case gone > 0:
