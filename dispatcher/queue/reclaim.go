@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -32,31 +33,55 @@ type registry struct{ m sync.Map }
 
 // Register records, before anything is stored for ep, that the store may hold its data.
 func (s *Store) Register(ctx context.Context, ep Endpoint) error {
-	if _, ok := s.registered.m.Load(ep); ok {
-		return nil
+	return s.register(ctx, []Endpoint{ep})
+}
+
+// register records endpoints this process has not registered yet, pipelined: a batch of
+// events for many new endpoints costs one round trip. A registration is a plain put
+// (its value, when it was written, is for people): writing it twice is harmless.
+func (s *Store) register(ctx context.Context, eps []Endpoint) error {
+	var futures []jetstream.PubAckFuture
+	var fresh []Endpoint
+	seen := make(map[Endpoint]bool, len(eps))
+	for _, ep := range eps {
+		if _, ok := s.registered.m.Load(ep); ok || seen[ep] {
+			continue
+		}
+		seen[ep] = true
+		if ep.UID == "" || strings.ContainsAny(ep.UID, ".*> ") {
+			return fmt.Errorf("endpoint %s has no usable UID (%q)", ep, ep.UID)
+		}
+		at, _ := time.Now().UTC().MarshalText()
+		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: stateSubjectPrefix + EndpointKey(registryKind, ep), Data: at})
+		if err != nil {
+			return fmt.Errorf("registering endpoint %s: %w", ep, s.storeError(err))
+		}
+		futures, fresh = append(futures, f), append(fresh, ep)
 	}
-	if ep.UID == "" || strings.ContainsAny(ep.UID, ".*> ") {
-		return fmt.Errorf("endpoint %s has no usable UID (%q)", ep, ep.UID)
+	if err := wait(ctx, futures); err != nil {
+		return fmt.Errorf("registering endpoints: %w", s.storeError(err))
 	}
-	at, _ := time.Now().UTC().MarshalText()
-	if _, err := s.state.Create(ctx, EndpointKey(registryKind, ep), at); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("registering endpoint %s: %w", ep, s.storeError(err))
+	for _, ep := range fresh {
+		s.registered.m.Store(ep, struct{}{})
 	}
-	s.registered.m.Store(ep, struct{}{})
 	return nil
 }
 
 func (s *Store) registerAll(ctx context.Context, deliveries []Delivery) error {
+	var eps []Endpoint
 	var last Endpoint
 	for i := range deliveries {
 		if ep := deliveries[i].Ref(); ep != last {
-			if err := s.Register(ctx, ep); err != nil {
-				return err
+			if _, ok := s.registered.m.Load(ep); !ok {
+				eps = append(eps, ep)
 			}
 			last = ep
 		}
 	}
-	return nil
+	if len(eps) == 0 {
+		return nil
+	}
+	return s.register(ctx, eps)
 }
 
 // Forget drops this process's memory of having registered ep: its endpoint is gone, and
