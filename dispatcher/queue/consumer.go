@@ -200,7 +200,7 @@ func (c *Consumer) Next() (*Pending, error) {
 			}
 			return nil, fmt.Errorf("fetching deliveries: %w", err)
 		}
-		d, err := parseDelivery(msg.Headers(), msg.Data())
+		d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
 		if err != nil {
 			// Not ours (someone published into Herald's subjects by hand). Terminate it
 			// rather than redeliver it forever.
@@ -305,7 +305,7 @@ func (s *Store) FetchHeld(ctx context.Context, ep Endpoint, n int, opts Consumer
 	}
 	var out []*Pending
 	for msg := range batch.Messages() {
-		d, err := parseDelivery(msg.Headers(), msg.Data())
+		d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
 		if err != nil {
 			_ = msg.TermWithReason(err.Error())
 			continue

@@ -76,7 +76,7 @@ func (s *Store) DeadLetters(ctx context.Context, ep Endpoint, fn func(*DeadLette
 			if err != nil {
 				continue
 			}
-			dl, err := parseDeadLetter(md.Sequence.Stream, msg.Headers(), msg.Data())
+			dl, err := parseDeadLetter(md.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
 			if err != nil {
 				continue
 			}

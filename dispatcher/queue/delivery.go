@@ -27,7 +27,6 @@ const (
 	hdrDeliveryID  = "Herald-Delivery-Id"
 	hdrNamespace   = "Herald-Namespace"
 	hdrEndpoint    = "Herald-Endpoint"
-	hdrEndpointUID = "Herald-Endpoint-Uid"
 	hdrAttempt     = "Herald-Attempt"
 	hdrNotBefore   = "Herald-Not-Before"
 	hdrAcceptedAt  = "Herald-Accepted-At"
@@ -44,7 +43,8 @@ const (
 type Delivery struct {
 	Namespace string
 	Endpoint  string
-	// EndpointUID is the UID of the WebhookEndpoint object the delivery belongs to.
+	// EndpointUID is the UID of the WebhookEndpoint object the delivery belongs to. It
+	// is stored in the subject (see Endpoint), not in a header.
 	EndpointUID string
 
 	EventID     string
@@ -106,7 +106,7 @@ func (d *Delivery) msgID() string {
 }
 
 func (d *Delivery) toMsg(subject string) *nats.Msg {
-	h := make(nats.Header, 13)
+	h := make(nats.Header, 12)
 	h[hdrEventID] = []string{d.EventID}
 	h[hdrEventType] = []string{d.EventType}
 	if d.EventSource != "" {
@@ -125,7 +125,6 @@ func (d *Delivery) toMsg(subject string) *nats.Msg {
 	h[hdrDeliveryID] = []string{d.DeliveryID}
 	h[hdrNamespace] = []string{d.Namespace}
 	h[hdrEndpoint] = []string{d.Endpoint}
-	h[hdrEndpointUID] = []string{d.EndpointUID}
 	h[hdrAttempt] = []string{strconv.Itoa(d.Attempt)}
 	if !d.NotBefore.IsZero() {
 		// Microseconds: milliseconds would truncate a wait by up to 1ms, and a retry could
@@ -151,11 +150,13 @@ func first(h nats.Header, key string) string {
 
 var errNotADelivery = errors.New("message is not a Herald delivery")
 
-func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
+// parseDelivery reads a delivery stored on subject (whose last token is its endpoint's
+// UID; none in the layout before UIDs).
+func parseDelivery(subject string, h nats.Header, data []byte) (Delivery, error) {
 	d := Delivery{
 		Namespace:     first(h, hdrNamespace),
 		Endpoint:      first(h, hdrEndpoint),
-		EndpointUID:   first(h, hdrEndpointUID),
+		EndpointUID:   subjectUID(subject),
 		EventID:       first(h, hdrEventID),
 		EventType:     first(h, hdrEventType),
 		EventSource:   first(h, hdrEventSource),
@@ -208,8 +209,8 @@ func (dl *DeadLetter) toMsg() *nats.Msg {
 	return m
 }
 
-func parseDeadLetter(seq uint64, h nats.Header, data []byte) (DeadLetter, error) {
-	d, err := parseDelivery(h, data)
+func parseDeadLetter(seq uint64, subject string, h nats.Header, data []byte) (DeadLetter, error) {
+	d, err := parseDelivery(subject, h, data)
 	if err != nil {
 		return DeadLetter{}, err
 	}

@@ -62,3 +62,19 @@ func consumerName(e Endpoint) string { return "ep_" + e.UID }
 func (d *Delivery) Ref() Endpoint {
 	return Endpoint{Namespace: d.Namespace, Name: d.Endpoint, UID: d.EndpointUID}
 }
+
+// subjectUID reads the endpoint UID from a delivery or dead-letter subject
+// (herald.dlv.<ns>.<name>.<uid>) or a history subject
+// (herald.done.<ns>.<name>.<uid>.<bucket>) without allocating; "" for a subject of the
+// layout before UIDs, one token shorter.
+func subjectUID(subject string) string {
+	if strings.HasPrefix(subject, deliveredSubjectPrefix) || strings.HasPrefix(subject, attemptSubjectPrefix) {
+		if strings.Count(subject, ".") != 5 {
+			return ""
+		}
+		subject = subject[:strings.LastIndexByte(subject, '.')]
+	} else if strings.Count(subject, ".") != 4 {
+		return ""
+	}
+	return subject[strings.LastIndexByte(subject, '.')+1:]
+}

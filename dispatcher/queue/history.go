@@ -285,7 +285,7 @@ func (s *Store) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRe
 func (s *Store) Delivered(ctx context.Context, q HistoryQuery, fn func(*Retained) bool) error {
 	return s.scan(ctx, DeliveredStream, historySubjects(deliveredSubjectPrefix, q), q.Since,
 		func(seq uint64, msg jetstream.Msg) (bool, error) {
-			d, err := parseDelivery(msg.Headers(), msg.Data())
+			d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
 			if err != nil || (q.EventID != "" && d.EventID != q.EventID) {
 				return true, nil
 			}

@@ -136,7 +136,7 @@ func (s *Store) migratePending(ctx context.Context, o *owners, rep *LegacyReport
 			continue
 		}
 		last[m.Subject] = m.Sequence
-		d, err := parseDelivery(m.Header, m.Data)
+		d, err := parseDelivery(m.Subject, m.Header, m.Data)
 		if err != nil || a.fenced(m.Time) {
 			rep.add(rep.Dropped, kind)
 			continue
@@ -272,9 +272,6 @@ func (s *Store) migrateStream(ctx context.Context, o *owners, rep *LegacyReport,
 		h := nats.Header{}
 		for k, v := range msg.Headers() {
 			h[k] = v
-		}
-		if h.Get(hdrEndpoint) != "" {
-			h[hdrEndpointUID] = []string{a.ep.UID}
 		}
 		// Two replicas moving at once (the reclaimer moves under a lease, so only if
 		// one lost it) store a record once: within the stream's duplicate window.

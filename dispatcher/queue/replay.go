@@ -100,7 +100,7 @@ func (s *Store) Resend(ctx context.Context, it ReplayItem, replayID string) erro
 	if err != nil {
 		return fmt.Errorf("reading %s %d: %w", it.From, it.Sequence, s.storeError(err))
 	}
-	d, err := parseDelivery(raw.Header, raw.Data)
+	d, err := parseDelivery(raw.Subject, raw.Header, raw.Data)
 	if err != nil {
 		return fmt.Errorf("reading %s %d: %w", it.From, it.Sequence, err)
 	}
