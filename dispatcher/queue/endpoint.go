@@ -48,11 +48,16 @@ func endpointOfTokens(ns, name, uid string) Endpoint {
 	return Endpoint{Namespace: ns, Name: nameOfToken(name), UID: uid}
 }
 
-// DeliverySubject is the subject holding the deliveries of one endpoint.
-func DeliverySubject(e Endpoint) string { return deliverySubjectPrefix + e.tokens() }
+// DeliverySubject is the subject holding the deliveries of one endpoint (one
+// concatenation: it is made for every delivery stored).
+func DeliverySubject(e Endpoint) string {
+	return deliverySubjectPrefix + e.Namespace + "." + subjectToken(e.Name) + "." + e.UID
+}
 
 // DeadLetterSubject is the subject holding the dead letters of one endpoint.
-func DeadLetterSubject(e Endpoint) string { return deadLetterSubjectPrefix + e.tokens() }
+func DeadLetterSubject(e Endpoint) string {
+	return deadLetterSubjectPrefix + e.Namespace + "." + subjectToken(e.Name) + "." + e.UID
+}
 
 // consumerName is the durable consumer of one endpoint. A UID is unique, short and
 // made of characters a consumer name may hold.

@@ -63,7 +63,7 @@ func historySubjects(prefix string, q HistoryQuery) []string {
 
 // historySubject is the subject a record of an event at an endpoint is written to.
 func historySubject(prefix string, ep Endpoint, eventID string) string {
-	return prefix + ep.tokens() + "." + eventBucket(eventID)
+	return prefix + ep.Namespace + "." + subjectToken(ep.Name) + "." + ep.UID + "." + eventBucket(eventID)
 }
 
 // historyEndpoint reads the endpoint a history record belongs to from its subject

@@ -28,8 +28,36 @@ const (
 )
 
 // registry remembers the endpoints this process registered, so that registering costs a
-// map lookup per delivery after the first.
-type registry struct{ m sync.Map }
+// map lookup per delivery after the first (a typed map: a sync.Map would box the key,
+// an allocation per delivery).
+type registry struct {
+	mu sync.RWMutex
+	m  map[Endpoint]struct{}
+}
+
+func (r *registry) has(ep Endpoint) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.m[ep]
+	return ok
+}
+
+func (r *registry) add(eps ...Endpoint) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[Endpoint]struct{}{}
+	}
+	for _, ep := range eps {
+		r.m[ep] = struct{}{}
+	}
+}
+
+func (r *registry) drop(ep Endpoint) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, ep)
+}
 
 // Register records, before anything is stored for ep, that the store may hold its data.
 func (s *Store) Register(ctx context.Context, ep Endpoint) error {
@@ -44,7 +72,7 @@ func (s *Store) register(ctx context.Context, eps []Endpoint) error {
 	var fresh []Endpoint
 	seen := make(map[Endpoint]bool, len(eps))
 	for _, ep := range eps {
-		if _, ok := s.registered.m.Load(ep); ok || seen[ep] {
+		if s.registered.has(ep) || seen[ep] {
 			continue
 		}
 		seen[ep] = true
@@ -61,9 +89,7 @@ func (s *Store) register(ctx context.Context, eps []Endpoint) error {
 	if err := wait(ctx, futures); err != nil {
 		return fmt.Errorf("registering endpoints: %w", s.storeError(err))
 	}
-	for _, ep := range fresh {
-		s.registered.m.Store(ep, struct{}{})
-	}
+	s.registered.add(fresh...)
 	return nil
 }
 
@@ -72,7 +98,7 @@ func (s *Store) registerAll(ctx context.Context, deliveries []Delivery) error {
 	var last Endpoint
 	for i := range deliveries {
 		if ep := deliveries[i].Ref(); ep != last {
-			if _, ok := s.registered.m.Load(ep); !ok {
+			if !s.registered.has(ep) {
 				eps = append(eps, ep)
 			}
 			last = ep
@@ -86,7 +112,7 @@ func (s *Store) registerAll(ctx context.Context, deliveries []Delivery) error {
 
 // Forget drops this process's memory of having registered ep: its endpoint is gone, and
 // anything stored for it after the purge must register it again to be found.
-func (s *Store) Forget(ep Endpoint) { s.registered.m.Delete(ep) }
+func (s *Store) Forget(ep Endpoint) { s.registered.drop(ep) }
 
 // Purge removes everything stored for ep: its consumer, pending deliveries, dead
 // letters, retained deliveries, attempt records and its keys in the state bucket (its
