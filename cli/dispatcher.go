@@ -17,6 +17,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/tracing"
 )
@@ -91,7 +92,7 @@ a flag given on the command line wins.`,
 	fs.Int64Var(&o.store.RetainDeliveredMaxBytes, "retain-delivered-max-bytes", 256<<20, "bytes of delivered events kept for replay at most, the oldest going first")
 	fs.BoolVar(&o.attemptLog, "attempt-log", true, "record every attempt (status, duration, response headers subset, first 4 KiB of the response body) in the store")
 	fs.DurationVar(&o.operationalInterval, "operational-events-interval", time.Minute, "aggregation interval of Herald's operational events: dead letters of an endpoint after the first are sent together once per interval, and herald.endpoint.recovered at most once per interval")
-	fs.Float64Var(&o.replayRate, "replay-rate", 0, "re-sends per second of one replay by selection at most; 0 for as fast as the store takes them (each endpoint's own limits still pace the deliveries)")
+	fs.Float64Var(&o.replayRate, "replay-rate", replay.DefaultRate, "re-sends per second of one replay at most: a fraction of what one endpoint delivers with its default 8 requests in flight, so live events keep flowing beside a replay; 0 for no bound but the store's (each endpoint's own limits still pace the deliveries)")
 	fs.DurationVar(&o.store.AttemptLogMaxAge, "attempt-log-max-age", 7*24*time.Hour, "how long attempt records are kept")
 	fs.Int64Var(&o.store.AttemptLogMaxBytes, "attempt-log-max-bytes", 128<<20, "bytes of attempt records kept at most, the oldest going first")
 	fs.Int64Var(&o.store.DeadLetterMaxBytes, "dead-letter-max-bytes", 0, "bytes of dead letters kept at most, the oldest going first; 0 for no cap but the NATS servers' storage")
@@ -183,7 +184,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		Ingest:              o.ingest,
 		MaxHeld:             o.maxHeld,
 		WithoutAttemptLog:   !o.attemptLog,
-		ReplayRate:          o.replayRate,
+		ReplayRate:          replayRate(o.replayRate),
 		OperationalInterval: o.operationalInterval,
 		MaxHeldAge:          o.maxHeldAge,
 		StatusInterval:      o.statusInterval,
@@ -197,4 +198,13 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		}),
 		Log: log,
 	})
+}
+
+// replayRate turns the flag's 0 (no bound) into the dispatcher's (negative; its 0 is the
+// default).
+func replayRate(flag float64) float64 {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }

@@ -58,7 +58,7 @@ func ingestServer(t *testing.T) (*httptest.Server, *dispatcherIngest) {
 	}
 	t.Cleanup(p.Close)
 	for _, ep := range []string{"billing", "audit"} {
-		p.Engine.Upsert(delivery.Key{Namespace: "shop", Name: ep}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
+		p.Engine.Upsert(delivery.Key{Namespace: "shop", Name: ep, UID: "uid-" + ep}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
 		p.Router.Set("shop", router.Subscription{Name: "to-" + ep, Endpoint: ep, Patterns: []string{"*"}})
 	}
 	srv := httptest.NewServer(p.Ingest)
@@ -75,7 +75,7 @@ func (d *dispatcherIngest) received(ns string) []queue.Delivery {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	held, err := d.p.Store.FetchHeld(context.Background(), ns, "billing", 100, queue.ConsumerOptions{AckWait: time.Minute})
+	held, err := d.p.Store.FetchHeld(context.Background(), queue.Endpoint{Namespace: ns, Name: "billing", UID: "uid-billing"}, 100, queue.ConsumerOptions{AckWait: time.Minute})
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -14,7 +14,11 @@
 //
 // Beside the route: watch turns WebhookEndpoints (judged by internal/resolve, as the
 // manager judges them), WebhookSubscriptions and WebhookEventTypes into the engine's and
-// the router's configuration and the catalog's compiled schemas; admin is the endpoint API (dead letters, replay, re-enable); metrics
-// observes the route. app assembles them: NewPipeline is the route itself, shared by
+// the router's configuration and the catalog's compiled schemas; admin is the endpoint
+// API (dead letters, replay, re-enable, receivers' documents); replay re-sends stored
+// deliveries by selection, one replay per endpoint; reclaim purges what deleted
+// endpoints left in the store (every record there is keyed by the WebhookEndpoint's UID,
+// so none reaches an endpoint created later under the name); metrics observes the
+// route. app assembles them: NewPipeline is the route itself, shared by
 // `herald dispatcher` and the benchmark, and Run adds the Kubernetes side.
 package dispatcher

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/version"
 )
@@ -157,6 +158,7 @@ func DefaultConfig() Config {
 		MemoryLimit:        DefaultMemoryLimit,
 		MaxBodyBytes:       DefaultMaxBodyBytes,
 		TLS:                TLSOff,
+		History:            HistoryConfig{ReplayRate: replay.DefaultRate},
 	}
 }
 
@@ -195,6 +197,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.History.WithoutAttemptLog, "dispatcher-without-attempt-log", false, "do not record attempts in the attempt log")
 	fs.DurationVar(&c.History.AttemptLogMaxAge, "dispatcher-attempt-log-max-age", 7*24*time.Hour, "how long attempt records are kept")
 	fs.Int64Var(&c.History.AttemptLogMaxBytes, "dispatcher-attempt-log-max-bytes", 128<<20, "bytes of attempt records kept at most, the oldest going first")
+	fs.Float64Var(&c.History.ReplayRate, "dispatcher-replay-rate", d.History.ReplayRate, "re-sends per second of one replay at most; 0 for no bound but the store's")
 	fs.BoolVar(&c.SyncAlways, "dispatcher-sync-always", false, "embedded mode: fsync every write before the 202, so a power loss of the node loses nothing (external mode: configure the NATS servers)")
 	fs.Int64Var(&c.MaxBodyBytes, "dispatcher-max-body-bytes", d.MaxBodyBytes, "largest request body the dispatcher's ingest API accepts")
 	fs.IntVar(&c.LogVerbosity, "dispatcher-log-verbosity", 0, "log verbosity of the dispatcher (0 info, 1 debug, 2 trace)")
@@ -226,6 +229,9 @@ func (c Config) Validate() error {
 	}
 	if h := c.History; h.RetainDeliveredMaxAge < 0 || h.RetainDeliveredMaxBytes < 0 || h.AttemptLogMaxAge < 0 || h.AttemptLogMaxBytes < 0 {
 		bad("--dispatcher-retain-delivered-max-age/-bytes and --dispatcher-attempt-log-max-age/-bytes must be 0 (the dispatcher's default) or more")
+	}
+	if c.History.ReplayRate < 0 {
+		bad("--dispatcher-replay-rate must be 0 (no bound) or more, not %g", c.History.ReplayRate)
 	}
 	if c.MaxPendingBytes < 0 || c.DeadLetterMaxBytes < 0 {
 		bad("--dispatcher-max-pending-bytes and --dispatcher-dead-letter-max-bytes must be 0 (no cap but the servers' storage) or more")
@@ -333,6 +339,8 @@ type HistoryConfig struct {
 	WithoutAttemptLog       bool
 	AttemptLogMaxAge        time.Duration
 	AttemptLogMaxBytes      int64
+	// ReplayRate bounds the re-sends per second of one replay (0: no bound).
+	ReplayRate float64
 }
 
 // TLSSecretName is the Secret holding the dispatcher's serving certificate (tls.crt,

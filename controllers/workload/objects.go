@@ -88,6 +88,8 @@ type Settings struct {
 	AttemptLog              bool   `json:"attempt-log,string"`
 	AttemptLogMaxAge        string `json:"attempt-log-max-age,omitempty"`
 	AttemptLogMaxBytes      int64  `json:"attempt-log-max-bytes,omitempty,string"`
+	// ReplayRate is always written: its 0 (no bound) is not the dispatcher's default.
+	ReplayRate float64 `json:"replay-rate,string"`
 
 	AllowPlainHTTP       bool `json:"allow-plain-http,string"`
 	AllowPrivateNetworks bool `json:"allow-private-networks,string"`
@@ -123,6 +125,7 @@ func (c Config) Settings() Settings {
 		RetainDeliveredMaxBytes: c.History.RetainDeliveredMaxBytes,
 		AttemptLog:              !c.History.WithoutAttemptLog,
 		AttemptLogMaxBytes:      c.History.AttemptLogMaxBytes,
+		ReplayRate:              c.History.ReplayRate,
 		AcceptAPIServerAudience: c.AcceptAPIServerAudience,
 		WatchNamespaces:         strings.Join(c.WatchNamespaces, ","),
 	}

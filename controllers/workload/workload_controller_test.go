@@ -596,7 +596,7 @@ func TestSettings_StoreLimitsAndReplicasReachTheDispatcher(t *testing.T) {
 func TestSettings_HistoryBoundsReachTheDispatcher(t *testing.T) {
 	c := workload.DefaultConfig()
 	c.History = workload.HistoryConfig{RetainDeliveredMaxAge: 24 * time.Hour, RetainDeliveredMaxBytes: 1 << 20,
-		WithoutAttemptLog: true, AttemptLogMaxAge: 36 * time.Hour, AttemptLogMaxBytes: 2 << 20}
+		WithoutAttemptLog: true, AttemptLogMaxAge: 36 * time.Hour, AttemptLogMaxBytes: 2 << 20, ReplayRate: 2.5}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -605,14 +605,15 @@ func TestSettings_HistoryBoundsReachTheDispatcher(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := parseSettings(t, string(data))
-	if s.RetainDeliveredMaxAge != "24h0m0s" || s.RetainDeliveredMaxBytes != 1<<20 || s.AttemptLog || s.AttemptLogMaxAge != "36h0m0s" || s.AttemptLogMaxBytes != 2<<20 {
+	if s.RetainDeliveredMaxAge != "24h0m0s" || s.RetainDeliveredMaxBytes != 1<<20 || s.AttemptLog || s.AttemptLogMaxAge != "36h0m0s" || s.AttemptLogMaxBytes != 2<<20 ||
+		s.ReplayRate != 2.5 {
 		t.Errorf("dispatcher.yaml = %s", data)
 	}
 	assertDispatcherAccepts(t, string(data))
 
 	data, _ = yaml.Marshal(workload.DefaultConfig().Settings())
-	if s := parseSettings(t, string(data)); !s.AttemptLog || strings.Contains(string(data), "max-age") {
-		t.Errorf("default dispatcher.yaml = %s; want the attempt log on and the dispatcher's default ages", data)
+	if s := parseSettings(t, string(data)); !s.AttemptLog || strings.Contains(string(data), "max-age") || s.ReplayRate != 50 {
+		t.Errorf("default dispatcher.yaml = %s; want the attempt log on, the dispatcher's default ages and 50 replayed a second", data)
 	}
 	c.History.AttemptLogMaxBytes = -1
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--dispatcher-attempt-log-max-age/-bytes") {

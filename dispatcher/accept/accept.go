@@ -30,9 +30,9 @@ type Store interface {
 type Acceptor struct {
 	Store  Store
 	Router *router.Table
-	// Known reports whether an endpoint exists (held or not): events are routed only to
-	// endpoints that exist.
-	Known func(namespace, name string) bool
+	// Lookup returns the endpoint of a name that exists now (held or not), with its
+	// UID: events are routed only to endpoints that exist, and stored for that object.
+	Lookup func(namespace, name string) (queue.Endpoint, bool)
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	Log logr.Logger
@@ -116,13 +116,18 @@ func (a *Acceptor) AcceptExcept(ctx context.Context, namespace, except string, e
 			ID: ev.ID, Type: ev.Type, Source: ev.Source, CreatedAt: ev.CreatedAt, Data: ev.Data,
 		}, failed)
 		for _, name := range endpoints {
-			if name == except || !a.Known(namespace, name) {
+			if name == except {
+				continue
+			}
+			ep, ok := a.Lookup(namespace, name)
+			if !ok {
 				continue
 			}
 			results[i].Matched++
 			deliveries = append(deliveries, queue.Delivery{
 				Namespace:     namespace,
 				Endpoint:      name,
+				EndpointUID:   ep.UID,
 				EventID:       ev.ID,
 				EventType:     ev.Type,
 				EventSource:   ev.Source,

@@ -47,10 +47,10 @@ func benchAccept(b *testing.B, batch, fanout int) {
 	table := router.NewTable()
 	for i := range fanout {
 		name := fmt.Sprintf("ep-%d", i)
-		engine.Upsert(delivery.Key{Namespace: "bench", Name: name}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
+		engine.Upsert(delivery.Key{Namespace: "bench", Name: name, UID: "uid-" + name}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
 		table.Set("bench", router.Subscription{Name: "to-" + name, Endpoint: name, Patterns: []string{"order.*"}})
 	}
-	acc := &accept.Acceptor{Store: st, Router: table, Known: engine.Known, Log: logr.Discard()}
+	acc := &accept.Acceptor{Store: st, Router: table, Lookup: engine.Lookup, Log: logr.Discard()}
 	ctx := context.Background()
 	events := make([]ingest.Event, 0, batch)
 	flush := func() {

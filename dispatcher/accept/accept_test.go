@@ -36,7 +36,9 @@ func newReplica(t *testing.T, opts queue.Options) *replica {
 	table := router.NewTable()
 	table.Set("shop", router.Subscription{Name: "invoices", Endpoint: "billing", Patterns: []string{"invoice.*"}})
 	h, err := ingest.NewHandler(ingest.Options{
-		Acceptor: &accept.Acceptor{Store: st, Router: table, Known: func(_, name string) bool { return name == "billing" }, Log: testr.New(t)},
+		Acceptor: &accept.Acceptor{Store: st, Router: table, Lookup: func(ns, name string) (queue.Endpoint, bool) {
+			return queue.Endpoint{Namespace: ns, Name: name, UID: "uid-" + name}, name == "billing"
+		}, Log: testr.New(t)},
 		Authorizer: auth.AuthorizerFunc(func(context.Context, *http.Request, string) (auth.Identity, error) {
 			return auth.Identity{Name: "producer", Method: auth.MethodAPIKey}, nil
 		}),
@@ -67,7 +69,7 @@ func (r *replica) publish(t *testing.T, id string) ingest.Result {
 
 func (r *replica) pending(t *testing.T) int64 {
 	t.Helper()
-	n, err := r.store.PendingDeliveries(context.Background(), "shop", "billing")
+	n, err := r.store.PendingDeliveries(context.Background(), queue.Endpoint{Namespace: "shop", Name: "billing", UID: "uid-billing"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
@@ -34,17 +35,20 @@ import (
 	"github.com/herald-dev/herald/dispatcher/replay"
 )
 
-// Store is what the API needs of the queue.
+// Store is what the API needs of the queue: what it reads. Every read names the
+// endpoint object by its UID, so nothing of a deleted endpoint is shown for one created
+// later under its name.
 type Store interface {
-	DeadLetters(ctx context.Context, namespace, endpoint string, fn func(*queue.DeadLetter) bool) error
-	ReplayDeadLetters(ctx context.Context, namespace, endpoint string, f queue.DeadLetterFilter) (int, error)
+	DeadLetters(ctx context.Context, ep queue.Endpoint, fn func(*queue.DeadLetter) bool) error
 	Attempts(ctx context.Context, q queue.HistoryQuery, fn func(*queue.AttemptRecord) bool) error
 	Delivered(ctx context.Context, q queue.HistoryQuery, fn func(*queue.Retained) bool) error
 }
 
-// Replayer starts replays by selection in the background.
+// Replayer runs replays (package replay): in the background (replays), or waited for
+// (the dead-letter replay, which answers with what it re-sent).
 type Replayer interface {
-	Start(ctx context.Context, k delivery.Key, id string, sel replay.Selection) (int64, error)
+	Start(ctx context.Context, k delivery.Key, req replay.Request) (int64, error)
+	Run(ctx context.Context, k delivery.Key, req replay.Request) (heraldv1.ReplayStatus, error)
 }
 
 // Lifecycle re-enables endpoints.
@@ -80,12 +84,12 @@ type Access struct {
 type Options struct {
 	Store     Store
 	Lifecycle Lifecycle
-	// Replayer runs replays by selection; nil leaves the replays route out.
+	// Replayer runs replays; nil leaves the replay routes out.
 	Replayer Replayer
 	// Now is the clock of relative times ("since 2h"; default time.Now).
 	Now func() time.Time
-	// Known reports whether an endpoint exists.
-	Known func(namespace, name string) bool
+	// Lookup returns the endpoint of a name that exists now, with its UID.
+	Lookup func(namespace, name string) (delivery.Key, bool)
 	// Docs writes an endpoint's receiver documentation; nil leaves the openapi route
 	// out.
 	Docs Docs
@@ -156,11 +160,11 @@ const base = "/v1/namespaces/{namespace}/endpoints/{name}"
 // Register adds the routes to mux.
 func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET "+base+"/dead-letters", h.list)
-	mux.HandleFunc("POST "+base+"/dead-letters:replay", h.replay)
 	mux.HandleFunc("POST "+base+"/enable", h.enable)
 	mux.HandleFunc("GET "+base+"/attempts", h.attempts)
 	mux.HandleFunc("GET /v1/namespaces/{namespace}/events/{id}", h.event)
 	if h.opts.Replayer != nil {
+		mux.HandleFunc("POST "+base+"/dead-letters:replay", h.replay)
 		mux.HandleFunc("POST "+base+"/replays", h.startReplay)
 	}
 	if h.opts.Docs != nil {
@@ -201,11 +205,22 @@ func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authori
 	if !ok {
 		return k, id, false
 	}
-	if h.opts.Known != nil && !h.opts.Known(k.Namespace, k.Name) {
+	cur, ok := h.opts.Lookup(k.Namespace, k.Name)
+	if !ok {
 		writeError(w, http.StatusNotFound, ingest.CodeNotFound, "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
 		return k, id, false
 	}
-	return k, id, true
+	// The object that exists now, by its UID: what a deleted one of the same name left
+	// is not its data.
+	return cur, id, true
+}
+
+// caller names who made a request, for the log of what it started.
+func caller(id auth.Identity) string {
+	if id.Name != "" {
+		return "user " + id.Name
+	}
+	return "an unnamed caller"
 }
 
 // authorize answers and returns false when the caller may not act in the namespace.
@@ -245,7 +260,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	}
 	eventType := r.URL.Query().Get("eventType")
 	out := DeadLetterList{Items: []DeadLetter{}}
-	err := h.opts.Store.DeadLetters(r.Context(), k.Namespace, k.Name, func(dl *queue.DeadLetter) bool {
+	err := h.opts.Store.DeadLetters(r.Context(), k, func(dl *queue.DeadLetter) bool {
 		if eventType != "" && dl.EventType != eventType {
 			return true
 		}
@@ -269,7 +284,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
-	k, _, ok := h.target(w, r, h.opts.Replay, "replaying dead letters")
+	k, who, ok := h.target(w, r, h.opts.Replay, "replaying dead letters")
 	if !ok {
 		return
 	}
@@ -286,16 +301,27 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
 			"select dead letters with eventIds, eventType or sequences, or set all: true to replay every one (not both)")
 		return
 	}
-	n, err := h.opts.Store.ReplayDeadLetters(r.Context(), k.Namespace, k.Name, queue.DeadLetterFilter{
-		EventIDs: req.EventIDs, EventType: req.EventType, Sequences: req.Sequences,
-	})
-	if err != nil {
-		h.opts.Log.Error(err, "replaying dead letters", "endpoint", k.String(), "replayed", n)
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "replay stopped after %d dead letters; retry to replay the rest", n)
+	// One kind of selection of the one replayer, waited for.
+	sel := replay.Selection{DeadLetters: true, EventIDs: req.EventIDs, EventType: req.EventType, Sequences: req.Sequences}
+	st, err := h.opts.Replayer.Run(r.Context(), k, replay.Request{ID: replayID(h.opts.Now()), Selection: sel, By: caller(who)})
+	switch {
+	case errors.Is(err, replay.ErrBusy):
+		writeError(w, http.StatusConflict, ingest.CodeConflict, "", "%v; see status.replay and replay again when it is done", err)
+		return
+	case err != nil && r.Context().Err() != nil:
+		// The caller gave up waiting; the replay goes on, followed on status.replay.
+		h.opts.Log.Info("the caller of a dead-letter replay stopped waiting; the replay goes on", "endpoint", k.String(), "replay", st.ID)
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "replay %s goes on in the background; see status.replay", st.ID)
+		return
+	case err != nil:
+		h.opts.Log.Error(err, "replaying dead letters", "endpoint", k.String())
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the replay could not start; retry")
+		return
+	case st.State == heraldv1.ReplayFailed:
+		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "replay stopped after %d dead letters; retry to replay the rest", st.Resent)
 		return
 	}
-	h.opts.Log.Info("dead letters replayed through the API", "endpoint", k.String(), "count", n)
-	writeJSON(w, http.StatusOK, ReplayResponse{Replayed: n})
+	writeJSON(w, http.StatusOK, ReplayResponse{Replayed: int(st.Resent)})
 }
 
 func (h *Handler) enable(w http.ResponseWriter, r *http.Request) {

@@ -69,7 +69,7 @@ func TestEndpointAPI_ListsReplaysAndRefusesWithClearErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	// No retries: the first failure dead-letters.
-	p.Engine.Upsert(delivery.Key{Namespace: "shop", Name: "billing"}, delivery.EndpointConfig{
+	p.Engine.Upsert(delivery.Key{Namespace: "shop", Name: "billing", UID: "7c1f0e2d-9a8b-4c3d-b2e1-0f9e8d7c6b5a"}, delivery.EndpointConfig{
 		Target: sender.New(sender.Config{URL: down.URL, Signer: sg, Timeout: 2 * time.Second,
 			Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}}),
 		Settings: resolve.Settings{Schedule: []time.Duration{}, Generation: 1},
@@ -86,7 +86,7 @@ func TestEndpointAPI_ListsReplaysAndRefusesWithClearErrors(t *testing.T) {
 	}
 
 	api := httptest.NewServer(admin.NewHandler(admin.Options{
-		Store: p.Store, Lifecycle: p.Tracker, Known: p.Engine.Known, Access: admin.Access{Read: allow, Replay: allow, Enable: allow}, Log: testr.New(t),
+		Store: p.Store, Lifecycle: p.Tracker, Replayer: p.Replayer, Lookup: p.Engine.Lookup, Access: admin.Access{Read: allow, Replay: allow, Enable: allow}, Log: testr.New(t),
 	}))
 	defer api.Close()
 	base := api.URL + "/v1/namespaces/shop/endpoints/billing"

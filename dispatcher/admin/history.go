@@ -39,7 +39,7 @@ type ReplayStarted struct {
 }
 
 func (h *Handler) startReplay(w http.ResponseWriter, r *http.Request) {
-	k, _, ok := h.target(w, r, h.opts.Replay, "replaying")
+	k, who, ok := h.target(w, r, h.opts.Replay, "replaying")
 	if !ok {
 		return
 	}
@@ -84,8 +84,8 @@ func (h *Handler) startReplay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "", "%v", err)
 		return
 	}
-	id := "rpl-" + strconv.FormatInt(now.UnixMilli(), 36)
-	n, err := h.opts.Replayer.Start(r.Context(), k, id, sel)
+	id := replayID(now)
+	n, err := h.opts.Replayer.Start(r.Context(), k, replay.Request{ID: id, Selection: sel, By: caller(who)})
 	switch {
 	case errors.Is(err, replay.ErrBusy):
 		writeError(w, http.StatusConflict, ingest.CodeConflict, "", "%v; see status.replay and start again when it is done", err)
@@ -95,9 +95,11 @@ func (h *Handler) startReplay(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the replay could not start; retry")
 		return
 	}
-	h.opts.Log.Info("replay started through the API", "endpoint", k.String(), "replay", id, "selected", n)
 	writeJSON(w, http.StatusAccepted, ReplayStarted{ID: id, Selection: sel.String(), Selected: n})
 }
+
+// replayID names a replay started through the API.
+func replayID(now time.Time) string { return "rpl-" + strconv.FormatInt(now.UnixMilli(), 36) }
 
 // Attempt is one attempt as the API shows it.
 type Attempt struct {
@@ -193,7 +195,7 @@ func (h *Handler) attempts(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	hq := queue.HistoryQuery{Namespace: k.Namespace, Endpoint: k.Name, EventID: q.Get("eventId")}
+	hq := queue.HistoryQuery{Endpoint: k, EventID: q.Get("eventId")}
 	if v := q.Get("since"); v != "" {
 		var err error
 		if hq.Since, err = replay.ParseTime(v, h.opts.Now()); err != nil {
@@ -261,11 +263,11 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", ns)
 		return
 	}
-	caller, ok := h.authorize(w, r, h.opts.Read, ns, "reading an event's history")
+	who, ok := h.authorize(w, r, h.opts.Read, ns, "reading an event's history")
 	if !ok {
 		return
 	}
-	b := &bodies{h: h, r: r, id: caller, ns: ns}
+	b := &bodies{h: h, r: r, id: who, ns: ns}
 	undecided := false
 	out := EventHistory{EventID: id, Deliveries: []EventDeliveries{}}
 	at := map[string]int{}
@@ -278,9 +280,17 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 		}
 		return &out.Deliveries[i]
 	}
+	// The namespace's history holds what endpoints deleted since left, until it is
+	// reclaimed: only the records of the endpoint objects that exist now are shown.
+	current := func(name, uid string) bool {
+		k, ok := h.opts.Lookup(ns, name)
+		return ok && k.UID == uid
+	}
 	q := queue.HistoryQuery{Namespace: ns, EventID: id}
 	err := h.opts.Store.Attempts(r.Context(), q, func(rec *queue.AttemptRecord) bool {
-		if rec.EventID != id { // another id of the same hash token: as good as impossible
+		// Another id of the same hash token (as good as impossible), or a deleted
+		// endpoint's record.
+		if rec.EventID != id || !current(rec.Endpoint, rec.EndpointUID) {
 			return true
 		}
 		out.EventType = rec.EventType
@@ -307,7 +317,7 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 	out.BodiesWithheld = b.withheld
 	if err == nil {
 		err = h.opts.Store.Delivered(r.Context(), q, func(d *queue.Retained) bool {
-			if d.EventID != id {
+			if d.EventID != id || !current(d.Endpoint, d.EndpointUID) {
 				return true
 			}
 			out.EventType = d.EventType

@@ -38,9 +38,9 @@ import (
 	"github.com/herald-dev/herald/dispatcher/catalog"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
-	"github.com/herald-dev/herald/dispatcher/metrics"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/reclaim"
 	"github.com/herald-dev/herald/dispatcher/watch"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/receiverdocs"
@@ -85,7 +85,8 @@ type Options struct {
 	AdminAuthorizers func(mgr manager.Manager) (admin.Access, error)
 	// Tracing configures the OTLP export of spans; the zero value exports none.
 	Tracing tracing.Options
-	// ReplayRate bounds the re-sends per second of one replay (0: no bound).
+	// ReplayRate bounds the re-sends per second of one replay (0: replay.DefaultRate;
+	// negative: no bound but the store's).
 	ReplayRate float64
 	// Now is the clock of acceptance and of relative times (default time.Now).
 	Now func() time.Time
@@ -158,12 +159,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("creating dispatcher: %w", err)
 	}
+	// The object of the key's UID: a deleted endpoint's Events and status never land on
+	// one created later under its name.
 	lookup := func(k delivery.Key) (*heraldv1.WebhookEndpoint, bool) {
 		var ep heraldv1.WebhookEndpoint
 		if err := mgr.GetClient().Get(context.Background(), types.NamespacedName{Namespace: k.Namespace, Name: k.Name}, &ep); err != nil {
 			return nil, false
 		}
-		return &ep, true
+		return &ep, string(ep.UID) == k.UID
 	}
 	notify := make(chan event.GenericEvent, 1024)
 	instance, _ := os.Hostname()
@@ -196,6 +199,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		}
 	}()
 	cat := catalog.New()
+	retired := make(chan delivery.Key, 1024)
 	p, err := NewPipeline(ctx, PipelineOptions{
 		Catalog: cat, OperationalInterval: o.OperationalInterval,
 		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
@@ -212,8 +216,16 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		Tracer:            tracer,
 		WithoutAttemptLog: o.WithoutAttemptLog,
 		ReplayRate:        o.ReplayRate,
-		Now:               o.Now,
-		Log:               log,
+		Instance:          instance,
+		Retired: func(k delivery.Key) {
+			select {
+			case retired <- k:
+			default: // the next sweep finds its data
+				log.Info("too many endpoints retired at once; the data of this one waits for the next sweep", "endpoint", k.String())
+			}
+		},
+		Now: o.Now,
+		Log: log,
 	})
 	if err != nil {
 		return err
@@ -221,7 +233,24 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	defer p.Close()
 	store, engine, tracker := p.Store, p.Engine, p.Tracker
 
-	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Lifecycle: forgetting{tracker, p.Metrics}, Notify: notify}
+	reclaimer := reclaim.New(reclaim.Options{
+		Store: store, Cached: engine.Lookup, Reader: mgr.GetAPIReader(), Namespaces: o.WatchNamespaces,
+		Known: func() []queue.Endpoint {
+			known := engine.Endpoints()
+			out := make([]queue.Endpoint, 0, len(known))
+			for k := range known {
+				out = append(out, k)
+			}
+			return out
+		},
+		Retired: retired, Instance: instance, Log: log.WithName("reclaim"),
+	})
+	if err := mgr.Add(manager.RunnableFunc(reclaimer.Run)); err != nil {
+		return fmt.Errorf("adding the reclaimer: %w", err)
+	}
+	requests := outcome.NewRequests(tracker, p.Replayer, outcome.AnnotationManager(mgr.GetAPIReader()), p.Now)
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy,
+		Lifecycle: afterMigration{requests, reclaimer.Migrated()}, Notify: notify}
 	if o.cacheAllSecrets {
 		endpoints.Secrets = watch.InformerSecrets{Client: mgr.GetClient()}
 	}
@@ -260,7 +289,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("configuring endpoint API authentication: %w", err)
 		}
 		admin.NewHandler(admin.Options{
-			Store: store, Lifecycle: tracker, Replayer: p.Replayer, Known: engine.Known, Now: p.Now,
+			Store: store, Lifecycle: tracker, Replayer: p.Replayer, Lookup: engine.Lookup, Now: p.Now,
 			Docs:   receiverDocs(mgr.GetClient(), cat),
 			Access: access, Log: log.WithName("admin"),
 		}).Register(mux)
@@ -274,7 +303,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, mux, certs, primed, endpoints, subscriptions, eventTypes)
+		return serveIngest(ctx, log, mgr, o, mux, certs, primed, endpoints, subscriptions, eventTypes, reclaimer)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
@@ -300,11 +329,17 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 // serveIngest opens the ingest API once the dispatcher knows every endpoint and
 // subscription: an event accepted earlier could be routed to nothing.
 func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Options, h http.Handler,
-	certs *certReloader, primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions, eventTypes *watch.EventTypes) error {
+	certs *certReloader, primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions,
+	eventTypes *watch.EventTypes, reclaimer *reclaim.Reclaimer) error {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
 		return errors.New("informers did not sync")
 	}
-	if err := prime(ctx, mgr.GetClient(), endpoints, subscriptions, eventTypes); err != nil {
+	// What an older release stored moves to its endpoint before anything acts on an
+	// endpoint; what deleted endpoints left goes once the engine knows every endpoint,
+	// before new events arrive.
+	if err := reclaimer.Start(ctx, func(ctx context.Context) error {
+		return prime(ctx, mgr.GetClient(), endpoints, subscriptions, eventTypes)
+	}); err != nil {
 		return err
 	}
 	close(primed)
@@ -395,15 +430,21 @@ func ctrlConfigSkipNameValidation() config.Controller {
 	return config.Controller{SkipNameValidation: &skip}
 }
 
-// forgetting drops a deleted endpoint's metrics series along with its state.
-type forgetting struct {
-	*outcome.Tracker
-	metrics *metrics.Metrics
+// afterMigration holds the endpoints' requests (re-enable, replay) until the start-up
+// migration has moved their shared state where this release reads it: a request
+// handled before an upgrade must not look new.
+type afterMigration struct {
+	*outcome.Requests
+	migrated <-chan struct{}
 }
 
-func (f forgetting) Forget(k delivery.Key) {
-	f.Tracker.Forget(k)
-	f.metrics.Forget(k)
+func (a afterMigration) Handle(ctx context.Context, k delivery.Key, ep *heraldv1.WebhookEndpoint) (bool, error) {
+	select {
+	case <-a.migrated:
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+	return a.Requests.Handle(ctx, k, ep)
 }
 
 // receiverDocs writes an endpoint's receiver documentation from the dispatcher's cache

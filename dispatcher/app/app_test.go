@@ -129,7 +129,23 @@ type dispatcher struct {
 	t      testing.TB
 	url    string
 	cancel context.CancelFunc
-	done   chan error
+	// done is closed when the dispatcher has stopped, with err.
+	done chan struct{}
+	err  error
+}
+
+// stop stops the dispatcher as a shutdown does, and waits for it.
+func (d *dispatcher) stop() {
+	d.t.Helper()
+	d.cancel()
+	select {
+	case <-d.done:
+		if d.err != nil {
+			d.t.Fatalf("dispatcher stopped with %v", d.err)
+		}
+	case <-time.After(30 * time.Second):
+		d.t.Fatal("dispatcher did not stop within 30s")
+	}
 }
 
 func startDispatcher(t testing.TB) *dispatcher {
@@ -147,7 +163,7 @@ func startDispatcherWith(t testing.TB, mutate func(*app.Options)) *dispatcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
-	d := &dispatcher{t: t, cancel: cancel, done: make(chan error, 1)}
+	d := &dispatcher{t: t, cancel: cancel, done: make(chan struct{})}
 	log := testr.NewWithInterface(t, testr.Options{})
 	opts := app.Options{
 		Store:          queue.Options{DataDir: t.TempDir()},
@@ -165,13 +181,14 @@ func startDispatcherWith(t testing.TB, mutate func(*app.Options)) *dispatcher {
 	}
 	mutate(&opts)
 	go func() {
-		d.done <- app.Run(ctx, env.Config, opts)
+		d.err = app.Run(ctx, env.Config, opts)
+		close(d.done)
 	}()
 	select {
 	case addr := <-ready:
 		d.url = "http://" + addr
-	case err := <-d.done:
-		t.Fatalf("dispatcher stopped: %v", err)
+	case <-d.done:
+		t.Fatalf("dispatcher stopped: %v", d.err)
 	case <-time.After(60 * time.Second):
 		t.Fatal("dispatcher did not open ingest within 60s")
 	}

@@ -47,6 +47,9 @@ func waitEvent(t *testing.T, c client.Client, ns, reason, contains string) event
 			}
 		}
 		if time.Now().After(deadline) {
+			for _, e := range list.Items {
+				t.Logf("Event %s: %q", e.Reason, e.Note)
+			}
 			t.Fatalf("no %s Event mentioning %q within 30s", reason, contains)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -126,7 +129,8 @@ func TestDispatcher_AutoDisableHoldsThenReenableAndReplayDeliver(t *testing.T) {
 		metav1.SetMetaDataAnnotation(&e.ObjectMeta, heraldv1.AnnotationReplayDeadLetters, "r1")
 	})
 	s.waitEvent(t, "evt_doomed", 20*time.Second)
-	waitEvent(t, c, ns, "DeadLettersReplayed", "replayed 1 dead letters")
+	// The annotation's first form is a dead-letter selection of the one replayer.
+	waitEvent(t, c, ns, heraldv1.EventReplayCompleted, "replay r1 re-sent 1 of 1 selected (from=dead-letters)")
 	waitEndpoint(t, c, ns, "hooks", "replay recorded", func(e *heraldv1.WebhookEndpoint) bool {
 		return e.Status.LastHandledReplay == "r1" && e.Status.Counters != nil && e.Status.Counters.Delivered == 2 && e.Status.Counters.Pending == 0
 	})

@@ -77,21 +77,6 @@ func (r *orderedReceiver) waitDelivered(t *testing.T, id string, within time.Dur
 	t.Fatalf("%s was not delivered within %s; the receiver saw %+v", id, within, r.seen())
 }
 
-// stop stops the dispatcher and waits for it, leaving its result for the test's cleanup.
-func (d *dispatcher) stop() {
-	d.t.Helper()
-	d.cancel()
-	select {
-	case err := <-d.done:
-		if err != nil {
-			d.t.Fatalf("dispatcher stopped with %v", err)
-		}
-		d.done <- nil
-	case <-time.After(30 * time.Second):
-		d.t.Fatal("dispatcher did not stop within 30s")
-	}
-}
-
 // An ordered endpoint delivers one event at a time, in the order the events were
 // accepted. A failing event blocks the rest through its whole retry schedule, and the
 // resource names it; once it is delivered, or dead-lettered, the next goes. The head's

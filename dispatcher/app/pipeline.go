@@ -44,9 +44,15 @@ type PipelineOptions struct {
 	// WithoutOutcome leaves out the shared failure state, for benchmarks that measure
 	// the route up to the receiver alone.
 	WithoutOutcome bool
-	// ReplayRate bounds the re-sends per second of one replay (0: as fast as the store
-	// takes them).
+	// ReplayRate bounds the re-sends per second of one replay (0: replay.DefaultRate;
+	// negative: as fast as the store takes them).
 	ReplayRate float64
+	// Instance names this dispatcher replica (in replay leases and tombstones).
+	Instance string
+	// Retired hears of every endpoint the engine retired: deleted, or replaced by an
+	// object of the same name. Its local figures are dropped here; Retired reclaims its
+	// stored data.
+	Retired func(delivery.Key)
 	// Now is the dispatcher's clock: when events are accepted, what "since 2h" means
 	// (default time.Now). Tests spread events over hours with it.
 	Now func() time.Time
@@ -120,15 +126,8 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		}
 		p.Tracker = outcome.NewTracker(store, thresholds{p}, o.Events, notify, o.Log.WithName("outcome"))
 		observers = append(observers, p.Tracker)
-		p.Replayer = replay.New(replay.Options{Store: store, Progress: p.Tracker, Rate: o.ReplayRate, Now: o.Now, Log: o.Log.WithName("replay")})
-		p.Tracker.SetReplayer(func(ctx context.Context, k delivery.Key, token string) error {
-			sel, err := replay.ParseAnnotation(token, o.Now())
-			if err != nil {
-				return err
-			}
-			_, err = p.Replayer.Start(ctx, k, token, sel)
-			return err
-		})
+		p.Replayer = replay.New(replay.Options{Store: store, Progress: p.Tracker, Rate: o.ReplayRate, Instance: o.Instance,
+			Now: o.Now, Log: o.Log.WithName("replay")})
 		gate = func(k delivery.Key) bool { _, disabled := p.Tracker.Disabled(k); return disabled }
 	}
 	if o.Metrics != nil {
@@ -140,12 +139,23 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	opts := delivery.Options{
 		Store: store, AckWait: o.AckWait, Log: o.Log.WithName("delivery"),
 		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter, Gate: gate, Tracer: o.Tracer,
+		Retired: func(k delivery.Key) {
+			if p.Tracker != nil {
+				p.Tracker.Forget(k)
+			}
+			if p.Metrics != nil {
+				p.Metrics.Forget(k)
+			}
+			if o.Retired != nil {
+				o.Retired(k)
+			}
+		},
 	}
 	opts.Observer = observers
 	p.Engine = delivery.New(opts)
 
 	acceptor := &accept.Acceptor{
-		Store: store, Router: p.Router, Known: p.Engine.Known, Now: o.Now, Log: o.Log.WithName("accept"),
+		Store: store, Router: p.Router, Lookup: p.Engine.Lookup, Now: o.Now, Log: o.Log.WithName("accept"),
 		FilterFailed: func(namespace, subscription, eventID string, ferr error) {
 			if p.Metrics != nil {
 				p.Metrics.FilterFailed(namespace)
@@ -246,7 +256,7 @@ func (s metricsSource) Disabled(k delivery.Key) bool {
 func (s metricsSource) Pending(keys []delivery.Key) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return s.p.Store.PendingOf(ctx, len(keys), func(i int) (string, string) { return keys[i].Namespace, keys[i].Name })
+	return s.p.Store.PendingOf(ctx, len(keys), func(i int) queue.Endpoint { return keys[i] })
 }
 
 // operationalPublisher routes Herald's operational events like a producer's, through the

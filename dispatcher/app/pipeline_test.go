@@ -83,7 +83,7 @@ func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 				Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
 			})
 		}
-		engine.Upsert(delivery.Key{Namespace: ns, Name: name}, cfg)
+		engine.Upsert(delivery.Key{Namespace: ns, Name: name, UID: "uid-" + name}, cfg)
 		table.Set(ns, router.Subscription{Name: "to-" + name, Endpoint: name, Patterns: []string{"order.*"}})
 	}
 	endpoint("billing", billing.URL, "", 200*time.Millisecond)

@@ -25,10 +25,16 @@ import (
 	"github.com/herald-dev/herald/internal/tracing"
 )
 
-// Key names an endpoint.
-type Key struct{ Namespace, Name string }
+// Key names an endpoint: namespace, name and the UID of its WebhookEndpoint object, so
+// that an endpoint deleted and created again under its name is another endpoint, with
+// none of the first one's deliveries.
+type Key = queue.Endpoint
 
-func (k Key) String() string { return k.Namespace + "/" + k.Name }
+// name is an endpoint's name alone: the engine holds one runner per name, that of the
+// object of that name that exists now.
+type name struct{ namespace, name string }
+
+func nameOf(k Key) name { return name{k.Namespace, k.Name} }
 
 // EndpointConfig is the delivery configuration of one endpoint, resolved from its
 // WebhookEndpoint and Secrets by internal/resolve.
@@ -81,17 +87,17 @@ type Observer interface {
 type Store interface {
 	Writable() error
 	WaitWritable(ctx context.Context) error
-	Consume(ctx context.Context, namespace, endpoint string, opts queue.ConsumerOptions) (*queue.Consumer, error)
-	PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)
+	Consume(ctx context.Context, ep Key, opts queue.ConsumerOptions) (*queue.Consumer, error)
+	PendingDeliveries(ctx context.Context, ep Key) (int64, error)
 	UnsettledBySubject(ctx context.Context) (map[string]uint64, error)
 	// OnStored is how the engine hears of deliveries stored by this process.
-	OnStored(func(namespace, endpoint string))
-	FetchHeld(ctx context.Context, namespace, endpoint string, n int, opts queue.ConsumerOptions) ([]*queue.Pending, error)
+	OnStored(func(Key))
+	FetchHeld(ctx context.Context, ep Key, n int, opts queue.ConsumerOptions) ([]*queue.Pending, error)
 	// The retry state of an ordered endpoint's failing head.
-	OrderedHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
-	BlockingHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
-	SetOrderedHead(ctx context.Context, namespace, endpoint string, h queue.Head) error
-	ClearOrderedHead(ctx context.Context, namespace, endpoint string) error
+	OrderedHead(ctx context.Context, ep Key) (queue.Head, bool, error)
+	BlockingHead(ctx context.Context, ep Key) (queue.Head, bool, error)
+	SetOrderedHead(ctx context.Context, ep Key, h queue.Head) error
+	ClearOrderedHead(ctx context.Context, ep Key) error
 }
 
 // Options configure an Engine. Zero values are the documented defaults.
@@ -129,6 +135,10 @@ type Options struct {
 	// and sends the span's traceparent to the receiver. Nil records nothing and sends
 	// the event's own trace context.
 	Tracer *tracing.Tracer
+	// Retired, when set, hears of every endpoint whose runner stopped for good: its
+	// object was deleted, or replaced by another of the same name (another UID). Its
+	// stored data is no longer reachable through the engine; Retired reclaims it.
+	Retired func(Key)
 }
 
 // Engine runs the deliveries of every endpoint.
@@ -140,7 +150,7 @@ type Engine struct {
 	stop    context.CancelFunc
 
 	mu        sync.RWMutex
-	runners   map[Key]*runner
+	runners   map[name]*runner
 	bySubject map[string]*runner // the same runners, by the subject the store counts them by
 	wg        sync.WaitGroup
 	scan      chan struct{}
@@ -176,7 +186,7 @@ func New(opts Options) *Engine {
 	e := &Engine{
 		opts: opts, store: opts.Store, log: opts.Log,
 		baseCtx: ctx, stop: cancel,
-		runners: map[Key]*runner{}, bySubject: map[string]*runner{},
+		runners: map[name]*runner{}, bySubject: map[string]*runner{},
 		scan: make(chan struct{}, 1),
 	}
 	opts.Store.OnStored(e.Stored)
@@ -186,11 +196,11 @@ func New(opts Options) *Engine {
 
 // Stored starts an endpoint's runner if it is idle: this process has just stored a
 // delivery for it (the store's OnStored hook, set by New).
-func (e *Engine) Stored(namespace, name string) {
+func (e *Engine) Stored(k Key) {
 	e.mu.RLock()
-	r, ok := e.runners[Key{Namespace: namespace, Name: name}]
+	r, ok := e.runners[nameOf(k)]
 	e.mu.RUnlock()
-	if ok {
+	if ok && r.key == k {
 		r.start()
 	}
 }
@@ -249,23 +259,41 @@ type nopObserver struct{}
 func (nopObserver) Attempted(Attempt)                   {}
 func (nopObserver) DeadLettered(Key, *queue.DeadLetter) {}
 
-// Upsert starts or reconfigures the deliveries of an endpoint.
+// Upsert starts or reconfigures the deliveries of an endpoint. k.UID is required: an
+// endpoint of the same name with another UID is a new object, and the runner of the old
+// one is retired (see Options.Retired).
 func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
+	if k.UID == "" {
+		e.log.Error(nil, "an endpoint without a UID cannot be delivered to; ignored", "endpoint", k.String())
+		return
+	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 8
 	}
+	var retired *runner
+	defer func() {
+		if retired != nil {
+			e.retire(retired)
+		}
+	}()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.baseCtx.Err() != nil {
 		return
 	}
-	r, ok := e.runners[k]
+	r, ok := e.runners[nameOf(k)]
+	if ok && r.key.UID != k.UID {
+		// Deleted and created again before this dispatcher looked: the old object's
+		// runner goes, and with it any way to its deliveries.
+		retired, ok = r, false
+		delete(e.bySubject, r.subject)
+	}
 	if !ok {
 		// Idle until the store shows a delivery for it: the scan asked for here, or a
 		// delivery stored by this process.
-		r = &runner{e: e, key: k, subject: queue.DeliverySubject(k.Namespace, k.Name), wake: make(chan struct{}, 1)}
+		r = &runner{e: e, key: k, subject: queue.DeliverySubject(k), wake: make(chan struct{}, 1)}
 		r.cfg.Store(&cfg)
-		e.runners[k], e.bySubject[r.subject] = r, r
+		e.runners[nameOf(k)], e.bySubject[r.subject] = r, r
 		e.kickScan()
 		return
 	}
@@ -287,36 +315,61 @@ func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
 	e.kickScan()
 }
 
-// Remove stops the deliveries of a deleted endpoint. Its stored deliveries stay in the
-// queue: an endpoint of the same name created later picks them up.
+// Remove stops the deliveries of a deleted endpoint, named by namespace and name (its
+// UID, when set, must match) and retires it (see Options.Retired): its stored data
+// belongs to the deleted object alone, never to one created later under its name.
 func (e *Engine) Remove(k Key) {
 	e.mu.Lock()
-	r, ok := e.runners[k]
+	r, ok := e.runners[nameOf(k)]
+	if ok && k.UID != "" && r.key.UID != k.UID {
+		ok = false
+	}
 	if ok {
-		delete(e.runners, k)
+		delete(e.runners, nameOf(k))
 		delete(e.bySubject, r.subject)
 	}
 	e.mu.Unlock()
 	if ok {
-		r.remove()
+		e.retire(r)
+	}
+}
+
+// retire stops a runner for good and tells Options.Retired.
+func (e *Engine) retire(r *runner) {
+	r.remove()
+	if old := r.cfg.Load(); old.Target != nil {
+		defer old.Target.Close()
+	}
+	if e.opts.Retired != nil {
+		e.opts.Retired(r.key)
 	}
 }
 
 // Known reports whether an endpoint exists (held or not): events are routed only to
 // endpoints that exist.
 func (e *Engine) Known(namespace, name string) bool {
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	_, ok := e.runners[Key{Namespace: namespace, Name: name}]
+	_, ok := e.Lookup(namespace, name)
 	return ok
 }
 
-// Config returns the current configuration of an endpoint.
+// Lookup returns the endpoint of that name that exists now, with its UID.
+func (e *Engine) Lookup(namespace, endpoint string) (Key, bool) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	r, ok := e.runners[name{namespace, endpoint}]
+	if !ok {
+		return Key{}, false
+	}
+	return r.key, true
+}
+
+// Config returns the current configuration of an endpoint, named by namespace and
+// name (its UID, when set, must match).
 func (e *Engine) Config(k Key) (EndpointConfig, bool) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	r, ok := e.runners[k]
-	if !ok {
+	r, ok := e.runners[nameOf(k)]
+	if !ok || (k.UID != "" && r.key.UID != k.UID) {
 		return EndpointConfig{}, false
 	}
 	return *r.cfg.Load(), true
@@ -394,8 +447,8 @@ func (e *Engine) Endpoints() map[Key]string {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	out := make(map[Key]string, len(e.runners))
-	for k, r := range e.runners {
-		out[k] = r.cfg.Load().Hold
+	for _, r := range e.runners {
+		out[r.key] = r.cfg.Load().Hold
 	}
 	return out
 }

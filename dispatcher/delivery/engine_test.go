@@ -23,6 +23,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
@@ -124,7 +125,7 @@ func newHarness(t testing.TB, dir string, tune ...func(*delivery.Options)) *harn
 	}
 	h.engine = delivery.New(opts)
 	// Accepting stamps the same clock the engine ages held deliveries by.
-	h.acc = &accept.Acceptor{Store: st, Router: h.router, Known: h.engine.Known, Now: opts.Now}
+	h.acc = &accept.Acceptor{Store: st, Router: h.router, Lookup: h.engine.Lookup, Now: opts.Now}
 	t.Cleanup(h.close)
 	return h
 }
@@ -180,7 +181,7 @@ func (h *harness) endpoint(name, url string, o endpointOpts) {
 	if o.hold != "" {
 		cfg.Target = nil
 	}
-	h.engine.Upsert(delivery.Key{Namespace: ns, Name: name}, cfg)
+	h.engine.Upsert(key(name), cfg)
 	h.router.Set(ns, router.Subscription{Name: "to-" + name, Endpoint: name, Patterns: []string{"*"}})
 }
 
@@ -208,7 +209,7 @@ func (h *harness) settled(endpoint string, want int64) {
 	h.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		n, err := h.store.PendingDeliveries(context.Background(), ns, endpoint)
+		n, err := h.store.PendingDeliveries(context.Background(), key(endpoint))
 		if err == nil && n == want {
 			return
 		}
@@ -223,13 +224,25 @@ func (h *harness) settled(endpoint string, want int64) {
 func (h *harness) deadLetters(endpoint string) []queue.DeadLetter {
 	h.t.Helper()
 	var out []queue.DeadLetter
-	if err := h.store.DeadLetters(context.Background(), ns, endpoint, func(dl *queue.DeadLetter) bool {
+	if err := h.store.DeadLetters(context.Background(), key(endpoint), func(dl *queue.DeadLetter) bool {
 		out = append(out, *dl)
 		return true
 	}); err != nil {
 		h.t.Fatal(err)
 	}
 	return out
+}
+
+// key is the engine's key of a test endpoint: each name has its own object.
+func key(name string) delivery.Key {
+	return delivery.Key{Namespace: ns, Name: name, UID: "uid-" + name}
+}
+
+// nopProgress is a replay's progress reported to no status (there is no API server).
+type nopProgress struct{}
+
+func (nopProgress) ReplayProgress(context.Context, delivery.Key, heraldv1.ReplayStatus) error {
+	return nil
 }
 
 type recordingObserver struct {
@@ -624,7 +637,7 @@ func TestEngine_ReplayedDeadLetterKeepsItsEventID(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for len(dls) < 2 && time.Now().Before(deadline) {
 		dls = dls[:0]
-		if err := h.store.DeadLetters(ctx, ns, "flaky", func(dl *queue.DeadLetter) bool {
+		if err := h.store.DeadLetters(ctx, key("flaky"), func(dl *queue.DeadLetter) bool {
 			dls = append(dls, *dl)
 			return true
 		}); err != nil {
@@ -639,9 +652,13 @@ func TestEngine_ReplayedDeadLetterKeepsItsEventID(t *testing.T) {
 	healthy = true
 	mu.Unlock()
 	before := len(rc.got())
-	n, err := h.store.ReplayDeadLetters(ctx, ns, "flaky", queue.DeadLetterFilter{EventType: "c.d"})
-	if err != nil || n != 1 {
-		t.Fatalf("replay = %d, %v; want 1", n, err)
+	// Dead-letter replay is one selection of the one replayer.
+	rp := replay.New(replay.Options{Store: h.store, Progress: nopProgress{}, Log: testr.New(t)})
+	defer rp.Stop()
+	st, err := rp.Run(ctx, key("flaky"), replay.Request{ID: "r1", By: "test",
+		Selection: replay.Selection{DeadLetters: true, EventType: "c.d"}})
+	if err != nil || st.Resent != 1 {
+		t.Fatalf("replay = %+v, %v; want 1 re-sent", st, err)
 	}
 	got := rc.waitFor(t, before+1, 10*time.Second)
 	last := got[len(got)-1]
@@ -649,7 +666,7 @@ func TestEngine_ReplayedDeadLetterKeepsItsEventID(t *testing.T) {
 		t.Fatalf("replayed delivery headers: %v", last.header)
 	}
 	var left []string
-	_ = h.store.DeadLetters(ctx, ns, "flaky", func(dl *queue.DeadLetter) bool {
+	_ = h.store.DeadLetters(ctx, key("flaky"), func(dl *queue.DeadLetter) bool {
 		left = append(left, dl.EventID)
 		return true
 	})
@@ -724,7 +741,7 @@ func TestEngine_HeldDeliveriesBeyondTheLimitsAreDeadLetteredNotDropped(t *testin
 	// Nothing was dropped: the dead letters are stored, and the fresh one is delivered
 	// on release.
 	var stored int
-	_ = h.store.DeadLetters(context.Background(), ns, "parked", func(*queue.DeadLetter) bool { stored++; return true })
+	_ = h.store.DeadLetters(context.Background(), key("parked"), func(*queue.DeadLetter) bool { stored++; return true })
 	if stored != 5 {
 		t.Errorf("dead-letter store holds %d, want 5", stored)
 	}
@@ -744,9 +761,9 @@ func TestAccept_QueueFullAndStoreUnavailableAreReportedForIngest(t *testing.T) {
 	e := delivery.New(delivery.Options{Store: st})
 	defer e.Stop()
 	table := router.NewTable()
-	acc := &accept.Acceptor{Store: st, Router: table, Known: e.Known}
+	acc := &accept.Acceptor{Store: st, Router: table, Lookup: e.Lookup}
 	// A held endpoint: deliveries stay stored, so the stream fills up.
-	e.Upsert(delivery.Key{Namespace: ns, Name: "full"}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
+	e.Upsert(key("full"), delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
 	table.Set(ns, router.Subscription{Name: "s", Endpoint: "full", Patterns: []string{"*"}})
 	ev := func(id string) []ingest.Event {
 		return []ingest.Event{{ID: id, Type: "x", Data: json.RawMessage(`1`), CreatedAt: time.Now()}}
@@ -827,4 +844,69 @@ func TestAccept_BatchMixingSeenAndNewIDsDeduplicatesEach(t *testing.T) {
 	if n := len(rc.got()); n != 4 {
 		t.Fatalf("receiver got %d requests, want 4 (2 old + 2 new)", n)
 	}
+}
+
+// TestEngine_AnEndpointCreatedAgainUnderItsNameGetsNoneOfTheOldOnesDeliveries: the
+// engine holds one endpoint object per name. When the object of a name changes (deleted
+// and created again before the watch looked), the old object's runner is retired and
+// reported, and the new one, pointing elsewhere, is handed none of the old one's
+// deliveries: they stay stored under the old UID for the reclaimer.
+func TestEngine_AnEndpointCreatedAgainUnderItsNameGetsNoneOfTheOldOnesDeliveries(t *testing.T) {
+	var mu sync.Mutex
+	var retired []delivery.Key
+	h := newHarness(t, "", func(o *delivery.Options) {
+		o.Retired = func(k delivery.Key) {
+			mu.Lock()
+			defer mu.Unlock()
+			retired = append(retired, k)
+		}
+	})
+	rc := newReceiver(t, nil)
+	// The old object holds its deliveries (suspended): they wait in the store.
+	h.endpoint("billing", rc.URL, endpointOpts{hold: heraldv1.ReasonSuspended})
+	h.publish(ingest.Event{ID: "evt_old_1", Type: "a"}, ingest.Event{ID: "evt_old_2", Type: "a"})
+	h.settled("billing", 2)
+	old := key("billing")
+
+	// The new object of the name flows, to the same receiver.
+	renewed := delivery.Key{Namespace: ns, Name: "billing", UID: "uid-billing-2"}
+	target := sender.New(sender.Config{URL: rc.URL, Signer: mustSigner(t), Timeout: 2 * time.Second, Policy: loopback})
+	h.engine.Upsert(renewed, delivery.EndpointConfig{Target: target, Settings: resolve.Settings{Schedule: []time.Duration{time.Second}}})
+	mu.Lock()
+	if len(retired) != 1 || retired[0] != old {
+		t.Errorf("retired = %v, want the old object %v", retired, old)
+	}
+	mu.Unlock()
+	if k, ok := h.engine.Lookup(ns, "billing"); !ok || k != renewed {
+		t.Fatalf("Lookup = %v %v, want the new object", k, ok)
+	}
+	h.publish(ingest.Event{ID: "evt_new", Type: "a"})
+	rc.waitFor(t, 1, 10*time.Second)
+	// Long enough for the new runner to have taken anything it could.
+	time.Sleep(time.Second)
+	got := rc.got()
+	if len(got) != 1 || got[0].header.Get("webhook-id") != "evt_new" {
+		var ids []string
+		for _, r := range got {
+			ids = append(ids, r.header.Get("webhook-id"))
+		}
+		t.Errorf("the receiver got %v, want only evt_new", ids)
+	}
+	if n, err := h.store.PendingDeliveries(context.Background(), old); err != nil || n != 2 {
+		t.Errorf("the old object's deliveries: %d (%v), want the 2 still stored for the reclaimer", n, err)
+	}
+	// Removing the name with the old UID does nothing to the new object.
+	h.engine.Remove(old)
+	if _, ok := h.engine.Config(renewed); !ok {
+		t.Error("removing the old object removed the new one")
+	}
+}
+
+func mustSigner(t *testing.T) *signer.Signer {
+	t.Helper()
+	sg, err := signer.New(heraldv1.SignatureStandardWebhooks, "X-Herald", []byte(secret), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sg
 }

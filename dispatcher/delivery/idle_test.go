@@ -84,7 +84,7 @@ func TestEngine_IdleEndpointFoundByScan(t *testing.T) {
 	h.endpoint("elsewhere", rc.URL, endpointOpts{})
 	h.waitRunning(t, 0)
 	// Deaf to this process's own stores: only the scan can find the deliveries.
-	h.store.OnStored(func(string, string) {})
+	h.store.OnStored(func(delivery.Key) {})
 	h.publish(ingest.Event{ID: "evt_1", Type: "order.created"}, ingest.Event{ID: "evt_2", Type: "order.created"})
 	rc.waitFor(t, 2, 10*time.Second)
 	h.settled("elsewhere", 0)

@@ -45,7 +45,7 @@ func TestEngine_OrderedHeadSurvivesACrashMidSchedule(t *testing.T) {
 	rc.waitFor(t, 3, 10*time.Second) // evt_0, and evt_1 failed twice
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		hd, ok, err := h.store.OrderedHead(context.Background(), ns, "ledger")
+		hd, ok, err := h.store.OrderedHead(context.Background(), key("ledger"))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -169,7 +169,7 @@ func (r *runner) idle(ctx context.Context) bool {
 	if r.inFlight.Load() > 0 || time.Since(time.Unix(0, r.lastHanded.Load())) < r.e.opts.IdleAfter {
 		return false
 	}
-	n, err := r.e.store.PendingDeliveries(ctx, r.key.Namespace, r.key.Name)
+	n, err := r.e.store.PendingDeliveries(ctx, r.key)
 	return err == nil && n == 0
 }
 
@@ -188,7 +188,7 @@ func (r *runner) consumerOptions(ordered bool, buffer int) queue.ConsumerOptions
 // consume runs workers until the endpoint is held, its mode changes, it is idle (then
 // idle is true), or ctx ends.
 func (r *runner) consume(ctx context.Context, m mode) (idle bool, err error) {
-	cons, err := r.e.store.Consume(ctx, r.key.Namespace, r.key.Name, r.consumerOptions(m.ordered, 2*m.workers))
+	cons, err := r.e.store.Consume(ctx, r.key, r.consumerOptions(m.ordered, 2*m.workers))
 	if err != nil {
 		return false, err
 	}
@@ -378,7 +378,7 @@ func (r *runner) restoreHead(ctx context.Context, p *queue.Pending) (*queue.Head
 	if !p.Redelivered() {
 		return nil, nil
 	}
-	h, ok, err := r.e.store.OrderedHead(ctx, r.key.Namespace, r.key.Name)
+	h, ok, err := r.e.store.OrderedHead(ctx, r.key)
 	switch {
 	case err != nil || !ok:
 		return nil, err
@@ -402,7 +402,7 @@ func (r *runner) retryInPlace(ctx context.Context, p *queue.Pending, cfg *Endpoi
 	if head != nil {
 		h.Since = head.Since
 	}
-	err := r.e.store.SetOrderedHead(ctx, r.key.Namespace, r.key.Name, h)
+	err := r.e.store.SetOrderedHead(ctx, r.key, h)
 	r.e.opts.Observer.Attempted(a)
 	if err != nil {
 		// Not settled: the store hands the delivery out again after AckWait with its
@@ -427,7 +427,7 @@ func (r *runner) clearHead(ctx context.Context, head *queue.Head) {
 		}
 		// Only a record whose delivery is settled is stale: just after a switch from
 		// Unordered, an earlier delivery may still be waiting with its own.
-		h, blocking, err := r.e.store.BlockingHead(ctx, r.key.Namespace, r.key.Name)
+		h, blocking, err := r.e.store.BlockingHead(ctx, r.key)
 		switch {
 		case err != nil:
 			r.headStale.Store(true)
@@ -437,7 +437,7 @@ func (r *runner) clearHead(ctx context.Context, head *queue.Head) {
 			return
 		}
 	}
-	if err := r.e.store.ClearOrderedHead(ctx, r.key.Namespace, r.key.Name); err != nil {
+	if err := r.e.store.ClearOrderedHead(ctx, r.key); err != nil {
 		r.headStale.Store(true)
 		r.log.Error(err, "clearing the retry state of an ordered delivery")
 	}
@@ -488,7 +488,7 @@ func (r *runner) waitHeld(ctx context.Context) (idle bool) {
 			if err := r.enforceHeldLimits(ctx); err != nil {
 				r.log.Error(err, "enforcing limits on held deliveries")
 			}
-			if n, err := r.e.store.PendingDeliveries(ctx, r.key.Namespace, r.key.Name); err == nil && n == 0 {
+			if n, err := r.e.store.PendingDeliveries(ctx, r.key); err == nil && n == 0 {
 				return true
 			}
 		}
@@ -496,14 +496,14 @@ func (r *runner) waitHeld(ctx context.Context) (idle bool) {
 }
 
 func (r *runner) enforceHeldLimits(ctx context.Context) error {
-	pending, err := r.e.store.PendingDeliveries(ctx, r.key.Namespace, r.key.Name)
+	pending, err := r.e.store.PendingDeliveries(ctx, r.key)
 	if err != nil {
 		return err
 	}
 	excess := pending - r.e.opts.MaxHeld
 	for ctx.Err() == nil {
 		ordered := r.cfg.Load().Ordered
-		batch, err := r.e.store.FetchHeld(ctx, r.key.Namespace, r.key.Name, 100, r.consumerOptions(ordered, 0))
+		batch, err := r.e.store.FetchHeld(ctx, r.key, 100, r.consumerOptions(ordered, 0))
 		if err != nil || len(batch) == 0 {
 			return err
 		}
@@ -540,7 +540,7 @@ func (r *runner) heldSettled(ordered bool, p *queue.Pending) func(context.Contex
 		return nil
 	}
 	return func(ctx context.Context) {
-		if h, ok, err := r.e.store.OrderedHead(ctx, r.key.Namespace, r.key.Name); err == nil && ok && h.Sequence == p.Sequence() {
+		if h, ok, err := r.e.store.OrderedHead(ctx, r.key); err == nil && ok && h.Sequence == p.Sequence() {
 			r.clearHead(ctx, &h)
 		}
 	}

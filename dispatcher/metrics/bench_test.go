@@ -25,7 +25,7 @@ func BenchmarkAttempted(b *testing.B) {
 	}
 	keys := make([]delivery.Key, 1000)
 	for i := range keys {
-		keys[i] = delivery.Key{Namespace: "team-" + fmt.Sprint(i%20), Name: "endpoint-" + fmt.Sprint(i)}
+		keys[i] = delivery.Key{Namespace: "team-" + fmt.Sprint(i%20), Name: "endpoint-" + fmt.Sprint(i), UID: "uid-" + fmt.Sprint(i)}
 		m.Attempted(attempt(keys[i], 204, time.Millisecond, nil))
 	}
 	ok := attempt(billing, 204, 35*time.Millisecond, nil)
@@ -75,7 +75,7 @@ func BenchmarkScrapeRealStore(b *testing.B) {
 	engine := delivery.New(delivery.Options{Store: store, Log: logr.Discard()})
 	defer engine.Stop()
 	for i := range 200 {
-		engine.Upsert(delivery.Key{Namespace: "shop", Name: fmt.Sprint("endpoint-", i)}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
+		engine.Upsert(delivery.Key{Namespace: "shop", Name: fmt.Sprint("endpoint-", i), UID: fmt.Sprint("uid-", i)}, delivery.EndpointConfig{Hold: heraldv1.ReasonSuspended})
 	}
 	reg := prometheus.NewRegistry()
 	m, err := New(reg, storeSource{engine: engine, store: store})
@@ -103,5 +103,5 @@ func (s storeSource) Disabled(delivery.Key) bool         { return false }
 func (s storeSource) Pending(keys []delivery.Key) ([]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return s.store.PendingOf(ctx, len(keys), func(i int) (string, string) { return keys[i].Namespace, keys[i].Name })
+	return s.store.PendingOf(ctx, len(keys), func(i int) queue.Endpoint { return keys[i] })
 }

@@ -16,8 +16,10 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 )
 
-// Lookup returns the current WebhookEndpoint of a key from the informer cache, for
-// Events (which need the object's UID) and thresholds.
+// Lookup returns the WebhookEndpoint of a key from the informer cache, for Events (which
+// name the object by its UID) and status; false when no object of that name has the
+// key's UID (deleted, even if another of its name exists now: nothing of the deleted
+// one may reach the new one's Events or status).
 type Lookup func(k delivery.Key) (*heraldv1.WebhookEndpoint, bool)
 
 // EventSink emits Kubernetes Events (events.k8s.io/v1) on WebhookEndpoints. Events are

@@ -15,12 +15,14 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/internal/testenv"
 )
@@ -88,7 +90,7 @@ func TestStatusWriter_CoalescesAndWritesOnlyChanges(t *testing.T) {
 	if err := k.Create(ctx, ep); err != nil {
 		t.Fatal(err)
 	}
-	key := delivery.Key{Namespace: ns, Name: "busy"}
+	key := delivery.Key{Namespace: ns, Name: "busy", UID: string(ep.UID)}
 	st := openStore(t, t.TempDir())
 	defer st.Close()
 	tracker := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
@@ -168,42 +170,112 @@ func TestStatusWriter_CoalescesAndWritesOnlyChanges(t *testing.T) {
 	}
 }
 
-// TestTracker_ReplayTokenIsHandledOncePerValueAcrossRestarts: the replay annotation's
-// value is claimed in the shared state, so a resync, a second replica or a restarted
-// dispatcher never replays the same value twice; a new value replays again.
-func TestTracker_ReplayTokenIsHandledOncePerValueAcrossRestarts(t *testing.T) {
+// TestRequests_ReplayAnnotationIsActedOnOncePerValueAcrossReplicasAndRestarts: the
+// replay annotation's value is claimed in the shared state, so a resync, a second
+// replica or a restarted dispatcher never replays the same value twice; a new value
+// replays again. Each is started through the one replayer (which puts it on the
+// endpoint's replay status), the first form of the value as a dead-letter selection.
+func TestRequests_ReplayAnnotationIsActedOnOncePerValueAcrossReplicasAndRestarts(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	key := delivery.Key{Namespace: "shop", Name: "billing"}
-
+	key := delivery.Key{Namespace: "shop", Name: "billing", UID: "0d6c3a52-71b4-4f6e-9c2a-8e5f1d3b7a90"}
+	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "billing", UID: types.UID(key.UID), Generation: 1}}
+	requests := func(st *queue.Store) (*outcome.Tracker, *outcome.Requests) {
+		tracker := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
+		rp := replay.New(replay.Options{Store: st, Progress: tracker, Log: testr.New(t)})
+		t.Cleanup(rp.Stop)
+		return tracker, outcome.NewRequests(tracker, rp, nil, nil)
+	}
 	st := openStore(t, dir)
-	first := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
-	other := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t)) // a second replica
+	firstTracker, first := requests(st)
+	otherTracker, other := requests(st) // a second replica
 	for _, c := range []struct {
-		who     *outcome.Tracker
+		who     *outcome.Requests
+		seen    *outcome.Tracker
 		token   string
-		claimed bool
+		started bool
 	}{
-		{first, "2026-11-30", true},
-		{first, "2026-11-30", false}, // a resync sees the same annotation
-		{other, "2026-11-30", false}, // another replica
-		{other, "2026-12-01", true},  // a new value
+		{first, firstTracker, "2026-11-30", true},
+		{first, firstTracker, "2026-11-30", false}, // a resync sees the same annotation
+		{other, otherTracker, "2026-11-30", false}, // another replica
+		{other, otherTracker, "2026-12-01", true},  // a new value
 	} {
-		claimed, err := c.who.MarkReplay(ctx, key, c.token)
-		if err != nil || claimed != c.claimed {
-			t.Fatalf("MarkReplay(%q) = %v, %v; want %v", c.token, claimed, err, c.claimed)
+		before, _ := c.seen.Load(ctx, key)
+		metav1.SetMetaDataAnnotation(&ep.ObjectMeta, heraldv1.AnnotationReplayDeadLetters, c.token)
+		if _, err := c.who.Handle(ctx, key, ep); err != nil {
+			t.Fatal(err)
+		}
+		after, err := c.seen.Load(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		started := after.Replay != nil && after.Replay.ID == c.token && (before.Replay == nil || before.Replay.ID != c.token)
+		if started != c.started || after.LastReplay != c.token {
+			t.Fatalf("annotation %q: replay started %v (status %+v, last handled %q); want started %v", c.token, started, after.Replay, after.LastReplay, c.started)
+		}
+		if started && (after.Replay.Selection != "from=dead-letters" || after.Replay.State != heraldv1.ReplayComplete) {
+			t.Errorf("replay of %q = %+v, want every dead letter (none here), complete", c.token, after.Replay)
 		}
 	}
 	st.Close()
 
 	restarted := openStore(t, dir)
 	defer restarted.Close()
-	again := outcome.NewTracker(restarted, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
-	if claimed, err := again.MarkReplay(ctx, key, "2026-12-01"); err != nil || claimed {
-		t.Fatalf("after a restart MarkReplay(handled value) = %v, %v; want false", claimed, err)
+	tracker, again := requests(restarted)
+	if _, err := again.Handle(ctx, key, ep); err != nil {
+		t.Fatal(err)
 	}
-	if _, _, _, lastReplay, err := again.State(ctx, key); err != nil || lastReplay != "2026-12-01" {
-		t.Fatalf("State().lastReplay = %q, %v", lastReplay, err)
+	if got, err := tracker.Load(ctx, key); err != nil || got.LastReplay != "2026-12-01" || got.Replay.ID != "2026-12-01" {
+		t.Fatalf("after a restart: last handled %q, replay %+v, %v; want the handled value untouched", got.LastReplay, got.Replay, err)
+	}
+}
+
+// TestAnnotation_NamesWhetherAValueIsNew: the one judge of "is this annotation value
+// new?", each row the case it exists for.
+func TestAnnotation_NamesWhetherAValueIsNew(t *testing.T) {
+	for _, c := range []struct {
+		why, value, handled string
+		want                outcome.AnnotationState
+	}{
+		{"no annotation asks nothing", "", "", outcome.AnnotationAbsent},
+		{"an emptied annotation asks nothing, whatever was handled", "", "r1", outcome.AnnotationAbsent},
+		{"a first value is new", "r1", "", outcome.AnnotationNew},
+		{"the value handled last is handled", "r1", "r1", outcome.AnnotationHandled},
+		{"another value is new, even an older one set again", "r0", "r1", outcome.AnnotationNew},
+	} {
+		if got := outcome.Annotation(c.value, c.handled); got != c.want {
+			t.Errorf("%s: Annotation(%q, %q) = %s, want %s", c.why, c.value, c.handled, got, c.want)
+		}
+	}
+}
+
+// TestAnnotationManager_NamesTheClientThatSetTheAnnotation: who asked for an annotation
+// replay, as far as Kubernetes knows it: the field manager owning the annotation in the
+// object's managedFields, read from the API server.
+func TestAnnotationManager_NamesTheClientThatSetTheAnnotation(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.NewNamespace(t, k, "who-")
+	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"},
+		Spec: heraldv1.WebhookEndpointSpec{URL: "https://billing.example/hooks"}}
+	if err := k.Create(ctx, ep, client.FieldOwner("gitops")); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(ep.DeepCopy())
+	metav1.SetMetaDataAnnotation(&ep.ObjectMeta, heraldv1.AnnotationReplayDeadLetters, "r1")
+	if err := k.Patch(ctx, ep, patch, client.FieldOwner("kubectl-annotate")); err != nil {
+		t.Fatal(err)
+	}
+	who := outcome.AnnotationManager(k)
+	key := delivery.Key{Namespace: ns, Name: "billing", UID: string(ep.UID)}
+	if got := who(ctx, key, heraldv1.AnnotationReplayDeadLetters); !strings.HasPrefix(got, `field manager "kubectl-annotate" (Update at `) {
+		t.Errorf("who set the replay annotation = %q, want the kubectl-annotate field manager", got)
+	}
+	if got := who(ctx, key, heraldv1.AnnotationReenable); got != "" {
+		t.Errorf("who set an annotation nobody set = %q, want nothing", got)
+	}
+	// Another object of the same name is not the one asked about.
+	if got := who(ctx, delivery.Key{Namespace: ns, Name: "billing", UID: "another"}, heraldv1.AnnotationReplayDeadLetters); got != "" {
+		t.Errorf("who set it on a deleted object = %q, want nothing", got)
 	}
 }
 
@@ -213,7 +285,7 @@ func TestTracker_GoneDisablesAtOnce(t *testing.T) {
 	st := openStore(t, t.TempDir())
 	defer st.Close()
 	tracker := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
-	key := delivery.Key{Namespace: "shop", Name: "retired"}
+	key := delivery.Key{Namespace: "shop", Name: "retired", UID: "7e2a9c41-5b3d-4f08-a6e1-2c9d8b7f0a13"}
 	a := attempt(key, 1, false)
 	a.Outcome = sender.Outcome{StatusCode: 410, Latency: time.Millisecond, Err: errors.New("receiver answered 410")}
 	tracker.Attempted(a)
@@ -238,7 +310,7 @@ func TestTracker_ReplayOrphanedByACrashEndsFailed(t *testing.T) {
 	if err := k.Create(ctx, ep); err != nil {
 		t.Fatal(err)
 	}
-	key := delivery.Key{Namespace: ns, Name: "billing"}
+	key := delivery.Key{Namespace: ns, Name: "billing", UID: string(ep.UID)}
 	dir := t.TempDir()
 	st := openStore(t, dir)
 	crashed := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
@@ -262,7 +334,7 @@ func TestTracker_ReplayOrphanedByACrashEndsFailed(t *testing.T) {
 		},
 		Holds: func(delivery.Key) (string, string) { return "", "" },
 	}
-	replay := func() *heraldv1.ReplayStatus {
+	replayStatus := func() *heraldv1.ReplayStatus {
 		t.Helper()
 		if _, err := restarted.Load(ctx, key); err != nil {
 			t.Fatal(err)
@@ -275,11 +347,11 @@ func TestTracker_ReplayOrphanedByACrashEndsFailed(t *testing.T) {
 		return cur.Status.Replay
 	}
 	clock = start.Add(time.Minute)
-	if r := replay(); r == nil || r.State != heraldv1.ReplayRunning {
+	if r := replayStatus(); r == nil || r.State != heraldv1.ReplayRunning {
 		t.Fatalf("a minute later status.replay = %+v, want still Running", r)
 	}
 	clock = start.Add(3 * time.Minute)
-	r := replay()
+	r := replayStatus()
 	if r == nil || r.State != heraldv1.ReplayFailed || r.Resent != 4 || r.Remaining != 6 || r.CompletionTime == nil ||
 		!strings.Contains(r.Message, "stopped after 4 re-sent") {
 		t.Fatalf("three silent minutes later status.replay = %+v, want Failed saying where it stopped", r)

@@ -3,14 +3,12 @@ package outcome
 import (
 	"context"
 	"fmt"
-	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"time"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
 // Reenable clears the disabled flag and the failure count. token is the re-enable
@@ -18,7 +16,7 @@ import (
 // call made the transition.
 func (t *Tracker) Reenable(ctx context.Context, k delivery.Key, token, why string) (bool, error) {
 	var transitioned bool
-	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+	st, _, err := t.states.update(ctx, stateKey(k), func(s *State) bool {
 		transitioned = s.Disabled
 		changed := s.Disabled || s.ConsecutiveFailures != 0 || (token != "" && s.LastReenable != token)
 		s.Disabled, s.DisabledAt, s.DisabledReason, s.DisabledMessage, s.DisabledGeneration = false, time.Time{}, "", "", 0
@@ -43,10 +41,10 @@ func (t *Tracker) Reenable(ctx context.Context, k delivery.Key, token, why strin
 	return transitioned, nil
 }
 
-// MarkReplay records the replay annotation value as handled; it reports false when it
-// was already handled (by this or another replica).
-func (t *Tracker) MarkReplay(ctx context.Context, k delivery.Key, token string) (bool, error) {
-	st, changed, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+// claimReplay records the replay annotation value as handled; it reports false when it
+// was already handled (by this or another replica): exactly one replica acts on it.
+func (t *Tracker) claimReplay(ctx context.Context, k delivery.Key, token string) (bool, error) {
+	st, changed, err := t.states.update(ctx, stateKey(k), func(s *State) bool {
 		if s.LastReplay == token {
 			return false
 		}
@@ -60,44 +58,10 @@ func (t *Tracker) MarkReplay(ctx context.Context, k delivery.Key, token string) 
 	return changed, nil
 }
 
-// Replayer starts a replay by selection in the background (package replay); token is
-// its id and the annotation's value, which holds the selection.
-type Replayer func(ctx context.Context, k delivery.Key, token string) error
-
-// SetReplayer makes the replay annotation start replays by selection when its value
-// holds one.
-func (t *Tracker) SetReplayer(r Replayer) { t.replayer = r }
-
-// Replay acts on a new value of the replay annotation once: the token is claimed by
-// compare-and-set first, so of several replicas exactly one replays.
-func (t *Tracker) Replay(ctx context.Context, k delivery.Key, token string) error {
-	claimed, err := t.MarkReplay(ctx, k, token)
-	if err != nil || !claimed {
-		return err
-	}
-	// A value holding a selection (key=value) is a replay by selection, run in the
-	// background; any other value replays every dead letter at once, as it always has.
-	if t.replayer != nil && strings.Contains(token, "=") {
-		if err := t.replayer(ctx, k, token); err != nil {
-			t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %q (annotation %s) not started: %v", token, heraldv1.AnnotationReplayDeadLetters, err))
-			return err
-		}
-		return nil
-	}
-	n, err := t.store.ReplayDeadLetters(ctx, k.Namespace, k.Name, queue.DeadLetterFilter{})
-	if err != nil {
-		t.events.warning(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replay %q stopped after %d dead letters: %v", token, n, err))
-		return err
-	}
-	t.log.Info("dead letters replayed", "endpoint", k.String(), "count", n, "token", token)
-	t.events.normal(k, heraldv1.EventDeadLettersReplayed, "Replay", fmt.Sprintf("replayed %d dead letters (annotation %s=%s)", n, heraldv1.AnnotationReplayDeadLetters, token))
-	return nil
-}
-
 // ReplayProgress puts a replay's progress into the endpoint's shared state, from which
 // every replica writes status.replay; a replay that ended gets its Event.
 func (t *Tracker) ReplayProgress(ctx context.Context, k delivery.Key, p heraldv1.ReplayStatus) error {
-	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+	st, _, err := t.states.update(ctx, stateKey(k), func(s *State) bool {
 		s.Replay, s.ReplayBeat = p.DeepCopy(), t.now()
 		return true
 	})

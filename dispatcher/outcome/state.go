@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
 // State is the shared state of one endpoint. Every replica reads and writes it through
@@ -42,19 +44,17 @@ type State struct {
 	DeadLettered   int64 `json:"deadLettered"`
 }
 
-// stateKey is the bucket key of an endpoint; '.' separates key tokens, and Kubernetes
-// names never contain '_'.
-func stateKey(namespace, name string) string {
-	return "ep." + namespace + "." + strings.ReplaceAll(name, ".", "_")
-}
+// stateKind is the kind of an endpoint's state key in the bucket; the key ends in the
+// endpoint's namespace, name and UID (queue.EndpointKey), so that an endpoint created
+// again under a deleted one's name starts afresh and the purge of the deleted one's data
+// takes its state too.
+const stateKind = "ep"
 
-func parseStateKey(key string) (namespace, name string, ok bool) {
-	rest, found := strings.CutPrefix(key, "ep.")
-	if !found {
-		return "", "", false
-	}
-	namespace, name, ok = strings.Cut(rest, ".")
-	return namespace, strings.ReplaceAll(name, "_", "."), ok
+func stateKey(k delivery.Key) string { return queue.EndpointKey(stateKind, k) }
+
+func parseStateKey(key string) (delivery.Key, bool) {
+	kind, k, ok := queue.ParseEndpointKey(key)
+	return k, ok && kind == stateKind
 }
 
 // states wraps the bucket with a compare-and-set update loop.

@@ -29,8 +29,8 @@ type StatusWriter struct {
 	// Store counts each endpoint's pending deliveries and tells which delivery blocks
 	// an ordered endpoint.
 	Store interface {
-		PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error)
-		BlockingHead(ctx context.Context, namespace, endpoint string) (queue.Head, bool, error)
+		PendingDeliveries(ctx context.Context, ep queue.Endpoint) (int64, error)
+		BlockingHead(ctx context.Context, ep queue.Endpoint) (queue.Head, bool, error)
 	}
 	Lookup Lookup
 	// Holds reports why the engine holds an endpoint's deliveries ("" when they flow),
@@ -82,13 +82,13 @@ func (w *StatusWriter) write(ctx context.Context, k delivery.Key, n news) error 
 	if err != nil {
 		return err
 	}
-	pending, err := w.Store.PendingDeliveries(ctx, k.Namespace, k.Name)
+	pending, err := w.Store.PendingDeliveries(ctx, k)
 	if err != nil {
 		return err
 	}
 	var blocked *heraldv1.BlockingDelivery
 	if ep.Spec.Ordered() {
-		h, ok, err := w.Store.BlockingHead(ctx, k.Namespace, k.Name)
+		h, ok, err := w.Store.BlockingHead(ctx, k)
 		if err != nil {
 			return err
 		}

@@ -3,7 +3,6 @@ package outcome
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -17,11 +16,9 @@ import (
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
-// Store is what the tracker needs of the queue: the shared state bucket and the dead
-// letters to replay.
+// Store is what the tracker needs of the queue: the shared state bucket.
 type Store interface {
 	StateBucket() jetstream.KeyValue
-	ReplayDeadLetters(ctx context.Context, namespace, endpoint string, f queue.DeadLetterFilter) (int, error)
 }
 
 // Thresholds tells the tracker each endpoint's failure threshold (0 = never disable).
@@ -34,14 +31,12 @@ type Thresholds interface {
 // writing. Disabling is decided by compare-and-set on the shared state, so exactly one
 // replica performs the transition and emits its Event.
 type Tracker struct {
-	store      Store
 	states     states
 	thresholds Thresholds
 	log        logr.Logger
 	notify     func(delivery.Key) // asks the watch to rebuild an endpoint's config
 	events     *EventSink
 	now        func() time.Time
-	replayer   Replayer     // nil: the replay annotation replays every dead letter at once
 	ops        *Operational // nil publishes no operational events
 
 	mu    sync.Mutex
@@ -60,7 +55,6 @@ type local struct {
 // NewTracker returns a tracker over the store's state bucket.
 func NewTracker(store Store, thresholds Thresholds, events *EventSink, notify func(delivery.Key), log logr.Logger) *Tracker {
 	return &Tracker{
-		store:      store,
 		states:     states{kv: store.StateBucket()},
 		thresholds: thresholds,
 		log:        log,
@@ -107,7 +101,7 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	key := stateKey(a.Endpoint.Namespace, a.Endpoint.Name)
+	key := stateKey(a.Endpoint)
 	if a.Outcome.OK() {
 		if known.ConsecutiveFailures == 0 {
 			return // nothing to reset; spare the bucket a write per delivery
@@ -230,7 +224,7 @@ func (t *Tracker) putBack(k delivery.Key, n news) {
 // replica writes the same figures.
 func (t *Tracker) fold(ctx context.Context, k delivery.Key, n news) (State, error) {
 	var orphaned bool
-	st, _, err := t.states.update(ctx, stateKey(k.Namespace, k.Name), func(s *State) bool {
+	st, _, err := t.states.update(ctx, stateKey(k), func(s *State) bool {
 		orphaned = t.orphaned(s)
 		s.Delivered += n.delivered
 		s.FailedAttempts += n.failed
@@ -263,7 +257,7 @@ func (t *Tracker) Disabled(k delivery.Key) (State, bool) {
 
 // Load reads an endpoint's shared state into the tracker's view.
 func (t *Tracker) Load(ctx context.Context, k delivery.Key) (State, error) {
-	st, err := t.states.get(ctx, stateKey(k.Namespace, k.Name))
+	st, err := t.states.get(ctx, stateKey(k))
 	if err != nil {
 		return st, err
 	}
@@ -276,7 +270,9 @@ func (t *Tracker) Load(ctx context.Context, k delivery.Key) (State, error) {
 	return st, nil
 }
 
-// Forget drops a deleted endpoint's local figures.
+// Forget drops a deleted endpoint's local figures. Its shared state is keyed by its
+// UID, so an endpoint created later under its name starts afresh; the state goes with
+// the rest of its data (queue.Store.Reclaim).
 func (t *Tracker) Forget(k delivery.Key) {
 	t.mu.Lock()
 	delete(t.local, k)
@@ -284,18 +280,6 @@ func (t *Tracker) Forget(k delivery.Key) {
 	t.mu.Unlock()
 	t.events.forget(k)
 	t.ops.forget(k)
-	// A WebhookEndpoint created later under the same name starts afresh.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := t.states.kv.Delete(ctx, stateKey(k.Namespace, k.Name)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.log.Error(err, "forgetting endpoint state", "endpoint", k.String())
-	}
-}
-
-// State loads an endpoint's shared state; it serves the watch.
-func (t *Tracker) State(ctx context.Context, k delivery.Key) (bool, int64, string, string, error) {
-	st, err := t.Load(ctx, k)
-	return st.Disabled, st.DisabledGeneration, st.LastReenable, st.LastReplay, err
 }
 
 // Watch follows the shared state so that a transition made by another replica (disable,
@@ -317,11 +301,10 @@ func (t *Tracker) Watch(ctx context.Context) error {
 			if e == nil {
 				continue
 			}
-			ns, name, ok := parseStateKey(e.Key())
+			k, ok := parseStateKey(e.Key())
 			if !ok {
 				continue
 			}
-			k := delivery.Key{Namespace: ns, Name: name}
 			var st State
 			if e.Operation() == jetstream.KeyValuePut {
 				if err := json.Unmarshal(e.Value(), &st); err != nil {

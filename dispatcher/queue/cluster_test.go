@@ -44,11 +44,14 @@ func streamConfigs(t *testing.T, url string) map[string]*jetstream.StreamInfo {
 	return out
 }
 
+// billing is the endpoint the cluster tests store deliveries for.
+var billing = queue.Endpoint{Namespace: "shop", Name: "billing", UID: "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"}
+
 func deliveries(n int, prefix string) []queue.Delivery {
 	out := make([]queue.Delivery, n)
 	for i := range out {
 		id := fmt.Sprintf("%s-%d", prefix, i)
-		out[i] = queue.Delivery{Namespace: "shop", Endpoint: "billing", EventID: id, EventType: "order.created",
+		out[i] = queue.Delivery{Namespace: "shop", Endpoint: "billing", EndpointUID: billing.UID, EventID: id, EventType: "order.created",
 			Data: []byte(`{}`), DeliveryID: queue.DeliveryID("shop", id, "billing"), Attempt: 1, AcceptedAt: time.Now()}
 	}
 	return out
@@ -103,7 +106,7 @@ func TestOpen_ExistingStreamsUpdatedInPlace(t *testing.T) {
 	// removes) a message of its own in the stream.
 	var n int64
 	waitFor(t, 30*time.Second, "the delivery count", func() bool {
-		n, err = st.PendingDeliveries(ctx, "shop", "billing")
+		n, err = st.PendingDeliveries(ctx, billing)
 		return err == nil
 	})
 	if n != 100 {
@@ -196,7 +199,7 @@ func TestStore_QuorumLostAndBack(t *testing.T) {
 	// The consumer's own leader may still be being elected: ask until it answers.
 	var n int64
 	waitFor(t, 30*time.Second, "the delivery count", func() bool {
-		n, err = st.PendingDeliveries(ctx, "shop", "billing")
+		n, err = st.PendingDeliveries(ctx, billing)
 		return err == nil
 	})
 	// The one refused during the outage may have been stored after all: its proposal
@@ -261,7 +264,7 @@ func TestPublish_SameDeliveriesThroughThreeReplicasAtOnce(t *testing.T) {
 			}
 		}
 	}
-	n, err := stores[0].PendingDeliveries(ctx, "shop", "billing")
+	n, err := stores[0].PendingDeliveries(ctx, billing)
 	if err != nil || n != rounds*batch {
 		t.Errorf("the stream holds %d deliveries (%v), want %d", n, err, rounds*batch)
 	}
@@ -285,7 +288,7 @@ accounts {
 		t.Fatalf("an account limited to 50 consumers: %v", err)
 	}
 	defer st.Close()
-	if _, err := st.Consume(context.Background(), "shop", "billing", queue.ConsumerOptions{}); err != nil {
+	if _, err := st.Consume(context.Background(), billing, queue.ConsumerOptions{}); err != nil {
 		t.Fatalf("consuming under the account's limit: %v", err)
 	}
 }

@@ -2,11 +2,8 @@ package queue
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,6 +16,9 @@ import (
 // published through two dispatcher replicas at once is stored once, and the one that
 // came second learns it was a duplicate.
 func (s *Store) Publish(ctx context.Context, deliveries []Delivery) (duplicate []bool, err error) {
+	if err := s.registerAll(ctx, deliveries); err != nil {
+		return nil, err
+	}
 	duplicate = make([]bool, len(deliveries))
 	pending := make([]int, len(deliveries))
 	for i := range pending {
@@ -31,7 +31,7 @@ func (s *Store) Publish(ctx context.Context, deliveries []Delivery) (duplicate [
 		}
 		if len(inProcess) == 0 {
 			for i := range deliveries {
-				s.notifyStored(deliveries[i].Namespace, deliveries[i].Endpoint)
+				s.notifyStored(deliveries[i].Ref())
 			}
 			return duplicate, nil
 		}
@@ -67,7 +67,7 @@ func duplicateInProcess(err error) bool {
 func (s *Store) publish(ctx context.Context, deliveries []Delivery, which []int, duplicate []bool) (inProcess []int, err error) {
 	if len(which) == 1 {
 		d := &deliveries[which[0]]
-		ack, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(d.Namespace, d.Endpoint)))
+		ack, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(d.Ref())))
 		switch {
 		case duplicateInProcess(err):
 			return which, nil
@@ -80,7 +80,7 @@ func (s *Store) publish(ctx context.Context, deliveries []Delivery, which []int,
 	futures := make([]jetstream.PubAckFuture, 0, len(which))
 	for _, i := range which {
 		d := &deliveries[i]
-		f, err := s.js.PublishMsgAsync(d.toMsg(DeliverySubject(d.Namespace, d.Endpoint)))
+		f, err := s.js.PublishMsgAsync(d.toMsg(DeliverySubject(d.Ref())))
 		if err != nil {
 			return nil, fmt.Errorf("storing deliveries: %w", s.storeError(err))
 		}
@@ -100,17 +100,6 @@ func (s *Store) publish(ctx context.Context, deliveries []Delivery, which []int,
 		}
 	}
 	return inProcess, nil
-}
-
-// consumerName is the durable consumer of one endpoint. Names are bounded in length and
-// may not contain '.', so long names are hashed.
-func consumerName(namespace, endpoint string) string {
-	name := "ep_" + namespace + "_" + strings.ReplaceAll(endpoint, ".", "_")
-	if len(name) <= 120 {
-		return name
-	}
-	sum := sha256.Sum256([]byte(namespace + "/" + endpoint))
-	return "ep_" + hex.EncodeToString(sum[:16])
 }
 
 // ConsumerOptions tune one endpoint's consumer.
@@ -161,7 +150,7 @@ type Consumer struct {
 
 // Consume opens (creating if needed) the durable consumer of an endpoint and starts
 // fetching its deliveries. Consumers of several dispatcher replicas share the work.
-func (s *Store) Consume(ctx context.Context, namespace, endpoint string, opts ConsumerOptions) (*Consumer, error) {
+func (s *Store) Consume(ctx context.Context, ep Endpoint, opts ConsumerOptions) (*Consumer, error) {
 	if opts.AckWait <= 0 {
 		opts.AckWait = 2 * time.Minute
 	}
@@ -172,7 +161,7 @@ func (s *Store) Consume(ctx context.Context, namespace, endpoint string, opts Co
 		// (BenchmarkOrderedVsUnordered: about 4x the deliveries of a buffer of 1).
 		opts.Buffer = 16
 	}
-	cons, err := s.consumer(ctx, namespace, endpoint, opts)
+	cons, err := s.consumer(ctx, ep, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +175,7 @@ func (s *Store) Consume(ctx context.Context, namespace, endpoint string, opts Co
 	iter, err := cons.Messages(jetstream.PullMaxMessages(opts.Buffer), jetstream.PullExpiry(5*time.Second),
 		jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
-		return nil, fmt.Errorf("consuming deliveries of %s/%s: %w", namespace, endpoint, err)
+		return nil, fmt.Errorf("consuming deliveries of %s: %w", ep, err)
 	}
 	return &Consumer{store: s, iter: iter, opts: opts}, nil
 }
@@ -211,7 +200,7 @@ func (c *Consumer) Next() (*Pending, error) {
 			}
 			return nil, fmt.Errorf("fetching deliveries: %w", err)
 		}
-		d, err := parseDelivery(msg.Headers(), msg.Data())
+		d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
 		if err != nil {
 			// Not ours (someone published into Herald's subjects by hand). Terminate it
 			// rather than redeliver it forever.
@@ -280,7 +269,7 @@ func (p *Pending) InProgress() error { return p.msg.InProgress() }
 // between the two steps the old message is redelivered and the attempt repeats, which
 // is the at-least-once contract.
 func (p *Pending) Retry(ctx context.Context, next Delivery) error {
-	if _, err := p.store.js.PublishMsg(ctx, next.toMsg(DeliverySubject(next.Namespace, next.Endpoint))); err != nil {
+	if _, err := p.store.js.PublishMsg(ctx, next.toMsg(DeliverySubject(next.Ref()))); err != nil {
 		return fmt.Errorf("storing retry of delivery %s: %w", p.DeliveryID, p.store.storeError(err))
 	}
 	return p.Ack(ctx)
@@ -302,21 +291,21 @@ func (p *Pending) DeadLetter(ctx context.Context, dl DeadLetter) error {
 // stopped (a held endpoint), oldest first, for enforcing the limits on held deliveries.
 // opts must be the endpoint's own (an ordered endpoint's consumer hands out one at a
 // time). The caller settles every one.
-func (s *Store) FetchHeld(ctx context.Context, namespace, endpoint string, n int, opts ConsumerOptions) ([]*Pending, error) {
+func (s *Store) FetchHeld(ctx context.Context, ep Endpoint, n int, opts ConsumerOptions) ([]*Pending, error) {
 	if opts.AckWait <= 0 {
 		opts.AckWait = 2 * time.Minute
 	}
-	cons, err := s.consumer(ctx, namespace, endpoint, opts)
+	cons, err := s.consumer(ctx, ep, opts)
 	if err != nil {
 		return nil, err
 	}
 	batch, err := cons.Fetch(n, jetstream.FetchMaxWait(time.Second))
 	if err != nil {
-		return nil, fmt.Errorf("fetching held deliveries of %s/%s: %w", namespace, endpoint, err)
+		return nil, fmt.Errorf("fetching held deliveries of %s: %w", ep, err)
 	}
 	var out []*Pending
 	for msg := range batch.Messages() {
-		d, err := parseDelivery(msg.Headers(), msg.Data())
+		d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
 		if err != nil {
 			_ = msg.TermWithReason(err.Error())
 			continue
@@ -326,11 +315,11 @@ func (s *Store) FetchHeld(ctx context.Context, namespace, endpoint string, n int
 	return out, nil
 }
 
-func (s *Store) consumer(ctx context.Context, namespace, endpoint string, opts ConsumerOptions) (jetstream.Consumer, error) {
+func (s *Store) consumer(ctx context.Context, ep Endpoint, opts ConsumerOptions) (jetstream.Consumer, error) {
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, DeliveriesStream, jetstream.ConsumerConfig{
-		Durable:       consumerName(namespace, endpoint),
-		Description:   "deliveries of WebhookEndpoint " + namespace + "/" + endpoint,
-		FilterSubject: DeliverySubject(namespace, endpoint),
+		Durable:       consumerName(ep),
+		Description:   "deliveries of WebhookEndpoint " + ep.String() + " (uid " + ep.UID + ")",
+		FilterSubject: DeliverySubject(ep),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       opts.AckWait,
 		MaxAckPending: opts.maxAckPending(),
@@ -344,7 +333,7 @@ func (s *Store) consumer(ctx context.Context, namespace, endpoint string, opts C
 		InactiveThreshold: opts.inactiveThreshold(),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("creating consumer for %s/%s: %w", namespace, endpoint, err)
+		return nil, fmt.Errorf("creating consumer for %s: %w", ep, err)
 	}
 	return cons, nil
 }

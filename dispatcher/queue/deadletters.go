@@ -11,20 +11,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// DeadLetterFilter selects dead letters (and retained deliveries, see Select); the zero
-// value selects all.
-type DeadLetterFilter struct {
+// Filter selects the stored deliveries of an endpoint a replay re-sends (see Select);
+// the zero value selects all.
+type Filter struct {
 	// EventIDs, when not empty, selects these events only.
 	EventIDs []string
 	// EventType, when set, selects this type only (exact).
 	EventType string
-	// Sequences, when not empty, selects these stored messages only.
+	// Sequences, when not empty, selects these dead letters only (their sequence in the
+	// dead-letter stream, as listed).
 	Sequences []uint64
 	// Since and Until, when set, select the events accepted in [Since, Until).
 	Since, Until time.Time
 }
 
-func (f DeadLetterFilter) match(d *Delivery, seq uint64) bool {
+func (f Filter) match(d *Delivery, seq uint64) bool {
 	if f.EventType != "" && d.EventType != f.EventType {
 		return false
 	}
@@ -46,8 +47,8 @@ func (f DeadLetterFilter) match(d *Delivery, seq uint64) bool {
 // DeadLetters calls fn for each dead letter of an endpoint, oldest first, until fn
 // returns false. It reads through an ephemeral ordered consumer, so listing neither
 // changes nor locks anything.
-func (s *Store) DeadLetters(ctx context.Context, namespace, endpoint string, fn func(*DeadLetter) bool) error {
-	subject := DeadLetterSubject(namespace, endpoint)
+func (s *Store) DeadLetters(ctx context.Context, ep Endpoint, fn func(*DeadLetter) bool) error {
+	subject := DeadLetterSubject(ep)
 	info, err := s.deadLetters.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
 		return fmt.Errorf("reading dead-letter stream: %w", s.storeError(err))
@@ -75,7 +76,7 @@ func (s *Store) DeadLetters(ctx context.Context, namespace, endpoint string, fn 
 			if err != nil {
 				continue
 			}
-			dl, err := parseDeadLetter(md.Sequence.Stream, msg.Headers(), msg.Data())
+			dl, err := parseDeadLetter(md.Sequence.Stream, msg.Subject(), msg.Headers(), msg.Data())
 			if err != nil {
 				continue
 			}
@@ -95,37 +96,4 @@ func (s *Store) DeadLetters(ctx context.Context, namespace, endpoint string, fn 
 		remaining -= uint64(n)
 	}
 	return nil
-}
-
-// ReplayDeadLetters stores the selected dead letters of an endpoint as new deliveries
-// (same event id and delivery id, schedule from the start) and removes them from the
-// dead letters. It returns how many were replayed.
-func (s *Store) ReplayDeadLetters(ctx context.Context, namespace, endpoint string, f DeadLetterFilter) (int, error) {
-	var picked []DeadLetter
-	if err := s.DeadLetters(ctx, namespace, endpoint, func(dl *DeadLetter) bool {
-		if f.match(&dl.Delivery, dl.Sequence) {
-			picked = append(picked, *dl)
-		}
-		return true
-	}); err != nil {
-		return 0, err
-	}
-	replayed := 0
-	for i := range picked {
-		d := picked[i].Delivery
-		d.Attempt = 1
-		d.NotBefore = time.Time{}
-		d.Replay++
-		// Publish first, delete second: a crash in between replays the letter twice at
-		// worst (receivers deduplicate on the event id), never loses it.
-		if _, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(namespace, endpoint))); err != nil {
-			return replayed, fmt.Errorf("replaying event %s: %w", d.EventID, s.storeError(err))
-		}
-		s.notifyStored(namespace, endpoint)
-		if err := s.deadLetters.DeleteMsg(ctx, picked[i].Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return replayed, fmt.Errorf("removing replayed dead letter %d: %w", picked[i].Sequence, err)
-		}
-		replayed++
-	}
-	return replayed, nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -44,6 +43,9 @@ const (
 type Delivery struct {
 	Namespace string
 	Endpoint  string
+	// EndpointUID is the UID of the WebhookEndpoint object the delivery belongs to. It
+	// is stored in the subject (see Endpoint), not in a header.
+	EndpointUID string
 
 	EventID     string
 	EventType   string
@@ -92,21 +94,6 @@ func DeliveryID(namespace, eventID, endpoint string) string {
 	h.Write([]byte(endpoint))
 	var sum [sha256.Size]byte
 	return "dlv_" + hex.EncodeToString(h.Sum(sum[:0])[:12])
-}
-
-// subjectToken maps an object name onto one NATS subject token. Kubernetes names never
-// contain '_' but may contain '.', which separates NATS tokens, so the mapping is
-// one-to-one.
-func subjectToken(name string) string { return strings.ReplaceAll(name, ".", "_") }
-
-// DeliverySubject is the subject holding the deliveries of one endpoint.
-func DeliverySubject(namespace, endpoint string) string {
-	return deliverySubjectPrefix + namespace + "." + subjectToken(endpoint)
-}
-
-// DeadLetterSubject is the subject holding the dead letters of one endpoint.
-func DeadLetterSubject(namespace, endpoint string) string {
-	return deadLetterSubjectPrefix + namespace + "." + subjectToken(endpoint)
 }
 
 // msgID is the JetStream de-duplication id of one attempt of a delivery: a retry is a new
@@ -163,10 +150,13 @@ func first(h nats.Header, key string) string {
 
 var errNotADelivery = errors.New("message is not a Herald delivery")
 
-func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
+// parseDelivery reads a delivery stored on subject (whose last token is its endpoint's
+// UID; none in the layout before UIDs).
+func parseDelivery(subject string, h nats.Header, data []byte) (Delivery, error) {
 	d := Delivery{
 		Namespace:     first(h, hdrNamespace),
 		Endpoint:      first(h, hdrEndpoint),
+		EndpointUID:   subjectUID(subject),
 		EventID:       first(h, hdrEventID),
 		EventType:     first(h, hdrEventType),
 		EventSource:   first(h, hdrEventSource),
@@ -205,7 +195,7 @@ func parseDelivery(h nats.Header, data []byte) (Delivery, error) {
 }
 
 func (dl *DeadLetter) toMsg() *nats.Msg {
-	m := dl.Delivery.toMsg(DeadLetterSubject(dl.Namespace, dl.Endpoint))
+	m := dl.Delivery.toMsg(DeadLetterSubject(dl.Ref()))
 	m.Header[hdrDeadReason] = []string{dl.Reason}
 	if dl.StatusCode != 0 {
 		m.Header[hdrDeadStatus] = []string{strconv.Itoa(dl.StatusCode)}
@@ -219,8 +209,8 @@ func (dl *DeadLetter) toMsg() *nats.Msg {
 	return m
 }
 
-func parseDeadLetter(seq uint64, h nats.Header, data []byte) (DeadLetter, error) {
-	d, err := parseDelivery(h, data)
+func parseDeadLetter(seq uint64, subject string, h nats.Header, data []byte) (DeadLetter, error) {
+	d, err := parseDelivery(subject, h, data)
 	if err != nil {
 		return DeadLetter{}, err
 	}

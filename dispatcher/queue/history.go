@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,24 +47,33 @@ func legacyEventToken(eventID string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// historySubjects are the subjects holding one event's history at one endpoint (the
-// bucket's, and the per-event subject of older records). An empty endpoint or event
-// id is a wildcard.
-func historySubjects(prefix, namespace, endpoint, eventID string) []string {
-	ep := "*"
-	if endpoint != "" {
-		ep = subjectToken(endpoint)
+// historySubjects are the subjects holding the history q selects: one endpoint's (by
+// its UID) or every endpoint's of the namespace, of one event (the bucket's subject, and
+// the per-event subject of older records) or of all.
+func historySubjects(prefix string, q HistoryQuery) []string {
+	base := prefix + q.Namespace + ".*.*."
+	if q.Endpoint.UID != "" {
+		base = prefix + q.Endpoint.tokens() + "."
 	}
-	base := prefix + namespace + "." + ep + "."
-	if eventID == "" {
+	if q.EventID == "" {
 		return []string{base + "*"}
 	}
-	return []string{base + eventBucket(eventID), base + legacyEventToken(eventID)}
+	return []string{base + eventBucket(q.EventID), base + legacyEventToken(q.EventID)}
 }
 
 // historySubject is the subject a record of an event at an endpoint is written to.
-func historySubject(prefix, namespace, endpoint, eventID string) string {
-	return prefix + namespace + "." + subjectToken(endpoint) + "." + eventBucket(eventID)
+func historySubject(prefix string, ep Endpoint, eventID string) string {
+	return prefix + ep.Namespace + "." + subjectToken(ep.Name) + "." + ep.UID + "." + eventBucket(eventID)
+}
+
+// historyEndpoint reads the endpoint a history record belongs to from its subject
+// (prefix.namespace.name.uid.bucket), which is what Purge removes by.
+func historyEndpoint(subject string) (Endpoint, bool) {
+	t := strings.Split(subject, ".")
+	if len(t) != 6 {
+		return Endpoint{}, false
+	}
+	return endpointOfTokens(t[2], t[3], t[4]), true
 }
 
 func (s *Store) ensureHistory(ctx context.Context, replicas int) error {
@@ -106,14 +116,16 @@ func (s *Store) historyStream(ctx context.Context, replicas int, name, descripti
 // AttemptRecord is one entry of the attempt log. It holds what the receiver answered,
 // never what Herald sent: no payload, no signature, no header that could carry a secret.
 type AttemptRecord struct {
-	Namespace  string    `json:"namespace"`
-	Endpoint   string    `json:"endpoint"`
-	EventID    string    `json:"eventId"`
-	EventType  string    `json:"eventType"`
-	DeliveryID string    `json:"deliveryId"`
-	Attempt    int       `json:"attempt"`
-	Replay     int       `json:"replay,omitempty"`
-	Time       time.Time `json:"time"`
+	Namespace string `json:"namespace"`
+	Endpoint  string `json:"endpoint"`
+	// EndpointUID is the UID of the WebhookEndpoint object attempted.
+	EndpointUID string    `json:"endpointUid,omitempty"`
+	EventID     string    `json:"eventId"`
+	EventType   string    `json:"eventType"`
+	DeliveryID  string    `json:"deliveryId"`
+	Attempt     int       `json:"attempt"`
+	Replay      int       `json:"replay,omitempty"`
+	Time        time.Time `json:"time"`
 	// DurationMicros is how long the attempt took, in microseconds.
 	DurationMicros int64 `json:"durationMicros"`
 	StatusCode     int   `json:"statusCode,omitempty"`
@@ -203,12 +215,13 @@ func (w *HistoryWriter) Attempt(r *AttemptRecord) {
 		w.fail(err)
 		return
 	}
-	w.publish(&nats.Msg{Subject: historySubject(attemptSubjectPrefix, r.Namespace, r.Endpoint, r.EventID), Data: data})
+	ep := Endpoint{Namespace: r.Namespace, Name: r.Endpoint, UID: r.EndpointUID}
+	w.publish(&nats.Msg{Subject: historySubject(attemptSubjectPrefix, ep, r.EventID), Data: data})
 }
 
 // Delivered retains a delivery that reached its receiver.
 func (w *HistoryWriter) Delivered(d *Delivery, at time.Time) {
-	m := d.toMsg(historySubject(deliveredSubjectPrefix, d.Namespace, d.Endpoint, d.EventID))
+	m := d.toMsg(historySubject(deliveredSubjectPrefix, d.Ref(), d.EventID))
 	m.Header[hdrDeliveredAt] = []string{strconv.FormatInt(at.UnixMicro(), 10)}
 	// No message id: the server would remember each one for the duplicate window
 	// (≈200 B per delivery, 780,000 of them at 6,500 deliveries/s over two minutes),
@@ -236,21 +249,29 @@ type Retained struct {
 	DeliveredAt time.Time
 }
 
-// HistoryQuery selects history records. Namespace is required; an empty Endpoint or
-// EventID matches all; Since, when set, skips what was stored before it.
+// HistoryQuery selects history records: those of Endpoint when its UID is set,
+// otherwise those of every endpoint of Namespace (whose records of deleted endpoints the
+// caller tells apart by their UID); of EventID when set; stored since Since when set.
 type HistoryQuery struct {
-	Namespace, Endpoint, EventID string
-	Since                        time.Time
+	Namespace string
+	Endpoint  Endpoint
+	EventID   string
+	Since     time.Time
 }
 
 // Attempts calls fn for each attempt record selected, oldest first, until fn returns
 // false.
 func (s *Store) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRecord) bool) error {
-	return s.scan(ctx, AttemptsStream, historySubjects(attemptSubjectPrefix, q.Namespace, q.Endpoint, q.EventID), q.Since,
+	return s.scan(ctx, AttemptsStream, historySubjects(attemptSubjectPrefix, q), q.Since,
 		func(_ uint64, msg jetstream.Msg) (bool, error) {
 			var r AttemptRecord
 			if err := json.Unmarshal(msg.Data(), &r); err != nil {
 				return true, nil // a record of another version; skip it
+			}
+			// The subject says whose record it is (records moved from the layout
+			// before UIDs carry none in their body).
+			if ep, ok := historyEndpoint(msg.Subject()); ok {
+				r.Namespace, r.Endpoint, r.EndpointUID = ep.Namespace, ep.Name, ep.UID
 			}
 			if q.EventID != "" && r.EventID != q.EventID {
 				return true, nil // another event of the bucket
@@ -262,11 +283,14 @@ func (s *Store) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRe
 // Delivered calls fn for each retained delivered delivery selected, oldest first,
 // until fn returns false.
 func (s *Store) Delivered(ctx context.Context, q HistoryQuery, fn func(*Retained) bool) error {
-	return s.scan(ctx, DeliveredStream, historySubjects(deliveredSubjectPrefix, q.Namespace, q.Endpoint, q.EventID), q.Since,
+	return s.scan(ctx, DeliveredStream, historySubjects(deliveredSubjectPrefix, q), q.Since,
 		func(seq uint64, msg jetstream.Msg) (bool, error) {
-			d, err := parseDelivery(msg.Headers(), msg.Data())
+			d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
 			if err != nil || (q.EventID != "" && d.EventID != q.EventID) {
 				return true, nil
+			}
+			if ep, ok := historyEndpoint(msg.Subject()); ok {
+				d.EndpointUID = ep.UID
 			}
 			r := Retained{Delivery: d, Sequence: seq}
 			if us, err := strconv.ParseInt(first(msg.Headers(), hdrDeliveredAt), 10, 64); err == nil {

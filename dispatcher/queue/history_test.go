@@ -21,24 +21,26 @@ func TestHistory_BucketedSubjectsFindExactlyOneEvent(t *testing.T) {
 	}
 	defer s.Close()
 	w := s.History()
+	ep := Endpoint{Namespace: "shop", Name: "billing", UID: "6f1c2b9e-0d5a-4c8e-9f3b-2a7d1e4c5b6a"}
 	const events = 1000
 	at := time.Now()
 	for i := range events {
 		id := fmt.Sprintf("evt_%d", i)
-		d := Delivery{Namespace: "shop", Endpoint: "billing", EventID: id, EventType: "order.created",
+		d := Delivery{Namespace: "shop", Endpoint: "billing", EndpointUID: ep.UID, EventID: id, EventType: "order.created",
 			DeliveryID: "dlv_" + id, Attempt: 1, Data: []byte(`{}`), CreatedAt: at}
 		w.Delivered(&d, at)
-		w.Attempt(&AttemptRecord{Namespace: "shop", Endpoint: "billing", EventID: id, DeliveryID: d.DeliveryID, Attempt: 1, Time: at, StatusCode: 204, Final: true})
+		w.Attempt(&AttemptRecord{Namespace: "shop", Endpoint: "billing", EndpointUID: ep.UID, EventID: id, DeliveryID: d.DeliveryID, Attempt: 1, Time: at, StatusCode: 204, Final: true})
 	}
 	w.Close()
 	if n, err := w.Failed(); n != 0 {
 		t.Fatalf("%d history records not written: %v", n, err)
 	}
 
-	// A record as an older Herald wrote it: its own subject per event.
+	// A record as an older Herald wrote it: its own subject per event (moved under the
+	// endpoint's UID by MigrateLegacy).
 	old := Delivery{Namespace: "shop", Endpoint: "billing", EventID: "evt_before_upgrade", EventType: "order.created",
 		DeliveryID: "dlv_old", Attempt: 1, Data: []byte(`{}`), CreatedAt: at}
-	m := old.toMsg(deliveredSubjectPrefix + "shop.billing." + legacyEventToken(old.EventID))
+	m := old.toMsg(deliveredSubjectPrefix + ep.tokens() + "." + legacyEventToken(old.EventID))
 	if _, err := s.js.PublishMsg(ctx, m); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func TestHistory_BucketedSubjectsFindExactlyOneEvent(t *testing.T) {
 			continue
 		}
 		var attempts []string
-		if err := s.Attempts(ctx, HistoryQuery{Namespace: "shop", Endpoint: "billing", EventID: id}, func(r *AttemptRecord) bool {
+		if err := s.Attempts(ctx, HistoryQuery{Endpoint: ep, EventID: id}, func(r *AttemptRecord) bool {
 			attempts = append(attempts, r.EventID)
 			return true
 		}); err != nil {
@@ -78,7 +80,7 @@ func TestHistory_BucketedSubjectsFindExactlyOneEvent(t *testing.T) {
 		}
 	}
 	all := 0
-	if err := s.Delivered(ctx, HistoryQuery{Namespace: "shop", Endpoint: "billing"}, func(*Retained) bool { all++; return true }); err != nil {
+	if err := s.Delivered(ctx, HistoryQuery{Endpoint: ep}, func(*Retained) bool { all++; return true }); err != nil {
 		t.Fatal(err)
 	}
 	if all != events+1 {

@@ -28,24 +28,22 @@ type Head struct {
 	Since time.Time `json:"since"`
 }
 
-// headKey is the state bucket key of an endpoint's head; package outcome's keys start
-// with "ep.", so the two never meet.
-func headKey(namespace, endpoint string) string {
-	return "head." + namespace + "." + subjectToken(endpoint)
-}
+// headKey is the state bucket key of an endpoint's head; package outcome's keys are of
+// another kind, so the two never meet.
+func headKey(ep Endpoint) string { return EndpointKey("head", ep) }
 
 // OrderedHead returns the retry state of an ordered endpoint's head, if one is stored.
-func (s *Store) OrderedHead(ctx context.Context, namespace, endpoint string) (Head, bool, error) {
+func (s *Store) OrderedHead(ctx context.Context, ep Endpoint) (Head, bool, error) {
 	var h Head
-	e, err := s.state.Get(ctx, headKey(namespace, endpoint))
+	e, err := s.state.Get(ctx, headKey(ep))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return h, false, nil
 	}
 	if err != nil {
-		return h, false, fmt.Errorf("reading ordered head of %s/%s: %w", namespace, endpoint, s.storeError(err))
+		return h, false, fmt.Errorf("reading ordered head of %s: %w", ep, s.storeError(err))
 	}
 	if err := json.Unmarshal(e.Value(), &h); err != nil {
-		return h, false, fmt.Errorf("decoding ordered head of %s/%s: %w", namespace, endpoint, err)
+		return h, false, fmt.Errorf("decoding ordered head of %s: %w", ep, err)
 	}
 	return h, true, nil
 }
@@ -56,43 +54,43 @@ func (s *Store) OrderedHead(ctx context.Context, namespace, endpoint string) (He
 // record, the Head is zero. Everything up to the
 // consumer's acknowledgement floor is settled, and an ordered consumer hands out
 // nothing beyond its head.
-func (s *Store) BlockingHead(ctx context.Context, namespace, endpoint string) (Head, bool, error) {
-	h, ok, err := s.OrderedHead(ctx, namespace, endpoint)
+func (s *Store) BlockingHead(ctx context.Context, ep Endpoint) (Head, bool, error) {
+	h, ok, err := s.OrderedHead(ctx, ep)
 	if err != nil || !ok {
 		return h, false, err
 	}
-	cons, err := s.js.Consumer(ctx, DeliveriesStream, consumerName(namespace, endpoint))
+	cons, err := s.js.Consumer(ctx, DeliveriesStream, consumerName(ep))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return h, false, nil
 	}
 	if err != nil {
-		return h, false, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, s.storeError(err))
+		return h, false, fmt.Errorf("reading consumer of %s: %w", ep, s.storeError(err))
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return h, false, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, s.storeError(err))
+		return h, false, fmt.Errorf("reading consumer of %s: %w", ep, s.storeError(err))
 	}
 	return h, h.Sequence > info.AckFloor.Stream, nil
 }
 
 // SetOrderedHead stores the retry state of an ordered endpoint's head. Only one delivery
 // of an ordered endpoint is ever in flight, so a plain write cannot race another.
-func (s *Store) SetOrderedHead(ctx context.Context, namespace, endpoint string, h Head) error {
+func (s *Store) SetOrderedHead(ctx context.Context, ep Endpoint, h Head) error {
 	raw, err := json.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("encoding ordered head: %w", err)
 	}
-	if _, err := s.state.Put(ctx, headKey(namespace, endpoint), raw); err != nil {
-		return fmt.Errorf("storing ordered head of %s/%s: %w", namespace, endpoint, s.storeError(err))
+	if _, err := s.state.Put(ctx, headKey(ep), raw); err != nil {
+		return fmt.Errorf("storing ordered head of %s: %w", ep, s.storeError(err))
 	}
 	return nil
 }
 
 // ClearOrderedHead removes the retry state of an ordered endpoint's head once it is
 // delivered or dead-lettered.
-func (s *Store) ClearOrderedHead(ctx context.Context, namespace, endpoint string) error {
-	if err := s.state.Delete(ctx, headKey(namespace, endpoint)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("clearing ordered head of %s/%s: %w", namespace, endpoint, s.storeError(err))
+func (s *Store) ClearOrderedHead(ctx context.Context, ep Endpoint) error {
+	if err := s.state.Delete(ctx, headKey(ep)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("clearing ordered head of %s: %w", ep, s.storeError(err))
 	}
 	return nil
 }

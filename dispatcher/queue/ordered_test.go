@@ -21,17 +21,18 @@ func TestOrderedConsumer_OneAtATimeHeadStaysAheadStaleHeadBlocksNothing(t *testi
 		t.Fatal(err)
 	}
 	defer st.Close()
-	const ns, ep = "shop", "ledger"
+	const ns, name = "shop", "ledger"
+	ep := queue.Endpoint{Namespace: ns, Name: name, UID: "5d0e8a1c-3b2f-4e6d-8a9c-1f2e3d4c5b6a"}
 	ds := make([]queue.Delivery, 3)
 	for i := range ds {
 		id := fmt.Sprintf("evt_%d", i)
-		ds[i] = queue.Delivery{Namespace: ns, Endpoint: ep, EventID: id, EventType: "t", CreatedAt: time.Now(),
-			DeliveryID: queue.DeliveryID(ns, id, ep), Attempt: 1, Data: []byte(`{}`)}
+		ds[i] = queue.Delivery{Namespace: ns, Endpoint: name, EndpointUID: ep.UID, EventID: id, EventType: "t", CreatedAt: time.Now(),
+			DeliveryID: queue.DeliveryID(ns, id, name), Attempt: 1, Data: []byte(`{}`)}
 	}
 	if _, err := st.Publish(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := st.Consume(ctx, ns, ep, queue.ConsumerOptions{AckWait: 10 * time.Second, Ordered: true})
+	cons, err := st.Consume(ctx, ep, queue.ConsumerOptions{AckWait: 10 * time.Second, Ordered: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,10 +83,10 @@ func TestOrderedConsumer_OneAtATimeHeadStaysAheadStaleHeadBlocksNothing(t *testi
 		t.Errorf("the retried head: redelivered %v, sequence %d, want true and %d", again.Redelivered(), again.Sequence(), head.Sequence())
 	}
 
-	if err := st.SetOrderedHead(ctx, ns, ep, queue.Head{Sequence: again.Sequence(), EventID: "evt_0", Attempt: 2}); err != nil {
+	if err := st.SetOrderedHead(ctx, ep, queue.Head{Sequence: again.Sequence(), EventID: "evt_0", Attempt: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if h, ok, err := st.BlockingHead(ctx, ns, ep); err != nil || !ok || h.EventID != "evt_0" || h.Attempt != 2 {
+	if h, ok, err := st.BlockingHead(ctx, ep); err != nil || !ok || h.EventID != "evt_0" || h.Attempt != 2 {
 		t.Fatalf("BlockingHead = %+v, %v, %v; want evt_0 at attempt 2", h, ok, err)
 	}
 	// Settled without clearing the record (a dispatcher stopped in between): the record
@@ -93,17 +94,17 @@ func TestOrderedConsumer_OneAtATimeHeadStaysAheadStaleHeadBlocksNothing(t *testi
 	if err := again.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := st.OrderedHead(ctx, ns, ep); err != nil || !ok {
+	if _, ok, err := st.OrderedHead(ctx, ep); err != nil || !ok {
 		t.Fatalf("OrderedHead after the ack = %v, %v; want the record still stored", ok, err)
 	}
-	if h, ok, err := st.BlockingHead(ctx, ns, ep); err != nil || ok {
+	if h, ok, err := st.BlockingHead(ctx, ep); err != nil || ok {
 		t.Errorf("BlockingHead after its delivery was settled = %+v, %v, %v; want none", h, ok, err)
 	}
 	take("evt_1")
-	if err := st.ClearOrderedHead(ctx, ns, ep); err != nil {
+	if err := st.ClearOrderedHead(ctx, ep); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := st.OrderedHead(ctx, ns, ep); err != nil || ok {
+	if _, ok, err := st.OrderedHead(ctx, ep); err != nil || ok {
 		t.Errorf("OrderedHead after clearing = %v, %v; want none", ok, err)
 	}
 }

@@ -66,7 +66,7 @@ var benchData = []byte(`{"order_id":4242,"customer":"c-42","items":[` +
 func benchDelivery(i int, endpoint string) Delivery {
 	id := "e" + strconv.Itoa(i)
 	return Delivery{
-		Namespace: "bench", Endpoint: endpoint, EventID: id, EventType: "order.created",
+		Namespace: "bench", Endpoint: endpoint, EndpointUID: "uid-" + endpoint, EventID: id, EventType: "order.created",
 		CreatedAt: time.Now(), Data: benchData, DeliveryID: DeliveryID("bench", id, endpoint),
 		Attempt: 1, AcceptedAt: time.Now(),
 	}
@@ -352,7 +352,7 @@ func benchSettle(b *testing.B, workers int, ack func(*Pending) error) {
 			batch = batch[:0]
 		}
 	}
-	cons, err := st.Consume(ctx, "bench", "ep", ConsumerOptions{Buffer: 2 * workers})
+	cons, err := st.Consume(ctx, Endpoint{Namespace: "bench", Name: "ep", UID: "uid-ep"}, ConsumerOptions{Buffer: 2 * workers})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -458,7 +458,7 @@ func BenchmarkRetained_DeliveredDelivery(b *testing.B) {
 	if _, err := st.Publish(ctx, batch); err != nil {
 		b.Fatal(err)
 	}
-	cons, err := st.Consume(ctx, "bench", "ep", ConsumerOptions{Buffer: 256})
+	cons, err := st.Consume(ctx, Endpoint{Namespace: "bench", Name: "ep", UID: "uid-ep"}, ConsumerOptions{Buffer: 256})
 	if err != nil {
 		b.Fatal(err)
 	}

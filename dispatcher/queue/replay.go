@@ -17,8 +17,9 @@ const (
 )
 
 // ReplayItem is one stored delivery a replay re-sends: a dead letter or a retained
-// delivered delivery, named by its stream and sequence.
+// delivered delivery of Endpoint, named by its stream and sequence.
 type ReplayItem struct {
+	Endpoint   Endpoint
 	From       string
 	Sequence   uint64
 	DeliveryID string
@@ -28,7 +29,10 @@ type ReplayItem struct {
 // retained delivered deliveries, oldest first. A delivery stored in both (delivered,
 // then resent and dead-lettered) or retained twice is selected once, from its newest
 // copy, so that a replay sends each event once.
-func (s *Store) Select(ctx context.Context, namespace, endpoint string, f DeadLetterFilter, deadLetters, delivered bool) ([]ReplayItem, error) {
+func (s *Store) Select(ctx context.Context, ep Endpoint, f Filter, deadLetters, delivered bool) ([]ReplayItem, error) {
+	if delivered && len(f.Sequences) > 0 {
+		return nil, errors.New("sequences name dead letters: select them from the dead letters alone")
+	}
 	var items []ReplayItem
 	at := map[string]int{}
 	add := func(it ReplayItem) {
@@ -45,9 +49,9 @@ func (s *Store) Select(ctx context.Context, namespace, endpoint string, f DeadLe
 		if !from.IsZero() {
 			from = from.Add(-clockSkewMargin)
 		}
-		if err := s.Delivered(ctx, HistoryQuery{Namespace: namespace, Endpoint: endpoint, Since: from}, func(r *Retained) bool {
+		if err := s.Delivered(ctx, HistoryQuery{Endpoint: ep, Since: from}, func(r *Retained) bool {
 			if f.match(&r.Delivery, r.Sequence) {
-				add(ReplayItem{From: FromDelivered, Sequence: r.Sequence, DeliveryID: r.DeliveryID})
+				add(ReplayItem{Endpoint: ep, From: FromDelivered, Sequence: r.Sequence, DeliveryID: r.DeliveryID})
 			}
 			return true
 		}); err != nil {
@@ -55,9 +59,9 @@ func (s *Store) Select(ctx context.Context, namespace, endpoint string, f DeadLe
 		}
 	}
 	if deadLetters {
-		if err := s.DeadLetters(ctx, namespace, endpoint, func(dl *DeadLetter) bool {
+		if err := s.DeadLetters(ctx, ep, func(dl *DeadLetter) bool {
 			if f.match(&dl.Delivery, dl.Sequence) {
-				add(ReplayItem{From: FromDeadLetters, Sequence: dl.Sequence, DeliveryID: dl.DeliveryID})
+				add(ReplayItem{Endpoint: ep, From: FromDeadLetters, Sequence: dl.Sequence, DeliveryID: dl.DeliveryID})
 			}
 			return true
 		}); err != nil {
@@ -77,7 +81,7 @@ func (s *Store) Select(ctx context.Context, namespace, endpoint string, f DeadLe
 const clockSkewMargin = 5 * time.Minute
 
 // ErrGone is returned by Resend for a selected delivery the store no longer holds (its
-// retention ended, or another replay took the dead letter).
+// retention ended, another replay took the dead letter, or its endpoint was deleted).
 var ErrGone = errors.New("no longer stored")
 
 // Resend stores one selected delivery again as a new delivery of its endpoint (same
@@ -96,20 +100,26 @@ func (s *Store) Resend(ctx context.Context, it ReplayItem, replayID string) erro
 	if err != nil {
 		return fmt.Errorf("reading %s %d: %w", it.From, it.Sequence, s.storeError(err))
 	}
-	d, err := parseDelivery(raw.Header, raw.Data)
+	d, err := parseDelivery(raw.Subject, raw.Header, raw.Data)
 	if err != nil {
 		return fmt.Errorf("reading %s %d: %w", it.From, it.Sequence, err)
 	}
+	if d.Ref() != it.Endpoint {
+		// Not the selected endpoint's: only a purge between the selection and now
+		// could have let another message take the place, and none does (sequences
+		// are never reused); refuse rather than send it elsewhere.
+		return ErrGone
+	}
 	d.Attempt, d.NotBefore = 1, time.Time{}
 	d.Replay++
-	m := d.toMsg(DeliverySubject(d.Namespace, d.Endpoint))
+	m := d.toMsg(DeliverySubject(d.Ref()))
 	m.Header[nats.MsgIdHdr] = []string{"replay/" + replayID + "/" + d.DeliveryID}
 	// Publish first, delete second: a crash in between re-sends the event twice at worst
 	// (receivers deduplicate on the event id), never loses it.
 	if _, err := s.js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("re-sending event %s: %w", d.EventID, s.storeError(err))
 	}
-	s.notifyStored(d.Namespace, d.Endpoint)
+	s.notifyStored(d.Ref())
 	if it.From == FromDeadLetters {
 		if err := s.deadLetters.DeleteMsg(ctx, it.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 			return fmt.Errorf("removing replayed dead letter %d: %w", it.Sequence, err)

@@ -133,6 +133,9 @@ type Store struct {
 	attempts    jetstream.Stream
 	ingest      jetstream.KeyValue
 	state       jetstream.KeyValue
+	// stateStream is the state bucket's stream, purged by subject (see Purge).
+	stateStream jetstream.Stream
+	registered  registry
 	replies     replyMux
 	// replicas is how many copies the streams were placed with.
 	replicas int
@@ -368,6 +371,9 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 	})
 	if err != nil {
 		return fmt.Errorf("creating bucket %s: %w", StateBucket, err)
+	}
+	if s.stateStream, err = s.js.Stream(ctx, "KV_"+StateBucket); err != nil {
+		return fmt.Errorf("reading stream of bucket %s: %w", StateBucket, err)
 	}
 	return nil
 }

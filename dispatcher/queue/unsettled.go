@@ -16,11 +16,11 @@ import (
 // delivery.Engine): it is what wakes an endpoint and what its status reports.
 
 // PendingDeliveries is how many deliveries of an endpoint are stored and not settled.
-func (s *Store) PendingDeliveries(ctx context.Context, namespace, endpoint string) (int64, error) {
-	subject := DeliverySubject(namespace, endpoint)
+func (s *Store) PendingDeliveries(ctx context.Context, ep Endpoint) (int64, error) {
+	subject := DeliverySubject(ep)
 	info, err := s.deliveries.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
-		return 0, fmt.Errorf("counting deliveries of %s/%s: %w", namespace, endpoint, s.storeError(err))
+		return 0, fmt.Errorf("counting deliveries of %s: %w", ep, s.storeError(err))
 	}
 	return int64(info.State.Subjects[subject]), nil
 }
@@ -29,7 +29,7 @@ func (s *Store) PendingDeliveries(ctx context.Context, namespace, endpoint strin
 // subject that has any (DeliverySubject names the endpoint's), in one request per
 // 100,000 subjects however many endpoints exist.
 func (s *Store) UnsettledBySubject(ctx context.Context) (map[string]uint64, error) {
-	info, err := s.deliveries.Info(ctx, jetstream.WithSubjectFilter(deliverySubjectPrefix+"*.*"))
+	info, err := s.deliveries.Info(ctx, jetstream.WithSubjectFilter(deliverySubjectPrefix+"*.*.*"))
 	if err != nil {
 		return nil, fmt.Errorf("counting deliveries per endpoint: %w", s.storeError(err))
 	}
@@ -41,7 +41,7 @@ func (s *Store) UnsettledBySubject(ctx context.Context) (map[string]uint64, erro
 
 // PendingOf is PendingDeliveries of n endpoints at once, endpoint(i) naming the i-th,
 // in one request.
-func (s *Store) PendingOf(ctx context.Context, n int, endpoint func(i int) (namespace, name string)) ([]int64, error) {
+func (s *Store) PendingOf(ctx context.Context, n int, endpoint func(i int) Endpoint) ([]int64, error) {
 	counts, err := s.UnsettledBySubject(ctx)
 	if err != nil {
 		return nil, err
@@ -68,16 +68,16 @@ func (s *Store) ConsumerCount(ctx context.Context) (int, error) {
 // for (ingest, replays): the engine wakes an idle endpoint at once instead of at its
 // next look at UnsettledBySubject. Deliveries stored by other replicas are found by
 // that look.
-func (s *Store) OnStored(f func(namespace, endpoint string)) { s.stored.Store(&f) }
+func (s *Store) OnStored(f func(Endpoint)) { s.stored.Store(&f) }
 
-func (s *Store) notifyStored(namespace, endpoint string) {
+func (s *Store) notifyStored(ep Endpoint) {
 	if f := s.stored.Load(); f != nil {
-		(*f)(namespace, endpoint)
+		(*f)(ep)
 	}
 }
 
 // storedHook holds OnStored's function.
-type storedHook = atomic.Pointer[func(namespace, endpoint string)]
+type storedHook = atomic.Pointer[func(Endpoint)]
 
 // ConsumerState is the server's view of an endpoint's consumer, for diagnosing a
 // consumer that hands out nothing while deliveries wait.
@@ -90,13 +90,13 @@ type ConsumerState struct {
 
 // ConsumerStateOf reads the state of an endpoint's consumer; ok is false when the
 // endpoint has none (idle).
-func (s *Store) ConsumerStateOf(ctx context.Context, namespace, endpoint string) (st ConsumerState, ok bool, err error) {
-	cons, err := s.deliveries.Consumer(ctx, consumerName(namespace, endpoint))
+func (s *Store) ConsumerStateOf(ctx context.Context, ep Endpoint) (st ConsumerState, ok bool, err error) {
+	cons, err := s.deliveries.Consumer(ctx, consumerName(ep))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return ConsumerState{}, false, nil
 	}
 	if err != nil {
-		return ConsumerState{}, false, fmt.Errorf("reading consumer of %s/%s: %w", namespace, endpoint, s.storeError(err))
+		return ConsumerState{}, false, fmt.Errorf("reading consumer of %s: %w", ep, s.storeError(err))
 	}
 	info := cons.CachedInfo()
 	return ConsumerState{Pending: info.NumPending, AckPending: info.NumAckPending, Waiting: info.NumWaiting,

@@ -42,7 +42,7 @@ func (r *Recorder) Attempted(a delivery.Attempt) {
 	d := a.Delivery
 	if r.AttemptLog {
 		rec := &queue.AttemptRecord{
-			Namespace: a.Endpoint.Namespace, Endpoint: a.Endpoint.Name,
+			Namespace: a.Endpoint.Namespace, Endpoint: a.Endpoint.Name, EndpointUID: a.Endpoint.UID,
 			EventID: d.EventID, EventType: d.EventType, DeliveryID: d.DeliveryID,
 			Attempt: d.Attempt, Replay: d.Replay,
 			Time:           t.Add(-a.Outcome.Latency).UTC(),

@@ -50,9 +50,9 @@ func BenchmarkRecorder(b *testing.B) {
 			defer store.Close()
 			history := store.History()
 			rec := &replay.Recorder{History: history, AttemptLog: c.attemptLog}
-			d := &queue.Delivery{Namespace: "shop", Endpoint: "billing", EventType: "invoice.paid", CreatedAt: time.Now(),
+			d := &queue.Delivery{Namespace: "shop", Endpoint: "billing", EndpointUID: "uid-billing", EventType: "invoice.paid", CreatedAt: time.Now(),
 				Data: bytes.Repeat([]byte("x"), 1024), Attempt: 1, AcceptedAt: time.Now()}
-			a := delivery.Attempt{Endpoint: delivery.Key{Namespace: "shop", Name: "billing"}, Delivery: d, Outcome: c.out, Final: c.final}
+			a := delivery.Attempt{Endpoint: delivery.Key{Namespace: "shop", Name: "billing", UID: "uid-billing"}, Delivery: d, Outcome: c.out, Final: c.final}
 			b.ReportAllocs()
 			before := cpuTime()
 			n := 0

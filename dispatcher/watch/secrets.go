@@ -127,6 +127,9 @@ func (s *ReferencedSecrets) Get(ctx context.Context, namespace, name string) (*c
 // Retain records what endpoint read and forgets the content of Secrets no endpoint
 // reads any longer.
 func (s *ReferencedSecrets) Retain(endpoint delivery.Key, read []types.NamespacedName) {
+	// By name: the object that holds the name now replaces what an earlier one read,
+	// and a deletion (known only by name) releases it.
+	endpoint.UID = ""
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, key := range s.read[endpoint] {

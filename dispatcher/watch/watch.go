@@ -44,19 +44,17 @@ type Endpoints struct {
 	// Secrets reads the Secrets endpoints reference; default a ReferencedSecrets on the
 	// manager's cache and API reader.
 	Secrets SecretSource
-	// Lifecycle handles auto-disable, re-enable and replay; nil leaves them out.
+	// Lifecycle acts on re-enable and replay requests; nil leaves them out.
 	Lifecycle Lifecycle
 	// Notify carries endpoints to look at again (shared state changed elsewhere).
 	Notify chan event.GenericEvent
 }
 
-// Lifecycle is what the watch needs of the failure lifecycle.
+// Lifecycle is what the watch needs of the failure lifecycle (outcome.Requests): it
+// acts on the endpoint's re-enable and replay requests and says whether the endpoint is
+// disabled.
 type Lifecycle interface {
-	// State loads the endpoint's shared state (disabled flag, handled annotations).
-	State(ctx context.Context, k delivery.Key) (disabled bool, disabledGeneration int64, lastReenable, lastReplay string, err error)
-	Reenable(ctx context.Context, k delivery.Key, token, why string) (bool, error)
-	Replay(ctx context.Context, k delivery.Key, token string) error
-	Forget(k delivery.Key)
+	Handle(ctx context.Context, k delivery.Key, ep *heraldv1.WebhookEndpoint) (disabled bool, err error)
 }
 
 // SetupWithManager registers the endpoint watch.
@@ -82,19 +80,20 @@ func (w *Endpoints) SetupWithManager(mgr ctrl.Manager) error {
 
 // Reconcile rebuilds one endpoint's delivery configuration.
 func (w *Endpoints) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	key := delivery.Key{Namespace: req.Namespace, Name: req.Name}
 	var ep heraldv1.WebhookEndpoint
 	if err := w.Client.Get(ctx, req.NamespacedName, &ep); err != nil {
 		if apierrors.IsNotFound(err) {
+			// The engine retires it, and its stored data with it.
+			key := delivery.Key{Namespace: req.Namespace, Name: req.Name}
 			w.Secrets.Retain(key, nil)
 			w.Engine.Remove(key)
-			if w.Lifecycle != nil {
-				w.Lifecycle.Forget(key)
-			}
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, fmt.Errorf("reading endpoint: %w", err)
 	}
+	// The object, not the name: one created again under a deleted one's name is
+	// another endpoint, with none of its data.
+	key := delivery.Key{Namespace: req.Namespace, Name: req.Name, UID: string(ep.UID)}
 	disabled, err := w.lifecycle(ctx, key, &ep)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -125,34 +124,14 @@ func (w *Endpoints) Reconcile(ctx context.Context, req reconcile.Request) (recon
 	return reconcile.Result{}, nil
 }
 
-// lifecycle acts on the re-enable and replay triggers and reports whether the
-// endpoint is disabled. A new value of the re-enable annotation, or a spec edit made
-// after the endpoint was disabled, re-enables it; the operator never edits spec.
+// lifecycle hands the endpoint's re-enable and replay requests (annotations, a spec
+// edit after auto-disable) to the Lifecycle and reports whether the endpoint is
+// disabled; the operator never edits spec.
 func (w *Endpoints) lifecycle(ctx context.Context, key delivery.Key, ep *heraldv1.WebhookEndpoint) (bool, error) {
 	if w.Lifecycle == nil {
 		return false, nil
 	}
-	disabled, gen, lastReenable, lastReplay, err := w.Lifecycle.State(ctx, key)
-	if err != nil {
-		return false, fmt.Errorf("reading endpoint state: %w", err)
-	}
-	if token := ep.Annotations[heraldv1.AnnotationReenable]; token != "" && token != lastReenable {
-		if _, err := w.Lifecycle.Reenable(ctx, key, token, "annotation "+heraldv1.AnnotationReenable+"="+token); err != nil {
-			return disabled, fmt.Errorf("re-enabling: %w", err)
-		}
-		disabled = false
-	} else if disabled && ep.Generation > gen {
-		if _, err := w.Lifecycle.Reenable(ctx, key, "", fmt.Sprintf("spec changed to generation %d", ep.Generation)); err != nil {
-			return disabled, fmt.Errorf("re-enabling: %w", err)
-		}
-		disabled = false
-	}
-	if token := ep.Annotations[heraldv1.AnnotationReplayDeadLetters]; token != "" && token != lastReplay {
-		if err := w.Lifecycle.Replay(ctx, key, token); err != nil {
-			return disabled, fmt.Errorf("replaying dead letters: %w", err)
-		}
-	}
-	return disabled, nil
+	return w.Lifecycle.Handle(ctx, key, ep)
 }
 
 // build resolves the endpoint into an engine configuration, or a hold saying why not.

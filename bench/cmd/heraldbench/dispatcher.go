@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -193,7 +195,9 @@ func (d *dispatcherChild) upsert(spec endpointSpec) error {
 		}
 		cfg = delivery.Resolved(res, 1)
 	}
-	k := delivery.Key{Namespace: benchNamespace, Name: spec.Name}
+	// Every dispatcher of the bench names the same endpoint with the same UID, as the
+	// API server would.
+	k := delivery.Key{Namespace: benchNamespace, Name: spec.Name, UID: benchUID(spec.Name)}
 	d.p.Engine.Upsert(k, cfg)
 	patterns := spec.Types
 	if len(patterns) == 0 {
@@ -243,7 +247,7 @@ func (d *dispatcherChild) controlMux() *http.ServeMux {
 	mux.HandleFunc("GET /pending", func(w http.ResponseWriter, r *http.Request) {
 		out := map[string]int64{}
 		for k := range d.p.Engine.Endpoints() {
-			n, err := d.p.Store.PendingDeliveries(r.Context(), k.Namespace, k.Name)
+			n, err := d.p.Store.PendingDeliveries(r.Context(), k)
 			if err != nil {
 				fail(w, err)
 				return
@@ -257,7 +261,7 @@ func (d *dispatcherChild) controlMux() *http.ServeMux {
 	mux.HandleFunc("GET /consumers", func(w http.ResponseWriter, r *http.Request) {
 		out := map[string]any{}
 		for k := range d.p.Engine.Endpoints() {
-			st, ok, err := d.p.Store.ConsumerStateOf(r.Context(), k.Namespace, k.Name)
+			st, ok, err := d.p.Store.ConsumerStateOf(r.Context(), k)
 			switch {
 			case err != nil:
 				out[k.Name] = err.Error()
@@ -338,4 +342,11 @@ func (d *dispatcherChild) controlMux() *http.ServeMux {
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	return mux
+}
+
+// benchUID derives an endpoint's UID from its name, the same in every dispatcher.
+func benchUID(name string) string {
+	h := sha256.Sum256([]byte(name))
+	x := hex.EncodeToString(h[:16])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
 }
