@@ -65,13 +65,17 @@ func (tl *Tools) Command(bin string, args ...string) *Command {
 }
 
 // Kubectl starts a kubectl command (as the run's admin unless As says otherwise).
-func (tl *Tools) Kubectl(args ...string) *Command { return tl.Command(must(tl.KubectlBin, "kubectl"), args...) }
+func (tl *Tools) Kubectl(args ...string) *Command {
+	return tl.Command(must(tl.KubectlBin, "kubectl"), args...)
+}
 
 // Helm starts a helm command.
 func (tl *Tools) Helm(args ...string) *Command { return tl.Command(must(tl.HelmBin, "helm"), args...) }
 
 // Herald starts a herald command, the CLI as a user runs it.
-func (tl *Tools) Herald(args ...string) *Command { return tl.Command(must(tl.HeraldBin, "herald"), args...) }
+func (tl *Tools) Herald(args ...string) *Command {
+	return tl.Command(must(tl.HeraldBin, "herald"), args...)
+}
 
 // must returns a tool's path, failing loudly when a suite forgot to set it.
 func must(path, name string) string {

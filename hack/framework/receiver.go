@@ -83,7 +83,11 @@ func (r *Receiver) SetFailing(f bool) { r.mu.Lock(); r.failing = f; r.mu.Unlock(
 
 // SetRespond makes the receiver answer verified requests with fn's status and body
 // (a receiver that echoes what it got, say); nil restores 204.
-func (r *Receiver) SetRespond(fn func(Request) (int, string)) { r.mu.Lock(); r.respond = fn; r.mu.Unlock() }
+func (r *Receiver) SetRespond(fn func(Request) (int, string)) {
+	r.mu.Lock()
+	r.respond = fn
+	r.mu.Unlock()
+}
 
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(req.Body, 1<<20))
