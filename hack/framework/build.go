@@ -29,7 +29,7 @@ const binaryVersion = "test"
 
 // keepBinaries is how many builds of different content stay in the cache; older ones
 // go (each is some 70 MB).
-const keepBinaries = 4
+const keepBinaries = 3
 
 // Herald returns the path of the herald binary built from the working tree. It is built
 // once per content: the key is a hash of the Go and embedded files of every package of

@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -334,10 +335,19 @@ func rowReplayToNewURL(w *world, o *outcome) {
 	} else {
 		o.saw("herald-operator's change of spec.url refused: %s", short(res.Stderr))
 	}
+	// Each replay is started once the one before has ended, so that an answer says
+	// whether the tenant may replay, not that another replay is running.
 	replay := func(who *identity) int {
 		status, body := w.call(http.MethodPost, "/v1/namespaces/"+teamA+"/endpoints/"+endpoint+"/replays", who.token,
 			[]byte(`{"since":"72h","from":["delivered"]}`), 30*time.Second)
 		o.t.Logf("replay as %s: %d %s", who.name, status, body)
+		if status == http.StatusAccepted {
+			var started struct{ ID string }
+			_ = json.Unmarshal(body, &started)
+			if err := w.replayEnded(teamA, endpoint, started.ID); err != nil {
+				o.saw("%v", err)
+			}
+		}
 		return status
 	}
 	accepted := 0
@@ -406,8 +416,8 @@ func rowRecreateSameName(w *world, o *outcome) {
 		o.fail("%v", err)
 		return
 	}
-	// A delivery waiting for its retry: the next wait is 6s.
-	w.Kubectl("patch", "whe", endpoint, "-n", teamA, "--type", "merge", "-p", `{"spec":{"retry":{"schedule":["300ms","6s"]}}}`).As(owner.kubeconfig).Must(o.t)
+	// A delivery waiting for its retry: the next wait is 4s.
+	w.Kubectl("patch", "whe", endpoint, "-n", teamA, "--type", "merge", "-p", `{"spec":{"retry":{"schedule":["300ms","4s"]}}}`).As(owner.kubeconfig).Must(o.t)
 	if err := w.dispatcherSawGeneration(teamA, endpoint); err != nil {
 		o.fail("%v", err)
 		return
@@ -422,7 +432,7 @@ func rowRecreateSameName(w *world, o *outcome) {
 		o.fail("%v", err)
 		return
 	}
-	retryDue := time.Now().Add(6 * time.Second)
+	retryDue := time.Now().Add(4 * time.Second)
 
 	// Deleted, and created again under the same name at the attacker's URL.
 	w.Kubectl("delete", "whe", endpoint, "-n", teamA, "--wait=true").As(owner.kubeconfig).Must(o.t)

@@ -382,6 +382,21 @@ func (w *world) dispatcherSawGeneration(ns, name string) error {
 	})
 }
 
+// replayEnded waits until the endpoint's status says the replay id is no longer running.
+func (w *world) replayEnded(ns, name, id string) error {
+	return w.Wait(20*time.Second).Poll("replay "+id+" of "+ns+"/"+name+" to end", func() error {
+		ep, err := w.endpoint(ns, name)
+		if err != nil {
+			return err
+		}
+		r := ep.Status.Replay
+		if r == nil || r.ID != id || r.State == heraldv1.ReplayRunning {
+			return fmt.Errorf("status.replay %+v", r)
+		}
+		return nil
+	})
+}
+
 func conditionSummary(cs []metav1.Condition) string {
 	var out []string
 	for _, c := range cs {
