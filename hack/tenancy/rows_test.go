@@ -546,7 +546,7 @@ func rowResponseSamples(w *world, o *outcome) {
 	owner, viewer := w.ids["owner"], w.ids["viewer"]
 	api := "/v1/namespaces/" + teamA + "/endpoints/" + endpoint + "/attempts"
 	_, probe := w.publish(w.ids["producer"], teamA, endpoint+".probe", `{"probe":true}`)
-	if err := w.Wait(20*time.Second).Poll("the probe's attempt to be recorded", func() error {
+	if err := w.Wait(10*time.Second).Poll("the probe's attempt to be recorded", func() error {
 		if len(received(w.legit, "/team-a/"+endpoint, probe.ID)) == 0 {
 			return fmt.Errorf("not delivered yet")
 		}
@@ -708,7 +708,7 @@ func rowControlCharacters(w *world, o *outcome) {
 	const endpoint = "r13-hook"
 	editor := w.ids["editor"]
 	_, probe := w.publish(w.ids["producer"], teamA, endpoint+".probe", `{"probe":true}`)
-	_ = w.Wait(20*time.Second).Poll("the probe's attempt to be recorded", func() error {
+	_ = w.Wait(10*time.Second).Poll("the probe's attempt to be recorded", func() error {
 		if _, body := w.call(http.MethodGet, "/v1/namespaces/"+teamA+"/endpoints/"+endpoint+"/attempts", w.ids["owner"].token, nil, 10*time.Second); !strings.Contains(string(body), probe.ID) {
 			return framework.ErrNotYet
 		}
