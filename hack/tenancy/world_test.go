@@ -72,8 +72,8 @@ type world struct {
 	// mtlsCert is the DER of team A's payments client certificate (Secret payments-mtls).
 	mtlsCert []byte
 
-	published sync.Mutex // serialises event ids
-	seq       int
+	seqMu sync.Mutex // guards seq, the event ids' counter
+	seq   int
 }
 
 // identity is a tenant: a ServiceAccount, its token (minted for the API server and for
@@ -419,10 +419,10 @@ func (w *world) publish(id *identity, ns, typ, data string) (int, publishResult)
 }
 
 func (w *world) publishAs(token, ns, typ, data string) (int, publishResult) {
-	w.published.Lock()
+	w.seqMu.Lock()
 	w.seq++
 	eventID := fmt.Sprintf("evt-%s-%04d", strings.ReplaceAll(typ, ".", "-"), w.seq)
-	w.published.Unlock()
+	w.seqMu.Unlock()
 	body, _ := json.Marshal(map[string]any{"id": eventID, "type": typ, "data": json.RawMessage(data)})
 	status, out := w.call(http.MethodPost, "/v1/namespaces/"+ns+"/events", token, body, 60*time.Second)
 	var res publishResult
