@@ -30,6 +30,18 @@
 //     (internal/refreceiver); Recorder, one that keeps whatever arrives (an attacker's).
 //   - memory.go: a process's resident memory and a search of its memory, on Linux.
 //
+// hack/e2e, hack/firsthour and hack/tenancy run on it. For hack/chaos and hack/cluster,
+// still on harnesses of their own: startProc/proc (stop, kill, expected) is
+// Supervisor.Start and Process; childFailure is Supervisor.Failure; eventually and
+// eventuallyf are Run.Eventually or Wait{Watch: ...}.Poll with a Condition saying what
+// it saw; tail, freeAddr, freePort, ready are Tail, FreeAddr, FreePort, Ready; must and
+// run are Tools.Command(...).Must or .Run (WithStdin, WithTimeout); installChart with
+// --set values is InstallCRDsAndChart with ChartInput.Set; serviceAccountKubeconfig is
+// Run.ServiceAccountKubeconfig; a dispatcher replica restarted on its own addresses is
+// StartDispatcher with DispatcherInput's Ingest, Health and Metrics (and --nats-url in
+// Args); the logs kept on failure are Supervisor.KeepLogsAs; a receiver behind a
+// listener of one's own (a network namespace's) is NewReceiver mounted on one's server.
+//
 // Suites keep their scenario and their assertions; nothing here asserts on Herald's
 // behaviour beyond "the tool ran" and "the process is ready".
 package framework
