@@ -9,25 +9,20 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/hack/framework"
 )
 
 const (
@@ -38,7 +33,7 @@ const (
 	failingName = "governance"   // the endpoint whose receiver goes down
 )
 
-var repoRoot = testenv.RepoRoot()
+var repoRoot = framework.RepoRoot
 
 // TestHerald_EndToEnd installs Herald from its public artefacts and drives it only as a
 // user can: kubectl, helm and the herald binary.
@@ -67,7 +62,7 @@ func TestHerald_EndToEnd(t *testing.T) {
 	// fails first, since a refused signature is often why a delivery never arrived.
 	t.Cleanup(func() {
 		for _, r := range s.receivers {
-			for _, p := range r.refusals() {
+			for _, p := range r.Refusals() {
 				t.Errorf("a delivery did not verify: %s", p)
 			}
 		}
@@ -110,131 +105,33 @@ func TestHerald_EndToEnd(t *testing.T) {
 
 func setup(t *testing.T) *harness {
 	t.Helper()
-	start := time.Now()
-	dir := t.TempDir()
-	herald := filepath.Join(dir, "bin", "herald")
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	build := exec.Command(goTool, "build", "-o", herald, "-ldflags", "-X github.com/herald-dev/herald/internal/version.Version=e2e", ".")
-	build.Dir = repoRoot
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		// A failure, not a skip: a build that breaks must not turn the one test of the
-		// whole product into a pass.
-		t.Fatalf("the end-to-end test drives the herald binary, and `go build .` failed (%v):\n%s", err, out)
-	}
-	t.Logf("built herald in %s", time.Since(start).Round(100*time.Millisecond))
-
-	assets, err := testenv.Assets()
-	if err != nil {
-		t.Fatal(err)
-	}
-	helm, err := testenv.Tool("helm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// envtest logs through controller-runtime; without a logger it warns with a stack.
-	ctrllog.SetLogger(logr.Discard())
-	env := &envtest.Environment{
-		BinaryAssetsDirectory:    assets,
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  30 * time.Second,
-	}
-	if _, err := env.Start(); err != nil {
-		t.Fatalf("starting etcd and kube-apiserver: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Logf("stopping envtest: %v", err)
-		}
-	})
-	admin, err := env.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := admin.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig := filepath.Join(dir, "admin.kubeconfig")
-	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{
-		t: t, dir: dir, herald: herald, kubectl: filepath.Join(assets, "kubectl"), helm: helm, kubeconfig: kubeconfig,
-		// The developer's kubeconfig, kubectl cache, helm repositories and HERALD_*
-		// settings stay out of the run.
-		env: append(os.Environ(),
-			"HOME="+home, "KUBECONFIG="+kubeconfig, "HERALD_URL=", "HERALD_TOKEN=",
-			"HELM_CACHE_HOME="+filepath.Join(home, "helm-cache"),
-			"HELM_CONFIG_HOME="+filepath.Join(home, "helm-config"),
-			"HELM_DATA_HOME="+filepath.Join(home, "helm-data"),
-		),
-	}
-	t.Logf("control plane up %s after the start", time.Since(start).Round(100*time.Millisecond))
-	return h
+	return &harness{Run: framework.NewRun(t, framework.RunInput{Name: "e2e"}), t: t}
 }
 
 // installCRDsAndChart applies the CRDs and the chart's default rendering; it returns
 // the rendered chart file. Nothing runs the chart's Deployment (envtest has no
 // kubelet): what counts is that the API server takes every object.
 func (h *harness) installCRDsAndChart() string {
-	crds := filepath.Join(repoRoot, "config", "crd", "bases")
-	h.t.Log(h.kubectlMust("apply", "--server-side", "--field-manager="+userFM, "-f", crds))
-	h.kubectlMust("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
-
-	h.kubectlMust("create", "namespace", chartNS)
-	rendered := h.must(nil, h.helm, "template", "herald", filepath.Join(repoRoot, "charts", "herald"), "--namespace", chartNS)
-	chart := filepath.Join(h.dir, "chart.yaml")
-	if err := os.WriteFile(chart, []byte(rendered), 0o600); err != nil {
-		h.t.Fatal(err)
-	}
-	out := h.kubectlMust("apply", "--server-side", "--field-manager="+chartFM, "-f", chart)
-	h.t.Log("helm template charts/herald | kubectl apply --server-side -f -\n" + out)
-	if n, want := strings.Count(out, "serverside-applied"), strings.Count(rendered, "\nkind: "); n != want {
+	chart := h.InstallCRDsAndChart(h.t, framework.ChartInput{Namespace: chartNS, CRDFieldManager: userFM, ChartFieldManager: chartFM})
+	h.t.Log(chart.CRDsApplied)
+	h.t.Log("helm template charts/herald | kubectl apply --server-side -f -\n" + chart.ChartApplied)
+	if n, want := strings.Count(chart.ChartApplied, "serverside-applied"), strings.Count(chart.Rendered, "\nkind: "); n != want {
 		h.t.Fatalf("the API server took %d of the chart's %d objects", n, want)
 	}
 	h.kubectlMust("get", "deployment/herald-manager", "serviceaccount/herald-manager", "-n", chartNS)
-	return chart
+	return chart.Path
 }
 
 // startHerald runs the manager and the dispatcher with the tokens of the chart's
 // ServiceAccounts, so the chart's RBAC is what they run on. It returns the ingest URL.
 func (h *harness) startHerald() string {
-	// The manager creates the dispatcher's ServiceAccount with the workload; here the
-	// dispatcher is a process, so it is created by hand, like the manager would.
-	h.kubectlMust("create", "serviceaccount", "herald-dispatcher", "-n", chartNS)
-	token := func(sa string) string {
-		return strings.TrimSpace(h.kubectlMust("create", "token", sa, "-n", chartNS, "--duration=2h"))
-	}
-	managerKC := h.writeKubeconfig("herald-manager", token("herald-manager"))
-	dispatcherKC := h.writeKubeconfig("herald-dispatcher", token("herald-dispatcher"))
-
-	mHealth, dHealth, dMetrics, ingest := freeAddr(h.t), freeAddr(h.t), freeAddr(h.t), freeAddr(h.t)
-	manager := h.start("manager", []string{"KUBECONFIG=" + managerKC},
-		"manager", "--manage-dispatcher=false", "--allow-plain-http", "--allow-loopback",
-		"--metrics-bind-address=0", "--health-probe-bind-address="+mHealth)
-	dispatcher := h.start("dispatcher", []string{"KUBECONFIG=" + dispatcherKC},
-		"dispatcher", "--data-dir="+filepath.Join(h.dir, "store"), "--allow-plain-http", "--allow-loopback",
-		"--ingest-bind-address="+ingest, "--status-interval=500ms",
-		"--metrics-bind-address="+dMetrics, "--health-probe-bind-address="+dHealth)
-	h.metrics = dMetrics
-	h.waitReady(manager, mHealth)
-	h.waitReady(dispatcher, dHealth)
-	h.t.Cleanup(func() {
-		if h.t.Failed() {
-			for _, p := range h.procs {
-				h.t.Logf("the end of herald %s's log:\n%s", p.name, tail(p.log, 40))
-			}
-		}
-	})
-	return "http://" + ingest
+	policy := []string{"--allow-plain-http", "--allow-loopback"}
+	manager := h.StartManager(h.t, framework.ManagerInput{Namespace: chartNS, Args: policy, NoWait: true})
+	dispatcher := h.StartDispatcher(h.t, framework.DispatcherInput{Namespace: chartNS, Args: append(policy, "--status-interval=500ms"), NoWait: true})
+	h.metrics = dispatcher.Metrics
+	h.WaitReady(h.t, manager, 90*time.Second)
+	h.WaitReady(h.t, dispatcher, 90*time.Second)
+	return dispatcher.IngestURL()
 }
 
 // samples are config/samples as applied: one file per sample, each endpoint's url
@@ -242,7 +139,7 @@ func (h *harness) startHerald() string {
 type samples struct {
 	files     map[string]string // sample file name -> applied copy
 	objects   map[string][]*unstructured.Unstructured
-	receivers map[string]*receiver // by endpoint
+	receivers map[string]*framework.Receiver // by endpoint
 	endpoints map[string]*heraldv1.WebhookEndpoint
 	// pristine is the failing endpoint's file as first applied, before kubectl patch.
 	pristine string
@@ -254,12 +151,12 @@ func (h *harness) applySamples() *samples {
 	h.kubectlMust("create", "secret", "generic", "workspace-token", "-n", ns, "--from-literal=token=Bearer e2e-workspace")
 
 	s := &samples{files: map[string]string{}, objects: map[string][]*unstructured.Unstructured{},
-		receivers: map[string]*receiver{}, endpoints: map[string]*heraldv1.WebhookEndpoint{}}
+		receivers: map[string]*framework.Receiver{}, endpoints: map[string]*heraldv1.WebhookEndpoint{}}
 	paths, err := filepath.Glob(filepath.Join(repoRoot, "config", "samples", "*.yaml"))
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	applied := filepath.Join(h.dir, "applied")
+	applied := filepath.Join(h.Dir, "applied")
 	if err := os.MkdirAll(applied, 0o700); err != nil {
 		h.t.Fatal(err)
 	}
@@ -277,7 +174,7 @@ func (h *harness) applySamples() *samples {
 			if err := fromUnstructured(u, &ep); err != nil {
 				h.t.Fatalf("%s: %v", name, err)
 			}
-			r := newReceiver(h.t, &ep)
+			r := framework.ReceiverFor(h.t, &ep)
 			if err := unstructured.SetNestedField(u.Object, r.URL(), "spec", "url"); err != nil {
 				h.t.Fatal(err)
 			}
@@ -314,9 +211,9 @@ func (h *harness) applySamples() *samples {
 		if err != nil || len(secret) == 0 {
 			h.t.Fatalf("signing Secret %s of %s: %q (%v)", ref.Name, name, raw, err)
 		}
-		s.receivers[name].setSecret(string(secret))
+		s.receivers[name].SetSecret(string(secret))
 	}
-	s.receivers["workspace"].setAuthorization("Bearer e2e-workspace")
+	s.receivers["workspace"].SetAuthorization("Bearer e2e-workspace")
 	h.t.Log("kubectl get whe,whs -n " + ns + "\n" + h.kubectlMust("get", "whe,whs", "-n", ns))
 	return s
 }
@@ -402,12 +299,12 @@ func (p *publisher) publish(typ, data string, wantMatched int) string {
 	}
 }
 
-func (h *harness) waitDelivered(r *receiver, id string) request {
+func (h *harness) waitDelivered(r *framework.Receiver, id string) framework.Request {
 	h.t.Helper()
-	var got request
-	h.eventually(30*time.Second, fmt.Sprintf("%s to receive event %s, signed", r.endpoint, id), func() bool {
+	var got framework.Request
+	h.eventually(30*time.Second, fmt.Sprintf("%s to receive event %s, signed", r.Endpoint, id), func() bool {
 		var ok bool
-		got, ok = r.delivered(id)
+		got, ok = r.Delivered(id)
 		return ok
 	})
 	return got
@@ -425,23 +322,23 @@ func (h *harness) deliverEveryStyle(s *samples, pub *publisher) {
 	// Standard Webhooks, Envelope with the sample's extra field.
 	got := h.waitDelivered(billing, inv)
 	var env envelope
-	if err := json.Unmarshal(got.body, &env); err != nil || env.ID != inv || env.Type != "invoice.paid" || env.Environment != "production" || string(env.Data) != invoice {
-		t.Errorf("billing received %s (%v), want the envelope of %s with environment production", got.body, err, inv)
+	if err := json.Unmarshal(got.Body, &env); err != nil || env.ID != inv || env.Type != "invoice.paid" || env.Environment != "production" || string(env.Data) != invoice {
+		t.Errorf("billing received %s (%v), want the envelope of %s with environment production", got.Body, err, inv)
 	}
-	if got.header.Get("Webhook-Id") != inv {
-		t.Errorf("billing: webhook-id %q, want the event id %s", got.header.Get("Webhook-Id"), inv)
+	if got.Header.Get("Webhook-Id") != inv {
+		t.Errorf("billing: webhook-id %q, want the event id %s", got.Header.Get("Webhook-Id"), inv)
 	}
 	// Body-only hex with payload format Data: the body is the event's data, byte for byte.
 	got = h.waitDelivered(workspace, inv)
-	if string(got.body) != invoice {
-		t.Errorf("workspace received %q, want the data alone %q", got.body, invoice)
+	if string(got.Body) != invoice {
+		t.Errorf("workspace received %q, want the data alone %q", got.Body, invoice)
 	}
 	h.waitDelivered(workspace, appr)
 	h.waitDelivered(workspace, eval)
 	// Timestamped prefixed hex.
 	got = h.waitDelivered(governance, appr)
-	if !strings.HasPrefix(got.header.Get("X-Acme-Signature"), "sha256=") {
-		t.Errorf("governance: X-Acme-Signature %q, want sha256=<hex>", got.header.Get("X-Acme-Signature"))
+	if !strings.HasPrefix(got.Header.Get("X-Acme-Signature"), "sha256=") {
+		t.Errorf("governance: X-Acme-Signature %q, want sha256=<hex>", got.Header.Get("X-Acme-Signature"))
 	}
 
 	// The suspended sample holds its event and delivers it when the manifest says
@@ -450,12 +347,12 @@ func (h *harness) deliverEveryStyle(s *samples, pub *publisher) {
 	// held gauge counting it is the sign that the dispatcher has stored the event for
 	// the endpoint and decided to hold it; only then does "no request" mean something.
 	h.eventually(30*time.Second, "herald_held_deliveries of evaluations to count the held event", func() bool {
-		if n := len(evaluations.attempts(eval)); n != 0 {
+		if n := len(evaluations.Attempts(eval)); n != 0 {
 			t.Fatalf("the suspended endpoint received %d requests", n)
 		}
 		return h.gauge("herald_held_deliveries", `endpoint="evaluations"`) >= 1
 	})
-	if n := len(evaluations.attempts(eval)); n != 0 {
+	if n := len(evaluations.Attempts(eval)); n != 0 {
 		t.Fatalf("the suspended endpoint received %d requests", n)
 	}
 	file, u := s.fileOf(t, "WebhookEndpoint", "evaluations")
@@ -465,9 +362,9 @@ func (h *harness) deliverEveryStyle(s *samples, pub *publisher) {
 	s.write(t, file)
 	h.kubectlMust("apply", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", s.files[file])
 	got = h.waitDelivered(evaluations, eval)
-	if got.header.Get("X-Acme-Event") != "evaluation.completed" || strings.HasPrefix(got.header.Get("X-Acme-Signature"), "sha256=") {
+	if got.Header.Get("X-Acme-Event") != "evaluation.completed" || strings.HasPrefix(got.Header.Get("X-Acme-Signature"), "sha256=") {
 		t.Errorf("evaluations: X-Acme-Event %q, X-Acme-Signature %q; want the event type and a bare hex signature",
-			got.header.Get("X-Acme-Event"), got.header.Get("X-Acme-Signature"))
+			got.Header.Get("X-Acme-Event"), got.Header.Get("X-Acme-Signature"))
 	}
 
 	h.verifyWithTheCLI(s, billing, inv)
@@ -481,7 +378,7 @@ func (h *harness) ed25519Endpoint(pub *publisher) {
 	t := h.t
 	ep := &heraldv1.WebhookEndpoint{Spec: heraldv1.WebhookEndpointSpec{Signature: heraldv1.SignatureSpec{Style: heraldv1.SignatureStandardWebhooksEd25519}}}
 	ep.Name = "ledger"
-	r := newReceiver(t, ep)
+	r := framework.ReceiverFor(t, ep)
 	manifest := fmt.Sprintf(`apiVersion: hooks.herald.dev/v1alpha1
 kind: WebhookEndpoint
 metadata: {name: ledger}
@@ -496,15 +393,15 @@ spec:
   endpointRef: {name: ledger}
   eventTypes: ["ledger.*"]
 `, r.URL())
-	if res := h.run(nil, []byte(manifest), h.kubectl, "apply", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", "-"); res.code != 0 {
-		t.Fatalf("kubectl apply of the ed25519 endpoint exited %d:\n%s%s", res.code, res.stderr, res.stdout)
+	if res := h.run(nil, []byte(manifest), h.KubectlBin, "apply", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", "-"); res.Code != 0 {
+		t.Fatalf("kubectl apply of the ed25519 endpoint exited %d:\n%s%s", res.Code, res.Stderr, res.Stdout)
 	}
 	h.kubectlMust("wait", "--for=condition=Ready", "--timeout=60s", "-n", ns, "whe/ledger", "whs/ledger-entries")
 	var public string
 	h.eventually(30*time.Second, "the public-key ConfigMap", func() bool {
-		res := h.run(nil, nil, h.kubectl, "get", "configmap", "ledger-public-key", "-n", ns, "-o", "jsonpath={.data.publicKey}")
-		public = strings.TrimSpace(res.stdout)
-		return res.code == 0 && public != ""
+		res := h.run(nil, nil, h.KubectlBin, "get", "configmap", "ledger-public-key", "-n", ns, "-o", "jsonpath={.data.publicKey}")
+		public = strings.TrimSpace(res.Stdout)
+		return res.Code == 0 && public != ""
 	})
 	if !strings.HasPrefix(public, "whpk_") {
 		t.Fatalf("ConfigMap ledger-public-key holds %q, want whpk_<base64>", public)
@@ -515,36 +412,34 @@ spec:
 	if st := h.jsonpath("whe/ledger", "{.status.publicKey}"); st != public {
 		t.Errorf("status.publicKey %q, the ConfigMap holds %q", st, public)
 	}
-	r.setSecret(public)
+	r.SetSecret(public)
 	// workspace subscribes to every type.
 	id := pub.publish("ledger.posted", `{"entry":"LE-1","amount":-250}`, 2)
 	got := h.waitDelivered(r, id)
-	if sig := got.header.Get("Webhook-Signature"); !strings.HasPrefix(sig, "v1a,") || strings.Contains(sig, "v1,") {
+	if sig := got.Header.Get("Webhook-Signature"); !strings.HasPrefix(sig, "v1a,") || strings.Contains(sig, "v1,") {
 		t.Errorf("webhook-signature %q, want v1a signatures only", sig)
 	}
-	for _, p := range r.refusals() {
+	for _, p := range r.Refusals() {
 		t.Errorf("a delivery did not verify: %s", p)
 	}
 }
 
 // verifyWithTheCLI checks a captured delivery with `herald verify`, and that its exit
 // codes reach the shell: 0 valid, 1 invalid, 2 used wrongly.
-func (h *harness) verifyWithTheCLI(s *samples, r *receiver, id string) {
+func (h *harness) verifyWithTheCLI(s *samples, r *framework.Receiver, id string) {
 	t := h.t
-	got, _ := r.delivered(id)
+	got, _ := r.Delivered(id)
 	var dump bytes.Buffer
 	dump.WriteString("POST /hooks/billing HTTP/1.1\r\n")
-	if err := got.header.Write(&dump); err != nil {
+	if err := got.Header.Write(&dump); err != nil {
 		t.Fatal(err)
 	}
 	dump.WriteString("\r\n")
-	dump.Write(got.body)
-	request := filepath.Join(h.dir, "billing-request.http")
-	tampered := filepath.Join(h.dir, "billing-tampered.http")
-	secret := filepath.Join(h.dir, "billing-secret")
-	r.mu.Lock()
-	key := r.secret
-	r.mu.Unlock()
+	dump.Write(got.Body)
+	request := filepath.Join(h.Dir, "billing-request.http")
+	tampered := filepath.Join(h.Dir, "billing-tampered.http")
+	secret := filepath.Join(h.Dir, "billing-secret")
+	key := r.Secret()
 	for path, content := range map[string][]byte{
 		request:  dump.Bytes(),
 		tampered: bytes.Replace(dump.Bytes(), []byte("1500"), []byte("9500"), 1),
@@ -563,12 +458,12 @@ func (h *harness) verifyWithTheCLI(s *samples, r *receiver, id string) {
 		{[]string{"--secret-file", secret, "--headers-file", tampered}, 1, "signature invalid"},
 		{[]string{"--secret-file", secret, "--no-such-flag"}, 2, "unknown flag: --no-such-flag"},
 	} {
-		res := h.run(nil, nil, h.herald, append([]string{"verify"}, tc.args...)...)
-		if res.code != tc.code || !strings.Contains(res.stdout+res.stderr, tc.out) {
-			t.Errorf("herald verify %s: exit %d, output %q; want exit %d and %q", strings.Join(tc.args, " "), res.code, res.stdout+res.stderr, tc.code, tc.out)
+		res := h.run(nil, nil, h.HeraldBin, append([]string{"verify"}, tc.args...)...)
+		if res.Code != tc.code || !strings.Contains(res.Stdout+res.Stderr, tc.out) {
+			t.Errorf("herald verify %s: exit %d, output %q; want exit %d and %q", strings.Join(tc.args, " "), res.Code, res.Stdout+res.Stderr, tc.code, tc.out)
 		}
-		if strings.Count(res.stderr, tc.out) > 1 {
-			t.Errorf("herald verify %s printed its message twice:\n%s", strings.Join(tc.args, " "), res.stderr)
+		if strings.Count(res.Stderr, tc.out) > 1 {
+			t.Errorf("herald verify %s printed its message twice:\n%s", strings.Join(tc.args, " "), res.Stderr)
 		}
 	}
 }
@@ -581,14 +476,14 @@ func (h *harness) jsonpath(obj, path string) string {
 func (h *harness) failAndRecover(s *samples, pub *publisher, opEnv []string) {
 	t := h.t
 	gov, workspace := s.receivers[failingName], s.receivers["workspace"]
-	gov.setFailing(true)
+	gov.SetFailing(true)
 
 	// A short schedule and a low threshold, with kubectl patch as a person in a hurry
 	// would; the applied manifest gets the same change, as its repository would.
 	patch := `{"spec":{"retry":{"schedule":["200ms","200ms"]},"autoDisable":{"afterConsecutiveFailures":3}}}`
 	h.kubectlMust("patch", "whe", failingName, "-n", ns, "--type", "merge", "-p", patch)
 	file, u := s.fileOf(t, "WebhookEndpoint", failingName)
-	pristine := filepath.Join(h.dir, "pristine-"+file)
+	pristine := filepath.Join(h.Dir, "pristine-"+file)
 	if err := os.WriteFile(pristine, mustRead(t, s.files[file]), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -608,13 +503,13 @@ func (h *harness) failAndRecover(s *samples, pub *publisher, opEnv []string) {
 	first := pub.publish("approval.requested", `{"request":"APR-8"}`, 2)
 	h.waitDelivered(workspace, first)
 	h.eventually(30*time.Second, "three attempts of the first event at the failing receiver", func() bool {
-		return len(gov.attempts(first)) >= 3
+		return len(gov.Attempts(first)) >= 3
 	})
 	h.kubectlMust("wait", "--for=condition=Disabled", "--timeout=30s", "-n", ns, "whe/"+failingName)
-	attempts := gov.attempts(first)
+	attempts := gov.Attempts(first)
 	for i, a := range attempts {
-		if a.status != http.StatusInternalServerError || a.attempt != fmt.Sprint(i+1) {
-			t.Errorf("attempt %d of %s: HTTP %d, Delivery-Attempt %q", i+1, first, a.status, a.attempt)
+		if a.Status != http.StatusInternalServerError || a.Attempt != fmt.Sprint(i+1) {
+			t.Errorf("attempt %d of %s: HTTP %d, Delivery-Attempt %q", i+1, first, a.Status, a.Attempt)
 		}
 	}
 	if len(attempts) != 3 {
@@ -665,7 +560,7 @@ func (h *harness) failAndRecover(s *samples, pub *publisher, opEnv []string) {
 	h.eventually(20*time.Second, "the held delivery on status.counters.pending", func() bool {
 		return h.jsonpath("whe/"+failingName, "{.status.counters.pending}") == "1"
 	})
-	if n := len(gov.attempts(held)); n != 0 {
+	if n := len(gov.Attempts(held)); n != 0 {
 		t.Errorf("the disabled endpoint was sent %s %d times", held, n)
 	}
 	h.t.Log("kubectl get whe -n e2e -o wide\n" + h.kubectlMust("get", "whe", "-n", ns, "-o", "wide"))
@@ -674,7 +569,7 @@ func (h *harness) failAndRecover(s *samples, pub *publisher, opEnv []string) {
 	h.t.Log("herald endpoint status " + failingName + " -n e2e\n" + h.heraldMust(nil, "endpoint", "status", failingName, "-n", ns))
 
 	// The receiver recovers; re-enable, then replay.
-	gov.setFailing(false)
+	gov.SetFailing(false)
 	out := h.heraldMust(opEnv, "endpoint", "enable", failingName, "-n", ns)
 	h.t.Log("herald endpoint enable " + failingName + " -n e2e\n" + out)
 	if !strings.Contains(out, "Re-enabled WebhookEndpoint e2e/"+failingName) {
@@ -688,14 +583,14 @@ func (h *harness) failAndRecover(s *samples, pub *publisher, opEnv []string) {
 	}
 	replayed := h.waitDelivered(gov, first)
 	// Receivers deduplicate on the event id: the replay must carry the original one.
-	if got := replayed.header.Get("X-Acme-Event-Id"); got != first {
+	if got := replayed.Header.Get("X-Acme-Event-Id"); got != first {
 		t.Errorf("the replay carries event id %q, want the original %s", got, first)
 	}
 	t.Logf("event %s: failed attempts as delivery %s, replayed as delivery %s (attempt %s)", first,
-		attempts[0].header.Get("X-Acme-Delivery-Id"), replayed.header.Get("X-Acme-Delivery-Id"), replayed.attempt)
-	res := h.run(opEnv, nil, h.herald, "dlq", "list", failingName, "-n", ns)
-	if res.code != 0 || res.stdout != "" || !strings.Contains(res.stderr, "No dead letters") {
-		t.Errorf("herald dlq list after the replay: exit %d, %q %q", res.code, res.stdout, res.stderr)
+		attempts[0].Header.Get("X-Acme-Delivery-Id"), replayed.Header.Get("X-Acme-Delivery-Id"), replayed.Attempt)
+	res := h.run(opEnv, nil, h.HeraldBin, "dlq", "list", failingName, "-n", ns)
+	if res.Code != 0 || res.Stdout != "" || !strings.Contains(res.Stderr, "No dead letters") {
+		t.Errorf("herald dlq list after the replay: exit %d, %q %q", res.Code, res.Stdout, res.Stderr)
 	}
 	h.kubectlMust("wait", "--for=condition=Ready", "--timeout=30s", "-n", ns, "whe/"+failingName)
 	h.t.Log("kubectl get whe -n e2e -o wide (after enable and replay)\n" + h.kubectlMust("get", "whe", "-n", ns, "-o", "wide"))
@@ -713,7 +608,7 @@ func (h *harness) subscriptionLifecycle(s *samples, pub *publisher) {
 	h.waitDelivered(gov, again)
 	// governance has received an event accepted after the orphan: had the orphan been
 	// routed there, it would have been queued ahead of this one.
-	if n := len(gov.attempts(orphan)); n != 0 {
+	if n := len(gov.Attempts(orphan)); n != 0 {
 		h.t.Errorf("%s received %s %d times after its subscription was deleted", failingName, orphan, n)
 	}
 }
@@ -741,14 +636,14 @@ func (h *harness) diffEverything(chart string, s *samples) {
 		if m.ns != "" {
 			args = append(args, "-n", m.ns)
 		}
-		res := h.run(nil, nil, h.kubectl, args...)
-		switch res.code {
+		res := h.run(nil, nil, h.KubectlBin, args...)
+		switch res.Code {
 		case 0:
 			t.Logf("kubectl %s: no difference", strings.Join(args, " "))
 		case 1:
-			t.Errorf("kubectl %s shows a difference:\n%s%s", strings.Join(args, " "), res.stdout, res.stderr)
+			t.Errorf("kubectl %s shows a difference:\n%s%s", strings.Join(args, " "), res.Stdout, res.Stderr)
 		default:
-			t.Errorf("kubectl %s failed (exit %d):\n%s%s", strings.Join(args, " "), res.code, res.stderr, res.stdout)
+			t.Errorf("kubectl %s failed (exit %d):\n%s%s", strings.Join(args, " "), res.Code, res.Stderr, res.Stdout)
 		}
 	}
 
@@ -757,15 +652,15 @@ func (h *harness) diffEverything(chart string, s *samples) {
 	// change made outside Git to fields Git does not set is invisible to a diff, by
 	// design of server-side apply.
 	diff := func(path string) (int, []string, string) {
-		res := h.run(nil, nil, h.kubectl, "diff", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", path)
+		res := h.run(nil, nil, h.KubectlBin, "diff", "--server-side", "--field-manager="+userFM, "-n", ns, "-f", path)
 		var changed []string
-		for _, line := range strings.Split(res.stdout, "\n") {
+		for _, line := range strings.Split(res.Stdout, "\n") {
 			if (strings.HasPrefix(line, "-") || strings.HasPrefix(line, "+")) && !strings.HasPrefix(line, "---") && !strings.HasPrefix(line, "+++") {
 				changed = append(changed, strings.TrimSpace(line[1:]))
 			}
 		}
 		sort.Strings(changed)
-		return res.code, changed, res.stdout + res.stderr
+		return res.Code, changed, res.Stdout + res.Stderr
 	}
 	if code, _, out := diff(s.pristine); code != 0 {
 		t.Errorf("kubectl diff of %s's manifest from before the patch: exit %d\n%s", failingName, code, out)
@@ -782,7 +677,7 @@ func (h *harness) diffEverything(chart string, s *samples) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	editedPath := filepath.Join(h.dir, "edited-"+file)
+	editedPath := filepath.Join(h.Dir, "edited-"+file)
 	if err := os.WriteFile(editedPath, raw, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -795,23 +690,23 @@ func (h *harness) diffEverything(chart string, s *samples) {
 // kubectlPlugin installs herald as kubectl-herald on PATH, as the README says.
 func (h *harness) kubectlPlugin() {
 	t := h.t
-	plugins := filepath.Join(h.dir, "plugins")
+	plugins := filepath.Join(h.Dir, "plugins")
 	if err := os.MkdirAll(plugins, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(h.herald, filepath.Join(plugins, "kubectl-herald")); err != nil {
+	if err := os.Symlink(h.HeraldBin, filepath.Join(plugins, "kubectl-herald")); err != nil {
 		t.Fatal(err)
 	}
 	path := []string{"PATH=" + plugins + string(os.PathListSeparator) + os.Getenv("PATH")}
-	if out := h.must(path, h.kubectl, "plugin", "list"); !strings.Contains(out, filepath.Join(plugins, "kubectl-herald")) {
+	if out := h.must(path, h.KubectlBin, "plugin", "list"); !strings.Contains(out, filepath.Join(plugins, "kubectl-herald")) {
 		t.Errorf("kubectl plugin list does not show kubectl-herald:\n%s", out)
 	}
-	out := h.must(path, h.kubectl, "herald", "endpoint", "status", "-n", ns)
+	out := h.must(path, h.KubectlBin, "herald", "endpoint", "status", "-n", ns)
 	t.Log("kubectl herald endpoint status -n e2e\n" + out)
 	if !strings.Contains(out, failingName) || !strings.HasPrefix(out, "NAME ") {
 		t.Errorf("kubectl herald endpoint status printed:\n%s", out)
 	}
-	if out := h.must(path, h.kubectl, "herald", "dlq", "list", "--help"); !strings.Contains(out, "kubectl herald dlq list ENDPOINT") {
+	if out := h.must(path, h.KubectlBin, "herald", "dlq", "list", "--help"); !strings.Contains(out, "kubectl herald dlq list ENDPOINT") {
 		t.Errorf("kubectl herald dlq list --help does not name itself kubectl herald:\n%s", out)
 	}
 }
@@ -1036,13 +931,13 @@ func (h *harness) rotationStartsAndEnds(s *samples, pub *publisher) {
 		}
 	}
 	old := func(name string) string { return "e2e-old-secret-of-" + name }
-	previous := func(name string, got request) string {
-		return got.header.Get(s.receivers[name].prefix + "-Signature-Previous")
+	previous := func(name string, got framework.Request) string {
+		return got.Header.Get(s.receivers[name].Prefix + "-Signature-Previous")
 	}
 	// until publishes to every endpoint in turn until each has received a delivery
 	// satisfying want: the dispatcher sees a spec change through its informer, a moment
 	// after kubectl returns.
-	until := func(what string, want func(name string, got request) bool) {
+	until := func(what string, want func(name string, got framework.Request) bool) {
 		t.Helper()
 		pending := map[string]bool{"workspace": true, failingName: true, "evaluations": true}
 		h.eventually(60*time.Second, what, func() bool {
@@ -1061,12 +956,12 @@ func (h *harness) rotationStartsAndEnds(s *samples, pub *publisher) {
 		h.kubectlMust("patch", "whe", name, "-n", ns, "--type", "merge",
 			"-p", fmt.Sprintf(`{"spec":{"previousSecretRef":{"name":%q,"key":"secret"}}}`, name+"-old"))
 	}
-	until("every hex endpoint to send X-…-Signature-Previous", func(name string, got request) bool {
+	until("every hex endpoint to send X-…-Signature-Previous", func(name string, got framework.Request) bool {
 		if previous(name, got) == "" {
 			return false
 		}
 		r := s.receivers[name]
-		if !r.reference(old(name), r.prefix+"-Signature-Previous", got.header, got.body) {
+		if !r.Reference(old(name), r.Prefix+"-Signature-Previous", got.Header, got.Body) {
 			t.Errorf("%s: X-…-Signature-Previous %q does not verify with the previous secret", name, previous(name, got))
 		}
 		return true
@@ -1076,7 +971,7 @@ func (h *harness) rotationStartsAndEnds(s *samples, pub *publisher) {
 		h.kubectlMust("patch", "whe", name, "-n", ns, "--type", "json", "-p", `[{"op":"remove","path":"/spec/previousSecretRef"}]`)
 		h.kubectlMust("delete", "secret", name+"-old", "-n", ns)
 	}
-	until("every hex endpoint to stop sending X-…-Signature-Previous", func(name string, got request) bool {
+	until("every hex endpoint to stop sending X-…-Signature-Previous", func(name string, got framework.Request) bool {
 		return previous(name, got) == ""
 	})
 	// And it stays stopped: the next delivery to each carries one signature only.

@@ -1,24 +1,22 @@
 package firsthour
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"io"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/hack/framework"
 )
 
-var repoRoot = testenv.RepoRoot()
+var repoRoot = framework.RepoRoot
 
 // Headings of the terminals the stack's closing hints open, in hack/localstack/hints.go.
 const (
@@ -69,9 +67,10 @@ func TestFirstHour_EveryPrintedCommandAndREADMEExampleWorks(t *testing.T) {
 	start := time.Now()
 	state := filepath.Join(t.TempDir(), "state")
 	home := newHome(t)
+	sup := framework.NewSupervisor(t, filepath.Join(t.TempDir(), "logs"), nil)
 
-	stack := startStack(t, state)
-	terminals := stack.hints(t)
+	stack := startStack(t, sup, state)
+	terminals := stack.hints(t, sup)
 	t.Logf("== make run printed its hints after %s", time.Since(start).Round(100*time.Millisecond))
 	// Start-up is quiet: no failed readiness checks, no broken demo sentence, and no
 	// hold for the signing Secrets the manager generates a moment later (a hold of
@@ -140,8 +139,8 @@ func TestFirstHour_EveryPrintedCommandAndREADMEExampleWorks(t *testing.T) {
 	producerToken := readFile(t, filepath.Join(state, "producer-token"))
 	operatorToken := readFile(t, filepath.Join(state, "operator-token"))
 	stack.stop(t)
-	restarted := startStack(t, state, "--demo=false")
-	after := restarted.hints(t)
+	restarted := startStack(t, sup, state, "--demo=false")
+	after := restarted.hints(t, sup)
 	withOldToken := func(heading, token string) terminal {
 		term := after.find(t, heading)
 		term.exports = append(append([]string(nil), term.exports...), "export HERALD_TOKEN="+token)
@@ -327,134 +326,65 @@ func newHome(t *testing.T) string {
 	return home
 }
 
-// stack is `make run` running in the checkout.
+// stack is `make run` running in the checkout, a child of the run's supervisor whose
+// log is what make run printed.
 type stack struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
-
-	mu    sync.Mutex
-	lines []string
-	more  *sync.Cond
+	proc *framework.Process
 }
 
 // startStack runs `make run` with its state in state and ports chosen free, so that it
 // neither meets a developer's own `make run` nor another test.
-func startStack(t *testing.T, state string, flags ...string) *stack {
+func startStack(t *testing.T, sup *framework.Supervisor, state string, flags ...string) *stack {
 	t.Helper()
 	runFlags := append([]string{"--state=" + state, "--ingest-port=0", "--receiver-port=0"}, flags...)
-	cmd := exec.Command("make", "--no-print-directory", "run", "RUN_FLAGS="+strings.Join(runFlags, " "))
-	cmd.Dir = repoRoot
 	// The developer's kubeconfig and HERALD_* must not reach the stack, and a make
 	// jobserver of `make test` is not this make's. Go's caches stay the developer's: they
 	// live under HOME by default, and a new HOME would build everything cold.
-	cmd.Env = append(userEnv(t.TempDir()), goCaches(t)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	s := &stack{cmd: cmd, done: make(chan struct{})}
-	s.more = sync.NewCond(&s.mu)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting make run: %v", err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			s.mu.Lock()
-			s.lines = append(s.lines, sc.Text())
-			s.more.Broadcast()
-			s.mu.Unlock()
-		}
-	}()
-	go func() {
-		s.err = cmd.Wait()
-		pw.Close()
-		close(s.done)
-		s.mu.Lock()
-		s.more.Broadcast()
-		s.mu.Unlock()
-	}()
-	t.Cleanup(func() {
-		// Should the test end early, nothing is left running: a SIGKILL for the whole
-		// group; the stack's own children die with it (Pdeathsig).
-		select {
-		case <-s.done:
-		default:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-s.done
-		}
+	env := append(userEnv(t.TempDir()), goCaches(t)...)
+	p := sup.Start(framework.StartInput{
+		Name:   fmt.Sprintf("make-run-%d", len(sup.Processes())+1),
+		Binary: "make", Args: []string{"--no-print-directory", "run", "RUN_FLAGS=" + strings.Join(runFlags, " ")},
+		Env: env, Dir: repoRoot,
+		// Should the test end early, nothing is left running: the whole group goes.
+		Grace: 10 * time.Second,
 	})
-	return s
+	return &stack{proc: p}
 }
 
 const hintsEnd = "Ctrl-C stops everything"
 
 // hints waits for the closing hints and parses them into terminals.
-func (s *stack) hints(t *testing.T) terminals {
+func (s *stack) hints(t *testing.T, sup *framework.Supervisor) terminals {
 	t.Helper()
 	// Cold, make run builds herald and the stack (and, the very first time on a machine,
 	// the control-plane binaries and helm, which `make test` has already built).
-	deadline := time.Now().Add(10 * time.Minute)
-	timer := time.AfterFunc(time.Until(deadline), func() {
-		s.mu.Lock()
-		s.more.Broadcast()
-		s.mu.Unlock()
-	})
-	defer timer.Stop()
-	s.mu.Lock()
-	for !containsPrefix(s.lines, hintsEnd) {
-		if s.exited() {
-			s.mu.Unlock()
-			<-s.done
-			t.Fatalf("make run exited (%v) before printing its hints:\n%s", s.err, s.output())
-		}
-		if time.Now().After(deadline) {
-			s.mu.Unlock()
-			t.Fatalf("make run printed no hints within 10 minutes:\n%s", s.output())
-		}
-		s.more.Wait()
+	wait := framework.Wait{Within: 10 * time.Minute, Watch: sup}
+	if err := wait.Poll("make run's hints", framework.Bool(func() bool { return containsPrefix(s.lines(), hintsEnd) })); err != nil {
+		t.Fatalf("make run printed no hints: %v\nIt printed:\n%s", err, s.output())
 	}
-	lines := append([]string(nil), s.lines...)
-	s.mu.Unlock()
+	lines := s.lines()
 	t.Logf("make run printed:\n%s", indent(strings.Join(lines, "\n")))
 	return parseHints(t, lines)
 }
 
-func (s *stack) exited() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
+func (s *stack) lines() []string {
+	return strings.Split(strings.TrimRight(s.proc.Output(), "\n"), "\n")
 }
 
 func (s *stack) printed(substr string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, l := range s.lines {
-		if strings.Contains(l, substr) {
-			return true
-		}
-	}
-	return false
+	return strings.Contains(s.proc.Output(), substr)
 }
 
 func (s *stack) output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return indent(strings.Join(s.lines, "\n"))
+	return indent(s.proc.Output())
 }
 
-// stop is Ctrl-C's equivalent for make: SIGTERM, which make passes on to the stack; the
-// stack stops its processes in order and must say so.
+// stop is Ctrl-C's equivalent for make: SIGTERM to make alone, which passes it on to
+// the stack; the stack stops its processes in order and must say so.
 func (s *stack) stop(t *testing.T) {
 	t.Helper()
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-	case <-time.After(90 * time.Second):
+	s.proc.Signal(syscall.SIGTERM)
+	if !s.proc.Wait(90 * time.Second) {
 		t.Fatalf("make run did not stop within 90s of SIGTERM:\n%s", s.output())
 	}
 	if !s.printed("stopped kube-apiserver and etcd") {
