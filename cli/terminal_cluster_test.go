@@ -11,6 +11,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
 )
 
@@ -39,11 +40,13 @@ func TestCLI_AReceiversTextCannotDriveTheTerminal(t *testing.T) {
 		_, _ = w.Write([]byte(hostileBody))
 	}))
 	t.Cleanup(s.Close)
-	c.endpointWithSink(t, nsHistory, "hostile", s, 0)
-	operator := c.token(t, nsHistory, "hostile-operator", publishRule, operatorRule)
+	c.endpointWithSink(t, nsHistory, "hostile", s, 0, func(spec *heraldv1.WebhookEndpointSpec) {
+		spec.AttemptLog.ResponseBody = heraldv1.ResponseBodyAlways // kept, so that there is a body to print
+	})
+	operator := c.token(t, nsHistory, "hostile-operator", publishRule, operatorRule, responsesRule)
 	t.Setenv(envHeraldURL, c.dispatcher)
 	t.Setenv(envHeraldToken, operator)
-	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsHistory, operator))
+	t.Setenv("KUBECONFIG", tokenKubeconfig(t, c, nsHistory, c.kubeToken(t, nsHistory, "hostile-operator")))
 	// Probes of this test's own (waitRouted's ids are the namespace's, which the history
 	// test has used already, and the dispatcher deduplicates by id) until the receiver
 	// has one: the dispatcher's informers have the endpoint and the subscription then.

@@ -124,7 +124,7 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms", "10ms"}, JitterPercent: ptr.To[int32](0)},
 		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](0)},
 	})
-	operator := serviceAccountToken(t, c, ns, "operator", "get", "update")
+	operator := serviceAccountToken(t, c, ns, "operator", "get", "replay")
 	url := testenv.NATS(t)
 	js := natsClient(t, url)
 	a := startDispatcherOn(t, queue.Options{URL: url})
@@ -319,7 +319,7 @@ func TestDispatcher_UpgradeFromTheStoreOfTheReleaseBeforeUIDs(t *testing.T) {
 	update(t, c, &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "billing"}}, func(ep *heraldv1.WebhookEndpoint) {
 		metav1.SetMetaDataAnnotation(&ep.ObjectMeta, heraldv1.AnnotationReplayDeadLetters, "r1")
 	})
-	operator := serviceAccountToken(t, c, ns, "operator", "get", "update")
+	operator := serviceAccountToken(t, c, ns, "operator", "get", "replay")
 	url := testenv.NATS(t)
 	// The streams are those the previous release made (their names, subjects and
 	// limits did not change); then its records.

@@ -112,6 +112,19 @@ metadata: {name: team-c}
 apiVersion: v1
 kind: ServiceAccount
 metadata: {name: {{ .name }}, namespace: {{ .ns }}}
+---
+# What the herald CLI needs to send the dispatcher a token for Herald's audience: the
+# ServiceAccount may mint tokens of itself, and of nobody else (README, Tokens and TLS).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: {{ .name }}-herald-token, namespace: {{ .ns }}}
+rules: [{apiGroups: [""], resources: [serviceaccounts/token], verbs: [create], resourceNames: [{{ .name }}]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: {{ .name }}-herald-token, namespace: {{ .ns }}}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: {{ .name }}-herald-token}
+subjects: [{kind: ServiceAccount, name: {{ .name }}, namespace: {{ .ns }}}]
 {{- end }}
 ---
 # A namespace owner: everything in the namespace, as platform teams grant a team in its
