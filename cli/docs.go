@@ -11,8 +11,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/receiverdocs"
 	"github.com/herald-dev/herald/internal/eventschema"
-	"github.com/herald-dev/herald/internal/receiverdocs"
 )
 
 type docsOptions struct {

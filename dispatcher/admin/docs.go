@@ -9,7 +9,7 @@ import (
 )
 
 // Docs writes the OpenAPI 3.1 document of what an endpoint receives
-// (internal/receiverdocs), from the dispatcher's view of the cluster.
+// (dispatcher/receiverdocs), from the dispatcher's view of the cluster.
 type Docs func(ctx context.Context, k delivery.Key) ([]byte, error)
 
 // docs serves GET .../endpoints/{name}/openapi: who may list the endpoint's dead letters

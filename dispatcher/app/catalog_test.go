@@ -15,7 +15,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/ingest"
-	"github.com/herald-dev/herald/internal/receiverdocs"
+	"github.com/herald-dev/herald/dispatcher/receiverdocs"
 )
 
 // publishData publishes one Herald JSON event and returns the answer as it is.

@@ -20,8 +20,8 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/sender"
-	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/internal/tracing"
 )
 
@@ -37,7 +37,7 @@ type name struct{ namespace, name string }
 func nameOf(k Key) name { return name{k.Namespace, k.Name} }
 
 // EndpointConfig is the delivery configuration of one endpoint, resolved from its
-// WebhookEndpoint and Secrets by internal/resolve.
+// WebhookEndpoint and Secrets by dispatcher/resolve.
 type EndpointConfig struct {
 	// Target sends to the endpoint; nil when Hold is set.
 	Target *sender.Target

@@ -24,12 +24,12 @@ import (
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/replay"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/refreceiver"
-	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/internal/routing"
 )
 

@@ -26,10 +26,10 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/internal/index"
 	"github.com/herald-dev/herald/internal/outbound"
-	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/internal/routing"
 )
 
@@ -135,7 +135,7 @@ func (w *Endpoints) lifecycle(ctx context.Context, key delivery.Key, ep *heraldv
 }
 
 // build resolves the endpoint into an engine configuration, or a hold saying why not.
-// The judgement is internal/resolve's, the same the manager reports as Ready. The
+// The judgement is dispatcher/resolve's, the same the manager reports as Ready. The
 // Secrets it read are the ones kept for the endpoint.
 func (w *Endpoints) build(ctx context.Context, key delivery.Key, ep *heraldv1.WebhookEndpoint) (delivery.EndpointConfig, error) {
 	var read []types.NamespacedName

@@ -30,9 +30,9 @@ import (
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/internal/outbound"
-	"github.com/herald-dev/herald/internal/resolve"
 )
 
 // The dispatcher side of the benchmark runs in a child process of the harness, so that
