@@ -25,7 +25,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/herald-dev/herald/cli"
+	managercmd "github.com/herald-dev/herald/cmd/manager"
 	"github.com/herald-dev/herald/controllers/workload"
 )
 
@@ -387,10 +387,7 @@ func managerConfig(t *testing.T, deploy *unstructured.Unstructured) workload.Con
 	if len(args) == 0 || args[0] != "manager" {
 		t.Fatalf("manager args = %v, want the manager subcommand first", args)
 	}
-	cmd, _, err := cli.NewRootCommand().Find(args[:1])
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd := managercmd.NewCommand()
 	if err := cmd.ParseFlags(args[1:]); err != nil {
 		t.Fatalf("`herald manager` refuses the args %v: %v", args[1:], err)
 	}

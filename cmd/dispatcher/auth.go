@@ -1,4 +1,4 @@
-package cli
+package dispatcher
 
 import (
 	"github.com/spf13/pflag"

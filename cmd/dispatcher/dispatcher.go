@@ -1,4 +1,6 @@
-package cli
+// Package dispatcher is the entry point of `herald dispatcher`: the delivery engine
+// (dispatcher/app) configured by its flags and its --config file.
+package dispatcher
 
 import (
 	"bytes"
@@ -18,12 +20,13 @@ import (
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/replay"
+	"github.com/herald-dev/herald/internal/logging"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/tracing"
 )
 
 type dispatcherOptions struct {
-	log                 logOptions
+	log                 logging.Options
 	configFile          string
 	healthAddr          string
 	metricsAddr         string
@@ -45,7 +48,8 @@ type dispatcherOptions struct {
 	auth                authOptions
 }
 
-func newDispatcherCommand() *cobra.Command {
+// NewCommand returns `herald dispatcher`.
+func NewCommand() *cobra.Command {
 	o := &dispatcherOptions{}
 	cmd := &cobra.Command{
 		Use:   "dispatcher",
@@ -68,7 +72,7 @@ a flag given on the command line wins.`,
 		},
 	}
 	fs := cmd.Flags()
-	o.log.bind(fs)
+	o.log.Bind(fs)
 	fs.StringVar(&o.configFile, "config", "", "YAML file of flag values (keys are flag names)")
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus metrics endpoint; 0 disables it")
@@ -165,7 +169,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 	if (o.tls.CertFile == "") != (o.tls.KeyFile == "") {
 		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
-	log := o.log.logger()
+	log := o.log.Logger()
 	ctrl.SetLogger(log)
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

@@ -1,4 +1,4 @@
-package cli
+package dispatcher
 
 import (
 	"os"
@@ -11,7 +11,7 @@ func TestDispatcherConfigFile_SetsFlagsCommandLineWins(t *testing.T) {
 	if err := os.WriteFile(path, []byte("max-body-bytes: 1048576\nallow-plain-http: true\nwatch-namespaces: [a, b]\ndata-dir: /from/file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := newDispatcherCommand()
+	cmd := NewCommand()
 	if err := cmd.Flags().Parse([]string{"--data-dir=/from/flag"}); err != nil {
 		t.Fatal(err)
 	}
@@ -31,7 +31,7 @@ func TestDispatcherConfigFile_SetsFlagsCommandLineWins(t *testing.T) {
 	}
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	_ = os.WriteFile(bad, []byte("no-such-flag: 1\n"), 0o600)
-	if err := applyConfigFile(newDispatcherCommand().Flags(), bad); err == nil {
+	if err := applyConfigFile(NewCommand().Flags(), bad); err == nil {
 		t.Error("an unknown setting must be refused")
 	}
 }

@@ -1,4 +1,7 @@
-package cli
+// Package manager is the entry point of `herald manager`: the operator reconciling
+// WebhookEndpoints, WebhookSubscriptions, WebhookEventTypes and the dispatcher workload
+// (controllers/). It only wires flags to the controllers; the behaviour lives there.
+package manager
 
 import (
 	"fmt"
@@ -13,12 +16,13 @@ import (
 	"github.com/herald-dev/herald/controllers/eventtype"
 	"github.com/herald-dev/herald/controllers/subscription"
 	"github.com/herald-dev/herald/controllers/workload"
+	"github.com/herald-dev/herald/internal/logging"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/scheme"
 )
 
 type managerOptions struct {
-	log              logOptions
+	log              logging.Options
 	metricsAddr      string
 	healthAddr       string
 	leaderElection   bool
@@ -29,7 +33,8 @@ type managerOptions struct {
 	watchNamespaces  []string
 }
 
-func newManagerCommand() *cobra.Command {
+// NewCommand returns `herald manager`.
+func NewCommand() *cobra.Command {
 	o := &managerOptions{}
 	cmd := &cobra.Command{
 		Use:   "manager",
@@ -40,7 +45,7 @@ func newManagerCommand() *cobra.Command {
 		},
 	}
 	fs := cmd.Flags()
-	o.log.bind(fs)
+	o.log.Bind(fs)
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.BoolVar(&o.leaderElection, "leader-elect", false, "use leader election, so only one of several manager replicas acts")
@@ -55,7 +60,7 @@ func newManagerCommand() *cobra.Command {
 }
 
 func runManager(cmd *cobra.Command, o *managerOptions) error {
-	log := o.log.logger()
+	log := o.log.Logger()
 	ctrl.SetLogger(log)
 	if o.manageWorkload {
 		// Before anything connects: a bad flag should say so, not a kubeconfig error.

@@ -23,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
-	"github.com/herald-dev/herald/cli"
+	"github.com/herald-dev/herald/cmd/dispatcher"
 	"github.com/herald-dev/herald/controllers/workload"
 	"github.com/herald-dev/herald/internal/testenv"
 )
@@ -471,10 +471,7 @@ func parseSettings(t *testing.T, data string) workload.Settings {
 // parse, or the dispatcher would refuse to start.
 func assertDispatcherAccepts(t *testing.T, data string) {
 	t.Helper()
-	cmd, _, err := cli.NewRootCommand().Find([]string{"dispatcher"})
-	if err != nil {
-		t.Fatalf("finding the dispatcher command: %v", err)
-	}
+	cmd := dispatcher.NewCommand()
 	var values map[string]string
 	if err := yaml.UnmarshalStrict([]byte(data), &values); err != nil {
 		t.Fatalf("dispatcher.yaml is not a flat map of strings: %v\n%s", err, data)
