@@ -22,8 +22,8 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // apiOptions select the dispatcher's endpoint API and the credential for it, the way
@@ -143,7 +143,7 @@ func (c *endpointAPI) do(ctx context.Context, method string, target *url.URL, na
 // refusal turns an error answer into one that says what to change.
 func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb, alternative string) error {
 	where, ns := c.base.Redacted(), c.namespace
-	var e ingest.ErrorResponse
+	var e wire.ErrorResponse
 	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
 		if plainToTLS(resp, raw) {
 			return fmt.Errorf("the dispatcher at %s serves https: use https:// in --server or %s", where, envHeraldURL)
@@ -170,10 +170,10 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 		}
 		return errors.New(err)
 	case http.StatusNotFound:
-		if e.Error.Code == ingest.CodeNotFound && name == "" {
+		if e.Error.Code == wire.CodeNotFound && name == "" {
 			return fmt.Errorf("%s", msg)
 		}
-		if e.Error.Code == ingest.CodeNotFound {
+		if e.Error.Code == wire.CodeNotFound {
 			return fmt.Errorf("the dispatcher knows no WebhookEndpoint %q in namespace %q: check the name and -n (kubectl get whe -n %s); an endpoint created moments ago may not have reached it yet", name, ns, ns)
 		}
 		return fmt.Errorf("%s has no such route (%s): is --server the dispatcher's base URL, without a path?", where, msg)
@@ -277,7 +277,7 @@ func (o *dlqListOptions) run(cmd *cobra.Command, name string) error {
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.list.timeout)
 	defer cancel()
-	var list admin.DeadLetterList
+	var list wire.DeadLetterList
 	if err := api.call(ctx, http.MethodGet, name, "dead-letters", q, nil, &list, "listing dead letters", admin.PermissionRead.Verb, ""); err != nil {
 		return err
 	}
@@ -413,8 +413,8 @@ func (o *dlqReplayOptions) run(cmd *cobra.Command, name string) error {
 	if err != nil {
 		return err
 	}
-	req := admin.ReplayRequest{EventIDs: o.eventIDs, EventType: o.eventType, All: o.all}
-	var resp admin.ReplayResponse
+	req := wire.ReplayRequest{EventIDs: o.eventIDs, EventType: o.eventType, All: o.all}
+	var resp wire.ReplayResponse
 	alt := ""
 	if o.all {
 		alt = "use --via-annotation, which needs only the API server but patch on the WebhookEndpoint"

@@ -32,12 +32,12 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/controllers/endpoint"
-	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // The dlq and endpoint commands run against a real API server (envtest) with the
@@ -380,17 +380,17 @@ func waitRouted(t *testing.T, server, token, ns string, s *sink) {
 	s.waitAccepted(t, probe)
 }
 
-func deadLetters(t *testing.T, args ...string) admin.DeadLetterList {
+func deadLetters(t *testing.T, args ...string) wire.DeadLetterList {
 	t.Helper()
 	r := mustCLI(t, append([]string{"dlq", "list", "-o", "json"}, args...)...)
-	var list admin.DeadLetterList
+	var list wire.DeadLetterList
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
 		t.Fatalf("dlq list -o json printed %q: %v", r.stdout, err)
 	}
 	return list
 }
 
-func ids(list admin.DeadLetterList) []string {
+func ids(list wire.DeadLetterList) []string {
 	var out []string
 	for _, d := range list.Items {
 		out = append(out, d.EventID)

@@ -26,6 +26,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/internal/scheme"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // fieldManagerCLI owns the annotations the CLI sets. It is neither the manager's nor
@@ -123,7 +124,7 @@ func (o *endpointEnableOptions) run(cmd *cobra.Command, name string) error {
 		if err != nil {
 			return err
 		}
-		var resp admin.EnableResponse
+		var resp wire.EnableResponse
 		if err := api.call(ctx, http.MethodPost, name, "enable", nil, nil, &resp, "re-enabling the endpoint", admin.PermissionEnable.Verb,
 			"use --via-annotation, which needs only the API server but patch on the WebhookEndpoint"); err != nil {
 			return err

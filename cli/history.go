@@ -15,6 +15,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // selectionOptions select what a replay by selection re-sends (herald dlq replay
@@ -32,15 +33,15 @@ func (o *selectionOptions) bindRange(fs *pflag.FlagSet) {
 	fs.StringVar(&o.until, "until", "", "events accepted before this time: RFC 3339 or a duration before now")
 }
 
-func (o *selectionOptions) request(from ...string) admin.ReplaySelectionRequest {
-	return admin.ReplaySelectionRequest{Since: o.since, Until: o.until, EventType: o.eventType, EventIDs: o.eventIDs, All: o.all, From: from}
+func (o *selectionOptions) request(from ...string) wire.ReplaySelectionRequest {
+	return wire.ReplaySelectionRequest{Since: o.since, Until: o.until, EventType: o.eventType, EventIDs: o.eventIDs, All: o.all, From: from}
 }
 
 // ReplayProgress is what a replay by selection prints with -o json or yaml.
 type ReplayProgress struct {
 	Namespace string `json:"namespace"`
 	Endpoint  string `json:"endpoint"`
-	admin.ReplayStarted
+	wire.ReplayStarted
 	// Status is the endpoint's status.replay when the command stopped waiting.
 	Status *heraldv1.ReplayStatus `json:"status,omitempty"`
 }
@@ -54,7 +55,7 @@ func runSelection(cmd *cobra.Command, kube *kubeOptions, api *apiOptions, ns, na
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
-	var started admin.ReplayStarted
+	var started wire.ReplayStarted
 	if err := ep.call(ctx, http.MethodPost, name, "replays", nil, o.request(from...), &started, "replaying", admin.PermissionReplay.Verb, ""); err != nil {
 		return err
 	}
@@ -225,7 +226,7 @@ func (o *eventsGetOptions) run(cmd *cobra.Command, id string) error {
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
-	var h admin.EventHistory
+	var h wire.EventHistory
 	if err := api.do(ctx, http.MethodGet, api.base.JoinPath("v1", "namespaces", ns, "events", id), "", nil, &h, "reading an event's history", admin.PermissionRead.Verb, ""); err != nil {
 		return err
 	}
@@ -260,7 +261,7 @@ func withheldNote(w io.Writer, withheld, ns string) {
 		withheld, ns, bindHint(user, responseReaderClusterRole, ns), cacheNote("read again"))
 }
 
-func printAttempts(w io.Writer, items []admin.Attempt, withEvent bool) {
+func printAttempts(w io.Writer, items []wire.Attempt, withEvent bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	if withEvent {
 		fmt.Fprint(tw, "EVENT ID\t")
@@ -349,7 +350,7 @@ func (o *attemptsListOptions) run(cmd *cobra.Command, name string) error {
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.list.timeout)
 	defer cancel()
-	var list admin.AttemptList
+	var list wire.AttemptList
 	if err := api.call(ctx, http.MethodGet, name, "attempts", q, nil, &list, "reading the attempt log", admin.PermissionRead.Verb, ""); err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Environment variables read by herald publish.
@@ -118,7 +119,7 @@ func (o *publishOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	if o.id == "" {
-		o.id = ingest.NewID(time.Now())
+		o.id = wire.NewEventID(time.Now())
 	}
 	transport, err := o.transport(cmd.Context(), endpoint)
 	if err != nil {
@@ -276,7 +277,7 @@ func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, 
 
 // refusal turns a non-202 answer into an error that says what to change.
 func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.URL, ns string) error {
-	var e ingest.ErrorResponse
+	var e wire.ErrorResponse
 	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
 		if plainToTLS(resp, raw) {
 			return fmt.Errorf("the dispatcher at %s serves https: use https:// in --server or %s", endpoint.Redacted(), envHeraldURL)

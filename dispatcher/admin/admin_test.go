@@ -18,13 +18,14 @@ import (
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 var allow = auth.AuthorizerFunc(func(context.Context, *http.Request, string) (auth.Identity, error) {
@@ -90,7 +91,7 @@ func TestEndpointAPI_ListsReplaysAndRefusesWithClearErrors(t *testing.T) {
 	}))
 	defer api.Close()
 	base := api.URL + "/v1/namespaces/shop/endpoints/billing"
-	var list admin.DeadLetterList
+	var list wire.DeadLetterList
 	deadline := time.Now().Add(20 * time.Second)
 	for len(list.Items) < 3 {
 		if time.Now().After(deadline) {
@@ -101,7 +102,7 @@ func TestEndpointAPI_ListsReplaysAndRefusesWithClearErrors(t *testing.T) {
 		if code != http.StatusOK {
 			t.Fatalf("list: %d %s", code, raw)
 		}
-		list = admin.DeadLetterList{}
+		list = wire.DeadLetterList{}
 		_ = json.Unmarshal(raw, &list)
 	}
 	for _, it := range list.Items {
@@ -111,13 +112,13 @@ func TestEndpointAPI_ListsReplaysAndRefusesWithClearErrors(t *testing.T) {
 	}
 
 	code, raw := call(t, http.MethodGet, base+"/dead-letters?limit=2", nil)
-	list = admin.DeadLetterList{}
+	list = wire.DeadLetterList{}
 	if _ = json.Unmarshal(raw, &list); code != http.StatusOK || len(list.Items) != 2 || !list.More {
 		t.Errorf("limit=2: %d %s, want two items and more", code, raw)
 	}
 
 	// Replay by type: only the refund goes back (and fails again into a new dead letter).
-	code, raw = call(t, http.MethodPost, base+"/dead-letters:replay", admin.ReplayRequest{EventType: "refund.created"})
+	code, raw = call(t, http.MethodPost, base+"/dead-letters:replay", wire.ReplayRequest{EventType: "refund.created"})
 	if code != http.StatusOK || !strings.Contains(string(raw), `"replayed":1`) {
 		t.Errorf("replay by type: %d %s", code, raw)
 	}
@@ -128,15 +129,28 @@ func TestEndpointAPI_ListsReplaysAndRefusesWithClearErrors(t *testing.T) {
 		status           int
 		code, field      string
 	}{
-		{"a limit out of range", http.MethodGet, base + "/dead-letters?limit=0", nil, 400, ingest.CodeInvalidRequest, "limit"},
-		{"a namespace that is no namespace name", http.MethodGet, api.URL + "/v1/namespaces/Not_A_NS/endpoints/billing/dead-letters", nil, 400, ingest.CodeInvalidRequest, "namespace"},
-		{"an endpoint that does not exist", http.MethodPost, api.URL + "/v1/namespaces/shop/endpoints/nope/enable", nil, 404, ingest.CodeNotFound, ""},
-		{"an empty selection never replays everything", http.MethodPost, base + "/dead-letters:replay", admin.ReplayRequest{}, 400, ingest.CodeInvalidRequest, "all"},
+		{"a limit out of range", http.MethodGet, base + "/dead-letters?limit=0", nil, 400, wire.CodeInvalidRequest, "limit"},
+		{"a namespace that is no namespace name", http.MethodGet, api.URL + "/v1/namespaces/Not_A_NS/endpoints/billing/dead-letters", nil, 400, wire.CodeInvalidRequest, "namespace"},
+		{"an endpoint that does not exist", http.MethodPost, api.URL + "/v1/namespaces/shop/endpoints/nope/enable", nil, 404, wire.CodeNotFound, ""},
+		{"an empty selection never replays everything", http.MethodPost, base + "/dead-letters:replay", wire.ReplayRequest{}, 400, wire.CodeInvalidRequest, "all"},
 	} {
 		code, raw := call(t, c.method, c.url, c.body)
-		var e ingest.ErrorResponse
+		var e wire.ErrorResponse
 		if err := json.Unmarshal(raw, &e); err != nil || code != c.status || e.Error.Code != c.code || e.Error.Field != c.field {
 			t.Errorf("%s: %d %s, want %d with code %q field %q", c.why, code, raw, c.status, c.code, c.field)
+		}
+	}
+}
+
+// The replay sources a client names (package wire) are the ones the replayer parses.
+func TestReplaySources_WireNamesParse(t *testing.T) {
+	for _, tt := range []struct {
+		source                 string
+		deadLetters, delivered bool
+	}{{wire.SourceDeadLetters, true, false}, {wire.SourceDelivered, false, true}} {
+		dl, dv, err := replay.ParseSources(tt.source)
+		if err != nil || dl != tt.deadLetters || dv != tt.delivered {
+			t.Errorf("ParseSources(%q) = %v, %v, %v; want %v, %v", tt.source, dl, dv, err, tt.deadLetters, tt.delivered)
 		}
 	}
 }

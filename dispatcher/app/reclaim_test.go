@@ -18,10 +18,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // ids is a receiver that answers by event id prefix (evt_ok 200, evt_dead 503,
@@ -144,7 +144,7 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 	}
 	oldUID := string(old.UID)
 	base := a.url + "/v1/namespaces/" + ns + "/endpoints/billing"
-	var dl admin.DeadLetterList
+	var dl wire.DeadLetterList
 	if code, raw := call(t, http.MethodGet, base+"/dead-letters", operator, nil); code != http.StatusOK || json.Unmarshal(raw, &dl) != nil || len(dl.Items) != 2 {
 		t.Fatalf("the old endpoint's dead letters: %d %s", code, raw)
 	}
@@ -186,11 +186,11 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 	for _, d := range []*dispatcher{a, b} {
 		base := d.url + "/v1/namespaces/" + ns + "/endpoints/billing"
 		code, raw := call(t, http.MethodGet, base+"/dead-letters", operator, nil)
-		if dl = (admin.DeadLetterList{}); code != http.StatusOK || json.Unmarshal(raw, &dl) != nil || len(dl.Items) != 0 {
+		if dl = (wire.DeadLetterList{}); code != http.StatusOK || json.Unmarshal(raw, &dl) != nil || len(dl.Items) != 0 {
 			t.Errorf("dead letters of the new endpoint: %d %s, want none", code, raw)
 		}
 		code, raw = call(t, http.MethodGet, base+"/attempts", operator, nil)
-		var attempts admin.AttemptList
+		var attempts wire.AttemptList
 		if code != http.StatusOK || json.Unmarshal(raw, &attempts) != nil {
 			t.Fatalf("attempts: %d %s", code, raw)
 		}
@@ -207,11 +207,11 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 	}
 	// Nothing of it is replayable: every dead letter and retained delivery selects the
 	// new endpoint's own.
-	if code, raw := call(t, http.MethodPost, base+"/dead-letters:replay", operator, admin.ReplayRequest{All: true}); code != http.StatusOK || !strings.Contains(string(raw), `"replayed":0`) {
+	if code, raw := call(t, http.MethodPost, base+"/dead-letters:replay", operator, wire.ReplayRequest{All: true}); code != http.StatusOK || !strings.Contains(string(raw), `"replayed":0`) {
 		t.Errorf("replay of every dead letter: %d %s, want 0 replayed", code, raw)
 	}
-	code, raw := call(t, http.MethodPost, base+"/replays", operator, admin.ReplaySelectionRequest{All: true, From: []string{"dead-letters", "delivered"}})
-	var started admin.ReplayStarted
+	code, raw := call(t, http.MethodPost, base+"/replays", operator, wire.ReplaySelectionRequest{All: true, From: []string{"dead-letters", "delivered"}})
+	var started wire.ReplayStarted
 	if code != http.StatusAccepted || json.Unmarshal(raw, &started) != nil || started.Selected != int64(len(fresh)) {
 		t.Errorf("replay of everything stored: %d %s, want the %d new deliveries selected", code, raw, len(fresh))
 	}
@@ -345,12 +345,12 @@ func TestDispatcher_UpgradeFromTheStoreOfTheReleaseBeforeUIDs(t *testing.T) {
 		return k != nil && k.Pending == 0 && rcv.count("evt_p1") >= 1 && rcv.count("evt_p2") >= 1
 	})
 	base := d.url + "/v1/namespaces/" + ns + "/endpoints/billing"
-	var dl admin.DeadLetterList
+	var dl wire.DeadLetterList
 	if code, raw := call(t, http.MethodGet, base+"/dead-letters", operator, nil); code != http.StatusOK || json.Unmarshal(raw, &dl) != nil ||
 		len(dl.Items) != 1 || dl.Items[0].EventID != "evt_d1" || dl.Items[0].StatusCode != 503 {
 		t.Errorf("dead letters after the upgrade: %d %s, want evt_d1", code, raw)
 	}
-	var h admin.EventHistory
+	var h wire.EventHistory
 	if code, raw := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/events/evt_r1", operator, nil); code != http.StatusOK || json.Unmarshal(raw, &h) != nil ||
 		len(h.Deliveries) != 1 || h.Deliveries[0].State != "Delivered" || len(h.Deliveries[0].Attempts) != 1 || h.Deliveries[0].Attempts[0].StatusCode != 200 {
 		t.Errorf("history of evt_r1 after the upgrade: %d %s", code, raw)
