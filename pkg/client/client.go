@@ -48,6 +48,10 @@ type Options struct {
 	Retry Retry
 	// UserAgent names the caller (default "herald-go-client").
 	UserAgent string
+	// WarningHandler, when set, hears every Warning header of the dispatcher's answers,
+	// as sent (`299 herald "event type invoice.paid is deprecated: ..."`): an event of a
+	// deprecated type, or one whose schema could not be checked, is accepted with one.
+	WarningHandler func(warning string)
 }
 
 // Retry is how a publish is retried after a failure that may pass: a connection that
@@ -73,6 +77,7 @@ type Client struct {
 	token     func(ctx context.Context) (string, error)
 	retry     Retry
 	userAgent string
+	warnings  func(string)
 	now       func() time.Time
 }
 
@@ -84,7 +89,7 @@ func New(server string, o Options) (*Client, error) {
 		return nil, fmt.Errorf("client: server %q is not a URL such as http://herald-dispatcher.herald-system:8080", server)
 	}
 	base.Path = strings.TrimSuffix(base.Path, "/")
-	c := &Client{base: base, retry: o.Retry, userAgent: o.UserAgent, now: time.Now}
+	c := &Client{base: base, retry: o.Retry, userAgent: o.UserAgent, warnings: o.WarningHandler, now: time.Now}
 	if c.userAgent == "" {
 		c.userAgent = "herald-go-client"
 	}
@@ -236,6 +241,11 @@ func (c *Client) do(ctx context.Context, r request) (answer, error) {
 	if err != nil {
 		return answer{}, fmt.Errorf("client: reading the answer of %s %s: %w", r.method, where, err)
 	}
+	if c.warnings != nil {
+		for _, w := range resp.Header.Values("Warning") {
+			c.warnings(w)
+		}
+	}
 	if resp.StatusCode/100 == 2 {
 		return answer{status: resp.StatusCode, header: resp.Header, body: raw}, nil
 	}
@@ -259,7 +269,7 @@ func (c *Client) call(ctx context.Context, r request, out any) error {
 		return nil
 	}
 	if err := json.Unmarshal(a.body, out); err != nil {
-		return fmt.Errorf("client: %s %s answered %d with what is not the endpoint API's answer (%v): is the server the dispatcher?", r.method, c.base.Redacted()+r.path, a.status, err)
+		return &UnexpectedAnswerError{Method: r.method, URL: c.base.Redacted() + r.path, StatusCode: a.status, Body: a.body[:min(len(a.body), 4096)]}
 	}
 	return nil
 }

@@ -40,3 +40,20 @@ func (e *APIError) Error() string {
 func (e *APIError) Temporary() bool {
 	return e.StatusCode == http.StatusRequestTimeout || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
 }
+
+// UnexpectedAnswerError is a success whose body is not what Herald answers: the server
+// is probably not a dispatcher (or not its ingest address).
+type UnexpectedAnswerError struct {
+	Method, URL string
+	StatusCode  int
+	// Body is the start of the answer (at most 4 KiB).
+	Body []byte
+}
+
+func (e *UnexpectedAnswerError) Error() string {
+	body := strings.TrimSpace(string(e.Body))
+	if len(body) > 200 {
+		body = body[:200] + "..."
+	}
+	return fmt.Sprintf("%s %s answered %d with %q, which is not Herald's answer: is the server the dispatcher's address?", e.Method, e.URL, e.StatusCode, body)
+}

@@ -32,7 +32,7 @@ func (c *Client) Publish(ctx context.Context, namespace string, e wire.Event) (w
 	}
 	var res wire.PublishResult
 	if err := json.Unmarshal(raw, &res); err != nil || res.ID == "" {
-		return wire.PublishResult{}, fmt.Errorf("client: %s answered 202 with %q, which is not the ingest API's answer: is the server the dispatcher?", c.Server(), raw)
+		return wire.PublishResult{}, c.unexpected(wire.EventsPath(namespace), raw)
 	}
 	return res, nil
 }
@@ -62,7 +62,7 @@ func (c *Client) PublishBatch(ctx context.Context, namespace string, events []wi
 	}
 	var res wire.BatchResult
 	if err := json.Unmarshal(raw, &res); err != nil || len(res.Results) != len(events) {
-		return nil, fmt.Errorf("client: %s answered 202 with %q, which is not the ingest API's answer to %d events", c.Server(), raw, len(events))
+		return nil, c.unexpected(wire.EventsBatchPath(namespace), raw)
 	}
 	return res.Results, nil
 }
@@ -102,6 +102,10 @@ func (c *Client) PublishRaw(ctx context.Context, namespace string, body []byte, 
 		case <-t.C:
 		}
 	}
+}
+
+func (c *Client) unexpected(path string, raw []byte) error {
+	return &UnexpectedAnswerError{Method: http.MethodPost, URL: c.base.Redacted() + path, StatusCode: http.StatusAccepted, Body: raw[:min(len(raw), 4096)]}
 }
 
 // retryable reports whether a failed attempt may succeed if made again: an answer that
