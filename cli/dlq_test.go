@@ -26,7 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -34,7 +34,7 @@ import (
 	"github.com/herald-dev/herald/controllers/endpoint"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/testenv"
 	"github.com/herald-dev/herald/pkg/wire"
@@ -130,7 +130,7 @@ func newCluster() (*cluster, error) {
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		Controller:             ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return fail(err)
@@ -148,18 +148,19 @@ func newCluster() (*cluster, error) {
 	done := make(chan error, 1)
 	go func() {
 		defer wg.Done()
+		// As herald dispatcher runs by default (tokens for Herald's audience only), but
+		// for the addresses, the policy and shorter waits.
+		conf := config.Default()
+		conf.Store.DataDir = filepath.Join(dir, "store")
+		conf.Serving = config.Serving{IngestBindAddress: "127.0.0.1:0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"}
+		conf.WatchNamespaces = []string{nsDLQ, nsEnable, nsHistory}
+		conf.Outbound = outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}
+		conf.Delivery.AckWait, conf.Status.Interval = 5*time.Second, 200*time.Millisecond
+		conf.Auth.APIKeys = false
 		done <- app.Run(ctx, env.Config, app.Options{
-			Store:           queue.Options{DataDir: filepath.Join(dir, "store")},
-			IngestAddr:      "127.0.0.1:0",
-			HealthAddr:      "0",
-			MetricsAddr:     "0",
-			WatchNamespaces: []string{nsDLQ, nsEnable, nsHistory},
-			Policy:          outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-			AckWait:         5 * time.Second,
-			StatusInterval:  200 * time.Millisecond,
-			// As herald dispatcher runs by default: tokens for Herald's audience only.
-			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{Audiences: []string{auth.Audience}, Log: logr.Discard()}),
-			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Audiences: []string{auth.Audience}, Log: logr.Discard()}),
+			Config:           conf,
+			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{Auth: conf.Auth, Log: logr.Discard()}),
+			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Auth: conf.Auth, Log: logr.Discard()}),
 			Log:              logr.Discard(),
 			Ready:            ready,
 		})

@@ -3,35 +3,44 @@ package dispatcher
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
-func TestDispatcherConfigFile_SetsFlagsCommandLineWins(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "dispatcher.yaml")
-	if err := os.WriteFile(path, []byte("max-body-bytes: 1048576\nallow-plain-http: true\nwatch-namespaces: [a, b]\ndata-dir: /from/file\n"), 0o600); err != nil {
+// The command reads its file and its flags into one configuration, the command line
+// winning, and refuses a configuration config.Validate refuses before it connects to
+// anything.
+func TestDispatcherCommand_ConfigFileThenFlagsThenValidation(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "dispatcher.yaml")
+	if err := os.WriteFile(file, []byte("apiVersion: config.herald.dev/v1alpha1\nkind: DispatcherConfiguration\nstore:\n  dataDir: /from/file\n  replicas: 9\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := NewCommand()
-	if err := cmd.Flags().Parse([]string{"--data-dir=/from/flag"}); err != nil {
+	if err := cmd.ParseFlags([]string{"--config", file, "--data-dir=/from/flag"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := applyConfigFile(cmd.Flags(), path); err != nil {
-		t.Fatalf("applyConfigFile: %v", err)
+	err := cmd.PreRunE(cmd, nil)
+	if err == nil || !strings.Contains(err.Error(), "store.replicas: must be between 1 and 5") {
+		t.Fatalf("PreRunE = %v, want the file's store.replicas refused", err)
 	}
-	get := func(name string) string { return cmd.Flags().Lookup(name).Value.String() }
-	for name, want := range map[string]string{
-		"max-body-bytes":   "1048576",
-		"allow-plain-http": "true",
-		"watch-namespaces": "[a,b]",
-		"data-dir":         "/from/flag",
-	} {
-		if got := get(name); got != want {
-			t.Errorf("%s = %q, want %q", name, got, want)
-		}
+	if got := cmd.Flags().Lookup("data-dir").Value.String(); got != "/from/flag" {
+		t.Errorf("--data-dir = %q after the file, want the command line's /from/flag", got)
 	}
-	bad := filepath.Join(t.TempDir(), "bad.yaml")
-	_ = os.WriteFile(bad, []byte("no-such-flag: 1\n"), 0o600)
-	if err := applyConfigFile(NewCommand().Flags(), bad); err == nil {
-		t.Error("an unknown setting must be refused")
+
+	// A flat file of flag names, as an older manager rendered it.
+	flat := filepath.Join(dir, "flat.yaml")
+	if err := os.WriteFile(flat, []byte("max-body-bytes: \"2048\"\nwatch-namespaces: shop\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd = NewCommand()
+	if err := cmd.ParseFlags([]string{"--config", flat}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.PreRunE(cmd, nil); err != nil {
+		t.Fatalf("PreRunE on a flat file: %v", err)
+	}
+	if got := cmd.Flags().Lookup("max-body-bytes").Value.String(); got != "2048" {
+		t.Errorf("--max-body-bytes = %q, want the flat file's 2048", got)
 	}
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
@@ -58,7 +58,9 @@ func call(t *testing.T, method, url string, body any) (int, []byte) {
 // attempts against a receiver that always answers 500.
 func TestEndpointAPI_ListsReplaysAndRefusesWithClearErrors(t *testing.T) {
 	ctx := context.Background()
-	p, err := app.NewPipeline(ctx, app.PipelineOptions{Store: queue.Options{DataDir: t.TempDir()}, Authorizer: allow, Log: testr.New(t)})
+	conf := config.Default()
+	conf.Store.DataDir = t.TempDir()
+	p, err := app.NewPipeline(ctx, app.PipelineOptions{Config: conf, Authorizer: allow, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -127,8 +128,8 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 	operator := serviceAccountToken(t, c, ns, "operator", "get", "replay")
 	url := testenv.NATS(t)
 	js := natsClient(t, url)
-	a := startDispatcherOn(t, queue.Options{URL: url})
-	b := startDispatcherOn(t, queue.Options{URL: url})
+	a := startDispatcherOn(t, config.Store{URL: url})
+	b := startDispatcherOn(t, config.Store{URL: url})
 
 	for i, id := range []string{"evt_ok_1", "evt_ok_2", "evt_dead_1", "evt_dead_2", "evt_retry_1", "evt_retry_2"} {
 		[]*dispatcher{a, b}[i%2].publish(ns, id, "invoice.paid")
@@ -264,7 +265,7 @@ func TestDispatcher_EndpointDeletedWhileNoDispatcherRunsLosesItsDataAtStart(t *t
 	})
 	url := testenv.NATS(t)
 	js := natsClient(t, url)
-	first := startDispatcherOn(t, queue.Options{URL: url})
+	first := startDispatcherOn(t, config.Store{URL: url})
 	first.publish(ns, "evt_ok_1", "invoice.paid")
 	first.publish(ns, "evt_dead_1", "invoice.paid")
 	waitEndpoint(t, c, ns, "billing", "delivered and dead-lettered", func(ep *heraldv1.WebhookEndpoint) bool {
@@ -287,7 +288,7 @@ func TestDispatcher_EndpointDeletedWhileNoDispatcherRunsLosesItsDataAtStart(t *t
 	mustCreate(t, c, successor)
 
 	// Ingest opens only after the start-up sweep: no waiting is needed.
-	second := startDispatcherOn(t, queue.Options{URL: url})
+	second := startDispatcherOn(t, config.Store{URL: url})
 	for kind, n := range storeHolds(t, js, ns, "billing", string(old.UID)) {
 		if n != 0 {
 			t.Errorf("after the start: the store still holds %d %s of the endpoint deleted while no dispatcher ran", n, kind)
@@ -323,7 +324,7 @@ func TestDispatcher_UpgradeFromTheStoreOfTheReleaseBeforeUIDs(t *testing.T) {
 	url := testenv.NATS(t)
 	// The streams are those the previous release made (their names, subjects and
 	// limits did not change); then its records.
-	st, err := queue.Open(ctx, queue.Options{URL: url})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +340,7 @@ func TestDispatcher_UpgradeFromTheStoreOfTheReleaseBeforeUIDs(t *testing.T) {
 		}
 	}
 
-	d := startDispatcherOn(t, queue.Options{URL: url})
+	d := startDispatcherOn(t, config.Store{URL: url})
 	waitEndpoint(t, c, ns, "billing", "the pending deliveries delivered", func(ep *heraldv1.WebhookEndpoint) bool {
 		k := ep.Status.Counters
 		return k != nil && k.Pending == 0 && rcv.count("evt_p1") >= 1 && rcv.count("evt_p2") >= 1

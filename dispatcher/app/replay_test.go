@@ -110,7 +110,7 @@ func TestDispatcher_ReplaysTwoHourWindowAfterOutage(t *testing.T) {
 		o.Now = clk.now
 		// Paced (2.4s for the window) so that the progress, written every second, is seen
 		// moving on status.
-		o.ReplayRate = 10
+		o.Config.History.ReplayRate = 10
 	})
 
 	// An hour before the window, all delivered; then two hours of outage at one event

@@ -17,7 +17,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/config"
 )
 
 // BenchmarkDispatcher_IdleEndpoints is the whole dispatcher (informers, resolver,
@@ -39,10 +39,10 @@ func BenchmarkDispatcher_IdleEndpoints(b *testing.B) {
 	ns := fmt.Sprintf("scale-%d", time.Now().UnixNano()%1_000_000)
 	s := newSink(b)
 	mustCreate(b, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}})
-	store := queue.Options{DataDir: b.TempDir()}
+	store := config.Store{DataDir: b.TempDir()}
 	// Endpoints served for the measurement go idle again within a second.
 	quiet := func(o *app.Options) {
-		o.Store, o.Log, o.StatusInterval, o.IdleAfter = store, logr.Discard(), 5*time.Second, 500*time.Millisecond
+		o.Config.Store, o.Log, o.Config.Status.Interval, o.IdleAfter = store, logr.Discard(), 5*time.Second, 500*time.Millisecond
 	}
 
 	d := startDispatcherWith(b, quiet)

@@ -24,7 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/herald-dev/herald/dispatcher/app"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/outbound"
 )
 
@@ -176,11 +176,13 @@ func memoryChild(mode string) int {
 	}
 	defer os.RemoveAll(dir)
 	ready := make(chan string, 1)
+	conf := config.Default()
+	conf.Store.DataDir = dir
+	conf.Serving = config.Serving{IngestBindAddress: "127.0.0.1:0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"}
+	conf.Outbound = outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}
 	opts := app.Options{
-		Store:      queue.Options{DataDir: dir},
-		IngestAddr: "127.0.0.1:0", HealthAddr: "0", MetricsAddr: "0",
-		Policy:     outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-		Authorizer: app.ClusterAuthorizer(app.AuthOptions{APIKeys: true}),
+		Config:     conf,
+		Authorizer: app.ClusterAuthorizer(app.AuthOptions{Auth: config.Auth{APIKeys: true}}),
 		Log:        logr.Discard(),
 		Ready:      ready,
 	}

@@ -20,6 +20,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/accept"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
@@ -114,12 +115,12 @@ func newHarness(t testing.TB, dir string, tune ...func(*delivery.Options)) *harn
 		dir = t.TempDir()
 	}
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{DataDir: dir, Log: testr.NewWithInterface(t, testr.Options{})})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{DataDir: dir}, Log: testr.NewWithInterface(t, testr.Options{})})
 	if err != nil {
 		t.Fatalf("opening store: %v", err)
 	}
 	h := &harness{t: t, dir: dir, store: st, router: router.NewTable(), obs: &recordingObserver{}}
-	opts := delivery.Options{Store: st, AckWait: 3 * time.Second, Observer: h.obs, Log: testr.NewWithInterface(t, testr.Options{})}
+	opts := delivery.Options{Store: st, Delivery: config.Delivery{AckWait: 3 * time.Second}, Observer: h.obs, Log: testr.NewWithInterface(t, testr.Options{})}
 	for _, f := range tune {
 		f(&opts)
 	}
@@ -754,7 +755,7 @@ func TestEngine_HeldDeliveriesBeyondTheLimitsAreDeadLetteredNotDropped(t *testin
 
 func TestAccept_QueueFullAndStoreUnavailableAreReportedForIngest(t *testing.T) {
 	dir := t.TempDir()
-	st, err := queue.Open(context.Background(), queue.Options{DataDir: dir, MaxPendingDeliveries: 3})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{DataDir: dir, MaxPendingDeliveries: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,7 +62,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/internal/routing"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/tracing"
 	"github.com/herald-dev/herald/pkg/wire"
 )
@@ -97,22 +97,10 @@ type Options struct {
 	Tracer *tracing.Tracer
 }
 
-// Limits bound the ingest API's requests; the herald dispatcher flags set them.
-type Limits struct {
-	// MaxBodyBytes is the largest request body read, for one event or a whole batch
-	// (default 1 MiB). Larger bodies get 413 without being read further.
-	MaxBodyBytes int64
-	// MaxBatchEvents is the most events one batch may hold (default 100).
-	MaxBatchEvents int
-	// MaxConcurrent is how many requests are served at once (default 128); beyond it a
-	// request is answered 429 at once. With MaxBodyBytes it bounds the memory bodies
-	// can take (128 x 1 MiB by default).
-	MaxConcurrent int
-	// BodyTimeout is how long reading a request's body may take (default 10s), counted
-	// once its headers are in: a producer that never finishes its body is answered 408
-	// and disconnected instead of holding a connection and a request slot forever.
-	BodyTimeout time.Duration
-}
+// Limits bound the ingest API's requests: the ingest section of the dispatcher's
+// configuration (package config documents each limit and its default; zero values are
+// the defaults).
+type Limits = config.Ingest
 
 // Handler serves the ingest API. It is safe for concurrent use.
 type Handler struct {
@@ -128,24 +116,12 @@ func NewHandler(o Options) (*Handler, error) {
 	if o.Acceptor == nil || o.Authorizer == nil {
 		return nil, errors.New("ingest: Options.Acceptor and Options.Authorizer are required")
 	}
-	if o.MaxBodyBytes <= 0 {
-		// Subscription filters are judged against events of this size.
-		o.MaxBodyBytes = routing.MaxEventBytes
-	}
-	if o.MaxBatchEvents <= 0 {
-		o.MaxBatchEvents = 100
-	}
+	o.Limits.SetDefaults()
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.MaxConcurrent <= 0 {
-		o.MaxConcurrent = 128
-	}
-	if o.BodyTimeout <= 0 {
-		o.BodyTimeout = 10 * time.Second
 	}
 	h := &Handler{
 		slots:      make(chan struct{}, o.MaxConcurrent),
@@ -154,7 +130,7 @@ func NewHandler(o Options) (*Handler, error) {
 		mux:        http.NewServeMux(),
 		retryAfter: strconv.FormatInt(int64((o.RetryAfter+time.Second-1)/time.Second), 10),
 	}
-	const events = "/v1/namespaces/{namespace}/events"
+	const events = wire.RouteEvents
 	h.mux.HandleFunc("POST "+events, func(w http.ResponseWriter, r *http.Request) { h.publish(w, r, false) })
 	h.mux.HandleFunc("POST "+events+":batch", func(w http.ResponseWriter, r *http.Request) { h.publish(w, r, true) })
 	// ServeMux answers these itself, but in plain text; producers get JSON everywhere.

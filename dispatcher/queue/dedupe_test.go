@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
@@ -12,7 +13,7 @@ import (
 // new ones are still remembered (deduplication keeps working, over a shorter window).
 func TestIngestRecords_BoundedOldestForgottenFirst(t *testing.T) {
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{DataDir: t.TempDir(), MaxDedupeRecords: 3})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{DataDir: t.TempDir(), MaxDedupeRecords: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-dev/herald/dispatcher/config"
 )
 
 // cpuClock reports the process's CPU time per operation (user+system, every thread:
@@ -79,7 +81,7 @@ func BenchmarkPublish_Batch100(b *testing.B) { benchPublishBatch(b, benchStore(b
 // BenchmarkPublish_Batch100SyncAlways is the price of --nats-sync-always: every write
 // fsynced before it is acknowledged (README, "Running at scale").
 func BenchmarkPublish_Batch100SyncAlways(b *testing.B) {
-	benchPublishBatch(b, benchStoreWith(b, Options{SyncAlways: true}))
+	benchPublishBatch(b, benchStoreWith(b, Options{Store: config.Store{SyncAlways: true}}))
 }
 
 // BenchmarkPublish_Single and its SyncAlways twin: one event, one delivery per request,
@@ -87,7 +89,7 @@ func BenchmarkPublish_Batch100SyncAlways(b *testing.B) {
 func BenchmarkPublish_Single(b *testing.B) { benchPublishSingle(b, benchStore(b)) }
 
 func BenchmarkPublish_SingleSyncAlways(b *testing.B) {
-	benchPublishSingle(b, benchStoreWith(b, Options{SyncAlways: true}))
+	benchPublishSingle(b, benchStoreWith(b, Options{Store: config.Store{SyncAlways: true}}))
 }
 
 func benchPublishSingle(b *testing.B, st *Store) {
@@ -219,7 +221,7 @@ func BenchmarkIngestRecord_MultiGet100(b *testing.B) {
 // TestLookupIngestMulti_FindsRecordedKeys checks the prototype against the real
 // LookupIngest: recorded keys are found with their value, others are not.
 func TestLookupIngestMulti_FindsRecordedKeys(t *testing.T) {
-	st, err := Open(context.Background(), Options{DataDir: t.TempDir(), Log: logr.Discard()})
+	st, err := Open(context.Background(), Options{Store: config.Store{DataDir: t.TempDir()}, Log: logr.Discard()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,16 +24,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/internal/routing"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 const fieldOwner = "herald-local-stack"
 
 type publishedEvent struct {
 	Type     string
-	Result   ingest.Result
+	Result   wire.PublishResult
 	Expected []string // endpoints that should receive it
 }
 

@@ -20,8 +20,8 @@ import (
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/receiverdocs"
 	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
@@ -113,9 +113,9 @@ func startDispatcher() (stop func(), err error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := app.NewPipeline(ctx, app.PipelineOptions{
-		Store: queue.Options{DataDir: filepath.Join(dir, "store")}, Authorizer: tokens(producerToken), Log: logr.Discard(),
-	})
+	conf := config.Default()
+	conf.Store.DataDir = filepath.Join(dir, "store")
+	p, err := app.NewPipeline(ctx, app.PipelineOptions{Config: conf, Authorizer: tokens(producerToken), Log: logr.Discard()})
 	if err != nil {
 		cancel()
 		return nil, err
