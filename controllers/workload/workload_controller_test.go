@@ -28,6 +28,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/herald-dev/herald/cmd/dispatcher"
+	"github.com/herald-dev/herald/cmd/manager"
 	"github.com/herald-dev/herald/controllers/workload"
 	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -413,12 +414,15 @@ func TestRendered_TheManagersFlagsReachTheDispatcher(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
-			var c workload.Config
+			// The manager's own flags: --watch-namespaces and --allow-* are the manager's,
+			// which it passes on.
+			var o manager.Options
 			fs := pflag.NewFlagSet("manager", pflag.ContinueOnError)
-			c.BindFlags(fs)
+			o.BindFlags(fs)
 			if err := fs.Parse(tt.args); err != nil {
 				t.Fatal(err)
 			}
+			c := o.Workload
 			if err := c.Validate(); err != nil {
 				t.Fatal(err)
 			}

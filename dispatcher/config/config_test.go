@@ -166,13 +166,36 @@ func TestRender_LoadsBackUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Read as the dispatcher reads it: over its defaults.
 	fs, got := flags(t)
-	*got = config.Dispatcher{}
 	if err := config.Load(write(t, string(out)), fs, got); err != nil {
 		t.Fatalf("loading what Render wrote: %v\n%s", err, out)
 	}
 	if !reflect.DeepEqual(*got, c) {
 		t.Errorf("round trip changed the configuration:\n%s\ngot  %+v\nwant %+v", out, *got, c)
+	}
+}
+
+// A setting at its zero value is written too when its default is not zero: the
+// dispatcher reads the file over its defaults, so a setting the file leaves out would
+// come back as the default (an external store's empty dataDir as /var/lib/herald).
+func TestRender_ZeroSettingsSurviveTheDefaults(t *testing.T) {
+	zero := config.Dispatcher{APIVersion: config.APIVersion, Kind: config.Kind}
+	out, err := config.Render(zero)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, got := flags(t)
+	if err := config.Load(write(t, string(out)), fs, got); err != nil {
+		t.Fatalf("loading what Render wrote: %v\n%s", err, out)
+	}
+	// Compared as files: an empty list reads back as empty, not nil.
+	again, err := config.Render(*got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(out) {
+		t.Errorf("the zero configuration, read over the defaults, became\n%s\nnot\n%s", again, out)
 	}
 }
 

@@ -80,8 +80,9 @@ type Store struct {
 	URL string `json:"url,omitempty"`
 	// CredentialsFile is a NATS .creds file for URL.
 	CredentialsFile string `json:"credentialsFile,omitempty"`
-	// DataDir holds the embedded server's file storage.
-	DataDir string `json:"dataDir,omitempty"`
+	// DataDir holds the embedded server's file storage. Always written, even empty (an
+	// external store): its default is not empty, and a file is read over the defaults.
+	DataDir string `json:"dataDir"`
 	// SyncAlways makes the embedded server fsync every write before the 202, so a power
 	// loss of the node loses nothing (a crash of the process never does: writes reach
 	// the OS first). An external cluster is configured on its servers instead
