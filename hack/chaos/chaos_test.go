@@ -23,6 +23,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 const ns = "chaos"
@@ -114,7 +115,7 @@ func TestChaos(t *testing.T) {
 		if lab == nil {
 			reason := netnsRequirement()
 			if os.Getenv("HERALD_CHAOS_NO_NETNS") != "" {
-				skipLoudly(t, "HERALD_CHAOS_NO_NETNS is set: "+reason)
+				testenv.Unavailable(t, "CHAOS SCENARIO", "HERALD_CHAOS_NO_NETNS is set: "+reason)
 			}
 			t.Fatal(reason)
 		}
@@ -127,15 +128,6 @@ func natsWhere(lab *netLab) string {
 		return "on 127.0.0.1, no network namespaces"
 	}
 	return "each in a network namespace of its own"
-}
-
-// skipLoudly skips with the reason on stderr too, so `go test` without -v shows it: a
-// skipped scenario must never read as a pass.
-func skipLoudly(t *testing.T, reason string) {
-	t.Helper()
-	banner := "##########  CHAOS SCENARIO SKIPPED: " + reason + "  ##########"
-	fmt.Fprintln(os.Stderr, banner)
-	t.Skip(banner)
 }
 
 // addEndpoint creates an endpoint pointed at the receiver and a subscription for its

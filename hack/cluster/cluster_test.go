@@ -541,6 +541,10 @@ func (s *suite) helmUninstall(t *testing.T) {
 		strings.TrimSpace(s.kubectl("get", "pvc", "-n", systemNS, "-o", "name")))
 }
 
+// previousRelease is the record of the release the upgrade step starts from, without its
+// .tar.gz and .commit suffixes.
+const previousRelease = "hack/cluster/testdata/previous-release"
+
 // gitOutput runs git in the repository.
 func gitOutput(args ...string) (string, error) {
 	cmd := exec.Command("git", args...)
@@ -568,27 +572,39 @@ func (s *suite) imageOfTree(tree, name string) {
 	s.importImage(name, "/herald", adds...)
 }
 
-// helmUpgradeFromPrevious installs the chart and image of the previous commit
-// (HERALD_UPGRADE_FROM, default HEAD~1), then upgrades to the working tree's under a
-// steady publish stream: nothing accepted may be lost.
+// helmUpgradeFromPrevious installs the chart and image of the previous release, then
+// upgrades to the working tree's under a steady publish stream: nothing accepted may be
+// lost. The previous release's sources are checked in (hack/cluster/testdata, made by
+// hack/cluster/previous-release.sh), so that a shallow clone without the Git remote runs
+// this step too; HERALD_UPGRADE_FROM=<git ref> upgrades from that commit instead.
 func (s *suite) helmUpgradeFromPrevious(t *testing.T) {
-	ref := os.Getenv("HERALD_UPGRADE_FROM")
-	if ref == "" {
-		ref = "HEAD~1"
-	}
-	rev, err := gitOutput("rev-parse", "--verify", ref+"^{commit}")
-	if err != nil {
-		skipLoudly(t, fmt.Sprintf("helm upgrade step: cannot resolve %s (a shallow clone?); set HERALD_UPGRADE_FROM to a commit: %v", ref, err))
-	}
-	// git archive, not a worktree: nothing is registered in the repository's .git.
 	prev := filepath.Join(s.dir, "prev-tree")
+	if err := os.RemoveAll(prev); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(prev, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := s.run(nil, "bash", "-c", fmt.Sprintf("git archive %s | tar -x -C %s", rev, prev)); err != nil {
-		t.Fatalf("extracting %s: %v\n%s", rev, err, out)
+	var extract, what string
+	if ref := os.Getenv("HERALD_UPGRADE_FROM"); ref != "" {
+		rev, err := gitOutput("rev-parse", "--verify", ref+"^{commit}")
+		if err != nil {
+			t.Fatalf("HERALD_UPGRADE_FROM=%s: %v", ref, err)
+		}
+		// git archive, not a worktree: nothing is registered in the repository's .git.
+		extract, what = fmt.Sprintf("git archive %s | tar -x -C %s", rev, prev), fmt.Sprintf("HERALD_UPGRADE_FROM=%s = %s", ref, rev[:12])
+	} else {
+		commit, err := os.ReadFile(filepath.Join(repoRoot, previousRelease+".commit"))
+		if err != nil {
+			t.Fatalf("the previous release's record: %v (hack/cluster/previous-release.sh makes it)", err)
+		}
+		extract = fmt.Sprintf("tar -xzf %s -C %s", filepath.Join(repoRoot, previousRelease+".tar.gz"), prev)
+		what = previousRelease + ".tar.gz, the sources of " + strings.TrimSpace(string(commit))
 	}
-	t.Logf("previous release: %s = %s", ref, rev[:12])
+	if out, err := s.run(nil, "bash", "-c", extract); err != nil {
+		t.Fatalf("extracting the previous release: %v\n%s", err, out)
+	}
+	t.Logf("previous release: %s", what)
 	s.imageOfTree(prev, "herald.local/herald:prev")
 
 	args := append([]string{"install", "herald", filepath.Join(prev, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "3m"}, s.helmValues("prev")...)

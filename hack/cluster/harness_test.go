@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 var repoRoot = func() string {
@@ -83,25 +85,17 @@ func requirements() string {
 		missing = append(missing, "/usr/lib/cni/bridge")
 	}
 	if len(missing) > 0 {
-		return fmt.Sprintf("missing %s: apt-get install containerd runc containernetworking-plugins iptables conntrack (.ci/run does)", strings.Join(missing, ", "))
+		return fmt.Sprintf("missing %s: apt-get install the packages .ci/debian-packages lists for hack/cluster (.ci/run does)", strings.Join(missing, ", "))
 	}
 	return ""
 }
 
-// skipLoudly skips with the reason on stderr too, so that `go test ./...` without -v
-// shows it: a skipped cluster suite must never read as a pass.
-func skipLoudly(t *testing.T, reason string) {
-	t.Helper()
-	banner := "##########  CLUSTER SUITE SKIPPED: " + reason + "  ##########"
-	fmt.Fprintln(os.Stderr, banner)
-	t.Skip(banner)
-}
-
-// up starts the suite's cluster with hack/cluster/up.sh, or skips loudly where it cannot
-// run, and tears it down when the test ends (unless HERALD_CLUSTER_KEEP=1).
+// up starts the suite's cluster with hack/cluster/up.sh, and tears it down when the test
+// ends (unless HERALD_CLUSTER_KEEP=1). Where it cannot run it skips loudly, or fails
+// under CI=true, naming what is missing.
 func up(t *testing.T) *cluster {
 	if reason := requirements(); reason != "" {
-		skipLoudly(t, reason)
+		testenv.Unavailable(t, "CLUSTER SUITE", reason)
 	}
 	c := &cluster{t: t, dir: filepath.Join(os.TempDir(), "herald-cluster-suite"), netnsPath: "/run/netns/herald-" + clusterName}
 	c.sock = filepath.Join(c.dir, "containerd", "containerd.sock")
