@@ -121,13 +121,26 @@ func (s *suite) importImage(name, entrypoint string, adds ...string) {
 	s.ctr("images", "import", tarball)
 }
 
+// helmValues are the --set flags of the install line up.sh printed (the local image, the
+// outbound policy for the suite's plain-http receivers on the node's private address),
+// with the image tag given: one source for every helm command of the suite.
 func (s *suite) helmValues(tag string) []string {
-	// Default values but the image (the one built from this tree, never pulled) and the
-	// outbound policy: the suite's receivers are plain http on the node's private address.
-	return []string{"--set", "image.repository=herald.local/herald", "--set", "image.tag=" + tag,
-		"--set", "outbound.allowPlainHTTP=true", "--set", "outbound.allowPrivateNetworks=true"}
+	var out []string
+	f := strings.Fields(s.installLine)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] != "--set" {
+			continue
+		}
+		v := f[i+1]
+		if strings.HasPrefix(v, "image.tag=") {
+			v = "image.tag=" + tag
+		}
+		out = append(out, "--set", v)
+	}
+	return out
 }
 
+// helmInstall runs the `helm install` line `make cluster` prints, as printed.
 func (s *suite) helmInstall(t *testing.T) {
 	// The README installs into a namespace that enforces the restricted Pod Security level.
 	s.apply("", fmt.Sprintf(`apiVersion: v1
@@ -138,10 +151,20 @@ metadata:
     pod-security.kubernetes.io/enforce: restricted
     pod-security.kubernetes.io/warn: restricted
 `, systemNS))
+	if !strings.Contains(s.installLine, " -n "+systemNS+" ") || !strings.Contains(s.installLine, "image.tag=suite") {
+		t.Fatalf("up.sh printed %q: not into %s, or not the suite's image", s.installLine, systemNS)
+	}
 	start := time.Now()
-	args := append([]string{"install", "herald", filepath.Join(repoRoot, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "3m"}, s.helmValues("suite")...)
-	t.Log("helm " + strings.Join(args, " "))
-	t.Log(s.helm(args...))
+	t.Log(s.installLine)
+	// The line names `helm`: the pinned one comes first on PATH.
+	env := append(append([]string(nil), s.env...), "PATH="+filepath.Dir(s.helmBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd := exec.Command("bash", "-c", s.installLine)
+	cmd.Dir, cmd.Env = repoRoot, env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", s.installLine, err, out)
+	}
+	t.Log(string(out))
 	t.Logf("TIMING helm install --wait (manager Ready): %s", time.Since(start).Round(100*time.Millisecond))
 	t.Log(s.podReport(systemNS, "app.kubernetes.io/component=manager"))
 

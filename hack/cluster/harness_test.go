@@ -44,7 +44,10 @@ type cluster struct {
 	t          *testing.T
 	dir        string
 	kubeconfig string
-	kubectlBin string
+	// installLine is the `helm install` up.sh printed: what a user of `make cluster`
+	// is told to run, which the suite runs as it is.
+	installLine string
+	kubectlBin  string
 	helmBin    string
 	env        []string
 	netnsPath  string
@@ -119,9 +122,12 @@ func up(t *testing.T) *cluster {
 		if k, ok := strings.CutPrefix(line, "export KUBECONFIG="); ok {
 			c.kubeconfig = k
 		}
+		if strings.HasPrefix(line, "helm install ") {
+			c.installLine = line
+		}
 	}
-	if c.kubeconfig == "" {
-		t.Fatalf("hack/cluster/up.sh printed no export KUBECONFIG= line:\n%s", out)
+	if c.kubeconfig == "" || c.installLine == "" {
+		t.Fatalf("hack/cluster/up.sh printed no export KUBECONFIG= line or no helm install line:\n%s", out)
 	}
 	t.Logf("TIMING cluster up (binaries cached or built, images imported, node Ready): %s", time.Since(start).Round(time.Second))
 	home := t.TempDir()
