@@ -28,3 +28,20 @@ func Unavailable(t testing.TB, suite, reason string) {
 	fmt.Fprintln(os.Stderr, banner)
 	t.Skip(banner)
 }
+
+// RaceBuild reports whether the suites that drive herald binaries (hack/chaos, hack/e2e,
+// ...) should build them with the race detector: HERALD_TEST_RACE=1, which `make test`
+// sets. Such a build needs cgo (CGO_ENABLED=1, whatever the test's own setting), and its
+// processes should run with GORACE=RaceOptions, so that a data race kills the process
+// and the suite, which watches its processes, fails with the report in the log.
+func RaceBuild() bool {
+	race, _ := strconv.ParseBool(os.Getenv("HERALD_TEST_RACE"))
+	return race
+}
+
+// RaceOptions is the GORACE of race-built children: exit at the first report.
+const RaceOptions = "halt_on_error=1"
+
+// RaceReport is what the race detector writes before a report: a log holding it shows a
+// data race.
+const RaceReport = "WARNING: DATA RACE"
