@@ -28,16 +28,28 @@ var repoRoot = func() string {
 	return filepath.Join(wd, "..", "..")
 }()
 
-// The suite's own cluster, beside any `make cluster` (CLUSTER_NAME dev, index 0). A fixed
-// folder, so a run that was killed is cleaned up by the next one.
-const (
-	clusterName  = "suite"
-	clusterIndex = "1"
-	nodeIP       = "10.250.1.2"
-	heraldImage  = "herald.local/herald:suite"
-	testImage    = "herald.local/clustertest:suite"
-	systemNS     = "herald-system"
+// The suite's own cluster, beside any `make cluster` (CLUSTER_NAME dev, index 0): name
+// suite and index 1 unless CLUSTER_NAME and CLUSTER_INDEX say otherwise (two checkouts
+// running the suite at once on one machine). A fixed folder per name, so a run that was
+// killed is cleaned up by the next one.
+var (
+	clusterName  = envOr("CLUSTER_NAME", "suite")
+	clusterIndex = envOr("CLUSTER_INDEX", "1")
+	nodeIP       = "10.250." + clusterIndex + ".2"
 )
+
+const (
+	heraldImage = "herald.local/herald:suite"
+	testImage   = "herald.local/clustertest:suite"
+	systemNS    = "herald-system"
+)
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
 
 // cluster is one running cluster and the tools that drive it.
 type cluster struct {
@@ -100,7 +112,7 @@ func up(t *testing.T) *cluster {
 	if reason := requirements(); reason != "" {
 		testenv.Unavailable(t, "CLUSTER SUITE", reason)
 	}
-	c := &cluster{t: t, dir: filepath.Join(os.TempDir(), "herald-cluster-suite"), netnsPath: "/run/netns/herald-" + clusterName}
+	c := &cluster{t: t, dir: filepath.Join(os.TempDir(), "herald-cluster-"+clusterName), netnsPath: "/run/netns/herald-" + clusterName}
 	c.sock = filepath.Join(c.dir, "containerd", "containerd.sock")
 	c.env = append(os.Environ(), "CLUSTER_NAME="+clusterName, "CLUSTER_INDEX="+clusterIndex, "CLUSTER_DIR="+c.dir, "HERALD_IMAGE="+heraldImage)
 
