@@ -109,11 +109,19 @@ test-assets: ## Build what the tests run (bin/k8s, bin/tools, bin/nats-server-*)
 test-race: ## RACE_PKGS under the race detector.
 	$(TEST_ENV) go test $(GO_TEST_FLAGS) -race $(BENCH_SMOKE) $(RACE_PKGS)
 
+# The suites spend most of their time waiting on the processes they drive, so more
+# packages run at once than there are cores (-p), the longest first: with the default
+# (-p = cores) two suites would hold both slots while the short packages queued.
+TEST_UNIT_P ?= 4
+TEST_UNIT_FIRST ?= ./hack/chaos ./hack/e2e ./hack/firsthour
+
 .PHONY: test-unit
 test-unit: ## Every other package (and those with tests -race cannot run), static builds, the suites included.
 	race="$$(go list $(RACE_PKGS))"; \
+	first="$$(go list $(TEST_UNIT_FIRST))"; \
 	norace="$$(git grep -l '^//go:build !race' -- '*_test.go' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')"; \
-	CGO_ENABLED=0 $(TEST_ENV) go test $(GO_TEST_FLAGS) $(BENCH_SMOKE) $$(go list ./... | grep -vxF -f <(echo "$$race") | grep -v '/hack/cluster$$') $$norace
+	CGO_ENABLED=0 $(TEST_ENV) go test -p $(TEST_UNIT_P) $(GO_TEST_FLAGS) $(BENCH_SMOKE) \
+		$$first $$(go list ./... | grep -vxF -f <(echo "$$race"; echo "$$first") | grep -v '/hack/cluster$$') $$norace
 
 # Alone and verbose: it starts a node (CPU the other packages would compete for) and its
 # log is the evidence (pod phases, node, runtime version, image ids, lost/duplicated).

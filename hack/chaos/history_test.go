@@ -23,9 +23,9 @@ import (
 //     the earlier scenarios' attempt records expire; events of 2 KiB to a new endpoint
 //     are retained for replay, the oldest going once the retained deliveries pass
 //     64 KiB, and leave no attempt record.
-//  2. --retain-delivered-max-age=3s --attempt-log-max-bytes=16KiB (the attempt log on
+//  2. --retain-delivered-max-age=3s --attempt-log-max-bytes=8KiB (the attempt log on
 //     again): the retained deliveries expire; new events leave attempt records, the
-//     oldest going once the log passes 16 KiB.
+//     oldest going once the log passes 8 KiB (40 records of about 350 B).
 //
 // What a round wrote is counted after its replicas stopped: each waits, as it stops, for
 // the store to acknowledge every record it handed over, so a record that was going to be
@@ -71,11 +71,11 @@ func (s *suite) historyFlagsAfterRestart(t *testing.T) {
 		receipts, queue.DeliveredStream, delivered.State.Msgs, delivered.State.Bytes, delivered.State.FirstSeq, delivered.State.LastSeq)
 
 	// Round 2.
-	s.startAllWith(t, "--retain-delivered-max-age=3s", fmt.Sprintf("--attempt-log-max-bytes=%d", 16<<10))
+	s.startAllWith(t, "--retain-delivered-max-age=3s", fmt.Sprintf("--attempt-log-max-bytes=%d", 8<<10))
 	attempts, delivered = s.stream(t, queue.AttemptsStream), s.stream(t, queue.DeliveredStream)
-	if delivered.Config.MaxAge != 3*time.Second || attempts.Config.MaxBytes != 16<<10 {
+	if delivered.Config.MaxAge != 3*time.Second || attempts.Config.MaxBytes != 8<<10 {
 		t.Fatalf("after the restart %s keeps deliveries for %s (want 3s) and %s holds %d bytes (want %d)",
-			queue.DeliveredStream, delivered.Config.MaxAge, queue.AttemptsStream, attempts.Config.MaxBytes, 16<<10)
+			queue.DeliveredStream, delivered.Config.MaxAge, queue.AttemptsStream, attempts.Config.MaxBytes, 8<<10)
 	}
 	s.h.eventuallyf(t, time.Minute, "the retained deliveries expired (--retain-delivered-max-age=3s)", func() (bool, string) {
 		st := s.stream(t, queue.DeliveredStream).State
@@ -89,9 +89,9 @@ func (s *suite) historyFlagsAfterRestart(t *testing.T) {
 	if n := attempts.State.LastSeq - attLast; n < uint64(receipts) {
 		t.Errorf("the attempt log, on again, has %d records for %d deliveries", n, receipts)
 	}
-	if attempts.State.Bytes > 16<<10 || attempts.State.FirstSeq <= attLast+1 {
-		t.Errorf("--attempt-log-max-bytes=16KiB: %s holds %d bytes from sequence %d, want at most %d bytes and the oldest of %d..%d gone",
-			queue.AttemptsStream, attempts.State.Bytes, attempts.State.FirstSeq, 16<<10, attLast+1, attempts.State.LastSeq)
+	if attempts.State.Bytes > 8<<10 || attempts.State.FirstSeq <= attLast+1 {
+		t.Errorf("--attempt-log-max-bytes=8KiB: %s holds %d bytes from sequence %d, want at most %d bytes and the oldest of %d..%d gone",
+			queue.AttemptsStream, attempts.State.Bytes, attempts.State.FirstSeq, 8<<10, attLast+1, attempts.State.LastSeq)
 	}
 	t.Logf("round 2: %d deliveries; %s keeps %d records (%d bytes) from sequence %d of %d",
 		receipts, queue.AttemptsStream, attempts.State.Msgs, attempts.State.Bytes, attempts.State.FirstSeq, attempts.State.LastSeq)
