@@ -85,6 +85,7 @@ test: ## Every test against a real kube-apiserver + etcd (built on first run), g
 	@hack/step.sh test-assets $(MAKE) --no-print-directory test-assets
 	@if [[ "$$(id -u)" == 0 && "$$(uname)" == Linux ]]; then \
 		mkdir -p bin && echo "test: building the cluster's node binaries in the background (log: bin/node-binaries.log)"; \
+		rm -f bin/node-binaries.log; \
 		(nice -n 10 hack/step.sh node-binaries hack/cluster/node-binaries.sh >/dev/null 2>bin/node-binaries.log &); fi
 	@hack/step.sh test-race $(MAKE) --no-print-directory test-race
 	@hack/step.sh test-unit $(MAKE) --no-print-directory test-unit
@@ -95,11 +96,13 @@ fmt-check: ## Fail when a Go file is not gofmt-ed.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'))" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
 
 # The one-time builds, side by side (linking one while compiling the other keeps both
-# cores busy): kube-apiserver, etcd and kubectl; controller-gen, helm and promtool;
-# nats-server. Each is cached under bin/ and reports its own time.
+# cores busy, and one downloads modules while another compiles): kube-apiserver, etcd
+# and kubectl; controller-gen, helm and promtool; nats-server; Herald's modules. Each is
+# cached (bin/, the module cache) and reports its own time.
 .PHONY: test-assets
 test-assets: ## Build what the tests run (bin/k8s, bin/tools, bin/nats-server-*) once.
 	@pids=(); \
+	hack/step.sh go-mod-download go mod download & pids+=($$!); \
 	hack/step.sh envtest-assets hack/envtest-assets.sh >/dev/null & pids+=($$!); \
 	for t in controller-gen helm promtool; do hack/step.sh "tool $$t" hack/tool.sh $$t >/dev/null & pids+=($$!); done; \
 	GOFLAGS=-trimpath hack/step.sh nats-server hack/nats-server.sh >/dev/null & pids+=($$!); \
@@ -127,7 +130,9 @@ test-unit: ## Every other package (and those with tests -race cannot run), stati
 # log is the evidence (pod phases, node, runtime version, image ids, lost/duplicated).
 .PHONY: test-cluster
 test-cluster: ## The cluster suite alone: a real node, helm install, pods killed under load (root; see README).
-	@hack/cluster/node-binaries.sh >/dev/null
+	@if [[ "$$(id -u)" == 0 && "$$(uname)" == Linux ]]; then \
+		hack/step.sh node-binaries-wait hack/cluster/node-binaries.sh >/dev/null; \
+		grep -h '^ci: ' bin/node-binaries.log 2>/dev/null || true; fi
 	CGO_ENABLED=0 GOFLAGS=-trimpath $(TEST_TOOLS) go test $(GO_TEST_FLAGS) -v ./hack/cluster
 
 # The fault-injection suite in full (CHAOS_FULL=1): a 3-node NATS cluster, 3 dispatchers,
