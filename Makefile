@@ -18,9 +18,11 @@ LDFLAGS := -X github.com/herald-dev/herald/internal/version.Version=$(VERSION)
 # tests need no separate `go vet ./...` (which type-checked every package a second time).
 GO_TEST_FLAGS ?= -count=1 -timeout=30m -vet=all
 
-CONTROLLER_GEN = $(shell hack/tool.sh controller-gen)
-HELM = $(shell hack/tool.sh helm)
-PROMTOOL = $(shell hack/tool.sh promtool)
+# The pinned tools, installed once by hack/tool.sh; a path in the environment wins (CI
+# takes promtool from Debian: see .ci/run).
+CONTROLLER_GEN ?= $(shell hack/tool.sh controller-gen)
+HELM ?= $(shell hack/tool.sh helm)
+PROMTOOL ?= $(shell hack/tool.sh promtool)
 
 .PHONY: help
 help: ## Show this help.
@@ -104,7 +106,9 @@ test-assets: ## Build what the tests run (bin/k8s, bin/tools, bin/nats-server-*)
 	@pids=(); \
 	hack/step.sh go-mod-download go mod download & pids+=($$!); \
 	hack/step.sh envtest-assets hack/envtest-assets.sh >/dev/null & pids+=($$!); \
-	for t in controller-gen helm promtool; do hack/step.sh "tool $$t" hack/tool.sh $$t >/dev/null & pids+=($$!); done; \
+	for t in controller-gen helm promtool; do \
+		v="$${t^^}"; v="$${v//-/_}"; [[ -n "$${!v:-}" ]] && { echo "test-assets: $$t is $${!v}"; continue; }; \
+		hack/step.sh "tool $$t" hack/tool.sh $$t >/dev/null & pids+=($$!); done; \
 	GOFLAGS=-trimpath hack/step.sh nats-server hack/nats-server.sh >/dev/null & pids+=($$!); \
 	rc=0; for p in "$${pids[@]}"; do wait "$$p" || rc=1; done; exit $$rc
 
