@@ -74,7 +74,8 @@ BENCH_SMOKE ?= -bench . -benchtime=1x
 # local stack, hack/release's run of the Dockerfile), instead of once per set of flags.
 # The race detector needs cgo: the -race pass compiles them once more, instrumented, and
 # the race-built herald of the suites shares that.
-TEST_TOOLS = KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)"
+SUITE_TOOLS = KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)"
+TEST_TOOLS = $(SUITE_TOOLS) CONTROLLER_GEN="$(CONTROLLER_GEN)" PROMTOOL="$(PROMTOOL)"
 TEST_ENV = GOFLAGS=-trimpath HERALD_TEST_RACE=1 $(TEST_TOOLS)
 
 # `make test` in steps, each reporting what it took (hack/step.sh prints "ci: STEP took
@@ -137,7 +138,7 @@ test-cluster: ## The cluster suite alone: a real node, helm install, pods killed
 	@if [[ "$$(id -u)" == 0 && "$$(uname)" == Linux ]]; then \
 		hack/step.sh node-binaries-wait hack/cluster/node-binaries.sh >/dev/null; \
 		grep -h '^ci: ' bin/node-binaries.log 2>/dev/null || true; fi
-	CGO_ENABLED=0 GOFLAGS=-trimpath $(TEST_TOOLS) go test $(GO_TEST_FLAGS) -v ./hack/cluster
+	CGO_ENABLED=0 GOFLAGS=-trimpath $(SUITE_TOOLS) go test $(GO_TEST_FLAGS) -v ./hack/cluster
 
 # The fault-injection suite in full (CHAOS_FULL=1): a 3-node NATS cluster, 3 dispatchers,
 # 16 dispatcher kills, the stream leader's node killed and partitioned, a rolling restart.
@@ -145,7 +146,7 @@ test-cluster: ## The cluster suite alone: a real node, helm install, pods killed
 # namespaces); HERALD_CHAOS_NO_NETNS=1 skips that scenario loudly instead.
 .PHONY: chaos
 chaos: ## The fault-injection suite in full: kills, node loss, partition, rolling restart; prints the table (root; see hack/chaos).
-	CGO_ENABLED=0 GOFLAGS=-trimpath $(TEST_TOOLS) CHAOS_FULL=1 go test $(GO_TEST_FLAGS) -v -run TestChaos ./hack/chaos
+	CGO_ENABLED=0 GOFLAGS=-trimpath $(SUITE_TOOLS) CHAOS_FULL=1 go test $(GO_TEST_FLAGS) -v -run TestChaos ./hack/chaos
 
 .PHONY: helm-lint
 helm-lint: ## Lint the Helm chart.
