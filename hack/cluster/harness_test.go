@@ -60,10 +60,10 @@ type cluster struct {
 	// is told to run, which the suite runs as it is.
 	installLine string
 	kubectlBin  string
-	helmBin    string
-	env        []string
-	netnsPath  string
-	sock       string
+	helmBin     string
+	env         []string
+	netnsPath   string
+	sock        string
 	// Entries of the fixed host folders containerd and kubelet write to, before the
 	// cluster started: what is new there after down.sh was left behind.
 	hostBefore map[string]bool
