@@ -79,20 +79,12 @@ TEST_TOOLS = $(SUITE_TOOLS) CONTROLLER_GEN="$(CONTROLLER_GEN)" PROMTOOL="$(PROMT
 TEST_ENV = GOFLAGS=-trimpath HERALD_TEST_RACE=1 $(TEST_TOOLS)
 
 # `make test` in steps, each reporting what it took (hack/step.sh prints "ci: STEP took
-# Ns (CPU Ns; load ...)"; .ci/run tabulates them). Where the cluster suite will run (root
-# on Linux), the node's binaries build in the background at low priority from the start
-# of the tests, using the CPU the suites leave idle while they wait on processes.
+# Ns (CPU Ns; load ...)"; .ci/run tabulates them); hack/test.sh runs them, the cluster
+# suite beside the others where it runs (root on Linux), after the node's binaries were
+# built at low priority while the other tests wait on their processes.
 .PHONY: test
-test: ## Every test against a real kube-apiserver + etcd (built on first run), go vet's analyzers, RACE_PKGS under -race, every benchmark once, the suites (race-built herald), then the cluster suite (real pods; root, else a loud SKIP; a failure under CI=true).
-	@hack/step.sh gofmt $(MAKE) --no-print-directory fmt-check
-	@hack/step.sh test-assets $(MAKE) --no-print-directory test-assets
-	@if [[ "$$(id -u)" == 0 && "$$(uname)" == Linux ]]; then \
-		mkdir -p bin && echo "test: building the cluster's node binaries in the background (log: bin/node-binaries.log)"; \
-		rm -f bin/node-binaries.log; \
-		(nice -n 10 hack/step.sh node-binaries hack/cluster/node-binaries.sh >/dev/null 2>bin/node-binaries.log &); fi
-	@hack/step.sh test-race $(MAKE) --no-print-directory test-race
-	@hack/step.sh test-unit $(MAKE) --no-print-directory test-unit
-	@hack/step.sh test-cluster $(MAKE) --no-print-directory test-cluster
+test: ## Every test against a real kube-apiserver + etcd (built on first run), go vet's analyzers, RACE_PKGS under -race, every benchmark once, the suites (race-built herald), and beside them the cluster suite (real pods; root, else a loud SKIP; a failure under CI=true).
+	@MAKE="$(MAKE)" hack/test.sh
 
 .PHONY: fmt-check
 fmt-check: ## Fail when a Go file is not gofmt-ed.
@@ -131,13 +123,11 @@ test-unit: ## Every other package (and those with tests -race cannot run), stati
 	CGO_ENABLED=0 $(TEST_ENV) go test -p $(TEST_UNIT_P) $(GO_TEST_FLAGS) $(BENCH_SMOKE) \
 		$$first $$(go list ./... | grep -vxF -f <(echo "$$race"; echo "$$first") | grep -v '/hack/cluster$$') $$norace
 
-# Alone and verbose: it starts a node (CPU the other packages would compete for) and its
-# log is the evidence (pod phases, node, runtime version, image ids, lost/duplicated).
+# Verbose: its log is the evidence (pod phases, node, runtime version, image ids,
+# lost/duplicated). Where it cannot run (not root), it says why.
 .PHONY: test-cluster
 test-cluster: ## The cluster suite alone: a real node, helm install, pods killed under load (root; see README).
-	@if [[ "$$(id -u)" == 0 && "$$(uname)" == Linux ]]; then \
-		hack/step.sh node-binaries-wait hack/cluster/node-binaries.sh >/dev/null; \
-		grep -h '^ci: ' bin/node-binaries.log 2>/dev/null || true; fi
+	@if [[ "$$(id -u)" == 0 && "$$(uname)" == Linux ]]; then hack/cluster/node-binaries.sh >/dev/null; fi
 	CGO_ENABLED=0 GOFLAGS=-trimpath $(SUITE_TOOLS) go test $(GO_TEST_FLAGS) -v ./hack/cluster
 
 # The fault-injection suite in full (CHAOS_FULL=1): a 3-node NATS cluster, 3 dispatchers,
