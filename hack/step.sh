@@ -13,9 +13,10 @@ shift
 load() { cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo "?"; }
 load_start="$(load)"
 start=$(date +%s)
-# Steps nest (test-assets holds the builds it runs side by side); the depth tells.
-depth="${HERALD_STEP_DEPTH:-0}"
-HERALD_STEP_DEPTH=$((depth + 1)) "$@"
+# Steps nest (test-assets holds the builds it runs side by side): each names its parent.
+parent="${HERALD_STEP_PARENT:-}"
+id="$$.${start}"
+HERALD_STEP_PARENT="${id}" "$@"
 rc=$?
 took=$(( $(date +%s) - start ))
 # The children's user and system time, in clock ticks, from the kernel's account of this
@@ -26,7 +27,7 @@ status=""
 ((rc == 0)) || status=", FAILED with exit status ${rc}"
 echo "ci: ${step} took ${took}s (CPU ${cpu}s; load ${load_start} -> $(load))${status}" >&2
 if [[ -n "${HERALD_STEP_LOG:-}" ]]; then
-  # step, wall s, CPU s, load at the start, exit status, depth, start, end
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${step}" "${took}" "${cpu}" "${load_start}" "${rc}" "${depth}" "${start}" "$(date +%s)" >> "${HERALD_STEP_LOG}"
+  # step, wall s, CPU s, load at the start, exit status, id, parent's id
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "${step}" "${took}" "${cpu}" "${load_start}" "${rc}" "${id}" "${parent}" >> "${HERALD_STEP_LOG}"
 fi
 exit "${rc}"
