@@ -258,3 +258,66 @@ func TestBindManagerFlags_EveryDispatcherFlagButTheManagersOwn(t *testing.T) {
 		t.Errorf("the manager's flags did not reach the configuration: %+v", c)
 	}
 }
+
+// Every number of the configuration is a count, a size, a rate or a duration: a
+// negative one means nothing, and the one judge refuses it naming its key, so a setting
+// added without its check fails here.
+func TestValidate_RefusesEveryNegativeNumber(t *testing.T) {
+	var walk func(v reflect.Value, path string)
+	walk = func(v reflect.Value, path string) {
+		t.Helper()
+		typ := v.Type()
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "" || name == "-" {
+				continue
+			}
+			key := name
+			if path != "" {
+				key = path + "." + name
+			}
+			switch f.Type.Kind() {
+			case reflect.Struct:
+				walk(v.Field(i), key)
+				continue
+			case reflect.Int, reflect.Int64, reflect.Float64:
+			default:
+				continue
+			}
+			t.Run(key, func(t *testing.T) {
+				c := config.Default()
+				field := reflect.ValueOf(&c).Elem().FieldByIndex(fieldIndex(t, reflect.TypeFor[config.Dispatcher](), key))
+				if field.Kind() == reflect.Float64 {
+					field.SetFloat(-1)
+				} else {
+					field.SetInt(-1)
+				}
+				err := c.Validate()
+				if err == nil || !strings.Contains(err.Error(), key+": ") {
+					t.Errorf("%s = -1: Validate() = %v, want it refused naming %s", key, err, key)
+				}
+			})
+		}
+	}
+	walk(reflect.ValueOf(config.Default()), "")
+}
+
+// fieldIndex is the index path of the field at the file's key path.
+func fieldIndex(t *testing.T, typ reflect.Type, key string) []int {
+	t.Helper()
+	var index []int
+	for part := range strings.SplitSeq(key, ".") {
+		found := false
+		for i := range typ.NumField() {
+			if name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ","); name == part {
+				index, typ, found = append(index, i), typ.Field(i).Type, true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("no setting %s", key)
+		}
+	}
+	return index
+}
