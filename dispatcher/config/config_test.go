@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -320,4 +321,64 @@ func fieldIndex(t *testing.T, typ reflect.Type, key string) []int {
 		}
 	}
 	return index
+}
+
+// Every setting of the configuration has its flag of `herald dispatcher` (and so the
+// manager's --dispatcher-<flag>, or the manager decides it): each flag, set alone to
+// something other than its default, changes a setting, and every setting is changed by
+// one. A field added without its flag fails here.
+func TestBindFlags_EverySettingHasItsFlag(t *testing.T) {
+	var keys []string
+	var walk func(typ reflect.Type, path string)
+	walk = func(typ reflect.Type, path string) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if !f.IsExported() || name == "" || name == "-" {
+				continue
+			}
+			if path != "" {
+				name = path + "." + name
+			}
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, name)
+			} else if name != "apiVersion" && name != "kind" {
+				keys = append(keys, name)
+			}
+		}
+	}
+	walk(reflect.TypeFor[config.Dispatcher](), "")
+
+	typ, def := reflect.TypeFor[config.Dispatcher](), config.Default()
+	setBy := map[string]string{}
+	all, _ := flags(t)
+	all.VisitAll(func(f *pflag.Flag) {
+		c := config.Default()
+		fs := pflag.NewFlagSet("dispatcher", pflag.ContinueOnError)
+		config.BindFlags(fs, &c)
+		sample := map[string]string{"bool": fmt.Sprint(f.DefValue != "true"), "int": "7", "int64": "7", "float64": "7.5",
+			"duration": "7s", "string": "sample", "stringSlice": "sample"}[f.Value.Type()]
+		if sample == "" {
+			t.Fatalf("--%s: no sample value for a flag of type %s", f.Name, f.Value.Type())
+		}
+		if err := fs.Set(f.Name, sample); err != nil {
+			t.Fatalf("--%s=%s: %v", f.Name, sample, err)
+		}
+		changed := 0
+		for _, k := range keys {
+			idx := fieldIndex(t, typ, k)
+			if !reflect.DeepEqual(reflect.ValueOf(c).FieldByIndex(idx).Interface(), reflect.ValueOf(def).FieldByIndex(idx).Interface()) {
+				setBy[k] = f.Name
+				changed++
+			}
+		}
+		if changed == 0 {
+			t.Errorf("--%s=%s changes no setting", f.Name, sample)
+		}
+	})
+	for _, k := range keys {
+		if _, ok := setBy[k]; !ok {
+			t.Errorf("the setting %s has no flag (add it to BindFlags)", k)
+		}
+	}
 }
