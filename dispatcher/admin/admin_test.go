@@ -156,3 +156,74 @@ func TestReplaySources_WireNamesParse(t *testing.T) {
 		}
 	}
 }
+
+// Two replays of one endpoint asked for in the same millisecond: one starts, the other
+// is refused with 409 while it runs. (Their ids, and so the lease's holder, once came
+// from the millisecond alone: the second took the lease the first held, and both ran.)
+func TestStartReplay_TwoInTheSameMillisecond_OneRuns(t *testing.T) {
+	ctx := context.Background()
+	conf := config.Default()
+	conf.Store.DataDir = t.TempDir()
+	conf.History.ReplayRate = 0.5 // a re-send every 2 s: the first replay still runs when the second comes
+	p, err := app.NewPipeline(ctx, app.PipelineOptions{Config: conf, Authorizer: allow, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	received := make(chan struct{}, 100)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { received <- struct{}{} }))
+	defer up.Close()
+	sg, err := signer.New(heraldv1.SignatureStandardWebhooks, "", []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Engine.Upsert(delivery.Key{Namespace: "shop", Name: "billing", UID: "0d1c2b3a-4f5e-4d6c-8b7a-695847362514"}, delivery.EndpointConfig{
+		Target: sender.New(sender.Config{URL: up.URL, Signer: sg, Timeout: 2 * time.Second,
+			Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}}),
+		Settings: resolve.Settings{Generation: 1},
+	})
+	p.Router.Set("shop", router.Subscription{Name: "all", Endpoint: "billing", Patterns: []string{"*"}})
+	ing := httptest.NewServer(p.Ingest)
+	defer ing.Close()
+	for i := range 3 {
+		if code, raw := call(t, http.MethodPost, ing.URL+"/v1/namespaces/shop/events",
+			map[string]any{"id": fmt.Sprint("evt_", i), "type": "invoice.paid", "data": map[string]any{}}); code != http.StatusAccepted {
+			t.Fatalf("publish: %d %s", code, raw)
+		}
+	}
+	for range 3 {
+		select {
+		case <-received:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the events were not delivered within 20s")
+		}
+	}
+
+	instant := time.Now()
+	api := httptest.NewServer(admin.NewHandler(admin.Options{
+		Store: p.Store, Lifecycle: p.Tracker, Replayer: p.Replayer, Lookup: p.Engine.Lookup, Access: admin.Access{Read: allow, Replay: allow, Enable: allow},
+		Now: func() time.Time { return instant }, Log: testr.New(t),
+	}))
+	defer api.Close()
+	replays := api.URL + "/v1/namespaces/shop/endpoints/billing/replays"
+	// The retained deliveries are written in the background: until they are, nothing is
+	// selected and the replay is complete at once.
+	var first wire.ReplayStarted
+	deadline := time.Now().Add(20 * time.Second)
+	for first.Selected == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no replay selected the delivered events within 20s: %+v", first)
+		}
+		code, raw := call(t, http.MethodPost, replays, wire.ReplaySelectionRequest{All: true, From: []string{"delivered"}})
+		if code != http.StatusAccepted {
+			t.Fatalf("first replay: %d %s", code, raw)
+		}
+		_ = json.Unmarshal(raw, &first)
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, raw := call(t, http.MethodPost, replays, wire.ReplaySelectionRequest{All: true, From: []string{"delivered"}})
+	var e wire.ErrorResponse
+	if _ = json.Unmarshal(raw, &e); code != http.StatusConflict || e.Error.Code != wire.CodeConflict {
+		t.Errorf("a second replay in the same millisecond while %s runs: %d %s, want 409 %s", first.ID, code, raw, wire.CodeConflict)
+	}
+}
