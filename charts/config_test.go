@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 
 	"github.com/herald-dev/herald/dispatcher/config"
@@ -286,4 +287,71 @@ func setField(t *testing.T, c *config.Dispatcher, path string, n float64) {
 	default:
 		t.Fatalf("%s is not a number", path)
 	}
+}
+
+// Every setting of the dispatcher the chart passes to the manager (a --dispatcher-<flag>
+// of config.BindManagerFlags in templates/deployment.yaml) has its row in chartSettings,
+// so that the tests above hold its value's default, schema and wiring: a value added to
+// the chart without its row fails here.
+func TestChartSettings_CoverEveryDispatcherFlagTheChartPasses(t *testing.T) {
+	tpl, err := os.ReadFile(filepath.Join(chartDir, "templates", "deployment.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bool{}
+	for _, s := range chartSettings {
+		rows[s.setting] = true
+	}
+	def := flatten(configTree(t, config.Default()), "")
+	checked := 0
+	for _, m := range regexp.MustCompile(`--([a-z0-9-]+)=`).FindAllSubmatch(tpl, -1) {
+		name := string(m[1])
+		c := config.Default()
+		fs := pflag.NewFlagSet("manager", pflag.ContinueOnError)
+		config.BindManagerFlags(fs, &c)
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // the manager's own, or the workload's
+		}
+		sample := map[string]string{"bool": fmt.Sprint(f.DefValue != "true"), "int": "3", "int64": "7", "float64": "7.5",
+			"duration": "7s", "string": "sample", "stringSlice": "sample"}[f.Value.Type()]
+		if err := fs.Set(name, sample); err != nil {
+			t.Fatalf("--%s=%s: %v", name, sample, err)
+		}
+		var keys []string
+		for k, v := range flatten(configTree(t, c), "") {
+			if def[k] != v {
+				keys = append(keys, k)
+			}
+		}
+		if len(keys) != 1 {
+			t.Fatalf("--%s sets %v, want one setting", name, keys)
+		}
+		checked++
+		if !rows[keys[0]] {
+			t.Errorf("the chart passes --%s (the dispatcher's %s), which has no row in chartSettings", name, keys[0])
+		}
+	}
+	t.Logf("%d dispatcher settings passed by the chart", checked)
+	if checked == 0 {
+		t.Fatal("templates/deployment.yaml passes no dispatcher setting: has the template moved?")
+	}
+}
+
+// flatten is tree as key paths to the values' text.
+func flatten(tree map[string]any, path string) map[string]string {
+	out := map[string]string{}
+	for k, v := range tree {
+		if path != "" {
+			k = path + "." + k
+		}
+		if sub, ok := v.(map[string]any); ok {
+			for kk, vv := range flatten(sub, k) {
+				out[kk] = vv
+			}
+			continue
+		}
+		out[k] = fmt.Sprint(v)
+	}
+	return out
 }
