@@ -93,7 +93,7 @@ func (o *consoleOptions) run(cmd *cobra.Command) error {
 	}
 	srv, err := console.New(console.Options{
 		Cluster: consoleCluster{kc}, Deliveries: d, Actions: d,
-		Prog: progName(cmd), PageSize: o.pageSize, Log: (&logOptions{}).logger().WithName("console"),
+		Prog: progName(cmd), PageSize: o.pageSize, Log: (&logOptions{dev: true}).logger().WithName("console"),
 	})
 	if err != nil {
 		return err

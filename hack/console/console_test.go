@@ -1,0 +1,255 @@
+package console
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/hack/framework"
+)
+
+// TestConsole_InABrowser opens `herald console` in Chromium as an operator (bound to
+// herald-operator) and as a publisher (bound to herald-publisher only), against a real
+// API server, manager and dispatcher delivering to receivers on 127.0.0.1.
+func TestConsole_InABrowser(t *testing.T) {
+	b := newBrowser(t) // first: without Chromium there is nothing to start
+	w := newWorld(t, true)
+
+	// billing delivers; audit's receiver is down (its deliveries fail twice, a second
+	// apart, and are dead-lettered), and keeps the bodies of failed answers; legacy's
+	// receiver answers 410 Gone, which disables it at once.
+	billingRx := framework.NewReceiver("billing", heraldv1.SignatureStandardWebhooks, "")
+	billingRx.Serve(t)
+	auditRx := framework.NewReceiver("audit", heraldv1.SignatureTimestampedPrefixedHex, "X-Audit")
+	auditRx.Serve(t)
+	auditRx.SetRespond(func(framework.Request) (int, string) { return 204, "" })
+	auditRx.SetFailing(true)
+	gone := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		rw.WriteHeader(http.StatusGone)
+		_, _ = rw.Write([]byte(`{"error":"this hook was removed"}`))
+	}))
+	t.Cleanup(gone.Close)
+	w.endpoint(&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "billing"}, Spec: heraldv1.WebhookEndpointSpec{URL: billingRx.URL()}})
+	w.endpoint(&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "audit"}, Spec: heraldv1.WebhookEndpointSpec{
+		URL: auditRx.URL(), Signature: heraldv1.SignatureSpec{Style: heraldv1.SignatureTimestampedPrefixedHex, HeaderPrefix: "X-Audit"},
+		Retry: schedule("1s"), AutoDisable: failures(100), AttemptLog: heraldv1.AttemptLogSpec{ResponseBody: heraldv1.ResponseBodyOnFailure}}})
+	w.endpoint(&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "legacy"}, Spec: heraldv1.WebhookEndpointSpec{URL: gone.URL + "/hooks/legacy"}})
+	w.subscription("billing", "billing", "", "invoice.*")
+	w.subscription("audit", "audit", "", "invoice.*")
+	w.subscription("legacy", "legacy", "", "legacy.*")
+	w.subscription("big-invoices", "billing", "event.data.amount > 1000", "invoice.paid")
+	billingRx.SetSecret(w.signingSecret("billing"))
+	auditRx.SetSecret(w.signingSecret("audit"))
+	t.Cleanup(func() {
+		for _, rx := range []*framework.Receiver{billingRx, auditRx} {
+			for _, p := range rx.Refusals() {
+				t.Errorf("a delivery did not verify: %s", p)
+			}
+		}
+	})
+
+	producer := w.producerToken()
+	operator := w.startConsole("console-operator", w.identity("ops", "herald-operator"))
+	publisher := w.startConsole("console-publisher", w.identity("pub", "herald-publisher"))
+
+	// invoice.paid without an amount: billing gets it, audit fails it, and the
+	// big-invoices filter cannot evaluate on it.
+	failed := w.publish(producer, "evt_console_1", "invoice.paid", `{"invoice":"INV-1"}`, 2)
+	w.publish(producer, "evt_console_legacy", "legacy.ping", `{}`, 1)
+
+	t.Run("the pages load as the operator", func(t *testing.T) {
+		b.do("open the console", chromedp.Navigate(operator), chromedp.WaitVisible(chromedp.CSS("h1")))
+		if got := b.pageText(); !strings.Contains(got, "Namespaces") || !strings.Contains(got, ns) {
+			t.Fatalf("the index lists the operator's namespace %s (the kubeconfig context's; it may not list namespaces):\n%s", ns, got)
+		}
+		b.shot("index")
+		b.do("open the namespace", chromedp.Click(chromedp.CSS(`a[href="/ns/shop"]`)), chromedp.WaitVisible(chromedp.CSS("table.endpoints")))
+		b.waitText("#ep-legacy", "Disabled", 30*time.Second)
+		b.waitText("#ep-legacy", "Gone", 5*time.Second)
+		b.waitText("#ep-billing", "Delivering", 30*time.Second)
+		b.waitText("#chart figcaption", "delivered", 5*time.Second)
+		page := b.pageText()
+		for _, want := range []string{"big-invoices", "FilterFailed", "event.data.amount > 1000", "Live updates: on"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("the namespace page lacks %q:\n%s", want, page)
+			}
+		}
+		b.shot("namespace")
+	})
+
+	t.Run("live: a delivery shows on the open page without a reload", func(t *testing.T) {
+		b.do("mark the page", chromedp.Evaluate[chromedp.Void]("window.heraldMark = 'same page'"))
+		before := eval[string](b, `document.querySelector("#ep-billing td[data-label=Delivered]").innerText`)
+		w.publish(producer, "evt_console_live", "invoice.created", `{"invoice":"INV-2"}`, 2)
+		deadline := time.Now().Add(30 * time.Second)
+		for eval[string](b, `document.querySelector("#ep-billing td[data-label=Delivered]").innerText`) == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("billing's Delivered count stayed %s on the open page:\n%s", before, b.pageText())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if mark := eval[string](b, "String(window.heraldMark)"); mark != "same page" {
+			t.Errorf("the page was reloaded (mark %q): live updates must not reload", mark)
+		}
+	})
+
+	t.Run("a failed event is found by its id, replayed from the keyboard, and delivered", func(t *testing.T) {
+		b.do("find the event", chromedp.Navigate(strings.Split(operator, "?")[0]), chromedp.WaitVisible(chromedp.ID("find-ns")),
+			chromedp.SetValue(chromedp.ID("find-ns"), ns), chromedp.SetValue(chromedp.ID("find-event"), failed),
+			chromedp.Submit(chromedp.ID("find-event")), chromedp.WaitVisible(chromedp.ID("ev-deliveries")))
+		b.waitText("#ev-deliveries", "billing: ✓ Delivered", 30*time.Second)
+		// audit's two attempts fail a second apart, then the delivery is dead-lettered:
+		// the open page shows it as it happens.
+		b.waitText("#ev-deliveries", "audit: ✗ Dead-lettered", 60*time.Second)
+		if page := b.pageText(); !strings.Contains(page, "HTTP 500") || !strings.Contains(page, "response bodies") {
+			t.Errorf("the event page shows each attempt's answer, and that the operator may not read audit's kept response bodies (herald-response-reader):\n%s", page)
+		}
+		if !strings.Contains(b.html(), "--clusterrole=herald-response-reader") {
+			t.Errorf("the withheld bodies come with the grant the CLI prints")
+		}
+		b.shot("event-dead-lettered")
+
+		auditRx.SetFailing(false)
+		// The keyboard alone: Tab from the top reaches the skip link first, then the
+		// action; Enter follows it, and the confirmation's button has the focus.
+		b.do("focus the top", chromedp.Evaluate[chromedp.Void]("document.activeElement && document.activeElement.blur(); window.scrollTo(0,0)"))
+		b.do("tab", chromedp.KeyEvent(kb.Tab))
+		if got := eval[string](b, "document.activeElement.innerText"); got != "Skip to content" {
+			t.Errorf("the first Tab reaches %q, want the skip link", got)
+		}
+		reached := false
+		for range 60 {
+			b.do("tab", chromedp.KeyEvent(kb.Tab))
+			if strings.HasPrefix(eval[string](b, "document.activeElement.innerText || ''"), "Replay to audit") {
+				reached = true
+				break
+			}
+		}
+		if !reached {
+			t.Fatalf("Tab never reached the replay of audit's dead letter:\n%s", b.pageText())
+		}
+		b.do("follow the link", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.CSS("form.confirm button")))
+		confirm := b.pageText()
+		if !strings.Contains(confirm, "Replay the dead letter of event "+failed+" to WebhookEndpoint shop/audit?") ||
+			!strings.Contains(confirm, "herald dlq replay audit -n shop --event-id "+failed) {
+			t.Errorf("the confirmation says what will happen and the CLI's equivalent:\n%s", confirm)
+		}
+		b.shot("confirm-replay")
+		if got := eval[string](b, "document.activeElement.innerText"); got != "Replay the dead letter" {
+			t.Errorf("the confirmation's button should have the focus, %q has it", got)
+		}
+		b.do("confirm", chromedp.KeyEvent(kb.Enter), chromedp.WaitVisible(chromedp.ID("flash")))
+		b.waitText("#flash", "Replayed 1 dead letter(s) of WebhookEndpoint shop/audit", 5*time.Second)
+		b.waitText("#ev-deliveries", "audit: ✓ Delivered", 60*time.Second)
+		if page := b.pageText(); !strings.Contains(page, "(replay 1)") {
+			t.Errorf("the event page shows the replayed attempt:\n%s", page)
+		}
+		if _, ok := auditRx.Delivered(failed); !ok {
+			t.Errorf("audit's receiver never accepted %s after the replay", failed)
+		}
+		b.shot("event-replayed")
+	})
+
+	t.Run("the endpoint page: attempts, dead letters, state, a verify snippet", func(t *testing.T) {
+		b.do("open audit", chromedp.Click(chromedp.CSS(`#ev-deliveries a[href="/ns/shop/endpoints/audit"]`)), chromedp.WaitVisible(chromedp.ID("ep-attempts")))
+		page := b.pageText()
+		for _, want := range []string{"TimestampedPrefixedHex", `verify.TimestampedPrefixedHex(secret, "X-Audit", r.Header, body)`,
+			"kubectl get secret audit-signing -n shop", failed, "(replay 1)", "No dead letters."} {
+			if !strings.Contains(page, want) {
+				t.Errorf("audit's page lacks %q:\n%s", want, page)
+			}
+		}
+		b.shot("endpoint")
+		// A phone's width: every table a list of labelled cards, nothing wider than the
+		// screen.
+		b.do("narrow", chromedp.EmulateViewport(390, 844), chromedp.Navigate(strings.Split(operator, "?")[0]+"ns/shop"), chromedp.WaitVisible(chromedp.CSS("table.endpoints")))
+		if over := eval[bool](b, "document.documentElement.scrollWidth > window.innerWidth + 1"); over {
+			t.Errorf("at 390 px the namespace page is wider than the screen (%v px)", eval[float64](b, "document.documentElement.scrollWidth"))
+		}
+		b.shot("namespace-narrow")
+		// Without colour: the states are words and symbols, failed attempts hatched.
+		b.do("wide again", chromedp.EmulateViewport(1280, 900), chromedp.Evaluate[chromedp.Void]("document.documentElement.style.filter = 'grayscale(1)'"))
+		b.shot("namespace-grayscale")
+	})
+
+	t.Run("a user bound only to herald-publisher sees no endpoint data", func(t *testing.T) {
+		secrets := []string{"billing", "audit", "legacy", billingRx.URL(), gone.URL, failed, "big-invoices", "Delivered"}
+		check := func(where string) {
+			t.Helper()
+			page, html := b.pageText(), b.html()
+			for _, s := range secrets {
+				if strings.Contains(html, s) {
+					t.Errorf("%s shows the publisher %q:\n%s", where, s, page)
+				}
+			}
+		}
+		b.do("open as the publisher", chromedp.Navigate(publisher), chromedp.WaitVisible(chromedp.CSS("h1")))
+		b.do("open the namespace", chromedp.Click(chromedp.CSS(`a[href="/ns/shop"]`)), chromedp.WaitVisible(chromedp.CSS(".refusal")))
+		check("the namespace page")
+		page := b.pageText()
+		if !strings.Contains(page, "Not shown") || !strings.Contains(page, "kubectl create rolebinding pub-herald-operator -n shop --clusterrole=herald-operator --serviceaccount=shop:pub") {
+			t.Errorf("the namespace page refuses with the grant the CLI prints:\n%s", page)
+		}
+		b.shot("publisher-refused")
+		base := strings.Split(publisher, "?")[0]
+		b.do("an endpoint's page", chromedp.Navigate(base+"ns/shop/endpoints/billing"), chromedp.WaitVisible(chromedp.CSS(".refusal")))
+		check("billing's page")
+		b.do("an event's page", chromedp.Navigate(base+"ns/shop/events/"+failed), chromedp.WaitVisible(chromedp.CSS(".refusal")))
+		check("the event's page")
+		if page := b.pageText(); !strings.Contains(page, "may not get webhookendpoints") || !strings.Contains(page, "--clusterrole=herald-operator") {
+			t.Errorf("the event page shows the dispatcher's refusal and the grant:\n%s", page)
+		}
+		// The stream of a page the publisher may not read sends no endpoint either.
+		jar, _ := cookiejar.New(nil)
+		hc := &http.Client{Jar: jar, Timeout: 5 * time.Second}
+		if resp, err := hc.Get(publisher); err == nil {
+			resp.Body.Close()
+		}
+		resp, err := hc.Get(base + "live/ns/shop")
+		if err != nil && !strings.Contains(err.Error(), "Timeout") {
+			t.Fatal(err)
+		}
+		if resp != nil {
+			sc := bufio.NewScanner(resp.Body)
+			deadline := time.Now().Add(3 * time.Second)
+			for time.Now().Before(deadline) && sc.Scan() {
+				if line := sc.Text(); strings.Contains(line, "billing") || strings.Contains(line, "event: patch") {
+					t.Errorf("the publisher's stream sent %q", line)
+				}
+			}
+			resp.Body.Close()
+		}
+	})
+
+	t.Run("the console refuses other origins and a missing secret", func(t *testing.T) {
+		base := strings.Split(operator, "?")[0]
+		resp, err := http.Get(base + "ns/shop")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("without the address's secret: %s, want 401", resp.Status)
+		}
+		req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, operator, nil)
+		req.Host = "evil.example:80"
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMisdirectedRequest {
+			t.Errorf("for another host name (DNS rebinding): %s, want 421", resp.Status)
+		}
+	})
+}
