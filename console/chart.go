@@ -48,8 +48,9 @@ type chartBar struct {
 }
 
 type chartTick struct {
-	X    float64
-	Text string
+	X      float64
+	Text   string
+	Anchor string
 }
 
 func chartOf(s *admin.AttemptSummary, title, id string) *chartView {
@@ -97,8 +98,10 @@ func chartOf(s *admin.AttemptSummary, title, id string) *chartView {
 		}
 	}
 	c.Line = strings.Join(pts, " ")
-	for _, i := range []int{0, n / 2, n - 1} {
-		c.Ticks = append(c.Ticks, chartTick{X: float64(i)*step + step/2, Text: s.Buckets[i].Start.UTC().Format("15:04")})
+	c.Ticks = []chartTick{
+		{X: 0, Text: s.Buckets[0].Start.UTC().Format("15:04"), Anchor: "start"},
+		{X: float64(n/2)*step + step/2, Text: s.Buckets[n/2].Start.UTC().Format("15:04"), Anchor: "middle"},
+		{X: chartW, Text: s.Buckets[n-1].Start.UTC().Format("15:04"), Anchor: "end"},
 	}
 	c.Alt = fmt.Sprintf("%s since %s UTC: %d delivered and %d failed attempts; mean latency %.1f ms, the slowest minute's mean %.1f ms.",
 		c.Title, s.Since.UTC().Format(time.TimeOnly[:5]), c.Delivered, c.Failed, c.MeanMs, c.MaxMs)

@@ -45,7 +45,7 @@ func snippetFor(v *endpointView, prog string) snippet {
 		call = fmt.Sprintf("verify.TimestampedHex(secret, %q, r.Header, body)", v.Prefix)
 	}
 	sn.Key = fmt.Sprintf("The signing secret, key %q of Secret %s/%s (reading it needs get on that Secret).", v.Secret.Key, v.Namespace, v.Secret.Name)
-	sn.Go = goHandler(`secret := os.Getenv("WEBHOOK_SECRET") // the Secret's value`, call)
+	sn.Go = goHandler(`var secret = os.Getenv("WEBHOOK_SECRET") // the Secret's value`, call)
 	sn.Shell = secretCmd + "\n" + fmt.Sprintf("%s verify --secret-file secret.txt --headers-file request.txt", prog)
 	return sn
 }

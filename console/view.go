@@ -158,7 +158,6 @@ func funcs(now func() time.Time) template.FuncMap {
 		"num":   number,
 		"ms":    func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) + " ms" },
 		"seg":   url.PathEscape,
-		"query": url.QueryEscape,
 		"rowID": rowID,
 		"outcome": func(code int, errText string) string {
 			if code != 0 {
