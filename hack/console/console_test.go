@@ -3,9 +3,11 @@ package console
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -262,6 +264,47 @@ func TestConsole_InABrowser(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusMisdirectedRequest {
 			t.Errorf("for another host name (DNS rebinding): %s, want 421", resp.Status)
+		}
+		// A form posted by another site, or without the page's token, acts on nothing,
+		// even from a browser holding the cookie.
+		jar, _ := cookiejar.New(nil)
+		hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+		if resp, err := hc.Get(operator); err == nil {
+			resp.Body.Close()
+		}
+		resp, err = hc.Get(base + "ns/shop/endpoints/legacy/confirm/enable")
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(raw)
+		if m == nil {
+			t.Fatalf("the confirmation page has no form token:\n%s", raw)
+		}
+		for why, c := range map[string]struct {
+			form string
+			set  func(*http.Request)
+		}{
+			"without the page's token": {"return=/ns/shop", func(*http.Request) {}},
+			"from another site":        {"csrf=" + string(m[1]), func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") }},
+			"from another origin":      {"csrf=" + string(m[1]), func(r *http.Request) { r.Header.Set("Origin", "http://evil.example") }},
+		} {
+			req, _ := http.NewRequest(http.MethodPost, base+"ns/shop/endpoints/legacy/do/enable", strings.NewReader(c.form))
+			set := c.set
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			set(req)
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("a form %s: %s, want 403", why, resp.Status)
+			}
+		}
+		if page := b.pageText(); strings.Contains(page, "Re-enabled") {
+			t.Errorf("a refused form re-enabled legacy")
 		}
 	})
 }
