@@ -8,6 +8,6 @@
 // browser against one of 10 measured in the same run.
 //
 // Without Chromium the tests skip, loudly; under CI=true they fail instead (.ci/run
-// installs it). Screenshots go to $HERALD_TEST_ARTIFACTS/console, else to
+// installs it, .ci/debian-packages). Screenshots go to $HERALD_TEST_ARTIFACTS/console, else to
 // herald-test-artifacts/console under the temporary folder; the test log names it.
 package console

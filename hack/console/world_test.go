@@ -23,6 +23,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/hack/framework"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 const ns = "shop"
@@ -182,7 +183,7 @@ type browser struct {
 }
 
 // chromium finds Debian's Chromium; without it the test skips loudly, or fails under
-// CI (which installs it).
+// CI (which installs it: .ci/debian-packages).
 func chromium(t testing.TB) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser"} {
@@ -190,12 +191,7 @@ func chromium(t testing.TB) string {
 			return p
 		}
 	}
-	msg := "SKIP: no Chromium on PATH (apt-get install chromium): the console's browser tests did not run"
-	if os.Getenv("CI") == "true" {
-		t.Fatal(strings.Replace(msg, "SKIP: ", "", 1) + "; .ci/run installs it, so under CI this is a failure")
-	}
-	fmt.Fprintln(os.Stderr, "\n*** "+msg+" ***")
-	t.Skip(msg)
+	testenv.Unavailable(t, "the console's browser tests (hack/console)", "no Chromium on PATH: apt-get install chromium")
 	return ""
 }
 
