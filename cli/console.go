@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -11,6 +12,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/console"
+	"github.com/herald-dev/herald/controllers/workload"
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
 )
@@ -30,7 +33,13 @@ type consoleOptions struct {
 	address  string
 	open     bool
 	pageSize int
+	// forward is the dispatcher's Service (NAMESPACE/NAME) to port-forward to when
+	// neither --server nor $HERALD_URL says where the dispatcher is.
+	forward string
 }
+
+// defaultForward is the Service the chart's manager makes for the dispatcher.
+const defaultForward = publishedCANamespace + "/" + workload.DefaultName
 
 func newConsoleCommand() *cobra.Command {
 	o := &consoleOptions{}
@@ -47,7 +56,10 @@ It acts with your identity and nothing more: the API server is read with the
 kubeconfig's credentials (--kubeconfig, --context), the dispatcher's endpoint API with
 a token for Herald's audience, chosen as the other commands choose it (--server or
 $` + envHeraldURL + `, --token or $` + envHeraldToken + `, else one the kubeconfig's
-ServiceAccount mints). What you may not see with kubectl or the endpoint API, it does
+ServiceAccount mints). With neither --server nor $` + envHeraldURL + `, it
+port-forwards to the dispatcher's Service (--port-forward, as kubectl port-forward
+does, as you: create on pods/portforward), and where that fails it tries
+` + defaultIngestURL + `. What you may not see with kubectl or the endpoint API, it does
 not show; a refusal shows the command that grants what is missing.
 
 The address it prints carries a secret: only a browser holding it is answered. It runs
@@ -64,6 +76,7 @@ until interrupted (Ctrl-C).`,
 	fs.StringVar(&o.address, "address", "127.0.0.1:0", "loopback address to serve on; port 0 picks a free one")
 	fs.BoolVar(&o.open, "open", true, "open the console in a browser, where the machine has one")
 	fs.IntVar(&o.pageSize, "page-size", 100, "endpoints per page unless the page asks for another size (at most 1000)")
+	fs.StringVar(&o.forward, "port-forward", defaultForward, "with neither --server nor $"+envHeraldURL+": the dispatcher's Service (NAMESPACE/NAME) to reach through a port-forward the console keeps while it runs; empty: "+defaultIngestURL)
 	return cmd
 }
 
@@ -74,6 +87,11 @@ func (o *consoleOptions) run(cmd *cobra.Command) error {
 	}
 	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		return fmt.Errorf("--address %s is not a loopback address: the console acts with your credentials, so it serves only this machine (127.0.0.1)", o.address)
+	}
+	if o.forward != "" {
+		if fns, fname, ok := strings.Cut(o.forward, "/"); !ok || fns == "" || fname == "" {
+			return fmt.Errorf("--port-forward %q is not NAMESPACE/NAME of a Service, such as %s", o.forward, defaultForward)
+		}
 	}
 	ns, err := o.kube.Namespace()
 	if err != nil {
@@ -87,7 +105,7 @@ func (o *consoleOptions) run(cmd *cobra.Command) error {
 	if err != nil {
 		return err
 	}
-	d, err := o.dispatcher(cmd.Context())
+	d, err := o.dispatcher(cmd.Context(), cmd.ErrOrStderr())
 	if err != nil {
 		return err
 	}
@@ -198,18 +216,49 @@ var (
 	_ console.Actions    = (*consoleDispatcher)(nil)
 )
 
-func (o *consoleOptions) dispatcher(ctx context.Context) (*consoleDispatcher, error) {
-	base, err := ingestURL(o.api.server)
+func (o *consoleOptions) dispatcher(ctx context.Context, stderr io.Writer) (*consoleDispatcher, error) {
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	server := o.api.server
+	if server == "" && os.Getenv(envHeraldURL) == "" && o.forward != "" {
+		// The forward lives as long as the console (ctx), not the set-up's timeout.
+		addr, err := o.portForward(tctx, ctx)
+		if err != nil {
+			// Someone following the CLI's advice may run kubectl port-forward themselves.
+			fmt.Fprintf(stderr, "No port-forward to the dispatcher (%v); using %s: %s\n", err, defaultIngestURL, unreachableHint())
+		} else {
+			server = addr
+		}
+	}
+	base, err := ingestURL(server)
 	if err != nil {
 		return nil, err
 	}
-	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	rt, err := dispatcherTransport(tctx, base, &o.kube, o.api.caFile)
 	if err != nil {
 		return nil, err
 	}
 	return &consoleDispatcher{base: base, rt: rt, kube: &o.kube, tokens: &tokenSource{kube: &o.kube, flag: o.api.token}}, nil
+}
+
+// portForward forwards a local port to the dispatcher's Service and returns its URL:
+// https when the chart's manager publishes the dispatcher's CA (its certificate names
+// 127.0.0.1), else http. setup bounds the set-up, life the forward.
+func (o *consoleOptions) portForward(setup, life context.Context) (string, error) {
+	ns, name, _ := strings.Cut(o.forward, "/") // checked by run
+	cfg, err := o.kube.RESTConfig()
+	if err != nil {
+		return "", err
+	}
+	addr, err := portForward(setup, life, cfg, ns, name, workload.IngestPort)
+	if err != nil {
+		return "", err
+	}
+	scheme := "http"
+	if publishedCA(setup, &o.kube) != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + addr, nil
 }
 
 // tokenSource keeps the credential for the dispatcher: a given token as it is, a
