@@ -14,7 +14,10 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/hack/framework"
@@ -242,6 +245,49 @@ func TestConsole_InABrowser(t *testing.T) {
 				}
 			}
 			resp.Body.Close()
+		}
+	})
+
+	t.Run("without --server: a port-forward to the dispatcher's Service, else the default address and the advice", func(t *testing.T) {
+		// A Service like the workload's (its port 8080 leads to the container port named
+		// ingest) and a Pod behind it. envtest runs no kubelet: the console finds the Pod
+		// through the API server and asks it for the forward, which the API server cannot
+		// make; the console says why and goes on with the CLI's default address.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := w.Cluster.Client
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dispatcher-pf"}, Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "dispatcher-pf"},
+			Ports:    []corev1.ServicePort{{Name: "ingest", Port: 8080, TargetPort: intstr.FromString("ingest")}}}}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dispatcher-pf-0", Labels: map[string]string{"app": "dispatcher-pf"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "dispatcher", Image: "herald:test",
+				Ports: []corev1.ContainerPort{{Name: "ingest", ContainerPort: 8080}}}}}}
+		for _, o := range []client.Object{svc, pod} {
+			if err := c.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		start := func(name string) string {
+			t.Helper()
+			p := w.Start(framework.StartInput{Name: name, Binary: w.HeraldBin, Env: []string{"HERALD_URL="},
+				Args: []string{"console", "--kubeconfig", w.Cluster.Kubeconfig, "-n", ns, "--open=false", "--port-forward", ns + "/dispatcher-pf"}})
+			w.Eventually(t, 30*time.Second, name+" prints its address", framework.Bool(func() bool { return consoleURL.MatchString(p.Output()) }))
+			return p.Output()
+		}
+		out := start("console-no-pod")
+		for _, want := range []string{"No port-forward to the dispatcher (no running, ready Pod behind Service shop/dispatcher-pf); using http://127.0.0.1:8080",
+			"kubectl port-forward -n herald-system svc/herald-dispatcher 8080", "dispatcher http://127.0.0.1:8080"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("with no ready Pod behind the Service, the console says %q; it printed:\n%s", want, out)
+			}
+		}
+		pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+		if err := c.Status().Update(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		out = start("console-forward")
+		if !strings.Contains(out, "No port-forward to the dispatcher (forwarding to Pod shop/dispatcher-pf-0: error upgrading connection") {
+			t.Errorf("with a ready Pod, the console asks the API server to forward to it, which cannot without a kubelet, and says so; it printed:\n%s", out)
 		}
 	})
 
