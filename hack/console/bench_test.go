@@ -21,7 +21,7 @@ import (
 )
 
 // BenchmarkConsole_NamespacePage times a namespace page in Chromium, from the
-// navigation to the last row on screen: the console lists the page from the API server,
+// navigation to a frame drawn with the last row (rendered-ms, the page's own clock): the console lists the page from the API server,
 // asks the dispatcher for the namespace's attempt summary, renders on the server, and
 // the browser lays it out. endpoints=1000 is the page the issue asks to render within a
 // second; endpoints=10, measured in the same run, is the baseline the README compares
@@ -41,10 +41,24 @@ func BenchmarkConsole_NamespacePage(b *testing.B) {
 		last := fmt.Sprintf("#ep-ep-%04d", n-1)
 		page := base + "ns/" + space + "?limit=1000"
 		b.Run(fmt.Sprintf("endpoints=%d", n), func(b *testing.B) {
+			// Rendered: the page loaded (the navigation waits for its load event) and a frame
+			// drawn after it, with the last row in the document. The time is the page's own
+			// clock from the navigation's start, so it leaves out how long chromedp takes to
+			// ask (it follows every DOM node of a page it queries with CSS selectors).
+			rendered := fmt.Sprintf(`new Promise(function(done){requestAnimationFrame(function(){requestAnimationFrame(function(){done(document.querySelector(%q) ? performance.now() : -1)})})})`, last)
+			var sum float64
 			for b.Loop() {
-				br.do("load the page", chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS(last)))
+				br.do("load the page", chromedp.Navigate(page))
+				ctx, cancel := context.WithTimeout(br.ctx, 30*time.Second)
+				ms, err := chromedp.Run(ctx, chromedp.Evaluate[float64](rendered, chromedp.EvalAwaitPromise))
+				cancel()
+				if err != nil || ms < 0 {
+					b.Fatalf("the page of %d endpoints did not render its last row %s: %v\n%s", n, last, err, br.pageText())
+				}
+				sum += ms
 			}
 			b.StopTimer()
+			b.ReportMetric(sum/float64(b.N), "rendered-ms")
 			// Where the last load's time went: the console's answer (API server, dispatcher,
 			// rendering) and the browser's work after it.
 			timing := eval[map[string]float64](br, `(function(){var t=performance.getEntriesByType("navigation")[0];return {server: t.responseEnd - t.requestStart, browser: t.domComplete - t.responseEnd}})()`)
