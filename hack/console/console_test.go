@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -195,6 +196,49 @@ func TestConsole_InABrowser(t *testing.T) {
 		// Without colour: the states are words and symbols, failed attempts hatched.
 		b.do("wide again", chromedp.EmulateViewport(1280, 900), chromedp.Evaluate[chromedp.Void]("document.documentElement.style.filter = 'grayscale(1)'"))
 		b.shot("namespace-grayscale")
+	})
+
+	t.Run("actions: re-enable a disabled endpoint, resend an event; each after a confirmation, and refused to the publisher", func(t *testing.T) {
+		base := strings.Split(operator, "?")[0]
+		b.do("open legacy", chromedp.Navigate(base+"ns/shop/endpoints/legacy"), chromedp.WaitVisible(chromedp.ID("ep-status")))
+		b.waitText("#ep-status", "Disabled", 5*time.Second)
+		b.do("re-enable…", chromedp.Click(chromedp.CSS(`#ep-status a[href$="/confirm/enable"]`)), chromedp.WaitVisible(chromedp.CSS("form.confirm button")))
+		if page := b.pageText(); !strings.Contains(page, "Re-enable WebhookEndpoint shop/legacy?") || !strings.Contains(page, "herald endpoint enable legacy -n shop") {
+			t.Errorf("the confirmation says what will happen and the CLI's equivalent:\n%s", page)
+		}
+		b.do("confirm", chromedp.Click(chromedp.CSS("form.confirm button")), chromedp.WaitVisible(chromedp.ID("flash")))
+		b.waitText("#flash", "Re-enabled WebhookEndpoint shop/legacy", 5*time.Second)
+		w.Eventually(t, 30*time.Second, "legacy enabled on the API server", framework.Bool(func() bool {
+			var ep heraldv1.WebhookEndpoint
+			err := w.Cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "legacy"}, &ep)
+			return err == nil && !meta.IsStatusConditionTrue(ep.Status.Conditions, heraldv1.ConditionDisabled)
+		}))
+		// The open page shows it without a reload (the watch of the endpoint).
+		b.waitText("#ep-status", "Disabled: False", 30*time.Second)
+
+		// billing has the event already; a resend delivers it again, with its id.
+		b.do("open the event", chromedp.Navigate(base+"ns/shop/events/"+failed), chromedp.WaitVisible(chromedp.ID("ev-deliveries")))
+		b.do("resend…", chromedp.Click(chromedp.CSS(`#ev-deliveries a[href^="/ns/shop/endpoints/billing/confirm/resend"]`)), chromedp.WaitVisible(chromedp.CSS("form.confirm button")))
+		if page := b.pageText(); !strings.Contains(page, "Resend event "+failed+" to WebhookEndpoint shop/billing?") {
+			t.Errorf("the resend's confirmation:\n%s", page)
+		}
+		b.do("confirm", chromedp.Click(chromedp.CSS("form.confirm button")), chromedp.WaitVisible(chromedp.ID("flash")))
+		b.waitText("#flash", "1 selected", 5*time.Second)
+		w.Eventually(t, 60*time.Second, "billing's receiver gets "+failed+" a second time", framework.Bool(func() bool {
+			return len(billingRx.Attempts(failed)) >= 2
+		}))
+
+		// The publisher may open a confirmation (it changes nothing) but the dispatcher
+		// refuses the action, and the page says which grant it takes.
+		pbase := strings.Split(publisher, "?")[0]
+		b.do("open as the publisher", chromedp.Navigate(publisher), chromedp.WaitVisible(chromedp.CSS("h1")))
+		b.do("a confirmation as the publisher", chromedp.Navigate(pbase+"ns/shop/endpoints/billing/confirm/enable?return=/ns/shop"), chromedp.WaitVisible(chromedp.CSS("form.confirm button")))
+		b.do("confirm", chromedp.Click(chromedp.CSS("form.confirm button")), chromedp.WaitVisible(chromedp.ID("flash")))
+		if flash := eval[string](b, `document.getElementById("flash").innerText`); !strings.Contains(flash, "The action did not happen") ||
+			!strings.Contains(flash, "--clusterrole=herald-operator --serviceaccount=shop:pub") {
+			t.Errorf("the publisher's re-enable is refused with the grant the CLI prints:\n%s", flash)
+		}
+		b.shot("publisher-action-refused")
 	})
 
 	t.Run("a user bound only to herald-publisher sees no endpoint data", func(t *testing.T) {
