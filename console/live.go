@@ -16,14 +16,16 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 )
 
-// Live updates. The API server tells the console what changes (one watch of
-// WebhookEndpoints per namespace that an open page shows, shared by the pages, and
-// started from the current resourceVersion so that 10,000 endpoints are not sent
-// first); the console tells the browser with server-sent events, each carrying the
-// re-rendered HTML of what changed on that page: the rows of the page's range of names,
-// an endpoint's status, an event's deliveries. assets/live.js puts them in place.
-// Server-sent events rather than a WebSocket: one direction is all it takes, they
-// reconnect by themselves, and the browser needs a dozen lines of script for them.
+// Live updates. The API server tells the console what changes: each open page's stream
+// watches the namespace's WebhookEndpoints from the resourceVersion the page was
+// rendered at (?rv=), so that nothing that changes between the page's read and its
+// stream is missed, and a namespace of 10,000 endpoints is not sent first (a watch from
+// a resourceVersion sends only what changed after it). The console tells the browser
+// with server-sent events, each carrying the re-rendered HTML of what changed on that
+// page: the rows of the page's range of names, an endpoint's status, an event's
+// deliveries. assets/live.js puts them in place. Server-sent events rather than a
+// WebSocket: one direction is all it takes, they reconnect by themselves, and the
+// browser needs a few dozen lines of script for them.
 //
 // What a page shows from the dispatcher (attempts, dead letters, an event's history,
 // the charts) is read again when one of its endpoints changes, at most every
@@ -40,15 +42,6 @@ const (
 type hub struct {
 	cluster Cluster
 	log     logr.Logger
-
-	mu     sync.Mutex
-	spaces map[string]*space
-}
-
-// space is the watch of one namespace and the pages listening to it.
-type space struct {
-	listeners map[*listener]struct{}
-	cancel    context.CancelFunc
 }
 
 // listener is one open page's interest: the endpoints it shows, what changed of them
@@ -58,48 +51,32 @@ type listener struct {
 	wake  chan struct{}
 
 	mu      sync.Mutex
-	changed map[string]*heraldv1.WebhookEndpoint // nil: deleted
+	pending map[string]*heraldv1.WebhookEndpoint // changed since take; nil: deleted
 	notice  string
 }
 
 func newHub(c Cluster, log logr.Logger) *hub {
-	return &hub{cluster: c, log: log, spaces: map[string]*space{}}
+	return &hub{cluster: c, log: log}
 }
 
-// listen registers a page; stop unregisters it, and the last page of a namespace stops
-// its watch.
-func (h *hub) listen(ns string, match func(string) bool) (l *listener, stop func()) {
-	l = &listener{match: match, wake: make(chan struct{}, 1), changed: map[string]*heraldv1.WebhookEndpoint{}}
-	h.mu.Lock()
-	sp := h.spaces[ns]
-	if sp == nil {
-		ctx, cancel := context.WithCancel(context.Background())
-		sp = &space{listeners: map[*listener]struct{}{}, cancel: cancel}
-		h.spaces[ns] = sp
-		go h.watch(ctx, ns, sp)
-	}
-	sp.listeners[l] = struct{}{}
-	h.mu.Unlock()
-	return l, func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		delete(sp.listeners, l)
-		if len(sp.listeners) == 0 {
-			sp.cancel()
-			delete(h.spaces, ns)
-		}
-	}
+// listen starts a page's watch of namespace ns from resourceVersion rv ("": from now
+// on); stop ends it. One watch per open page: a person's console has a few open, and a
+// page's changes start where its own read ended.
+func (h *hub) listen(ns, rv string, match func(string) bool) (l *listener, stop func()) {
+	l = &listener{match: match, wake: make(chan struct{}, 1), pending: map[string]*heraldv1.WebhookEndpoint{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	go h.watch(ctx, ns, rv, l)
+	return l, cancel
 }
 
-func (h *hub) watch(ctx context.Context, ns string, sp *space) {
-	rv := ""
+func (h *hub) watch(ctx context.Context, ns, rv string, l *listener) {
 	for ctx.Err() == nil {
 		w, err := h.cluster.WatchEndpoints(ctx, ns, rv)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			h.notify(sp, "Live updates are paused: "+err.Error())
+			l.notify("Live updates are paused: " + err.Error())
 			select {
 			case <-ctx.Done():
 				return
@@ -107,14 +84,14 @@ func (h *hub) watch(ctx context.Context, ns string, sp *space) {
 			}
 			continue
 		}
-		h.notify(sp, "")
-		rv = h.drain(ctx, w, sp, rv)
+		l.notify("")
+		rv = h.drain(ctx, w, l, rv)
 		w.Stop()
 	}
 }
 
 // drain passes a watch's events on until it ends, and returns where to watch from next.
-func (h *hub) drain(ctx context.Context, w watch.Interface, sp *space, rv string) string {
+func (h *hub) drain(ctx context.Context, w watch.Interface, l *listener, rv string) string {
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,7 +104,7 @@ func (h *hub) drain(ctx context.Context, w watch.Interface, sp *space, rv string
 			case watch.Error:
 				if apierrors.IsResourceExpired(apierrors.FromObject(ev.Object)) || apierrors.IsGone(apierrors.FromObject(ev.Object)) {
 					// Changes were missed: start from now, and say that a reload shows them.
-					h.notify(sp, "Some changes were missed while the console reconnected: reload the page to see them.")
+					l.notify("Some changes were missed while the console reconnected: reload the page to see them.")
 					return ""
 				}
 				h.log.Info("watch error", "error", apierrors.FromObject(ev.Object).Error())
@@ -145,35 +122,28 @@ func (h *hub) drain(ctx context.Context, w watch.Interface, sp *space, rv string
 				if ev.Type == watch.Deleted {
 					ep = nil
 				}
-				h.changed(sp, ev.Object.(*heraldv1.WebhookEndpoint).Name, ep)
+				l.changed(ev.Object.(*heraldv1.WebhookEndpoint).Name, ep)
 			}
 		}
 	}
 }
 
-func (h *hub) changed(sp *space, name string, ep *heraldv1.WebhookEndpoint) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for l := range sp.listeners {
-		if !l.match(name) {
-			continue
-		}
-		l.mu.Lock()
-		l.changed[name] = ep
-		l.mu.Unlock()
-		l.poke()
+// changed notes a change of one of the page's endpoints (nil: deleted).
+func (l *listener) changed(name string, ep *heraldv1.WebhookEndpoint) {
+	if !l.match(name) {
+		return
 	}
+	l.mu.Lock()
+	l.pending[name] = ep
+	l.mu.Unlock()
+	l.poke()
 }
 
-func (h *hub) notify(sp *space, notice string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for l := range sp.listeners {
-		l.mu.Lock()
-		l.notice = notice
-		l.mu.Unlock()
-		l.poke()
-	}
+func (l *listener) notify(notice string) {
+	l.mu.Lock()
+	l.notice = notice
+	l.mu.Unlock()
+	l.poke()
 }
 
 func (l *listener) poke() {
@@ -187,8 +157,8 @@ func (l *listener) poke() {
 func (l *listener) take() (map[string]*heraldv1.WebhookEndpoint, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := l.changed
-	l.changed = map[string]*heraldv1.WebhookEndpoint{}
+	out := l.pending
+	l.pending = map[string]*heraldv1.WebhookEndpoint{}
 	return out, l.notice
 }
 
@@ -248,7 +218,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, ns string, match
 	if !ok {
 		return
 	}
-	l, stop := s.hub.listen(ns, match)
+	l, stop := s.hub.listen(ns, r.URL.Query().Get("rv"), match)
 	defer stop()
 	ctx := r.Context()
 	ticker := time.NewTicker(every)
@@ -395,7 +365,9 @@ func (s *Server) liveEvent(w http.ResponseWriter, r *http.Request) {
 			routed[d.Endpoint] = true
 		}
 	}
-	pending := false
+	// Read once more on the first tick: what happened between the page's read and this
+	// stream (the event page has no resourceVersion to watch from).
+	pending := true
 	read := func(ctx context.Context) []patch {
 		ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		defer cancel()

@@ -212,12 +212,14 @@ func (s *Server) namespace(w http.ResponseWriter, r *http.Request) {
 	if list.Continue != "" {
 		p.Next = fmt.Sprintf("/ns/%s?limit=%d&continue=%s", url.PathEscape(ns), limit, url.QueryEscape(list.Continue))
 	}
+	// The stream sends the rows of this page (the names from its first to its last; all
+	// on an empty page) changed since the list was read.
+	live := url.Values{"rv": {list.ResourceVersion}}
 	if len(p.Endpoints) > 0 {
-		// The stream sends the rows of this page: the names from its first to its last.
-		p.Live = fmt.Sprintf("/live/ns/%s?from=%s&to=%s", url.PathEscape(ns), url.QueryEscape(p.Endpoints[0].Name), url.QueryEscape(p.Endpoints[len(p.Endpoints)-1].Name))
-	} else {
-		p.Live = "/live/ns/" + url.PathEscape(ns)
+		live.Set("from", p.Endpoints[0].Name)
+		live.Set("to", p.Endpoints[len(p.Endpoints)-1].Name)
 	}
+	p.Live = "/live/ns/" + url.PathEscape(ns) + "?" + live.Encode()
 	if sumErr != nil {
 		p.ChartProblem = problemOf(sumErr)
 	} else {
@@ -333,7 +335,7 @@ func (s *Server) endpoint(w http.ResponseWriter, r *http.Request) {
 	v := viewOf(ep)
 	p.Endpoint = &v
 	p.EndpointParts = s.readEndpointParts(ctx, &v)
-	p.Live = "/live/ns/" + url.PathEscape(ns) + "/endpoints/" + url.PathEscape(name)
+	p.Live = "/live/ns/" + url.PathEscape(ns) + "/endpoints/" + url.PathEscape(name) + "?" + url.Values{"rv": {ep.ResourceVersion}}.Encode()
 	s.render(w, http.StatusOK, "endpoint", p)
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,7 +40,13 @@ func TestConsole_InABrowser(t *testing.T) {
 	auditRx := framework.NewReceiver("audit", heraldv1.SignatureTimestampedPrefixedHex, "X-Audit")
 	auditRx.Serve(t)
 	auditRx.SetRespond(func(framework.Request) (int, string) { return http.StatusServiceUnavailable, "overloaded, try later" })
+	// legacy's receiver is back once legacyBack is set: then it takes what it is sent.
+	var legacyBack atomic.Bool
 	gone := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) {
+		if legacyBack.Load() {
+			rw.WriteHeader(http.StatusNoContent)
+			return
+		}
 		rw.WriteHeader(http.StatusGone)
 		_, _ = rw.Write([]byte(`{"error":"this hook was removed"}`))
 	}))
@@ -206,6 +213,9 @@ func TestConsole_InABrowser(t *testing.T) {
 		if page := b.pageText(); !strings.Contains(page, "Re-enable WebhookEndpoint shop/legacy?") || !strings.Contains(page, "herald endpoint enable legacy -n shop") {
 			t.Errorf("the confirmation says what will happen and the CLI's equivalent:\n%s", page)
 		}
+		// The receiver is back, so legacy stays enabled (its held delivery is retried on
+		// its schedule).
+		legacyBack.Store(true)
 		b.do("confirm", chromedp.Click(chromedp.CSS("form.confirm button")), chromedp.WaitVisible(chromedp.ID("flash")))
 		b.waitText("#flash", "Re-enabled WebhookEndpoint shop/legacy", 5*time.Second)
 		w.Eventually(t, 30*time.Second, "legacy enabled on the API server", framework.Bool(func() bool {
