@@ -65,7 +65,7 @@ envtest-assets: ## Build kube-apiserver and etcd for tests (cached under bin/k8s
 # and the packages holding tests that -race cannot run (files tagged `//go:build !race`,
 # such as allocation budgets), are tested without it; the suites driving herald binaries
 # build them with -race (HERALD_TEST_RACE=1: hack/chaos, and any suite reading it).
-RACE_PKGS ?= ./dispatcher/... ./cli/... ./controllers/...
+RACE_PKGS ?= ./dispatcher/... ./cli/... ./controllers/... ./console/...
 # Every benchmark runs once (-benchtime=1x) with the tests, so a benchmark that no longer
 # compiles or no longer runs fails `make test` instead of rotting until someone profiles.
 BENCH_SMOKE ?= -bench . -benchtime=1x
