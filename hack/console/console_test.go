@@ -56,6 +56,9 @@ func TestConsole_InABrowser(t *testing.T) {
 		URL: auditRx.URL(), Signature: heraldv1.SignatureSpec{Style: heraldv1.SignatureTimestampedPrefixedHex, HeaderPrefix: "X-Audit"},
 		Retry: schedule("1s"), AutoDisable: failures(100), AttemptLog: heraldv1.AttemptLogSpec{ResponseBody: heraldv1.ResponseBodyOnFailure}}})
 	w.endpoint(&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "legacy"}, Spec: heraldv1.WebhookEndpointSpec{URL: gone.URL + "/hooks/legacy"}})
+	// ledger signs with ed25519: its page shows the public key receivers verify with.
+	w.endpoint(&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "ledger"}, Spec: heraldv1.WebhookEndpointSpec{
+		URL: billingRx.URL(), Signature: heraldv1.SignatureSpec{Style: heraldv1.SignatureStandardWebhooksEd25519}}})
 	w.subscription("billing", "billing", "", "invoice.*")
 	w.subscription("audit", "audit", "", "invoice.*")
 	w.subscription("legacy", "legacy", "", "legacy.*")
@@ -203,6 +206,22 @@ func TestConsole_InABrowser(t *testing.T) {
 		// Without colour: the states are words and symbols, failed attempts hatched.
 		b.do("wide again", chromedp.EmulateViewport(1280, 900), chromedp.Evaluate[chromedp.Void]("document.documentElement.style.filter = 'grayscale(1)'"))
 		b.shot("namespace-grayscale")
+
+		var key string
+		w.Eventually(t, 60*time.Second, "ledger's public key in its status", framework.Bool(func() bool {
+			var ep heraldv1.WebhookEndpoint
+			err := w.Cluster.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "ledger"}, &ep)
+			key = ep.Status.PublicKey
+			return err == nil && key != ""
+		}))
+		b.do("open ledger", chromedp.Navigate(strings.Split(operator, "?")[0]+"ns/shop/endpoints/ledger"), chromedp.WaitVisible(chromedp.ID("verify-h")))
+		page = b.pageText()
+		for _, want := range []string{"StandardWebhooksEd25519", "Public key: " + key, `const publicKey = "` + key + `"`,
+			"verify.StandardWebhooksEd25519(publicKey, r.Header, body)", "herald endpoint public-key ledger -n shop"} {
+			if !strings.Contains(page, want) {
+				t.Errorf("ledger's page lacks %q:\n%s", want, page)
+			}
+		}
 	})
 
 	t.Run("actions: re-enable a disabled endpoint, resend an event; each after a confirmation, and refused to the publisher", func(t *testing.T) {
@@ -253,7 +272,7 @@ func TestConsole_InABrowser(t *testing.T) {
 
 	t.Run("a user bound only to herald-publisher sees no endpoint data", func(t *testing.T) {
 		// Whatever the page shows that the publisher did not type into the address.
-		secrets := []string{"billing", "audit", "legacy", billingRx.URL(), gone.URL, failed, "big-invoices", "Delivered", "dlv_"}
+		secrets := []string{"billing", "audit", "legacy", "ledger", billingRx.URL(), gone.URL, failed, "big-invoices", "Delivered", "dlv_"}
 		check := func(where string) {
 			t.Helper()
 			page, html := b.pageText(), b.html()
