@@ -110,10 +110,13 @@ func TestConsole_InABrowser(t *testing.T) {
 		b.shot("namespace")
 	})
 
+	// live is delivered to billing and, as audit's receiver is overloaded, dead-lettered
+	// at audit.
+	var live string
 	t.Run("live: a delivery shows on the open page without a reload", func(t *testing.T) {
 		b.do("mark the page", chromedp.Evaluate[chromedp.Void]("window.heraldMark = 'same page'"))
 		before := eval[string](b, `document.querySelector("#ep-billing td[data-label=Delivered]").innerText`)
-		w.publish(producer, "evt_console_live", "invoice.created", `{"invoice":"INV-2"}`, 2)
+		live = w.publish(producer, "evt_console_live", "invoice.created", `{"invoice":"INV-2"}`, 2)
 		deadline := time.Now().Add(30 * time.Second)
 		for eval[string](b, `document.querySelector("#ep-billing td[data-label=Delivered]").innerText`) == before {
 			if time.Now().After(deadline) {
@@ -224,7 +227,7 @@ func TestConsole_InABrowser(t *testing.T) {
 		}
 	})
 
-	t.Run("actions: re-enable a disabled endpoint, resend an event; each after a confirmation, and refused to the publisher", func(t *testing.T) {
+	t.Run("actions: re-enable, resend, replay dead letters by type and by time range (its progress); each after a confirmation, and refused to the publisher", func(t *testing.T) {
 		base := strings.Split(operator, "?")[0]
 		b.do("open legacy", chromedp.Navigate(base+"ns/shop/endpoints/legacy"), chromedp.WaitVisible(chromedp.ID("ep-status")))
 		b.waitText("#ep-status", "Disabled", 5*time.Second)
@@ -256,6 +259,43 @@ func TestConsole_InABrowser(t *testing.T) {
 		w.Eventually(t, 60*time.Second, "billing's receiver gets "+failed+" a second time", framework.Bool(func() bool {
 			return len(billingRx.Attempts(failed)) >= 2
 		}))
+
+		// Dead letters replayed by type, then by time range in the background, with its
+		// progress on the endpoint's page: audit fails three more events (and live before).
+		auditRx.SetRespond(func(framework.Request) (int, string) { return http.StatusServiceUnavailable, "overloaded, try later" })
+		created1 := w.publish(producer, "evt_console_c1", "invoice.created", `{"invoice":"INV-3"}`, 2)
+		created2 := w.publish(producer, "evt_console_c2", "invoice.created", `{"invoice":"INV-4"}`, 2)
+		voided := w.publish(producer, "evt_console_v1", "invoice.voided", `{"invoice":"INV-3"}`, 2)
+		b.do("open audit", chromedp.Navigate(base+"ns/shop/endpoints/audit"), chromedp.WaitVisible(chromedp.ID("ep-deadletters")))
+		for _, id := range []string{live, created1, created2, voided} {
+			// The open page's dead letters follow as they happen.
+			b.waitText("#ep-deadletters", id, 60*time.Second)
+		}
+		auditRx.SetRespond(nil)
+		b.do("replay by type…", chromedp.SetValue(chromedp.ID("dl-type"), "invoice.voided"),
+			chromedp.Click(chromedp.CSS(`form[action$="/confirm/replay-type"] button`)), chromedp.WaitVisible(chromedp.CSS("form.confirm button")))
+		if page := b.pageText(); !strings.Contains(page, "herald dlq replay audit -n shop --event-type invoice.voided") {
+			t.Errorf("the confirmation of a replay by type shows the CLI's equivalent:\n%s", page)
+		}
+		b.do("confirm", chromedp.Click(chromedp.CSS("form.confirm button")), chromedp.WaitVisible(chromedp.ID("flash")))
+		b.waitText("#flash", "Replayed 1 dead letter(s) of WebhookEndpoint shop/audit", 5*time.Second)
+		// The replayed dead letter leaves the list once delivered (the page follows).
+		w.Eventually(t, 60*time.Second, voided+" delivered and gone from audit's dead letters", framework.Bool(func() bool {
+			_, ok := auditRx.Delivered(voided)
+			return ok && !strings.Contains(eval[string](b, `document.getElementById("ep-deadletters").innerText`), voided)
+		}))
+		b.do("replay a time range…", chromedp.SetValue(chromedp.ID("dl-since"), "1h"),
+			chromedp.Click(chromedp.CSS(`form[action$="/confirm/replay-range"] button`)), chromedp.WaitVisible(chromedp.CSS("form.confirm button")))
+		b.do("confirm", chromedp.Click(chromedp.CSS("form.confirm button")), chromedp.WaitVisible(chromedp.ID("flash")))
+		b.waitText("#flash", "3 selected", 5*time.Second)
+		// The replay's progress shows on the open page, to its end.
+		b.waitText("#ep-status", "3 re-sent, 0 remaining of 3", 60*time.Second)
+		b.shot("endpoint-replayed-range")
+		for _, id := range []string{live, created1, created2, voided} {
+			if _, ok := auditRx.Delivered(id); !ok {
+				t.Errorf("audit's receiver never accepted %s after the replays", id)
+			}
+		}
 
 		// The publisher may open a confirmation (it changes nothing) but the dispatcher
 		// refuses the action, and the page says which grant it takes.
