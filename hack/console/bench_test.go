@@ -50,7 +50,8 @@ func BenchmarkConsole_NamespacePage(b *testing.B) {
 			// clock from the navigation's start, so it leaves out how long chromedp takes to
 			// ask (it follows every DOM node of a page it queries with CSS selectors).
 			rendered := fmt.Sprintf(`new Promise(function(done){requestAnimationFrame(function(){requestAnimationFrame(function(){done(document.querySelector(%q) ? performance.now() : -1)})})})`, last)
-			var sum, cpu float64
+			var sum float64
+			cpu := map[string]float64{}
 			for b.Loop() {
 				before := rendererCPU(b, br)
 				br.do("load the page", chromedp.Navigate(page))
@@ -62,14 +63,20 @@ func BenchmarkConsole_NamespacePage(b *testing.B) {
 				}
 				sum += ms
 				after := rendererCPU(b, br)
-				if after < before { // a new renderer process for the page
-					before = 0
+				for k, v := range after {
+					if v < before[k] { // a new renderer process for the page
+						before = nil
+					}
 				}
-				cpu += after - before
+				for k, v := range after {
+					cpu[k] += v - before[k]
+				}
 			}
 			b.StopTimer()
 			b.ReportMetric(sum/float64(b.N), "rendered-ms")
-			b.ReportMetric(cpu/float64(b.N), "renderer-cpu-ms")
+			b.ReportMetric(cpu["TaskDuration"]/float64(b.N), "renderer-cpu-ms")
+			b.ReportMetric(cpu["RecalcStyleDuration"]/float64(b.N), "style-cpu-ms")
+			b.ReportMetric(cpu["LayoutDuration"]/float64(b.N), "layout-cpu-ms")
 			// Where the last load's time went: the console's answer (API server, dispatcher,
 			// rendering) and the browser's work after it.
 			timing := eval[map[string]float64](br, `(function(){var t=performance.getEntriesByType("navigation")[0];return {server: t.responseEnd - t.requestStart, browser: t.domComplete - t.responseEnd}})()`)
@@ -83,26 +90,32 @@ func BenchmarkConsole_NamespacePage(b *testing.B) {
 }
 
 // rendererCPU is the CPU time the page's renderer has spent on its main thread's tasks
-// (parsing, style, layout, script), in ms: on a machine shared with other work it
-// varies far less than the wall-clock figures.
-func rendererCPU(b *testing.B, br *browser) float64 {
+// (TaskDuration: parsing, style, layout, script; RecalcStyleDuration and
+// LayoutDuration of it), in ms: on a machine shared with other work it varies far less
+// than the wall-clock figures.
+func rendererCPU(b *testing.B, br *browser) map[string]float64 {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(br.ctx, 10*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, func(ctx context.Context, t *chromedp.Target) (float64, error) {
+	v, err := chromedp.Run(ctx, func(ctx context.Context, t *chromedp.Target) (map[string]float64, error) {
 		if _, err := cdp.Call(ctx, t, performance.Enable, performance.EnableParams{TimeDomain: performance.EnableTimeDomainThreadTicks}); err != nil {
-			return 0, err
+			return nil, err
 		}
 		m, err := cdp.Call(ctx, t, performance.GetMetrics, cdp.Empty{})
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
+		out := map[string]float64{}
 		for _, x := range m.Metrics {
-			if x.Name == "TaskDuration" {
-				return x.Value * 1000, nil
+			switch x.Name {
+			case "TaskDuration", "RecalcStyleDuration", "LayoutDuration":
+				out[x.Name] = x.Value * 1000
 			}
 		}
-		return 0, fmt.Errorf("no TaskDuration among the renderer's metrics")
+		if len(out) != 3 {
+			return nil, fmt.Errorf("the renderer's metrics lack some of TaskDuration, RecalcStyleDuration, LayoutDuration: %v", out)
+		}
+		return out, nil
 	})
 	if err != nil {
 		b.Fatalf("reading the renderer's CPU time: %v", err)
