@@ -66,7 +66,8 @@ The address it prints carries a secret: only a browser holding it is answered. I
 until interrupted (Ctrl-C).`,
 		Example: `  herald console
   herald console -n shop --open=false
-  herald console --address 127.0.0.1:8099`,
+  herald console --address 127.0.0.1:8099
+  herald console --port-forward hooks/herald-dispatcher   # the chart installed in namespace hooks`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd) },
 	}
