@@ -129,6 +129,26 @@ func TestConsole_InABrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("an ordered endpoint blocked by an event: the page names it and leads to it", func(t *testing.T) {
+		// orders delivers in order to a receiver that fails, with its next attempt an hour
+		// away: the first event blocks the second.
+		down := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, _ *http.Request) { rw.WriteHeader(http.StatusServiceUnavailable) }))
+		t.Cleanup(down.Close)
+		w.endpoint(&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: "orders"}, Spec: heraldv1.WebhookEndpointSpec{
+			URL: down.URL + "/hooks/orders", Ordering: heraldv1.OrderingOrdered, Retry: schedule("1h"), AutoDisable: failures(100)}})
+		w.subscription("orders", "orders", "", "order.*")
+		head := w.publish(producer, "evt_console_order_1", "order.created", `{"order":"O-1"}`, 1)
+		w.publish(producer, "evt_console_order_2", "order.paid", `{"order":"O-1"}`, 1)
+		b.do("open the namespace", chromedp.Navigate(strings.Split(operator, "?")[0]+"ns/shop"), chromedp.WaitVisible(chromedp.CSS("table.endpoints")))
+		b.waitText("#ep-orders", "Blocked", 30*time.Second)
+		b.waitText("#ep-orders", "blocked by "+head, 5*time.Second)
+		b.do("follow the blocking event", chromedp.Click(chromedp.CSS(`#ep-orders a[href="/ns/shop/events/`+head+`"]`)), chromedp.WaitVisible(chromedp.ID("ev-deliveries")))
+		b.waitText("#ev-deliveries", "orders:", 10*time.Second)
+		if page := b.pageText(); !strings.Contains(page, "HTTP 503") {
+			t.Errorf("the blocking event's page shows its failed attempt at orders:\n%s", page)
+		}
+	})
+
 	t.Run("a failed event is found by its id, replayed from the keyboard, and delivered", func(t *testing.T) {
 		b.do("find the event", chromedp.Navigate(strings.Split(operator, "?")[0]), chromedp.WaitVisible(chromedp.ID("find-ns")),
 			chromedp.SetValue(chromedp.ID("find-ns"), ns), chromedp.SetValue(chromedp.ID("find-event"), failed),
@@ -312,7 +332,7 @@ func TestConsole_InABrowser(t *testing.T) {
 
 	t.Run("a user bound only to herald-publisher sees no endpoint data", func(t *testing.T) {
 		// Whatever the page shows that the publisher did not type into the address.
-		secrets := []string{"billing", "audit", "legacy", "ledger", billingRx.URL(), gone.URL, failed, "big-invoices", "Delivered", "dlv_"}
+		secrets := []string{"billing", "audit", "legacy", "ledger", "orders", billingRx.URL(), gone.URL, failed, "big-invoices", "Delivered", "dlv_"}
 		check := func(where string) {
 			t.Helper()
 			page, html := b.pageText(), b.html()
