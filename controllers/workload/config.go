@@ -12,6 +12,7 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/version"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Mode selects where the dispatcher keeps its queue.
@@ -45,7 +46,7 @@ const (
 // DefaultConfig, in tests) fills these in.
 const (
 	DefaultNamespace          = "herald-system"
-	DefaultName               = "herald-dispatcher"
+	DefaultName               = wire.DefaultService
 	DefaultImageRepository    = "ghcr.io/herald-dev/herald"
 	DefaultStorageSize        = "1Gi"
 	DefaultNATSCredentialsKey = "nats.creds"

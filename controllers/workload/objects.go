@@ -15,6 +15,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/config"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Labels and annotations on the dispatcher objects.
@@ -40,7 +41,7 @@ const (
 	tlsDir           = "/etc/herald/tls"
 	tlsVolume        = "tls"
 	natsCredsFile    = "nats.creds"
-	IngestPort       = 8080
+	IngestPort       = wire.Port
 	MetricsPort      = 9090
 	HealthPort       = 8081
 	nonRootUID       = 65532

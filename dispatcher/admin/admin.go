@@ -12,7 +12,8 @@
 // bodies in the attempt log need get on the subresource webhookendpoints/responses
 // (PermissionResponses) besides; without it the records come without their bodies and
 // the answer says so. The endpoint's receiver documentation (GET .../openapi, docs.go)
-// needs what listing dead letters needs.
+// and the attempt summary (summary.go: the attempt log counted per minute, of a
+// namespace or of one endpoint) need what listing dead letters needs.
 package admin
 
 import (
@@ -119,6 +120,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+wire.RouteEnable, h.enable)
 	mux.HandleFunc("GET "+wire.RouteAttempts, h.attempts)
 	mux.HandleFunc("GET "+wire.RouteEvent, h.event)
+	mux.HandleFunc("GET "+wire.RouteAttemptsSummary, h.summary)
+	mux.HandleFunc("GET "+wire.RouteEndpointAttemptsSummary, h.endpointSummary)
 	if h.opts.Replayer != nil {
 		mux.HandleFunc("POST "+wire.RouteDeadLettersReplay, h.replay)
 		mux.HandleFunc("POST "+wire.RouteReplays, h.startReplay)

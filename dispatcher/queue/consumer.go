@@ -321,7 +321,21 @@ func (s *Store) FetchHeld(ctx context.Context, ep Endpoint, n int, opts Consumer
 	return out, nil
 }
 
+// consumerCreations is how many consumer creations one store has in flight at once. The
+// server answers its JetStream API requests one at a time: a thousand busy endpoints at
+// start-up asking at once queue there past the client's timeout, and each retried
+// creation queues again behind those given up on, which the server still carries out
+// (1,100 endpoints under -race on 2 loaded cores: most still retrying after 90 s). A few
+// in flight keep the server busy; the rest wait here, where waiting costs nothing.
+const consumerCreations = 8
+
 func (s *Store) consumer(ctx context.Context, ep Endpoint, opts ConsumerOptions) (jetstream.Consumer, error) {
+	select {
+	case s.creating <- struct{}{}:
+		defer func() { <-s.creating }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("creating consumer for %s: %w", ep, context.Cause(ctx))
+	}
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, DeliveriesStream, jetstream.ConsumerConfig{
 		Durable:       consumerName(ep),
 		Description:   "deliveries of WebhookEndpoint " + ep.String() + " (uid " + ep.UID + ")",

@@ -83,12 +83,14 @@ type Store struct {
 	replicas int
 	health   health
 	stored   storedHook
+	// creating bounds the consumer creations in flight (see consumer).
+	creating chan struct{}
 }
 
 // Open starts or connects to JetStream and ensures Herald's streams and buckets exist.
 func Open(ctx context.Context, opts Options) (*Store, error) {
 	opts.defaults()
-	s := &Store{opts: opts}
+	s := &Store{opts: opts, creating: make(chan struct{}, consumerCreations)}
 	var err error
 	if opts.URL == "" {
 		if s.nc, err = s.startEmbedded(); err != nil {

@@ -147,3 +147,27 @@ type EventDeliveries struct {
 	DeliveredAt *time.Time `json:"deliveredAt,omitempty"`
 	Attempts    []Attempt  `json:"attempts"`
 }
+
+// AttemptSummary counts the attempts of a window per minute (RouteAttemptsSummary,
+// RouteEndpointAttemptsSummary), oldest first; minutes
+// without attempts are present with zero counts, so a chart needs no arithmetic on time.
+type AttemptSummary struct {
+	Since time.Time `json:"since"`
+	// StepSeconds is the width of a bucket.
+	StepSeconds int             `json:"stepSeconds"`
+	Buckets     []SummaryBucket `json:"buckets"`
+	// Truncated is set when the window held more attempts than a summary reads; the
+	// buckets after the last one counted are then short.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// SummaryBucket is one minute of attempts.
+type SummaryBucket struct {
+	Start time.Time `json:"start"`
+	// Delivered counts successful attempts (2xx), Failed the others.
+	Delivered int `json:"delivered"`
+	Failed    int `json:"failed"`
+	// MeanMillis and MaxMillis are the attempts' durations; 0 without attempts.
+	MeanMillis float64 `json:"meanMs"`
+	MaxMillis  float64 `json:"maxMs"`
+}

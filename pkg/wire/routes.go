@@ -8,6 +8,15 @@ import "net/url"
 // against the API server, nor a pod's API server token here.
 const Audience = "hooks.herald.dev"
 
+// Where a default install serves the ingest and endpoint API: the dispatcher's Service
+// (in the release's namespace) and its port. The manager names what it deploys with
+// them; clients that find the dispatcher on their own (herald console's port-forward)
+// look there.
+const (
+	DefaultService = "herald-dispatcher"
+	Port           = 8080
+)
+
 // The routes of the ingest API and the endpoint API, as http.ServeMux patterns (without
 // the method) with the path parameters namespace, name and id. The server registers
 // them; the client fills them in with the functions below.
@@ -32,6 +41,10 @@ const (
 	RouteEnable = RouteEndpoint + "/enable"
 	// RouteOpenAPI is the endpoint's receiver documentation, OpenAPI 3.1 (GET).
 	RouteOpenAPI = RouteEndpoint + "/openapi"
+	// RouteAttemptsSummary counts a namespace's attempt log per minute (GET).
+	RouteAttemptsSummary = "/v1/namespaces/{namespace}/attempts:summary"
+	// RouteEndpointAttemptsSummary counts an endpoint's attempt log per minute (GET).
+	RouteEndpointAttemptsSummary = RouteAttempts + ":summary"
 )
 
 // EventsPath is RouteEvents of a namespace.
@@ -45,8 +58,14 @@ func EventsBatchPath(namespace string) string { return EventsPath(namespace) + "
 // EventPath is RouteEvent of an event id in a namespace.
 func EventPath(namespace, id string) string { return EventsPath(namespace) + "/" + url.PathEscape(id) }
 
+// AttemptsSummaryPath is RouteAttemptsSummary of a namespace.
+func AttemptsSummaryPath(namespace string) string {
+	return "/v1/namespaces/" + url.PathEscape(namespace) + "/attempts:summary"
+}
+
 // EndpointPath is RouteEndpoint of an endpoint followed by suffix ("/dead-letters",
-// "/dead-letters:replay", "/replays", "/attempts", "/enable", "/openapi").
+// "/dead-letters:replay", "/replays", "/attempts", "/attempts:summary", "/enable",
+// "/openapi").
 func EndpointPath(namespace, name, suffix string) string {
 	return "/v1/namespaces/" + url.PathEscape(namespace) + "/endpoints/" + url.PathEscape(name) + suffix
 }
