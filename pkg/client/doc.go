@@ -32,6 +32,7 @@
 //   - client.go: Client, Options (credentials, TLS, retries) and the request every
 //     method makes.
 //   - publish.go: Publish, PublishBatch and PublishRaw, with retries.
-//   - endpoints.go: Endpoint, the endpoint API of one WebhookEndpoint, and EventHistory.
+//   - endpoints.go: Endpoint, the endpoint API of one WebhookEndpoint, EventHistory and
+//     the namespace's AttemptSummary.
 //   - errors.go: APIError.
 package client
