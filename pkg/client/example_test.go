@@ -181,3 +181,33 @@ func ExampleEndpoint_OpenAPI() {
 	// Output:
 	// OpenAPI 3.1.0 webhooks: 1
 }
+
+// The attempt log of a namespace counted per minute, in one request: what a chart of
+// the last minutes' outcomes needs.
+func ExampleClient_AttemptSummary() {
+	producer, err := client.New(server, client.Options{TokenFile: tokenFile})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := producer.Publish(ctx, "shop", wire.Event{ID: "inv_78-paid", Type: "invoice.paid", Data: json.RawMessage(`{"amount": 78}`)}); err != nil {
+		log.Fatal(err)
+	}
+	operator, err := client.New(server, client.Options{Token: operatorToken})
+	if err != nil {
+		log.Fatal(err)
+	}
+	delivered := 0
+	var s wire.AttemptSummary
+	for deadline := time.Now().Add(30 * time.Second); delivered == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if s, err = operator.AttemptSummary(ctx, "shop", 5); err != nil {
+			log.Fatal(err)
+		}
+		for _, b := range s.Buckets {
+			delivered += b.Delivered
+		}
+	}
+	fmt.Printf("%d buckets of %ds, deliveries counted: %t\n", len(s.Buckets), s.StepSeconds, delivered > 0)
+	// Output:
+	// 5 buckets of 60s, deliveries counted: true
+}
