@@ -315,7 +315,8 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	}
 	d := &p.Delivery
 	msg := sender.Message{
-		EventID: d.EventID, EventType: d.EventType, CreatedAt: d.CreatedAt, CreatedAtText: d.CreatedAtText, Data: d.Data,
+		Namespace: d.Namespace, EventID: d.EventID, EventType: d.EventType, Source: d.EventSource, Attributes: d.Attributes,
+		CreatedAt: d.CreatedAt, CreatedAtText: d.CreatedAtText, Data: d.Data,
 		DeliveryID: d.DeliveryID, Attempt: d.Attempt, TraceParent: d.TraceParent, TraceState: d.TraceState,
 	}
 	var out sender.Outcome
@@ -333,6 +334,15 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	defer cancel()
 	a := Attempt{Endpoint: r.key, Delivery: &p.Delivery, Outcome: out}
 	switch {
+	case out.TransformFailed:
+		// Nothing was sent: the receiver is not to blame (no failed attempt counts
+		// against it), and the same transform fails the same way on every attempt. The
+		// dead letter keeps the event as published, for a replay once it is fixed.
+		var settled func(context.Context)
+		if ordered {
+			settled = func(ctx context.Context) { r.clearHead(ctx, head) }
+		}
+		r.deadLetter(sctx, p, heraldv1.DeadLetterTransformFailed, 0, out.Err, settled)
 	case out.OK():
 		a.Final = true
 		if ordered {
@@ -343,14 +353,18 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 		if err := p.Delivered(); err != nil {
 			r.log.Error(err, "acknowledging delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
 		}
-	case p.Attempt > len(cfg.Schedule):
+	case p.Attempt > len(cfg.Schedule) || out.Final:
 		a.Final = true
 		r.e.opts.Observer.Attempted(a)
 		var settled func(context.Context)
 		if ordered {
 			settled = func(ctx context.Context) { r.clearHead(ctx, head) }
 		}
-		r.deadLetter(sctx, p, heraldv1.DeadLetterRetriesExhausted, out.StatusCode, out.Err, settled)
+		reason := heraldv1.DeadLetterRetriesExhausted
+		if out.Final {
+			reason = heraldv1.DeadLetterRejected
+		}
+		r.deadLetter(sctx, p, reason, out.StatusCode, out.Err, settled)
 	case ordered:
 		r.retryInPlace(sctx, p, cfg, out, head, a)
 	default:

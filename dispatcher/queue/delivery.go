@@ -39,6 +39,10 @@ const (
 	hdrDeadAt     = "Herald-Dead-At"
 )
 
+// hdrAttributes are a CloudEvent's carried attributes (Delivery.Attributes), a compact
+// JSON object.
+const hdrAttributes = "Herald-Event-Attributes"
+
 // Delivery is one event on its way to one endpoint.
 type Delivery struct {
 	Namespace string
@@ -57,7 +61,10 @@ type Delivery struct {
 	// TraceParent and TraceState are the event's W3C trace context (empty when it has
 	// none), continued by every attempt.
 	TraceParent, TraceState string
-	Data                    []byte
+	// Attributes are the producer's other CloudEvents attributes (subject, dataschema,
+	// extensions) as a compact JSON object; nil when it sent none.
+	Attributes []byte
+	Data       []byte
 
 	// DeliveryID is stable for the (event, endpoint) pair across attempts and replays.
 	DeliveryID string
@@ -122,6 +129,9 @@ func (d *Delivery) toMsg(subject string) *nats.Msg {
 			h[hdrTraceState] = []string{d.TraceState}
 		}
 	}
+	if len(d.Attributes) > 0 {
+		h[hdrAttributes] = []string{string(d.Attributes)}
+	}
 	h[hdrDeliveryID] = []string{d.DeliveryID}
 	h[hdrNamespace] = []string{d.Namespace}
 	h[hdrEndpoint] = []string{d.Endpoint}
@@ -165,6 +175,9 @@ func parseDelivery(subject string, h nats.Header, data []byte) (Delivery, error)
 		TraceState:    first(h, hdrTraceState),
 		DeliveryID:    first(h, hdrDeliveryID),
 		Data:          data,
+	}
+	if v := first(h, hdrAttributes); v != "" {
+		d.Attributes = []byte(v)
 	}
 	if d.Namespace == "" || d.Endpoint == "" || d.EventID == "" || d.DeliveryID == "" {
 		return d, errNotADelivery

@@ -21,6 +21,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/routing"
 )
 
 // SecretGetter reads a Secret of the endpoint's namespace: (nil, nil) when it does not
@@ -143,6 +144,14 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 	if err != nil {
 		return nil, fail(heraldv1.ReasonInvalidConfiguration, "spec.timeout: %v", err)
 	}
+	var transform *routing.Transform
+	if spec.Payload.Transform != "" {
+		// Judged by the filters' judge: a transform runs in the shared dispatcher on
+		// every attempt, so its worst case is bounded before it is admitted.
+		if transform, err = routing.CompileTransform(spec.Payload.Transform); err != nil {
+			return nil, fail(heraldv1.ReasonInvalidTransform, "spec.payload.transform: %v", err)
+		}
+	}
 
 	sg, p := r.signer()
 	if p != nil {
@@ -166,6 +175,7 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 		HeaderPrefix: spec.HeaderPrefix(),
 		Format:       spec.PayloadFormat(),
 		ExtraFields:  spec.Payload.ExtraFields,
+		Transform:    transform,
 		Headers:      headers,
 		Timeout:      timeout,
 		MaxInFlight:  cfg.MaxInFlight,
