@@ -49,7 +49,16 @@ type local struct {
 	delivered, failed, dead int64
 	lastAttempt             *heraldv1.DeliveryAttempt
 	lastSuccess             time.Time
+	transform               transformNews
 	dirty                   bool
+}
+
+// transformNews are the transform failures this replica saw at one generation of the
+// endpoint.
+type transformNews struct {
+	errors     int64
+	generation int64
+	last       string
 }
 
 // NewTracker returns a tracker over the store's state bucket.
@@ -121,6 +130,11 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 		}
 		return
 	}
+	if a.Throttled {
+		// The receiver paces Herald (429 to an endpoint with adaptive limits): counted as
+		// a failed attempt, never towards auto-disable.
+		return
+	}
 	threshold, generation, _ := t.thresholds.FailureThreshold(a.Endpoint)
 	var transitioned bool
 	st, _, err := t.states.update(ctx, key, func(s *State) bool {
@@ -153,16 +167,34 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 
 // DeadLettered implements delivery.Observer.
 func (t *Tracker) DeadLettered(k delivery.Key, dl *queue.DeadLetter) {
+	transformFailed := dl.Reason == heraldv1.DeadLetterTransformFailed
+	var generation int64
+	if transformFailed {
+		_, generation, _ = t.thresholds.FailureThreshold(k)
+	}
 	t.mu.Lock()
 	l := t.entry(k)
 	l.dead++
 	l.dirty = true
+	if transformFailed {
+		if generation != l.transform.generation {
+			l.transform = transformNews{generation: generation}
+		}
+		l.transform.errors++
+		l.transform.last = fmt.Sprintf("event %s (type %s): %s", dl.EventID, dl.EventType, truncate(dl.Error, 300))
+	}
 	t.mu.Unlock()
+	if transformFailed {
+		t.events.deadLetter(k, heraldv1.EventTransformFailed, fmt.Sprintf(
+			"spec.payload.transform failed on event %s (type %s), which was dead-lettered (replay it once the transform is fixed): %s",
+			dl.EventID, dl.EventType, truncate(dl.Error, 300)))
+		return
+	}
 	last := dl.Error
 	if dl.StatusCode != 0 {
 		last = fmt.Sprintf("HTTP %d", dl.StatusCode)
 	}
-	t.events.deadLetter(k, fmt.Sprintf("event %s (type %s) dead-lettered after %d attempts (%s); last: %s",
+	t.events.deadLetter(k, heraldv1.EventDeliveryFailed, fmt.Sprintf("event %s (type %s) dead-lettered after %d attempts (%s); last: %s",
 		dl.EventID, dl.EventType, dl.Attempt, dl.Reason, truncate(last, 200)))
 	if !heraldv1.IsOperationalEventType(dl.EventType) {
 		t.ops.deadLettered(k, dl)
@@ -185,6 +217,7 @@ type news struct {
 	delivered, failed, dead int64
 	lastAttempt             *heraldv1.DeliveryAttempt
 	lastSuccess             time.Time
+	transform               transformNews
 }
 
 // takeNews hands over, and clears, what this replica observed of the endpoints with
@@ -197,8 +230,9 @@ func (t *Tracker) takeNews(all bool) map[delivery.Key]news {
 		if !l.dirty && !all {
 			continue
 		}
-		out[k] = news{l.delivered, l.failed, l.dead, l.lastAttempt, l.lastSuccess}
+		out[k] = news{l.delivered, l.failed, l.dead, l.lastAttempt, l.lastSuccess, l.transform}
 		l.delivered, l.failed, l.dead, l.lastAttempt, l.lastSuccess, l.dirty = 0, 0, 0, nil, time.Time{}, false
+		l.transform = transformNews{generation: l.transform.generation}
 	}
 	return out
 }
@@ -216,6 +250,12 @@ func (t *Tracker) putBack(k delivery.Key, n news) {
 	}
 	if l.lastSuccess.IsZero() {
 		l.lastSuccess = n.lastSuccess
+	}
+	if n.transform.errors > 0 && n.transform.generation == l.transform.generation {
+		l.transform.errors += n.transform.errors
+		if l.transform.last == "" {
+			l.transform.last = n.transform.last
+		}
 	}
 	l.dirty = true
 }
@@ -235,7 +275,15 @@ func (t *Tracker) fold(ctx context.Context, k delivery.Key, n news) (State, erro
 		if n.lastSuccess.After(s.LastSuccess) {
 			s.LastSuccess = n.lastSuccess.UTC().Truncate(time.Second)
 		}
-		return orphaned || n.delivered != 0 || n.failed != 0 || n.dead != 0 || n.lastAttempt != nil || !n.lastSuccess.IsZero()
+		if tr := n.transform; tr.errors > 0 && tr.generation >= s.TransformGeneration {
+			if tr.generation > s.TransformGeneration {
+				s.TransformErrors, s.TransformGeneration = 0, tr.generation
+			}
+			s.TransformErrors += tr.errors
+			s.LastTransformError = tr.last
+		}
+		return orphaned || n.delivered != 0 || n.failed != 0 || n.dead != 0 || n.lastAttempt != nil || !n.lastSuccess.IsZero() ||
+			n.transform.errors > 0
 	})
 	if err != nil {
 		return st, err

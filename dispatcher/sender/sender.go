@@ -226,6 +226,8 @@ type Outcome struct {
 	// no retry follows: a CloudEvents receiver's 4xx other than 404, 408, 409 and 429
 	// (the Knative Eventing data-plane contract).
 	Final bool
+	// TimedOut is set when no answer came within the endpoint's timeout.
+	TimedOut bool
 	// TransformFailed is set when the endpoint's transform failed on the event (Err
 	// says why): nothing was sent, and no attempt of the same event can do better.
 	TransformFailed bool
@@ -418,6 +420,7 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 			out.Err = err
 		} else {
 			out.Err = describe(err, ctx, t.timeout)
+			out.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
 		}
 		return out
 	}

@@ -48,6 +48,9 @@ type Settings struct {
 	// Ordered: one delivery at a time in the order accepted, a failing one retried in
 	// place while the rest wait (MaxInFlight then bounds connections only).
 	Ordered bool
+	// Adaptive lowers the rate and concurrency below the configured limits while the
+	// receiver struggles (spec.limits.adaptive).
+	Adaptive bool
 	// Generation of the WebhookEndpoint this configuration was built from.
 	Generation int64
 }
@@ -128,6 +131,7 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 		MaxInFlight:      int(spec.MaxInFlight()),
 		FailureThreshold: spec.FailureThreshold(),
 		Ordered:          spec.Ordered(),
+		Adaptive:         spec.AdaptiveLimits(),
 		Generation:       r.ep.Generation,
 	}}
 	if spec.Limits.RequestsPerSecond != nil {
