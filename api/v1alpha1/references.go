@@ -59,3 +59,13 @@ func (e *WebhookEndpoint) ReferencedSecretNames() []string {
 	}
 	return names
 }
+
+// ReferencedServiceName is the Service the endpoint sends to (spec.service), "" when it
+// sends to a URL. The dispatcher indexes endpoints by it, so that a Service created or
+// changed later takes effect at once.
+func (e *WebhookEndpoint) ReferencedServiceName() string {
+	if e.Spec.Service == nil {
+		return ""
+	}
+	return e.Spec.Service.Name
+}

@@ -295,6 +295,14 @@ func (t *Tracker) fold(ctx context.Context, k delivery.Key, n news) (State, erro
 	return st, nil
 }
 
+// Touch marks an endpoint's status for writing: something this replica holds about it
+// changed (its pacing).
+func (t *Tracker) Touch(k delivery.Key) {
+	t.mu.Lock()
+	t.entry(k).dirty = true
+	t.mu.Unlock()
+}
+
 // Disabled reports whether an endpoint is disabled, as last seen in the shared state.
 func (t *Tracker) Disabled(k delivery.Key) (State, bool) {
 	t.mu.Lock()

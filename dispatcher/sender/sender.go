@@ -53,6 +53,9 @@ type Config struct {
 	// Policy guards every dial (the URL itself was checked by the resolver), to the
 	// receiver and to the OAuth2 token endpoint alike.
 	Policy outbound.Policy
+	// Proxy, when set, carries every request of the endpoint (its token requests too)
+	// through a CONNECT tunnel to the address the policy judged.
+	Proxy *outbound.Proxy
 	// OAuth2, when set, puts a bearer token from the client credentials grant on every
 	// attempt.
 	OAuth2 *OAuth2
@@ -88,6 +91,7 @@ type Target struct {
 	// of what an idle endpoint costs.
 	tlsCfg    *tls.Config
 	policy    outbound.Policy
+	proxy     *outbound.Proxy
 	conns     int
 	once      sync.Once
 	client    *http.Client
@@ -102,11 +106,17 @@ func (t *Target) httpClient() *http.Client {
 			tlsCfg = t.tlsCfg.Clone()
 		}
 		dialer := &net.Dialer{Timeout: t.timeout, KeepAlive: 30 * time.Second}
+		dial := t.policy.DialContext(dialer)
+		if t.proxy != nil {
+			// Through the proxy, but to the address the policy judged (DialThrough).
+			dial = t.policy.DialThrough(dialer, t.proxy)
+		}
 		tr := &http.Transport{
 			// No proxy from the environment: a proxy would dial the destination for us
-			// and bypass the address policy enforced on our own dials.
+			// and bypass the address policy enforced on our own dials. A configured
+			// proxy is reached through the dial function instead.
 			Proxy:                  nil,
-			DialContext:            t.policy.DialContext(dialer),
+			DialContext:            dial,
 			TLSClientConfig:        tlsCfg,
 			ForceAttemptHTTP2:      true,
 			MaxIdleConns:           t.conns,
@@ -148,6 +158,7 @@ func New(cfg Config) *Target {
 		extra:     extraFields(cfg.ExtraFields),
 		tlsCfg:    cfg.TLS,
 		policy:    cfg.Policy,
+		proxy:     cfg.Proxy,
 		conns:     cfg.MaxInFlight,
 		bodies:    cfg.ResponseBody,
 	}

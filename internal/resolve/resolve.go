@@ -28,6 +28,21 @@ import (
 // exist, an error only when the answer is unknown (the API server could not be asked).
 type SecretGetter func(ctx context.Context, namespace, name string) (*corev1.Secret, error)
 
+// ServiceGetter reads a Service of the endpoint's namespace, as SecretGetter a Secret.
+type ServiceGetter func(ctx context.Context, namespace, name string) (*corev1.Service, error)
+
+// Option adds to what the resolver reads.
+type Option func(*resolver)
+
+// WithServices reads the Services that endpoints name in spec.service; without it such
+// an endpoint cannot be judged (an error).
+func WithServices(get ServiceGetter) Option { return func(r *resolver) { r.services = get } }
+
+// WithEgress sends the deliveries of endpoints without a proxy of their own through the
+// operator's proxy, except to the hosts its NoProxy lists (the dispatcher's
+// --egress-proxy); the manager, which sends nothing, judges without it.
+func WithEgress(e outbound.Egress) Option { return func(r *resolver) { r.egress = e } }
+
 // Config is an endpoint's resolved delivery configuration.
 type Config struct {
 	// Sender builds the endpoint's HTTP target; every part of it has been validated.
@@ -87,8 +102,11 @@ func fail(reason, format string, args ...any) *problem {
 // other Secrets, and suspension last, so that a suspended endpoint's real problems show.
 // The error is non-nil only when a Secret could not be read; the judgement is then
 // unknown and the caller retries.
-func Endpoint(ctx context.Context, ep *heraldv1.WebhookEndpoint, get SecretGetter, policy outbound.Policy) (Result, error) {
+func Endpoint(ctx context.Context, ep *heraldv1.WebhookEndpoint, get SecretGetter, policy outbound.Policy, opts ...Option) (Result, error) {
 	r := resolver{ctx: ctx, ep: ep, get: get, read: map[string]*corev1.Secret{}}
+	for _, o := range opts {
+		o(&r)
+	}
 	cfg, p := r.resolve(policy)
 	if r.err != nil {
 		return Result{}, r.err
@@ -108,11 +126,13 @@ func Endpoint(ctx context.Context, ep *heraldv1.WebhookEndpoint, get SecretGette
 }
 
 type resolver struct {
-	ctx  context.Context
-	ep   *heraldv1.WebhookEndpoint
-	get  SecretGetter
-	read map[string]*corev1.Secret // each Secret read once per judgement
-	err  error
+	ctx      context.Context
+	ep       *heraldv1.WebhookEndpoint
+	get      SecretGetter
+	services ServiceGetter
+	egress   outbound.Egress
+	read     map[string]*corev1.Secret // each Secret read once per judgement
+	err      error
 	// secrets are the values read that the endpoint sends or signs with, for the
 	// sender to redact from the response bodies it keeps.
 	secrets       []sender.Secret
@@ -123,8 +143,9 @@ type resolver struct {
 
 func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 	spec := &r.ep.Spec
-	if err := policy.CheckURL(spec.URL); err != nil {
-		return nil, fail(heraldv1.ReasonInvalidURL, "spec.url: %v", err)
+	target, policy, p := r.destination(policy)
+	if p != nil {
+		return nil, p
 	}
 	cfg := &Config{Settings: Settings{
 		JitterPercent:    int(spec.JitterPercent()),
@@ -173,8 +194,13 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 	if p != nil {
 		return nil, p
 	}
+	proxy, p := r.proxy(policy, target)
+	if p != nil {
+		return nil, p
+	}
 	cfg.Sender = sender.Config{
-		URL:          spec.URL,
+		URL:          target,
+		Proxy:        proxy,
 		Signer:       sg,
 		HeaderPrefix: spec.HeaderPrefix(),
 		Format:       spec.PayloadFormat(),
