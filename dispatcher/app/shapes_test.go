@@ -16,6 +16,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/app"
 )
 
 // slackTransform makes a Slack incoming-webhook message of Herald's own
@@ -54,7 +55,7 @@ func TestDispatcher_TransformSendsASlackMessageOfAnOperationalEventAndCountsItsF
 		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "alerts", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
 			EndpointRef: heraldv1.LocalObjectReference{Name: "slack"}, EventTypes: []string{"herald.endpoint.disabled", "order.*"}}},
 	)
-	d := startDispatcher(t)
+	d := startDispatcherWith(t, func(o *app.Options) { o.OperationalInterval = time.Second })
 	d.publish(ns, "evt_breaks_it", "invoice.paid")
 	d.publish(ns, "evt_breaks_it_2", "invoice.paid")
 
@@ -70,7 +71,15 @@ func TestDispatcher_TransformSendsASlackMessageOfAnOperationalEventAndCountsItsF
 		}
 		slack.mu.Unlock()
 		if time.Now().After(deadline) {
-			t.Fatal("no herald.endpoint.disabled reached the Slack endpoint within 30s")
+			slack.mu.Lock()
+			var got []string
+			for _, r := range slack.reqs {
+				got = append(got, r.Header.Get("X-Herald-Event-Type"))
+			}
+			slack.mu.Unlock()
+			ep := &heraldv1.WebhookEndpoint{}
+			_ = c.Get(t.Context(), client.ObjectKey{Namespace: ns, Name: "slack"}, ep)
+			t.Fatalf("no herald.endpoint.disabled reached the Slack endpoint within 30s; it received %q; its status: %+v", got, ep.Status)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

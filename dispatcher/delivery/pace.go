@@ -68,6 +68,10 @@ type pacer struct {
 
 	// notify hears of the start and end of a throttle episode.
 	notify func()
+	// idle ends an episode that no attempt ends: rounds close as attempts start and
+	// end, so a receiver that recovered while nothing was left to send would otherwise
+	// stay Throttled on status for good.
+	idle *time.Timer
 }
 
 // Tuning of the pacer, in one place.
@@ -256,6 +260,7 @@ func (p *pacer) signal(reason string, retryAfter, maxRetryAfter time.Duration) b
 	next = max(min(next, current*paceFromAccepted), paceMinRate)
 	if began {
 		p.throttled, p.since = true, now
+		p.armIdle()
 	}
 	p.rate, p.window, p.calmRounds = next, max(1, p.window/2), 0
 	p.applyRate()
@@ -278,8 +283,38 @@ func (p *pacer) roundLocked() {
 	p.lastAccepted = float64(p.accepted) / secs
 	if p.throttled && !p.roundSignal && now.After(p.pausedUntil) {
 		p.raise(float64(p.started) / secs)
+		// The whole rounds after the first started nothing: calm, and the limits held
+		// nothing back in them.
+		if idle := int(elapsed/paceRound) - 1; p.throttled && idle > 0 {
+			p.calmRounds += idle
+			if p.calmRounds >= paceLiftAfter {
+				p.endEpisode()
+			}
+		}
 	}
 	p.roundStart, p.roundSignal, p.started, p.accepted = now, false, 0, 0
+}
+
+// armIdle has the round closed after a quiet spell while an episode lasts; p.mu is held.
+func (p *pacer) armIdle() {
+	d := time.Duration(paceLiftAfter+1) * paceRound
+	if p.idle == nil {
+		p.idle = time.AfterFunc(d, p.idleCheck)
+		return
+	}
+	p.idle.Reset(d)
+}
+
+func (p *pacer) idleCheck() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.throttled {
+		return
+	}
+	p.roundLocked()
+	if p.throttled {
+		p.armIdle()
+	}
 }
 
 // raise lifts the limits after a calm round in which attempts started at sent per

@@ -32,6 +32,17 @@ import (
 // does (BenchmarkFilter_Match).
 const FilterBudget = 10_000_000
 
+// TransformBudget is the most a payload transform may cost, judged as a filter is. A
+// transform builds a body, mostly by concatenating event fields, and the estimator
+// charges every field as if it alone filled the largest event: a Slack message naming
+// three fields of an operational event is estimated at about 27M although those fields
+// share one event's bytes (one evaluation on the largest event allocates under 4 MiB,
+// TestTransformBudget_...). A transform also replaces work the delivery does anyway:
+// encoding and signing a body of up to MaxEventBytes. Four filter budgets admit
+// messages of a handful of fields and still refuse what grows faster than the event
+// (replace() of replace(), a loop inside a loop).
+const TransformBudget = 4 * FilterBudget
+
 // MaxEventBytes is the event size the budget is judged against: the ingest API's default
 // request body limit (1 MiB), which bounds every string, list and map of an event. A
 // dispatcher started with a larger --max-body-bytes evaluates admitted filters on larger
@@ -51,8 +62,8 @@ const (
 // (RFC 3339 with nanoseconds is at most 35 characters).
 const maxCreatedAtLength = 64
 
-// BudgetError says that a filter's (or a transform's) worst-case cost exceeds
-// FilterBudget.
+// BudgetError says that a filter's (or a transform's) worst-case cost exceeds its
+// budget (FilterBudget, TransformBudget).
 type BudgetError struct {
 	// What is judged: "filter" or "transform".
 	What string
@@ -589,17 +600,18 @@ func estimate(a *cel.Ast) (checker.CostEstimate, error) {
 	return filterEnv.EstimateCost(a, newEventSizes(a.NativeRep()))
 }
 
-// checkBudget refuses a filter or a transform (what) whose worst case exceeds
-// FilterBudget: the one judge of what an expression over an event may cost.
-func checkBudget(a *cel.Ast, what string) error {
+// checkBudget refuses a filter or a transform (what) whose worst case exceeds budget
+// (FilterBudget or TransformBudget): the one judge of what an expression over an event
+// may cost.
+func checkBudget(a *cel.Ast, what string, budget uint64) error {
 	est, err := estimate(a)
 	if err != nil {
 		return fmt.Errorf("estimating the %s's cost: %w", what, err)
 	}
-	if est.Max <= FilterBudget {
+	if est.Max <= budget {
 		return nil
 	}
-	berr := &BudgetError{What: what, Estimate: est.Max, Budget: FilterBudget}
+	berr := &BudgetError{What: what, Estimate: est.Max, Budget: budget}
 	if est.Max == checker.UnknownCostEstimate().Max {
 		berr.Estimate, berr.Unbounded = 0, true
 	}

@@ -45,7 +45,7 @@ type Transform struct {
 // CompileTransform parses, type-checks and judges a payload transform as CompileFilter
 // judges a filter, with the same environment, cost model and budget: it must make a
 // map (or a value only known at run time, checked then), call only what the cost model
-// can bound, and cost at most FilterBudget on the worst event (a *BudgetError
+// can bound, and cost at most TransformBudget on the worst event (a *BudgetError
 // otherwise). The manager (the endpoint's Ready condition, through internal/resolve)
 // and the dispatcher both compile with it. The error is meant for the endpoint's author.
 func CompileTransform(expr string) (*Transform, error) {
@@ -62,7 +62,7 @@ func CompileTransform(expr string) (*Transform, error) {
 		return nil, fmt.Errorf("transform must make a map (the JSON object sent as the body) but has type %s; "+
 			"write it as a map literal such as {\"text\": event.type}", out)
 	}
-	if err := checkBudget(checked, "transform"); err != nil {
+	if err := checkBudget(checked, "transform", TransformBudget); err != nil {
 		return nil, err
 	}
 	prg, err := filterEnv.Program(checked,
