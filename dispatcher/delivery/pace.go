@@ -44,6 +44,8 @@ type pacer struct {
 	rate     float64
 	window   int
 	inFlight int
+	// waiting counts the attempts in acquire: held by a pause, the rate or the window.
+	waiting int
 	// changed is closed (and replaced) when an attempt ends or the window grows, to
 	// wake the attempts waiting for a place in the window.
 	changed chan struct{}
@@ -149,6 +151,14 @@ func (p *pacer) pause() time.Duration {
 // acquire waits until the limits allow one more attempt: the pause, the rate and a
 // place in the window. The caller calls done with the attempt's outcome.
 func (p *pacer) acquire(ctx context.Context) error {
+	p.mu.Lock()
+	p.waiting++
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.waiting--
+		p.mu.Unlock()
+	}()
 	if d := p.pause(); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -194,9 +204,11 @@ func (p *pacer) released() {
 // done ends an attempt with its outcome and adapts the limits to it.
 func (p *pacer) done(out sender.Outcome, maxRetryAfter time.Duration) {
 	p.mu.Lock()
+	// The round closes with this attempt still counted: a round it spent in flight was
+	// not idle.
+	p.roundLocked()
 	p.inFlight--
 	p.wake()
-	p.roundLocked()
 	changed := false
 	if out.OK() {
 		p.accepted++
@@ -283,9 +295,13 @@ func (p *pacer) roundLocked() {
 	p.lastAccepted = float64(p.accepted) / secs
 	if p.throttled && !p.roundSignal && now.After(p.pausedUntil) {
 		p.raise(float64(p.started) / secs)
-		// The whole rounds after the first started nothing: calm, and the limits held
-		// nothing back in them.
-		if idle := int(elapsed/paceRound) - 1; p.throttled && idle > 0 {
+		// The whole rounds after the first, and after the pause, started nothing: with
+		// nothing waiting either, they were calm and the limits held nothing back.
+		from := p.roundStart.Add(paceRound)
+		if p.pausedUntil.After(from) {
+			from = p.pausedUntil
+		}
+		if idle := int(now.Sub(from) / paceRound); p.throttled && idle > 0 && p.waiting == 0 && p.inFlight == 0 {
 			p.calmRounds += idle
 			if p.calmRounds >= paceLiftAfter {
 				p.endEpisode()
