@@ -140,8 +140,8 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		Store: store, AckWait: o.AckWait, Log: o.Log.WithName("delivery"),
 		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter, Gate: gate, Tracer: o.Tracer,
 		PaceChanged: func(k delivery.Key) {
-			if p.Tracker != nil {
-				p.Tracker.Touch(k)
+			if p.Tracker != nil && p.Engine != nil {
+				p.Tracker.PaceChanged(k, p.Engine.Pace(k))
 			}
 		},
 		Retired: func(k delivery.Key) {

@@ -174,6 +174,7 @@ func TestDispatcher_AThrottlingReceiverIsThrottledNotFailingOnStatusAndInTheMetr
 		t.Errorf("429s to an adaptive endpoint must not count towards auto-disable: consecutiveFailures %d, conditions %+v",
 			ep.Status.ConsecutiveFailures, ep.Status.Conditions)
 	}
+	waitEvent(t, c, ns, heraldv1.EventThrottled, "the receiver answered 429: Herald sends at most")
 	accepting.Store(true)
 	for _, id := range []string{"evt_t1", "evt_t2", "evt_t3"} {
 		s.waitEvent(t, id, 30*time.Second)
@@ -181,6 +182,7 @@ func TestDispatcher_AThrottlingReceiverIsThrottledNotFailingOnStatusAndInTheMetr
 	waitEndpoint(t, c, ns, "busy", "Healthy once the receiver recovered", func(e *heraldv1.WebhookEndpoint) bool {
 		return e.Status.State == heraldv1.DeliveryHealthy && e.Status.Throttle == nil
 	})
+	waitEvent(t, c, ns, heraldv1.EventThrottleLifted, "the configured limits apply")
 }
 
 func secretFor(ns, endpoint string) client.Object {

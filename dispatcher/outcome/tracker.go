@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -301,6 +302,21 @@ func (t *Tracker) Touch(k delivery.Key) {
 	t.mu.Lock()
 	t.entry(k).dirty = true
 	t.mu.Unlock()
+}
+
+// PaceChanged hears of an endpoint whose limits began or stopped adapting to its
+// receiver (delivery.Options.PaceChanged, with the pacing as it is now): its status is
+// rewritten soon, and a Normal Event says what changed. Pacing is per replica, so each
+// replica that paces the endpoint says so.
+func (t *Tracker) PaceChanged(k delivery.Key, p delivery.Pace) {
+	t.Touch(k)
+	if !p.Throttled {
+		t.events.normal(k, heraldv1.EventThrottleLifted, "Pace", "the receiver answers again: the configured limits apply")
+		return
+	}
+	t.events.normal(k, heraldv1.EventThrottled, "Pace", fmt.Sprintf(
+		"the receiver answered %s: Herald sends at most %s requests/s with %d in flight until it recovers",
+		p.Reason, strconv.FormatFloat(p.RequestsPerSecond, 'f', -1, 64), p.MaxInFlight))
 }
 
 // Disabled reports whether an endpoint is disabled, as last seen in the shared state.
