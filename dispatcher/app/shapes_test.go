@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -216,4 +217,46 @@ func gaugeValue(t *testing.T, name string, labels map[string]string) float64 {
 		}
 	}
 	return -1
+}
+
+// TestDispatcher_AServiceThatDoesNotExistYetHoldsTheDeliveries names a Service that
+// does not exist: the dispatcher holds the endpoint (Delivering=False,
+// ServiceNotFound) and keeps the event. Once the Service exists, the hold lifts and
+// the delivery is attempted at the Service's cluster IP, which the outbound policy
+// (private networks refused here) lets through for this endpoint; no pod answers it on
+// this machine, but the policy did not stop it. (A receiver pod behind a Service is
+// the cluster suite's part.)
+func TestDispatcher_AServiceThatDoesNotExistYetHoldsTheDeliveries(t *testing.T) {
+	c, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ns = "by-service"
+	fixture(t, c, ns, "internal", heraldv1.WebhookEndpointSpec{Timeout: "1s",
+		Service: &heraldv1.ServiceReference{Name: "receiver", Scheme: "http", Path: "/hooks"},
+		Retry:   heraldv1.RetrySpec{Schedule: []string{"1h"}}})
+	d := startDispatcher(t)
+	d.publish(ns, "evt_waits", "order.created")
+	ep := waitEndpoint(t, c, ns, "internal", "held for the Service", func(e *heraldv1.WebhookEndpoint) bool {
+		return meta.IsStatusConditionFalse(e.Status.Conditions, heraldv1.ConditionDelivering) &&
+			e.Status.Counters != nil && e.Status.Counters.Pending == 1
+	})
+	cond := meta.FindStatusCondition(ep.Status.Conditions, heraldv1.ConditionDelivering)
+	if cond.Reason != heraldv1.ReasonServiceNotFound || !strings.Contains(cond.Message, "Service receiver does not exist") {
+		t.Errorf("Delivering = %+v, want ServiceNotFound naming the Service", cond)
+	}
+	if ep.Status.LastAttempt != nil {
+		t.Errorf("an attempt was made while the Service was missing: %+v", ep.Status.LastAttempt)
+	}
+
+	mustCreate(t, c, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "receiver", Namespace: ns},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}})
+	ep = waitEndpoint(t, c, ns, "internal", "attempted at the Service", func(e *heraldv1.WebhookEndpoint) bool {
+		return meta.IsStatusConditionTrue(e.Status.Conditions, heraldv1.ConditionDelivering) && e.Status.LastAttempt != nil
+	})
+	// Whatever answers at that address on this machine (nothing, or some host of the
+	// test network), the attempt went there.
+	if a := ep.Status.LastAttempt; a.EventID != "evt_waits" || strings.Contains(a.Error, "outbound policy") {
+		t.Errorf("last attempt = %+v, want evt_waits sent to the Service's address, not refused by the outbound policy", a)
+	}
 }
