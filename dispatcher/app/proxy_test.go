@@ -20,33 +20,22 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 // forwardProxy is a real HTTP forward proxy, tinyproxy from Debian's packages
-// (tinyproxy-bin; .ci/run installs it), on 127.0.0.1 with Basic authentication. Its log
+// (tinyproxy-bin; .ci/run installs it, listed in .ci/debian-packages), on 127.0.0.1 with Basic authentication. Its log
 // says which tunnels it opened.
 type forwardProxy struct {
 	addr string
 	log  string
 }
 
-// unavailable stops a test that needs what this machine lacks: under CI=true it fails
-// (CI installs every package the suites need), elsewhere it skips, loudly, on stderr too.
-func unavailable(t *testing.T, reason string) {
-	t.Helper()
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		t.Fatalf("cannot run, and CI=true forbids skipping: %s", reason)
-	}
-	banner := fmt.Sprintf("##########  %s SKIPPED: %s  ##########", t.Name(), reason)
-	fmt.Fprintln(os.Stderr, banner)
-	t.Skip(banner)
-}
-
 func startForwardProxy(t *testing.T, user, password string) *forwardProxy {
 	t.Helper()
 	bin, err := exec.LookPath("tinyproxy")
 	if err != nil {
-		unavailable(t, "tinyproxy is not installed (apt-get install tinyproxy-bin)")
+		testenv.Unavailable(t, t.Name(), "tinyproxy is not installed (apt-get install tinyproxy-bin)")
 	}
 	// A free port: tinyproxy takes its port from the configuration only.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
