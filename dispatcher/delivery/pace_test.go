@@ -108,9 +108,15 @@ func TestPace_SettlesNearTheReceiversRateWithFew429s(t *testing.T) {
 			if n := fixed.refused.Load(); n < events/2 {
 				t.Errorf("fixed rate: %d answers 429, want at least %d: a fixed rate above the receiver's keeps hitting it", n, events/2)
 			}
-			// Near the receiver's rate: Retry-After pauses cost some of it.
-			if r := adaptive.rate(); r < 0.6*perSecond || r > 1.1*perSecond {
-				t.Errorf("adaptive: %.1f accepted/s, want near the receiver's %.0f (60%% to 110%%)", r, perSecond)
+			// Near the receiver's rate, never above it. With Retry-After each 429 pauses
+			// the whole endpoint for a second, which costs a share of the rate that
+			// depends on when the probes land; the bound leaves room for a loaded machine.
+			low := 0.6
+			if retryAfter != "" {
+				low = 0.4
+			}
+			if r := adaptive.rate(); r < low*perSecond || r > 1.1*perSecond {
+				t.Errorf("adaptive: %.1f accepted/s, want near the receiver's %.0f (%.0f%% to 110%%)", r, perSecond, 100*low)
 			}
 		})
 	}
