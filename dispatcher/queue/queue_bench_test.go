@@ -383,10 +383,16 @@ func benchSettle(b *testing.B, workers int, ack func(*Pending) error) {
 	wg.Wait()
 }
 
-// BenchmarkSettle_DoubleAck is today's Pending.Ack: each worker waits for the server
-// to confirm the acknowledgement (8 workers, the default maxInFlight, fetch buffer 16).
+// BenchmarkSettle_DoubleAck: each worker waits for the server to confirm the
+// acknowledgement (8 workers, the default maxInFlight, fetch buffer 16).
 func BenchmarkSettle_DoubleAck(b *testing.B) {
-	benchSettle(b, 8, func(p *Pending) error { return p.Ack(context.Background()) })
+	benchSettle(b, 8, func(p *Pending) error { return p.msg.DoubleAck(context.Background()) })
+}
+
+// BenchmarkSettle_Journal is Pending.Delivered: the delivery counted on its endpoint's
+// tally and acknowledged by the journal, in batches (see journal).
+func BenchmarkSettle_Journal(b *testing.B) {
+	benchSettle(b, 8, func(p *Pending) error { return p.Delivered() })
 }
 
 // BenchmarkSettle_Ack is the plain acknowledgement (fire and forget); at-least-once

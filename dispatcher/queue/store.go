@@ -78,6 +78,9 @@ type Options struct {
 	// 128 MiB); beyond either the oldest records go first.
 	AttemptLogMaxAge   time.Duration
 	AttemptLogMaxBytes int64
+	// WithoutAttemptLog keeps no attempt records (the retention of delivered
+	// deliveries for replay and the counters stay).
+	WithoutAttemptLog bool
 	// SyncAlways makes the embedded server fsync every write. Off by default: a crash of
 	// the dispatcher process loses nothing either way (writes reach the OS before the
 	// 202), only a crash of the node's kernel could. An external cluster is configured
@@ -141,6 +144,10 @@ type Store struct {
 	replicas int
 	health   health
 	stored   storedHook
+	// journal settles deliveries and writes the history in batches.
+	journal *journal
+	// maxBatch bounds a history batch's bytes (under the server's max payload).
+	maxBatch int
 }
 
 // Open starts or connects to JetStream and ensures Herald's streams and buckets exist.
@@ -190,6 +197,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.maxBatch = int(min(s.nc.MaxPayload()-4096, 256<<10))
+	s.journal = newJournal(s, !opts.WithoutAttemptLog)
 	s.startProbe()
 	return s, nil
 }
@@ -381,8 +390,12 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 // StateBucket is the key-value bucket for state shared across replicas.
 func (s *Store) StateBucket() jetstream.KeyValue { return s.state }
 
-// Close drains the connection and stops the embedded server, if any.
+// Close settles what the journal holds, drains the connection and stops the embedded
+// server, if any.
 func (s *Store) Close() {
+	if s.journal != nil {
+		s.journal.close()
+	}
 	s.stopProbe()
 	if s.nc != nil {
 		_ = s.nc.Drain()
@@ -394,8 +407,12 @@ func (s *Store) Close() {
 	}
 }
 
-// Abort stops without draining, as a crash would; tests use it to prove durability.
+// Abort stops without draining or settling, as a crash would; tests use it to prove
+// durability.
 func (s *Store) Abort() {
+	if s.journal != nil {
+		s.journal.abort()
+	}
 	s.stopProbe()
 	if s.nc != nil {
 		s.nc.Close()

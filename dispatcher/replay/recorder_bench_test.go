@@ -43,13 +43,13 @@ func BenchmarkRecorder(b *testing.B) {
 		{"attempt-failed", true, failed, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			store, err := queue.Open(context.Background(), queue.Options{DataDir: b.TempDir(), Log: logr.Discard()})
+			store, err := queue.Open(context.Background(), queue.Options{DataDir: b.TempDir(), Log: logr.Discard(), WithoutAttemptLog: !c.attemptLog})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer store.Close()
 			history := store.History()
-			rec := &replay.Recorder{History: history, AttemptLog: c.attemptLog}
+			rec := &replay.Recorder{History: history}
 			d := &queue.Delivery{Namespace: "shop", Endpoint: "billing", EndpointUID: "uid-billing", EventType: "invoice.paid", CreatedAt: time.Now(),
 				Data: bytes.Repeat([]byte("x"), 1024), Attempt: 1, AcceptedAt: time.Now()}
 			a := delivery.Attempt{Endpoint: delivery.Key{Namespace: "shop", Name: "billing", UID: "uid-billing"}, Delivery: d, Outcome: c.out, Final: c.final}
