@@ -79,6 +79,46 @@ func attempt(ep delivery.Key, n int, ok bool) delivery.Attempt {
 		Delivery: &queue.Delivery{EventID: fmt.Sprintf("evt_%d", n), DeliveryID: fmt.Sprintf("dlv_%d", n), Attempt: 1}}
 }
 
+// settle stores n deliveries of events first.. for ep, takes them from the store and
+// settles each as the engine does: the history's record and the tracker hear of the
+// attempt, and the delivery is settled (delivered, or failed with its retry stored),
+// which counts it on the endpoint's tally. It returns once everything is counted.
+func settle(t *testing.T, st *queue.Store, tracker *outcome.Tracker, ep delivery.Key, first, n int, ok bool) {
+	t.Helper()
+	ctx := context.Background()
+	var ds []queue.Delivery
+	for i := first; i < first+n; i++ {
+		id := fmt.Sprintf("evt_%d", i)
+		ds = append(ds, queue.Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
+			DeliveryID: queue.DeliveryID(ep.Namespace, id, ep.Name), Attempt: 1, CreatedAt: time.Now(), Data: []byte(`{}`)})
+	}
+	if _, err := st.Publish(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	history := &replay.Recorder{History: st.History()}
+	held, err := st.FetchHeld(ctx, ep, n, queue.ConsumerOptions{})
+	if err != nil || len(held) != n {
+		t.Fatalf("took %d of %d deliveries from the store: %v", len(held), n, err)
+	}
+	for i, p := range held {
+		a := attempt(ep, first+i, ok)
+		a.Delivery, a.Final = &p.Delivery, ok
+		history.Attempted(a)
+		tracker.Attempted(a)
+		if ok {
+			err = p.Delivered()
+		} else {
+			next := p.Delivery
+			next.Attempt, next.NotBefore = 2, time.Now().Add(time.Hour)
+			err = p.Retry(ctx, next)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.History().Close() // everything handed over is counted now
+}
+
 // TestStatusWriter_CoalescesAndWritesOnlyChanges: however many attempts happen between
 // two flushes, one status write carries them all, and a flush with nothing new writes
 // nothing, so a busy endpoint cannot flood the API server.
@@ -116,9 +156,7 @@ func TestStatusWriter_CoalescesAndWritesOnlyChanges(t *testing.T) {
 		t.Fatalf("a flush with nothing new wrote %d times, want 0", n)
 	}
 
-	for i := range 50 {
-		tracker.Attempted(attempt(key, i, true))
-	}
+	settle(t, st, tracker, key, 0, 50, true)
 	w.Flush(ctx)
 	if n := cc.applies.Swap(0); n != 1 {
 		t.Fatalf("50 attempts were written in %d applies, want 1", n)
@@ -136,9 +174,7 @@ func TestStatusWriter_CoalescesAndWritesOnlyChanges(t *testing.T) {
 
 	// Three failures in a row trip the circuit; the Disabled condition goes out in
 	// the same single write.
-	for i := range 3 {
-		tracker.Attempted(attempt(key, 100+i, false))
-	}
+	settle(t, st, tracker, key, 100, 3, false)
 	w.Flush(ctx)
 	if n := cc.applies.Swap(0); n != 1 {
 		t.Fatalf("3 failures were written in %d applies, want 1", n)
@@ -157,8 +193,11 @@ func TestStatusWriter_CoalescesAndWritesOnlyChanges(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(runCtx) }()
 	start := time.Now()
+	history := &replay.Recorder{History: st.History()}
 	for i := 0; time.Since(start) < 1500*time.Millisecond; i++ {
-		tracker.Attempted(attempt(key, 1000+i, true))
+		a := attempt(key, 1000+i, true)
+		history.Attempted(a)
+		tracker.Attempted(a)
 		time.Sleep(2 * time.Millisecond)
 	}
 	stop()

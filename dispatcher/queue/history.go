@@ -186,7 +186,9 @@ func (w *HistoryWriter) Close() { w.j.flushAll() }
 // the time it was delivered (varint, microseconds) and the delivery as stored.
 var batchMagic = [...]byte{0, 'H', 'B'}
 
-func isBatch(body []byte) bool { return len(body) >= len(batchMagic) && [3]byte(body[:3]) == batchMagic }
+func isBatch(body []byte) bool {
+	return len(body) >= len(batchMagic) && [3]byte(body[:3]) == batchMagic
+}
 
 // history gathers the records of one endpoint and stream until a flush, per bucket.
 type history struct {
