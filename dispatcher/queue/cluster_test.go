@@ -19,7 +19,7 @@ import (
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
-var heraldStreams = []string{queue.DeliveriesStream, queue.DeadLettersStream, "KV_" + queue.IngestBucket, "KV_" + queue.StateBucket}
+var heraldStreams = []string{queue.DeliveriesStream, queue.DeadLettersStream, queue.AcceptedStream, "KV_" + queue.StateBucket}
 
 // streamConfigs reads the configuration of Herald's streams as a NATS user would.
 func streamConfigs(t *testing.T, url string) map[string]*jetstream.StreamInfo {

@@ -9,10 +9,13 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -124,56 +127,33 @@ func benchPublishBatch(b *testing.B, st *Store) {
 	}
 }
 
-// BenchmarkIngestRecord_Sequential is what Acceptor.Accept does per fresh event of a
-// batch today: a LookupIngest before publishing and a RecordIngest after, one request
-// each, one after the other. ns/op is per event.
-func BenchmarkIngestRecord_Sequential(b *testing.B) {
+// BenchmarkDedupe_Accepted100 is what Acceptor.Accept does for the ids of a batch of
+// 100 fresh events (layout 2): look them up in the index in memory, then remember them
+// in one write. ns/op is per event.
+func BenchmarkDedupe_Accepted100(b *testing.B) {
 	st := benchStore(b)
 	ctx := context.Background()
-	b.ReportAllocs()
-	i := 0
-	cpu := startCPU()
-	defer func() { cpu.report(b, i) }()
-	for b.Loop() {
-		key := IngestKey("bench", "e"+strconv.Itoa(i))
-		i++
-		if _, found, err := st.lookupIngest(ctx, key); err != nil || found {
-			b.Fatal(err, found)
-		}
-		if err := st.recordIngest(ctx, key, []byte(`{"m":1}`)); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkIngestRecord_Pipelined100 is the proposed batch form: the 100 lookups of a
-// batch run concurrently, and the 100 records are published asynchronously on the
-// bucket's subjects with one wait at the end (as Publish already does for
-// deliveries). Same requests, same results, about two round trips per batch instead of
-// two hundred. ns/op is per event.
-func BenchmarkIngestRecord_Pipelined100(b *testing.B) {
-	st := benchStore(b)
-	ctx := context.Background()
-	keys := make([]string, 0, 100)
+	ids := make([]string, 0, 100)
+	matched := make([]int, 100)
 	flush := func() {
-		if len(keys) == 0 {
+		if len(ids) == 0 {
 			return
 		}
-		if err := lookupIngestConcurrently(ctx, st, keys); err != nil {
+		if _, found := st.Seen("bench", ids); slices.Contains(found, true) {
+			b.Fatal("a fresh id was found")
+		}
+		if err := st.Remember(ctx, "bench", ids, matched[:len(ids)]); err != nil {
 			b.Fatal(err)
 		}
-		if err := recordIngestAsync(ctx, st, keys, []byte(`{"m":1}`)); err != nil {
-			b.Fatal(err)
-		}
-		keys = keys[:0]
+		ids = ids[:0]
 	}
 	b.ReportAllocs()
 	i := 0
 	cpu := startCPU()
 	for b.Loop() {
-		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(i)))
+		ids = append(ids, "e"+strconv.Itoa(i))
 		i++
-		if len(keys) == cap(keys) {
+		if len(ids) == cap(ids) {
 			flush()
 		}
 	}
@@ -181,13 +161,16 @@ func BenchmarkIngestRecord_Pipelined100(b *testing.B) {
 	cpu.report(b, i)
 }
 
-// BenchmarkIngestRecord_MultiGet100 looks the 100 ids of a batch up with one
-// direct-get request for the last message of each key's subject (JetStream's
-// multi_last, nats-server ≥ 2.11), then records them asynchronously: two requests per
-// batch. ns/op is per event.
-func BenchmarkIngestRecord_MultiGet100(b *testing.B) {
+// BenchmarkDedupe_KeyValuePerEvent100 is the same for the layout before 2: one
+// direct-get request for the last record of each id's key (multi_last), then one
+// key-value record per event, published asynchronously with one wait. ns/op is per
+// event.
+func BenchmarkDedupe_KeyValuePerEvent100(b *testing.B) {
 	st := benchStore(b)
 	ctx := context.Background()
+	if _, err := st.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: IngestBucket, Storage: jetstream.FileStorage}); err != nil {
+		b.Fatal(err)
+	}
 	keys := make([]string, 0, 100)
 	flush := func() {
 		if len(keys) == 0 {
@@ -206,7 +189,7 @@ func BenchmarkIngestRecord_MultiGet100(b *testing.B) {
 	i := 0
 	cpu := startCPU()
 	for b.Loop() {
-		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(i)))
+		keys = append(keys, legacyIngestKey("bench", "e"+strconv.Itoa(i)))
 		i++
 		if len(keys) == cap(keys) {
 			flush()
@@ -216,43 +199,17 @@ func BenchmarkIngestRecord_MultiGet100(b *testing.B) {
 	cpu.report(b, i)
 }
 
-// TestLookupIngestMulti_FindsRecordedKeys checks the prototype against the real
-// LookupIngest: recorded keys are found with their value, others are not.
-func TestLookupIngestMulti_FindsRecordedKeys(t *testing.T) {
-	st, err := Open(context.Background(), Options{DataDir: t.TempDir(), Log: logr.Discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx := context.Background()
-	var keys []string
-	for i := range 10 {
-		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(i)))
-	}
-	for i, k := range keys[:5] {
-		if err := st.recordIngest(ctx, k, []byte(strconv.Itoa(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	found, err := lookupIngestMulti(ctx, st, keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, k := range keys {
-		v, ok := found[k]
-		want, wantOK, _ := st.lookupIngest(ctx, k)
-		if ok != wantOK || string(v) != string(want) || (i < 5) != ok {
-			t.Errorf("key %d: multi-get %q %v, LookupIngest %q %v", i, v, ok, want, wantOK)
-		}
-	}
+// legacyIngestKey is the key of an event id in the bucket of the layouts before 2.
+func legacyIngestKey(namespace, eventID string) string {
+	sum := sha256.Sum256([]byte(eventID))
+	return namespace + "." + hex.EncodeToString(sum[:20])
 }
 
 // lookupIngestMulti returns the recorded value of each key that has one.
 func lookupIngestMulti(ctx context.Context, st *Store, keys []string) (map[string][]byte, error) {
-	const prefix = "$KV." + IngestBucket + "."
 	subjects := make([]string, len(keys))
 	for i, k := range keys {
-		subjects[i] = prefix + k
+		subjects[i] = ingestSubjectPrefix + k
 	}
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
@@ -286,54 +243,20 @@ func lookupIngestMulti(ctx context.Context, st *Store, keys []string) (map[strin
 		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 			continue
 		}
-		found[strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix)] = m.Data
+		found[strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), ingestSubjectPrefix)] = m.Data
 	}
-}
-
-func lookupIngestConcurrently(ctx context.Context, st *Store, keys []string) error {
-	const parallel = 16
-	var wg sync.WaitGroup
-	errs := make([]error, len(keys))
-	sem := make(chan struct{}, parallel)
-	for i, k := range keys {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			_, found, err := st.lookupIngest(ctx, k)
-			if err == nil && found {
-				err = fmt.Errorf("key %s found", k)
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func recordIngestAsync(ctx context.Context, st *Store, keys []string, value []byte) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(keys))
 	for _, k := range keys {
-		f, err := st.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + IngestBucket + "." + k, Data: value})
+		f, err := st.js.PublishMsgAsync(&nats.Msg{Subject: ingestSubjectPrefix + k, Data: value})
 		if err != nil {
 			return err
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	return wait(ctx, futures)
 }
 
 // settle benchmarks one consumer taking deliveries and settling each with ack.
@@ -414,28 +337,30 @@ func heapInUse() int64 {
 const cacheExpiry = 15 * time.Second
 
 // BenchmarkRetained_IngestRecord measures the memory one remembered event id holds
-// for the whole dedupe window (24h by default): the embedded server indexes every
-// subject of the ingest bucket in memory. Run with a fixed count, it waits out the
-// block cache once:
+// for the whole dedupe window (24h by default): since layout 2, its fingerprint in the
+// dispatcher's index and its share of a message of HERALD_ACCEPTED (the layouts before
+// kept a key-value record per id, whose subject the server indexed in memory: about
+// 350 B). Run with a fixed count, it waits out the block cache once:
 //
 //	go test ./dispatcher/queue -run '^$' -bench Retained -benchtime 200000x
 func BenchmarkRetained_IngestRecord(b *testing.B) {
 	st := benchStore(b)
 	ctx := context.Background()
 	before := heapInUse()
-	keys := make([]string, 0, 100)
+	ids := make([]string, 0, 100)
+	matched := make([]int, 100)
 	n := 0
 	for b.Loop() {
-		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(n)))
+		ids = append(ids, "e"+strconv.Itoa(n))
 		n++
-		if len(keys) == cap(keys) {
-			if err := recordIngestAsync(ctx, st, keys, []byte(`{"m":1}`)); err != nil {
+		if len(ids) == cap(ids) {
+			if err := st.Remember(ctx, "bench", ids, matched); err != nil {
 				b.Fatal(err)
 			}
-			keys = keys[:0]
+			ids = ids[:0]
 		}
 	}
-	if err := recordIngestAsync(ctx, st, keys, []byte(`{"m":1}`)); err != nil {
+	if err := st.Remember(ctx, "bench", ids, matched[:len(ids)]); err != nil {
 		b.Fatal(err)
 	}
 	time.Sleep(cacheExpiry)
