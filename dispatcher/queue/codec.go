@@ -4,7 +4,11 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // The body of a delivery in layout 2: deliveryMagic, the length of Herald's fields, the
@@ -29,6 +33,8 @@ func (d *Delivery) encode(buf []byte) []byte {
 	m = binary.AppendUvarint(m, uint64(max(d.Replay, 0)))
 	if buf == nil {
 		buf = make([]byte, 0, len(deliveryMagic)+binary.MaxVarintLen32+len(m)+len(d.Data))
+	} else {
+		buf = slices.Grow(buf, len(deliveryMagic)+binary.MaxVarintLen32+len(m)+len(d.Data))
 	}
 	buf = append(buf, deliveryMagic[:]...)
 	buf = binary.AppendUvarint(buf, uint64(len(m)))
@@ -134,4 +140,112 @@ func (r *reader) str() string {
 	s := r.s[:n]
 	r.s = r.s[n:]
 	return s
+}
+
+// appendJSON appends r as JSON, as encoding/json writes it but for the escaping of <, >
+// and &, which JSON does not need: by hand, as it is written for every attempt.
+func (r *AttemptRecord) appendJSON(b []byte) []byte {
+	b = append(b, `{"namespace":`...)
+	b = appendJSONString(b, r.Namespace)
+	b = append(b, `,"endpoint":`...)
+	b = appendJSONString(b, r.Endpoint)
+	if r.EndpointUID != "" {
+		b = append(b, `,"endpointUid":`...)
+		b = appendJSONString(b, r.EndpointUID)
+	}
+	b = append(b, `,"eventId":`...)
+	b = appendJSONString(b, r.EventID)
+	b = append(b, `,"eventType":`...)
+	b = appendJSONString(b, r.EventType)
+	b = append(b, `,"deliveryId":`...)
+	b = appendJSONString(b, r.DeliveryID)
+	b = append(b, `,"attempt":`...)
+	b = strconv.AppendInt(b, int64(r.Attempt), 10)
+	if r.Replay != 0 {
+		b = append(b, `,"replay":`...)
+		b = strconv.AppendInt(b, int64(r.Replay), 10)
+	}
+	b = append(b, `,"time":"`...)
+	b = r.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","durationMicros":`...)
+	b = strconv.AppendInt(b, r.DurationMicros, 10)
+	if r.StatusCode != 0 {
+		b = append(b, `,"statusCode":`...)
+		b = strconv.AppendInt(b, int64(r.StatusCode), 10)
+	}
+	if r.Error != "" {
+		b = append(b, `,"error":`...)
+		b = appendJSONString(b, r.Error)
+	}
+	if len(r.Headers) > 0 {
+		b = append(b, `,"headers":{`...)
+		for i, k := range slices.Sorted(maps.Keys(r.Headers)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, r.Headers[k])
+		}
+		b = append(b, '}')
+	}
+	if r.Body != "" {
+		b = append(b, `,"body":`...)
+		b = appendJSONString(b, r.Body)
+	}
+	if r.Final {
+		b = append(b, `,"final":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD, as
+// encoding/json writes it.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }

@@ -182,8 +182,9 @@ func (w *HistoryWriter) Failed() (int64, error) {
 func (w *HistoryWriter) Close() { w.j.flushAll() }
 
 // batchMagic starts the body of a history batch of layout 2; records follow, each its
-// length (uvarint) and its bytes: an attempt record as JSON, or a retained delivery as
-// the time it was delivered (varint, microseconds) and the delivery as stored.
+// length (4 bytes, big-endian) and its bytes: an attempt record as JSON, or a retained
+// delivery as the time it was delivered (varint, microseconds) and the delivery as
+// stored.
 var batchMagic = [...]byte{0, 'H', 'B'}
 
 func isBatch(body []byte) bool {
@@ -197,21 +198,24 @@ type history struct {
 	full   bool
 }
 
-// add appends a record to its bucket's batch, sealing the batch first when the record
-// would take it past max bytes; it reports whether a flush is due for the size.
-func (h *history) add(bucket string, rec []byte, max int) bool {
+// add appends a record, written by encode at the end of the slice it is given, to its
+// bucket's batch, sealing the batch first when it has reached max bytes; it reports
+// whether a flush is due for the size.
+func (h *history) add(bucket string, max int, encode func([]byte) []byte) bool {
 	i := int(hexDigit(bucket[0]))
 	b := h.bodies[i]
-	if len(b) > 0 && len(b)+len(rec)+binary.MaxVarintLen32 > max {
+	if len(b) >= max {
 		h.sealed = append(h.sealed, [2]string{bucket, string(b)})
 		b = nil
 		h.full = true
 	}
 	if b == nil {
-		b = append(make([]byte, 0, 4096), batchMagic[:]...)
+		b = append(make([]byte, 0, 8192), batchMagic[:]...)
 	}
-	b = binary.AppendUvarint(b, uint64(len(rec)))
-	h.bodies[i] = append(b, rec...)
+	at := len(b)
+	b = encode(append(b, 0, 0, 0, 0))
+	binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	h.bodies[i] = b
 	return h.full
 }
 
@@ -252,14 +256,17 @@ func (h *history) take() [][2]string {
 func records(body []byte, fn func(i int, rec []byte) bool) error {
 	b := body[len(batchMagic):]
 	for i := 0; len(b) > 0; i++ {
-		n, k := binary.Uvarint(b)
-		if k <= 0 || n > uint64(len(b)-k) {
+		if len(b) < 4 {
 			return errors.New("malformed history batch")
 		}
-		if !fn(i, b[k:k+int(n)]) {
+		n := int(binary.BigEndian.Uint32(b))
+		if n > len(b)-4 {
+			return errors.New("malformed history batch")
+		}
+		if !fn(i, b[4:4+n]) {
 			return nil
 		}
-		b = b[k+int(n):]
+		b = b[4+n:]
 	}
 	return nil
 }

@@ -45,6 +45,11 @@ import (
 // journalInterval is how long a settled delivery waits for its flush at most.
 const journalInterval = 50 * time.Millisecond
 
+// historyInterval is how long a history record waits for its batch to be written at
+// most (unless the batch fills up first): long enough that an endpoint busy at a few
+// hundred deliveries a second writes batches of tens of records per bucket.
+const historyInterval = time.Second
+
 // journalMaxAcks is how many settled deliveries make a flush due at once.
 const journalMaxAcks = 512
 
@@ -109,8 +114,10 @@ type journal struct {
 	mu   sync.Mutex
 	eps  map[Endpoint]*epJournal
 	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
+	// flushNow asks the loop to flush everything; it closes the channel sent when done.
+	flushNow chan chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
 	// flushes bounds the flushes running at once.
 	flushes chan struct{}
 	wg      sync.WaitGroup
@@ -133,7 +140,8 @@ type epJournal struct {
 	success   time.Time
 	attempts  history
 	delivered history
-	since     time.Time
+	since     time.Time // the first settlement waiting
+	hsince    time.Time // the first history record waiting
 	urgent    bool
 	waiters   []chan error
 	flushing  bool
@@ -154,7 +162,8 @@ type epJournal struct {
 
 func newJournal(s *Store, attemptLog bool) *journal {
 	j := &journal{s: s, session: newSession(), attemptLog: attemptLog, eps: map[Endpoint]*epJournal{},
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), flushes: make(chan struct{}, 8)}
+		kick: make(chan struct{}, 1), flushNow: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
+		flushes: make(chan struct{}, 8)}
 	go j.run()
 	return j
 }
@@ -201,7 +210,7 @@ func (j *journal) settle(ctx context.Context, p *Pending, c Counts, wait, urgent
 	e := j.get(p.Ref())
 	var done chan error
 	e.mu.Lock()
-	if len(e.acks) == 0 && e.counts.zero() {
+	if e.settleEmpty() {
 		e.since = time.Now()
 	}
 	e.acks, e.seqs = append(e.acks, p.msg), append(e.seqs, seq)
@@ -290,19 +299,11 @@ func (e *epJournal) learn(session string, t Tally, rev uint64) {
 // attempt.
 func (j *journal) attempt(r *AttemptRecord) {
 	ep := Endpoint{Namespace: r.Namespace, Name: r.Endpoint, UID: r.EndpointUID}
-	var raw []byte
-	if j.attemptLog {
-		var err error
-		if raw, err = json.Marshal(r); err != nil {
-			j.fail(err)
-			return
-		}
-	}
 	sum := &AttemptSummary{Time: r.Time, EventID: r.EventID, DeliveryID: r.DeliveryID, StatusCode: r.StatusCode,
 		Latency: r.DurationMicros, Error: truncate(r.Error, 256)}
 	e := j.get(ep)
 	e.mu.Lock()
-	if e.empty() {
+	if e.settleEmpty() {
 		e.since = time.Now()
 	}
 	if e.last == nil || !sum.Time.Before(e.last.Time) {
@@ -314,8 +315,11 @@ func (j *journal) attempt(r *AttemptRecord) {
 		}
 	}
 	full := false
-	if raw != nil {
-		full = e.attempts.add(eventBucket16(r.EventID), raw, j.s.maxBatch)
+	if j.attemptLog {
+		if e.historyEmpty() {
+			e.hsince = time.Now()
+		}
+		full = e.attempts.add(eventBucket16(r.EventID), j.s.maxBatch, r.appendJSON)
 	}
 	e.mu.Unlock()
 	if full {
@@ -325,14 +329,14 @@ func (j *journal) attempt(r *AttemptRecord) {
 
 // retain adds a delivered delivery to those retained for replay.
 func (j *journal) retain(d *Delivery, at time.Time) {
-	rec := binary.AppendVarint(nil, unixMicro(at))
-	rec = d.encode(rec)
 	e := j.get(d.Ref())
 	e.mu.Lock()
-	if e.empty() {
-		e.since = time.Now()
+	if e.historyEmpty() {
+		e.hsince = time.Now()
 	}
-	full := e.delivered.add(eventBucket16(d.EventID), rec, j.s.maxBatch)
+	full := e.delivered.add(eventBucket16(d.EventID), j.s.maxBatch, func(b []byte) []byte {
+		return d.encode(binary.AppendVarint(b, unixMicro(at)))
+	})
 	e.mu.Unlock()
 	if full {
 		j.poke()
@@ -340,13 +344,23 @@ func (j *journal) retain(d *Delivery, at time.Time) {
 }
 
 // empty reports whether nothing waits for a flush; e.mu is held.
-func (e *epJournal) empty() bool {
-	return len(e.acks) == 0 && e.counts.zero() && e.last == nil && e.attempts.empty() && e.delivered.empty()
+func (e *epJournal) empty() bool { return e.settleEmpty() && e.historyEmpty() }
+
+func (e *epJournal) settleEmpty() bool { return len(e.acks) == 0 && e.counts.zero() && e.last == nil }
+
+func (e *epJournal) historyEmpty() bool { return e.attempts.empty() && e.delivered.empty() }
+
+// historyDue reports whether the history waiting is to be written now; e.mu is held.
+func (e *epJournal) historyDue(now time.Time, all bool) bool {
+	return !e.historyEmpty() && (all || e.attempts.full || e.delivered.full || now.Sub(e.hsince) >= historyInterval)
 }
 
 func (e *epJournal) due(now time.Time, all bool) bool {
-	return !e.flushing && !e.empty() && (all || e.urgent || len(e.acks) >= journalMaxAcks ||
-		e.attempts.full || e.delivered.full || now.Sub(e.since) >= journalInterval)
+	if e.flushing {
+		return false
+	}
+	settle := !e.settleEmpty() && (all || e.urgent || len(e.acks) >= journalMaxAcks || now.Sub(e.since) >= journalInterval)
+	return settle || e.historyDue(now, all)
 }
 
 func (j *journal) run() {
@@ -356,8 +370,12 @@ func (j *journal) run() {
 	for {
 		select {
 		case <-j.stop:
-			j.flushAll()
+			j.flushEverything()
 			return
+		case done := <-j.flushNow:
+			j.flushEverything()
+			close(done)
+			continue
 		case <-tick.C:
 		case <-j.kick:
 		}
@@ -383,7 +401,7 @@ func (j *journal) flushDue(all bool) {
 		j.flushes <- struct{}{}
 		j.wg.Go(func() {
 			defer func() { <-j.flushes }()
-			if j.flush(e) {
+			if j.flush(e, all) {
 				j.poke()
 			}
 		})
@@ -392,6 +410,17 @@ func (j *journal) flushDue(all bool) {
 
 // flushAll flushes everything held, waiting for it.
 func (j *journal) flushAll() {
+	done := make(chan struct{})
+	select {
+	case j.flushNow <- done:
+		<-done
+	case <-j.done:
+	}
+}
+
+// flushEverything flushes everything held and waits for it; only the loop calls it (and
+// flushDue), so that the flushes' WaitGroup is never waited for while one is added.
+func (j *journal) flushEverything() {
 	for range 3 {
 		j.flushDue(true)
 		j.wg.Wait()
@@ -452,10 +481,12 @@ type batch struct {
 
 // flush writes what e holds (see the journal) and reports whether more became due
 // meanwhile.
-func (j *journal) flush(e *epJournal) (again bool) {
+func (j *journal) flush(e *epJournal, all bool) (again bool) {
 	e.mu.Lock()
-	b := batch{acks: e.acks, seqs: e.seqs, counts: e.counts, last: e.last, success: e.success,
-		attempts: e.attempts.take(), delivered: e.delivered.take(), waiters: e.waiters}
+	b := batch{acks: e.acks, seqs: e.seqs, counts: e.counts, last: e.last, success: e.success, waiters: e.waiters}
+	if e.historyDue(time.Now(), all) {
+		b.attempts, b.delivered = e.attempts.take(), e.delivered.take()
+	}
 	e.acks, e.seqs, e.counts, e.last, e.success, e.waiters, e.urgent = nil, nil, Counts{}, nil, time.Time{}, nil, false
 	e.mu.Unlock()
 
