@@ -26,7 +26,7 @@ type Store interface {
 	Remember(ctx context.Context, namespace string, ids []string, matched []int) error
 }
 
-var _ Store = (*queue.Store)(nil)
+var _ Store = queue.Store(nil)
 
 // Acceptor deduplicates, routes and stores events; it is ingest's Acceptor.
 type Acceptor struct {

@@ -78,7 +78,7 @@ type PipelineOptions struct {
 // side (the watch that configures endpoints and routes, status, Events) is added by
 // Run; the benchmark configures endpoints itself.
 type Pipeline struct {
-	Store   *queue.Store
+	Store   queue.Store
 	Router  *router.Table
 	Engine  *delivery.Engine
 	Tracker *outcome.Tracker // nil WithoutOutcome

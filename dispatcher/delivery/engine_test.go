@@ -23,6 +23,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
@@ -101,7 +102,7 @@ func (rc *receiver) waitFor(t *testing.T, n int, within time.Duration) []receive
 type harness struct {
 	t      testing.TB
 	dir    string
-	store  *queue.Store
+	store  queue.Store
 	engine *delivery.Engine
 	router *router.Table
 	acc    *accept.Acceptor
@@ -143,7 +144,7 @@ func (h *harness) close() {
 
 // crash stops everything without a graceful drain, as a killed process would.
 func (h *harness) crash() {
-	h.store.Abort()
+	queuetest.Crash(h.store)
 	h.engine.Stop()
 	h.engine, h.store = nil, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -61,7 +62,7 @@ type threshold struct{}
 
 func (threshold) FailureThreshold(delivery.Key) (int32, int64, bool) { return 3, 1, true }
 
-func openStore(t *testing.T, dir string) *queue.Store {
+func openStore(t *testing.T, dir string) queue.Store {
 	t.Helper()
 	st, err := queue.Open(context.Background(), queue.Options{DataDir: dir, Log: testr.New(t)})
 	if err != nil {
@@ -83,7 +84,7 @@ func attempt(ep delivery.Key, n int, ok bool) delivery.Attempt {
 // settles each as the engine does: the history's record and the tracker hear of the
 // attempt, and the delivery is settled (delivered, or failed with its retry stored),
 // which counts it on the endpoint's tally. It returns once everything is counted.
-func settle(t *testing.T, st *queue.Store, tracker *outcome.Tracker, ep delivery.Key, first, n int, ok bool) {
+func settle(t *testing.T, st queue.Store, tracker *outcome.Tracker, ep delivery.Key, first, n int, ok bool) {
 	t.Helper()
 	ctx := context.Background()
 	var ds []queue.Delivery
@@ -219,7 +220,7 @@ func TestRequests_ReplayAnnotationIsActedOnOncePerValueAcrossReplicasAndRestarts
 	dir := t.TempDir()
 	key := delivery.Key{Namespace: "shop", Name: "billing", UID: "0d6c3a52-71b4-4f6e-9c2a-8e5f1d3b7a90"}
 	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "billing", UID: types.UID(key.UID), Generation: 1}}
-	requests := func(st *queue.Store) (*outcome.Tracker, *outcome.Requests) {
+	requests := func(st queue.Store) (*outcome.Tracker, *outcome.Requests) {
 		tracker := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
 		rp := replay.New(replay.Options{Store: st, Progress: tracker, Log: testr.New(t)})
 		t.Cleanup(rp.Stop)
@@ -358,7 +359,7 @@ func TestTracker_ReplayOrphanedByACrashEndsFailed(t *testing.T) {
 		Selected: 10, Resent: 4, Remaining: 6, StartTime: metav1.NewTime(start)}); err != nil {
 		t.Fatal(err)
 	}
-	st.Abort()
+	queuetest.Crash(st)
 
 	st = openStore(t, dir)
 	defer st.Close()

@@ -64,7 +64,7 @@ type SharedState interface {
 	TallyOf(ctx context.Context, ep queue.Endpoint) (queue.Tally, error)
 }
 
-var _ SharedState = (*queue.Store)(nil)
+var _ SharedState = queue.Store(nil)
 
 // states reads and changes State records in the shared state.
 type states struct{ store SharedState }

@@ -228,7 +228,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 func TestPublish_SameDeliveriesThroughThreeReplicasAtOnce(t *testing.T) {
 	c := testenv.NATSCluster(t, 3)
 	ctx := context.Background()
-	stores := make([]*queue.Store, 3)
+	stores := make([]queue.Store, 3)
 	for i := range stores {
 		st, err := queue.Open(ctx, queue.Options{URL: c.URL(), Log: testr.New(t)})
 		if err != nil {

@@ -15,7 +15,7 @@ import (
 // acknowledged without being stored twice, and reported in duplicate: the same event
 // published through two dispatcher replicas at once is stored once, and the one that
 // came second learns it was a duplicate.
-func (s *Store) Publish(ctx context.Context, deliveries []Delivery) (duplicate []bool, err error) {
+func (s *jsStore) Publish(ctx context.Context, deliveries []Delivery) (duplicate []bool, err error) {
 	if err := s.registerAll(ctx, deliveries); err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func duplicateInProcess(err error) bool {
 
 // publish publishes deliveries[i] for every i in which, recording duplicates, and
 // returns those another publisher is storing at the same moment.
-func (s *Store) publish(ctx context.Context, deliveries []Delivery, which []int, duplicate []bool) (inProcess []int, err error) {
+func (s *jsStore) publish(ctx context.Context, deliveries []Delivery, which []int, duplicate []bool) (inProcess []int, err error) {
 	if len(which) == 1 {
 		d := &deliveries[which[0]]
 		ack, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(d.Ref())))
@@ -143,7 +143,7 @@ func (o ConsumerOptions) inactiveThreshold() time.Duration {
 
 // Consumer yields the deliveries of one endpoint.
 type Consumer struct {
-	store *Store
+	store *jsStore
 	ep    Endpoint
 	iter  jetstream.MessagesContext
 	opts  ConsumerOptions
@@ -151,7 +151,7 @@ type Consumer struct {
 
 // Consume opens (creating if needed) the durable consumer of an endpoint and starts
 // fetching its deliveries. Consumers of several dispatcher replicas share the work.
-func (s *Store) Consume(ctx context.Context, ep Endpoint, opts ConsumerOptions) (*Consumer, error) {
+func (s *jsStore) Consume(ctx context.Context, ep Endpoint, opts ConsumerOptions) (*Consumer, error) {
 	if opts.AckWait <= 0 {
 		opts.AckWait = 2 * time.Minute
 	}
@@ -214,7 +214,7 @@ func (c *Consumer) Next() (*Pending, error) {
 // pending makes a Pending of a message handed out, or settles it when it is not one to
 // attempt: not a delivery (someone published into Herald's subjects by hand: terminated
 // rather than redelivered for ever), or counted already.
-func (s *Store) pending(msg jetstream.Msg, ep Endpoint, ordered bool) *Pending {
+func (s *jsStore) pending(msg jetstream.Msg, ep Endpoint, ordered bool) *Pending {
 	d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
 	if err != nil {
 		_ = msg.TermWithReason(err.Error())
@@ -242,7 +242,7 @@ func (c *Consumer) Stop() { c.iter.Drain() }
 type Pending struct {
 	Delivery
 	msg     jetstream.Msg
-	store   *Store
+	store   *jsStore
 	ordered bool
 	// FailedInPlace is how many attempts of an ordered endpoint's head failed before
 	// this one (it is retried in place, see Head); they are counted when it is settled.
@@ -316,7 +316,7 @@ func (p *Pending) DeadLetter(ctx context.Context, dl DeadLetter) error {
 // stopped (a held endpoint), oldest first, for enforcing the limits on held deliveries.
 // opts must be the endpoint's own (an ordered endpoint's consumer hands out one at a
 // time). The caller settles every one.
-func (s *Store) FetchHeld(ctx context.Context, ep Endpoint, n int, opts ConsumerOptions) ([]*Pending, error) {
+func (s *jsStore) FetchHeld(ctx context.Context, ep Endpoint, n int, opts ConsumerOptions) ([]*Pending, error) {
 	if opts.AckWait <= 0 {
 		opts.AckWait = 2 * time.Minute
 	}
@@ -337,7 +337,7 @@ func (s *Store) FetchHeld(ctx context.Context, ep Endpoint, n int, opts Consumer
 	return out, nil
 }
 
-func (s *Store) consumer(ctx context.Context, ep Endpoint, opts ConsumerOptions) (jetstream.Consumer, error) {
+func (s *jsStore) consumer(ctx context.Context, ep Endpoint, opts ConsumerOptions) (jetstream.Consumer, error) {
 	cons, err := s.js.CreateOrUpdateConsumer(ctx, DeliveriesStream, jetstream.ConsumerConfig{
 		Durable:       consumerName(ep),
 		Description:   "deliveries of WebhookEndpoint " + ep.String() + " (uid " + ep.UID + ")",

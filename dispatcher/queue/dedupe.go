@@ -160,7 +160,7 @@ func (s *seen) size() int {
 
 // Seen returns, for each event id of a namespace, whether it was accepted within the
 // dedupe window and how many endpoints it was routed to then. It asks no store.
-func (s *Store) Seen(namespace string, ids []string) (matched []int, found []bool) {
+func (s *jsStore) Seen(namespace string, ids []string) (matched []int, found []bool) {
 	matched, found = make([]int, len(ids)), make([]bool, len(ids))
 	for i, id := range ids {
 		m, ok := s.seen.lookup(fingerprint(namespace, id))
@@ -173,7 +173,7 @@ func (s *Store) Seen(namespace string, ids []string) (matched []int, found []boo
 // endpoints each was routed to, in one write. It is called after their deliveries are
 // stored: a crash in between makes the producer's retry store them again, which the
 // delivery stream's duplicate window absorbs.
-func (s *Store) Remember(ctx context.Context, namespace string, ids []string, matched []int) error {
+func (s *jsStore) Remember(ctx context.Context, namespace string, ids []string, matched []int) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -196,7 +196,7 @@ func (s *Store) Remember(ctx context.Context, namespace string, ids []string, ma
 // ensureAccepted makes the stream of accepted event ids: bounded by the dedupe window
 // and, generously, by the bytes MaxDedupeRecords records take (the index in memory is
 // what forgets the oldest beyond MaxDedupeRecords).
-func (s *Store) ensureAccepted(ctx context.Context, replicas int) error {
+func (s *jsStore) ensureAccepted(ctx context.Context, replicas int) error {
 	var err error
 	s.accepted, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        AcceptedStream,
@@ -219,7 +219,7 @@ func (s *Store) ensureAccepted(ctx context.Context, replicas int) error {
 // followAccepted reads what was accepted (the stream of layout 2 and, while it exists,
 // the bucket of the releases before) into the index and keeps following both; it
 // returns once what was stored when it began is read.
-func (s *Store) followAccepted(ctx context.Context) error {
+func (s *jsStore) followAccepted(ctx context.Context) error {
 	var waits []func() bool
 	for _, src := range []struct {
 		stream, filter string
@@ -283,7 +283,7 @@ func (s *Store) followAccepted(ctx context.Context) error {
 }
 
 // readAccepted indexes a message of HERALD_ACCEPTED.
-func (s *Store) readAccepted(msg jetstream.Msg, at time.Time) {
+func (s *jsStore) readAccepted(msg jetstream.Msg, at time.Time) {
 	b := msg.Data()
 	if len(b) < len(acceptedMagic) || [3]byte(b[:3]) != acceptedMagic {
 		return
@@ -305,7 +305,7 @@ func (s *Store) readAccepted(msg jetstream.Msg, at time.Time) {
 
 // readIngestRecord indexes a record of the bucket of the releases before layout 2
 // ($KV.HERALD_INGEST.<namespace>.<40 hex digits of the id's SHA-256>, {"m": matched}).
-func (s *Store) readIngestRecord(msg jetstream.Msg, at time.Time) {
+func (s *jsStore) readIngestRecord(msg jetstream.Msg, at time.Time) {
 	if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 		return
 	}

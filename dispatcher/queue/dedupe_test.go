@@ -51,7 +51,7 @@ func TestDedupe_BoundedOldestForgottenFirst(t *testing.T) {
 func TestDedupe_RememberedAcrossReplicasAndRestarts(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.NATS(t)
-	open := func() *queue.Store {
+	open := func() queue.Store {
 		st, err := queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
 		if err != nil {
 			t.Fatal(err)

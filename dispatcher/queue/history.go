@@ -88,7 +88,7 @@ func historyEndpoint(subject string) (Endpoint, bool) {
 	return endpointOfTokens(t[2], t[3], t[4]), true
 }
 
-func (s *Store) ensureHistory(ctx context.Context, replicas int) error {
+func (s *jsStore) ensureHistory(ctx context.Context, replicas int) error {
 	var err error
 	if s.delivered, err = s.historyStream(ctx, replicas, DeliveredStream,
 		"Herald deliveries that reached their receiver, retained for replay by selection",
@@ -103,7 +103,7 @@ func (s *Store) ensureHistory(ctx context.Context, replicas int) error {
 
 // historyStream makes one of the two history streams: bounded by age and bytes, oldest
 // records dropped first.
-func (s *Store) historyStream(ctx context.Context, replicas int, name, description, prefix string, maxAge time.Duration, maxBytes int64) (jetstream.Stream, error) {
+func (s *jsStore) historyStream(ctx context.Context, replicas int, name, description, prefix string, maxAge time.Duration, maxBytes int64) (jetstream.Stream, error) {
 	st, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        name,
 		Description: description,
@@ -163,7 +163,7 @@ func (r *AttemptRecord) Failed() bool { return r.Error != "" }
 type HistoryWriter struct{ j *journal }
 
 // History returns the writer of the history.
-func (s *Store) History() *HistoryWriter { return &HistoryWriter{j: s.journal} }
+func (s *jsStore) History() *HistoryWriter { return &HistoryWriter{j: s.journal} }
 
 // Attempt hands over one attempt record.
 func (w *HistoryWriter) Attempt(r *AttemptRecord) { w.j.attempt(r) }
@@ -304,7 +304,7 @@ type HistoryQuery struct {
 
 // Attempts calls fn for each attempt record selected, oldest first, until fn returns
 // false.
-func (s *Store) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRecord) bool) error {
+func (s *jsStore) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRecord) bool) error {
 	return s.scan(ctx, AttemptsStream, historySubjects(attemptSubjectPrefix, q), q.Since,
 		func(_ uint64, msg jetstream.Msg) (bool, error) {
 			ep, known := historyEndpoint(msg.Subject())
@@ -334,7 +334,7 @@ func (s *Store) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRe
 
 // Delivered calls fn for each retained delivered delivery selected, oldest first,
 // until fn returns false.
-func (s *Store) Delivered(ctx context.Context, q HistoryQuery, fn func(*Retained) bool) error {
+func (s *jsStore) Delivered(ctx context.Context, q HistoryQuery, fn func(*Retained) bool) error {
 	return s.scan(ctx, DeliveredStream, historySubjects(deliveredSubjectPrefix, q), q.Since,
 		func(seq uint64, msg jetstream.Msg) (bool, error) {
 			ep, known := historyEndpoint(msg.Subject())
@@ -395,7 +395,7 @@ func retainedAt(raw *jetstream.RawStreamMsg, i int) (Delivery, error) {
 
 // scan reads the messages of subjects (wildcards allowed), oldest first, through an
 // ephemeral ordered consumer: reading changes and locks nothing.
-func (s *Store) scan(ctx context.Context, stream string, subjects []string, since time.Time, fn func(seq uint64, msg jetstream.Msg) (bool, error)) error {
+func (s *jsStore) scan(ctx context.Context, stream string, subjects []string, since time.Time, fn func(seq uint64, msg jetstream.Msg) (bool, error)) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if !since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
@@ -434,7 +434,7 @@ func (s *Store) scan(ctx context.Context, stream string, subjects []string, sinc
 }
 
 // StreamBytes is the size of one of Herald's streams, for benchmarks and sizing.
-func (s *Store) StreamBytes(ctx context.Context, name string) (uint64, error) {
+func (s *jsStore) StreamBytes(ctx context.Context, name string) (uint64, error) {
 	st, err := s.js.Stream(ctx, name)
 	if err != nil {
 		return 0, fmt.Errorf("reading stream %s: %w", name, s.storeError(err))

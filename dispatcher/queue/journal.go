@@ -106,7 +106,7 @@ const TallyKind = "tally"
 
 // journal is the store's journal; see above.
 type journal struct {
-	s *Store
+	s *jsStore
 	// session names this journal in the tallies' open sets.
 	session    string
 	attemptLog bool
@@ -160,7 +160,7 @@ type epJournal struct {
 	othersAt time.Time
 }
 
-func newJournal(s *Store, attemptLog bool) *journal {
+func newJournal(s *jsStore, attemptLog bool) *journal {
 	j := &journal{s: s, session: newSession(), attemptLog: attemptLog, eps: map[Endpoint]*epJournal{},
 		kick: make(chan struct{}, 1), flushNow: make(chan chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
 		flushes: make(chan struct{}, 8)}

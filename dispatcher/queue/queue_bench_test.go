@@ -47,12 +47,12 @@ func (c cpuClock) report(b *testing.B, n int) {
 	}
 }
 
-func benchStore(b *testing.B) *Store {
+func benchStore(b *testing.B) *jsStore {
 	b.Helper()
 	return benchStoreWith(b, Options{})
 }
 
-func benchStoreWith(b *testing.B, o Options) *Store {
+func benchStoreWith(b *testing.B, o Options) *jsStore {
 	b.Helper()
 	o.DataDir, o.Log = b.TempDir(), logr.Discard()
 	st, err := Open(context.Background(), o)
@@ -60,7 +60,7 @@ func benchStoreWith(b *testing.B, o Options) *Store {
 		b.Fatal(err)
 	}
 	b.Cleanup(st.Close)
-	return st
+	return st.(*jsStore)
 }
 
 var benchData = []byte(`{"order_id":4242,"customer":"c-42","items":[` +
@@ -93,7 +93,7 @@ func BenchmarkPublish_SingleSyncAlways(b *testing.B) {
 	benchPublishSingle(b, benchStoreWith(b, Options{SyncAlways: true}))
 }
 
-func benchPublishSingle(b *testing.B, st *Store) {
+func benchPublishSingle(b *testing.B, st *jsStore) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
@@ -105,7 +105,7 @@ func benchPublishSingle(b *testing.B, st *Store) {
 	}
 }
 
-func benchPublishBatch(b *testing.B, st *Store) {
+func benchPublishBatch(b *testing.B, st *jsStore) {
 	ctx := context.Background()
 	batch := make([]Delivery, 0, 100)
 	b.ReportAllocs()
@@ -206,7 +206,7 @@ func legacyIngestKey(namespace, eventID string) string {
 }
 
 // lookupIngestMulti returns the recorded value of each key that has one.
-func lookupIngestMulti(ctx context.Context, st *Store, keys []string) (map[string][]byte, error) {
+func lookupIngestMulti(ctx context.Context, st *jsStore, keys []string) (map[string][]byte, error) {
 	subjects := make([]string, len(keys))
 	for i, k := range keys {
 		subjects[i] = ingestSubjectPrefix + k
@@ -247,7 +247,7 @@ func lookupIngestMulti(ctx context.Context, st *Store, keys []string) (map[strin
 	}
 }
 
-func recordIngestAsync(ctx context.Context, st *Store, keys []string, value []byte) error {
+func recordIngestAsync(ctx context.Context, st *jsStore, keys []string, value []byte) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(keys))
 	for _, k := range keys {
 		f, err := st.js.PublishMsgAsync(&nats.Msg{Subject: ingestSubjectPrefix + k, Data: value})

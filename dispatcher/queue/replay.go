@@ -31,7 +31,7 @@ type ReplayItem struct {
 // retained delivered deliveries, oldest first. A delivery stored in both (delivered,
 // then resent and dead-lettered) or retained twice is selected once, from its newest
 // copy, so that a replay sends each event once.
-func (s *Store) Select(ctx context.Context, ep Endpoint, f Filter, deadLetters, delivered bool) ([]ReplayItem, error) {
+func (s *jsStore) Select(ctx context.Context, ep Endpoint, f Filter, deadLetters, delivered bool) ([]ReplayItem, error) {
 	if delivered && len(f.Sequences) > 0 {
 		return nil, errors.New("sequences name dead letters: select them from the dead letters alone")
 	}
@@ -90,7 +90,7 @@ var ErrGone = errors.New("no longer stored")
 // event id and delivery id, schedule from the start); a dead letter is then removed.
 // replayID makes the message new for the stream's de-duplication, so that two replays
 // of the same event both send it, and a replay retried after a crash sends it once.
-func (s *Store) Resend(ctx context.Context, it ReplayItem, replayID string) error {
+func (s *jsStore) Resend(ctx context.Context, it ReplayItem, replayID string) error {
 	stream := s.delivered
 	if it.From == FromDeadLetters {
 		stream = s.deadLetters

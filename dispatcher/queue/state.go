@@ -19,7 +19,7 @@ import (
 var ErrContention = errors.New("too much contention on a shared record")
 
 // ReadState returns the record under key, and whether there is one.
-func (s *Store) ReadState(ctx context.Context, key string) ([]byte, bool, error) {
+func (s *jsStore) ReadState(ctx context.Context, key string) ([]byte, bool, error) {
 	e, err := s.state.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, false, nil
@@ -34,7 +34,7 @@ func (s *Store) ReadState(ctx context.Context, key string) ([]byte, bool, error)
 // value (nil when there is none) and returns the new one, or write false when nothing
 // needs writing; it is called again when another writer came first. It returns the
 // value as it is now and whether this call wrote it.
-func (s *Store) UpdateState(ctx context.Context, key string, mutate func(cur []byte) (next []byte, write bool, err error)) ([]byte, bool, error) {
+func (s *jsStore) UpdateState(ctx context.Context, key string, mutate func(cur []byte) (next []byte, write bool, err error)) ([]byte, bool, error) {
 	for range 50 {
 		var cur []byte
 		var rev uint64
@@ -67,7 +67,7 @@ func (s *Store) UpdateState(ctx context.Context, key string, mutate func(cur []b
 
 // WatchState calls fn with every change of the per-endpoint records of the given kinds
 // (value nil: removed) until ctx ends.
-func (s *Store) WatchState(ctx context.Context, kinds []string, fn func(kind string, ep Endpoint, value []byte)) error {
+func (s *jsStore) WatchState(ctx context.Context, kinds []string, fn func(kind string, ep Endpoint, value []byte)) error {
 	filters := make([]string, len(kinds))
 	for i, k := range kinds {
 		filters[i] = k + ".>"
@@ -102,7 +102,7 @@ func (s *Store) WatchState(ctx context.Context, kinds []string, fn func(kind str
 }
 
 // TallyOf reads an endpoint's tally: its counters, last attempt and last success.
-func (s *Store) TallyOf(ctx context.Context, ep Endpoint) (Tally, error) {
+func (s *jsStore) TallyOf(ctx context.Context, ep Endpoint) (Tally, error) {
 	var t Tally
 	raw, ok, err := s.ReadState(ctx, EndpointKey(TallyKind, ep))
 	if err != nil || !ok {

@@ -117,8 +117,8 @@ func (o *Options) defaults() {
 	}
 }
 
-// Store is an open connection to Herald's JetStream state.
-type Store struct {
+// jsStore is an open connection to Herald's JetStream state: the Store.
+type jsStore struct {
 	opts     Options
 	embedded *server.Server
 	nc       *nats.Conn
@@ -149,9 +149,9 @@ type Store struct {
 }
 
 // Open starts or connects to JetStream and ensures Herald's streams and buckets exist.
-func Open(ctx context.Context, opts Options) (*Store, error) {
+func Open(ctx context.Context, opts Options) (Store, error) {
 	opts.defaults()
-	s := &Store{opts: opts, seen: newSeen(opts.MaxDedupeRecords, opts.DedupeWindow), stopPrune: make(chan struct{})}
+	s := &jsStore{opts: opts, seen: newSeen(opts.MaxDedupeRecords, opts.DedupeWindow), stopPrune: make(chan struct{})}
 	var err error
 	if opts.URL == "" {
 		if s.nc, err = s.startEmbedded(); err != nil {
@@ -231,7 +231,7 @@ const ensureSetupBudget = 100 * time.Second
 // start at once and ask for the same ones (seen in the cluster suite: three replicas on a
 // fresh three-node cluster, two exited with "creating stream HERALD_DEAD_LETTERS:
 // context deadline exceeded" and were restarted by the kubelet).
-func (s *Store) ensureWithRetry(ctx context.Context) error {
+func (s *jsStore) ensureWithRetry(ctx context.Context) error {
 	start := time.Now()
 	deadline := start.Add(ensureSetupBudget)
 	wait := 500 * time.Millisecond
@@ -271,7 +271,7 @@ func (s *Store) ensureWithRetry(ctx context.Context) error {
 	}
 }
 
-func (s *Store) startEmbedded() (*nats.Conn, error) {
+func (s *jsStore) startEmbedded() (*nats.Conn, error) {
 	if s.opts.DataDir == "" {
 		return nil, errors.New("embedded JetStream needs a data directory")
 	}
@@ -308,7 +308,7 @@ func (s *Store) startEmbedded() (*nats.Conn, error) {
 	return nc, nil
 }
 
-func (s *Store) ensure(ctx context.Context, replicas int) error {
+func (s *jsStore) ensure(ctx context.Context, replicas int) error {
 	var err error
 	cfg := jetstream.StreamConfig{
 		Name:        DeliveriesStream,
@@ -381,11 +381,11 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 }
 
 // StateBucket is the key-value bucket for state shared across replicas.
-func (s *Store) StateBucket() jetstream.KeyValue { return s.state }
+func (s *jsStore) StateBucket() jetstream.KeyValue { return s.state }
 
 // Close settles what the journal holds, drains the connection and stops the embedded
 // server, if any.
-func (s *Store) Close() {
+func (s *jsStore) Close() {
 	if s.journal != nil {
 		s.journal.close()
 	}
@@ -403,7 +403,7 @@ func (s *Store) Close() {
 
 // Abort stops without draining or settling, as a crash would; tests use it to prove
 // durability.
-func (s *Store) Abort() {
+func (s *jsStore) Abort() {
 	if s.journal != nil {
 		s.journal.abort()
 	}
@@ -418,7 +418,7 @@ func (s *Store) Abort() {
 	}
 }
 
-func (s *Store) stopFollowing() {
+func (s *jsStore) stopFollowing() {
 	for _, f := range s.followers {
 		f.Stop()
 	}
@@ -432,7 +432,7 @@ func (s *Store) stopFollowing() {
 
 // pruneSeen forgets the event ids older than the dedupe window even while nothing new
 // is accepted.
-func (s *Store) pruneSeen() {
+func (s *jsStore) pruneSeen() {
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
 	for {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/sender"
 )
@@ -70,7 +71,7 @@ func BenchmarkRecorder(b *testing.B) {
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/delivery")
 			var stored uint64
 			for _, s := range []string{queue.DeliveredStream, queue.AttemptsStream} {
-				v, err := store.StreamBytes(context.Background(), s)
+				v, err := queuetest.StreamBytes(context.Background(), store, s)
 				if err != nil {
 					b.Fatal(err)
 				}
