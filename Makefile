@@ -10,6 +10,10 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 HELM_VERSION ?= v3.22.0
 # Prometheus 3.16.0's promtool (the module is versioned v0.3xx.y), for the chart's alerts.
 PROMTOOL_VERSION ?= v0.316.0
+# The Go release go.mod names in its toolchain line (a patch release of the machine's Go
+# with the standard library's security fixes; make vulncheck fails without them). A
+# machine whose Go defaults to GOTOOLCHAIN=local would build with its own release instead.
+export GOTOOLCHAIN ?= auto
 export KUBE_VERSION ETCD_VERSION CONTAINERD_VERSION CONTROLLER_TOOLS_VERSION HELM_VERSION PROMTOOL_VERSION
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)

@@ -66,6 +66,9 @@ func (w *Endpoints) SetupWithManager(mgr ctrl.Manager) error {
 	if w.Secrets == nil {
 		w.Secrets = NewReferencedSecrets(mgr.GetClient(), mgr.GetAPIReader())
 	}
+	if rs, ok := w.Secrets.(*ReferencedSecrets); ok && rs.Referenced == nil {
+		rs.Referenced = w.referencedSecrets
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("dispatcher-endpoints").
 		For(&heraldv1.WebhookEndpoint{}, builder.WithPredicates(predicate.Or(
@@ -76,6 +79,20 @@ func (w *Endpoints) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.WatchesRawSource(source.Channel(w.Notify, &handler.EnqueueRequestForObject{}))
 	}
 	return b.Complete(w)
+}
+
+// referencedSecrets names the Secrets the namespace's endpoints reference.
+func (w *Endpoints) referencedSecrets(ctx context.Context, namespace string) ([]string, error) {
+	var eps heraldv1.WebhookEndpointList
+	if err := w.Client.List(ctx, &eps, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("listing endpoints: %w", err)
+	}
+	var names []string
+	for i := range eps.Items {
+		names = append(names, eps.Items[i].ReferencedSecretNames()...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names), nil
 }
 
 // Reconcile rebuilds one endpoint's delivery configuration.

@@ -25,6 +25,8 @@ import (
 
 var (
 	k       client.Client
+	cached  client.Reader // the manager's: Secrets' metadata from its informer
+	direct  client.Reader // the manager's API reader
 	engine  *delivery.Engine
 	table   = router.NewTable()
 	secrets *watch.ReferencedSecrets
@@ -49,6 +51,7 @@ func TestMain(m *testing.M) {
 	defer engine.Stop()
 	os.Exit(testenv.RunSuite(m, func(s *testenv.Suite) error {
 		k = s.Client
+		cached, direct = s.Manager.GetClient(), s.Manager.GetAPIReader()
 		secrets = watch.NewReferencedSecrets(s.Manager.GetClient(), s.Manager.GetAPIReader())
 		if err := (&watch.Endpoints{Client: s.Manager.GetClient(), Engine: engine, Secrets: secrets,
 			Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}}).SetupWithManager(s.Manager); err != nil {
