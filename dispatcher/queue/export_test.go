@@ -7,4 +7,6 @@ import "context"
 func (p *Pending) Ack(ctx context.Context) error { return p.msg.DoubleAck(ctx) }
 
 // Holds counts what the store holds of one endpoint, per kind (holds).
-func Holds(ctx context.Context, st Store, ep Endpoint) (Held, error) { return st.(*jsStore).holds(ctx, ep) }
+func Holds(ctx context.Context, st Store, ep Endpoint) (Held, error) {
+	return st.(*jsStore).holds(ctx, ep)
+}
