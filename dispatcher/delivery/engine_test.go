@@ -114,8 +114,17 @@ func newHarness(t testing.TB, dir string, tune ...func(*delivery.Options)) *harn
 	if dir == "" {
 		dir = t.TempDir()
 	}
+	return newHarnessOn(t, queue.Options{DataDir: dir}, tune...)
+}
+
+// newHarnessOn is newHarness on the store o opens (embedded in o.DataDir, or on the
+// NATS at o.URL).
+func newHarnessOn(t testing.TB, o queue.Options, tune ...func(*delivery.Options)) *harness {
+	t.Helper()
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{DataDir: dir, Log: testr.NewWithInterface(t, testr.Options{})})
+	dir := o.DataDir
+	o.Log = testr.NewWithInterface(t, testr.Options{})
+	st, err := queue.Open(ctx, o)
 	if err != nil {
 		t.Fatalf("opening store: %v", err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// How a delivery is stored. Since layout 2 (see layout.go) a delivery message is its
+// How a delivery is stored. Since layout 2 (see codec.go) a delivery message is its
 // body alone: a short binary header of Herald's fields (the event's id, type, times,
 // trace context, delivery id, attempt, retry time) followed by the event's data exactly
 // as the producer sent it, and one NATS header, the message id the stream deduplicates

@@ -303,8 +303,11 @@ type HistoryQuery struct {
 }
 
 // Attempts calls fn for each attempt record selected, oldest first, until fn returns
-// false.
+// false. The records this dispatcher holds for its next batch are written first.
 func (s *jsStore) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRecord) bool) error {
+	if err := s.journal.sync(ctx); err != nil {
+		return err
+	}
 	return s.scan(ctx, AttemptsStream, historySubjects(attemptSubjectPrefix, q), q.Since,
 		func(_ uint64, msg jetstream.Msg) (bool, error) {
 			ep, known := historyEndpoint(msg.Subject())
@@ -333,8 +336,12 @@ func (s *jsStore) Attempts(ctx context.Context, q HistoryQuery, fn func(*Attempt
 }
 
 // Delivered calls fn for each retained delivered delivery selected, oldest first,
-// until fn returns false.
+// until fn returns false. The deliveries this dispatcher holds for its next batch are
+// written first.
 func (s *jsStore) Delivered(ctx context.Context, q HistoryQuery, fn func(*Retained) bool) error {
+	if err := s.journal.sync(ctx); err != nil {
+		return err
+	}
 	return s.scan(ctx, DeliveredStream, historySubjects(deliveredSubjectPrefix, q), q.Since,
 		func(seq uint64, msg jetstream.Msg) (bool, error) {
 			ep, known := historyEndpoint(msg.Subject())

@@ -409,12 +409,25 @@ func (j *journal) flushDue(all bool) {
 }
 
 // flushAll flushes everything held, waiting for it.
-func (j *journal) flushAll() {
+func (j *journal) flushAll() { _ = j.sync(context.Background()) }
+
+// sync flushes everything held and waits for it, or for ctx. A read of the history
+// syncs first, so that it finds every record this dispatcher handed over (those another
+// replica holds are written within historyInterval).
+func (j *journal) sync(ctx context.Context) error {
 	done := make(chan struct{})
 	select {
 	case j.flushNow <- done:
-		<-done
 	case <-j.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("writing the history held before reading it: %w", ctx.Err())
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("writing the history held before reading it: %w", ctx.Err())
 	}
 }
 

@@ -5,10 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -132,4 +134,30 @@ func WriteLayout1(ctx context.Context, js jetstream.JetStream, l Layout1) error 
 		}
 	}
 	return nil
+}
+
+// WriteLayout1In writes l into the embedded store kept in dataDir, which no dispatcher
+// has open, through a server of its own on that directory (as the embedded server of
+// the release before ran it).
+func WriteLayout1In(ctx context.Context, dataDir string, l Layout1) error {
+	srv, err := server.NewServer(&server.Options{ServerName: "herald-embedded", JetStream: true, StoreDir: dataDir,
+		DontListen: true, NoSigs: true, NoLog: true})
+	if err != nil {
+		return err
+	}
+	go srv.Start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		return errors.New("the server on the store's directory did not start within 30s")
+	}
+	nc, err := nats.Connect("", nats.InProcessServer(srv))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	return WriteLayout1(ctx, js, l)
 }
