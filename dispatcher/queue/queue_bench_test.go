@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
@@ -168,7 +169,8 @@ func BenchmarkDedupe_Accepted100(b *testing.B) {
 func BenchmarkDedupe_KeyValuePerEvent100(b *testing.B) {
 	st := benchStore(b)
 	ctx := context.Background()
-	if _, err := st.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: IngestBucket, Storage: jetstream.FileStorage}); err != nil {
+	lookup, err := newLegacyLookup(ctx, st)
+	if err != nil {
 		b.Fatal(err)
 	}
 	keys := make([]string, 0, 100)
@@ -176,7 +178,7 @@ func BenchmarkDedupe_KeyValuePerEvent100(b *testing.B) {
 		if len(keys) == 0 {
 			return
 		}
-		found, err := lookupIngestMulti(ctx, st, keys)
+		found, err := lookup.lookup(ctx, keys)
 		if err != nil || len(found) > 0 {
 			b.Fatal(err, len(found))
 		}
@@ -205,8 +207,43 @@ func legacyIngestKey(namespace, eventID string) string {
 	return namespace + "." + hex.EncodeToString(sum[:20])
 }
 
-// lookupIngestMulti returns the recorded value of each key that has one.
-func lookupIngestMulti(ctx context.Context, st *jsStore, keys []string) (map[string][]byte, error) {
+// legacyLookup reads the records of HERALD_INGEST as the release before layout 2 did:
+// one key by a direct get of its last message, several by one multi_last direct get
+// whose answers arrive on a subscription kept for every request (one at a time here).
+type legacyLookup struct {
+	st      *jsStore
+	kv      jetstream.KeyValue
+	prefix  string
+	replies chan *nats.Msg
+	n       int
+}
+
+func newLegacyLookup(ctx context.Context, st *jsStore) (*legacyLookup, error) {
+	kv, err := st.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: IngestBucket, TTL: 24 * time.Hour, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, err
+	}
+	l := &legacyLookup{st: st, kv: kv, prefix: st.nc.NewRespInbox() + ".", replies: make(chan *nats.Msg, 1026)}
+	if _, err := st.nc.ChanSubscribe(l.prefix+"*", l.replies); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// lookup returns the recorded value of each key that has one.
+func (l *legacyLookup) lookup(ctx context.Context, keys []string) (map[string][]byte, error) {
+	found := map[string][]byte{}
+	if len(keys) == 1 {
+		e, err := l.kv.Get(ctx, keys[0])
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			found[keys[0]] = e.Value()
+		}
+		return found, nil
+	}
 	subjects := make([]string, len(keys))
 	for i, k := range keys {
 		subjects[i] = ingestSubjectPrefix + k
@@ -218,20 +255,20 @@ func lookupIngestMulti(ctx context.Context, st *jsStore, keys []string) (map[str
 	if err != nil {
 		return nil, err
 	}
-	inbox := st.nc.NewRespInbox()
-	sub, err := st.nc.SubscribeSync(inbox)
-	if err != nil {
+	l.n++
+	reply := l.prefix + strconv.Itoa(l.n)
+	if err := l.st.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+IngestBucket, reply, req); err != nil {
 		return nil, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := st.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+IngestBucket, inbox, req); err != nil {
-		return nil, err
-	}
-	found := map[string][]byte{}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, err
+		var m *nats.Msg
+		select {
+		case m = <-l.replies:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if m.Subject != reply {
+			continue // a late answer to an earlier request
 		}
 		switch m.Header.Get("Status") {
 		case "404", "204": // no results / end of batch
