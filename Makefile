@@ -18,11 +18,15 @@ export KUBE_VERSION ETCD_VERSION CONTAINERD_VERSION CONTROLLER_TOOLS_VERSION HEL
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/herald-dev/herald/internal/version.Version=$(VERSION)
-GO_TEST_FLAGS ?= -count=1 -timeout=30m
+# -vet=all: `go test` runs every `go vet` analyzer on each package it compiles, so the
+# tests need no separate `go vet ./...` (which type-checked every package a second time).
+GO_TEST_FLAGS ?= -count=1 -timeout=30m -vet=all
 
-CONTROLLER_GEN = $(shell hack/tool.sh controller-gen)
-HELM = $(shell hack/tool.sh helm)
-PROMTOOL = $(shell hack/tool.sh promtool)
+# The pinned tools, installed once by hack/tool.sh; a path in the environment wins (CI
+# takes promtool from Debian: see .ci/run).
+CONTROLLER_GEN ?= $(shell hack/tool.sh controller-gen)
+HELM ?= $(shell hack/tool.sh helm)
+PROMTOOL ?= $(shell hack/tool.sh promtool)
 
 .PHONY: help
 help: ## Show this help.
@@ -49,39 +53,86 @@ vet: ## go vet.
 	go vet ./...
 
 .PHONY: build
-build: ## Build bin/herald.
-	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o bin/herald .
+build: ## Build bin/herald (static and trimmed, as the release).
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o bin/herald .
 
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver and etcd for tests (cached under bin/k8s).
 	@hack/envtest-assets.sh
 
-# The packages that run goroutines of their own are tested under the race detector.
-# Measured on 2 shared cores: their tests take 85 s instead of 53 s, and building them
-# instrumented on a cold cache costs about 110 s of CPU. Everything else, and the
-# packages holding tests that -race cannot run (files tagged `//go:build !race`, such
-# as allocation budgets), are tested without it.
-RACE_PKGS ?= ./dispatcher/... ./cli/...
+# The packages that run goroutines of their own are tested under the race detector:
+# the dispatcher, the commands and servers of cli, and the controllers. Everything else,
+# and the packages holding tests that -race cannot run (files tagged `//go:build !race`,
+# such as allocation budgets), are tested without it; the suites driving herald binaries
+# build them with -race (HERALD_TEST_RACE=1: hack/chaos, and any suite reading it).
+RACE_PKGS ?= ./dispatcher/... ./cli/... ./controllers/...
 # Every benchmark runs once (-benchtime=1x) with the tests, so a benchmark that no longer
 # compiles or no longer runs fails `make test` instead of rotting until someone profiles.
 BENCH_SMOKE ?= -bench . -benchtime=1x
 
-.PHONY: test
-test: vet ## Run every test against a real kube-apiserver + etcd (builds them on first run); RACE_PKGS under -race, every benchmark once; then the cluster suite (real pods; root only, else a loud SKIP).
-	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'))" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(HELM)" \
-		go test $(GO_TEST_FLAGS) -race $(BENCH_SMOKE) $(RACE_PKGS)
-	race="$$(go list $(RACE_PKGS))"; \
-	norace="$$(git grep -l '^//go:build !race' -- '*_test.go' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')"; \
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(HELM)" PROMTOOL="$(PROMTOOL)" \
-		go test $(GO_TEST_FLAGS) $(BENCH_SMOKE) $$(go list ./... | grep -vxF -f <(echo "$$race") | grep -v '/hack/cluster$$') $$norace
-	@$(MAKE) --no-print-directory test-cluster
+# Every build of `make test` is trimmed (-trimpath) and, but for -race, static
+# (CGO_ENABLED=0): the flags of the release build (Dockerfile, make dist), of the cluster
+# suite's images and of hack/nats-server.sh. With one set of flags Herald's dependencies
+# are compiled once for the test binaries and for every binary the suites build from them
+# (herald for hack/e2e, hack/chaos, hack/firsthour and hack/cluster, nats-server, the
+# local stack, hack/release's run of the Dockerfile), instead of once per set of flags.
+# The race detector needs cgo: the -race pass compiles them once more, instrumented, and
+# the race-built herald of the suites shares that.
+SUITE_TOOLS = KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)"
+TEST_TOOLS = $(SUITE_TOOLS) CONTROLLER_GEN="$(CONTROLLER_GEN)" PROMTOOL="$(PROMTOOL)"
+TEST_ENV = GOFLAGS=-trimpath HERALD_TEST_RACE=1 $(TEST_TOOLS)
 
-# Alone and verbose: it starts a node (CPU the other packages would compete for) and its
-# log is the evidence (pod phases, node, runtime version, image ids, lost/duplicated).
+# `make test` in steps, each reporting what it took (hack/step.sh prints "ci: STEP took
+# Ns (CPU Ns; load ...)"; .ci/run tabulates them); hack/test.sh runs them, the cluster
+# suite beside the others where it runs (root on Linux), after the node's binaries were
+# built at low priority while the other tests wait on their processes.
+.PHONY: test
+test: ## Every test against a real kube-apiserver + etcd (built on first run), go vet's analyzers, RACE_PKGS under -race, every benchmark once, the suites (race-built herald), and beside them the cluster suite (real pods; root, else a loud SKIP; a failure under CI=true).
+	@MAKE="$(MAKE)" hack/test.sh
+
+.PHONY: fmt-check
+fmt-check: ## Fail when a Go file is not gofmt-ed.
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*'))" || { echo "gofmt needed on:"; gofmt -l .; exit 1; }
+
+# The one-time builds, side by side (linking one while compiling the other keeps both
+# cores busy, and one downloads modules while another compiles): kube-apiserver, etcd
+# and kubectl; controller-gen, helm and promtool; nats-server; Herald's modules. Each is
+# cached (bin/, the module cache) and reports its own time.
+.PHONY: test-assets
+test-assets: ## Build what the tests run (bin/k8s, bin/tools, bin/nats-server-*) once.
+	@pids=(); \
+	hack/step.sh go-mod-download go mod download & pids+=($$!); \
+	hack/step.sh envtest-assets hack/envtest-assets.sh >/dev/null & pids+=($$!); \
+	for t in controller-gen helm promtool; do \
+		v="$${t^^}"; v="$${v//-/_}"; [[ -n "$${!v:-}" ]] && { echo "test-assets: $$t is $${!v}"; continue; }; \
+		hack/step.sh "tool $$t" hack/tool.sh $$t >/dev/null & pids+=($$!); done; \
+	GOFLAGS=-trimpath hack/step.sh nats-server hack/nats-server.sh >/dev/null & pids+=($$!); \
+	rc=0; for p in "$${pids[@]}"; do wait "$$p" || rc=1; done; exit $$rc
+
+.PHONY: test-race
+test-race: ## RACE_PKGS under the race detector.
+	$(TEST_ENV) go test $(GO_TEST_FLAGS) -race $(BENCH_SMOKE) $(RACE_PKGS)
+
+# The suites spend most of their time waiting on the processes they drive, so more
+# packages run at once than there are cores (-p), the longest first: with the default
+# (-p = cores) two suites would hold both slots while the short packages queued.
+TEST_UNIT_P ?= 4
+TEST_UNIT_FIRST ?= ./hack/chaos ./hack/e2e ./hack/firsthour ./hack/tenancy
+
+.PHONY: test-unit
+test-unit: ## Every other package (and those with tests -race cannot run), static builds, the suites included.
+	race="$$(go list $(RACE_PKGS))"; \
+	first="$$(go list $(TEST_UNIT_FIRST))"; \
+	norace="$$(git grep -l '^//go:build !race' -- '*_test.go' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')"; \
+	CGO_ENABLED=0 $(TEST_ENV) go test -p $(TEST_UNIT_P) $(GO_TEST_FLAGS) $(BENCH_SMOKE) \
+		$$first $$(go list ./... | grep -vxF -f <(echo "$$race"; echo "$$first") | grep -v '/hack/cluster$$') $$norace
+
+# Verbose: its log is the evidence (pod phases, node, runtime version, image ids,
+# lost/duplicated). Where it cannot run (not root), it says why.
 .PHONY: test-cluster
 test-cluster: ## The cluster suite alone: a real node, helm install, pods killed under load (root; see README).
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test $(GO_TEST_FLAGS) -v ./hack/cluster
+	@if [[ "$$(id -u)" == 0 && "$$(uname)" == Linux ]]; then hack/cluster/node-binaries.sh >/dev/null; fi
+	CGO_ENABLED=0 GOFLAGS=-trimpath $(SUITE_TOOLS) go test $(GO_TEST_FLAGS) -v ./hack/cluster
 
 # The fault-injection suite in full (CHAOS_FULL=1): a 3-node NATS cluster, 3 dispatchers,
 # 16 dispatcher kills, the stream leader's node killed and partitioned, a rolling restart.
@@ -89,7 +140,7 @@ test-cluster: ## The cluster suite alone: a real node, helm install, pods killed
 # namespaces); HERALD_CHAOS_NO_NETNS=1 skips that scenario loudly instead.
 .PHONY: chaos
 chaos: ## The fault-injection suite in full: kills, node loss, partition, rolling restart; prints the table (root; see hack/chaos).
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" CHAOS_FULL=1 go test $(GO_TEST_FLAGS) -v -run TestChaos ./hack/chaos
+	CGO_ENABLED=0 GOFLAGS=-trimpath $(SUITE_TOOLS) CHAOS_FULL=1 go test $(GO_TEST_FLAGS) -v -run TestChaos ./hack/chaos
 
 .PHONY: helm-lint
 helm-lint: ## Lint the Helm chart.
@@ -142,6 +193,11 @@ bench: ## Benchmark the dispatcher end to end on this machine; BENCH_FLAGS=-quic
 	bin/heraldbench -nats-server "$$(hack/nats-server.sh)" $(BENCH_FLAGS)
 
 ##@ Release
+
+.PHONY: previous-release
+previous-release: ## Record REF (a commit) as the release the cluster suite upgrades from (hack/cluster/testdata).
+	@test -n "$(REF)" || { echo "usage: make previous-release REF=<the release's commit>"; exit 2; }
+	hack/cluster/previous-release.sh "$(REF)"
 
 # The image `make docker-build` tags and dist/install.yaml runs.
 IMG ?= ghcr.io/herald-dev/herald:$(VERSION)

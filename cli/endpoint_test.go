@@ -129,7 +129,12 @@ func TestEndpoint_EnableAndReplayThroughTheAnnotationsAndTheAPI(t *testing.T) {
 		!strings.Contains(r.stderr, "WebhookEndpoint cli-enable/billing is disabled, so the replayed deliveries are held: herald endpoint enable billing -n cli-enable sends them.") {
 		t.Errorf("replay into a disabled endpoint printed %q / %q", r.stdout, r.stderr)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Held, not lost: the status (its counters read from the store) shows the replayed
+	// delivery waiting, while the receiver has not had it.
+	eventually(t, 20*time.Second, "the replayed dead letter pending on the disabled endpoint's status", func() bool {
+		ep := c.endpoint(t, nsEnable, "billing")
+		return ep.Status.Counters != nil && ep.Status.Counters.Pending == 1
+	})
 	if s.got("evt_again") {
 		t.Fatal("a disabled endpoint delivered a replayed dead letter")
 	}

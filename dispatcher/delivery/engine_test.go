@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/herald-dev/herald/internal/refreceiver"
 	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/internal/routing"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 const (
@@ -569,6 +571,7 @@ func TestEngine_RestartWithoutDrainLosesNothing(t *testing.T) {
 	delivered := map[string]int{}
 	hang := make(chan struct{})
 	var hangOnce sync.Once
+	var hanging atomic.Int32 // retries under way when the process dies
 	handler := func(_ int, w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("webhook-id")
 		mu.Lock()
@@ -580,6 +583,7 @@ func TestEngine_RestartWithoutDrainLosesNothing(t *testing.T) {
 			return
 		}
 		if strings.HasSuffix(id, "7") {
+			hanging.Add(1)
 			select {
 			case <-hang:
 			case <-r.Context().Done():
@@ -601,7 +605,16 @@ func TestEngine_RestartWithoutDrainLosesNothing(t *testing.T) {
 	}
 	h.publish(events...)
 	rc.waitFor(t, n, 20*time.Second) // every first attempt failed: all are in retry wait
-	time.Sleep(1700 * time.Millisecond)
+	// The process dies with retries in flight: wait until one hangs in the receiver.
+	testenv.Eventually(t, 20*time.Second, func() error {
+		if hanging.Load() == 0 {
+			return errors.New("no retry in flight yet")
+		}
+		return nil
+	})
+	mu.Lock()
+	t.Logf("crash with %d retries in flight and %d of %d events delivered", hanging.Load(), len(delivered), n)
+	mu.Unlock()
 	h.crash()
 
 	h2 := newHarness(t, dir)

@@ -3,6 +3,7 @@ package delivery_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,23 @@ func (h *harness) consumers() int {
 	return n
 }
 
+// scans counts the engine's scans: each begins by asking the store which endpoints
+// hold deliveries, and acts on the answer before the next begins.
+type scans struct {
+	delivery.Store
+	n atomic.Int64
+}
+
+func (s *scans) UnsettledBySubject(ctx context.Context) (map[string]uint64, error) {
+	s.n.Add(1)
+	return s.Store.UnsettledBySubject(ctx)
+}
+
+// countScans has the engine's store count its scans.
+func countScans(sc *scans) func(*delivery.Options) {
+	return func(o *delivery.Options) { sc.Store = o.Store; o.Store = sc }
+}
+
 func (h *harness) waitRunning(t *testing.T, want int) {
 	t.Helper()
 	testenv.Eventually(t, 10*time.Second, func() error {
@@ -39,14 +57,23 @@ func (h *harness) waitRunning(t *testing.T, want int) {
 // the first delivery starts them, idleness stops them, and the server removes the
 // consumer. Measured in bench scenario f: 4 KiB per idle endpoint instead of ~200 KiB.
 func TestEngine_IdleEndpointHasNoConsumerAndWakesOnDelivery(t *testing.T) {
-	h := newHarness(t, "", quickIdle)
+	sc := &scans{}
+	h := newHarness(t, "", quickIdle, countScans(sc))
 	rc := newReceiver(t, nil)
 	for i := range 50 {
 		name := fmt.Sprintf("quiet-%d", i)
 		h.endpoint(name, rc.URL, endpointOpts{})
 		h.router.Set(ns, router.Subscription{Name: "to-" + name, Endpoint: name, Patterns: []string{"only." + name}})
 	}
-	time.Sleep(time.Second) // several scans
+	// Two whole scans after the last endpoint came: the third has begun, so the
+	// second acted on its answer.
+	from := sc.n.Load()
+	testenv.Eventually(t, 10*time.Second, func() error {
+		if n := sc.n.Load() - from; n < 3 {
+			return fmt.Errorf("%d scans began since the endpoints came", n)
+		}
+		return nil
+	})
 	if n := h.engine.Running(); n != 0 {
 		t.Fatalf("%d of 50 endpoints with nothing to deliver are running", n)
 	}

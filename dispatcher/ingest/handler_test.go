@@ -35,6 +35,9 @@ type memAcceptor struct {
 	err     error
 	short   bool          // return one result too few
 	block   chan struct{} // when set, Accept waits for it to close
+	entered chan struct{} // when set, closed as Accept is first called
+	// returned is set as Accept returns.
+	returned atomic.Bool
 }
 
 type stored struct {
@@ -44,6 +47,10 @@ type stored struct {
 }
 
 func (a *memAcceptor) Accept(ctx context.Context, ns string, events []ingest.Event) ([]ingest.Result, error) {
+	defer a.returned.Store(true)
+	if a.entered != nil {
+		close(a.entered)
+	}
 	if a.block != nil {
 		<-a.block
 	}
@@ -529,19 +536,56 @@ func TestPublish_RefusesBeforeReadingTheBody(t *testing.T) {
 
 func TestPublish_AnswersOnlyAfterAcceptReturns(t *testing.T) {
 	f := newFixture(t, nil)
-	f.acc.block = make(chan struct{})
+	f.acc.entered, f.acc.block = make(chan struct{}), make(chan struct{})
+	// Whether the handler began its answer before Accept returned, seen from inside
+	// the server: a client would not see an answer written and not yet flushed.
+	var early, wrote atomic.Bool
+	inner := f.srv.Config.Handler
+	f.srv.Close()
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(&orderWriter{ResponseWriter: w, first: func() {
+			wrote.Store(true)
+			early.Store(!f.acc.returned.Load())
+		}}, r)
+	}))
+	t.Cleanup(f.srv.Close)
 	done := make(chan response, 1)
 	go func() { done <- f.post(t, single, nil, `{"type":"t","data":1}`) }()
 	select {
+	case <-f.acc.entered:
 	case r := <-done:
-		t.Fatalf("answered %d before the acceptor returned", r.status)
-	case <-time.After(200 * time.Millisecond):
+		t.Fatalf("answered %d without calling the acceptor", r.status)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the acceptor was not called within 10s")
 	}
 	close(f.acc.block)
 	if r := <-done; r.status != http.StatusAccepted {
 		t.Errorf("status %d, want 202", r.status)
 	}
+	if !wrote.Load() || early.Load() {
+		t.Errorf("the handler began its answer before the acceptor returned (wrote %v, early %v)", wrote.Load(), early.Load())
+	}
 }
+
+// orderWriter calls first before the first byte or status of the answer is written.
+type orderWriter struct {
+	http.ResponseWriter
+	first func()
+	once  sync.Once
+}
+
+func (w *orderWriter) WriteHeader(code int) {
+	w.once.Do(w.first)
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *orderWriter) Write(b []byte) (int, error) {
+	w.once.Do(w.first)
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (w *orderWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func TestPublish_CredentialsNeverInAnswersOrLogs(t *testing.T) {
 	f := newFixture(t, nil)

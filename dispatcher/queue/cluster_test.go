@@ -313,8 +313,17 @@ func TestClose_IsNotAnOutage(t *testing.T) {
 	if err := st.Writable(); err != nil {
 		t.Fatalf("a fresh store: %v", err)
 	}
+	// The client runs its callbacks one after the other on a goroutine of its own, the
+	// closed callback after the disconnect callback the store set: once it ran, the
+	// store's had.
+	closed := make(chan struct{})
+	st.NATSConn().SetClosedHandler(func(*nats.Conn) { close(closed) })
 	st.Close()
-	time.Sleep(100 * time.Millisecond) // the client's callbacks run on their own goroutine
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the NATS client did not call its closed callback within 10s of Close")
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for _, e := range errs {

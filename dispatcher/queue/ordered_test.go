@@ -61,12 +61,35 @@ func TestOrderedConsumer_OneAtATimeHeadStaysAheadStaleHeadBlocksNothing(t *testi
 		}
 		return nil
 	}
-	nothing := func(while string) {
+	// heldBack: the server holds the later deliveries back while the head is unsettled.
+	// Its own account says so: it asks for more (a waiting pull request) and has more
+	// (pending), yet it has handed out one delivery and waits for its acknowledgement.
+	// A consumer that is not one-at-a-time hands out the next as soon as it asks.
+	heldBack := func(while string) {
 		t.Helper()
+		var last queue.ConsumerState
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, ok, err := st.ConsumerStateOf(ctx, ep)
+			if err != nil || !ok {
+				t.Fatalf("%s: consumer state %v, %v", while, ok, err)
+			}
+			last = st
+			if st.Delivered != 1 || st.AckPending != 1 {
+				t.Fatalf("%s: the server handed out %d deliveries, %d unacknowledged; want 1 and 1", while, st.Delivered, st.AckPending)
+			}
+			if st.Waiting >= 1 && st.Pending == uint64(len(ds)-1) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the server's account never showed a request waiting with %d deliveries held back: %+v", while, len(ds)-1, last)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		select {
 		case p := <-next:
 			t.Fatalf("%s handed out %s", while, p.EventID)
-		case <-time.After(500 * time.Millisecond):
+		default:
 		}
 	}
 
@@ -74,7 +97,7 @@ func TestOrderedConsumer_OneAtATimeHeadStaysAheadStaleHeadBlocksNothing(t *testi
 	if head.Redelivered() {
 		t.Error("a first delivery says it was handed out before")
 	}
-	nothing("with evt_0 unsettled, the consumer")
+	heldBack("with evt_0 unsettled, the consumer")
 	if err := head.Delay(300 * time.Millisecond); err != nil {
 		t.Fatal(err)
 	}

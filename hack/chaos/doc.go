@@ -28,6 +28,19 @@
 //     of JetStream), restarted on its store after a while.
 //   - NodePartitioned: the node leading HERALD_DELIVERIES cut off from the other nodes
 //     and every dispatcher, then healed.
+//   - HistoryFlagsAfterRestart: the replicas restarted with --attempt-log=false and with
+//     short limits (--attempt-log-max-age, --retain-delivered-max-bytes, then
+//     --retain-delivered-max-age, --attempt-log-max-bytes): each reaches the history
+//     streams' limits, and what the store keeps follows (records expire, the oldest go
+//     first, no attempt record while the log is off).
+//
+// Before the scenarios, every stream and bucket the dispatchers made (the queues, the two
+// history streams HERALD_DELIVERED and HERALD_ATTEMPTS, the buckets) must have 3 replicas:
+// the default on a 3-node cluster.
+//
+// `make test` sets HERALD_TEST_RACE=1: herald is then built with the race detector and
+// its processes run with GORACE=halt_on_error=1, so a data race in the manager or a
+// dispatcher under these faults stops it and fails the suite, with the report.
 //
 // Lost must be 0 in every scenario, every refusal must be a 429 or 503 with Retry-After,
 // and no 202 may route an event nowhere; duplicates are reported, not failed on (the

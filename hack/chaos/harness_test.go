@@ -74,10 +74,17 @@ func setup(t *testing.T) *harness {
 	start := time.Now()
 	dir := t.TempDir()
 	h := &harness{t: t, dir: dir, herald: filepath.Join(dir, "bin", "herald")}
-	build := goCmd("build", "-o", h.herald, "-ldflags", "-X github.com/herald-dev/herald/internal/version.Version=chaos", ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	args := []string{"build", "-o", h.herald, "-ldflags", "-X github.com/herald-dev/herald/internal/version.Version=chaos"}
+	buildEnv := append(os.Environ(), "CGO_ENABLED=0")
+	if testenv.RaceBuild() {
+		// Three dispatchers and a manager under faults: where the races would be.
+		args = append(args, "-race")
+		buildEnv = append(os.Environ(), "CGO_ENABLED=1")
+	}
+	build := goCmd(append(args, ".")...)
+	build.Env = buildEnv
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("the chaos suite runs the herald binary, and `go build .` failed (%v):\n%s", err, out)
+		t.Fatalf("the chaos suite runs the herald binary, and `go %s .` failed (%v):\n%s", strings.Join(args, " "), err, out)
 	}
 	assets, err := testenv.Assets()
 	if err != nil {
@@ -120,10 +127,17 @@ func setup(t *testing.T) *harness {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	h.env = append(os.Environ(), "HOME="+home, "KUBECONFIG="+h.kubeconfig,
+	h.env = append(os.Environ(), "GORACE="+testenv.RaceOptions, "HOME="+home, "KUBECONFIG="+h.kubeconfig,
 		"HELM_CACHE_HOME="+filepath.Join(home, "helm-cache"), "HELM_CONFIG_HOME="+filepath.Join(home, "helm-config"),
 		"HELM_DATA_HOME="+filepath.Join(home, "helm-data"))
 	t.Cleanup(func() {
+		// A race-built process stops at its first data race; one stopped or killed on
+		// purpose may have reported one just before.
+		for _, p := range h.procs {
+			if raw, err := os.ReadFile(p.log); err == nil && strings.Contains(string(raw), testenv.RaceReport) {
+				t.Errorf("%s reported a data race:\n%s", p.name, tail(p.log, 60))
+			}
+		}
 		if !t.Failed() {
 			return
 		}
@@ -138,7 +152,7 @@ func setup(t *testing.T) *harness {
 			t.Logf("every process's log is kept in %s", kept)
 		}
 	})
-	t.Logf("herald built and control plane up in %s", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("herald built (race detector: %v) and control plane up in %s", testenv.RaceBuild(), time.Since(start).Round(100*time.Millisecond))
 	return h
 }
 
@@ -355,6 +369,8 @@ type stack struct {
 	dispatchers []*dispatcher
 	dispatchKC  string
 	manager     *proc
+	// extraFlags are added to every replica's flags from its next start on.
+	extraFlags []string
 }
 
 // startManager runs `herald manager` with the chart's ServiceAccount, not managing the
@@ -378,10 +394,10 @@ const ackWait = "15s"
 func (s *stack) startDispatcher(d *dispatcher) {
 	h := s.h
 	d.starts++
-	d.proc = h.startProc(fmt.Sprintf("dispatcher-%d.%d", d.index, d.starts), h.herald, []string{"KUBECONFIG=" + s.dispatchKC},
-		"dispatcher", "--nats-url="+s.nats.urls(), "--allow-plain-http", "--allow-loopback",
-		"--ingest-bind-address="+d.ingest, "--metrics-bind-address="+d.metrics, "--health-probe-bind-address="+d.health,
-		"--status-interval=1s", "--ack-wait="+ackWait)
+	args := append([]string{"dispatcher", "--nats-url=" + s.nats.urls(), "--allow-plain-http", "--allow-loopback",
+		"--ingest-bind-address=" + d.ingest, "--metrics-bind-address=" + d.metrics, "--health-probe-bind-address=" + d.health,
+		"--status-interval=1s", "--ack-wait=" + ackWait}, s.extraFlags...)
+	d.proc = h.startProc(fmt.Sprintf("dispatcher-%d.%d", d.index, d.starts), h.herald, []string{"KUBECONFIG=" + s.dispatchKC}, args...)
 }
 
 func (s *stack) waitDispatcherReady(t *testing.T, d *dispatcher, within time.Duration) {

@@ -176,6 +176,31 @@ func (c *natsCluster) streamInfo(stream string) (*jetstream.StreamInfo, error) {
 	return s.CachedInfo(), nil
 }
 
+// streams asks JetStream, through any node that answers, about every stream: Herald's
+// queues and histories, and the key-value buckets (KV_<bucket>).
+func (c *natsCluster) streams() ([]*jetstream.StreamInfo, error) {
+	nc, err := nats.Connect(c.urls(), nats.Timeout(3*time.Second), nats.MaxReconnects(0))
+	if err != nil {
+		return nil, fmt.Errorf("connecting to NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []*jetstream.StreamInfo
+	list := js.ListStreams(ctx)
+	for info := range list.Info() {
+		out = append(out, info)
+	}
+	if err := list.Err(); err != nil {
+		return nil, fmt.Errorf("listing streams: %w", err)
+	}
+	return out, nil
+}
+
 // leader returns the node leading a stream.
 func (c *natsCluster) leader(stream string) (*natsNode, *jetstream.StreamInfo, error) {
 	info, err := c.streamInfo(stream)

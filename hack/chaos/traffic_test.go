@@ -188,7 +188,16 @@ func (a *answers) count(code string) int {
 
 // publishOnce sends one event to one replica.
 func (p *producer) publishOnce(ctx context.Context, d *dispatcher, id, typ string) (int, publishResult, http.Header, string, error) {
-	body, _ := json.Marshal(map[string]any{"id": id, "type": typ, "data": map[string]any{"n": id}})
+	return p.publishData(ctx, d, id, typ, "")
+}
+
+// publishData is publishOnce with pad in the event's data, to make it larger.
+func (p *producer) publishData(ctx context.Context, d *dispatcher, id, typ, pad string) (int, publishResult, http.Header, string, error) {
+	data := map[string]any{"n": id}
+	if pad != "" {
+		data["pad"] = pad
+	}
+	body, _ := json.Marshal(map[string]any{"id": id, "type": typ, "data": data})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+d.ingest+"/v1/namespaces/"+p.namespace+"/events", bytes.NewReader(body))
 	if err != nil {
 		return 0, publishResult{}, nil, "", err

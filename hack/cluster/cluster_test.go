@@ -125,13 +125,26 @@ func (s *suite) importImage(name, entrypoint string, adds ...string) {
 	s.ctr("images", "import", tarball)
 }
 
+// helmValues are the --set flags of the install line up.sh printed (the local image, the
+// outbound policy for the suite's plain-http receivers on the node's private address),
+// with the image tag given: one source for every helm command of the suite.
 func (s *suite) helmValues(tag string) []string {
-	// Default values but the image (the one built from this tree, never pulled) and the
-	// outbound policy: the suite's receivers are plain http on the node's private address.
-	return []string{"--set", "image.repository=herald.local/herald", "--set", "image.tag=" + tag,
-		"--set", "outbound.allowPlainHTTP=true", "--set", "outbound.allowPrivateNetworks=true"}
+	var out []string
+	f := strings.Fields(s.installLine)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] != "--set" {
+			continue
+		}
+		v := f[i+1]
+		if strings.HasPrefix(v, "image.tag=") {
+			v = "image.tag=" + tag
+		}
+		out = append(out, "--set", v)
+	}
+	return out
 }
 
+// helmInstall runs the `helm install` line `make cluster` prints, as printed.
 func (s *suite) helmInstall(t *testing.T) {
 	// The README installs into a namespace that enforces the restricted Pod Security level.
 	s.apply("", fmt.Sprintf(`apiVersion: v1
@@ -142,10 +155,20 @@ metadata:
     pod-security.kubernetes.io/enforce: restricted
     pod-security.kubernetes.io/warn: restricted
 `, systemNS))
+	if !strings.Contains(s.installLine, " -n "+systemNS+" ") || !strings.Contains(s.installLine, "image.tag=suite") {
+		t.Fatalf("up.sh printed %q: not into %s, or not the suite's image", s.installLine, systemNS)
+	}
 	start := time.Now()
-	args := append([]string{"install", "herald", filepath.Join(repoRoot, "charts", "herald"), "-n", systemNS, "--wait", "--timeout", "3m"}, s.helmValues("suite")...)
-	t.Log("helm " + strings.Join(args, " "))
-	t.Log(s.helm(args...))
+	t.Log(s.installLine)
+	// The line names `helm`: the pinned one comes first on PATH.
+	env := append(append([]string(nil), s.env...), "PATH="+filepath.Dir(s.helmBin)+string(os.PathListSeparator)+os.Getenv("PATH"))
+	cmd := exec.Command("bash", "-c", s.installLine)
+	cmd.Dir, cmd.Env = repoRoot, env
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", s.installLine, err, out)
+	}
+	t.Log(string(out))
 	t.Logf("TIMING helm install --wait (manager Ready): %s", time.Since(start).Round(100*time.Millisecond))
 	t.Log(s.podReport(systemNS, "app.kubernetes.io/component=manager"))
 
@@ -563,6 +586,10 @@ func (s *suite) helmUninstall(t *testing.T) {
 		strings.TrimSpace(s.kubectl("get", "pvc", "-n", systemNS, "-o", "name")))
 }
 
+// previousRelease is the record of the release the upgrade step starts from, without its
+// .tar.gz and .commit suffixes.
+const previousRelease = "hack/cluster/testdata/previous-release"
+
 // gitOutput runs git in the repository.
 func gitOutput(args ...string) (string, error) {
 	cmd := exec.Command("git", args...)
@@ -590,27 +617,39 @@ func (s *suite) imageOfTree(tree, name string) {
 	s.importImage(name, "/herald", adds...)
 }
 
-// helmUpgradeFromPrevious installs the chart and image of the previous commit
-// (HERALD_UPGRADE_FROM, default HEAD~1), then upgrades to the working tree's under a
-// steady publish stream: nothing accepted may be lost.
+// helmUpgradeFromPrevious installs the chart and image of the previous release, then
+// upgrades to the working tree's under a steady publish stream: nothing accepted may be
+// lost. The previous release's sources are checked in (hack/cluster/testdata, made by
+// hack/cluster/previous-release.sh), so that a shallow clone without the Git remote runs
+// this step too; HERALD_UPGRADE_FROM=<git ref> upgrades from that commit instead.
 func (s *suite) helmUpgradeFromPrevious(t *testing.T) {
-	ref := os.Getenv("HERALD_UPGRADE_FROM")
-	if ref == "" {
-		ref = "HEAD~1"
-	}
-	rev, err := gitOutput("rev-parse", "--verify", ref+"^{commit}")
-	if err != nil {
-		skipLoudly(t, fmt.Sprintf("helm upgrade step: cannot resolve %s (a shallow clone?); set HERALD_UPGRADE_FROM to a commit: %v", ref, err))
-	}
-	// git archive, not a worktree: nothing is registered in the repository's .git.
 	prev := filepath.Join(s.dir, "prev-tree")
+	if err := os.RemoveAll(prev); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.MkdirAll(prev, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := s.run(nil, "bash", "-c", fmt.Sprintf("git archive %s | tar -x -C %s", rev, prev)); err != nil {
-		t.Fatalf("extracting %s: %v\n%s", rev, err, out)
+	var extract, what string
+	if ref := os.Getenv("HERALD_UPGRADE_FROM"); ref != "" {
+		rev, err := gitOutput("rev-parse", "--verify", ref+"^{commit}")
+		if err != nil {
+			t.Fatalf("HERALD_UPGRADE_FROM=%s: %v", ref, err)
+		}
+		// git archive, not a worktree: nothing is registered in the repository's .git.
+		extract, what = fmt.Sprintf("git archive %s | tar -x -C %s", rev, prev), fmt.Sprintf("HERALD_UPGRADE_FROM=%s = %s", ref, rev[:12])
+	} else {
+		commit, err := os.ReadFile(filepath.Join(repoRoot, previousRelease+".commit"))
+		if err != nil {
+			t.Fatalf("the previous release's record: %v (hack/cluster/previous-release.sh makes it)", err)
+		}
+		extract = fmt.Sprintf("tar -xzf %s -C %s", filepath.Join(repoRoot, previousRelease+".tar.gz"), prev)
+		what = previousRelease + ".tar.gz, the sources of " + strings.TrimSpace(string(commit))
 	}
-	t.Logf("previous release: %s = %s", ref, rev[:12])
+	if out, err := s.run(nil, "bash", "-c", extract); err != nil {
+		t.Fatalf("extracting the previous release: %v\n%s", err, out)
+	}
+	t.Logf("previous release: %s", what)
 	s.imageOfTree(prev, "herald.local/herald:prev")
 
 	// The upgrade the README describes for producers still on the API server's token:

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 var repoRoot = func() string {
@@ -26,27 +28,42 @@ var repoRoot = func() string {
 	return filepath.Join(wd, "..", "..")
 }()
 
-// The suite's own cluster, beside any `make cluster` (CLUSTER_NAME dev, index 0). A fixed
-// folder, so a run that was killed is cleaned up by the next one.
-const (
-	clusterName  = "suite"
-	clusterIndex = "1"
-	nodeIP       = "10.250.1.2"
-	heraldImage  = "herald.local/herald:suite"
-	testImage    = "herald.local/clustertest:suite"
-	systemNS     = "herald-system"
+// The suite's own cluster, beside any `make cluster` (CLUSTER_NAME dev, index 0): name
+// suite and index 1 unless CLUSTER_NAME and CLUSTER_INDEX say otherwise (two checkouts
+// running the suite at once on one machine). A fixed folder per name, so a run that was
+// killed is cleaned up by the next one.
+var (
+	clusterName  = envOr("CLUSTER_NAME", "suite")
+	clusterIndex = envOr("CLUSTER_INDEX", "1")
+	nodeIP       = "10.250." + clusterIndex + ".2"
 )
+
+const (
+	heraldImage = "herald.local/herald:suite"
+	testImage   = "herald.local/clustertest:suite"
+	systemNS    = "herald-system"
+)
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
 
 // cluster is one running cluster and the tools that drive it.
 type cluster struct {
 	t          *testing.T
 	dir        string
 	kubeconfig string
-	kubectlBin string
-	helmBin    string
-	env        []string
-	netnsPath  string
-	sock       string
+	// installLine is the `helm install` up.sh printed: what a user of `make cluster`
+	// is told to run, which the suite runs as it is.
+	installLine string
+	kubectlBin  string
+	helmBin     string
+	env         []string
+	netnsPath   string
+	sock        string
 	// Entries of the fixed host folders containerd and kubelet write to, before the
 	// cluster started: what is new there after down.sh was left behind.
 	hostBefore map[string]bool
@@ -83,27 +100,19 @@ func requirements() string {
 		missing = append(missing, "/usr/lib/cni/bridge")
 	}
 	if len(missing) > 0 {
-		return fmt.Sprintf("missing %s: apt-get install containerd runc containernetworking-plugins iptables conntrack (.ci/run does)", strings.Join(missing, ", "))
+		return fmt.Sprintf("missing %s: apt-get install the packages .ci/debian-packages lists for hack/cluster (.ci/run does)", strings.Join(missing, ", "))
 	}
 	return ""
 }
 
-// skipLoudly skips with the reason on stderr too, so that `go test ./...` without -v
-// shows it: a skipped cluster suite must never read as a pass.
-func skipLoudly(t *testing.T, reason string) {
-	t.Helper()
-	banner := "##########  CLUSTER SUITE SKIPPED: " + reason + "  ##########"
-	fmt.Fprintln(os.Stderr, banner)
-	t.Skip(banner)
-}
-
-// up starts the suite's cluster with hack/cluster/up.sh, or skips loudly where it cannot
-// run, and tears it down when the test ends (unless HERALD_CLUSTER_KEEP=1).
+// up starts the suite's cluster with hack/cluster/up.sh, and tears it down when the test
+// ends (unless HERALD_CLUSTER_KEEP=1). Where it cannot run it skips loudly, or fails
+// under CI=true, naming what is missing.
 func up(t *testing.T) *cluster {
 	if reason := requirements(); reason != "" {
-		skipLoudly(t, reason)
+		testenv.Unavailable(t, "CLUSTER SUITE", reason)
 	}
-	c := &cluster{t: t, dir: filepath.Join(os.TempDir(), "herald-cluster-suite"), netnsPath: "/run/netns/herald-" + clusterName}
+	c := &cluster{t: t, dir: filepath.Join(os.TempDir(), "herald-cluster-"+clusterName), netnsPath: "/run/netns/herald-" + clusterName}
 	c.sock = filepath.Join(c.dir, "containerd", "containerd.sock")
 	c.env = append(os.Environ(), "CLUSTER_NAME="+clusterName, "CLUSTER_INDEX="+clusterIndex, "CLUSTER_DIR="+c.dir, "HERALD_IMAGE="+heraldImage)
 
@@ -125,9 +134,12 @@ func up(t *testing.T) *cluster {
 		if k, ok := strings.CutPrefix(line, "export KUBECONFIG="); ok {
 			c.kubeconfig = k
 		}
+		if strings.HasPrefix(line, "helm install ") {
+			c.installLine = line
+		}
 	}
-	if c.kubeconfig == "" {
-		t.Fatalf("hack/cluster/up.sh printed no export KUBECONFIG= line:\n%s", out)
+	if c.kubeconfig == "" || c.installLine == "" {
+		t.Fatalf("hack/cluster/up.sh printed no export KUBECONFIG= line or no helm install line:\n%s", out)
 	}
 	t.Logf("TIMING cluster up (binaries cached or built, images imported, node Ready): %s", time.Since(start).Round(time.Second))
 	home := t.TempDir()

@@ -13,6 +13,8 @@ CONTAINERD_VERSION="${CONTAINERD_VERSION:-1.6}"
 CLUSTER_NAME="${CLUSTER_NAME:-dev}"
 CLUSTER_INDEX="${CLUSTER_INDEX:-0}"
 CLUSTER_DIR="${CLUSTER_DIR:-${ROOT}/bin/cluster/${CLUSTER_NAME}}"
+# The Herald image up.sh builds from the working tree and imports (never pulled).
+HERALD_IMAGE="${HERALD_IMAGE:-herald.local/herald:dev}"
 
 NETNS="herald-${CLUSTER_NAME}"
 NETNS_PATH="/run/netns/${NETNS}"
@@ -48,4 +50,14 @@ alive() {
 # The cgroup v1 hierarchies (and the v2 one, if any) the kubelet will create pod cgroups in.
 cgroup_mounts() {
   awk '$3 ~ /^cgroup2?$/ {print $2}' /proc/self/mounts
+}
+
+# The `helm install` that works on this cluster, printed by up.sh after the KUBECONFIG
+# line: the image up.sh imported, and an outbound policy that lets deliveries reach
+# receivers on the node's private network over plain http (the chart's defaults refuse
+# both). The cluster suite runs exactly this line; the README shows it for `make cluster`.
+helm_install_line() {
+  echo "helm install herald charts/herald -n herald-system --create-namespace --wait" \
+    "--set image.repository=${HERALD_IMAGE%:*} --set image.tag=${HERALD_IMAGE##*:}" \
+    "--set outbound.allowPlainHTTP=true --set outbound.allowPrivateNetworks=true"
 }

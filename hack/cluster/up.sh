@@ -6,7 +6,8 @@
 # registry: images are OCI tars made locally). Needs root.
 #
 # Idempotent: a cluster already up is left as it is; a half-started one is torn down first.
-# Ends by printing `export KUBECONFIG=<path>` (usable from the host) on a line of its own.
+# Ends by printing `export KUBECONFIG=<path>` (usable from the host) on a line of its own,
+# then the `helm install` line that works on this cluster (lib.sh, helm_install_line).
 # hack/cluster/down.sh removes everything it made.
 #
 # Settings (environment): CLUSTER_NAME, CLUSTER_DIR, CLUSTER_INDEX (see lib.sh),
@@ -14,7 +15,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-HERALD_IMAGE="${HERALD_IMAGE:-herald.local/herald:dev}"
 PAUSE_IMAGE="herald.local/pause:3.10"
 started=$(date +%s)
 
@@ -347,6 +347,7 @@ main() {
   if healthy; then
     log "already up"
     echo "export KUBECONFIG=${KUBECONFIG_HOST}"
+    helm_install_line
     exit 0
   fi
   if [[ -e "${NETNS_PATH}" || -d "${CLUSTER_DIR}/run" ]]; then
@@ -370,6 +371,7 @@ main() {
   log "up in $(( $(date +%s) - built ))s (binaries and images: $(( built - started ))s)"
   trap - EXIT
   echo "export KUBECONFIG=${KUBECONFIG_HOST}"
+  helm_install_line
 }
 
 # Sourced (by a probe or a test), only the functions are defined.

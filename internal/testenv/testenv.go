@@ -29,8 +29,24 @@ type Env struct {
 
 // RepoRoot is the root of the Herald checkout.
 func RepoRoot() string {
-	_, file, _, _ := goruntime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	if _, file, _, _ := goruntime.Caller(0); filepath.IsAbs(file) {
+		return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	}
+	// Built with -trimpath (as `make test` builds), the file is named by its import path.
+	// A test runs in its package's folder: the root is the nearest folder above holding
+	// Herald's go.mod.
+	dir, err := os.Getwd()
+	if err != nil {
+		panic(err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if mod, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.HasPrefix(string(mod), "module github.com/herald-dev/herald\n") {
+			return d
+		}
+		if d == filepath.Dir(d) {
+			panic("testenv: no Herald go.mod above " + dir)
+		}
+	}
 }
 
 // Scheme returns a scheme with the Kubernetes built-ins and Herald's types.

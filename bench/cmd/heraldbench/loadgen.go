@@ -70,6 +70,7 @@ type loadgen struct {
 	bases    []string // closedLoop's workers take turns over these (several dispatchers)
 	data     []byte
 	sent     stamps // event index → when its POST started (or was scheduled)
+	acc      stamps // event index → when its 202 arrived (the accounting's published)
 	next     atomic.Int64
 	accepted atomic.Int64
 	retried  atomic.Int64 // 429/503 answers (batch retried)
@@ -132,10 +133,14 @@ func (lg *loadgen) post(url string, body []byte) bool {
 	return false
 }
 
-func (lg *loadgen) markAccepted(n int64) {
+// markAccepted records the 202 of the n events from index first on.
+func (lg *loadgen) markAccepted(first, n int64) {
 	t := now()
 	lg.firstAt.CompareAndSwap(0, t)
 	lg.lastAt.Store(t)
+	for i := first; i < first+n; i++ {
+		lg.acc.set(i, t)
+	}
 	lg.accepted.Add(n)
 }
 
@@ -176,7 +181,7 @@ func (lg *loadgen) closedLoop(ctx context.Context, workers, batch int, limit int
 					lg.sent.set(i, t)
 				}
 				if lg.post(url, body) {
-					lg.markAccepted(n)
+					lg.markAccepted(first, n)
 				} else {
 					lg.failed.Add(n)
 				}
@@ -217,7 +222,7 @@ func (lg *loadgen) openLoop(ctx context.Context, workers int, rate float64, tota
 				lg.sent.set(i, at)
 				body = appendEvent(body[:0], i, lg.data)
 				if lg.post(url, body) {
-					lg.markAccepted(1)
+					lg.markAccepted(i, 1)
 				} else {
 					lg.failed.Add(1)
 				}

@@ -67,39 +67,49 @@ func main() {
 		return
 	}
 	var o options
-	flag.BoolVar(&o.Quick, "quick", false, "CI-size run: 3s scenarios, 10k-delivery backlog (overrides -duration, -ceiling-duration, -backlog)")
-	flag.StringVar(&o.Scenarios, "scenarios", "a,b,c,d,e,f,g,h", "scenarios to run: a (1:1), b (fan-out 1:10), c (isolation), d (backlog drain), e (steady latency), f (endpoints at scale; reruns those of a, b, c that are listed with the most idle endpoints registered), g (scale-out: a on an external 3-node NATS cluster with 1 and 3 dispatchers; needs -nats-server), h (a with the event type's JSON Schema enforced at ingest)")
-	flag.StringVar(&o.NATSServer, "nats-server", "", "g: the nats-server binary (make bench builds the version in go.mod with hack/nats-server.sh)")
-	flag.StringVar(&o.IdleEndpoints, "idle-endpoints", "1000,10000", "f: counts of idle endpoints to register, each on a fresh dispatcher")
-	flag.DurationVar(&o.Duration, "duration", 20*time.Second, "how long the load runs in a, b, c and e")
-	flag.DurationVar(&o.CeilingDuration, "ceiling-duration", 10*time.Second, "how long each ceiling measurement runs")
-	flag.IntVar(&o.Concurrency, "concurrency", 8, "load generator connections (and the ceiling's)")
-	flag.IntVar(&o.Batch, "batch", 100, "events per ingest batch request in a, b, c, d")
-	flag.IntVar(&o.Window, "window", 2000, "a, b, c: the producer pauses while more than this many deliveries per endpoint are undelivered (keeps the run at the sustainable rate instead of growing a backlog)")
-	flag.IntVar(&o.PayloadBytes, "payload", 1024, "bytes of event data")
-	flag.IntVar(&o.Backlog, "backlog", 100_000, "d: deliveries queued while the endpoints are held (over 10 endpoints)")
-	flag.Float64Var(&o.Rate, "rate", 0, "e: events per second (0: half of a's deliveries/s, or 200 when a did not run)")
-	flag.IntVar(&o.OpenWorkers, "open-workers", 64, "e: producer goroutines (each event is one POST at its scheduled time)")
-	flag.IntVar(&o.MaxInFlight, "max-in-flight", 8, "each endpoint's maxInFlight (the CRD default is 8)")
-	flag.DurationVar(&o.DeadTimeout, "dead-timeout", 2*time.Second, "c: timeout of the endpoint that never answers")
-	flag.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Minute, "give up waiting for deliveries after this long")
-	flag.StringVar(&o.Observer, "observer", "tracker", "delivery observer in the dispatcher: tracker (production failure tracking) or none")
-	flag.StringVar(&o.Profile, "profile", "", "comma-separated dispatcher profiles to write per scenario: cpu, alloc, block, mutex")
-	flag.StringVar(&o.DispatcherEnv, "dispatcher-env", "", "comma-separated KEY=VALUE added to the dispatcher child's environment only (e.g. GOGC=200,GOMEMLIMIT=120MiB)")
-	flag.IntVar(&o.Verbosity, "dispatcher-v", 0, "log verbosity of the dispatcher child (its log is kept in <out>/<date>-logs/ when not empty)")
-	flag.StringVar(&o.Out, "out", "bench/results", "directory for results")
-	flag.StringVar(&o.Tag, "tag", "", "suffix of the result file names (default: quick in -quick mode)")
+	o.register(flag.CommandLine)
 	flag.Parse()
+	o.finish()
+	if err := run(&o); err != nil {
+		fmt.Fprintln(os.Stderr, "heraldbench:", err)
+		os.Exit(1)
+	}
+}
+
+// register defines the command's flags on fs, each setting a field of o.
+func (o *options) register(fs *flag.FlagSet) {
+	fs.BoolVar(&o.Quick, "quick", false, "CI-size run: 3s scenarios, 10k-delivery backlog (overrides -duration, -ceiling-duration, -backlog)")
+	fs.StringVar(&o.Scenarios, "scenarios", "a,b,c,d,e,f,g,h", "scenarios to run: a (1:1), b (fan-out 1:10), c (isolation), d (backlog drain), e (steady latency), f (endpoints at scale; reruns those of a, b, c that are listed with the most idle endpoints registered), g (scale-out: a on an external 3-node NATS cluster with 1 and 3 dispatchers; needs -nats-server), h (a with the event type's JSON Schema enforced at ingest)")
+	fs.StringVar(&o.NATSServer, "nats-server", "", "g: the nats-server binary (make bench builds the version in go.mod with hack/nats-server.sh)")
+	fs.StringVar(&o.IdleEndpoints, "idle-endpoints", "1000,10000", "f: counts of idle endpoints to register, each on a fresh dispatcher")
+	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long the load runs in a, b, c and e")
+	fs.DurationVar(&o.CeilingDuration, "ceiling-duration", 10*time.Second, "how long each ceiling measurement runs")
+	fs.IntVar(&o.Concurrency, "concurrency", 8, "load generator connections (and the ceiling's)")
+	fs.IntVar(&o.Batch, "batch", 100, "events per ingest batch request in a, b, c, d")
+	fs.IntVar(&o.Window, "window", 2000, "a, b, c: the producer pauses while more than this many deliveries per endpoint are undelivered (keeps the run at the sustainable rate instead of growing a backlog)")
+	fs.IntVar(&o.PayloadBytes, "payload", 1024, "bytes of event data")
+	fs.IntVar(&o.Backlog, "backlog", 100_000, "d: deliveries queued while the endpoints are held (over 10 endpoints)")
+	fs.Float64Var(&o.Rate, "rate", 0, "e: events per second (0: half of a's deliveries/s, or 200 when a did not run)")
+	fs.IntVar(&o.OpenWorkers, "open-workers", 64, "e: producer goroutines (each event is one POST at its scheduled time)")
+	fs.IntVar(&o.MaxInFlight, "max-in-flight", 8, "each endpoint's maxInFlight (the CRD default is 8)")
+	fs.DurationVar(&o.DeadTimeout, "dead-timeout", 2*time.Second, "c: timeout of the endpoint that never answers")
+	fs.DurationVar(&o.DrainTimeout, "drain-timeout", 5*time.Minute, "give up waiting for deliveries after this long")
+	fs.StringVar(&o.Observer, "observer", "tracker", "delivery observer in the dispatcher: tracker (production failure tracking) or none")
+	fs.StringVar(&o.Profile, "profile", "", "comma-separated dispatcher profiles to write per scenario: cpu, alloc, block, mutex")
+	fs.StringVar(&o.DispatcherEnv, "dispatcher-env", "", "comma-separated KEY=VALUE added to the dispatcher child's environment only (e.g. GOGC=200,GOMEMLIMIT=120MiB)")
+	fs.IntVar(&o.Verbosity, "dispatcher-v", 0, "log verbosity of the dispatcher child (its log is kept in <out>/<date>-logs/ when not empty)")
+	fs.StringVar(&o.Out, "out", "bench/results", "directory for results")
+	fs.StringVar(&o.Tag, "tag", "", "suffix of the result file names (default: quick in -quick mode)")
+}
+
+// finish applies what -quick implies, once the flags are parsed.
+func (o *options) finish() {
 	if o.Quick {
 		o.Duration, o.CeilingDuration, o.Backlog, o.DrainTimeout = 3*time.Second, 3*time.Second, 10_000, 2*time.Minute
 		o.IdleEndpoints = "1000"
 		if o.Tag == "" {
 			o.Tag = "quick"
 		}
-	}
-	if err := run(&o); err != nil {
-		fmt.Fprintln(os.Stderr, "heraldbench:", err)
-		os.Exit(1)
 	}
 }
 
@@ -167,6 +177,8 @@ func run(o *options) error {
 	}
 	res.Targets = targets(res)
 	res.ElapsedSeconds = time.Since(started).Seconds()
+	voided := void(res)
+	res.Void = voided
 
 	jsonPath := filepath.Join(o.Out, stamp+".json")
 	f, err := os.Create(jsonPath)
@@ -202,6 +214,9 @@ func run(o *options) error {
 	}
 	if b.profDir != "" {
 		fmt.Printf("Profiles: %s (go tool pprof -top <file>)\n", b.profDir)
+	}
+	if len(voided) > 0 {
+		return fmt.Errorf("the run is void, deliveries do not balance (published = delivered + cut off + missing, missing must be 0):\n  %s", strings.Join(voided, "\n  "))
 	}
 	return nil
 }

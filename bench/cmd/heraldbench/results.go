@@ -19,6 +19,8 @@ type results struct {
 	Scenarios      map[string]*scenarioResult `json:"scenarios"`
 	Targets        []target                   `json:"targets"`
 	ElapsedSeconds float64                    `json:"elapsed_seconds"`
+	// Void lists the scenarios whose deliveries do not balance; a run with any is void.
+	Void []string `json:"void,omitempty"`
 }
 
 type machineInfo struct {
@@ -105,6 +107,10 @@ type scenarioResult struct {
 	// carries what its dispatchers and its NATS servers cost.
 	ScaleOutRuns []*scenarioResult `json:"scale_out_runs,omitempty"`
 	ScaleOut     *scaleOutResult   `json:"scale_out,omitempty"`
+
+	// Accounting is where every published delivery ended up; a run with a scenario
+	// that does not balance is void.
+	Accounting *accounting `json:"accounting,omitempty"`
 
 	Incomplete bool     `json:"incomplete,omitempty"`
 	Notes      []string `json:"notes,omitempty"`
@@ -315,6 +321,12 @@ func markdown(w io.Writer, r *results) {
 		}
 	}
 	fmt.Fprintln(w)
+	if acc := accountingLines(r); acc != "" {
+		fmt.Fprintf(w, "\nEvery delivery accounted for (published = delivered + cut off + missing; missing must be 0):\n%s", acc)
+	}
+	if len(r.Void) > 0 {
+		fmt.Fprintf(w, "\n**VOID**: deliveries do not balance in %s\n", strings.Join(r.Void, "; "))
+	}
 	if len(r.Targets) > 0 {
 		fmt.Fprintln(w, "\n| target (reported, not asserted) | want | measured | met |")
 		fmt.Fprintln(w, "|---|---|---|---|")

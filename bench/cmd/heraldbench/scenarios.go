@@ -28,6 +28,9 @@ type setup struct {
 	lg      *loadgen
 	specs   []endpointSpec
 
+	// result is the scenario's, once end filled it in: close adds the accounting.
+	result *scenarioResult
+
 	t0    int64
 	dcpu0 time.Duration
 	ncpu0 time.Duration
@@ -147,6 +150,7 @@ func (s *setup) profilePaths() profileRequest {
 
 // end stops the profiles and fills in what every scenario reports.
 func (s *setup) end(r *scenarioResult) {
+	s.result = r
 	dcpu, ncpu, hcpu := s.dispatcherCPU()-s.dcpu0, s.natsCPU()-s.ncpu0, selfCPU()-s.hcpu0
 	if s.b.profDir != "" {
 		if err := s.child.call("POST", "/profile/stop", s.profilePaths(), nil); err != nil {
@@ -186,6 +190,9 @@ func (s *setup) closeReceivers() {
 }
 
 func (s *setup) close() {
+	if s.result != nil {
+		s.account(s.result)
+	}
 	for i, c := range s.children() {
 		if c == nil {
 			continue
