@@ -317,7 +317,7 @@ func TestClose_IsNotAnOutage(t *testing.T) {
 	// closed callback after the disconnect callback the store set: once it ran, the
 	// store's had.
 	closed := make(chan struct{})
-	st.NATSConn().SetClosedHandler(func(*nats.Conn) { close(closed) })
+	queue.NATSConn(st).SetClosedHandler(func(*nats.Conn) { close(closed) })
 	st.Close()
 	select {
 	case <-closed:
