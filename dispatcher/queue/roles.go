@@ -101,4 +101,5 @@ type Stats interface {
 	PendingOf(ctx context.Context, n int, endpoint func(i int) Endpoint) ([]int64, error)
 	ConsumerCount(ctx context.Context) (int, error)
 	ConsumerStateOf(ctx context.Context, ep Endpoint) (ConsumerState, bool, error)
+	StreamWrites(ctx context.Context) (map[string]uint64, error)
 }

@@ -102,3 +102,21 @@ func (s *jsStore) ConsumerStateOf(ctx context.Context, ep Endpoint) (st Consumer
 	return ConsumerState{Pending: info.NumPending, AckPending: info.NumAckPending, Waiting: info.NumWaiting,
 		Delivered: info.Delivered.Consumer}, true, nil
 }
+
+// StreamWrites is, per stream of Herald's (key-value buckets included), how many
+// messages were ever stored in it: its last sequence. The difference over a run is
+// what the run wrote (heraldbench reports it per delivery).
+func (s *jsStore) StreamWrites(ctx context.Context) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, st := range []jetstream.Stream{s.deliveries, s.deadLetters, s.delivered, s.attempts, s.accepted, s.stateStream} {
+		if st == nil {
+			continue
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the state of stream %s: %w", st.CachedInfo().Config.Name, s.storeError(err))
+		}
+		out[info.Config.Name] = info.State.LastSeq
+	}
+	return out, nil
+}
