@@ -397,3 +397,46 @@ func TestTracker_ReplayOrphanedByACrashEndsFailed(t *testing.T) {
 		t.Fatalf("three silent minutes later status.replay = %+v, want Failed saying where it stopped", r)
 	}
 }
+
+// TestStatus_CountersOfTheReleaseBeforeAreKept: the counters the release before layout
+// 2 kept in the endpoint's shared state go on from where they were, this release's
+// tally added to them, after the upgrade.
+func TestStatus_CountersOfTheReleaseBeforeAreKept(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.NewNamespace(t, k, "outcome-")
+	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "upgraded"},
+		Spec: heraldv1.WebhookEndpointSpec{URL: "https://upgraded.example/hooks"}}
+	if err := k.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	key := delivery.Key{Namespace: ns, Name: "upgraded", UID: string(ep.UID)}
+	dir := t.TempDir()
+	openStore(t, dir).Close()
+	if err := queuetest.WriteLayout1In(ctx, dir, queuetest.Layout1{Namespace: ns, Name: "upgraded", UID: string(ep.UID),
+		State: `{"delivered":7,"failedAttempts":5,"deadLettered":2}`}); err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t, dir)
+	defer st.Close()
+	tracker := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
+	w := &outcome.StatusWriter{
+		Client: k, Tracker: tracker, Store: st, Log: testr.New(t),
+		Lookup: func(delivery.Key) (*heraldv1.WebhookEndpoint, bool) {
+			var cur heraldv1.WebhookEndpoint
+			return &cur, k.Get(ctx, client.ObjectKeyFromObject(ep), &cur) == nil
+		},
+		Holds: func(delivery.Key) (string, string) { return "", "" },
+	}
+	if _, err := tracker.Load(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, st, tracker, key, 0, 10, true)
+	w.Flush(ctx)
+	var got heraldv1.WebhookEndpoint
+	if err := k.Get(ctx, client.ObjectKeyFromObject(ep), &got); err != nil {
+		t.Fatal(err)
+	}
+	if c := got.Status.Counters; c == nil || c.Delivered != 17 || c.FailedAttempts != 5 || c.DeadLettered != 2 {
+		t.Errorf("counters after the upgrade and 10 deliveries: %+v, want 17 delivered, 5 failed attempts, 2 dead-lettered", c)
+	}
+}
