@@ -65,7 +65,7 @@ envtest-assets: ## Build kube-apiserver and etcd for tests (cached under bin/k8s
 # and the packages holding tests that -race cannot run (files tagged `//go:build !race`,
 # such as allocation budgets), are tested without it; the suites driving herald binaries
 # build them with -race (HERALD_TEST_RACE=1: hack/chaos, and any suite reading it).
-RACE_PKGS ?= ./dispatcher/... ./cli/... ./controllers/...
+RACE_PKGS ?= ./dispatcher/... ./cli/... ./controllers/... ./console/...
 # Every benchmark runs once (-benchtime=1x) with the tests, so a benchmark that no longer
 # compiles or no longer runs fails `make test` instead of rotting until someone profiles.
 BENCH_SMOKE ?= -bench . -benchtime=1x
@@ -117,7 +117,7 @@ test-race: ## RACE_PKGS under the race detector.
 # packages run at once than there are cores (-p), the longest first: with the default
 # (-p = cores) two suites would hold both slots while the short packages queued.
 TEST_UNIT_P ?= 4
-TEST_UNIT_FIRST ?= ./hack/chaos ./hack/e2e ./hack/firsthour ./hack/tenancy
+TEST_UNIT_FIRST ?= ./hack/chaos ./hack/e2e ./hack/firsthour ./hack/tenancy ./hack/console
 
 .PHONY: test-unit
 test-unit: ## Every other package (and those with tests -race cannot run), static builds, the suites included.

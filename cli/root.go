@@ -30,7 +30,7 @@ func NewRootCommandAs(invoked string) *cobra.Command {
 	}
 	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newVersionCommand())
 	root.AddCommand(newPublishCommand(), newVerifyCommand())
-	root.AddCommand(newDLQCommand(), newEndpointCommand(), newEventsCommand(), newAttemptsCommand(), newDocsCommand())
+	root.AddCommand(newDLQCommand(), newEndpointCommand(), newEventsCommand(), newAttemptsCommand(), newDocsCommand(), newConsoleCommand())
 	if name := displayName(invoked); name != "herald" {
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: name}
 		renameExamples(root, name)

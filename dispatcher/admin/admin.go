@@ -12,7 +12,8 @@
 // bodies in the attempt log need get on the subresource webhookendpoints/responses
 // (PermissionResponses) besides; without it the records come without their bodies and
 // the answer says so. The endpoint's receiver documentation (GET .../openapi, docs.go)
-// needs what listing dead letters needs.
+// and the attempt summary (summary.go: the attempt log counted per minute, of a
+// namespace or of one endpoint) need what listing dead letters needs.
 package admin
 
 import (
@@ -163,6 +164,8 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+base+"/enable", h.enable)
 	mux.HandleFunc("GET "+base+"/attempts", h.attempts)
 	mux.HandleFunc("GET /v1/namespaces/{namespace}/events/{id}", h.event)
+	mux.HandleFunc("GET /v1/namespaces/{namespace}/attempts:summary", h.summary)
+	mux.HandleFunc("GET "+base+"/attempts:summary", h.endpointSummary)
 	if h.opts.Replayer != nil {
 		mux.HandleFunc("POST "+base+"/dead-letters:replay", h.replay)
 		mux.HandleFunc("POST "+base+"/replays", h.startReplay)

@@ -78,7 +78,7 @@ type PipelineOptions struct {
 // side (the watch that configures endpoints and routes, status, Events) is added by
 // Run; the benchmark configures endpoints itself.
 type Pipeline struct {
-	Store   *queue.Store
+	Store   queue.Store
 	Router  *router.Table
 	Engine  *delivery.Engine
 	Tracker *outcome.Tracker // nil WithoutOutcome
@@ -100,6 +100,7 @@ type Pipeline struct {
 // NewPipeline opens the store and assembles the route. Close releases it.
 func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error) {
 	o.Store.Log = o.Log.WithName("store")
+	o.Store.WithoutAttemptLog = o.Store.WithoutAttemptLog || o.WithoutAttemptLog
 	store, err := queue.Open(ctx, o.Store)
 	if err != nil {
 		return nil, fmt.Errorf("opening the delivery store: %w", err)
@@ -117,7 +118,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	p.History = store.History()
 	// The history is written first: an attempt's record is handed over before anything
 	// else can take long.
-	observers := delivery.Observers{&replay.Recorder{History: p.History, AttemptLog: !o.WithoutAttemptLog}}
+	observers := delivery.Observers{&replay.Recorder{History: p.History}}
 	var gate func(delivery.Key) bool
 	if !o.WithoutOutcome {
 		notify := o.Notify

@@ -24,6 +24,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
@@ -103,7 +104,7 @@ func (rc *receiver) waitFor(t *testing.T, n int, within time.Duration) []receive
 type harness struct {
 	t      testing.TB
 	dir    string
-	store  *queue.Store
+	store  queue.Store
 	engine *delivery.Engine
 	router *router.Table
 	acc    *accept.Acceptor
@@ -115,8 +116,17 @@ func newHarness(t testing.TB, dir string, tune ...func(*delivery.Options)) *harn
 	if dir == "" {
 		dir = t.TempDir()
 	}
+	return newHarnessOn(t, queue.Options{DataDir: dir}, tune...)
+}
+
+// newHarnessOn is newHarness on the store o opens (embedded in o.DataDir, or on the
+// NATS at o.URL).
+func newHarnessOn(t testing.TB, o queue.Options, tune ...func(*delivery.Options)) *harness {
+	t.Helper()
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{DataDir: dir, Log: testr.NewWithInterface(t, testr.Options{})})
+	dir := o.DataDir
+	o.Log = testr.NewWithInterface(t, testr.Options{})
+	st, err := queue.Open(ctx, o)
 	if err != nil {
 		t.Fatalf("opening store: %v", err)
 	}
@@ -145,7 +155,7 @@ func (h *harness) close() {
 
 // crash stops everything without a graceful drain, as a killed process would.
 func (h *harness) crash() {
-	h.store.Abort()
+	queuetest.Crash(h.store)
 	h.engine.Stop()
 	h.engine, h.store = nil, nil
 }

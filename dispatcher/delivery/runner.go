@@ -343,16 +343,17 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 		if ordered {
 			settled = func(ctx context.Context) { r.clearHead(ctx, head) }
 		}
-		r.deadLetter(sctx, p, heraldv1.DeadLetterTransformFailed, 0, out.Err, settled)
+		r.deadLetter(sctx, p, heraldv1.DeadLetterTransformFailed, 0, out.Err, false, settled)
 	case out.OK():
 		a.Final = true
-		if ordered {
-			// Before the observer, so that the status it prompts no longer names it.
-			r.clearHead(sctx, head)
-		}
 		r.e.opts.Observer.Attempted(a)
+		// Counted, then acknowledged, by the store's journal; an ordered endpoint's
+		// waits for it (its next delivery waits for the acknowledgement anyway), so that
+		// the head's state, which counts its failed attempts until then, goes after.
 		if err := p.Delivered(); err != nil {
-			r.log.Error(err, "acknowledging delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
+			r.log.Error(err, "settling delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
+		} else if ordered {
+			r.clearHead(sctx, head)
 		}
 	case p.Attempt > len(cfg.Schedule) || out.Final:
 		a.Final = true
@@ -365,7 +366,7 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 		if out.Final {
 			reason = heraldv1.DeadLetterRejected
 		}
-		r.deadLetter(sctx, p, reason, out.StatusCode, out.Err, settled)
+		r.deadLetter(sctx, p, reason, out.StatusCode, out.Err, true, settled)
 	case ordered:
 		r.retryInPlace(sctx, p, cfg, out, head, a)
 	default:
@@ -375,8 +376,9 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 		// The schedule counts from the failure, not from the start of the attempt.
 		next.NotBefore = r.e.opts.Now().Add(nextDelay(cfg, p.Attempt, out, jitterRand))
 		if err := p.Retry(sctx, next); err != nil {
-			// Not settled: the store hands the delivery out again after AckWait and it
-			// is attempted again, which keeps it; nothing is lost.
+			// Not settled, or not yet: the store hands the delivery out again after
+			// AckWait and it is attempted again unless it was settled meanwhile, which
+			// keeps it; nothing is lost.
 			r.log.Error(err, "scheduling retry", "deliveryID", p.DeliveryID)
 			return
 		}
@@ -401,7 +403,9 @@ func (r *runner) restoreHead(ctx context.Context, p *queue.Pending) (*queue.Head
 		r.headStale.Store(true)
 		return nil, nil
 	}
-	p.Attempt, p.NotBefore = h.Attempt, h.NotBefore
+	// The attempts that failed in place are counted when the head is settled (status
+	// shows them meanwhile, from the head's state).
+	p.Attempt, p.NotBefore, p.FailedInPlace = h.Attempt, h.NotBefore, h.Attempt-1
 	return &h, nil
 }
 
@@ -458,10 +462,10 @@ func (r *runner) clearHead(ctx context.Context, head *queue.Head) {
 	}
 }
 
-// deadLetter stores p as a dead letter; settled, when set, runs once it is stored and
-// before observers hear of it.
-func (r *runner) deadLetter(ctx context.Context, p *queue.Pending, reason string, status int, cause error, settled func(context.Context)) {
-	dl := queue.DeadLetter{Reason: reason, StatusCode: status, At: r.e.opts.Now()}
+// deadLetter stores p as a dead letter (attempted: just after a failed attempt); settled,
+// when set, runs once it is stored and before observers hear of it.
+func (r *runner) deadLetter(ctx context.Context, p *queue.Pending, reason string, status int, cause error, attempted bool, settled func(context.Context)) {
+	dl := queue.DeadLetter{Reason: reason, StatusCode: status, At: r.e.opts.Now(), Attempted: attempted}
 	if cause != nil {
 		dl.Error = cause.Error()
 	}
@@ -531,10 +535,10 @@ func (r *runner) enforceHeldLimits(ctx context.Context) error {
 			case excess > 0:
 				excess--
 				r.deadLetter(ctx, p, heraldv1.DeadLetterHeldLimitExceeded, 0,
-					fmt.Errorf("held endpoint had %d deliveries waiting, over the limit of %d", pending, r.e.opts.MaxHeld), r.heldSettled(ordered, p))
+					fmt.Errorf("held endpoint had %d deliveries waiting, over the limit of %d", pending, r.e.opts.MaxHeld), false, r.heldSettled(ctx, ordered, p))
 			case !p.AcceptedAt.IsZero() && age > r.e.opts.MaxHeldAge:
 				r.deadLetter(ctx, p, heraldv1.DeadLetterHeldTooLong, 0,
-					fmt.Errorf("held for %s, over the limit of %s", age.Truncate(time.Second), r.e.opts.MaxHeldAge), r.heldSettled(ordered, p))
+					fmt.Errorf("held for %s, over the limit of %s", age.Truncate(time.Second), r.e.opts.MaxHeldAge), false, r.heldSettled(ctx, ordered, p))
 			default:
 				// Oldest first: once one is within the limits, the rest are too.
 				done = true
@@ -549,14 +553,16 @@ func (r *runner) enforceHeldLimits(ctx context.Context) error {
 }
 
 // heldSettled clears the stored state of an ordered head dead-lettered for the limits
-// on held deliveries: it may have failed before the endpoint was held.
-func (r *runner) heldSettled(ordered bool, p *queue.Pending) func(context.Context) {
+// on held deliveries: it may have failed before the endpoint was held (its failed
+// attempts are counted with it).
+func (r *runner) heldSettled(ctx context.Context, ordered bool, p *queue.Pending) func(context.Context) {
 	if !ordered || !p.Redelivered() {
 		return nil
 	}
-	return func(ctx context.Context) {
-		if h, ok, err := r.e.store.OrderedHead(ctx, r.key); err == nil && ok && h.Sequence == p.Sequence() {
-			r.clearHead(ctx, &h)
-		}
+	h, ok, err := r.e.store.OrderedHead(ctx, r.key)
+	if err != nil || !ok || h.Sequence != p.Sequence() {
+		return nil
 	}
+	p.FailedInPlace = h.Attempt - 1
+	return func(ctx context.Context) { r.clearHead(ctx, &h) }
 }

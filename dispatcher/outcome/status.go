@@ -69,21 +69,21 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 func (w *StatusWriter) Flush(ctx context.Context) { w.flush(ctx, false) }
 
 func (w *StatusWriter) flush(ctx context.Context, all bool) {
-	for k, n := range w.Tracker.takeNews(all) {
-		if err := w.write(ctx, k, n); err != nil {
+	for _, k := range w.Tracker.takeDirty(all) {
+		if err := w.write(ctx, k); err != nil {
 			w.Log.Error(err, "writing endpoint status; will retry", "endpoint", k.String())
-			w.Tracker.putBack(k, n)
+			w.Tracker.markDirty(k)
 		}
 	}
 }
 
-func (w *StatusWriter) write(ctx context.Context, k delivery.Key, n news) error {
+func (w *StatusWriter) write(ctx context.Context, k delivery.Key) error {
 	ep, ok := w.Lookup(k)
 	if !ok {
 		w.Tracker.Forget(k)
 		return nil
 	}
-	st, err := w.Tracker.fold(ctx, k, n)
+	st, tally, err := w.Tracker.refresh(ctx, k)
 	if err != nil {
 		return err
 	}
@@ -106,7 +106,7 @@ func (w *StatusWriter) write(ctx context.Context, k delivery.Key, n news) error 
 	if w.Pace != nil {
 		pace = w.Pace(k)
 	}
-	want := desired(ep, st, pending, blocked, hold, holdMessage)
+	want := desired(ep, st, tally, pending, blocked, hold, holdMessage)
 	want.pace(ep, st, pace)
 	want.transform(ep, st)
 	if apiequality.Semantic.DeepEqual(want, current(ep)) {
@@ -197,9 +197,11 @@ func blocking(h queue.Head) *heraldv1.BlockingDelivery {
 	}
 }
 
-// desired computes the owned status from the shared state, the pending count and the
-// engine's hold.
-func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, blocked *heraldv1.BlockingDelivery, hold, holdMessage string) ownedStatus {
+// desired computes the owned status from the shared state, the tally, the pending count
+// and the engine's hold. The counters are the tally's, plus those a release before
+// layout 2 kept in the state, plus the failed attempts of an ordered endpoint's blocking
+// head (counted with the head once it is settled).
+func desired(ep *heraldv1.WebhookEndpoint, st State, tally queue.Tally, pending int64, blocked *heraldv1.BlockingDelivery, hold, holdMessage string) ownedStatus {
 	delivering := metav1.Condition{
 		Type:               heraldv1.ConditionDelivering,
 		Status:             metav1.ConditionTrue,
@@ -220,24 +222,41 @@ func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, blocked *her
 	if st.Disabled {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, st.DisabledReason, st.DisabledMessage
 	}
+	counters := &heraldv1.DeliveryCounters{
+		Delivered:      st.Delivered + tally.Delivered,
+		FailedAttempts: st.FailedAttempts + tally.FailedAttempts,
+		DeadLettered:   st.DeadLettered + tally.DeadLettered,
+		Pending:        pending,
+	}
+	if blocked != nil {
+		counters.FailedAttempts += int64(blocked.FailedAttempts)
+	}
+	lastAttempt, lastSuccess := st.LastAttempt, st.LastSuccess
+	if a := tally.LastAttempt; a != nil {
+		lastAttempt = &heraldv1.DeliveryAttempt{
+			Time: metaTime(a.Time), EventID: a.EventID, DeliveryID: a.DeliveryID, StatusCode: int32(a.StatusCode),
+			LatencyMilliseconds: a.Latency / 1000, Error: a.Error,
+		}
+	}
+	if tally.LastSuccess.After(lastSuccess) {
+		lastSuccess = tally.LastSuccess
+	}
 	out := ownedStatus{
 		Conditions: []metav1.Condition{
 			statusapply.Condition(ep.Status.Conditions, cond),
 			statusapply.Condition(ep.Status.Conditions, delivering),
 		},
 		ConsecutiveFailures: st.ConsecutiveFailures,
-		LastAttempt:         st.LastAttempt,
+		LastAttempt:         lastAttempt,
 		DisabledReason:      st.DisabledReason,
-		Counters: &heraldv1.DeliveryCounters{
-			Delivered: st.Delivered, FailedAttempts: st.FailedAttempts, DeadLettered: st.DeadLettered, Pending: pending,
-		},
+		Counters:            counters,
 		LastHandledReenable: st.LastReenable,
 		LastHandledReplay:   st.LastReplay,
 		BlockedBy:           blocked,
 		Replay:              st.Replay,
 	}
-	if !st.LastSuccess.IsZero() {
-		out.LastSuccessTime = ptrTime(st.LastSuccess)
+	if !lastSuccess.IsZero() {
+		out.LastSuccessTime = ptrTime(lastSuccess)
 	}
 	if st.Disabled && !st.DisabledAt.IsZero() {
 		out.DisabledAt = ptrTime(st.DisabledAt)

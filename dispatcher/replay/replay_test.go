@@ -14,6 +14,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/internal/testenv"
 )
@@ -72,7 +73,7 @@ func (p *progress) of(id string) heraldv1.ReplayStatus {
 func TestReplayer_OneReplayPerEndpointAcrossReplicasUntilItsReplicaDies(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.NATS(t)
-	open := func() *queue.Store {
+	open := func() queue.Store {
 		st, err := queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
 		if err != nil {
 			t.Fatal(err)
@@ -93,7 +94,7 @@ func TestReplayer_OneReplayPerEndpointAcrossReplicasUntilItsReplicaDies(t *testi
 	}
 	w.Close()
 	p := &progress{last: map[string]heraldv1.ReplayStatus{}}
-	replayer := func(st *queue.Store, instance string) *replay.Replayer {
+	replayer := func(st queue.Store, instance string) *replay.Replayer {
 		// Two a second: the first replay runs for ten seconds.
 		return replay.New(replay.Options{Store: st, Progress: p, Rate: 2, Instance: instance, LeaseTTL: 2 * time.Second, Log: testr.New(t)})
 	}
@@ -114,7 +115,7 @@ func TestReplayer_OneReplayPerEndpointAcrossReplicasUntilItsReplicaDies(t *testi
 	}
 
 	// The first replica dies mid-replay: no renewal, no release.
-	first.Abort()
+	queuetest.Crash(first)
 	a.Stop()
 	if got := p.of("r1"); got.Resent == 20 {
 		t.Fatalf("the first replay finished before its replica died (%+v): the test proves nothing", got)

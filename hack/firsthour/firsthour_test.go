@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +39,9 @@ type expectation struct {
 
 var expectations = []expectation{
 	{"kubectl get whe,whs", []string{"webhookendpoint.hooks.herald.dev/billing", "webhooksubscription.hooks.herald.dev/"}},
+	// A command that serves until interrupted: openConsole starts it, reads the page of
+	// the terminal's namespace through the address it printed, and stops it.
+	{"herald console", []string{"Webhooks in herald-demo", "billing", "Delivering"}},
 	{"kubectl describe whe billing", []string{"billing", "Conditions:", "Ready"}},
 	{"kubectl get events --field-selector involvedObject.kind=WebhookEndpoint", nil},
 	{"herald verify ", []string{"signature valid"}},
@@ -265,6 +272,10 @@ func paste(t *testing.T, home string, term terminal, command string) {
 		return
 	}
 	script := strings.Join(append(append([]string(nil), term.exports...), command), "\n")
+	if strings.HasPrefix(command, "herald console") || strings.HasPrefix(command, "kubectl herald console") {
+		openConsole(t, home, term, script, want)
+		return
+	}
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = t.TempDir()
 	cmd.Env = userEnv(home)
@@ -281,6 +292,96 @@ func paste(t *testing.T, home string, term terminal, command string) {
 			t.Errorf("%s terminal: %q printed\n%s\nwhich lacks %q", shortHeading(term.heading), command, indent(string(out)), w)
 		}
 	}
+}
+
+var consoleAddress = regexp.MustCompile(`http://127\.0\.0\.1:\d+/\?token=[A-Za-z0-9_-]+`)
+
+// openConsole runs a console command, which serves until interrupted, as a person
+// would: it waits for the address the command prints, opens it (the secret it carries
+// becomes a cookie), reads the page of the terminal's namespace, checks it holds want,
+// and stops the command with Ctrl-C's signal, after which it must exit.
+func openConsole(t *testing.T, home string, term terminal, script string, want []string) {
+	t.Helper()
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = t.TempDir()
+	cmd.Env = userEnv(home)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	stop := func() error {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			return fmt.Errorf("it did not exit within 15s of SIGINT")
+		}
+	}
+	who := shortHeading(term.heading)
+	var address string
+	wait := framework.Wait{Within: 60 * time.Second}
+	if err := wait.Poll("the console's address", framework.Bool(func() bool {
+		address = consoleAddress.FindString(out.String())
+		return address != ""
+	})); err != nil {
+		_ = stop()
+		t.Errorf("%s terminal: the console printed no address:\n%s", who, indent(out.String()))
+		return
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	page := ""
+	resp, err := hc.Get(address)
+	if err == nil {
+		resp.Body.Close()
+		resp, err = hc.Get(strings.Split(address, "?")[0] + "ns/herald-demo")
+	}
+	if err == nil {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		page = string(b)
+		if resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s", resp.Status)
+		}
+	}
+	stopErr := stop()
+	t.Logf("%s $ %s   (opened %s, read its page of herald-demo, stopped it)\n%s", who, strings.TrimPrefix(script, strings.Join(term.exports, "\n")+"\n"), address, indent(out.String()))
+	if err != nil {
+		t.Errorf("%s terminal: reading the console's page: %v", who, err)
+		return
+	}
+	for _, w := range want {
+		if !strings.Contains(page, w) {
+			t.Errorf("%s terminal: the console's page of herald-demo lacks %q:\n%s", who, w, indent(page))
+		}
+	}
+	if stopErr != nil && !strings.Contains(stopErr.Error(), "signal: interrupt") && !strings.Contains(stopErr.Error(), "exit status 130") {
+		t.Errorf("%s terminal: the console did not stop cleanly on Ctrl-C: %v\n%s", who, stopErr, indent(out.String()))
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a child's output and a reader at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // userEnv is a person's environment: the machine's PATH with ~/.local/bin (Debian's

@@ -66,6 +66,7 @@ func (s *stack) printHints() {
 		lines = append(lines,
 			"    herald endpoint enable billing          # re-enables through the endpoint API (the verb enable; no patch)",
 			"    kubectl get whe,whs",
+			"    herald console                          # all of the above in a browser, as this identity, on 127.0.0.1 (Ctrl-C stops it)",
 		)
 	}
 	lines = append(lines,
