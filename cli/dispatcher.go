@@ -33,6 +33,8 @@ type dispatcherOptions struct {
 	store               queue.Options
 	watchNamespaces     []string
 	policy              outbound.Policy
+	egressProxy         string
+	egressNoProxy       []string
 	ackWait             time.Duration
 	ingest              ingest.Limits
 	maxHeld             int64
@@ -85,6 +87,8 @@ a flag given on the command line wins.`,
 	fs.BoolVar(&o.policy.AllowPlainHTTP, "allow-plain-http", false, "deliver to http:// URLs")
 	fs.BoolVar(&o.policy.AllowPrivateNetworks, "allow-private-networks", false, "deliver to private address ranges")
 	fs.BoolVar(&o.policy.AllowLoopback, "allow-loopback", false, "deliver to loopback addresses (local development only)")
+	fs.StringVar(&o.egressProxy, "egress-proxy", "", "HTTP CONNECT proxy (http://host:port) every delivery goes through, so receivers can allow-list its addresses; credentials from the environment variables "+envProxyUsername+" and "+envProxyPassword+". Endpoints with spec.proxy use theirs, in-cluster Services are reached directly")
+	fs.StringSliceVar(&o.egressNoProxy, "egress-no-proxy", nil, "hosts reached without --egress-proxy: names (and the names under them), IP addresses, CIDR ranges, or * for all")
 	fs.DurationVar(&o.ackWait, "ack-wait", 2*time.Minute, "how long an attempt may run before its delivery is handed to another worker")
 	fs.DurationVar(&o.store.DedupeWindow, "dedupe-window", 24*time.Hour, "how long an event id is remembered at ingest")
 	fs.DurationVar(&o.store.DeadLetterMaxAge, "dead-letter-max-age", 14*24*time.Hour, "how long dead letters are kept")
@@ -165,6 +169,10 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 	if (o.tls.CertFile == "") != (o.tls.KeyFile == "") {
 		return fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
+	egress, err := egressOf(o, os.Getenv)
+	if err != nil {
+		return err
+	}
 	log := o.log.logger()
 	ctrl.SetLogger(log)
 	cfg, err := ctrl.GetConfig()
@@ -180,6 +188,7 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		PprofAddr:           o.pprofAddr,
 		WatchNamespaces:     o.watchNamespaces,
 		Policy:              o.policy,
+		Egress:              egress,
 		AckWait:             o.ackWait,
 		Ingest:              o.ingest,
 		MaxHeld:             o.maxHeld,
@@ -198,6 +207,37 @@ func runDispatcher(ctx context.Context, o *dispatcherOptions) error {
 		}),
 		Log: log,
 	})
+}
+
+// The environment variables holding the credentials of --egress-proxy: the manager sets
+// them from a Secret, so that they are in no file and no command line.
+const (
+	envProxyUsername = "HERALD_EGRESS_PROXY_USERNAME"
+	envProxyPassword = "HERALD_EGRESS_PROXY_PASSWORD"
+)
+
+// egressOf reads --egress-proxy and --egress-no-proxy, judged before anything is sent:
+// the outbound policy refuses a proxy at a metadata address even from the operator.
+func egressOf(o *dispatcherOptions, getenv func(string) string) (outbound.Egress, error) {
+	if o.egressProxy == "" {
+		return outbound.Egress{}, nil
+	}
+	x, err := outbound.ParseProxy(o.egressProxy)
+	if err != nil {
+		return outbound.Egress{}, fmt.Errorf("--egress-proxy: %w", err)
+	}
+	if x.Username != "" || x.Password != "" {
+		return outbound.Egress{}, fmt.Errorf("--egress-proxy must not carry credentials; set %s and %s", envProxyUsername, envProxyPassword)
+	}
+	x.Operator = true
+	x.Username, x.Password = getenv(envProxyUsername), getenv(envProxyPassword)
+	if err := o.policy.CheckProxy(x); err != nil {
+		return outbound.Egress{}, fmt.Errorf("--egress-proxy: %w", err)
+	}
+	if err := outbound.CheckNoProxy(o.egressNoProxy); err != nil {
+		return outbound.Egress{}, fmt.Errorf("--egress-no-proxy: %w", err)
+	}
+	return outbound.Egress{Proxy: x, NoProxy: o.egressNoProxy}, nil
 }
 
 // replayRate turns the flag's 0 (no bound) into the dispatcher's (negative; its 0 is the

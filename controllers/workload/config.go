@@ -132,6 +132,14 @@ type Config struct {
 	// too.
 	WatchNamespaces []string
 
+	// Egress is the operator's proxy every delivery goes through (an http://host:port
+	// URL; empty sends directly), the hosts reached without it, and the
+	// kubernetes.io/basic-auth Secret in Namespace whose username and password the
+	// dispatcher sends to it (optional; the dispatcher reads them from its environment).
+	EgressProxy       string
+	EgressNoProxy     []string
+	EgressProxySecret string
+
 	// Outbound is the delivery policy. It is not a flag of its own: the manager copies its
 	// --allow-plain-http/--allow-private-networks policy here, so the manager's URL checks
 	// and the dispatcher's dial-time checks can never disagree.
@@ -204,6 +212,9 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar((*string)(&c.TLS), "dispatcher-tls", string(d.TLS), "serve the dispatcher's ingest and endpoint API over TLS: off; manager (the manager makes and renews a CA and the certificate); external (cert-manager fills the Secret <dispatcher-name>-tls). The CA is published in the ConfigMap <dispatcher-name>-ca")
 	fs.BoolVar(&c.AcceptAPIServerAudience, "dispatcher-accept-api-server-audience", false, "the dispatcher also accepts producers' tokens for the API server's own audience (pods' default tokens), not only for Herald's (hooks.herald.dev): while producers move to projected tokens")
 	fs.StringVar(&c.OTLPEndpoint, "dispatcher-otlp-endpoint", "", "OTLP/HTTP collector base URL (http://otel-collector.observability:4318) the dispatcher exports spans to; empty exports none")
+	fs.StringVar(&c.EgressProxy, "dispatcher-egress-proxy", "", "HTTP CONNECT proxy (http://host:port) the dispatcher sends every delivery through, so receivers can allow-list its addresses; endpoints with spec.proxy use theirs, in-cluster Services are reached directly")
+	fs.StringSliceVar(&c.EgressNoProxy, "dispatcher-egress-no-proxy", nil, "hosts the dispatcher reaches without --dispatcher-egress-proxy: names (and the names under them), IP addresses, CIDR ranges, or *")
+	fs.StringVar(&c.EgressProxySecret, "dispatcher-egress-proxy-credentials-secret", "", "kubernetes.io/basic-auth Secret in the dispatcher's namespace (keys username, password) sent to --dispatcher-egress-proxy")
 }
 
 // Validate reports the first problem in a way that names the flag to fix, because the
@@ -284,6 +295,24 @@ func (c Config) Validate() error {
 	if c.OTLPEndpoint != "" {
 		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("--dispatcher-otlp-endpoint %q must be an http(s) URL such as http://otel-collector.observability:4318", c.OTLPEndpoint)
+		}
+	}
+	if c.EgressProxy != "" {
+		if x, err := outbound.ParseProxy(c.EgressProxy); err != nil {
+			bad("--dispatcher-egress-proxy: %v", err)
+		} else if x.Username != "" || x.Password != "" {
+			bad("--dispatcher-egress-proxy must not carry credentials; name a Secret with --dispatcher-egress-proxy-credentials-secret")
+		}
+	}
+	if err := outbound.CheckNoProxy(c.EgressNoProxy); err != nil {
+		bad("--dispatcher-egress-no-proxy: %v", err)
+	}
+	if c.EgressProxySecret != "" {
+		if c.EgressProxy == "" {
+			bad("--dispatcher-egress-proxy-credentials-secret needs --dispatcher-egress-proxy")
+		}
+		if msgs := validation.IsDNS1123Subdomain(c.EgressProxySecret); len(msgs) > 0 {
+			bad("--dispatcher-egress-proxy-credentials-secret %q: %s", c.EgressProxySecret, msgs[0])
 		}
 	}
 	if c.MaxBodyBytes < 1 {

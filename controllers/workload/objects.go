@@ -106,7 +106,17 @@ type Settings struct {
 	TLSKeyFile  string `json:"tls-key-file,omitempty"`
 	// WatchNamespaces served, separated by commas; absent, all.
 	WatchNamespaces string `json:"watch-namespaces,omitempty"`
+	// EgressProxy and EgressNoProxy (comma separated); absent, deliveries go directly.
+	EgressProxy   string `json:"egress-proxy,omitempty"`
+	EgressNoProxy string `json:"egress-no-proxy,omitempty"`
 }
+
+// The dispatcher's environment variables holding its proxy's credentials (see the
+// dispatcher's --egress-proxy), set from EgressProxySecret.
+const (
+	envEgressProxyUsername = "HERALD_EGRESS_PROXY_USERNAME"
+	envEgressProxyPassword = "HERALD_EGRESS_PROXY_PASSWORD"
+)
 
 // Settings returns the dispatcher configuration for c.
 func (c Config) Settings() Settings {
@@ -128,6 +138,8 @@ func (c Config) Settings() Settings {
 		ReplayRate:              c.History.ReplayRate,
 		AcceptAPIServerAudience: c.AcceptAPIServerAudience,
 		WatchNamespaces:         strings.Join(c.WatchNamespaces, ","),
+		EgressProxy:             c.EgressProxy,
+		EgressNoProxy:           strings.Join(c.EgressNoProxy, ","),
 	}
 	if c.TLS == TLSManager || c.TLS == TLSExternal {
 		s.TLSCertFile, s.TLSKeyFile = tlsDir+"/"+corev1.TLSCertKey, tlsDir+"/"+corev1.TLSPrivateKeyKey
@@ -234,6 +246,14 @@ func (c Config) podTemplate(checksum string) *corev1ac.PodTemplateSpecApplyConfi
 			WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.namespace"))),
 		corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().
 			WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.name"))),
+	}
+	if c.EgressProxySecret != "" {
+		// In the environment, from the Secret: in no file, ConfigMap or command line.
+		env = append(env,
+			corev1ac.EnvVar().WithName(envEgressProxyUsername).WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(
+				corev1ac.SecretKeySelector().WithName(c.EgressProxySecret).WithKey(corev1.BasicAuthUsernameKey))),
+			corev1ac.EnvVar().WithName(envEgressProxyPassword).WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(
+				corev1ac.SecretKeySelector().WithName(c.EgressProxySecret).WithKey(corev1.BasicAuthPasswordKey))))
 	}
 	if c.MemoryLimit != "" {
 		// The Go runtime collects harder before the kernel OOM-kills the pod.

@@ -120,6 +120,7 @@ func (a *Acceptor) AcceptExcept(ctx context.Context, namespace, except string, e
 				CreatedAtText: ev.CreatedAtText,
 				TraceParent:   ev.TraceParent,
 				TraceState:    ev.TraceState,
+				Attributes:    ev.Attributes,
 				Data:          ev.Data,
 				DeliveryID:    queue.DeliveryID(namespace, ev.ID, name),
 				Attempt:       1,

@@ -65,7 +65,10 @@ type Options struct {
 	// WatchNamespaces limits what is served (and which Secrets are read); empty is all.
 	WatchNamespaces []string
 	Policy          outbound.Policy
-	AckWait         time.Duration
+	// Egress sends deliveries through the operator's proxy, except where its no-proxy
+	// rules say (and for endpoints with a proxy of their own or an in-cluster Service).
+	Egress  outbound.Egress
+	AckWait time.Duration
 	// Ingest bounds the ingest API's requests.
 	Ingest ingest.Limits
 	// MaxHeld and MaxHeldAge bound the deliveries of a held endpoint (defaults 100,000
@@ -249,7 +252,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("adding the reclaimer: %w", err)
 	}
 	requests := outcome.NewRequests(tracker, p.Replayer, outcome.AnnotationManager(mgr.GetAPIReader()), p.Now)
-	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy,
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Egress: o.Egress,
 		Lifecycle: afterMigration{requests, reclaimer.Migrated()}, Notify: notify}
 	if o.cacheAllSecrets {
 		endpoints.Secrets = watch.InformerSecrets{Client: mgr.GetClient()}
@@ -272,6 +275,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			cfg, _ := engine.Config(k)
 			return cfg.Hold, cfg.HoldMessage
 		},
+		Pace:     engine.Pace,
 		Interval: o.StatusInterval, Log: log.WithName("status"),
 	}
 	if err := mgr.Add(manager.RunnableFunc(statusWriter.Run)); err != nil {
@@ -322,7 +326,12 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("adding ready check: %w", err)
 		}
 	}
-	log.Info("starting dispatcher", "ingest", o.IngestAddr, "embedded", o.Store.URL == "", "policy", o.Policy, "tracing", tracer != nil)
+	proxy := ""
+	if o.Egress.Proxy != nil {
+		proxy = o.Egress.Proxy.URL()
+	}
+	log.Info("starting dispatcher", "ingest", o.IngestAddr, "embedded", o.Store.URL == "", "policy", o.Policy, "tracing", tracer != nil,
+		"egressProxy", proxy, "noProxy", o.Egress.NoProxy)
 	return mgr.Start(ctx)
 }
 

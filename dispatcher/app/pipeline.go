@@ -140,6 +140,11 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	opts := delivery.Options{
 		Store: store, AckWait: o.AckWait, Log: o.Log.WithName("delivery"),
 		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter, Gate: gate, Tracer: o.Tracer,
+		PaceChanged: func(k delivery.Key) {
+			if p.Tracker != nil && p.Engine != nil {
+				p.Tracker.PaceChanged(k, p.Engine.Pace(k))
+			}
+		},
 		Retired: func(k delivery.Key) {
 			if p.Tracker != nil {
 				p.Tracker.Forget(k)
@@ -252,6 +257,16 @@ func (s metricsSource) Disabled(k delivery.Key) bool {
 	}
 	_, disabled := s.p.Tracker.Disabled(k)
 	return disabled
+}
+
+// State judges the endpoint's state as its status does (outcome.DeliveryState).
+func (s metricsSource) State(k delivery.Key) (string, delivery.Pace) {
+	if s.p.Tracker == nil || s.p.Engine == nil {
+		return "", delivery.Pace{}
+	}
+	st, _ := s.p.Tracker.Disabled(k)
+	pace := s.p.Engine.Pace(k)
+	return outcome.DeliveryState(st, pace.Throttled), pace
 }
 
 func (s metricsSource) Pending(keys []delivery.Key) ([]int64, error) {

@@ -123,6 +123,10 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 		URL: victim.URL, Timeout: "2s",
 		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms", "10ms"}, JitterPercent: ptr.To[int32](0)},
 		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](0)},
+		// Fixed limits: the Retry-After of the evt_retry deliveries delays only them, not
+		// (as adaptive limits do) every delivery of the endpoint, which would stretch the
+		// timeline this test counts on.
+		Limits: heraldv1.DeliveryLimits{Adaptive: ptr.To(false)},
 	})
 	operator := serviceAccountToken(t, c, ns, "operator", "get", "replay")
 	url := testenv.NATS(t)

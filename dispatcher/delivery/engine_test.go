@@ -170,6 +170,7 @@ type endpointOpts struct {
 	extra    map[string]string
 	rps      int
 	ordered  bool
+	adaptive bool
 }
 
 func (h *harness) endpoint(name, url string, o endpointOpts) {
@@ -189,7 +190,8 @@ func (h *harness) endpoint(name, url string, o endpointOpts) {
 		Timeout: o.timeout, MaxInFlight: o.inFlight, Policy: loopback,
 	})
 	cfg := delivery.EndpointConfig{Target: target, Hold: o.hold,
-		Settings: resolve.Settings{Schedule: o.schedule, MaxInFlight: o.inFlight, RequestsPerSecond: o.rps, Ordered: o.ordered}}
+		Settings: resolve.Settings{Schedule: o.schedule, MaxInFlight: o.inFlight, RequestsPerSecond: o.rps, Ordered: o.ordered,
+			Adaptive: o.adaptive, MaxRetryAfter: time.Hour}}
 	if o.hold != "" {
 		cfg.Target = nil
 	}

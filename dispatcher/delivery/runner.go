@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/time/rate"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/queue"
@@ -43,9 +43,9 @@ type runner struct {
 	lastHanded atomic.Int64
 	inFlight   atomic.Int32
 
-	limitMu sync.Mutex
-	limiter *rate.Limiter
-	limit   int
+	// pace keeps the attempts within the endpoint's limits, adapted to its receiver
+	// (pace.go).
+	pace *pacer
 
 	// headStale is set when a stored ordered head may no longer belong to any pending
 	// delivery (a restart between settling a head and clearing its state, a switch of
@@ -65,20 +65,6 @@ func modeOf(cfg *EndpointConfig) mode {
 		return mode{workers: 1, ordered: true}
 	}
 	return mode{workers: cfg.MaxInFlight}
-}
-
-// wait blocks until the endpoint's request rate allows one more attempt.
-func (r *runner) wait(ctx context.Context, rps int) error {
-	if rps <= 0 {
-		return nil
-	}
-	r.limitMu.Lock()
-	if r.limiter == nil || r.limit != rps {
-		r.limiter, r.limit = rate.NewLimiter(rate.Limit(rps), max(1, rps/10)), rps
-	}
-	l := r.limiter
-	r.limitMu.Unlock()
-	return l.Wait(ctx)
 }
 
 // start runs the runner's goroutine unless it runs already. It is asked by the engine
@@ -296,15 +282,22 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	// connection is moving to another server) would be repeated and, failed, counted
 	// against the receiver for the store's fault. Deliveries wait for the store instead.
 	// The check is the last step before the request; after a wait for the store the
-	// rate limit is waited for again, or every worker would fire at once on recovery.
+	// limits are waited for again, or every worker would fire at once on recovery.
+	if pause := r.pace.pause(); pause > pauseInPlace {
+		// The receiver asked for a long pause (Retry-After): the delivery waits in the
+		// store, not in a worker.
+		_ = p.Delay(pause)
+		return
+	}
 	for {
-		if err := r.wait(ctx, cfg.RequestsPerSecond); err != nil {
+		if err := r.pace.acquire(ctx); err != nil {
 			r.release(p)
 			return
 		}
 		if r.e.store.Writable() == nil {
 			break
 		}
+		r.pace.released()
 		if err := r.e.store.WaitWritable(ctx); err != nil {
 			r.release(p)
 			return
@@ -315,7 +308,8 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	}
 	d := &p.Delivery
 	msg := sender.Message{
-		EventID: d.EventID, EventType: d.EventType, CreatedAt: d.CreatedAt, CreatedAtText: d.CreatedAtText, Data: d.Data,
+		Namespace: d.Namespace, EventID: d.EventID, EventType: d.EventType, Source: d.EventSource, Attributes: d.Attributes,
+		CreatedAt: d.CreatedAt, CreatedAtText: d.CreatedAtText, Data: d.Data,
 		DeliveryID: d.DeliveryID, Attempt: d.Attempt, TraceParent: d.TraceParent, TraceState: d.TraceState,
 	}
 	var out sender.Outcome
@@ -324,6 +318,11 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	} else {
 		out = cfg.Target.Send(ctx, &msg)
 	}
+	if (!out.OK() && ctx.Err() != nil) || out.TransformFailed {
+		r.pace.released()
+	} else {
+		r.pace.done(out, cfg.MaxRetryAfter)
+	}
 	if !out.OK() && ctx.Err() != nil {
 		// Shutting down mid-attempt: the attempt did not really happen.
 		r.release(p)
@@ -331,8 +330,20 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	}
 	sctx, cancel := settleCtx()
 	defer cancel()
-	a := Attempt{Endpoint: r.key, Delivery: &p.Delivery, Outcome: out}
+	// A 429 to an endpoint with adaptive limits is pacing, not a failure of the
+	// receiver: it does not count towards auto-disable.
+	a := Attempt{Endpoint: r.key, Delivery: &p.Delivery, Outcome: out,
+		Throttled: cfg.Adaptive && out.StatusCode == http.StatusTooManyRequests}
 	switch {
+	case out.TransformFailed:
+		// Nothing was sent: the receiver is not to blame (no failed attempt counts
+		// against it), and the same transform fails the same way on every attempt. The
+		// dead letter keeps the event as published, for a replay once it is fixed.
+		var settled func(context.Context)
+		if ordered {
+			settled = func(ctx context.Context) { r.clearHead(ctx, head) }
+		}
+		r.deadLetter(sctx, p, heraldv1.DeadLetterTransformFailed, 0, out.Err, false, settled)
 	case out.OK():
 		a.Final = true
 		r.e.opts.Observer.Attempted(a)
@@ -344,14 +355,18 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 		} else if ordered {
 			r.clearHead(sctx, head)
 		}
-	case p.Attempt > len(cfg.Schedule):
+	case p.Attempt > len(cfg.Schedule) || out.Final:
 		a.Final = true
 		r.e.opts.Observer.Attempted(a)
 		var settled func(context.Context)
 		if ordered {
 			settled = func(ctx context.Context) { r.clearHead(ctx, head) }
 		}
-		r.deadLetter(sctx, p, heraldv1.DeadLetterRetriesExhausted, out.StatusCode, out.Err, true, settled)
+		reason := heraldv1.DeadLetterRetriesExhausted
+		if out.Final {
+			reason = heraldv1.DeadLetterRejected
+		}
+		r.deadLetter(sctx, p, reason, out.StatusCode, out.Err, true, settled)
 	case ordered:
 		r.retryInPlace(sctx, p, cfg, out, head, a)
 	default:

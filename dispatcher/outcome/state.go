@@ -40,6 +40,12 @@ type State struct {
 	Delivered      int64 `json:"delivered"`
 	FailedAttempts int64 `json:"failedAttempts"`
 	DeadLettered   int64 `json:"deadLettered"`
+	// TransformErrors counts the events the endpoint's transform failed on while the
+	// endpoint was at TransformGeneration (a spec change starts the count afresh);
+	// LastTransformError says which event and why.
+	TransformErrors     int64  `json:"transformErrors,omitempty"`
+	TransformGeneration int64  `json:"transformGeneration,omitempty"`
+	LastTransformError  string `json:"lastTransformError,omitempty"`
 }
 
 // stateKind is the kind of an endpoint's state key in the bucket; the key ends in the

@@ -2,6 +2,8 @@ package outcome
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -35,7 +37,10 @@ type StatusWriter struct {
 	Lookup Lookup
 	// Holds reports why the engine holds an endpoint's deliveries ("" when they flow),
 	// for the Delivering condition.
-	Holds    func(k delivery.Key) (reason, message string)
+	Holds func(k delivery.Key) (reason, message string)
+	// Pace reports the endpoint's pacing on this replica (status.throttle); nil reports
+	// none.
+	Pace     func(k delivery.Key) delivery.Pace
 	Interval time.Duration
 	Log      logr.Logger
 }
@@ -97,7 +102,13 @@ func (w *StatusWriter) write(ctx context.Context, k delivery.Key) error {
 		}
 	}
 	hold, holdMessage := w.Holds(k)
+	var pace delivery.Pace
+	if w.Pace != nil {
+		pace = w.Pace(k)
+	}
 	want := desired(ep, st, tally, pending, blocked, hold, holdMessage)
+	want.pace(ep, st, pace)
+	want.transform(ep, st)
 	if apiequality.Semantic.DeepEqual(want, current(ep)) {
 		return nil
 	}
@@ -117,6 +128,62 @@ type ownedStatus struct {
 	LastHandledReplay   string                     `json:"lastHandledReplay,omitempty"`
 	BlockedBy           *heraldv1.BlockingDelivery `json:"blockedBy,omitempty"`
 	Replay              *heraldv1.ReplayStatus     `json:"replay,omitempty"`
+	State               string                     `json:"state,omitempty"`
+	Throttle            *heraldv1.ThrottleStatus   `json:"throttle,omitempty"`
+	TransformErrors     int64                      `json:"transformErrors,omitempty"`
+}
+
+// DeliveryState is an endpoint's one-word state (status.state, the herald_endpoint_state
+// metric, the Argo CD health check): what its receiver's answers mean for its
+// deliveries. Disabled wins; a receiver pacing Herald is Throttled rather than Failing.
+func DeliveryState(st State, throttled bool) string {
+	switch {
+	case st.Disabled:
+		return heraldv1.DeliveryDisabled
+	case throttled:
+		return heraldv1.DeliveryThrottled
+	case st.ConsecutiveFailures > 0:
+		return heraldv1.DeliveryFailing
+	}
+	return heraldv1.DeliveryHealthy
+}
+
+// pace adds the state and the throttle of this replica's pacing.
+func (o *ownedStatus) pace(ep *heraldv1.WebhookEndpoint, st State, p delivery.Pace) {
+	o.State = DeliveryState(st, p.Throttled)
+	if !p.Throttled {
+		return
+	}
+	o.Throttle = &heraldv1.ThrottleStatus{
+		RequestsPerSecond: strconv.FormatFloat(p.RequestsPerSecond, 'f', -1, 64),
+		MaxInFlight:       int32(p.MaxInFlight),
+		Reason:            p.Reason,
+		Since:             metaTime(p.Since),
+	}
+	if !p.PausedUntil.IsZero() {
+		o.Throttle.PausedUntil = ptrTime(p.PausedUntil)
+	}
+}
+
+// transform adds the transform's errors and its TransformHealthy condition, for an
+// endpoint with a transform. Errors counted at an older generation are not this
+// transform's.
+func (o *ownedStatus) transform(ep *heraldv1.WebhookEndpoint, st State) {
+	if ep.Spec.Payload.Transform == "" {
+		return
+	}
+	c := metav1.Condition{
+		Type: heraldv1.ConditionTransformHealthy, Status: metav1.ConditionTrue, Reason: heraldv1.ReasonTransformEvaluated,
+		Message:            fmt.Sprintf("no evaluation error since generation %d", ep.Generation),
+		ObservedGeneration: ep.Generation,
+	}
+	if st.TransformErrors > 0 && st.TransformGeneration == ep.Generation {
+		o.TransformErrors = st.TransformErrors
+		c.Status, c.Reason = metav1.ConditionFalse, heraldv1.ReasonTransformFailed
+		c.Message = "the transform failed on " + st.LastTransformError + "; the event was dead-lettered (reason TransformFailed): " +
+			"fix spec.payload.transform, then replay the dead letters"
+	}
+	o.Conditions = append(o.Conditions, statusapply.Condition(ep.Status.Conditions, c))
 }
 
 // blocking is what status says of an ordered endpoint's failing head.
@@ -210,8 +277,11 @@ func current(ep *heraldv1.WebhookEndpoint) ownedStatus {
 		LastHandledReplay:   s.LastHandledReplay,
 		BlockedBy:           s.BlockedBy,
 		Replay:              s.Replay,
+		State:               s.State,
+		Throttle:            s.Throttle,
+		TransformErrors:     s.TransformErrors,
 	}
-	for _, t := range []string{heraldv1.ConditionDisabled, heraldv1.ConditionDelivering} {
+	for _, t := range []string{heraldv1.ConditionDisabled, heraldv1.ConditionDelivering, heraldv1.ConditionTransformHealthy} {
 		if c := meta.FindStatusCondition(s.Conditions, t); c != nil {
 			out.Conditions = append(out.Conditions, *c)
 		}

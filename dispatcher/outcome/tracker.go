@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -93,6 +94,11 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 		}
 		return
 	}
+	if a.Throttled {
+		// The receiver paces Herald (429 to an endpoint with adaptive limits): counted as
+		// a failed attempt, never towards auto-disable.
+		return
+	}
 	threshold, generation, _ := t.thresholds.FailureThreshold(a.Endpoint)
 	var transitioned bool
 	st, _, err := t.states.update(ctx, key, func(s *State) bool {
@@ -126,15 +132,44 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 // DeadLettered implements delivery.Observer.
 func (t *Tracker) DeadLettered(k delivery.Key, dl *queue.DeadLetter) {
 	t.markDirty(k)
+	if dl.Reason == heraldv1.DeadLetterTransformFailed {
+		t.transformFailed(k, dl)
+		return
+	}
 	last := dl.Error
 	if dl.StatusCode != 0 {
 		last = fmt.Sprintf("HTTP %d", dl.StatusCode)
 	}
-	t.events.deadLetter(k, fmt.Sprintf("event %s (type %s) dead-lettered after %d attempts (%s); last: %s",
+	t.events.deadLetter(k, heraldv1.EventDeliveryFailed, fmt.Sprintf("event %s (type %s) dead-lettered after %d attempts (%s); last: %s",
 		dl.EventID, dl.EventType, dl.Attempt, dl.Reason, truncate(last, 200)))
 	if !heraldv1.IsOperationalEventType(dl.EventType) {
 		t.ops.deadLettered(k, dl)
 	}
+}
+
+// transformFailed counts an event the endpoint's transform failed on in the shared
+// state, at the endpoint's generation (a spec change starts the count afresh), and says
+// so in a Warning Event.
+func (t *Tracker) transformFailed(k delivery.Key, dl *queue.DeadLetter) {
+	_, generation, _ := t.thresholds.FailureThreshold(k)
+	what := fmt.Sprintf("event %s (type %s): %s", dl.EventID, dl.EventType, truncate(dl.Error, 300))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, _, err := t.states.update(ctx, stateKey(k), func(s *State) bool {
+		if generation < s.TransformGeneration {
+			return false // counted under an older spec, whose transform this was not
+		}
+		if generation > s.TransformGeneration {
+			s.TransformErrors, s.TransformGeneration = 0, generation
+		}
+		s.TransformErrors++
+		s.LastTransformError = what
+		return true
+	})
+	t.remember(k, st, err)
+	t.events.deadLetter(k, heraldv1.EventTransformFailed, fmt.Sprintf(
+		"spec.payload.transform failed on event %s (type %s), which was dead-lettered (replay it once the transform is fixed): %s",
+		dl.EventID, dl.EventType, truncate(dl.Error, 300)))
 }
 
 func (t *Tracker) remember(k delivery.Key, st State, err error) {
@@ -191,6 +226,21 @@ func (t *Tracker) refresh(ctx context.Context, k delivery.Key) (State, queue.Tal
 	t.mu.Unlock()
 	tally, err := t.states.store.TallyOf(ctx, k)
 	return st, tally, err
+}
+
+// PaceChanged hears of an endpoint whose limits began or stopped adapting to its
+// receiver (delivery.Options.PaceChanged, with the pacing as it is now): its status is
+// rewritten soon, and a Normal Event says what changed. Pacing is per replica, so each
+// replica that paces the endpoint says so.
+func (t *Tracker) PaceChanged(k delivery.Key, p delivery.Pace) {
+	t.markDirty(k)
+	if !p.Throttled {
+		t.events.normal(k, heraldv1.EventThrottleLifted, "Pace", "the receiver answers again: the configured limits apply")
+		return
+	}
+	t.events.normal(k, heraldv1.EventThrottled, "Pace", fmt.Sprintf(
+		"the receiver answered %s: Herald sends at most %s requests/s with %d in flight until it recovers",
+		p.Reason, strconv.FormatFloat(p.RequestsPerSecond, 'f', -1, 64), p.MaxInFlight))
 }
 
 // Disabled reports whether an endpoint is disabled, as last seen in the shared state.

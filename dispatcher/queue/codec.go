@@ -31,6 +31,9 @@ func (d *Delivery) encode(buf []byte) []byte {
 	m = binary.AppendVarint(m, unixMicro(d.NotBefore))
 	m = binary.AppendVarint(m, unixMicro(d.AcceptedAt))
 	m = binary.AppendUvarint(m, uint64(max(d.Replay, 0)))
+	// Last, and optional to the decoder: bodies written before it was added end here.
+	m = binary.AppendUvarint(m, uint64(len(d.Attributes)))
+	m = append(m, d.Attributes...)
 	if buf == nil {
 		buf = make([]byte, 0, len(deliveryMagic)+binary.MaxVarintLen32+len(m)+len(d.Data))
 	} else {
@@ -92,6 +95,11 @@ func decodeDelivery(body []byte) (Delivery, error) {
 	d.NotBefore = fromMicro(r.varint())
 	d.AcceptedAt = fromMicro(r.varint())
 	d.Replay = int(r.uvarint())
+	if r.s != "" {
+		if a := r.str(); a != "" {
+			d.Attributes = []byte(a)
+		}
+	}
 	if r.bad || d.Namespace == "" || d.Endpoint == "" || d.EventID == "" || d.DeliveryID == "" || d.Attempt < 1 {
 		return d, fmt.Errorf("%w (delivery %q)", errBadDelivery, d.DeliveryID)
 	}

@@ -20,7 +20,7 @@ func TestDelivery_EncodeDecodeRoundTrip(t *testing.T) {
 			CreatedAtText: "2026-12-07T01:02:03+01:00", TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 			TraceState: "k=v", DeliveryID: "dlv_2", Attempt: 6, NotBefore: time.UnixMicro(1_800_000_000_123_456),
 			AcceptedAt: time.UnixMicro(1_700_000_000_000_001), Replay: 3, CreatedAt: time.Unix(-62135596800, 0).UTC(),
-			Data: []byte{0, 1, 2, 255}},
+			Attributes: []byte(`{"comexampletenant":"eu-1","subject":"o-1"}`), Data: []byte{0, 1, 2, 255}},
 		{Namespace: "ns", Endpoint: "e", EventID: "x", EventType: "t", DeliveryID: "d", Attempt: 2, CreatedAt: time.Unix(0, 0).UTC()},
 	} {
 		got, err := decodeDelivery(d.encode(nil))
@@ -33,6 +33,16 @@ func TestDelivery_EncodeDecodeRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, d) {
 			t.Errorf("round trip:\n got  %+v\n want %+v", got, d)
 		}
+	}
+	// A body written before the carried attributes were added ends after Replay.
+	d := Delivery{Namespace: "ns", Endpoint: "e", EventID: "x", EventType: "t", DeliveryID: "d", Attempt: 2, Replay: 1,
+		CreatedAt: time.Unix(0, 0).UTC(), Data: []byte(`{}`)}
+	body := d.encode(nil)
+	n := int(body[3]) // one varint byte: the fields are short
+	before := append(append(append([]byte{}, body[:3]...), byte(n-1)), body[4:4+n-1]...)
+	before = append(before, d.Data...)
+	if got, err := decodeDelivery(before); err != nil || !reflect.DeepEqual(got, d) {
+		t.Errorf("a body without the attributes field: %+v, %v", got, err)
 	}
 	if _, err := decodeDelivery([]byte(`{"not":"a delivery"}`)); err == nil {
 		t.Error("a JSON body decoded as a delivery")

@@ -63,7 +63,10 @@ type Delivery struct {
 	// TraceParent and TraceState are the event's W3C trace context (empty when it has
 	// none), continued by every attempt.
 	TraceParent, TraceState string
-	Data                    []byte
+	// Attributes are the producer's other CloudEvents attributes (subject, dataschema,
+	// extensions) as a compact JSON object; nil when it sent none.
+	Attributes []byte
+	Data       []byte
 
 	// DeliveryID is stable for the (event, endpoint) pair across attempts and replays.
 	DeliveryID string
