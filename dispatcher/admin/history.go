@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -98,8 +99,22 @@ func (h *Handler) startReplay(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, ReplayStarted{ID: id, Selection: sel.String(), Selected: n})
 }
 
-// replayID names a replay started through the API.
-func replayID(now time.Time) string { return "rpl-" + strconv.FormatInt(now.UnixMilli(), 36) }
+// lastReplayID is the millisecond of the last replay id this process gave.
+var lastReplayID atomic.Int64
+
+// replayID names a replay started through the API: its start in milliseconds, one
+// later than the last id given when that millisecond is taken. Ids must differ: the
+// replay lease's holder is the replica and the id, so two requests given one id in the
+// same millisecond would both hold the endpoint's lease, and both replays run.
+func replayID(now time.Time) string {
+	for {
+		last, ms := lastReplayID.Load(), now.UnixMilli()
+		ms = max(ms, last+1)
+		if lastReplayID.CompareAndSwap(last, ms) {
+			return "rpl-" + strconv.FormatInt(ms, 36)
+		}
+	}
+}
 
 // Attempt is one attempt as the API shows it.
 type Attempt struct {
