@@ -101,9 +101,11 @@ func TestPace_SettlesNearTheReceiversRateWithFew429s(t *testing.T) {
 				}
 			}
 			// Few: the first burst before the first answer, then a probe above the rate
-			// every few seconds.
-			if n := adaptive.refused.Load(); n > events/10 {
-				t.Errorf("adaptive: %d answers 429, want at most %d (10%% of the events)", n, events/10)
+			// every few seconds; judged against the fixed rate's 429s in the same run, as
+			// how many probes land depends on the machine's speed (9-13 idle, 32 under
+			// -race on a loaded machine, against 255-293 for the fixed rate).
+			if n, f := adaptive.refused.Load(), fixed.refused.Load(); n > f/4 {
+				t.Errorf("adaptive: %d answers 429, want at most a quarter of the fixed rate's %d", n, f)
 			}
 			if n := fixed.refused.Load(); n < events/2 {
 				t.Errorf("fixed rate: %d answers 429, want at least %d: a fixed rate above the receiver's keeps hitting it", n, events/2)
