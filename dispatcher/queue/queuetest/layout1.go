@@ -45,20 +45,7 @@ type Layout1 struct {
 func (l Layout1) tokens() string { return l.Namespace + "." + token(l.Name) + "." + l.UID }
 
 func (l Layout1) msg(subject, eventID string, attempt int) *nats.Msg {
-	at := l.AcceptedAt
-	if at.IsZero() {
-		at = time.Now()
-	}
-	h := nats.Header{}
-	h.Set("Herald-Event-Id", eventID)
-	h.Set("Herald-Event-Type", "invoice.paid")
-	h.Set("Herald-Event-Time", at.UTC().Format(time.RFC3339Nano))
-	h.Set("Herald-Delivery-Id", deliveryID(l.Namespace, eventID, l.Name))
-	h.Set("Herald-Namespace", l.Namespace)
-	h.Set("Herald-Endpoint", l.Name)
-	h.Set("Herald-Attempt", strconv.Itoa(attempt))
-	h.Set("Herald-Accepted-At", strconv.FormatInt(at.UnixMicro(), 10))
-	return &nats.Msg{Subject: subject, Header: h, Data: []byte(`{"layout":1,"id":"` + eventID + `"}`)}
+	return headerMsg(l.Namespace, l.Name, l.AcceptedAt, subject, eventID, attempt, `{"layout":1,"id":"`+eventID+`"}`)
 }
 
 // WriteLayout1 stores l as the release before layout 2 did, in the streams and buckets
