@@ -243,6 +243,44 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 			},
 			want: "Progressing", msg: []string{"Spec changed after the endpoint was auto-disabled"},
 		},
+		{
+			name: "a Service that does not exist: deliveries wait for it",
+			state: func(t *testing.T, ns string) *unstructured.Unstructured {
+				ep := newEndpoint(ns, "")
+				ep.Spec.Service = &heraldv1.ServiceReference{Name: "receiver", Port: 8443}
+				createObject(t, ep)
+				return waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonServiceNotFound)
+			},
+			want: "Degraded", msg: []string{"ServiceNotFound: Service receiver does not exist in namespace"},
+		},
+		{
+			name: "Throttled by the receiver: deliveries still flow, slower",
+			state: func(t *testing.T, ns string) *unstructured.Unstructured {
+				return deliveryState(t, ns, map[string]any{"state": heraldv1.DeliveryThrottled, "throttle": map[string]any{
+					"requestsPerSecond": "12.5", "maxInFlight": int64(2), "reason": "429",
+					"since": time.Now().UTC().Format(time.RFC3339), "pausedUntil": "2026-12-07T03:00:00Z"}})
+			},
+			want: "Healthy", msg: []string{"Throttled: the receiver answered 429; Herald sends at most 12.5 requests/s with 2 in flight",
+				"paused until 2026-12-07T03:00:00Z (Retry-After)"},
+		},
+		{
+			name: "Failing: the last attempts failed, retries follow",
+			state: func(t *testing.T, ns string) *unstructured.Unstructured {
+				return deliveryState(t, ns, map[string]any{"state": heraldv1.DeliveryFailing, "consecutiveFailures": int64(2),
+					"lastAttempt": map[string]any{"time": time.Now().UTC().Format(time.RFC3339), "statusCode": int64(500), "error": "HTTP 500"}})
+			},
+			want: "Degraded", msg: []string{"Failing: 2 consecutive failed attempts; last: HTTP 500. Retries follow the schedule"},
+		},
+		{
+			name: "the transform failed on an event",
+			state: func(t *testing.T, ns string) *unstructured.Unstructured {
+				return deliveryState(t, ns, map[string]any{"transformErrors": int64(1), "conditions": []any{map[string]any{
+					"type": heraldv1.ConditionTransformHealthy, "status": "False", "reason": heraldv1.ReasonTransformFailed,
+					"message": "event evt_1 (type order.created): no such key: namespace", "observedGeneration": int64(1),
+					"lastTransitionTime": time.Now().UTC().Format(time.RFC3339)}}})
+			},
+			want: "Degraded", msg: []string{"TransformFailed: event evt_1 (type order.created): no such key: namespace"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -250,6 +288,23 @@ func TestArgoCDHealth_WebhookEndpointFromRealStatus(t *testing.T) {
 			assertHealth(t, script, obj, tt.want, tt.msg)
 		})
 	}
+}
+
+// deliveryState brings a Ready endpoint to a status the dispatcher writes (its field
+// manager, server-side apply), and returns it as stored.
+func deliveryState(t *testing.T, ns string, status map[string]any) *unstructured.Unstructured {
+	t.Helper()
+	createObject(t, newEndpoint(ns, "https://hooks.example.com/in"))
+	waitForReason(t, ns, "WebhookEndpoint", "ep", heraldv1.ReasonReady)
+	u := &unstructured.Unstructured{Object: map[string]any{"status": status}}
+	u.SetGroupVersionKind(heraldv1.GroupVersion.WithKind("WebhookEndpoint"))
+	u.SetNamespace(ns)
+	u.SetName("ep")
+	if err := k8s.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u),
+		client.FieldOwner("herald-dispatcher"), client.ForceOwnership); err != nil {
+		t.Fatalf("applying the dispatcher's status: %v", err)
+	}
+	return getObject(t, ns, "WebhookEndpoint", "ep")
 }
 
 func TestArgoCDHealth_WebhookSubscriptionFromRealStatus(t *testing.T) {

@@ -52,6 +52,13 @@ func TestConfigMapPolicy_TheManagerWritesOnlyHeraldsConfigMaps(t *testing.T) {
 	}
 	manifests := mustCommand(t, nil, helmBin, "template", release, chartDir, "--namespace", ns)
 	mustCommand(t, []byte(manifests), kubectlBin, "apply", "--server-side", "--field-manager=chart-test", "-f", "-")
+	// Its cluster-wide admission policies (the Secret-reference one among them) would
+	// judge the other tests' objects too, refusing under this release's name.
+	t.Cleanup(func() {
+		if out, err := command([]byte(manifests), kubectlBin, "delete", "--ignore-not-found", "--wait=false", "-f", "-"); err != nil {
+			t.Errorf("removing release %s: %v\n%s", release, err, out)
+		}
+	})
 	manager := "system:serviceaccount:" + ns + ":" + release + "-manager"
 	asManager, err := client.New(impersonated(manager, ns), client.Options{Scheme: env.Scheme})
 	if err != nil {

@@ -415,6 +415,9 @@ func TestSecretReferencePolicy_CoversEveryReferenceFieldOfTheTypes(t *testing.T)
 		if o := ep.Spec.OAuth2(); o != nil {
 			o.TokenURL = "https://auth.example.com/token"
 		}
+		if ep.Spec.Proxy != nil {
+			ep.Spec.Proxy.URL = "http://proxy.example.com:3128"
+		}
 		return ep
 	}
 	if err := as(t, author).Create(ctx, full(""), client.DryRunAll); err != nil {

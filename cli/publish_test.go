@@ -82,7 +82,7 @@ func (d *dispatcherIngest) received(ns string) []queue.Delivery {
 	}
 	for _, p := range held {
 		d.seen = append(d.seen, p.Delivery)
-		if err := p.Ack(context.Background()); err != nil {
+		if err := p.Delivered(); err != nil {
 			d.t.Fatal(err)
 		}
 	}

@@ -169,3 +169,38 @@ func (o *OAuth2ClientCredentials) EffectiveAuthStyle() OAuth2AuthStyle {
 	}
 	return o.AuthStyle
 }
+
+// AdaptiveLimits reports whether the endpoint's limits adapt to a struggling receiver
+// (spec.limits.adaptive, default true).
+func (s *WebhookEndpointSpec) AdaptiveLimits() bool {
+	return s.Limits.Adaptive == nil || *s.Limits.Adaptive
+}
+
+// EffectiveScheme returns the scheme of a Service reference (default https).
+func (r *ServiceReference) EffectiveScheme() ServiceScheme {
+	if r.Scheme == "" {
+		return "https"
+	}
+	return r.Scheme
+}
+
+// EffectivePath returns the request path of a Service reference (default /).
+func (r *ServiceReference) EffectivePath() string {
+	if r.Path == "" {
+		return "/"
+	}
+	return r.Path
+}
+
+// Destination is where the endpoint sends, as a person reads it: the URL, or the
+// Service reference written service/<name>:<port><path>.
+func (s *WebhookEndpointSpec) Destination() string {
+	if s.Service == nil {
+		return s.URL
+	}
+	d := "service/" + s.Service.Name
+	if s.Service.Port != 0 {
+		d += fmt.Sprintf(":%d", s.Service.Port)
+	}
+	return d + s.Service.EffectivePath()
+}

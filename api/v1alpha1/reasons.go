@@ -20,6 +20,10 @@ const (
 	// ConditionFilterHealthy is the dispatcher's view of a WebhookSubscription's CEL
 	// filter: False after the filter failed to evaluate on an event.
 	ConditionFilterHealthy = "FilterHealthy"
+	// ConditionTransformHealthy is the dispatcher's view of a WebhookEndpoint's
+	// spec.payload.transform: False after it failed on an event (that event was
+	// dead-lettered with reason TransformFailed).
+	ConditionTransformHealthy = "TransformHealthy"
 	// ConditionEventTypesDeclared is the manager's view of a WebhookSubscription's exact
 	// eventTypes against its namespace's catalog of WebhookEventTypes: True when every
 	// one is declared (or built in), False saying which are not, or that the namespace
@@ -61,6 +65,16 @@ const (
 	// ReasonInvalidConfiguration: another spec field cannot be used (retry schedule,
 	// timeout, header prefix, payload extra fields).
 	ReasonInvalidConfiguration = "InvalidConfiguration"
+	// ReasonInvalidTransform: spec.payload.transform does not compile, does not make a
+	// map, or its worst-case cost is over the budget filters are held to.
+	ReasonInvalidTransform = "InvalidTransform"
+	// ReasonServiceNotFound: spec.service names a Service that does not exist (yet) in
+	// the endpoint's namespace. Deliveries wait for it.
+	ReasonServiceNotFound = "ServiceNotFound"
+	// ReasonInvalidService: the Service of spec.service exists but cannot be sent to:
+	// it has no cluster IP (headless, or ExternalName, which would name any host past
+	// the outbound policy), or no port matches spec.service.port.
+	ReasonInvalidService = "InvalidService"
 	// ReasonSuspended: spec.suspend holds the deliveries on purpose.
 	ReasonSuspended = "Suspended"
 	// ReasonDisabled: the dispatcher auto-disabled the endpoint (see the Disabled
@@ -83,6 +97,31 @@ const (
 	ReasonGone = "Gone"
 	// ReasonEnabled: not disabled.
 	ReasonEnabled = "Enabled"
+)
+
+// Reasons of a WebhookEndpoint's TransformHealthy condition.
+const (
+	// ReasonTransformEvaluated: the transform made a body of every event so far.
+	ReasonTransformEvaluated = "TransformEvaluated"
+	// ReasonTransformFailed: the transform failed on an event (a field the event lacks,
+	// a value that is no JSON); that delivery was dead-lettered. Warning Event
+	// TransformFailed names it.
+	ReasonTransformFailed = "TransformFailed"
+)
+
+// Delivery states (status.state): the dispatcher's one-word view of an endpoint, also
+// the state label of herald_endpoint_state and what the Argo CD health check reads.
+const (
+	// DeliveryHealthy: deliveries flow within the configured limits.
+	DeliveryHealthy = "Healthy"
+	// DeliveryThrottled: the receiver answered 429 or 503 or timed out, and Herald sends
+	// below the configured limits until answers recover (status.throttle).
+	DeliveryThrottled = "Throttled"
+	// DeliveryFailing: the last attempt failed for another reason (status.lastAttempt);
+	// its retry follows the schedule and auto-disable counts it.
+	DeliveryFailing = "Failing"
+	// DeliveryDisabled: auto-disabled; deliveries are held until a person re-enables it.
+	DeliveryDisabled = "Disabled"
 )
 
 // Reasons of a WebhookSubscription's conditions.
@@ -143,6 +182,11 @@ const (
 	EventReplayCompleted = "ReplayCompleted"
 	EventReplayFailed    = "ReplayFailed"
 	EventFilterFailed    = ReasonFilterFailed
+	EventTransformFailed = ReasonTransformFailed
+	// EventThrottled (Normal): the receiver answered 429 or 503 or timed out and Herald
+	// lowered the endpoint's limits; EventThrottleLifted when they are back.
+	EventThrottled      = "Throttled"
+	EventThrottleLifted = "ThrottleLifted"
 )
 
 // Replay states (status.replay.state).
@@ -161,4 +205,10 @@ const (
 	DeadLetterHeldLimitExceeded = "HeldLimitExceeded"
 	// DeadLetterHeldTooLong: the delivery waited in a held endpoint longer than the limit.
 	DeadLetterHeldTooLong = "HeldTooLong"
+	// DeadLetterTransformFailed: spec.payload.transform failed on the event; replay it
+	// once the transform is fixed.
+	DeadLetterTransformFailed = "TransformFailed"
+	// DeadLetterRejected: a CloudEvents receiver answered a 4xx that its contract says
+	// is never retried (400, 413, ...; not 404, 408, 409 or 429).
+	DeadLetterRejected = "Rejected"
 )

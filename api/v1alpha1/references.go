@@ -16,7 +16,7 @@ type SecretReference struct {
 
 // SecretReferences lists every Secret reference of the endpoint, in the order of the
 // spec: the signing and previous signing secrets, header values, the TLS client
-// certificate and the OAuth2 client credentials. It is the one list of what an endpoint
+// certificate, the OAuth2 client credentials and the proxy's credentials. It is the one list of what an endpoint
 // reads; the admission policy that lets an author reference only Secrets they may read
 // (charts/herald/templates/secret-reference-policy.yaml) writes the same list in CEL,
 // and internal/apirefs's tests hold both to the fields of the Go types.
@@ -40,6 +40,9 @@ func (e *WebhookEndpoint) SecretReferences() []SecretReference {
 		}
 		refs = append(refs, SecretReference{Field: "spec.auth.oauth2.clientSecretRef", Name: o.ClientSecretRef.Name})
 	}
+	if p := e.Spec.Proxy; p != nil && p.CredentialsSecretRef != nil {
+		refs = append(refs, SecretReference{Field: "spec.proxy.credentialsSecretRef", Name: p.CredentialsSecretRef.Name})
+	}
 	return refs
 }
 
@@ -55,4 +58,14 @@ func (e *WebhookEndpoint) ReferencedSecretNames() []string {
 		}
 	}
 	return names
+}
+
+// ReferencedServiceName is the Service the endpoint sends to (spec.service), "" when it
+// sends to a URL. The dispatcher indexes endpoints by it, so that a Service created or
+// changed later takes effect at once.
+func (e *WebhookEndpoint) ReferencedServiceName() string {
+	if e.Spec.Service == nil {
+		return ""
+	}
+	return e.Spec.Service.Name
 }

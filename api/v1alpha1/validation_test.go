@@ -10,6 +10,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
@@ -48,9 +49,69 @@ func TestValidation_RefusesBadWebhookEndpoints(t *testing.T) {
 		want   string // substring of the API server's message
 	}{
 		{
-			why:    "url is required: an endpoint without a destination is meaningless",
+			why:    "url or service is required: an endpoint without a destination is meaningless",
 			mutate: func(s map[string]any) { delete(s, "url") },
-			want:   "spec.url: Required value",
+			want:   "set exactly one of url (a receiver anywhere) or service (a Service in this namespace)",
+		},
+		{
+			why:    "url and service together: which one is meant?",
+			mutate: func(s map[string]any) { s["service"] = map[string]any{"name": "receiver"} },
+			want:   "set exactly one of url (a receiver anywhere) or service (a Service in this namespace)",
+		},
+		{
+			why: "a Service is reached directly, never through a proxy",
+			mutate: func(s map[string]any) {
+				delete(s, "url")
+				s["service"] = map[string]any{"name": "receiver"}
+				s["proxy"] = map[string]any{"url": "http://proxy.example.com:3128"}
+			},
+			want: "a Service in the cluster is reached directly, never through spec.proxy",
+		},
+		{
+			why: "service name must be a Service name",
+			mutate: func(s map[string]any) {
+				delete(s, "url")
+				s["service"] = map[string]any{"name": "Receiver_1"}
+			},
+			want: "must be a Service name",
+		},
+		{
+			why: "service path must be a path",
+			mutate: func(s map[string]any) {
+				delete(s, "url")
+				s["service"] = map[string]any{"name": "receiver", "path": "hooks"}
+			},
+			want: "path must start with / and carry no fragment",
+		},
+		{
+			why: "service scheme is https or http",
+			mutate: func(s map[string]any) {
+				delete(s, "url")
+				s["service"] = map[string]any{"name": "receiver", "scheme": "ftp"}
+			},
+			want: `spec.service.scheme: Unsupported value: "ftp"`,
+		},
+		{
+			why:    "the proxy is spoken to in plain http (the tunnel inside is TLS)",
+			mutate: func(s map[string]any) { s["proxy"] = map[string]any{"url": "https://proxy.example.com:3128"} },
+			want:   "proxy url must be http://host:port",
+		},
+		{
+			why:    "a proxy url has no path",
+			mutate: func(s map[string]any) { s["proxy"] = map[string]any{"url": "http://proxy.example.com:3128/x"} },
+			want:   "proxy url must have no path or query",
+		},
+		{
+			why: "transform and extraFields both shape the body",
+			mutate: func(s map[string]any) {
+				s["payload"] = map[string]any{"transform": `{"a": event.id}`, "extraFields": map[string]any{"env": "prod"}}
+			},
+			want: "extraFields cannot be combined with transform",
+		},
+		{
+			why:    "CloudEvents formats are named exactly",
+			mutate: func(s map[string]any) { s["payload"] = map[string]any{"format": "CloudEvents"} },
+			want:   `spec.payload.format: Unsupported value: "CloudEvents"`,
 		},
 		{
 			why:    "malformed url",
@@ -296,6 +357,20 @@ func TestValidation_BaseObjectsAreAccepted(t *testing.T) {
 	if _, err := create("WebhookEndpoint", oauth); err != nil {
 		t.Errorf("WebhookEndpoint with OAuth2 client credentials refused: %v", err)
 	}
+	shapes := map[string]any{
+		"service": map[string]any{"name": "receiver", "port": int64(8443), "path": "/hooks", "scheme": "http"},
+		"payload": map[string]any{"format": "CloudEventsStructured", "transform": `{"text": "event " + event.id}`},
+		"limits":  map[string]any{"adaptive": false, "requestsPerSecond": int64(5)},
+	}
+	if _, err := create("WebhookEndpoint", shapes); err != nil {
+		t.Errorf("WebhookEndpoint naming a Service with a transform refused: %v", err)
+	}
+	proxied := validEndpointSpec()
+	proxied["payload"] = map[string]any{"format": "CloudEventsBinary"}
+	proxied["proxy"] = map[string]any{"url": "http://proxy.example.com:3128", "credentialsSecretRef": map[string]any{"name": "proxy-auth"}}
+	if _, err := create("WebhookEndpoint", proxied); err != nil {
+		t.Errorf("WebhookEndpoint through a proxy refused: %v", err)
+	}
 }
 
 func TestValidation_DefaultsAreApplied(t *testing.T) {
@@ -330,6 +405,7 @@ func TestValidation_DefaultsAreApplied(t *testing.T) {
 		{"autoDisable.afterConsecutiveFailures", deref(s.AutoDisable.AfterConsecutiveFailures), int32(heraldv1.DefaultAfterConsecutiveFailures)},
 		{"limits.maxInFlight", deref(s.Limits.MaxInFlight), int32(heraldv1.DefaultMaxInFlight)},
 		{"ordering", s.Ordering, heraldv1.OrderingUnordered},
+		{"limits.adaptive", s.Limits.Adaptive, ptr.To(true)},
 	}
 	for _, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {

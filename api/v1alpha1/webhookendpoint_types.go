@@ -36,7 +36,7 @@ const (
 )
 
 // PayloadFormat selects the shape of the request body.
-// +kubebuilder:validation:Enum=Envelope;Data
+// +kubebuilder:validation:Enum=Envelope;Data;CloudEventsBinary;CloudEventsStructured
 type PayloadFormat string
 
 const (
@@ -44,7 +44,21 @@ const (
 	PayloadEnvelope PayloadFormat = "Envelope"
 	// PayloadData sends the event's data alone; the event type travels in a header.
 	PayloadData PayloadFormat = "Data"
+	// PayloadCloudEventsBinary sends a CloudEvent in the binary content mode of the
+	// CloudEvents HTTP protocol binding 1.0: the attributes (id, source, type, time,
+	// subject, the producer's extensions, traceparent) in ce-* headers, the data as the
+	// body (application/json). Knative and Argo Events sinks take it as it is.
+	PayloadCloudEventsBinary PayloadFormat = "CloudEventsBinary"
+	// PayloadCloudEventsStructured sends a CloudEvent in the structured content mode:
+	// one application/cloudevents+json document holding the attributes and the data,
+	// all of it covered by the signature.
+	PayloadCloudEventsStructured PayloadFormat = "CloudEventsStructured"
 )
+
+// CloudEvents reports whether the format is one of the CloudEvents modes.
+func (f PayloadFormat) CloudEvents() bool {
+	return f == PayloadCloudEventsBinary || f == PayloadCloudEventsStructured
+}
 
 // Ordering says whether an endpoint's deliveries may overtake one another.
 // +kubebuilder:validation:Enum=Unordered;Ordered
@@ -77,6 +91,7 @@ type SignatureSpec struct {
 }
 
 // PayloadSpec configures the request body.
+// +kubebuilder:validation:XValidation:rule="!has(self.transform) || !has(self.extraFields)",message="extraFields cannot be combined with transform: add the fields in the transform's result instead"
 type PayloadSpec struct {
 	// Format of the body.
 	// +kubebuilder:default=Envelope
@@ -89,6 +104,21 @@ type PayloadSpec struct {
 	// +kubebuilder:validation:XValidation:rule="!('id' in self || 'type' in self || 'created_at' in self || 'data' in self)",message="extraFields cannot replace the envelope's own fields id, type, created_at or data"
 	// +optional
 	ExtraFields map[string]string `json:"extraFields,omitempty"`
+
+	// Transform is a CEL expression that maps the event to the body sent, for receivers
+	// that expect their own shape (a Slack or Teams message, renamed or picked fields).
+	// It sees the same event variable as a subscription filter (event.id, event.type,
+	// event.source, event.created_at, event.data) and returns a map, which is sent as
+	// JSON: as the whole body for Envelope and Data, as the CloudEvent's data for the
+	// CloudEvents formats. It is judged like a filter before it is admitted (worst-case
+	// cost on the largest event) and runs on every attempt, so a replay sends what the
+	// current transform makes; the body it makes is what is signed. An event it fails
+	// on is dead-lettered (reason TransformFailed, replayable once the transform is
+	// fixed), counted in status.transformErrors and named by the TransformHealthy
+	// condition.
+	// +kubebuilder:validation:MaxLength=4096
+	// +optional
+	Transform string `json:"transform,omitempty"`
 }
 
 // RetrySpec configures when a failed delivery is attempted again.
@@ -180,6 +210,69 @@ type DeliveryLimits struct {
 	// +kubebuilder:validation:Maximum=100000
 	// +optional
 	RequestsPerSecond *int32 `json:"requestsPerSecond,omitempty"`
+
+	// Adaptive lowers the endpoint's rate and concurrency when its receiver struggles
+	// (answers 429 or 503, or does not answer within the timeout), honours its
+	// Retry-After for every delivery of the endpoint, and raises them again as answers
+	// recover, never above maxInFlight and requestsPerSecond (status.throttle shows
+	// the current limits). false keeps the configured limits fixed: each struggling
+	// answer then only delays its own delivery's retry.
+	// +kubebuilder:default=true
+	// +optional
+	Adaptive *bool `json:"adaptive,omitempty"`
+}
+
+// ServiceScheme is how an in-cluster Service is spoken to.
+// +kubebuilder:validation:Enum=https;http
+type ServiceScheme string
+
+// ServiceReference names a Service in the endpoint's own namespace as the destination.
+// Herald reads the Service (no cluster DNS needed) and sends to its cluster IP and port,
+// which is then the one private address the outbound policy lets this endpoint reach;
+// its Host header and TLS server name are <name>.<namespace>.svc.
+type ServiceReference struct {
+	// Name of the Service, in the endpoint's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="must be a Service name (lowercase letters, digits and '-', starting with a letter)"
+	Name string `json:"name"`
+
+	// Port is the Service's port number. It may be left out when the Service has
+	// exactly one port.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
+
+	// Path of the request, e.g. /webhooks (default /).
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/') && !self.contains('#')",message="path must start with / and carry no fragment"
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// Scheme: https (the default, verified against <name>.<namespace>.svc) or http,
+	// which the outbound policy must allow as it must for a URL.
+	// +kubebuilder:default=https
+	// +optional
+	Scheme ServiceScheme `json:"scheme,omitempty"`
+}
+
+// ProxySpec sends an endpoint's deliveries through an HTTP forward proxy.
+type ProxySpec struct {
+	// URL of the proxy, http://host:port. Every delivery goes through a CONNECT tunnel
+	// to the destination address Herald resolved and judged itself, so the proxy can
+	// reach nothing the outbound policy refuses; the proxy's own address is judged by
+	// the outbound policy as spec.url is.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() == 'http' && url(self).getHostname() != ''",message="proxy url must be http://host:port (the tunnel to the receiver is TLS where spec.url is https)"
+	// +kubebuilder:validation:XValidation:rule="!isURL(self) || (url(self).getEscapedPath() in ['', '/'] && url(self).getQuery().size() == 0)",message="proxy url must have no path or query"
+	URL string `json:"url"`
+
+	// CredentialsSecretRef names a kubernetes.io/basic-auth Secret (keys username and
+	// password) in the same namespace, sent to the proxy as Proxy-Authorization: Basic.
+	// +optional
+	CredentialsSecretRef *LocalObjectReference `json:"credentialsSecretRef,omitempty"`
 }
 
 // OAuth2AuthStyle says how the client authenticates to the token endpoint.
@@ -276,13 +369,29 @@ type AttemptLogSpec struct {
 
 // WebhookEndpointSpec is where events go and how they are delivered there.
 // +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.oauth2) || !has(self.headers) || !self.headers.exists(h, h.name.lowerAscii() == 'authorization')",message="spec.headers cannot set Authorization when spec.auth.oauth2 is set: the bearer token goes there"
+// +kubebuilder:validation:XValidation:rule="has(self.url) != has(self.service)",message="set exactly one of url (a receiver anywhere) or service (a Service in this namespace)"
+// +kubebuilder:validation:XValidation:rule="!has(self.service) || !has(self.proxy)",message="a Service in the cluster is reached directly, never through spec.proxy"
 type WebhookEndpointSpec struct {
 	// URL receiving the POSTs. https, or plain http where the outbound policy allows it.
+	// Exactly one of url and service is set.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="url must be an absolute URL such as https://example.com/webhooks"
 	// +kubebuilder:validation:XValidation:rule="!isURL(self) || url(self).getScheme() in ['https', 'http']",message="url scheme must be https (or http where the outbound policy allows it)"
-	URL string `json:"url"`
+	// +optional
+	URL string `json:"url,omitempty"`
+
+	// Service names a Service in this namespace instead of a URL, for receivers inside
+	// the cluster. A Service that does not exist (yet) holds the deliveries, Ready=False
+	// with reason ServiceNotFound; nothing is lost.
+	// +optional
+	Service *ServiceReference `json:"service,omitempty"`
+
+	// Proxy sends the deliveries through an HTTP CONNECT proxy, so that receivers can
+	// allow-list the proxy's addresses. It replaces the dispatcher's chart-wide proxy
+	// for this endpoint.
+	// +optional
+	Proxy *ProxySpec `json:"proxy,omitempty"`
 
 	// SecretRef holds the signing secret. When the Secret does not exist Herald generates
 	// it ("whsec_" + 32 random bytes, base64; for StandardWebhooksEd25519 an ed25519 key
@@ -478,6 +587,40 @@ type WebhookEndpointStatus struct {
 	// replay annotation.
 	// +optional
 	Replay *ReplayStatus `json:"replay,omitempty"`
+
+	// State is the dispatcher's one-word view of the deliveries: Healthy, Throttled
+	// (the receiver asked Herald to slow down; see throttle), Failing (the last
+	// attempts failed; a retry follows) or Disabled.
+	// +kubebuilder:validation:Enum=Healthy;Throttled;Failing;Disabled
+	// +optional
+	State string `json:"state,omitempty"`
+
+	// Throttle is the adaptive pacing of a receiver that answered 429 or 503 or timed
+	// out: the limits Herald keeps to now, and why. Absent while the configured limits
+	// apply.
+	// +optional
+	Throttle *ThrottleStatus `json:"throttle,omitempty"`
+
+	// TransformErrors counts the events spec.payload.transform failed on since the
+	// transform last changed; each was dead-lettered with reason TransformFailed.
+	// +optional
+	TransformErrors int64 `json:"transformErrors,omitempty"`
+}
+
+// ThrottleStatus is the pacing of a struggling receiver, as one dispatcher replica keeps
+// it (each replica paces its own share of the deliveries).
+type ThrottleStatus struct {
+	// RequestsPerSecond is the current rate limit, as a decimal ("12.5").
+	RequestsPerSecond string `json:"requestsPerSecond"`
+	// MaxInFlight is the current concurrency limit.
+	MaxInFlight int32 `json:"maxInFlight"`
+	// Reason is the last answer that lowered the limits: 429, 503 or Timeout.
+	Reason string `json:"reason"`
+	// Since is when the endpoint was first throttled in this episode.
+	Since metav1.Time `json:"since"`
+	// PausedUntil is the end of the receiver's Retry-After, when it asked for a pause.
+	// +optional
+	PausedUntil *metav1.Time `json:"pausedUntil,omitempty"`
 }
 
 // ReplayStatus is the progress of one replay. Selected counts the deliveries the
@@ -516,9 +659,11 @@ type ReplayStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=whe,categories=herald
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.url`
+// +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.spec.service.name`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Delivering",type=string,JSONPath=`.status.conditions[?(@.type=="Delivering")].status`
 // +kubebuilder:printcolumn:name="Disabled",type=string,JSONPath=`.status.conditions[?(@.type=="Disabled")].status`
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
 // +kubebuilder:printcolumn:name="Failures",type=integer,JSONPath=`.status.consecutiveFailures`
 // +kubebuilder:printcolumn:name="Delivered",type=integer,JSONPath=`.status.counters.delivered`
 // +kubebuilder:printcolumn:name="DeadLettered",type=integer,JSONPath=`.status.counters.deadLettered`

@@ -6,6 +6,7 @@ package dispatcher
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -70,6 +71,8 @@ func run(ctx context.Context, cfg config.Dispatcher) error {
 		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{
 			Auth: cfg.Auth, Log: log.WithName("auth"),
 		}),
-		Log: log,
+		EgressUsername: os.Getenv(config.EnvProxyUsername),
+		EgressPassword: os.Getenv(config.EnvProxyPassword),
+		Log:            log,
 	})
 }

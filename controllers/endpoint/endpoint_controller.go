@@ -17,6 +17,7 @@ package endpoint
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -46,6 +47,9 @@ const (
 	// Event actions (events.k8s.io "action": what the controller was doing).
 	actionCheckReadiness = "CheckReadiness"
 	actionGenerateSecret = "GenerateSecret"
+
+	// serviceRecheck is how often an endpoint waiting for its Service looks again.
+	serviceRecheck = 30 * time.Second
 )
 
 // Reconciler reconciles the readiness of WebhookEndpoints.
@@ -66,6 +70,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhookendpoints,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hooks.herald.dev,resources=webhookendpoints/status,verbs=get;patch;update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// The Services endpoints name (spec.service) are read from the API server, never cached.
+// +kubebuilder:rbac:groups="",resources=services,verbs=get
 // The public-key ConfigMaps are read from the API server, never watched or listed.
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;update;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -128,6 +134,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	log.V(1).Info("reconciled endpoint", "reason", reason, "readyChanged", readyChanged)
+	if reason == heraldv1.ReasonServiceNotFound && gatherErr == nil {
+		// The dispatcher, which watches Services, brings the endpoint back as soon as
+		// the Service appears (its Delivering condition); this is for when none runs.
+		return ctrl.Result{RequeueAfter: serviceRecheck}, nil
+	}
 	// A failed Secret generation is reported in status and retried with backoff.
 	return ctrl.Result{}, gatherErr
 }

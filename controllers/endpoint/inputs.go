@@ -58,7 +58,7 @@ func (r *Reconciler) gatherInputs(ctx context.Context, ep *heraldv1.WebhookEndpo
 		}
 		return r.getSecret(ctx, namespace, name)
 	}
-	if in.result, err = resolve.Endpoint(ctx, ep, get, r.Policy); err != nil {
+	if in.result, err = resolve.Endpoint(ctx, ep, get, r.Policy, resolve.WithServices(r.getService)); err != nil {
 		return nil, err
 	}
 	return in, in.generateErr
@@ -72,6 +72,21 @@ func (r *Reconciler) getSecret(ctx context.Context, namespace, name string) (*co
 			return nil, nil
 		}
 		return nil, fmt.Errorf("reading Secret %s/%s: %w", namespace, name, err)
+	}
+	return s, nil
+}
+
+// getService reads a Service from the API server; (nil, nil) when it does not exist.
+// The manager's cache holds only the dispatcher's own Service; the dispatcher watches
+// the Services endpoints name, and its Delivering condition brings the endpoint back
+// here when one appears.
+func (r *Reconciler) getService(ctx context.Context, namespace, name string) (*corev1.Service, error) {
+	s := &corev1.Service{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading Service %s/%s: %w", namespace, name, err)
 	}
 	return s, nil
 }

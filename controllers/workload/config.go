@@ -104,6 +104,12 @@ type Config struct {
 	// checks and the dispatcher's dial-time checks can never disagree, nor what each
 	// serves. Rendered (Rendered) with what the manager decides from the pod it builds.
 	Dispatcher config.Dispatcher
+
+	// EgressProxySecret names a kubernetes.io/basic-auth Secret in Namespace whose
+	// username and password the dispatcher sends to its egress proxy
+	// (Dispatcher.Egress.Proxy); the pod gets them in its environment, so they are in no
+	// file, ConfigMap or command line. Optional.
+	EgressProxySecret string
 }
 
 // DefaultConfig returns the configuration BindFlags would produce with no flags set.
@@ -162,6 +168,7 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.StringVar((*string)(&c.TLS), "dispatcher-tls", string(d.TLS), "serve the dispatcher's ingest and endpoint API over TLS: off; manager (the manager makes and renews a CA and the certificate); external (cert-manager fills the Secret <dispatcher-name>-tls). The CA is published in the ConfigMap <dispatcher-name>-ca")
 	// Every other setting of the dispatcher, as --dispatcher-<its flag>.
 	config.BindManagerFlags(fs, &c.Dispatcher)
+	fs.StringVar(&c.EgressProxySecret, "dispatcher-egress-proxy-credentials-secret", "", "kubernetes.io/basic-auth Secret in the dispatcher's namespace (keys username, password) sent to --dispatcher-egress-proxy")
 }
 
 // Validate reports the first problem in a way that names the flag to fix, because the
@@ -222,6 +229,14 @@ func (c Config) Validate() error {
 		}
 		if _, err := resource.ParseQuantity(q.value); err != nil {
 			bad("%s %q is not a quantity: %v", q.flag, q.value, err)
+		}
+	}
+	if c.EgressProxySecret != "" {
+		if c.Dispatcher.Egress.Proxy == "" {
+			bad("--dispatcher-egress-proxy-credentials-secret needs --dispatcher-egress-proxy")
+		}
+		if msgs := validation.IsDNS1123Subdomain(c.EgressProxySecret); len(msgs) > 0 {
+			bad("--dispatcher-egress-proxy-credentials-secret %q: %s", c.EgressProxySecret, msgs[0])
 		}
 	}
 	for _, s := range c.ImagePullSecrets {

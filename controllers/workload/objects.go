@@ -169,6 +169,14 @@ func (c Config) podTemplate(checksum string) *corev1ac.PodTemplateSpecApplyConfi
 		corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().
 			WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("metadata.name"))),
 	}
+	if c.EgressProxySecret != "" {
+		// In the environment, from the Secret: in no file, ConfigMap or command line.
+		env = append(env,
+			corev1ac.EnvVar().WithName(config.EnvProxyUsername).WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(
+				corev1ac.SecretKeySelector().WithName(c.EgressProxySecret).WithKey(corev1.BasicAuthUsernameKey))),
+			corev1ac.EnvVar().WithName(config.EnvProxyPassword).WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(
+				corev1ac.SecretKeySelector().WithName(c.EgressProxySecret).WithKey(corev1.BasicAuthPasswordKey))))
+	}
 	if c.MemoryLimit != "" {
 		// The Go runtime collects harder before the kernel OOM-kills the pod.
 		env = append(env, corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValueFrom(corev1ac.EnvVarSource().

@@ -6,7 +6,6 @@ package accept
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -18,13 +17,16 @@ import (
 	"github.com/herald-dev/herald/dispatcher/router"
 )
 
-// Store is what accepting needs of the queue: the dedupe records and the deliveries.
+// Store is what accepting needs of the queue: the event ids accepted before, and the
+// deliveries.
 type Store interface {
 	Writable() error
-	LookupIngestMany(ctx context.Context, keys []string) (values [][]byte, found []bool, err error)
+	Seen(namespace string, ids []string) (matched []int, found []bool)
 	Publish(ctx context.Context, deliveries []queue.Delivery) (duplicate []bool, err error)
-	RecordIngestMany(ctx context.Context, keys []string, values [][]byte) error
+	Remember(ctx context.Context, namespace string, ids []string, matched []int) error
 }
+
+var _ Store = queue.Store(nil)
 
 // Acceptor deduplicates, routes and stores events; it is ingest's Acceptor.
 type Acceptor struct {
@@ -42,10 +44,6 @@ type Acceptor struct {
 }
 
 var _ ingest.Acceptor = (*Acceptor)(nil)
-
-type ingestRecord struct {
-	Matched int `json:"m"`
-}
 
 // Accept routes each event and stores one delivery per matched endpoint, returning
 // after the store has acknowledged all of them. An event id seen within the dedupe
@@ -66,7 +64,7 @@ func (a *Acceptor) AcceptExcept(ctx context.Context, namespace, except string, e
 		now = a.Now()
 	}
 	results := make([]ingest.Result, len(events))
-	keys := make([]string, len(events))
+	ids := make([]string, len(events))
 	fresh := make([]bool, len(events))
 	seen := make(map[string]int, len(events))
 	var deliveries []queue.Delivery
@@ -83,20 +81,9 @@ func (a *Acceptor) AcceptExcept(ctx context.Context, namespace, except string, e
 			continue
 		}
 		seen[events[i].ID] = i
-		keys[i] = queue.IngestKey(namespace, events[i].ID)
+		ids[i] = events[i].ID
 	}
-	prev, found, err := st.LookupIngestMany(ctx, keys)
-	switch {
-	case errors.Is(err, queue.ErrUnavailable):
-		// The dedupe records cannot be read (seen in a partition: the bucket's replicas
-		// answer reads on a node cut off from the rest) while the deliveries may well
-		// be writable. Go on without them: the delivery stream still stores a delivery
-		// published twice within its duplicate window once, and says so.
-		a.Log.V(1).Info("ingest records unreadable; deduplicating through the delivery stream alone", "error", err.Error())
-		found = make([]bool, len(keys))
-	case err != nil:
-		return nil, storeError(err)
-	}
+	prev, found := st.Seen(namespace, ids)
 	for i := range events {
 		ev := &events[i]
 		results[i].ID = ev.ID
@@ -104,10 +91,8 @@ func (a *Acceptor) AcceptExcept(ctx context.Context, namespace, except string, e
 			results[i] = ingest.Result{ID: ev.ID, Matched: results[j].Matched, Duplicate: true}
 			continue
 		}
-		if found[i] {
-			var rec ingestRecord
-			_ = json.Unmarshal(prev[i], &rec)
-			results[i] = ingest.Result{ID: ev.ID, Matched: rec.Matched, Duplicate: true}
+		if found[i] && ids[i] != "" {
+			results[i] = ingest.Result{ID: ev.ID, Matched: prev[i], Duplicate: true}
 			continue
 		}
 		fresh[i] = true
@@ -135,6 +120,7 @@ func (a *Acceptor) AcceptExcept(ctx context.Context, namespace, except string, e
 				CreatedAtText: ev.CreatedAtText,
 				TraceParent:   ev.TraceParent,
 				TraceState:    ev.TraceState,
+				Attributes:    ev.Attributes,
 				Data:          ev.Data,
 				DeliveryID:    queue.DeliveryID(namespace, ev.ID, name),
 				Attempt:       1,
@@ -161,19 +147,18 @@ func (a *Acceptor) AcceptExcept(ctx context.Context, namespace, except string, e
 	}
 	// Written after the deliveries are stored: a crash in between makes the producer's
 	// retry store them again, which the stream's duplicate window absorbs.
-	var recKeys []string
-	var recs [][]byte
+	var recIDs []string
+	var recMatched []int
 	for i := range events {
 		if fresh[i] {
-			rec, _ := json.Marshal(ingestRecord{Matched: results[i].Matched})
-			recKeys, recs = append(recKeys, keys[i]), append(recs, rec)
+			recIDs, recMatched = append(recIDs, ids[i]), append(recMatched, results[i].Matched)
 		}
 	}
-	if err := st.RecordIngestMany(ctx, recKeys, recs); err != nil {
+	if err := st.Remember(ctx, namespace, recIDs, recMatched); err != nil {
 		// The deliveries are stored; only the dedupe records are missing, so a retry by
 		// the producer would be absorbed by the store's duplicate window. Report
 		// success rather than invite a retry that changes nothing.
-		a.Log.Error(err, "recording ingest results", "events", len(recKeys))
+		a.Log.Error(err, "recording accepted events", "events", len(recIDs))
 	}
 	return results, nil
 }

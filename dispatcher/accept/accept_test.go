@@ -23,7 +23,7 @@ import (
 // replica is ingest and accept on a real store, as one dispatcher runs them.
 type replica struct {
 	url   string
-	store *queue.Store
+	store queue.Store
 }
 
 func newReplica(t *testing.T, opts queue.Options) *replica {

@@ -53,6 +53,10 @@ type Options struct {
 	// Config is the dispatcher's configuration (package config): start from
 	// config.Default(). Run refuses what config.Validate refuses.
 	Config config.Dispatcher
+	// EgressUsername and EgressPassword are the login sent to Config.Egress.Proxy, which
+	// `herald dispatcher` reads from its environment (config.EnvProxyUsername,
+	// config.EnvProxyPassword): a credential is no setting.
+	EgressUsername, EgressPassword string
 	// Authorizer decides who may publish. Built from the cluster when nil by
 	// NewAuthorizer.
 	Authorizer func(mgr manager.Manager) (auth.Authorizer, error)
@@ -112,6 +116,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return err
 	}
 	c.SetDefaults()
+	egress, err := c.Egress.Outbound(o.EgressUsername, o.EgressPassword)
+	if err != nil {
+		return err
+	}
 	cacheOpts := cache.Options{DefaultTransform: slimCached}
 	if len(c.WatchNamespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
@@ -220,7 +228,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("adding the reclaimer: %w", err)
 	}
 	requests := outcome.NewRequests(tracker, p.Replayer, outcome.AnnotationManager(mgr.GetAPIReader()), p.Now)
-	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: c.Outbound,
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: c.Outbound, Egress: egress,
 		Lifecycle: afterMigration{requests, reclaimer.Migrated()}, Notify: notify}
 	if o.cacheAllSecrets {
 		endpoints.Secrets = watch.InformerSecrets{Client: mgr.GetClient()}
@@ -243,6 +251,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			cfg, _ := engine.Config(k)
 			return cfg.Hold, cfg.HoldMessage
 		},
+		Pace:     engine.Pace,
 		Interval: c.Status.Interval, Log: log.WithName("status"),
 	}
 	if err := mgr.Add(manager.RunnableFunc(statusWriter.Run)); err != nil {
@@ -293,7 +302,8 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("adding ready check: %w", err)
 		}
 	}
-	log.Info("starting dispatcher", "ingest", c.Serving.IngestBindAddress, "embedded", c.Store.URL == "", "policy", c.Outbound, "tracing", tracer != nil)
+	log.Info("starting dispatcher", "ingest", c.Serving.IngestBindAddress, "embedded", c.Store.URL == "", "policy", c.Outbound, "tracing", tracer != nil,
+		"egressProxy", c.Egress.Proxy, "noProxy", c.Egress.NoProxy)
 	return mgr.Start(ctx)
 }
 

@@ -68,7 +68,7 @@ type PipelineOptions struct {
 // side (the watch that configures endpoints and routes, status, Events) is added by
 // Run; the benchmark configures endpoints itself.
 type Pipeline struct {
-	Store   *queue.Store
+	Store   queue.Store
 	Router  *router.Table
 	Engine  *delivery.Engine
 	Tracker *outcome.Tracker // nil WithoutOutcome
@@ -108,7 +108,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	p.History = store.History()
 	// The history is written first: an attempt's record is handed over before anything
 	// else can take long.
-	observers := delivery.Observers{&replay.Recorder{History: p.History, AttemptLog: c.History.AttemptLog}}
+	observers := delivery.Observers{&replay.Recorder{History: p.History}}
 	var gate func(delivery.Key) bool
 	if !o.WithoutOutcome {
 		notify := o.Notify
@@ -130,6 +130,11 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	opts := delivery.Options{
 		Store: store, Delivery: c.Delivery, Log: o.Log.WithName("delivery"),
 		IdleAfter: o.IdleAfter, Gate: gate, Tracer: o.Tracer,
+		PaceChanged: func(k delivery.Key) {
+			if p.Tracker != nil && p.Engine != nil {
+				p.Tracker.PaceChanged(k, p.Engine.Pace(k))
+			}
+		},
 		Retired: func(k delivery.Key) {
 			if p.Tracker != nil {
 				p.Tracker.Forget(k)
@@ -242,6 +247,16 @@ func (s metricsSource) Disabled(k delivery.Key) bool {
 	}
 	_, disabled := s.p.Tracker.Disabled(k)
 	return disabled
+}
+
+// State judges the endpoint's state as its status does (outcome.DeliveryState).
+func (s metricsSource) State(k delivery.Key) (string, delivery.Pace) {
+	if s.p.Tracker == nil || s.p.Engine == nil {
+		return "", delivery.Pace{}
+	}
+	st, _ := s.p.Tracker.Disabled(k)
+	pace := s.p.Engine.Pace(k)
+	return outcome.DeliveryState(st, pace.Throttled), pace
 }
 
 func (s metricsSource) Pending(keys []delivery.Key) ([]int64, error) {

@@ -124,6 +124,10 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 		URL: victim.URL, Timeout: "2s",
 		Retry:       heraldv1.RetrySpec{Schedule: []string{"10ms", "10ms"}, JitterPercent: ptr.To[int32](0)},
 		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](0)},
+		// Fixed limits: the Retry-After of the evt_retry deliveries delays only them, not
+		// (as adaptive limits do) every delivery of the endpoint, which would stretch the
+		// timeline this test counts on.
+		Limits: heraldv1.DeliveryLimits{Adaptive: ptr.To(false)},
 	})
 	operator := serviceAccountToken(t, c, ns, "operator", "get", "replay")
 	url := testenv.NATS(t)
@@ -149,12 +153,17 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 	if code, raw := call(t, http.MethodGet, base+"/dead-letters", operator, nil); code != http.StatusOK || json.Unmarshal(raw, &dl) != nil || len(dl.Items) != 2 {
 		t.Fatalf("the old endpoint's dead letters: %d %s", code, raw)
 	}
-	before := storeHolds(t, js, ns, "billing", oldUID)
-	for _, kind := range []string{"pending", "dead letters", "delivered", "attempts", "keys"} {
-		if before[kind] == 0 {
-			t.Fatalf("before the deletion the store holds no %s of the endpoint (%v): the test would prove nothing", kind, before)
+	// The history is written in batches, within a second of the attempts.
+	var before map[string]uint64
+	testenv.Eventually(t, 10*time.Second, func() error {
+		before = storeHolds(t, js, ns, "billing", oldUID)
+		for _, kind := range []string{"pending", "dead letters", "delivered", "attempts", "keys"} {
+			if before[kind] == 0 {
+				return fmt.Errorf("before the deletion the store holds no %s of the endpoint (%v): the test would prove nothing", kind, before)
+			}
 		}
-	}
+		return nil
+	})
 
 	// The tenant deletes it and creates it again at once, pointing at their server.
 	if err := c.Delete(ctx, &old); err != nil {

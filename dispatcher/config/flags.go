@@ -57,6 +57,9 @@ func BindFlags(fs *pflag.FlagSet, c *Dispatcher) {
 	fs.BoolVar(&o.AllowPrivateNetworks, "allow-private-networks", o.AllowPrivateNetworks, "deliver to private address ranges")
 	fs.BoolVar(&o.AllowLoopback, "allow-loopback", o.AllowLoopback, "deliver to loopback addresses (local development only)")
 
+	fs.StringVar(&c.Egress.Proxy, "egress-proxy", c.Egress.Proxy, "HTTP CONNECT proxy (http://host:port) every delivery goes through, so receivers can allow-list its addresses; its login from the environment variables "+EnvProxyUsername+" and "+EnvProxyPassword+". Endpoints with spec.proxy use theirs, in-cluster Services are reached directly")
+	fs.StringSliceVar(&c.Egress.NoProxy, "egress-no-proxy", c.Egress.NoProxy, "hosts reached without --egress-proxy: names (and the names under them), IP addresses, CIDR ranges, or * for all")
+
 	fs.DurationVar(&c.Status.Interval, "status-interval", c.Status.Interval, "the most often one endpoint's status is written")
 	fs.DurationVar(&c.Status.OperationalEventsInterval, "operational-events-interval", c.Status.OperationalEventsInterval, "aggregation interval of Herald's operational events: dead letters of an endpoint after the first are sent together once per interval, and herald.endpoint.recovered at most once per interval")
 

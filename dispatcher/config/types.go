@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/herald-dev/herald/internal/outbound"
@@ -37,6 +38,8 @@ type Dispatcher struct {
 	// Outbound is where deliveries may go (internal/outbound), the same policy as the
 	// manager's URL checks.
 	Outbound outbound.Policy `json:"outbound"`
+	// Egress sends deliveries through the operator's proxy (internal/outbound).
+	Egress Egress `json:"egress,omitzero"`
 	// Status paces the dispatcher's writes of endpoint status and Herald's operational
 	// events (package outcome).
 	Status Status `json:"status"`
@@ -159,6 +162,40 @@ type Delivery struct {
 	// MaxHeldAge is how long a delivery may wait in a held endpoint before it is
 	// dead-lettered (0: 72h).
 	MaxHeldAge time.Duration `json:"maxHeldAge"`
+}
+
+// Egress sends deliveries through the operator's HTTP CONNECT proxy, so receivers can
+// allow-list its addresses; endpoints with spec.proxy use theirs, and in-cluster
+// Services are reached directly. The proxy's login is no setting: the dispatcher reads
+// it from its environment (EnvProxyUsername, EnvProxyPassword), which the manager fills
+// from a Secret, so that it is in no file, ConfigMap or command line.
+type Egress struct {
+	// Proxy is the proxy's URL, http://host:port (no credentials); empty sends directly.
+	Proxy string `json:"proxy,omitempty"`
+	// NoProxy lists the hosts reached without the proxy: names (and the names under
+	// them), IP addresses, CIDR ranges, or * for all.
+	NoProxy []string `json:"noProxy,omitempty"`
+}
+
+// The environment variables holding the login of Egress.Proxy.
+const (
+	EnvProxyUsername = "HERALD_EGRESS_PROXY_USERNAME"
+	EnvProxyPassword = "HERALD_EGRESS_PROXY_PASSWORD"
+)
+
+// Outbound returns the egress deliveries take, with the proxy's login (read from the
+// environment by the caller). Validate has judged the proxy.
+func (e Egress) Outbound(username, password string) (outbound.Egress, error) {
+	if e.Proxy == "" {
+		return outbound.Egress{}, nil
+	}
+	x, err := outbound.ParseProxy(e.Proxy)
+	if err != nil {
+		return outbound.Egress{}, fmt.Errorf("egress.proxy: %w", err)
+	}
+	x.Operator = true
+	x.Username, x.Password = username, password
+	return outbound.Egress{Proxy: x, NoProxy: e.NoProxy}, nil
 }
 
 // Status paces what the dispatcher tells Kubernetes and receivers about endpoints.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/herald-dev/herald/internal/outbound"
 )
 
 // Validate is the one judge of a configuration: `herald dispatcher` refuses to start
@@ -83,6 +85,20 @@ func (c Dispatcher) Validate() error {
 	notNegativeDuration("delivery.ackWait", d.AckWait)
 	notNegative("delivery.maxHeld", d.MaxHeld)
 	notNegativeDuration("delivery.maxHeldAge", d.MaxHeldAge)
+
+	if e := c.Egress.Proxy; e != "" {
+		if x, err := outbound.ParseProxy(e); err != nil {
+			bad("egress.proxy", "%v", err)
+		} else if x.Username != "" || x.Password != "" {
+			bad("egress.proxy", "must not carry credentials; they are read from %s and %s (the manager's --dispatcher-egress-proxy-credentials-secret)", EnvProxyUsername, EnvProxyPassword)
+		} else if err := c.Outbound.CheckProxy(&outbound.Proxy{Host: x.Host, Port: x.Port, Operator: true}); err != nil {
+			// Even the operator's proxy may not sit at a metadata address.
+			bad("egress.proxy", "%v", err)
+		}
+	}
+	if err := outbound.CheckNoProxy(c.Egress.NoProxy); err != nil {
+		bad("egress.noProxy", "%v", err)
+	}
 
 	notNegativeDuration("status.interval", c.Status.Interval)
 	notNegativeDuration("status.operationalEventsInterval", c.Status.OperationalEventsInterval)

@@ -74,6 +74,10 @@ type Attempt struct {
 	Outcome  sender.Outcome
 	// Final is true when no further attempt follows (success or dead letter).
 	Final bool
+	// Throttled is set when the receiver answered 429 to an endpoint whose limits adapt
+	// to it: the attempt failed, but the receiver is pacing Herald, not failing, so it
+	// does not count towards auto-disable.
+	Throttled bool
 }
 
 // Observer is told what happens to deliveries: the status writer, metrics and Events
@@ -133,6 +137,9 @@ type Options struct {
 	// and sends the span's traceparent to the receiver. Nil records nothing and sends
 	// the event's own trace context.
 	Tracer *tracing.Tracer
+	// PaceChanged, when set, hears of every endpoint whose limits began or stopped
+	// adapting to a struggling receiver (see Pace), so that its status says so soon.
+	PaceChanged func(Key)
 	// Retired, when set, hears of every endpoint whose runner stopped for good: its
 	// object was deleted, or replaced by another of the same name (another UID). Its
 	// stored data is no longer reachable through the engine; Retired reclaims it.
@@ -282,6 +289,8 @@ func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
 		// Idle until the store shows a delivery for it: the scan asked for here, or a
 		// delivery stored by this process.
 		r = &runner{e: e, key: k, subject: queue.DeliverySubject(k), wake: make(chan struct{}, 1)}
+		r.pace = newPacer(e.opts.Now, func() { e.paceChanged(k) })
+		r.pace.configure(cfg.RequestsPerSecond, cfg.MaxInFlight, cfg.Adaptive)
 		r.cfg.Store(&cfg)
 		e.runners[nameOf(k)], e.bySubject[r.subject] = r, r
 		e.kickScan()
@@ -292,6 +301,7 @@ func (e *Engine) Upsert(k Key, cfg EndpointConfig) {
 		// unchanged credentials stays good.
 		cfg.Target.KeepTokens(cur.Target)
 	}
+	r.pace.configure(cfg.RequestsPerSecond, cfg.MaxInFlight, cfg.Adaptive)
 	old := r.cfg.Swap(&cfg)
 	if old.Target != nil && old.Target != cfg.Target {
 		// In-flight attempts hold the old target; idle connections can go now.
@@ -430,6 +440,24 @@ func (e *Engine) Running() int {
 		r.runMu.Unlock()
 	}
 	return n
+}
+
+func (e *Engine) paceChanged(k Key) {
+	if e.opts.PaceChanged != nil {
+		e.opts.PaceChanged(k)
+	}
+}
+
+// Pace returns an endpoint's pacing on this replica (the zero Pace when its configured
+// limits apply).
+func (e *Engine) Pace(k Key) Pace {
+	e.mu.RLock()
+	r, ok := e.runners[nameOf(k)]
+	e.mu.RUnlock()
+	if !ok || (k.UID != "" && r.key.UID != k.UID) {
+		return Pace{}
+	}
+	return r.pace.state()
 }
 
 // Endpoints lists the endpoints with their hold reason ("" when deliveries flow).

@@ -25,6 +25,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
@@ -104,7 +105,7 @@ func (rc *receiver) waitFor(t *testing.T, n int, within time.Duration) []receive
 type harness struct {
 	t      testing.TB
 	dir    string
-	store  *queue.Store
+	store  queue.Store
 	engine *delivery.Engine
 	router *router.Table
 	acc    *accept.Acceptor
@@ -116,8 +117,17 @@ func newHarness(t testing.TB, dir string, tune ...func(*delivery.Options)) *harn
 	if dir == "" {
 		dir = t.TempDir()
 	}
+	return newHarnessOn(t, queue.Options{Store: config.Store{DataDir: dir}}, tune...)
+}
+
+// newHarnessOn is newHarness on the store o opens (embedded in o.DataDir, or on the
+// NATS at o.URL).
+func newHarnessOn(t testing.TB, o queue.Options, tune ...func(*delivery.Options)) *harness {
+	t.Helper()
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{Store: config.Store{DataDir: dir}, Log: testr.NewWithInterface(t, testr.Options{})})
+	dir := o.DataDir
+	o.Log = testr.NewWithInterface(t, testr.Options{})
+	st, err := queue.Open(ctx, o)
 	if err != nil {
 		t.Fatalf("opening store: %v", err)
 	}
@@ -146,7 +156,7 @@ func (h *harness) close() {
 
 // crash stops everything without a graceful drain, as a killed process would.
 func (h *harness) crash() {
-	h.store.Abort()
+	queuetest.Crash(h.store)
 	h.engine.Stop()
 	h.engine, h.store = nil, nil
 }
@@ -161,6 +171,7 @@ type endpointOpts struct {
 	extra    map[string]string
 	rps      int
 	ordered  bool
+	adaptive bool
 }
 
 func (h *harness) endpoint(name, url string, o endpointOpts) {
@@ -180,7 +191,8 @@ func (h *harness) endpoint(name, url string, o endpointOpts) {
 		Timeout: o.timeout, MaxInFlight: o.inFlight, Policy: loopback,
 	})
 	cfg := delivery.EndpointConfig{Target: target, Hold: o.hold,
-		Settings: resolve.Settings{Schedule: o.schedule, MaxInFlight: o.inFlight, RequestsPerSecond: o.rps, Ordered: o.ordered}}
+		Settings: resolve.Settings{Schedule: o.schedule, MaxInFlight: o.inFlight, RequestsPerSecond: o.rps, Ordered: o.ordered,
+			Adaptive: o.adaptive, MaxRetryAfter: time.Hour}}
 	if o.hold != "" {
 		cfg.Target = nil
 	}

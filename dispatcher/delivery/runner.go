@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
-	"golang.org/x/time/rate"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/queue"
@@ -43,9 +43,9 @@ type runner struct {
 	lastHanded atomic.Int64
 	inFlight   atomic.Int32
 
-	limitMu sync.Mutex
-	limiter *rate.Limiter
-	limit   int
+	// pace keeps the attempts within the endpoint's limits, adapted to its receiver
+	// (pace.go).
+	pace *pacer
 
 	// headStale is set when a stored ordered head may no longer belong to any pending
 	// delivery (a restart between settling a head and clearing its state, a switch of
@@ -65,20 +65,6 @@ func modeOf(cfg *EndpointConfig) mode {
 		return mode{workers: 1, ordered: true}
 	}
 	return mode{workers: cfg.MaxInFlight}
-}
-
-// wait blocks until the endpoint's request rate allows one more attempt.
-func (r *runner) wait(ctx context.Context, rps int) error {
-	if rps <= 0 {
-		return nil
-	}
-	r.limitMu.Lock()
-	if r.limiter == nil || r.limit != rps {
-		r.limiter, r.limit = rate.NewLimiter(rate.Limit(rps), max(1, rps/10)), rps
-	}
-	l := r.limiter
-	r.limitMu.Unlock()
-	return l.Wait(ctx)
 }
 
 // start runs the runner's goroutine unless it runs already. It is asked by the engine
@@ -296,15 +282,22 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	// connection is moving to another server) would be repeated and, failed, counted
 	// against the receiver for the store's fault. Deliveries wait for the store instead.
 	// The check is the last step before the request; after a wait for the store the
-	// rate limit is waited for again, or every worker would fire at once on recovery.
+	// limits are waited for again, or every worker would fire at once on recovery.
+	if pause := r.pace.pause(); pause > pauseInPlace {
+		// The receiver asked for a long pause (Retry-After): the delivery waits in the
+		// store, not in a worker.
+		_ = p.Delay(pause)
+		return
+	}
 	for {
-		if err := r.wait(ctx, cfg.RequestsPerSecond); err != nil {
+		if err := r.pace.acquire(ctx); err != nil {
 			r.release(p)
 			return
 		}
 		if r.e.store.Writable() == nil {
 			break
 		}
+		r.pace.released()
 		if err := r.e.store.WaitWritable(ctx); err != nil {
 			r.release(p)
 			return
@@ -315,7 +308,8 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	}
 	d := &p.Delivery
 	msg := sender.Message{
-		EventID: d.EventID, EventType: d.EventType, CreatedAt: d.CreatedAt, CreatedAtText: d.CreatedAtText, Data: d.Data,
+		Namespace: d.Namespace, EventID: d.EventID, EventType: d.EventType, Source: d.EventSource, Attributes: d.Attributes,
+		CreatedAt: d.CreatedAt, CreatedAtText: d.CreatedAtText, Data: d.Data,
 		DeliveryID: d.DeliveryID, Attempt: d.Attempt, TraceParent: d.TraceParent, TraceState: d.TraceState,
 	}
 	var out sender.Outcome
@@ -324,6 +318,11 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	} else {
 		out = cfg.Target.Send(ctx, &msg)
 	}
+	if (!out.OK() && ctx.Err() != nil) || out.TransformFailed {
+		r.pace.released()
+	} else {
+		r.pace.done(out, cfg.MaxRetryAfter)
+	}
 	if !out.OK() && ctx.Err() != nil {
 		// Shutting down mid-attempt: the attempt did not really happen.
 		r.release(p)
@@ -331,26 +330,43 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 	}
 	sctx, cancel := settleCtx()
 	defer cancel()
-	a := Attempt{Endpoint: r.key, Delivery: &p.Delivery, Outcome: out}
+	// A 429 to an endpoint with adaptive limits is pacing, not a failure of the
+	// receiver: it does not count towards auto-disable.
+	a := Attempt{Endpoint: r.key, Delivery: &p.Delivery, Outcome: out,
+		Throttled: cfg.Adaptive && out.StatusCode == http.StatusTooManyRequests}
 	switch {
+	case out.TransformFailed:
+		// Nothing was sent: the receiver is not to blame (no failed attempt counts
+		// against it), and the same transform fails the same way on every attempt. The
+		// dead letter keeps the event as published, for a replay once it is fixed.
+		var settled func(context.Context)
+		if ordered {
+			settled = func(ctx context.Context) { r.clearHead(ctx, head) }
+		}
+		r.deadLetter(sctx, p, heraldv1.DeadLetterTransformFailed, 0, out.Err, false, settled)
 	case out.OK():
 		a.Final = true
-		if ordered {
-			// Before the observer, so that the status it prompts no longer names it.
+		r.e.opts.Observer.Attempted(a)
+		// Counted, then acknowledged, by the store's journal; an ordered endpoint's
+		// waits for it (its next delivery waits for the acknowledgement anyway), so that
+		// the head's state, which counts its failed attempts until then, goes after.
+		if err := p.Delivered(); err != nil {
+			r.log.Error(err, "settling delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
+		} else if ordered {
 			r.clearHead(sctx, head)
 		}
-		r.e.opts.Observer.Attempted(a)
-		if err := p.Delivered(); err != nil {
-			r.log.Error(err, "acknowledging delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
-		}
-	case p.Attempt > len(cfg.Schedule):
+	case p.Attempt > len(cfg.Schedule) || out.Final:
 		a.Final = true
 		r.e.opts.Observer.Attempted(a)
 		var settled func(context.Context)
 		if ordered {
 			settled = func(ctx context.Context) { r.clearHead(ctx, head) }
 		}
-		r.deadLetter(sctx, p, heraldv1.DeadLetterRetriesExhausted, out.StatusCode, out.Err, settled)
+		reason := heraldv1.DeadLetterRetriesExhausted
+		if out.Final {
+			reason = heraldv1.DeadLetterRejected
+		}
+		r.deadLetter(sctx, p, reason, out.StatusCode, out.Err, true, settled)
 	case ordered:
 		r.retryInPlace(sctx, p, cfg, out, head, a)
 	default:
@@ -360,8 +376,9 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 		// The schedule counts from the failure, not from the start of the attempt.
 		next.NotBefore = r.e.opts.Now().Add(nextDelay(cfg, p.Attempt, out, jitterRand))
 		if err := p.Retry(sctx, next); err != nil {
-			// Not settled: the store hands the delivery out again after AckWait and it
-			// is attempted again, which keeps it; nothing is lost.
+			// Not settled, or not yet: the store hands the delivery out again after
+			// AckWait and it is attempted again unless it was settled meanwhile, which
+			// keeps it; nothing is lost.
 			r.log.Error(err, "scheduling retry", "deliveryID", p.DeliveryID)
 			return
 		}
@@ -386,7 +403,9 @@ func (r *runner) restoreHead(ctx context.Context, p *queue.Pending) (*queue.Head
 		r.headStale.Store(true)
 		return nil, nil
 	}
-	p.Attempt, p.NotBefore = h.Attempt, h.NotBefore
+	// The attempts that failed in place are counted when the head is settled (status
+	// shows them meanwhile, from the head's state).
+	p.Attempt, p.NotBefore, p.FailedInPlace = h.Attempt, h.NotBefore, h.Attempt-1
 	return &h, nil
 }
 
@@ -443,10 +462,10 @@ func (r *runner) clearHead(ctx context.Context, head *queue.Head) {
 	}
 }
 
-// deadLetter stores p as a dead letter; settled, when set, runs once it is stored and
-// before observers hear of it.
-func (r *runner) deadLetter(ctx context.Context, p *queue.Pending, reason string, status int, cause error, settled func(context.Context)) {
-	dl := queue.DeadLetter{Reason: reason, StatusCode: status, At: r.e.opts.Now()}
+// deadLetter stores p as a dead letter (attempted: just after a failed attempt); settled,
+// when set, runs once it is stored and before observers hear of it.
+func (r *runner) deadLetter(ctx context.Context, p *queue.Pending, reason string, status int, cause error, attempted bool, settled func(context.Context)) {
+	dl := queue.DeadLetter{Reason: reason, StatusCode: status, At: r.e.opts.Now(), Attempted: attempted}
 	if cause != nil {
 		dl.Error = cause.Error()
 	}
@@ -516,10 +535,10 @@ func (r *runner) enforceHeldLimits(ctx context.Context) error {
 			case excess > 0:
 				excess--
 				r.deadLetter(ctx, p, heraldv1.DeadLetterHeldLimitExceeded, 0,
-					fmt.Errorf("held endpoint had %d deliveries waiting, over the limit of %d", pending, r.e.opts.MaxHeld), r.heldSettled(ordered, p))
+					fmt.Errorf("held endpoint had %d deliveries waiting, over the limit of %d", pending, r.e.opts.MaxHeld), false, r.heldSettled(ctx, ordered, p))
 			case !p.AcceptedAt.IsZero() && age > r.e.opts.MaxHeldAge:
 				r.deadLetter(ctx, p, heraldv1.DeadLetterHeldTooLong, 0,
-					fmt.Errorf("held for %s, over the limit of %s", age.Truncate(time.Second), r.e.opts.MaxHeldAge), r.heldSettled(ordered, p))
+					fmt.Errorf("held for %s, over the limit of %s", age.Truncate(time.Second), r.e.opts.MaxHeldAge), false, r.heldSettled(ctx, ordered, p))
 			default:
 				// Oldest first: once one is within the limits, the rest are too.
 				done = true
@@ -534,14 +553,16 @@ func (r *runner) enforceHeldLimits(ctx context.Context) error {
 }
 
 // heldSettled clears the stored state of an ordered head dead-lettered for the limits
-// on held deliveries: it may have failed before the endpoint was held.
-func (r *runner) heldSettled(ordered bool, p *queue.Pending) func(context.Context) {
+// on held deliveries: it may have failed before the endpoint was held (its failed
+// attempts are counted with it).
+func (r *runner) heldSettled(ctx context.Context, ordered bool, p *queue.Pending) func(context.Context) {
 	if !ordered || !p.Redelivered() {
 		return nil
 	}
-	return func(ctx context.Context) {
-		if h, ok, err := r.e.store.OrderedHead(ctx, r.key); err == nil && ok && h.Sequence == p.Sequence() {
-			r.clearHead(ctx, &h)
-		}
+	h, ok, err := r.e.store.OrderedHead(ctx, r.key)
+	if err != nil || !ok || h.Sequence != p.Sequence() {
+		return nil
 	}
+	p.FailedInPlace = h.Attempt - 1
+	return func(ctx context.Context) { r.clearHead(ctx, &h) }
 }

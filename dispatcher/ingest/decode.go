@@ -202,7 +202,8 @@ func (d *decoder) herald(m map[string]json.RawMessage) (Event, *apiError) {
 
 // cloudEvent validates a CloudEvents 1.0 event in JSON (structured) format. Extension
 // attributes are allowed, as the spec requires; those of the distributed-tracing
-// extension (traceparent, tracestate) are kept, the others not carried further.
+// extension (traceparent, tracestate) become the event's trace context, the others
+// (and subject, dataschema) are carried to CloudEvents receivers as they came.
 func (d *decoder) cloudEvent(m map[string]json.RawMessage) (Event, *apiError) {
 	sv, err := requiredString(m, "specversion")
 	if err != nil {
@@ -247,6 +248,9 @@ func (d *decoder) cloudEvent(m map[string]json.RawMessage) (Event, *apiError) {
 		e.TraceParent, e.TraceState = tracing.Parse(tp, ts)
 	}
 	if e.CreatedAt, e.CreatedAtText, err = d.timestamp(m, "time"); err != nil {
+		return Event{}, err
+	}
+	if e.Attributes, err = structuredAttributes(m); err != nil {
 		return Event{}, err
 	}
 	ct, present, err := optionalString(m, "datacontenttype")
@@ -359,6 +363,9 @@ func (d *decoder) binaryCloudEvent(mediaType string, h http.Header, body []byte)
 		e.CreatedAt = d.received()
 	} else {
 		e.CreatedAtText = ts
+	}
+	if e.Attributes, err = binaryAttributes(h); err != nil {
+		return Event{}, err
 	}
 	if !isJSONMediaType(mediaType) {
 		return Event{}, unsupported("Content-Type",

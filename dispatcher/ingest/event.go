@@ -40,6 +40,11 @@ type Event struct {
 	// tracestate headers. Stored with the event and sent on every attempt; empty when
 	// the producer sent none (or an invalid one, which the W3C says to ignore).
 	TraceParent, TraceState string
+	// Attributes are a CloudEvent's other attributes (subject, dataschema, its
+	// extensions) as a JSON object of strings, numbers and booleans in name order, nil
+	// when it has none (and for Herald JSON events). Endpoints that speak CloudEvents
+	// send them on.
+	Attributes json.RawMessage
 }
 
 // Result is what the engine did with one event: the answer the ingest API sends for

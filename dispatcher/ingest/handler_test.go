@@ -269,9 +269,15 @@ func TestPublish_CloudEventStructured(t *testing.T) {
 	f := newFixture(t, nil)
 	h := map[string]string{"Content-Type": "application/cloudevents+json; charset=utf-8"}
 	r := f.post(t, single, h, `{"specversion":"1.0","id":"ce-1","source":"/shop/orders","type":"com.example.order.created",
-		"time":"2026-01-02T15:04:05Z","subject":"o-1","comexampleext":{"any":"value"},"data":{"n":1}}`)
+		"time":"2026-01-02T15:04:05Z","subject":"o-1","comexampleext":"value","count":3,"data":{"n":1}}`)
 	if r.status != http.StatusAccepted {
 		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	// An attribute whose value is no CloudEvents type (an object) cannot be carried in a
+	// ce-* header: the event is refused, naming it, rather than sent without it.
+	bad := f.post(t, single, h, `{"specversion":"1.0","id":"ce-bad","source":"urn:x","type":"t","comexampleext":{"any":"value"}}`)
+	if got := bad.errorBody(t); bad.status != http.StatusBadRequest || got.Field != "comexampleext" {
+		t.Errorf("object-valued extension: %d %s, want 400 naming comexampleext", bad.status, bad.body)
 	}
 	r = f.post(t, single, h, `{"specversion":"1.0","id":"ce-2","source":"urn:x","type":"t",
 		"datacontenttype":"application/vnd.example+json","data_base64":"eyJuIjogMn0="}`)
@@ -298,6 +304,9 @@ func TestPublish_CloudEventStructured(t *testing.T) {
 		if !w.CreatedAt.IsZero() && !g.CreatedAt.Equal(w.CreatedAt) {
 			t.Errorf("event %d time = %v, want %v", i, g.CreatedAt, w.CreatedAt)
 		}
+	}
+	if got := string(ev[0].event.Attributes); got != `{"comexampleext":"value","count":3,"subject":"o-1"}` {
+		t.Errorf("carried attributes = %s", got)
 	}
 }
 

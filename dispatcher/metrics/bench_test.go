@@ -95,7 +95,7 @@ func BenchmarkScrapeRealStore(b *testing.B) {
 // source does, without the shared failure state.
 type storeSource struct {
 	engine *delivery.Engine
-	store  *queue.Store
+	store  queue.Store
 }
 
 func (s storeSource) Endpoints() map[delivery.Key]string { return s.engine.Endpoints() }

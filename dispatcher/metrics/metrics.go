@@ -32,6 +32,12 @@
 //	                                                      reason is the hold reason
 //	herald_endpoints{state}                               state flowing|held
 //	herald_endpoints_disabled                             auto-disabled endpoints
+//	herald_endpoint_state{namespace,endpoint,state}       1 for an endpoint that is not
+//	                                                      Healthy: Throttled, Failing
+//	                                                      or Disabled (status.state)
+//	herald_endpoint_paced_requests_per_second{namespace,endpoint}
+//	                                                      a Throttled endpoint's current
+//	                                                      rate on this replica
 //	herald_queue_pending_read_errors_total                reads of Pending that failed
 //
 // The event catalog and operational events: see catalog.go.
@@ -67,6 +73,12 @@ type Source interface {
 	// Pending is how many deliveries of each endpoint are stored and not settled, in
 	// the order of keys, read at once.
 	Pending(keys []delivery.Key) ([]int64, error)
+}
+
+// StateSource is what a Source may also answer: an endpoint's state (status.state) and
+// its pacing on this replica, for herald_endpoint_state.
+type StateSource interface {
+	State(k delivery.Key) (state string, pace delivery.Pace)
 }
 
 // Label values of herald_deliveries_total's outcome.

@@ -25,6 +25,8 @@ type stateCollector struct {
 	held      *prometheus.Desc
 	endpoints *prometheus.Desc
 	disabled  *prometheus.Desc
+	state     *prometheus.Desc
+	paced     *prometheus.Desc
 	errors    prometheus.Counter
 
 	ttl time.Duration
@@ -56,6 +58,12 @@ func newStateCollector() *stateCollector {
 			[]string{"state"}, nil),
 		disabled: prometheus.NewDesc("herald_endpoints_disabled",
 			"Endpoints auto-disabled after consecutive failures.", nil, nil),
+		state: prometheus.NewDesc("herald_endpoint_state",
+			"1 for an endpoint whose receiver is not Healthy, labelled with its state (Throttled, Failing, Disabled; status.state); healthy endpoints have no series.",
+			[]string{"namespace", "endpoint", "state"}, nil),
+		paced: prometheus.NewDesc("herald_endpoint_paced_requests_per_second",
+			"The rate this replica holds a Throttled endpoint to while its receiver struggles (status.throttle).",
+			endpointLabels, nil),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_queue_pending_read_errors_total",
 			Help: "Reads of an endpoint's pending deliveries that failed; its queue gauges are missing from that scrape.",
@@ -89,6 +97,8 @@ func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- s.held
 	ch <- s.endpoints
 	ch <- s.disabled
+	ch <- s.state
+	ch <- s.paced
 	s.errors.Describe(ch)
 }
 
@@ -166,6 +176,14 @@ func (s *stateCollector) read() []prometheus.Metric {
 			continue
 		}
 		out = append(out, prometheus.MustNewConstMetric(s.pending, prometheus.GaugeValue, float64(e.pending), e.key.Namespace, e.key.Name))
+		if ss, ok := e.src.(StateSource); ok {
+			if state, pace := ss.State(e.key); state != "" && state != heraldv1.DeliveryHealthy {
+				out = append(out, prometheus.MustNewConstMetric(s.state, prometheus.GaugeValue, 1, e.key.Namespace, e.key.Name, state))
+				if pace.Throttled {
+					out = append(out, prometheus.MustNewConstMetric(s.paced, prometheus.GaugeValue, pace.RequestsPerSecond, e.key.Namespace, e.key.Name))
+				}
+			}
+		}
 		if e.reason != "" {
 			out = append(out, prometheus.MustNewConstMetric(s.held, prometheus.GaugeValue, float64(e.pending), e.key.Namespace, e.key.Name, e.reason))
 		}

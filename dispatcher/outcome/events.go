@@ -139,8 +139,9 @@ func (s *EventSink) normal(k delivery.Key, reason, action, note string) {
 	s.emit(k, corev1.EventTypeNormal, reason, action, note)
 }
 
-// deadLetter emits a DeliveryFailed Event unless the endpoint's budget is spent.
-func (s *EventSink) deadLetter(k delivery.Key, note string) {
+// deadLetter emits a DeliveryFailed Event (reason: or TransformFailed) unless the
+// endpoint's budget is spent.
+func (s *EventSink) deadLetter(k delivery.Key, reason, note string) {
 	if s == nil {
 		return
 	}
@@ -161,7 +162,7 @@ func (s *EventSink) deadLetter(k delivery.Key, note string) {
 	}
 	s.mu.Unlock()
 	if allowed {
-		s.warning(k, heraldv1.EventDeliveryFailed, "DeadLetter", note)
+		s.warning(k, reason, "DeadLetter", note)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -61,7 +62,7 @@ type threshold struct{}
 
 func (threshold) FailureThreshold(delivery.Key) (int32, int64, bool) { return 3, 1, true }
 
-func openStore(t *testing.T, dir string) *queue.Store {
+func openStore(t *testing.T, dir string) queue.Store {
 	t.Helper()
 	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{DataDir: dir}, Log: testr.New(t)})
 	if err != nil {
@@ -77,6 +78,46 @@ func attempt(ep delivery.Key, n int, ok bool) delivery.Attempt {
 	}
 	return delivery.Attempt{Endpoint: ep, Outcome: out,
 		Delivery: &queue.Delivery{EventID: fmt.Sprintf("evt_%d", n), DeliveryID: fmt.Sprintf("dlv_%d", n), Attempt: 1}}
+}
+
+// settle stores n deliveries of events first.. for ep, takes them from the store and
+// settles each as the engine does: the history's record and the tracker hear of the
+// attempt, and the delivery is settled (delivered, or failed with its retry stored),
+// which counts it on the endpoint's tally. It returns once everything is counted.
+func settle(t *testing.T, st queue.Store, tracker *outcome.Tracker, ep delivery.Key, first, n int, ok bool) {
+	t.Helper()
+	ctx := context.Background()
+	var ds []queue.Delivery
+	for i := first; i < first+n; i++ {
+		id := fmt.Sprintf("evt_%d", i)
+		ds = append(ds, queue.Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
+			DeliveryID: queue.DeliveryID(ep.Namespace, id, ep.Name), Attempt: 1, CreatedAt: time.Now(), Data: []byte(`{}`)})
+	}
+	if _, err := st.Publish(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	history := &replay.Recorder{History: st.History()}
+	held, err := st.FetchHeld(ctx, ep, n, queue.ConsumerOptions{})
+	if err != nil || len(held) != n {
+		t.Fatalf("took %d of %d deliveries from the store: %v", len(held), n, err)
+	}
+	for i, p := range held {
+		a := attempt(ep, first+i, ok)
+		a.Delivery, a.Final = &p.Delivery, ok
+		history.Attempted(a)
+		tracker.Attempted(a)
+		if ok {
+			err = p.Delivered()
+		} else {
+			next := p.Delivery
+			next.Attempt, next.NotBefore = 2, time.Now().Add(time.Hour)
+			err = p.Retry(ctx, next)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.History().Close() // everything handed over is counted now
 }
 
 // TestStatusWriter_CoalescesAndWritesOnlyChanges: however many attempts happen between
@@ -116,9 +157,7 @@ func TestStatusWriter_CoalescesAndWritesOnlyChanges(t *testing.T) {
 		t.Fatalf("a flush with nothing new wrote %d times, want 0", n)
 	}
 
-	for i := range 50 {
-		tracker.Attempted(attempt(key, i, true))
-	}
+	settle(t, st, tracker, key, 0, 50, true)
 	w.Flush(ctx)
 	if n := cc.applies.Swap(0); n != 1 {
 		t.Fatalf("50 attempts were written in %d applies, want 1", n)
@@ -136,9 +175,7 @@ func TestStatusWriter_CoalescesAndWritesOnlyChanges(t *testing.T) {
 
 	// Three failures in a row trip the circuit; the Disabled condition goes out in
 	// the same single write.
-	for i := range 3 {
-		tracker.Attempted(attempt(key, 100+i, false))
-	}
+	settle(t, st, tracker, key, 100, 3, false)
 	w.Flush(ctx)
 	if n := cc.applies.Swap(0); n != 1 {
 		t.Fatalf("3 failures were written in %d applies, want 1", n)
@@ -157,8 +194,11 @@ func TestStatusWriter_CoalescesAndWritesOnlyChanges(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(runCtx) }()
 	start := time.Now()
+	history := &replay.Recorder{History: st.History()}
 	for i := 0; time.Since(start) < 1500*time.Millisecond; i++ {
-		tracker.Attempted(attempt(key, 1000+i, true))
+		a := attempt(key, 1000+i, true)
+		history.Attempted(a)
+		tracker.Attempted(a)
 		time.Sleep(2 * time.Millisecond)
 	}
 	stop()
@@ -180,7 +220,7 @@ func TestRequests_ReplayAnnotationIsActedOnOncePerValueAcrossReplicasAndRestarts
 	dir := t.TempDir()
 	key := delivery.Key{Namespace: "shop", Name: "billing", UID: "0d6c3a52-71b4-4f6e-9c2a-8e5f1d3b7a90"}
 	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "billing", UID: types.UID(key.UID), Generation: 1}}
-	requests := func(st *queue.Store) (*outcome.Tracker, *outcome.Requests) {
+	requests := func(st queue.Store) (*outcome.Tracker, *outcome.Requests) {
 		tracker := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
 		rp := replay.New(replay.Options{Store: st, Progress: tracker, Log: testr.New(t)})
 		t.Cleanup(rp.Stop)
@@ -319,7 +359,7 @@ func TestTracker_ReplayOrphanedByACrashEndsFailed(t *testing.T) {
 		Selected: 10, Resent: 4, Remaining: 6, StartTime: metav1.NewTime(start)}); err != nil {
 		t.Fatal(err)
 	}
-	st.Abort()
+	queuetest.Crash(st)
 
 	st = openStore(t, dir)
 	defer st.Close()
@@ -355,5 +395,48 @@ func TestTracker_ReplayOrphanedByACrashEndsFailed(t *testing.T) {
 	if r == nil || r.State != heraldv1.ReplayFailed || r.Resent != 4 || r.Remaining != 6 || r.CompletionTime == nil ||
 		!strings.Contains(r.Message, "stopped after 4 re-sent") {
 		t.Fatalf("three silent minutes later status.replay = %+v, want Failed saying where it stopped", r)
+	}
+}
+
+// TestStatus_CountersOfTheReleaseBeforeAreKept: the counters the release before layout
+// 2 kept in the endpoint's shared state go on from where they were, this release's
+// tally added to them, after the upgrade.
+func TestStatus_CountersOfTheReleaseBeforeAreKept(t *testing.T) {
+	ctx := context.Background()
+	ns := testenv.NewNamespace(t, k, "outcome-")
+	ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "upgraded"},
+		Spec: heraldv1.WebhookEndpointSpec{URL: "https://upgraded.example/hooks"}}
+	if err := k.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	key := delivery.Key{Namespace: ns, Name: "upgraded", UID: string(ep.UID)}
+	dir := t.TempDir()
+	openStore(t, dir).Close()
+	if err := queuetest.WriteLayout1In(ctx, dir, queuetest.Layout1{Namespace: ns, Name: "upgraded", UID: string(ep.UID),
+		State: `{"delivered":7,"failedAttempts":5,"deadLettered":2}`}); err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t, dir)
+	defer st.Close()
+	tracker := outcome.NewTracker(st, threshold{}, nil, func(delivery.Key) {}, testr.New(t))
+	w := &outcome.StatusWriter{
+		Client: k, Tracker: tracker, Store: st, Log: testr.New(t),
+		Lookup: func(delivery.Key) (*heraldv1.WebhookEndpoint, bool) {
+			var cur heraldv1.WebhookEndpoint
+			return &cur, k.Get(ctx, client.ObjectKeyFromObject(ep), &cur) == nil
+		},
+		Holds: func(delivery.Key) (string, string) { return "", "" },
+	}
+	if _, err := tracker.Load(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, st, tracker, key, 0, 10, true)
+	w.Flush(ctx)
+	var got heraldv1.WebhookEndpoint
+	if err := k.Get(ctx, client.ObjectKeyFromObject(ep), &got); err != nil {
+		t.Fatal(err)
+	}
+	if c := got.Status.Counters; c == nil || c.Delivered != 17 || c.FailedAttempts != 5 || c.DeadLettered != 2 {
+		t.Errorf("counters after the upgrade and 10 deliveries: %+v, want 17 delivered, 5 failed attempts, 2 dead-lettered", c)
 	}
 }

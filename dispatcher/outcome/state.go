@@ -3,12 +3,8 @@ package outcome
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
@@ -38,10 +34,18 @@ type State struct {
 	// LastAttempt and LastSuccess, the newest any replica saw.
 	LastAttempt *heraldv1.DeliveryAttempt `json:"lastAttempt,omitempty"`
 	LastSuccess time.Time                 `json:"lastSuccess,omitzero"`
-	// Counters, summed over all replicas.
+	// Counters, as releases before layout 2 kept them here (summed over the replicas at
+	// every status interval). Since then they are the queue's (queue.Tally, exact across
+	// crashes); these are never written again and are added to the tally's on status.
 	Delivered      int64 `json:"delivered"`
 	FailedAttempts int64 `json:"failedAttempts"`
 	DeadLettered   int64 `json:"deadLettered"`
+	// TransformErrors counts the events the endpoint's transform failed on while the
+	// endpoint was at TransformGeneration (a spec change starts the count afresh);
+	// LastTransformError says which event and why.
+	TransformErrors     int64  `json:"transformErrors,omitempty"`
+	TransformGeneration int64  `json:"transformGeneration,omitempty"`
+	LastTransformError  string `json:"lastTransformError,omitempty"`
 }
 
 // stateKind is the kind of an endpoint's state key in the bucket; the key ends in the
@@ -57,64 +61,52 @@ func parseStateKey(key string) (delivery.Key, bool) {
 	return k, ok && kind == stateKind
 }
 
-// states wraps the bucket with a compare-and-set update loop.
-type states struct{ kv jetstream.KeyValue }
+// SharedState is what outcome needs of the queue: its per-endpoint records shared by
+// the replicas, changed by compare-and-set (queue.Store).
+type SharedState interface {
+	ReadState(ctx context.Context, key string) ([]byte, bool, error)
+	UpdateState(ctx context.Context, key string, mutate func(cur []byte) ([]byte, bool, error)) ([]byte, bool, error)
+	WatchState(ctx context.Context, kinds []string, fn func(kind string, ep queue.Endpoint, value []byte)) error
+	TallyOf(ctx context.Context, ep queue.Endpoint) (queue.Tally, error)
+}
+
+var _ SharedState = queue.Store(nil)
+
+// states reads and changes State records in the shared state.
+type states struct{ store SharedState }
 
 // update applies mutate to the current state until the compare-and-set succeeds. mutate
 // returns false when nothing needs writing.
 func (s states) update(ctx context.Context, key string, mutate func(*State) bool) (State, bool, error) {
-	for attempt := 0; attempt < 50; attempt++ {
-		var st State
-		var rev uint64
-		e, err := s.kv.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return st, false, fmt.Errorf("reading endpoint state: %w", err)
-		default:
-			rev = e.Revision()
-			if err := json.Unmarshal(e.Value(), &st); err != nil {
-				return st, false, fmt.Errorf("decoding endpoint state: %w", err)
+	var st State
+	raw, changed, err := s.store.UpdateState(ctx, key, func(cur []byte) ([]byte, bool, error) {
+		st = State{}
+		if cur != nil {
+			if err := json.Unmarshal(cur, &st); err != nil {
+				return nil, false, fmt.Errorf("decoding endpoint state: %w", err)
 			}
 		}
 		if !mutate(&st) {
-			return st, false, nil
+			return nil, false, nil
 		}
-		raw, _ := json.Marshal(st)
-		if rev == 0 {
-			_, err = s.kv.Create(ctx, key, raw)
-		} else {
-			_, err = s.kv.Update(ctx, key, raw, rev)
-		}
-		if err == nil {
-			return st, true, nil
-		}
-		if !isConflict(err) {
-			return st, false, fmt.Errorf("writing endpoint state: %w", err)
-		}
+		next, err := json.Marshal(st)
+		return next, true, err
+	})
+	if err != nil {
+		return State{}, false, fmt.Errorf("endpoint state: %w", err)
 	}
-	return State{}, false, errors.New("writing endpoint state: too much contention")
-}
-
-func isConflict(err error) bool {
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		return true
+	if !changed && raw != nil {
+		st = State{}
+		_ = json.Unmarshal(raw, &st)
 	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-		return true
-	}
-	return strings.Contains(err.Error(), "wrong last sequence")
+	return st, changed, nil
 }
 
 func (s states) get(ctx context.Context, key string) (State, error) {
 	var st State
-	e, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return st, nil
+	raw, ok, err := s.store.ReadState(ctx, key)
+	if err != nil || !ok {
+		return st, err
 	}
-	if err != nil {
-		return st, fmt.Errorf("reading endpoint state: %w", err)
-	}
-	return st, json.Unmarshal(e.Value(), &st)
+	return st, json.Unmarshal(raw, &st)
 }

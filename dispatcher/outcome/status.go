@@ -2,6 +2,8 @@ package outcome
 
 import (
 	"context"
+	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -36,7 +38,10 @@ type StatusWriter struct {
 	Lookup Lookup
 	// Holds reports why the engine holds an endpoint's deliveries ("" when they flow),
 	// for the Delivering condition.
-	Holds    func(k delivery.Key) (reason, message string)
+	Holds func(k delivery.Key) (reason, message string)
+	// Pace reports the endpoint's pacing on this replica (status.throttle); nil reports
+	// none.
+	Pace     func(k delivery.Key) delivery.Pace
 	Interval time.Duration
 	Log      logr.Logger
 }
@@ -65,21 +70,21 @@ func (w *StatusWriter) Run(ctx context.Context) error {
 func (w *StatusWriter) Flush(ctx context.Context) { w.flush(ctx, false) }
 
 func (w *StatusWriter) flush(ctx context.Context, all bool) {
-	for k, n := range w.Tracker.takeNews(all) {
-		if err := w.write(ctx, k, n); err != nil {
+	for _, k := range w.Tracker.takeDirty(all) {
+		if err := w.write(ctx, k); err != nil {
 			w.Log.Error(err, "writing endpoint status; will retry", "endpoint", k.String())
-			w.Tracker.putBack(k, n)
+			w.Tracker.markDirty(k)
 		}
 	}
 }
 
-func (w *StatusWriter) write(ctx context.Context, k delivery.Key, n news) error {
+func (w *StatusWriter) write(ctx context.Context, k delivery.Key) error {
 	ep, ok := w.Lookup(k)
 	if !ok {
 		w.Tracker.Forget(k)
 		return nil
 	}
-	st, err := w.Tracker.fold(ctx, k, n)
+	st, tally, err := w.Tracker.refresh(ctx, k)
 	if err != nil {
 		return err
 	}
@@ -98,7 +103,13 @@ func (w *StatusWriter) write(ctx context.Context, k delivery.Key, n news) error 
 		}
 	}
 	hold, holdMessage := w.Holds(k)
-	want := desired(ep, st, pending, blocked, hold, holdMessage)
+	var pace delivery.Pace
+	if w.Pace != nil {
+		pace = w.Pace(k)
+	}
+	want := desired(ep, st, tally, pending, blocked, hold, holdMessage)
+	want.pace(ep, st, pace)
+	want.transform(ep, st)
 	if apiequality.Semantic.DeepEqual(want, current(ep)) {
 		return nil
 	}
@@ -118,6 +129,62 @@ type ownedStatus struct {
 	LastHandledReplay   string                     `json:"lastHandledReplay,omitempty"`
 	BlockedBy           *heraldv1.BlockingDelivery `json:"blockedBy,omitempty"`
 	Replay              *heraldv1.ReplayStatus     `json:"replay,omitempty"`
+	State               string                     `json:"state,omitempty"`
+	Throttle            *heraldv1.ThrottleStatus   `json:"throttle,omitempty"`
+	TransformErrors     int64                      `json:"transformErrors,omitempty"`
+}
+
+// DeliveryState is an endpoint's one-word state (status.state, the herald_endpoint_state
+// metric, the Argo CD health check): what its receiver's answers mean for its
+// deliveries. Disabled wins; a receiver pacing Herald is Throttled rather than Failing.
+func DeliveryState(st State, throttled bool) string {
+	switch {
+	case st.Disabled:
+		return heraldv1.DeliveryDisabled
+	case throttled:
+		return heraldv1.DeliveryThrottled
+	case st.ConsecutiveFailures > 0:
+		return heraldv1.DeliveryFailing
+	}
+	return heraldv1.DeliveryHealthy
+}
+
+// pace adds the state and the throttle of this replica's pacing.
+func (o *ownedStatus) pace(ep *heraldv1.WebhookEndpoint, st State, p delivery.Pace) {
+	o.State = DeliveryState(st, p.Throttled)
+	if !p.Throttled {
+		return
+	}
+	o.Throttle = &heraldv1.ThrottleStatus{
+		RequestsPerSecond: strconv.FormatFloat(p.RequestsPerSecond, 'f', -1, 64),
+		MaxInFlight:       int32(p.MaxInFlight),
+		Reason:            p.Reason,
+		Since:             metaTime(p.Since),
+	}
+	if !p.PausedUntil.IsZero() {
+		o.Throttle.PausedUntil = ptrTime(p.PausedUntil)
+	}
+}
+
+// transform adds the transform's errors and its TransformHealthy condition, for an
+// endpoint with a transform. Errors counted at an older generation are not this
+// transform's.
+func (o *ownedStatus) transform(ep *heraldv1.WebhookEndpoint, st State) {
+	if ep.Spec.Payload.Transform == "" {
+		return
+	}
+	c := metav1.Condition{
+		Type: heraldv1.ConditionTransformHealthy, Status: metav1.ConditionTrue, Reason: heraldv1.ReasonTransformEvaluated,
+		Message:            fmt.Sprintf("no evaluation error since generation %d", ep.Generation),
+		ObservedGeneration: ep.Generation,
+	}
+	if st.TransformErrors > 0 && st.TransformGeneration == ep.Generation {
+		o.TransformErrors = st.TransformErrors
+		c.Status, c.Reason = metav1.ConditionFalse, heraldv1.ReasonTransformFailed
+		c.Message = "the transform failed on " + st.LastTransformError + "; the event was dead-lettered (reason TransformFailed): " +
+			"fix spec.payload.transform, then replay the dead letters"
+	}
+	o.Conditions = append(o.Conditions, statusapply.Condition(ep.Status.Conditions, c))
 }
 
 // blocking is what status says of an ordered endpoint's failing head.
@@ -131,9 +198,11 @@ func blocking(h queue.Head) *heraldv1.BlockingDelivery {
 	}
 }
 
-// desired computes the owned status from the shared state, the pending count and the
-// engine's hold.
-func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, blocked *heraldv1.BlockingDelivery, hold, holdMessage string) ownedStatus {
+// desired computes the owned status from the shared state, the tally, the pending count
+// and the engine's hold. The counters are the tally's, plus those a release before
+// layout 2 kept in the state, plus the failed attempts of an ordered endpoint's blocking
+// head (counted with the head once it is settled).
+func desired(ep *heraldv1.WebhookEndpoint, st State, tally queue.Tally, pending int64, blocked *heraldv1.BlockingDelivery, hold, holdMessage string) ownedStatus {
 	delivering := metav1.Condition{
 		Type:               heraldv1.ConditionDelivering,
 		Status:             metav1.ConditionTrue,
@@ -154,24 +223,41 @@ func desired(ep *heraldv1.WebhookEndpoint, st State, pending int64, blocked *her
 	if st.Disabled {
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionTrue, st.DisabledReason, st.DisabledMessage
 	}
+	counters := &heraldv1.DeliveryCounters{
+		Delivered:      st.Delivered + tally.Delivered,
+		FailedAttempts: st.FailedAttempts + tally.FailedAttempts,
+		DeadLettered:   st.DeadLettered + tally.DeadLettered,
+		Pending:        pending,
+	}
+	if blocked != nil {
+		counters.FailedAttempts += int64(blocked.FailedAttempts)
+	}
+	lastAttempt, lastSuccess := st.LastAttempt, st.LastSuccess
+	if a := tally.LastAttempt; a != nil {
+		lastAttempt = &heraldv1.DeliveryAttempt{
+			Time: metaTime(a.Time), EventID: a.EventID, DeliveryID: a.DeliveryID, StatusCode: int32(a.StatusCode),
+			LatencyMilliseconds: a.Latency / 1000, Error: a.Error,
+		}
+	}
+	if tally.LastSuccess.After(lastSuccess) {
+		lastSuccess = tally.LastSuccess
+	}
 	out := ownedStatus{
 		Conditions: []metav1.Condition{
 			statusapply.Condition(ep.Status.Conditions, cond),
 			statusapply.Condition(ep.Status.Conditions, delivering),
 		},
 		ConsecutiveFailures: st.ConsecutiveFailures,
-		LastAttempt:         st.LastAttempt,
+		LastAttempt:         lastAttempt,
 		DisabledReason:      st.DisabledReason,
-		Counters: &heraldv1.DeliveryCounters{
-			Delivered: st.Delivered, FailedAttempts: st.FailedAttempts, DeadLettered: st.DeadLettered, Pending: pending,
-		},
+		Counters:            counters,
 		LastHandledReenable: st.LastReenable,
 		LastHandledReplay:   st.LastReplay,
 		BlockedBy:           blocked,
 		Replay:              st.Replay,
 	}
-	if !st.LastSuccess.IsZero() {
-		out.LastSuccessTime = ptrTime(st.LastSuccess)
+	if !lastSuccess.IsZero() {
+		out.LastSuccessTime = ptrTime(lastSuccess)
 	}
 	if st.Disabled && !st.DisabledAt.IsZero() {
 		out.DisabledAt = ptrTime(st.DisabledAt)
@@ -192,8 +278,11 @@ func current(ep *heraldv1.WebhookEndpoint) ownedStatus {
 		LastHandledReplay:   s.LastHandledReplay,
 		BlockedBy:           s.BlockedBy,
 		Replay:              s.Replay,
+		State:               s.State,
+		Throttle:            s.Throttle,
+		TransformErrors:     s.TransformErrors,
 	}
-	for _, t := range []string{heraldv1.ConditionDisabled, heraldv1.ConditionDelivering} {
+	for _, t := range []string{heraldv1.ConditionDisabled, heraldv1.ConditionDelivering, heraldv1.ConditionTransformHealthy} {
 		if c := meta.FindStatusCondition(s.Conditions, t); c != nil {
 			out.Conditions = append(out.Conditions, *c)
 		}

@@ -5,31 +5,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/nats-io/nats.go/jetstream"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
-// Store is what the tracker needs of the queue: the shared state bucket.
-type Store interface {
-	StateBucket() jetstream.KeyValue
-}
-
 // Thresholds tells the tracker each endpoint's failure threshold (0 = never disable).
 type Thresholds interface {
 	FailureThreshold(k delivery.Key) (int32, int64, bool)
 }
 
-// Tracker is the engine's Observer. It counts outcomes per endpoint, keeps the shared
-// consecutive-failure count and disabled flag, and marks endpoints whose status needs
-// writing. Disabling is decided by compare-and-set on the shared state, so exactly one
-// replica performs the transition and emits its Event.
+// Tracker is the engine's Observer. It keeps the shared consecutive-failure count and
+// disabled flag, and marks endpoints whose status needs writing. Disabling is decided by
+// compare-and-set on the shared state, so exactly one replica performs the transition
+// and emits its Event. The counters are the queue's (queue.Tally): counted as each
+// delivery is settled, exact across crashes.
 type Tracker struct {
 	states     states
 	thresholds Thresholds
@@ -39,64 +35,41 @@ type Tracker struct {
 	now        func() time.Time
 	ops        *Operational // nil publishes no operational events
 
-	mu    sync.Mutex
-	local map[delivery.Key]*local
+	mu sync.Mutex
+	// dirty are the endpoints whose status may have changed since it was last written.
+	dirty map[delivery.Key]bool
 	known map[delivery.Key]State // last state seen in the bucket
 }
 
-// local is what this replica observed since its last flush.
-type local struct {
-	delivered, failed, dead int64
-	lastAttempt             *heraldv1.DeliveryAttempt
-	lastSuccess             time.Time
-	dirty                   bool
-}
-
-// NewTracker returns a tracker over the store's state bucket.
-func NewTracker(store Store, thresholds Thresholds, events *EventSink, notify func(delivery.Key), log logr.Logger) *Tracker {
+// NewTracker returns a tracker over the store's shared state.
+func NewTracker(store SharedState, thresholds Thresholds, events *EventSink, notify func(delivery.Key), log logr.Logger) *Tracker {
 	return &Tracker{
-		states:     states{kv: store.StateBucket()},
+		states:     states{store: store},
 		thresholds: thresholds,
 		log:        log,
 		notify:     notify,
 		events:     events,
 		now:        time.Now,
-		local:      map[delivery.Key]*local{},
+		dirty:      map[delivery.Key]bool{},
 		known:      map[delivery.Key]State{},
 	}
 }
 
-func (t *Tracker) entry(k delivery.Key) *local {
-	l := t.local[k]
-	if l == nil {
-		l = &local{}
-		t.local[k] = l
-	}
-	return l
+func (t *Tracker) markDirty(k delivery.Key) {
+	t.mu.Lock()
+	t.dirty[k] = true
+	t.mu.Unlock()
 }
 
 // Attempted implements delivery.Observer.
 func (t *Tracker) Attempted(a delivery.Attempt) {
-	at := &heraldv1.DeliveryAttempt{
-		Time:                metaTime(t.now().Add(-a.Outcome.Latency)),
-		EventID:             a.Delivery.EventID,
-		DeliveryID:          a.Delivery.DeliveryID,
-		StatusCode:          int32(a.Outcome.StatusCode),
-		LatencyMilliseconds: a.Outcome.Latency.Milliseconds(),
-	}
+	var errText string
 	if a.Outcome.Err != nil {
-		at.Error = truncate(a.Outcome.Err.Error(), 256)
+		errText = truncate(a.Outcome.Err.Error(), 256)
 	}
 	t.mu.Lock()
-	l := t.entry(a.Endpoint)
-	l.lastAttempt, l.dirty = at, true
+	t.dirty[a.Endpoint] = true
 	known := t.known[a.Endpoint]
-	if a.Outcome.OK() {
-		l.delivered++
-		l.lastSuccess = t.now()
-	} else {
-		l.failed++
-	}
 	t.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -121,6 +94,11 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 		}
 		return
 	}
+	if a.Throttled {
+		// The receiver paces Herald (429 to an endpoint with adaptive limits): counted as
+		// a failed attempt, never towards auto-disable.
+		return
+	}
 	threshold, generation, _ := t.thresholds.FailureThreshold(a.Endpoint)
 	var transitioned bool
 	st, _, err := t.states.update(ctx, key, func(s *State) bool {
@@ -131,11 +109,11 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 			s.Disabled, transitioned = true, true
 			s.DisabledAt = t.now().UTC().Truncate(time.Second)
 			s.DisabledReason = heraldv1.ReasonConsecutiveFailures
-			s.DisabledMessage = fmt.Sprintf("%d consecutive failed attempts; last: %s", s.ConsecutiveFailures, at.Error)
+			s.DisabledMessage = fmt.Sprintf("%d consecutive failed attempts; last: %s", s.ConsecutiveFailures, errText)
 			if gone {
 				// The receiver asked to stop (Standard Webhooks): no count applies.
 				s.DisabledReason = heraldv1.ReasonGone
-				s.DisabledMessage = fmt.Sprintf("the receiver answered 410 Gone to event %s", at.EventID)
+				s.DisabledMessage = fmt.Sprintf("the receiver answered 410 Gone to event %s", a.Delivery.EventID)
 			}
 			s.DisabledGeneration = generation
 		}
@@ -153,20 +131,45 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 
 // DeadLettered implements delivery.Observer.
 func (t *Tracker) DeadLettered(k delivery.Key, dl *queue.DeadLetter) {
-	t.mu.Lock()
-	l := t.entry(k)
-	l.dead++
-	l.dirty = true
-	t.mu.Unlock()
+	t.markDirty(k)
+	if dl.Reason == heraldv1.DeadLetterTransformFailed {
+		t.transformFailed(k, dl)
+		return
+	}
 	last := dl.Error
 	if dl.StatusCode != 0 {
 		last = fmt.Sprintf("HTTP %d", dl.StatusCode)
 	}
-	t.events.deadLetter(k, fmt.Sprintf("event %s (type %s) dead-lettered after %d attempts (%s); last: %s",
+	t.events.deadLetter(k, heraldv1.EventDeliveryFailed, fmt.Sprintf("event %s (type %s) dead-lettered after %d attempts (%s); last: %s",
 		dl.EventID, dl.EventType, dl.Attempt, dl.Reason, truncate(last, 200)))
 	if !heraldv1.IsOperationalEventType(dl.EventType) {
 		t.ops.deadLettered(k, dl)
 	}
+}
+
+// transformFailed counts an event the endpoint's transform failed on in the shared
+// state, at the endpoint's generation (a spec change starts the count afresh), and says
+// so in a Warning Event.
+func (t *Tracker) transformFailed(k delivery.Key, dl *queue.DeadLetter) {
+	_, generation, _ := t.thresholds.FailureThreshold(k)
+	what := fmt.Sprintf("event %s (type %s): %s", dl.EventID, dl.EventType, truncate(dl.Error, 300))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, _, err := t.states.update(ctx, stateKey(k), func(s *State) bool {
+		if generation < s.TransformGeneration {
+			return false // counted under an older spec, whose transform this was not
+		}
+		if generation > s.TransformGeneration {
+			s.TransformErrors, s.TransformGeneration = 0, generation
+		}
+		s.TransformErrors++
+		s.LastTransformError = what
+		return true
+	})
+	t.remember(k, st, err)
+	t.events.deadLetter(k, heraldv1.EventTransformFailed, fmt.Sprintf(
+		"spec.payload.transform failed on event %s (type %s), which was dead-lettered (replay it once the transform is fixed): %s",
+		dl.EventID, dl.EventType, truncate(dl.Error, 300)))
 }
 
 func (t *Tracker) remember(k delivery.Key, st State, err error) {
@@ -176,75 +179,68 @@ func (t *Tracker) remember(k delivery.Key, st State, err error) {
 	}
 	t.mu.Lock()
 	t.known[k] = st
-	t.entry(k).dirty = true
+	t.dirty[k] = true
 	t.mu.Unlock()
 }
 
-// news is what this replica observed of one endpoint since its status was last written.
-type news struct {
-	delivered, failed, dead int64
-	lastAttempt             *heraldv1.DeliveryAttempt
-	lastSuccess             time.Time
-}
-
-// takeNews hands over, and clears, what this replica observed of the endpoints with
-// news since the last call (of every endpoint when all is set).
-func (t *Tracker) takeNews(all bool) map[delivery.Key]news {
+// takeDirty hands over, and clears, the endpoints whose status may have changed (every
+// endpoint known when all is set).
+func (t *Tracker) takeDirty(all bool) []delivery.Key {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := map[delivery.Key]news{}
-	for k, l := range t.local {
-		if !l.dirty && !all {
-			continue
+	var out []delivery.Key
+	if all {
+		for k := range t.known {
+			out = append(out, k)
 		}
-		out[k] = news{l.delivered, l.failed, l.dead, l.lastAttempt, l.lastSuccess}
-		l.delivered, l.failed, l.dead, l.lastAttempt, l.lastSuccess, l.dirty = 0, 0, 0, nil, time.Time{}, false
+		for k := range t.dirty {
+			if _, ok := t.known[k]; !ok {
+				out = append(out, k)
+			}
+		}
+	} else {
+		for k := range t.dirty {
+			out = append(out, k)
+		}
 	}
+	clear(t.dirty)
 	return out
 }
 
-// putBack returns news that could not be written, to go with the next write.
-func (t *Tracker) putBack(k delivery.Key, n news) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	l := t.entry(k)
-	l.delivered += n.delivered
-	l.failed += n.failed
-	l.dead += n.dead
-	if l.lastAttempt == nil {
-		l.lastAttempt = n.lastAttempt
-	}
-	if l.lastSuccess.IsZero() {
-		l.lastSuccess = n.lastSuccess
-	}
-	l.dirty = true
-}
-
-// fold adds this replica's news to the shared totals and returns them, so that every
-// replica writes the same figures.
-func (t *Tracker) fold(ctx context.Context, k delivery.Key, n news) (State, error) {
+// refresh reads an endpoint's shared state and tally for its status; a replay whose
+// dispatcher stopped without saying so is marked Failed on the way.
+func (t *Tracker) refresh(ctx context.Context, k delivery.Key) (State, queue.Tally, error) {
 	var orphaned bool
 	st, _, err := t.states.update(ctx, stateKey(k), func(s *State) bool {
 		orphaned = t.orphaned(s)
-		s.Delivered += n.delivered
-		s.FailedAttempts += n.failed
-		s.DeadLettered += n.dead
-		if n.lastAttempt != nil && (s.LastAttempt == nil || !n.lastAttempt.Time.Before(&s.LastAttempt.Time)) {
-			s.LastAttempt = n.lastAttempt
-		}
-		if n.lastSuccess.After(s.LastSuccess) {
-			s.LastSuccess = n.lastSuccess.UTC().Truncate(time.Second)
-		}
-		return orphaned || n.delivered != 0 || n.failed != 0 || n.dead != 0 || n.lastAttempt != nil || !n.lastSuccess.IsZero()
+		return orphaned
 	})
 	if err != nil {
-		return st, err
+		return st, queue.Tally{}, err
 	}
 	if orphaned {
 		t.events.warning(k, heraldv1.EventReplayFailed, "Replay", fmt.Sprintf("replay %s: %s", st.Replay.ID, st.Replay.Message))
 	}
-	t.remember(k, st, nil)
-	return st, nil
+	t.mu.Lock()
+	t.known[k] = st
+	t.mu.Unlock()
+	tally, err := t.states.store.TallyOf(ctx, k)
+	return st, tally, err
+}
+
+// PaceChanged hears of an endpoint whose limits began or stopped adapting to its
+// receiver (delivery.Options.PaceChanged, with the pacing as it is now): its status is
+// rewritten soon, and a Normal Event says what changed. Pacing is per replica, so each
+// replica that paces the endpoint says so.
+func (t *Tracker) PaceChanged(k delivery.Key, p delivery.Pace) {
+	t.markDirty(k)
+	if !p.Throttled {
+		t.events.normal(k, heraldv1.EventThrottleLifted, "Pace", "the receiver answers again: the configured limits apply")
+		return
+	}
+	t.events.normal(k, heraldv1.EventThrottled, "Pace", fmt.Sprintf(
+		"the receiver answered %s: Herald sends at most %s requests/s with %d in flight until it recovers",
+		p.Reason, strconv.FormatFloat(p.RequestsPerSecond, 'f', -1, 64), p.MaxInFlight))
 }
 
 // Disabled reports whether an endpoint is disabled, as last seen in the shared state.
@@ -265,7 +261,7 @@ func (t *Tracker) Load(ctx context.Context, k delivery.Key) (State, error) {
 	t.known[k] = st
 	// Every endpoint the watch looks at gets its delivery status written, even before
 	// its first attempt: a held endpoint's pending count and Disabled=False show at once.
-	t.entry(k).dirty = true
+	t.dirty[k] = true
 	t.mu.Unlock()
 	return st, nil
 }
@@ -275,7 +271,7 @@ func (t *Tracker) Load(ctx context.Context, k delivery.Key) (State, error) {
 // the rest of its data (queue.Store.Reclaim).
 func (t *Tracker) Forget(k delivery.Key) {
 	t.mu.Lock()
-	delete(t.local, k)
+	delete(t.dirty, k)
 	delete(t.known, k)
 	t.mu.Unlock()
 	t.events.forget(k)
@@ -283,44 +279,29 @@ func (t *Tracker) Forget(k delivery.Key) {
 }
 
 // Watch follows the shared state so that a transition made by another replica (disable,
-// re-enable) takes effect here within moments.
+// re-enable) takes effect here within moments, and a tally changed by any replica's
+// settlements gets the endpoint's status written.
 func (t *Tracker) Watch(ctx context.Context) error {
-	w, err := t.states.kv.WatchAll(ctx, jetstream.UpdatesOnly())
-	if err != nil {
-		return fmt.Errorf("watching endpoint state: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil
-			}
-			if e == nil {
-				continue
-			}
-			k, ok := parseStateKey(e.Key())
-			if !ok {
-				continue
-			}
-			var st State
-			if e.Operation() == jetstream.KeyValuePut {
-				if err := json.Unmarshal(e.Value(), &st); err != nil {
-					continue
-				}
-			}
-			t.mu.Lock()
-			prev := t.known[k]
-			t.known[k] = st
-			t.entry(k).dirty = true
-			t.mu.Unlock()
-			if prev.Disabled != st.Disabled {
-				t.notify(k)
+	return t.states.store.WatchState(ctx, []string{stateKind, queue.TallyKind}, func(kind string, k queue.Endpoint, value []byte) {
+		if kind == queue.TallyKind {
+			t.markDirty(k)
+			return
+		}
+		var st State
+		if value != nil {
+			if err := json.Unmarshal(value, &st); err != nil {
+				return
 			}
 		}
-	}
+		t.mu.Lock()
+		prev := t.known[k]
+		t.known[k] = st
+		t.dirty[k] = true
+		t.mu.Unlock()
+		if prev.Disabled != st.Disabled {
+			t.notify(k)
+		}
+	})
 }
 
 func truncate(s string, n int) string {

@@ -20,7 +20,7 @@ import (
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
-var heraldStreams = []string{queue.DeliveriesStream, queue.DeadLettersStream, "KV_" + queue.IngestBucket, "KV_" + queue.StateBucket}
+var heraldStreams = []string{queue.DeliveriesStream, queue.DeadLettersStream, queue.AcceptedStream, "KV_" + queue.StateBucket}
 
 // streamConfigs reads the configuration of Herald's streams as a NATS user would.
 func streamConfigs(t *testing.T, url string) map[string]*jetstream.StreamInfo {
@@ -229,7 +229,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 func TestPublish_SameDeliveriesThroughThreeReplicasAtOnce(t *testing.T) {
 	c := testenv.NATSCluster(t, 3)
 	ctx := context.Background()
-	stores := make([]*queue.Store, 3)
+	stores := make([]queue.Store, 3)
 	for i := range stores {
 		st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: c.URL()}, Log: testr.New(t)})
 		if err != nil {
@@ -317,7 +317,7 @@ func TestClose_IsNotAnOutage(t *testing.T) {
 	// closed callback after the disconnect callback the store set: once it ran, the
 	// store's had.
 	closed := make(chan struct{})
-	st.NATSConn().SetClosedHandler(func(*nats.Conn) { close(closed) })
+	queue.NATSConn(st).SetClosedHandler(func(*nats.Conn) { close(closed) })
 	st.Close()
 	select {
 	case <-closed:

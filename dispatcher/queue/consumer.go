@@ -17,7 +17,7 @@ import (
 // acknowledged without being stored twice, and reported in duplicate: the same event
 // published through two dispatcher replicas at once is stored once, and the one that
 // came second learns it was a duplicate.
-func (s *Store) Publish(ctx context.Context, deliveries []Delivery) (duplicate []bool, err error) {
+func (s *jsStore) Publish(ctx context.Context, deliveries []Delivery) (duplicate []bool, err error) {
 	if err := s.registerAll(ctx, deliveries); err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func duplicateInProcess(err error) bool {
 
 // publish publishes deliveries[i] for every i in which, recording duplicates, and
 // returns those another publisher is storing at the same moment.
-func (s *Store) publish(ctx context.Context, deliveries []Delivery, which []int, duplicate []bool) (inProcess []int, err error) {
+func (s *jsStore) publish(ctx context.Context, deliveries []Delivery, which []int, duplicate []bool) (inProcess []int, err error) {
 	if len(which) == 1 {
 		d := &deliveries[which[0]]
 		ack, err := s.js.PublishMsg(ctx, d.toMsg(DeliverySubject(d.Ref())))
@@ -153,14 +153,15 @@ func (o *ConsumerOptions) defaultAckWait() {
 
 // Consumer yields the deliveries of one endpoint.
 type Consumer struct {
-	store *Store
+	store *jsStore
+	ep    Endpoint
 	iter  jetstream.MessagesContext
 	opts  ConsumerOptions
 }
 
 // Consume opens (creating if needed) the durable consumer of an endpoint and starts
 // fetching its deliveries. Consumers of several dispatcher replicas share the work.
-func (s *Store) Consume(ctx context.Context, ep Endpoint, opts ConsumerOptions) (*Consumer, error) {
+func (s *jsStore) Consume(ctx context.Context, ep Endpoint, opts ConsumerOptions) (*Consumer, error) {
 	opts.defaultAckWait()
 	if opts.Buffer <= 0 || opts.Ordered {
 		// An ordered consumer is handed one delivery at a time whatever the buffer; a
@@ -185,7 +186,9 @@ func (s *Store) Consume(ctx context.Context, ep Endpoint, opts ConsumerOptions) 
 	if err != nil {
 		return nil, fmt.Errorf("consuming deliveries of %s: %w", ep, err)
 	}
-	return &Consumer{store: s, iter: iter, opts: opts}, nil
+	// What other dispatchers counted and did not acknowledge, as of now.
+	_ = s.journal.load(ctx, s.journal.get(ep))
+	return &Consumer{store: s, ep: ep, iter: iter, opts: opts}, nil
 }
 
 const pullHeartbeat = time.Second
@@ -193,7 +196,9 @@ const pullHeartbeat = time.Second
 // ErrStopped is returned by Next once the consumer has been stopped and drained.
 var ErrStopped = errors.New("consumer stopped")
 
-// Next blocks until the next delivery arrives or the consumer is stopped.
+// Next blocks until the next delivery arrives or the consumer is stopped. A delivery
+// handed out again that was counted already (see journal) is acknowledged here and not
+// returned: whoever counted it stopped before its acknowledgement.
 func (c *Consumer) Next() (*Pending, error) {
 	for {
 		msg, err := c.iter.Next()
@@ -208,15 +213,30 @@ func (c *Consumer) Next() (*Pending, error) {
 			}
 			return nil, fmt.Errorf("fetching deliveries: %w", err)
 		}
-		d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
-		if err != nil {
-			// Not ours (someone published into Herald's subjects by hand). Terminate it
-			// rather than redeliver it forever.
-			_ = msg.TermWithReason(err.Error())
-			continue
+		if p := c.store.pending(msg, c.ep, c.opts.Ordered); p != nil {
+			return p, nil
 		}
-		return &Pending{Delivery: d, msg: msg, store: c.store}, nil
 	}
+}
+
+// pending makes a Pending of a message handed out, or settles it when it is not one to
+// attempt: not a delivery (someone published into Herald's subjects by hand: terminated
+// rather than redelivered for ever), or counted already.
+func (s *jsStore) pending(msg jetstream.Msg, ep Endpoint, ordered bool) *Pending {
+	d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
+	if err != nil {
+		_ = msg.TermWithReason(err.Error())
+		return nil
+	}
+	p := &Pending{Delivery: d, msg: msg, store: s, ordered: ordered}
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	if s.journal.counted(ctx, ep, p.Sequence(), p.Redelivered()) {
+		s.opts.Log.V(1).Info("a delivery handed out again was settled already; acknowledging it", "deliveryID", d.DeliveryID)
+		_ = msg.Ack()
+		return nil
+	}
+	return p
 }
 
 // Stop stops fetching. Deliveries already fetched are still returned by Next, which
@@ -225,31 +245,29 @@ func (c *Consumer) Next() (*Pending, error) {
 func (c *Consumer) Stop() { c.iter.Drain() }
 
 // Pending is a delivery handed to this dispatcher and not yet settled. Exactly one of
-// Ack, Delay, Release, Retry or DeadLetter settles it.
+// Delivered, Retry, DeadLetter (which count it on its endpoint's tally), Delay or
+// Release settles it.
 type Pending struct {
 	Delivery
-	msg   jetstream.Msg
-	store *Store
+	msg     jetstream.Msg
+	store   *jsStore
+	ordered bool
+	// FailedInPlace is how many attempts of an ordered endpoint's head failed before
+	// this one (it is retried in place, see Head); they are counted when it is settled.
+	FailedInPlace int
 }
 
-// Ack settles a delivery and waits until the store has taken the acknowledgement, so
-// that what is read from the consumer next (pending counts for the held limits)
-// already reflects it. Retry and DeadLetter settle with it.
-func (p *Pending) Ack(ctx context.Context) error {
-	if err := p.msg.DoubleAck(ctx); err != nil {
-		return fmt.Errorf("acknowledging delivery %s: %w", p.DeliveryID, err)
-	}
-	return nil
-}
-
-// Delivered settles a delivery that reached its receiver without waiting for the
-// acknowledgement: should it be lost, the delivery is attempted again after AckWait,
-// which at-least-once allows, and waiting would cost a round trip per delivery.
+// Delivered settles a delivery that reached its receiver: it is counted, then
+// acknowledged, by the journal (see journal), without waiting but for an ordered
+// endpoint's delivery, whose next one waits for this acknowledgement anyway.
 func (p *Pending) Delivered() error {
-	if err := p.msg.Ack(); err != nil {
-		return fmt.Errorf("acknowledging delivery %s: %w", p.DeliveryID, err)
+	c := Counts{Delivered: 1, FailedAttempts: int64(p.FailedInPlace)}
+	if !p.ordered {
+		return p.store.journal.settle(context.Background(), p, c, false, false)
 	}
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), 2*requestTimeout)
+	defer cancel()
+	return p.store.journal.settle(ctx, p, c, true, true)
 }
 
 // Delay hands the delivery back to be fetched again after d, used for a delivery whose
@@ -272,18 +290,21 @@ func (p *Pending) Release() error {
 // InProgress extends the acknowledgement deadline of a long attempt.
 func (p *Pending) InProgress() error { return p.msg.InProgress() }
 
-// Retry stores the next attempt (with its not-before time) and then settles this one.
-// The next attempt is a new message so that its wait survives restarts: after a crash
-// between the two steps the old message is redelivered and the attempt repeats, which
-// is the at-least-once contract.
+// Retry stores the next attempt (with its not-before time), then settles this one as a
+// failed attempt, and returns once that is counted and acknowledged. The next attempt
+// is a new message so that its wait survives restarts: after a crash between the two
+// steps the old message is redelivered and the attempt repeats (its next attempt is
+// then stored once: the same message id), which is the at-least-once contract.
 func (p *Pending) Retry(ctx context.Context, next Delivery) error {
 	if _, err := p.store.js.PublishMsg(ctx, next.toMsg(DeliverySubject(next.Ref()))); err != nil {
 		return fmt.Errorf("storing retry of delivery %s: %w", p.DeliveryID, p.store.storeError(err))
 	}
-	return p.Ack(ctx)
+	return p.store.journal.settle(ctx, p, Counts{FailedAttempts: 1}, true, true)
 }
 
-// DeadLetter stores the delivery in the dead-letter stream and then settles it.
+// DeadLetter stores the delivery in the dead-letter stream, then settles it as dead-
+// lettered (and, when dl.Attempted, its last attempt as failed), and returns once that
+// is counted and acknowledged.
 func (p *Pending) DeadLetter(ctx context.Context, dl DeadLetter) error {
 	dl.Delivery = p.Delivery
 	if dl.At.IsZero() {
@@ -292,14 +313,18 @@ func (p *Pending) DeadLetter(ctx context.Context, dl DeadLetter) error {
 	if _, err := p.store.js.PublishMsg(ctx, dl.toMsg()); err != nil {
 		return fmt.Errorf("dead-lettering delivery %s: %w", p.DeliveryID, p.store.storeError(err))
 	}
-	return p.Ack(ctx)
+	c := Counts{DeadLettered: 1, FailedAttempts: int64(p.FailedInPlace)}
+	if dl.Attempted {
+		c.FailedAttempts++
+	}
+	return p.store.journal.settle(ctx, p, c, true, true)
 }
 
 // FetchHeld fetches up to n deliveries of an endpoint whose consumer is otherwise
 // stopped (a held endpoint), oldest first, for enforcing the limits on held deliveries.
 // opts must be the endpoint's own (an ordered endpoint's consumer hands out one at a
 // time). The caller settles every one.
-func (s *Store) FetchHeld(ctx context.Context, ep Endpoint, n int, opts ConsumerOptions) ([]*Pending, error) {
+func (s *jsStore) FetchHeld(ctx context.Context, ep Endpoint, n int, opts ConsumerOptions) ([]*Pending, error) {
 	opts.defaultAckWait()
 	cons, err := s.consumer(ctx, ep, opts)
 	if err != nil {
@@ -311,12 +336,9 @@ func (s *Store) FetchHeld(ctx context.Context, ep Endpoint, n int, opts Consumer
 	}
 	var out []*Pending
 	for msg := range batch.Messages() {
-		d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
-		if err != nil {
-			_ = msg.TermWithReason(err.Error())
-			continue
+		if p := s.pending(msg, ep, opts.Ordered); p != nil {
+			out = append(out, p)
 		}
-		out = append(out, &Pending{Delivery: d, msg: msg, store: s})
 	}
 	return out, nil
 }
@@ -329,7 +351,7 @@ func (s *Store) FetchHeld(ctx context.Context, ep Endpoint, n int, opts Consumer
 // in flight keep the server busy; the rest wait here, where waiting costs nothing.
 const consumerCreations = 8
 
-func (s *Store) consumer(ctx context.Context, ep Endpoint, opts ConsumerOptions) (jetstream.Consumer, error) {
+func (s *jsStore) consumer(ctx context.Context, ep Endpoint, opts ConsumerOptions) (jetstream.Consumer, error) {
 	select {
 	case s.creating <- struct{}{}:
 		defer func() { <-s.creating }()

@@ -47,7 +47,7 @@ func (f Filter) match(d *Delivery, seq uint64) bool {
 // DeadLetters calls fn for each dead letter of an endpoint, oldest first, until fn
 // returns false. It reads through an ephemeral ordered consumer, so listing neither
 // changes nor locks anything.
-func (s *Store) DeadLetters(ctx context.Context, ep Endpoint, fn func(*DeadLetter) bool) error {
+func (s *jsStore) DeadLetters(ctx context.Context, ep Endpoint, fn func(*DeadLetter) bool) error {
 	subject := DeadLetterSubject(ep)
 	info, err := s.deadLetters.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {

@@ -23,7 +23,7 @@ var (
 // storeError sorts a failed store request into ErrQueueFull, ErrUnavailable or
 // neither, keeping the cause. An unavailable store is also reported to the probe, which
 // then looks at once instead of at its next tick.
-func (s *Store) storeError(err error) error {
+func (s *jsStore) storeError(err error) error {
 	switch {
 	case err == nil:
 		return nil

@@ -38,7 +38,7 @@ type health struct {
 // Writable reports why the store cannot take writes right now, or nil when it can. It
 // follows the probe, which asks the delivery stream's leader; a store whose connection
 // is down is unwritable at once.
-func (s *Store) Writable() error {
+func (s *jsStore) Writable() error {
 	if s.nc == nil || !s.nc.IsConnected() {
 		return fmt.Errorf("%w: not connected to NATS", ErrUnavailable)
 	}
@@ -48,7 +48,7 @@ func (s *Store) Writable() error {
 }
 
 // WaitWritable blocks until the store can take writes or ctx ends.
-func (s *Store) WaitWritable(ctx context.Context) error {
+func (s *jsStore) WaitWritable(ctx context.Context) error {
 	for {
 		if s.Writable() == nil {
 			return nil
@@ -68,7 +68,7 @@ func (s *Store) WaitWritable(ctx context.Context) error {
 
 // suspect asks the probe to look now: a request just failed in a way that says the
 // store may be unavailable. The probe, not the failed request, decides.
-func (s *Store) suspect() {
+func (s *jsStore) suspect() {
 	s.health.mu.Lock()
 	kick := s.health.kick
 	s.health.mu.Unlock()
@@ -78,7 +78,7 @@ func (s *Store) suspect() {
 	}
 }
 
-func (s *Store) startProbe() {
+func (s *jsStore) startProbe() {
 	h := &s.health
 	h.mu.Lock()
 	h.up, h.kick, h.stop, h.done = make(chan struct{}), make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
@@ -90,7 +90,7 @@ func (s *Store) startProbe() {
 // connectionLost marks the store unwritable when the connection to NATS drops. The
 // connection may be back on another server within milliseconds, where the stream may
 // have no quorum: only the probe's next success over the new connection clears this.
-func (s *Store) connectionLost(err error) {
+func (s *jsStore) connectionLost(err error) {
 	if err == nil {
 		err = errors.New("disconnected")
 	}
@@ -113,7 +113,7 @@ func (s *Store) connectionLost(err error) {
 	s.suspect()
 }
 
-func (s *Store) stopProbe() {
+func (s *jsStore) stopProbe() {
 	if s.health.stop == nil {
 		return
 	}
@@ -125,7 +125,7 @@ func (s *Store) stopProbe() {
 	<-s.health.done
 }
 
-func (s *Store) probeLoop() {
+func (s *jsStore) probeLoop() {
 	h := &s.health
 	defer close(h.done)
 	for {
@@ -160,7 +160,7 @@ const probeSubject = deliverySubjectPrefix + "-.probe"
 // write proves the stream can take writes: a leader cut off from its quorum still
 // answers reads (stream info) for as long as it believes it leads (over 45s in
 // TestStore_QuorumLostAndBack), but what it is asked to store is never acknowledged.
-func (s *Store) probe() error {
+func (s *jsStore) probe() error {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	_, err := s.js.Publish(ctx, probeSubject, nil)
@@ -178,7 +178,7 @@ func (s *Store) probe() error {
 	return fmt.Errorf("%w: the delivery stream takes no writes: %v", ErrUnavailable, err)
 }
 
-func (s *Store) setWritable(err error) {
+func (s *jsStore) setWritable(err error) {
 	h := &s.health
 	h.mu.Lock()
 	defer h.mu.Unlock()

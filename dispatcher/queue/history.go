@@ -3,13 +3,13 @@ package queue
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -18,11 +18,14 @@ import (
 
 // The history of deliveries, kept in JetStream (never in etcd) and bounded by age and
 // bytes: the delivered deliveries, retained so that they can be re-sent by selection,
-// and one small record per attempt, the attempt log. Both use one subject per endpoint
-// and bucket of event ids (256 buckets), so that the history of one event is read from
-// 1/256 of its namespace's, and the server indexes at most 256 subjects per endpoint
-// instead of one per event: with a subject per event, that index took 80 MB of the
-// dispatcher's heap after 110,000 events (bench a) and grew with retention.
+// and one small record per attempt, the attempt log. The journal writes both in
+// batches: per flush, one message per endpoint and bucket of event ids (historyBuckets
+// of them) holding every record of that bucket, instead of one message per record. The
+// buckets let the history of one event be read from 1/16 of its namespace's, and keep
+// the server's subject index at 16 subjects per endpoint (a subject per event took
+// 80 MB of the dispatcher's heap after 110,000 events, bench a). Releases before layout
+// 2 wrote one message per record, on 256 buckets (and before that on a subject per
+// event); those are read as they are until they age out.
 const (
 	DeliveredStream = "HERALD_DELIVERED"
 	AttemptsStream  = "HERALD_ATTEMPTS"
@@ -30,11 +33,20 @@ const (
 	deliveredSubjectPrefix = "herald.done."
 	attemptSubjectPrefix   = "herald.att."
 
+	// hdrDeliveredAt is when a retained delivery of the layouts before 2 was delivered.
 	hdrDeliveredAt = "Herald-Delivered-At"
+
+	historyBuckets = 16
 )
 
-// eventBucket maps an event id (any characters, chosen by producers) onto one of 256
-// subject tokens.
+// eventBucket16 maps an event id (any characters, chosen by producers) onto one of the
+// 16 subject tokens of the history's batches: one hex digit.
+func eventBucket16(eventID string) string {
+	sum := sha256.Sum256([]byte(eventID))
+	return hex.EncodeToString(sum[:1])[:1]
+}
+
+// eventBucket is the token of the 256 buckets records had before layout 2.
 func eventBucket(eventID string) string {
 	sum := sha256.Sum256([]byte(eventID))
 	return hex.EncodeToString(sum[:1])
@@ -48,8 +60,8 @@ func legacyEventToken(eventID string) string {
 }
 
 // historySubjects are the subjects holding the history q selects: one endpoint's (by
-// its UID) or every endpoint's of the namespace, of one event (the bucket's subject, and
-// the per-event subject of older records) or of all.
+// its UID) or every endpoint's of the namespace, of one event (its batches' bucket, and
+// the subjects older records of it are on) or of all.
 func historySubjects(prefix string, q HistoryQuery) []string {
 	base := prefix + q.Namespace + ".*.*."
 	if q.Endpoint.UID != "" {
@@ -58,12 +70,12 @@ func historySubjects(prefix string, q HistoryQuery) []string {
 	if q.EventID == "" {
 		return []string{base + "*"}
 	}
-	return []string{base + eventBucket(q.EventID), base + legacyEventToken(q.EventID)}
+	return []string{base + eventBucket16(q.EventID), base + eventBucket(q.EventID), base + legacyEventToken(q.EventID)}
 }
 
-// historySubject is the subject a record of an event at an endpoint is written to.
+// historySubject is the subject of the batch holding an event's record at an endpoint.
 func historySubject(prefix string, ep Endpoint, eventID string) string {
-	return prefix + ep.Namespace + "." + subjectToken(ep.Name) + "." + ep.UID + "." + eventBucket(eventID)
+	return prefix + ep.tokens() + "." + eventBucket16(eventID)
 }
 
 // historyEndpoint reads the endpoint a history record belongs to from its subject
@@ -76,7 +88,7 @@ func historyEndpoint(subject string) (Endpoint, bool) {
 	return endpointOfTokens(t[2], t[3], t[4]), true
 }
 
-func (s *Store) ensureHistory(ctx context.Context, replicas int) error {
+func (s *jsStore) ensureHistory(ctx context.Context, replicas int) error {
 	var err error
 	if s.delivered, err = s.historyStream(ctx, replicas, DeliveredStream,
 		"Herald deliveries that reached their receiver, retained for replay by selection",
@@ -91,7 +103,7 @@ func (s *Store) ensureHistory(ctx context.Context, replicas int) error {
 
 // historyStream makes one of the two history streams: bounded by age and bytes, oldest
 // records dropped first.
-func (s *Store) historyStream(ctx context.Context, replicas int, name, description, prefix string, maxAge time.Duration, maxBytes int64) (jetstream.Stream, error) {
+func (s *jsStore) historyStream(ctx context.Context, replicas int, name, description, prefix string, maxAge time.Duration, maxBytes int64) (jetstream.Stream, error) {
 	st, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        name,
 		Description: description,
@@ -102,9 +114,9 @@ func (s *Store) historyStream(ctx context.Context, replicas int, name, descripti
 		MaxAge:      maxAge,
 		MaxBytes:    maxBytes,
 		Discard:     jetstream.DiscardOld,
-		// Records carry no message id: each is written once, by the replica that made
-		// the attempt or the delivery (see Delivered), so a duplicate window would only
-		// cost memory. The smallest there is.
+		// Batches carry no message id: each is written once, by the replica that made
+		// the attempts or the deliveries, so a duplicate window would only cost memory.
+		// The smallest there is.
 		Duplicates: time.Second,
 	})
 	if err != nil {
@@ -142,110 +154,141 @@ type AttemptRecord struct {
 // Failed reports whether the attempt failed.
 func (r *AttemptRecord) Failed() bool { return r.Error != "" }
 
-// HistoryWriter publishes the history without waiting for the store: the delivery
-// workers hand records over and go on, the acknowledgements are collected by one
-// goroutine. A record whose publish fails is counted and logged, never retried: the
-// history is a log for people, and a delivery must not wait for it.
-type HistoryWriter struct {
-	s       *Store
-	futures chan jetstream.PubAckFuture
-	done    chan struct{}
-	// closing guards futures: records handed over after Close are dropped.
-	closing sync.RWMutex
-	closed  bool
-	mu      sync.Mutex
-	failed  int64
-	lastErr error
+// HistoryWriter hands the history to the store's journal, which writes it in batches
+// with the deliveries' settlement (see journal): the delivery workers hand records over
+// and go on. A batch whose write fails is counted and logged, never retried: the
+// history is a log for people, and a delivery must not wait for it. Every attempt
+// handed over is the endpoint's last attempt on its status, whether or not the attempt
+// log keeps it (Options.WithoutAttemptLog).
+type HistoryWriter struct{ j *journal }
+
+// History returns the writer of the history.
+func (s *jsStore) History() *HistoryWriter { return &HistoryWriter{j: s.journal} }
+
+// Attempt hands over one attempt record.
+func (w *HistoryWriter) Attempt(r *AttemptRecord) { w.j.attempt(r) }
+
+// Delivered retains a delivery that reached its receiver, for replay.
+func (w *HistoryWriter) Delivered(d *Delivery, at time.Time) { w.j.retain(d, at) }
+
+// Failed is how many batches of the history could not be written, and the last error.
+func (w *HistoryWriter) Failed() (int64, error) {
+	w.j.failMu.Lock()
+	defer w.j.failMu.Unlock()
+	return w.j.failed, w.j.lastErr
 }
 
-// History returns the writer of the history. Close stops it.
-func (s *Store) History() *HistoryWriter {
-	w := &HistoryWriter{s: s, futures: make(chan jetstream.PubAckFuture, 4096), done: make(chan struct{})}
-	go w.collect()
-	return w
+// Close writes what was handed over so far (and settles what was settled).
+func (w *HistoryWriter) Close() { w.j.flushAll() }
+
+// batchMagic starts the body of a history batch of layout 2; records follow, each its
+// length (4 bytes, big-endian) and its bytes: an attempt record as JSON, or a retained
+// delivery as the time it was delivered (varint, microseconds) and the delivery as
+// stored.
+var batchMagic = [...]byte{0, 'H', 'B'}
+
+func isBatch(body []byte) bool {
+	return len(body) >= len(batchMagic) && [3]byte(body[:3]) == batchMagic
 }
 
-func (w *HistoryWriter) collect() {
-	defer close(w.done)
-	for f := range w.futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			w.fail(err)
+// history gathers the records of one endpoint and stream until a flush, per bucket.
+type history struct {
+	bodies [historyBuckets][]byte
+	sealed [][2]string
+	full   bool
+}
+
+// add appends a record, written by encode at the end of the slice it is given, to its
+// bucket's batch, sealing the batch first when it has reached max bytes; it reports
+// whether a flush is due for the size.
+func (h *history) add(bucket string, max int, encode func([]byte) []byte) bool {
+	i := int(hexDigit(bucket[0]))
+	b := h.bodies[i]
+	if len(b) >= max {
+		h.sealed = append(h.sealed, [2]string{bucket, string(b)})
+		b = nil
+		h.full = true
+	}
+	if b == nil {
+		b = append(make([]byte, 0, 8192), batchMagic[:]...)
+	}
+	at := len(b)
+	b = encode(append(b, 0, 0, 0, 0))
+	binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+	h.bodies[i] = b
+	return h.full
+}
+
+func hexDigit(c byte) byte {
+	if c >= 'a' {
+		return c - 'a' + 10
+	}
+	return c - '0'
+}
+
+func (h *history) empty() bool {
+	if len(h.sealed) > 0 {
+		return false
+	}
+	for _, b := range h.bodies {
+		if len(b) > 0 {
+			return false
 		}
 	}
+	return true
 }
 
-func (w *HistoryWriter) fail(err error) {
-	w.mu.Lock()
-	w.failed++
-	first := w.lastErr == nil
-	w.lastErr = err
-	w.mu.Unlock()
-	if first {
-		w.s.opts.Log.Error(err, "writing delivery history; the attempt log and retention miss records while this lasts")
+// take hands over the batches, as (bucket token, body) pairs, and empties h.
+func (h *history) take() [][2]string {
+	out := h.sealed
+	for i, b := range h.bodies {
+		if len(b) > 0 {
+			out = append(out, [2]string{strconv.FormatUint(uint64(i), 16), string(b)})
+			h.bodies[i] = nil
+		}
 	}
+	h.sealed, h.full = nil, false
+	return out
 }
 
-// Failed is how many records could not be written, and the last error.
-func (w *HistoryWriter) Failed() (int64, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.failed, w.lastErr
-}
-
-func (w *HistoryWriter) publish(m *nats.Msg) {
-	w.closing.RLock()
-	defer w.closing.RUnlock()
-	if w.closed {
-		return
+// records calls fn with each record of a batch body and its index, until fn returns
+// false.
+func records(body []byte, fn func(i int, rec []byte) bool) error {
+	b := body[len(batchMagic):]
+	for i := 0; len(b) > 0; i++ {
+		if len(b) < 4 {
+			return errors.New("malformed history batch")
+		}
+		n := int(binary.BigEndian.Uint32(b))
+		if n > len(b)-4 {
+			return errors.New("malformed history batch")
+		}
+		if !fn(i, b[4:4+n]) {
+			return nil
+		}
+		b = b[4+n:]
 	}
-	f, err := w.s.js.PublishMsgAsync(m)
-	if err != nil {
-		w.fail(err)
-		return
-	}
-	w.futures <- f
+	return nil
 }
 
-// Attempt writes one attempt record.
-func (w *HistoryWriter) Attempt(r *AttemptRecord) {
-	data, err := json.Marshal(r)
-	if err != nil {
-		w.fail(err)
-		return
+// decodeRetained reads a retained delivery of a batch.
+func decodeRetained(rec []byte) (Delivery, time.Time, error) {
+	us, k := binary.Varint(rec)
+	if k <= 0 {
+		return Delivery{}, time.Time{}, errBadDelivery
 	}
-	ep := Endpoint{Namespace: r.Namespace, Name: r.Endpoint, UID: r.EndpointUID}
-	w.publish(&nats.Msg{Subject: historySubject(attemptSubjectPrefix, ep, r.EventID), Data: data})
-}
-
-// Delivered retains a delivery that reached its receiver.
-func (w *HistoryWriter) Delivered(d *Delivery, at time.Time) {
-	m := d.toMsg(historySubject(deliveredSubjectPrefix, d.Ref(), d.EventID))
-	m.Header[hdrDeliveredAt] = []string{strconv.FormatInt(at.UnixMicro(), 10)}
-	// No message id: the server would remember each one for the duplicate window
-	// (≈200 B per delivery, 780,000 of them at 6,500 deliveries/s over two minutes),
-	// and a delivery retained twice (delivered twice, at least once) is re-sent by a
-	// replay once anyway: replays publish with the delivery's id.
-	delete(m.Header, nats.MsgIdHdr)
-	w.publish(m)
-}
-
-// Close waits for the records handed over so far; later ones are dropped.
-func (w *HistoryWriter) Close() {
-	w.closing.Lock()
-	if !w.closed {
-		w.closed = true
-		close(w.futures)
-	}
-	w.closing.Unlock()
-	<-w.done
+	d, err := decodeDelivery(rec[k:])
+	return d, fromMicro(us), err
 }
 
 // Retained is a delivered delivery kept for re-sending.
 type Retained struct {
 	Delivery
+	// Sequence is the stream sequence of the message holding it, Index its place in
+	// that message's batch (0 for a message of one delivery, as releases before
+	// layout 2 wrote).
 	Sequence    uint64
+	Index       int
 	DeliveredAt time.Time
 }
 
@@ -260,49 +303,106 @@ type HistoryQuery struct {
 }
 
 // Attempts calls fn for each attempt record selected, oldest first, until fn returns
-// false.
-func (s *Store) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRecord) bool) error {
+// false. The records this dispatcher holds for its next batch are written first.
+func (s *jsStore) Attempts(ctx context.Context, q HistoryQuery, fn func(*AttemptRecord) bool) error {
+	if err := s.journal.sync(ctx); err != nil {
+		return err
+	}
 	return s.scan(ctx, AttemptsStream, historySubjects(attemptSubjectPrefix, q), q.Since,
 		func(_ uint64, msg jetstream.Msg) (bool, error) {
-			var r AttemptRecord
-			if err := json.Unmarshal(msg.Data(), &r); err != nil {
-				return true, nil // a record of another version; skip it
+			ep, known := historyEndpoint(msg.Subject())
+			one := func(raw []byte) bool {
+				var r AttemptRecord
+				if err := json.Unmarshal(raw, &r); err != nil {
+					return true // a record of another version; skip it
+				}
+				// The subject says whose record it is (records moved from the layout
+				// before UIDs carry none in their body).
+				if known {
+					r.Namespace, r.Endpoint, r.EndpointUID = ep.Namespace, ep.Name, ep.UID
+				}
+				if q.EventID != "" && r.EventID != q.EventID {
+					return true // another event of the bucket
+				}
+				return fn(&r)
 			}
-			// The subject says whose record it is (records moved from the layout
-			// before UIDs carry none in their body).
-			if ep, ok := historyEndpoint(msg.Subject()); ok {
-				r.Namespace, r.Endpoint, r.EndpointUID = ep.Namespace, ep.Name, ep.UID
+			if !isBatch(msg.Data()) {
+				return one(msg.Data()), nil
 			}
-			if q.EventID != "" && r.EventID != q.EventID {
-				return true, nil // another event of the bucket
-			}
-			return fn(&r), nil
+			goOn := true
+			err := records(msg.Data(), func(_ int, rec []byte) bool { goOn = one(rec); return goOn })
+			return goOn, err
 		})
 }
 
 // Delivered calls fn for each retained delivered delivery selected, oldest first,
-// until fn returns false.
-func (s *Store) Delivered(ctx context.Context, q HistoryQuery, fn func(*Retained) bool) error {
+// until fn returns false. The deliveries this dispatcher holds for its next batch are
+// written first.
+func (s *jsStore) Delivered(ctx context.Context, q HistoryQuery, fn func(*Retained) bool) error {
+	if err := s.journal.sync(ctx); err != nil {
+		return err
+	}
 	return s.scan(ctx, DeliveredStream, historySubjects(deliveredSubjectPrefix, q), q.Since,
 		func(seq uint64, msg jetstream.Msg) (bool, error) {
-			d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
-			if err != nil || (q.EventID != "" && d.EventID != q.EventID) {
-				return true, nil
+			ep, known := historyEndpoint(msg.Subject())
+			one := func(r *Retained) bool {
+				if q.EventID != "" && r.EventID != q.EventID {
+					return true
+				}
+				if known {
+					r.EndpointUID = ep.UID
+				}
+				return fn(r)
 			}
-			if ep, ok := historyEndpoint(msg.Subject()); ok {
-				d.EndpointUID = ep.UID
+			if !isBatch(msg.Data()) {
+				d, err := parseDelivery(msg.Subject(), msg.Headers(), msg.Data())
+				if err != nil {
+					return true, nil
+				}
+				r := Retained{Delivery: d, Sequence: seq}
+				if us, err := strconv.ParseInt(first(msg.Headers(), hdrDeliveredAt), 10, 64); err == nil {
+					r.DeliveredAt = time.UnixMicro(us)
+				}
+				return one(&r), nil
 			}
-			r := Retained{Delivery: d, Sequence: seq}
-			if us, err := strconv.ParseInt(first(msg.Headers(), hdrDeliveredAt), 10, 64); err == nil {
-				r.DeliveredAt = time.UnixMicro(us)
-			}
-			return fn(&r), nil
+			goOn := true
+			err := records(msg.Data(), func(i int, rec []byte) bool {
+				d, at, err := decodeRetained(rec)
+				if err != nil {
+					return true
+				}
+				goOn = one(&Retained{Delivery: d, Sequence: seq, Index: i, DeliveredAt: at})
+				return goOn
+			})
+			return goOn, err
 		})
+}
+
+// retainedAt reads the retained delivery at index i of the message raw.
+func retainedAt(raw *jetstream.RawStreamMsg, i int) (Delivery, error) {
+	if !isBatch(raw.Data) {
+		return parseDelivery(raw.Subject, raw.Header, raw.Data)
+	}
+	var d Delivery
+	err := ErrGone
+	if rerr := records(raw.Data, func(k int, rec []byte) bool {
+		if k != i {
+			return true
+		}
+		d, _, err = decodeRetained(rec)
+		return false
+	}); rerr != nil {
+		return d, rerr
+	}
+	if err == nil {
+		d.EndpointUID = subjectUID(raw.Subject)
+	}
+	return d, err
 }
 
 // scan reads the messages of subjects (wildcards allowed), oldest first, through an
 // ephemeral ordered consumer: reading changes and locks nothing.
-func (s *Store) scan(ctx context.Context, stream string, subjects []string, since time.Time, fn func(seq uint64, msg jetstream.Msg) (bool, error)) error {
+func (s *jsStore) scan(ctx context.Context, stream string, subjects []string, since time.Time, fn func(seq uint64, msg jetstream.Msg) (bool, error)) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if !since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
@@ -341,7 +441,7 @@ func (s *Store) scan(ctx context.Context, stream string, subjects []string, sinc
 }
 
 // StreamBytes is the size of one of Herald's streams, for benchmarks and sizing.
-func (s *Store) StreamBytes(ctx context.Context, name string) (uint64, error) {
+func (s *jsStore) StreamBytes(ctx context.Context, name string) (uint64, error) {
 	st, err := s.js.Stream(ctx, name)
 	if err != nil {
 		return 0, fmt.Errorf("reading stream %s: %w", name, s.storeError(err))

@@ -17,11 +17,12 @@ import (
 // its own, records written before the buckets included.
 func TestHistory_BucketedSubjectsFindExactlyOneEvent(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, Options{Store: config.Store{DataDir: t.TempDir()}, Log: testr.New(t)})
+	st, err := Open(ctx, Options{Store: config.Store{DataDir: t.TempDir()}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	defer st.Close()
+	s := st.(*jsStore)
 	w := s.History()
 	ep := Endpoint{Namespace: "shop", Name: "billing", UID: "6f1c2b9e-0d5a-4c8e-9f3b-2a7d1e4c5b6a"}
 	const events = 1000
@@ -52,8 +53,8 @@ func TestHistory_BucketedSubjectsFindExactlyOneEvent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := len(info.State.Subjects); n > 257 {
-			t.Errorf("%s: %d subjects for %d events of one endpoint, want at most 256 (+1 legacy)", info.Config.Name, n, events)
+		if n := len(info.State.Subjects); n > historyBuckets+1 {
+			t.Errorf("%s: %d subjects for %d events of one endpoint, want at most %d (+1 legacy)", info.Config.Name, n, events, historyBuckets)
 		}
 	}
 	for _, id := range []string{"evt_0", "evt_517", "evt_999", "evt_before_upgrade"} {

@@ -83,7 +83,7 @@ func (a ownerAnswer) fenced(t time.Time) bool {
 // once (two replicas) store each record once (the same message id within the stream's
 // duplicate window; the reclaimer migrates under its lease anyway). It is cheap when
 // there is nothing to move: a few requests.
-func (s *Store) MigrateLegacy(ctx context.Context, owner LegacyOwner) (LegacyReport, error) {
+func (s *jsStore) MigrateLegacy(ctx context.Context, owner LegacyOwner) (LegacyReport, error) {
 	rep := LegacyReport{Moved: map[string]int{}, Dropped: map[string]int{}, Left: map[string]int{}}
 	o := &owners{ask: owner, m: map[[2]string]ownerAnswer{}}
 	if err := s.migratePending(ctx, o, &rep); err != nil {
@@ -114,7 +114,7 @@ func (s *Store) MigrateLegacy(ctx context.Context, owner LegacyOwner) (LegacyRep
 // migratePending moves the pending deliveries. The delivery stream is a work queue,
 // whose durable consumers may not overlap another consumer, so the old subjects are read
 // message by message (there are few: a backlog at the moment of the upgrade).
-func (s *Store) migratePending(ctx context.Context, o *owners, rep *LegacyReport) error {
+func (s *jsStore) migratePending(ctx context.Context, o *owners, rep *LegacyReport) error {
 	const kind = "pending"
 	filter := deliverySubjectPrefix + "*.*"
 	last := map[string]uint64{} // old subject → the last sequence handled
@@ -152,7 +152,7 @@ func (s *Store) migratePending(ctx context.Context, o *owners, rep *LegacyReport
 		if h != nil && h.Sequence == m.Sequence {
 			d.Attempt, d.NotBefore = h.Attempt, h.NotBefore
 		}
-		if err := s.Register(ctx, a.ep); err != nil {
+		if err := s.registerOne(ctx, a.ep); err != nil {
 			return err
 		}
 		msg := d.toMsg(DeliverySubject(a.ep))
@@ -186,7 +186,7 @@ func (s *Store) migratePending(ctx context.Context, o *owners, rep *LegacyReport
 }
 
 // legacyHead reads the retry state an ordered endpoint's head had before UIDs.
-func (s *Store) legacyHead(ctx context.Context, ns, nameTok string) *Head {
+func (s *jsStore) legacyHead(ctx context.Context, ns, nameTok string) *Head {
 	e, err := s.state.Get(ctx, "head."+ns+"."+nameTok)
 	if err != nil {
 		return nil
@@ -200,7 +200,7 @@ func (s *Store) legacyHead(ctx context.Context, ns, nameTok string) *Head {
 
 // migrateKeys moves the per-endpoint keys of the state bucket (kind.ns.name). An
 // ordered head's state went with its message (migratePending), so heads are dropped.
-func (s *Store) migrateKeys(ctx context.Context, o *owners, rep *LegacyReport) error {
+func (s *jsStore) migrateKeys(ctx context.Context, o *owners, rep *LegacyReport) error {
 	const kind = "keys"
 	lister, err := s.state.ListKeysFiltered(ctx, "*.*.*")
 	if err != nil {
@@ -241,7 +241,7 @@ func (s *Store) migrateKeys(ctx context.Context, o *owners, rep *LegacyReport) e
 
 // migrateStream moves the records of a stream with the limits policy (dead letters and
 // the history), read through one ordered consumer over every old subject at once.
-func (s *Store) migrateStream(ctx context.Context, o *owners, rep *LegacyReport, kind, prefix string, st jetstream.Stream, tokens int) error {
+func (s *jsStore) migrateStream(ctx context.Context, o *owners, rep *LegacyReport, kind, prefix string, st jetstream.Stream, tokens int) error {
 	filter := prefix + strings.TrimSuffix(strings.Repeat("*.", tokens), ".")
 	// Cheap when there is nothing: the first old record, if any.
 	if _, err := st.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(filter)); errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -313,7 +313,7 @@ var uidShaped = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 
 // dropLegacyConsumers removes the consumers of old subjects that had no pending
 // delivery to move (an idle ordered endpoint keeps its consumer).
-func (s *Store) dropLegacyConsumers(ctx context.Context) error {
+func (s *jsStore) dropLegacyConsumers(ctx context.Context) error {
 	names := s.deliveries.ConsumerNames(ctx)
 	var legacy []string
 	for n := range names.Name() {

@@ -33,7 +33,7 @@ type Head struct {
 func headKey(ep Endpoint) string { return EndpointKey("head", ep) }
 
 // OrderedHead returns the retry state of an ordered endpoint's head, if one is stored.
-func (s *Store) OrderedHead(ctx context.Context, ep Endpoint) (Head, bool, error) {
+func (s *jsStore) OrderedHead(ctx context.Context, ep Endpoint) (Head, bool, error) {
 	var h Head
 	e, err := s.state.Get(ctx, headKey(ep))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -54,7 +54,7 @@ func (s *Store) OrderedHead(ctx context.Context, ep Endpoint) (Head, bool, error
 // record, the Head is zero. Everything up to the
 // consumer's acknowledgement floor is settled, and an ordered consumer hands out
 // nothing beyond its head.
-func (s *Store) BlockingHead(ctx context.Context, ep Endpoint) (Head, bool, error) {
+func (s *jsStore) BlockingHead(ctx context.Context, ep Endpoint) (Head, bool, error) {
 	h, ok, err := s.OrderedHead(ctx, ep)
 	if err != nil || !ok {
 		return h, false, err
@@ -75,7 +75,7 @@ func (s *Store) BlockingHead(ctx context.Context, ep Endpoint) (Head, bool, erro
 
 // SetOrderedHead stores the retry state of an ordered endpoint's head. Only one delivery
 // of an ordered endpoint is ever in flight, so a plain write cannot race another.
-func (s *Store) SetOrderedHead(ctx context.Context, ep Endpoint, h Head) error {
+func (s *jsStore) SetOrderedHead(ctx context.Context, ep Endpoint, h Head) error {
 	raw, err := json.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("encoding ordered head: %w", err)
@@ -88,7 +88,7 @@ func (s *Store) SetOrderedHead(ctx context.Context, ep Endpoint, h Head) error {
 
 // ClearOrderedHead removes the retry state of an ordered endpoint's head once it is
 // delivered or dead-lettered.
-func (s *Store) ClearOrderedHead(ctx context.Context, ep Endpoint) error {
+func (s *jsStore) ClearOrderedHead(ctx context.Context, ep Endpoint) error {
 	if err := s.state.Delete(ctx, headKey(ep)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("clearing ordered head of %s: %w", ep, s.storeError(err))
 	}

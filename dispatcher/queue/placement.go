@@ -28,7 +28,7 @@ const clusteredReplicas = 3
 const placementPatience = 15 * time.Second
 
 // choosePlacement decides the replica count before anything is created.
-func (s *Store) choosePlacement(ctx context.Context) (placement, error) {
+func (s *jsStore) choosePlacement(ctx context.Context) (placement, error) {
 	switch {
 	case s.opts.Replicas > 0:
 		return placement{replicas: s.opts.Replicas, why: "set by --nats-replicas"}, nil

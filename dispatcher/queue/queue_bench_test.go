@@ -9,10 +9,14 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,12 +50,12 @@ func (c cpuClock) report(b *testing.B, n int) {
 	}
 }
 
-func benchStore(b *testing.B) *Store {
+func benchStore(b *testing.B) *jsStore {
 	b.Helper()
 	return benchStoreWith(b, Options{})
 }
 
-func benchStoreWith(b *testing.B, o Options) *Store {
+func benchStoreWith(b *testing.B, o Options) *jsStore {
 	b.Helper()
 	o.DataDir, o.Log = b.TempDir(), logr.Discard()
 	st, err := Open(context.Background(), o)
@@ -59,7 +63,7 @@ func benchStoreWith(b *testing.B, o Options) *Store {
 		b.Fatal(err)
 	}
 	b.Cleanup(st.Close)
-	return st
+	return st.(*jsStore)
 }
 
 var benchData = []byte(`{"order_id":4242,"customer":"c-42","items":[` +
@@ -92,7 +96,7 @@ func BenchmarkPublish_SingleSyncAlways(b *testing.B) {
 	benchPublishSingle(b, benchStoreWith(b, Options{Store: config.Store{SyncAlways: true}}))
 }
 
-func benchPublishSingle(b *testing.B, st *Store) {
+func benchPublishSingle(b *testing.B, st *jsStore) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	i := 0
@@ -104,7 +108,7 @@ func benchPublishSingle(b *testing.B, st *Store) {
 	}
 }
 
-func benchPublishBatch(b *testing.B, st *Store) {
+func benchPublishBatch(b *testing.B, st *jsStore) {
 	ctx := context.Background()
 	batch := make([]Delivery, 0, 100)
 	b.ReportAllocs()
@@ -126,56 +130,33 @@ func benchPublishBatch(b *testing.B, st *Store) {
 	}
 }
 
-// BenchmarkIngestRecord_Sequential is what Acceptor.Accept does per fresh event of a
-// batch today: a LookupIngest before publishing and a RecordIngest after, one request
-// each, one after the other. ns/op is per event.
-func BenchmarkIngestRecord_Sequential(b *testing.B) {
+// BenchmarkDedupe_Accepted100 is what Acceptor.Accept does for the ids of a batch of
+// 100 fresh events (layout 2): look them up in the index in memory, then remember them
+// in one write. ns/op is per event.
+func BenchmarkDedupe_Accepted100(b *testing.B) {
 	st := benchStore(b)
 	ctx := context.Background()
-	b.ReportAllocs()
-	i := 0
-	cpu := startCPU()
-	defer func() { cpu.report(b, i) }()
-	for b.Loop() {
-		key := IngestKey("bench", "e"+strconv.Itoa(i))
-		i++
-		if _, found, err := st.lookupIngest(ctx, key); err != nil || found {
-			b.Fatal(err, found)
-		}
-		if err := st.recordIngest(ctx, key, []byte(`{"m":1}`)); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkIngestRecord_Pipelined100 is the proposed batch form: the 100 lookups of a
-// batch run concurrently, and the 100 records are published asynchronously on the
-// bucket's subjects with one wait at the end (as Publish already does for
-// deliveries). Same requests, same results, about two round trips per batch instead of
-// two hundred. ns/op is per event.
-func BenchmarkIngestRecord_Pipelined100(b *testing.B) {
-	st := benchStore(b)
-	ctx := context.Background()
-	keys := make([]string, 0, 100)
+	ids := make([]string, 0, 100)
+	matched := make([]int, 100)
 	flush := func() {
-		if len(keys) == 0 {
+		if len(ids) == 0 {
 			return
 		}
-		if err := lookupIngestConcurrently(ctx, st, keys); err != nil {
+		if _, found := st.Seen("bench", ids); slices.Contains(found, true) {
+			b.Fatal("a fresh id was found")
+		}
+		if err := st.Remember(ctx, "bench", ids, matched[:len(ids)]); err != nil {
 			b.Fatal(err)
 		}
-		if err := recordIngestAsync(ctx, st, keys, []byte(`{"m":1}`)); err != nil {
-			b.Fatal(err)
-		}
-		keys = keys[:0]
+		ids = ids[:0]
 	}
 	b.ReportAllocs()
 	i := 0
 	cpu := startCPU()
 	for b.Loop() {
-		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(i)))
+		ids = append(ids, "e"+strconv.Itoa(i))
 		i++
-		if len(keys) == cap(keys) {
+		if len(ids) == cap(ids) {
 			flush()
 		}
 	}
@@ -183,19 +164,23 @@ func BenchmarkIngestRecord_Pipelined100(b *testing.B) {
 	cpu.report(b, i)
 }
 
-// BenchmarkIngestRecord_MultiGet100 looks the 100 ids of a batch up with one
-// direct-get request for the last message of each key's subject (JetStream's
-// multi_last, nats-server ≥ 2.11), then records them asynchronously: two requests per
-// batch. ns/op is per event.
-func BenchmarkIngestRecord_MultiGet100(b *testing.B) {
+// BenchmarkDedupe_KeyValuePerEvent100 is the same for the layout before 2: one
+// direct-get request for the last record of each id's key (multi_last), then one
+// key-value record per event, published asynchronously with one wait. ns/op is per
+// event.
+func BenchmarkDedupe_KeyValuePerEvent100(b *testing.B) {
 	st := benchStore(b)
 	ctx := context.Background()
+	lookup, err := newLegacyLookup(ctx, st)
+	if err != nil {
+		b.Fatal(err)
+	}
 	keys := make([]string, 0, 100)
 	flush := func() {
 		if len(keys) == 0 {
 			return
 		}
-		found, err := lookupIngestMulti(ctx, st, keys)
+		found, err := lookup.lookup(ctx, keys)
 		if err != nil || len(found) > 0 {
 			b.Fatal(err, len(found))
 		}
@@ -208,7 +193,7 @@ func BenchmarkIngestRecord_MultiGet100(b *testing.B) {
 	i := 0
 	cpu := startCPU()
 	for b.Loop() {
-		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(i)))
+		keys = append(keys, legacyIngestKey("bench", "e"+strconv.Itoa(i)))
 		i++
 		if len(keys) == cap(keys) {
 			flush()
@@ -218,43 +203,52 @@ func BenchmarkIngestRecord_MultiGet100(b *testing.B) {
 	cpu.report(b, i)
 }
 
-// TestLookupIngestMulti_FindsRecordedKeys checks the prototype against the real
-// LookupIngest: recorded keys are found with their value, others are not.
-func TestLookupIngestMulti_FindsRecordedKeys(t *testing.T) {
-	st, err := Open(context.Background(), Options{Store: config.Store{DataDir: t.TempDir()}, Log: logr.Discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ctx := context.Background()
-	var keys []string
-	for i := range 10 {
-		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(i)))
-	}
-	for i, k := range keys[:5] {
-		if err := st.recordIngest(ctx, k, []byte(strconv.Itoa(i))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	found, err := lookupIngestMulti(ctx, st, keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, k := range keys {
-		v, ok := found[k]
-		want, wantOK, _ := st.lookupIngest(ctx, k)
-		if ok != wantOK || string(v) != string(want) || (i < 5) != ok {
-			t.Errorf("key %d: multi-get %q %v, LookupIngest %q %v", i, v, ok, want, wantOK)
-		}
-	}
+// legacyIngestKey is the key of an event id in the bucket of the layouts before 2.
+func legacyIngestKey(namespace, eventID string) string {
+	sum := sha256.Sum256([]byte(eventID))
+	return namespace + "." + hex.EncodeToString(sum[:20])
 }
 
-// lookupIngestMulti returns the recorded value of each key that has one.
-func lookupIngestMulti(ctx context.Context, st *Store, keys []string) (map[string][]byte, error) {
-	const prefix = "$KV." + IngestBucket + "."
+// legacyLookup reads the records of HERALD_INGEST as the release before layout 2 did:
+// one key by a direct get of its last message, several by one multi_last direct get
+// whose answers arrive on a subscription kept for every request (one at a time here).
+type legacyLookup struct {
+	st      *jsStore
+	kv      jetstream.KeyValue
+	prefix  string
+	replies chan *nats.Msg
+	n       int
+}
+
+func newLegacyLookup(ctx context.Context, st *jsStore) (*legacyLookup, error) {
+	kv, err := st.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: IngestBucket, TTL: 24 * time.Hour, Storage: jetstream.FileStorage})
+	if err != nil {
+		return nil, err
+	}
+	l := &legacyLookup{st: st, kv: kv, prefix: st.nc.NewRespInbox() + ".", replies: make(chan *nats.Msg, 1026)}
+	if _, err := st.nc.ChanSubscribe(l.prefix+"*", l.replies); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// lookup returns the recorded value of each key that has one.
+func (l *legacyLookup) lookup(ctx context.Context, keys []string) (map[string][]byte, error) {
+	found := map[string][]byte{}
+	if len(keys) == 1 {
+		e, err := l.kv.Get(ctx, keys[0])
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return nil, err
+		default:
+			found[keys[0]] = e.Value()
+		}
+		return found, nil
+	}
 	subjects := make([]string, len(keys))
 	for i, k := range keys {
-		subjects[i] = prefix + k
+		subjects[i] = ingestSubjectPrefix + k
 	}
 	req, err := json.Marshal(struct {
 		MultiLast []string `json:"multi_last"`
@@ -263,20 +257,20 @@ func lookupIngestMulti(ctx context.Context, st *Store, keys []string) (map[strin
 	if err != nil {
 		return nil, err
 	}
-	inbox := st.nc.NewRespInbox()
-	sub, err := st.nc.SubscribeSync(inbox)
-	if err != nil {
+	l.n++
+	reply := l.prefix + strconv.Itoa(l.n)
+	if err := l.st.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+IngestBucket, reply, req); err != nil {
 		return nil, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := st.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+IngestBucket, inbox, req); err != nil {
-		return nil, err
-	}
-	found := map[string][]byte{}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return nil, err
+		var m *nats.Msg
+		select {
+		case m = <-l.replies:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if m.Subject != reply {
+			continue // a late answer to an earlier request
 		}
 		switch m.Header.Get("Status") {
 		case "404", "204": // no results / end of batch
@@ -288,54 +282,20 @@ func lookupIngestMulti(ctx context.Context, st *Store, keys []string) (map[strin
 		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 			continue
 		}
-		found[strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), prefix)] = m.Data
+		found[strings.TrimPrefix(m.Header.Get(jetstream.SubjectHeader), ingestSubjectPrefix)] = m.Data
 	}
 }
 
-func lookupIngestConcurrently(ctx context.Context, st *Store, keys []string) error {
-	const parallel = 16
-	var wg sync.WaitGroup
-	errs := make([]error, len(keys))
-	sem := make(chan struct{}, parallel)
-	for i, k := range keys {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			_, found, err := st.lookupIngest(ctx, k)
-			if err == nil && found {
-				err = fmt.Errorf("key %s found", k)
-			}
-			errs[i] = err
-		})
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func recordIngestAsync(ctx context.Context, st *Store, keys []string, value []byte) error {
+func recordIngestAsync(ctx context.Context, st *jsStore, keys []string, value []byte) error {
 	futures := make([]jetstream.PubAckFuture, 0, len(keys))
 	for _, k := range keys {
-		f, err := st.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + IngestBucket + "." + k, Data: value})
+		f, err := st.js.PublishMsgAsync(&nats.Msg{Subject: ingestSubjectPrefix + k, Data: value})
 		if err != nil {
 			return err
 		}
 		futures = append(futures, f)
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return err
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
+	return wait(ctx, futures)
 }
 
 // settle benchmarks one consumer taking deliveries and settling each with ack.
@@ -385,10 +345,16 @@ func benchSettle(b *testing.B, workers int, ack func(*Pending) error) {
 	wg.Wait()
 }
 
-// BenchmarkSettle_DoubleAck is today's Pending.Ack: each worker waits for the server
-// to confirm the acknowledgement (8 workers, the default maxInFlight, fetch buffer 16).
+// BenchmarkSettle_DoubleAck: each worker waits for the server to confirm the
+// acknowledgement (8 workers, the default maxInFlight, fetch buffer 16).
 func BenchmarkSettle_DoubleAck(b *testing.B) {
-	benchSettle(b, 8, func(p *Pending) error { return p.Ack(context.Background()) })
+	benchSettle(b, 8, func(p *Pending) error { return p.msg.DoubleAck(context.Background()) })
+}
+
+// BenchmarkSettle_Journal is Pending.Delivered: the delivery counted on its endpoint's
+// tally and acknowledged by the journal, in batches (see journal).
+func BenchmarkSettle_Journal(b *testing.B) {
+	benchSettle(b, 8, func(p *Pending) error { return p.Delivered() })
 }
 
 // BenchmarkSettle_Ack is the plain acknowledgement (fire and forget); at-least-once
@@ -425,28 +391,30 @@ func waitCacheExpiry(b *testing.B, before int64) {
 }
 
 // BenchmarkRetained_IngestRecord measures the memory one remembered event id holds
-// for the whole dedupe window (24h by default): the embedded server indexes every
-// subject of the ingest bucket in memory. Run with a fixed count, it waits out the
-// block cache once:
+// for the whole dedupe window (24h by default): since layout 2, its fingerprint in the
+// dispatcher's index and its share of a message of HERALD_ACCEPTED (the layouts before
+// kept a key-value record per id, whose subject the server indexed in memory: about
+// 350 B). Run with a fixed count, it waits out the block cache once:
 //
 //	go test ./dispatcher/queue -run '^$' -bench Retained -benchtime 200000x
 func BenchmarkRetained_IngestRecord(b *testing.B) {
 	st := benchStore(b)
 	ctx := context.Background()
 	before := heapInUse()
-	keys := make([]string, 0, 100)
+	ids := make([]string, 0, 100)
+	matched := make([]int, 100)
 	n := 0
 	for b.Loop() {
-		keys = append(keys, IngestKey("bench", "e"+strconv.Itoa(n)))
+		ids = append(ids, "e"+strconv.Itoa(n))
 		n++
-		if len(keys) == cap(keys) {
-			if err := recordIngestAsync(ctx, st, keys, []byte(`{"m":1}`)); err != nil {
+		if len(ids) == cap(ids) {
+			if err := st.Remember(ctx, "bench", ids, matched); err != nil {
 				b.Fatal(err)
 			}
-			keys = keys[:0]
+			ids = ids[:0]
 		}
 	}
-	if err := recordIngestAsync(ctx, st, keys, []byte(`{"m":1}`)); err != nil {
+	if err := st.Remember(ctx, "bench", ids, matched[:len(ids)]); err != nil {
 		b.Fatal(err)
 	}
 	waitCacheExpiry(b, before)

@@ -59,15 +59,15 @@ func (r *registry) drop(ep Endpoint) {
 	delete(r.m, ep)
 }
 
-// Register records, before anything is stored for ep, that the store may hold its data.
-func (s *Store) Register(ctx context.Context, ep Endpoint) error {
+// registerOne records, before anything is stored for ep, that the store may hold its data.
+func (s *jsStore) registerOne(ctx context.Context, ep Endpoint) error {
 	return s.register(ctx, []Endpoint{ep})
 }
 
 // register records endpoints this process has not registered yet, pipelined: a batch of
 // events for many new endpoints costs one round trip. A registration is a plain put
 // (its value, when it was written, is for people): writing it twice is harmless.
-func (s *Store) register(ctx context.Context, eps []Endpoint) error {
+func (s *jsStore) register(ctx context.Context, eps []Endpoint) error {
 	var futures []jetstream.PubAckFuture
 	var fresh []Endpoint
 	seen := make(map[Endpoint]bool, len(eps))
@@ -93,7 +93,7 @@ func (s *Store) register(ctx context.Context, eps []Endpoint) error {
 	return nil
 }
 
-func (s *Store) registerAll(ctx context.Context, deliveries []Delivery) error {
+func (s *jsStore) registerAll(ctx context.Context, deliveries []Delivery) error {
 	var eps []Endpoint
 	var last Endpoint
 	for i := range deliveries {
@@ -110,16 +110,21 @@ func (s *Store) registerAll(ctx context.Context, deliveries []Delivery) error {
 	return s.register(ctx, eps)
 }
 
-// Forget drops this process's memory of having registered ep: its endpoint is gone, and
+// forget drops this process's memory of having registered ep: its endpoint is gone, and
 // anything stored for it after the purge must register it again to be found.
-func (s *Store) Forget(ep Endpoint) { s.registered.drop(ep) }
+func (s *jsStore) forget(ep Endpoint) {
+	s.registered.drop(ep)
+	if s.journal != nil {
+		s.journal.forget(ep)
+	}
+}
 
 // Purge removes everything stored for ep: its consumer, pending deliveries, dead
 // letters, retained deliveries, attempt records and its keys in the state bucket (its
 // registration last, so that a purge cut short is found again by the sweep). It is
 // idempotent.
-func (s *Store) Purge(ctx context.Context, ep Endpoint) error {
-	s.Forget(ep)
+func (s *jsStore) Purge(ctx context.Context, ep Endpoint) error {
+	s.forget(ep)
 	if ep.UID == "" {
 		return fmt.Errorf("purging %s: no UID", ep)
 	}
@@ -168,8 +173,8 @@ const tombstoneTTL = time.Hour
 // compare-and-set creates the endpoint's tombstone purges, the others find it and leave
 // it (unless it went stale: its replica stopped midway). by names this replica in the
 // tombstone. It reports whether this call purged.
-func (s *Store) Reclaim(ctx context.Context, ep Endpoint, by string) (bool, error) {
-	s.Forget(ep)
+func (s *jsStore) Reclaim(ctx context.Context, ep Endpoint, by string) (bool, error) {
+	s.forget(ep)
 	key := EndpointKey(goneKind, ep)
 	now := time.Now().UTC()
 	claim, _ := json.Marshal(goneMark{By: by, At: now})
@@ -216,7 +221,7 @@ func isWrongLastSequence(err error) bool {
 // StoredEndpoints lists the endpoints the store holds anything of: registered, with keys
 // in the state bucket, pending deliveries or dead letters. Endpoints whose purge is done
 // are left out unless something was stored for them since.
-func (s *Store) StoredEndpoints(ctx context.Context) (map[Endpoint]bool, error) {
+func (s *jsStore) StoredEndpoints(ctx context.Context) (map[Endpoint]bool, error) {
 	out := map[Endpoint]bool{}
 	lister, err := s.state.ListKeysFiltered(ctx, "*.*.*.*")
 	if err != nil {
@@ -249,7 +254,7 @@ func (s *Store) StoredEndpoints(ctx context.Context) (map[Endpoint]bool, error) 
 // but for those whose UID live reports (the endpoints this replica knows): an ordered
 // endpoint's consumer stays when idle, and one made again after its endpoint's purge,
 // by a replica that had not yet seen the deletion, would stay for ever.
-func (s *Store) ConsumerEndpoints(ctx context.Context, live func(uid string) bool) ([]Endpoint, error) {
+func (s *jsStore) ConsumerEndpoints(ctx context.Context, live func(uid string) bool) ([]Endpoint, error) {
 	names := s.deliveries.ConsumerNames(ctx)
 	var others []string
 	for n := range names.Name() {
@@ -276,7 +281,7 @@ func (s *Store) ConsumerEndpoints(ctx context.Context, live func(uid string) boo
 
 // DropOldTombstones removes the tombstones of purges finished more than tombstoneTTL
 // ago.
-func (s *Store) DropOldTombstones(ctx context.Context) error {
+func (s *jsStore) DropOldTombstones(ctx context.Context) error {
 	lister, err := s.state.ListKeysFiltered(ctx, goneKind+".*.*.*")
 	if err != nil {
 		return fmt.Errorf("listing tombstones: %w", s.storeError(err))
@@ -312,7 +317,7 @@ type lease struct {
 // Lease takes or renews the lease under key (see LeaseKey) for holder for ttl, by
 // compare-and-set, and reports whether holder has it. A holder that stops renewing loses
 // it after ttl; a lease of an endpoint (EndpointKey) goes with its purge.
-func (s *Store) Lease(ctx context.Context, key, holder string, ttl time.Duration) (bool, error) {
+func (s *jsStore) Lease(ctx context.Context, key, holder string, ttl time.Duration) (bool, error) {
 	now := time.Now()
 	raw, _ := json.Marshal(lease{Holder: holder, Until: now.Add(ttl)})
 	e, err := s.state.Get(ctx, key)
@@ -339,7 +344,7 @@ func (s *Store) Lease(ctx context.Context, key, holder string, ttl time.Duration
 }
 
 // ReleaseLease gives up the lease if holder has it.
-func (s *Store) ReleaseLease(ctx context.Context, key, holder string) error {
+func (s *jsStore) ReleaseLease(ctx context.Context, key, holder string) error {
 	e, err := s.state.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil
@@ -363,9 +368,9 @@ type Held struct {
 	Pending, DeadLetters, Delivered, Attempts, Keys uint64
 }
 
-// Holds counts the messages stored for ep in each of Herald's streams, and its keys in
+// holds counts the messages stored for ep in each of Herald's streams, and its keys in
 // the state bucket.
-func (s *Store) Holds(ctx context.Context, ep Endpoint) (Held, error) {
+func (s *jsStore) holds(ctx context.Context, ep Endpoint) (Held, error) {
 	var h Held
 	for _, p := range []struct {
 		stream  jetstream.Stream

@@ -19,9 +19,11 @@ const (
 // ReplayItem is one stored delivery a replay re-sends: a dead letter or a retained
 // delivered delivery of Endpoint, named by its stream and sequence.
 type ReplayItem struct {
-	Endpoint   Endpoint
-	From       string
-	Sequence   uint64
+	Endpoint Endpoint
+	From     string
+	Sequence uint64
+	// Index is the delivery's place in the batch at Sequence (retained deliveries).
+	Index      int
 	DeliveryID string
 }
 
@@ -29,7 +31,7 @@ type ReplayItem struct {
 // retained delivered deliveries, oldest first. A delivery stored in both (delivered,
 // then resent and dead-lettered) or retained twice is selected once, from its newest
 // copy, so that a replay sends each event once.
-func (s *Store) Select(ctx context.Context, ep Endpoint, f Filter, deadLetters, delivered bool) ([]ReplayItem, error) {
+func (s *jsStore) Select(ctx context.Context, ep Endpoint, f Filter, deadLetters, delivered bool) ([]ReplayItem, error) {
 	if delivered && len(f.Sequences) > 0 {
 		return nil, errors.New("sequences name dead letters: select them from the dead letters alone")
 	}
@@ -51,7 +53,7 @@ func (s *Store) Select(ctx context.Context, ep Endpoint, f Filter, deadLetters, 
 		}
 		if err := s.Delivered(ctx, HistoryQuery{Endpoint: ep, Since: from}, func(r *Retained) bool {
 			if f.match(&r.Delivery, r.Sequence) {
-				add(ReplayItem{Endpoint: ep, From: FromDelivered, Sequence: r.Sequence, DeliveryID: r.DeliveryID})
+				add(ReplayItem{Endpoint: ep, From: FromDelivered, Sequence: r.Sequence, Index: r.Index, DeliveryID: r.DeliveryID})
 			}
 			return true
 		}); err != nil {
@@ -88,7 +90,7 @@ var ErrGone = errors.New("no longer stored")
 // event id and delivery id, schedule from the start); a dead letter is then removed.
 // replayID makes the message new for the stream's de-duplication, so that two replays
 // of the same event both send it, and a replay retried after a crash sends it once.
-func (s *Store) Resend(ctx context.Context, it ReplayItem, replayID string) error {
+func (s *jsStore) Resend(ctx context.Context, it ReplayItem, replayID string) error {
 	stream := s.delivered
 	if it.From == FromDeadLetters {
 		stream = s.deadLetters
@@ -100,7 +102,15 @@ func (s *Store) Resend(ctx context.Context, it ReplayItem, replayID string) erro
 	if err != nil {
 		return fmt.Errorf("reading %s %d: %w", it.From, it.Sequence, s.storeError(err))
 	}
-	d, err := parseDelivery(raw.Subject, raw.Header, raw.Data)
+	var d Delivery
+	if it.From == FromDeadLetters {
+		d, err = parseDelivery(raw.Subject, raw.Header, raw.Data)
+	} else {
+		d, err = retainedAt(raw, it.Index)
+	}
+	if errors.Is(err, ErrGone) {
+		return err
+	}
 	if err != nil {
 		return fmt.Errorf("reading %s %d: %w", it.From, it.Sequence, err)
 	}

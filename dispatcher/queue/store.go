@@ -10,15 +10,9 @@ package queue
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -33,7 +27,6 @@ import (
 const (
 	DeliveriesStream  = "HERALD_DELIVERIES"
 	DeadLettersStream = "HERALD_DEAD_LETTERS"
-	IngestBucket      = "HERALD_INGEST"
 	StateBucket       = "HERALD_ENDPOINT_STATE"
 
 	deliverySubjectPrefix   = "herald.dlv."
@@ -62,8 +55,8 @@ func (o *Options) defaults() {
 	}
 }
 
-// Store is an open connection to Herald's JetStream state.
-type Store struct {
+// jsStore is an open connection to Herald's JetStream state: the Store.
+type jsStore struct {
 	opts     Options
 	embedded *server.Server
 	nc       *nats.Conn
@@ -73,24 +66,33 @@ type Store struct {
 	deadLetters jetstream.Stream
 	delivered   jetstream.Stream
 	attempts    jetstream.Stream
-	ingest      jetstream.KeyValue
+	accepted    jetstream.Stream
 	state       jetstream.KeyValue
 	// stateStream is the state bucket's stream, purged by subject (see Purge).
 	stateStream jetstream.Stream
 	registered  registry
-	replies     replyMux
 	// replicas is how many copies the streams were placed with.
 	replicas int
 	health   health
 	stored   storedHook
 	// creating bounds the consumer creations in flight (see consumer).
 	creating chan struct{}
+	// journal settles deliveries and writes the history in batches.
+	journal *journal
+	// maxBatch bounds a history batch's bytes (under the server's max payload).
+	maxBatch int
+	// seen remembers the event ids accepted within the dedupe window (see dedupe.go),
+	// followed from the streams by followers.
+	seen      *seen
+	followers []jetstream.ConsumeContext
+	stopPrune chan struct{}
 }
 
 // Open starts or connects to JetStream and ensures Herald's streams and buckets exist.
-func Open(ctx context.Context, opts Options) (*Store, error) {
+func Open(ctx context.Context, opts Options) (Store, error) {
 	opts.defaults()
-	s := &Store{opts: opts, creating: make(chan struct{}, consumerCreations)}
+	s := &jsStore{opts: opts, seen: newSeen(opts.MaxDedupeRecords, opts.DedupeWindow), stopPrune: make(chan struct{}),
+		creating: make(chan struct{}, consumerCreations)}
 	var err error
 	if opts.URL == "" {
 		if s.nc, err = s.startEmbedded(); err != nil {
@@ -134,6 +136,13 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.followAccepted(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	go s.pruneSeen()
+	s.maxBatch = int(min(s.nc.MaxPayload()-4096, 256<<10))
+	s.journal = newJournal(s, opts.AttemptLog)
 	s.startProbe()
 	return s, nil
 }
@@ -163,7 +172,7 @@ const ensureSetupBudget = 100 * time.Second
 // start at once and ask for the same ones (seen in the cluster suite: three replicas on a
 // fresh three-node cluster, two exited with "creating stream HERALD_DEAD_LETTERS:
 // context deadline exceeded" and were restarted by the kubelet).
-func (s *Store) ensureWithRetry(ctx context.Context) error {
+func (s *jsStore) ensureWithRetry(ctx context.Context) error {
 	start := time.Now()
 	deadline := start.Add(ensureSetupBudget)
 	wait := 500 * time.Millisecond
@@ -203,7 +212,7 @@ func (s *Store) ensureWithRetry(ctx context.Context) error {
 	}
 }
 
-func (s *Store) startEmbedded() (*nats.Conn, error) {
+func (s *jsStore) startEmbedded() (*nats.Conn, error) {
 	if s.opts.DataDir == "" {
 		return nil, errors.New("embedded JetStream needs a data directory")
 	}
@@ -240,7 +249,7 @@ func (s *Store) startEmbedded() (*nats.Conn, error) {
 	return nc, nil
 }
 
-func (s *Store) ensure(ctx context.Context, replicas int) error {
+func (s *jsStore) ensure(ctx context.Context, replicas int) error {
 	var err error
 	cfg := jetstream.StreamConfig{
 		Name:        DeliveriesStream,
@@ -293,17 +302,7 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 	if err := s.ensureHistory(ctx, replicas); err != nil {
 		return err
 	}
-	s.ingest, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      IngestBucket,
-		Description: "Herald ingest results by event id, for idempotent ingest",
-		TTL:         s.opts.DedupeWindow,
-		Storage:     jetstream.FileStorage,
-		Replicas:    replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("creating bucket %s: %w", IngestBucket, err)
-	}
-	if err := s.boundIngest(ctx); err != nil {
+	if err := s.ensureAccepted(ctx, replicas); err != nil {
 		return err
 	}
 	s.state, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -323,10 +322,15 @@ func (s *Store) ensure(ctx context.Context, replicas int) error {
 }
 
 // StateBucket is the key-value bucket for state shared across replicas.
-func (s *Store) StateBucket() jetstream.KeyValue { return s.state }
+func (s *jsStore) StateBucket() jetstream.KeyValue { return s.state }
 
-// Close drains the connection and stops the embedded server, if any.
-func (s *Store) Close() {
+// Close settles what the journal holds, drains the connection and stops the embedded
+// server, if any.
+func (s *jsStore) Close() {
+	if s.journal != nil {
+		s.journal.close()
+	}
+	s.stopFollowing()
 	s.stopProbe()
 	if s.nc != nil {
 		_ = s.nc.Drain()
@@ -338,8 +342,13 @@ func (s *Store) Close() {
 	}
 }
 
-// Abort stops without draining, as a crash would; tests use it to prove durability.
-func (s *Store) Abort() {
+// Abort stops without draining or settling, as a crash would; tests use it to prove
+// durability.
+func (s *jsStore) Abort() {
+	if s.journal != nil {
+		s.journal.abort()
+	}
+	s.stopFollowing()
 	s.stopProbe()
 	if s.nc != nil {
 		s.nc.Close()
@@ -350,207 +359,29 @@ func (s *Store) Abort() {
 	}
 }
 
-// IngestKey is the key under which the result of ingesting an event id is remembered.
-// Event ids are chosen by producers and may hold any character, so they are hashed.
-func IngestKey(namespace, eventID string) string {
-	sum := sha256.Sum256([]byte(eventID))
-	return namespace + "." + hex.EncodeToString(sum[:20])
+func (s *jsStore) stopFollowing() {
+	for _, f := range s.followers {
+		f.Stop()
+	}
+	s.followers = nil
+	select {
+	case <-s.stopPrune:
+	default:
+		close(s.stopPrune)
+	}
 }
 
-// lookupIngest returns the remembered result of an earlier ingest of the same event, if
-// it is still within the dedupe window.
-func (s *Store) lookupIngest(ctx context.Context, key string) ([]byte, bool, error) {
-	e, err := s.ingest.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("reading ingest record: %w", s.storeError(err))
-	}
-	return e.Value(), true, nil
-}
-
-// recordIngest remembers the result of ingesting an event. It is written after the
-// deliveries are stored, so a crash in between makes the producer's retry publish them
-// again, which the stream's duplicate window absorbs.
-func (s *Store) recordIngest(ctx context.Context, key string, result []byte) error {
-	if _, err := s.ingest.Put(ctx, key, result); err != nil {
-		return fmt.Errorf("writing ingest record: %w", s.storeError(err))
-	}
-	return nil
-}
-
-// LookupIngestMany is lookupIngest for several keys (empty keys are skipped) in one
-// request: a JetStream direct get of the last message of each key's subject
-// (multi_last, nats-server >= 2.11). The server answers with the records that exist
-// and an end-of-batch marker, so a batch of fresh events costs one round trip and one
-// "no results" answer instead of a request per event.
-func (s *Store) LookupIngestMany(ctx context.Context, keys []string) (values [][]byte, found []bool, err error) {
-	values, found = make([][]byte, len(keys)), make([]bool, len(keys))
-	// The server answers at most 1024 subjects per request; larger batches go in chunks.
-	const chunk = 1000
-	if len(keys) > chunk {
-		for start := 0; start < len(keys); start += chunk {
-			end := min(start+chunk, len(keys))
-			v, f, err := s.LookupIngestMany(ctx, keys[start:end])
-			if err != nil {
-				return nil, nil, err
-			}
-			copy(values[start:end], v)
-			copy(found[start:end], f)
-		}
-		return values, found, nil
-	}
-	// Reads of the dedupe records are answered by any replica of the bucket in well
-	// under a millisecond; one that does not answer within a second is a replica cut off
-	// from its clients' server, and ingest goes on without the records (see accept).
-	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
-	defer cancel()
-	index := make(map[string]int, len(keys))
-	subjects := make([]string, 0, len(keys))
-	for i, k := range keys {
-		if k != "" {
-			index[ingestSubjectPrefix+k] = i
-			subjects = append(subjects, ingestSubjectPrefix+k)
-		}
-	}
-	switch len(subjects) {
-	case 0:
-		return values, found, nil
-	case 1:
-		i := index[subjects[0]]
-		values[i], found[i], err = s.lookupIngest(ctx, keys[i])
-		return values, found, err
-	}
-	req, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-		Batch     int      `json:"batch"`
-	}{subjects, len(subjects)})
-	if err != nil {
-		return nil, nil, err
-	}
-	replies, reply, err := s.replies.open(s.nc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(err))
-	}
-	defer s.replies.close(reply)
-	if err := s.nc.PublishRequest("$JS.API.DIRECT.GET.KV_"+IngestBucket, reply, req); err != nil {
-		return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(err))
-	}
+// pruneSeen forgets the event ids older than the dedupe window even while nothing new
+// is accepted.
+func (s *jsStore) pruneSeen() {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
 	for {
-		var m *nats.Msg
 		select {
-		case m = <-replies:
-		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(ctx.Err()))
-		}
-		switch m.Header.Get("Status") {
-		case "404", "204": // no record at all / end of the batch
-			return values, found, nil
-		case "":
-		case "503": // no responders: the bucket's stream has no server answering now
-			return nil, nil, fmt.Errorf("reading ingest records: %w", s.storeError(nats.ErrNoResponders))
-		default:
-			return nil, nil, fmt.Errorf("reading ingest records: %s %s", m.Header.Get("Status"), m.Header.Get("Description"))
-		}
-		if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			continue
-		}
-		if i, ok := index[m.Header.Get(jetstream.SubjectHeader)]; ok {
-			values[i], found[i] = m.Data, true
+		case <-s.stopPrune:
+			return
+		case <-t.C:
+			s.seen.prune()
 		}
 	}
-}
-
-const ingestSubjectPrefix = "$KV." + IngestBucket + "."
-
-// replyMux routes the replies of multi-message requests arriving on one long-lived
-// wildcard subscription; subscribing per request would churn the server's interest
-// graph (and its match cache) on every batch.
-type replyMux struct {
-	mu      sync.Mutex
-	prefix  string
-	n       uint64
-	waiters map[string]chan *nats.Msg
-}
-
-func (m *replyMux) open(nc *nats.Conn) (chan *nats.Msg, string, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.waiters == nil {
-		prefix := nc.NewRespInbox() + "."
-		if _, err := nc.Subscribe(prefix+"*", m.route); err != nil {
-			return nil, "", err
-		}
-		m.prefix, m.waiters = prefix, map[string]chan *nats.Msg{}
-	}
-	m.n++
-	tok := strconv.FormatUint(m.n, 36)
-	// Room for every reply of a batch (the server sends at most 1024 and an
-	// end-of-batch marker), so routing never blocks.
-	ch := make(chan *nats.Msg, 1026)
-	m.waiters[tok] = ch
-	return ch, m.prefix + tok, nil
-}
-
-func (m *replyMux) route(msg *nats.Msg) {
-	m.mu.Lock()
-	ch := m.waiters[strings.TrimPrefix(msg.Subject, m.prefix)]
-	m.mu.Unlock()
-	if ch != nil {
-		select {
-		case ch <- msg:
-		default:
-		}
-	}
-}
-
-func (m *replyMux) close(reply string) {
-	m.mu.Lock()
-	delete(m.waiters, strings.TrimPrefix(reply, m.prefix))
-	m.mu.Unlock()
-}
-
-// RecordIngestMany is recordIngest for several keys, pipelined: the writes go out
-// together and are waited for once.
-func (s *Store) RecordIngestMany(ctx context.Context, keys []string, values [][]byte) error {
-	futures := make([]jetstream.PubAckFuture, 0, len(keys))
-	for i, k := range keys {
-		// A key-value put is a publish on the bucket's subject.
-		f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: "$KV." + IngestBucket + "." + k, Data: values[i]})
-		if err != nil {
-			return fmt.Errorf("writing ingest record: %w", s.storeError(err))
-		}
-		futures = append(futures, f)
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("writing ingest record: %w", s.storeError(err))
-		case <-ctx.Done():
-			return fmt.Errorf("writing ingest records: %w", ctx.Err())
-		}
-	}
-	return nil
-}
-
-// boundIngest caps the ingest bucket's underlying stream. A key-value bucket is created
-// discarding new writes when full, which would stop deduplication altogether; Herald
-// wants the oldest records to go instead, so it sets the cap and the policy itself.
-func (s *Store) boundIngest(ctx context.Context) error {
-	name := "KV_" + IngestBucket
-	st, err := s.js.Stream(ctx, name)
-	if err != nil {
-		return fmt.Errorf("reading stream %s: %w", name, err)
-	}
-	cfg := st.CachedInfo().Config
-	if cfg.MaxMsgs == s.opts.MaxDedupeRecords && cfg.Discard == jetstream.DiscardOld {
-		return nil
-	}
-	cfg.MaxMsgs, cfg.Discard = s.opts.MaxDedupeRecords, jetstream.DiscardOld
-	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
-		return fmt.Errorf("bounding stream %s: %w", name, err)
-	}
-	return nil
 }

@@ -16,7 +16,7 @@ import (
 // delivery.Engine): it is what wakes an endpoint and what its status reports.
 
 // PendingDeliveries is how many deliveries of an endpoint are stored and not settled.
-func (s *Store) PendingDeliveries(ctx context.Context, ep Endpoint) (int64, error) {
+func (s *jsStore) PendingDeliveries(ctx context.Context, ep Endpoint) (int64, error) {
 	subject := DeliverySubject(ep)
 	info, err := s.deliveries.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
@@ -28,7 +28,7 @@ func (s *Store) PendingDeliveries(ctx context.Context, ep Endpoint) (int64, erro
 // UnsettledBySubject returns the number of unsettled deliveries on every endpoint
 // subject that has any (DeliverySubject names the endpoint's), in one request per
 // 100,000 subjects however many endpoints exist.
-func (s *Store) UnsettledBySubject(ctx context.Context) (map[string]uint64, error) {
+func (s *jsStore) UnsettledBySubject(ctx context.Context) (map[string]uint64, error) {
 	info, err := s.deliveries.Info(ctx, jetstream.WithSubjectFilter(deliverySubjectPrefix+"*.*.*"))
 	if err != nil {
 		return nil, fmt.Errorf("counting deliveries per endpoint: %w", s.storeError(err))
@@ -41,7 +41,7 @@ func (s *Store) UnsettledBySubject(ctx context.Context) (map[string]uint64, erro
 
 // PendingOf is PendingDeliveries of n endpoints at once, endpoint(i) naming the i-th,
 // in one request.
-func (s *Store) PendingOf(ctx context.Context, n int, endpoint func(i int) Endpoint) ([]int64, error) {
+func (s *jsStore) PendingOf(ctx context.Context, n int, endpoint func(i int) Endpoint) ([]int64, error) {
 	counts, err := s.UnsettledBySubject(ctx)
 	if err != nil {
 		return nil, err
@@ -56,7 +56,7 @@ func (s *Store) PendingOf(ctx context.Context, n int, endpoint func(i int) Endpo
 // ConsumerCount is how many endpoint consumers the delivery stream has: those of
 // endpoints busy on some replica, of idle endpoints until the server removes them, and
 // of ordered endpoints.
-func (s *Store) ConsumerCount(ctx context.Context) (int, error) {
+func (s *jsStore) ConsumerCount(ctx context.Context) (int, error) {
 	info, err := s.deliveries.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("reading delivery stream: %w", s.storeError(err))
@@ -68,9 +68,9 @@ func (s *Store) ConsumerCount(ctx context.Context) (int, error) {
 // for (ingest, replays): the engine wakes an idle endpoint at once instead of at its
 // next look at UnsettledBySubject. Deliveries stored by other replicas are found by
 // that look.
-func (s *Store) OnStored(f func(Endpoint)) { s.stored.Store(&f) }
+func (s *jsStore) OnStored(f func(Endpoint)) { s.stored.Store(&f) }
 
-func (s *Store) notifyStored(ep Endpoint) {
+func (s *jsStore) notifyStored(ep Endpoint) {
 	if f := s.stored.Load(); f != nil {
 		(*f)(ep)
 	}
@@ -90,7 +90,7 @@ type ConsumerState struct {
 
 // ConsumerStateOf reads the state of an endpoint's consumer; ok is false when the
 // endpoint has none (idle).
-func (s *Store) ConsumerStateOf(ctx context.Context, ep Endpoint) (st ConsumerState, ok bool, err error) {
+func (s *jsStore) ConsumerStateOf(ctx context.Context, ep Endpoint) (st ConsumerState, ok bool, err error) {
 	cons, err := s.deliveries.Consumer(ctx, consumerName(ep))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return ConsumerState{}, false, nil
@@ -101,4 +101,22 @@ func (s *Store) ConsumerStateOf(ctx context.Context, ep Endpoint) (st ConsumerSt
 	info := cons.CachedInfo()
 	return ConsumerState{Pending: info.NumPending, AckPending: info.NumAckPending, Waiting: info.NumWaiting,
 		Delivered: info.Delivered.Consumer}, true, nil
+}
+
+// StreamWrites is, per stream of Herald's (key-value buckets included), how many
+// messages were ever stored in it: its last sequence. The difference over a run is
+// what the run wrote (heraldbench reports it per delivery).
+func (s *jsStore) StreamWrites(ctx context.Context) (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for _, st := range []jetstream.Stream{s.deliveries, s.deadLetters, s.delivered, s.attempts, s.accepted, s.stateStream} {
+		if st == nil {
+			continue
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the state of stream %s: %w", st.CachedInfo().Config.Name, s.storeError(err))
+		}
+		out[info.Config.Name] = info.State.LastSeq
+	}
+	return out, nil
 }

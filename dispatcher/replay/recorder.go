@@ -16,10 +16,11 @@ type History interface {
 }
 
 // Recorder is the engine Observer that keeps the history: a record of every attempt
-// (when AttemptLog is set) and every delivered delivery, retained for replay.
+// (the attempt log keeps it unless the store is opened WithoutAttemptLog; it is the
+// endpoint's last attempt on status either way) and every delivered delivery, retained
+// for replay.
 type Recorder struct {
-	History    History
-	AttemptLog bool
+	History History
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -40,7 +41,7 @@ func (r *Recorder) Attempted(a delivery.Attempt) {
 	}
 	t := now()
 	d := a.Delivery
-	if r.AttemptLog {
+	{
 		rec := &queue.AttemptRecord{
 			Namespace: a.Endpoint.Namespace, Endpoint: a.Endpoint.Name, EndpointUID: a.Endpoint.UID,
 			EventID: d.EventID, EventType: d.EventType, DeliveryID: d.DeliveryID,

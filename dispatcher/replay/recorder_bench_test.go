@@ -15,6 +15,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/dispatcher/sender"
 )
@@ -44,13 +45,13 @@ func BenchmarkRecorder(b *testing.B) {
 		{"attempt-failed", true, failed, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			store, err := queue.Open(context.Background(), queue.Options{Store: config.Store{DataDir: b.TempDir()}, Log: logr.Discard()})
+			store, err := queue.Open(context.Background(), queue.Options{Store: config.Store{DataDir: b.TempDir()}, Log: logr.Discard(), History: config.History{AttemptLog: c.attemptLog}})
 			if err != nil {
 				b.Fatal(err)
 			}
 			defer store.Close()
 			history := store.History()
-			rec := &replay.Recorder{History: history, AttemptLog: c.attemptLog}
+			rec := &replay.Recorder{History: history}
 			d := &queue.Delivery{Namespace: "shop", Endpoint: "billing", EndpointUID: "uid-billing", EventType: "invoice.paid", CreatedAt: time.Now(),
 				Data: bytes.Repeat([]byte("x"), 1024), Attempt: 1, AcceptedAt: time.Now()}
 			a := delivery.Attempt{Endpoint: delivery.Key{Namespace: "shop", Name: "billing", UID: "uid-billing"}, Delivery: d, Outcome: c.out, Final: c.final}
@@ -71,7 +72,7 @@ func BenchmarkRecorder(b *testing.B) {
 			b.ReportMetric(float64(cpu.Nanoseconds())/float64(n), "cpu-ns/delivery")
 			var stored uint64
 			for _, s := range []string{queue.DeliveredStream, queue.AttemptsStream} {
-				v, err := store.StreamBytes(context.Background(), s)
+				v, err := queuetest.StreamBytes(context.Background(), store, s)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -15,6 +15,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
 	"github.com/herald-dev/herald/internal/testenv"
 )
@@ -73,7 +74,7 @@ func (p *progress) of(id string) heraldv1.ReplayStatus {
 func TestReplayer_OneReplayPerEndpointAcrossReplicasUntilItsReplicaDies(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.NATS(t)
-	open := func() *queue.Store {
+	open := func() queue.Store {
 		st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
 		if err != nil {
 			t.Fatal(err)
@@ -94,7 +95,7 @@ func TestReplayer_OneReplayPerEndpointAcrossReplicasUntilItsReplicaDies(t *testi
 	}
 	w.Close()
 	p := &progress{last: map[string]heraldv1.ReplayStatus{}}
-	replayer := func(st *queue.Store, instance string) *replay.Replayer {
+	replayer := func(st queue.Store, instance string) *replay.Replayer {
 		// Two a second: the first replay runs for ten seconds.
 		return replay.New(replay.Options{Store: st, Progress: p, Rate: 2, Instance: instance, LeaseTTL: 2 * time.Second, Log: testr.New(t)})
 	}
@@ -115,7 +116,7 @@ func TestReplayer_OneReplayPerEndpointAcrossReplicasUntilItsReplicaDies(t *testi
 	}
 
 	// The first replica dies mid-replay: no renewal, no release.
-	first.Abort()
+	queuetest.Crash(first)
 	a.Stop()
 	if got := p.of("r1"); got.Resent == 20 {
 		t.Fatalf("the first replay finished before its replica died (%+v): the test proves nothing", got)

@@ -26,11 +26,27 @@ import (
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/routing"
 )
 
 // SecretGetter reads a Secret of the endpoint's namespace: (nil, nil) when it does not
 // exist, an error only when the answer is unknown (the API server could not be asked).
 type SecretGetter func(ctx context.Context, namespace, name string) (*corev1.Secret, error)
+
+// ServiceGetter reads a Service of the endpoint's namespace, as SecretGetter a Secret.
+type ServiceGetter func(ctx context.Context, namespace, name string) (*corev1.Service, error)
+
+// Option adds to what the resolver reads.
+type Option func(*resolver)
+
+// WithServices reads the Services that endpoints name in spec.service; without it such
+// an endpoint cannot be judged (an error).
+func WithServices(get ServiceGetter) Option { return func(r *resolver) { r.services = get } }
+
+// WithEgress sends the deliveries of endpoints without a proxy of their own through the
+// operator's proxy, except to the hosts its NoProxy lists (the dispatcher's
+// --egress-proxy); the manager, which sends nothing, judges without it.
+func WithEgress(e outbound.Egress) Option { return func(r *resolver) { r.egress = e } }
 
 // Config is an endpoint's resolved delivery configuration.
 type Config struct {
@@ -52,6 +68,9 @@ type Settings struct {
 	// Ordered: one delivery at a time in the order accepted, a failing one retried in
 	// place while the rest wait (MaxInFlight then bounds connections only).
 	Ordered bool
+	// Adaptive lowers the rate and concurrency below the configured limits while the
+	// receiver struggles (spec.limits.adaptive).
+	Adaptive bool
 	// Generation of the WebhookEndpoint this configuration was built from.
 	Generation int64
 }
@@ -88,8 +107,11 @@ func fail(reason, format string, args ...any) *problem {
 // other Secrets, and suspension last, so that a suspended endpoint's real problems show.
 // The error is non-nil only when a Secret could not be read; the judgement is then
 // unknown and the caller retries.
-func Endpoint(ctx context.Context, ep *heraldv1.WebhookEndpoint, get SecretGetter, policy outbound.Policy) (Result, error) {
+func Endpoint(ctx context.Context, ep *heraldv1.WebhookEndpoint, get SecretGetter, policy outbound.Policy, opts ...Option) (Result, error) {
 	r := resolver{ctx: ctx, ep: ep, get: get, read: map[string]*corev1.Secret{}}
+	for _, o := range opts {
+		o(&r)
+	}
 	cfg, p := r.resolve(policy)
 	if r.err != nil {
 		return Result{}, r.err
@@ -109,11 +131,13 @@ func Endpoint(ctx context.Context, ep *heraldv1.WebhookEndpoint, get SecretGette
 }
 
 type resolver struct {
-	ctx  context.Context
-	ep   *heraldv1.WebhookEndpoint
-	get  SecretGetter
-	read map[string]*corev1.Secret // each Secret read once per judgement
-	err  error
+	ctx      context.Context
+	ep       *heraldv1.WebhookEndpoint
+	get      SecretGetter
+	services ServiceGetter
+	egress   outbound.Egress
+	read     map[string]*corev1.Secret // each Secret read once per judgement
+	err      error
 	// secrets are the values read that the endpoint sends or signs with, for the
 	// sender to redact from the response bodies it keeps.
 	secrets       []sender.Secret
@@ -124,14 +148,16 @@ type resolver struct {
 
 func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 	spec := &r.ep.Spec
-	if err := policy.CheckURL(spec.URL); err != nil {
-		return nil, fail(heraldv1.ReasonInvalidURL, "spec.url: %v", err)
+	target, policy, p := r.destination(policy)
+	if p != nil {
+		return nil, p
 	}
 	cfg := &Config{Settings: Settings{
 		JitterPercent:    int(spec.JitterPercent()),
 		MaxInFlight:      int(spec.MaxInFlight()),
 		FailureThreshold: spec.FailureThreshold(),
 		Ordered:          spec.Ordered(),
+		Adaptive:         spec.AdaptiveLimits(),
 		Generation:       r.ep.Generation,
 	}}
 	if spec.Limits.RequestsPerSecond != nil {
@@ -147,6 +173,14 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 	timeout, err := spec.TimeoutDuration()
 	if err != nil {
 		return nil, fail(heraldv1.ReasonInvalidConfiguration, "spec.timeout: %v", err)
+	}
+	var transform *routing.Transform
+	if spec.Payload.Transform != "" {
+		// Judged by the filters' judge: a transform runs in the shared dispatcher on
+		// every attempt, so its worst case is bounded before it is admitted.
+		if transform, err = routing.CompileTransform(spec.Payload.Transform); err != nil {
+			return nil, fail(heraldv1.ReasonInvalidTransform, "spec.payload.transform: %v", err)
+		}
 	}
 
 	sg, p := r.signer()
@@ -165,12 +199,18 @@ func (r *resolver) resolve(policy outbound.Policy) (*Config, *problem) {
 	if p != nil {
 		return nil, p
 	}
+	proxy, p := r.proxy(policy, target)
+	if p != nil {
+		return nil, p
+	}
 	cfg.Sender = sender.Config{
-		URL:          spec.URL,
+		URL:          target,
+		Proxy:        proxy,
 		Signer:       sg,
 		HeaderPrefix: spec.HeaderPrefix(),
 		Format:       spec.PayloadFormat(),
 		ExtraFields:  spec.Payload.ExtraFields,
+		Transform:    transform,
 		Headers:      headers,
 		Timeout:      timeout,
 		MaxInFlight:  cfg.MaxInFlight,

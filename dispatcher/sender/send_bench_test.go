@@ -22,6 +22,7 @@ import (
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/routing"
 )
 
 func sendBenchCPU() time.Duration {
@@ -136,6 +137,53 @@ func BenchmarkSend_ResponseBody(b *testing.B) {
 			parallel(b, 8, func() {
 				if out := t.Send(context.Background(), d); out.StatusCode != http.StatusBadRequest || (policy != heraldv1.ResponseBodyNone) != (len(out.Body) == len(answer)) {
 					b.Errorf("attempt = %d, %d bytes kept", out.StatusCode, len(out.Body))
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkSend_Shapes1KiB: one attempt of the same 1 KiB event in each body shape,
+// signed, against the Envelope of the same run: the CloudEvents modes (binary: the
+// attributes in ce-* headers; structured: one application/cloudevents+json document,
+// with a subject and an extension carried from the producer) and an Envelope whose
+// body a typical transform makes (pick and rename four fields: decoding the stored
+// data into CEL values and encoding the result come on top of the envelope's work).
+func BenchmarkSend_Shapes1KiB(b *testing.B) {
+	srv := sendBenchReceiver(b)
+	sg, err := signer.New(heraldv1.SignatureStandardWebhooks, "", []byte("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	transform, err := routing.CompileTransform(`{"order": event.id, "kind": event.type, "lines": size(event.data.items), "first": event.data.items[0].sku}`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data := append(append([]byte(`{"items":[`), bytes.TrimSuffix(bytes.Repeat([]byte(`{"sku":"SKU-000001","qty":1},`), 34), []byte(","))...), ']', '}')
+	for _, c := range []struct {
+		name      string
+		format    heraldv1.PayloadFormat
+		transform *routing.Transform
+	}{
+		{"Envelope", heraldv1.PayloadEnvelope, nil},
+		{"CloudEventsBinary", heraldv1.PayloadCloudEventsBinary, nil},
+		{"CloudEventsStructured", heraldv1.PayloadCloudEventsStructured, nil},
+		{"EnvelopeTransformed", heraldv1.PayloadEnvelope, transform},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			t := sender.New(sender.Config{
+				URL: srv.URL, Signer: sg, HeaderPrefix: "X-Herald", Transform: c.transform,
+				Format: c.format, Timeout: 10 * time.Second, MaxInFlight: 8,
+				Policy: outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
+			})
+			defer t.Close()
+			d := &sender.Message{EventID: "evt_01J00000000000000000000000", Source: "/shop/orders",
+				Attributes: []byte(`{"comexampletenant":"eu-1","subject":"o-1"}`),
+				EventType:  "order.created", CreatedAt: time.Now(), Data: data, DeliveryID: "dlv_0123456789abcdef01234567", Attempt: 1}
+			ctx := context.Background()
+			parallel(b, 8, func() {
+				if out := t.Send(ctx, d); !out.OK() {
+					b.Error(out.Err)
 				}
 			})
 		})

@@ -1,5 +1,6 @@
-// Package sender performs one HTTP attempt of a delivery: it shapes the body (envelope or
-// data), signs it, POSTs it within the endpoint's timeout under the outbound address
+// Package sender performs one HTTP attempt of a delivery: it shapes the body (envelope,
+// data, a CloudEvent in binary or structured mode, or what the endpoint's transform
+// makes of the event), signs it, POSTs it within the endpoint's timeout under the outbound address
 // policy, and classifies the answer. It decides nothing about retries; it reports what
 // happened and when the receiver asked to be called again.
 package sender
@@ -25,6 +26,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/internal/routing"
 	"github.com/herald-dev/herald/internal/version"
 )
 
@@ -39,6 +41,8 @@ type Config struct {
 	HeaderPrefix string
 	Format       heraldv1.PayloadFormat
 	ExtraFields  map[string]string
+	// Transform, when set, makes the body (or a CloudEvent's data) from the event.
+	Transform *routing.Transform
 	// Headers are static headers, values already resolved from Secrets.
 	Headers map[string]string
 	Timeout time.Duration
@@ -49,6 +53,9 @@ type Config struct {
 	// Policy guards every dial (the URL itself was checked by the resolver), to the
 	// receiver and to the OAuth2 token endpoint alike.
 	Policy outbound.Policy
+	// Proxy, when set, carries every request of the endpoint (its token requests too)
+	// through a CONNECT tunnel to the address the policy judged.
+	Proxy *outbound.Proxy
 	// OAuth2, when set, puts a bearer token from the client credentials grant on every
 	// attempt.
 	OAuth2 *OAuth2
@@ -65,14 +72,16 @@ type Config struct {
 // Target sends to one endpoint. It is safe for concurrent use and keeps its connections
 // alive between attempts.
 type Target struct {
-	url     string
-	signer  *signer.Signer
-	format  heraldv1.PayloadFormat
-	extra   []byte // `,"k":"v"...` appended to the envelope
-	headers http.Header
-	prefix  string
-	timeout time.Duration
-	tokens  *tokenSource // nil without OAuth2
+	url    string
+	signer *signer.Signer
+	format heraldv1.PayloadFormat
+	extra  []byte // `,"k":"v"...` appended to the envelope
+	// transform makes the body from the event; nil sends the producer's data.
+	transform *routing.Transform
+	headers   http.Header
+	prefix    string
+	timeout   time.Duration
+	tokens    *tokenSource // nil without OAuth2
 	// bodies: which response bodies to keep, with what redacted.
 	bodies   heraldv1.ResponseBodyPolicy
 	redactor *redactor
@@ -82,6 +91,7 @@ type Target struct {
 	// of what an idle endpoint costs.
 	tlsCfg    *tls.Config
 	policy    outbound.Policy
+	proxy     *outbound.Proxy
 	conns     int
 	once      sync.Once
 	client    *http.Client
@@ -96,11 +106,17 @@ func (t *Target) httpClient() *http.Client {
 			tlsCfg = t.tlsCfg.Clone()
 		}
 		dialer := &net.Dialer{Timeout: t.timeout, KeepAlive: 30 * time.Second}
+		dial := t.policy.DialContext(dialer)
+		if t.proxy != nil {
+			// Through the proxy, but to the address the policy judged (DialThrough).
+			dial = t.policy.DialThrough(dialer, t.proxy)
+		}
 		tr := &http.Transport{
 			// No proxy from the environment: a proxy would dial the destination for us
-			// and bypass the address policy enforced on our own dials.
+			// and bypass the address policy enforced on our own dials. A configured
+			// proxy is reached through the dial function instead.
 			Proxy:                  nil,
-			DialContext:            t.policy.DialContext(dialer),
+			DialContext:            dial,
 			TLSClientConfig:        tlsCfg,
 			ForceAttemptHTTP2:      true,
 			MaxIdleConns:           t.conns,
@@ -132,17 +148,19 @@ func New(cfg Config) *Target {
 		cfg.MaxInFlight = 8
 	}
 	t := &Target{
-		url:     cfg.URL,
-		signer:  cfg.Signer,
-		format:  cfg.Format,
-		prefix:  cfg.HeaderPrefix,
-		timeout: cfg.Timeout,
-		headers: make(http.Header, len(cfg.Headers)),
-		extra:   extraFields(cfg.ExtraFields),
-		tlsCfg:  cfg.TLS,
-		policy:  cfg.Policy,
-		conns:   cfg.MaxInFlight,
-		bodies:  cfg.ResponseBody,
+		url:       cfg.URL,
+		signer:    cfg.Signer,
+		format:    cfg.Format,
+		transform: cfg.Transform,
+		prefix:    cfg.HeaderPrefix,
+		timeout:   cfg.Timeout,
+		headers:   make(http.Header, len(cfg.Headers)),
+		extra:     extraFields(cfg.ExtraFields),
+		tlsCfg:    cfg.TLS,
+		policy:    cfg.Policy,
+		proxy:     cfg.Proxy,
+		conns:     cfg.MaxInFlight,
+		bodies:    cfg.ResponseBody,
 	}
 	if t.bodies != "" && t.bodies != heraldv1.ResponseBodyNone {
 		t.redactor = newRedactor(cfg.Secrets)
@@ -215,6 +233,15 @@ type Outcome struct {
 	Err error
 	// RetryAfter is the receiver's Retry-After on 429 or 503, zero otherwise.
 	RetryAfter time.Duration
+	// Final is set when the receiver's answer says the event will never be accepted, so
+	// no retry follows: a CloudEvents receiver's 4xx other than 404, 408, 409 and 429
+	// (the Knative Eventing data-plane contract).
+	Final bool
+	// TimedOut is set when no answer came within the endpoint's timeout.
+	TimedOut bool
+	// TransformFailed is set when the endpoint's transform failed on the event (Err
+	// says why): nothing was sent, and no attempt of the same event can do better.
+	TransformFailed bool
 	// Header is the receiver's response header (nil when no answer arrived) and Body
 	// the first BodySample bytes of its response body, for the attempt log: only when
 	// Config.ResponseBody asks for this answer's, with the endpoint's secrets redacted.
@@ -232,9 +259,16 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // Message is what one attempt sends: the event and which delivery and attempt it is.
 type Message struct {
+	// Namespace the event was published in.
+	Namespace string
 	EventID   string
 	EventType string
-	CreatedAt time.Time
+	// Source is the producer's source (CloudEvents), may be empty.
+	Source string
+	// Attributes are the producer's other CloudEvents attributes (subject, dataschema,
+	// extensions), a compact JSON object or nil; CloudEvents formats send them on.
+	Attributes []byte
+	CreatedAt  time.Time
 	// CreatedAtText is the producer's timestamp as written, sent byte for byte; when
 	// empty, CreatedAt is written as the reference documents do (UTC, whole seconds).
 	CreatedAtText string
@@ -247,11 +281,31 @@ type Message struct {
 	TraceParent, TraceState string
 }
 
-// Body renders the request body of a message into b.
-func (t *Target) Body(b *bytes.Buffer, d *Message) {
-	if t.format == heraldv1.PayloadData {
-		b.Write(d.Data)
-		return
+// Body renders the request body of a message into b. Only a transform can fail.
+func (t *Target) Body(b *bytes.Buffer, d *Message) error {
+	data := d.Data
+	if t.transform != nil {
+		if t.format.CloudEvents() {
+			// The transform makes the CloudEvent's data; the attributes stay Herald's.
+			tb := bufPool.Get().(*bytes.Buffer)
+			tb.Reset()
+			defer bufPool.Put(tb)
+			if err := t.applyTransform(tb, d); err != nil {
+				return err
+			}
+			data = tb.Bytes()
+		} else {
+			// The transform makes the whole body: a Slack message is nothing but itself.
+			return t.applyTransform(b, d)
+		}
+	}
+	switch t.format {
+	case heraldv1.PayloadData, heraldv1.PayloadCloudEventsBinary:
+		b.Write(data)
+		return nil
+	case heraldv1.PayloadCloudEventsStructured:
+		structuredCloudEvent(b, d, data)
+		return nil
 	}
 	// The envelope is assembled from bytes, not marshalled: data goes out exactly as the
 	// producer wrote it, and no JSON round trip is paid per attempt.
@@ -275,7 +329,26 @@ func (t *Target) Body(b *bytes.Buffer, d *Message) {
 	}
 	b.Write(t.extra)
 	b.WriteByte('}')
+	return nil
 }
+
+// applyTransform writes what the transform makes of the event into b.
+func (t *Target) applyTransform(b *bytes.Buffer, d *Message) error {
+	var data any
+	if len(d.Data) > 0 {
+		// Ingest stored valid JSON; a failure leaves data null, which the transform
+		// then reports if it reads it.
+		_ = json.Unmarshal(d.Data, &data)
+	}
+	in := routing.EventInput(d.EventID, d.EventType, d.Source, d.CreatedAt, data)
+	if err := t.transform.Apply(b, in); err != nil {
+		return fmt.Errorf("%w: %w", ErrTransform, err)
+	}
+	return nil
+}
+
+// ErrTransform marks an error of the endpoint's transform.
+var ErrTransform = errors.New("spec.payload.transform failed")
 
 func writeJSONString(b *bytes.Buffer, s string) {
 	safe := true
@@ -304,7 +377,9 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 			bufPool.Put(buf)
 		}
 	}()
-	t.Body(buf, d)
+	if err := t.Body(buf, d); err != nil {
+		return Outcome{Err: err, TransformFailed: true}
+	}
 	body := buf.Bytes()
 
 	// The timeout bounds the whole attempt, a token exchange included, so that an
@@ -319,7 +394,15 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 	for k, v := range t.headers {
 		h[k] = v
 	}
-	h["Content-Type"] = []string{"application/json"}
+	switch t.format {
+	case heraldv1.PayloadCloudEventsStructured:
+		h["Content-Type"] = []string{mediaCloudEventJSON}
+	case heraldv1.PayloadCloudEventsBinary:
+		h["Content-Type"] = []string{"application/json"}
+		binaryCloudEventHeaders(h, d)
+	default:
+		h["Content-Type"] = []string{"application/json"}
+	}
 	h["User-Agent"] = []string{userAgent}
 	h[t.prefix+"-Event-Id"] = []string{d.EventID}
 	h[t.prefix+"-Event-Type"] = []string{d.EventType}
@@ -348,6 +431,7 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 			out.Err = err
 		} else {
 			out.Err = describe(err, ctx, t.timeout)
+			out.TimedOut = errors.Is(ctx.Err(), context.DeadlineExceeded)
 		}
 		return out
 	}
@@ -369,6 +453,10 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 		out.Err = fmt.Errorf("receiver answered %d", resp.StatusCode)
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			out.RetryAfter = ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+		if t.format.CloudEvents() && !knativeRetryable(resp.StatusCode) {
+			out.Final = true
+			out.Err = fmt.Errorf("receiver answered %d, which a CloudEvents sink answers to an event it will never accept; not retried", resp.StatusCode)
 		}
 	}
 	return out

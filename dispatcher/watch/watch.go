@@ -36,11 +36,17 @@ import (
 // secretIndex indexes endpoints by the names of every Secret they read.
 const secretIndex = "dispatcher.herald.dev/secrets"
 
+// serviceIndex indexes endpoints by the Service they send to (spec.service).
+const serviceIndex = "dispatcher.herald.dev/service"
+
 // Endpoints feeds WebhookEndpoints into the engine.
 type Endpoints struct {
 	Client client.Client
 	Engine *delivery.Engine
 	Policy outbound.Policy
+	// Egress is the operator's proxy (--egress-proxy) and its no-proxy rules; the zero
+	// value sends directly.
+	Egress outbound.Egress
 	// Secrets reads the Secrets endpoints reference; default a ReferencedSecrets on the
 	// manager's cache and API reader.
 	Secrets SecretSource
@@ -63,6 +69,15 @@ func (w *Endpoints) SetupWithManager(mgr ctrl.Manager) error {
 		func(o client.Object) []string { return o.(*heraldv1.WebhookEndpoint).ReferencedSecretNames() }); err != nil {
 		return fmt.Errorf("indexing endpoints by secret: %w", err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &heraldv1.WebhookEndpoint{}, serviceIndex,
+		func(o client.Object) []string {
+			if name := o.(*heraldv1.WebhookEndpoint).ReferencedServiceName(); name != "" {
+				return []string{name}
+			}
+			return nil
+		}); err != nil {
+		return fmt.Errorf("indexing endpoints by service: %w", err)
+	}
 	if w.Secrets == nil {
 		w.Secrets = NewReferencedSecrets(mgr.GetClient(), mgr.GetAPIReader())
 	}
@@ -75,6 +90,9 @@ func (w *Endpoints) SetupWithManager(mgr ctrl.Manager) error {
 			predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{})))
 	b = w.Secrets.watch(b, handler.EnqueueRequestsFromMapFunc(index.Referrers(w.Client,
 		func() client.ObjectList { return &heraldv1.WebhookEndpointList{} }, secretIndex)))
+	// A Service an endpoint names: created after it, given another cluster IP, deleted.
+	b = b.Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(index.Referrers(w.Client,
+		func() client.ObjectList { return &heraldv1.WebhookEndpointList{} }, serviceIndex)))
 	if w.Notify != nil {
 		b = b.WatchesRawSource(source.Channel(w.Notify, &handler.EnqueueRequestForObject{}))
 	}
@@ -160,12 +178,24 @@ func (w *Endpoints) build(ctx context.Context, key delivery.Key, ep *heraldv1.We
 		read = append(read, types.NamespacedName{Namespace: namespace, Name: name})
 		return w.Secrets.Get(ctx, namespace, name)
 	}
-	res, err := resolve.Endpoint(ctx, ep, get, w.Policy)
+	res, err := resolve.Endpoint(ctx, ep, get, w.Policy, resolve.WithServices(w.service), resolve.WithEgress(w.Egress))
 	w.Secrets.Retain(key, read)
 	if err != nil {
 		return delivery.EndpointConfig{}, err
 	}
 	return delivery.Resolved(res, ep.Generation), nil
+}
+
+// service reads a Service an endpoint names from the informer cache.
+func (w *Endpoints) service(ctx context.Context, namespace, name string) (*corev1.Service, error) {
+	var svc corev1.Service
+	if err := w.Client.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, &svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading Service %s/%s: %w", namespace, name, err)
+	}
+	return &svc, nil
 }
 
 // Subscriptions feeds WebhookSubscriptions into the router.

@@ -294,29 +294,37 @@ func (s *suite) check(t *testing.T, f *flow, lost []string) {
 	}
 }
 
-// failedAttempts reads the endpoint's failed-attempt counter from its status once the
-// status has caught up with the deliveries the receiver saw (the receiver never failed
-// in these scenarios, so anything counted is a store fault charged to the receiver).
+// failedAttempts waits until the endpoint's status counts as delivered exactly the
+// events its receiver accepted (each once, however many times it came) and returns its
+// failed-attempt counter. The counters are kept on the store's tally, counted before
+// each acknowledgement, so no dispatcher kill or restart may make them wrong (issue 27):
+// fewer is a count lost with a killed replica, more a delivery counted twice. Where the
+// fault is the store's own (a NATS node killed or partitioned) the bounded form has seen
+// them over-count by a few (3 of 1,032 in a partition): that is reported, not failed,
+// until it is understood. The receiver never fails in these scenarios, so any failed
+// attempt is a store fault charged to the receiver.
 func (s *suite) failedAttempts(t *testing.T, endpoint string) int64 {
-	received, _, _, _ := s.recv.snapshot(endpoint)
-	total := int64(0)
-	for _, ts := range received {
-		total += int64(len(ts))
+	t.Helper()
+	wrong := t.Errorf
+	if endpoint == "leaderkill" || endpoint == "partition" {
+		wrong = t.Logf
 	}
+	received, _, _, _ := s.recv.snapshot(endpoint)
+	unique := int64(len(received))
 	var ep heraldv1.WebhookEndpoint
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		err := s.h.get(&ep, ns, endpoint)
-		if err == nil && ep.Status.Counters != nil && ep.Status.Counters.Delivered >= total {
+		if err == nil && ep.Status.Counters != nil && ep.Status.Counters.Delivered == unique {
 			return ep.Status.Counters.FailedAttempts
 		}
 		if time.Now().After(deadline) {
 			if ep.Status.Counters == nil {
-				t.Logf("%s: no counters in status after 10s", endpoint)
+				wrong("%s: no counters in status after 30s (the receiver accepted %d events)", endpoint, unique)
 				return -1
 			}
-			t.Logf("%s: status counts %d delivered, the receiver accepted %d (a replica killed between the answer and its count loses the count)",
-				endpoint, ep.Status.Counters.Delivered, total)
+			wrong("%s: status counts %d delivered, the receiver accepted %d distinct events: the counters are wrong after the fault",
+				endpoint, ep.Status.Counters.Delivered, unique)
 			return ep.Status.Counters.FailedAttempts
 		}
 		time.Sleep(200 * time.Millisecond)

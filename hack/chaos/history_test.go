@@ -60,14 +60,16 @@ func (s *suite) historyFlagsAfterRestart(t *testing.T) {
 	if n := attempts.State.LastSeq - attLast; n != 0 {
 		t.Errorf("--attempt-log=false: the replicas wrote %d attempt records for %d deliveries", n, receipts)
 	}
-	if n := delivered.State.LastSeq - delLast; n != uint64(receipts) {
-		t.Errorf("%d deliveries retained for replay, want one per receipt: %d", n, receipts)
+	// Retained deliveries are written in batches (one message per endpoint and bucket of
+	// event ids a flush), so some messages and never more than one per receipt.
+	if n := delivered.State.LastSeq - delLast; n == 0 || n > uint64(receipts) {
+		t.Errorf("%d messages of retained deliveries written for %d receipts, want between 1 and %d", n, receipts, receipts)
 	}
 	if delivered.State.Bytes > 64<<10 || delivered.State.FirstSeq <= delLast+1 {
 		t.Errorf("--retain-delivered-max-bytes=64KiB: %s holds %d bytes from sequence %d, want at most %d bytes and the oldest of %d..%d gone",
 			queue.DeliveredStream, delivered.State.Bytes, delivered.State.FirstSeq, 64<<10, delLast+1, delivered.State.LastSeq)
 	}
-	t.Logf("round 1: %d deliveries, 0 attempt records; %s keeps %d deliveries (%d bytes) from sequence %d of %d",
+	t.Logf("round 1: %d deliveries, 0 attempt records; %s keeps %d messages (%d bytes) from sequence %d of %d",
 		receipts, queue.DeliveredStream, delivered.State.Msgs, delivered.State.Bytes, delivered.State.FirstSeq, delivered.State.LastSeq)
 
 	// Round 2.
@@ -86,14 +88,14 @@ func (s *suite) historyFlagsAfterRestart(t *testing.T) {
 	s.stopAll(t)
 	receipts = s.receipts(endpoint, ids)
 	attempts = s.stream(t, queue.AttemptsStream)
-	if n := attempts.State.LastSeq - attLast; n < uint64(receipts) {
-		t.Errorf("the attempt log, on again, has %d records for %d deliveries", n, receipts)
+	if n := attempts.State.LastSeq - attLast; n == 0 || n > uint64(receipts) {
+		t.Errorf("the attempt log, on again, wrote %d messages (batches of records) for %d deliveries, want between 1 and %d", n, receipts, receipts)
 	}
 	if attempts.State.Bytes > 8<<10 || attempts.State.FirstSeq <= attLast+1 {
 		t.Errorf("--attempt-log-max-bytes=8KiB: %s holds %d bytes from sequence %d, want at most %d bytes and the oldest of %d..%d gone",
 			queue.AttemptsStream, attempts.State.Bytes, attempts.State.FirstSeq, 8<<10, attLast+1, attempts.State.LastSeq)
 	}
-	t.Logf("round 2: %d deliveries; %s keeps %d records (%d bytes) from sequence %d of %d",
+	t.Logf("round 2: %d deliveries; %s keeps %d messages (%d bytes) from sequence %d of %d",
 		receipts, queue.AttemptsStream, attempts.State.Msgs, attempts.State.Bytes, attempts.State.FirstSeq, attempts.State.LastSeq)
 
 	// The suite's own flags again, for whatever runs next.

@@ -70,10 +70,12 @@ type cluster struct {
 }
 
 // hostLeftovers lists the entries of the fixed host folders a node writes outside its own
-// folder: pod network namespaces, CNI results, /var/log/containers, shim sockets.
+// folder: pod network namespaces (containerd names them cni-<id>; other suites running
+// beside this one, such as hack/chaos, make network namespaces of their own there), CNI
+// results, /var/log/containers, shim sockets.
 func hostLeftovers() map[string]bool {
 	found := map[string]bool{}
-	for _, pattern := range []string{"/run/netns/*", "/var/lib/cni/results/*", "/var/log/containers/*", "/run/containerd/s/*"} {
+	for _, pattern := range []string{"/run/netns/cni-*", "/var/lib/cni/results/*", "/var/log/containers/*", "/run/containerd/s/*"} {
 		matches, _ := filepath.Glob(pattern)
 		for _, m := range matches {
 			found[m] = true

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 func TestWait_ReportsTheLastReasonAndADeadChild(t *testing.T) {
@@ -63,7 +65,7 @@ func TestSupervisor_StopIsExpectedAndReachesTheGroup(t *testing.T) {
 
 func TestMemoryContains_FindsWhatAChildHoldsAndNothingElse(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("reads /proc")
+		testenv.Unavailable(t, "the process memory search", "it reads /proc/<pid>/mem, which only Linux has")
 	}
 	held, never := "held-"+randomHex(t), "never-"+randomHex(t)
 	sup := NewSupervisor(t, filepath.Join(t.TempDir(), "logs"), nil)

@@ -118,7 +118,45 @@ func (s *stack) demo(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.catalogDemo(ctx)
+	if err := s.catalogDemo(ctx); err != nil {
+		return err
+	}
+	return s.waitReported(ctx, events)
+}
+
+// waitReported waits until the dispatcher has written the status of every endpoint the
+// demo delivered to (it writes each at most every --status-interval, 5 s), so that the
+// commands printed next show counters and states rather than a status not yet written.
+func (s *stack) waitReported(ctx context.Context, events []publishedEvent) error {
+	names := map[string]bool{}
+	for _, e := range events {
+		for _, ep := range e.Expected {
+			names[ep] = true
+		}
+	}
+	start := time.Now()
+	err := s.waitFor(ctx, "the dispatcher to report on the endpoints' status", 30*time.Second, func() (bool, error) {
+		var eps heraldv1.WebhookEndpointList
+		if err := s.client.List(ctx, &eps, client.InNamespace(s.cfg.namespace)); err != nil {
+			return false, err
+		}
+		for _, e := range eps.Items {
+			if names[e.Name] && meta.FindStatusCondition(e.Status.Conditions, heraldv1.ConditionDelivering) == nil {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		// Not fatal: the status shows up a little later, and the demo goes on.
+		s.con.Stackf("%v; going on", err)
+		return nil
+	}
+	if err == nil {
+		s.con.Stackf("the dispatcher wrote the delivery status of %s (kubectl get whe shows it) %s after the last delivery",
+			plural(len(names), "the endpoint", "the %d endpoints"), time.Since(start).Round(100*time.Millisecond))
+	}
+	return err
 }
 
 // loadSamples reads every object in config/samples and its catalog

@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -43,6 +44,47 @@ type Policy struct {
 	// net.DefaultResolver; tests inject their own so that no check depends on the
 	// machine's /etc/hosts or DNS. It is not part of the policy as logged.
 	Resolver Resolver `json:"-"`
+
+	// exact is the one destination this policy lets past the private-network and
+	// loopback rules (never past the rules no setting lifts): an in-cluster Service an
+	// endpoint names (ForService), or the operator's own proxy (Trusting).
+	exact *exactDest
+}
+
+// exactDest is a destination allowed by name and port: the name as written (host) at
+// port, reaching addr when it is set (and then without a DNS lookup), or any address
+// the name resolves to when it is not.
+type exactDest struct {
+	host string
+	port uint16
+	addr netip.Addr
+}
+
+// ForService returns the policy of an endpoint that names an in-cluster Service: host
+// (<service>.<namespace>.svc) resolves to addr's address without DNS (a cluster need not
+// run cluster DNS, and an answer from it could differ from the Service Herald read), and
+// exactly that address and port is allowed past the private-network and loopback rules.
+// Any other destination (a redirect is not followed anyway; the OAuth2 token URL) is
+// judged by p as it is.
+func (p Policy) ForService(host string, addr netip.AddrPort) Policy {
+	p.exact = &exactDest{host: strings.ToLower(host), port: addr.Port(), addr: addr.Addr().Unmap()}
+	return p
+}
+
+// Trusting returns the policy with the operator's proxy at host:port allowed past the
+// private-network and loopback rules (a proxy usually runs inside the cluster network),
+// at whatever address its name resolves to; metadata and link-local addresses stay
+// refused.
+func (p Policy) Trusting(host string, port uint16) Policy {
+	p.exact = &exactDest{host: strings.ToLower(host), port: port}
+	return p
+}
+
+// lifts reports whether the exact destination lets ip at port, dialled for host as
+// written, past refusal r.
+func (p Policy) lifts(r *Refusal, host string, ip netip.Addr, port uint16) bool {
+	e := p.exact
+	return e != nil && r.ByPolicy && port == e.port && strings.EqualFold(host, e.host) && (!e.addr.IsValid() || e.addr == ip)
 }
 
 // Resolver looks up the addresses of a host name; *net.Resolver is one. network is
@@ -94,6 +136,12 @@ func (p Policy) CheckURL(raw string) error {
 	return nil
 }
 
+// CheckAddrPort validates a destination address at a port, reached for host as written:
+// what the exact destination of ForService allows passes.
+func (p Policy) CheckAddrPort(host string, ip netip.Addr, port uint16) error {
+	return p.checkAt(host, ip.Unmap(), port, false)
+}
+
 // CheckAddr validates one destination IP address; a refusal names it as the host.
 func (p Policy) CheckAddr(ip netip.Addr) error {
 	return p.check(ip.String(), ip, false)
@@ -113,18 +161,37 @@ func (p Policy) check(host string, ip netip.Addr, resolved bool) error {
 // Control is a net.Dialer Control function enforcing the policy on the address actually
 // dialled, after DNS resolution, so a name resolving to a refused address is refused too.
 func (p Policy) Control(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
+	return p.control("", address)
+}
+
+// control checks the dialled address, dialled for host as written ("" when unknown).
+func (p Policy) control(host, address string) error {
+	ipText, portText, err := net.SplitHostPort(address)
 	if err != nil {
 		return fmt.Errorf("outbound policy: %w", err)
 	}
-	ip, err := netip.ParseAddr(host)
+	ip, err := netip.ParseAddr(ipText)
 	if err != nil {
-		return fmt.Errorf("outbound policy: dialled address %q is not an IP", host)
+		return fmt.Errorf("outbound policy: dialled address %q is not an IP", ipText)
 	}
-	if err := p.CheckAddr(ip); err != nil {
+	port, _ := strconv.ParseUint(portText, 10, 16)
+	if err := p.checkAt(host, ip, uint16(port), false); err != nil {
 		return fmt.Errorf("outbound policy: %w", err)
 	}
 	return nil
+}
+
+// checkAt is check for a destination with its port, which the exact destination needs.
+func (p Policy) checkAt(host string, ip netip.Addr, port uint16, resolved bool) error {
+	r, ok := p.judge(ip)
+	if ok || p.lifts(r, host, ip.Unmap(), port) {
+		return nil
+	}
+	r.Host, r.Resolved = host, resolved
+	if r.Host == "" {
+		r.Host = ip.String()
+	}
+	return r
 }
 
 // CheckHost resolves host (a name or an address in any form CheckURL accepts) with the
@@ -132,7 +199,7 @@ func (p Policy) Control(_, address string, _ syscall.RawConn) error {
 // exactly when a dial would go ahead. A pass is no promise: the name may resolve
 // elsewhere by the time it is dialled, and DialContext checks again.
 func (p Policy) CheckHost(ctx context.Context, host string) error {
-	_, err := p.allowedAddrs(ctx, "tcp", host)
+	_, err := p.allowedAddrs(ctx, "tcp", host, 0)
 	return err
 }
 
@@ -141,17 +208,18 @@ func (p Policy) CheckHost(ctx context.Context, host string) error {
 // to the policy's Resolver), skips every refused address and dials the allowed ones in
 // turn by IP; Control checks the dialled address once more.
 func (p Policy) DialContext(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	dd := *d
-	dd.Control = p.Control
 	return func(ctx context.Context, network, address string) (net.Conn, error) {
 		host, port, err := net.SplitHostPort(address)
 		if err != nil {
 			return nil, fmt.Errorf("outbound policy: %w", err)
 		}
-		addrs, err := p.allowedAddrs(ctx, network, host)
+		portNum, _ := strconv.ParseUint(port, 10, 16)
+		addrs, err := p.allowedAddrs(ctx, network, host, uint16(portNum))
 		if err != nil {
 			return nil, err
 		}
+		dd := *d
+		dd.Control = func(_, a string, _ syscall.RawConn) error { return p.control(host, a) }
 		var dialErr error
 		for _, ip := range addrs {
 			conn, err := dd.DialContext(ctx, network, net.JoinHostPort(ip.String(), port))
@@ -184,15 +252,18 @@ type writtenAddr string
 func (a writtenAddr) Network() string { return "tcp" }
 func (a writtenAddr) String() string  { return string(a) }
 
-// allowedAddrs resolves host and returns its addresses that the policy allows, or the
-// reason the first one was refused when none is.
-func (p Policy) allowedAddrs(ctx context.Context, network, host string) ([]netip.Addr, error) {
+// allowedAddrs resolves host and returns its addresses that the policy allows at port
+// (0: any), or the reason the first one was refused when none is.
+func (p Policy) allowedAddrs(ctx context.Context, network, host string, port uint16) ([]netip.Addr, error) {
 	ip, isIP, err := parseHost(host)
 	if err != nil {
 		return nil, fmt.Errorf("outbound policy: %w", err)
 	}
 	addrs := []netip.Addr{ip}
-	if !isIP {
+	if e := p.exact; !isIP && e != nil && e.addr.IsValid() && strings.EqualFold(host, e.host) {
+		// The Service's name: its cluster IP, read from the API, not from DNS.
+		addrs, isIP = []netip.Addr{e.addr}, true
+	} else if !isIP {
 		r := p.Resolver
 		if r == nil {
 			r = net.DefaultResolver
@@ -213,7 +284,7 @@ func (p Policy) allowedAddrs(ctx context.Context, network, host string) ([]netip
 	for _, a := range addrs {
 		// A resolver may hand IPv4 back in its IPv4-mapped IPv6 form; dial the plain one.
 		a = a.Unmap()
-		if err := p.check(host, a, !isIP); err != nil {
+		if err := p.checkAt(host, a, port, !isIP); err != nil {
 			if refused == nil {
 				refused = fmt.Errorf("outbound policy: %w", err)
 			}

@@ -32,6 +32,17 @@ import (
 // does (BenchmarkFilter_Match).
 const FilterBudget = 10_000_000
 
+// TransformBudget is the most a payload transform may cost, judged as a filter is. A
+// transform builds a body, mostly by concatenating event fields, and the estimator
+// charges every field as if it alone filled the largest event: a Slack message naming
+// three fields of an operational event is estimated at about 27M although those fields
+// share one event's bytes (one evaluation on the largest event allocates under 4 MiB,
+// TestTransformBudget_...). A transform also replaces work the delivery does anyway:
+// encoding and signing a body of up to MaxEventBytes. Four filter budgets admit
+// messages of a handful of fields and still refuse what grows faster than the event
+// (replace() of replace(), a loop inside a loop).
+const TransformBudget = 4 * FilterBudget
+
 // MaxEventBytes is the event size the budget is judged against: the ingest API's default
 // request body limit (1 MiB), which bounds every string, list and map of an event. A
 // dispatcher started with a larger --max-body-bytes evaluates admitted filters on larger
@@ -51,8 +62,11 @@ const (
 // (RFC 3339 with nanoseconds is at most 35 characters).
 const maxCreatedAtLength = 64
 
-// BudgetError says that a filter's worst-case cost exceeds FilterBudget.
+// BudgetError says that a filter's (or a transform's) worst-case cost exceeds its
+// budget (FilterBudget, TransformBudget).
 type BudgetError struct {
+	// What is judged: "filter" or "transform".
+	What string
 	// Estimate is the worst-case cost in CEL cost units; 0 with Unbounded set when
 	// the estimator could not bound it at all.
 	Estimate  uint64
@@ -65,10 +79,14 @@ func (e *BudgetError) Error() string {
 	if e.Unbounded {
 		cost = "unbounded"
 	}
-	return fmt.Sprintf("filter is too expensive: its worst-case cost on an event of %d bytes is %s, over the budget of %d "+
+	what := e.What
+	if what == "" {
+		what = "filter"
+	}
+	return fmt.Sprintf("%s is too expensive: its worst-case cost on an event of %d bytes is %s, over the budget of %d "+
 		"(CEL cost units; loops over event lists inside other loops, string functions applied to every element of a list, "+
 		"and strings grown by replace() or concatenation cost the most)",
-		MaxEventBytes, cost, e.Budget)
+		what, MaxEventBytes, cost, e.Budget)
 }
 
 // eventSizes tells cel-go's estimator how large the values a filter reads can be. Every
@@ -537,14 +555,15 @@ func regexInstructions(e ast.Expr) (uint64, bool) {
 	return uint64(len(prog.Inst)), true
 }
 
-// refusedFunctions are functions of the environment a filter may not call, with the
-// reason shown to its author. A filter answers yes or no; these build strings whose size
-// the estimator cannot bound from the expression, so they are not worth their risk.
+// refusedFunctions are functions of the environment a filter or a transform may not
+// call, with the reason shown to its author. These build strings whose size the
+// estimator cannot bound from the expression, so they are not worth their risk; a
+// transform builds its strings with + instead, which the cost model charges.
 var refusedFunctions = map[string]string{
-	"format":        "format() builds a string as large as its arguments' printed form, which cannot be bounded before it runs",
+	"format":        "format() builds a string as large as its arguments' printed form, which cannot be bounded before it runs; concatenate with + instead",
 	"join":          "join() builds a string from list elements whose sizes cannot be bounded before it runs",
-	"strings.quote": "strings.quote() is not needed to decide whether an event matches",
-	"reverse":       "reverse() is not needed to decide whether an event matches",
+	"strings.quote": "strings.quote() builds a string whose size cannot be bounded before it runs",
+	"reverse":       "reverse() builds a string whose size cannot be bounded before it runs",
 }
 
 // filterValidator refuses, at compile time and with a message naming the call, what the
@@ -562,7 +581,7 @@ func (filterValidator) Validate(_ *cel.Env, _ cel.ValidatorConfig, a *ast.AST, i
 		}
 		c := e.AsCall()
 		if why, refused := refusedFunctions[c.FunctionName()]; refused {
-			iss.ReportErrorAtID(e.ID(), "%s is not available in filters: %s", c.FunctionName(), why)
+			iss.ReportErrorAtID(e.ID(), "%s is not available in filters and transforms: %s", c.FunctionName(), why)
 			return
 		}
 		if c.FunctionName() != overloads.Matches {
@@ -581,16 +600,18 @@ func estimate(a *cel.Ast) (checker.CostEstimate, error) {
 	return filterEnv.EstimateCost(a, newEventSizes(a.NativeRep()))
 }
 
-// checkBudget refuses a filter whose worst case exceeds FilterBudget.
-func checkBudget(a *cel.Ast) error {
+// checkBudget refuses a filter or a transform (what) whose worst case exceeds budget
+// (FilterBudget or TransformBudget): the one judge of what an expression over an event
+// may cost.
+func checkBudget(a *cel.Ast, what string, budget uint64) error {
 	est, err := estimate(a)
 	if err != nil {
-		return fmt.Errorf("estimating the filter's cost: %w", err)
+		return fmt.Errorf("estimating the %s's cost: %w", what, err)
 	}
-	if est.Max <= FilterBudget {
+	if est.Max <= budget {
 		return nil
 	}
-	berr := &BudgetError{Estimate: est.Max, Budget: FilterBudget}
+	berr := &BudgetError{What: what, Estimate: est.Max, Budget: budget}
 	if est.Max == checker.UnknownCostEstimate().Max {
 		berr.Estimate, berr.Unbounded = 0, true
 	}

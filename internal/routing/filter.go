@@ -122,7 +122,7 @@ func CompileFilter(expr string) (*Filter, error) {
 		// asking for an explicit comparison turns a per-event failure into a compile error.
 		return nil, fmt.Errorf("filter must evaluate to a bool but has type %s; compare explicitly, for example event.data.urgent == true", checked.OutputType())
 	}
-	if err := checkBudget(checked); err != nil {
+	if err := checkBudget(checked, "filter", FilterBudget); err != nil {
 		return nil, err
 	}
 	prg, err := filterEnv.Program(checked,

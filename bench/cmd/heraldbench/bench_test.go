@@ -72,4 +72,12 @@ func TestBench_ShortRunAccountsForEveryDelivery(t *testing.T) {
 			}
 		}
 	}
+	// The store's writes are reported, and a 1:1 delivery costs at most two (issue 25:
+	// the delivery, and shares of the request's accepted ids, the tally and the history).
+	a := res.Scenarios["a"]
+	t.Logf("a: %.3f store writes per delivery %v, %.0f B written to files", a.StoreWritesPerDelivery, a.StoreWritesByStream, a.FileBytesPerDelivery)
+	if a.StoreWritesByStream["HERALD_DELIVERIES"] < uint64(a.Deliveries) || a.StoreWritesPerDelivery > 2 || a.FileBytesPerDelivery <= 0 {
+		t.Errorf("a: %.3f store writes per delivery %v (want the deliveries' own and at most 2 in all), %.0f B written to files",
+			a.StoreWritesPerDelivery, a.StoreWritesByStream, a.FileBytesPerDelivery)
+	}
 }

@@ -16,6 +16,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	rpprof "runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -247,6 +249,21 @@ func (d *dispatcherChild) controlMux() *http.ServeMux {
 			"goroutines": uint64(runtime.NumGoroutine()),
 		})
 	})
+	// What the store was written: messages per stream, and the bytes this process wrote
+	// to files (wchar: the embedded store's files, and the log's). The history held for
+	// its next batch (up to a second's) is written first, so that a run's figures hold
+	// all of its own.
+	mux.HandleFunc("GET /storewrites", func(w http.ResponseWriter, r *http.Request) {
+		if d.p.History != nil {
+			d.p.History.Close()
+		}
+		streams, err := d.p.Store.StreamWrites(r.Context())
+		if err != nil {
+			fail(w, err)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(storeWrites{Streams: streams, FileBytes: fileBytesWritten()})
+	})
 	mux.HandleFunc("GET /pending", func(w http.ResponseWriter, r *http.Request) {
 		out := map[string]int64{}
 		for k := range d.p.Engine.Endpoints() {
@@ -352,4 +369,26 @@ func benchUID(name string) string {
 	h := sha256.Sum256([]byte(name))
 	x := hex.EncodeToString(h[:16])
 	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
+}
+
+// storeWrites is what GET /storewrites answers.
+type storeWrites struct {
+	Streams   map[string]uint64 `json:"streams"`
+	FileBytes int64             `json:"fileBytes"`
+}
+
+// fileBytesWritten is the bytes this process has written (wchar of /proc/self/io; 0
+// where there is none).
+func fileBytesWritten() int64 {
+	raw, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(raw)) {
+		if v, ok := strings.CutPrefix(line, "wchar:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }

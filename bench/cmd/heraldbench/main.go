@@ -172,6 +172,8 @@ func run(o *options) error {
 		}
 		if r.Deliveries > 0 {
 			r.CPUSecondsPer1k = r.CPUSeconds / float64(r.Deliveries) * 1000
+			r.StoreWritesPerDelivery = float64(r.StoreWrites) / float64(r.Deliveries)
+			r.FileBytesPerDelivery = float64(r.DispatcherFileBytes) / float64(r.Deliveries)
 		}
 		res.Scenarios[s.name] = r
 	}

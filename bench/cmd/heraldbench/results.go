@@ -1,11 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 )
 
@@ -82,15 +85,23 @@ type scenarioResult struct {
 	LatencyNote   string      `json:"latency_note,omitempty"`
 	IngestLatency percentiles `json:"ingest_post_latency,omitzero"`
 
-	PeakRSSMiB        float64 `json:"peak_rss_mib"`
-	RSSAfterRunMiB    float64 `json:"rss_after_run_after_gc_mib,omitempty"`
-	RetainedPerEvent  float64 `json:"rss_retained_bytes_per_event,omitempty"`
-	CPUSeconds        float64 `json:"cpu_seconds"`
-	CPUSecondsPer1k   float64 `json:"cpu_seconds_per_1k_deliveries"`
-	HarnessCPUSeconds float64 `json:"harness_cpu_seconds"`
-	LoadAvg           string  `json:"loadavg"`
-	Retried429or503   int64   `json:"ingest_retried_429_503"`
-	FailedEvents      int64   `json:"failed_events"`
+	PeakRSSMiB       float64 `json:"peak_rss_mib"`
+	RSSAfterRunMiB   float64 `json:"rss_after_run_after_gc_mib,omitempty"`
+	RetainedPerEvent float64 `json:"rss_retained_bytes_per_event,omitempty"`
+	CPUSeconds       float64 `json:"cpu_seconds"`
+	CPUSecondsPer1k  float64 `json:"cpu_seconds_per_1k_deliveries"`
+	// StoreWrites are the messages stored in Herald's streams during the run (per
+	// stream in StoreWritesByStream); DispatcherFileBytes what the dispatcher process
+	// wrote to files (its embedded store and its log; none with an external NATS).
+	StoreWrites            int64             `json:"store_writes"`
+	StoreWritesByStream    map[string]uint64 `json:"store_writes_by_stream,omitempty"`
+	StoreWritesPerDelivery float64           `json:"store_writes_per_delivery"`
+	DispatcherFileBytes    int64             `json:"dispatcher_file_bytes,omitempty"`
+	FileBytesPerDelivery   float64           `json:"dispatcher_file_bytes_per_delivery,omitempty"`
+	HarnessCPUSeconds      float64           `json:"harness_cpu_seconds"`
+	LoadAvg                string            `json:"loadavg"`
+	Retried429or503        int64             `json:"ingest_retried_429_503"`
+	FailedEvents           int64             `json:"failed_events"`
 
 	PerEndpoint     []endpointRate `json:"per_endpoint,omitempty"`
 	HealthyVsB      float64        `json:"healthy_vs_b_percent,omitempty"`
@@ -238,6 +249,13 @@ func markdown(w io.Writer, r *results) {
 			b.RSSBeforeAfterGCMiB, b.RSSQueuedAfterGCMiB, b.RSSPerPendingAfterGC, b.BeyondPayloadAfterGC,
 			b.DrainSeconds, d.DeliveriesPerSecond, b.DrainCPUSecondsPer1k)
 	}
+	fmt.Fprint(w, "\nStore writes per delivery (messages stored in Herald's streams; the dispatcher's bytes written to files):")
+	for _, k := range []string{"a", "b", "c", "d", "e"} {
+		if s := r.Scenarios[k]; s != nil && s.Deliveries > 0 {
+			fmt.Fprintf(w, " %s %.3f (%s), %.0f B;", k, s.StoreWritesPerDelivery, byStream(s.StoreWritesByStream, s.Deliveries), s.FileBytesPerDelivery)
+		}
+	}
+	fmt.Fprintln(w)
 	for _, k := range []string{"a", "b"} {
 		if s := r.Scenarios[k]; s != nil && s.RetainedPerEvent != 0 {
 			fmt.Fprintf(w, "\n%s. after the run (all delivered, FreeOSMemory): RSS %.0f MiB, %.0f B retained per accepted event (dedupe records and the stream's duplicate window outlive the deliveries).\n",
@@ -339,4 +357,14 @@ func markdown(w io.Writer, r *results) {
 		}
 	}
 	fmt.Fprintln(w, "\nFor comparison, a popular OSS gateway (Postgres + Redis) was reported at ~220 webhooks/s 1:1, 470/s 1:10 fan-out, p99 1.6 s at 100 events/s, 1.3 GiB.")
+}
+
+// byStream is the writes of each stream per delivery, largest first.
+func byStream(writes map[string]uint64, deliveries int64) string {
+	names := slices.SortedFunc(maps.Keys(writes), func(a, b string) int { return cmp.Compare(writes[b], writes[a]) })
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.3f", strings.TrimPrefix(n, "HERALD_"), float64(writes[n])/float64(deliveries))
+	}
+	return strings.Join(parts, ", ")
 }

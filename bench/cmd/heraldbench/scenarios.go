@@ -31,11 +31,12 @@ type setup struct {
 	// result is the scenario's, once end filled it in: close adds the accounting.
 	result *scenarioResult
 
-	t0    int64
-	dcpu0 time.Duration
-	ncpu0 time.Duration
-	hcpu0 time.Duration
-	load0 string
+	t0      int64
+	writes0 storeWrites
+	dcpu0   time.Duration
+	ncpu0   time.Duration
+	hcpu0   time.Duration
+	load0   string
 }
 
 func (s *setup) children() []*child { return append([]*child{s.child}, s.more...) }
@@ -125,6 +126,9 @@ func (s *setup) begin() error {
 		}
 	}
 	s.load0 = loadAvg()
+	if err := s.child.call("GET", "/storewrites", nil, &s.writes0); err != nil {
+		return err
+	}
 	s.dcpu0, s.ncpu0, s.hcpu0 = s.dispatcherCPU(), s.natsCPU(), selfCPU()
 	s.t0 = now()
 	return nil
@@ -169,6 +173,7 @@ func (s *setup) end(r *scenarioResult) {
 		}
 	}
 	r.HarnessCPUSeconds = hcpu.Seconds()
+	s.storeWrites(r)
 	r.LoadAvg = s.load0 + " → " + loadAvg()
 	r.Retried429or503 = s.lg.retried.Load()
 	r.FailedEvents = s.lg.failed.Load()
@@ -613,3 +618,24 @@ func (b *bench) scenarioE() (*scenarioResult, error) {
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 var _ = os.Getpid
+
+// storeWrites fills in what the store was written since begin: messages per stream (the
+// streams are shared by every replica, so one child's view is the run's), and the bytes
+// the dispatcher wrote to files when its store is embedded.
+func (s *setup) storeWrites(r *scenarioResult) {
+	var w storeWrites
+	if err := s.child.call("GET", "/storewrites", nil, &w); err != nil {
+		r.Notes = append(r.Notes, "store writes: "+err.Error())
+		return
+	}
+	r.StoreWritesByStream = map[string]uint64{}
+	for name, seq := range w.Streams {
+		if n := seq - s.writes0.Streams[name]; n > 0 {
+			r.StoreWritesByStream[name] = n
+			r.StoreWrites += int64(n)
+		}
+	}
+	if s.nats == nil {
+		r.DispatcherFileBytes = w.FileBytes - s.writes0.FileBytes
+	}
+}

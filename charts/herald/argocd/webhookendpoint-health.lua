@@ -9,12 +9,16 @@
 --   Progressing  Herald has not reconciled the current spec yet (kstatus: observedGeneration
 --                behind metadata.generation), no Ready condition yet, a re-enable on its
 --                way, or a reason Herald resolves by itself (SecretNotFound: generating it)
---   Healthy      Ready=True
+--   Healthy      Ready=True, including status.state Throttled: the receiver asked Herald to
+--                slow down and it does (the message says to what); deliveries still flow
 --   Suspended    spec.suspend holds the deliveries on purpose
---   Degraded     auto-disabled (Disabled=True), or Ready=False for a reason a person must
+--   Degraded     auto-disabled (Disabled=True); Ready=False for a reason a person must
 --                fix: InvalidURL, SecretKeyMissing, InvalidSecret, PreviousSecretNotFound,
---                ReferencedSecretNotFound, InvalidTLS, InvalidConfiguration, Disabled
---                (the reasons are declared in api/v1alpha1/reasons.go)
+--                ReferencedSecretNotFound, InvalidTLS, InvalidConfiguration,
+--                InvalidTransform, ServiceNotFound, InvalidService, Disabled (the reasons
+--                are declared in api/v1alpha1/reasons.go); status.state Failing (the last
+--                attempts failed, retries follow); TransformHealthy=False (the transform
+--                failed on an event, which was dead-lettered)
 
 local REENABLE = "hooks.herald.dev/reenable"
 
@@ -83,6 +87,26 @@ if ready.observedGeneration ~= nil and ready.observedGeneration < generation the
   return health("Progressing", "Waiting for Herald to re-check readiness for generation " .. generation)
 end
 if ready.status == "True" then
+  -- The dispatcher's view of the receiver (status.state, api/v1alpha1 Delivery*).
+  local transform = condition(status, "TransformHealthy")
+  if transform ~= nil and transform.status == "False" then
+    return health("Degraded", "TransformFailed: " .. text(transform.message))
+  end
+  if status.state == "Failing" then
+    local last = status.lastAttempt or {}
+    return health("Degraded", "Failing: " .. text(status.consecutiveFailures) ..
+      " consecutive failed attempts; last: " .. text(last.error) .. ". Retries follow the schedule")
+  end
+  if status.state == "Throttled" then
+    local th = status.throttle or {}
+    local paused = ""
+    if th.pausedUntil ~= nil then
+      paused = "; paused until " .. text(th.pausedUntil) .. " (Retry-After)"
+    end
+    return health("Healthy", "Throttled: the receiver answered " .. text(th.reason) ..
+      "; Herald sends at most " .. text(th.requestsPerSecond) .. " requests/s with " ..
+      text(th.maxInFlight) .. " in flight until it recovers" .. paused)
+  end
   return health("Healthy", text(ready.message))
 end
 if ready.reason == "Suspended" then

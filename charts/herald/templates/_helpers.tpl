@@ -100,7 +100,7 @@ seccompProfile:
 {{/*
 What the dispatcher reads and writes in the namespaces it serves: its configuration
 (endpoints, subscriptions, the Secrets they reference: listed and watched by metadata
-only, the referenced ones read), their status, and Events. Cluster-wide by default; in a
+only, the referenced ones read; the Services endpoints send to), their status, and Events. Cluster-wide by default; in a
 Role per namespace with watchNamespaces. Keep in step with config/rbac/dispatcher_role.yaml.
 */}}
 {{- define "herald.dispatcherNamespacedRules" -}}
@@ -112,6 +112,9 @@ Role per namespace with watchNamespaces. Keep in step with config/rbac/dispatche
   verbs: [get, patch]
 - apiGroups: [""]
   resources: [secrets]
+  verbs: [get, list, watch]
+- apiGroups: [""]
+  resources: [services]
   verbs: [get, list, watch]
 - apiGroups: [""]
   resources: [events]

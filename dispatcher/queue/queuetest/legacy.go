@@ -53,7 +53,12 @@ func deliveryID(ns, eventID, endpoint string) string {
 }
 
 func (l Legacy) msg(subject, eventID string, attempt int) *nats.Msg {
-	at := l.AcceptedAt
+	return headerMsg(l.Namespace, l.Name, l.AcceptedAt, subject, eventID, attempt, `{"legacy":true,"id":"`+eventID+`"}`)
+}
+
+// headerMsg is a stored delivery as the releases before layout 2 wrote it: Herald's
+// fields in one NATS header each, the event's data as the body. at zero is now.
+func headerMsg(ns, endpoint string, at time.Time, subject, eventID string, attempt int, data string) *nats.Msg {
 	if at.IsZero() {
 		at = time.Now()
 	}
@@ -61,12 +66,12 @@ func (l Legacy) msg(subject, eventID string, attempt int) *nats.Msg {
 	h.Set("Herald-Event-Id", eventID)
 	h.Set("Herald-Event-Type", "invoice.paid")
 	h.Set("Herald-Event-Time", at.UTC().Format(time.RFC3339Nano))
-	h.Set("Herald-Delivery-Id", deliveryID(l.Namespace, eventID, l.Name))
-	h.Set("Herald-Namespace", l.Namespace)
-	h.Set("Herald-Endpoint", l.Name)
+	h.Set("Herald-Delivery-Id", deliveryID(ns, eventID, endpoint))
+	h.Set("Herald-Namespace", ns)
+	h.Set("Herald-Endpoint", endpoint)
 	h.Set("Herald-Attempt", strconv.Itoa(attempt))
 	h.Set("Herald-Accepted-At", strconv.FormatInt(at.UnixMicro(), 10))
-	return &nats.Msg{Subject: subject, Header: h, Data: []byte(`{"legacy":true,"id":"` + eventID + `"}`)}
+	return &nats.Msg{Subject: subject, Header: h, Data: []byte(data)}
 }
 
 // Write stores l as the previous release did, in the streams and bucket package queue
