@@ -32,6 +32,8 @@ var chartSettings = []struct {
 	{"watchNamespaces", "watchNamespaces", `["shop","billing"]`, false},
 	{"outbound.allowPlainHTTP", "outbound.allowPlainHTTP", "true", false},
 	{"outbound.allowPrivateNetworks", "outbound.allowPrivateNetworks", "true", false},
+	{"outbound.proxy.url", "egress.proxy", `"http://proxy.egress.svc:3128"`, false},
+	{"outbound.proxy.noProxy", "egress.noProxy", `["internal.example.com","10.0.0.0/8"]`, false},
 	{"dispatcher.storage.syncAlways", "store.syncAlways", "true", false},
 	{"dispatcher.limits.maxPendingBytes", "store.maxPendingBytes", "8589934592", false},
 	{"dispatcher.limits.deadLetterMaxBytes", "store.deadLetterMaxBytes", "1073741824", false},

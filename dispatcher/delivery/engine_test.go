@@ -117,7 +117,7 @@ func newHarness(t testing.TB, dir string, tune ...func(*delivery.Options)) *harn
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	return newHarnessOn(t, queue.Options{Store: config.Store{DataDir: dir}}, tune...)
+	return newHarnessOn(t, queue.Options{Store: config.Store{DataDir: dir}, History: config.History{AttemptLog: true}}, tune...)
 }
 
 // newHarnessOn is newHarness on the store o opens (embedded in o.DataDir, or on the

@@ -17,7 +17,7 @@ import (
 // its own, records written before the buckets included.
 func TestHistory_BucketedSubjectsFindExactlyOneEvent(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, Options{Store: config.Store{DataDir: t.TempDir()}, Log: testr.New(t)})
+	st, err := Open(ctx, Options{Store: config.Store{DataDir: t.TempDir()}, History: config.History{AttemptLog: true}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,8 @@ func (c cpuClock) report(b *testing.B, n int) {
 
 func benchStore(b *testing.B) *jsStore {
 	b.Helper()
-	return benchStoreWith(b, Options{})
+	// The attempt log on, as the dispatcher's defaults have it.
+	return benchStoreWith(b, Options{History: config.History{AttemptLog: true}})
 }
 
 func benchStoreWith(b *testing.B, o Options) *jsStore {

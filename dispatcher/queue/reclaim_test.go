@@ -23,7 +23,7 @@ import (
 // replica opens a store on url, as one dispatcher replica does.
 func replica(t *testing.T, url string) queue.Store {
 	t.Helper()
-	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{URL: url}, History: config.History{AttemptLog: true}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
