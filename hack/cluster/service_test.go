@@ -98,7 +98,10 @@ spec:
 	s.kubectl("wait", "-n", shopNS, "--for=condition=Ready", "--timeout=2m", "pod/"+svcName)
 	t.Log(s.podReport(shopNS, "app="+svcName))
 	clusterIP := s.createService()
-	s.kubectl("wait", "-n", shopNS, "--for=condition=Ready", "--timeout=90s", "whe/"+svcEndpoint)
+	s.eventually(90*time.Second, svcEndpoint+" Ready=True", func() (bool, string) {
+		got := s.readyCondition(svcEndpoint)
+		return strings.HasPrefix(got, "True "), got
+	})
 	t.Log("kubectl get whe -o wide\n" + s.kubectl("get", "whe", svcEndpoint, "-n", shopNS, "-o", "wide"))
 
 	// Delivered through the Service, every one verified by the pod.
