@@ -311,6 +311,9 @@ func runOne(d compareDesign, r *compareRun, dir string) {
 				r.Error = fmt.Sprintf("reading %s: %v", files[0], err)
 				return
 			}
+			// Each build names the commit of the directory it runs in, the same for
+			// both: say which build it was.
+			res.Machine.Commit = d.Label
 			r.Result = &res
 		}
 	}
@@ -545,7 +548,7 @@ func (c *comparison) markdown(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", t.Name, t.Want, t.Baseline, t.Current, met)
 	}
-	fmt.Fprintln(w, "\nEach run, in the order run (load average at the scenario's start → end):")
+	fmt.Fprintln(w, "\nEach run, in the order run (the 1-minute load average at the scenario's start → end):")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| scenario | round | design | deliveries/s | % of ceiling | ceiling POSTs/s | CPU ms / delivery | peak RSS MiB | p99 ms | lost | duplicates | load avg | s |")
 	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
@@ -554,7 +557,7 @@ func (c *comparison) markdown(w io.Writer) {
 		load, ceiling := "", 0.0
 		if r.Result != nil {
 			if s := r.Result.Scenarios[r.Scenario]; s != nil {
-				load = s.LoadAvg
+				load = oneMinuteLoad(s.LoadAvg)
 				if s.Fanout > 1 && r.Result.Ceiling10 != nil {
 					ceiling = r.Result.Ceiling10.PerSecond
 				} else if r.Result.Ceiling1 != nil {
@@ -568,6 +571,17 @@ func (c *comparison) markdown(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %d | %s | %.0f | %.0f | %.0f | %.3f | %.0f | %.1f | %d | %d | %s | %.0f |\n", r.Scenario, r.Round, r.Design,
 			f.DeliveriesPerSecond, f.CeilingPercent, ceiling, f.CPUMsPerDelivery, f.PeakRSSMiB, f.P99Ms, f.Lost, f.Duplicates, load, r.Seconds)
 	}
+}
+
+// oneMinuteLoad shortens "l1 l5 l15 → l1 l5 l15" to "l1 → l1".
+func oneMinuteLoad(s string) string {
+	parts := strings.Split(s, "→")
+	for i, p := range parts {
+		if f := strings.Fields(p); len(f) > 0 {
+			parts[i] = f[0]
+		}
+	}
+	return strings.Join(parts, " → ")
 }
 
 // chartMemoryLimit is the chart's default dispatcher memory limit in bytes (0: none).
