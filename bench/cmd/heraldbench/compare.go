@@ -481,8 +481,12 @@ func (c *comparison) targets() []compareTarget {
 func (c *comparison) markdown(w io.Writer) {
 	base, cur := c.Designs[0], c.Designs[1]
 	fmt.Fprintf(w, "\n## heraldbench comparison — %s\n\n", c.Date)
-	fmt.Fprintf(w, "Baseline %s against current %s, on this machine in one run: %d rounds, %s. Machine: %d CPUs (%s), %s, kernel %s. Took %.0f min.\n\n",
-		base.Label, cur.Label, c.Rounds, c.Order, c.Machine.CPUs, c.Machine.CPUModel, c.Machine.GoVersion, c.Machine.Kernel, c.ElapsedSeconds/60)
+	rounds := fmt.Sprintf("%d rounds", c.Rounds)
+	if c.Rounds == 1 {
+		rounds = "1 round"
+	}
+	fmt.Fprintf(w, "Baseline %s against current %s, on this machine in one run: %s, %s. Machine: %d CPUs (%s), %s, kernel %s. Took %.0f min.\n\n",
+		base.Label, cur.Label, rounds, c.Order, c.Machine.CPUs, c.Machine.CPUModel, c.Machine.GoVersion, c.Machine.Kernel, c.ElapsedSeconds/60)
 	for _, s := range c.Settings {
 		fmt.Fprintf(w, "- %s\n", s)
 	}
