@@ -7,8 +7,8 @@
 # bench/results/<date>-<tag>.md and .json (bench/README.md, "Comparing two designs").
 #
 #   hack/benchcompare.sh REF [heraldbench flags...]
-#   hack/benchcompare.sh 71b95596fb8c -quick            # ~10 minutes
-#   hack/benchcompare.sh 71b95596fb8c -tag issue25      # full: a–e, 2 rounds, ~35 minutes
+#   hack/benchcompare.sh 71b95596fb8c -quick            # ~4 minutes
+#   hack/benchcompare.sh 71b95596fb8c -tag issue25      # full: a–e, 2 rounds, ~15 minutes
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
