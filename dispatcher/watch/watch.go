@@ -233,16 +233,27 @@ func (w *Subscriptions) Reconcile(ctx context.Context, req reconcile.Request) (r
 			return reconcile.Result{}, fmt.Errorf("resetting the filter status: %w", err)
 		}
 	}
+	s, err := Route(&sub)
+	if err != nil {
+		w.Router.Delete(req.Namespace, req.Name)
+		ctrl.LoggerFrom(ctx).Info("subscription filter does not compile; routing nothing", "error", err.Error())
+		return reconcile.Result{}, nil
+	}
+	w.Router.Set(req.Namespace, s)
+	return reconcile.Result{}, nil
+}
+
+// Route is the router's entry for a subscription: its event types and its compiled
+// filter. A filter that does not compile is an error, and the subscription routes
+// nothing (the manager reports it on the subscription's status).
+func Route(sub *heraldv1.WebhookSubscription) (router.Subscription, error) {
 	s := router.Subscription{Name: sub.Name, Endpoint: sub.Spec.EndpointRef.Name, Patterns: sub.Spec.EventTypes}
 	if sub.Spec.Filter != "" {
 		f, err := routing.CompileFilter(sub.Spec.Filter)
 		if err != nil {
-			w.Router.Delete(req.Namespace, req.Name)
-			ctrl.LoggerFrom(ctx).Info("subscription filter does not compile; routing nothing", "error", err.Error())
-			return reconcile.Result{}, nil
+			return router.Subscription{}, fmt.Errorf("compiling the filter of subscription %s/%s: %w", sub.Namespace, sub.Name, err)
 		}
 		s.Filter = f
 	}
-	w.Router.Set(req.Namespace, s)
-	return reconcile.Result{}, nil
+	return s, nil
 }
