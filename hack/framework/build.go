@@ -39,8 +39,21 @@ const keepBinaries = 3
 // fails the test (never a skip: a suite that cannot build what it tests must not pass).
 func Herald(t testing.TB) string {
 	t.Helper()
+	return BuildHerald(t, BuildInput{})
+}
+
+// BuildInput configures BuildHerald.
+type BuildInput struct {
+	// Race builds with the race detector (and cgo, which it needs), for a suite whose
+	// processes should stop at their first data race (testenv.RaceBuild: `make test`).
+	Race bool
+}
+
+// BuildHerald is Herald with a choice of build; each kind is cached apart.
+func BuildHerald(t testing.TB, in BuildInput) string {
+	t.Helper()
 	start := time.Now()
-	key, err := heraldKey()
+	key, err := heraldKey(in.Race)
 	if err != nil {
 		t.Fatalf("hashing the herald binary's sources: %v", err)
 	}
@@ -48,7 +61,11 @@ func Herald(t testing.TB) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "herald-"+key[:16])
+	name := "herald-"
+	if in.Race {
+		name = "herald-race-"
+	}
+	bin := filepath.Join(dir, name+key[:16])
 	// One lock per content: suites building the same sources wait for one build; other
 	// checkouts build theirs meanwhile.
 	unlock, err := lockFile(bin + ".lock")
@@ -63,16 +80,20 @@ func Herald(t testing.TB) string {
 		return bin
 	}
 	tmp := bin + ".tmp"
-	build := GoCommand("build", "-o", tmp, "-ldflags", "-X github.com/herald-dev/herald/internal/version.Version="+binaryVersion, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	args := []string{"build", "-o", tmp, "-ldflags", "-X github.com/herald-dev/herald/internal/version.Version=" + binaryVersion}
+	if in.Race {
+		args = append(args, "-race")
+	}
+	build := GoCommand(append(args, ".")...)
+	build.Env = append(os.Environ(), cgoEnv(in.Race))
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("the suite drives the herald binary, and `go build .` failed (%v):\n%s", err, out)
+		t.Fatalf("the suite drives the herald binary, and `go %s .` failed (%v):\n%s", strings.Join(args, " "), err, out)
 	}
 	if err := os.Rename(tmp, bin); err != nil {
 		t.Fatal(err)
 	}
 	pruneBinaries(dir)
-	t.Logf("built herald in %s: %s", time.Since(start).Round(100*time.Millisecond), bin)
+	t.Logf("built herald (race detector: %v) in %s: %s", in.Race, time.Since(start).Round(100*time.Millisecond), bin)
 	return bin
 }
 
@@ -87,11 +108,20 @@ func GoCommand(args ...string) *exec.Cmd {
 	return cmd
 }
 
+// cgoEnv is the cgo setting of a build: off, as the release builds, but for the race
+// detector, which needs it.
+func cgoEnv(race bool) string {
+	if race {
+		return "CGO_ENABLED=1"
+	}
+	return "CGO_ENABLED=0"
+}
+
 // heraldKey hashes everything the binary is built from.
-func heraldKey() (string, error) {
+func heraldKey(race bool) (string, error) {
 	list := GoCommand("list", "-deps", "-f",
 		`{{if .Module}}{{if .Module.Main}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}{{end}}{{end}}`, ".")
-	list.Env = append(os.Environ(), "CGO_ENABLED=0")
+	list.Env = append(os.Environ(), cgoEnv(race))
 	var stderr bytes.Buffer
 	list.Stderr = &stderr
 	out, err := list.Output()
@@ -112,7 +142,7 @@ func heraldKey() (string, error) {
 	files = append(files, filepath.Join(RepoRoot, "go.mod"), filepath.Join(RepoRoot, "go.sum"))
 	sort.Strings(files)
 	h := sha256.New()
-	fmt.Fprintf(h, "%s %s/%s cgo=0 version=%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, binaryVersion)
+	fmt.Fprintf(h, "%s %s/%s %s race=%v version=%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, cgoEnv(race), race, binaryVersion)
 	for _, f := range files {
 		rel, _ := filepath.Rel(RepoRoot, f)
 		fmt.Fprintf(h, "%s\n", rel)

@@ -113,3 +113,16 @@ func randomHex(t *testing.T) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+func TestSupervisor_RacesNamesTheChildThatReportedOne(t *testing.T) {
+	sup := NewSupervisor(t, filepath.Join(t.TempDir(), "logs"), nil)
+	raced := sup.Start(StartInput{Name: "raced", Binary: "sh", Args: []string{"-c", "echo '" + testenv.RaceReport + "'; echo 'Write at 0x00c000123456 by goroutine 7'"}})
+	clean := sup.Start(StartInput{Name: "clean", Binary: "sh", Args: []string{"-c", "echo 'all well'"}})
+	if !raced.Wait(10*time.Second) || !clean.Wait(10*time.Second) {
+		t.Fatal("the children did not end")
+	}
+	races := sup.Races()
+	if len(races) != 1 || !strings.HasPrefix(races[0], "raced reported a data race") || !strings.Contains(races[0], "by goroutine 7") {
+		t.Fatalf("Races() = %q; want the raced child alone, with its log", races)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 // Supervisor owns the child processes of one run: it starts them with their output in
@@ -24,6 +26,10 @@ type Supervisor struct {
 
 	// TailLines is how much of each child's log a failed test shows (default 40).
 	TailLines int
+	// RaceReports, when set, fails the test when a child's log holds a data race
+	// report (testenv.RaceReport), also one a child stopped or killed on purpose wrote
+	// just before: for children built with the race detector (BuildInput.Race).
+	RaceReports bool
 	// KeepLogsAs, when set, names a folder under the system's temporary folder the logs
 	// are copied to when the test fails (its timestamp appended): the run's own folder
 	// goes with the test.
@@ -210,8 +216,26 @@ func (s *Supervisor) Processes() []*Process {
 	return append([]*Process(nil), s.procs...)
 }
 
-// report runs when the test ends: on failure, the end of every child's log.
+// Races lists the children whose log holds a data race report, each with the end of
+// its log.
+func (s *Supervisor) Races() []string {
+	var out []string
+	for _, p := range s.Processes() {
+		if raw, err := os.ReadFile(p.Log); err == nil && strings.Contains(string(raw), testenv.RaceReport) {
+			out = append(out, fmt.Sprintf("%s reported a data race:\n%s", p.Name, p.Tail(60)))
+		}
+	}
+	return out
+}
+
+// report runs when the test ends, after every child was stopped: the data races found
+// when asked to, and on failure the end of every child's log.
 func (s *Supervisor) report() {
+	if s.RaceReports {
+		for _, r := range s.Races() {
+			s.t.Error(r)
+		}
+	}
 	if !s.t.Failed() {
 		return
 	}

@@ -24,6 +24,10 @@ type RunInput struct {
 	Name string
 	// APIServerFlags are extra kube-apiserver flags.
 	APIServerFlags map[string]string
+	// Race builds herald with the race detector and runs every child with
+	// GORACE=testenv.RaceOptions, so that a data race stops the process (a watched wait
+	// then fails), and fails the test on any race report in a child's log.
+	Race bool
 }
 
 // NewRun builds (or finds) the herald binary, starts the control plane and returns the
@@ -32,20 +36,24 @@ func NewRun(t testing.TB, in RunInput) *Run {
 	t.Helper()
 	start := time.Now()
 	dir := t.TempDir()
-	herald := Herald(t)
+	herald := BuildHerald(t, BuildInput{Race: in.Race})
 	helm, err := testenv.Tool("helm")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cp := StartControlPlane(t, ControlPlaneInput{Dir: dir, Admin: in.Name + "-admin", APIServerFlags: in.APIServerFlags})
 	env := IsolatedEnv(t, dir, cp.Kubeconfig)
+	if in.Race {
+		env = append(env, "GORACE="+testenv.RaceOptions)
+	}
 	r := &Run{
 		T: t, Dir: dir, Cluster: cp,
 		Tools:      &Tools{KubectlBin: cp.Kubectl(), HelmBin: helm, HeraldBin: herald, Dir: dir, Env: env},
 		Supervisor: NewSupervisor(t, filepath.Join(dir, "logs"), env),
 	}
 	r.KeepLogsAs = "herald-" + in.Name + "-logs"
-	t.Logf("herald ready and control plane up %s after the start", time.Since(start).Round(100*time.Millisecond))
+	r.RaceReports = in.Race
+	t.Logf("herald ready (race detector: %v) and control plane up %s after the start", in.Race, time.Since(start).Round(100*time.Millisecond))
 	return r
 }
 
