@@ -23,6 +23,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/hack/framework"
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
@@ -74,7 +75,7 @@ func TestChaos(t *testing.T) {
 	}
 	start := time.Now()
 	h := setup(t)
-	natsBin := buildNATS(t)
+	natsBin := framework.NATSServer(t)
 	var lab *netLab
 	if netnsRequirement() == "" {
 		lab = newNetLab(t)
@@ -82,13 +83,13 @@ func TestChaos(t *testing.T) {
 	s := &suite{stack: &stack{h: h}, sc: sc, recv: newReceiver(t)}
 	s.nats = newNATS(t, h, natsBin, lab)
 	s.nats.startAll(h)
-	h.installChart()
-	s.startManager()
-	s.startDispatchers()
+	installChart(t, h)
+	s.startManager(t)
+	s.startDispatchers(t)
 	s.checkReplicas(t)
 
 	key := auth.NewAPIKey()
-	h.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+	s.create(t, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
 		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "producer", Namespace: ns, Labels: map[string]string{auth.APIKeyLabel: "true"}},
 			StringData: map[string]string{auth.APIKeyDataKey: key}})
 	s.prod = &producer{apiKey: key, namespace: ns, dispatchers: s.dispatchers, client: &http.Client{Timeout: 10 * time.Second}}
@@ -168,24 +169,24 @@ func (s *suite) addEndpoint(t *testing.T, name string, spec heraldv1.WebhookEndp
 		// Short waits: a scenario must see its retries within the run.
 		spec.Retry = heraldv1.RetrySpec{Schedule: []string{"1s", "2s", "5s", "10s", "30s", "1m", "2m"}}
 	}
-	h.create(&heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec},
+	s.create(t, &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: spec},
 		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
 			EndpointRef: heraldv1.LocalObjectReference{Name: name}, EventTypes: []string{name + ".*"},
 		}})
 	var ep heraldv1.WebhookEndpoint
-	h.eventually(t, 60*time.Second, "endpoint "+name+" Ready", func() bool {
-		return h.get(&ep, ns, name) == nil && meta.IsStatusConditionTrue(ep.Status.Conditions, heraldv1.ConditionReady)
-	})
+	h.Eventually(t, 60*time.Second, "endpoint "+name+" Ready", framework.Bool(func() bool {
+		return s.get(&ep, ns, name) == nil && meta.IsStatusConditionTrue(ep.Status.Conditions, heraldv1.ConditionReady)
+	}))
 	ref := ep.SigningSecretRef()
 	var secret corev1.Secret
-	if err := h.get(&secret, ns, ref.Name); err != nil {
+	if err := s.get(&secret, ns, ref.Name); err != nil {
 		t.Fatalf("signing Secret of %s: %v", name, err)
 	}
 	s.recv.add(name, string(secret.Data[ref.Key]))
 	var probes []string
 	for _, d := range s.dispatchers {
 		n := 0
-		h.eventually(t, 30*time.Second, fmt.Sprintf("dispatcher %d routing %s", d.index, name), func() bool {
+		h.Eventually(t, 30*time.Second, fmt.Sprintf("dispatcher %d routing %s", d.index, name), framework.Bool(func() bool {
 			n++
 			id := fmt.Sprintf("%s-probe-%d-%d", name, d.index, n)
 			code, res, _, _, err := s.prod.publishOnce(context.Background(), d, id, name+".probe")
@@ -194,10 +195,10 @@ func (s *suite) addEndpoint(t *testing.T, name string, spec heraldv1.WebhookEndp
 				return true
 			}
 			return false
-		})
+		}))
 	}
 	// Delivered before the scenario starts, so they are not part of what it measures.
-	h.eventually(t, 30*time.Second, "the probes of "+name+" delivered", func() bool { return s.recv.has(name, probes) == len(probes) })
+	h.Eventually(t, 30*time.Second, "the probes of "+name+" delivered", framework.Bool(func() bool { return s.recv.has(name, probes) == len(probes) }))
 }
 
 // flowScenario runs traffic for an endpoint of its own, the fault in the middle of it,
@@ -231,7 +232,7 @@ func (s *suite) flowScenario(t *testing.T, endpoint string, fault func(t *testin
 	ids := f.acceptedIDs()
 	drainStart := time.Now()
 	for s.recv.has(endpoint, ids) < len(ids) && time.Since(drainStart) < s.sc.drainLimit {
-		if err := s.h.childFailure(); err != nil {
+		if err := s.h.Failure(); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -314,7 +315,7 @@ func (s *suite) failedAttempts(t *testing.T, endpoint string) int64 {
 	var ep heraldv1.WebhookEndpoint
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		err := s.h.get(&ep, ns, endpoint)
+		err := s.get(&ep, ns, endpoint)
 		if err == nil && ep.Status.Counters != nil && ep.Status.Counters.Delivered == unique {
 			return ep.Status.Counters.FailedAttempts
 		}
@@ -339,7 +340,7 @@ func (s *suite) dispatcherKills(t *testing.T) {
 		for k := range s.sc.kills {
 			time.Sleep(time.Duration(200+rand.IntN(1800)) * time.Millisecond)
 			d := s.dispatchers[rand.IntN(len(s.dispatchers))]
-			d.proc.kill()
+			d.proc.Kill()
 			t.Logf("kill %d: SIGKILL dispatcher %d at %s, %d accepted so far", k+1, d.index, time.Since(start).Round(10*time.Millisecond), len(f.acceptedIDs()))
 			s.restartDispatcher(t, d)
 		}
@@ -354,7 +355,7 @@ func (s *suite) rollingRestart(t *testing.T) {
 		start := time.Now()
 		for _, d := range s.dispatchers {
 			began := time.Now()
-			d.proc.stop(30 * time.Second)
+			d.proc.Stop(30 * time.Second)
 			stopped := time.Since(began)
 			s.restartDispatcher(t, d)
 			t.Logf("dispatcher %d: stopped in %s, ready again %s later", d.index, stopped.Round(10*time.Millisecond), (time.Since(began) - stopped).Round(10*time.Millisecond))
@@ -429,7 +430,7 @@ func (s *suite) watchStore(t *testing.T, f *flow, d time.Duration) {
 			var since time.Time // ready and refusing since
 			for n := 0; time.Now().Before(end); n++ {
 				tick := time.Now()
-				isReady := ready(disp.health)
+				isReady := framework.Ready(disp.health)
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				id := fmt.Sprintf("%s-canary-%d-%04d", f.endpoint, disp.index, n)
 				code, res, _, _, err := s.prod.publishOnce(ctx, disp, id, f.typ)
@@ -519,14 +520,14 @@ func (s *suite) sameIDThroughEveryReplica(t *testing.T) {
 		go func() { inner.Wait(); <-sem; wg.Done() }()
 	}
 	wg.Wait()
-	s.h.eventually(t, s.sc.drainLimit, "every id delivered", func() bool { return s.recv.has(endpoint, ids) == len(ids) })
+	s.h.Eventually(t, s.sc.drainLimit, "every id delivered", framework.Bool(func() bool { return s.recv.has(endpoint, ids) == len(ids) }))
 	// Nothing left to deliver, by the endpoint's own status: a second delivery of any id
 	// would have had to come before this.
-	s.h.eventually(t, 60*time.Second, endpoint+" pending 0 in status", func() bool {
+	s.h.Eventually(t, 60*time.Second, endpoint+" pending 0 in status", framework.Bool(func() bool {
 		var ep heraldv1.WebhookEndpoint
-		return s.h.get(&ep, ns, endpoint) == nil && ep.Status.Counters != nil && ep.Status.Counters.Pending == 0 &&
+		return s.get(&ep, ns, endpoint) == nil && ep.Status.Counters != nil && ep.Status.Counters.Pending == 0 &&
 			ep.Status.Counters.Delivered >= int64(len(ids))
-	})
+	}))
 	received, _, _, refused := s.recv.snapshot(endpoint)
 	dup, firstCounts := 0, map[int]int{}
 	for i, id := range ids {
@@ -581,20 +582,22 @@ func (s *suite) autoDisableAcrossReplicas(t *testing.T) {
 	}
 	wg.Wait()
 	var ep heraldv1.WebhookEndpoint
-	s.h.eventually(t, 90*time.Second, endpoint+" Disabled", func() bool {
-		return s.h.get(&ep, ns, endpoint) == nil && meta.IsStatusConditionTrue(ep.Status.Conditions, heraldv1.ConditionDisabled)
-	})
+	s.h.Eventually(t, 90*time.Second, endpoint+" Disabled", framework.Bool(func() bool {
+		return s.get(&ep, ns, endpoint) == nil && meta.IsStatusConditionTrue(ep.Status.Conditions, heraldv1.ConditionDisabled)
+	}))
 	// Settled: every event is pending (waiting out its hour or held), and the status
 	// counts every failed request the receiver answered.
 	var failed int
-	s.h.eventuallyf(t, 60*time.Second, "all events pending and failed attempts matching the receiver", func() (bool, string) {
+	s.h.Eventually(t, 60*time.Second, "all events pending and failed attempts matching the receiver", func() error {
 		_, _, failed, _ = s.recv.snapshot(endpoint)
-		if err := s.h.get(&ep, ns, endpoint); err != nil || ep.Status.Counters == nil {
-			return false, fmt.Sprintf("no counters (%v)", err)
+		if err := s.get(&ep, ns, endpoint); err != nil || ep.Status.Counters == nil {
+			return fmt.Errorf("no counters (%v)", err)
 		}
 		c := ep.Status.Counters
-		return c.Pending == events && c.FailedAttempts == int64(failed),
-			fmt.Sprintf("status pending %d, failedAttempts %d, delivered %d; the receiver answered 500 %d times", c.Pending, c.FailedAttempts, c.Delivered, failed)
+		if c.Pending == events && c.FailedAttempts == int64(failed) {
+			return nil
+		}
+		return fmt.Errorf("status pending %d, failedAttempts %d, delivered %d; the receiver answered 500 %d times", c.Pending, c.FailedAttempts, c.Delivered, failed)
 	})
 	_, requests, failed, _ := s.recv.snapshot(endpoint)
 	if requests-len(probes) != failed {
@@ -608,7 +611,7 @@ func (s *suite) autoDisableAcrossReplicas(t *testing.T) {
 	// observers run in turn), so once they add up, every replica has judged every
 	// failed attempt and made whatever transition it was going to make.
 	var per []string
-	s.h.eventuallyf(t, 30*time.Second, "herald_deliveries_total{outcome=failed} over the 3 dispatchers to equal the receiver's 500s", func() (bool, string) {
+	s.h.Eventually(t, 30*time.Second, "herald_deliveries_total{outcome=failed} over the 3 dispatchers to equal the receiver's 500s", func() error {
 		sum := 0.0
 		per = per[:0]
 		for _, d := range s.dispatchers {
@@ -619,14 +622,17 @@ func (s *suite) autoDisableAcrossReplicas(t *testing.T) {
 			sum += v
 			per = append(per, strconv.FormatFloat(v, 'f', -1, 64))
 		}
-		return int(sum) == failed, fmt.Sprintf("%v (%s), the receiver answered 500 %d times", sum, strings.Join(per, "+"), failed)
+		if int(sum) == failed {
+			return nil
+		}
+		return fmt.Errorf("%v (%s), the receiver answered 500 %d times", sum, strings.Join(per, "+"), failed)
 	})
 	// Exactly one replica made the transition: each logs it as it makes it, and none
 	// can make one later (they all judged every attempt). So exactly one
 	// EndpointDisabled Event, which is written asynchronously: wait for it.
 	transitions := 0
 	for _, d := range s.dispatchers {
-		raw, err := os.ReadFile(d.proc.log)
+		raw, err := os.ReadFile(d.proc.Log)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -639,7 +645,7 @@ func (s *suite) autoDisableAcrossReplicas(t *testing.T) {
 	if transitions != 1 {
 		t.Errorf("%d replicas logged disabling %s/%s, want exactly 1", transitions, ns, endpoint)
 	}
-	s.h.eventually(t, 30*time.Second, "an EndpointDisabled Event", func() bool { return s.disabledEvents(t, endpoint) > 0 })
+	s.h.Eventually(t, 30*time.Second, "an EndpointDisabled Event", framework.Bool(func() bool { return s.disabledEvents(t, endpoint) > 0 }))
 	if n := s.disabledEvents(t, endpoint); n != 1 {
 		t.Errorf("%d EndpointDisabled Events, want exactly 1", n)
 	}
@@ -657,7 +663,7 @@ func (s *suite) disabledEvents(t *testing.T, endpoint string) int32 {
 	var list eventsv1.EventList
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.h.kube.List(ctx, &list, client.InNamespace(ns)); err != nil {
+	if err := s.h.Cluster.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 		t.Fatal(err)
 	}
 	n := int32(0)

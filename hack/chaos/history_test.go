@@ -49,9 +49,11 @@ func (s *suite) historyFlagsAfterRestart(t *testing.T) {
 		t.Fatalf("after the restart %s keeps records for %s (want 3s) and %s holds %d bytes (want %d)",
 			queue.AttemptsStream, attempts.Config.MaxAge, queue.DeliveredStream, delivered.Config.MaxBytes, 64<<10)
 	}
-	s.h.eventuallyf(t, time.Minute, "the earlier attempt records expired (--attempt-log-max-age=3s)", func() (bool, string) {
-		st := s.stream(t, queue.AttemptsStream).State
-		return st.Msgs == 0, fmt.Sprintf("%d records", st.Msgs)
+	s.h.Eventually(t, time.Minute, "the earlier attempt records expired (--attempt-log-max-age=3s)", func() error {
+		if st := s.stream(t, queue.AttemptsStream).State; st.Msgs != 0 {
+			return fmt.Errorf("%d records", st.Msgs)
+		}
+		return nil
 	})
 	s.addEndpoint(t, endpoint, heraldv1.WebhookEndpointSpec{})
 	attLast, delLast := s.stream(t, queue.AttemptsStream).State.LastSeq, s.stream(t, queue.DeliveredStream).State.LastSeq
@@ -81,9 +83,11 @@ func (s *suite) historyFlagsAfterRestart(t *testing.T) {
 		t.Fatalf("after the restart %s keeps deliveries for %s (want 3s) and %s holds %d bytes (want %d)",
 			queue.DeliveredStream, delivered.Config.MaxAge, queue.AttemptsStream, attempts.Config.MaxBytes, 8<<10)
 	}
-	s.h.eventuallyf(t, time.Minute, "the retained deliveries expired (--retain-delivered-max-age=3s)", func() (bool, string) {
-		st := s.stream(t, queue.DeliveredStream).State
-		return st.Msgs == 0, fmt.Sprintf("%d deliveries", st.Msgs)
+	s.h.Eventually(t, time.Minute, "the retained deliveries expired (--retain-delivered-max-age=3s)", func() error {
+		if st := s.stream(t, queue.DeliveredStream).State; st.Msgs != 0 {
+			return fmt.Errorf("%d deliveries", st.Msgs)
+		}
+		return nil
 	})
 	attLast = s.stream(t, queue.AttemptsStream).State.LastSeq
 	ids = s.publishN(t, endpoint, "r2", events, "")
@@ -122,9 +126,9 @@ func (s *suite) stream(t *testing.T, name string) *jetstream.StreamInfo {
 func (s *suite) stopAll(t *testing.T) {
 	t.Helper()
 	for _, d := range s.dispatchers {
-		d.proc.stop(30 * time.Second)
-		if d.proc.err != nil {
-			t.Fatalf("dispatcher %d did not stop cleanly on SIGTERM: %v\n%s", d.index, d.proc.err, framework.Tail(d.proc.log, 20))
+		d.proc.Stop(30 * time.Second)
+		if err := d.proc.Err(); err != nil {
+			t.Fatalf("dispatcher %d did not stop cleanly on SIGTERM: %v\n%s", d.index, err, d.proc.Tail(20))
 		}
 	}
 }
@@ -143,7 +147,7 @@ func (s *suite) startAllWith(t *testing.T, extra ...string) {
 	t.Helper()
 	s.extraFlags = extra
 	for _, d := range s.dispatchers {
-		s.startDispatcher(d)
+		s.startDispatcher(t, d)
 	}
 	for _, d := range s.dispatchers {
 		s.waitDispatcherReady(t, d, 2*time.Minute)
@@ -159,12 +163,12 @@ func (s *suite) publishN(t *testing.T, endpoint, prefix string, n int, pad strin
 	for i := range ids {
 		ids[i] = fmt.Sprintf("%s-%s-%03d", endpoint, prefix, i)
 		d := s.dispatchers[i%len(s.dispatchers)]
-		s.h.eventually(t, 30*time.Second, "publishing "+ids[i], func() bool {
+		s.h.Eventually(t, 30*time.Second, "publishing "+ids[i], framework.Bool(func() bool {
 			code, res, _, _, err := s.prod.publishData(context.Background(), d, ids[i], endpoint+".happened", pad)
 			return err == nil && code == http.StatusAccepted && res.Matched == 1
-		})
+		}))
 	}
-	s.h.eventually(t, s.sc.drainLimit, fmt.Sprintf("%d events of %s delivered", n, endpoint), func() bool { return s.recv.has(endpoint, ids) == n })
+	s.h.Eventually(t, s.sc.drainLimit, fmt.Sprintf("%d events of %s delivered", n, endpoint), framework.Bool(func() bool { return s.recv.has(endpoint, ids) == n }))
 	return ids
 }
 

@@ -37,31 +37,16 @@ type natsNode struct {
 	client  string // host:port of the client listener
 	monitor string // host:port of the monitoring listener (/healthz)
 	netns   string // "" on 127.0.0.1
-	proc    *proc
+	proc    *framework.Process
 	started int // how many times it was started, for the log names
-}
-
-// buildNATS builds nats-server at the version go.mod requires with hack/nats-server.sh,
-// which caches it under bin/ for this suite, the cluster suite and make bench alike.
-func buildNATS(t *testing.T) string {
-	t.Helper()
-	start := time.Now()
-	cmd := exec.Command(filepath.Join(repoRoot, "hack", "nats-server.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("hack/nats-server.sh: %v", err)
-	}
-	t.Logf("nats-server ready in %s", time.Since(start).Round(100*time.Millisecond))
-	return strings.TrimSpace(string(out))
 }
 
 // newNATS lays out the three nodes (addresses, configuration files, stores); startAll
 // runs them.
-func newNATS(t *testing.T, h *harness, bin string, lab *netLab) *natsCluster {
+func newNATS(t *testing.T, h *framework.Run, bin string, lab *netLab) *natsCluster {
 	t.Helper()
 	c := &natsCluster{t: t, bin: bin, net: lab}
-	dir := filepath.Join(h.dir, "nats")
+	dir := filepath.Join(h.Dir, "nats")
 	type ports struct{ host, client, route, monitor string }
 	var addrs []ports
 	var routes []string
@@ -106,7 +91,7 @@ cluster {
 }
 
 // startAll starts every node and waits for the cluster to be healthy.
-func (c *natsCluster) startAll(h *harness) {
+func (c *natsCluster) startAll(h *framework.Run) {
 	c.t.Helper()
 	for _, n := range c.nodes {
 		c.start(h, n)
@@ -117,7 +102,7 @@ func (c *natsCluster) startAll(h *harness) {
 }
 
 // start runs one node (again), in its network namespace when there is one.
-func (c *natsCluster) start(h *harness, n *natsNode) {
+func (c *natsCluster) start(h *framework.Run, n *natsNode) {
 	c.t.Helper()
 	n.started++
 	args := []string{"-c", n.conf}
@@ -127,26 +112,26 @@ func (c *natsCluster) start(h *harness, n *natsNode) {
 		args = append([]string{"netns", "exec", n.netns, c.bin}, args...)
 		name = "ip"
 	}
-	n.proc = h.startProc(fmt.Sprintf("%s.%d", n.name, n.started), name, nil, args...)
+	n.proc = h.Start(framework.StartInput{Name: fmt.Sprintf("%s.%d", n.name, n.started), Binary: name, Args: args})
 }
 
 // kill SIGKILLs a node, as a lost machine would go.
 func (c *natsCluster) kill(n *natsNode) {
-	n.proc.kill()
+	n.proc.Kill()
 }
 
 // waitHealthy waits for the node's /healthz, which answers 200 once its JetStream is
 // current with the cluster (meta leader known, its streams caught up).
-func (c *natsCluster) waitHealthy(t *testing.T, h *harness, n *natsNode, within time.Duration) {
+func (c *natsCluster) waitHealthy(t *testing.T, h *framework.Run, n *natsNode, within time.Duration) {
 	t.Helper()
-	h.eventually(t, within, n.name+" /healthz", func() bool {
+	h.Eventually(t, within, n.name+" /healthz", framework.Bool(func() bool {
 		resp, err := http.Get("http://" + n.monitor + "/healthz")
 		if err != nil {
 			return false
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	})
+	}))
 }
 
 // urls is the comma-separated client URL list a dispatcher gets with --nats-url.
