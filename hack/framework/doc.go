@@ -9,7 +9,11 @@
 //
 //   - build.go: Herald builds the herald binary once per content (the Go files of the
 //     packages it is made of, go.mod, go.sum, the toolchain) and shares it between the
-//     suites of one `make test`, which run as parallel processes.
+//     suites of one `make test`, which run as parallel processes; BuildHerald (and
+//     RunInput.Race) builds it with the race detector instead, its children then run
+//     with GORACE=halt_on_error=1 and a race report in any child's log fails the test.
+//   - nats.go: NATSServer, the nats-server binary at go.mod's version
+//     (hack/nats-server.sh), for a suite running a NATS cluster of real processes.
 //   - process.go: Process is a child in a process group of its own (stop with grace,
 //     kill, exited, its log file); a Supervisor owns a run's children, fails a wait when
 //     one dies unasked, and tails every child's log into the test log when the test
@@ -31,8 +35,8 @@
 //     (internal/refreceiver); Recorder, one that keeps whatever arrives (an attacker's).
 //   - memory.go: a process's resident memory and a search of its memory, on Linux.
 //
-// hack/e2e, hack/firsthour and hack/tenancy run on it. For hack/chaos and hack/cluster,
-// still on harnesses of their own: startProc/proc (stop, kill, expected) is
+// hack/e2e, hack/firsthour, hack/tenancy and hack/chaos run on it. For hack/cluster,
+// still on a harness of its own: startProc/proc (stop, kill, expected) is
 // Supervisor.Start and Process; childFailure is Supervisor.Failure; eventually and
 // eventuallyf are Run.Eventually or Wait{Watch: ...}.Poll with a Condition saying what
 // it saw; tail, freeAddr, freePort, ready are Tail, FreeAddr, FreePort, Ready; must and
