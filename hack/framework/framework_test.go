@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -124,5 +125,45 @@ func TestSupervisor_RacesNamesTheChildThatReportedOne(t *testing.T) {
 	races := sup.Races()
 	if len(races) != 1 || !strings.HasPrefix(races[0], "raced reported a data race") || !strings.Contains(races[0], "by goroutine 7") {
 		t.Fatalf("Races() = %q; want the raced child alone, with its log", races)
+	}
+}
+
+// recordingTB is a test whose failures and cleanups are recorded, to see what a
+// Supervisor does to the test it belongs to.
+type recordingTB struct {
+	testing.TB
+	errors   []string
+	cleanups []func()
+}
+
+func (r *recordingTB) Helper()           {}
+func (r *recordingTB) Error(args ...any) { r.errors = append(r.errors, fmt.Sprint(args...)) }
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+func (r *recordingTB) Logf(string, ...any) {}
+func (r *recordingTB) Failed() bool        { return len(r.errors) > 0 }
+func (r *recordingTB) Cleanup(f func())    { r.cleanups = append(r.cleanups, f) }
+func (r *recordingTB) end() {
+	for i := len(r.cleanups) - 1; i >= 0; i-- {
+		r.cleanups[i]()
+	}
+}
+
+func TestSupervisor_RaceReportsFailTheTestWhenAsked(t *testing.T) {
+	for _, asked := range []bool{true, false} {
+		rec := &recordingTB{TB: t}
+		sup := NewSupervisor(rec, filepath.Join(t.TempDir(), "logs"), nil)
+		sup.RaceReports = asked
+		// Stopped on purpose, as the end of a test stops every child: its report counts.
+		p := sup.Start(StartInput{Name: "raced", Binary: "sh", Args: []string{"-c", "echo '" + testenv.RaceReport + "'; sleep 60"}})
+		Eventually(t, 10*time.Second, "the report written", Bool(func() bool { return strings.Contains(p.Output(), testenv.RaceReport) }))
+		rec.end()
+		if failed := len(rec.errors) == 1 && strings.HasPrefix(rec.errors[0], "raced reported a data race"); failed != asked {
+			t.Errorf("RaceReports %v: the test's errors %q", asked, rec.errors)
+		}
+		if !asked && len(rec.errors) > 0 {
+			t.Errorf("RaceReports off, yet errors %q", rec.errors)
+		}
 	}
 }
