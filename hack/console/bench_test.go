@@ -24,10 +24,12 @@ import (
 
 // BenchmarkConsole_NamespacePage times a namespace page in Chromium, from the
 // navigation to a frame drawn with the last row (rendered-ms, the page's own clock): the
-// console lists the page from the API server, asks the dispatcher for the namespace's
-// attempt summary, renders on the server, and the browser lays it out. It also reports
-// the renderer's CPU time for the page (renderer-cpu-ms), and where the wall-clock time
-// of the last load went (server-ms, browser-ms). endpoints=1000 is the page the issue
+// console asks the dispatcher for the namespace's attempt summary and lists the page
+// from the API server, sending each row as the list arrives, and the browser lays the
+// rows out as they come. It also reports the renderer's CPU time for the page
+// (renderer-cpu-ms), and where the wall-clock time of the last load went (first-byte-ms
+// and server-ms: the console's answer from the request to its first and its last byte;
+// browser-ms: after it). endpoints=1000 is the page the issue
 // asks to render within a second; endpoints=10, measured in the same run, is the
 // baseline the README compares it with. The endpoints carry a status as the dispatcher
 // writes it (conditions, counters, a last attempt), so every cell of a row is filled.
