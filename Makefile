@@ -192,6 +192,14 @@ bench: ## Benchmark the dispatcher end to end on this machine; BENCH_FLAGS=-quic
 	go build -o bin/heraldbench ./bench/cmd/heraldbench
 	bin/heraldbench -nats-server "$$(hack/nats-server.sh)" $(BENCH_FLAGS)
 
+# The design bench-compare measures against: main before the storage redesign (issue 25),
+# the first parent of its merge (0c73131).
+BENCH_BASE ?= 71b95596fb8c
+
+.PHONY: bench-compare
+bench-compare: ## Benchmark BENCH_BASE (a commit) and this tree interleaved on this machine, a–e twice each, with their ratio and issue 25's targets (see bench/README.md); BENCH_FLAGS as for bench.
+	hack/benchcompare.sh $(BENCH_BASE) $(BENCH_FLAGS)
+
 ##@ Release
 
 .PHONY: previous-release

@@ -25,7 +25,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/herald-dev/herald/cli"
+	managercmd "github.com/herald-dev/herald/cmd/manager"
 	"github.com/herald-dev/herald/controllers/workload"
 )
 
@@ -69,8 +69,8 @@ func TestHelmTemplate_EveryObjectIsAcceptedByTheAPIServer(t *testing.T) {
 			}
 		}},
 		{"external NATS values", externalValues, func(t *testing.T, cfg workload.Config) {
-			if cfg.Mode != workload.ModeExternal || cfg.Replicas != 3 || cfg.NATSURL != "nats://nats.nats:4222" ||
-				cfg.NATSCredentialsSecret != "nats-creds" || cfg.NATSStreamReplicas != 3 || !cfg.Outbound.AllowPlainHTTP ||
+			if cfg.Mode != workload.ModeExternal || cfg.Replicas != 3 || cfg.Dispatcher.Store.URL != "nats://nats.nats:4222" ||
+				cfg.NATSCredentialsSecret != "nats-creds" || cfg.Dispatcher.Store.Replicas != 3 || !cfg.Dispatcher.Outbound.AllowPlainHTTP ||
 				!reflect.DeepEqual(cfg.ImagePullSecrets, []string{"regcred"}) {
 				t.Errorf("dispatcher config = %+v, want external, 3 replicas on nats://nats.nats:4222 with nats-creds, plain http, pull secret regcred", cfg)
 			}
@@ -378,42 +378,24 @@ func TestSamples_ApplyWithServerSideDryRun(t *testing.T) {
 	}
 }
 
-// managerConfig parses the manager container's args as `herald manager` would: the
-// real command must know every flag, and the dispatcher flags must make a valid
-// workload.Config.
+// managerConfig parses the manager container's args with the flags of `herald manager`:
+// the real command must know every flag, and they must make a valid workload.Config.
 func managerConfig(t *testing.T, deploy *unstructured.Unstructured) workload.Config {
 	t.Helper()
 	args := container(t, deploy).Args
 	if len(args) == 0 || args[0] != "manager" {
 		t.Fatalf("manager args = %v, want the manager subcommand first", args)
 	}
-	cmd, _, err := cli.NewRootCommand().Find(args[:1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.ParseFlags(args[1:]); err != nil {
+	var o managercmd.Options
+	fs := pflag.NewFlagSet("manager", pflag.ContinueOnError)
+	o.BindFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
 		t.Fatalf("`herald manager` refuses the args %v: %v", args[1:], err)
 	}
-
-	cfg := workload.DefaultConfig()
-	fs := pflag.NewFlagSet("workload", pflag.ContinueOnError)
-	cfg.BindFlags(fs)
-	var mine []string
-	for _, a := range args[1:] {
-		name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
-		if fs.Lookup(name) != nil {
-			mine = append(mine, a)
-		}
-	}
-	if err := fs.Parse(mine); err != nil {
-		t.Fatalf("parsing dispatcher flags %v: %v", mine, err)
-	}
-	cfg.Outbound.AllowPlainHTTP = cmd.Flags().Lookup("allow-plain-http").Value.String() == "true"
-	cfg.Outbound.AllowPrivateNetworks = cmd.Flags().Lookup("allow-private-networks").Value.String() == "true"
-	if err := cfg.Validate(); err != nil {
+	if err := o.Workload.Validate(); err != nil {
 		t.Fatalf("the manager would refuse to start: %v", err)
 	}
-	return cfg
+	return o.Workload
 }
 
 func container(t *testing.T, deploy *unstructured.Unstructured) corev1.Container {

@@ -22,14 +22,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/controllers/endpoint"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/outbound"
 )
 
@@ -133,7 +133,7 @@ func TestChartWatchNamespaces_RolesThereAndNothingClusterWide(t *testing.T) {
 		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		Cache: cache.Options{DefaultNamespaces: map[string]cache.Config{served: {}, other: {}}},
 		// Another test of this package runs the same controller.
-		Controller: config.Controller{SkipNameValidation: ptrTo(true)},
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptrTo(true)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -171,10 +171,12 @@ func TestChartWatchNamespaces_RolesThereAndNothingClusterWide(t *testing.T) {
 	dispDone := make(chan error, 1)
 	storeDir := t.TempDir() // removed after the dispatcher stops (cleanups run last first)
 	go func() {
+		conf := config.Default()
+		conf.Store.DataDir, conf.WatchNamespaces, conf.Outbound = storeDir, []string{served, other}, policy
+		conf.Serving = config.Serving{IngestBindAddress: "127.0.0.1:0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"}
 		dispDone <- app.Run(runCtx, impersonated(dispatcher, ns), app.Options{
-			Store: queue.Options{DataDir: storeDir}, IngestAddr: "127.0.0.1:0", HealthAddr: "0", MetricsAddr: "0",
-			WatchNamespaces: []string{served, other}, Policy: policy,
-			Authorizer: app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Namespaces: []string{served, other}, Audiences: []string{auth.Audience}}),
+			Config:     conf,
+			Authorizer: app.ClusterAuthorizer(app.AuthOptions{Auth: conf.Auth, Namespaces: conf.WatchNamespaces}),
 			Log:        testr.New(t), Ready: ready,
 		})
 	}()

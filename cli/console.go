@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -22,9 +21,9 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/console"
-	"github.com/herald-dev/herald/controllers/workload"
-	"github.com/herald-dev/herald/dispatcher/admin"
-	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/internal/logging"
+	heraldclient "github.com/herald-dev/herald/pkg/client"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 type consoleOptions struct {
@@ -39,7 +38,7 @@ type consoleOptions struct {
 }
 
 // defaultForward is the Service the chart's manager makes for the dispatcher.
-const defaultForward = publishedCANamespace + "/" + workload.DefaultName
+const defaultForward = publishedCANamespace + "/" + wire.DefaultService
 
 func newConsoleCommand() *cobra.Command {
 	o := &consoleOptions{}
@@ -112,7 +111,7 @@ func (o *consoleOptions) run(cmd *cobra.Command) error {
 	}
 	srv, err := console.New(console.Options{
 		Cluster: consoleCluster{kc}, Deliveries: d, Actions: d,
-		Prog: progName(cmd), PageSize: o.pageSize, Log: (&logOptions{dev: true}).logger().WithName("console"),
+		Prog: progName(cmd), PageSize: o.pageSize, Log: logging.New(true, 0).WithName("console"),
 	})
 	if err != nil {
 		return err
@@ -251,7 +250,7 @@ func (o *consoleOptions) portForward(setup, life context.Context) (string, error
 	if err != nil {
 		return "", err
 	}
-	addr, err := portForward(setup, life, cfg, ns, name, workload.IngestPort)
+	addr, err := portForward(setup, life, cfg, ns, name, wire.Port)
 	if err != nil {
 		return "", err
 	}
@@ -291,10 +290,14 @@ func (d *consoleDispatcher) api(ctx context.Context, ns string) (*endpointAPI, e
 	token, err := d.tokens.get(ctx)
 	if err != nil {
 		return nil, credentialError(err,
-			"start the console with --token or "+envHeraldToken+" set to a token for audience "+auth.Audience+" allowed on webhookendpoints.hooks.herald.dev",
+			"start the console with --token or "+envHeraldToken+" set to a token for audience "+wire.Audience+" allowed on webhookendpoints.hooks.herald.dev",
 			newAccountHint(operatorClusterRole, ns))
 	}
-	return &endpointAPI{base: d.base, namespace: ns, http: &http.Client{Transport: bearer(token, d.rt)}, token: token}, nil
+	c, err := newClient(d.base, d.rt, token)
+	if err != nil {
+		return nil, err
+	}
+	return &endpointAPI{c: c, namespace: ns, token: token}, nil
 }
 
 // withheld turns the dispatcher's note on withheld response bodies into the CLI's,
@@ -308,98 +311,95 @@ func withheld(note, ns string) string {
 	return b.String()
 }
 
-func (d *consoleDispatcher) DeadLetters(ctx context.Context, ns, name string, limit int) (*admin.DeadLetterList, error) {
+func (d *consoleDispatcher) DeadLetters(ctx context.Context, ns, name string, limit int) (*wire.DeadLetterList, error) {
 	api, err := d.api(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
-	var l admin.DeadLetterList
-	q := url.Values{"limit": {strconv.Itoa(limit)}}
-	if err := api.call(ctx, http.MethodGet, name, "dead-letters", q, nil, &l, "listing dead letters", admin.PermissionRead.Verb, ""); err != nil {
-		return nil, err
+	l, err := api.endpoint(name).DeadLetters(ctx, heraldclient.DeadLetterQuery{Limit: limit})
+	if err != nil {
+		return nil, api.explain(ctx, err, name, "listing dead letters", wire.VerbRead, "")
 	}
 	return &l, nil
 }
 
-func (d *consoleDispatcher) Attempts(ctx context.Context, ns, name, since string, limit int) (*admin.AttemptList, error) {
+func (d *consoleDispatcher) Attempts(ctx context.Context, ns, name, since string, limit int) (*wire.AttemptList, error) {
 	api, err := d.api(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
-	var l admin.AttemptList
-	q := url.Values{"limit": {strconv.Itoa(limit)}, "since": {since}}
-	if err := api.call(ctx, http.MethodGet, name, "attempts", q, nil, &l, "reading the attempt log", admin.PermissionRead.Verb, ""); err != nil {
-		return nil, err
+	l, err := api.endpoint(name).Attempts(ctx, heraldclient.AttemptQuery{Limit: limit, Since: since})
+	if err != nil {
+		return nil, api.explain(ctx, err, name, "reading the attempt log", wire.VerbRead, "")
 	}
 	l.BodiesWithheld = withheld(l.BodiesWithheld, ns)
 	return &l, nil
 }
 
-func (d *consoleDispatcher) Event(ctx context.Context, ns, id string) (*admin.EventHistory, error) {
+func (d *consoleDispatcher) Event(ctx context.Context, ns, id string) (*wire.EventHistory, error) {
 	api, err := d.api(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
-	var h admin.EventHistory
-	if err := api.do(ctx, http.MethodGet, d.base.JoinPath("v1", "namespaces", ns, "events", id), "", nil, &h, "reading an event's history", admin.PermissionRead.Verb, ""); err != nil {
-		return nil, err
+	h, err := api.c.EventHistory(ctx, ns, id)
+	if err != nil {
+		return nil, api.explain(ctx, err, "", "reading an event's history", wire.VerbRead, "")
 	}
 	h.BodiesWithheld = withheld(h.BodiesWithheld, ns)
 	return &h, nil
 }
 
-func (d *consoleDispatcher) Summary(ctx context.Context, ns, name string, minutes int) (*admin.AttemptSummary, error) {
+// Summary counts the attempts of the endpoint name, or of the whole namespace when name
+// is "".
+func (d *consoleDispatcher) Summary(ctx context.Context, ns, name string, minutes int) (*wire.AttemptSummary, error) {
 	api, err := d.api(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
-	var s admin.AttemptSummary
-	q := url.Values{"minutes": {strconv.Itoa(minutes)}}
+	var s wire.AttemptSummary
 	if name != "" {
-		err = api.call(ctx, http.MethodGet, name, "attempts:summary", q, nil, &s, "reading the attempt summary", admin.PermissionRead.Verb, "")
+		s, err = api.endpoint(name).AttemptSummary(ctx, minutes)
 	} else {
-		target := d.base.JoinPath("v1", "namespaces", ns, "attempts:summary")
-		target.RawQuery = q.Encode()
-		err = api.do(ctx, http.MethodGet, target, "", nil, &s, "reading the attempt summary", admin.PermissionRead.Verb, "")
+		s, err = api.c.AttemptSummary(ctx, ns, minutes)
 	}
 	if err != nil {
-		return nil, err
+		return nil, api.explain(ctx, err, name, "reading the attempt summary", wire.VerbRead, "")
 	}
 	return &s, nil
 }
 
-func (d *consoleDispatcher) Enable(ctx context.Context, ns, name string) (*admin.EnableResponse, error) {
+func (d *consoleDispatcher) Enable(ctx context.Context, ns, name string) (*wire.EnableResponse, error) {
 	api, err := d.api(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
-	var r admin.EnableResponse
-	if err := api.call(ctx, http.MethodPost, name, "enable", nil, nil, &r, "re-enabling the endpoint", admin.PermissionEnable.Verb, ""); err != nil {
-		return nil, err
+	r, err := api.endpoint(name).Enable(ctx)
+	if err != nil {
+		return nil, api.explain(ctx, err, name, "re-enabling the endpoint", wire.VerbEnable, "")
 	}
 	return &r, nil
 }
 
-func (d *consoleDispatcher) ReplayDeadLetters(ctx context.Context, ns, name string, req admin.ReplayRequest) (*admin.ReplayResponse, error) {
+func (d *consoleDispatcher) ReplayDeadLetters(ctx context.Context, ns, name string, req wire.ReplayRequest) (*wire.ReplayResponse, error) {
 	api, err := d.api(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
-	var r admin.ReplayResponse
-	if err := api.call(ctx, http.MethodPost, name, "dead-letters:replay", nil, req, &r, "replaying dead letters", admin.PermissionReplay.Verb, ""); err != nil {
-		return nil, err
+	r, err := api.endpoint(name).ReplayDeadLetters(ctx, req)
+	if err != nil {
+		return nil, api.explain(ctx, err, name, "replaying dead letters", wire.VerbReplay, "")
 	}
 	return &r, nil
 }
 
-func (d *consoleDispatcher) Replay(ctx context.Context, ns, name string, req admin.ReplaySelectionRequest) (*admin.ReplayStarted, error) {
+func (d *consoleDispatcher) Replay(ctx context.Context, ns, name string, req wire.ReplaySelectionRequest) (*wire.ReplayStarted, error) {
 	api, err := d.api(ctx, ns)
 	if err != nil {
 		return nil, err
 	}
-	var r admin.ReplayStarted
-	if err := api.call(ctx, http.MethodPost, name, "replays", nil, req, &r, "replaying", admin.PermissionReplay.Verb, ""); err != nil {
-		return nil, err
+	r, err := api.endpoint(name).Replay(ctx, req)
+	if err != nil {
+		return nil, api.explain(ctx, err, name, "replaying", wire.VerbReplay, "")
 	}
 	return &r, nil
 }

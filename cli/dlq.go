@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,10 +17,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
-	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
+	heraldclient "github.com/herald-dev/herald/pkg/client"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // apiOptions select the dispatcher's endpoint API and the credential for it, the way
@@ -39,14 +35,14 @@ type apiOptions struct {
 func (o *apiOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher (its ingest address, which also serves the endpoint API; default $"+envHeraldURL+", else "+defaultIngestURL+")")
 	fs.StringVar(&o.caFile, "certificate-authority", "", "PEM file of the CA to check an https:// dispatcher's certificate with (default $"+envHeraldCAFile+", else the CA the manager publishes in ConfigMap "+publishedCANamespace+"/"+publishedCAName+", besides the system's)")
-	fs.StringVar(&o.token, "token", "", "bearer token for audience "+auth.Audience+" of a ServiceAccount allowed get (list, read), replay or enable on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
+	fs.StringVar(&o.token, "token", "", "bearer token for audience "+wire.Audience+" of a ServiceAccount allowed get (list, read), replay or enable on webhookendpoints.hooks.herald.dev (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
 }
 
-// endpointAPI is a client of dispatcher/admin for one namespace.
+// endpointAPI is the endpoint API of the dispatcher (pkg/client) for one namespace, with
+// the advice the commands give when a call fails.
 type endpointAPI struct {
-	base      *url.URL
+	c         *heraldclient.Client
 	namespace string
-	http      *http.Client
 	token     string // the bearer token sent, for advice on a 401
 }
 
@@ -59,7 +55,18 @@ func (o *apiOptions) client(kube *kubeOptions, ns string) (*endpointAPI, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &endpointAPI{base: base, namespace: ns, http: &http.Client{Transport: rt}, token: token}, nil
+	c, err := newClient(base, rt, token)
+	if err != nil {
+		return nil, err
+	}
+	return &endpointAPI{c: c, namespace: ns, token: token}, nil
+}
+
+// newClient is the pkg/client of the commands: the credential and transport they chose,
+// no retries (a person decides whether to repeat, and the messages say how).
+func newClient(base *url.URL, rt http.RoundTripper, token string) (*heraldclient.Client, error) {
+	return heraldclient.New(base.String(), heraldclient.Options{Token: token, Transport: rt, Retry: heraldclient.Retry{Attempts: 1},
+		UserAgent: "herald-cli/" + version.Version})
 }
 
 // transport differs from herald publish's in what it advises: API keys are for
@@ -74,88 +81,64 @@ func (o *apiOptions) transport(kube *kubeOptions, ns string, server *url.URL) (h
 	cred, err := heraldCredential(ctx, kube, o.token)
 	if err != nil {
 		return nil, "", credentialError(err,
-			"pass --token or set "+envHeraldToken+" to a token for audience "+auth.Audience+" allowed on webhookendpoints.hooks.herald.dev",
+			"pass --token or set "+envHeraldToken+" to a token for audience "+wire.Audience+" allowed on webhookendpoints.hooks.herald.dev",
 			newAccountHint(operatorClusterRole, ns))
 	}
-	return bearer(cred.token, base), cred.token, nil
+	return base, cred.token, nil
 }
 
-// call sends one request to the endpoint API and decodes a 200 answer into out. what
-// names the action for messages ("listing dead letters"); verb is the RBAC verb it
-// needs; alternative, when set, is a way that does not need the dispatcher at all.
-func (c *endpointAPI) call(ctx context.Context, method, name, suffix string, query url.Values, body, out any, what, verb, alternative string) error {
-	target := c.base.JoinPath("v1", "namespaces", c.namespace, "endpoints", name, suffix)
-	target.RawQuery = query.Encode()
-	return c.do(ctx, method, target, name, body, out, what, verb, alternative)
+// endpoint is the endpoint API of the WebhookEndpoint name.
+func (a *endpointAPI) endpoint(name string) *heraldclient.Endpoint {
+	return a.c.Endpoint(a.namespace, name)
 }
 
-// do is call for any path of the API; a 200 or 202 answer is decoded into out.
-func (c *endpointAPI) do(ctx context.Context, method string, target *url.URL, name string, body, out any, what, verb, alternative string) error {
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			return fmt.Errorf("encoding the request: %w", err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, target.String(), rd)
-	if err != nil {
-		return fmt.Errorf("building the request: %w", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("User-Agent", "herald-cli/"+version.Version)
-	where := c.base.Redacted()
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return fmt.Errorf("the dispatcher at %s did not answer within --timeout while %s", where, what)
-		}
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			msg := fmt.Sprintf("cannot reach the dispatcher at %s (%v): is it running? Point --server or %s at its address: %s", where, op.Err, envHeraldURL, unreachableHint())
-			if alternative != "" {
-				msg += "; or " + alternative
-			}
-			return errors.New(msg)
-		}
-		if advice, ok := tlsAdvice(err, where); ok {
-			return fmt.Errorf("%s: %s (%v)", what, advice, err)
-		}
-		return fmt.Errorf("%s through %s: %w", what, where, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return fmt.Errorf("reading the answer of %s: %w", where, err)
-	}
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusAccepted {
-		if err := json.Unmarshal(raw, out); err != nil {
-			return fmt.Errorf("%s answered %q, which is not the endpoint API's answer: is --server (or %s) the dispatcher's address?", where, truncateText(raw), envHeraldURL)
-		}
+// explain turns a failed call into an error that says what to change. what names the
+// action for messages ("listing dead letters"); verb is the RBAC verb it needs;
+// alternative, when set, is a way that does not need the dispatcher at all; name is the
+// endpoint ("" for an event's history).
+func (a *endpointAPI) explain(ctx context.Context, err error, name, what, verb, alternative string) error {
+	if err == nil {
 		return nil
 	}
-	return c.refusal(resp, raw, name, what, verb, alternative)
+	where := a.c.Server()
+	var refused *heraldclient.APIError
+	var unexpected *heraldclient.UnexpectedAnswerError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &refused):
+		return a.refusal(refused, name, what, verb, alternative)
+	case errors.As(err, &unexpected):
+		return fmt.Errorf("%s answered %q, which is not the endpoint API's answer: is --server (or %s) the dispatcher's address?", where, truncateText(unexpected.Body), envHeraldURL)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("the dispatcher at %s did not answer within --timeout while %s", where, what)
+	case errors.As(err, &op) && op.Op == "dial":
+		msg := fmt.Sprintf("cannot reach the dispatcher at %s (%v): is it running? Point --server or %s at its address: %s", where, op.Err, envHeraldURL, unreachableHint())
+		if alternative != "" {
+			msg += "; or " + alternative
+		}
+		return errors.New(msg)
+	}
+	if advice, ok := tlsAdvice(err, where); ok {
+		return fmt.Errorf("%s: %s (%v)", what, advice, err)
+	}
+	return fmt.Errorf("%s through %s: %w", what, where, err)
 }
 
 // refusal turns an error answer into one that says what to change.
-func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb, alternative string) error {
-	where, ns := c.base.Redacted(), c.namespace
-	var e ingest.ErrorResponse
-	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
-		if plainToTLS(resp, raw) {
+func (a *endpointAPI) refusal(e *heraldclient.APIError, name, what, verb, alternative string) error {
+	where, ns := a.c.Server(), a.namespace
+	if e.Detail.Code == "" {
+		if plainToTLS(e) {
 			return fmt.Errorf("the dispatcher at %s serves https: use https:// in --server or %s", where, envHeraldURL)
 		}
 		return fmt.Errorf("%s answered %s with %q, which is not the endpoint API's error format: is --server (or %s) the dispatcher's address, and is the dispatcher recent enough to serve /v1/namespaces/{ns}/endpoints?",
-			where, resp.Status, truncateText(raw), envHeraldURL)
+			where, e.Status, truncateText(e.Body), envHeraldURL)
 	}
-	msg := e.Error.Message
-	switch resp.StatusCode {
+	msg := e.Detail.Message
+	switch e.StatusCode {
 	case http.StatusUnauthorized:
 		return fmt.Errorf("the dispatcher refused the credentials while %s (%s): pass --token or set %s to a ServiceAccount or user token with %s on webhookendpoints.hooks.herald.dev in namespace %q; %s",
-			what, msg, envHeraldToken, verb, ns, newTokenHint(c.token, operatorClusterRole, ns))
+			what, msg, envHeraldToken, verb, ns, newTokenHint(a.token, operatorClusterRole, ns))
 	case http.StatusForbidden:
 		user := ""
 		if m := refusedSubject.FindStringSubmatch(msg); m != nil {
@@ -170,10 +153,10 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 		}
 		return errors.New(err)
 	case http.StatusNotFound:
-		if e.Error.Code == ingest.CodeNotFound && name == "" {
+		if e.Detail.Code == wire.CodeNotFound && name == "" {
 			return fmt.Errorf("%s", msg)
 		}
-		if e.Error.Code == ingest.CodeNotFound {
+		if e.Detail.Code == wire.CodeNotFound {
 			return fmt.Errorf("the dispatcher knows no WebhookEndpoint %q in namespace %q: check the name and -n (kubectl get whe -n %s); an endpoint created moments ago may not have reached it yet", name, ns, ns)
 		}
 		return fmt.Errorf("%s has no such route (%s): is --server the dispatcher's base URL, without a path?", where, msg)
@@ -182,7 +165,7 @@ func (c *endpointAPI) refusal(resp *http.Response, raw []byte, name, what, verb,
 	case http.StatusServiceUnavailable:
 		return fmt.Errorf("the dispatcher cannot answer right now (%s): retry in a few seconds", msg)
 	default:
-		return fmt.Errorf("the dispatcher answered %s while %s: %s", resp.Status, what, msg)
+		return fmt.Errorf("the dispatcher answered %s while %s: %s", e.Status, what, msg)
 	}
 }
 
@@ -228,22 +211,21 @@ func (o *listOptions) bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the dispatcher")
 }
 
-// start checks the flags and returns the namespace, the endpoint API's client and the
-// query holding the limit.
-func (o *listOptions) start() (ns string, api *endpointAPI, q url.Values, err error) {
+// start checks the flags and returns the namespace and the endpoint API's client.
+func (o *listOptions) start() (ns string, api *endpointAPI, err error) {
 	if err := checkOutput(o.output); err != nil {
-		return "", nil, nil, err
+		return "", nil, err
 	}
 	if o.limit < 1 || o.limit > 1000 {
-		return "", nil, nil, fmt.Errorf("--limit %d is out of range: give 1 to 1000", o.limit)
+		return "", nil, fmt.Errorf("--limit %d is out of range: give 1 to 1000", o.limit)
 	}
 	if ns, err = o.kube.Namespace(); err != nil {
-		return "", nil, nil, err
+		return "", nil, err
 	}
 	if api, err = o.api.client(&o.kube, ns); err != nil {
-		return "", nil, nil, err
+		return "", nil, err
 	}
-	return ns, api, url.Values{"limit": {strconv.Itoa(o.limit)}}, nil
+	return ns, api, nil
 }
 
 func newDLQListCommand() *cobra.Command {
@@ -268,17 +250,14 @@ may hold personal data, and the event id finds the event at its producer.`,
 }
 
 func (o *dlqListOptions) run(cmd *cobra.Command, name string) error {
-	ns, api, q, err := o.list.start()
+	ns, api, err := o.list.start()
 	if err != nil {
 		return err
 	}
-	if o.eventType != "" {
-		q.Set("eventType", o.eventType)
-	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.list.timeout)
 	defer cancel()
-	var list admin.DeadLetterList
-	if err := api.call(ctx, http.MethodGet, name, "dead-letters", q, nil, &list, "listing dead letters", admin.PermissionRead.Verb, ""); err != nil {
+	list, err := api.endpoint(name).DeadLetters(ctx, heraldclient.DeadLetterQuery{Limit: o.list.limit, EventType: o.eventType})
+	if err := api.explain(ctx, err, name, "listing dead letters", wire.VerbRead, ""); err != nil {
 		return err
 	}
 	if o.list.output != "table" {
@@ -413,13 +392,13 @@ func (o *dlqReplayOptions) run(cmd *cobra.Command, name string) error {
 	if err != nil {
 		return err
 	}
-	req := admin.ReplayRequest{EventIDs: o.eventIDs, EventType: o.eventType, All: o.all}
-	var resp admin.ReplayResponse
+	req := wire.ReplayRequest{EventIDs: o.eventIDs, EventType: o.eventType, All: o.all}
 	alt := ""
 	if o.all {
 		alt = "use --via-annotation, which needs only the API server but patch on the WebhookEndpoint"
 	}
-	if err := api.call(ctx, http.MethodPost, name, "dead-letters:replay", nil, req, &resp, "replaying dead letters", admin.PermissionReplay.Verb, alt); err != nil {
+	resp, err := api.endpoint(name).ReplayDeadLetters(ctx, req)
+	if err := api.explain(ctx, err, name, "replaying dead letters", wire.VerbReplay, alt); err != nil {
 		return err
 	}
 	res := ReplayResult{Namespace: ns, Endpoint: name, Via: "api", Replayed: &resp.Replayed}

@@ -26,18 +26,18 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/controllers/endpoint"
-	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // The dlq and endpoint commands run against a real API server (envtest) with the
@@ -130,7 +130,7 @@ func newCluster() (*cluster, error) {
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		Controller:             ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
 		return fail(err)
@@ -148,18 +148,19 @@ func newCluster() (*cluster, error) {
 	done := make(chan error, 1)
 	go func() {
 		defer wg.Done()
+		// As herald dispatcher runs by default (tokens for Herald's audience only), but
+		// for the addresses, the policy and shorter waits.
+		conf := config.Default()
+		conf.Store.DataDir = filepath.Join(dir, "store")
+		conf.Serving = config.Serving{IngestBindAddress: "127.0.0.1:0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"}
+		conf.WatchNamespaces = []string{nsDLQ, nsEnable, nsHistory}
+		conf.Outbound = outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}
+		conf.Delivery.AckWait, conf.Status.Interval = 5*time.Second, 200*time.Millisecond
+		conf.Auth.APIKeys = false
 		done <- app.Run(ctx, env.Config, app.Options{
-			Store:           queue.Options{DataDir: filepath.Join(dir, "store")},
-			IngestAddr:      "127.0.0.1:0",
-			HealthAddr:      "0",
-			MetricsAddr:     "0",
-			WatchNamespaces: []string{nsDLQ, nsEnable, nsHistory},
-			Policy:          outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-			AckWait:         5 * time.Second,
-			StatusInterval:  200 * time.Millisecond,
-			// As herald dispatcher runs by default: tokens for Herald's audience only.
-			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{Audiences: []string{auth.Audience}, Log: logr.Discard()}),
-			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Audiences: []string{auth.Audience}, Log: logr.Discard()}),
+			Config:           conf,
+			Authorizer:       app.ClusterAuthorizer(app.AuthOptions{Auth: conf.Auth, Log: logr.Discard()}),
+			AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Auth: conf.Auth, Log: logr.Discard()}),
 			Log:              logr.Discard(),
 			Ready:            ready,
 		})
@@ -380,17 +381,17 @@ func waitRouted(t *testing.T, server, token, ns string, s *sink) {
 	s.waitAccepted(t, probe)
 }
 
-func deadLetters(t *testing.T, args ...string) admin.DeadLetterList {
+func deadLetters(t *testing.T, args ...string) wire.DeadLetterList {
 	t.Helper()
 	r := mustCLI(t, append([]string{"dlq", "list", "-o", "json"}, args...)...)
-	var list admin.DeadLetterList
+	var list wire.DeadLetterList
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
 		t.Fatalf("dlq list -o json printed %q: %v", r.stdout, err)
 	}
 	return list
 }
 
-func ids(list admin.DeadLetterList) []string {
+func ids(list wire.DeadLetterList) []string {
 	var out []string
 	for _, d := range list.Items {
 		out = append(out, d.EventID)

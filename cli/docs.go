@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -11,8 +10,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/receiverdocs"
 	"github.com/herald-dev/herald/internal/eventschema"
-	"github.com/herald-dev/herald/internal/receiverdocs"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 type docsOptions struct {
@@ -73,8 +73,8 @@ func (o *docsOptions) run(cmd *cobra.Command, name string) error {
 		if err != nil {
 			return err
 		}
-		var raw json.RawMessage
-		if err := api.call(ctx, "GET", name, "openapi", nil, nil, &raw, "reading the receiver documentation", "get", "drop --via-api to write it from the API server"); err != nil {
+		raw, err := api.endpoint(name).OpenAPI(ctx)
+		if err := api.explain(ctx, err, name, "reading the receiver documentation", wire.VerbRead, "drop --via-api to write it from the API server"); err != nil {
 			return err
 		}
 		doc = raw

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,8 +23,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/internal/scheme"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // fieldManagerCLI owns the annotations the CLI sets. It is neither the manager's nor
@@ -123,8 +122,8 @@ func (o *endpointEnableOptions) run(cmd *cobra.Command, name string) error {
 		if err != nil {
 			return err
 		}
-		var resp admin.EnableResponse
-		if err := api.call(ctx, http.MethodPost, name, "enable", nil, nil, &resp, "re-enabling the endpoint", admin.PermissionEnable.Verb,
+		resp, err := api.endpoint(name).Enable(ctx)
+		if err := api.explain(ctx, err, name, "re-enabling the endpoint", wire.VerbEnable,
 			"use --via-annotation, which needs only the API server but patch on the WebhookEndpoint"); err != nil {
 			return err
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // The hints below are commands a person pastes to fix what went wrong. Each must work on
@@ -103,7 +103,7 @@ func bindHint(user, clusterRole, ns string) string {
 // token: the fix when there is no usable credential at all.
 func newAccountHint(clusterRole, ns string) string {
 	return fmt.Sprintf("  kubectl create serviceaccount %s -n %s\n  kubectl create rolebinding %s -n %s --clusterrole=%s --serviceaccount=%s:%s\n  export %s=$(kubectl create token %s -n %s --audience %s)",
-		clusterRole, ns, clusterRole, ns, clusterRole, ns, clusterRole, envHeraldToken, clusterRole, ns, auth.Audience)
+		clusterRole, ns, clusterRole, ns, clusterRole, ns, clusterRole, envHeraldToken, clusterRole, ns, wire.Audience)
 }
 
 // cacheNote is said after a grant for a refused token.
@@ -141,7 +141,7 @@ func tokenAccount(token string) (ns, name string, ok bool) {
 // to get one when the token is not a ServiceAccount's.
 func newTokenHint(token, clusterRole, ns string) string {
 	if saNS, name, ok := tokenAccount(token); ok {
-		return fmt.Sprintf("mint a new one for Herald's audience (tokens expire, and are refused once their ServiceAccount is deleted):\n  export %s=$(kubectl create token %s -n %s --audience %s)", envHeraldToken, name, saNS, auth.Audience)
+		return fmt.Sprintf("mint a new one for Herald's audience (tokens expire, and are refused once their ServiceAccount is deleted):\n  export %s=$(kubectl create token %s -n %s --audience %s)", envHeraldToken, name, saNS, wire.Audience)
 	}
 	return "use a ServiceAccount token instead, e.g.\n" + newAccountHint(clusterRole, ns)
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -14,7 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
+	heraldclient "github.com/herald-dev/herald/pkg/client"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // selectionOptions select what a replay by selection re-sends (herald dlq replay
@@ -32,15 +32,15 @@ func (o *selectionOptions) bindRange(fs *pflag.FlagSet) {
 	fs.StringVar(&o.until, "until", "", "events accepted before this time: RFC 3339 or a duration before now")
 }
 
-func (o *selectionOptions) request(from ...string) admin.ReplaySelectionRequest {
-	return admin.ReplaySelectionRequest{Since: o.since, Until: o.until, EventType: o.eventType, EventIDs: o.eventIDs, All: o.all, From: from}
+func (o *selectionOptions) request(from ...string) wire.ReplaySelectionRequest {
+	return wire.ReplaySelectionRequest{Since: o.since, Until: o.until, EventType: o.eventType, EventIDs: o.eventIDs, All: o.all, From: from}
 }
 
 // ReplayProgress is what a replay by selection prints with -o json or yaml.
 type ReplayProgress struct {
 	Namespace string `json:"namespace"`
 	Endpoint  string `json:"endpoint"`
-	admin.ReplayStarted
+	wire.ReplayStarted
 	// Status is the endpoint's status.replay when the command stopped waiting.
 	Status *heraldv1.ReplayStatus `json:"status,omitempty"`
 }
@@ -54,8 +54,8 @@ func runSelection(cmd *cobra.Command, kube *kubeOptions, api *apiOptions, ns, na
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 	defer cancel()
-	var started admin.ReplayStarted
-	if err := ep.call(ctx, http.MethodPost, name, "replays", nil, o.request(from...), &started, "replaying", admin.PermissionReplay.Verb, ""); err != nil {
+	started, err := ep.endpoint(name).Replay(ctx, o.request(from...))
+	if err := ep.explain(ctx, err, name, "replaying", wire.VerbReplay, ""); err != nil {
 		return err
 	}
 	res := ReplayProgress{Namespace: ns, Endpoint: name, ReplayStarted: started}
@@ -225,8 +225,8 @@ func (o *eventsGetOptions) run(cmd *cobra.Command, id string) error {
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
-	var h admin.EventHistory
-	if err := api.do(ctx, http.MethodGet, api.base.JoinPath("v1", "namespaces", ns, "events", id), "", nil, &h, "reading an event's history", admin.PermissionRead.Verb, ""); err != nil {
+	h, err := api.c.EventHistory(ctx, ns, id)
+	if err := api.explain(ctx, err, "", "reading an event's history", wire.VerbRead, ""); err != nil {
 		return err
 	}
 	if o.output != "table" {
@@ -260,7 +260,7 @@ func withheldNote(w io.Writer, withheld, ns string) {
 		withheld, ns, bindHint(user, responseReaderClusterRole, ns), cacheNote("read again"))
 }
 
-func printAttempts(w io.Writer, items []admin.Attempt, withEvent bool) {
+func printAttempts(w io.Writer, items []wire.Attempt, withEvent bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
 	if withEvent {
 		fmt.Fprint(tw, "EVENT ID\t")
@@ -334,23 +334,14 @@ func newAttemptsListCommand() *cobra.Command {
 }
 
 func (o *attemptsListOptions) run(cmd *cobra.Command, name string) error {
-	ns, api, q, err := o.list.start()
+	ns, api, err := o.list.start()
 	if err != nil {
 		return err
 	}
-	if o.failed {
-		q.Set("failed", "true")
-	}
-	if o.since != "" {
-		q.Set("since", o.since)
-	}
-	if o.eventID != "" {
-		q.Set("eventId", o.eventID)
-	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.list.timeout)
 	defer cancel()
-	var list admin.AttemptList
-	if err := api.call(ctx, http.MethodGet, name, "attempts", q, nil, &list, "reading the attempt log", admin.PermissionRead.Verb, ""); err != nil {
+	list, err := api.endpoint(name).Attempts(ctx, heraldclient.AttemptQuery{Limit: o.list.limit, EventID: o.eventID, Since: o.since, Failed: o.failed})
+	if err := api.explain(ctx, err, name, "reading the attempt log", wire.VerbRead, ""); err != nil {
 		return err
 	}
 	if o.list.output != "table" {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // TestHistory_AttemptsEventsAndReplayBySelection runs the commands of the attempt log
@@ -42,7 +42,7 @@ func TestHistory_AttemptsEventsAndReplayBySelection(t *testing.T) {
 	})
 
 	// The failed attempts of the last hour: two per dead letter, each a 500.
-	var failed admin.AttemptList
+	var failed wire.AttemptList
 	eventually(t, 10*time.Second, "four failed attempts in the log", func() bool {
 		r := mustCLI(t, "attempts", "list", "ledger", "--failed", "--since", "1h", "-o", "json")
 		return json.Unmarshal([]byte(r.stdout), &failed) == nil && len(failed.Items) == 4
@@ -83,7 +83,7 @@ func TestHistory_AttemptsEventsAndReplayBySelection(t *testing.T) {
 	}
 
 	// The history of a dead-lettered then replayed event: two 500s, then the replay's 204.
-	var h admin.EventHistory
+	var h wire.EventHistory
 	eventually(t, 10*time.Second, "three attempts of evt_ledger_bad1", func() bool {
 		r := mustCLI(t, "events", "get", "evt_ledger_bad1", "-o", "json")
 		return json.Unmarshal([]byte(r.stdout), &h) == nil && len(h.Deliveries) == 1 && len(h.Deliveries[0].Attempts) == 3

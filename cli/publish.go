@@ -11,15 +11,16 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/version"
+	heraldclient "github.com/herald-dev/herald/pkg/client"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Environment variables read by herald publish.
@@ -56,13 +57,13 @@ func newPublishCommand() *cobra.Command {
 
 The namespace comes from -n, else from the kubeconfig context, as with kubectl. The
 credential is --token, else $HERALD_TOKEN, else a token bound to Herald's audience
-(` + auth.Audience + `, 10 minutes) that the kubeconfig's ServiceAccount mints for itself
+(` + wire.Audience + `, 10 minutes) that the kubeconfig's ServiceAccount mints for itself
 with the TokenRequest API; the kubeconfig's own credential is never sent. A
 ServiceAccount token works when the ServiceAccount may create events.hooks.herald.dev
 in the namespace:
 
   kubectl create rolebinding NAME-herald-publisher -n NS --clusterrole=herald-publisher --serviceaccount=NS:NAME
-  export HERALD_TOKEN=$(kubectl create token NAME -n NS --audience ` + auth.Audience + `)
+  export HERALD_TOKEN=$(kubectl create token NAME -n NS --audience ` + wire.Audience + `)
 
 Minting from the kubeconfig needs create on serviceaccounts/token for the
 ServiceAccount itself (a Role with resourceNames: [NAME]); a person whose kubeconfig
@@ -85,7 +86,7 @@ repeated with --id after a timeout without delivering the event twice.`,
 	o.kube.bind(fs)
 	fs.StringVar(&o.server, "server", "", "URL of the dispatcher's ingest API (default $"+envHeraldURL+", else "+defaultIngestURL+")")
 	fs.StringVar(&o.caFile, "certificate-authority", "", "PEM file of the CA to check an https:// dispatcher's certificate with (default $"+envHeraldCAFile+", else the CA the manager publishes in ConfigMap "+publishedCANamespace+"/"+publishedCAName+", besides the system's)")
-	fs.StringVar(&o.token, "token", "", "bearer token: a ServiceAccount token for audience "+auth.Audience+", or an API key (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
+	fs.StringVar(&o.token, "token", "", "bearer token: a ServiceAccount token for audience "+wire.Audience+", or an API key (default $"+envHeraldToken+", else one the kubeconfig's ServiceAccount mints for itself)")
 	fs.StringVar(&o.typ, "type", "", "event type, e.g. order.created (required)")
 	fs.StringVar(&o.id, "id", "", "event id; receivers deduplicate on it, and a repeated id is not delivered again (default a new evt_ id)")
 	fs.StringVar(&o.source, "source", "", "optional source of the event, e.g. a service name")
@@ -118,79 +119,19 @@ func (o *publishOptions) run(cmd *cobra.Command) error {
 		return err
 	}
 	if o.id == "" {
-		o.id = ingest.NewID(time.Now())
+		o.id = wire.NewEventID(time.Now())
 	}
-	transport, err := o.transport(cmd.Context(), endpoint)
+	c, err := o.client(cmd, endpoint)
 	if err != nil {
 		return err
 	}
-
-	body, err := eventBody(o.id, o.typ, o.source, data)
-	if err != nil {
-		return fmt.Errorf("encoding the event: %w", err)
-	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
 	defer cancel()
-	target := endpoint.JoinPath("v1", "namespaces", ns, "events")
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target.String(), bytes.NewReader(body))
+	res, err := c.Publish(ctx, ns, wire.Event{ID: o.id, Type: o.typ, Source: o.source, Data: data})
 	if err != nil {
-		return fmt.Errorf("building the request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "herald-cli/"+version.Version)
-	resp, err := (&http.Client{Transport: transport}).Do(req)
-	if err != nil {
-		return o.transportError(ctx, endpoint, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("reading the answer of %s: %w", endpoint.Redacted(), err)
-	}
-	if resp.StatusCode != http.StatusAccepted {
-		return o.refusal(resp, raw, endpoint, ns)
-	}
-	var res ingest.Result
-	if err := json.Unmarshal(raw, &res); err != nil || res.ID == "" {
-		return fmt.Errorf("%s answered 202 with %q, which is not an ingest result: is --server the dispatcher's ingest API?", endpoint.Redacted(), truncateText(raw))
-	}
-	// A deprecated event type, or one whose schema does not compile: accepted, and said.
-	for _, w := range resp.Header.Values("Warning") {
-		fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", w)
+		return o.failure(ctx, endpoint, ns, err)
 	}
 	return printResult(cmd.OutOrStdout(), o.output, res)
-}
-
-// eventBody is the ingest request for one event, written around data rather than
-// marshalled: encoding/json compacts a json.RawMessage and escapes <, > and & in it,
-// while the ingest API delivers data byte for byte, so marshalling changed what the
-// receiver got (and what it signs over).
-func eventBody(id, typ, source string, data []byte) ([]byte, error) {
-	var b bytes.Buffer
-	field := func(name, value string) error {
-		v, err := json.Marshal(value)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&b, "%q:%s,", name, v)
-		return nil
-	}
-	b.WriteByte('{')
-	if err := field("id", id); err != nil {
-		return nil, err
-	}
-	if err := field("type", typ); err != nil {
-		return nil, err
-	}
-	if source != "" {
-		if err := field("source", source); err != nil {
-			return nil, err
-		}
-	}
-	b.WriteString(`"data":`)
-	b.Write(data)
-	b.WriteByte('}')
-	return b.Bytes(), nil
 }
 
 // readData returns the event data as given: --data, or the bytes of --data-file, checked
@@ -241,9 +182,12 @@ func ingestURL(flag string) (*url.URL, error) {
 	return u, nil
 }
 
-// transport returns the HTTP transport carrying the credential, chosen in the order
-// --token, $HERALD_TOKEN, a token the kubeconfig's ServiceAccount mints for Herald.
-func (o *publishOptions) transport(ctx context.Context, server *url.URL) (http.RoundTripper, error) {
+// client returns the dispatcher's client carrying the credential, chosen in the order
+// --token, $HERALD_TOKEN, a token the kubeconfig's ServiceAccount mints for Herald. A
+// deprecated event type, or one whose schema does not compile, is accepted and said:
+// the dispatcher's Warning headers go to standard error.
+func (o *publishOptions) client(cmd *cobra.Command, server *url.URL) (*heraldclient.Client, error) {
+	ctx := cmd.Context()
 	base, err := dispatcherTransport(ctx, server, &o.kube, o.caFile)
 	if err != nil {
 		return nil, err
@@ -252,16 +196,27 @@ func (o *publishOptions) transport(ctx context.Context, server *url.URL) (http.R
 	cred, err := heraldCredential(ctx, &o.kube, o.token)
 	if err != nil {
 		return nil, credentialError(err,
-			"pass --token or set "+envHeraldToken+" to a ServiceAccount token for audience "+auth.Audience+" or an API key",
+			"pass --token or set "+envHeraldToken+" to a ServiceAccount token for audience "+wire.Audience+" or an API key",
 			newAccountHint(publisherClusterRole, ns))
 	}
 	o.sentToken = cred.token
-	return bearer(cred.token, base), nil
+	return heraldclient.New(server.String(), heraldclient.Options{Token: cred.token, Transport: base,
+		Retry: heraldclient.Retry{Attempts: 1}, UserAgent: "herald-cli/" + version.Version,
+		WarningHandler: func(w string) { fmt.Fprintln(cmd.ErrOrStderr(), "Warning:", w) }})
 }
 
-func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, err error) error {
+// failure turns a publish that failed into an error that says what to change. The CLI
+// does not retry: the person decides, and the messages name the id to repeat with.
+func (o *publishOptions) failure(ctx context.Context, endpoint *url.URL, ns string, err error) error {
 	where := endpoint.Redacted()
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+	var refused *heraldclient.APIError
+	var unexpected *heraldclient.UnexpectedAnswerError
+	switch {
+	case errors.As(err, &refused):
+		return o.refusal(refused, endpoint, ns)
+	case errors.As(err, &unexpected):
+		return fmt.Errorf("%s answered 202 with %q, which is not an ingest result: is --server the dispatcher's ingest API?", where, truncateText(unexpected.Body))
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return fmt.Errorf("%s did not answer within --timeout %s; the event may or may not be stored: repeat with --id %s, which never delivers it twice", where, o.timeout, o.id)
 	}
 	var op *net.OpError
@@ -275,17 +230,16 @@ func (o *publishOptions) transportError(ctx context.Context, endpoint *url.URL, 
 }
 
 // refusal turns a non-202 answer into an error that says what to change.
-func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.URL, ns string) error {
-	var e ingest.ErrorResponse
-	if json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
-		if plainToTLS(resp, raw) {
+func (o *publishOptions) refusal(e *heraldclient.APIError, endpoint *url.URL, ns string) error {
+	if e.Detail.Code == "" {
+		if plainToTLS(e) {
 			return fmt.Errorf("the dispatcher at %s serves https: use https:// in --server or %s", endpoint.Redacted(), envHeraldURL)
 		}
 		return fmt.Errorf("%s answered %s with %q, which is not the ingest API's error format: is --server (or %s) the dispatcher's ingest address?",
-			endpoint.Redacted(), resp.Status, truncateText(raw), envHeraldURL)
+			endpoint.Redacted(), e.Status, truncateText(e.Body), envHeraldURL)
 	}
-	msg := e.Error.Message
-	switch resp.StatusCode {
+	msg := e.Detail.Message
+	switch e.StatusCode {
 	case http.StatusUnauthorized:
 		return fmt.Errorf("the ingest API refused the credentials (%s): pass --token or set %s to a ServiceAccount token allowed to create events.hooks.herald.dev in namespace %q, or an API key of that namespace; %s",
 			msg, envHeraldToken, ns, newTokenHint(o.sentToken, publisherClusterRole, ns))
@@ -309,23 +263,23 @@ func (o *publishOptions) refusal(resp *http.Response, raw []byte, endpoint *url.
 	case http.StatusUnprocessableEntity:
 		// The namespace's catalog: an undeclared type, or data that breaks its schema.
 		return fmt.Errorf("the namespace's catalog refused the event (%s): %s; the declared types and their schemas: kubectl get webhookeventtypes -n %s -o yaml",
-			e.Error.Code, msg, ns)
+			e.Detail.Code, msg, ns)
 	case http.StatusRequestEntityTooLarge:
 		return fmt.Errorf("the ingest API refused the event: %s; send less data, or raise the dispatcher's --max-body-bytes", msg)
 	case http.StatusNotFound:
 		return fmt.Errorf("the ingest API has no such route (%s): is --server %s the dispatcher's ingest base URL, without a path?", msg, endpoint.Redacted())
 	case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-		wait := resp.Header.Get("Retry-After")
-		if wait == "" {
-			wait = "a few"
+		wait := "a few"
+		if e.RetryAfter > 0 {
+			wait = strconv.Itoa(int(e.RetryAfter.Seconds()))
 		}
 		return fmt.Errorf("the dispatcher cannot take the event now (%s): retry in %s seconds with --id %s, which never delivers it twice", msg, wait, o.id)
 	default:
-		return fmt.Errorf("the ingest API answered %s: %s", resp.Status, msg)
+		return fmt.Errorf("the ingest API answered %s: %s", e.Status, msg)
 	}
 }
 
-func printResult(w io.Writer, format string, res ingest.Result) error {
+func printResult(w io.Writer, format string, res wire.PublishResult) error {
 	if format == "json" || format == "yaml" {
 		return printObject(w, format, res)
 	}

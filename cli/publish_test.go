@@ -18,6 +18,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
@@ -50,9 +51,9 @@ func ingestServer(t *testing.T) (*httptest.Server, *dispatcherIngest) {
 		}
 		return auth.Identity{Name: "system:serviceaccount:shop:producer", Method: auth.MethodToken}, nil
 	})
-	p, err := app.NewPipeline(context.Background(), app.PipelineOptions{
-		Store: queue.Options{DataDir: t.TempDir()}, Authorizer: authz, Ingest: ingest.Limits{MaxBodyBytes: 4096}, WithoutOutcome: true, Log: testr.New(t),
-	})
+	conf := config.Default()
+	conf.Store.DataDir, conf.Ingest.MaxBodyBytes = t.TempDir(), 4096
+	p, err := app.NewPipeline(context.Background(), app.PipelineOptions{Config: conf, Authorizer: authz, WithoutOutcome: true, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,9 @@
-// Package cli defines the herald command tree. Each subcommand lives in its own file and
-// only wires packages together; the behaviour lives in the packages it calls.
+// Package cli defines the herald user commands (publish, verify, dlq, endpoint, events,
+// attempts, docs, version): a thin layer over pkg/client for the dispatcher's HTTP APIs
+// and over the API server for the resources. Each subcommand lives in its own file. The
+// servers' entry points (herald manager, herald dispatcher) are in cmd/; main.go puts the
+// two together into the one herald binary, as Cluster API's clusterctl separates its
+// commands from its client.
 package cli
 
 import (
@@ -13,7 +17,8 @@ import (
 	"github.com/herald-dev/herald/internal/version"
 )
 
-// NewRootCommand returns the herald command with every subcommand attached.
+// NewRootCommand returns the herald command with every user command attached (main.go
+// adds the servers).
 func NewRootCommand() *cobra.Command { return NewRootCommandAs("herald") }
 
 // NewRootCommandAs returns the command tree named after the program as invoked
@@ -28,7 +33,7 @@ func NewRootCommandAs(invoked string) *cobra.Command {
 		// Whatever a command prints goes through printableWriter (terminal.go).
 		PersistentPreRun: printableOutput,
 	}
-	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newVersionCommand())
+	root.AddCommand(newVersionCommand())
 	root.AddCommand(newPublishCommand(), newVerifyCommand())
 	root.AddCommand(newDLQCommand(), newEndpointCommand(), newEventsCommand(), newAttemptsCommand(), newDocsCommand(), newConsoleCommand())
 	if name := displayName(invoked); name != "herald" {

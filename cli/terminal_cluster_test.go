@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // hostileBody is what a receiver answers to make whoever reads the attempt log run its
@@ -65,7 +65,7 @@ func TestCLI_AReceiversTextCannotDriveTheTerminal(t *testing.T) {
 	})
 
 	// -o json and -o yaml: the body as the receiver sent it.
-	var fromJSON, fromYAML admin.AttemptList
+	var fromJSON, fromYAML wire.AttemptList
 	r := mustCLI(t, "attempts", "list", "hostile", "--failed", "-o", "json")
 	if err := json.Unmarshal([]byte(r.stdout), &fromJSON); err != nil || len(fromJSON.Items) == 0 || fromJSON.Items[0].Body != hostileBody {
 		t.Fatalf("attempts -o json printed %q (%v)", r.stdout, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 
@@ -14,7 +13,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
-	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // heraldTokenLifetime is how long a token the CLI mints for the dispatcher lives: the
@@ -62,7 +61,7 @@ func heraldCredential(ctx context.Context, kube *kubeOptions, flag string) (cred
 		return credential{}, &notServiceAccountError{user: user}
 	}
 	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{auth.Audience}, ExpirationSeconds: ptr.To[int64](heraldTokenLifetime)},
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{wire.Audience}, ExpirationSeconds: ptr.To[int64](heraldTokenLifetime)},
 	}, metav1.CreateOptions{})
 	if err != nil {
 		if apierrors.IsForbidden(err) {
@@ -88,7 +87,7 @@ func serviceAccountOf(user string) (ns, name string, ok bool) {
 type notServiceAccountError struct{ user string }
 
 func (e *notServiceAccountError) Error() string {
-	return fmt.Sprintf("the kubeconfig's user %q is not a ServiceAccount: the CLI sends the dispatcher only short-lived tokens bound to Herald's audience (%s), which Kubernetes mints for ServiceAccounts, never the kubeconfig's own credential", e.user, auth.Audience)
+	return fmt.Sprintf("the kubeconfig's user %q is not a ServiceAccount: the CLI sends the dispatcher only short-lived tokens bound to Herald's audience (%s), which Kubernetes mints for ServiceAccounts, never the kubeconfig's own credential", e.user, wire.Audience)
 }
 
 // selfTokenForbiddenError: the ServiceAccount may not mint its own tokens.
@@ -105,22 +104,6 @@ func selfTokenGrantHint(ns, name string) string {
 	role := name + "-herald-token"
 	return fmt.Sprintf("  kubectl create role %s -n %s --verb=create --resource=serviceaccounts/token --resource-name=%s\n  kubectl create rolebinding %s -n %s --role=%s --serviceaccount=%s:%s",
 		role, ns, name, role, ns, role, ns, name)
-}
-
-// bearer wraps rt so that every request carries token.
-func bearer(token string, rt http.RoundTripper) http.RoundTripper {
-	return &staticBearer{token: token, rt: rt}
-}
-
-type staticBearer struct {
-	token string
-	rt    http.RoundTripper
-}
-
-func (s *staticBearer) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set("Authorization", "Bearer "+s.token)
-	return s.rt.RoundTrip(r)
 }
 
 // credentialError turns heraldCredential's failure into what a command prints: fix is

@@ -13,6 +13,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	heraldclient "github.com/herald-dev/herald/pkg/client"
 )
 
 // envHeraldCAFile names a PEM file of the CA the dispatcher's certificate is checked
@@ -110,6 +112,6 @@ func ipStrings(c *x509.Certificate) []string {
 }
 
 // plainToTLS reports Go's answer to plain HTTP on a TLS port.
-func plainToTLS(resp *http.Response, body []byte) bool {
-	return resp.StatusCode == http.StatusBadRequest && strings.Contains(string(body), "HTTP request to an HTTPS server")
+func plainToTLS(e *heraldclient.APIError) bool {
+	return e.StatusCode == http.StatusBadRequest && strings.Contains(string(e.Body), "HTTP request to an HTTPS server")
 }

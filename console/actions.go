@@ -3,11 +3,10 @@ package console
 import (
 	"context"
 	"fmt"
+	"github.com/herald-dev/herald/pkg/wire"
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/herald-dev/herald/dispatcher/admin"
 )
 
 // The actions. Each is a link to a confirmation page (GET, which changes nothing) whose
@@ -99,9 +98,9 @@ func (s *Server) do(ctx context.Context, a actionRequest) (string, error) {
 		}
 		return target + " was not disabled; its consecutive failure count is reset.", nil
 	case "replay", "replay-type":
-		req := admin.ReplayRequest{EventType: a.eventType}
+		req := wire.ReplayRequest{EventType: a.eventType}
 		if a.kind == "replay" {
-			req = admin.ReplayRequest{EventIDs: []string{a.event}}
+			req = wire.ReplayRequest{EventIDs: []string{a.event}}
 		}
 		res, err := s.opts.Actions.ReplayDeadLetters(ctx, a.ns, a.name, req)
 		if err != nil {
@@ -112,9 +111,9 @@ func (s *Server) do(ctx context.Context, a actionRequest) (string, error) {
 		}
 		return fmt.Sprintf("Replayed %d dead letter(s) of %s; they are delivered with their original event ids.", res.Replayed, target), nil
 	case "replay-range", "resend":
-		req := admin.ReplaySelectionRequest{Since: a.since, Until: a.until, From: []string{"dead-letters"}}
+		req := wire.ReplaySelectionRequest{Since: a.since, Until: a.until, From: []string{"dead-letters"}}
 		if a.kind == "resend" {
-			req = admin.ReplaySelectionRequest{EventIDs: []string{a.event}, From: []string{"delivered", "dead-letters"}}
+			req = wire.ReplaySelectionRequest{EventIDs: []string{a.event}, From: []string{"delivered", "dead-letters"}}
 		}
 		res, err := s.opts.Actions.Replay(ctx, a.ns, a.name, req)
 		if err != nil {

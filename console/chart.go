@@ -2,11 +2,10 @@ package console
 
 import (
 	"fmt"
+	"github.com/herald-dev/herald/pkg/wire"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/herald-dev/herald/dispatcher/admin"
 )
 
 // chartMinutes is the window of the charts: the last hour, a bar a minute.
@@ -33,7 +32,7 @@ type chartView struct {
 	MeanMs            float64
 	// Alt says in words what the chart shows.
 	Alt       string
-	Rows      []admin.SummaryBucket
+	Rows      []wire.SummaryBucket
 	Truncated bool
 	Ticks     []chartTick
 	PlotTop   int
@@ -53,7 +52,7 @@ type chartTick struct {
 	Anchor string
 }
 
-func chartOf(s *admin.AttemptSummary, title, id string) *chartView {
+func chartOf(s *wire.AttemptSummary, title, id string) *chartView {
 	c := &chartView{ID: id, Title: title, W: chartW, H: chartH, Truncated: s.Truncated, PlotTop: plotTop, PlotBot: plotBottom}
 	n := len(s.Buckets)
 	if n == 0 {

@@ -22,8 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // One API server for the package's tests of what the console reads from it.
@@ -54,25 +54,25 @@ type noDispatcher struct{}
 
 var errNoDispatcher = errors.New("no dispatcher in this test")
 
-func (noDispatcher) DeadLetters(context.Context, string, string, int) (*admin.DeadLetterList, error) {
+func (noDispatcher) DeadLetters(context.Context, string, string, int) (*wire.DeadLetterList, error) {
 	return nil, errNoDispatcher
 }
-func (noDispatcher) Attempts(context.Context, string, string, string, int) (*admin.AttemptList, error) {
+func (noDispatcher) Attempts(context.Context, string, string, string, int) (*wire.AttemptList, error) {
 	return nil, errNoDispatcher
 }
-func (noDispatcher) Event(context.Context, string, string) (*admin.EventHistory, error) {
+func (noDispatcher) Event(context.Context, string, string) (*wire.EventHistory, error) {
 	return nil, errNoDispatcher
 }
-func (noDispatcher) Summary(context.Context, string, string, int) (*admin.AttemptSummary, error) {
+func (noDispatcher) Summary(context.Context, string, string, int) (*wire.AttemptSummary, error) {
 	return nil, errNoDispatcher
 }
-func (noDispatcher) Enable(context.Context, string, string) (*admin.EnableResponse, error) {
+func (noDispatcher) Enable(context.Context, string, string) (*wire.EnableResponse, error) {
 	return nil, errNoDispatcher
 }
-func (noDispatcher) ReplayDeadLetters(context.Context, string, string, admin.ReplayRequest) (*admin.ReplayResponse, error) {
+func (noDispatcher) ReplayDeadLetters(context.Context, string, string, wire.ReplayRequest) (*wire.ReplayResponse, error) {
 	return nil, errNoDispatcher
 }
-func (noDispatcher) Replay(context.Context, string, string, admin.ReplaySelectionRequest) (*admin.ReplayStarted, error) {
+func (noDispatcher) Replay(context.Context, string, string, wire.ReplaySelectionRequest) (*wire.ReplayStarted, error) {
 	return nil, errNoDispatcher
 }
 

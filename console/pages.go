@@ -20,7 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 //go:embed templates/*.html
@@ -259,7 +259,7 @@ func (s *Server) namespace(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	// The subscriptions and the chart are read beside the list.
 	var subs *heraldv1.WebhookSubscriptionList
-	var sum *admin.AttemptSummary
+	var sum *wire.AttemptSummary
 	var subsErr, sumErr error
 	subsRead, sumRead := make(chan struct{}), make(chan struct{})
 	go func() { defer close(subsRead); subs, subsErr = s.opts.Cluster.Subscriptions(ctx, ns, Page{Limit: 200}) }()
@@ -411,11 +411,11 @@ type endpointPage struct {
 // refreshed live.
 type EndpointParts struct {
 	Namespace, Name string
-	Attempts        []admin.Attempt
+	Attempts        []wire.Attempt
 	AttemptsMore    bool
 	BodiesWithheld  *problem
 	AttemptsProblem *problem
-	DeadLetters     []admin.DeadLetter
+	DeadLetters     []wire.DeadLetter
 	DeadLettersMore bool
 	DeadLetterTypes []string
 	DeadProblem     *problem
@@ -466,7 +466,7 @@ func (s *Server) readEndpointParts(ctx context.Context, v *endpointView) Endpoin
 		}
 		out.AttemptsMore = out.AttemptsMore || l.More
 		// Newest first: what a person looks at after something happened.
-		out.Attempts = make([]admin.Attempt, len(items))
+		out.Attempts = make([]wire.Attempt, len(items))
 		for i := range items {
 			out.Attempts[len(items)-1-i] = items[i]
 		}
@@ -513,7 +513,7 @@ type eventPage struct {
 
 type EventParts struct {
 	Namespace, ID string
-	History       *admin.EventHistory
+	History       *wire.EventHistory
 	Withheld      *problem
 	Problem       *problem
 }

@@ -6,7 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // The console reaches the API server and the dispatcher only through the three
@@ -44,21 +44,21 @@ type Page struct {
 // Deliveries reads the dispatcher's endpoint API (dispatcher/admin). A BodiesWithheld
 // of its answers is shown as an error is: it should say who may grant what.
 type Deliveries interface {
-	DeadLetters(ctx context.Context, ns, endpoint string, limit int) (*admin.DeadLetterList, error)
+	DeadLetters(ctx context.Context, ns, endpoint string, limit int) (*wire.DeadLetterList, error)
 	// Attempts lists an endpoint's attempts since a time ("1h"), oldest first.
-	Attempts(ctx context.Context, ns, endpoint, since string, limit int) (*admin.AttemptList, error)
-	Event(ctx context.Context, ns, id string) (*admin.EventHistory, error)
+	Attempts(ctx context.Context, ns, endpoint, since string, limit int) (*wire.AttemptList, error)
+	Event(ctx context.Context, ns, id string) (*wire.EventHistory, error)
 	// Summary counts the attempts of the last minutes per minute, of one endpoint or,
 	// with endpoint "", of the whole namespace.
-	Summary(ctx context.Context, ns, endpoint string, minutes int) (*admin.AttemptSummary, error)
+	Summary(ctx context.Context, ns, endpoint string, minutes int) (*wire.AttemptSummary, error)
 }
 
 // Actions act through the dispatcher's endpoint API; each needs the verb the CLI's
 // command needs (enable, replay).
 type Actions interface {
-	Enable(ctx context.Context, ns, endpoint string) (*admin.EnableResponse, error)
+	Enable(ctx context.Context, ns, endpoint string) (*wire.EnableResponse, error)
 	// ReplayDeadLetters replays dead letters and waits for the answer.
-	ReplayDeadLetters(ctx context.Context, ns, endpoint string, req admin.ReplayRequest) (*admin.ReplayResponse, error)
+	ReplayDeadLetters(ctx context.Context, ns, endpoint string, req wire.ReplayRequest) (*wire.ReplayResponse, error)
 	// Replay starts a replay by selection in the background (status.replay).
-	Replay(ctx context.Context, ns, endpoint string, req admin.ReplaySelectionRequest) (*admin.ReplayStarted, error)
+	Replay(ctx context.Context, ns, endpoint string, req wire.ReplaySelectionRequest) (*wire.ReplayStarted, error)
 }

@@ -12,10 +12,11 @@
 //	outcome  -> what the attempt means: shared failure state and auto-disable, Events,
 //	            the dispatcher's part of the resource's status
 //
-// Beside the route: watch turns WebhookEndpoints (judged by internal/resolve, as the
-// manager judges them), WebhookSubscriptions and WebhookEventTypes into the engine's and
+// Beside the route: watch turns WebhookEndpoints (judged by resolve, the one judge, which
+// the manager asks too), WebhookSubscriptions and WebhookEventTypes into the engine's and
 // the router's configuration and the catalog's compiled schemas; admin is the endpoint
-// API (dead letters, replay, re-enable, receivers' documents); replay re-sends stored
+// API (dead letters, replay, re-enable, receivers' documents written by receiverdocs);
+// replay re-sends stored
 // deliveries by selection, one replay per endpoint; reclaim purges what deleted
 // endpoints left in the store (every record there is keyed by the WebhookEndpoint's UID,
 // so none reaches an endpoint created later under the name); metrics observes the

@@ -32,7 +32,7 @@ const (
 )
 
 // Reasons of a WebhookEndpoint's Ready and Delivering conditions. The dispatcher holds
-// deliveries for exactly these reasons; one resolver (internal/resolve) decides them for
+// deliveries for exactly these reasons; one resolver (dispatcher/resolve) decides them for
 // the manager and the dispatcher alike.
 const (
 	// ReasonReady: the endpoint can be delivered to.

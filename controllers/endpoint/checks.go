@@ -31,7 +31,7 @@ func evaluate(in *inputs) (reason, message string) {
 	return heraldv1.ReasonReady, in.result.Message
 }
 
-// resolved reports internal/resolve's judgement on the spec and the Secrets.
+// resolved reports dispatcher/resolve's judgement on the spec and the Secrets.
 func resolved(in *inputs) (string, string, bool) {
 	r := in.result
 	if r.Ready() {

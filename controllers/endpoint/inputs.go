@@ -15,8 +15,8 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/signer"
-	"github.com/herald-dev/herald/internal/resolve"
 )
 
 // signingSecretPrefix and signingSecretBytes define the generated secret: the Standard
@@ -30,7 +30,7 @@ const (
 // inputs are what the checks look at.
 type inputs struct {
 	endpoint *heraldv1.WebhookEndpoint
-	// result is internal/resolve's judgement on the endpoint and its Secrets.
+	// result is dispatcher/resolve's judgement on the endpoint and its Secrets.
 	result resolve.Result
 	// generateErr says why a missing signing Secret could not be generated.
 	generateErr error

@@ -12,7 +12,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/internal/resolve"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 )
 
 // actionPublishPublicKey is the Event action of the public-key ConfigMap's writes.

@@ -1,11 +1,8 @@
 package workload
 
 import (
-	"time"
-
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -13,9 +10,9 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
-	"github.com/herald-dev/herald/dispatcher/replay"
-	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/version"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Mode selects where the dispatcher keeps its queue.
@@ -49,18 +46,19 @@ const (
 // DefaultConfig, in tests) fills these in.
 const (
 	DefaultNamespace          = "herald-system"
-	DefaultName               = "herald-dispatcher"
+	DefaultName               = wire.DefaultService
 	DefaultImageRepository    = "ghcr.io/herald-dev/herald"
 	DefaultStorageSize        = "1Gi"
 	DefaultNATSCredentialsKey = "nats.creds"
 	DefaultCPURequest         = "100m"
 	DefaultMemoryRequest      = "128Mi"
 	DefaultMemoryLimit        = "512Mi"
-	DefaultMaxBodyBytes       = 1 << 20
 )
 
 // Config is the dispatcher workload the manager maintains, from the manager's flags. The
 // Helm chart and config/manager set these flags; the manager itself never guesses.
+// Dispatcher is the dispatcher's own configuration, which the manager renders into the
+// dispatcher's ConfigMap; the rest is the workload around it.
 type Config struct {
 	// Namespace of every dispatcher object; the manager's own namespace in a normal install.
 	Namespace string
@@ -84,10 +82,8 @@ type Config struct {
 	StorageSize  string
 	StorageClass string
 
-	// NATSURL is the external NATS cluster; required in external mode.
-	NATSURL string
 	// NATSCredentialsSecret names a Secret in Namespace whose NATSCredentialsKey holds a
-	// NATS .creds file; optional.
+	// NATS .creds file; optional (external mode).
 	NATSCredentialsSecret string
 	NATSCredentialsKey    string
 
@@ -97,53 +93,23 @@ type Config struct {
 	CPULimit      string
 	MemoryLimit   string
 
-	// NATSStreamReplicas is the replication of Herald's streams in the external cluster;
-	// 0 lets the dispatcher choose (3 on a cluster, fewer if it is smaller).
-	NATSStreamReplicas int
-	// MaxPendingBytes and DeadLetterMaxBytes cap the delivery and dead-letter streams;
-	// 0 leaves them to the NATS servers' storage.
-	MaxPendingBytes    int64
-	DeadLetterMaxBytes int64
-	// SyncAlways makes the embedded store fsync every write before answering 202.
-	SyncAlways bool
-	// History bounds the delivery history (retained delivered events, the attempt log);
-	// zero values are the dispatcher's defaults.
-	History HistoryConfig
-
-	// MaxBodyBytes caps one request to the ingest API.
-	MaxBodyBytes int64
-	// LogVerbosity is the dispatcher's --v.
-	LogVerbosity int
-	// OTLPEndpoint is the OTLP/HTTP collector the dispatcher exports spans to; empty
-	// exports none.
-	OTLPEndpoint string
-
 	// TLS serves the dispatcher's API over TLS (see TLSMode). Either way the CA is
 	// published in the ConfigMap <name>-ca (key ca.crt) for producers and the CLI.
 	TLS TLSMode
 
-	// AcceptAPIServerAudience makes the dispatcher accept producers' tokens for the API
-	// server's own audiences besides Herald's (auth.Audience): for the move to projected
-	// tokens with Herald's audience.
-	AcceptAPIServerAudience bool
+	// Dispatcher is the dispatcher's configuration (package config), bound to the
+	// manager's --dispatcher-<flag> flags; its store.url is the manager's --nats-url
+	// (required in external mode), and its watchNamespaces and outbound policy are the
+	// manager's own --watch-namespaces and --allow-* flags, so that the manager's URL
+	// checks and the dispatcher's dial-time checks can never disagree, nor what each
+	// serves. Rendered (Rendered) with what the manager decides from the pod it builds.
+	Dispatcher config.Dispatcher
 
-	// WatchNamespaces are the namespaces the dispatcher serves (all when empty). It is
-	// not a flag of its own: the manager's --watch-namespaces, which limits the manager
-	// too.
-	WatchNamespaces []string
-
-	// Egress is the operator's proxy every delivery goes through (an http://host:port
-	// URL; empty sends directly), the hosts reached without it, and the
-	// kubernetes.io/basic-auth Secret in Namespace whose username and password the
-	// dispatcher sends to it (optional; the dispatcher reads them from its environment).
-	EgressProxy       string
-	EgressNoProxy     []string
+	// EgressProxySecret names a kubernetes.io/basic-auth Secret in Namespace whose
+	// username and password the dispatcher sends to its egress proxy
+	// (Dispatcher.Egress.Proxy); the pod gets them in its environment, so they are in no
+	// file, ConfigMap or command line. Optional.
 	EgressProxySecret string
-
-	// Outbound is the delivery policy. It is not a flag of its own: the manager copies its
-	// --allow-plain-http/--allow-private-networks policy here, so the manager's URL checks
-	// and the dispatcher's dial-time checks can never disagree.
-	Outbound outbound.Policy
 }
 
 // DefaultConfig returns the configuration BindFlags would produce with no flags set.
@@ -164,9 +130,8 @@ func DefaultConfig() Config {
 		CPURequest:         DefaultCPURequest,
 		MemoryRequest:      DefaultMemoryRequest,
 		MemoryLimit:        DefaultMemoryLimit,
-		MaxBodyBytes:       DefaultMaxBodyBytes,
 		TLS:                TLSOff,
-		History:            HistoryConfig{ReplayRate: replay.DefaultRate},
+		Dispatcher:         config.Default(),
 	}
 }
 
@@ -180,6 +145,9 @@ func defaultImageTag() string {
 // BindFlags registers the manager flags that fill the Config.
 func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	d := DefaultConfig()
+	// What no flag sets (the dispatcher's own settings the manager decides) starts from
+	// the defaults too.
+	*c = d
 	fs.StringVar(&c.Namespace, "dispatcher-namespace", d.Namespace, "namespace of the dispatcher workload; the default is $POD_NAMESPACE when set")
 	fs.StringVar(&c.Name, "dispatcher-name", d.Name, "name of the dispatcher's StatefulSet/Deployment, Service, ServiceAccount and ConfigMap")
 	fs.StringVar(&c.OwnerDeployment, "dispatcher-owner-deployment", "", "the manager's own Deployment; dispatcher objects are owned by it and deleted with it")
@@ -190,30 +158,16 @@ func (c *Config) BindFlags(fs *pflag.FlagSet) {
 	fs.Int32Var(&c.Replicas, "dispatcher-replicas", d.Replicas, "dispatcher replicas; must be 1 in embedded mode")
 	fs.StringVar(&c.StorageSize, "dispatcher-storage-size", d.StorageSize, "size of the embedded store's volume")
 	fs.StringVar(&c.StorageClass, "dispatcher-storage-class", "", "StorageClass of the embedded store's volume (default: the cluster default)")
-	fs.StringVar(&c.NATSURL, "nats-url", "", "URL of the external NATS cluster (external mode)")
+	fs.StringVar(&c.Dispatcher.Store.URL, "nats-url", "", "URL of the external NATS cluster (external mode)")
 	fs.StringVar(&c.NATSCredentialsSecret, "nats-credentials-secret", "", "Secret holding the NATS credentials file (external mode, optional)")
 	fs.StringVar(&c.NATSCredentialsKey, "nats-credentials-key", d.NATSCredentialsKey, "key of the credentials file in --nats-credentials-secret")
 	fs.StringVar(&c.CPURequest, "dispatcher-cpu-request", d.CPURequest, "CPU request of the dispatcher; empty for none")
 	fs.StringVar(&c.MemoryRequest, "dispatcher-memory-request", d.MemoryRequest, "memory request of the dispatcher; empty for none")
 	fs.StringVar(&c.CPULimit, "dispatcher-cpu-limit", "", "CPU limit of the dispatcher; empty for none")
 	fs.StringVar(&c.MemoryLimit, "dispatcher-memory-limit", d.MemoryLimit, "memory limit of the dispatcher (also its GOMEMLIMIT); empty for none")
-	fs.IntVar(&c.NATSStreamReplicas, "nats-stream-replicas", d.NATSStreamReplicas, "replicas of Herald's JetStream streams in the external cluster (1 to 5); 0 lets the dispatcher choose: 3 on a cluster, fewer if it is smaller, never fewer than the streams have")
-	fs.Int64Var(&c.MaxPendingBytes, "dispatcher-max-pending-bytes", 0, "bytes of deliveries stored at most (ingest answers 429 beyond); 0 leaves it to the NATS servers' storage")
-	fs.Int64Var(&c.DeadLetterMaxBytes, "dispatcher-dead-letter-max-bytes", 0, "bytes of dead letters kept at most, the oldest going first; 0 leaves it to the NATS servers' storage")
-	fs.DurationVar(&c.History.RetainDeliveredMaxAge, "dispatcher-retain-delivered-max-age", 72*time.Hour, "how long delivered events are kept for replay by selection")
-	fs.Int64Var(&c.History.RetainDeliveredMaxBytes, "dispatcher-retain-delivered-max-bytes", 256<<20, "bytes of delivered events kept for replay at most, the oldest going first")
-	fs.BoolVar(&c.History.WithoutAttemptLog, "dispatcher-without-attempt-log", false, "do not record attempts in the attempt log")
-	fs.DurationVar(&c.History.AttemptLogMaxAge, "dispatcher-attempt-log-max-age", 7*24*time.Hour, "how long attempt records are kept")
-	fs.Int64Var(&c.History.AttemptLogMaxBytes, "dispatcher-attempt-log-max-bytes", 128<<20, "bytes of attempt records kept at most, the oldest going first")
-	fs.Float64Var(&c.History.ReplayRate, "dispatcher-replay-rate", d.History.ReplayRate, "re-sends per second of one replay at most; 0 for no bound but the store's")
-	fs.BoolVar(&c.SyncAlways, "dispatcher-sync-always", false, "embedded mode: fsync every write before the 202, so a power loss of the node loses nothing (external mode: configure the NATS servers)")
-	fs.Int64Var(&c.MaxBodyBytes, "dispatcher-max-body-bytes", d.MaxBodyBytes, "largest request body the dispatcher's ingest API accepts")
-	fs.IntVar(&c.LogVerbosity, "dispatcher-log-verbosity", 0, "log verbosity of the dispatcher (0 info, 1 debug, 2 trace)")
 	fs.StringVar((*string)(&c.TLS), "dispatcher-tls", string(d.TLS), "serve the dispatcher's ingest and endpoint API over TLS: off; manager (the manager makes and renews a CA and the certificate); external (cert-manager fills the Secret <dispatcher-name>-tls). The CA is published in the ConfigMap <dispatcher-name>-ca")
-	fs.BoolVar(&c.AcceptAPIServerAudience, "dispatcher-accept-api-server-audience", false, "the dispatcher also accepts producers' tokens for the API server's own audience (pods' default tokens), not only for Herald's (hooks.herald.dev): while producers move to projected tokens")
-	fs.StringVar(&c.OTLPEndpoint, "dispatcher-otlp-endpoint", "", "OTLP/HTTP collector base URL (http://otel-collector.observability:4318) the dispatcher exports spans to; empty exports none")
-	fs.StringVar(&c.EgressProxy, "dispatcher-egress-proxy", "", "HTTP CONNECT proxy (http://host:port) the dispatcher sends every delivery through, so receivers can allow-list its addresses; endpoints with spec.proxy use theirs, in-cluster Services are reached directly")
-	fs.StringSliceVar(&c.EgressNoProxy, "dispatcher-egress-no-proxy", nil, "hosts the dispatcher reaches without --dispatcher-egress-proxy: names (and the names under them), IP addresses, CIDR ranges, or *")
+	// Every other setting of the dispatcher, as --dispatcher-<its flag>.
+	config.BindManagerFlags(fs, &c.Dispatcher)
 	fs.StringVar(&c.EgressProxySecret, "dispatcher-egress-proxy-credentials-secret", "", "kubernetes.io/basic-auth Secret in the dispatcher's namespace (keys username, password) sent to --dispatcher-egress-proxy")
 }
 
@@ -238,15 +192,6 @@ func (c Config) Validate() error {
 	default:
 		bad("--dispatcher-image-pull-policy must be Always, IfNotPresent or Never, not %q", c.ImagePullPolicy)
 	}
-	if h := c.History; h.RetainDeliveredMaxAge < 0 || h.RetainDeliveredMaxBytes < 0 || h.AttemptLogMaxAge < 0 || h.AttemptLogMaxBytes < 0 {
-		bad("--dispatcher-retain-delivered-max-age/-bytes and --dispatcher-attempt-log-max-age/-bytes must be 0 (the dispatcher's default) or more")
-	}
-	if c.History.ReplayRate < 0 {
-		bad("--dispatcher-replay-rate must be 0 (no bound) or more, not %g", c.History.ReplayRate)
-	}
-	if c.MaxPendingBytes < 0 || c.DeadLetterMaxBytes < 0 {
-		bad("--dispatcher-max-pending-bytes and --dispatcher-dead-letter-max-bytes must be 0 (no cap but the servers' storage) or more")
-	}
 	switch c.Mode {
 	case ModeEmbedded:
 		if c.Replicas != 1 {
@@ -259,14 +204,8 @@ func (c Config) Validate() error {
 		if c.Replicas < 1 {
 			bad("--dispatcher-replicas must be at least 1, not %d", c.Replicas)
 		}
-		if c.NATSURL == "" {
+		if c.Dispatcher.Store.URL == "" {
 			bad("--nats-url is required with --dispatcher-mode=external")
-		}
-		if c.NATSStreamReplicas < 0 || c.NATSStreamReplicas > 5 {
-			bad("--nats-stream-replicas must be between 1 and 5, or 0 to let the dispatcher choose, not %d", c.NATSStreamReplicas)
-		}
-		if c.SyncAlways {
-			bad("--dispatcher-sync-always applies to the embedded store; an external cluster's servers are configured with jetstream { sync_interval: always }")
 		}
 		if c.NATSCredentialsSecret != "" {
 			if msgs := validation.IsDNS1123Subdomain(c.NATSCredentialsSecret); len(msgs) > 0 {
@@ -292,31 +231,13 @@ func (c Config) Validate() error {
 			bad("%s %q is not a quantity: %v", q.flag, q.value, err)
 		}
 	}
-	if c.OTLPEndpoint != "" {
-		if u, err := url.Parse(c.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("--dispatcher-otlp-endpoint %q must be an http(s) URL such as http://otel-collector.observability:4318", c.OTLPEndpoint)
-		}
-	}
-	if c.EgressProxy != "" {
-		if x, err := outbound.ParseProxy(c.EgressProxy); err != nil {
-			bad("--dispatcher-egress-proxy: %v", err)
-		} else if x.Username != "" || x.Password != "" {
-			bad("--dispatcher-egress-proxy must not carry credentials; name a Secret with --dispatcher-egress-proxy-credentials-secret")
-		}
-	}
-	if err := outbound.CheckNoProxy(c.EgressNoProxy); err != nil {
-		bad("--dispatcher-egress-no-proxy: %v", err)
-	}
 	if c.EgressProxySecret != "" {
-		if c.EgressProxy == "" {
+		if c.Dispatcher.Egress.Proxy == "" {
 			bad("--dispatcher-egress-proxy-credentials-secret needs --dispatcher-egress-proxy")
 		}
 		if msgs := validation.IsDNS1123Subdomain(c.EgressProxySecret); len(msgs) > 0 {
 			bad("--dispatcher-egress-proxy-credentials-secret %q: %s", c.EgressProxySecret, msgs[0])
 		}
-	}
-	if c.MaxBodyBytes < 1 {
-		bad("--dispatcher-max-body-bytes must be positive, not %d", c.MaxBodyBytes)
 	}
 	for _, s := range c.ImagePullSecrets {
 		if msgs := validation.IsDNS1123Subdomain(s); len(msgs) > 0 {
@@ -328,18 +249,18 @@ func (c Config) Validate() error {
 	default:
 		bad("--dispatcher-tls must be off, manager or external, not %q", c.TLS)
 	}
-	for _, ns := range c.WatchNamespaces {
-		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
-			bad("--watch-namespaces %q: %s", ns, msgs[0])
-		}
-	}
 	if c.OwnerDeployment != "" {
 		if msgs := validation.IsDNS1123Subdomain(c.OwnerDeployment); len(msgs) > 0 {
 			bad("--dispatcher-owner-deployment %q: %s", c.OwnerDeployment, msgs[0])
 		}
 	}
+	// The dispatcher's own judge, on what the manager would render (the keys it names
+	// are the chart's values under dispatcher.*, and the manager's --dispatcher-<flag>).
+	if err := c.Rendered().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("invalid dispatcher configuration: %w", err)
+		return fmt.Errorf("invalid dispatcher workload: %w", err)
 	}
 	return nil
 }
@@ -359,17 +280,6 @@ func (c Config) resources() (requests, limits corev1.ResourceList) {
 	requests = add(add(nil, corev1.ResourceCPU, c.CPURequest), corev1.ResourceMemory, c.MemoryRequest)
 	limits = add(add(nil, corev1.ResourceCPU, c.CPULimit), corev1.ResourceMemory, c.MemoryLimit)
 	return requests, limits
-}
-
-// HistoryConfig bounds the dispatcher's delivery history, kept in its store.
-type HistoryConfig struct {
-	RetainDeliveredMaxAge   time.Duration
-	RetainDeliveredMaxBytes int64
-	WithoutAttemptLog       bool
-	AttemptLogMaxAge        time.Duration
-	AttemptLogMaxBytes      int64
-	// ReplayRate bounds the re-sends per second of one replay (0: no bound).
-	ReplayRate float64
 }
 
 // TLSSecretName is the Secret holding the dispatcher's serving certificate (tls.crt,

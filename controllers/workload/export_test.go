@@ -13,7 +13,7 @@ func (r *Reconciler) Desired(ctx context.Context) ([]runtime.ApplyConfiguration,
 	if err != nil {
 		return nil, err
 	}
-	rendered, checksum, err := renderSettings(r.Config.Settings())
+	rendered, checksum, err := render(r.Config.Rendered())
 	if err != nil {
 		return nil, err
 	}

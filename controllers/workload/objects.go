@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -13,9 +12,10 @@ import (
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
-	"sigs.k8s.io/yaml"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/config"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Labels and annotations on the dispatcher objects.
@@ -41,7 +41,7 @@ const (
 	tlsDir           = "/etc/herald/tls"
 	tlsVolume        = "tls"
 	natsCredsFile    = "nats.creds"
-	IngestPort       = 8080
+	IngestPort       = wire.Port
 	MetricsPort      = 9090
 	HealthPort       = 8081
 	nonRootUID       = 65532
@@ -57,117 +57,39 @@ const (
 	defaultTermGrace = 30
 )
 
-// Settings is the content of dispatcher.yaml, which the dispatcher reads with --config:
-// keys are the dispatcher's flag names. The manager renders it from its own flags and
-// passes nothing else on the command line (a command-line flag would win over the file),
-// so the ConfigMap is the one place the dispatcher's configuration lives, and its
-// checksum rolls the pods. Numbers and booleans are written as strings because the
-// dispatcher hands every value to its flag parser as text.
-type Settings struct {
-	IngestBindAddress      string `json:"ingest-bind-address"`
-	MetricsBindAddress     string `json:"metrics-bind-address"`
-	HealthProbeBindAddress string `json:"health-probe-bind-address"`
-
-	// DataDir holds the embedded JetStream store (embedded mode).
-	DataDir string `json:"data-dir,omitempty"`
-	// NATSURL is the external cluster (external mode); empty means embedded.
-	NATSURL string `json:"nats-url,omitempty"`
-	// NATSCredentials is the mounted .creds file (external mode, optional).
-	NATSCredentials string `json:"nats-credentials,omitempty"`
-	// NATSReplicas of Herald's streams in the external cluster; absent, the dispatcher
-	// chooses.
-	NATSReplicas int `json:"nats-replicas,omitempty,string"`
-	// Caps of the delivery and dead-letter streams; absent, the servers' storage.
-	MaxPendingBytes    int64 `json:"max-pending-bytes,omitempty,string"`
-	DeadLetterMaxBytes int64 `json:"dead-letter-max-bytes,omitempty,string"`
-	// SyncAlways: the embedded store fsyncs every write.
-	SyncAlways bool `json:"nats-sync-always,omitempty,string"`
-	// The delivery history's bounds; absent, the dispatcher's defaults.
-	RetainDeliveredMaxAge   string `json:"retain-delivered-max-age,omitempty"`
-	RetainDeliveredMaxBytes int64  `json:"retain-delivered-max-bytes,omitempty,string"`
-	AttemptLog              bool   `json:"attempt-log,string"`
-	AttemptLogMaxAge        string `json:"attempt-log-max-age,omitempty"`
-	AttemptLogMaxBytes      int64  `json:"attempt-log-max-bytes,omitempty,string"`
-	// ReplayRate is always written: its 0 (no bound) is not the dispatcher's default.
-	ReplayRate float64 `json:"replay-rate,string"`
-
-	AllowPlainHTTP       bool `json:"allow-plain-http,string"`
-	AllowPrivateNetworks bool `json:"allow-private-networks,string"`
-	AllowLoopback        bool `json:"allow-loopback,string"`
-
-	MaxBodyBytes int64 `json:"max-body-bytes,string"`
-	Verbosity    int   `json:"v,string"`
-	// OTLPEndpoint receives the dispatcher's spans; empty exports none.
-	OTLPEndpoint string `json:"otlp-endpoint,omitempty"`
-	// AcceptAPIServerAudience: producers' tokens for the API server's audiences work too.
-	AcceptAPIServerAudience bool `json:"accept-api-server-audience,omitempty,string"`
-	// TLS files of the ingest and endpoint API; absent, plain HTTP.
-	TLSCertFile string `json:"tls-cert-file,omitempty"`
-	TLSKeyFile  string `json:"tls-key-file,omitempty"`
-	// WatchNamespaces served, separated by commas; absent, all.
-	WatchNamespaces string `json:"watch-namespaces,omitempty"`
-	// EgressProxy and EgressNoProxy (comma separated); absent, deliveries go directly.
-	EgressProxy   string `json:"egress-proxy,omitempty"`
-	EgressNoProxy string `json:"egress-no-proxy,omitempty"`
-}
-
-// The dispatcher's environment variables holding its proxy's credentials (see the
-// dispatcher's --egress-proxy), set from EgressProxySecret.
-const (
-	envEgressProxyUsername = "HERALD_EGRESS_PROXY_USERNAME"
-	envEgressProxyPassword = "HERALD_EGRESS_PROXY_PASSWORD"
-)
-
-// Settings returns the dispatcher configuration for c.
-func (c Config) Settings() Settings {
-	s := Settings{
-		IngestBindAddress:       fmt.Sprintf(":%d", IngestPort),
-		MetricsBindAddress:      fmt.Sprintf(":%d", MetricsPort),
-		HealthProbeBindAddress:  fmt.Sprintf(":%d", HealthPort),
-		AllowPlainHTTP:          c.Outbound.AllowPlainHTTP,
-		AllowPrivateNetworks:    c.Outbound.AllowPrivateNetworks,
-		AllowLoopback:           c.Outbound.AllowLoopback,
-		MaxBodyBytes:            c.MaxBodyBytes,
-		MaxPendingBytes:         c.MaxPendingBytes,
-		DeadLetterMaxBytes:      c.DeadLetterMaxBytes,
-		Verbosity:               c.LogVerbosity,
-		OTLPEndpoint:            c.OTLPEndpoint,
-		RetainDeliveredMaxBytes: c.History.RetainDeliveredMaxBytes,
-		AttemptLog:              !c.History.WithoutAttemptLog,
-		AttemptLogMaxBytes:      c.History.AttemptLogMaxBytes,
-		ReplayRate:              c.History.ReplayRate,
-		AcceptAPIServerAudience: c.AcceptAPIServerAudience,
-		WatchNamespaces:         strings.Join(c.WatchNamespaces, ","),
-		EgressProxy:             c.EgressProxy,
-		EgressNoProxy:           strings.Join(c.EgressNoProxy, ","),
-	}
+// Rendered is the dispatcher's configuration the manager writes into dispatcher.yaml
+// (the dispatcher reads it with --config): c.Dispatcher, with what the manager decides
+// from the pod it builds (addresses, the store's directory, the NATS credentials file,
+// the TLS files). The manager passes nothing else on the command line (a flag would win
+// over the file), so the ConfigMap is the one place the dispatcher's configuration
+// lives, and its checksum rolls the pods.
+func (c Config) Rendered() config.Dispatcher {
+	d := c.Dispatcher
+	d.Serving.IngestBindAddress = fmt.Sprintf(":%d", IngestPort)
+	d.Serving.MetricsBindAddress = fmt.Sprintf(":%d", MetricsPort)
+	d.Serving.HealthProbeBindAddress = fmt.Sprintf(":%d", HealthPort)
+	d.Serving.TLS = config.TLSFiles{}
 	if c.TLS == TLSManager || c.TLS == TLSExternal {
-		s.TLSCertFile, s.TLSKeyFile = tlsDir+"/"+corev1.TLSCertKey, tlsDir+"/"+corev1.TLSPrivateKeyKey
+		d.Serving.TLS = config.TLSFiles{CertFile: tlsDir + "/" + corev1.TLSCertKey, KeyFile: tlsDir + "/" + corev1.TLSPrivateKeyKey}
 	}
-	if d := c.History.RetainDeliveredMaxAge; d > 0 {
-		s.RetainDeliveredMaxAge = d.String()
-	}
-	if d := c.History.AttemptLogMaxAge; d > 0 {
-		s.AttemptLogMaxAge = d.String()
-	}
+	d.Store.CredentialsFile = ""
 	switch c.Mode {
 	case ModeEmbedded:
-		s.DataDir = dataDir
-		s.SyncAlways = c.SyncAlways
+		// One server: its streams have one copy, whatever was asked for the cluster.
+		d.Store.URL, d.Store.DataDir, d.Store.Replicas = "", dataDir, 0
 	case ModeExternal:
-		s.NATSURL = c.NATSURL
-		s.NATSReplicas = c.NATSStreamReplicas
+		d.Store.DataDir = ""
 		if c.NATSCredentialsSecret != "" {
-			s.NATSCredentials = natsCredsDir + "/" + natsCredsFile
+			d.Store.CredentialsFile = natsCredsDir + "/" + natsCredsFile
 		}
 	}
-	return s
+	return d
 }
 
-// renderSettings returns dispatcher.yaml and its checksum. sigs.k8s.io/yaml goes through
-// encoding/json, so the bytes (and the checksum) are stable for equal settings.
-func renderSettings(s Settings) (string, string, error) {
-	b, err := yaml.Marshal(s)
+// render returns dispatcher.yaml and its checksum; config.Render writes equal
+// configurations as equal bytes.
+func render(d config.Dispatcher) (string, string, error) {
+	b, err := config.Render(d)
 	if err != nil {
 		return "", "", fmt.Errorf("rendering %s: %w", ConfigFileName, err)
 	}
@@ -250,9 +172,9 @@ func (c Config) podTemplate(checksum string) *corev1ac.PodTemplateSpecApplyConfi
 	if c.EgressProxySecret != "" {
 		// In the environment, from the Secret: in no file, ConfigMap or command line.
 		env = append(env,
-			corev1ac.EnvVar().WithName(envEgressProxyUsername).WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(
+			corev1ac.EnvVar().WithName(config.EnvProxyUsername).WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(
 				corev1ac.SecretKeySelector().WithName(c.EgressProxySecret).WithKey(corev1.BasicAuthUsernameKey))),
-			corev1ac.EnvVar().WithName(envEgressProxyPassword).WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(
+			corev1ac.EnvVar().WithName(config.EnvProxyPassword).WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(
 				corev1ac.SecretKeySelector().WithName(c.EgressProxySecret).WithKey(corev1.BasicAuthPasswordKey))))
 	}
 	if c.MemoryLimit != "" {

@@ -127,7 +127,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	rendered, checksum, err := renderSettings(c.Settings())
+	rendered, checksum, err := render(c.Rendered())
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -1,6 +1,9 @@
 package workload_test
 
 import (
+	"os"
+	"path/filepath"
+	"reflect"
 	"time"
 
 	"context"
@@ -21,10 +24,13 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
-	"github.com/herald-dev/herald/cli"
+	"github.com/spf13/pflag"
+
+	"github.com/herald-dev/herald/cmd/dispatcher"
+	"github.com/herald-dev/herald/cmd/manager"
 	"github.com/herald-dev/herald/controllers/workload"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
@@ -111,11 +117,10 @@ func TestEmbeddedMode_CreatesStatefulSetWithVolumeServiceAccountConfigMapAndServ
 	var cm corev1.ConfigMap
 	eventually(t, "ConfigMap exists", func() error { return k8s.Get(ctx, key(cfg), &cm) })
 	data := cm.Data[workload.ConfigFileName]
-	settings := parseSettings(t, data)
-	if settings.DataDir != "/var/lib/herald" || settings.NATSURL != "" || settings.AllowPlainHTTP || settings.IngestBindAddress != ":8080" {
+	settings := dispatcherReads(t, data)
+	if settings.Store.DataDir != "/var/lib/herald" || settings.Store.URL != "" || settings.Outbound.AllowPlainHTTP || settings.Serving.IngestBindAddress != ":8080" {
 		t.Errorf("dispatcher.yaml = %+v, want the embedded store at /var/lib/herald, ingest on :8080, the strict outbound policy", settings)
 	}
-	assertDispatcherAccepts(t, data)
 	sum := sha256.Sum256([]byte(data))
 	if got, want := sts.Spec.Template.Annotations[workload.AnnotationConfigChecksum], hex.EncodeToString(sum[:]); got != want {
 		t.Errorf("config checksum annotation = %q, want sha256 of dispatcher.yaml %q", got, want)
@@ -161,7 +166,7 @@ func TestConfigChange_ChangesChecksumSoPodsRoll(t *testing.T) {
 	}
 	stop()
 
-	cfg.Outbound.AllowPlainHTTP = true
+	cfg.Dispatcher.Outbound.AllowPlainHTTP = true
 	startManager(t, cfg)
 	eventually(t, "checksum changes after the policy change", func() error {
 		var sts appsv1.StatefulSet
@@ -180,7 +185,7 @@ func TestConfigChange_ChangesChecksumSoPodsRoll(t *testing.T) {
 		if hex.EncodeToString(sum[:]) != after {
 			return fmt.Errorf("checksum %s is not the ConfigMap's content", after)
 		}
-		if !parseSettings(t, cm.Data[workload.ConfigFileName]).AllowPlainHTTP {
+		if !dispatcherReads(t, cm.Data[workload.ConfigFileName]).Outbound.AllowPlainHTTP {
 			return fmt.Errorf("dispatcher.yaml does not allow plain http:\n%s", cm.Data[workload.ConfigFileName])
 		}
 		return nil
@@ -284,7 +289,7 @@ func TestSwitchToExternalMode_CreatesDeploymentAndDeletesStatefulSet(t *testing.
 
 	cfg.Mode = workload.ModeExternal
 	cfg.Replicas = 3
-	cfg.NATSURL = "nats://nats.nats:4222"
+	cfg.Dispatcher.Store.URL = "nats://nats.nats:4222"
 	cfg.NATSCredentialsSecret = "nats-creds"
 	startManager(t, cfg)
 
@@ -319,11 +324,10 @@ func TestSwitchToExternalMode_CreatesDeploymentAndDeletesStatefulSet(t *testing.
 	if err := k8s.Get(ctx, key(cfg), &cm); err != nil {
 		t.Fatal(err)
 	}
-	settings := parseSettings(t, cm.Data[workload.ConfigFileName])
-	if settings.NATSURL != "nats://nats.nats:4222" || settings.NATSCredentials != "/etc/herald/nats/nats.creds" || settings.DataDir != "" {
+	settings := dispatcherReads(t, cm.Data[workload.ConfigFileName])
+	if settings.Store.URL != "nats://nats.nats:4222" || settings.Store.CredentialsFile != "/etc/herald/nats/nats.creds" || settings.Store.DataDir != "" {
 		t.Errorf("dispatcher.yaml = %+v, want the external NATS URL and the mounted credentials, no data dir", settings)
 	}
-	assertDispatcherAccepts(t, cm.Data[workload.ConfigFileName])
 	if d.Spec.Template.Annotations[workload.AnnotationConfigChecksum] == "" {
 		t.Error("Deployment pod template has no config checksum")
 	}
@@ -341,10 +345,16 @@ func TestConfigValidate_NamesTheFlagToFix(t *testing.T) {
 		{"the embedded store cannot be shared by replicas", func(c *workload.Config) { c.Replicas = 2 }, "--dispatcher-replicas must be 1 in embedded mode"},
 		{"a bad quantity would only fail later at apply time", func(c *workload.Config) { c.MemoryLimit = "lots" }, "--dispatcher-memory-limit"},
 		{"the name becomes a Service name", func(c *workload.Config) { c.Name = "Herald_Dispatcher" }, "--dispatcher-name"},
-		{"an OTLP endpoint the exporter could not reach is refused here, not in the pod", func(c *workload.Config) { c.OTLPEndpoint = "otel-collector:4318" },
-			`--dispatcher-otlp-endpoint "otel-collector:4318" must be an http(s) URL`},
+		{"an OTLP endpoint the exporter could not reach is refused here, not in the pod", func(c *workload.Config) { c.Dispatcher.Tracing.OTLPEndpoint = "otel-collector:4318" },
+			`tracing.otlpEndpoint: "otel-collector:4318" must be an http(s) URL`},
+		{"fsync every write is the embedded store's; external servers set their sync_interval", func(c *workload.Config) {
+			c.Mode, c.Dispatcher.Store.URL, c.Dispatcher.Store.SyncAlways = workload.ModeExternal, "nats://nats:4222", true
+		}, "store.syncAlways: applies to the embedded store; an external cluster's servers are configured with jetstream { sync_interval: always }"},
+		{"a negative bound of the history means nothing", func(c *workload.Config) { c.Dispatcher.History.AttemptLogMaxBytes = -1 },
+			"history.attemptLogMaxBytes: must be 0 or more"},
+		{"a namespace name the API server would refuse", func(c *workload.Config) { c.Dispatcher.WatchNamespaces = []string{"Shop"} }, `watchNamespaces: "Shop"`},
 		{"external mode with credentials is valid", func(c *workload.Config) {
-			c.Mode, c.Replicas, c.NATSURL, c.NATSCredentialsSecret = workload.ModeExternal, 3, "nats://nats:4222", "creds"
+			c.Mode, c.Replicas, c.Dispatcher.Store.URL, c.NATSCredentialsSecret = workload.ModeExternal, 3, "nats://nats:4222", "creds"
 		}, ""},
 	}
 	for _, tt := range tests {
@@ -362,50 +372,83 @@ func TestConfigValidate_NamesTheFlagToFix(t *testing.T) {
 	}
 }
 
-func TestSettings_OTLPEndpointReachesTheDispatcherFlag(t *testing.T) {
-	c := workload.DefaultConfig()
-	c.OTLPEndpoint = "http://otel-collector.observability:4318"
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
+// Every setting the manager passes on reaches the dispatcher as it reads
+// dispatcher.yaml: the manager's flags (derived from the dispatcher's, and their names
+// before that) → workload.Config → the rendered file → the dispatcher's --config loader.
+// Left unset, the dispatcher's own defaults hold.
+func TestRendered_TheManagersFlagsReachTheDispatcher(t *testing.T) {
+	tests := []struct {
+		args  []string
+		check func(c config.Dispatcher) bool
+	}{
+		{[]string{"--dispatcher-otlp-endpoint=http://otel-collector.observability:4318"}, func(c config.Dispatcher) bool {
+			return c.Tracing.OTLPEndpoint == "http://otel-collector.observability:4318"
+		}},
+		{[]string{"--dispatcher-accept-api-server-audience", "--watch-namespaces=shop,billing"}, func(c config.Dispatcher) bool {
+			return c.Auth.AcceptAPIServerAudience && reflect.DeepEqual(c.WatchNamespaces, []string{"shop", "billing"})
+		}},
+		{[]string{"--dispatcher-mode=external", "--dispatcher-replicas=3", "--nats-url=nats://nats.nats:4222",
+			"--dispatcher-max-pending-bytes=8589934592", "--dispatcher-dead-letter-max-bytes=1073741824"}, func(c config.Dispatcher) bool {
+			// The dispatcher chooses the copies (3 on a cluster) unless told.
+			return c.Store.URL == "nats://nats.nats:4222" && c.Store.Replicas == 0 && c.Store.MaxPendingBytes == 8<<30 && c.Store.DeadLetterMaxBytes == 1<<30
+		}},
+		{[]string{"--dispatcher-mode=external", "--nats-url=nats://nats:4222", "--nats-stream-replicas=3"}, func(c config.Dispatcher) bool {
+			return c.Store.Replicas == 3
+		}},
+		{[]string{"--dispatcher-sync-always"}, func(c config.Dispatcher) bool { return c.Store.SyncAlways }},
+		{[]string{"--dispatcher-retain-delivered-max-age=24h", "--dispatcher-retain-delivered-max-bytes=1048576", "--dispatcher-attempt-log=false",
+			"--dispatcher-attempt-log-max-age=36h", "--dispatcher-attempt-log-max-bytes=2097152", "--dispatcher-replay-rate=2.5"}, func(c config.Dispatcher) bool {
+			h := c.History
+			return h.RetainDeliveredMaxAge == 24*time.Hour && h.RetainDeliveredMaxBytes == 1<<20 && !h.AttemptLog &&
+				h.AttemptLogMaxAge == 36*time.Hour && h.AttemptLogMaxBytes == 2<<20 && h.ReplayRate == 2.5
+		}},
+		{[]string{"--dispatcher-replay-rate=0", "--dispatcher-without-attempt-log"}, func(c config.Dispatcher) bool {
+			return c.History.ReplayRate == 0 && !c.History.AttemptLog
+		}},
+		{[]string{"--dispatcher-log-verbosity=2", "--dispatcher-max-body-bytes=2048", "--dispatcher-ingest-max-concurrent=64", "--dispatcher-max-held-age=1h"}, func(c config.Dispatcher) bool {
+			return c.Log.Verbosity == 2 && c.Ingest.MaxBodyBytes == 2048 && c.Ingest.MaxConcurrent == 64 && c.Delivery.MaxHeldAge == time.Hour
+		}},
+		{[]string{"--allow-plain-http", "--dispatcher-tls=manager"}, func(c config.Dispatcher) bool {
+			return c.Outbound.AllowPlainHTTP && c.Serving.TLS.CertFile == "/etc/herald/tls/tls.crt" && c.Serving.TLS.KeyFile == "/etc/herald/tls/tls.key"
+		}},
 	}
-	data, err := yaml.Marshal(c.Settings())
-	if err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			// The manager's own flags: --watch-namespaces and --allow-* are the manager's,
+			// which it passes on.
+			var o manager.Options
+			fs := pflag.NewFlagSet("manager", pflag.ContinueOnError)
+			o.BindFlags(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			c := o.Workload
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			got := dispatcherReads(t, rendered(t, c))
+			if !tt.check(got) {
+				t.Errorf("the dispatcher read %+v", got)
+			}
+		})
 	}
-	if s := parseSettings(t, string(data)); s.OTLPEndpoint != c.OTLPEndpoint {
-		t.Fatalf("dispatcher.yaml carries otlp-endpoint %q, want %q", s.OTLPEndpoint, c.OTLPEndpoint)
-	}
-	assertDispatcherAccepts(t, string(data))
-	if off := workload.DefaultConfig().Settings(); off.OTLPEndpoint != "" {
-		t.Fatalf("tracing is on by default: %q", off.OTLPEndpoint)
+
+	// Unset, everything is the dispatcher's default but what the manager decides from the
+	// pod it builds.
+	got := dispatcherReads(t, rendered(t, workload.DefaultConfig()))
+	want := config.Default()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the default dispatcher.yaml reads as\n%+v\nwant the dispatcher's defaults\n%+v", got, want)
 	}
 }
 
-// Who may publish and which namespaces are served reach the dispatcher's flags; by
-// default the dispatcher's own defaults hold (Herald's audience only, every namespace).
-func TestSettings_AudienceAndNamespacesReachTheDispatcher(t *testing.T) {
-	c := workload.DefaultConfig()
-	c.AcceptAPIServerAudience = true
-	c.WatchNamespaces = []string{"shop", "billing"}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	data, err := yaml.Marshal(c.Settings())
+func rendered(t *testing.T, c workload.Config) string {
+	t.Helper()
+	b, err := config.Render(c.Rendered())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s := parseSettings(t, string(data)); !s.AcceptAPIServerAudience || s.WatchNamespaces != "shop,billing" {
-		t.Fatalf("dispatcher.yaml = %s", data)
-	}
-	assertDispatcherAccepts(t, string(data))
-	data, _ = yaml.Marshal(workload.DefaultConfig().Settings())
-	if strings.Contains(string(data), "audience") || strings.Contains(string(data), "watch-namespaces") {
-		t.Fatalf("default dispatcher.yaml = %s; want the dispatcher's defaults", data)
-	}
-	c.WatchNamespaces = []string{"Shop"}
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), `--watch-namespaces "Shop"`) {
-		t.Fatalf("an invalid namespace: %v", err)
-	}
+	return string(b)
 }
 
 func assertRestricted(t *testing.T, pod *corev1.PodSecurityContext, ctr *corev1.SecurityContext) {
@@ -457,37 +500,29 @@ func assertMount(t *testing.T, ctr corev1.Container, volume, path string, readOn
 	t.Errorf("no mount of volume %q in %+v", volume, ctr.VolumeMounts)
 }
 
-func parseSettings(t *testing.T, data string) workload.Settings {
+// dispatcherReads is what the dispatcher makes of dispatcher.yaml: the real command
+// must accept it (its --config loader, then its validation), or the dispatcher would
+// refuse to start; the configuration is what that loader reads.
+func dispatcherReads(t *testing.T, data string) config.Dispatcher {
 	t.Helper()
-	var s workload.Settings
-	if err := yaml.UnmarshalStrict([]byte(data), &s); err != nil {
-		t.Fatalf("dispatcher.yaml does not parse as Settings: %v\n%s", err, data)
+	path := filepath.Join(t.TempDir(), workload.ConfigFileName)
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	return s
-}
-
-// assertDispatcherAccepts feeds dispatcher.yaml to the real dispatcher command's flags,
-// as its --config loader does: every key must be one of its flags and every value must
-// parse, or the dispatcher would refuse to start.
-func assertDispatcherAccepts(t *testing.T, data string) {
-	t.Helper()
-	cmd, _, err := cli.NewRootCommand().Find([]string{"dispatcher"})
-	if err != nil {
-		t.Fatalf("finding the dispatcher command: %v", err)
+	cmd := dispatcher.NewCommand()
+	if err := cmd.ParseFlags([]string{"--config", path}); err != nil {
+		t.Fatal(err)
 	}
-	var values map[string]string
-	if err := yaml.UnmarshalStrict([]byte(data), &values); err != nil {
-		t.Fatalf("dispatcher.yaml is not a flat map of strings: %v\n%s", err, data)
+	if err := cmd.PreRunE(cmd, nil); err != nil {
+		t.Fatalf("the dispatcher refuses dispatcher.yaml: %v\n%s", err, data)
 	}
-	for name, v := range values {
-		if cmd.Flags().Lookup(name) == nil {
-			t.Errorf("dispatcher.yaml sets %q, which is not a dispatcher flag", name)
-			continue
-		}
-		if err := cmd.Flags().Set(name, v); err != nil {
-			t.Errorf("dispatcher.yaml %s=%q: %v", name, v, err)
-		}
+	c := config.Default()
+	fs := pflag.NewFlagSet("dispatcher", pflag.ContinueOnError)
+	config.BindFlags(fs, &c)
+	if err := config.Load(path, fs, &c); err != nil {
+		t.Fatal(err)
 	}
+	return c
 }
 
 func managedBy(obj client.Object, manager string) bool {
@@ -529,7 +564,7 @@ func TestAppliedObjects_DoNotDrift(t *testing.T) {
 			cfg := embeddedConfig(newNamespace(t))
 			cfg.OwnerDeployment = "herald-manager"
 			if mode == workload.ModeExternal {
-				cfg.Mode, cfg.Replicas, cfg.NATSURL = workload.ModeExternal, 3, "nats://nats:4222"
+				cfg.Mode, cfg.Replicas, cfg.Dispatcher.Store.URL = workload.ModeExternal, 3, "nats://nats:4222"
 			}
 			createOwnerDeployment(t, cfg.Namespace, cfg.OwnerDeployment)
 			startManager(t, cfg)
@@ -553,70 +588,5 @@ func TestAppliedObjects_DoNotDrift(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// The store's settings reach the dispatcher's flags, and the defaults leave the choice
-// to the dispatcher (3 copies on a cluster) instead of pinning one copy.
-func TestSettings_StoreLimitsAndReplicasReachTheDispatcher(t *testing.T) {
-	c := workload.DefaultConfig()
-	if c.NATSStreamReplicas != 0 {
-		t.Errorf("default --nats-stream-replicas = %d, want 0 (the dispatcher chooses)", c.NATSStreamReplicas)
-	}
-	c.Mode, c.Replicas, c.NATSURL = workload.ModeExternal, 3, "nats://nats.nats:4222"
-	c.MaxPendingBytes, c.DeadLetterMaxBytes = 8<<30, 1<<30
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	data, err := yaml.Marshal(c.Settings())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := parseSettings(t, string(data))
-	if s.NATSReplicas != 0 || s.MaxPendingBytes != 8<<30 || s.DeadLetterMaxBytes != 1<<30 || strings.Contains(string(data), "nats-replicas") {
-		t.Errorf("dispatcher.yaml = %s; want the byte caps and no nats-replicas", data)
-	}
-	assertDispatcherAccepts(t, string(data))
-
-	c.SyncAlways = true
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "sync_interval") {
-		t.Errorf("--dispatcher-sync-always in external mode: %v, want an error pointing at the servers' sync_interval", err)
-	}
-	e := workload.DefaultConfig()
-	e.SyncAlways = true
-	data, _ = yaml.Marshal(e.Settings())
-	if !parseSettings(t, string(data)).SyncAlways {
-		t.Errorf("embedded dispatcher.yaml = %s; want nats-sync-always", data)
-	}
-	assertDispatcherAccepts(t, string(data))
-}
-
-// The delivery history's bounds reach the dispatcher's flags, in the form its flags
-// parse; left at zero they leave the dispatcher's own defaults.
-func TestSettings_HistoryBoundsReachTheDispatcher(t *testing.T) {
-	c := workload.DefaultConfig()
-	c.History = workload.HistoryConfig{RetainDeliveredMaxAge: 24 * time.Hour, RetainDeliveredMaxBytes: 1 << 20,
-		WithoutAttemptLog: true, AttemptLogMaxAge: 36 * time.Hour, AttemptLogMaxBytes: 2 << 20, ReplayRate: 2.5}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	data, err := yaml.Marshal(c.Settings())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := parseSettings(t, string(data))
-	if s.RetainDeliveredMaxAge != "24h0m0s" || s.RetainDeliveredMaxBytes != 1<<20 || s.AttemptLog || s.AttemptLogMaxAge != "36h0m0s" || s.AttemptLogMaxBytes != 2<<20 ||
-		s.ReplayRate != 2.5 {
-		t.Errorf("dispatcher.yaml = %s", data)
-	}
-	assertDispatcherAccepts(t, string(data))
-
-	data, _ = yaml.Marshal(workload.DefaultConfig().Settings())
-	if s := parseSettings(t, string(data)); !s.AttemptLog || strings.Contains(string(data), "max-age") || s.ReplayRate != 50 {
-		t.Errorf("default dispatcher.yaml = %s; want the attempt log on, the dispatcher's default ages and 50 replayed a second", data)
-	}
-	c.History.AttemptLogMaxBytes = -1
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--dispatcher-attempt-log-max-age/-bytes") {
-		t.Errorf("a negative bound: %v", err)
 	}
 }

@@ -18,13 +18,13 @@ import (
 
 	"github.com/go-logr/logr"
 
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/accept"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
-
-	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 )
 
 func acceptBenchCPU() time.Duration {
@@ -37,7 +37,7 @@ var acceptBenchData = json.RawMessage(`{"order_id":4242,"customer":"c-42","items
 	`{"sku":"SKU-000001","qty":1},{"sku":"SKU-000002","qty":2},{"sku":"SKU-000003","qty":3}]}`)
 
 func benchAccept(b *testing.B, batch, fanout int) {
-	st, err := queue.Open(context.Background(), queue.Options{DataDir: b.TempDir(), Log: logr.Discard()})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{DataDir: b.TempDir()}, Log: logr.Discard()})
 	if err != nil {
 		b.Fatal(err)
 	}

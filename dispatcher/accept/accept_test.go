@@ -13,6 +13,7 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/accept"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/router"
@@ -79,7 +80,7 @@ func (r *replica) pending(t *testing.T) int64 {
 // TestAccept_RepeatedIDIsADuplicateWithTheFirstResult: publishing the same id again
 // through the ingest API answers with the first result and stores nothing new.
 func TestAccept_RepeatedIDIsADuplicateWithTheFirstResult(t *testing.T) {
-	r := newReplica(t, queue.Options{DataDir: t.TempDir()})
+	r := newReplica(t, queue.Options{Store: config.Store{DataDir: t.TempDir()}})
 	if res := r.publish(t, "inv_1"); res.Duplicate || res.Matched != 1 {
 		t.Fatalf("first publish = %+v", res)
 	}
@@ -95,7 +96,7 @@ func TestAccept_RepeatedIDIsADuplicateWithTheFirstResult(t *testing.T) {
 // (memory stays bounded by age as well as by count).
 func TestAccept_IDsAreForgottenAfterTheWindow(t *testing.T) {
 	const window = 2 * time.Second
-	r := newReplica(t, queue.Options{DataDir: t.TempDir(), DedupeWindow: window})
+	r := newReplica(t, queue.Options{Store: config.Store{DataDir: t.TempDir(), DedupeWindow: window}})
 	start := time.Now()
 	r.publish(t, "inv_w")
 	if res := r.publish(t, "inv_w"); !res.Duplicate {
@@ -122,8 +123,8 @@ func TestAccept_IDsAreForgottenAfterTheWindow(t *testing.T) {
 // Service picks any pod) gets the first answer and no second delivery.
 func TestAccept_OneIDThroughTwoReplicasIsStoredOnce(t *testing.T) {
 	url := testenv.NATS(t)
-	a := newReplica(t, queue.Options{URL: url})
-	b := newReplica(t, queue.Options{URL: url})
+	a := newReplica(t, queue.Options{Store: config.Store{URL: url}})
+	b := newReplica(t, queue.Options{Store: config.Store{URL: url}})
 
 	if res := a.publish(t, "inv_r"); res.Duplicate {
 		t.Fatalf("through a: %+v", res)

@@ -31,9 +31,9 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/replay"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Store is what the API needs of the queue: what it reads. Every read names the
@@ -61,10 +61,10 @@ type Lifecycle interface {
 // endpoint's namespace. The chart's herald-operator ClusterRole holds the first three,
 // herald-response-reader the last.
 var (
-	PermissionRead      = auth.Permission{Verb: "get", Resource: "webhookendpoints"}
-	PermissionReplay    = auth.Permission{Verb: "replay", Resource: "webhookendpoints"}
-	PermissionEnable    = auth.Permission{Verb: "enable", Resource: "webhookendpoints"}
-	PermissionResponses = auth.Permission{Verb: "get", Resource: "webhookendpoints", Subresource: "responses"}
+	PermissionRead      = auth.Permission{Verb: wire.VerbRead, Resource: wire.ResourceEndpoints}
+	PermissionReplay    = auth.Permission{Verb: wire.VerbReplay, Resource: wire.ResourceEndpoints}
+	PermissionEnable    = auth.Permission{Verb: wire.VerbEnable, Resource: wire.ResourceEndpoints}
+	PermissionResponses = auth.Permission{Verb: wire.VerbRead, Resource: wire.ResourceEndpoints, Subresource: wire.SubresourceResponses}
 )
 
 // ResponseAccess reports whether an authenticated caller may read the response bodies
@@ -98,48 +98,6 @@ type Options struct {
 	Log logr.Logger
 }
 
-// DeadLetter is one dead letter as the API shows it. The payload is not included: it
-// may hold personal data, and the event id is enough to find it at the producer.
-type DeadLetter struct {
-	Sequence   uint64    `json:"sequence"`
-	EventID    string    `json:"eventId"`
-	EventType  string    `json:"eventType"`
-	DeliveryID string    `json:"deliveryId"`
-	CreatedAt  time.Time `json:"createdAt"`
-	Attempts   int       `json:"attempts"`
-	Reason     string    `json:"reason"`
-	StatusCode int       `json:"statusCode,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	DeadAt     time.Time `json:"deadAt"`
-	Replays    int       `json:"replays,omitempty"`
-}
-
-// DeadLetterList is the answer to a listing.
-type DeadLetterList struct {
-	Items []DeadLetter `json:"items"`
-	// More is true when the limit cut the list short.
-	More bool `json:"more"`
-}
-
-// ReplayRequest selects dead letters to replay. All must be set to replay everything,
-// so an empty body never replays a whole backlog by accident.
-type ReplayRequest struct {
-	EventIDs  []string `json:"eventIds,omitempty"`
-	EventType string   `json:"eventType,omitempty"`
-	Sequences []uint64 `json:"sequences,omitempty"`
-	All       bool     `json:"all,omitempty"`
-}
-
-// ReplayResponse says how many were replayed.
-type ReplayResponse struct {
-	Replayed int `json:"replayed"`
-}
-
-// EnableResponse says whether the endpoint was disabled before.
-type EnableResponse struct {
-	WasDisabled bool `json:"wasDisabled"`
-}
-
 // Handler serves the API.
 type Handler struct {
 	opts Options
@@ -156,34 +114,33 @@ func NewHandler(o Options) *Handler {
 	return h
 }
 
-const base = "/v1/namespaces/{namespace}/endpoints/{name}"
-
-// Register adds the routes to mux.
+// Register adds the routes (package wire) to mux.
 func (h *Handler) Register(mux *http.ServeMux) {
-	mux.HandleFunc("GET "+base+"/dead-letters", h.list)
-	mux.HandleFunc("POST "+base+"/enable", h.enable)
-	mux.HandleFunc("GET "+base+"/attempts", h.attempts)
-	mux.HandleFunc("GET /v1/namespaces/{namespace}/events/{id}", h.event)
-	mux.HandleFunc("GET /v1/namespaces/{namespace}/attempts:summary", h.summary)
-	mux.HandleFunc("GET "+base+"/attempts:summary", h.endpointSummary)
+	mux.HandleFunc("GET "+wire.RouteDeadLetters, h.list)
+	mux.HandleFunc("POST "+wire.RouteEnable, h.enable)
+	mux.HandleFunc("GET "+wire.RouteAttempts, h.attempts)
+	mux.HandleFunc("GET "+wire.RouteEvent, h.event)
+	mux.HandleFunc("GET "+wire.RouteAttemptsSummary, h.summary)
+	mux.HandleFunc("GET "+wire.RouteEndpointAttemptsSummary, h.endpointSummary)
 	if h.opts.Replayer != nil {
-		mux.HandleFunc("POST "+base+"/dead-letters:replay", h.replay)
-		mux.HandleFunc("POST "+base+"/replays", h.startReplay)
+		mux.HandleFunc("POST "+wire.RouteDeadLettersReplay, h.replay)
+		mux.HandleFunc("POST "+wire.RouteReplays, h.startReplay)
 	}
 	if h.opts.Docs != nil {
-		mux.HandleFunc("GET "+base+"/openapi", h.docs)
+		mux.HandleFunc("GET "+wire.RouteOpenAPI, h.docs)
 	}
 }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-// writeError answers in the error shape and codes the ingest API uses.
+// writeError answers in the error envelope and codes of package wire, which the ingest
+// API answers with too.
 func writeError(w http.ResponseWriter, status int, code, field, format string, args ...any) {
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 	}
-	ingest.WriteError(w, status, ingest.Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)})
+	writeJSON(w, status, wire.ErrorResponse{Error: wire.Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -197,11 +154,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authorizer, what string) (delivery.Key, auth.Identity, bool) {
 	k := delivery.Key{Namespace: r.PathValue("namespace"), Name: r.PathValue("name")}
 	if errs := validation.IsDNS1123Label(k.Namespace); len(errs) > 0 {
-		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", k.Namespace)
+		writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", k.Namespace)
 		return k, auth.Identity{}, false
 	}
 	if errs := validation.IsDNS1123Subdomain(k.Name); len(errs) > 0 {
-		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "name", "endpoint name %q is not a valid object name", k.Name)
+		writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "name", "endpoint name %q is not a valid object name", k.Name)
 		return k, auth.Identity{}, false
 	}
 	id, ok := h.authorize(w, r, az, k.Namespace, what)
@@ -210,7 +167,7 @@ func (h *Handler) target(w http.ResponseWriter, r *http.Request, az auth.Authori
 	}
 	cur, ok := h.opts.Lookup(k.Namespace, k.Name)
 	if !ok {
-		writeError(w, http.StatusNotFound, ingest.CodeNotFound, "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
+		writeError(w, http.StatusNotFound, wire.CodeNotFound, "", "WebhookEndpoint %s/%s not found", k.Namespace, k.Name)
 		return k, id, false
 	}
 	// The object that exists now, by its UID: what a deleted one of the same name left
@@ -233,14 +190,14 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, az auth.Auth
 		var audience *auth.AudienceError
 		switch {
 		case errors.As(err, &audience):
-			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s: %s", what, audience.Error())
+			writeError(w, http.StatusUnauthorized, wire.CodeUnauthenticated, "", "%s: %s", what, audience.Error())
 		case errors.Is(err, auth.ErrUnauthenticated):
-			writeError(w, http.StatusUnauthorized, ingest.CodeUnauthenticated, "", "%s needs a bearer token (a ServiceAccount or user token)", what)
+			writeError(w, http.StatusUnauthorized, wire.CodeUnauthenticated, "", "%s needs a bearer token (a ServiceAccount or user token)", what)
 		case errors.Is(err, auth.ErrForbidden):
-			writeError(w, http.StatusForbidden, ingest.CodeForbidden, "", "%v", err)
+			writeError(w, http.StatusForbidden, wire.CodeForbidden, "", "%v", err)
 		default:
 			h.opts.Log.Error(err, "authorizing admin request")
-			writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the decision could not be made; retry")
+			writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "the decision could not be made; retry")
 		}
 		return id, false
 	}
@@ -256,13 +213,13 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	if v := r.URL.Query().Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "limit", "limit must be a number from 1 to 1000")
+			writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "limit", "limit must be a number from 1 to 1000")
 			return
 		}
 		limit = n
 	}
 	eventType := r.URL.Query().Get("eventType")
-	out := DeadLetterList{Items: []DeadLetter{}}
+	out := wire.DeadLetterList{Items: []wire.DeadLetter{}}
 	err := h.opts.Store.DeadLetters(r.Context(), k, func(dl *queue.DeadLetter) bool {
 		if eventType != "" && dl.EventType != eventType {
 			return true
@@ -271,7 +228,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 			out.More = true
 			return false
 		}
-		out.Items = append(out.Items, DeadLetter{
+		out.Items = append(out.Items, wire.DeadLetter{
 			Sequence: dl.Sequence, EventID: dl.EventID, EventType: dl.EventType, DeliveryID: dl.DeliveryID,
 			CreatedAt: dl.CreatedAt, Attempts: dl.Attempt, Reason: dl.Reason, StatusCode: dl.StatusCode,
 			Error: dl.Error, DeadAt: dl.At, Replays: dl.Replay,
@@ -280,7 +237,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		h.opts.Log.Error(err, "listing dead letters", "endpoint", k.String())
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "dead letters cannot be read right now; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "dead letters cannot be read right now; retry")
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -291,16 +248,16 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var req ReplayRequest
+	var req wire.ReplayRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, ingest.CodeInvalidJSON, "", "body must be JSON {eventIds?, eventType?, sequences?, all?}: %v", err)
+		writeError(w, http.StatusBadRequest, wire.CodeInvalidJSON, "", "body must be JSON {eventIds?, eventType?, sequences?, all?}: %v", err)
 		return
 	}
 	selects := len(req.EventIDs) > 0 || req.EventType != "" || len(req.Sequences) > 0
 	if selects == req.All {
-		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "all",
+		writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "all",
 			"select dead letters with eventIds, eventType or sequences, or set all: true to replay every one (not both)")
 		return
 	}
@@ -309,22 +266,22 @@ func (h *Handler) replay(w http.ResponseWriter, r *http.Request) {
 	st, err := h.opts.Replayer.Run(r.Context(), k, replay.Request{ID: replayID(h.opts.Now()), Selection: sel, By: caller(who)})
 	switch {
 	case errors.Is(err, replay.ErrBusy):
-		writeError(w, http.StatusConflict, ingest.CodeConflict, "", "%v; see status.replay and replay again when it is done", err)
+		writeError(w, http.StatusConflict, wire.CodeConflict, "", "%v; see status.replay and replay again when it is done", err)
 		return
 	case err != nil && r.Context().Err() != nil:
 		// The caller gave up waiting; the replay goes on, followed on status.replay.
 		h.opts.Log.Info("the caller of a dead-letter replay stopped waiting; the replay goes on", "endpoint", k.String(), "replay", st.ID)
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "replay %s goes on in the background; see status.replay", st.ID)
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "replay %s goes on in the background; see status.replay", st.ID)
 		return
 	case err != nil:
 		h.opts.Log.Error(err, "replaying dead letters", "endpoint", k.String())
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the replay could not start; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "the replay could not start; retry")
 		return
 	case st.State == heraldv1.ReplayFailed:
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "replay stopped after %d dead letters; retry to replay the rest", st.Resent)
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "replay stopped after %d dead letters; retry to replay the rest", st.Resent)
 		return
 	}
-	writeJSON(w, http.StatusOK, ReplayResponse{Replayed: int(st.Resent)})
+	writeJSON(w, http.StatusOK, wire.ReplayResponse{Replayed: int(st.Resent)})
 }
 
 func (h *Handler) enable(w http.ResponseWriter, r *http.Request) {
@@ -339,8 +296,8 @@ func (h *Handler) enable(w http.ResponseWriter, r *http.Request) {
 	was, err := h.opts.Lifecycle.Reenable(r.Context(), k, "", who)
 	if err != nil {
 		h.opts.Log.Error(err, "re-enabling", "endpoint", k.String())
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the endpoint state cannot be written right now; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "the endpoint state cannot be written right now; retry")
 		return
 	}
-	writeJSON(w, http.StatusOK, EnableResponse{WasDisabled: was})
+	writeJSON(w, http.StatusOK, wire.EnableResponse{WasDisabled: was})
 }

@@ -5,11 +5,11 @@ import (
 	"net/http"
 
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Docs writes the OpenAPI 3.1 document of what an endpoint receives
-// (internal/receiverdocs), from the dispatcher's view of the cluster.
+// (dispatcher/receiverdocs), from the dispatcher's view of the cluster.
 type Docs func(ctx context.Context, k delivery.Key) ([]byte, error)
 
 // docs serves GET .../endpoints/{name}/openapi: who may list the endpoint's dead letters
@@ -22,7 +22,7 @@ func (h *Handler) docs(w http.ResponseWriter, r *http.Request) {
 	doc, err := h.opts.Docs(r.Context(), k)
 	if err != nil {
 		h.opts.Log.Error(err, "writing receiver documentation", "endpoint", k.String())
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the documentation cannot be written right now; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "the documentation cannot be written right now; retry")
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -12,43 +12,21 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/replay"
+	"github.com/herald-dev/herald/pkg/wire"
 )
-
-// ReplaySelectionRequest starts a replay by selection. Since and Until are RFC 3339
-// times or durations before now ("2h"); they select the events accepted in
-// [since, until). From names the sources (dead-letters, delivered; default
-// dead-letters). Nothing selects everything only with All, so that an empty body
-// never re-sends a whole history by accident.
-type ReplaySelectionRequest struct {
-	Since     string   `json:"since,omitempty"`
-	Until     string   `json:"until,omitempty"`
-	EventType string   `json:"eventType,omitempty"`
-	EventIDs  []string `json:"eventIds,omitempty"`
-	From      []string `json:"from,omitempty"`
-	All       bool     `json:"all,omitempty"`
-}
-
-// ReplayStarted answers a replay's start; its progress is on the endpoint's
-// status.replay under the same id.
-type ReplayStarted struct {
-	ID        string `json:"id"`
-	Selection string `json:"selection"`
-	Selected  int64  `json:"selected"`
-}
 
 func (h *Handler) startReplay(w http.ResponseWriter, r *http.Request) {
 	k, who, ok := h.target(w, r, h.opts.Replay, "replaying")
 	if !ok {
 		return
 	}
-	var req ReplaySelectionRequest
+	var req wire.ReplaySelectionRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		writeError(w, http.StatusBadRequest, ingest.CodeInvalidJSON, "", "body must be JSON {since?, until?, eventType?, eventIds?, from?, all?}: %v", err)
+		writeError(w, http.StatusBadRequest, wire.CodeInvalidJSON, "", "body must be JSON {since?, until?, eventType?, eventIds?, from?, all?}: %v", err)
 		return
 	}
 	now := h.opts.Now()
@@ -56,13 +34,13 @@ func (h *Handler) startReplay(w http.ResponseWriter, r *http.Request) {
 	var err error
 	if req.Since != "" {
 		if sel.Since, err = replay.ParseTime(req.Since, now); err != nil {
-			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "since", "since: %v", err)
+			writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "since", "since: %v", err)
 			return
 		}
 	}
 	if req.Until != "" {
 		if sel.Until, err = replay.ParseTime(req.Until, now); err != nil {
-			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "until", "until: %v", err)
+			writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "until", "until: %v", err)
 			return
 		}
 	}
@@ -70,33 +48,33 @@ func (h *Handler) startReplay(w http.ResponseWriter, r *http.Request) {
 	for _, f := range req.From {
 		dl, dv, err := replay.ParseSources(f)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "from", "%v", err)
+			writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "from", "%v", err)
 			return
 		}
 		sel.DeadLetters, sel.Delivered = sel.DeadLetters || dl, sel.Delivered || dv
 	}
 	selects := req.Since != "" || req.Until != "" || req.EventType != "" || len(req.EventIDs) > 0
 	if selects == req.All {
-		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "all",
+		writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "all",
 			"select with since, until, eventType or eventIds, or set all: true to replay everything stored (not both)")
 		return
 	}
 	if err := sel.Validate(); err != nil {
-		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "", "%v", err)
+		writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "", "%v", err)
 		return
 	}
 	id := replayID(now)
 	n, err := h.opts.Replayer.Start(r.Context(), k, replay.Request{ID: id, Selection: sel, By: caller(who)})
 	switch {
 	case errors.Is(err, replay.ErrBusy):
-		writeError(w, http.StatusConflict, ingest.CodeConflict, "", "%v; see status.replay and start again when it is done", err)
+		writeError(w, http.StatusConflict, wire.CodeConflict, "", "%v; see status.replay and start again when it is done", err)
 		return
 	case err != nil:
 		h.opts.Log.Error(err, "starting a replay", "endpoint", k.String())
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the replay could not start; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "the replay could not start; retry")
 		return
 	}
-	writeJSON(w, http.StatusAccepted, ReplayStarted{ID: id, Selection: sel.String(), Selected: n})
+	writeJSON(w, http.StatusAccepted, wire.ReplayStarted{ID: id, Selection: sel.String(), Selected: n})
 }
 
 // lastReplayID is the millisecond of the last replay id this process gave.
@@ -116,39 +94,12 @@ func replayID(now time.Time) string {
 	}
 }
 
-// Attempt is one attempt as the API shows it.
-type Attempt struct {
-	Endpoint       string            `json:"endpoint"`
-	EventID        string            `json:"eventId"`
-	EventType      string            `json:"eventType"`
-	DeliveryID     string            `json:"deliveryId"`
-	Attempt        int               `json:"attempt"`
-	Replay         int               `json:"replay,omitempty"`
-	Time           time.Time         `json:"time"`
-	DurationMillis float64           `json:"durationMs"`
-	StatusCode     int               `json:"statusCode,omitempty"`
-	Error          string            `json:"error,omitempty"`
-	Headers        map[string]string `json:"headers,omitempty"`
-	Body           string            `json:"body,omitempty"`
-	Final          bool              `json:"final,omitempty"`
-}
-
-func attemptOf(rec *queue.AttemptRecord) Attempt {
-	return Attempt{
+func attemptOf(rec *queue.AttemptRecord) wire.Attempt {
+	return wire.Attempt{
 		Endpoint: rec.Endpoint, EventID: rec.EventID, EventType: rec.EventType, DeliveryID: rec.DeliveryID,
 		Attempt: rec.Attempt, Replay: rec.Replay, Time: rec.Time, DurationMillis: float64(rec.DurationMicros) / 1000,
 		StatusCode: rec.StatusCode, Error: rec.Error, Headers: rec.Headers, Body: rec.Body, Final: rec.Final,
 	}
-}
-
-// AttemptList is the answer to a listing of the attempt log, oldest first.
-type AttemptList struct {
-	Items []Attempt `json:"items"`
-	// More is true when the limit cut the list short.
-	More bool `json:"more"`
-	// BodiesWithheld, when set, says that records came without the response bodies
-	// stored with them, and why: the caller may not read them (PermissionResponses).
-	BodiesWithheld string `json:"bodiesWithheld,omitempty"`
 }
 
 // bodies decides, once per endpoint and request, whether the caller sees the response
@@ -165,7 +116,7 @@ type bodies struct {
 
 // keep strips a's body unless the caller may read it, and reports false when the
 // decision could not be made.
-func (b *bodies) keep(endpoint string, a *Attempt) bool {
+func (b *bodies) keep(endpoint string, a *wire.Attempt) bool {
 	if a.Body == "" {
 		return true
 	}
@@ -205,7 +156,7 @@ func (h *Handler) attempts(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "limit", "limit must be a number from 1 to 1000")
+			writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "limit", "limit must be a number from 1 to 1000")
 			return
 		}
 		limit = n
@@ -214,12 +165,12 @@ func (h *Handler) attempts(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("since"); v != "" {
 		var err error
 		if hq.Since, err = replay.ParseTime(v, h.opts.Now()); err != nil {
-			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "since", "since: %v", err)
+			writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "since", "since: %v", err)
 			return
 		}
 	}
 	failed := q.Get("failed") == "true"
-	out := AttemptList{Items: []Attempt{}}
+	out := wire.AttemptList{Items: []wire.Attempt{}}
 	b := &bodies{h: h, r: r, id: id, ns: k.Namespace}
 	undecided := false
 	err := h.opts.Store.Attempts(r.Context(), hq, func(rec *queue.AttemptRecord) bool {
@@ -238,44 +189,22 @@ func (h *Handler) attempts(w http.ResponseWriter, r *http.Request) {
 		return true
 	})
 	if undecided {
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "whether response bodies may be shown could not be decided; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "whether response bodies may be shown could not be decided; retry")
 		return
 	}
 	out.BodiesWithheld = b.withheld
 	if err != nil {
 		h.opts.Log.Error(err, "reading the attempt log", "endpoint", k.String())
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the attempt log cannot be read right now; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "the attempt log cannot be read right now; retry")
 		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }
 
-// EventHistory is what Herald remembers of one event: each endpoint it went to, with
-// every attempt. The payload is not included (see DeadLetter).
-type EventHistory struct {
-	EventID    string            `json:"eventId"`
-	EventType  string            `json:"eventType,omitempty"`
-	CreatedAt  *time.Time        `json:"createdAt,omitempty"`
-	AcceptedAt *time.Time        `json:"acceptedAt,omitempty"`
-	Deliveries []EventDeliveries `json:"deliveries"`
-	// BodiesWithheld: as in AttemptList.
-	BodiesWithheld string `json:"bodiesWithheld,omitempty"`
-}
-
-// EventDeliveries is the delivery of an event to one endpoint.
-type EventDeliveries struct {
-	Endpoint   string `json:"endpoint"`
-	DeliveryID string `json:"deliveryId"`
-	// State is Delivered, DeadLettered or Retrying, after the last attempt logged.
-	State       string     `json:"state"`
-	DeliveredAt *time.Time `json:"deliveredAt,omitempty"`
-	Attempts    []Attempt  `json:"attempts"`
-}
-
 func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 	ns, id := r.PathValue("namespace"), r.PathValue("id")
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", ns)
+		writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", ns)
 		return
 	}
 	who, ok := h.authorize(w, r, h.opts.Read, ns, "reading an event's history")
@@ -284,14 +213,14 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 	}
 	b := &bodies{h: h, r: r, id: who, ns: ns}
 	undecided := false
-	out := EventHistory{EventID: id, Deliveries: []EventDeliveries{}}
+	out := wire.EventHistory{EventID: id, Deliveries: []wire.EventDeliveries{}}
 	at := map[string]int{}
-	entry := func(endpoint, deliveryID string) *EventDeliveries {
+	entry := func(endpoint, deliveryID string) *wire.EventDeliveries {
 		i, ok := at[endpoint]
 		if !ok {
 			i = len(out.Deliveries)
 			at[endpoint] = i
-			out.Deliveries = append(out.Deliveries, EventDeliveries{Endpoint: endpoint, DeliveryID: deliveryID, Attempts: []Attempt{}})
+			out.Deliveries = append(out.Deliveries, wire.EventDeliveries{Endpoint: endpoint, DeliveryID: deliveryID, Attempts: []wire.Attempt{}})
 		}
 		return &out.Deliveries[i]
 	}
@@ -317,16 +246,16 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 		e.Attempts = append(e.Attempts, a)
 		switch {
 		case rec.Final && !rec.Failed():
-			e.State = "Delivered"
+			e.State = wire.StateDelivered
 		case rec.Final:
-			e.State = "DeadLettered"
+			e.State = wire.StateDeadLettered
 		default:
-			e.State = "Retrying"
+			e.State = wire.StateRetrying
 		}
 		return true
 	})
 	if undecided {
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "whether response bodies may be shown could not be decided; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "whether response bodies may be shown could not be decided; retry")
 		return
 	}
 	out.BodiesWithheld = b.withheld
@@ -338,17 +267,17 @@ func (h *Handler) event(w http.ResponseWriter, r *http.Request) {
 			out.EventType = d.EventType
 			out.CreatedAt, out.AcceptedAt = ptrTime(d.CreatedAt), ptrTime(d.AcceptedAt)
 			e := entry(d.Endpoint, d.DeliveryID)
-			e.State, e.DeliveredAt = "Delivered", ptrTime(d.DeliveredAt)
+			e.State, e.DeliveredAt = wire.StateDelivered, ptrTime(d.DeliveredAt)
 			return true
 		})
 	}
 	if err != nil {
 		h.opts.Log.Error(err, "reading an event's history", "namespace", ns)
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the history cannot be read right now; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "the history cannot be read right now; retry")
 		return
 	}
 	if len(out.Deliveries) == 0 {
-		writeError(w, http.StatusNotFound, ingest.CodeNotFound, "", "no attempt of event %q is in the attempt log of namespace %s (never routed, not attempted yet, or older than the log's retention)", id, ns)
+		writeError(w, http.StatusNotFound, wire.CodeNotFound, "", "no attempt of event %q is in the attempt log of namespace %s (never routed, not attempted yet, or older than the log's retention)", id, ns)
 		return
 	}
 	writeJSON(w, http.StatusOK, out)

@@ -8,8 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // The attempt summary is the attempt log counted per minute: what a chart of the last
@@ -26,29 +26,6 @@ const (
 	// part of it counted, and Truncated says so.
 	maxSummaryRecords = 200_000
 )
-
-// AttemptSummary counts the attempts of a window per minute, oldest first; minutes
-// without attempts are present with zero counts, so a chart needs no arithmetic on time.
-type AttemptSummary struct {
-	Since time.Time `json:"since"`
-	// StepSeconds is the width of a bucket.
-	StepSeconds int             `json:"stepSeconds"`
-	Buckets     []SummaryBucket `json:"buckets"`
-	// Truncated is set when the window held more attempts than a summary reads; the
-	// buckets after the last one counted are then short.
-	Truncated bool `json:"truncated,omitempty"`
-}
-
-// SummaryBucket is one minute of attempts.
-type SummaryBucket struct {
-	Start time.Time `json:"start"`
-	// Delivered counts successful attempts (2xx), Failed the others.
-	Delivered int `json:"delivered"`
-	Failed    int `json:"failed"`
-	// MeanMillis and MaxMillis are the attempts' durations; 0 without attempts.
-	MeanMillis float64 `json:"meanMs"`
-	MaxMillis  float64 `json:"maxMs"`
-}
 
 // summary answers GET /v1/namespaces/{namespace}/attempts:summary: every endpoint of the
 // namespace that exists now (what deleted ones left is not counted).
@@ -77,7 +54,7 @@ func (h *Handler) writeSummary(w http.ResponseWriter, r *http.Request, q queue.H
 	if v := r.URL.Query().Get("minutes"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxSummaryMinutes {
-			writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "minutes", "minutes must be a number from 1 to %d", maxSummaryMinutes)
+			writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "minutes", "minutes must be a number from 1 to %d", maxSummaryMinutes)
 			return
 		}
 		minutes = n
@@ -87,7 +64,7 @@ func (h *Handler) writeSummary(w http.ResponseWriter, r *http.Request, q queue.H
 	end := now.Truncate(summaryStep).Add(summaryStep)
 	since := end.Add(-time.Duration(minutes) * summaryStep)
 	q.Since = since
-	out := AttemptSummary{Since: since.UTC(), StepSeconds: int(summaryStep / time.Second), Buckets: make([]SummaryBucket, minutes)}
+	out := wire.AttemptSummary{Since: since.UTC(), StepSeconds: int(summaryStep / time.Second), Buckets: make([]wire.SummaryBucket, minutes)}
 	for i := range out.Buckets {
 		out.Buckets[i].Start = since.Add(time.Duration(i) * summaryStep).UTC()
 	}
@@ -120,7 +97,7 @@ func (h *Handler) writeSummary(w http.ResponseWriter, r *http.Request, q queue.H
 	})
 	if err != nil {
 		h.opts.Log.Error(err, "reading the attempt summary", "namespace", q.Namespace, "endpoint", q.Endpoint.String())
-		writeError(w, http.StatusServiceUnavailable, ingest.CodeUnavailable, "", "the attempt log cannot be read right now; retry")
+		writeError(w, http.StatusServiceUnavailable, wire.CodeUnavailable, "", "the attempt log cannot be read right now; retry")
 		return
 	}
 	for i := range out.Buckets {
@@ -134,7 +111,7 @@ func (h *Handler) writeSummary(w http.ResponseWriter, r *http.Request, q queue.H
 // validNamespace answers 400 and returns false for a path namespace that cannot be one.
 func validNamespace(w http.ResponseWriter, ns string) bool {
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		writeError(w, http.StatusBadRequest, ingest.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", ns)
+		writeError(w, http.StatusBadRequest, wire.CodeInvalidRequest, "namespace", "namespace %q is not a valid namespace name", ns)
 		return false
 	}
 	return true

@@ -16,13 +16,14 @@ import (
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
-	"github.com/herald-dev/herald/internal/resolve"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // TestAttemptSummary_CountsANamespacesAttemptsPerMinuteInOneRequest delivers to two
@@ -32,7 +33,9 @@ import (
 // and a caller without get on webhookendpoints is refused.
 func TestAttemptSummary_CountsANamespacesAttemptsPerMinuteInOneRequest(t *testing.T) {
 	ctx := context.Background()
-	p, err := app.NewPipeline(ctx, app.PipelineOptions{Store: queue.Options{DataDir: t.TempDir()}, Authorizer: allow, Log: testr.New(t)})
+	conf := config.Default()
+	conf.Store.DataDir = t.TempDir()
+	p, err := app.NewPipeline(ctx, app.PipelineOptions{Config: conf, Authorizer: allow, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,19 +84,19 @@ func TestAttemptSummary_CountsANamespacesAttemptsPerMinuteInOneRequest(t *testin
 	}))
 	defer refusing.Close()
 
-	summary := func(path string) admin.AttemptSummary {
+	summary := func(path string) wire.AttemptSummary {
 		t.Helper()
 		code, raw := call(t, http.MethodGet, api.URL+path, nil)
 		if code != http.StatusOK {
 			t.Fatalf("GET %s: %d %s", path, code, raw)
 		}
-		var s admin.AttemptSummary
+		var s wire.AttemptSummary
 		if err := json.Unmarshal(raw, &s); err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
-	totals := func(s admin.AttemptSummary) (delivered, failed int, maxMs float64) {
+	totals := func(s wire.AttemptSummary) (delivered, failed int, maxMs float64) {
 		for _, b := range s.Buckets {
 			delivered, failed, maxMs = delivered+b.Delivered, failed+b.Failed, max(maxMs, b.MaxMillis)
 		}

@@ -20,8 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
-	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // serviceAccountToken creates a ServiceAccount bound to a Role with verbs on
@@ -102,7 +101,7 @@ func TestDispatcher_EndpointAPIListsAndReplaysDeadLettersAndReenables(t *testing
 
 	d.publish(ns, "evt_a", "order.created")
 	d.publish(ns, "evt_b", "order.paid")
-	var list admin.DeadLetterList
+	var list wire.DeadLetterList
 	deadline := time.Now().Add(30 * time.Second)
 	for len(list.Items) < 2 {
 		if time.Now().After(deadline) {
@@ -128,9 +127,9 @@ func TestDispatcher_EndpointAPIListsAndReplaysDeadLettersAndReenables(t *testing
 		who, token, method, url, want string
 		body                          any
 	}{
-		{"viewer", viewer, http.MethodPost, base + "/dead-letters:replay", "system:serviceaccount:" + ns + ":viewer may not replay webhookendpoints.hooks.herald.dev in namespace " + ns, admin.ReplayRequest{All: true}},
-		{"editor", editor, http.MethodPost, base + "/dead-letters:replay", "may not replay webhookendpoints.hooks.herald.dev", admin.ReplayRequest{All: true}},
-		{"editor", editor, http.MethodPost, base + "/replays", "may not replay webhookendpoints.hooks.herald.dev", admin.ReplaySelectionRequest{All: true}},
+		{"viewer", viewer, http.MethodPost, base + "/dead-letters:replay", "system:serviceaccount:" + ns + ":viewer may not replay webhookendpoints.hooks.herald.dev in namespace " + ns, wire.ReplayRequest{All: true}},
+		{"editor", editor, http.MethodPost, base + "/dead-letters:replay", "may not replay webhookendpoints.hooks.herald.dev", wire.ReplayRequest{All: true}},
+		{"editor", editor, http.MethodPost, base + "/replays", "may not replay webhookendpoints.hooks.herald.dev", wire.ReplaySelectionRequest{All: true}},
 		{"editor", editor, http.MethodPost, base + "/enable", "may not enable webhookendpoints.hooks.herald.dev", nil},
 		{"viewer", viewer, http.MethodPost, base + "/enable", "may not enable webhookendpoints.hooks.herald.dev", nil},
 	} {
@@ -144,22 +143,22 @@ func TestDispatcher_EndpointAPIListsAndReplaysDeadLettersAndReenables(t *testing
 		status                   int
 		code                     string
 	}{
-		{"stranger lists dead letters", http.MethodGet, base + "/dead-letters", stranger, http.StatusForbidden, ingest.CodeForbidden},
-		{"stranger publishes", http.MethodPost, d.url + "/v1/namespaces/" + ns + "/events", stranger, http.StatusForbidden, ingest.CodeForbidden},
-		{"anonymous lists dead letters", http.MethodGet, base + "/dead-letters", "", http.StatusUnauthorized, ingest.CodeUnauthenticated},
-		{"anonymous publishes", http.MethodPost, d.url + "/v1/namespaces/" + ns + "/events", "", http.StatusUnauthorized, ingest.CodeUnauthenticated},
+		{"stranger lists dead letters", http.MethodGet, base + "/dead-letters", stranger, http.StatusForbidden, wire.CodeForbidden},
+		{"stranger publishes", http.MethodPost, d.url + "/v1/namespaces/" + ns + "/events", stranger, http.StatusForbidden, wire.CodeForbidden},
+		{"anonymous lists dead letters", http.MethodGet, base + "/dead-letters", "", http.StatusUnauthorized, wire.CodeUnauthenticated},
+		{"anonymous publishes", http.MethodPost, d.url + "/v1/namespaces/" + ns + "/events", "", http.StatusUnauthorized, wire.CodeUnauthenticated},
 	} {
 		var body any
 		if c.method == http.MethodPost {
 			body = map[string]any{"type": "order.created", "data": map[string]any{}}
 		}
 		code, raw := call(t, c.method, c.url, c.token, body)
-		var e ingest.ErrorResponse
+		var e wire.ErrorResponse
 		if err := json.Unmarshal(raw, &e); err != nil || code != c.status || e.Error.Code != c.code || e.Error.Message == "" {
 			t.Errorf("%s = %d %s, want %d with code %q and a message", c.what, code, raw, c.status, c.code)
 		}
 	}
-	if code, raw := call(t, http.MethodPost, base+"/dead-letters:replay", operator, admin.ReplayRequest{}); code != http.StatusBadRequest || !strings.Contains(string(raw), "all: true") {
+	if code, raw := call(t, http.MethodPost, base+"/dead-letters:replay", operator, wire.ReplayRequest{}); code != http.StatusBadRequest || !strings.Contains(string(raw), "all: true") {
 		t.Errorf("empty selection = %d %s, want 400 explaining the choice", code, raw)
 	}
 	if code, _ := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/endpoints/nope/dead-letters", operator, nil); code != http.StatusNotFound {
@@ -174,7 +173,7 @@ func TestDispatcher_EndpointAPIListsAndReplaysDeadLettersAndReenables(t *testing
 
 	// Replay one by event id: it is delivered with its id, the other stays.
 	failing.Store(false)
-	code, raw = call(t, http.MethodPost, base+"/dead-letters:replay", operator, admin.ReplayRequest{EventIDs: []string{"evt_b"}})
+	code, raw = call(t, http.MethodPost, base+"/dead-letters:replay", operator, wire.ReplayRequest{EventIDs: []string{"evt_b"}})
 	if code != http.StatusOK || !strings.Contains(string(raw), `"replayed":1`) {
 		t.Fatalf("replay = %d %s", code, raw)
 	}

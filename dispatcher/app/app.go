@@ -24,7 +24,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -36,68 +36,42 @@ import (
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/catalog"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/receiverdocs"
 	"github.com/herald-dev/herald/dispatcher/reclaim"
 	"github.com/herald-dev/herald/dispatcher/watch"
-	"github.com/herald-dev/herald/internal/outbound"
-	"github.com/herald-dev/herald/internal/receiverdocs"
 	"github.com/herald-dev/herald/internal/scheme"
 	"github.com/herald-dev/herald/internal/tracing"
 )
 
-// Options configure the dispatcher. Zero values are the documented defaults of the
-// herald dispatcher flags.
+// Options configure the dispatcher: its configuration, and what only a Go caller gives
+// (how callers authenticate, the clock, the logger).
 type Options struct {
-	// Store configures JetStream (embedded when Store.URL is empty).
-	Store queue.Options
-	// IngestAddr is the ingest API's listen address (":8080"); ":0" picks a port,
-	// reported on Ready.
-	IngestAddr string
-	// TLS, when set, serves the ingest and endpoint API over TLS with these files.
-	TLS         TLSFiles
-	HealthAddr  string
-	MetricsAddr string
-	// PprofAddr serves /debug/pprof when set.
-	PprofAddr string
-	// WatchNamespaces limits what is served (and which Secrets are read); empty is all.
-	WatchNamespaces []string
-	Policy          outbound.Policy
-	// Egress sends deliveries through the operator's proxy, except where its no-proxy
-	// rules say (and for endpoints with a proxy of their own or an in-cluster Service).
-	Egress  outbound.Egress
-	AckWait time.Duration
-	// Ingest bounds the ingest API's requests.
-	Ingest ingest.Limits
-	// MaxHeld and MaxHeldAge bound the deliveries of a held endpoint (defaults 100,000
-	// and 72h); beyond them deliveries are dead-lettered.
-	MaxHeld    int64
-	MaxHeldAge time.Duration
-	// IdleAfter is how long an endpoint's consumer and workers outlive its last
-	// delivery (default 30s; see delivery.Options).
-	IdleAfter time.Duration
-	// StatusInterval is the most often one endpoint's status is written (default 5s).
-	StatusInterval time.Duration
+	// Config is the dispatcher's configuration (package config): start from
+	// config.Default(). Run refuses what config.Validate refuses.
+	Config config.Dispatcher
+	// EgressUsername and EgressPassword are the login sent to Config.Egress.Proxy, which
+	// `herald dispatcher` reads from its environment (config.EnvProxyUsername,
+	// config.EnvProxyPassword): a credential is no setting.
+	EgressUsername, EgressPassword string
 	// Authorizer decides who may publish. Built from the cluster when nil by
 	// NewAuthorizer.
 	Authorizer func(mgr manager.Manager) (auth.Authorizer, error)
 	// AdminAuthorizers decide who may do what through the endpoint API (read, replay,
 	// re-enable, read response bodies); nil leaves that API out.
 	AdminAuthorizers func(mgr manager.Manager) (admin.Access, error)
-	// Tracing configures the OTLP export of spans; the zero value exports none.
-	Tracing tracing.Options
-	// ReplayRate bounds the re-sends per second of one replay (0: replay.DefaultRate;
-	// negative: no bound but the store's).
-	ReplayRate float64
+	// IdleAfter is how long an endpoint's consumer and workers outlive its last
+	// delivery (default 30s; see delivery.Options).
+	IdleAfter time.Duration
+	// TraceBatchTimeout is the longest a finished span waits before it is exported
+	// (default 5s; see tracing.Options).
+	TraceBatchTimeout time.Duration
 	// Now is the clock of acceptance and of relative times (default time.Now).
 	Now func() time.Time
-	// WithoutAttemptLog turns the attempt log off (--attempt-log=false).
-	WithoutAttemptLog bool
-	// OperationalInterval aggregates Herald's operational events (default one minute).
-	OperationalInterval time.Duration
-	Log                 logr.Logger
+	Log logr.Logger
 	// Ready, when not nil, receives the ingest API's address once it serves.
 	Ready chan<- string
 
@@ -137,23 +111,29 @@ func slimCached(obj any) (any, error) {
 
 // Run runs the dispatcher until ctx ends.
 func Run(ctx context.Context, cfg *rest.Config, o Options) error {
-	log := o.Log
+	log, c := o.Log, o.Config
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	c.SetDefaults()
+	egress, err := c.Egress.Outbound(o.EgressUsername, o.EgressPassword)
+	if err != nil {
+		return err
+	}
 	cacheOpts := cache.Options{DefaultTransform: slimCached}
-	if len(o.WatchNamespaces) > 0 {
+	if len(c.WatchNamespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range o.WatchNamespaces {
+		for _, ns := range c.WatchNamespaces {
 			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
-	if o.MetricsAddr == "" {
-		o.MetricsAddr = "0"
-	}
+	metricsAddr := cmp.Or(c.Serving.MetricsBindAddress, "0")
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 scheme.New(),
 		Cache:                  cacheOpts,
-		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
-		HealthProbeBindAddress: o.HealthAddr,
-		PprofBindAddress:       o.PprofAddr,
+		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress: c.Serving.HealthProbeBindAddress,
+		PprofBindAddress:       c.Serving.PprofBindAddress,
 		Logger:                 log,
 		// Several dispatchers in one process (tests) each register their own
 		// controllers.
@@ -179,7 +159,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 	filters := &outcome.FilterReporter{Client: mgr.GetClient(), Events: sink, Log: log.WithName("filters")}
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return filters.Run(ctx, cmp.Or(o.StatusInterval, 5*time.Second))
+		return filters.Run(ctx, c.Status.Interval)
 	})); err != nil {
 		return fmt.Errorf("adding the filter reporter: %w", err)
 	}
@@ -190,7 +170,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("configuring ingest authentication: %w", err)
 	}
-	tracer, err := tracing.Start(ctx, o.Tracing)
+	tracer, err := tracing.Start(ctx, tracing.Options{Endpoint: c.Tracing.OTLPEndpoint, BatchTimeout: o.TraceBatchTimeout})
 	if err != nil {
 		return err
 	}
@@ -204,9 +184,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	cat := catalog.New()
 	retired := make(chan delivery.Key, 1024)
 	p, err := NewPipeline(ctx, PipelineOptions{
-		Catalog: cat, OperationalInterval: o.OperationalInterval,
-		Store: o.Store, Authorizer: authorizer, AckWait: o.AckWait,
-		Ingest: o.Ingest, MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter,
+		Config: c, Catalog: cat, Authorizer: authorizer, IdleAfter: o.IdleAfter,
 		Events: sink,
 		Notify: func(k delivery.Key) {
 			select {
@@ -214,12 +192,10 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			default: // a full queue already holds enough reasons to look again
 			}
 		},
-		Metrics:           ctrlmetrics.Registry,
-		FilterFailed:      filters.Failed,
-		Tracer:            tracer,
-		WithoutAttemptLog: o.WithoutAttemptLog,
-		ReplayRate:        o.ReplayRate,
-		Instance:          instance,
+		Metrics:      ctrlmetrics.Registry,
+		FilterFailed: filters.Failed,
+		Tracer:       tracer,
+		Instance:     instance,
 		Retired: func(k delivery.Key) {
 			select {
 			case retired <- k:
@@ -237,7 +213,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	store, engine, tracker := p.Store, p.Engine, p.Tracker
 
 	reclaimer := reclaim.New(reclaim.Options{
-		Store: store, Cached: engine.Lookup, Reader: mgr.GetAPIReader(), Namespaces: o.WatchNamespaces,
+		Store: store, Cached: engine.Lookup, Reader: mgr.GetAPIReader(), Namespaces: c.WatchNamespaces,
 		Known: func() []queue.Endpoint {
 			known := engine.Endpoints()
 			out := make([]queue.Endpoint, 0, len(known))
@@ -252,7 +228,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 		return fmt.Errorf("adding the reclaimer: %w", err)
 	}
 	requests := outcome.NewRequests(tracker, p.Replayer, outcome.AnnotationManager(mgr.GetAPIReader()), p.Now)
-	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: o.Policy, Egress: o.Egress,
+	endpoints := &watch.Endpoints{Client: mgr.GetClient(), Engine: engine, Policy: c.Outbound, Egress: egress,
 		Lifecycle: afterMigration{requests, reclaimer.Migrated()}, Notify: notify}
 	if o.cacheAllSecrets {
 		endpoints.Secrets = watch.InformerSecrets{Client: mgr.GetClient()}
@@ -276,7 +252,7 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return cfg.Hold, cfg.HoldMessage
 		},
 		Pace:     engine.Pace,
-		Interval: o.StatusInterval, Log: log.WithName("status"),
+		Interval: c.Status.Interval, Log: log.WithName("status"),
 	}
 	if err := mgr.Add(manager.RunnableFunc(statusWriter.Run)); err != nil {
 		return fmt.Errorf("adding the status writer: %w", err)
@@ -300,18 +276,18 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 	}
 
 	var certs *certReloader
-	if o.TLS.Enabled() {
-		if certs, err = newCertReloader(o.TLS, log.WithName("tls")); err != nil {
+	if c.Serving.TLS.Enabled() {
+		if certs, err = newCertReloader(c.Serving.TLS, log.WithName("tls")); err != nil {
 			return err
 		}
 	}
 	primed := make(chan struct{})
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		return serveIngest(ctx, log, mgr, o, mux, certs, primed, endpoints, subscriptions, eventTypes, reclaimer)
+		return serveIngest(ctx, log, mgr, c.Serving.IngestBindAddress, o.Ready, mux, certs, primed, endpoints, subscriptions, eventTypes, reclaimer)
 	})); err != nil {
 		return fmt.Errorf("adding the ingest API: %w", err)
 	}
-	if o.HealthAddr != "" && o.HealthAddr != "0" {
+	if a := c.Serving.HealthProbeBindAddress; a != "" && a != "0" {
 		if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 			return fmt.Errorf("adding health check: %w", err)
 		}
@@ -326,18 +302,14 @@ func Run(ctx context.Context, cfg *rest.Config, o Options) error {
 			return fmt.Errorf("adding ready check: %w", err)
 		}
 	}
-	proxy := ""
-	if o.Egress.Proxy != nil {
-		proxy = o.Egress.Proxy.URL()
-	}
-	log.Info("starting dispatcher", "ingest", o.IngestAddr, "embedded", o.Store.URL == "", "policy", o.Policy, "tracing", tracer != nil,
-		"egressProxy", proxy, "noProxy", o.Egress.NoProxy)
+	log.Info("starting dispatcher", "ingest", c.Serving.IngestBindAddress, "embedded", c.Store.URL == "", "policy", c.Outbound, "tracing", tracer != nil,
+		"egressProxy", c.Egress.Proxy, "noProxy", c.Egress.NoProxy)
 	return mgr.Start(ctx)
 }
 
 // serveIngest opens the ingest API once the dispatcher knows every endpoint and
 // subscription: an event accepted earlier could be routed to nothing.
-func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Options, h http.Handler,
+func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, addr string, ready chan<- string, h http.Handler,
 	certs *certReloader, primed chan struct{}, endpoints *watch.Endpoints, subscriptions *watch.Subscriptions,
 	eventTypes *watch.EventTypes, reclaimer *reclaim.Reclaimer) error {
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
@@ -352,10 +324,7 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 		return err
 	}
 	close(primed)
-	addr := o.IngestAddr
-	if addr == "" {
-		addr = ":8080"
-	}
+	addr = cmp.Or(addr, config.Default().Serving.IngestBindAddress)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listening for ingest on %s: %w", addr, err)
@@ -373,8 +342,8 @@ func serveIngest(ctx context.Context, log logr.Logger, mgr manager.Manager, o Op
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 	log.Info("ingest API listening", "address", ln.Addr().String(), "tls", certs != nil)
-	if o.Ready != nil {
-		o.Ready <- ln.Addr().String()
+	if ready != nil {
+		ready <- ln.Addr().String()
 	}
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serving ingest: %w", err)
@@ -434,9 +403,9 @@ func prime(ctx context.Context, c client.Client, endpoints *watch.Endpoints, sub
 	return nil
 }
 
-func ctrlConfigSkipNameValidation() config.Controller {
+func ctrlConfigSkipNameValidation() ctrlconfig.Controller {
 	skip := true
-	return config.Controller{SkipNameValidation: &skip}
+	return ctrlconfig.Controller{SkipNameValidation: &skip}
 }
 
 // afterMigration holds the endpoints' requests (re-enable, replay) until the start-up

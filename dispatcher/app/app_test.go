@@ -26,7 +26,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/testenv"
 )
@@ -150,12 +150,12 @@ func (d *dispatcher) stop() {
 
 func startDispatcher(t testing.TB) *dispatcher {
 	t.Helper()
-	return startDispatcherOn(t, queue.Options{DataDir: t.TempDir()})
+	return startDispatcherOn(t, config.Store{DataDir: t.TempDir()})
 }
 
-func startDispatcherOn(t testing.TB, store queue.Options) *dispatcher {
+func startDispatcherOn(t testing.TB, store config.Store) *dispatcher {
 	t.Helper()
-	return startDispatcherWith(t, func(o *app.Options) { o.Store = store })
+	return startDispatcherWith(t, func(o *app.Options) { o.Config.Store = store })
 }
 
 // startDispatcherWith starts a dispatcher with the tests' options, changed by mutate.
@@ -165,16 +165,15 @@ func startDispatcherWith(t testing.TB, mutate func(*app.Options)) *dispatcher {
 	ready := make(chan string, 1)
 	d := &dispatcher{t: t, cancel: cancel, done: make(chan struct{})}
 	log := testr.NewWithInterface(t, testr.Options{})
+	conf := config.Default()
+	conf.Store.DataDir = t.TempDir()
+	conf.Serving = config.Serving{IngestBindAddress: "127.0.0.1:0", HealthProbeBindAddress: "0", MetricsBindAddress: "0"}
+	conf.Outbound = outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true}
+	conf.Delivery.AckWait, conf.Status.Interval = 5*time.Second, 200*time.Millisecond
 	opts := app.Options{
-		Store:          queue.Options{DataDir: t.TempDir()},
-		IngestAddr:     "127.0.0.1:0",
-		HealthAddr:     "0",
-		MetricsAddr:    "0",
-		Policy:         outbound.Policy{AllowPlainHTTP: true, AllowLoopback: true},
-		AckWait:        5 * time.Second,
-		StatusInterval: 200 * time.Millisecond,
+		Config: conf,
 		// Producers authenticate with a real API key Secret (see publish).
-		Authorizer:       app.ClusterAuthorizer(app.AuthOptions{APIKeys: true, Log: log}),
+		Authorizer:       app.ClusterAuthorizer(app.AuthOptions{Auth: config.Auth{APIKeys: true}, Log: log}),
 		AdminAuthorizers: app.ClusterAdminAuthorizers(app.AuthOptions{Log: log}),
 		Log:              log,
 		Ready:            ready,

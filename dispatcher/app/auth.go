@@ -10,18 +10,15 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/config"
 )
 
-// AuthOptions configure who may publish.
+// AuthOptions configure who may publish and use the endpoint API.
 type AuthOptions struct {
-	// Audiences a ServiceAccount token must carry; empty accepts the API server's.
-	// herald dispatcher requires auth.Audience unless told otherwise.
-	Audiences []string
-	// AcceptAPIServerAudience accepts tokens for the API server's audiences as well
-	// (see auth.Options).
-	AcceptAPIServerAudience bool
-	// APIKeys accepts keys from Secrets labelled hooks.herald.dev/api-key=true.
-	APIKeys bool
+	// Auth is the dispatcher configuration's: the token audiences (empty accepts the
+	// API server's), whether the API server's audiences are accepted as well, whether
+	// API keys are.
+	config.Auth
 	// Namespaces to read API keys from; empty is all.
 	Namespaces []string
 	Log        logr.Logger
@@ -44,7 +41,7 @@ func ClusterAuthorizer(o AuthOptions) func(manager.Manager) (auth.Authorizer, er
 				return nil, fmt.Errorf("watching API keys: %w", err)
 			}
 		}
-		return auth.New(auth.Options{Client: cs, Audiences: o.Audiences, AcceptAPIServerAudience: o.AcceptAPIServerAudience, APIKeys: keys, Log: o.Log})
+		return auth.New(auth.Options{Client: cs, Audiences: o.TokenAudiences, AcceptAPIServerAudience: o.AcceptAPIServerAudience, APIKeys: keys, Log: o.Log})
 	}
 }
 
@@ -62,7 +59,7 @@ func ClusterAdminAuthorizers(o AuthOptions) func(manager.Manager) (admin.Access,
 			to *auth.Authorizer
 			p  auth.Permission
 		}{{&a.Read, admin.PermissionRead}, {&a.Replay, admin.PermissionReplay}, {&a.Enable, admin.PermissionEnable}} {
-			if *az.to, err = auth.New(auth.Options{Client: cs, Audiences: o.Audiences, AcceptAPIServerAudience: o.AcceptAPIServerAudience, Verb: az.p.Verb, Resource: az.p.Resource, Log: o.Log}); err != nil {
+			if *az.to, err = auth.New(auth.Options{Client: cs, Audiences: o.TokenAudiences, AcceptAPIServerAudience: o.AcceptAPIServerAudience, Verb: az.p.Verb, Resource: az.p.Resource, Log: o.Log}); err != nil {
 				return admin.Access{}, err
 			}
 		}

@@ -14,8 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/ingest"
-	"github.com/herald-dev/herald/internal/receiverdocs"
+	"github.com/herald-dev/herald/dispatcher/receiverdocs"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // publishData publishes one Herald JSON event and returns the answer as it is.
@@ -36,13 +36,13 @@ func (d *dispatcher) publishData(ns, id, typ, data string) (int, http.Header, []
 
 // untilAnswer publishes fresh events until one is answered with status (the dispatcher's
 // watch catches up with a change within moments), and returns that answer.
-func untilAnswer(t *testing.T, d *dispatcher, ns, typ, data string, status int) (http.Header, ingest.Error) {
+func untilAnswer(t *testing.T, d *dispatcher, ns, typ, data string, status int) (http.Header, wire.Error) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for i := 0; ; i++ {
 		got, h, raw := d.publishData(ns, "evt_until_"+time.Now().Format("150405.000000"), typ, data)
 		if got == status {
-			var e ingest.ErrorResponse
+			var e wire.ErrorResponse
 			_ = json.Unmarshal(raw, &e)
 			return h, e.Error
 		}
@@ -89,10 +89,10 @@ func TestDispatcher_CatalogIsEnforcedAndDeliveriesMatchTheReceiverDocs(t *testin
 			Examples: []string{`{"invoice_id": "inv_1", "amount": 2500}`}}}
 	mustCreate(t, c, et)
 	_, e := untilAnswer(t, d, ns, "invoice.paid", `{"invoice_id": "inv_2", "amount": 0}`, http.StatusUnprocessableEntity)
-	if e.Code != ingest.CodeSchemaViolation || e.Pointer != "/amount" || e.Rule != "minimum" || e.SchemaPath != "#/properties/amount/minimum" {
+	if e.Code != wire.CodeSchemaViolation || e.Pointer != "/amount" || e.Rule != "minimum" || e.SchemaPath != "#/properties/amount/minimum" {
 		t.Errorf("refusal = %+v", e)
 	}
-	if got, _, raw := d.publishData(ns, "evt_unknown", "invoice.sent", `{}`); got != http.StatusUnprocessableEntity || !strings.Contains(string(raw), ingest.CodeUnknownEventType) {
+	if got, _, raw := d.publishData(ns, "evt_unknown", "invoice.sent", `{}`); got != http.StatusUnprocessableEntity || !strings.Contains(string(raw), wire.CodeUnknownEventType) {
 		t.Errorf("an undeclared type: %d %s, want 422 unknown_event_type", got, raw)
 	}
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dev/herald/dispatcher/config"
+
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	ceclient "github.com/cloudevents/sdk-go/v2/client"
 	"github.com/cloudevents/sdk-go/v2/protocol"
@@ -24,11 +26,11 @@ import (
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
-	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/pkg/verify"
 )
 
@@ -123,9 +125,11 @@ func (s *ceSink) event(t *testing.T, id string) cloudevents.Event {
 // with endpoints configured as the watch would configure them.
 func cePipeline(t *testing.T) (*app.Pipeline, *httptest.Server) {
 	t.Helper()
+	conf := config.Default()
+	conf.Store.DataDir = t.TempDir()
+	conf.Delivery.AckWait = 5 * time.Second
 	p, err := app.NewPipeline(context.Background(), app.PipelineOptions{
-		Store:   queue.Options{DataDir: t.TempDir()},
-		AckWait: 5 * time.Second,
+		Config: conf,
 		Authorizer: auth.AuthorizerFunc(func(context.Context, *http.Request, string) (auth.Identity, error) {
 			return auth.Identity{Name: "system:serviceaccount:shop:producer", Method: auth.MethodToken}, nil
 		}),

@@ -69,7 +69,7 @@ func TestDispatcher_AutoDisabledEndpointSendsOneSignedOperationalEvent(t *testin
 	endpointWithSubscription(t, c, ns, "everything", "everything", everything.URL, []string{"*"})
 	mustCreate(t, c, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: other}})
 	endpointWithSubscription(t, c, other, "alerts", "alerts", elsewhere.URL, []string{"herald.*"})
-	d := startDispatcherWith(t, func(o *app.Options) { o.OperationalInterval = time.Second })
+	d := startDispatcherWith(t, func(o *app.Options) { o.Config.Status.OperationalEventsInterval = time.Second })
 
 	d.publish(ns, "evt_one", "order.created")
 	d.publish(ns, "evt_two", "order.created")

@@ -15,6 +15,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/testenv"
 )
@@ -100,8 +101,8 @@ func TestDispatcher_OrderedDeliveryBlocksOnHeadThroughRetriesRestartAndDeadLette
 		// Ordered ignores the concurrency limit: one delivery at a time.
 		Limits: heraldv1.DeliveryLimits{MaxInFlight: ptr.To[int32](8)},
 	})
-	store := queue.Options{DataDir: t.TempDir()}
-	d := startDispatcherWith(t, func(o *app.Options) { o.Store = store })
+	store := config.Store{DataDir: t.TempDir()}
+	d := startDispatcherWith(t, func(o *app.Options) { o.Config.Store = store })
 	const n = 8
 	ids := make([]string, n)
 	for i := range n {
@@ -125,7 +126,7 @@ func TestDispatcher_OrderedDeliveryBlocksOnHeadThroughRetriesRestartAndDeadLette
 		}
 	}
 
-	d = startDispatcherWith(t, func(o *app.Options) { o.Store = store })
+	d = startDispatcherWith(t, func(o *app.Options) { o.Config.Store = store })
 	rcv.waitDelivered(t, ids[n-1], 60*time.Second)
 
 	got := rcv.seen()
@@ -256,8 +257,8 @@ func TestDispatcher_OrderedDeliveryAcrossTwoReplicas(t *testing.T) {
 		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](0)},
 	})
 	url := testenv.NATS(t)
-	a := startDispatcherOn(t, queue.Options{URL: url})
-	b := startDispatcherOn(t, queue.Options{URL: url})
+	a := startDispatcherOn(t, config.Store{URL: url})
+	b := startDispatcherOn(t, config.Store{URL: url})
 	const n = 10
 	for i := range n {
 		d := a

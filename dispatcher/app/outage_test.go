@@ -16,7 +16,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
@@ -137,7 +137,9 @@ func TestDispatcher_StoreOutage(t *testing.T) {
 	fixture(t, c, ns, "paced", heraldv1.WebhookEndpointSpec{URL: s.URL, Timeout: "2s", Limits: heraldv1.DeliveryLimits{RequestsPerSecond: ptr.To[int32](2)}})
 	cluster := testenv.NATSCluster(t, 3)
 	health := freeAddr(t)
-	d := startDispatcherWith(t, func(o *app.Options) { o.Store, o.HealthAddr = queue.Options{URL: cluster.URL()}, health })
+	d := startDispatcherWith(t, func(o *app.Options) {
+		o.Config.Store, o.Config.Serving.HealthProbeBindAddress = config.Store{URL: cluster.URL()}, health
+	})
 	testenv.Eventually(t, 30*time.Second, func() error {
 		if code := readyz(health); code != http.StatusOK {
 			return fmt.Errorf("/readyz %d", code)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/accept"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/metrics"
@@ -21,19 +22,17 @@ import (
 	"github.com/herald-dev/herald/internal/tracing"
 )
 
-// PipelineOptions configure an event's route through the dispatcher. Zero values are
-// the documented defaults of the herald dispatcher flags.
+// PipelineOptions configure an event's route through the dispatcher.
 type PipelineOptions struct {
-	// Store configures JetStream (embedded when Store.URL is empty).
-	Store      queue.Options
+	// Config is the dispatcher's configuration (package config), of which the route
+	// reads the store, the history, ingest, delivery and the operational events'
+	// interval: start from config.Default() (its zero value leaves the attempt log off
+	// and replays unpaced).
+	Config     config.Dispatcher
 	Authorizer auth.Authorizer
-	AckWait    time.Duration
-	// Ingest bounds the ingest API's requests.
-	Ingest ingest.Limits
-	// MaxHeld and MaxHeldAge bound the deliveries of a held endpoint.
-	MaxHeld    int64
-	MaxHeldAge time.Duration
-	IdleAfter  time.Duration
+	// IdleAfter is how long an endpoint's consumer and workers outlive its last
+	// delivery (see delivery.Options).
+	IdleAfter time.Duration
 	// Events receives the outcome's Kubernetes Events; nil sends none (no API server).
 	Events *outcome.EventSink
 	// Notify asks for an endpoint's configuration to be rebuilt after its shared state
@@ -44,9 +43,6 @@ type PipelineOptions struct {
 	// WithoutOutcome leaves out the shared failure state, for benchmarks that measure
 	// the route up to the receiver alone.
 	WithoutOutcome bool
-	// ReplayRate bounds the re-sends per second of one replay (0: replay.DefaultRate;
-	// negative: as fast as the store takes them).
-	ReplayRate float64
 	// Instance names this dispatcher replica (in replay leases and tombstones).
 	Instance string
 	// Retired hears of every endpoint the engine retired: deleted, or replaced by an
@@ -56,9 +52,6 @@ type PipelineOptions struct {
 	// Now is the dispatcher's clock: when events are accepted, what "since 2h" means
 	// (default time.Now). Tests spread events over hours with it.
 	Now func() time.Time
-	// WithoutAttemptLog leaves out the attempt log (the retention of delivered
-	// deliveries for replay stays).
-	WithoutAttemptLog bool
 	// FilterFailed hears of subscription filters that failed on an event.
 	FilterFailed func(namespace, subscription, eventID string, err error)
 	// Tracer, when set, records spans for ingest, store and every attempt; nil records
@@ -67,10 +60,7 @@ type PipelineOptions struct {
 	// Catalog, when set, holds the namespaces' event types that ingest enforces; nil
 	// accepts every type (no namespace has a catalog).
 	Catalog ingest.Catalog
-	// OperationalInterval is the aggregation interval of Herald's operational events
-	// (dead letters, recoveries); default one minute.
-	OperationalInterval time.Duration
-	Log                 logr.Logger
+	Log     logr.Logger
 }
 
 // Pipeline is an event's route through the dispatcher, in the order the event takes
@@ -99,9 +89,9 @@ type Pipeline struct {
 
 // NewPipeline opens the store and assembles the route. Close releases it.
 func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error) {
-	o.Store.Log = o.Log.WithName("store")
-	o.Store.WithoutAttemptLog = o.Store.WithoutAttemptLog || o.WithoutAttemptLog
-	store, err := queue.Open(ctx, o.Store)
+	c := o.Config
+	c.SetDefaults()
+	store, err := queue.Open(ctx, queue.Options{Store: c.Store, History: c.History, Log: o.Log.WithName("store")})
 	if err != nil {
 		return nil, fmt.Errorf("opening the delivery store: %w", err)
 	}
@@ -127,7 +117,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		}
 		p.Tracker = outcome.NewTracker(store, thresholds{p}, o.Events, notify, o.Log.WithName("outcome"))
 		observers = append(observers, p.Tracker)
-		p.Replayer = replay.New(replay.Options{Store: store, Progress: p.Tracker, Rate: o.ReplayRate, Instance: o.Instance,
+		p.Replayer = replay.New(replay.Options{Store: store, Progress: p.Tracker, Rate: c.History.ReplayRate, Instance: o.Instance,
 			Now: o.Now, Log: o.Log.WithName("replay")})
 		gate = func(k delivery.Key) bool { _, disabled := p.Tracker.Disabled(k); return disabled }
 	}
@@ -138,8 +128,8 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		observers = append(observers, p.Metrics)
 	}
 	opts := delivery.Options{
-		Store: store, AckWait: o.AckWait, Log: o.Log.WithName("delivery"),
-		MaxHeld: o.MaxHeld, MaxHeldAge: o.MaxHeldAge, IdleAfter: o.IdleAfter, Gate: gate, Tracer: o.Tracer,
+		Store: store, Delivery: c.Delivery, Log: o.Log.WithName("delivery"),
+		IdleAfter: o.IdleAfter, Gate: gate, Tracer: o.Tracer,
 		PaceChanged: func(k delivery.Key) {
 			if p.Tracker != nil && p.Engine != nil {
 				p.Tracker.PaceChanged(k, p.Engine.Pace(k))
@@ -176,7 +166,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 		if p.Metrics != nil {
 			published = p.Metrics.OperationalPublished
 		}
-		p.Operational = outcome.NewOperational(operationalPublisher{acceptor}, o.OperationalInterval, published, o.Log.WithName("operational"))
+		p.Operational = outcome.NewOperational(operationalPublisher{acceptor}, c.Status.OperationalEventsInterval, published, o.Log.WithName("operational"))
 		p.Tracker.SetOperational(p.Operational)
 		opsCtx, stop := context.WithCancel(context.Background())
 		p.stopOps, p.opsDone = stop, make(chan struct{})
@@ -188,7 +178,7 @@ func NewPipeline(ctx context.Context, o PipelineOptions) (p *Pipeline, err error
 	ingestOpts := ingest.Options{
 		Acceptor:   acceptor,
 		Authorizer: o.Authorizer,
-		Limits:     o.Ingest,
+		Limits:     c.Ingest,
 		Tracer:     o.Tracer,
 		Catalog:    o.Catalog,
 		Log:        o.Log.WithName("ingest"),

@@ -19,13 +19,14 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
-	"github.com/herald-dev/herald/internal/resolve"
 )
 
 const producerToken = "producer-token-metrics"
@@ -38,9 +39,10 @@ const producerToken = "producer-token-metrics"
 func TestPipeline_ScrapeShowsWhatHappenedToARealEventAndNoIDs(t *testing.T) {
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
+	conf := config.Default()
+	conf.Store.DataDir, conf.Delivery.AckWait = t.TempDir(), 5*time.Second
 	p, err := app.NewPipeline(ctx, app.PipelineOptions{
-		Store:   queue.Options{DataDir: t.TempDir()},
-		AckWait: 5 * time.Second,
+		Config:  conf,
 		Metrics: reg,
 		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, _ string) (auth.Identity, error) {
 			if tok, _ := auth.BearerToken(r); tok != producerToken {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
-	"github.com/herald-dev/herald/internal/outbound"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
@@ -130,9 +129,6 @@ func TestDispatcher_DeliversThroughARealForwardProxyThatCannotWidenThePolicy(t *
 		"direct.test":   netip.MustParseAddr("127.0.0.1"),
 		"metadata.test": netip.MustParseAddr("169.254.169.254"),
 	}
-	proxyHost, proxyPort, _ := net.SplitHostPort(proxy.addr)
-	pp, _ := strconv.Atoi(proxyPort)
-	operator := &outbound.Proxy{Host: proxyHost, Port: uint16(pp), Username: "herald", Password: "pr0xy-pass", Operator: true}
 
 	fixture(t, c, ns, "via-operator", heraldv1.WebhookEndpointSpec{URL: "http://receiver.test:" + port + "/operator", Timeout: "5s",
 		Retry: heraldv1.RetrySpec{Schedule: []string{"200ms"}}})
@@ -160,8 +156,11 @@ func TestDispatcher_DeliversThroughARealForwardProxyThatCannotWidenThePolicy(t *
 		Proxy: &heraldv1.ProxySpec{URL: "http://169.254.169.254:3128"}})
 
 	d := startDispatcherWith(t, func(o *app.Options) {
-		o.Policy.Resolver = resolver
-		o.Egress = outbound.Egress{Proxy: operator, NoProxy: []string{"direct.test"}}
+		o.Config.Outbound.Resolver = resolver
+		// As `herald dispatcher --egress-proxy ... --egress-no-proxy direct.test` with its
+		// login in the environment.
+		o.Config.Egress = config.Egress{Proxy: "http://" + proxy.addr, NoProxy: []string{"direct.test"}}
+		o.EgressUsername, o.EgressPassword = "herald", "pr0xy-pass"
 	})
 	d.publish(ns, "evt_proxied", "order.created")
 

@@ -18,10 +18,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/internal/testenv"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // ids is a receiver that answers by event id prefix (evt_ok 200, evt_dead 503,
@@ -131,8 +132,8 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 	operator := serviceAccountToken(t, c, ns, "operator", "get", "replay")
 	url := testenv.NATS(t)
 	js := natsClient(t, url)
-	a := startDispatcherOn(t, queue.Options{URL: url})
-	b := startDispatcherOn(t, queue.Options{URL: url})
+	a := startDispatcherOn(t, config.Store{URL: url})
+	b := startDispatcherOn(t, config.Store{URL: url})
 
 	for i, id := range []string{"evt_ok_1", "evt_ok_2", "evt_dead_1", "evt_dead_2", "evt_retry_1", "evt_retry_2"} {
 		[]*dispatcher{a, b}[i%2].publish(ns, id, "invoice.paid")
@@ -148,7 +149,7 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 	}
 	oldUID := string(old.UID)
 	base := a.url + "/v1/namespaces/" + ns + "/endpoints/billing"
-	var dl admin.DeadLetterList
+	var dl wire.DeadLetterList
 	if code, raw := call(t, http.MethodGet, base+"/dead-letters", operator, nil); code != http.StatusOK || json.Unmarshal(raw, &dl) != nil || len(dl.Items) != 2 {
 		t.Fatalf("the old endpoint's dead letters: %d %s", code, raw)
 	}
@@ -195,11 +196,11 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 	for _, d := range []*dispatcher{a, b} {
 		base := d.url + "/v1/namespaces/" + ns + "/endpoints/billing"
 		code, raw := call(t, http.MethodGet, base+"/dead-letters", operator, nil)
-		if dl = (admin.DeadLetterList{}); code != http.StatusOK || json.Unmarshal(raw, &dl) != nil || len(dl.Items) != 0 {
+		if dl = (wire.DeadLetterList{}); code != http.StatusOK || json.Unmarshal(raw, &dl) != nil || len(dl.Items) != 0 {
 			t.Errorf("dead letters of the new endpoint: %d %s, want none", code, raw)
 		}
 		code, raw = call(t, http.MethodGet, base+"/attempts", operator, nil)
-		var attempts admin.AttemptList
+		var attempts wire.AttemptList
 		if code != http.StatusOK || json.Unmarshal(raw, &attempts) != nil {
 			t.Fatalf("attempts: %d %s", code, raw)
 		}
@@ -216,11 +217,11 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 	}
 	// Nothing of it is replayable: every dead letter and retained delivery selects the
 	// new endpoint's own.
-	if code, raw := call(t, http.MethodPost, base+"/dead-letters:replay", operator, admin.ReplayRequest{All: true}); code != http.StatusOK || !strings.Contains(string(raw), `"replayed":0`) {
+	if code, raw := call(t, http.MethodPost, base+"/dead-letters:replay", operator, wire.ReplayRequest{All: true}); code != http.StatusOK || !strings.Contains(string(raw), `"replayed":0`) {
 		t.Errorf("replay of every dead letter: %d %s, want 0 replayed", code, raw)
 	}
-	code, raw := call(t, http.MethodPost, base+"/replays", operator, admin.ReplaySelectionRequest{All: true, From: []string{"dead-letters", "delivered"}})
-	var started admin.ReplayStarted
+	code, raw := call(t, http.MethodPost, base+"/replays", operator, wire.ReplaySelectionRequest{All: true, From: []string{"dead-letters", "delivered"}})
+	var started wire.ReplayStarted
 	if code != http.StatusAccepted || json.Unmarshal(raw, &started) != nil || started.Selected != int64(len(fresh)) {
 		t.Errorf("replay of everything stored: %d %s, want the %d new deliveries selected", code, raw, len(fresh))
 	}
@@ -273,7 +274,7 @@ func TestDispatcher_EndpointDeletedWhileNoDispatcherRunsLosesItsDataAtStart(t *t
 	})
 	url := testenv.NATS(t)
 	js := natsClient(t, url)
-	first := startDispatcherOn(t, queue.Options{URL: url})
+	first := startDispatcherOn(t, config.Store{URL: url})
 	first.publish(ns, "evt_ok_1", "invoice.paid")
 	first.publish(ns, "evt_dead_1", "invoice.paid")
 	waitEndpoint(t, c, ns, "billing", "delivered and dead-lettered", func(ep *heraldv1.WebhookEndpoint) bool {
@@ -296,7 +297,7 @@ func TestDispatcher_EndpointDeletedWhileNoDispatcherRunsLosesItsDataAtStart(t *t
 	mustCreate(t, c, successor)
 
 	// Ingest opens only after the start-up sweep: no waiting is needed.
-	second := startDispatcherOn(t, queue.Options{URL: url})
+	second := startDispatcherOn(t, config.Store{URL: url})
 	for kind, n := range storeHolds(t, js, ns, "billing", string(old.UID)) {
 		if n != 0 {
 			t.Errorf("after the start: the store still holds %d %s of the endpoint deleted while no dispatcher ran", n, kind)
@@ -332,7 +333,7 @@ func TestDispatcher_UpgradeFromTheStoreOfTheReleaseBeforeUIDs(t *testing.T) {
 	url := testenv.NATS(t)
 	// The streams are those the previous release made (their names, subjects and
 	// limits did not change); then its records.
-	st, err := queue.Open(ctx, queue.Options{URL: url})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,18 +349,18 @@ func TestDispatcher_UpgradeFromTheStoreOfTheReleaseBeforeUIDs(t *testing.T) {
 		}
 	}
 
-	d := startDispatcherOn(t, queue.Options{URL: url})
+	d := startDispatcherOn(t, config.Store{URL: url})
 	waitEndpoint(t, c, ns, "billing", "the pending deliveries delivered", func(ep *heraldv1.WebhookEndpoint) bool {
 		k := ep.Status.Counters
 		return k != nil && k.Pending == 0 && rcv.count("evt_p1") >= 1 && rcv.count("evt_p2") >= 1
 	})
 	base := d.url + "/v1/namespaces/" + ns + "/endpoints/billing"
-	var dl admin.DeadLetterList
+	var dl wire.DeadLetterList
 	if code, raw := call(t, http.MethodGet, base+"/dead-letters", operator, nil); code != http.StatusOK || json.Unmarshal(raw, &dl) != nil ||
 		len(dl.Items) != 1 || dl.Items[0].EventID != "evt_d1" || dl.Items[0].StatusCode != 503 {
 		t.Errorf("dead letters after the upgrade: %d %s, want evt_d1", code, raw)
 	}
-	var h admin.EventHistory
+	var h wire.EventHistory
 	if code, raw := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/events/evt_r1", operator, nil); code != http.StatusOK || json.Unmarshal(raw, &h) != nil ||
 		len(h.Deliveries) != 1 || h.Deliveries[0].State != "Delivered" || len(h.Deliveries[0].Attempts) != 1 || h.Deliveries[0].Attempts[0].StatusCode != 200 {
 		t.Errorf("history of evt_r1 after the upgrade: %d %s", code, raw)

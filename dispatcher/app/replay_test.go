@@ -19,8 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/dispatcher/app"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // clock is the dispatcher's clock in these tests: events are accepted at the times it
@@ -110,7 +110,7 @@ func TestDispatcher_ReplaysTwoHourWindowAfterOutage(t *testing.T) {
 		o.Now = clk.now
 		// Paced (2.4s for the window) so that the progress, written every second, is seen
 		// moving on status.
-		o.ReplayRate = 10
+		o.Config.History.ReplayRate = 10
 	})
 
 	// An hour before the window, all delivered; then two hours of outage at one event
@@ -155,11 +155,11 @@ func TestDispatcher_ReplaysTwoHourWindowAfterOutage(t *testing.T) {
 
 	base := d.url + "/v1/namespaces/" + ns + "/endpoints/billing"
 	code, raw := call(t, http.MethodPost, base+"/replays", operator,
-		admin.ReplaySelectionRequest{Since: end.Add(-2 * time.Hour).Format(time.RFC3339), Until: end.Format(time.RFC3339), From: []string{"dead-letters", "delivered"}})
+		wire.ReplaySelectionRequest{Since: end.Add(-2 * time.Hour).Format(time.RFC3339), Until: end.Format(time.RFC3339), From: []string{"dead-letters", "delivered"}})
 	if code != http.StatusAccepted {
 		t.Fatalf("replay = %d %s", code, raw)
 	}
-	var started admin.ReplayStarted
+	var started wire.ReplayStarted
 	if err := json.Unmarshal(raw, &started); err != nil || started.Selected != 24 {
 		t.Fatalf("replay answered %s (%v), want 24 selected", raw, err)
 	}
@@ -232,7 +232,7 @@ func TestDispatcher_ReplaysTwoHourWindowAfterOutage(t *testing.T) {
 	}
 	// The dead letters went with the replay.
 	_, raw = call(t, http.MethodGet, base+"/dead-letters", operator, nil)
-	var dl admin.DeadLetterList
+	var dl wire.DeadLetterList
 	if err := json.Unmarshal(raw, &dl); err != nil || len(dl.Items) != 0 {
 		t.Errorf("dead letters after the replay: %s", raw)
 	}
@@ -276,7 +276,7 @@ func TestDispatcher_AttemptLogOfFailedThenDeliveredEvent(t *testing.T) {
 	d.publish(ns, "evt_flaky", "invoice.paid")
 	d.publish(ns, "evt_fine", "invoice.paid")
 
-	var h admin.EventHistory
+	var h wire.EventHistory
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, raw := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/events/evt_flaky", reader, nil)
@@ -321,7 +321,7 @@ func TestDispatcher_AttemptLogOfFailedThenDeliveredEvent(t *testing.T) {
 	// The endpoint's log, failed attempts only: the two 503s, without their bodies for
 	// someone who may read the endpoint but not its responses.
 	code, raw := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/endpoints/billing/attempts?failed=true&since=1h", viewer, nil)
-	var list admin.AttemptList
+	var list wire.AttemptList
 	if err := json.Unmarshal(raw, &list); code != http.StatusOK || err != nil || len(list.Items) != 2 || list.Items[0].EventID != "evt_flaky" || list.Items[1].Attempt != 2 {
 		t.Errorf("failed attempts = %d %s", code, raw)
 	}
@@ -330,7 +330,7 @@ func TestDispatcher_AttemptLogOfFailedThenDeliveredEvent(t *testing.T) {
 		t.Errorf("the viewer's attempt log = %s, want the bodies withheld, saying %q", raw, withheld)
 	}
 	code, raw = call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/events/evt_flaky", viewer, nil)
-	if h = (admin.EventHistory{}); json.Unmarshal(raw, &h) != nil || code != http.StatusOK || strings.Contains(string(raw), "overloaded") || !strings.HasPrefix(h.BodiesWithheld, withheld) {
+	if h = (wire.EventHistory{}); json.Unmarshal(raw, &h) != nil || code != http.StatusOK || strings.Contains(string(raw), "overloaded") || !strings.HasPrefix(h.BodiesWithheld, withheld) {
 		t.Errorf("the viewer's event history = %d %s, want the bodies withheld", code, raw)
 	}
 	if code, _ := call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/events/evt_flaky", stranger, nil); code != http.StatusForbidden {

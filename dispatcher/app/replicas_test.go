@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
@@ -36,8 +36,8 @@ func TestDispatcher_TwoReplicasAgreeOnDisabledAndCounters(t *testing.T) {
 		AutoDisable: heraldv1.AutoDisableSpec{AfterConsecutiveFailures: ptr.To[int32](4)},
 	})
 	url := testenv.NATS(t)
-	a := startDispatcherOn(t, queue.Options{URL: url})
-	b := startDispatcherOn(t, queue.Options{URL: url})
+	a := startDispatcherOn(t, config.Store{URL: url})
+	b := startDispatcherOn(t, config.Store{URL: url})
 
 	// Events arrive through both replicas; both deliver from the one queue.
 	for i, d := range []*dispatcher{a, b, a, b, a, b, a, b} {

@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/admin"
 	"github.com/herald-dev/herald/internal/oauthserver"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // TestDispatcher_StoredResponseBodiesHoldNoneOfTheEndpointsSecrets: a receiver that
@@ -67,7 +67,7 @@ func TestDispatcher_StoredResponseBodiesHoldNoneOfTheEndpointsSecrets(t *testing
 	d := startDispatcher(t)
 	d.publish(ns, "evt_echo", "invoice.paid")
 
-	var list admin.AttemptList
+	var list wire.AttemptList
 	var raw []byte
 	deadline := time.Now().Add(30 * time.Second)
 	for len(list.Items) == 0 {
@@ -78,7 +78,7 @@ func TestDispatcher_StoredResponseBodiesHoldNoneOfTheEndpointsSecrets(t *testing
 		var code int
 		code, raw = call(t, http.MethodGet, d.url+"/v1/namespaces/"+ns+"/endpoints/echo/attempts", reader, nil)
 		if code != http.StatusOK || json.Unmarshal(raw, &list) != nil {
-			list = admin.AttemptList{}
+			list = wire.AttemptList{}
 		}
 	}
 	mu.Lock()

@@ -56,7 +56,7 @@ func TestDispatcher_TransformSendsASlackMessageOfAnOperationalEventAndCountsItsF
 		&heraldv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "alerts", Namespace: ns}, Spec: heraldv1.WebhookSubscriptionSpec{
 			EndpointRef: heraldv1.LocalObjectReference{Name: "slack"}, EventTypes: []string{"herald.endpoint.disabled", "order.*"}}},
 	)
-	d := startDispatcherWith(t, func(o *app.Options) { o.OperationalInterval = time.Second })
+	d := startDispatcherWith(t, func(o *app.Options) { o.Config.Status.OperationalEventsInterval = time.Second })
 	d.publish(ns, "evt_breaks_it", "invoice.paid")
 	d.publish(ns, "evt_breaks_it_2", "invoice.paid")
 

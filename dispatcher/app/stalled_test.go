@@ -16,7 +16,6 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/internal/testenv"
 )
 
@@ -115,7 +114,7 @@ func TestDispatcher_StalledIngestConnectionsAreBounded(t *testing.T) {
 	fixture(t, c, ns, "ep", heraldv1.WebhookEndpointSpec{URL: s.URL})
 	const limit, timeout = 32, 2 * time.Second
 	d := startDispatcherWith(t, func(o *app.Options) {
-		o.Ingest = ingest.Limits{MaxConcurrent: limit, BodyTimeout: timeout}
+		o.Config.Ingest.MaxConcurrent, o.Config.Ingest.BodyTimeout = limit, timeout
 	})
 	d.publish(ns, "evt_first", "x") // the API key is known from here on
 	u, _ := url.Parse(d.url)

@@ -8,17 +8,13 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/herald-dev/herald/dispatcher/config"
 )
 
-// TLSFiles are the PEM files the ingest and endpoint API are served with. The files are
-// read again when they change (a mounted Secret the manager or cert-manager renews), so
-// a renewed certificate is served without a restart.
-type TLSFiles struct {
-	CertFile, KeyFile string
-}
-
-// Enabled reports whether the API is served over TLS.
-func (f TLSFiles) Enabled() bool { return f.CertFile != "" }
+// TLSFiles are the PEM files the ingest and endpoint API are served with
+// (config.Serving.TLS).
+type TLSFiles = config.TLSFiles
 
 // certReloader serves the key pair of TLSFiles, looking at the files at most every
 // checkEvery: a renewed Secret reaches a pod's volume within a minute or two anyway.

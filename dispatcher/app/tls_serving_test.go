@@ -45,7 +45,7 @@ func TestDispatcher_ServesTheAPIOverTLS(t *testing.T) {
 	s := newSink(t)
 	ns := "tls-serving"
 	fixture(t, c, ns, "billing", heraldv1.WebhookEndpointSpec{URL: s.URL})
-	d := startDispatcherWith(t, func(o *app.Options) { o.TLS = files })
+	d := startDispatcherWith(t, func(o *app.Options) { o.Config.Serving.TLS = files })
 	addr := strings.TrimPrefix(d.url, "http://")
 
 	roots := x509.NewCertPool()

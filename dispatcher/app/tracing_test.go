@@ -155,7 +155,7 @@ func TestDispatcher_TracesContinueTheProducersTrace(t *testing.T) {
 	fixture(t, c, ns, "traced", heraldv1.WebhookEndpointSpec{URL: rcv.URL, Timeout: "2s", Retry: heraldv1.RetrySpec{Schedule: []string{"1s"}}})
 	otlp := newOTLPReceiver(t)
 	d := startDispatcherWith(t, func(o *app.Options) {
-		o.Tracing = tracing.Options{Endpoint: otlp.URL, BatchTimeout: 100 * time.Millisecond}
+		o.Config.Tracing.OTLPEndpoint, o.TraceBatchTimeout = otlp.URL, 100*time.Millisecond
 	})
 
 	producer := "00-" + producerTrace + "-" + producerSpan + "-01"

@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // The permission a producer needs in a namespace, as RBAC names it.
@@ -38,8 +39,9 @@ var Group = heraldv1.GroupVersion.Group
 // default: a token the API server would take (a kubeconfig's, a pod's default one) is
 // refused, so a token sent to Herald cannot be used elsewhere, nor one meant for
 // elsewhere here. Projected serviceAccountToken volumes and TokenRequest (kubectl
-// create token --audience) mint them.
-const Audience = "hooks.herald.dev"
+// create token --audience) mint them. It is the wire's (package wire), which producers'
+// clients mint tokens for.
+const Audience = wire.Audience
 
 // Authorizer decides whether a request may publish into namespace. It reads only the
 // request's headers, never the body, so it runs before the body is read.

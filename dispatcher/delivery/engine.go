@@ -19,9 +19,10 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/sender"
-	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/internal/tracing"
 )
 
@@ -37,7 +38,7 @@ type name struct{ namespace, name string }
 func nameOf(k Key) name { return name{k.Namespace, k.Name} }
 
 // EndpointConfig is the delivery configuration of one endpoint, resolved from its
-// WebhookEndpoint and Secrets by internal/resolve.
+// WebhookEndpoint and Secrets by dispatcher/resolve.
 type EndpointConfig struct {
 	// Target sends to the endpoint; nil when Hold is set.
 	Target *sender.Target
@@ -107,19 +108,16 @@ type Store interface {
 // Options configure an Engine. Zero values are the documented defaults.
 type Options struct {
 	Store Store
-	// AckWait is how long an attempt may stay unacknowledged before the store hands it
-	// to another worker (default 2 minutes; must exceed the longest attempt).
-	AckWait  time.Duration
+	// Delivery is the engine's section of the dispatcher's configuration: AckWait, how
+	// long an attempt may stay unacknowledged before the store hands it to another
+	// worker; MaxHeld and MaxHeldAge, what a held endpoint keeps, beyond which the
+	// oldest are dead-lettered (reasons HeldLimitExceeded, HeldTooLong). Zero values are
+	// the defaults (package config).
+	config.Delivery
 	Observer Observer
 	Log      logr.Logger
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
-	// MaxHeld bounds the deliveries of one held endpoint; the oldest beyond it are
-	// dead-lettered (reason HeldLimitExceeded). 0 means 100,000.
-	MaxHeld int64
-	// MaxHeldAge bounds how long a delivery may wait in a held endpoint before it is
-	// dead-lettered (reason HeldTooLong). 0 means 72 hours.
-	MaxHeldAge time.Duration
 	// HeldCheckInterval is how often held endpoints are checked against the limits
 	// (default 1 minute).
 	HeldCheckInterval time.Duration
@@ -165,17 +163,9 @@ type Engine struct {
 
 // New returns an engine; its workers run until Stop.
 func New(opts Options) *Engine {
-	if opts.AckWait <= 0 {
-		opts.AckWait = 2 * time.Minute
-	}
+	opts.Delivery.SetDefaults()
 	if opts.Now == nil {
 		opts.Now = time.Now
-	}
-	if opts.MaxHeld <= 0 {
-		opts.MaxHeld = 100_000
-	}
-	if opts.MaxHeldAge <= 0 {
-		opts.MaxHeldAge = 72 * time.Hour
 	}
 	if opts.HeldCheckInterval <= 0 {
 		opts.HeldCheckInterval = time.Minute

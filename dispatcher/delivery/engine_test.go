@@ -21,17 +21,18 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/accept"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/dispatcher/replay"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/dispatcher/sender"
 	"github.com/herald-dev/herald/dispatcher/signer"
 	"github.com/herald-dev/herald/internal/outbound"
 	"github.com/herald-dev/herald/internal/refreceiver"
-	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/internal/routing"
 	"github.com/herald-dev/herald/internal/testenv"
 )
@@ -116,7 +117,7 @@ func newHarness(t testing.TB, dir string, tune ...func(*delivery.Options)) *harn
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	return newHarnessOn(t, queue.Options{DataDir: dir}, tune...)
+	return newHarnessOn(t, queue.Options{Store: config.Store{DataDir: dir}, History: config.History{AttemptLog: true}}, tune...)
 }
 
 // newHarnessOn is newHarness on the store o opens (embedded in o.DataDir, or on the
@@ -131,7 +132,7 @@ func newHarnessOn(t testing.TB, o queue.Options, tune ...func(*delivery.Options)
 		t.Fatalf("opening store: %v", err)
 	}
 	h := &harness{t: t, dir: dir, store: st, router: router.NewTable(), obs: &recordingObserver{}}
-	opts := delivery.Options{Store: st, AckWait: 3 * time.Second, Observer: h.obs, Log: testr.NewWithInterface(t, testr.Options{})}
+	opts := delivery.Options{Store: st, Delivery: config.Delivery{AckWait: 3 * time.Second}, Observer: h.obs, Log: testr.NewWithInterface(t, testr.Options{})}
 	for _, f := range tune {
 		f(&opts)
 	}
@@ -779,7 +780,7 @@ func TestEngine_HeldDeliveriesBeyondTheLimitsAreDeadLetteredNotDropped(t *testin
 
 func TestAccept_QueueFullAndStoreUnavailableAreReportedForIngest(t *testing.T) {
 	dir := t.TempDir()
-	st, err := queue.Open(context.Background(), queue.Options{DataDir: dir, MaxPendingDeliveries: 3})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{DataDir: dir, MaxPendingDeliveries: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}

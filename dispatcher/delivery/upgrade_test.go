@@ -40,6 +40,7 @@ func testUpgradeFromLayout1(t *testing.T, mode string) {
 	// The streams as this release makes them (their names and subjects are the release
 	// before's), then what that release wrote into them.
 	var o queue.Options
+	o.AttemptLog = true // the dispatcher's default
 	if mode == "embedded" {
 		o.DataDir = t.TempDir()
 	} else {

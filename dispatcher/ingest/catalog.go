@@ -8,15 +8,7 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/internal/eventschema"
-)
-
-// Error codes of the catalog's refusals (422).
-const (
-	// CodeUnknownEventType: the namespace declares WebhookEventTypes and not this one.
-	CodeUnknownEventType = "unknown_event_type"
-	// CodeSchemaViolation: the event's data does not validate against its type's schema;
-	// pointer, rule and schemaPath say where and why.
-	CodeSchemaViolation = "schema_violation"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Catalog is the namespaces' catalogs of event types (package dispatcher/catalog),
@@ -56,15 +48,15 @@ func (h *Handler) checkCatalog(ns string, events []Event, batch bool) (warnings,
 			switch {
 			case v == nil:
 			case v.Unknown:
-				aerr = &apiError{status: http.StatusUnprocessableEntity, body: Error{
-					Code: CodeUnknownEventType, Field: field,
+				aerr = &apiError{status: http.StatusUnprocessableEntity, body: wire.Error{
+					Code: wire.CodeUnknownEventType, Field: field,
 					Message: fmt.Sprintf("event type %q is not declared in namespace %q, which declares %d event types (WebhookEventTypes); declare it, or send a declared type",
 						truncate(e.Type), ns, v.Declared),
 				}}
 			case v.Violation != nil:
 				at := "data" + v.Violation.Pointer
-				aerr = &apiError{status: http.StatusUnprocessableEntity, body: Error{
-					Code: CodeSchemaViolation, Field: "data",
+				aerr = &apiError{status: http.StatusUnprocessableEntity, body: wire.Error{
+					Code: wire.CodeSchemaViolation, Field: "data",
 					Pointer: v.Violation.Pointer, Rule: v.Violation.Keyword, SchemaPath: v.Violation.SchemaPath,
 					Message: fmt.Sprintf("%s does not match the schema of event type %q: %s (rule %s at %s)",
 						at, truncate(e.Type), v.Violation.Message, v.Violation.Keyword, v.Violation.SchemaPath),

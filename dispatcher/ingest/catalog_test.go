@@ -11,6 +11,7 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/catalog"
 	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 const orderSchema = `
@@ -77,7 +78,7 @@ func TestCatalog_DataThatBreaksTheSchemaIsRefusedNamingFieldAndRule(t *testing.T
 				t.Fatalf("status = %d (%s), want 422", r.status, r.body)
 			}
 			e := r.errorBody(t)
-			if e.Code != ingest.CodeSchemaViolation || e.Field != "data" || e.Pointer != "/total" || e.Rule != "minimum" || e.SchemaPath != "#/properties/total/minimum" {
+			if e.Code != wire.CodeSchemaViolation || e.Field != "data" || e.Pointer != "/total" || e.Rule != "minimum" || e.SchemaPath != "#/properties/total/minimum" {
 				t.Errorf("error = %+v, want schema_violation at data /total, rule minimum, #/properties/total/minimum", e)
 			}
 			if !strings.Contains(e.Message, "data/total") || !strings.Contains(e.Message, `"order.created"`) {
@@ -102,7 +103,7 @@ func TestCatalog_AnUndeclaredTypeIsRefusedWhereTheNamespaceHasACatalog(t *testin
 	if r.status != http.StatusUnprocessableEntity {
 		t.Fatalf("status = %d (%s), want 422", r.status, r.body)
 	}
-	if e := r.errorBody(t); e.Code != ingest.CodeUnknownEventType || e.Field != "type" || !strings.Contains(e.Message, `"order.shipped" is not declared in namespace "team-a"`) {
+	if e := r.errorBody(t); e.Code != wire.CodeUnknownEventType || e.Field != "type" || !strings.Contains(e.Message, `"order.shipped" is not declared in namespace "team-a"`) {
 		t.Errorf("error = %+v", e)
 	}
 	// Declaring it is enough, at once.

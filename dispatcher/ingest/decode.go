@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-dev/herald/internal/routing"
 	"github.com/herald-dev/herald/internal/tracing"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Limits on event attributes. Ids and types travel in delivery headers and in the
@@ -76,8 +77,8 @@ func (d *decoder) batch(mediaType string, h http.Header, body []byte) ([]Event, 
 	switch mediaType {
 	case mediaJSON:
 		if h.Get("Ce-Specversion") != "" {
-			return nil, &apiError{status: http.StatusBadRequest, body: Error{
-				Code: CodeInvalidRequest, Field: "ce-specversion",
+			return nil, &apiError{status: http.StatusBadRequest, body: wire.Error{
+				Code: wire.CodeInvalidRequest, Field: "ce-specversion",
 				Message: "binary-mode CloudEvents carry one event; POST them to .../events, or send a batch as " + mediaCloudEventBatch,
 			}}
 		}
@@ -99,8 +100,8 @@ func (d *decoder) batch(mediaType string, h http.Header, body []byte) ([]Event, 
 		return nil, badEvent("events", "the batch holds no events")
 	}
 	if len(objs) > d.maxBatch {
-		return nil, &apiError{status: http.StatusBadRequest, body: Error{
-			Code: CodeTooManyEvents, Field: "events",
+		return nil, &apiError{status: http.StatusBadRequest, body: wire.Error{
+			Code: wire.CodeTooManyEvents, Field: "events",
 			Message: fmt.Sprintf("the batch holds %d events; at most %d are accepted per request", len(objs), d.maxBatch),
 		}}
 	}
@@ -134,7 +135,7 @@ func decodeBatch(body []byte, array bool) ([]map[string]json.RawMessage, *apiErr
 	} else if err = decodeJSON(body, &env, wantEnvelope); err == nil {
 		objs = env.Events
 	}
-	if err == nil || err.body.Code != CodeInvalidRequest {
+	if err == nil || err.body.Code != wire.CodeInvalidRequest {
 		return objs, err
 	}
 	var raws []json.RawMessage
@@ -185,7 +186,7 @@ func (d *decoder) herald(m map[string]json.RawMessage) (Event, *apiError) {
 		}
 		e.ID = id
 	} else {
-		e.ID = NewID(d.now())
+		e.ID = wire.NewEventID(d.now())
 	}
 	if e.CreatedAt, e.CreatedAtText, err = d.timestamp(m, "created_at"); err != nil {
 		return Event{}, err
@@ -416,7 +417,7 @@ func decodeJSON(body []byte, v any, want string) *apiError {
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
 		ae := invalidJSON(typ.Offset, "expected %s, found a JSON %s", want, typ.Value)
-		ae.body.Code = CodeInvalidRequest
+		ae.body.Code = wire.CodeInvalidRequest
 		ae.body.Field = typ.Field
 		return ae
 	}

@@ -3,82 +3,33 @@ package ingest
 import (
 	"fmt"
 	"net/http"
+
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
-// Error codes of the JSON error body of every dispatcher HTTP API (ingest and the
-// endpoint API). They are part of the API: clients may branch on them, so they only ever
-// get added to.
-const (
-	CodeInvalidJSON          = "invalid_json"
-	CodeInvalidEvent         = "invalid_event"
-	CodeInvalidRequest       = "invalid_request"
-	CodeTooManyEvents        = "too_many_events"
-	CodeUnauthenticated      = "unauthenticated"
-	CodeForbidden            = "forbidden"
-	CodeNotFound             = "not_found"
-	CodeMethodNotAllowed     = "method_not_allowed"
-	CodePayloadTooLarge      = "payload_too_large"
-	CodeUnsupportedMediaType = "unsupported_media_type"
-	CodeQueueFull            = "queue_full"
-	CodeTooManyRequests      = "too_many_requests"
-	CodeRequestTimeout       = "request_timeout"
-	CodeUnavailable          = "unavailable"
-	CodeInternal             = "internal"
-	CodeConflict             = "conflict"
-)
-
-// ErrorResponse is the body of every non-2xx answer:
-//
-//	{"error": {"code": "invalid_event", "message": "event 3: type is required", "field": "type", "index": 3}}
-type ErrorResponse struct {
-	Error Error `json:"error"`
-}
-
-// Error says what was wrong with a request.
-type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-	// Field names the offending event attribute ("type", "created_at", "data", ...),
-	// header ("ce-id", "Content-Type") or path parameter ("namespace").
-	Field string `json:"field,omitempty"`
-	// Index is the position of the offending event in a batch.
-	Index *int `json:"index,omitempty"`
-	// Offset locates a JSON syntax error: the offending byte is the Offset-th byte of
-	// the request body, counting from 1 (encoding/json's SyntaxError.Offset).
-	Offset *int64 `json:"offset,omitempty"`
-	// Pointer, with schema_violation, is the JSON pointer (RFC 6901) of the failing
-	// value within the event's data ("" for the data itself, "/amount").
-	Pointer string `json:"pointer,omitempty"`
-	// Rule, with schema_violation, is the schema keyword the value breaks ("minimum",
-	// "required", "type", ...), and SchemaPath where that keyword is in the event
-	// type's schema ("#/properties/amount/minimum").
-	Rule       string `json:"rule,omitempty"`
-	SchemaPath string `json:"schemaPath,omitempty"`
-}
-
-// apiError is an Error with the HTTP status it is sent with.
+// apiError is the error envelope's Error (package wire) with the HTTP status it is sent with.
 type apiError struct {
 	status int
-	body   Error
+	body   wire.Error
 }
 
 func (e *apiError) Error() string { return e.body.Message }
 
 func badEvent(field, format string, args ...any) *apiError {
-	return &apiError{status: http.StatusBadRequest, body: Error{
-		Code: CodeInvalidEvent, Field: field, Message: fmt.Sprintf(format, args...),
+	return &apiError{status: http.StatusBadRequest, body: wire.Error{
+		Code: wire.CodeInvalidEvent, Field: field, Message: fmt.Sprintf(format, args...),
 	}}
 }
 
 func unsupported(field, format string, args ...any) *apiError {
-	return &apiError{status: http.StatusUnsupportedMediaType, body: Error{
-		Code: CodeUnsupportedMediaType, Field: field, Message: fmt.Sprintf(format, args...),
+	return &apiError{status: http.StatusUnsupportedMediaType, body: wire.Error{
+		Code: wire.CodeUnsupportedMediaType, Field: field, Message: fmt.Sprintf(format, args...),
 	}}
 }
 
 func invalidJSON(offset int64, format string, args ...any) *apiError {
-	return &apiError{status: http.StatusBadRequest, body: Error{
-		Code: CodeInvalidJSON, Offset: &offset, Message: fmt.Sprintf(format, args...),
+	return &apiError{status: http.StatusBadRequest, body: wire.Error{
+		Code: wire.CodeInvalidJSON, Offset: &offset, Message: fmt.Sprintf(format, args...),
 	}}
 }
 

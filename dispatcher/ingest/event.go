@@ -2,10 +2,11 @@ package ingest
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // Event is one validated event, in the form the engine stores and routes it. Every
@@ -46,16 +47,9 @@ type Event struct {
 	Attributes json.RawMessage
 }
 
-// Result is what the engine did with one event.
-type Result struct {
-	// ID is the event's id (the generated one if the producer sent none).
-	ID string `json:"id"`
-	// Matched is the number of endpoints the event was routed to.
-	Matched int `json:"matched"`
-	// Duplicate is true when this id was already accepted within the dedupe window;
-	// Matched is then the first acceptance's and nothing new is delivered.
-	Duplicate bool `json:"duplicate"`
-}
+// Result is what the engine did with one event: the answer the ingest API sends for
+// it (one per event of a batch, in order).
+type Result = wire.PublishResult
 
 // Acceptor stores events durably and routes them. Accept returns only once the events
 // are stored, with one Result per event in the same order; the handler answers 202
@@ -75,39 +69,3 @@ var (
 	// ErrUnavailable means storage cannot be reached right now: 503 with Retry-After.
 	ErrUnavailable = errors.New("event storage is unavailable")
 )
-
-// Crockford's base32 alphabet: no I, L, O, U, so ids survive being read aloud or
-// retyped, and it sorts in the same order as the bytes it encodes.
-const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-// NewID returns "evt_" followed by a 26-character ULID: 48 bits of Unix milliseconds
-// then 80 bits from crypto/rand, in Crockford base32. Ids sort by creation time
-// (to the millisecond) and two ids collide only if they are made in the same
-// millisecond and draw the same 80 random bits (a chance of about n²/2⁸¹ for n ids
-// in one millisecond), so they are unique across dispatcher replicas without
-// coordination.
-func NewID(now time.Time) string {
-	var b [16]byte
-	ms := uint64(now.UnixMilli())
-	for i := 5; i >= 0; i-- {
-		b[i] = byte(ms)
-		ms >>= 8
-	}
-	// crypto/rand.Read never fails on supported platforms (it panics instead).
-	_, _ = rand.Read(b[6:])
-
-	var out [4 + 26]byte
-	copy(out[:], "evt_")
-	// 128 bits into 26 characters of 5 bits: the first character carries only the
-	// top 3 bits, as in the ULID spec.
-	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
-		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
-	for i := 25; i >= 0; i-- {
-		out[4+i] = crockford[lo&31]
-		lo = lo>>5 | hi<<59
-		hi >>= 5
-	}
-	return string(out[:])
-}

@@ -26,7 +26,7 @@
 // bodies of any other media type are refused with 415, because Herald's deliveries and
 // CEL filters work on JSON.
 //
-// Ids: an event without id gets "evt_" + a ULID (see NewID). Producers that retry
+// Ids: an event without id gets "evt_" + a ULID (wire.NewEventID). Producers that retry
 // should send their own ids, as only a repeated id is recognised as a duplicate.
 //
 // Answers: 202 {"id", "matched", "duplicate"} for one event, {"results": [...]} in
@@ -62,14 +62,10 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/herald-dev/herald/dispatcher/auth"
-	"github.com/herald-dev/herald/internal/routing"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/internal/tracing"
+	"github.com/herald-dev/herald/pkg/wire"
 )
-
-// BatchResponse is the 202 body of the batch route.
-type BatchResponse struct {
-	Results []Result `json:"results"`
-}
 
 // Options configures a Handler.
 type Options struct {
@@ -101,22 +97,10 @@ type Options struct {
 	Tracer *tracing.Tracer
 }
 
-// Limits bound the ingest API's requests; the herald dispatcher flags set them.
-type Limits struct {
-	// MaxBodyBytes is the largest request body read, for one event or a whole batch
-	// (default 1 MiB). Larger bodies get 413 without being read further.
-	MaxBodyBytes int64
-	// MaxBatchEvents is the most events one batch may hold (default 100).
-	MaxBatchEvents int
-	// MaxConcurrent is how many requests are served at once (default 128); beyond it a
-	// request is answered 429 at once. With MaxBodyBytes it bounds the memory bodies
-	// can take (128 x 1 MiB by default).
-	MaxConcurrent int
-	// BodyTimeout is how long reading a request's body may take (default 10s), counted
-	// once its headers are in: a producer that never finishes its body is answered 408
-	// and disconnected instead of holding a connection and a request slot forever.
-	BodyTimeout time.Duration
-}
+// Limits bound the ingest API's requests: the ingest section of the dispatcher's
+// configuration (package config documents each limit and its default; zero values are
+// the defaults).
+type Limits = config.Ingest
 
 // Handler serves the ingest API. It is safe for concurrent use.
 type Handler struct {
@@ -132,24 +116,12 @@ func NewHandler(o Options) (*Handler, error) {
 	if o.Acceptor == nil || o.Authorizer == nil {
 		return nil, errors.New("ingest: Options.Acceptor and Options.Authorizer are required")
 	}
-	if o.MaxBodyBytes <= 0 {
-		// Subscription filters are judged against events of this size.
-		o.MaxBodyBytes = routing.MaxEventBytes
-	}
-	if o.MaxBatchEvents <= 0 {
-		o.MaxBatchEvents = 100
-	}
+	o.Limits.SetDefaults()
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
-	}
-	if o.MaxConcurrent <= 0 {
-		o.MaxConcurrent = 128
-	}
-	if o.BodyTimeout <= 0 {
-		o.BodyTimeout = 10 * time.Second
 	}
 	h := &Handler{
 		slots:      make(chan struct{}, o.MaxConcurrent),
@@ -158,15 +130,15 @@ func NewHandler(o Options) (*Handler, error) {
 		mux:        http.NewServeMux(),
 		retryAfter: strconv.FormatInt(int64((o.RetryAfter+time.Second-1)/time.Second), 10),
 	}
-	const events = "/v1/namespaces/{namespace}/events"
+	const events = wire.RouteEvents
 	h.mux.HandleFunc("POST "+events, func(w http.ResponseWriter, r *http.Request) { h.publish(w, r, false) })
 	h.mux.HandleFunc("POST "+events+":batch", func(w http.ResponseWriter, r *http.Request) { h.publish(w, r, true) })
 	// ServeMux answers these itself, but in plain text; producers get JSON everywhere.
 	h.mux.HandleFunc(events, h.methodNotAllowed)
 	h.mux.HandleFunc(events+":batch", h.methodNotAllowed)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		h.fail(w, r, "", &apiError{status: http.StatusNotFound, body: Error{
-			Code: CodeNotFound, Message: fmt.Sprintf("no route for %s; events are POSTed to /v1/namespaces/{namespace}/events or .../events:batch", truncate(r.URL.Path)),
+		h.fail(w, r, "", &apiError{status: http.StatusNotFound, body: wire.Error{
+			Code: wire.CodeNotFound, Message: fmt.Sprintf("no route for %s; events are POSTed to /v1/namespaces/{namespace}/events or .../events:batch", truncate(r.URL.Path)),
 		}})
 	})
 	return h, nil
@@ -204,8 +176,8 @@ func bodyUnread(r *http.Request) bool {
 
 func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Allow", http.MethodPost)
-	h.fail(w, r, "", &apiError{status: http.StatusMethodNotAllowed, body: Error{
-		Code: CodeMethodNotAllowed, Message: fmt.Sprintf("method %s is not allowed here; use POST", truncate(r.Method)),
+	h.fail(w, r, "", &apiError{status: http.StatusMethodNotAllowed, body: wire.Error{
+		Code: wire.CodeMethodNotAllowed, Message: fmt.Sprintf("method %s is not allowed here; use POST", truncate(r.Method)),
 	}})
 }
 
@@ -217,8 +189,8 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request, batch bool) {
 	case h.slots <- struct{}{}:
 		defer func() { <-h.slots }()
 	default:
-		h.fail(w, r, "", &apiError{status: http.StatusTooManyRequests, body: Error{
-			Code:    CodeTooManyRequests,
+		h.fail(w, r, "", &apiError{status: http.StatusTooManyRequests, body: wire.Error{
+			Code:    wire.CodeTooManyRequests,
 			Message: fmt.Sprintf("the dispatcher is serving its limit of %d concurrent requests; retry later", h.opts.MaxConcurrent),
 		}})
 		return
@@ -229,8 +201,8 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request, batch bool) {
 	}
 	ns := r.PathValue("namespace")
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		h.fail(w, r, ns, &apiError{status: http.StatusBadRequest, body: Error{
-			Code: CodeInvalidRequest, Field: "namespace",
+		h.fail(w, r, ns, &apiError{status: http.StatusBadRequest, body: wire.Error{
+			Code: wire.CodeInvalidRequest, Field: "namespace",
 			Message: fmt.Sprintf("namespace %q is not a valid namespace name: %s", truncate(ns), strings.Join(errs, "; ")),
 		}})
 		return
@@ -315,7 +287,7 @@ func (h *Handler) publish(w http.ResponseWriter, r *http.Request, batch bool) {
 		}
 	}
 	if batch {
-		writeJSON(w, http.StatusAccepted, BatchResponse{Results: results})
+		writeJSON(w, http.StatusAccepted, wire.BatchResult{Results: results})
 	} else {
 		writeJSON(w, http.StatusAccepted, results[0])
 	}
@@ -341,8 +313,8 @@ func requestMediaType(r *http.Request) (string, *apiError) {
 // the limit is refused before reading anything.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
 	max := h.opts.MaxBodyBytes
-	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, body: Error{
-		Code: CodePayloadTooLarge, Message: fmt.Sprintf("the request body is larger than the limit of %d bytes", max),
+	tooLarge := &apiError{status: http.StatusRequestEntityTooLarge, body: wire.Error{
+		Code: wire.CodePayloadTooLarge, Message: fmt.Sprintf("the request body is larger than the limit of %d bytes", max),
 	}}
 	if r.ContentLength > max {
 		return nil, tooLarge
@@ -350,8 +322,8 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *api
 	// The connection's own deadline, as ReadHeaderTimeout is for the headers; the
 	// server sets the next request's deadlines afresh.
 	if err := http.NewResponseController(w).SetReadDeadline(time.Now().Add(h.opts.BodyTimeout)); err != nil {
-		return nil, &apiError{status: http.StatusInternalServerError, body: Error{
-			Code: CodeInternal, Message: "the request body could not be read",
+		return nil, &apiError{status: http.StatusInternalServerError, body: wire.Error{
+			Code: wire.CodeInternal, Message: "the request body could not be read",
 		}}
 	}
 	var buf bytes.Buffer
@@ -364,12 +336,12 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *api
 			return nil, tooLarge
 		}
 		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
-			return nil, &apiError{status: http.StatusRequestTimeout, body: Error{
-				Code: CodeRequestTimeout, Message: fmt.Sprintf("the request body did not arrive within %s", h.opts.BodyTimeout),
+			return nil, &apiError{status: http.StatusRequestTimeout, body: wire.Error{
+				Code: wire.CodeRequestTimeout, Message: fmt.Sprintf("the request body did not arrive within %s", h.opts.BodyTimeout),
 			}}
 		}
-		return nil, &apiError{status: http.StatusBadRequest, body: Error{
-			Code: CodeInvalidRequest, Message: "the request body could not be read",
+		return nil, &apiError{status: http.StatusBadRequest, body: wire.Error{
+			Code: wire.CodeInvalidRequest, Message: "the request body could not be read",
 		}}
 	}
 	return buf.Bytes(), nil
@@ -379,24 +351,24 @@ func (h *Handler) authError(r *http.Request, ns string, id auth.Identity, err er
 	var audience *auth.AudienceError
 	switch {
 	case errors.As(err, &audience):
-		return &apiError{status: http.StatusUnauthorized, body: Error{Code: CodeUnauthenticated, Message: audience.Error()}}
+		return &apiError{status: http.StatusUnauthorized, body: wire.Error{Code: wire.CodeUnauthenticated, Message: audience.Error()}}
 	case errors.Is(err, auth.ErrNoCredentials):
-		return &apiError{status: http.StatusUnauthorized, body: Error{
-			Code: CodeUnauthenticated, Message: "credentials are missing: send \"Authorization: Bearer <ServiceAccount token or API key>\"",
+		return &apiError{status: http.StatusUnauthorized, body: wire.Error{
+			Code: wire.CodeUnauthenticated, Message: "credentials are missing: send \"Authorization: Bearer <ServiceAccount token or API key>\"",
 		}}
 	case errors.Is(err, auth.ErrUnauthenticated):
-		return &apiError{status: http.StatusUnauthorized, body: Error{
-			Code: CodeUnauthenticated, Message: "the bearer token is invalid, expired or revoked",
+		return &apiError{status: http.StatusUnauthorized, body: wire.Error{
+			Code: wire.CodeUnauthenticated, Message: "the bearer token is invalid, expired or revoked",
 		}}
 	case errors.Is(err, auth.ErrForbidden):
-		return &apiError{status: http.StatusForbidden, body: Error{
-			Code:    CodeForbidden,
+		return &apiError{status: http.StatusForbidden, body: wire.Error{
+			Code:    wire.CodeForbidden,
 			Message: fmt.Sprintf("%s may not %s %s.%s in namespace %q", describe(id), auth.Verb, auth.Resource, auth.Group, ns),
 		}}
 	default:
 		h.opts.Log.Error(err, "authorizing a producer failed", "namespace", ns, "remote", r.RemoteAddr)
-		return &apiError{status: http.StatusServiceUnavailable, body: Error{
-			Code: CodeUnavailable, Message: "credentials cannot be checked right now; retry later",
+		return &apiError{status: http.StatusServiceUnavailable, body: wire.Error{
+			Code: wire.CodeUnavailable, Message: "credentials cannot be checked right now; retry later",
 		}}
 	}
 }
@@ -414,25 +386,25 @@ func (h *Handler) acceptError(log logr.Logger, ctxErr, err error) *apiError {
 	switch {
 	case errors.Is(err, ErrQueueFull):
 		log.V(1).Info("refusing events: queue full")
-		return &apiError{status: http.StatusTooManyRequests, body: Error{
-			Code: CodeQueueFull, Message: "the event queue is full; retry later",
+		return &apiError{status: http.StatusTooManyRequests, body: wire.Error{
+			Code: wire.CodeQueueFull, Message: "the event queue is full; retry later",
 		}}
 	case errors.Is(err, ErrUnavailable):
 		// The store says once, at error level, that it cannot take writes; one line per
 		// refused request would be thousands a second in an outage.
 		log.V(1).Info("refusing events: storage unavailable", "error", err.Error())
-		return &apiError{status: http.StatusServiceUnavailable, body: Error{
-			Code: CodeUnavailable, Message: "event storage is unavailable; retry later",
+		return &apiError{status: http.StatusServiceUnavailable, body: wire.Error{
+			Code: wire.CodeUnavailable, Message: "event storage is unavailable; retry later",
 		}}
 	case ctxErr != nil:
 		log.V(1).Info("producer went away before its events were stored", "error", err.Error())
-		return &apiError{status: http.StatusServiceUnavailable, body: Error{
-			Code: CodeUnavailable, Message: "the request was cancelled before the events were stored",
+		return &apiError{status: http.StatusServiceUnavailable, body: wire.Error{
+			Code: wire.CodeUnavailable, Message: "the request was cancelled before the events were stored",
 		}}
 	default:
 		log.Error(err, "accepting events failed")
-		return &apiError{status: http.StatusInternalServerError, body: Error{
-			Code: CodeInternal, Message: "the events could not be accepted because of an internal error",
+		return &apiError{status: http.StatusInternalServerError, body: wire.Error{
+			Code: wire.CodeInternal, Message: "the events could not be accepted because of an internal error",
 		}}
 	}
 }
@@ -460,13 +432,13 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, ns string, e *api
 		h.opts.Log.V(1).Info("refused request", "status", e.status, "code", e.body.Code,
 			"field", e.body.Field, "namespace", ns, "path", r.URL.Path)
 	}
-	WriteError(w, e.status, e.body)
+	writeError(w, e.status, e.body)
 }
 
-// WriteError answers with the JSON error body that every HTTP API of the dispatcher
-// uses (ingest and the endpoint API alike), so a client parses one shape.
-func WriteError(w http.ResponseWriter, status int, e Error) {
-	writeJSON(w, status, ErrorResponse{Error: e})
+// writeError answers with the JSON error body that every HTTP API of the dispatcher
+// uses (package wire; the endpoint API answers with it too), so a client parses one shape.
+func writeError(w http.ResponseWriter, status int, e wire.Error) {
+	writeJSON(w, status, wire.ErrorResponse{Error: e})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/herald-dev/herald/dispatcher/auth"
 	"github.com/herald-dev/herald/dispatcher/ingest"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // memAcceptor records what the handler hands over and answers with a fixed result, or
@@ -142,9 +143,9 @@ type response struct {
 	body   []byte
 }
 
-func (r response) errorBody(t *testing.T) ingest.Error {
+func (r response) errorBody(t *testing.T) wire.Error {
 	t.Helper()
-	var e ingest.ErrorResponse
+	var e wire.ErrorResponse
 	if err := json.Unmarshal(r.body, &e); err != nil {
 		t.Fatalf("error body %q is not JSON: %v", r.body, err)
 	}
@@ -251,15 +252,15 @@ func TestPublish_GeneratesSortableUniqueIDsAndReceiptTime(t *testing.T) {
 	}
 
 	// Ids from later milliseconds sort after earlier ones, whatever the random part.
-	a, b := ingest.NewID(now), ingest.NewID(now.Add(time.Millisecond))
+	a, b := wire.NewEventID(now), wire.NewEventID(now.Add(time.Millisecond))
 	if !(a < b) {
 		t.Errorf("NewID(t) = %s is not before NewID(t+1ms) = %s", a, b)
 	}
 	// The time prefix is the Unix milliseconds, so a ULID decoder reads the right time.
-	if got := ingest.NewID(time.UnixMilli(0))[4:14]; got != "0000000000" {
+	if got := wire.NewEventID(time.UnixMilli(0))[4:14]; got != "0000000000" {
 		t.Errorf("time prefix for the epoch = %s, want 0000000000", got)
 	}
-	if got := ingest.NewID(time.UnixMilli(1<<48 - 1))[4:14]; got != "7ZZZZZZZZZ" {
+	if got := wire.NewEventID(time.UnixMilli(1<<48 - 1))[4:14]; got != "7ZZZZZZZZZ" {
 		t.Errorf("time prefix for the largest time = %s, want 7ZZZZZZZZZ", got)
 	}
 }
@@ -332,7 +333,7 @@ func TestPublish_CloudEventBinary(t *testing.T) {
 	h["Content-Type"] = "text/plain"
 	h["ce-id"] = "bin-2"
 	r = f.post(t, single, h, `hello`)
-	if got := r.errorBody(t); r.status != http.StatusUnsupportedMediaType || got.Code != ingest.CodeUnsupportedMediaType ||
+	if got := r.errorBody(t); r.status != http.StatusUnsupportedMediaType || got.Code != wire.CodeUnsupportedMediaType ||
 		!strings.Contains(got.Message, "JSON data only") {
 		t.Errorf("text/plain binary data: %d %s, want 415 saying only JSON data is delivered", r.status, r.body)
 	}
@@ -350,7 +351,7 @@ func TestPublishBatch_AllFormsAndResultsInOrder(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := f.post(t, batch, map[string]string{"Content-Type": tc.contentType}, tc.body)
-			var got ingest.BatchResponse
+			var got wire.BatchResult
 			if err := json.Unmarshal(r.body, &got); err != nil || r.status != http.StatusAccepted {
 				t.Fatalf("%d %s", r.status, r.body)
 			}
@@ -387,48 +388,48 @@ func TestPublish_ErrorAnswers(t *testing.T) {
 		code, field, message string
 		index                int // -1: none
 	}{
-		{why: "syntax errors say where", body: `{"type":"t","data":{"a":1,}}`, status: 400, code: ingest.CodeInvalidJSON, message: "invalid JSON at byte 27"},
-		{why: "an empty body is not an event", body: ``, status: 400, code: ingest.CodeInvalidJSON, message: "body is empty"},
-		{why: "JSON is UTF-8; receivers decode it before verifying", body: "{\"type\":\"t\",\"data\":\"\xff\"}", status: 400, code: ingest.CodeInvalidJSON, message: "not valid UTF-8"},
-		{why: "a single event must be an object", body: `[1]`, status: 400, code: ingest.CodeInvalidRequest, message: "expected a JSON object, found a JSON array"},
-		{why: "null is not an event", body: `null`, status: 400, code: ingest.CodeInvalidEvent, message: "must be a JSON object"},
-		{why: "type is required", body: `{"data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "type", message: "type is required"},
-		{why: "type must be a string", body: `{"type":7,"data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "type", message: "type must be a string"},
-		{why: "type alphabet keeps globs and headers unambiguous", body: `{"type":"order created","data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "type", message: "may only contain"},
-		{why: "type length", body: `{"type":"` + strings.Repeat("t", 257) + `","data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "type", message: "at most 256"},
-		{why: "data is required", body: `{"type":"t"}`, status: 400, code: ingest.CodeInvalidEvent, field: "data", message: "data is required"},
-		{why: "created_at must be RFC 3339", body: `{"type":"t","data":1,"created_at":"02/01/2026"}`, status: 400, code: ingest.CodeInvalidEvent, field: "created_at", message: "RFC 3339"},
-		{why: "id length", body: `{"id":"` + strings.Repeat("i", 257) + `","type":"t","data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "id", message: "at most 256"},
-		{why: "ids go into headers", body: `{"id":"a b","type":"t","data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "id", message: "printable ASCII"},
-		{why: "an empty id is not an id", body: `{"id":"","type":"t","data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "id", message: "must not be empty"},
-		{why: "typos are not ignored", body: `{"type":"t","data":1,"create_at":"x"}`, status: 400, code: ingest.CodeInvalidEvent, field: "create_at", message: `unknown attribute "create_at"`},
-		{why: "namespace must be a DNS-1123 label", path: "/v1/namespaces/Team_A/events", body: `{"type":"t","data":1}`, status: 400, code: ingest.CodeInvalidRequest, field: "namespace", message: "not a valid namespace name"},
-		{why: "CloudEvents need specversion 1.0", header: ce, body: `{"specversion":"0.3","id":"1","source":"s","type":"t","data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "specversion", message: `use "1.0"`},
-		{why: "CloudEvents need a source", header: ce, body: `{"specversion":"1.0","id":"1","type":"t","data":1}`, status: 400, code: ingest.CodeInvalidEvent, field: "source", message: "source is required"},
-		{why: "data and data_base64 exclude each other", header: ce, body: `{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"MQ=="}`, status: 400, code: ingest.CodeInvalidEvent, field: "data_base64", message: "mutually exclusive"},
-		{why: "binary data_base64 is not delivered", header: ce, body: `{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"application/octet-stream","data_base64":"AAE="}`, status: 415, code: ingest.CodeUnsupportedMediaType, field: "datacontenttype", message: "JSON data only"},
-		{why: "binary mode needs ce-type", header: ceBinary, body: `{}`, status: 400, code: ingest.CodeInvalidEvent, field: "ce-type", message: "ce-type is required"},
-		{why: "binary-mode data must be valid JSON", header: map[string]string{"ce-specversion": "1.0", "ce-id": "x", "ce-source": "s", "ce-type": "t"}, body: `{"a":}`, status: 400, code: ingest.CodeInvalidJSON, message: "byte 6"},
-		{why: "batch size is bounded", path: batch, body: `[{"type":"t","data":1},{"type":"t","data":1},{"type":"t","data":1},{"type":"t","data":1},{"type":"t","data":1},{"type":"t","data":1}]`, status: 400, code: ingest.CodeTooManyEvents, field: "events", message: "at most 5"},
-		{why: "an empty batch is a mistake", path: batch, body: `{"events":[]}`, status: 400, code: ingest.CodeInvalidEvent, field: "events", message: "no events"},
-		{why: "a batch element must be an object", path: batch, body: `[{"type":"t","data":1},"x"]`, status: 400, code: ingest.CodeInvalidEvent, index: 1, message: "event 1: an event must be a JSON object"},
-		{why: "no credentials", header: map[string]string{"Authorization": ""}, body: `{"type":"t","data":1}`, status: 401, code: ingest.CodeUnauthenticated, message: "credentials are missing"},
-		{why: "bad credentials", header: map[string]string{"Authorization": "Bearer nope"}, body: `{"type":"t","data":1}`, status: 401, code: ingest.CodeUnauthenticated, message: "invalid, expired or revoked"},
-		{why: "another namespace", path: "/v1/namespaces/team-b/events", body: `{"type":"t","data":1}`, status: 403, code: ingest.CodeForbidden,
+		{why: "syntax errors say where", body: `{"type":"t","data":{"a":1,}}`, status: 400, code: wire.CodeInvalidJSON, message: "invalid JSON at byte 27"},
+		{why: "an empty body is not an event", body: ``, status: 400, code: wire.CodeInvalidJSON, message: "body is empty"},
+		{why: "JSON is UTF-8; receivers decode it before verifying", body: "{\"type\":\"t\",\"data\":\"\xff\"}", status: 400, code: wire.CodeInvalidJSON, message: "not valid UTF-8"},
+		{why: "a single event must be an object", body: `[1]`, status: 400, code: wire.CodeInvalidRequest, message: "expected a JSON object, found a JSON array"},
+		{why: "null is not an event", body: `null`, status: 400, code: wire.CodeInvalidEvent, message: "must be a JSON object"},
+		{why: "type is required", body: `{"data":1}`, status: 400, code: wire.CodeInvalidEvent, field: "type", message: "type is required"},
+		{why: "type must be a string", body: `{"type":7,"data":1}`, status: 400, code: wire.CodeInvalidEvent, field: "type", message: "type must be a string"},
+		{why: "type alphabet keeps globs and headers unambiguous", body: `{"type":"order created","data":1}`, status: 400, code: wire.CodeInvalidEvent, field: "type", message: "may only contain"},
+		{why: "type length", body: `{"type":"` + strings.Repeat("t", 257) + `","data":1}`, status: 400, code: wire.CodeInvalidEvent, field: "type", message: "at most 256"},
+		{why: "data is required", body: `{"type":"t"}`, status: 400, code: wire.CodeInvalidEvent, field: "data", message: "data is required"},
+		{why: "created_at must be RFC 3339", body: `{"type":"t","data":1,"created_at":"02/01/2026"}`, status: 400, code: wire.CodeInvalidEvent, field: "created_at", message: "RFC 3339"},
+		{why: "id length", body: `{"id":"` + strings.Repeat("i", 257) + `","type":"t","data":1}`, status: 400, code: wire.CodeInvalidEvent, field: "id", message: "at most 256"},
+		{why: "ids go into headers", body: `{"id":"a b","type":"t","data":1}`, status: 400, code: wire.CodeInvalidEvent, field: "id", message: "printable ASCII"},
+		{why: "an empty id is not an id", body: `{"id":"","type":"t","data":1}`, status: 400, code: wire.CodeInvalidEvent, field: "id", message: "must not be empty"},
+		{why: "typos are not ignored", body: `{"type":"t","data":1,"create_at":"x"}`, status: 400, code: wire.CodeInvalidEvent, field: "create_at", message: `unknown attribute "create_at"`},
+		{why: "namespace must be a DNS-1123 label", path: "/v1/namespaces/Team_A/events", body: `{"type":"t","data":1}`, status: 400, code: wire.CodeInvalidRequest, field: "namespace", message: "not a valid namespace name"},
+		{why: "CloudEvents need specversion 1.0", header: ce, body: `{"specversion":"0.3","id":"1","source":"s","type":"t","data":1}`, status: 400, code: wire.CodeInvalidEvent, field: "specversion", message: `use "1.0"`},
+		{why: "CloudEvents need a source", header: ce, body: `{"specversion":"1.0","id":"1","type":"t","data":1}`, status: 400, code: wire.CodeInvalidEvent, field: "source", message: "source is required"},
+		{why: "data and data_base64 exclude each other", header: ce, body: `{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"MQ=="}`, status: 400, code: wire.CodeInvalidEvent, field: "data_base64", message: "mutually exclusive"},
+		{why: "binary data_base64 is not delivered", header: ce, body: `{"specversion":"1.0","id":"1","source":"s","type":"t","datacontenttype":"application/octet-stream","data_base64":"AAE="}`, status: 415, code: wire.CodeUnsupportedMediaType, field: "datacontenttype", message: "JSON data only"},
+		{why: "binary mode needs ce-type", header: ceBinary, body: `{}`, status: 400, code: wire.CodeInvalidEvent, field: "ce-type", message: "ce-type is required"},
+		{why: "binary-mode data must be valid JSON", header: map[string]string{"ce-specversion": "1.0", "ce-id": "x", "ce-source": "s", "ce-type": "t"}, body: `{"a":}`, status: 400, code: wire.CodeInvalidJSON, message: "byte 6"},
+		{why: "batch size is bounded", path: batch, body: `[{"type":"t","data":1},{"type":"t","data":1},{"type":"t","data":1},{"type":"t","data":1},{"type":"t","data":1},{"type":"t","data":1}]`, status: 400, code: wire.CodeTooManyEvents, field: "events", message: "at most 5"},
+		{why: "an empty batch is a mistake", path: batch, body: `{"events":[]}`, status: 400, code: wire.CodeInvalidEvent, field: "events", message: "no events"},
+		{why: "a batch element must be an object", path: batch, body: `[{"type":"t","data":1},"x"]`, status: 400, code: wire.CodeInvalidEvent, index: 1, message: "event 1: an event must be a JSON object"},
+		{why: "no credentials", header: map[string]string{"Authorization": ""}, body: `{"type":"t","data":1}`, status: 401, code: wire.CodeUnauthenticated, message: "credentials are missing"},
+		{why: "bad credentials", header: map[string]string{"Authorization": "Bearer nope"}, body: `{"type":"t","data":1}`, status: 401, code: wire.CodeUnauthenticated, message: "invalid, expired or revoked"},
+		{why: "another namespace", path: "/v1/namespaces/team-b/events", body: `{"type":"t","data":1}`, status: 403, code: wire.CodeForbidden,
 			message: `"system:serviceaccount:team-a:producer" may not create events.hooks.herald.dev in namespace "team-b"`},
-		{why: "authentication backend down", header: map[string]string{"Authorization": "Bearer " + authDown}, body: `{"type":"t","data":1}`, status: 503, code: ingest.CodeUnavailable, message: "retry later"},
-		{why: "unknown route", path: "/v1/namespaces/team-a/event", body: `{}`, status: 404, code: ingest.CodeNotFound, message: "no route"},
-		{why: "unknown version", path: "/v2/namespaces/team-a/events", body: `{}`, status: 404, code: ingest.CodeNotFound, message: "no route"},
-		{why: "events are POSTed", method: http.MethodGet, body: ``, status: 405, code: ingest.CodeMethodNotAllowed, message: "use POST"},
-		{why: "batches are POSTed", method: http.MethodPut, path: batch, body: `[]`, status: 405, code: ingest.CodeMethodNotAllowed, message: "use POST"},
-		{why: "over the size limit", body: `{"type":"t","data":"` + strings.Repeat("x", 2048) + `"}`, status: 413, code: ingest.CodePayloadTooLarge, message: "limit of 1024 bytes"},
-		{why: "form posts are not events", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: `a=b`, status: 415, code: ingest.CodeUnsupportedMediaType, field: "Content-Type", message: "application/json"},
-		{why: "Content-Type is required", header: map[string]string{"Content-Type": ""}, body: `{}`, status: 415, code: ingest.CodeUnsupportedMediaType, field: "Content-Type", message: "missing"},
-		{why: "JSON is UTF-8", header: map[string]string{"Content-Type": "application/json; charset=latin1"}, body: `{}`, status: 415, code: ingest.CodeUnsupportedMediaType, field: "Content-Type", message: "charset"},
-		{why: "single CloudEvents do not go to the batch route", path: batch, header: ce, body: `{}`, status: 415, code: ingest.CodeUnsupportedMediaType, field: "Content-Type", message: "cloudevents-batch+json"},
-		{why: "queue full", acceptorErr: fmt.Errorf("publishing: %w", ingest.ErrQueueFull), body: `{"type":"t","data":1}`, status: 429, code: ingest.CodeQueueFull, message: "retry later"},
-		{why: "storage down", acceptorErr: fmt.Errorf("publishing: %w", ingest.ErrUnavailable), body: `{"type":"t","data":1}`, status: 503, code: ingest.CodeUnavailable, message: "retry later"},
-		{why: "other failures reveal nothing", acceptorErr: errors.New("nats: stream herald-deliveries: disk I/O error at /data"), body: `{"type":"t","data":1}`, status: 500, code: ingest.CodeInternal, message: "internal error"},
+		{why: "authentication backend down", header: map[string]string{"Authorization": "Bearer " + authDown}, body: `{"type":"t","data":1}`, status: 503, code: wire.CodeUnavailable, message: "retry later"},
+		{why: "unknown route", path: "/v1/namespaces/team-a/event", body: `{}`, status: 404, code: wire.CodeNotFound, message: "no route"},
+		{why: "unknown version", path: "/v2/namespaces/team-a/events", body: `{}`, status: 404, code: wire.CodeNotFound, message: "no route"},
+		{why: "events are POSTed", method: http.MethodGet, body: ``, status: 405, code: wire.CodeMethodNotAllowed, message: "use POST"},
+		{why: "batches are POSTed", method: http.MethodPut, path: batch, body: `[]`, status: 405, code: wire.CodeMethodNotAllowed, message: "use POST"},
+		{why: "over the size limit", body: `{"type":"t","data":"` + strings.Repeat("x", 2048) + `"}`, status: 413, code: wire.CodePayloadTooLarge, message: "limit of 1024 bytes"},
+		{why: "form posts are not events", header: map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, body: `a=b`, status: 415, code: wire.CodeUnsupportedMediaType, field: "Content-Type", message: "application/json"},
+		{why: "Content-Type is required", header: map[string]string{"Content-Type": ""}, body: `{}`, status: 415, code: wire.CodeUnsupportedMediaType, field: "Content-Type", message: "missing"},
+		{why: "JSON is UTF-8", header: map[string]string{"Content-Type": "application/json; charset=latin1"}, body: `{}`, status: 415, code: wire.CodeUnsupportedMediaType, field: "Content-Type", message: "charset"},
+		{why: "single CloudEvents do not go to the batch route", path: batch, header: ce, body: `{}`, status: 415, code: wire.CodeUnsupportedMediaType, field: "Content-Type", message: "cloudevents-batch+json"},
+		{why: "queue full", acceptorErr: fmt.Errorf("publishing: %w", ingest.ErrQueueFull), body: `{"type":"t","data":1}`, status: 429, code: wire.CodeQueueFull, message: "retry later"},
+		{why: "storage down", acceptorErr: fmt.Errorf("publishing: %w", ingest.ErrUnavailable), body: `{"type":"t","data":1}`, status: 503, code: wire.CodeUnavailable, message: "retry later"},
+		{why: "other failures reveal nothing", acceptorErr: errors.New("nats: stream herald-deliveries: disk I/O error at /data"), body: `{"type":"t","data":1}`, status: 500, code: wire.CodeInternal, message: "internal error"},
 	} {
 		t.Run(tc.why, func(t *testing.T) {
 			f := newFixture(t, func(o *ingest.Options) { o.MaxBodyBytes = 1024 })
@@ -448,7 +449,7 @@ func TestPublish_ErrorAnswers(t *testing.T) {
 			if tc.index > 0 && (e.Index == nil || *e.Index != tc.index) {
 				t.Errorf("index = %v, want %d", e.Index, tc.index)
 			}
-			if e.Code == ingest.CodeInvalidJSON && e.Offset == nil {
+			if e.Code == wire.CodeInvalidJSON && e.Offset == nil {
 				t.Errorf("invalid JSON answer without offset: %s", r.body)
 			}
 			switch tc.status {

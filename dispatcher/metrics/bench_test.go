@@ -10,10 +10,10 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
-
-	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 )
 
 // BenchmarkAttempted is the cost metrics add to every delivery attempt, on a dispatcher
@@ -67,7 +67,7 @@ func BenchmarkAttempted(b *testing.B) {
 // BenchmarkScrapeRealStore is one uncached reading of the queue gauges for 200
 // endpoints from the embedded store: what a scrape costs at most once per stateTTL.
 func BenchmarkScrapeRealStore(b *testing.B) {
-	store, err := queue.Open(context.Background(), queue.Options{DataDir: b.TempDir(), Log: logr.Discard()})
+	store, err := queue.Open(context.Background(), queue.Options{Store: config.Store{DataDir: b.TempDir()}, Log: logr.Discard()})
 	if err != nil {
 		b.Fatal(err)
 	}

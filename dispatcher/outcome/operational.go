@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
@@ -94,11 +95,11 @@ const (
 )
 
 // NewOperational returns a publisher of operational events aggregating over interval
-// (default one minute). Run it.
+// (0: the default of status.operationalEventsInterval, package config). Run it.
 func NewOperational(pub OperationalPublisher, interval time.Duration, published func(namespace, eventType string), log logr.Logger) *Operational {
-	if interval <= 0 {
-		interval = time.Minute
-	}
+	s := config.Status{OperationalEventsInterval: interval}
+	s.SetDefaults()
+	interval = s.OperationalEventsInterval
 	return &Operational{
 		pub: pub, interval: interval, log: log, now: time.Now, queue: make(chan queued, queueSize), published: published,
 		dead: map[delivery.Key]*deadBatch{}, lastDead: map[delivery.Key]time.Time{}, recovered: map[delivery.Key]time.Time{},

@@ -1,12 +1,11 @@
 package outcome_test
 
 import (
-	"strings"
-
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/outcome"
 	"github.com/herald-dev/herald/dispatcher/queue"
@@ -64,7 +64,7 @@ func (threshold) FailureThreshold(delivery.Key) (int32, int64, bool) { return 3,
 
 func openStore(t *testing.T, dir string) queue.Store {
 	t.Helper()
-	st, err := queue.Open(context.Background(), queue.Options{DataDir: dir, Log: testr.New(t)})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{DataDir: dir}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/statusapply"
@@ -47,9 +48,9 @@ type StatusWriter struct {
 
 // Run writes status until ctx ends.
 func (w *StatusWriter) Run(ctx context.Context) error {
-	if w.Interval <= 0 {
-		w.Interval = 5 * time.Second
-	}
+	s := config.Status{Interval: w.Interval}
+	s.SetDefaults()
+	w.Interval = s.Interval
 	tick := time.NewTicker(w.Interval)
 	defer tick.Stop()
 	for n := 0; ; n++ {

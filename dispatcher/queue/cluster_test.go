@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/internal/testenv"
 )
@@ -62,7 +63,7 @@ func deliveries(n int, prefix string) []queue.Delivery {
 // only copy of what was pending.
 func TestOpen_ClusterKeepsThreeCopiesOfEverything(t *testing.T) {
 	c := testenv.NATSCluster(t, 3)
-	st, err := queue.Open(context.Background(), queue.Options{URL: c.URL(), Log: testr.New(t)})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{URL: c.URL()}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +80,7 @@ func TestOpen_ClusterKeepsThreeCopiesOfEverything(t *testing.T) {
 func TestOpen_ExistingStreamsUpdatedInPlace(t *testing.T) {
 	c := testenv.NATSCluster(t, 3)
 	ctx := context.Background()
-	old, err := queue.Open(ctx, queue.Options{URL: c.URL(), Replicas: 1, Log: testr.New(t)})
+	old, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: c.URL(), Replicas: 1}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestOpen_ExistingStreamsUpdatedInPlace(t *testing.T) {
 		t.Fatalf("set up with 1 replica, got %d", got)
 	}
 
-	st, err := queue.Open(ctx, queue.Options{URL: c.URL(), Log: testr.New(t)})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: c.URL()}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,12 +120,12 @@ func TestOpen_ExistingStreamsUpdatedInPlace(t *testing.T) {
 func TestOpen_SingleServer(t *testing.T) {
 	url := testenv.NATS(t)
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatalf("default replicas on a single server: %v", err)
 	}
 	st.Close()
-	_, err = queue.Open(ctx, queue.Options{URL: url, Replicas: 3, Log: testr.New(t)})
+	_, err = queue.Open(ctx, queue.Options{Store: config.Store{URL: url, Replicas: 3}, Log: testr.New(t)})
 	if err == nil {
 		t.Fatal("3 replicas on a single server: no error")
 	}
@@ -142,12 +143,12 @@ func TestOpen_SingleServer(t *testing.T) {
 func TestOpen_ServersWithLessStorageThanTheOldCap(t *testing.T) {
 	url := testenv.NATSOpts(t, func(o *server.Options) { o.JetStreamMaxStore = 1 << 30 })
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatalf("servers with max_file_store 1G: %v", err)
 	}
 	st.Close()
-	_, err = queue.Open(ctx, queue.Options{URL: url, MaxPendingBytes: 4 << 30, Log: testr.New(t)})
+	_, err = queue.Open(ctx, queue.Options{Store: config.Store{URL: url, MaxPendingBytes: 4 << 30}, Log: testr.New(t)})
 	if err == nil || !strings.Contains(err.Error(), "--max-pending-bytes") {
 		t.Fatalf("a 4 GiB cap on 1 GiB of storage: got %v, want an error naming --max-pending-bytes", err)
 	}
@@ -161,7 +162,7 @@ func TestOpen_ServersWithLessStorageThanTheOldCap(t *testing.T) {
 func TestStore_QuorumLostAndBack(t *testing.T) {
 	c := testenv.NATSCluster(t, 3)
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{URL: c.URL(), Log: testr.New(t)})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: c.URL()}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestPublish_SameDeliveriesThroughThreeReplicasAtOnce(t *testing.T) {
 	ctx := context.Background()
 	stores := make([]queue.Store, 3)
 	for i := range stores {
-		st, err := queue.Open(ctx, queue.Options{URL: c.URL(), Log: testr.New(t)})
+		st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: c.URL()}, Log: testr.New(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,8 +283,7 @@ accounts {
     users [ { user: herald, password: s3cret } ]
   }
 }`)
-	st, err := queue.Open(context.Background(), queue.Options{
-		URL: strings.Replace(url, "nats://", "nats://herald:s3cret@", 1), Log: testr.New(t)})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{URL: strings.Replace(url, "nats://", "nats://herald:s3cret@", 1)}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatalf("an account limited to 50 consumers: %v", err)
 	}
@@ -306,7 +306,7 @@ func TestClose_IsNotAnOutage(t *testing.T) {
 			errs = append(errs, args)
 		}
 	}, funcr.Options{})
-	st, err := queue.Open(context.Background(), queue.Options{URL: testenv.NATS(t), Log: log})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{URL: testenv.NATS(t)}, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-dev/herald/dispatcher/config"
 )
 
 // Publish stores deliveries durably and returns once JetStream has acknowledged every one
@@ -106,7 +108,7 @@ func (s *jsStore) publish(ctx context.Context, deliveries []Delivery, which []in
 type ConsumerOptions struct {
 	// AckWait is how long an attempt may run before JetStream hands the delivery to
 	// another worker; it must exceed the longest attempt (timeouts are at most 60s).
-	// Default 2 minutes.
+	// 0 is delivery.ackWait's default (package config).
 	AckWait time.Duration
 	// Buffer is how many deliveries are fetched ahead of the workers.
 	Buffer int
@@ -141,6 +143,14 @@ func (o ConsumerOptions) inactiveThreshold() time.Duration {
 	return o.InactiveThreshold
 }
 
+// defaultAckWait gives an unset AckWait the engine's default (delivery.ackWait,
+// package config).
+func (o *ConsumerOptions) defaultAckWait() {
+	d := config.Delivery{AckWait: o.AckWait}
+	d.SetDefaults()
+	o.AckWait = d.AckWait
+}
+
 // Consumer yields the deliveries of one endpoint.
 type Consumer struct {
 	store *jsStore
@@ -152,9 +162,7 @@ type Consumer struct {
 // Consume opens (creating if needed) the durable consumer of an endpoint and starts
 // fetching its deliveries. Consumers of several dispatcher replicas share the work.
 func (s *jsStore) Consume(ctx context.Context, ep Endpoint, opts ConsumerOptions) (*Consumer, error) {
-	if opts.AckWait <= 0 {
-		opts.AckWait = 2 * time.Minute
-	}
+	opts.defaultAckWait()
 	if opts.Buffer <= 0 || opts.Ordered {
 		// An ordered consumer is handed one delivery at a time whatever the buffer; a
 		// pull request for more kept standing lets the server hand out the next one the
@@ -317,9 +325,7 @@ func (p *Pending) DeadLetter(ctx context.Context, dl DeadLetter) error {
 // opts must be the endpoint's own (an ordered endpoint's consumer hands out one at a
 // time). The caller settles every one.
 func (s *jsStore) FetchHeld(ctx context.Context, ep Endpoint, n int, opts ConsumerOptions) ([]*Pending, error) {
-	if opts.AckWait <= 0 {
-		opts.AckWait = 2 * time.Minute
-	}
+	opts.defaultAckWait()
 	cons, err := s.consumer(ctx, ep, opts)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -28,7 +29,7 @@ func ids(prefix string, n int) []string {
 // new ones are still remembered (deduplication keeps working, over a shorter window).
 func TestDedupe_BoundedOldestForgottenFirst(t *testing.T) {
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{DataDir: t.TempDir(), MaxDedupeRecords: 3})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{DataDir: t.TempDir(), MaxDedupeRecords: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +53,7 @@ func TestDedupe_RememberedAcrossReplicasAndRestarts(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.NATS(t)
 	open := func() queue.Store {
-		st, err := queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
+		st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +95,7 @@ func TestDedupe_RememberedAcrossReplicasAndRestarts(t *testing.T) {
 func TestDedupe_ReadsTheIngestBucketOfTheReleaseBefore(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.NATS(t)
-	st, err := queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestDedupe_ReadsTheIngestBucketOfTheReleaseBefore(t *testing.T) {
 		Accepted: []string{"evt_old1", "evt_old2"}}); err != nil {
 		t.Fatal(err)
 	}
-	st, err = queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
+	st, err = queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

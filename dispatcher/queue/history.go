@@ -159,7 +159,7 @@ func (r *AttemptRecord) Failed() bool { return r.Error != "" }
 // and go on. A batch whose write fails is counted and logged, never retried: the
 // history is a log for people, and a delivery must not wait for it. Every attempt
 // handed over is the endpoint's last attempt on its status, whether or not the attempt
-// log keeps it (Options.WithoutAttemptLog).
+// log keeps it (Options.AttemptLog).
 type HistoryWriter struct{ j *journal }
 
 // History returns the writer of the history.

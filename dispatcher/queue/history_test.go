@@ -8,6 +8,8 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-dev/herald/dispatcher/config"
 )
 
 // The history is kept on at most 256 subjects per endpoint, whatever the number of
@@ -15,7 +17,7 @@ import (
 // its own, records written before the buckets included.
 func TestHistory_BucketedSubjectsFindExactlyOneEvent(t *testing.T) {
 	ctx := context.Background()
-	st, err := Open(ctx, Options{DataDir: t.TempDir(), Log: testr.New(t)})
+	st, err := Open(ctx, Options{Store: config.Store{DataDir: t.TempDir()}, History: config.History{AttemptLog: true}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

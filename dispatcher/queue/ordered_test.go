@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/queue"
 )
 
@@ -16,7 +17,7 @@ import (
 // delivery only while that delivery is unsettled.
 func TestOrderedConsumer_OneAtATimeHeadStaysAheadStaleHeadBlocksNothing(t *testing.T) {
 	ctx := context.Background()
-	st, err := queue.Open(ctx, queue.Options{DataDir: t.TempDir(), Log: testr.New(t)})
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{DataDir: t.TempDir()}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-dev/herald/dispatcher/config"
 )
 
 // cpuClock reports the process's CPU time per operation (user+system, every thread:
@@ -50,7 +52,8 @@ func (c cpuClock) report(b *testing.B, n int) {
 
 func benchStore(b *testing.B) *jsStore {
 	b.Helper()
-	return benchStoreWith(b, Options{})
+	// The attempt log on, as the dispatcher's defaults have it.
+	return benchStoreWith(b, Options{History: config.History{AttemptLog: true}})
 }
 
 func benchStoreWith(b *testing.B, o Options) *jsStore {
@@ -83,7 +86,7 @@ func BenchmarkPublish_Batch100(b *testing.B) { benchPublishBatch(b, benchStore(b
 // BenchmarkPublish_Batch100SyncAlways is the price of --nats-sync-always: every write
 // fsynced before it is acknowledged (README, "Running at scale").
 func BenchmarkPublish_Batch100SyncAlways(b *testing.B) {
-	benchPublishBatch(b, benchStoreWith(b, Options{SyncAlways: true}))
+	benchPublishBatch(b, benchStoreWith(b, Options{Store: config.Store{SyncAlways: true}}))
 }
 
 // BenchmarkPublish_Single and its SyncAlways twin: one event, one delivery per request,
@@ -91,7 +94,7 @@ func BenchmarkPublish_Batch100SyncAlways(b *testing.B) {
 func BenchmarkPublish_Single(b *testing.B) { benchPublishSingle(b, benchStore(b)) }
 
 func BenchmarkPublish_SingleSyncAlways(b *testing.B) {
-	benchPublishSingle(b, benchStoreWith(b, Options{SyncAlways: true}))
+	benchPublishSingle(b, benchStoreWith(b, Options{Store: config.Store{SyncAlways: true}}))
 }
 
 func benchPublishSingle(b *testing.B, st *jsStore) {

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
 	"github.com/herald-dev/herald/internal/testenv"
@@ -22,7 +23,7 @@ import (
 // replica opens a store on url, as one dispatcher replica does.
 func replica(t *testing.T, url string) queue.Store {
 	t.Helper()
-	st, err := queue.Open(context.Background(), queue.Options{URL: url, Log: testr.New(t)})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{URL: url}, History: config.History{AttemptLog: true}, Log: testr.New(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

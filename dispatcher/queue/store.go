@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-dev/herald/dispatcher/config"
 )
 
 // Names of the JetStream objects Herald owns.
@@ -31,89 +33,25 @@ const (
 	deadLetterSubjectPrefix = "herald.dlq."
 )
 
-// Options configure Open. Zero values are the documented defaults.
+// Options configure Open: the store's section of the dispatcher's configuration and
+// the history's bounds (package config documents each field and its default; zero
+// values are the defaults).
 type Options struct {
-	// URL of an external NATS cluster. Empty starts an embedded server.
-	URL string
-	// CredentialsFile is a NATS .creds file for the external cluster.
-	CredentialsFile string
-	// DataDir holds the embedded server's file storage. Required in embedded mode.
-	DataDir string
-	// Replicas of each stream and bucket. 0 chooses: 3 on a clustered NATS (1 on a
-	// single server, so on the embedded one), never fewer than an existing stream has.
-	// A count the cluster cannot place is a startup error saying so.
-	Replicas int
-	// DedupeWindow is how long an event id is remembered at ingest (default 24h).
-	DedupeWindow time.Duration
-	// MaxDedupeRecords bounds how many event ids are remembered (default 250,000, about
-	// 8 MiB of each dispatcher's memory). Beyond it the oldest are forgotten first: under
-	// sustained load the dedupe window gets shorter instead of memory growing without
-	// bound.
-	MaxDedupeRecords int64
-	// DeadLetterMaxAge is how long dead letters are kept (default 14 days).
-	DeadLetterMaxAge time.Duration
-	// MaxPendingDeliveries bounds the delivery stream; publishing beyond it fails with
-	// ErrQueueFull (default 1,000,000).
-	MaxPendingDeliveries int64
-	// MaxPendingBytes bounds the delivery stream's size. 0 leaves it to the NATS
-	// servers' own storage limit (max_file_store; the embedded server's is 75 % of its
-	// volume's free space), which ingest answers with 429 like any full queue. A cap the
-	// servers cannot reserve is a startup error saying so.
-	MaxPendingBytes int64
-	// DeadLetterMaxBytes bounds the dead-letter stream's size (0: no cap but the
-	// servers'); beyond it the oldest dead letters go first.
-	DeadLetterMaxBytes int64
-	// RetainDeliveredMaxAge and RetainDeliveredMaxBytes bound the retention of delivered
-	// deliveries, which can be re-sent by selection while retained (defaults 72h and
-	// 256 MiB, which fit the chart's 1 GiB volume beside the queue); beyond either the oldest go first.
-	RetainDeliveredMaxAge   time.Duration
-	RetainDeliveredMaxBytes int64
-	// AttemptLogMaxAge and AttemptLogMaxBytes bound the attempt log (defaults 7 days and
-	// 128 MiB); beyond either the oldest records go first.
-	AttemptLogMaxAge   time.Duration
-	AttemptLogMaxBytes int64
-	// WithoutAttemptLog keeps no attempt records (the retention of delivered
-	// deliveries for replay and the counters stay).
-	WithoutAttemptLog bool
-	// SyncAlways makes the embedded server fsync every write. Off by default: a crash of
-	// the dispatcher process loses nothing either way (writes reach the OS before the
-	// 202), only a crash of the node's kernel could. An external cluster is configured
-	// on the servers instead (jetstream { sync_interval: always }).
-	SyncAlways bool
+	config.Store
+	config.History
 	// Log receives the store's own messages.
 	Log logr.Logger
 }
 
 func (o *Options) defaults() {
-	if o.DedupeWindow <= 0 {
-		o.DedupeWindow = 24 * time.Hour
-	}
-	if o.MaxDedupeRecords <= 0 {
-		o.MaxDedupeRecords = 250_000
-	}
-	if o.DeadLetterMaxAge <= 0 {
-		o.DeadLetterMaxAge = 14 * 24 * time.Hour
-	}
-	if o.MaxPendingDeliveries <= 0 {
-		o.MaxPendingDeliveries = 1_000_000
-	}
+	o.Store.SetDefaults()
+	o.History.SetDefaults()
+	// NATS's "no limit" is -1.
 	if o.MaxPendingBytes <= 0 {
 		o.MaxPendingBytes = -1
 	}
 	if o.DeadLetterMaxBytes <= 0 {
 		o.DeadLetterMaxBytes = -1
-	}
-	if o.RetainDeliveredMaxAge <= 0 {
-		o.RetainDeliveredMaxAge = 72 * time.Hour
-	}
-	if o.RetainDeliveredMaxBytes <= 0 {
-		o.RetainDeliveredMaxBytes = 256 << 20
-	}
-	if o.AttemptLogMaxAge <= 0 {
-		o.AttemptLogMaxAge = 7 * 24 * time.Hour
-	}
-	if o.AttemptLogMaxBytes <= 0 {
-		o.AttemptLogMaxBytes = 128 << 20
 	}
 }
 
@@ -204,7 +142,7 @@ func Open(ctx context.Context, opts Options) (Store, error) {
 	}
 	go s.pruneSeen()
 	s.maxBatch = int(min(s.nc.MaxPayload()-4096, 256<<10))
-	s.journal = newJournal(s, !opts.WithoutAttemptLog)
+	s.journal = newJournal(s, opts.AttemptLog)
 	s.startProbe()
 	return s, nil
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dev/herald/dispatcher/config"
+
 	"github.com/go-logr/logr/funcr"
 
 	"github.com/herald-dev/herald/dispatcher/queue"
@@ -194,7 +196,7 @@ func tallyChild(t *testing.T, url string) {
 			mu.Unlock()
 		}
 	}, funcr.Options{Verbosity: 1})
-	st, err := queue.Open(context.Background(), queue.Options{URL: url, Log: log})
+	st, err := queue.Open(context.Background(), queue.Options{Store: config.Store{URL: url}, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ type History interface {
 }
 
 // Recorder is the engine Observer that keeps the history: a record of every attempt
-// (the attempt log keeps it unless the store is opened WithoutAttemptLog; it is the
+// (the attempt log keeps it when the store is opened with History.AttemptLog; it is the
 // endpoint's last attempt on status either way) and every delivered delivery, retained
 // for replay.
 type Recorder struct {

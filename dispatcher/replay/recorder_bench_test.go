@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
@@ -44,7 +45,7 @@ func BenchmarkRecorder(b *testing.B) {
 		{"attempt-failed", true, failed, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			store, err := queue.Open(context.Background(), queue.Options{DataDir: b.TempDir(), Log: logr.Discard(), WithoutAttemptLog: !c.attemptLog})
+			store, err := queue.Open(context.Background(), queue.Options{Store: config.Store{DataDir: b.TempDir()}, Log: logr.Discard(), History: config.History{AttemptLog: c.attemptLog}})
 			if err != nil {
 				b.Fatal(err)
 			}

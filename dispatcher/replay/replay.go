@@ -169,22 +169,14 @@ type Progress interface {
 	ReplayProgress(ctx context.Context, k delivery.Key, st heraldv1.ReplayStatus) error
 }
 
-// DefaultRate is the default bound on the re-sends per second of one replay. A replay
-// shares its endpoint's workers with live traffic: what it re-sends queues in front of
-// the events accepted after it. An endpoint's default of 8 requests in flight to a
-// receiver answering in 50-100 ms delivers 80-160 events a second; re-sending at 50 a
-// second takes at most about two thirds of that (a third of the faster receiver's), so
-// live events keep flowing beside the replay, and the replay still goes quickly enough
-// for people: 10,000 events in under three and a half minutes, the endpoint's own limits
-// pacing the deliveries further.
-const DefaultRate = 50
-
 // Options configure a Replayer.
 type Options struct {
 	Store    Store
 	Progress Progress
-	// Rate bounds the re-sends per second of one replay (default DefaultRate; negative
-	// for no bound but the store's).
+	// Rate bounds the re-sends per second of one replay; 0 for no bound but the store's.
+	// The dispatcher's configuration sets it (history.replayRate, whose default is
+	// config.DefaultReplayRate: a fraction of what one endpoint delivers, so live
+	// events keep flowing beside a replay).
 	Rate float64
 	// Interval is how often progress is written while a replay runs (default 1s).
 	Interval time.Duration
@@ -210,9 +202,6 @@ type Replayer struct {
 func New(o Options) *Replayer {
 	if o.Interval <= 0 {
 		o.Interval = time.Second
-	}
-	if o.Rate == 0 {
-		o.Rate = DefaultRate
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 30 * time.Second

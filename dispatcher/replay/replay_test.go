@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/logr/testr"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
 	"github.com/herald-dev/herald/dispatcher/queue"
 	"github.com/herald-dev/herald/dispatcher/queue/queuetest"
@@ -74,7 +75,7 @@ func TestReplayer_OneReplayPerEndpointAcrossReplicasUntilItsReplicaDies(t *testi
 	ctx := context.Background()
 	url := testenv.NATS(t)
 	open := func() queue.Store {
-		st, err := queue.Open(ctx, queue.Options{URL: url, Log: testr.New(t)})
+		st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

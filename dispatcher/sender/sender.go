@@ -30,7 +30,7 @@ import (
 	"github.com/herald-dev/herald/internal/version"
 )
 
-// Config is everything needed to build a Target. It is produced by internal/resolve,
+// Config is everything needed to build a Target. It is produced by dispatcher/resolve,
 // which has validated every part of it (URL against the policy, secrets, TLS material),
 // so building a Target cannot fail.
 type Config struct {

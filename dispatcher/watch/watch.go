@@ -26,10 +26,10 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/delivery"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/internal/index"
 	"github.com/herald-dev/herald/internal/outbound"
-	"github.com/herald-dev/herald/internal/resolve"
 	"github.com/herald-dev/herald/internal/routing"
 )
 
@@ -170,7 +170,7 @@ func (w *Endpoints) lifecycle(ctx context.Context, key delivery.Key, ep *heraldv
 }
 
 // build resolves the endpoint into an engine configuration, or a hold saying why not.
-// The judgement is internal/resolve's, the same the manager reports as Ready. The
+// The judgement is dispatcher/resolve's, the same the manager reports as Ready. The
 // Secrets it read are the ones kept for the endpoint.
 func (w *Endpoints) build(ctx context.Context, key delivery.Key, ep *heraldv1.WebhookEndpoint) (delivery.EndpointConfig, error) {
 	var read []types.NamespacedName
@@ -233,16 +233,27 @@ func (w *Subscriptions) Reconcile(ctx context.Context, req reconcile.Request) (r
 			return reconcile.Result{}, fmt.Errorf("resetting the filter status: %w", err)
 		}
 	}
+	s, err := Route(&sub)
+	if err != nil {
+		w.Router.Delete(req.Namespace, req.Name)
+		ctrl.LoggerFrom(ctx).Info("subscription filter does not compile; routing nothing", "error", err.Error())
+		return reconcile.Result{}, nil
+	}
+	w.Router.Set(req.Namespace, s)
+	return reconcile.Result{}, nil
+}
+
+// Route is the router's entry for a subscription: its event types and its compiled
+// filter. A filter that does not compile is an error, and the subscription routes
+// nothing (the manager reports it on the subscription's status).
+func Route(sub *heraldv1.WebhookSubscription) (router.Subscription, error) {
 	s := router.Subscription{Name: sub.Name, Endpoint: sub.Spec.EndpointRef.Name, Patterns: sub.Spec.EventTypes}
 	if sub.Spec.Filter != "" {
 		f, err := routing.CompileFilter(sub.Spec.Filter)
 		if err != nil {
-			w.Router.Delete(req.Namespace, req.Name)
-			ctrl.LoggerFrom(ctx).Info("subscription filter does not compile; routing nothing", "error", err.Error())
-			return reconcile.Result{}, nil
+			return router.Subscription{}, fmt.Errorf("compiling the filter of subscription %s/%s: %w", sub.Namespace, sub.Name, err)
 		}
 		s.Filter = f
 	}
-	w.Router.Set(req.Namespace, s)
-	return reconcile.Result{}, nil
+	return s, nil
 }

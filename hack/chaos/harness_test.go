@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/herald-dev/herald/hack/framework"
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
@@ -135,14 +136,14 @@ func setup(t *testing.T) *harness {
 		// purpose may have reported one just before.
 		for _, p := range h.procs {
 			if raw, err := os.ReadFile(p.log); err == nil && strings.Contains(string(raw), testenv.RaceReport) {
-				t.Errorf("%s reported a data race:\n%s", p.name, tail(p.log, 60))
+				t.Errorf("%s reported a data race:\n%s", p.name, framework.Tail(p.log, 60))
 			}
 		}
 		if !t.Failed() {
 			return
 		}
 		for _, p := range h.procs {
-			t.Logf("the end of %s's log:\n%s", p.name, tail(p.log, 15))
+			t.Logf("the end of %s's log:\n%s", p.name, framework.Tail(p.log, 15))
 		}
 		// The run's folder goes with the test; the logs are the evidence of a failure.
 		kept := filepath.Join(os.TempDir(), "heraldchaos-logs-"+time.Now().Format("20060102-150405"))
@@ -284,7 +285,7 @@ func (h *harness) childFailure() error {
 	defer h.mu.Unlock()
 	for _, p := range h.procs {
 		if p.exited() && !p.expected {
-			return fmt.Errorf("%s exited (%v); the end of its log:\n%s", p.name, p.err, tail(p.log, 30))
+			return fmt.Errorf("%s exited (%v); the end of its log:\n%s", p.name, p.err, framework.Tail(p.log, 30))
 		}
 	}
 	return nil
@@ -326,34 +327,6 @@ func ready(addr string) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-func tail(path string, n int) string {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return "    " + strings.Join(lines, "\n    ")
-}
-
-// freeAddr is a 127.0.0.1 address nobody listens on right now, for a child to bind.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func freePort(t *testing.T) string {
-	_, port, _ := net.SplitHostPort(freeAddr(t))
-	return port
-}
-
 // dispatcher is one replica: its fixed addresses survive restarts, as a pod's do.
 type dispatcher struct {
 	index                   int
@@ -378,7 +351,7 @@ type stack struct {
 func (s *stack) startManager() {
 	h := s.h
 	kc := h.serviceAccountKubeconfig("herald-manager")
-	health := freeAddr(h.t)
+	health := framework.FreeAddr(h.t)
 	s.manager = h.startProc("manager", h.herald, []string{"KUBECONFIG=" + kc},
 		"manager", "--manage-dispatcher=false", "--allow-plain-http", "--allow-loopback",
 		"--metrics-bind-address=0", "--health-probe-bind-address="+health)
@@ -409,7 +382,7 @@ func (s *stack) waitDispatcherReady(t *testing.T, d *dispatcher, within time.Dur
 func (s *stack) startDispatchers() {
 	s.dispatchKC = s.h.serviceAccountKubeconfig("herald-dispatcher")
 	for i := range 3 {
-		d := &dispatcher{index: i, ingest: freeAddr(s.h.t), health: freeAddr(s.h.t), metrics: freeAddr(s.h.t)}
+		d := &dispatcher{index: i, ingest: framework.FreeAddr(s.h.t), health: framework.FreeAddr(s.h.t), metrics: framework.FreeAddr(s.h.t)}
 		s.dispatchers = append(s.dispatchers, d)
 		s.startDispatcher(d)
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dev/herald/hack/framework"
+
 	"github.com/nats-io/nats.go/jetstream"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
@@ -122,7 +124,7 @@ func (s *suite) stopAll(t *testing.T) {
 	for _, d := range s.dispatchers {
 		d.proc.stop(30 * time.Second)
 		if d.proc.err != nil {
-			t.Fatalf("dispatcher %d did not stop cleanly on SIGTERM: %v\n%s", d.index, d.proc.err, tail(d.proc.log, 20))
+			t.Fatalf("dispatcher %d did not stop cleanly on SIGTERM: %v\n%s", d.index, d.proc.err, framework.Tail(d.proc.log, 20))
 		}
 	}
 }

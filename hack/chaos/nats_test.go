@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dev/herald/hack/framework"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -64,7 +66,7 @@ func newNATS(t *testing.T, h *harness, bin string, lab *netLab) *natsCluster {
 	var addrs []ports
 	var routes []string
 	for i := range 3 {
-		p := ports{"127.0.0.1", freePort(t), freePort(t), freePort(t)}
+		p := ports{"127.0.0.1", framework.FreePort(t), framework.FreePort(t), framework.FreePort(t)}
 		if lab != nil {
 			// A namespace of its own: the same ports on every node, as on machines.
 			p = ports{lab.nodeIP(i), "4222", "6222", "8222"}

@@ -57,6 +57,7 @@ func TestCluster(t *testing.T) {
 		{"FailuresDisableDeadLetterReplay", s.failureLifecycle},
 		{"DispatcherPodDeletedAndKilledUnderLoad", s.dispatcherKilledUnderLoad},
 		{"ManagerPodDeletedAndKilledUnderLoad", s.managerKilledUnderLoad},
+		{"ServiceByReferenceReceiverPod", s.serviceByReference},
 		{"HelmUninstallKeepsCRDsAndResources", s.helmUninstall},
 		{"HelmUpgradeFromPreviousUnderLoad", s.helmUpgradeFromPrevious},
 		{"KustomizeConfigDefault", s.kustomize},
@@ -87,14 +88,19 @@ func (s *suite) logNode() {
 		`jsonpath={range .items[*]}{.metadata.name} Ready={.status.conditions[?(@.type=="Ready")].status} runtime={.status.nodeInfo.containerRuntimeVersion} kubelet={.status.nodeInfo.kubeletVersion} kernel={.status.nodeInfo.kernelVersion} os={.status.nodeInfo.osImage} internalIP={.status.addresses[?(@.type=="InternalIP")].address}{"\n"}{end}`))
 }
 
-// buildTestImage builds the producer into an image and imports it.
+// buildTestImage builds the producer and the in-cluster receiver into one image (the
+// producer its entrypoint; the receiver's pod names /receiver) and imports it.
 func (s *suite) buildTestImage() {
 	s.t.Helper()
-	bin := filepath.Join(s.dir, "images", "producer")
-	if out, err := s.goBuild("-o", bin, "./hack/cluster/producer"); err != nil {
-		s.t.Fatalf("building the producer: %v\n%s", err, out)
+	var adds []string
+	for _, cmd := range []string{"producer", "receiver"} {
+		bin := filepath.Join(s.dir, "images", cmd)
+		if out, err := s.goBuild("-o", bin, "./hack/cluster/"+cmd); err != nil {
+			s.t.Fatalf("building the %s: %v\n%s", cmd, err, out)
+		}
+		adds = append(adds, bin+"=/"+cmd)
 	}
-	s.importImage(testImage, "/producer", bin+"=/producer")
+	s.importImage(testImage, "/producer", adds...)
 }
 
 // goBuild builds a static binary (the images have no libc), with the caller's

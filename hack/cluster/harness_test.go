@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/herald-dev/herald/hack/framework"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/herald-dev/herald/internal/testenv"
@@ -338,7 +340,7 @@ func (c *cluster) diagnose() {
 		c.t.Logf("DIAGNOSE kubectl %s:\n%s%v", strings.Join(args, " "), out, errOrEmpty(err))
 	}
 	for _, name := range []string{"kubelet", "containerd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"} {
-		c.t.Logf("DIAGNOSE %s log tail:\n%s", name, tail(filepath.Join(c.dir, "logs", name+".log"), 25))
+		c.t.Logf("DIAGNOSE %s log tail:\n%s", name, framework.Tail(filepath.Join(c.dir, "logs", name+".log"), 25))
 	}
 }
 
@@ -347,18 +349,6 @@ func errOrEmpty(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // checkNothingLeft fails the test when down.sh left a process, mount, network namespace or

@@ -23,8 +23,9 @@
 //   - cluster.go: ControlPlane starts etcd and kube-apiserver with an admin kubeconfig
 //     and client; kubeconfigs for a bearer token, ServiceAccount tokens for audiences,
 //     and ClusterRole aggregation (envtest runs no controller-manager).
-//   - herald.go: the CRDs and the chart applied as a user would, and `herald manager` and
-//     `herald dispatcher` run as processes under the chart's ServiceAccounts.
+//   - herald.go: the CRDs and the chart applied as a user would, `herald manager` and
+//     `herald dispatcher` run as processes under the chart's ServiceAccounts, and the
+//     dispatcher's Go client (pkg/client) for a token.
 //   - receiver.go: Receiver, a webhook receiver that verifies every request with
 //     pkg/verify and with the receiver transcribed from the style's reference document
 //     (internal/refreceiver); Recorder, one that keeps whatever arrives (an attacker's).

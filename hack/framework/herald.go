@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/herald-dev/herald/pkg/client"
 )
 
 // ChartNamespace is where the suites install the chart.
@@ -104,6 +106,17 @@ type Component struct {
 
 // IngestURL is the dispatcher's ingest (and endpoint API) base URL.
 func (c *Component) IngestURL() string { return "http://" + c.Ingest }
+
+// Client is the Go client of the dispatcher's HTTP APIs (pkg/client), what producers and
+// tools use, sending token. It does not retry, so that a suite sees every answer.
+func (c *Component) Client(t testing.TB, token string) *client.Client {
+	t.Helper()
+	cl, err := client.New(c.IngestURL(), client.Options{Token: token, Retry: client.Retry{Attempts: 1}, UserAgent: "herald-suite"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
 
 // ManagerInput configures StartManager.
 type ManagerInput struct {

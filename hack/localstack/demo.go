@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/herald-dev/herald/dispatcher/watch"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -24,16 +26,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
-	"github.com/herald-dev/herald/dispatcher/ingest"
 	"github.com/herald-dev/herald/dispatcher/router"
-	"github.com/herald-dev/herald/internal/routing"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 const fieldOwner = "herald-local-stack"
 
 type publishedEvent struct {
 	Type     string
-	Result   ingest.Result
+	Result   wire.PublishResult
 	Expected []string // endpoints that should receive it
 }
 
@@ -345,13 +346,9 @@ func (s *stack) plannedEvents(ctx context.Context) ([]publishedEvent, error) {
 	table := router.NewTable()
 	var types []string
 	for _, sub := range subs.Items {
-		rs := router.Subscription{Name: sub.Name, Endpoint: sub.Spec.EndpointRef.Name, Patterns: sub.Spec.EventTypes}
-		if sub.Spec.Filter != "" {
-			f, err := routing.CompileFilter(sub.Spec.Filter)
-			if err != nil {
-				continue
-			}
-			rs.Filter = f
+		rs, err := watch.Route(&sub)
+		if err != nil {
+			continue // routes nothing in the dispatcher either
 		}
 		table.Set(ns, rs)
 		for _, p := range sub.Spec.EventTypes {

@@ -15,7 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // identity is a ServiceAccount of the demo namespace bound to one of the chart's
@@ -99,7 +99,7 @@ func (s *stack) createIdentity(ctx context.Context, id *identity) error {
 	if err != nil {
 		return err
 	}
-	heraldToken, err := mint(auth.Audience)
+	heraldToken, err := mint(wire.Audience)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -32,6 +33,8 @@ import (
 
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/hack/framework"
+	heraldclient "github.com/herald-dev/herald/pkg/client"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 // The namespaces of the suite: team A holds the tenants who try things, team B is the
@@ -436,14 +439,18 @@ func (w *world) publishAs(token, ns, typ, data string) (int, publishResult) {
 	w.seq++
 	eventID := fmt.Sprintf("evt-%s-%04d", strings.ReplaceAll(typ, ".", "-"), w.seq)
 	w.seqMu.Unlock()
-	body, _ := json.Marshal(map[string]any{"id": eventID, "type": typ, "data": json.RawMessage(data)})
-	status, out := w.call(http.MethodPost, "/v1/namespaces/"+ns+"/events", token, body, 60*time.Second)
-	var res publishResult
-	_ = json.Unmarshal(out, &res)
-	if res.ID == "" {
-		res.ID = eventID
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	res, err := w.dispatcher.Client(w.t, token).Publish(ctx, ns, wire.Event{ID: eventID, Type: typ, Data: json.RawMessage(data)})
+	var refused *heraldclient.APIError
+	switch {
+	case err == nil:
+		return http.StatusAccepted, publishResult{ID: res.ID, Matched: res.Matched, Duplicate: res.Duplicate}
+	case errors.As(err, &refused):
+		return refused.StatusCode, publishResult{ID: eventID}
+	default:
+		return 0, publishResult{ID: eventID}
 	}
-	return status, res
 }
 
 // call makes one request to the dispatcher's HTTP API with a bearer token.

@@ -32,14 +32,14 @@ import (
 // strictest policy: https only, public addresses only.
 type Policy struct {
 	// AllowPlainHTTP permits http:// URLs.
-	AllowPlainHTTP bool
+	AllowPlainHTTP bool `json:"allowPlainHTTP"`
 	// AllowPrivateNetworks permits RFC 1918, unique-local (fc00::/7), site-local
 	// (fec0::/10), shared CGNAT (100.64.0.0/10), benchmarking (198.18.0.0/15) and
 	// local-use NAT64 (64:ff9b:1::/48) destinations, typically other services in the
 	// cluster. Metadata, link-local and non-unicast addresses stay refused.
-	AllowPrivateNetworks bool
+	AllowPrivateNetworks bool `json:"allowPrivateNetworks"`
 	// AllowLoopback permits 127.0.0.0/8 and ::1; only tests and local runs want it.
-	AllowLoopback bool
+	AllowLoopback bool `json:"allowLoopback"`
 	// Resolver looks host names up at dial time and in CheckHost. Nil means
 	// net.DefaultResolver; tests inject their own so that no check depends on the
 	// machine's /etc/hosts or DNS. It is not part of the policy as logged.

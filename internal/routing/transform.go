@@ -46,7 +46,7 @@ type Transform struct {
 // judges a filter, with the same environment, cost model and budget: it must make a
 // map (or a value only known at run time, checked then), call only what the cost model
 // can bound, and cost at most TransformBudget on the worst event (a *BudgetError
-// otherwise). The manager (the endpoint's Ready condition, through internal/resolve)
+// otherwise). The manager (the endpoint's Ready condition, through dispatcher/resolve)
 // and the dispatcher both compile with it. The error is meant for the endpoint's author.
 func CompileTransform(expr string) (*Transform, error) {
 	if len(expr) > MaxTransformLength {

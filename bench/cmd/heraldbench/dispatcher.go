@@ -30,11 +30,11 @@ import (
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 	"github.com/herald-dev/herald/dispatcher/app"
 	"github.com/herald-dev/herald/dispatcher/auth"
+	"github.com/herald-dev/herald/dispatcher/config"
 	"github.com/herald-dev/herald/dispatcher/delivery"
-	"github.com/herald-dev/herald/dispatcher/queue"
+	"github.com/herald-dev/herald/dispatcher/resolve"
 	"github.com/herald-dev/herald/dispatcher/router"
 	"github.com/herald-dev/herald/internal/outbound"
-	"github.com/herald-dev/herald/internal/resolve"
 )
 
 // The dispatcher side of the benchmark runs in a child process of the harness, so that
@@ -109,11 +109,14 @@ func runDispatcher(cfgJSON string) error {
 	if err != nil {
 		return err
 	}
-	// The same assembly as herald dispatcher, without the Kubernetes side: endpoints are
-	// configured over the control API, no Events (no API server), no metrics.
+	// The same assembly as herald dispatcher, with its default configuration, without
+	// the Kubernetes side: endpoints are configured over the control API, no Events (no
+	// API server), no metrics.
+	conf := config.Default()
+	conf.Store.DataDir, conf.Store.URL = cfg.DataDir, cfg.NATSURL
 	p, err := app.NewPipeline(ctx, app.PipelineOptions{
+		Config:  conf,
 		Catalog: cat,
-		Store:   queue.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL},
 		// Stands in for API-key authentication: a constant bearer token.
 		Authorizer: auth.AuthorizerFunc(func(_ context.Context, r *http.Request, ns string) (auth.Identity, error) {
 			tok, ok := auth.BearerToken(r)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/herald-dev/herald/pkg/client"
 )
 
 // payloadData returns a JSON object of about n bytes shaped like a business event (an
@@ -63,20 +65,21 @@ func newClient(conns int) *http.Client {
 	}, Timeout: 60 * time.Second}
 }
 
-// loadgen publishes events through the public ingest API over TCP.
+// loadgen publishes events through the public ingest API over TCP, with the Go producer
+// client (pkg/client) over a transport sized for its connections.
 type loadgen struct {
-	client   *http.Client
-	base     string   // http://addr/v1/namespaces/bench
-	bases    []string // closedLoop's workers take turns over these (several dispatchers)
-	data     []byte
-	sent     stamps // event index → when its POST started (or was scheduled)
-	acc      stamps // event index → when its 202 arrived (the accounting's published)
-	next     atomic.Int64
-	accepted atomic.Int64
-	retried  atomic.Int64 // 429/503 answers (batch retried)
-	failed   atomic.Int64 // other failures (events given up)
-	firstAt  atomic.Int64
-	lastAt   atomic.Int64 // when the last 202 arrived
+	transport *http.Transport
+	pub       *client.Client   // the dispatcher's
+	pubs      []*client.Client // closedLoop's workers take turns over these (several dispatchers)
+	data      []byte
+	sent      stamps // event index → when its POST started (or was scheduled)
+	acc       stamps // event index → when its 202 arrived (the accounting's published)
+	next      atomic.Int64
+	accepted  atomic.Int64
+	retried   atomic.Int64 // 429/503 answers (batch retried)
+	failed    atomic.Int64 // other failures (events given up)
+	firstAt   atomic.Int64
+	lastAt    atomic.Int64 // when the last 202 arrived
 
 	mu     sync.Mutex
 	rtts   []time.Duration // per request, open-loop mode
@@ -85,15 +88,31 @@ type loadgen struct {
 }
 
 func newLoadgen(ingestAddr string, conns int, data []byte) *loadgen {
-	base := "http://" + ingestAddr + "/v1/namespaces/" + benchNamespace
-	return &loadgen{client: newClient(conns), base: base, bases: []string{base}, data: data}
+	lg := &loadgen{transport: newClient(conns).Transport.(*http.Transport), data: data}
+	lg.pub = lg.publisher(ingestAddr)
+	lg.pubs = []*client.Client{lg.pub}
+	return lg
+}
+
+// publisher is a client of the dispatcher at addr, retrying 429 and 503 (queue full,
+// store busy) every 50 ms as a well-behaved producer would, counted in retried.
+func (lg *loadgen) publisher(addr string) *client.Client {
+	c, err := client.New("http://"+addr, client.Options{
+		Token: benchToken, Transport: lg.transport, Timeout: 60 * time.Second, UserAgent: "heraldbench",
+		Retry: client.Retry{Attempts: 1200, Backoff: 50 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+			OnRetry: func(error) { lg.retried.Add(1) }},
+	})
+	if err != nil {
+		panic(err) // the address is the child's, which it printed itself
+	}
+	return c
 }
 
 // spread sends closedLoop's batches to every one of these dispatchers, worker by worker.
 func (lg *loadgen) spread(ingestAddrs []string) {
-	lg.bases = lg.bases[:0]
+	lg.pubs = lg.pubs[:0]
 	for _, a := range ingestAddrs {
-		lg.bases = append(lg.bases, "http://"+a+"/v1/namespaces/"+benchNamespace)
+		lg.pubs = append(lg.pubs, lg.publisher(a))
 	}
 }
 
@@ -105,32 +124,14 @@ func (lg *loadgen) noteErr(s string) {
 	lg.mu.Unlock()
 }
 
-// post sends one request and retries it on 429/503 (queue full, store busy) as a
-// well-behaved producer would. It returns whether the events were accepted.
-func (lg *loadgen) post(url string, body []byte) bool {
-	for attempt := 0; attempt < 1200; attempt++ {
-		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+benchToken)
-		resp, err := lg.client.Do(req)
-		if err != nil {
-			lg.noteErr(err.Error())
-			return false
-		}
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		switch resp.StatusCode {
-		case http.StatusAccepted:
-			return true
-		case http.StatusTooManyRequests, http.StatusServiceUnavailable:
-			lg.retried.Add(1)
-			time.Sleep(50 * time.Millisecond)
-		default:
-			lg.noteErr(fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(msg)))
-			return false
-		}
+// post publishes body (one event, or with batch a batch) and reports whether the
+// events were accepted; the client retries 429 and 503.
+func (lg *loadgen) post(pub *client.Client, body []byte, batch bool) bool {
+	if _, err := pub.PublishRaw(context.Background(), benchNamespace, body, batch); err != nil {
+		lg.noteErr(err.Error())
+		return false
 	}
-	return false
+	return true
 }
 
 // markAccepted records the 202 of the n events from index first on.
@@ -151,7 +152,7 @@ func (lg *loadgen) markAccepted(first, n int64) {
 func (lg *loadgen) closedLoop(ctx context.Context, workers, batch int, limit int64, mayGo func(next int64) bool) {
 	var wg sync.WaitGroup
 	for w := range workers {
-		url := lg.bases[w%len(lg.bases)] + "/events:batch"
+		pub := lg.pubs[w%len(lg.pubs)]
 		wg.Go(func() {
 			var body []byte
 			for ctx.Err() == nil {
@@ -180,7 +181,7 @@ func (lg *loadgen) closedLoop(ctx context.Context, workers, batch int, limit int
 				for i := first; i < first+n; i++ {
 					lg.sent.set(i, t)
 				}
-				if lg.post(url, body) {
+				if lg.post(pub, body, true) {
 					lg.markAccepted(first, n)
 				} else {
 					lg.failed.Add(n)
@@ -197,7 +198,6 @@ func (lg *loadgen) closedLoop(ctx context.Context, workers, batch int, limit int
 func (lg *loadgen) openLoop(ctx context.Context, workers int, rate float64, total int64) {
 	start := now()
 	interval := float64(time.Second) / rate
-	url := lg.base + "/events"
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
@@ -221,7 +221,7 @@ func (lg *loadgen) openLoop(ctx context.Context, workers int, rate float64, tota
 				}
 				lg.sent.set(i, at)
 				body = appendEvent(body[:0], i, lg.data)
-				if lg.post(url, body) {
+				if lg.post(lg.pub, body, false) {
 					lg.markAccepted(i, 1)
 				} else {
 					lg.failed.Add(1)

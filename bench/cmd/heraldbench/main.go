@@ -56,6 +56,13 @@ type options struct {
 	IdleEndpoints   string        `json:"idleEndpoints"`
 	Out             string        `json:"-"`
 	Tag             string        `json:"tag"`
+
+	// A comparison of two builds (compare.go): the baseline's binary, its label, the
+	// rounds, and the chart whose defaults the dispatchers get.
+	Baseline      string `json:"-"`
+	BaselineLabel string `json:"-"`
+	Rounds        int    `json:"-"`
+	ChartValues   string `json:"-"`
 }
 
 func main() {
@@ -69,6 +76,13 @@ func main() {
 	var o options
 	o.register(flag.CommandLine)
 	flag.Parse()
+	if o.Baseline != "" {
+		if err := compareMain(&o, flag.CommandLine); err != nil {
+			fmt.Fprintln(os.Stderr, "heraldbench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o.finish()
 	if err := run(&o); err != nil {
 		fmt.Fprintln(os.Stderr, "heraldbench:", err)
@@ -99,7 +113,11 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.DispatcherEnv, "dispatcher-env", "", "comma-separated KEY=VALUE added to the dispatcher child's environment only (e.g. GOGC=200,GOMEMLIMIT=120MiB)")
 	fs.IntVar(&o.Verbosity, "dispatcher-v", 0, "log verbosity of the dispatcher child (its log is kept in <out>/<date>-logs/ when not empty)")
 	fs.StringVar(&o.Out, "out", "bench/results", "directory for results")
-	fs.StringVar(&o.Tag, "tag", "", "suffix of the result file names (default: quick in -quick mode)")
+	fs.StringVar(&o.Tag, "tag", "", "suffix of the result file names (default: quick in -quick mode; compare or compare-quick with -baseline)")
+	fs.StringVar(&o.Baseline, "baseline", "", "compare with this heraldbench binary (an older build; hack/benchcompare.sh builds one at a commit): for each scenario (default a,b,c,d,e), -rounds pairs of runs, baseline then this binary, each an ordinary run of that scenario with the other flags given; then both designs' medians, their ratio and issue 25's targets in <out>/<date>-<tag>.md and .json")
+	fs.StringVar(&o.BaselineLabel, "baseline-label", "", "-baseline: the name of the baseline in the report (hack/benchcompare.sh gives its commit)")
+	fs.IntVar(&o.Rounds, "rounds", 2, "-baseline: runs of each scenario per design")
+	fs.StringVar(&o.ChartValues, "chart-values", "charts/herald/values.yaml", "-baseline: the chart whose dispatcher memory limit becomes every dispatcher child's GOMEMLIMIT (as the manager sets it), unless -dispatcher-env sets one")
 }
 
 // finish applies what -quick implies, once the flags are parsed.

@@ -117,7 +117,7 @@ func serve(lg *loadgen, specs []endpointSpec, rcs []*receiver, round int, timeou
 		i := int64(sampleEventBase + round*sampleEndpoints + k)
 		body := fmt.Appendf(nil, `{"id":"e%d","type":"idle.%s","data":{"n":%d}}`, i, specs[j].Name, k)
 		sent := now()
-		if !lg.post(lg.base+"/events", body) {
+		if !lg.post(lg.pub, body, false) {
 			return nil, fmt.Errorf("publishing to %s: %s", specs[j].Name, lg.errMsg)
 		}
 		samples = append(samples, sample{rc: rcs[j%len(rcs)], i: i, sent: sent})
@@ -217,7 +217,7 @@ func (b *bench) scale(n int, rcs []*receiver, round int) (*scaleResult, error) {
 	dir := c.dir
 	defer func() { c.stop(); b.copyLog(c, fmt.Sprintf("f%d", n)); c.remove() }()
 	lg := newLoadgen(c.ingest, 1, nil)
-	defer lg.client.CloseIdleConnections()
+	defer lg.transport.CloseIdleConnections()
 
 	rss0, ms0 := settled(c)
 	specs := idleSpecs(n, rcs, b.o.MaxInFlight)
@@ -255,7 +255,7 @@ func (b *bench) scale(n int, rcs []*receiver, round int) (*scaleResult, error) {
 	}
 	sr.RestartReadySeconds = time.Since(t).Seconds()
 	lg2 := newLoadgen(c.ingest, 1, nil)
-	defer lg2.client.CloseIdleConnections()
+	defer lg2.transport.CloseIdleConnections()
 	if err := register(c, specs); err != nil {
 		return nil, err
 	}

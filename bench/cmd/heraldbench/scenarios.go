@@ -212,7 +212,7 @@ func (s *setup) close() {
 	}
 	s.closeReceivers()
 	if s.lg != nil {
-		s.lg.client.CloseIdleConnections()
+		s.lg.transport.CloseIdleConnections()
 	}
 }
 

@@ -1,9 +1,9 @@
 // Command producer is the cluster suite's event producer, run as a pod: it publishes a
 // numbered stream of events to the dispatcher's Service with the pod's projected
-// ServiceAccount token, the way a service in the cluster would, and retries each event
-// (same id, so the dispatcher's dedupe makes retrying safe) until it is accepted. It prints
-// one line per accepted event, which the suite reads back with `kubectl logs` to count
-// what was lost.
+// ServiceAccount token, the way a service in the cluster would: with pkg/client, which
+// reads the token file for every request and retries each event under its id (the
+// dispatcher's dedupe makes that safe) until it is accepted. It prints one line per
+// accepted event, which the suite reads back with `kubectl logs` to count what was lost.
 //
 //	accepted id=<id> matched=<n> duplicate=<bool> tries=<n>
 //	given-up id=<id> last=<error>
@@ -11,15 +11,16 @@
 package main
 
 import (
-	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"strings"
 	"time"
+
+	"github.com/herald-dev/herald/pkg/client"
+	"github.com/herald-dev/herald/pkg/wire"
 )
 
 func main() {
@@ -38,8 +39,18 @@ func main() {
 		fmt.Fprintln(os.Stderr, "producer: -server and -namespace are required")
 		os.Exit(2)
 	}
-	url := strings.TrimSuffix(*server, "/") + "/v1/namespaces/" + *namespace + "/events"
-	client := &http.Client{Timeout: 10 * time.Second}
+	// Connection errors and 5xx are expected while the dispatcher pod restarts; so are
+	// 401/403, briefly, while a fresh dispatcher's caches fill: those are retried here,
+	// the client retries the rest until the event's deadline.
+	tries := 0
+	c, err := client.New(*server, client.Options{
+		TokenFile: *tokenFile, Timeout: 10 * time.Second, UserAgent: "herald-cluster-suite-producer",
+		Retry: client.Retry{Attempts: -1, Backoff: 200 * time.Millisecond, MaxBackoff: time.Second, OnRetry: func(error) { tries++ }},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "producer:", err)
+		os.Exit(2)
+	}
 	typeList := strings.Split(*types, ",")
 	tick := time.NewTicker(time.Duration(float64(time.Second) / *rate))
 	defer tick.Stop()
@@ -48,20 +59,21 @@ func main() {
 	for i := 0; i < *count; i++ {
 		<-tick.C
 		typ := typeList[i%len(typeList)]
-		body := strings.ReplaceAll(*data, "%d", fmt.Sprint(i))
+		body := json.RawMessage(strings.ReplaceAll(*data, "%d", fmt.Sprint(i)))
 		for attempt := 0; ; attempt++ {
 			id := fmt.Sprintf("%s-%05d", *prefix, i)
 			if attempt > 0 {
 				id = fmt.Sprintf("%s-%05d-r%d", *prefix, i, attempt)
 			}
-			res, tries, err := publish(client, url, *tokenFile, id, typ, body, *perEvent)
+			tries = 0
+			res, err := publish(c, *namespace, wire.Event{ID: id, Type: typ, Data: body}, *perEvent, &tries)
 			if err != nil {
 				givenUp++
 				fmt.Printf("given-up id=%s last=%q\n", id, err.Error())
 				break
 			}
 			accepted++
-			fmt.Printf("accepted id=%s type=%s matched=%d duplicate=%t tries=%d\n", id, typ, res.Matched, res.Duplicate, tries)
+			fmt.Printf("accepted id=%s type=%s matched=%d duplicate=%t tries=%d\n", id, typ, res.Matched, res.Duplicate, tries+1)
 			if *wantMatched == 0 || res.Matched >= *wantMatched {
 				break
 			}
@@ -74,58 +86,24 @@ func main() {
 	}
 }
 
-type answer struct {
-	ID        string `json:"id"`
-	Matched   int    `json:"matched"`
-	Duplicate bool   `json:"duplicate"`
-}
-
-// publish retries one event until a 202 or the deadline. Connection errors and 5xx are
-// expected while the dispatcher pod restarts; 401/403 too, briefly, while a fresh
-// dispatcher's caches fill.
-func publish(client *http.Client, url, tokenFile, id, typ, data string, deadline time.Duration) (answer, int, error) {
-	payload, err := json.Marshal(map[string]any{"id": id, "type": typ, "data": json.RawMessage(data)})
-	if err != nil {
-		return answer{}, 0, fmt.Errorf("encoding event %s: %w", id, err)
-	}
-	end := time.Now().Add(deadline)
-	var last error
-	for tries := 1; ; tries++ {
-		res, err := post(client, url, tokenFile, payload)
+// publish publishes e until a 202 or the deadline. The client retries what may pass;
+// a refusal of the credentials is retried here too, while the dispatcher's caches fill.
+func publish(c *client.Client, namespace string, e wire.Event, deadline time.Duration, tries *int) (wire.PublishResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
+	defer cancel()
+	for {
+		res, err := c.Publish(ctx, namespace, e)
 		if err == nil {
-			return res, tries, nil
+			return res, nil
 		}
-		last = err
-		if time.Now().After(end) {
-			return answer{}, tries, fmt.Errorf("after %d tries: %w", tries, last)
+		if ctx.Err() != nil {
+			return res, fmt.Errorf("after %d tries: %w", *tries+1, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		*tries++
+		select {
+		case <-ctx.Done():
+			return res, fmt.Errorf("after %d tries: %w", *tries, err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-}
-
-func post(client *http.Client, url, tokenFile string, payload []byte) (answer, error) {
-	token, err := os.ReadFile(tokenFile)
-	if err != nil {
-		return answer{}, fmt.Errorf("reading the token: %w", err)
-	}
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
-	if err != nil {
-		return answer{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(token)))
-	resp, err := client.Do(req)
-	if err != nil {
-		return answer{}, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode != http.StatusAccepted {
-		return answer{}, fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
-	}
-	var a answer
-	if err := json.Unmarshal(body, &a); err != nil {
-		return answer{}, fmt.Errorf("decoding %q: %w", body, err)
-	}
-	return a, nil
 }

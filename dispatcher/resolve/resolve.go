@@ -5,6 +5,11 @@
 // The manager calls it to set the Ready condition and the dispatcher calls it to build
 // (or hold) the endpoint's deliveries, so the two cannot disagree: whatever the
 // dispatcher would refuse, the manager has already refused with the same words.
+//
+// It lives with the dispatcher because what it builds is the sender's configuration
+// (sender.Config, with its signer): the manager (controllers/endpoint) imports the
+// dispatcher's judge, never the other way round, and internal/ stays free of dispatcher
+// packages (hack/verify's TestLayers).
 package resolve
 
 import (
