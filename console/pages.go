@@ -68,14 +68,21 @@ const rowsMark = "<!--herald:rows-->"
 
 // pageStream writes a page whose rows arrive one at a time: the page down to
 // rowsMark, each row as it comes, and the rest of the page rendered at the end (with
-// what was learnt meanwhile: the next page, the live stream's range). Writes are
-// gathered in 32 KiB chunks, each sent on at once.
+// what was learnt meanwhile: the next page, the live stream's range).
 type pageStream struct {
 	s    *Server
 	name string
 	w    *bufio.Writer
+	rows int
 	err  error
 }
+
+// firstRows are sent on their own, a screenful, and the rest in chunks of
+// streamChunk: each chunk the browser gets, it lays the table out again.
+const (
+	firstRows   = 20
+	streamChunk = 256 << 10
+)
 
 func (s *Server) startStream(w http.ResponseWriter, name string, data any) (*pageStream, error) {
 	var buf bytes.Buffer
@@ -89,7 +96,7 @@ func (s *Server) startStream(w http.ResponseWriter, name string, data any) (*pag
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	st := &pageStream{s: s, name: name, w: bufio.NewWriterSize(flushWriter{w}, 32<<10)}
+	st := &pageStream{s: s, name: name, w: bufio.NewWriterSize(flushWriter{w}, streamChunk)}
 	_, _ = st.w.WriteString(top)
 	st.err = st.w.Flush()
 	return st, st.err
@@ -98,6 +105,9 @@ func (s *Server) startStream(w http.ResponseWriter, name string, data any) (*pag
 func (st *pageStream) row(v endpointView) error {
 	if st.err == nil {
 		st.err = st.s.pages.byName[st.name].ExecuteTemplate(st.w, "row", v)
+	}
+	if st.rows++; st.rows == firstRows && st.err == nil {
+		st.err = st.w.Flush()
 	}
 	return st.err
 }
