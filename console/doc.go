@@ -12,12 +12,14 @@
 // guards the address (a secret traded for a cookie, the host name, forms only from its
 // own pages).
 //
-// Pages are rendered on the server (html/template, templates/); the only script,
-// assets/live.js, applies the live updates a page's stream of server-sent events
-// carries (live.go): each open page watches its namespace's WebhookEndpoints from the
-// resourceVersion it was read at, and what comes from the dispatcher is read again per
-// page, never per endpoint. Every asset is embedded, so the console needs no network
-// but the cluster's.
+// Pages are rendered on the server (html/template, templates/); a namespace page's
+// rows are sent as the API server's list arrives, decoded one endpoint at a time
+// (Page.Each, pageStream), so the browser lays out the first while the last are read.
+// The only script, assets/live.js, applies the live updates a page's stream of
+// server-sent events carries (live.go): each open page watches its namespace's
+// WebhookEndpoints from the resourceVersion it was read at, and what comes from the
+// dispatcher is read again per page, never per endpoint. Every asset is embedded, so
+// the console needs no network but the cluster's.
 //
 // Tests: live_test.go against a real API server (envtest); hack/console drives the
 // console in Chromium against a real API server and dispatcher, and benchmarks a page

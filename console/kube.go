@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -30,6 +32,8 @@ const maxReviewedNamespaces = 500
 type KubeCluster struct {
 	c  client.WithWatch
 	cs kubernetes.Interface
+	// rc reads the lists of WebhookEndpoints as a stream (Page.Each).
+	rc rest.Interface
 	// own are always listed: the kubeconfig context's namespace, which a user who may
 	// not list namespaces still works in.
 	own []string
@@ -52,7 +56,14 @@ func NewKubeCluster(cfg *rest.Config, own ...string) (*KubeCluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to the API server at %s: %w", cfg.Host, err)
 	}
-	return &KubeCluster{c: c, cs: cs, own: own}, nil
+	rcfg := rest.CopyConfig(cfg)
+	rcfg.GroupVersion, rcfg.APIPath = &heraldv1.GroupVersion, "/apis"
+	rcfg.NegotiatedSerializer = serializer.NewCodecFactory(scheme.New()).WithoutConversion()
+	rc, err := rest.RESTClientFor(rcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to the API server at %s: %w", cfg.Host, err)
+	}
+	return &KubeCluster{c: c, cs: cs, rc: rc, own: own}, nil
 }
 
 // Namespaces returns the user's own namespaces and, when the user may list namespaces,
@@ -120,14 +131,102 @@ func (k *KubeCluster) mayList(ctx context.Context, ns string) (bool, error) {
 	return r.Status.Allowed, nil
 }
 
-// Endpoints lists a page of a namespace's endpoints.
+// Endpoints lists a page of a namespace's endpoints; with p.Each, it hands them over
+// one at a time as the API server's answer arrives.
 func (k *KubeCluster) Endpoints(ctx context.Context, ns string, p Page) (*heraldv1.WebhookEndpointList, error) {
+	if p.Each != nil {
+		return k.eachEndpoint(ctx, ns, p)
+	}
 	var l heraldv1.WebhookEndpointList
 	if err := k.c.List(ctx, &l, client.InNamespace(ns), client.Limit(p.Limit), client.Continue(p.Continue)); err != nil {
 		return nil, err
 	}
 	return &l, nil
 }
+
+// eachEndpoint reads a page of endpoints as a stream: the API server writes a list
+// item by item, so the first rows can be on their way to the browser while the last
+// are still being encoded, and the whole list (some 3 KB an endpoint, most of it
+// managedFields) is never held at once. The list it returns has the list's metadata
+// and no items.
+func (k *KubeCluster) eachEndpoint(ctx context.Context, ns string, p Page) (*heraldv1.WebhookEndpointList, error) {
+	body, err := k.rc.Get().Namespace(ns).Resource("webhookendpoints").
+		VersionedParams(&metav1.ListOptions{Limit: p.Limit, Continue: p.Continue}, metav1.ParameterCodec).Stream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = body.Close() }()
+	out := &heraldv1.WebhookEndpointList{}
+	if err := decodeList(json.NewDecoder(body), &out.ListMeta, p.Each); err != nil {
+		return nil, fmt.Errorf("reading the WebhookEndpoints of namespace %s: %w", ns, err)
+	}
+	return out, nil
+}
+
+// decodeList decodes a list's metadata into meta and hands each of its items to each.
+func decodeList(dec *json.Decoder, meta *metav1.ListMeta, each func(*heraldv1.WebhookEndpoint) error) error {
+	if err := expectDelim(dec, '{'); err != nil {
+		return err
+	}
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "metadata":
+			err = dec.Decode(meta)
+		case "items":
+			if err := expectDelim(dec, '['); err != nil {
+				return err
+			}
+			for dec.More() {
+				var item listedEndpoint
+				if err := dec.Decode(&item); err != nil {
+					return err
+				}
+				item.WebhookEndpoint.ObjectMeta = item.Metadata.ObjectMeta
+				if err := each(&item.WebhookEndpoint); err != nil {
+					return err
+				}
+			}
+			err = expectDelim(dec, ']')
+		default:
+			var skip json.RawMessage
+			err = dec.Decode(&skip)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return expectDelim(dec, '}')
+}
+
+func expectDelim(dec *json.Decoder, want json.Delim) error {
+	t, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if t != want {
+		return fmt.Errorf("unexpected %v in the list, want %v", t, want)
+	}
+	return nil
+}
+
+// listedEndpoint decodes an endpoint without its managedFields, which the console does
+// not show and which are most of an endpoint's bytes.
+type listedEndpoint struct {
+	heraldv1.WebhookEndpoint
+	Metadata struct {
+		metav1.ObjectMeta
+		ManagedFields skipped `json:"managedFields"`
+	} `json:"metadata"`
+}
+
+// skipped decodes a JSON value into nothing.
+type skipped struct{}
+
+func (*skipped) UnmarshalJSON([]byte) error { return nil }
 
 // Endpoint reads one endpoint.
 func (k *KubeCluster) Endpoint(ctx context.Context, ns, name string) (*heraldv1.WebhookEndpoint, error) {

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"embed"
@@ -60,6 +61,82 @@ func (s *Server) render(w http.ResponseWriter, status int, name string, data any
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// rowsMark is where a streamed page's rows go: the page is rendered around it.
+const rowsMark = "<!--herald:rows-->"
+
+// pageStream writes a page whose rows arrive one at a time: the page down to
+// rowsMark, each row as it comes, and the rest of the page rendered at the end (with
+// what was learnt meanwhile: the next page, the live stream's range).
+type pageStream struct {
+	s    *Server
+	name string
+	w    *bufio.Writer
+	rows int
+	err  error
+}
+
+// firstRows are sent on their own, a screenful, and the rest in chunks of
+// streamChunk: each chunk the browser gets, it lays the table out again.
+const (
+	firstRows   = 20
+	streamChunk = 256 << 10
+)
+
+func (s *Server) startStream(w http.ResponseWriter, name string, data any) (*pageStream, error) {
+	var buf bytes.Buffer
+	if err := s.pages.byName[name].ExecuteTemplate(&buf, "layout", data); err != nil {
+		return nil, fmt.Errorf("rendering the page: %w", err)
+	}
+	top, _, ok := strings.Cut(buf.String(), rowsMark)
+	if !ok {
+		return nil, fmt.Errorf("the %s page has no place for its rows", name)
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	st := &pageStream{s: s, name: name, w: bufio.NewWriterSize(flushWriter{w}, streamChunk)}
+	_, _ = st.w.WriteString(top)
+	st.err = st.w.Flush()
+	return st, st.err
+}
+
+func (st *pageStream) row(v endpointView) error {
+	if st.err == nil {
+		st.err = st.s.pages.byName[st.name].ExecuteTemplate(st.w, "row", v)
+	}
+	if st.rows++; st.rows == firstRows && st.err == nil {
+		st.err = st.w.Flush()
+	}
+	return st.err
+}
+
+// end writes the rest of the page, rendered from data.
+func (st *pageStream) end(data any) {
+	if st.err != nil {
+		return // the browser went away
+	}
+	var buf bytes.Buffer
+	if err := st.s.pages.byName[st.name].ExecuteTemplate(&buf, "layout", data); err != nil {
+		st.s.opts.Log.Error(err, "rendering", "page", st.name)
+		fmt.Fprintf(st.w, "</tbody></table><p>Rendering the rest of the page failed: %s</p>", template.HTMLEscapeString(err.Error()))
+	} else {
+		_, rest, _ := strings.Cut(buf.String(), rowsMark)
+		_, _ = st.w.WriteString(rest)
+	}
+	_ = st.w.Flush()
+}
+
+// flushWriter sends each write on to the browser at once.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(b []byte) (int, error) {
+	n, err := f.w.Write(b)
+	if fl, ok := f.w.(http.Flusher); ok && err == nil {
+		fl.Flush()
+	}
+	return n, err
 }
 
 // fragment renders one named part (a table row, the chart) for a live update.
@@ -157,6 +234,10 @@ type namespacePage struct {
 	Subs         []subscriptionView
 	SubsProblem  *problem
 	SubsMore     bool
+	// Streamed: the rows are sent as the list arrives (pageStream), not from Endpoints.
+	Streamed bool
+	// ListBroke says why a streamed list ended early.
+	ListBroke *problem
 }
 
 // subscriptionView is a subscription, its problems first.
@@ -186,51 +267,87 @@ func (s *Server) namespace(w http.ResponseWriter, r *http.Request) {
 	p := namespacePage{base: s.base(r, ns, nsCrumb(ns)), Namespace: ns, Limit: limit, Sizes: []int64{50, 100, 500, 1000}, Later: cont != ""}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()
-	var wg sync.WaitGroup
-	var list *heraldv1.WebhookEndpointList
+	// The subscriptions and the chart are read beside the list.
 	var subs *heraldv1.WebhookSubscriptionList
 	var sum *wire.AttemptSummary
-	var listErr, subsErr, sumErr error
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		list, listErr = s.opts.Cluster.Endpoints(ctx, ns, Page{Limit: limit, Continue: cont})
-	}()
-	go func() { defer wg.Done(); subs, subsErr = s.opts.Cluster.Subscriptions(ctx, ns, Page{Limit: 200}) }()
-	go func() { defer wg.Done(); sum, sumErr = s.opts.Deliveries.Summary(ctx, ns, "", chartMinutes) }()
-	wg.Wait()
+	var subsErr, sumErr error
+	subsRead, sumRead := make(chan struct{}), make(chan struct{})
+	go func() { defer close(subsRead); subs, subsErr = s.opts.Cluster.Subscriptions(ctx, ns, Page{Limit: 200}) }()
+	go func() { defer close(sumRead); sum, sumErr = s.opts.Deliveries.Summary(ctx, ns, "", chartMinutes) }()
+	chart := func() {
+		<-sumRead
+		if sumErr != nil {
+			p.ChartProblem = problemOf(sumErr)
+		} else {
+			p.Chart = chartOf(sum, "Attempts in "+ns+", last hour", "chart")
+		}
+	}
+	// The rows go to the browser as the list arrives: the page down to the table once
+	// the first endpoint is read (nothing of the namespace before that, so that a
+	// refusal shows alone), a row per endpoint, and the rest of the page when the list
+	// ends.
+	var st *pageStream
+	var first, last string
+	rows := 0
+	each := func(ep *heraldv1.WebhookEndpoint) error {
+		if st == nil {
+			chart()
+			p.Streamed, p.Live = true, "pending"
+			var err error
+			if st, err = s.startStream(w, "namespace", p); err != nil {
+				return err
+			}
+			first = ep.Name
+		}
+		last = ep.Name
+		rows++
+		return st.row(viewOf(ep))
+	}
+	list, listErr := s.opts.Cluster.Endpoints(ctx, ns, Page{Limit: limit, Continue: cont, Each: each})
+	if st == nil {
+		if listErr != nil {
+			// Nothing of the namespace is shown to someone who may not list its endpoints:
+			// not the chart, not the subscriptions.
+			p.Problem = problemOf(listErr)
+			s.render(w, http.StatusOK, "namespace", p)
+			return
+		}
+		// A Cluster that does not hand the items over one at a time (or an empty page).
+		for i := range list.Items {
+			p.Endpoints = append(p.Endpoints, viewOf(&list.Items[i]))
+		}
+		if len(p.Endpoints) > 0 {
+			first, last = p.Endpoints[0].Name, p.Endpoints[len(p.Endpoints)-1].Name
+		}
+		chart()
+	}
 	if listErr != nil {
-		// Nothing of the namespace is shown to someone who may not list its endpoints:
-		// not the chart, not the subscriptions.
-		p.Problem = problemOf(listErr)
-		s.render(w, http.StatusOK, "namespace", p)
-		return
-	}
-	for i := range list.Items {
-		p.Endpoints = append(p.Endpoints, viewOf(&list.Items[i]))
-	}
-	if list.Continue != "" {
-		p.Next = fmt.Sprintf("/ns/%s?limit=%d&continue=%s", url.PathEscape(ns), limit, url.QueryEscape(list.Continue))
-	}
-	// The stream sends the rows of this page (the names from its first to its last; all
-	// on an empty page) changed since the list was read.
-	live := url.Values{"rv": {list.ResourceVersion}}
-	if len(p.Endpoints) > 0 {
-		live.Set("from", p.Endpoints[0].Name)
-		live.Set("to", p.Endpoints[len(p.Endpoints)-1].Name)
-	}
-	p.Live = "/live/ns/" + url.PathEscape(ns) + "?" + live.Encode()
-	if sumErr != nil {
-		p.ChartProblem = problemOf(sumErr)
+		p.ListBroke = problemText(fmt.Sprintf("The list of endpoints broke off after %d: %v. Reload the page.", rows, listErr))
+		p.Live = ""
 	} else {
-		p.Chart = chartOf(sum, "Attempts in "+ns+", last hour", "chart")
+		if list.Continue != "" {
+			p.Next = fmt.Sprintf("/ns/%s?limit=%d&continue=%s", url.PathEscape(ns), limit, url.QueryEscape(list.Continue))
+		}
+		// The stream sends the rows of this page (the names from its first to its last;
+		// all on an empty page) changed since the list was read.
+		live := url.Values{"rv": {list.ResourceVersion}}
+		if first != "" {
+			live.Set("from", first)
+			live.Set("to", last)
+		}
+		p.Live = "/live/ns/" + url.PathEscape(ns) + "?" + live.Encode()
 	}
+	<-subsRead
 	if subsErr != nil {
 		p.SubsProblem = problemOf(subsErr)
 	} else {
 		p.Subs, p.SubsMore = subscriptionsOf(subs), subs.Continue != ""
 	}
-	s.render(w, http.StatusOK, "namespace", p)
+	if st == nil {
+		s.render(w, http.StatusOK, "namespace", p)
+		return
+	}
+	st.end(p)
 }
 
 func subscriptionsOf(l *heraldv1.WebhookSubscriptionList) []subscriptionView {

@@ -34,6 +34,11 @@ type Cluster interface {
 type Page struct {
 	Limit    int64
 	Continue string
+	// Each, when set, is handed the page's items one at a time as they are read,
+	// instead of the list's Items (which a Cluster may fill instead): the namespace
+	// page sends each row while the rest of the list is still arriving. An error of
+	// Each ends the list with that error.
+	Each func(*heraldv1.WebhookEndpoint) error
 }
 
 // Deliveries reads the dispatcher's endpoint API (dispatcher/admin). A BodiesWithheld

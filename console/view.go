@@ -155,10 +155,12 @@ func funcs(now func() time.Time) template.FuncMap {
 			}
 			return ""
 		},
-		"num":   number,
-		"ms":    func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) + " ms" },
-		"seg":   url.PathEscape,
-		"rowID": rowID,
+		"num": number,
+		// rowsHere marks where a streamed page's rows go (pageStream).
+		"rowsHere": func() template.HTML { return rowsMark },
+		"ms":       func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) + " ms" },
+		"seg":      url.PathEscape,
+		"rowID":    rowID,
 		"outcome": func(code int, errText string) string {
 			if code != 0 {
 				return "HTTP " + strconv.Itoa(code)

@@ -1,18 +1,18 @@
 // Herald console: live updates, the page's only script. The server renders every
 // page; this file listens to the page's server-sent events (named by the data-live
-// attribute of <main>) and puts the HTML they carry in place of the elements of the
+// attribute of the live status line, at the page's end: a namespace page's rows are
+// sent before it is known) and puts the HTML they carry in place of the elements of the
 // same id, keeping the keyboard focus where it was. Without it the pages work as they
 // are, and a reload shows the latest.
 (function () {
   "use strict";
-  var main = document.querySelector("main[data-live]");
   var status = document.getElementById("live-status");
-  if (!main || !window.EventSource) {
+  if (!status || !status.getAttribute("data-live") || !window.EventSource) {
     if (status) status.textContent = "Reload the page for the latest.";
     return;
   }
   function say(text) { if (status) status.textContent = text; }
-  var source = new EventSource(main.getAttribute("data-live"));
+  var source = new EventSource(status.getAttribute("data-live"));
   source.onopen = function () { say("Live updates: on."); };
   source.onerror = function () { say("Live updates: reconnecting…"); };
   source.addEventListener("notice", function (e) {
