@@ -175,11 +175,7 @@ func readYAML(t *testing.T, path string) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out map[string]any
-	if err := yaml.Unmarshal(raw, &out); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return yamlTree(t, raw)
 }
 
 // configTree is c as the file holds it, a tree of maps.
@@ -189,6 +185,11 @@ func configTree(t *testing.T, c config.Dispatcher) map[string]any {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return yamlTree(t, raw)
+}
+
+func yamlTree(t *testing.T, raw []byte) map[string]any {
+	t.Helper()
 	var out map[string]any
 	if err := yaml.Unmarshal(raw, &out); err != nil {
 		t.Fatal(err)

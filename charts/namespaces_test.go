@@ -73,6 +73,13 @@ func TestChartWatchNamespaces_RolesThereAndNothingClusterWide(t *testing.T) {
 		}
 	}
 	mustCommand(t, []byte(manifests), kubectlBin, "apply", "--server-side", "--field-manager=chart-test", "-f", "-")
+	// The release's admission policy is cluster-wide: left behind, it would answer the
+	// other tests' probes in place of the policy they installed (which of two refusing
+	// policies answers is the API server's choice), and they wait for their own.
+	t.Cleanup(func() {
+		mustCommand(t, nil, kubectlBin, "delete", "validatingadmissionpolicybinding,validatingadmissionpolicy",
+			release+"-secret-references", "--ignore-not-found")
+	})
 	deploy := find(t, objs, "Deployment", release+"-manager")
 	cfg := managerConfig(t, deploy)
 	if !strings.Contains(strings.Join(container(t, deploy).Args, " "), "--watch-namespaces="+served+","+other) {

@@ -85,20 +85,8 @@ var liveAttr = regexp.MustCompile(`data-live="([^"]+)"`)
 func TestLive_APageGetsWhatChangedOfItsRowsSinceItWasRead(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	k8s, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const ns = "live"
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"a", "b", "c"} {
-		ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: heraldv1.WebhookEndpointSpec{URL: "https://" + name + ".example.com/hooks"}}
-		if err := k8s.Create(ctx, ep); err != nil {
-			t.Fatal(err)
-		}
-	}
+	k8s := namespaceWithEndpoints(ctx, t, ns, "a", "b", "c")
 	disable := func(name string) {
 		t.Helper()
 		var ep heraldv1.WebhookEndpoint
@@ -198,4 +186,24 @@ func TestLive_APageGetsWhatChangedOfItsRowsSinceItWasRead(t *testing.T) {
 			return
 		}
 	}
+}
+
+// namespaceWithEndpoints creates the namespace ns on the test's API server with an
+// endpoint of each name (https://<name>.example.com/hooks), and returns a client of it.
+func namespaceWithEndpoints(ctx context.Context, t *testing.T, ns string, names ...string) client.Client {
+	t.Helper()
+	k8s, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: heraldv1.WebhookEndpointSpec{URL: "https://" + name + ".example.com/hooks"}}
+		if err := k8s.Create(ctx, ep); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return k8s
 }

@@ -11,10 +11,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
 	heraldv1 "github.com/herald-dev/herald/api/v1alpha1"
 )
 
@@ -46,20 +42,8 @@ func (c breakingCluster) Endpoints(ctx context.Context, ns string, p Page) (*her
 func TestNamespacePage_RowsAsTheListArrives(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	k8s, err := client.New(env.Config, client.Options{Scheme: env.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
 	const ns = "streamed"
-	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"a", "b", "c"} {
-		ep := &heraldv1.WebhookEndpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: heraldv1.WebhookEndpointSpec{URL: "https://" + name + ".example.com/hooks"}}
-		if err := k8s.Create(ctx, ep); err != nil {
-			t.Fatal(err)
-		}
-	}
+	namespaceWithEndpoints(ctx, t, ns, "a", "b", "c")
 	kc, err := NewKubeCluster(env.Config, ns)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -187,9 +188,18 @@ func TestDispatcher_DeletedEndpointsDataDiesWithIt(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// An event published through a replica that had not yet seen the deletion was routed
+	// to the old object and dies with its data (what this test is about): the new
+	// endpoint counts what its receiver got of the fresh events, at least two.
 	waitEndpoint(t, c, ns, "billing", "the new endpoint's deliveries settled", func(ep *heraldv1.WebhookEndpoint) bool {
 		k := ep.Status.Counters
-		return string(ep.UID) != oldUID && k != nil && k.Delivered == int64(len(fresh)) && k.Pending == 0 && k.DeadLettered == 0
+		got, received := tenant.got(), 0
+		for _, id := range fresh {
+			if slices.Contains(got, id) {
+				received++
+			}
+		}
+		return string(ep.UID) != oldUID && k != nil && received >= 2 && k.Delivered == int64(received) && k.Pending == 0 && k.DeadLettered == 0
 	})
 
 	// Nothing of the old endpoint is listed or readable, through either replica.

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-dev/herald/hack/framework"
 )
 
 // suite is the state the steps share: they run in order on one cluster, each starting
@@ -759,11 +761,7 @@ func (s *suite) externalMode(t *testing.T) {
 	start := time.Now()
 	// Static (CGO_ENABLED=0), cached under bin/ by the script the chaos suite and make
 	// bench use too.
-	out, err := exec.Command(filepath.Join(repoRoot, "hack", "nats-server.sh")).Output()
-	if err != nil {
-		t.Fatalf("hack/nats-server.sh: %v", err)
-	}
-	natsBin := strings.TrimSpace(string(out))
+	natsBin := framework.NATSServer(t)
 	t.Logf("TIMING nats-server built in %s", time.Since(start).Round(100*time.Millisecond))
 	s.importImage("herald.local/nats:suite", "/nats-server", natsBin+"=/nats-server")
 

@@ -2,5 +2,6 @@
 
 package testenv
 
-// Race reports whether the test binary was built with the race detector.
+// Race reports whether this test binary was built with the race detector; RaceBuild
+// says whether the binaries a suite builds (herald) should be.
 const Race = true
