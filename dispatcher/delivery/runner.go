@@ -232,8 +232,8 @@ func (r *runner) consume(ctx context.Context, m mode) (idle bool, err error) {
 			return stoppedIdle.Load(), nil
 		}
 		if err != nil {
-			// The iterator recovers from transient errors (missed heartbeats, a
-			// reconnect) by itself; report and go on.
+			// A failed pull request (no server, no quorum): the consumer asks again
+			// by itself; report and go on.
 			r.log.V(1).Info("fetching deliveries", "error", err.Error())
 			select {
 			case <-time.After(200 * time.Millisecond):
