@@ -328,12 +328,28 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 		r.release(p)
 		return
 	}
-	sctx, cancel := settleCtx()
-	defer cancel()
 	// A 429 to an endpoint with adaptive limits is pacing, not a failure of the
 	// receiver: it does not count towards auto-disable.
 	a := Attempt{Endpoint: r.key, Delivery: &p.Delivery, Outcome: out,
 		Throttled: cfg.Adaptive && out.StatusCode == http.StatusTooManyRequests}
+	if out.OK() {
+		a.Final = true
+		r.e.opts.Observer.Attempted(a)
+		// Counted, then acknowledged, by the store's journal; an ordered endpoint's
+		// waits for it (its next delivery waits for the acknowledgement anyway), so that
+		// the head's state, which counts its failed attempts until then, goes after.
+		if err := p.Delivered(); err != nil {
+			r.log.Error(err, "settling delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
+		} else if ordered {
+			sctx, cancel := settleCtx()
+			r.clearHead(sctx, head)
+			cancel()
+		}
+		return
+	}
+	// Made here, not for every delivery: most succeed, and settle without waiting.
+	sctx, cancel := settleCtx()
+	defer cancel()
 	switch {
 	case out.TransformFailed:
 		// Nothing was sent: the receiver is not to blame (no failed attempt counts
@@ -344,17 +360,6 @@ func (r *runner) handle(ctx context.Context, p *queue.Pending, ordered bool) {
 			settled = func(ctx context.Context) { r.clearHead(ctx, head) }
 		}
 		r.deadLetter(sctx, p, heraldv1.DeadLetterTransformFailed, 0, out.Err, false, settled)
-	case out.OK():
-		a.Final = true
-		r.e.opts.Observer.Attempted(a)
-		// Counted, then acknowledged, by the store's journal; an ordered endpoint's
-		// waits for it (its next delivery waits for the acknowledgement anyway), so that
-		// the head's state, which counts its failed attempts until then, goes after.
-		if err := p.Delivered(); err != nil {
-			r.log.Error(err, "settling delivered delivery; it may be delivered again", "deliveryID", p.DeliveryID)
-		} else if ordered {
-			r.clearHead(sctx, head)
-		}
 	case p.Attempt > len(cfg.Schedule) || out.Final:
 		a.Final = true
 		r.e.opts.Observer.Attempted(a)

@@ -72,13 +72,13 @@ func (t *Tracker) Attempted(a delivery.Attempt) {
 	known := t.known[a.Endpoint]
 	t.mu.Unlock()
 
+	if a.Outcome.OK() && known.ConsecutiveFailures == 0 {
+		return // nothing to reset; spare the bucket a write per delivery
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	key := stateKey(a.Endpoint)
 	if a.Outcome.OK() {
-		if known.ConsecutiveFailures == 0 {
-			return // nothing to reset; spare the bucket a write per delivery
-		}
 		var failed int32
 		st, _, err := t.states.update(ctx, key, func(s *State) bool {
 			failed = s.ConsecutiveFailures

@@ -275,9 +275,11 @@ func (s *jsStore) pending(msg jetstream.Msg, ep Endpoint, ordered bool) *Pending
 		return nil
 	}
 	p := &Pending{Delivery: d, msg: msg, store: s, ordered: ordered}
-	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
-	defer cancel()
-	if s.journal.counted(ctx, ep, p.Sequence(), p.Redelivered()) {
+	// Read once: the reply subject's metadata is parsed (and allocated) on every call.
+	if md, err := msg.Metadata(); err == nil {
+		p.seq, p.handedOut = md.Sequence.Stream, md.NumDelivered
+	}
+	if s.journal.counted(ep, p.Sequence(), p.Redelivered()) {
 		s.opts.Log.V(1).Info("a delivery handed out again was settled already; acknowledging it", "deliveryID", d.DeliveryID)
 		_ = msg.Ack()
 		return nil
@@ -299,6 +301,10 @@ type Pending struct {
 	msg     jetstream.Msg
 	store   *jsStore
 	ordered bool
+	// seq is the delivery's stream sequence and handedOut how often the store handed it
+	// out, this time included (both 0 when its metadata could not be read).
+	seq       uint64
+	handedOut uint64
 	// FailedInPlace is how many attempts of an ordered endpoint's head failed before
 	// this one (it is retried in place, see Head); they are counted when it is settled.
 	FailedInPlace int

@@ -242,7 +242,7 @@ func (j *journal) settle(ctx context.Context, p *Pending, c Counts, wait, urgent
 // stopped before its acknowledgement). redelivered asks for a fresh look at the tally
 // when the last is older than a second: a dispatcher killed after counting is noticed
 // only when its deliveries are handed out again, AckWait later.
-func (j *journal) counted(ctx context.Context, ep Endpoint, seq uint64, redelivered bool) bool {
+func (j *journal) counted(ep Endpoint, seq uint64, redelivered bool) bool {
 	e := j.get(ep)
 	e.mu.Lock()
 	_, mine := e.mine[seq]
@@ -252,7 +252,9 @@ func (j *journal) counted(ctx context.Context, ep Endpoint, seq uint64, redelive
 		return true
 	}
 	if stale {
+		ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 		_ = j.load(ctx, e)
+		cancel()
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -96,17 +96,8 @@ func (s *jsStore) ClearOrderedHead(ctx context.Context, ep Endpoint) error {
 }
 
 // Sequence is the delivery's position in the stream: the order it was stored in.
-func (p *Pending) Sequence() uint64 {
-	md, err := p.msg.Metadata()
-	if err != nil {
-		return 0
-	}
-	return md.Sequence.Stream
-}
+func (p *Pending) Sequence() uint64 { return p.seq }
 
 // Redelivered reports whether the store handed this delivery out before (an attempt
 // that failed, a hold, a restart), as opposed to for the first time.
-func (p *Pending) Redelivered() bool {
-	md, err := p.msg.Metadata()
-	return err != nil || md.NumDelivered > 1
-}
+func (p *Pending) Redelivered() bool { return p.handedOut != 1 }
