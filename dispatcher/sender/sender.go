@@ -82,8 +82,8 @@ type Target struct {
 	prefix    string
 	// The names of the headers every attempt carries, made once with the prefix.
 	hdrEventID, hdrEventType, hdrDeliveryID, hdrAttempt string
-	timeout   time.Duration
-	tokens    *tokenSource // nil without OAuth2
+	timeout                                             time.Duration
+	tokens                                              *tokenSource // nil without OAuth2
 	// bodies: which response bodies to keep, with what redacted.
 	bodies   heraldv1.ResponseBodyPolicy
 	redactor *redactor
