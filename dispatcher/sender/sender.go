@@ -80,10 +80,12 @@ type Target struct {
 	transform *routing.Transform
 	headers   http.Header
 	prefix    string
+	timeout   time.Duration
+	tokens    *tokenSource // nil without OAuth2
+
 	// The names of the headers every attempt carries, made once with the prefix.
 	hdrEventID, hdrEventType, hdrDeliveryID, hdrAttempt string
-	timeout                                             time.Duration
-	tokens                                              *tokenSource // nil without OAuth2
+
 	// bodies: which response bodies to keep, with what redacted.
 	bodies   heraldv1.ResponseBodyPolicy
 	redactor *redactor
