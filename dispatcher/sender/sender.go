@@ -143,6 +143,15 @@ func (t *Target) httpClient() *http.Client {
 	return t.client
 }
 
+// roundTrip sends one attempt through the transport itself. http.Client.Do would add
+// only what an attempt does without: redirects (refused: see httpClient), credentials
+// from the URL (refused by the outbound policy), cookies (none), and to make those
+// possible it copies every request's headers. The token exchange keeps the client.
+func (t *Target) roundTrip(req *http.Request) (*http.Response, error) {
+	t.httpClient()
+	return t.transport.Load().RoundTrip(req)
+}
+
 // New builds a Target from a resolved configuration.
 func New(cfg Config) *Target {
 	if cfg.Timeout <= 0 {
@@ -430,7 +439,7 @@ func (t *Target) Send(ctx context.Context, d *Message) Outcome {
 	var resp *http.Response
 	bearer := ""
 	if t.tokens == nil {
-		resp, err = t.httpClient().Do(req)
+		resp, err = t.roundTrip(req)
 	} else {
 		resp, bearer, err = t.doWithToken(ctx, req)
 	}
@@ -491,7 +500,7 @@ func (t *Target) doWithToken(ctx context.Context, req *http.Request) (*http.Resp
 		return nil, "", t.tokenError(ctx, err)
 	}
 	req.Header["Authorization"] = []string{"Bearer " + tok.value}
-	resp, err := t.httpClient().Do(req)
+	resp, err := t.roundTrip(req)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, tok.value, err
 	}
@@ -505,7 +514,7 @@ func (t *Target) doWithToken(ctx context.Context, req *http.Request) (*http.Resp
 		return nil, "", fmt.Errorf("building request: %w", err)
 	}
 	again.Header["Authorization"] = []string{"Bearer " + tok.value}
-	resp, err = t.httpClient().Do(again)
+	resp, err = t.roundTrip(again)
 	return resp, tok.value, err
 }
 
