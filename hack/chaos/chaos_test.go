@@ -174,9 +174,17 @@ func (s *suite) addEndpoint(t *testing.T, name string, spec heraldv1.WebhookEndp
 			EndpointRef: heraldv1.LocalObjectReference{Name: name}, EventTypes: []string{name + ".*"},
 		}})
 	var ep heraldv1.WebhookEndpoint
-	h.Eventually(t, 60*time.Second, "endpoint "+name+" Ready", framework.Bool(func() bool {
-		return s.get(&ep, ns, name) == nil && meta.IsStatusConditionTrue(ep.Status.Conditions, heraldv1.ConditionReady)
-	}))
+	// The first endpoint of a run is made seconds after the stack started, while the
+	// manager's caches fill: the wait is long, and says where the endpoint stands.
+	h.Eventually(t, 120*time.Second, "endpoint "+name+" Ready", func() error {
+		if err := s.get(&ep, ns, name); err != nil {
+			return err
+		}
+		if meta.IsStatusConditionTrue(ep.Status.Conditions, heraldv1.ConditionReady) {
+			return nil
+		}
+		return fmt.Errorf("generation %d, state %q, conditions %+v", ep.Generation, ep.Status.State, ep.Status.Conditions)
+	})
 	ref := ep.SigningSecretRef()
 	var secret corev1.Secret
 	if err := s.get(&secret, ns, ref.Name); err != nil {
