@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -75,6 +74,11 @@ type seen struct {
 	gen     uint32
 	max     int
 	window  time.Duration
+	// forgotAt is when the newest batch forgotten for room was accepted: an id
+	// accepted no later is not added again. The same ids come twice, from the write
+	// and from following the stream; the second, late, would come back as the newest
+	// and push out ids younger than itself.
+	forgotAt time.Time
 }
 
 type seenEntry struct {
@@ -96,7 +100,7 @@ func newSeen(max int64, window time.Duration) *seen {
 func (s *seen) add(at time.Time, fps []uint64, matched []uint32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if time.Since(at) > s.window {
+	if time.Since(at) > s.window || !at.After(s.forgotAt) {
 		return
 	}
 	s.gen++
@@ -123,6 +127,9 @@ func (s *seen) pruneLocked(now time.Time) {
 		b := &s.batches[s.head]
 		if s.n <= s.max && now.Sub(b.at) <= s.window {
 			break
+		}
+		if s.n > s.max && b.at.After(s.forgotAt) {
+			s.forgotAt = b.at
 		}
 		for _, fp := range b.fps {
 			if e, ok := s.m[fp]; ok && e.gen == b.gen {
@@ -170,27 +177,21 @@ func (s *jsStore) Seen(namespace string, ids []string) (matched []int, found []b
 }
 
 // Remember records that events of a namespace were accepted, with the number of
-// endpoints each was routed to, in one write. It is called after their deliveries are
-// stored: a crash in between makes the producer's retry store them again, which the
-// delivery stream's duplicate window absorbs.
+// endpoints each was routed to, and returns once that is stored: in one write, shared
+// with the other requests of the namespace that come while its last write is out (see
+// accepted.go). It is called after their deliveries are stored: a crash in between
+// makes the producer's retry store them again, which the delivery stream's duplicate
+// window absorbs.
 func (s *jsStore) Remember(ctx context.Context, namespace string, ids []string, matched []int) error {
 	if len(ids) == 0 {
 		return nil
 	}
 	fps := make([]uint64, len(ids))
 	ms := make([]uint32, len(ids))
-	body := make([]byte, 0, len(acceptedMagic)+len(ids)*10)
-	body = append(body, acceptedMagic[:]...)
 	for i, id := range ids {
 		fps[i], ms[i] = fingerprint(namespace, id), uint32(max(matched[i], 0))
-		body = binary.BigEndian.AppendUint64(body, fps[i])
-		body = binary.AppendUvarint(body, uint64(ms[i]))
 	}
-	if _, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: acceptedSubjectPrefix + namespace, Data: body}); err != nil {
-		return fmt.Errorf("recording accepted events: %w", s.storeError(err))
-	}
-	s.seen.add(time.Now(), fps, ms)
-	return nil
+	return s.acceptedW.remember(ctx, namespace, fps, ms)
 }
 
 // ensureAccepted makes the stream of accepted event ids: bounded by the dedupe window

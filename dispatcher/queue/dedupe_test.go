@@ -130,3 +130,86 @@ func TestDedupe_ReadsTheIngestBucketOfTheReleaseBefore(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// The accepted ids of concurrent requests of a namespace share writes (group commit):
+// 400 requests of one event each, made at once, are written in far fewer than 400
+// messages; each request returns only once its own id is remembered (by this store
+// and, read back from the stream, by a second one); a request alone is written at once;
+// and each namespace's ids go in messages of its own subject.
+func TestDedupe_ConcurrentRequestsShareWrites(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.NATS(t)
+	st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	writes := func() uint64 {
+		w, err := st.StreamWrites(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w[queue.AcceptedStream]
+	}
+
+	before := writes()
+	if err := st.Remember(ctx, "alone", []string{"evt_alone"}, []int{1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := writes() - before; got != 1 {
+		t.Fatalf("a request alone took %d writes, want 1", got)
+	}
+
+	const requests = 400
+	before = writes()
+	errs := make(chan error, requests)
+	start := make(chan struct{})
+	for i := range requests {
+		go func() {
+			<-start
+			ns := []string{"ns-a", "ns-b"}[i%2]
+			id := fmt.Sprint("evt_", i)
+			if err := st.Remember(ctx, ns, []string{id}, []int{i % 7}); err != nil {
+				errs <- err
+				return
+			}
+			// Returned: remembered, with its result.
+			if m, found := st.Seen(ns, []string{id}); !found[0] || m[0] != i%7 {
+				errs <- fmt.Errorf("%s/%s returned from Remember but Seen says found=%v matched=%d", ns, id, found[0], m[0])
+				return
+			}
+			errs <- nil
+		}()
+	}
+	close(start)
+	for range requests {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	got := writes() - before
+	t.Logf("%d requests at once in 2 namespaces: %d writes of accepted ids", requests, got)
+	if got > requests/4 {
+		t.Errorf("%d requests took %d writes: not gathered", requests, got)
+	}
+
+	// Read back from the stream by another store: every id, in its namespace only.
+	other, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for i := range requests {
+		ns, wrong := "ns-a", "ns-b"
+		if i%2 == 1 {
+			ns, wrong = wrong, ns
+		}
+		id := fmt.Sprint("evt_", i)
+		if m, found := other.Seen(ns, []string{id}); !found[0] || m[0] != i%7 {
+			t.Errorf("another store: %s/%s found=%v matched=%d, want found with %d", ns, id, found[0], m[0], i%7)
+		}
+		if _, found := other.Seen(wrong, []string{id}); found[0] {
+			t.Errorf("another store: %s found in %s too", id, wrong)
+		}
+	}
+}

@@ -84,6 +84,7 @@ type jsStore struct {
 	// seen remembers the event ids accepted within the dedupe window (see dedupe.go),
 	// followed from the streams by followers.
 	seen      *seen
+	acceptedW *acceptedWriter
 	followers []jetstream.ConsumeContext
 	stopPrune chan struct{}
 }
@@ -93,6 +94,7 @@ func Open(ctx context.Context, opts Options) (Store, error) {
 	opts.defaults()
 	s := &jsStore{opts: opts, seen: newSeen(opts.MaxDedupeRecords, opts.DedupeWindow), stopPrune: make(chan struct{}),
 		creating: make(chan struct{}, consumerCreations)}
+	s.acceptedW = newAcceptedWriter(s)
 	var err error
 	if opts.URL == "" {
 		if s.nc, err = s.startEmbedded(); err != nil {
