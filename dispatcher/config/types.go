@@ -96,7 +96,7 @@ type Store struct {
 	Replicas int `json:"replicas,omitempty"`
 	// DedupeWindow is how long an event id is remembered at ingest (0: 24h).
 	DedupeWindow time.Duration `json:"dedupeWindow"`
-	// MaxDedupeRecords bounds the ids remembered (0: 250,000, about 90 MiB); beyond, the
+	// MaxDedupeRecords bounds the ids remembered (0: 250,000, about 12 MiB); beyond, the
 	// oldest are forgotten first, so under sustained load the window gets shorter
 	// instead of memory growing.
 	MaxDedupeRecords int64 `json:"maxDedupeRecords"`
