@@ -112,7 +112,9 @@ type ConsumerOptions struct {
 	// another worker; it must exceed the longest attempt (timeouts are at most 60s).
 	// 0 is delivery.ackWait's default (package config).
 	AckWait time.Duration
-	// Buffer is how many deliveries are fetched ahead of the workers.
+	// Buffer is how many deliveries one pull request asks for. Up to twice as many wait
+	// for the workers: the next request goes out once the last one's deliveries are
+	// queued for them, so that the workers do not wait for its round trip.
 	Buffer int
 	// Ordered hands out one delivery at a time across every replica: the next is
 	// handed out only once the one before is settled (delivered or dead-lettered), and
