@@ -202,13 +202,9 @@ func (s *jsStore) legacyHead(ctx context.Context, ns, nameTok string) *Head {
 // ordered head's state went with its message (migratePending), so heads are dropped.
 func (s *jsStore) migrateKeys(ctx context.Context, o *owners, rep *LegacyReport) error {
 	const kind = "keys"
-	lister, err := s.state.ListKeysFiltered(ctx, "*.*.*")
+	keys, err := s.listKeys(ctx, "*.*.*")
 	if err != nil {
-		return fmt.Errorf("listing keys stored before UIDs: %w", s.storeError(err))
-	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
+		return fmt.Errorf("listing keys stored before UIDs: %w", err)
 	}
 	for _, key := range keys {
 		t := strings.Split(key, ".")

@@ -223,11 +223,11 @@ func isWrongLastSequence(err error) bool {
 // are left out unless something was stored for them since.
 func (s *jsStore) StoredEndpoints(ctx context.Context) (map[Endpoint]bool, error) {
 	out := map[Endpoint]bool{}
-	lister, err := s.state.ListKeysFiltered(ctx, "*.*.*.*")
+	keys, err := s.listKeys(ctx, "*.*.*.*")
 	if err != nil {
-		return nil, fmt.Errorf("listing endpoint keys: %w", s.storeError(err))
+		return nil, fmt.Errorf("listing endpoint keys: %w", err)
 	}
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		if kind, ep, ok := ParseEndpointKey(key); ok && kind != goneKind {
 			out[ep] = true
 		}
@@ -282,12 +282,12 @@ func (s *jsStore) ConsumerEndpoints(ctx context.Context, live func(uid string) b
 // DropOldTombstones removes the tombstones of purges finished more than tombstoneTTL
 // ago.
 func (s *jsStore) DropOldTombstones(ctx context.Context) error {
-	lister, err := s.state.ListKeysFiltered(ctx, goneKind+".*.*.*")
+	keys, err := s.listKeys(ctx, goneKind+".*.*.*")
 	if err != nil {
-		return fmt.Errorf("listing tombstones: %w", s.storeError(err))
+		return fmt.Errorf("listing tombstones: %w", err)
 	}
 	var old []string
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		e, err := s.state.Get(ctx, key)
 		if err != nil {
 			continue
@@ -391,11 +391,11 @@ func (s *jsStore) holds(ctx context.Context, ep Endpoint) (Held, error) {
 		}
 	}
 	// Its tombstone (who purged it, when) is not its data.
-	lister, err := s.state.ListKeysFiltered(ctx, "*."+ep.tokens())
+	keys, err := s.listKeys(ctx, "*."+ep.tokens())
 	if err != nil {
-		return h, fmt.Errorf("listing the keys of %s: %w", ep, s.storeError(err))
+		return h, fmt.Errorf("listing the keys of %s: %w", ep, err)
 	}
-	for key := range lister.Keys() {
+	for _, key := range keys {
 		if !strings.HasPrefix(key, goneKind+".") {
 			h.Keys++
 		}

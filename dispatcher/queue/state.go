@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -112,4 +113,42 @@ func (s *jsStore) TallyOf(ctx context.Context, ep Endpoint) (Tally, error) {
 		return t, fmt.Errorf("decoding the tally of %s: %w", ep, err)
 	}
 	return t, nil
+}
+
+// listKeysTimeout bounds one listing of the state bucket's keys; listKeysTries how many
+// are made.
+const (
+	listKeysTimeout = 10 * time.Second
+	listKeysTries   = 3
+)
+
+// listKeys lists the keys of the state bucket that match filter. nats.go's lister ends
+// once it has received as many keys as were pending when it began, or one with nothing
+// pending after it; keys purged from the stream meanwhile (another replica migrating or
+// reclaiming at the same moment) never come, and it waits for ever (seen: a migration
+// test hung in CI for 8 minutes). So each listing has a time limit, and one that did not
+// finish is made again.
+func (s *jsStore) listKeys(ctx context.Context, filter string) ([]string, error) {
+	for try := 1; ; try++ {
+		lctx, cancel := context.WithTimeout(ctx, listKeysTimeout)
+		lister, err := s.state.ListKeysFiltered(lctx, filter)
+		if err != nil {
+			cancel()
+			return nil, s.storeError(err)
+		}
+		var keys []string
+		for k := range lister.Keys() {
+			keys = append(keys, k)
+		}
+		finished := lctx.Err() == nil
+		cancel()
+		switch {
+		case finished:
+			return keys, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case try == listKeysTries:
+			return nil, fmt.Errorf("%w: listing the keys %s did not finish within %s, %d times", ErrUnavailable, filter, listKeysTimeout, try)
+		}
+	}
 }
