@@ -115,12 +115,11 @@ func (s *jsStore) TallyOf(ctx context.Context, ep Endpoint) (Tally, error) {
 	return t, nil
 }
 
-// listKeysTimeout bounds one listing of the state bucket's keys; listKeysTries how many
-// are made.
-const (
-	listKeysTimeout = 10 * time.Second
-	listKeysTries   = 3
-)
+// listKeysTimeout bounds one listing of the state bucket's keys (a variable for the
+// test of a listing that never ends); listKeysTries is how many are made.
+var listKeysTimeout = 10 * time.Second
+
+const listKeysTries = 3
 
 // listKeys lists the keys of the state bucket that match filter. nats.go's lister ends
 // once it has received as many keys as were pending when it began, or one with nothing
