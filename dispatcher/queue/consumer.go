@@ -209,6 +209,7 @@ const fetchWait = time.Second
 // is counted across requests.
 func (c *Consumer) fetch(cons jetstream.Consumer) {
 	defer close(c.msgs)
+	unanswered := 0
 	for {
 		select {
 		case <-c.stop:
@@ -223,14 +224,22 @@ func (c *Consumer) fetch(cons jetstream.Consumer) {
 			err = batch.Error()
 		}
 		if err == nil {
+			unanswered = 0
 			continue
 		}
 		select {
 		case c.errs <- err:
 		default:
 		}
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrConnectionClosed) {
-			// Nothing more comes from this consumer: the caller opens another.
+		if errors.Is(err, nats.ErrNoResponders) {
+			unanswered++
+		} else {
+			unanswered = 0
+		}
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, nats.ErrConnectionClosed) ||
+			errors.Is(err, jetstream.ErrBadRequest) || unanswered == consumerGoneAfter {
+			// Nothing more comes from this consumer (deleted while no request of ours
+			// was waiting, nobody answers for it): the caller opens another.
 			return
 		}
 		select {
@@ -243,6 +252,10 @@ func (c *Consumer) fetch(cons jetstream.Consumer) {
 
 // fetchBackoff spaces the pull requests that failed (no server, no quorum).
 const fetchBackoff = 200 * time.Millisecond
+
+// consumerGoneAfter is how many pull requests in a row nobody answers (about a second
+// of them) before the consumer is taken for gone.
+const consumerGoneAfter = 5
 
 // ErrStopped is returned by Next once the consumer has been stopped and drained.
 var ErrStopped = errors.New("consumer stopped")
