@@ -101,7 +101,8 @@ type Store struct {
 	// instead of memory growing.
 	MaxDedupeRecords int64 `json:"maxDedupeRecords"`
 	// MaxPendingDeliveries bounds the deliveries stored (0: 1,000,000); ingest answers
-	// 429 beyond.
+	// 429 beyond. The store's write probe holds one place for an instant every second,
+	// so at the bound a request may be refused one delivery early.
 	MaxPendingDeliveries int64 `json:"maxPendingDeliveries"`
 	// MaxPendingBytes bounds the bytes of deliveries stored; ingest answers 429 beyond.
 	// 0 leaves it to the NATS servers' storage (which answers the same).
