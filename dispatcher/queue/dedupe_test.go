@@ -139,11 +139,7 @@ func TestDedupe_ReadsTheIngestBucketOfTheReleaseBefore(t *testing.T) {
 func TestDedupe_ConcurrentRequestsShareWrites(t *testing.T) {
 	ctx := context.Background()
 	url := testenv.NATS(t)
-	st, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := replica(t, url)
 	writes := func() uint64 {
 		w, err := st.StreamWrites(ctx)
 		if err != nil {
@@ -194,11 +190,7 @@ func TestDedupe_ConcurrentRequestsShareWrites(t *testing.T) {
 	}
 
 	// Read back from the stream by another store: every id, in its namespace only.
-	other, err := queue.Open(ctx, queue.Options{Store: config.Store{URL: url}, Log: testr.New(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := replica(t, url)
 	for i := range requests {
 		ns, wrong := "ns-a", "ns-b"
 		if i%2 == 1 {
