@@ -70,6 +70,12 @@ func (c *Counts) add(o Counts) {
 	c.DeadLettered += o.DeadLettered
 }
 
+func (c *Counts) sub(o Counts) {
+	c.Delivered -= o.Delivered
+	c.FailedAttempts -= o.FailedAttempts
+	c.DeadLettered -= o.DeadLettered
+}
+
 func (c Counts) zero() bool { return c == Counts{} }
 
 // AttemptSummary is an endpoint's last attempt as its status shows it.
@@ -97,12 +103,27 @@ type Tally struct {
 
 type openSet struct {
 	At   time.Time `json:"at"`
-	Seqs []uint64  `json:"seqs"`
+	Seqs []uint64  `json:"seqs,omitempty"`
+	// Write numbers the journal's writes of the tally. A write whose answer is lost (a
+	// timeout across a leader change or a partition) may have been stored all the same;
+	// the next read of the tally tells by its number, so that its counts are not added
+	// a second time.
+	Write uint64 `json:"write,omitempty"`
 }
 
 // TallyKind is the kind of an endpoint's tally record in the state bucket (EndpointKey,
 // WatchState).
 const TallyKind = "tally"
+
+// unsureWrite is a write of the tally whose answer was lost.
+type unsureWrite struct {
+	id     uint64
+	counts Counts
+}
+
+// maxUnsure bounds the unsure writes remembered through a long outage: only the last
+// ones can still be stored when it ends (each expected the same revision).
+const maxUnsure = 64
 
 // journal is the store's journal; see above.
 type journal struct {
@@ -151,6 +172,12 @@ type epJournal struct {
 	mine    map[uint64]struct{}
 	carry   []uint64
 	carryAt time.Time
+
+	// writes numbers this journal's writes of the tally; unsure are those whose answer
+	// was lost, each with the counts it added: at most one of them was stored (each
+	// expected the revision the journal knew), and a later read names it.
+	writes uint64
+	unsure []unsureWrite
 
 	// What the journal last read or wrote of the tally.
 	tally    Tally
@@ -281,6 +308,18 @@ func (j *journal) load(ctx context.Context, e *epJournal) error {
 	e.learn(j.session, t, rev)
 	e.mu.Unlock()
 	return nil
+}
+
+// stored reports which unsure write, if any, the tally's write number names; e.mu is
+// held. The unsure writes are forgotten once one is found.
+func (e *epJournal) stored(write uint64) (unsureWrite, bool) {
+	for _, u := range e.unsure {
+		if u.id == write {
+			e.unsure = nil
+			return u, true
+		}
+	}
+	return unsureWrite{}, false
 }
 
 // learn remembers a tally read or written; e.mu is held.
@@ -583,6 +622,13 @@ func (j *journal) count(ctx context.Context, e *epJournal, b *batch) error {
 		e.mu.Lock()
 		t, rev := e.tally, e.rev
 		open := append(slices.Clone(e.carry), b.seqs...)
+		if u, ok := e.stored(t.Open[j.session].Write); ok {
+			// A write whose answer was lost was stored: what it counted (carried into
+			// this batch by the failed flush) is in the tally already.
+			b.counts.sub(u.counts)
+		}
+		e.writes++
+		write := e.writes
 		e.mu.Unlock()
 		t.Counts.add(b.counts)
 		if b.last != nil && (t.LastAttempt == nil || !b.last.Time.Before(t.LastAttempt.Time)) {
@@ -591,7 +637,7 @@ func (j *journal) count(ctx context.Context, e *epJournal, b *batch) error {
 		if b.success.After(t.LastSuccess) {
 			t.LastSuccess = b.success.UTC()
 		}
-		t.Open = j.openSets(ctx, t.Open, open)
+		t.Open = j.openSets(ctx, t.Open, open, write)
 		raw, err := json.Marshal(t)
 		if err != nil {
 			return err
@@ -605,10 +651,19 @@ func (j *journal) count(ctx context.Context, e *epJournal, b *batch) error {
 		if err == nil {
 			e.mu.Lock()
 			e.learn(j.session, t, nrev)
+			// Every unsure write expected this revision or an older one: none of them
+			// can be stored any more.
+			e.unsure = nil
 			e.mu.Unlock()
 			return nil
 		}
 		if !isWrongLastSequence(err) {
+			e.mu.Lock()
+			e.unsure = append(e.unsure, unsureWrite{id: write, counts: b.counts})
+			if len(e.unsure) > maxUnsure {
+				e.unsure = slices.Delete(e.unsure, 0, len(e.unsure)-maxUnsure)
+			}
+			e.mu.Unlock()
 			return fmt.Errorf("writing the tally of %s: %w", e.ep, j.s.storeError(err))
 		}
 		e.mu.Lock()
@@ -618,9 +673,9 @@ func (j *journal) count(ctx context.Context, e *epJournal, b *batch) error {
 	return fmt.Errorf("writing the tally of %s: too much contention", e.ep)
 }
 
-// openSets is the tally's open sets with this journal's replaced by open, and those of
-// other journals dropped once none of their deliveries is stored any more.
-func (j *journal) openSets(ctx context.Context, cur map[string]openSet, open []uint64) map[string]openSet {
+// openSets is the tally's open sets with this journal's replaced by open and write, and
+// those of other journals dropped once none of their deliveries is stored any more.
+func (j *journal) openSets(ctx context.Context, cur map[string]openSet, open []uint64, write uint64) map[string]openSet {
 	out := make(map[string]openSet, len(cur)+1)
 	for s, o := range cur {
 		if s == j.session {
@@ -631,12 +686,7 @@ func (j *journal) openSets(ctx context.Context, cur map[string]openSet, open []u
 		}
 		out[s] = o
 	}
-	if len(open) > 0 {
-		out[j.session] = openSet{At: time.Now().UTC(), Seqs: open}
-	}
-	if len(out) == 0 {
-		return nil
-	}
+	out[j.session] = openSet{At: time.Now().UTC(), Seqs: open, Write: write}
 	return out
 }
 

@@ -1,0 +1,147 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-dev/herald/dispatcher/config"
+)
+
+// lostAnswerKV is the state bucket whose next tally writes fail as a write does whose
+// answer is lost in a leader change or a partition: with stored set, the write is made
+// and only its answer is lost; without, it is not made.
+type lostAnswerKV struct {
+	jetstream.KeyValue
+	failures atomic.Int32
+	stored   bool
+	failed   atomic.Int32
+}
+
+var errAnswerLost = errors.New("nats: timeout (the answer was lost)")
+
+func (k *lostAnswerKV) fail(key string) bool {
+	return strings.HasPrefix(key, TallyKind+".") && k.failures.Add(-1) >= 0
+}
+
+func (k *lostAnswerKV) Update(ctx context.Context, key string, value []byte, rev uint64) (uint64, error) {
+	if !k.fail(key) {
+		return k.KeyValue.Update(ctx, key, value, rev)
+	}
+	k.failed.Add(1)
+	if k.stored {
+		if _, err := k.KeyValue.Update(ctx, key, value, rev); err != nil {
+			return 0, err
+		}
+	}
+	return 0, errAnswerLost
+}
+
+func (k *lostAnswerKV) Create(ctx context.Context, key string, value []byte, opts ...jetstream.KVCreateOpt) (uint64, error) {
+	if !k.fail(key) {
+		return k.KeyValue.Create(ctx, key, value, opts...)
+	}
+	k.failed.Add(1)
+	if k.stored {
+		if _, err := k.KeyValue.Create(ctx, key, value, opts...); err != nil {
+			return 0, err
+		}
+	}
+	return 0, errAnswerLost
+}
+
+// A tally write whose answer is lost may have been stored or not; either way every
+// delivery is counted exactly once. Before the writes were numbered, one stored with its
+// answer lost was added again by the next flush (the over-count the chaos suite saw
+// across NATS leader kills and partitions: 3 of 1,032).
+func TestTally_AWriteWhoseAnswerIsLostCountsOnce(t *testing.T) {
+	// Each step settles 100 deliveries with the next tally writes' answers lost.
+	type step struct {
+		failures int32
+		stored   bool
+	}
+	for _, tc := range []struct {
+		name  string
+		steps []step
+	}{
+		{"the first write (the tally's creation) stored, its answer lost", []step{{1, true}}},
+		{"an update stored, its answer lost", []step{{0, false}, {1, true}}},
+		{"three writes in a row not stored", []step{{3, false}}},
+		{"an update stored, then two not stored, answers lost", []step{{0, false}, {1, true}, {2, false}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st, err := Open(ctx, Options{Store: config.Store{DataDir: t.TempDir()}, Log: testr.New(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			s := st.(*jsStore)
+			kv := &lostAnswerKV{KeyValue: s.state}
+			s.state = kv
+			ep := Endpoint{Namespace: "shop", Name: "billing", UID: "0c0c0c0c-0000-4000-8000-000000000002"}
+			cons, err := s.Consume(ctx, ep, ConsumerOptions{AckWait: 30 * time.Second, Buffer: 64})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cons.Stop()
+			settle := func(from, n int, failures int32, stored bool) {
+				t.Helper()
+				ds := make([]Delivery, n)
+				for i := range ds {
+					id := fmt.Sprintf("evt_%d", from+i)
+					ds[i] = Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
+						CreatedAt: time.Now(), AcceptedAt: time.Now(), DeliveryID: DeliveryID(ep.Namespace, id, ep.Name), Attempt: 1, Data: []byte(`{}`)}
+				}
+				if _, err := s.Publish(ctx, ds); err != nil {
+					t.Fatal(err)
+				}
+				kv.stored = stored
+				kv.failures.Store(failures)
+				for range n {
+					p, err := cons.Next()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := p.Delivered(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want := int64(from + n)
+				deadline := time.Now().Add(20 * time.Second)
+				for {
+					tl, err := s.TallyOf(ctx, ep)
+					pending, perr := s.PendingDeliveries(ctx, ep)
+					if err == nil && perr == nil && tl.Delivered >= want && pending == 0 {
+						// One more flush interval: a count added twice would show by now.
+						time.Sleep(4 * journalInterval)
+						if tl, err = s.TallyOf(ctx, ep); err != nil {
+							t.Fatal(err)
+						}
+						if tl.Delivered != want {
+							t.Fatalf("tally counts %d delivered, want %d (%d writes had their answer lost)", tl.Delivered, want, kv.failed.Load())
+						}
+						return
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("after 20s: tally %+v (err %v), %d pending (err %v), want %d delivered and none pending", tl.Counts, err, pending, perr, want)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			for i, st := range tc.steps {
+				settle(100*i, 100, st.failures, st.stored)
+			}
+			if kv.failed.Load() == 0 {
+				t.Fatal("no tally write had its answer lost: the test did not cross what it is for")
+			}
+		})
+	}
+}
