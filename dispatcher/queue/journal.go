@@ -35,9 +35,12 @@ import (
 // acknowledged. A dispatcher killed before step 2 never counted it; the delivery is
 // handed out again, attempted again, and counted then. One killed between steps 2 and 3
 // left it open; whoever is handed it again finds it open in the tally and only
-// acknowledges it. What a receiver may see twice is an attempt whose dispatcher was
-// killed after the answer and before step 2 (at most journalInterval plus a round trip):
-// at-least-once, with the same event id and attempt number.
+// acknowledges it. A tally write whose answer is lost (a timeout across a leader change)
+// may have been stored: the journal numbers its writes in its open set, and the next
+// read of the tally tells whether it was, so that a failed flush's counts, carried into
+// the next, are added once. What a receiver may see twice is an attempt whose
+// dispatcher was killed after the answer and before step 2 (at most journalInterval
+// plus a round trip): at-least-once, with the same event id and attempt number.
 //
 // A retry or a dead letter is stored before its delivery is handed to the journal, so
 // that a delivery found open never needs its next step done again.
@@ -708,14 +711,23 @@ func (j *journal) anyStored(ctx context.Context, seqs []uint64) bool {
 // held by this journal until they are gone from the stream.
 func (j *journal) acknowledge(ctx context.Context, e *epJournal, b *batch) {
 	var failed []uint64
-	last := len(b.acks) - 1
-	for i, m := range b.acks[:last] {
-		if err := m.Ack(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-			failed = append(failed, b.seqs[i])
+	if j.s.acks != nil {
+		// Replicated: each answered on its own (acks.go).
+		for i, ok := range j.s.acks.ack(ctx, b.acks) {
+			if !ok {
+				failed = append(failed, b.seqs[i])
+			}
 		}
-	}
-	if err := b.acks[last].DoubleAck(ctx); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-		failed = b.seqs
+	} else {
+		last := len(b.acks) - 1
+		for i, m := range b.acks[:last] {
+			if err := m.Ack(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+				failed = append(failed, b.seqs[i])
+			}
+		}
+		if err := b.acks[last].DoubleAck(ctx); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			failed = b.seqs
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

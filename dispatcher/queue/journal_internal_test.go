@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-dev/herald/dispatcher/config"
@@ -143,5 +144,93 @@ func TestTally_AWriteWhoseAnswerIsLostCountsOnce(t *testing.T) {
 				t.Fatal("no tally write had its answer lost: the test did not cross what it is for")
 			}
 		})
+	}
+}
+
+// On replicated streams every acknowledgement is answered on its own (acks.go): those
+// lost on the way (sent to a consumer leader that stepped down) stay open in the tally,
+// and their deliveries, handed out again, are acknowledged without being counted again.
+func TestAcks_LostOnesStayOpenAndAreNotCountedAgain(t *testing.T) {
+	ctx := context.Background()
+	st, err := Open(ctx, Options{Store: config.Store{DataDir: t.TempDir()}, Log: testr.New(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s := st.(*jsStore)
+	// One copy here; the confirmer is what a replicated store uses.
+	c, err := newAckConfirmer(s.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lost = 3
+	var sent atomic.Int32
+	c.publish = func(m *nats.Msg) error {
+		if sent.Add(1) <= lost {
+			return nil
+		}
+		return s.nc.PublishMsg(m)
+	}
+	s.acks = c
+	ep := Endpoint{Namespace: "shop", Name: "billing", UID: "0c0c0c0c-0000-4000-8000-000000000003"}
+	ds := make([]Delivery, 100)
+	for i := range ds {
+		id := fmt.Sprintf("evt_%d", i)
+		ds[i] = Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
+			CreatedAt: time.Now(), AcceptedAt: time.Now(), DeliveryID: DeliveryID(ep.Namespace, id, ep.Name), Attempt: 1, Data: []byte(`{}`)}
+	}
+	if _, err := s.Publish(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := s.Consume(ctx, ep, ConsumerOptions{AckWait: time.Second, Buffer: 128})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Stop()
+	var handed atomic.Int32
+	go func() {
+		for {
+			p, err := cons.Next()
+			if err != nil {
+				return
+			}
+			handed.Add(1)
+			if err := p.Delivered(); err != nil {
+				t.Error(err)
+			}
+		}
+	}()
+	e := s.journal.get(ep)
+	carried := 0
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		e.mu.Lock()
+		carried = max(carried, len(e.carry))
+		e.mu.Unlock()
+		tl, err := s.TallyOf(ctx, ep)
+		pending, perr := s.PendingDeliveries(ctx, ep)
+		if err == nil && perr == nil && tl.Delivered >= 100 && pending == 0 && carried == lost {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: tally %+v (err %v), %d pending (err %v), %d carried open; want 100 delivered, none pending, %d carried (handed %d)",
+				tl.Counts, err, pending, perr, carried, lost, handed.Load())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The lost ones were handed out again (AckWait 1s) and only acknowledged.
+	time.Sleep(2 * time.Second)
+	tl, err := s.TallyOf(ctx, ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tl.Delivered != 100 {
+		t.Errorf("tally counts %d delivered, want 100 (%d acknowledgements lost)", tl.Delivered, lost)
+	}
+	if pending, err := s.PendingDeliveries(ctx, ep); err != nil || pending != 0 {
+		t.Errorf("%d deliveries pending (err %v), want 0: the lost acknowledgements' deliveries are acknowledged when handed out again", pending, err)
+	}
+	if n := handed.Load(); n != 100 {
+		t.Errorf("%d deliveries handed to the worker, want 100 (none twice)", n)
 	}
 }

@@ -79,6 +79,9 @@ type jsStore struct {
 	creating chan struct{}
 	// journal settles deliveries and writes the history in batches.
 	journal *journal
+	// acks confirms every acknowledgement on its own when the streams are replicated
+	// (see acks.go); nil on one copy.
+	acks *ackConfirmer
 	// maxBatch bounds a history batch's bytes (under the server's max payload).
 	maxBatch int
 	// seen remembers the event ids accepted within the dedupe window (see dedupe.go),
@@ -144,6 +147,12 @@ func Open(ctx context.Context, opts Options) (Store, error) {
 	}
 	go s.pruneSeen()
 	s.maxBatch = int(min(s.nc.MaxPayload()-4096, 256<<10))
+	if s.replicas > 1 {
+		if s.acks, err = newAckConfirmer(s.nc); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
 	s.journal = newJournal(s, opts.AttemptLog)
 	s.startProbe()
 	return s, nil
