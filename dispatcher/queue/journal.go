@@ -159,6 +159,7 @@ type epJournal struct {
 	mu        sync.Mutex
 	acks      []jetstream.Msg
 	seqs      []uint64
+	seqCounts []Counts // what each of seqs counts
 	counts    Counts
 	last      *AttemptSummary
 	success   time.Time
@@ -243,7 +244,12 @@ func (j *journal) settle(ctx context.Context, p *Pending, c Counts, wait, urgent
 	if e.settleEmpty() {
 		e.since = time.Now()
 	}
-	e.acks, e.seqs = append(e.acks, p.msg), append(e.seqs, seq)
+	if _, dup := e.mine[seq]; dup {
+		// Handed out twice at once (a consumer's new leader handing out again what
+		// the old one had) and settled twice here: counted once, acknowledged twice.
+		c = Counts{}
+	}
+	e.acks, e.seqs, e.seqCounts = append(e.acks, p.msg), append(e.seqs, seq), append(e.seqCounts, c)
 	e.mine[seq] = struct{}{}
 	e.counts.add(c)
 	if wait {
@@ -528,6 +534,7 @@ func (j *journal) abort() {
 type batch struct {
 	acks      []jetstream.Msg
 	seqs      []uint64
+	seqCounts []Counts
 	counts    Counts
 	last      *AttemptSummary
 	success   time.Time
@@ -540,11 +547,11 @@ type batch struct {
 // meanwhile.
 func (j *journal) flush(e *epJournal, all bool) (again bool) {
 	e.mu.Lock()
-	b := batch{acks: e.acks, seqs: e.seqs, counts: e.counts, last: e.last, success: e.success, waiters: e.waiters}
+	b := batch{acks: e.acks, seqs: e.seqs, seqCounts: e.seqCounts, counts: e.counts, last: e.last, success: e.success, waiters: e.waiters}
 	if e.historyDue(time.Now(), all) {
 		b.attempts, b.delivered = e.attempts.take(), e.delivered.take()
 	}
-	e.acks, e.seqs, e.counts, e.last, e.success, e.waiters, e.urgent = nil, nil, Counts{}, nil, time.Time{}, nil, false
+	e.acks, e.seqs, e.seqCounts, e.counts, e.last, e.success, e.waiters, e.urgent = nil, nil, nil, Counts{}, nil, time.Time{}, nil, false
 	e.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
@@ -588,7 +595,7 @@ func (j *journal) flush(e *epJournal, all bool) (again bool) {
 		// deliveries stay unacknowledged meanwhile; handed out again, they are found
 		// in mine and left alone.
 		j.s.opts.Log.Error(err, "settling deliveries; retrying", "endpoint", e.ep.String(), "deliveries", len(b.acks))
-		e.acks, e.seqs = append(b.acks, e.acks...), append(b.seqs, e.seqs...)
+		e.acks, e.seqs, e.seqCounts = append(b.acks, e.acks...), append(b.seqs, e.seqs...), append(b.seqCounts, e.seqCounts...)
 		e.counts.add(b.counts)
 		if e.last == nil {
 			e.last = b.last
@@ -634,6 +641,9 @@ func (j *journal) count(ctx context.Context, e *epJournal, b *batch) error {
 		write := e.writes
 		e.mu.Unlock()
 		t.Counts.add(b.counts)
+		// Deliveries open in another journal's set were handed out to both at once
+		// (a consumer's leader change) and counted there: not here.
+		t.Counts.sub(b.countedElsewhere(t.Open, j.session))
 		if b.last != nil && (t.LastAttempt == nil || !b.last.Time.Before(t.LastAttempt.Time)) {
 			t.LastAttempt = b.last
 		}
@@ -674,6 +684,28 @@ func (j *journal) count(ctx context.Context, e *epJournal, b *batch) error {
 		e.mu.Unlock()
 	}
 	return fmt.Errorf("writing the tally of %s: too much contention", e.ep)
+}
+
+// countedElsewhere sums what b counts for deliveries open in other journals' sets.
+func (b *batch) countedElsewhere(open map[string]openSet, session string) Counts {
+	var c Counts
+	if _, mine := open[session]; len(open) == 0 || (len(open) == 1 && mine) {
+		return c
+	}
+	others := map[uint64]struct{}{}
+	for s, o := range open {
+		if s != session {
+			for _, seq := range o.Seqs {
+				others[seq] = struct{}{}
+			}
+		}
+	}
+	for i, seq := range b.seqs {
+		if _, ok := others[seq]; ok && i < len(b.seqCounts) {
+			c.add(b.seqCounts[i])
+		}
+	}
+	return c
 }
 
 // openSets is the tally's open sets with this journal's replaced by open and write, and

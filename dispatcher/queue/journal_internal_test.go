@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-dev/herald/dispatcher/config"
+	"github.com/herald-dev/herald/internal/testenv"
 )
 
 // lostAnswerKV is the state bucket whose next tally writes fail as a write does whose
@@ -232,5 +233,103 @@ func TestAcks_LostOnesStayOpenAndAreNotCountedAgain(t *testing.T) {
 	}
 	if n := handed.Load(); n != 100 {
 		t.Errorf("%d deliveries handed to the worker, want 100 (none twice)", n)
+	}
+}
+
+// A delivery handed out twice at once (a consumer's new leader handing out again what
+// the old one had handed out) and settled twice, by one dispatcher or by two, is
+// counted once and acknowledged.
+func TestTally_ADeliveryHandedOutTwiceAtOnceCountsOnce(t *testing.T) {
+	ctx := context.Background()
+	url := testenv.NATS(t)
+	open := func() *jsStore {
+		st, err := Open(ctx, Options{Store: config.Store{URL: url}, Log: testr.New(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(st.Close)
+		return st.(*jsStore)
+	}
+	a, b := open(), open()
+	ep := Endpoint{Namespace: "shop", Name: "billing", UID: "0c0c0c0c-0000-4000-8000-000000000004"}
+	ds := make([]Delivery, 2)
+	for i := range ds {
+		id := fmt.Sprintf("evt_%d", i)
+		ds[i] = Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
+			CreatedAt: time.Now(), AcceptedAt: time.Now(), DeliveryID: DeliveryID(ep.Namespace, id, ep.Name), Attempt: 1, Data: []byte(`{}`)}
+	}
+	if _, err := a.Publish(ctx, ds); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := a.Consume(ctx, ep, ConsumerOptions{AckWait: 30 * time.Second, Buffer: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Stop()
+	next := func() *Pending {
+		t.Helper()
+		p, err := cons.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// What a second hand-out of the same message to the same dispatcher, or to another,
+	// gives it.
+	again := func(p *Pending, s *jsStore) *Pending {
+		return &Pending{Delivery: p.Delivery, msg: p.msg, store: s, seq: p.seq, handedOut: p.handedOut + 1}
+	}
+	waitDelivered := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			tl, err := a.TallyOf(ctx, ep)
+			if err == nil && tl.Delivered >= want {
+				time.Sleep(4 * journalInterval)
+				if tl, err = a.TallyOf(ctx, ep); err != nil || tl.Delivered != want {
+					t.Fatalf("tally counts %d delivered (err %v), want %d", tl.Delivered, err, want)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("after 10s: tally %+v (err %v), want %d delivered", tl.Counts, err, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	// The same dispatcher, both settlements in one flush.
+	p := next()
+	if err := errors.Join(p.Delivered(), again(p, a).Delivered()); err != nil {
+		t.Fatal(err)
+	}
+	waitDelivered(1)
+
+	// Two dispatchers: the second counts after the first, whose set still holds it.
+	p = next()
+	if err := p.Delivered(); err != nil {
+		t.Fatal(err)
+	}
+	waitDelivered(2)
+	if err := again(p, b).Delivered(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		e := b.journal.get(ep)
+		e.mu.Lock()
+		flushed := e.loaded && len(e.acks) == 0 && !e.flushing
+		e.mu.Unlock()
+		if flushed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second dispatcher did not flush its settlement within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitDelivered(2)
+	if pending, err := a.PendingDeliveries(ctx, ep); err != nil || pending != 0 {
+		t.Errorf("%d deliveries pending (err %v), want 0", pending, err)
 	}
 }
