@@ -309,12 +309,16 @@ func (s *suite) check(t *testing.T, f *flow, lost []string) {
 // each acknowledgement, so no dispatcher kill or restart may make them wrong (issue 27):
 // fewer is a count lost with a killed replica, more a delivery counted twice. Where the
 // fault is the store's own (a NATS node killed or partitioned) the bounded form has seen
-// them over-count by a few (3 of 1,032 in a partition). One cause is found and fixed: a
-// tally write stored while its answer was lost in the leader change was added again by
-// the next flush (TestTally_AWriteWhoseAnswerIsLostCountsOnce). Another would be plain
-// acknowledgements lost in transit ahead of a confirmed one; until runs show none, an
-// over-count there is reported, not failed. The receiver never fails in these
-// scenarios, so any failed attempt is a store fault charged to the receiver.
+// them over-count by a few (3 of 1,032 in a partition), each time by as many as the
+// receiver saw deliveries twice. Three ways to it are found and closed, each with its
+// test in dispatcher/queue: a tally write stored while its answer was lost was added
+// again; acknowledgements dropped by a consumer leader stepping down were taken as
+// confirmed by a later one; a delivery handed out twice at once was counted by both
+// settlements. A partition still over-counts by 1–2 in about half the runs (a delivery
+// handed out again after its first settlement was acknowledged and closed; not yet
+// understood; the leader kill has not in 8 runs since), so under these two faults an
+// over-count is reported, not failed. The receiver never fails in these scenarios, so
+// any failed attempt is a store fault charged to the receiver.
 func (s *suite) failedAttempts(t *testing.T, endpoint string) int64 {
 	t.Helper()
 	wrong := t.Errorf
