@@ -118,10 +118,13 @@ type openSet struct {
 // WatchState).
 const TallyKind = "tally"
 
-// unsureWrite is a write of the tally whose answer was lost.
+// unsureWrite is a write of the tally whose answer was lost: its number, what its batch
+// counted, and how many deliveries its batch had (the failed flush puts them first in
+// the next).
 type unsureWrite struct {
 	id     uint64
 	counts Counts
+	n      int
 }
 
 // maxUnsure bounds the unsure writes remembered through a long outage: only the last
@@ -633,9 +636,11 @@ func (j *journal) count(ctx context.Context, e *epJournal, b *batch) error {
 		t, rev := e.tally, e.rev
 		open := append(slices.Clone(e.carry), b.seqs...)
 		if u, ok := e.stored(t.Open[j.session].Write); ok {
-			// A write whose answer was lost was stored: what it counted (carried into
-			// this batch by the failed flush) is in the tally already.
+			// A write whose answer was lost was stored: what its deliveries count
+			// (carried into this batch, first, by the failed flush) is in the tally
+			// already, or was left out there as counted elsewhere.
 			b.counts.sub(u.counts)
+			clear(b.seqCounts[:min(u.n, len(b.seqCounts))])
 		}
 		e.writes++
 		write := e.writes
@@ -672,7 +677,7 @@ func (j *journal) count(ctx context.Context, e *epJournal, b *batch) error {
 		}
 		if !isWrongLastSequence(err) {
 			e.mu.Lock()
-			e.unsure = append(e.unsure, unsureWrite{id: write, counts: b.counts})
+			e.unsure = append(e.unsure, unsureWrite{id: write, counts: b.counts, n: len(b.seqs)})
 			if len(e.unsure) > maxUnsure {
 				e.unsure = slices.Delete(e.unsure, 0, len(e.unsure)-maxUnsure)
 			}

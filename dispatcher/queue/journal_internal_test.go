@@ -37,12 +37,14 @@ func (k *lostAnswerKV) Update(ctx context.Context, key string, value []byte, rev
 	if !k.fail(key) {
 		return k.KeyValue.Update(ctx, key, value, rev)
 	}
-	k.failed.Add(1)
 	if k.stored {
 		if _, err := k.KeyValue.Update(ctx, key, value, rev); err != nil {
+			// Refused (another wrote first): not the write whose answer is lost.
+			k.failures.Add(1)
 			return 0, err
 		}
 	}
+	k.failed.Add(1)
 	return 0, errAnswerLost
 }
 
@@ -50,12 +52,14 @@ func (k *lostAnswerKV) Create(ctx context.Context, key string, value []byte, opt
 	if !k.fail(key) {
 		return k.KeyValue.Create(ctx, key, value, opts...)
 	}
-	k.failed.Add(1)
 	if k.stored {
 		if _, err := k.KeyValue.Create(ctx, key, value, opts...); err != nil {
+			// Refused (another wrote first): not the write whose answer is lost.
+			k.failures.Add(1)
 			return 0, err
 		}
 	}
+	k.failed.Add(1)
 	return 0, errAnswerLost
 }
 
@@ -252,7 +256,7 @@ func TestTally_ADeliveryHandedOutTwiceAtOnceCountsOnce(t *testing.T) {
 	}
 	a, b := open(), open()
 	ep := Endpoint{Namespace: "shop", Name: "billing", UID: "0c0c0c0c-0000-4000-8000-000000000004"}
-	ds := make([]Delivery, 2)
+	ds := make([]Delivery, 4)
 	for i := range ds {
 		id := fmt.Sprintf("evt_%d", i)
 		ds[i] = Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
@@ -314,21 +318,44 @@ func TestTally_ADeliveryHandedOutTwiceAtOnceCountsOnce(t *testing.T) {
 	if err := again(p, b).Delivered(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		e := b.journal.get(ep)
-		e.mu.Lock()
-		flushed := e.loaded && len(e.acks) == 0 && !e.flushing
-		e.mu.Unlock()
-		if flushed {
-			break
+	flushed := func(s *jsStore) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			e := s.journal.get(ep)
+			e.mu.Lock()
+			done := e.loaded && len(e.acks) == 0 && !e.flushing
+			e.mu.Unlock()
+			if done {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the second dispatcher did not flush its settlements within 10s")
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the second dispatcher did not flush its settlement within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
+	flushed(b)
 	waitDelivered(2)
+
+	// The second's write of one counted there and one of its own is stored with its
+	// answer lost: the flush after it adds neither again, nor leaves out the first twice.
+	p = next()
+	if err := p.Delivered(); err != nil {
+		t.Fatal(err)
+	}
+	waitDelivered(3)
+	kv := &lostAnswerKV{KeyValue: b.state, stored: true}
+	kv.failures.Store(1)
+	b.state = kv
+	if err := errors.Join(again(p, b).Delivered(), again(next(), b).Delivered()); err != nil {
+		t.Fatal(err)
+	}
+	flushed(b)
+	if kv.failed.Load() != 1 {
+		t.Fatalf("%d tally writes had their answer lost, want 1", kv.failed.Load())
+	}
+	waitDelivered(4)
 	if pending, err := a.PendingDeliveries(ctx, ep); err != nil || pending != 0 {
 		t.Errorf("%d deliveries pending (err %v), want 0", pending, err)
 	}
