@@ -100,12 +100,7 @@ func TestTally_AWriteWhoseAnswerIsLostCountsOnce(t *testing.T) {
 			defer cons.Stop()
 			settle := func(from, n int, failures int32, stored bool) {
 				t.Helper()
-				ds := make([]Delivery, n)
-				for i := range ds {
-					id := fmt.Sprintf("evt_%d", from+i)
-					ds[i] = Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
-						CreatedAt: time.Now(), AcceptedAt: time.Now(), DeliveryID: DeliveryID(ep.Namespace, id, ep.Name), Attempt: 1, Data: []byte(`{}`)}
-				}
+				ds := testDeliveries(ep, from, n)
 				if _, err := s.Publish(ctx, ds); err != nil {
 					t.Fatal(err)
 				}
@@ -178,12 +173,7 @@ func TestAcks_LostOnesStayOpenAndAreNotCountedAgain(t *testing.T) {
 	}
 	s.acks = c
 	ep := Endpoint{Namespace: "shop", Name: "billing", UID: "0c0c0c0c-0000-4000-8000-000000000003"}
-	ds := make([]Delivery, 100)
-	for i := range ds {
-		id := fmt.Sprintf("evt_%d", i)
-		ds[i] = Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
-			CreatedAt: time.Now(), AcceptedAt: time.Now(), DeliveryID: DeliveryID(ep.Namespace, id, ep.Name), Attempt: 1, Data: []byte(`{}`)}
-	}
+	ds := testDeliveries(ep, 0, 100)
 	if _, err := s.Publish(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
@@ -256,12 +246,7 @@ func TestTally_ADeliveryHandedOutTwiceAtOnceCountsOnce(t *testing.T) {
 	}
 	a, b := open(), open()
 	ep := Endpoint{Namespace: "shop", Name: "billing", UID: "0c0c0c0c-0000-4000-8000-000000000004"}
-	ds := make([]Delivery, 4)
-	for i := range ds {
-		id := fmt.Sprintf("evt_%d", i)
-		ds[i] = Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
-			CreatedAt: time.Now(), AcceptedAt: time.Now(), DeliveryID: DeliveryID(ep.Namespace, id, ep.Name), Attempt: 1, Data: []byte(`{}`)}
-	}
+	ds := testDeliveries(ep, 0, 4)
 	if _, err := a.Publish(ctx, ds); err != nil {
 		t.Fatal(err)
 	}
@@ -359,4 +344,15 @@ func TestTally_ADeliveryHandedOutTwiceAtOnceCountsOnce(t *testing.T) {
 	if pending, err := a.PendingDeliveries(ctx, ep); err != nil || pending != 0 {
 		t.Errorf("%d deliveries pending (err %v), want 0", pending, err)
 	}
+}
+
+// testDeliveries are n first attempts of events evt_<from>… for ep.
+func testDeliveries(ep Endpoint, from, n int) []Delivery {
+	ds := make([]Delivery, n)
+	for i := range ds {
+		id := fmt.Sprintf("evt_%d", from+i)
+		ds[i] = Delivery{Namespace: ep.Namespace, Endpoint: ep.Name, EndpointUID: ep.UID, EventID: id, EventType: "invoice.paid",
+			CreatedAt: time.Now(), AcceptedAt: time.Now(), DeliveryID: DeliveryID(ep.Namespace, id, ep.Name), Attempt: 1, Data: []byte(`{}`)}
+	}
+	return ds
 }
